@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Release builds drop Swift's overflow/bounds traps in the numeric targets; the C kernels are always optimised so
+// that debug test runs stay fast.
+let fastSwift: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "moe-serve",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "moe-serve", targets: ["moe-serve"]),
+        .executable(name: "moe-bench", targets: ["moe-bench"]),
+        .library(name: "MoEModel", targets: ["MoEModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Thin shims over the system C libraries: nothing else lives in them.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // Vectorised kernels with run-time CPU dispatch (AVX-512 / AVX2+FMA / portable).
+        .target(name: "CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+
+        // Tensors, kernels and threads: no model knowledge.
+        .target(name: "MoECore", dependencies: ["CKernels", "COpenBLAS"], swiftSettings: fastSwift),
+        // Checkpoints, configs, model families, forward pass, sampling. Knows nothing of MPI.
+        .target(name: "MoEModel", dependencies: ["MoECore", "CKernels"],
+                resources: [.copy("Resources/tokenizer-512"), .copy("Resources/tokenizer-2048")], swiftSettings: fastSwift),
+        // MPI runtime, roles and (later) expert parallelism applied from outside the model.
+        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore"], swiftSettings: fastSwift),
+
+        .executableTarget(name: "moe-serve", dependencies: [
+            "MoEModel", "MoECluster", "MoECore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fastSwift),
+        .executableTarget(name: "moe-bench", dependencies: [
+            "MoEModel", "MoECore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fastSwift),
+
+        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEModel"]),
+    ]
+)

@@ -1,0 +1,66 @@
+// Hot numeric kernels for the CPU, with run-time dispatch between AVX-512, AVX2+FMA and portable C.
+// Matrices are row-major; a "row stride" is counted in elements. All sizes are element counts.
+#ifndef MOE_CKERNELS_H
+#define MOE_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- CPU features -------------------------------------------------------------------------------------------
+enum { KERN_ISA_PORTABLE = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2 };
+/// The best instruction set this CPU supports (detected once).
+int kern_isa_detected(void);
+/// The instruction set the kernels use now (defaults to the detected one).
+int kern_isa_active(void);
+/// Forces a lower instruction set (tests of the portable path). Values above the detected one are clamped.
+void kern_isa_force(int isa);
+const char *kern_isa_name(int isa);
+
+// ---- Threads --------------------------------------------------------------------------------------------------
+/// A task receives its context and a half-open range of work items.
+typedef void (*kern_task_fn)(void *ctx, size_t begin, size_t end);
+/// Starts the pool with `n` threads in all (the caller counts as one). Calling again resizes it.
+void kern_threads_init(int n);
+int kern_threads_count(void);
+/// Runs fn over [0, n) split into contiguous chunks (multiples of `grain`), one per thread, and waits.
+/// Runs serially in the caller when the pool is busy (another thread is using it) or when nested.
+void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx);
+
+// ---- Conversions ------------------------------------------------------------------------------------------------
+void kern_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+void kern_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+/// Round to nearest even; NaN stays NaN.
+void kern_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+void kern_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+
+// ---- Vector ops ------------------------------------------------------------------------------------------------
+float kern_dot_f32(const float *a, const float *b, size_t n);
+/// y += a * x
+void kern_axpy_f32(float *y, float a, const float *x, size_t n);
+/// y = x * rsqrt(mean(x^2) + eps) * w   (w may be NULL for no weight)
+void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float eps);
+/// out[i] = silu(g[i]) * u[i]
+void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n);
+
+// ---- Matrix-vector ------------------------------------------------------------------------------------------------
+/// y[r] = dot(W[r, 0..<cols], x) for r in [r0, r1). W has row stride `ld`.
+void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1);
+/// The same over all `rows`, split across the thread pool.
+void kern_gemv_f32_mt(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t rows);
+
+// ---- Attention over a paged KV cache ------------------------------------------------------------------------------
+/// One query head against positions [p0, p1) of one sequence.
+/// K/V pools of one layer: element (block b, kv head h, slot s, dim d) at ((b*kv_heads + h)*block_size + s)*head_dim + d.
+/// `blocks` maps position/block_size to a block id. `scores` needs room for p1 - p0 floats. out: [head_dim].
+void kern_attend_f32(const float *q, const float *kpool, const float *vpool, const int32_t *blocks,
+                     int block_size, int kv_heads, int head_dim, int kv_head, int p0, int p1, float scale,
+                     float *scores, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

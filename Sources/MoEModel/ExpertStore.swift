@@ -1,0 +1,83 @@
+import Foundation
+import MoECore
+
+/// The routed experts one process holds: all of them in a single process, a shard on an expert worker.
+/// Only the selected experts' tensors are read (and, for f16/bf16, converted) from the checkpoint.
+public final class ExpertStore: @unchecked Sendable {
+    public let spec: ModelSpec
+    private var experts: [Int: MLPWeights] = [:]   // key layer * numExperts + expert
+    public private(set) var byteCount = 0
+    private let scratch = ExpertScratch()
+
+    /// Loads the experts for which `select(layer, expert)` is true.
+    public init(_ ckpt: Checkpoint, _ spec: ModelSpec, select: (Int, Int) -> Bool = { _, _ in true }) throws {
+        self.spec = spec
+        for l in spec.moeLayers {
+            for e in 0..<spec.layers[l].moe!.experts where select(l, e) {
+                try load(ckpt, layer: l, expert: e)
+            }
+        }
+    }
+
+    public func load(_ ckpt: Checkpoint, layer l: Int, expert e: Int) throws {
+        guard let moe = spec.layers[l].moe else { return }
+        let H = spec.hiddenSize, I = moe.intermediate, E = moe.experts
+        let p = ModelSpec.layerPrefix(l)
+        let w: MLPWeights
+        switch try resolveExpertLayout(ckpt, spec, layer: l) {
+        case .perExpert(let prefix, let names):
+            w = try loadMLP(ckpt, prefix: "\(p)\(prefix).experts.\(e).", names: names, hidden: H, intermediate: I, bias: false)
+        case .fused(let prefix):
+            let gu = "\(p)\(prefix).experts.gate_up_proj", dn = "\(p)\(prefix).experts.down_proj"
+            // gate_up_proj [E, 2I, H]: expert e's gate rows then its up rows; down_proj [E, H, I].
+            w = MLPWeights(gate: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I, rowCount: I),
+                           up: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I + I, rowCount: I),
+                           down: try ckpt.matrixSlice(dn, shape: [E, H, I], rowStart: e * H, rowCount: H))
+        }
+        experts[key(l, e)] = w
+        byteCount += w.byteCount
+    }
+
+    public func unload(layer l: Int, expert e: Int) {
+        if let w = experts.removeValue(forKey: key(l, e)) { byteCount -= w.byteCount }
+    }
+
+    public func has(layer: Int, expert: Int) -> Bool { experts[key(layer, expert)] != nil }
+    public func weights(layer: Int, expert: Int) -> MLPWeights? { experts[key(layer, expert)] }
+    public var count: Int { experts.count }
+
+    private func key(_ l: Int, _ e: Int) -> Int { l * max(spec.numExperts, 1) + e }
+
+    /// out[n, H] = expert(x[n, H]) for `n` rows routed to one expert: one batched product per weight, never per token.
+    public func compute(layer: Int, expert: Int, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>) {
+        guard let w = experts[key(layer, expert)] else {
+            fatalError("expert \(expert) of layer \(layer) is not held by this process")
+        }
+        runMLP(w, x: x, rows: n, out: out, scratch: scratch)
+    }
+}
+
+/// Reused buffers for MLP intermediates ([n, I] twice).
+final class ExpertScratch: @unchecked Sendable {
+    let gate = Scratch()
+    let up = Scratch()
+}
+
+/// out[n, H] = down(silu(gate·x + bg) ⊙ (up·x + bu)) + bd.
+func runMLP(_ w: MLPWeights, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>, scratch: ExpertScratch) {
+    let I = w.gate.rows
+    let g = scratch.gate.ensure(n * I), u = scratch.up.ensure(n * I)
+    matmul(x, rows: n, w.gate, out: g)
+    matmul(x, rows: n, w.up, out: u)
+    if let b = w.gateBias { addBias(g, b, rows: n) }
+    if let b = w.upBias { addBias(u, b, rows: n) }
+    swiglu(g, u, g, count: n * I)
+    matmul(g, rows: n, w.down, out: out)
+    if let b = w.downBias { addBias(out, b, rows: n) }
+}
+
+/// y[r, :] += b for each of `rows` rows (b: one row).
+func addBias(_ y: UnsafeMutablePointer<Float>, _ b: Matrix, rows: Int) {
+    let n = b.cols
+    for r in 0..<rows { axpy(y + r * n, 1, b.base, n) }
+}

@@ -1,0 +1,95 @@
+import Foundation
+
+/// Rotary position embedding: transformers' rotate-half convention on the first `rotaryDim` dims of each head.
+public struct RopeSpec: Sendable, Equatable {
+    public enum Scaling: Sendable, Equatable {
+        case none
+        case linear(factor: Float)
+        /// Llama 3.x: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+        case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
+    }
+    public var theta: Float
+    public var scaling: Scaling = .none
+}
+
+/// A SwiGLU MLP's tensor names: out = down(silu(gate(x)) · up(x)).
+public struct MLPNames: Sendable, Equatable {
+    public var gate: String
+    public var up: String
+    public var down: String
+}
+
+/// Where a layer's experts live on disk.
+public enum ExpertLayout: Sendable, Equatable {
+    public var prefix: String {
+        switch self { case .perExpert(let p, _), .fused(let p): return p }
+    }
+    /// One tensor per expert: "<prefix>.experts.<e>.<gate|up|down>.weight".
+    case perExpert(prefix: String, names: MLPNames)
+    /// Fused over experts: "<prefix>.experts.gate_up_proj" [E, 2I, H] (each expert's gate rows, then its up rows)
+    /// and "<prefix>.experts.down_proj" [E, H, I].
+    case fused(prefix: String)
+}
+
+/// A mixture-of-experts feed-forward block. T tokens, E experts, K active per token, H hidden, I expert width.
+public struct MoESpec: Sendable, Equatable {
+    public var experts: Int
+    public var topK: Int
+    public var intermediate: Int
+    /// Renormalise the K selected softmax probabilities to sum to 1 (Mixtral always; Qwen when norm_topk_prob).
+    public var normTopK: Bool
+    /// Candidate on-disk layouts, tried in order at load; the router is "<prefix>.gate.weight" [E, H] of the layout found.
+    public var layouts: [ExpertLayout]
+    /// Qwen2-MoE: a dense expert every token uses, scaled by sigmoid(shared_expert_gate · x).
+    public var shared: SharedExpertSpec?
+}
+
+public struct SharedExpertSpec: Sendable, Equatable {
+    public var intermediate: Int
+    public var names: MLPNames
+    /// [1, H] gate weight, or nil when the shared expert is added unscaled.
+    public var gateName: String?
+}
+
+public enum FeedForwardSpec: Sendable, Equatable {
+    case dense(intermediate: Int, names: MLPNames, bias: Bool)
+    case moe(MoESpec)
+
+    public var moe: MoESpec? { if case .moe(let m) = self { return m } else { return nil } }
+}
+
+/// Everything the forward pass needs to know about an architecture, filled in by a model family file from its
+/// `config.json`. Layer tensors are named "model.layers.<l>.<...>" as in every family here.
+public struct ModelSpec: Sendable, Equatable {
+    public var modelType: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Float
+    public var rope: RopeSpec
+    public var maxPositions: Int
+    public var tieWordEmbeddings: Bool
+    /// Per layer: the attention window in tokens (a token sees itself and the window-1 before it), or nil for full.
+    public var slidingWindows: [Int?]
+    /// Biases on q/k/v projections (Qwen2) and on o_proj (Llama's attention_bias).
+    public var qkvBias: Bool
+    public var oBias: Bool
+    /// Qwen3: RMSNorm over head_dim on each query and key head, before RoPE.
+    public var qkNorm: Bool
+    public var layers: [FeedForwardSpec]
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    /// The dtype config.json declares (torch_dtype / dtype), informational.
+    public var declaredDType: String?
+
+    public var isMoE: Bool { layers.contains { $0.moe != nil } }
+    public var moeLayers: [Int] { layers.indices.filter { layers[$0].moe != nil } }
+    public var numExperts: Int { layers.compactMap(\.moe).first?.experts ?? 0 }
+    public var qDim: Int { numHeads * headDim }
+    public var kvDim: Int { numKVHeads * headDim }
+
+    static func layerPrefix(_ l: Int) -> String { "model.layers.\(l)." }
+}

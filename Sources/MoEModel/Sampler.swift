@@ -1,0 +1,128 @@
+import Foundation
+
+/// How to pick the next token. temperature 0 means greedy (argmax, ties to the lowest id); topK 0 and topP 1 mean off.
+public struct SamplingParams: Sendable, Codable, Equatable {
+    public var temperature: Float
+    public var topK: Int
+    public var topP: Float
+    public var seed: UInt64?
+
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+    }
+
+    public var isGreedy: Bool { temperature <= 0 }
+}
+
+/// xoshiro256** seeded through SplitMix64: small, fast and identical on every platform, so a seed replays a run.
+public struct SeededRNG: RandomNumberGenerator, Sendable {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(seed: UInt64) {
+        var z = seed
+        func split() -> UInt64 {
+            z &+= 0x9E3779B97F4A7C15
+            var x = z
+            x = (x ^ (x >> 30)) &* 0xBF58476D1CE4E5B9
+            x = (x ^ (x >> 27)) &* 0x94D049BB133111EB
+            return x ^ (x >> 31)
+        }
+        s = (split(), split(), split(), split())
+    }
+
+    public mutating func next() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= t
+        s.3 = (s.3 << 45) | (s.3 >> 19)
+        return result
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}
+
+/// The index of the largest value; ties go to the lowest index.
+public func argmax(_ v: UnsafeBufferPointer<Float>) -> Int {
+    var best = 0
+    for i in 1..<v.count where v[i] > v[best] { best = i }
+    return best
+}
+
+/// The full-vocabulary distribution sampling draws from: softmax(logits / T), restricted to the top-k logits
+/// (ties at the k-th value kept, as transformers does) and then to the smallest set of most likely tokens whose
+/// mass reaches top-p, renormalised. Same order as transformers: temperature, top-k, top-p.
+/// Speculative decoding applies this same function to target and draft logits.
+public func samplingDistribution(_ logits: UnsafeBufferPointer<Float>, _ p: SamplingParams) -> [Float] {
+    let V = logits.count
+    var probs = [Float](repeating: 0, count: V)
+    if p.isGreedy {
+        probs[argmax(logits)] = 1
+        return probs
+    }
+    let invT = 1 / p.temperature
+    var keep = [Bool](repeating: true, count: V)
+    if p.topK > 0 && p.topK < V {
+        let kth = logits.sorted(by: >)[p.topK - 1]
+        for i in 0..<V where logits[i] < kth { keep[i] = false }
+    }
+    var m = -Float.infinity
+    for i in 0..<V where keep[i] { m = max(m, logits[i] * invT) }
+    var sum = 0.0
+    for i in 0..<V where keep[i] {
+        let e = Foundation.exp(Double(logits[i] * invT - m))
+        probs[i] = Float(e)
+        sum += e
+    }
+    for i in 0..<V { probs[i] = keep[i] ? Float(Double(probs[i]) / sum) : 0 }
+    if p.topP < 1 {
+        let order = (0..<V).filter { keep[$0] }.sorted { probs[$0] > probs[$1] || (probs[$0] == probs[$1] && $0 < $1) }
+        var cum: Float = 0
+        var cut = order.count
+        for (j, i) in order.enumerated() {
+            cum += probs[i]
+            if cum >= p.topP { cut = j + 1; break }
+        }
+        var kept = 0.0
+        for (j, i) in order.enumerated() {
+            if j >= cut { probs[i] = 0 } else { kept += Double(probs[i]) }
+        }
+        for i in 0..<V where probs[i] > 0 { probs[i] = Float(Double(probs[i]) / kept) }
+    }
+    return probs
+}
+
+/// Draws an index from a distribution (which need not sum exactly to 1).
+public func sample(_ probs: [Float], _ rng: inout SeededRNG) -> Int {
+    var total = 0.0
+    for p in probs { total += Double(p) }
+    let u = rng.nextUnit() * total
+    var acc = 0.0
+    var last = 0
+    for (i, p) in probs.enumerated() where p > 0 {
+        acc += Double(p)
+        last = i
+        if u < acc { return i }
+    }
+    return last
+}
+
+/// A request's sampler: its parameters and its own random state, so that the same seed gives the same tokens.
+public struct Sampler: Sendable {
+    public let params: SamplingParams
+    public var rng: SeededRNG
+
+    public init(_ params: SamplingParams) {
+        self.params = params
+        rng = SeededRNG(seed: params.seed ?? UInt64.random(in: 0...UInt64.max))
+    }
+
+    public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int {
+        if params.isGreedy { return argmax(logits) }
+        return sample(samplingDistribution(logits, params), &rng)
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import MoECore
+
+/// New tokens of one sequence for one forward pass.
+public struct SequenceInput: Sendable {
+    public enum Logits: Sendable { case none, last, all }
+    public var tokens: [Int32]
+    /// Tokens of this sequence already in the KV cache: tokens[0] sits at this position.
+    public var start: Int
+    /// Block ids covering positions 0 ..< start + tokens.count (entries of freed blocks are never read).
+    public var blockTable: [Int32]
+    public var logits: Logits
+
+    public init(tokens: [Int32], start: Int, blockTable: [Int32], logits: Logits = .last) {
+        self.tokens = tokens
+        self.start = start
+        self.blockTable = blockTable
+        self.logits = logits
+    }
+}
+
+/// Logits for the rows asked for: [rows, vocab]; sequence i's rows are `rows[i]`.
+public struct ForwardOutput: @unchecked Sendable {
+    public let logits: FloatBuffer
+    public let vocab: Int
+    public let rows: [Range<Int>]
+    /// Per layer, tokens routed to each expert in this pass (empty for dense layers).
+    public let expertCounts: [[Int]]
+
+    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: logits.pointer + r * vocab, count: vocab)
+    }
+}
+
+/// Seconds spent in each part of forward passes, accumulated until reset.
+public struct StepProfile: Sendable {
+    public var attention = 0.0, routing = 0.0, experts = 0.0, dense = 0.0, head = 0.0
+    public var total: Double { attention + routing + experts + dense + head }
+    public init() {}
+}
+
+/// The decoder: embeddings → layers (attention over the paged KV cache, then a dense or MoE feed-forward) → norm →
+/// lm_head. It runs on one process; where the routed experts run is the `experts` backend's business.
+public final class Transformer: @unchecked Sendable {
+    public let spec: ModelSpec
+    public let weights: DenseWeights
+    public var experts: ExpertBackend?
+    public let rope: Rope
+    public var profile = StepProfile()
+    private let mlpScratch = ExpertScratch()
+    private var buffers: [String: Scratch] = [:]
+
+    public init(spec: ModelSpec, weights: DenseWeights, experts: ExpertBackend?) {
+        self.spec = spec
+        self.weights = weights
+        self.experts = experts
+        self.rope = Rope(spec.rope, headDim: spec.headDim)
+    }
+
+    private func buf(_ name: String, _ count: Int) -> UnsafeMutablePointer<Float> {
+        if let s = buffers[name] { return s.ensure(count) }
+        let s = Scratch()
+        buffers[name] = s
+        return s.ensure(count)
+    }
+
+    public func forward(_ seqs: [SequenceInput], cache: KVCache) -> ForwardOutput {
+        let H = spec.hiddenSize, D = spec.headDim, half = D / 2
+        let T = seqs.reduce(0) { $0 + $1.tokens.count }
+        // Per token: its sequence and position.
+        var seqOf = [Int32](repeating: 0, count: T), posOf = [Int32](repeating: 0, count: T)
+        var t = 0
+        for (s, seq) in seqs.enumerated() {
+            for i in 0..<seq.tokens.count {
+                seqOf[t] = Int32(s)
+                posOf[t] = Int32(seq.start + i)
+                t += 1
+            }
+        }
+        let x = buf("x", T * H), h = buf("h", T * H)
+        let cosT = buf("cos", T * half), sinT = buf("sin", T * half)
+        var t0 = monotonicSeconds()
+        t = 0
+        for seq in seqs {
+            for tok in seq.tokens {
+                let id = Int(tok)
+                precondition(id >= 0 && id < spec.vocabSize, "token id \(id) outside the vocabulary (0..<\(spec.vocabSize))")
+                (x + t * H).update(from: weights.embed.row(id), count: H)
+                rope.table(position: Int(posOf[t]), cos: cosT + t * half, sin: sinT + t * half)
+                t += 1
+            }
+        }
+        var counts: [[Int]] = []
+        for l in 0..<spec.numLayers {
+            let lw = weights.layers[l]
+            rmsNorm(x, lw.inputNorm.base, h, rows: T, n: H, eps: spec.rmsNormEps)
+            attention(layer: l, lw.attention, h: h, tokens: T, seqs: seqs, seqOf: seqOf, posOf: posOf, cos: cosT, sin: sinT, cache: cache, out: x)
+            let t1 = monotonicSeconds()
+            profile.attention += t1 - t0
+            t0 = t1
+            rmsNorm(x, lw.postNorm.base, h, rows: T, n: H, eps: spec.rmsNormEps)
+            let f = buf("ffn", T * H)
+            switch lw.ffn {
+            case .dense(let mlp):
+                runMLP(mlp, x: h, rows: T, out: f, scratch: mlpScratch)
+                counts.append([])
+                let t2 = monotonicSeconds()
+                profile.dense += t2 - t0
+                t0 = t2
+            case .moe(let router):
+                let moe = spec.layers[l].moe!
+                let logits = buf("router", T * moe.experts)
+                matmul(h, rows: T, router.gate, out: logits)
+                let routing = routeSoftmaxTopK(logits: logits, tokens: T, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
+                counts.append(routing.counts(numExperts: moe.experts))
+                let t2 = monotonicSeconds()
+                profile.routing += t2 - t0
+                guard let backend = experts else { fatalError("MoE layer \(l) needs an expert backend") }
+                backend.run(layer: l, x: h, routing: routing, out: f)
+                let t3 = monotonicSeconds()
+                profile.experts += t3 - t2
+                t0 = t3
+                if let shared = router.shared {
+                    let s = buf("shared", T * H)
+                    runMLP(shared, x: h, rows: T, out: s, scratch: mlpScratch)
+                    for r in 0..<T {
+                        let g = router.sharedGate.map { sigmoid(dot(h + r * H, $0.base, H)) } ?? 1
+                        axpy(f + r * H, g, s + r * H, H)
+                    }
+                    let t4 = monotonicSeconds()
+                    profile.dense += t4 - t0
+                    t0 = t4
+                }
+            }
+            for i in 0..<(T * H) { x[i] += f[i] }
+        }
+        // Final norm and lm_head only on the rows whose logits are wanted.
+        var rows: [Range<Int>] = [], pick: [Int] = []
+        t = 0
+        for seq in seqs {
+            let n = seq.tokens.count
+            let lo = pick.count
+            switch seq.logits {
+            case .none: break
+            case .last: if n > 0 { pick.append(t + n - 1) }
+            case .all: pick.append(contentsOf: t..<(t + n))
+            }
+            rows.append(lo..<pick.count)
+            t += n
+        }
+        let V = spec.vocabSize
+        let out = FloatBuffer(count: pick.count * V, zeroed: false)
+        for (i, r) in pick.enumerated() {
+            rmsNorm(x + r * H, weights.norm.base, h + i * H, rows: 1, n: H, eps: spec.rmsNormEps)
+        }
+        matmul(h, rows: pick.count, weights.lmHead, out: out.pointer)
+        profile.head += monotonicSeconds() - t0
+        return ForwardOutput(logits: out, vocab: V, rows: rows, expertCounts: counts)
+    }
+
+    /// Self-attention of layer `l`; adds o_proj(attn) into `out` (the residual stream).
+    private func attention(layer l: Int, _ a: AttentionWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
+                           seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],
+                           cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache, out: UnsafeMutablePointer<Float>) {
+        let D = spec.headDim, half = D / 2, nh = spec.numHeads, nkv = spec.numKVHeads
+        let qd = spec.qDim, kd = spec.kvDim, H = spec.hiddenSize
+        let q = buf("q", T * qd), k = buf("k", T * kd), v = buf("v", T * kd)
+        matmul(h, rows: T, a.q, out: q)
+        matmul(h, rows: T, a.k, out: k)
+        matmul(h, rows: T, a.v, out: v)
+        if let b = a.qBias { addBias(q, b, rows: T) }
+        if let b = a.kBias { addBias(k, b, rows: T) }
+        if let b = a.vBias { addBias(v, b, rows: T) }
+        if let qn = a.qNorm, let kn = a.kNorm {
+            rmsNorm(q, qn.base, q, rows: T * nh, n: D, eps: spec.rmsNormEps)
+            rmsNorm(k, kn.base, k, rows: T * nkv, n: D, eps: spec.rmsNormEps)
+        }
+        for t in 0..<T {
+            for hd in 0..<nh { Rope.apply(q + t * qd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
+            for hd in 0..<nkv { Rope.apply(k + t * kd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
+        }
+        // Keys and values of every new token go into the cache first; then each query reads its causal window.
+        for t in 0..<T {
+            let s = Int(seqOf[t])
+            seqs[s].blockTable.withUnsafeBufferPointer { bt in
+                cache.store(layer: l, blockTable: bt.baseAddress!, position: Int(posOf[t]), key: k + t * kd, value: v + t * kd)
+            }
+        }
+        let attnOut = buf("attn", T * qd)
+        let window = spec.slidingWindows[l]
+        let scale = 1 / Float(D).squareRoot()
+        let group = nh / nkv
+        let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
+        let kpool = cache.k[l].pointer, vpool = cache.v[l].pointer
+        let tables = seqs.map(\.blockTable)
+        parallelFor(T * nh, grain: 1) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(maxCtx, 1))
+            defer { scores.deallocate() }
+            for item in range {
+                let t = item / nh, hd = item % nh
+                let p = Int(posOf[t])
+                let lo = window.map { max(0, p - $0 + 1) } ?? 0
+                tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
+                    kern_attend(q + t * qd + hd * D, kpool, vpool, bt.baseAddress!, cache, hd / group, lo, p + 1, scale,
+                                scores, attnOut + t * qd + hd * D)
+                }
+            }
+        }
+        let o = buf("o", T * H)
+        matmul(attnOut, rows: T, a.o, out: o)
+        if let b = a.oBias { addBias(o, b, rows: T) }
+        for i in 0..<(T * H) { out[i] += o[i] }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import MoECore
+
+/// A SwiGLU MLP: out = down(silu(gate · x) ⊙ (up · x)). gate/up: [I, H], down: [H, I].
+public struct MLPWeights: Sendable {
+    public var gate: Matrix
+    public var up: Matrix
+    public var down: Matrix
+    public var gateBias: Matrix?
+    public var upBias: Matrix?
+    public var downBias: Matrix?
+
+    public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
+}
+
+/// q: [heads·D, H], k/v: [kvHeads·D, H], o: [H, heads·D]; optional biases; Qwen3 q/k norms over D.
+public struct AttentionWeights: Sendable {
+    public var q, k, v, o: Matrix
+    public var qBias, kBias, vBias, oBias: Matrix?
+    public var qNorm, kNorm: Matrix?
+}
+
+/// The coordinator's part of an MoE layer: the router [E, H] and, for Qwen2-MoE, the shared expert and its gate.
+public struct RouterWeights: Sendable {
+    public var gate: Matrix
+    public var shared: MLPWeights?
+    public var sharedGate: Matrix?
+}
+
+public enum FeedForwardWeights: Sendable {
+    case dense(MLPWeights)
+    case moe(RouterWeights)
+}
+
+public struct LayerWeights: Sendable {
+    public var inputNorm: Matrix
+    public var postNorm: Matrix
+    public var attention: AttentionWeights
+    public var ffn: FeedForwardWeights
+}
+
+/// Everything but the routed experts: what the coordinator holds. embed: [V, H]; lmHead: [V, H].
+public final class DenseWeights: @unchecked Sendable {
+    public let embed: Matrix
+    public let layers: [LayerWeights]
+    public let norm: Matrix
+    public let lmHead: Matrix
+
+    init(embed: Matrix, layers: [LayerWeights], norm: Matrix, lmHead: Matrix) {
+        self.embed = embed
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead
+    }
+
+    public static func load(_ ckpt: Checkpoint, _ spec: ModelSpec) throws -> DenseWeights {
+        let H = spec.hiddenSize
+        let embed = try ckpt.matrix("model.embed_tokens.weight", shape: [spec.vocabSize, H])
+        var layers: [LayerWeights] = []
+        for l in 0..<spec.numLayers {
+            let p = ModelSpec.layerPrefix(l)
+            func m(_ n: String, _ shape: [Int]) throws -> Matrix { try ckpt.matrix(p + n, shape: shape) }
+            func opt(_ n: String, _ shape: [Int], _ present: Bool) throws -> Matrix? { present ? try m(n, shape) : nil }
+            let a = "self_attn."
+            let attn = AttentionWeights(
+                q: try m(a + "q_proj.weight", [spec.qDim, H]), k: try m(a + "k_proj.weight", [spec.kvDim, H]),
+                v: try m(a + "v_proj.weight", [spec.kvDim, H]), o: try m(a + "o_proj.weight", [H, spec.qDim]),
+                qBias: try opt(a + "q_proj.bias", [spec.qDim], spec.qkvBias),
+                kBias: try opt(a + "k_proj.bias", [spec.kvDim], spec.qkvBias),
+                vBias: try opt(a + "v_proj.bias", [spec.kvDim], spec.qkvBias),
+                oBias: try opt(a + "o_proj.bias", [H], spec.oBias),
+                qNorm: try opt(a + "q_norm.weight", [spec.headDim], spec.qkNorm),
+                kNorm: try opt(a + "k_norm.weight", [spec.headDim], spec.qkNorm))
+            let ffn: FeedForwardWeights
+            switch spec.layers[l] {
+            case .dense(let inter, let names, let bias):
+                ffn = .dense(try loadMLP(ckpt, prefix: p, names: names, hidden: H, intermediate: inter, bias: bias))
+            case .moe(let moe):
+                let layout = try resolveExpertLayout(ckpt, spec, layer: l)
+                var router = RouterWeights(gate: try m(layout.prefix + ".gate.weight", [moe.experts, H]))
+                if let s = moe.shared {
+                    router.shared = try loadMLP(ckpt, prefix: p, names: s.names, hidden: H, intermediate: s.intermediate, bias: false)
+                    if let g = s.gateName { router.sharedGate = try m(g + ".weight", [1, H]) }
+                }
+                ffn = .moe(router)
+            }
+            layers.append(LayerWeights(inputNorm: try m("input_layernorm.weight", [H]),
+                                       postNorm: try m("post_attention_layernorm.weight", [H]),
+                                       attention: attn, ffn: ffn))
+        }
+        let norm = try ckpt.matrix("model.norm.weight", shape: [H])
+        let lmHead: Matrix
+        if ckpt.has("lm_head.weight") || !spec.tieWordEmbeddings {
+            lmHead = try ckpt.matrix("lm_head.weight", shape: [spec.vocabSize, H])
+        } else {
+            lmHead = embed
+        }
+        return DenseWeights(embed: embed, layers: layers, norm: norm, lmHead: lmHead)
+    }
+}
+
+func loadMLP(_ ckpt: Checkpoint, prefix: String, names: MLPNames, hidden H: Int, intermediate I: Int, bias: Bool) throws -> MLPWeights {
+    func m(_ n: String, _ s: [Int]) throws -> Matrix { try ckpt.matrix(prefix + n, shape: s) }
+    return MLPWeights(
+        gate: try m(names.gate + ".weight", [I, H]), up: try m(names.up + ".weight", [I, H]),
+        down: try m(names.down + ".weight", [H, I]),
+        gateBias: bias ? try m(names.gate + ".bias", [I]) : nil,
+        upBias: bias ? try m(names.up + ".bias", [I]) : nil,
+        downBias: bias ? try m(names.down + ".bias", [H]) : nil)
+}
+
+/// Which of the family's on-disk expert layouts this checkpoint uses for `layer`, judged by expert 0's tensors.
+public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: Int) throws -> ExpertLayout {
+    guard let moe = spec.layers[l].moe else { throw ModelError.unsupported("layer \(l) is not a mixture-of-experts layer") }
+    let p = ModelSpec.layerPrefix(l)
+    for layout in moe.layouts {
+        switch layout {
+        case .perExpert(let prefix, let names):
+            if ckpt.has("\(p)\(prefix).experts.0.\(names.gate).weight") { return layout }
+        case .fused(let prefix):
+            if ckpt.has("\(p)\(prefix).experts.gate_up_proj") { return layout }
+        }
+    }
+    let first = moe.layouts.first.map { l -> String in
+        switch l {
+        case .perExpert(let prefix, let n): return "\(p)\(prefix).experts.0.\(n.gate).weight"
+        case .fused(let prefix): return "\(p)\(prefix).experts.gate_up_proj"
+        }
+    } ?? "\(p)experts"
+    throw ModelError.missingTensor(first, where: ckpt.directory.path)
+}

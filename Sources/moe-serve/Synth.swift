@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import MoECore
+import MoEModel
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a random Mixtral-format checkpoint (for benchmarks and scale tests without downloads).")
+
+    @Option(help: "Output directory.") var out: String
+    @Option var hidden = 1024
+    @Option var intermediate = 3584
+    @Option var layers = 8
+    @Option var experts = 8
+    @Option(name: .customLong("top-k")) var topK = 2
+    @Option var heads = 16
+    @Option(name: .customLong("kv-heads")) var kvHeads = 4
+    @Option var vocab = 32000
+    @Option(help: "f32, f16 or bf16.") var dtype = "bf16"
+    @Option var seed: UInt64 = 1
+    @Option(name: .customLong("expert-spread"), help: "Experts = shared base + S × own deviation (1: independent).")
+    var expertSpread: Float = 1
+
+    func run() throws {
+        var o = SynthOptions()
+        o.hidden = hidden; o.intermediate = intermediate; o.layers = layers; o.experts = experts; o.topK = topK
+        o.heads = heads; o.kvHeads = kvHeads; o.vocab = vocab; o.seed = seed; o.expertSpread = expertSpread
+        switch dtype.lowercased() {
+        case "f32", "float32": o.dtype = .f32
+        case "f16", "float16": o.dtype = .f16
+        case "bf16", "bfloat16": o.dtype = .bf16
+        default: throw ValidationError("--dtype must be f32, f16 or bf16")
+        }
+        try reportingErrors {
+            let t0 = monotonicSeconds()
+            try Synthesizer.write(o, to: URL(fileURLWithPath: out), log: logLine)
+            print(String(format: "wrote %@: %.2f B parameters (%@) in %.1f s", out, Double(o.parameterCount) / 1e9, dtype,
+                         monotonicSeconds() - t0))
+        }
+    }
+}
