@@ -31,19 +31,23 @@ let package = Package(
         // Checkpoints, configs, model families, forward pass, sampling. Knows nothing of MPI.
         .target(name: "MoEModel", dependencies: ["MoECore", "CKernels"],
                 resources: [.copy("Resources/tokenizer-512"), .copy("Resources/tokenizer-2048")], swiftSettings: fastSwift),
+        // tokenizer.json exactly as Hugging Face tokenizers encodes and decodes it. No dependencies.
+        .target(name: "MoETokenizer", swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
         .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
-            "MoEModel", "MoECluster", "MoECore",
+            "MoEModel", "MoECluster", "MoECore", "MoETokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [
-            "MoEModel", "MoECore",
+            "MoEModel", "MoECore", "MoETokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
 
-        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore"]),
-        .testTarget(name: "MoEServeTests", dependencies: ["MoEModel"]),
+        .target(name: "MoETestSupport", path: "Tests/MoETestSupport"),
+        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoETestSupport"]),
+        .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
+        .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),
     ]
 )

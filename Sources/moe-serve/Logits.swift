@@ -8,7 +8,7 @@ struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the float32 logits of every prompt position: little-endian, shape [T, vocab], row after row.")
 
-    @Option(help: "Checkpoint directory (Hugging Face format).") var model: String
+    @Option(help: "Checkpoint directory (Hugging Face format; default: the bundled demo model).") var model: String?
     @Option(help: "Token ids, comma-separated.") var ids: String
     @Option(help: "Output file.") var out: String
 
@@ -17,7 +17,7 @@ struct Logits: ParsableCommand {
         defer { mpi.finalize() }
         try reportingErrors {
             let tokens = try parseIds(ids, option: "--ids")
-            let loaded = try LoadedModel(directory: URL(fileURLWithPath: model))
+            let loaded = try LoadedModel(directory: URL(fileURLWithPath: try resolveModel(model)))
             try checkIds(tokens, vocab: loaded.spec.vocabSize)
             let blocks = (tokens.count + 15) / 16
             let cache = KVCache(spec: loaded.spec, numBlocks: blocks)

@@ -31,14 +31,12 @@ func parseIds(_ s: String, option: String) throws -> [Int32] {
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let e as ModelError {
-        FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
-        throw ExitCode(1)
     } catch let e as ExitCode {
         throw e
     } catch let e as ValidationError {
         throw e
     } catch {
+        // Every error type here (ModelError, TokenizerError, CLIError, …) describes itself in one line.
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
     }

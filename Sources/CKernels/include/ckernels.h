@@ -52,6 +52,9 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 /// The same over all `rows`, split across the thread pool.
 void kern_gemv_f32_mt(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t rows);
 
+/// a[i] = b[i] + s·c[i] over the thread pool (memory-bandwidth measurement).
+void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
+
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
 /// One query head against positions [p0, p1) of one sequence.
 /// K/V pools of one layer: element (block b, kv head h, slot s, dim d) at ((b*kv_heads + h)*block_size + s)*head_dim + d.

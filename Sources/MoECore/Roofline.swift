@@ -1,0 +1,34 @@
+import CKernels
+import COpenBLAS
+import Foundation
+
+/// Physical limits measured in the same run as a benchmark, so results are reported as a ratio to them.
+public enum Roofline {
+    /// STREAM triad bandwidth over the compute pool, in bytes/s (best of `repeats`; counts 3 arrays of `floats` floats,
+    /// as STREAM does, not the write-allocate traffic).
+    public static func triadBandwidth(floats n: Int = 32 << 20, repeats: Int = 6) -> Double {
+        let a = FloatBuffer(count: n), b = FloatBuffer(count: n), c = FloatBuffer(count: n)
+        for i in 0..<n { b[i] = 1; c[i] = 2 }
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = monotonicSeconds()
+            kern_triad_mt(a.pointer, b.pointer, c.pointer, 3, n)
+            best = min(best, monotonicSeconds() - t0)
+        }
+        return Double(3 * n * MemoryLayout<Float>.stride) / best
+    }
+
+    /// f32 GEMM rate (FLOP/s) of `matmul` on an n×n×n product, best of `repeats`: the prefill roofline.
+    public static func gemmFlops(n: Int = 1024, repeats: Int = 4) -> Double {
+        let x = FloatBuffer(count: n * n), w = FloatBuffer(count: n * n), y = FloatBuffer(count: n * n)
+        for i in 0..<(n * n) { x[i] = Float(i % 7) * 0.1; w[i] = Float(i % 5) * 0.1 }
+        let m = Matrix(w, rows: n, cols: n)
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = monotonicSeconds()
+            matmul(x.pointer, rows: n, m, out: y.pointer)
+            best = min(best, monotonicSeconds() - t0)
+        }
+        return 2 * Double(n * n * n) / best
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import MoETestSupport
+import Testing
+@testable import MoEModel
+
+/// Every fixture model against transformers' own float32 outputs.
+@Suite struct GoldenTests {
+    static let models = Fixtures.goldenModels + ["tiny-mixtral-fused", "tiny-mixtral-sharded"]
+
+    static func forwardAll(_ m: LoadedModel, _ ids: [Int]) -> ForwardOutput {
+        let blocks = (ids.count + 15) / 16
+        let cache = KVCache(spec: m.spec, numBlocks: blocks)
+        return m.transformer.forward([SequenceInput(tokens: ids.map(Int32.init), start: 0,
+                                                    blockTable: (0..<Int32(blocks)).map { $0 }, logits: .all)], cache: cache)
+    }
+
+    @Test(arguments: models)
+    func logitsMatchTransformersAtEveryPosition(model: String) throws {
+        let m = try LoadedModel(directory: Fixtures.model(model))
+        let g = try Fixtures.golden(model)
+        for p in g.prompts {
+            let ref = try g.logits(p)
+            let out = Self.forwardAll(m, p.ids)
+            #expect(out.logits.count == ref.count)
+            var worst: Float = 0
+            for i in 0..<ref.count { worst = max(worst, abs(out.logits[i] - ref[i])) }
+            #expect(worst < 1e-3, "\(model) prompt \(p.index): max |diff| \(worst)")
+        }
+    }
+
+    @Test(arguments: models)
+    func greedyContinuationsMatchTransformers(model: String) throws {
+        let m = try LoadedModel(directory: Fixtures.model(model))
+        let g = try Fixtures.golden(model)
+        for p in g.prompts {
+            let gen = Generator(transformer: m.transformer, maxTokens: p.ids.count + p.greedy.maxNew + 1)
+            let r = gen.generate(prompts: [p.ids.map(Int32.init)], maxNewTokens: p.greedy.maxNew, params: [SamplingParams()],
+                                 eos: Set(m.eosTokenIds.map(Int32.init)))[0]
+            #expect(r.tokens.map(Int.init) == p.greedy.newTokens, "\(model) prompt \(p.index)")
+        }
+    }
+
+    @Test func promptsOfDifferentLengthsDecodedTogetherGiveTheirOwnGreedyTokens() throws {
+        let m = try LoadedModel(directory: Fixtures.model("tiny-qwen3-moe"))
+        let g = try Fixtures.golden("tiny-qwen3-moe")
+        let maxNew = g.prompts.map(\.greedy.maxNew).max()!
+        let gen = Generator(transformer: m.transformer, maxTokens: 3 * (64 + maxNew))
+        let rs = gen.generate(prompts: g.prompts.map { $0.ids.map(Int32.init) }, maxNewTokens: maxNew,
+                              params: Array(repeating: SamplingParams(), count: g.prompts.count),
+                              eos: Set(m.eosTokenIds.map(Int32.init)))
+        for (p, r) in zip(g.prompts, rs) { #expect(r.tokens.map(Int.init) == p.greedy.newTokens) }
+    }
+
+    @Test(arguments: ["tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"])
+    func routerPicksTheGoldenExpertsAndWeights(model: String) throws {
+        let m = try LoadedModel(directory: Fixtures.model(model))
+        let g = try Fixtures.golden(model)
+        for p in g.prompts {
+            let out = Self.forwardAll(m, p.ids)
+            for layer in p.router ?? [] {
+                let moe = m.spec.layers[layer.layer].moe!
+                // The routing rule alone, on transformers' router logits.
+                let flat = layer.routerLogits.flatMap { $0 }
+                let r = flat.withUnsafeBufferPointer {
+                    routeSoftmaxTopK(logits: $0.baseAddress!, tokens: p.ids.count, experts: moe.experts, topK: moe.topK,
+                                     normalize: moe.normTopK)
+                }
+                #expect(r.experts.map(Int.init) == layer.experts.flatMap { $0 })
+                for (a, b) in zip(r.weights, layer.weights.flatMap { $0 }) { #expect(abs(a - b) < 1e-5) }
+                // And what the full forward pass routed.
+                #expect(out.expertCounts[layer.layer] == layer.counts)
+            }
+        }
+    }
+
+    @Test func demoModelMatchesTransformers() throws {
+        let dir = Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral")
+        try #require(FileManager.default.fileExists(atPath: dir.path))
+        let m = try LoadedModel(directory: dir)
+        let gdata = try Data(contentsOf: dir.appendingPathComponent("golden/golden.json"))
+        var g = try JSONDecoder().decode(Golden.self, from: gdata)
+        g.directory = dir.appendingPathComponent("golden")
+        for p in g.prompts {
+            let ref = try g.logits(p)
+            let out = Self.forwardAll(m, p.ids)
+            var worst: Float = 0
+            for i in 0..<ref.count { worst = max(worst, abs(out.logits[i] - ref[i])) }
+            #expect(worst < 1e-3, "demo prompt \(p.index): max |diff| \(worst)")
+            let gen = Generator(transformer: m.transformer, maxTokens: p.ids.count + p.greedy.maxNew + 1)
+            let r = gen.generate(prompts: [p.ids.map(Int32.init)], maxNewTokens: p.greedy.maxNew, params: [SamplingParams()],
+                                 eos: Set(m.eosTokenIds.map(Int32.init)))[0]
+            #expect(r.tokens.map(Int.init) == p.greedy.newTokens, "demo prompt \(p.index)")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import CKernels
+import Foundation
+import MoECore
+import Testing
+@testable import MoEModel
+
+@Suite(.serialized) struct KernelTests {
+    func randoms(_ n: Int, seed: UInt64) -> [Float] {
+        var r = SeededRNG(seed: seed)
+        return (0..<n).map { _ in Float(r.nextUnit() * 2 - 1) }
+    }
+
+    @Test func everyInstructionSetGivesTheSameProducts() {
+        ComputeThreads.ensureConfigured()
+        let rows = 37, cols = 301
+        let w = randoms(rows * cols, seed: 1), x = randoms(cols, seed: 2)
+        var ref = [Float](repeating: 0, count: rows)
+        for r in 0..<rows { var s = 0.0; for c in 0..<cols { s += Double(w[r * cols + c]) * Double(x[c]) }; ref[r] = Float(s) }
+        for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            var y = [Float](repeating: 0, count: rows)
+            kern_gemv_f32(w, cols, x, cols, &y, 0, rows)
+            for r in 0..<rows { #expect(abs(y[r] - ref[r]) < 1e-4, "isa \(isa) row \(r)") }
+            #expect(abs(kern_dot_f32(w, x, cols) - ref[0]) < 1e-4)
+        }
+        kern_isa_force(-1)
+    }
+
+    @Test func matmulSplitAcrossThreadsEqualsOneThread() {
+        ComputeThreads.ensureConfigured()
+        let T = 5, inF = 130, outF = 700
+        let wb = FloatBuffer(randoms(outF * inF, seed: 3)), x = randoms(T * inF, seed: 4)
+        let w = Matrix(wb, rows: outF, cols: inF)
+        var a = [Float](repeating: 0, count: T * outF), b = a
+        matmul(x, rows: T, w, out: &a)
+        for t in 0..<T { kern_gemv_f32(w.base, inF, x.withUnsafeBufferPointer { $0.baseAddress! + t * inF }, inF, &b[t * outF], 0, outF) }
+        for i in 0..<a.count { #expect(abs(a[i] - b[i]) < 1e-4) }
+        // One row goes through the threaded GEMV.
+        var c = [Float](repeating: 0, count: outF)
+        matmul(x, rows: 1, w, out: &c)
+        for i in 0..<outF { #expect(abs(c[i] - b[i]) < 1e-4) }
+    }
+
+    @Test func parallelForCoversEveryIndexOnce() {
+        ComputeThreads.ensureConfigured()
+        let n = 1001
+        let hits = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        hits.initialize(repeating: 0, count: n)
+        defer { hits.deallocate() }
+        for _ in 0..<50 { parallelFor(n, grain: 7) { r in for i in r { hits[i] += 1 } } }
+        #expect((0..<n).allSatisfy { hits[$0] == 50 })
+    }
+
+    @Test func halfPrecisionConversionsRoundTrip() {
+        let v: [Float] = [0, -0.0, 1, -2.5, 65504, 1e-7, 3.14159, 6.1e-5, -1e30]
+        var h = [UInt16](repeating: 0, count: v.count), back = [Float](repeating: 0, count: v.count)
+        f32ToBF16(v, &h, v.count); bf16ToF32(h, &back, v.count)
+        for (a, b) in zip(v, back) { #expect(abs(a - b) <= abs(a) / 128) }
+        f32ToF16(v, &h, v.count); f16ToF32(h, &back, v.count)
+        #expect(back[0] == 0 && back[2] == 1 && back[3] == -2.5 && back[4] == 65504)
+        #expect(abs(back[6] - 3.14159) < 2e-3 && abs(back[7] - 6.1e-5) < 1e-7)
+        #expect(back[8] == -.infinity)
+        #expect(h[5] == 2)   // 1e-7 is a subnormal f16: 2 × 2^-24
+    }
+}
+
+@Suite struct SynthTests {
+    @Test func synthesizedCheckpointLoadsAndHasPeakedLogits() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("synth-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var o = SynthOptions()
+        o.hidden = 64; o.intermediate = 96; o.layers = 2; o.experts = 4; o.topK = 2; o.heads = 4; o.kvHeads = 2
+        o.vocab = 600; o.dtype = .bf16; o.seed = 5
+        try Synthesizer.write(o, to: dir)
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path))
+        let m = try LoadedModel(directory: dir)
+        #expect(m.spec.numExperts == 4 && m.spec.vocabSize == 600)
+        let cache = KVCache(spec: m.spec, numBlocks: 1)
+        let out = m.transformer.forward([SequenceInput(tokens: [5, 9, 100], start: 0, blockTable: [0], logits: .all)], cache: cache)
+        let row = Array(out.row(2))
+        let mean = row.reduce(0, +) / Float(row.count)
+        let std = (row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(row.count)).squareRoot()
+        #expect(std > 1, "logits std \(std) should be clearly above flat")
+        #expect(row.max()! - mean > 4 * std / 2)
+        // Same seed, same bytes.
+        let dir2 = dir.appendingPathExtension("b")
+        defer { try? FileManager.default.removeItem(at: dir2) }
+        try Synthesizer.write(o, to: dir2)
+        #expect(try Data(contentsOf: dir.appendingPathComponent("model.safetensors")) == Data(contentsOf: dir2.appendingPathComponent("model.safetensors")))
+    }
+}
