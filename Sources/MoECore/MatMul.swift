@@ -13,6 +13,10 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
         kern_gemv_f32_mt(w.base, w.ld, x, w.cols, out, w.rows)
         return
     }
+    if T <= smallBatchRows {
+        kern_gemm_small_f32_mt(w.base, w.ld, x, ldx, T, w.cols, out, ldo, w.rows)
+        return
+    }
     let flops = T * w.rows * w.cols
     let grain = 64
     if flops < 1 << 18 || w.rows < 2 * grain {
@@ -23,6 +27,9 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
         sgemm(x, T, ldx, w, r.lowerBound, r.count, out, ldo)
     }
 }
+
+/// Up to this many rows, streaming the weights once beats SGEMM (measured with moe-bench's small-batch table).
+nonisolated(unsafe) public var smallBatchRows = 64
 
 @inline(__always)
 private func sgemm(_ x: UnsafePointer<Float>, _ T: Int, _ ldx: Int, _ w: Matrix, _ r0: Int, _ n: Int,

@@ -55,6 +55,12 @@ void kern_gemv_f32_mt(const float *W, size_t ld, const float *x, size_t cols, fl
 /// a[i] = b[i] + s·c[i] over the thread pool (memory-bandwidth measurement).
 void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 
+/// Y[t, r] = dot(W[r, :], X[t, :]) for t < T and r in [r0, r1): streams W once for all T inputs (small T).
+void kern_gemm_small_f32(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
+                         float *Y, size_t ldy, size_t r0, size_t r1);
+void kern_gemm_small_f32_mt(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
+                            float *Y, size_t ldy, size_t rows);
+
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
 /// One query head against positions [p0, p1) of one sequence.
 /// K/V pools of one layer: element (block b, kv head h, slot s, dim d) at ((b*kv_heads + h)*block_size + s)*head_dim + d.

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project builds against (OpenMPI, OpenBLAS). Safe to run again.
+set -euo pipefail
+pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
+fi

@@ -1,0 +1,103 @@
+import Foundation
+import MoETestSupport
+import Testing
+
+/// `moe-serve` as a user runs it: arguments in, printed ids / JSON / files / one-line errors out.
+@Suite struct CLITests {
+    let tiny = Fixtures.model("tiny-mixtral").path
+
+    @Test func runPrintsTheGreedyIdsAndATimingLine() throws {
+        let g = try Fixtures.golden("tiny-mixtral").prompts[1]
+        let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", g.ids.map(String.init).joined(separator: ","),
+                                       "--max-tokens", "\(g.greedy.maxNew)"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.first.map(String.init) == g.greedy.newTokens.map(String.init).joined(separator: " "))
+        #expect(lines.count == 2 && lines[1].contains("prompt: 10 tokens") && lines[1].contains("decode: 16 tokens") && lines[1].contains("tok/s"))
+    }
+
+    @Test func runJSONCarriesIdsCountsAndRates() throws {
+        let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1,15,27", "--max-tokens", "5", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect((obj["ids"] as? [Int])?.count == 5)
+        #expect(obj["prompt_tokens"] as? Int == 3)
+        #expect((obj["prefill_tok_s"] as? Double ?? 0) > 0 && (obj["decode_tok_s"] as? Double ?? 0) > 0)
+    }
+
+    @Test func sameSeedSameSampleDifferentSeedDifferentSample() throws {
+        func ids(_ seed: Int) throws -> [Int] {
+            let out = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "54", "--max-tokens", "24", "--temperature", "1.5",
+                                             "--top-p", "0.95", "--top-k", "50", "--seed", "\(seed)", "--ignore-eos", "--json"]).stdout
+            return (try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any])["ids"] as! [Int]
+        }
+        #expect(try ids(7) == ids(7))
+        #expect(try ids(7) != ids(8))
+    }
+
+    @Test func logitsFileHoldsEveryPositionAsLittleEndianFloat32() throws {
+        let g = try Fixtures.golden("tiny-qwen2-moe")
+        let p = g.prompts[2]
+        let out = Fixtures.tempDir().appendingPathComponent("l.f32")
+        let r = try Binaries.moeServe(["logits", "--model", Fixtures.model("tiny-qwen2-moe").path,
+                                       "--ids", p.ids.map(String.init).joined(separator: ","), "--out", out.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("logits [\(p.ids.count), 512]"))
+        let data = try Data(contentsOf: out)
+        let ours = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let ref = try g.logits(p)
+        #expect(ours.count == ref.count)
+        #expect(zip(ours, ref).allSatisfy { abs($0 - $1) < 1e-3 })
+    }
+
+    @Test func badInputsGiveOneLineAndANonZeroExit() throws {
+        let missing = try Binaries.moeServe(["run", "--model", "/no/such/dir", "--prompt-ids", "1"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.trimmingCharacters(in: .whitespacesAndNewlines) == "error: missing file: /no/such/dir (expected a checkpoint directory)")
+        let outside = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1,9999"])
+        #expect(outside.status != 0 && outside.stderr.contains("9999 is outside the model's vocabulary (0..<512)"))
+        let garbage = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1,x"])
+        #expect(garbage.status != 0 && garbage.stderr.contains("comma-separated non-negative token ids"))
+        let noModelType = Fixtures.tempDir()
+        try Data("{}".utf8).write(to: noModelType.appendingPathComponent("config.json"))
+        try Data().write(to: noModelType.appendingPathComponent("model.safetensors"))
+        let r = try Binaries.moeServe(["logits", "--model", noModelType.path, "--ids", "1", "--out", "/tmp/x.f32"])
+        #expect(r.status == 1 && r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    }
+
+    @Test func textPromptStreamsTheDecodedText() throws {
+        let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let ids = obj["ids"] as! [Int]
+        let streamed = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12"])
+        let text = try Binaries.moeServe(["detokenize", "--model", tiny, "--ids", ids.map(String.init).joined(separator: ",")])
+        #expect(streamed.stdout.hasPrefix(text.stdout.dropLast()))   // detokenize ends with a newline
+        #expect(obj["text"] as? String == String(text.stdout.dropLast()))
+    }
+
+    @Test func tokenizePrintsIdsAndTokensAsJSON() throws {
+        let r = try Binaries.moeServe(["tokenize", "--model", Fixtures.model("tiny-mistral-sp").path, "--text", "Hello world"])
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixtures.root.appendingPathComponent("tokenizer-cases/sentencepiece.json"))) as! [String: Any]
+        let first = (cases["cases"] as! [[String: Any]])[0]
+        #expect(obj["ids"] as? [Int] == first["ids"] as? [Int])
+        #expect(obj["tokens"] as? [String] == first["tokens"] as? [String])
+        let file = Fixtures.tempDir().appendingPathComponent("in.txt")
+        try "Hello world".write(to: file, atomically: true, encoding: .utf8)
+        let noSpecial = try Binaries.moeServe(["tokenize", "--model", Fixtures.model("tiny-mistral-sp").path, "--file", file.path, "--no-special"])
+        let o2 = try JSONSerialization.jsonObject(with: Data(noSpecial.stdout.utf8)) as! [String: Any]
+        #expect(o2["ids"] as? [Int] == first["ids_no_special"] as? [Int])
+    }
+
+    @Test func synthWritesACheckpointThatRuns() throws {
+        let dir = Fixtures.tempDir("synth")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let s = try Binaries.moeServe(["synth", "--out", dir.path, "--hidden", "64", "--intermediate", "64", "--layers", "2",
+                                       "--experts", "4", "--top-k", "2", "--heads", "4", "--kv-heads", "2", "--vocab", "700",
+                                       "--dtype", "f16", "--seed", "3"])
+        #expect(s.status == 0, "\(s.stderr)")
+        let r = try Binaries.moeServe(["run", "--model", dir.path, "--prompt", "Hello", "--max-tokens", "4", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+}
