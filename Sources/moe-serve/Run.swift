@@ -43,8 +43,9 @@ struct Run: ParsableCommand {
             var eos = loaded.eosTokenIds
             if eos.isEmpty, let tok { eos = tok.eosTokenIds }
             // Text streams as tokens arrive when the prompt was text; ids are printed whole at the end otherwise.
-            var stream = (prompt != nil && !json) ? tok?.streamDecoder() : nil
+            var stream = (prompt != nil && !json) ? tok?.streamDecoder(skipSpecialTokens: true) : nil
             let out = FileHandle.standardOutput
+            if stream != nil { out.write(Data(prompt!.utf8)) }
             let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 1)
             let results = gen.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
                                        eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
@@ -59,7 +60,7 @@ struct Run: ParsableCommand {
                     "prefill_tok_s": r.prefillTokensPerSecond, "decode_tok_s": r.decodeTokensPerSecond,
                     "stop": r.stop.rawValue,
                 ]
-                if let tok { obj["text"] = tok.decode(r.tokens.map(Int.init)) }
+                if let tok { obj["text"] = tok.decode(r.tokens.map(Int.init), skipSpecialTokens: true) }
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             } else if stream != nil {

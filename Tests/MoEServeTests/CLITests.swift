@@ -71,8 +71,9 @@ import Testing
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
         let ids = obj["ids"] as! [Int]
         let streamed = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12"])
-        let text = try Binaries.moeServe(["detokenize", "--model", tiny, "--ids", ids.map(String.init).joined(separator: ",")])
-        #expect(streamed.stdout.hasPrefix(text.stdout.dropLast()))   // detokenize ends with a newline
+        let text = try Binaries.moeServe(["detokenize", "--model", tiny, "--skip-special", "--ids", ids.map(String.init).joined(separator: ",")])
+        // The prompt is echoed, then the continuation streams; detokenize ends with a newline.
+        #expect(streamed.stdout.hasPrefix("The quick brown fox" + text.stdout.dropLast()))
         #expect(obj["text"] as? String == String(text.stdout.dropLast()))
     }
 
