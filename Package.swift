@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Thin shims over the system C libraries: nothing else lives in them.
@@ -33,11 +34,13 @@ let package = Package(
                 resources: [.copy("Resources/tokenizer-512"), .copy("Resources/tokenizer-2048")], swiftSettings: fastSwift),
         // tokenizer.json exactly as Hugging Face tokenizers encodes and decodes it. No dependencies.
         .target(name: "MoETokenizer", swiftSettings: fastSwift),
+        // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
+        .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
-        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore"], swiftSettings: fastSwift),
+        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore", "MoEConfig"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
-            "MoEModel", "MoECluster", "MoECore", "MoETokenizer",
+            "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [
@@ -48,6 +51,7 @@ let package = Package(
         .target(name: "MoETestSupport", path: "Tests/MoETestSupport"),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
+        .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),
     ]
 )

@@ -43,8 +43,8 @@ public final class MPIRuntime: @unchecked Sendable {
         if done == 0 { MPI_Finalize() }
     }
 
-    /// Ends every rank of the job (used when one rank cannot go on).
-    public func abort(code: Int32) -> Never {
+    /// Ends every rank of the job (used when one rank cannot go on mid-step).
+    public static func abortJob(code: Int32) -> Never {
         MPI_Abort(moe_mpi_comm_world(), code)
         exit(code)
     }

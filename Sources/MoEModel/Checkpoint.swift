@@ -55,8 +55,9 @@ public final class Checkpoint: @unchecked Sendable {
     public func has(_ name: String) -> Bool { index[name] != nil }
     public func entry(_ name: String) -> TensorEntry? { index[name]?.entry }
 
-    /// A stable fingerprint of config.json and the tensor index (names, dtypes, shapes), to check that several
-    /// processes (hosts) see the same model.
+    /// A stable fingerprint of config.json, the tensor index (names, dtypes, shapes) and a sample of each file's
+    /// tensor bytes (its first and last 4 KiB), to check that several processes (hosts) see the same model without
+    /// reading it all.
     public var fingerprint: UInt64 {
         var h: UInt64 = 0xcbf29ce484222325
         func mix(_ bytes: some Sequence<UInt8>) { for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 } }
@@ -64,6 +65,11 @@ public final class Checkpoint: @unchecked Sendable {
         for name in tensorNames {
             let e = index[name]!.entry
             mix(Array("\(name)|\(e.dtypeName)|\(e.shape)".utf8))
+        }
+        for f in files {
+            let n = f.mapping.size, k = min(4096, n)
+            mix(UnsafeRawBufferPointer(start: f.mapping.base, count: k))
+            mix(UnsafeRawBufferPointer(start: f.mapping.base + (n - k), count: k))
         }
         return h
     }

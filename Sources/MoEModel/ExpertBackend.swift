@@ -9,53 +9,52 @@ public protocol ExpertBackend: AnyObject {
     func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>)
 }
 
-/// Groups a batch's (token, slot) pairs by expert: rows of expert e are `rows[offsets[e] ..< offsets[e+1]]`, each
-/// entry the flat index t·K + k. Shared by the local backend and the workers.
-public struct ExpertGroups: Sendable {
-    public var offsets: [Int]
-    public var rows: [Int32]
+/// One routed row: expert `expert` applied to input row `slot`, scaled by `weight`, added into output row `slot`.
+public struct ExpertEntry: Sendable {
+    public var expert: Int32
+    public var slot: Int32
+    public var weight: Float
+    public init(expert: Int32, slot: Int32, weight: Float) {
+        self.expert = expert
+        self.slot = slot
+        self.weight = weight
+    }
+}
 
-    public init(_ routing: Routing, numExperts E: Int) {
-        var counts = Array(repeating: 0, count: E + 1)
-        for e in routing.experts { counts[Int(e) + 1] += 1 }
-        for e in 0..<E { counts[e + 1] += counts[e] }
-        offsets = counts
-        var cursor = counts
-        rows = Array(repeating: 0, count: routing.experts.count)
-        for (i, e) in routing.experts.enumerated() {
-            rows[cursor[Int(e)]] = Int32(i)
-            cursor[Int(e)] += 1
+extension ExpertStore {
+    /// acc[slot] += weight · expert(row slot) for every entry: entries are grouped by expert so that each expert runs
+    /// one batched product over all its rows, and each slot accumulates in ascending expert order (so any split of
+    /// the experts over processes adds the same terms in the same order). `load(slot, dst)` writes input row `slot`.
+    public func accumulate(layer: Int, entries: [ExpertEntry], load: (Int, UnsafeMutablePointer<Float>) -> Void,
+                           into acc: UnsafeMutablePointer<Float>) {
+        let H = spec.hiddenSize
+        let sorted = entries.sorted { ($0.expert, $0.slot) < ($1.expert, $1.slot) }
+        var i = 0
+        while i < sorted.count {
+            var j = i
+            while j < sorted.count && sorted[j].expert == sorted[i].expert { j += 1 }
+            let rows = j - i
+            let x = gathered.ensure(rows * H), y = results.ensure(rows * H)
+            for r in 0..<rows { load(Int(sorted[i + r].slot), x + r * H) }
+            compute(layer: layer, expert: Int(sorted[i].expert), x: x, rows: rows, out: y)
+            for r in 0..<rows { axpy(acc + Int(sorted[i + r].slot) * H, sorted[i + r].weight, y + r * H, H) }
+            i = j
         }
     }
 }
 
-/// All experts in this process: gather each expert's rows, one batched product per expert, weighted scatter-add.
+/// All experts in this process.
 public final class LocalExperts: ExpertBackend {
     public let store: ExpertStore
-    private let gathered = Scratch()
-    private let results = Scratch()
 
     public init(store: ExpertStore) { self.store = store }
 
     public func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
         let H = store.spec.hiddenSize, K = routing.topK
-        let E = store.spec.layers[layer].moe!.experts
         out.update(repeating: 0, count: routing.tokens * H)
-        let groups = ExpertGroups(routing, numExperts: E)
-        for e in 0..<E {
-            let lo = groups.offsets[e], hi = groups.offsets[e + 1]
-            if lo == hi { continue }
-            let n = hi - lo
-            let xin = gathered.ensure(n * H), y = results.ensure(n * H)
-            for i in 0..<n {
-                let t = Int(groups.rows[lo + i]) / K
-                (xin + i * H).update(from: x + t * H, count: H)
-            }
-            store.compute(layer: layer, expert: e, x: xin, rows: n, out: y)
-            for i in 0..<n {
-                let flat = Int(groups.rows[lo + i])
-                axpy(out + (flat / K) * H, routing.weights[flat], y + i * H, H)
-            }
+        let entries = routing.experts.indices.map {
+            ExpertEntry(expert: routing.experts[$0], slot: Int32($0 / K), weight: routing.weights[$0])
         }
+        store.accumulate(layer: layer, entries: entries, load: { t, dst in dst.update(from: x + t * H, count: H) }, into: out)
     }
 }

@@ -8,6 +8,7 @@ public final class ExpertStore: @unchecked Sendable {
     private var experts: [Int: MLPWeights] = [:]   // key layer * numExperts + expert
     public private(set) var byteCount = 0
     private let scratch = ExpertScratch()
+    let gathered = Scratch(), results = Scratch()
 
     /// Loads the experts for which `select(layer, expert)` is true.
     public init(_ ckpt: Checkpoint, _ spec: ModelSpec, select: (Int, Int) -> Bool = { _, _ in true }) throws {

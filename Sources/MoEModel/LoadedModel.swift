@@ -10,11 +10,16 @@ public final class LoadedModel: @unchecked Sendable {
     public let eosTokenIds: [Int]
 
     /// `localExperts` false leaves the expert backend unset (expert parallelism installs its own).
-    public init(directory: URL, localExperts: Bool = true) throws {
+    public convenience init(directory: URL, localExperts: Bool = true) throws {
+        let c = try Checkpoint(directory: directory)
+        try self.init(checkpoint: c, spec: try ModelFamilies.spec(configData: c.configData), localExperts: localExperts)
+    }
+
+    public init(checkpoint: Checkpoint, spec: ModelSpec, localExperts: Bool = true) throws {
         ComputeThreads.ensureConfigured()
-        self.directory = directory
-        checkpoint = try Checkpoint(directory: directory)
-        spec = try ModelFamilies.spec(configData: checkpoint.configData)
+        directory = checkpoint.directory
+        self.checkpoint = checkpoint
+        self.spec = spec
         let dense = try DenseWeights.load(checkpoint, spec)
         var backend: ExpertBackend?
         if localExperts && spec.isMoE {

@@ -8,24 +8,26 @@ struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the float32 logits of every prompt position: little-endian, shape [T, vocab], row after row.")
 
-    @Option(help: "Checkpoint directory (Hugging Face format; default: the bundled demo model).") var model: String?
+    @Option(help: "Checkpoint directory (Hugging Face format; default: the config's, else the bundled demo model).") var model: String?
     @Option(help: "Token ids, comma-separated.") var ids: String
     @Option(help: "Output file.") var out: String
+    @OptionGroup var cluster: ClusterOptions
+
+    func validate() throws { _ = try parseIds(ids, option: "--ids") }
 
     func run() throws {
-        let mpi = try MPIRuntime.start()
-        defer { mpi.finalize() }
-        try reportingErrors {
-            let tokens = try parseIds(ids, option: "--ids")
-            let loaded = try LoadedModel(directory: URL(fileURLWithPath: try resolveModel(model)))
-            try checkIds(tokens, vocab: loaded.spec.vocabSize)
-            let blocks = (tokens.count + 15) / 16
-            let cache = KVCache(spec: loaded.spec, numBlocks: blocks)
-            let result = loaded.transformer.forward(
-                [SequenceInput(tokens: tokens, start: 0, blockTable: (0..<Int32(blocks)).map { $0 }, logits: .all)], cache: cache)
-            let data = Data(bytes: result.logits.pointer, count: tokens.count * result.vocab * 4)
-            try data.write(to: URL(fileURLWithPath: out))
-            print("logits [\(tokens.count), \(result.vocab)] float32 -> \(out)")
+        try withCluster(cluster, model: model) { _, loaded in
+            try reportingErrors {
+                let tokens = try parseIds(ids, option: "--ids")
+                try checkIds(tokens, vocab: loaded.spec.vocabSize)
+                let blocks = (tokens.count + 15) / 16
+                let cache = KVCache(spec: loaded.spec, numBlocks: blocks)
+                let result = loaded.transformer.forward(
+                    [SequenceInput(tokens: tokens, start: 0, blockTable: (0..<Int32(blocks)).map { $0 }, logits: .all)], cache: cache)
+                let data = Data(bytes: result.logits.pointer, count: tokens.count * result.vocab * 4)
+                try data.write(to: URL(fileURLWithPath: out))
+                print("logits [\(tokens.count), \(result.vocab)] float32 -> \(out)")
+            }
         }
     }
 }

@@ -3,12 +3,12 @@ import MoECore
 import MoEModel
 
 /// The model directory to use: the one given, or the bundled demo model (announced on stderr).
-func resolveModel(_ given: String?) throws -> String {
+func resolveModel(_ given: String?, announce: Bool = true) throws -> String {
     if let g = given { return g }
     guard let d = BundledModels.path() else {
         throw CLIError("no --model given and the bundled demo model (Models/demo-mixtral) was not found; pass --model DIR")
     }
-    logLine("using the bundled demo model: \(d)")
+    if announce { logLine("using the bundled demo model: \(d)") }
     return d
 }
 

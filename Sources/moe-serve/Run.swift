@@ -8,69 +8,72 @@ import MoETokenizer
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate from a prompt, streaming the text (or ids), then print timings.")
 
-    @Option(help: "Checkpoint directory (Hugging Face format; default: the bundled demo model).") var model: String?
+    @Option(help: "Checkpoint directory (Hugging Face format; default: the config's, else the bundled demo model).") var model: String?
     @Option(help: "Prompt text (encoded with the model's tokenizer.json).") var prompt: String?
     @Option(name: .customLong("prompt-ids"), help: "Prompt token ids, comma-separated.") var promptIds: String?
     @Option(name: .customLong("max-tokens"), help: "Maximum new tokens.") var maxTokens: Int = 64
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-sequence tokens.") var ignoreEOS = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var cluster: ClusterOptions
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         guard (prompt == nil) != (promptIds == nil) else { throw ValidationError("give exactly one of --prompt or --prompt-ids") }
+        if let p = promptIds { _ = try parseIds(p, option: "--prompt-ids") }
     }
 
     func run() throws {
-        let mpi = try MPIRuntime.start()
-        defer { mpi.finalize() }
-        try reportingErrors {
-            let dir = try resolveModel(model)
-            let url = URL(fileURLWithPath: dir)
-            let hasTokenizer = FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
-            let tok: Tokenizer? = hasTokenizer ? try Tokenizer(directory: url) : nil
-            let ids: [Int32]
-            if let text = prompt {
-                guard let tok else { throw CLIError("\(dir) has no tokenizer.json; use --prompt-ids") }
-                ids = tok.encode(text).map(Int32.init)
-                guard !ids.isEmpty else { throw CLIError("the prompt encodes to no tokens") }
-            } else {
-                ids = try parseIds(promptIds!, option: "--prompt-ids")
+        try withCluster(cluster, model: model) { session, loaded in
+            try reportingErrors {
+                try generate(loaded, workers: session.workers)
             }
-            let loaded = try LoadedModel(directory: url)
-            try checkIds(ids, vocab: loaded.spec.vocabSize)
-            logLine("model: \(dir) (\(loaded.spec.modelType), \(loaded.spec.numLayers) layers, \(loaded.spec.numExperts) experts); weights held: \(formatBytes(loaded.bytesHeld)); threads: \(ComputeThreads.count) (\(ComputeThreads.isa))")
-            var eos = loaded.eosTokenIds
-            if eos.isEmpty, let tok { eos = tok.eosTokenIds }
-            // Text streams as tokens arrive when the prompt was text; ids are printed whole at the end otherwise.
-            var stream = (prompt != nil && !json) ? tok?.streamDecoder(skipSpecialTokens: true) : nil
-            let out = FileHandle.standardOutput
-            if stream != nil { out.write(Data(prompt!.utf8)) }
-            let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 1)
-            let results = gen.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
-                                       eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
-                if let piece = stream?.push(Int(t)), !piece.isEmpty { out.write(Data(piece.utf8)) }
-            }
-            let r = results[0]
-            let timing = String(format: "prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
-                                r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stop.rawValue)
-            if json {
-                var obj: [String: Any] = [
-                    "ids": r.tokens.map(Int.init), "prompt_tokens": r.promptTokens,
-                    "prefill_tok_s": r.prefillTokensPerSecond, "decode_tok_s": r.decodeTokensPerSecond,
-                    "stop": r.stop.rawValue,
-                ]
-                if let tok { obj["text"] = tok.decode(r.tokens.map(Int.init), skipSpecialTokens: true) }
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
-            } else if stream != nil {
-                let rest = stream!.finish()
-                out.write(Data((rest + "\n").utf8))
-                print(timing)
-            } else {
-                print(r.tokens.map(String.init).joined(separator: " "))
-                print(timing)
-            }
+        }
+    }
+
+    func generate(_ loaded: LoadedModel, workers: Int) throws {
+        let url = loaded.directory
+        let hasTokenizer = FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
+        let tok: Tokenizer? = hasTokenizer ? try Tokenizer(directory: url) : nil
+        let ids: [Int32]
+        if let text = prompt {
+            guard let tok else { throw CLIError("\(url.path) has no tokenizer.json; use --prompt-ids") }
+            ids = tok.encode(text).map(Int32.init)
+            guard !ids.isEmpty else { throw CLIError("the prompt encodes to no tokens") }
+        } else {
+            ids = try parseIds(promptIds!, option: "--prompt-ids")
+        }
+        try checkIds(ids, vocab: loaded.spec.vocabSize)
+        logLine("model: \(url.path) (\(loaded.spec.modelType), \(loaded.spec.numLayers) layers, \(loaded.spec.numExperts) experts, \(workers == 0 ? "single process" : "\(workers) expert workers")); threads: \(ComputeThreads.count) (\(ComputeThreads.isa))")
+        var eos = loaded.eosTokenIds
+        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
+        // Text streams as tokens arrive when the prompt was text; ids are printed whole at the end otherwise.
+        var stream = (prompt != nil && !json) ? tok?.streamDecoder(skipSpecialTokens: true) : nil
+        let out = FileHandle.standardOutput
+        if stream != nil { out.write(Data(prompt!.utf8)) }
+        let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 1)
+        let results = gen.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
+                                   eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
+            if let piece = stream?.push(Int(t)), !piece.isEmpty { out.write(Data(piece.utf8)) }
+        }
+        let r = results[0]
+        let timing = String(format: "prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
+                            r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stop.rawValue)
+        if json {
+            var obj: [String: Any] = [
+                "ids": r.tokens.map(Int.init), "prompt_tokens": r.promptTokens,
+                "prefill_tok_s": r.prefillTokensPerSecond, "decode_tok_s": r.decodeTokensPerSecond,
+                "stop": r.stop.rawValue, "workers": workers,
+            ]
+            if let tok { obj["text"] = tok.decode(r.tokens.map(Int.init), skipSpecialTokens: true) }
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else if stream != nil {
+            out.write(Data((stream!.finish() + "\n").utf8))
+            print(timing)
+        } else {
+            print(r.tokens.map(String.init).joined(separator: " "))
+            print(timing)
         }
     }
 }

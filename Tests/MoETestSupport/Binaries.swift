@@ -56,3 +56,85 @@ public enum Binaries {
         try run(path("moe-serve"), args, timeout: timeout)
     }
 }
+
+extension Binaries {
+    /// `mpirun` flags for tests: root allowed, more ranks than cores, yielding when idle (the box is oversubscribed),
+    /// no crash dumps from many ranks.
+    public static let mpirunFlags = ["--allow-run-as-root", "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
+                                     "-x", "SWIFT_BACKTRACE=enable=no", "-x", "MOE_THREADS=1"]
+
+    /// Runs `moe-serve ARGS` on `np` ranks.
+    public static func mpirun(np: Int, _ args: [String], timeout: Double = 300) throws -> Result {
+        try run(URL(fileURLWithPath: "/usr/bin/mpirun"), mpirunFlags + ["-np", "\(np)", path("moe-serve").path] + args, timeout: timeout)
+    }
+
+    /// Runs an MPMD job: each (ranks, args) part starts `ranks` copies of moe-serve with its own arguments.
+    public static func mpirunMPMD(_ parts: [(Int, [String])], timeout: Double = 300) throws -> Result {
+        var argv = mpirunFlags
+        for (i, (n, args)) in parts.enumerated() {
+            if i > 0 { argv.append(":") }
+            argv += ["-np", "\(n)", path("moe-serve").path] + args
+        }
+        return try run(URL(fileURLWithPath: "/usr/bin/mpirun"), argv, timeout: timeout)
+    }
+}
+
+extension Binaries {
+    /// Starts a process without waiting; output is collected into the returned `Running`.
+    public final class Running: @unchecked Sendable {
+        public let process = Process()
+        private let lock = NSLock()
+        private var out = Data(), err = Data()
+        public var stdout: String { lock.lock(); defer { lock.unlock() }; return String(decoding: out, as: UTF8.self) }
+        public var stderr: String { lock.lock(); defer { lock.unlock() }; return String(decoding: err, as: UTF8.self) }
+
+        init(_ exe: URL, _ args: [String]) throws {
+            process.executableURL = exe
+            process.arguments = args
+            var env = ProcessInfo.processInfo.environment
+            env["SWIFT_BACKTRACE"] = "enable=no"
+            process.environment = env
+            let o = Pipe(), e = Pipe()
+            process.standardOutput = o
+            process.standardError = e
+            o.fileHandleForReading.readabilityHandler = { [weak self] h in let d = h.availableData; self?.append(d, err: false) }
+            e.fileHandleForReading.readabilityHandler = { [weak self] h in let d = h.availableData; self?.append(d, err: true) }
+            try process.run()
+        }
+
+        private func append(_ d: Data, err isErr: Bool) {
+            lock.lock(); defer { lock.unlock() }
+            if isErr { err.append(d) } else { out.append(d) }
+        }
+
+        /// Waits up to `timeout` seconds; true if the process ended.
+        public func wait(timeout: Double) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning { return false }
+            usleep(100_000)   // let the pipes drain
+            return true
+        }
+
+        public func kill() { if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) } }
+    }
+
+    public static func startMPI(np: Int, _ args: [String]) throws -> Running {
+        try Running(URL(fileURLWithPath: "/usr/bin/mpirun"), mpirunFlags + ["-np", "\(np)", path("moe-serve").path] + args)
+    }
+
+    /// The PID of the moe-serve process with MPI world rank `rank` whose command line contains `marker`.
+    public static func rankPID(rank: Int, marker: String) -> Int32? {
+        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for p in procs {
+            guard let pid = Int32(p),
+                  let comm = try? String(contentsOfFile: "/proc/\(p)/comm", encoding: .utf8), comm.hasPrefix("moe-serve"),
+                  let cmd = FileManager.default.contents(atPath: "/proc/\(p)/cmdline"),
+                  String(decoding: cmd, as: UTF8.self).contains(marker),
+                  let env = FileManager.default.contents(atPath: "/proc/\(p)/environ") else { continue }
+            let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if vars.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import MoEConfig
+import MoECore
+import MoEModel
+
+/// Starts a job's roles for one model: every rank opens the checkpoint, they agree that all see the same model and
+/// that all loaded, the coordinator gets a ready `LoadedModel` (remote experts installed) and the workers serve
+/// experts until the coordinator shuts them down. Without mpirun the single process holds everything.
+public final class ClusterSession {
+    public let mpi: MPIRuntime
+    public let world: Communicator
+    public let role: Role
+    public let config: ClusterConfig
+    /// Coordinator + workers (nil on a draft rank).
+    public let verifier: Communicator?
+    public private(set) var model: LoadedModel?
+    public private(set) var remote: MPIExperts?
+    public private(set) var placement: ExpertPlacement?
+
+    public init(mpi: MPIRuntime, config: ClusterConfig, hasDraft: Bool = false) throws {
+        self.mpi = mpi
+        self.config = config
+        world = Communicator.world
+        world.timeout = config.mpiTimeoutSeconds
+        role = Role.of(rank: world.rank, size: world.size, hasDraft: hasDraft)
+        if world.size > 1 {
+            let v = try world.split(color: role == .draft ? 1 : 0, key: world.rank)
+            v.timeout = config.mpiTimeoutSeconds
+            verifier = role == .draft ? nil : v
+        } else {
+            verifier = nil
+        }
+    }
+
+    public var isCoordinator: Bool { role == .coordinator }
+    public var workers: Int { verifier.map { $0.size - 1 } ?? 0 }
+
+    /// Prefix for this rank's log lines.
+    public var tag: String { "rank \(world.rank) (\(role))" }
+
+    /// One status exchange: each rank's outcome of `body`, then either all go on or all stop (`Stop`), the reason
+    /// printed by the ranks that know it.
+    func agree<T>(_ phase: String, _ body: () throws -> T) throws -> T {
+        var value: T?
+        var message = ""
+        do { value = try body() } catch { message = "\(error)" }
+        if world.size == 1 {
+            if let v = value { return v }
+            throw Stop(message: message)
+        }
+        let ok = try world.allgather(Int32(value == nil ? 0 : 1), what: "agreeing that every rank \(phase)")
+        if ok.allSatisfy({ $0 == 1 }) { return value! }
+        if value == nil { logLine("\(tag): error: \(message)") }
+        let failed = ok.indices.filter { ok[$0] == 0 }
+        throw Stop(message: value == nil ? message : "", quiet: true, ranks: failed)
+    }
+
+    /// A reason the job cannot start; `quiet` when another rank already printed it.
+    public struct Stop: Error, CustomStringConvertible {
+        public var message: String
+        public var quiet = false
+        public var ranks: [Int] = []
+        public var description: String { message }
+    }
+
+    /// Opens and loads `directory` in the layout of this job. Returns on every rank; workers then call `serve()`.
+    public func load(directory: URL) throws {
+        let (ckpt, spec) = try agree("opened the checkpoint") { () -> (Checkpoint, ModelSpec) in
+            let c = try Checkpoint(directory: directory)
+            return (c, try ModelFamilies.spec(configData: c.configData))
+        }
+        if world.size > 1 {
+            let prints = try world.allgather(ckpt.fingerprint, what: "comparing model fingerprints")
+            if Set(prints).count > 1 {
+                let others = prints.indices.filter { prints[$0] != prints[0] }
+                if world.rank == 0 {
+                    logLine("\(tag): error: ranks see different models: rank 0 has \(directory.path) (fingerprint \(String(prints[0], radix: 16))), rank(s) \(others.map(String.init).joined(separator: ", ")) a different config.json, tensor index or tensor data")
+                }
+                throw Stop(message: "", quiet: true, ranks: others)
+            }
+        }
+        let W = workers
+        let placement = try agree("computed the expert placement") {
+            W > 0 ? try ExpertPlacement.make(config, spec: spec, workers: W) : nil
+        }
+        self.placement = placement
+        switch role {
+        case .coordinator:
+            let m = try agree("loaded its weights") { try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0) }
+            if let placement, let verifier {
+                let r = MPIExperts(comm: verifier, placement: placement, spec: spec, bf16Wire: config.wireDType == .bf16)
+                m.transformer.experts = r
+                remote = r
+            }
+            model = m
+            logLine("\(tag): holds \(formatGB(ckpt.bytesHeld)) of weights (dense layers, no experts\(W == 0 ? " — all experts too, single process" : "")); RSS \(formatGB(residentBytes()))")
+        case .worker(let i):
+            let store = try agree("loaded its experts") {
+                try ExpertStore(ckpt, spec) { l, e in placement!.worker[l][e] == i }
+            }
+            workerStore = store
+            logLine("\(tag): holds \(store.count) experts, \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")
+        case .draft:
+            break
+        }
+    }
+
+    private var workerStore: ExpertStore?
+
+    /// Worker ranks: serve experts until the coordinator says stop.
+    public func serve() throws {
+        guard case .worker(let i) = role, let store = workerStore, let verifier else { return }
+        let w = ExpertWorker(comm: verifier, store: store, index: i, bf16Wire: config.wireDType == .bf16,
+                             idlePollMicroseconds: config.mpiIdlePollMicroseconds)
+        do { try w.loop() } catch {
+            logLine("\(tag): error: \(error)")
+            MPIRuntime.abortJob(code: 1)
+        }
+    }
+
+    /// Coordinator: release the workers.
+    public func shutdown() { remote?.shutdown() }
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+public func residentBytes() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let f = s.split(separator: " ")
+    return f.count > 1 ? (Int(f[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+}
+
+func formatGB(_ b: Int) -> String {
+    b >= 1 << 30 ? String(format: "%.2f GiB", Double(b) / Double(1 << 30)) : String(format: "%.1f MiB", Double(b) / Double(1 << 20))
+}

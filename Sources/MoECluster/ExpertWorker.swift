@@ -1,0 +1,87 @@
+import Foundation
+import MoECore
+import MoEModel
+
+/// An expert worker's loop: wait for a layer's header, receive its units, run each held expert once over all rows
+/// routed to it, return one weighted sum per unit; until the coordinator says shutdown.
+public final class ExpertWorker {
+    let comm: Communicator
+    public let store: ExpertStore
+    let wire: WireFormat
+    let index: Int
+    let idlePoll: Int
+    private var recvBuf = [UInt8](), sendBuf = [UInt8]()
+    public private(set) var busySeconds = 0.0
+    public private(set) var unitsServed = 0
+
+    public init(comm: Communicator, store: ExpertStore, index: Int, bf16Wire: Bool, idlePollMicroseconds: Int) {
+        self.comm = comm
+        self.store = store
+        self.index = index
+        idlePoll = idlePollMicroseconds
+        let K = store.spec.layers.compactMap(\.moe).map(\.topK).max() ?? 1
+        wire = WireFormat(hidden: store.spec.hiddenSize, topK: K, bf16: bf16Wire)
+    }
+
+    public func loop() throws {
+        let zero = [Int32](repeating: 0, count: comm.size)
+        while true {
+            // Idle between steps: no deadline (a server may wait hours for a request), sleep between polls.
+            let header = try comm.alltoall([Int32](repeating: 0, count: 4 * comm.size), count: 4,
+                                           what: "waiting for work", deadline: nil, idleSleep: idlePoll)
+            let op = header[0], layer = Int(header[1]), n = Int(header[2])
+            if op == WireFormat.Opcode.shutdown.rawValue { return }
+            guard op == WireFormat.Opcode.exchange.rawValue else { continue }
+            let ub = wire.unitBytes
+            if recvBuf.count < n * ub { recvBuf = [UInt8](repeating: 0, count: n * ub) }
+            var rcounts = zero, dummy: UInt8 = 0
+            rcounts[0] = Int32(n * ub)
+            try recvBuf.withUnsafeMutableBytes { r in
+                try comm.alltoallv(send: &dummy, counts: zero, displs: zero, recv: r.baseAddress!, counts: rcounts, displs: zero,
+                                   what: "receiving layer \(layer)'s token rows")
+            }
+            let t0 = monotonic()
+            let outBytes = WireFormat.combinePrefix + n * wire.rowBytes
+            if sendBuf.count < outBytes { sendBuf = [UInt8](repeating: 0, count: outBytes) }
+            recvBuf.withUnsafeBytes { r in
+                sendBuf.withUnsafeMutableBytes { s in
+                    compute(layer: layer, units: n, input: r.baseAddress!, output: s.baseAddress! + WireFormat.combinePrefix)
+                }
+            }
+            let busy = monotonic() - t0
+            busySeconds += busy
+            unitsServed += n
+            sendBuf.withUnsafeMutableBytes { s in
+                s.storeBytes(of: busy, toByteOffset: 0, as: Double.self)
+                s.storeBytes(of: Int32(n), toByteOffset: 8, as: Int32.self)
+                s.storeBytes(of: Int32(0), toByteOffset: 12, as: Int32.self)
+            }
+            var scounts = zero
+            scounts[0] = Int32(outBytes)
+            try sendBuf.withUnsafeBytes { s in
+                try comm.alltoallv(send: s.baseAddress!, counts: scounts, displs: zero, recv: &dummy, counts: zero, displs: zero,
+                                   what: "returning layer \(layer)'s expert results")
+            }
+        }
+    }
+
+    /// Groups the units' (unit, expert, weight) entries by expert, runs one product per expert and accumulates
+    /// weighted results per unit in ascending expert order (the same order as a single process).
+    private func compute(layer: Int, units n: Int, input: UnsafeRawPointer, output: UnsafeMutableRawPointer) {
+        let H = store.spec.hiddenSize, K = wire.topK, ub = wire.unitBytes
+        var entries: [ExpertEntry] = []
+        entries.reserveCapacity(n * K)
+        for u in 0..<n {
+            let p = input + u * ub
+            for k in 0..<K {
+                let e = p.loadUnaligned(fromByteOffset: 4 * k, as: Int32.self)
+                if e >= 0 { entries.append(ExpertEntry(expert: e, slot: Int32(u), weight: p.loadUnaligned(fromByteOffset: 4 * K + 4 * k, as: Float.self))) }
+            }
+        }
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: max(n * H, 1))
+        acc.initialize(repeating: 0, count: max(n * H, 1))
+        defer { acc.deallocate() }
+        store.accumulate(layer: layer, entries: entries, load: { u, dst in wire.readRow(input + u * ub + 8 * K, to: dst) }, into: acc)
+        for u in 0..<n { wire.writeRow(acc + u * H, to: output + u * wire.rowBytes) }
+    }
+}

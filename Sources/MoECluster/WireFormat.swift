@@ -1,0 +1,75 @@
+import MoECore
+import MoEModel
+
+/// The dispatch/combine wire format between the coordinator and the expert workers, per MoE layer:
+///
+/// 1. header, `MPI_Alltoall` of 4 × int32 per destination: [opcode, layer, units, step]. opcode 1 = exchange,
+///    2 = shutdown, 0 = nothing for you (the coordinator's block to itself).
+/// 2. dispatch, `MPI_Alltoallv` of bytes, coordinator → workers. One *unit* per (token, worker) pair for which the
+///    token has at least one expert on that worker, so a token whose experts share a worker travels once:
+///       K × int32 expert ids (−1 = unused slot) | K × float32 routing weights | H × wire scalar (the token's row)
+/// 3. combine, `MPI_Alltoallv` of bytes, workers → coordinator: a 16-byte prefix [float64 expert-compute seconds,
+///    int32 units, int32 0], then per unit H × wire scalar: Σ weight · expert(row) over the unit's experts.
+///
+/// The wire scalar is f32 (exact) or bf16 (half the bytes); expert ids and weights always travel exactly.
+public struct WireFormat: Sendable {
+    public let hidden: Int
+    public let topK: Int
+    public let bf16: Bool
+
+    public init(hidden: Int, topK: Int, bf16: Bool) {
+        self.hidden = hidden
+        self.topK = topK
+        self.bf16 = bf16
+    }
+
+    public var scalarBytes: Int { bf16 ? 2 : 4 }
+    public var rowBytes: Int { hidden * scalarBytes }
+    public var unitBytes: Int { 8 * topK + rowBytes }
+    public static let combinePrefix = 16
+
+    public enum Opcode: Int32 { case none = 0, exchange = 1, shutdown = 2 }
+
+    /// Writes one row of H floats in the wire dtype.
+    public func writeRow(_ src: UnsafePointer<Float>, to dst: UnsafeMutableRawPointer) {
+        if bf16 { f32ToBF16(src, dst.assumingMemoryBound(to: UInt16.self), hidden) }
+        else { dst.copyMemory(from: src, byteCount: hidden * 4) }
+    }
+
+    /// Reads one wire row into H floats.
+    public func readRow(_ src: UnsafeRawPointer, to dst: UnsafeMutablePointer<Float>) {
+        if bf16 { bf16ToF32(src.assumingMemoryBound(to: UInt16.self), dst, hidden) }
+        else { UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: hidden * 4) }
+    }
+}
+
+/// Which tokens go to which worker for one layer: units[w] lists (token, expert slots) for worker w.
+/// Slots keep the token's routing order (descending probability).
+public struct DispatchPlan: Sendable, Equatable {
+    public struct Unit: Sendable, Equatable {
+        public var token: Int
+        public var experts: [Int32]
+        public var weights: [Float]
+    }
+    public var units: [[Unit]]
+
+    /// expertWorker[e] is the worker holding expert e.
+    public init(_ routing: Routing, expertWorker: [Int], workers W: Int) {
+        var units = Array(repeating: [Unit](), count: W)
+        let K = routing.topK
+        var slot = Array(repeating: -1, count: W)   // index of this token's unit in units[w], or -1
+        for t in 0..<routing.tokens {
+            for k in 0..<K {
+                let e = routing.experts[t * K + k], w = expertWorker[Int(e)]
+                if slot[w] < 0 {
+                    slot[w] = units[w].count
+                    units[w].append(Unit(token: t, experts: [], weights: []))
+                }
+                units[w][slot[w]].experts.append(e)
+                units[w][slot[w]].weights.append(routing.weights[t * K + k])
+            }
+            for k in 0..<K { slot[expertWorker[Int(routing.experts[t * K + k])]] = -1 }
+        }
+        self.units = units
+    }
+}

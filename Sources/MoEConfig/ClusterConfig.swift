@@ -1,0 +1,133 @@
+import Foundation
+import Yams
+
+/// What `Config/cluster.yaml` holds. Every field has the default documented in that file; command-line flags
+/// override the file. `validate` runs before any weight loads.
+public struct ClusterConfig: Sendable, Equatable {
+    public enum WireDType: String, Sendable { case f32, bf16 }
+    public enum PlacementStrategy: String, Sendable { case contiguous, roundRobin = "round_robin", explicit }
+
+    /// Checkpoint directory of the target model (nil: the bundled demo model).
+    public var model: String?
+    /// How experts are spread over the expert workers.
+    public var placementStrategy: PlacementStrategy = .contiguous
+    /// `explicit` only: MoE layer → the worker rank (1…W) of each expert; the key `default` covers unlisted layers.
+    public var placementMap: [String: [Int]] = [:]
+    /// Scalar type of token rows on the wire: f32 is exact; bf16 halves the bytes.
+    public var wireDType: WireDType = .f32
+    /// A peer that stays silent this long in the middle of a step is treated as failed and the job aborts.
+    public var mpiTimeoutSeconds: Double = 60
+    /// How long an idle worker sleeps between polls for the next step (latency of the first layer vs idle CPU).
+    public var mpiIdlePollMicroseconds: Int = 200
+    /// Compute threads per rank (0: every core, or MOE_THREADS).
+    public var threads: Int = 0
+
+    public init() {}
+
+    public struct Invalid: Error, CustomStringConvertible, Equatable {
+        public let description: String
+        public init(_ d: String) { description = d }
+    }
+
+    /// Parses YAML text. Unknown keys are errors, so a typo never silently falls back to a default.
+    public static func parse(yaml text: String, source: String = "config") throws -> ClusterConfig {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw Invalid("\(source): not valid YAML (\(error))")
+        }
+        var c = ClusterConfig()
+        guard let root = loaded else { return c }
+        guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
+        let r = Reader(source: source)
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads"], at: "")
+        if let v = top["model"] { c.model = try r.optionalString(v, "model") }
+        if let p = top["placement"] {
+            let pm = try r.map(p, "placement")
+            try r.keys(pm, allowed: ["strategy", "map"], at: "placement.")
+            if let s = pm["strategy"] {
+                let name = try r.string(s, "placement.strategy")
+                guard let st = PlacementStrategy(rawValue: name) else {
+                    throw Invalid("\(source): placement.strategy must be one of contiguous, round_robin, explicit (got '\(name)')")
+                }
+                c.placementStrategy = st
+            }
+            if let m = pm["map"], !(m is NSNull) {
+                for (k, v) in try r.map(m, "placement.map") {
+                    guard let list = v as? [Any], let ints = list.map({ $0 as? Int }) as? [Int] else {
+                        throw Invalid("\(source): placement.map.\(k) must be a list of worker ranks, one per expert")
+                    }
+                    c.placementMap[k] = ints
+                }
+            }
+        }
+        if let w = top["wire_dtype"] {
+            let name = try r.string(w, "wire_dtype")
+            guard let d = WireDType(rawValue: name) else { throw Invalid("\(source): wire_dtype must be f32 or bf16 (got '\(name)')") }
+            c.wireDType = d
+        }
+        if let m = top["mpi"] {
+            let mm = try r.map(m, "mpi")
+            try r.keys(mm, allowed: ["timeout_seconds", "idle_poll_us"], at: "mpi.")
+            if let v = mm["timeout_seconds"] { c.mpiTimeoutSeconds = try r.number(v, "mpi.timeout_seconds") }
+            if let v = mm["idle_poll_us"] { c.mpiIdlePollMicroseconds = Int(try r.number(v, "mpi.idle_poll_us")) }
+        }
+        if let t = top["threads"] { c.threads = Int(try r.number(t, "threads")) }
+        try c.validate()
+        return c
+    }
+
+    public static func load(path: String) throws -> ClusterConfig {
+        guard let d = FileManager.default.contents(atPath: path) else { throw Invalid("cannot read config file \(path)") }
+        guard let text = String(data: d, encoding: .utf8) else { throw Invalid("\(path) is not UTF-8 text") }
+        return try parse(yaml: text, source: path)
+    }
+
+    /// Checks that need no model or MPI: ranges and the shape of an explicit map.
+    public func validate() throws {
+        guard mpiTimeoutSeconds > 0 else { throw Invalid("mpi.timeout_seconds must be positive") }
+        guard mpiIdlePollMicroseconds >= 0 && mpiIdlePollMicroseconds <= 1_000_000 else {
+            throw Invalid("mpi.idle_poll_us must be between 0 and 1000000")
+        }
+        guard threads >= 0 else { throw Invalid("threads must be >= 0") }
+        if placementStrategy == .explicit && placementMap.isEmpty {
+            throw Invalid("placement.strategy is explicit but placement.map is empty")
+        }
+        for k in placementMap.keys where k != "default" && Int(k) == nil {
+            throw Invalid("placement.map keys must be layer numbers or 'default' (got '\(k)')")
+        }
+    }
+}
+
+/// Typed access to a YAML tree with errors that name the key.
+private struct Reader {
+    let source: String
+
+    func keys(_ m: [String: Any], allowed: Set<String>, at prefix: String) throws {
+        for k in m.keys.sorted() where !allowed.contains(k) {
+            throw ClusterConfig.Invalid("\(source): unknown key '\(prefix)\(k)' (known: \(allowed.sorted().map { prefix + $0 }.joined(separator: ", ")))")
+        }
+    }
+
+    func map(_ v: Any, _ key: String) throws -> [String: Any] {
+        if let m = v as? [String: Any] { return m }
+        if let m = v as? [Int: Any] { return Dictionary(uniqueKeysWithValues: m.map { (String($0.key), $0.value) }) }
+        if let m = v as? [AnyHashable: Any] { return Dictionary(uniqueKeysWithValues: m.map { ("\($0.key)", $0.value) }) }
+        throw ClusterConfig.Invalid("\(source): \(key) must be a mapping")
+    }
+
+    func string(_ v: Any, _ key: String) throws -> String {
+        guard let s = v as? String else { throw ClusterConfig.Invalid("\(source): \(key) must be a string") }
+        return s
+    }
+
+    func optionalString(_ v: Any, _ key: String) throws -> String? {
+        if v is NSNull { return nil }
+        return try string(v, key)
+    }
+
+    func number(_ v: Any, _ key: String) throws -> Double {
+        if let i = v as? Int { return Double(i) }
+        if let d = v as? Double { return d }
+        throw ClusterConfig.Invalid("\(source): \(key) must be a number")
+    }
+}

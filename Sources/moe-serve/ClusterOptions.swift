@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import MoECluster
+import MoEConfig
+import MoECore
+import MoEModel
+
+/// Options every model-running subcommand shares: the cluster config file and the flags that override it.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Cluster config (YAML; see Config/cluster.yaml). Flags override it.") var config: String?
+    @Option(name: .customLong("wire-dtype"), help: "Token rows on the wire: f32 (exact) or bf16.") var wireDType: String?
+    @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
+
+    /// The config file (or defaults) with flags applied, validated before anything loads.
+    func resolve(model: String?) throws -> ClusterConfig {
+        var c = try config.map { try ClusterConfig.load(path: $0) } ?? ClusterConfig()
+        if let m = model { c.model = m }
+        if let w = wireDType {
+            guard let d = ClusterConfig.WireDType(rawValue: w) else { throw ClusterConfig.Invalid("--wire-dtype must be f32 or bf16 (got '\(w)')") }
+            c.wireDType = d
+        }
+        if let p = placement {
+            guard let s = ClusterConfig.PlacementStrategy(rawValue: p) else {
+                throw ClusterConfig.Invalid("--placement must be contiguous, round_robin or explicit (got '\(p)')")
+            }
+            c.placementStrategy = s
+        }
+        try c.validate()
+        return c
+    }
+}
+
+/// Starts MPI and the cluster for `model`, runs `body` on the coordinator, and serves experts on the workers.
+/// Any failure before the run ends the job on every rank with exit code 1, the reason printed once.
+func withCluster(_ options: ClusterOptions, model: String?, _ body: (ClusterSession, LoadedModel) throws -> Void) throws {
+    let mpi = try MPIRuntime.start()
+    defer { mpi.finalize() }
+    let rank = mpi.rank
+    do {
+        let config = try options.resolve(model: model)
+        if config.threads > 0 { ComputeThreads.configure(count: config.threads) }
+        let dir = try resolveModel(config.model, announce: rank == 0)
+        let session = try ClusterSession(mpi: mpi, config: config)
+        try session.load(directory: URL(fileURLWithPath: dir))
+        if session.isCoordinator {
+            defer { session.shutdown() }
+            try body(session, session.model!)
+        } else {
+            try session.serve()
+        }
+    } catch let stop as ClusterSession.Stop {
+        if !stop.quiet && !stop.message.isEmpty { logLine("error: \(stop.message)") }
+        throw ExitCode(1)
+    } catch let e as ClusterConfig.Invalid {
+        if rank == 0 { logLine("error: \(e)") }   // every rank read the same config: say it once
+        throw ExitCode(1)
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import MoEConfig
+import MoEModel
+import Testing
+@testable import MoECluster
+
+@Suite struct PlacementTests {
+    @Test func contiguousBlocksNeedNotDivideEvenly() {
+        #expect(ExpertPlacement.contiguous(experts: 8, workers: 3) == [0, 0, 0, 1, 1, 1, 2, 2])
+        #expect(ExpertPlacement.contiguous(experts: 8, workers: 2) == [0, 0, 0, 0, 1, 1, 1, 1])
+        #expect(ExpertPlacement.contiguous(experts: 8, workers: 7) == [0, 0, 1, 2, 3, 4, 5, 6])
+        #expect(ExpertPlacement.contiguous(experts: 3, workers: 5) == [0, 1, 2])
+        #expect(ExpertPlacement.roundRobin(experts: 5, workers: 2) == [0, 1, 0, 1, 0])
+    }
+
+    func spec() throws -> ModelSpec {
+        try ModelFamilies.spec(configData: Data(#"{"model_type":"qwen3_moe","vocab_size":100,"hidden_size":64,"intermediate_size":48,"num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,"num_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":16,"mlp_only_layers":[1]}"#.utf8))
+    }
+
+    @Test func explicitMapIsHonouredPerLayerWithDefault() throws {
+        var c = ClusterConfig()
+        c.placementStrategy = .explicit
+        c.placementMap = ["0": [2, 2, 1, 1], "default": [1, 2, 1, 2]]
+        let p = try ExpertPlacement.make(c, spec: try spec(), workers: 2)
+        #expect(p.worker == [[1, 1, 0, 0], [], [0, 1, 0, 1]])
+        #expect(p.experts(of: 0).map { [$0.layer, $0.expert] } == [[0, 2], [0, 3], [2, 0], [2, 2]])
+    }
+
+    @Test func explicitMapErrorsNameTheProblem() throws {
+        var c = ClusterConfig()
+        c.placementStrategy = .explicit
+        c.placementMap = ["0": [1, 1, 1]]
+        #expect(throws: ClusterConfig.Invalid("placement.map.0 lists 3 experts; layer 0 has 4")) { try ExpertPlacement.make(c, spec: try spec(), workers: 2) }
+        c.placementMap = ["0": [1, 3, 1, 1], "2": [1, 1, 1, 1]]
+        #expect(throws: ClusterConfig.Invalid("placement.map names worker rank 3, but the job has worker ranks 1…2")) { try ExpertPlacement.make(c, spec: try spec(), workers: 2) }
+        c.placementMap = ["0": [1, 1, 1, 1]]
+        #expect(throws: ClusterConfig.Invalid("placement.map has no entry for MoE layer 2 (and no 'default')")) { try ExpertPlacement.make(c, spec: try spec(), workers: 2) }
+        c.placementMap = ["1": [1, 1, 1, 1], "default": [1, 1, 1, 1]]
+        #expect(throws: ClusterConfig.Invalid("placement.map.1 is not a mixture-of-experts layer of this model")) { try ExpertPlacement.make(c, spec: try spec(), workers: 2) }
+    }
+
+    @Test func rolesFollowRankSizeAndDraft() {
+        #expect(Role.of(rank: 0, size: 1, hasDraft: false) == .coordinator)
+        #expect(Role.of(rank: 2, size: 4, hasDraft: false) == .worker(index: 1))
+        #expect(Role.of(rank: 3, size: 4, hasDraft: true) == .draft)
+        #expect(Role.of(rank: 1, size: 2, hasDraft: true) == .worker(index: 0))   // too few ranks for a draft node
+        #expect(Role.workerCount(size: 4, hasDraft: true) == 2)
+    }
+}
+
+@Suite struct WireTests {
+    @Test func aTokenTravelsOnceToEachWorkerHoldingOneOfItsExperts() {
+        // 3 tokens, top-2; experts 0,1 on worker 0, experts 2,3 on worker 1.
+        let r = Routing(tokens: 3, topK: 2, experts: [1, 0, 2, 0, 3, 2], weights: [0.6, 0.4, 0.7, 0.3, 0.5, 0.5])
+        let plan = DispatchPlan(r, expertWorker: [0, 0, 1, 1], workers: 2)
+        #expect(plan.units[0] == [.init(token: 0, experts: [1, 0], weights: [0.6, 0.4]), .init(token: 1, experts: [0], weights: [0.3])])
+        #expect(plan.units[1] == [.init(token: 1, experts: [2], weights: [0.7]), .init(token: 2, experts: [3, 2], weights: [0.5, 0.5])])
+    }
+
+    @Test func bf16RowsHalveTheBytesAndStayClose() {
+        let f = WireFormat(hidden: 5, topK: 2, bf16: true)
+        #expect(f.rowBytes == 10 && f.unitBytes == 26)
+        let row: [Float] = [1, -2.5, 3.14159, 1e-3, 100]
+        var bytes = [UInt8](repeating: 0, count: f.rowBytes), back = [Float](repeating: 0, count: 5)
+        bytes.withUnsafeMutableBytes { f.writeRow(row, to: $0.baseAddress!) }
+        bytes.withUnsafeBytes { f.readRow($0.baseAddress!, to: &back) }
+        for (a, b) in zip(row, back) { #expect(abs(a - b) <= abs(a) / 128) }
+        #expect(WireFormat(hidden: 5, topK: 2, bf16: false).rowBytes == 20)
+    }
+}
+
+@Suite struct ConfigFileTests {
+    @Test func shippedConfigsParse() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for f in ["Config/cluster.yaml", "Config/local.yaml", "Config/multi-host.example.yaml"] {
+            _ = try ClusterConfig.load(path: root.appendingPathComponent(f).path)
+        }
+        let c = try ClusterConfig.load(path: root.appendingPathComponent("Config/cluster.yaml").path)
+        #expect(c == ClusterConfig())   // the file documents the defaults
+    }
+
+    @Test func unknownKeysAndBadValuesAreClearErrors() {
+        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: model, mpi, placement, threads, wire_dtype)")) {
+            try ClusterConfig.parse(yaml: "wire_dtyp: bf16", source: "c")
+        }
+        #expect(throws: ClusterConfig.Invalid("c: placement.strategy must be one of contiguous, round_robin, explicit (got 'random')")) {
+            try ClusterConfig.parse(yaml: "placement:\n  strategy: random", source: "c")
+        }
+        #expect(throws: ClusterConfig.Invalid("mpi.timeout_seconds must be positive")) {
+            try ClusterConfig.parse(yaml: "mpi:\n  timeout_seconds: 0", source: "c")
+        }
+        #expect(throws: ClusterConfig.Invalid("c: mpi.timeout_seconds must be a number")) {
+            try ClusterConfig.parse(yaml: "mpi:\n  timeout_seconds: soon", source: "c")
+        }
+        #expect(throws: ClusterConfig.Invalid("placement.strategy is explicit but placement.map is empty")) {
+            try ClusterConfig.parse(yaml: "placement:\n  strategy: explicit", source: "c")
+        }
+    }
+
+    @Test func explicitMapParsesLayerKeys() throws {
+        let c = try ClusterConfig.parse(yaml: "placement:\n  strategy: explicit\n  map:\n    0: [1, 2]\n    default: [2, 1]\n")
+        #expect(c.placementMap == ["0": [1, 2], "default": [2, 1]])
+    }
+}

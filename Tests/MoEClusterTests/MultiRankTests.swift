@@ -1,0 +1,159 @@
+import Foundation
+import MoEModel
+import MoETestSupport
+import Testing
+
+/// Real mpirun jobs on this machine (shared memory): 1 coordinator + W expert workers against transformers' goldens
+/// and the single process, and the ways a job must fail.
+@Suite(.serialized) struct MultiRankTests {
+    static let models = ["tiny-mixtral", "tiny-mixtral-bf16", "tiny-mixtral-fused", "tiny-mixtral-sharded",
+                         "tiny-qwen2-moe", "tiny-qwen3-moe", "tiny-mistral-sp", "tiny-mixtral-spec"]
+
+    func floats(_ url: URL) throws -> [Float] {
+        try Data(contentsOf: url).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test(arguments: models)
+    func workersGiveTheSameLogitsAndGreedyTokensAsOneProcess(model: String) throws {
+        let g = try Fixtures.golden(model)
+        let dir = Fixtures.model(model).path
+        let long = g.prompts[2], short = g.prompts[1]
+        let ids = long.ids.map(String.init).joined(separator: ",")
+        let tmp = Fixtures.tempDir("mpi")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let single = try Binaries.moeServe(["logits", "--model", dir, "--ids", ids, "--out", tmp.appendingPathComponent("one.f32").path])
+        #expect(single.status == 0, "\(single.stderr)")
+        let one = try floats(tmp.appendingPathComponent("one.f32"))
+        let ref = try g.logits(long)
+        for W in [1, 2, 3, 7] {
+            let out = tmp.appendingPathComponent("w\(W).f32")
+            let r = try Binaries.mpirun(np: W + 1, ["logits", "--model", dir, "--ids", ids, "--out", out.path])
+            #expect(r.status == 0, "W=\(W): \(r.stderr)")
+            let many = try floats(out)
+            #expect(many.count == one.count)
+            #expect(zip(many, one).map { abs($0 - $1) }.max()! < 1e-5, "W=\(W) vs one process")
+            #expect(zip(many, ref).map { abs($0 - $1) }.max()! < 1e-3, "W=\(W) vs transformers")
+            let gen = try Binaries.mpirun(np: W + 1, ["run", "--model", dir, "--prompt-ids", short.ids.map(String.init).joined(separator: ","),
+                                                      "--max-tokens", "\(short.greedy.maxNew)", "--json"])
+            let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
+            #expect(obj?["ids"] as? [Int] == short.greedy.newTokens, "W=\(W): \(gen.stderr)")
+            #expect(obj?["workers"] as? Int == W)
+        }
+    }
+
+    @Test func bf16WireStaysCloseToF32() throws {
+        let g = try Fixtures.golden("tiny-qwen3-moe")
+        let p = g.prompts[2]
+        let tmp = Fixtures.tempDir("bf16")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let r = try Binaries.mpirun(np: 3, ["logits", "--model", Fixtures.model("tiny-qwen3-moe").path, "--wire-dtype", "bf16",
+                                            "--ids", p.ids.map(String.init).joined(separator: ","), "--out", tmp.appendingPathComponent("b.f32").path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ours = try floats(tmp.appendingPathComponent("b.f32")), ref = try g.logits(p)
+        let diffs = zip(ours, ref).map { abs($0 - $1) }
+        let mean = diffs.reduce(0, +) / Float(diffs.count)
+        // Rows are rounded to 8 bits of mantissa on the wire: logits move by about 1e-2 on average, and a near-tie
+        // router choice can flip at a position, so the worst position moves more; the argmax almost never does.
+        #expect(mean > 0 && mean < 0.02, "mean |diff| \(mean)")
+        #expect(diffs.max()! < 1.0)
+        let V = 512, T = p.ids.count
+        func argmax(_ v: [Float], _ t: Int) -> Int { (0..<V).max { v[t * V + $0] < v[t * V + $1] }! }
+        let same = (0..<T).filter { argmax(ours, $0) == argmax(ref, $0) }.count
+        #expect(Double(same) >= 0.95 * Double(T))
+    }
+
+    @Test func explicitPlacementPutsExpertsWhereTheConfigSays() throws {
+        let cfg = Fixtures.tempDir("cfg").appendingPathComponent("c.yaml")
+        try "placement:\n  strategy: explicit\n  map:\n    0: [2, 2, 2, 2, 2, 2, 2, 1]\n    default: [1, 2, 3, 1, 2, 3, 1, 2]\n".write(to: cfg, atomically: true, encoding: .utf8)
+        let g = try Fixtures.golden("tiny-mixtral")
+        let p = g.prompts[1]
+        let r = try Binaries.mpirun(np: 4, ["run", "--config", cfg.path, "--model", Fixtures.model("tiny-mixtral").path,
+                                            "--prompt-ids", p.ids.map(String.init).joined(separator: ","), "--max-tokens", "16", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("rank 1 (worker 1): holds 4 experts"))   // layer 0: expert 7; layer 1: 0, 3, 6
+        #expect(r.stderr.contains("rank 2 (worker 2): holds 10 experts"))  // layer 0: 0–6; layer 1: 1, 4, 7
+        #expect(r.stderr.contains("rank 3 (worker 3): holds 2 experts"))
+        #expect(r.stderr.contains("rank 0 (coordinator): holds") && r.stderr.contains("(dense layers, no experts)"))
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(obj?["ids"] as? [Int] == p.greedy.newTokens)
+        // A map naming a worker the job does not have is refused before any weight loads.
+        let r2 = try Binaries.mpirun(np: 3, ["run", "--config", cfg.path, "--model", Fixtures.model("tiny-mixtral").path, "--prompt-ids", "1"])
+        #expect(r2.status != 0 && r2.stderr.contains("placement.map names worker rank 3, but the job has worker ranks 1…2"))
+    }
+
+    @Test func aWorkerWithAWrongModelPathStopsTheJobWithItsReason() throws {
+        let good = ["run", "--model", Fixtures.model("tiny-mixtral").path, "--prompt-ids", "1,2"]
+        let t0 = Date()
+        let r = try Binaries.mpirunMPMD([(2, good), (1, ["run", "--model", "/no/such/model", "--prompt-ids", "1,2"])], timeout: 60)
+        #expect(Date().timeIntervalSince(t0) < 10)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("rank 2 (worker 2): error: missing file: /no/such/model (expected a checkpoint directory)"))
+        // A different checkpoint on one rank is caught by the fingerprint.
+        let r2 = try Binaries.mpirunMPMD([(2, good), (1, ["run", "--model", Fixtures.model("tiny-mixtral-spec").path, "--prompt-ids", "1,2"])], timeout: 60)
+        #expect(r2.status != 0 && r2.stderr.contains("ranks see different models") && r2.stderr.contains("rank(s) 2"))
+    }
+
+    @Test func aKilledWorkerEndsTheJobWithinSeconds() throws {
+        let marker = "kill-test-\(UUID().uuidString.prefix(8))"
+        let job = try Binaries.startMPI(np: 3, ["run", "--model", Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral").path,
+                                                "--prompt", marker, "--max-tokens", "20000", "--ignore-eos"])
+        defer { job.kill() }
+        var pid: Int32?
+        for _ in 0..<200 where pid == nil || !job.stdout.contains(marker) {
+            usleep(50_000)
+            pid = Binaries.rankPID(rank: 1, marker: marker)
+        }
+        let victim = try #require(pid)
+        usleep(300_000)
+        kill(victim, SIGKILL)
+        let t0 = Date()
+        #expect(job.wait(timeout: 10), "job still running 10 s after a worker died")
+        #expect(Date().timeIntervalSince(t0) < 10)
+        #expect(job.process.terminationStatus != 0)
+        #expect(job.stderr.contains("rank 1") && job.stderr.contains("signal 9"), "\(job.stderr)")
+    }
+
+    @Test func aStuckWorkerTimesOutInsteadOfHanging() throws {
+        let cfg = Fixtures.tempDir("cfg").appendingPathComponent("t.yaml")
+        try "mpi:\n  timeout_seconds: 2\n".write(to: cfg, atomically: true, encoding: .utf8)
+        let marker = "stop-test-\(UUID().uuidString.prefix(8))"
+        let job = try Binaries.startMPI(np: 3, ["run", "--config", cfg.path, "--model",
+                                                Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral").path,
+                                                "--prompt", marker, "--max-tokens", "20000", "--ignore-eos"])
+        defer { job.kill() }
+        var pid: Int32?
+        for _ in 0..<200 where pid == nil || !job.stdout.contains(marker) {
+            usleep(50_000)
+            pid = Binaries.rankPID(rank: 2, marker: marker)
+        }
+        let victim = try #require(pid)
+        kill(victim, SIGSTOP)
+        defer { kill(victim, SIGKILL) }
+        #expect(job.wait(timeout: 15), "job still running after the timeout")
+        #expect(job.process.terminationStatus != 0)
+        #expect(job.stderr.contains("rank 0 (coordinator): error: no answer for 2 s while"), "\(job.stderr)")
+    }
+
+    @Test func aWorkersMemoryGrowsWithItsShardNotWithTheModel() throws {
+        let dir = Fixtures.tempDir("shard")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Experts dominate: 4 layers × 8 experts × 3 × 256 × 1024 f32 = 96 MiB of experts once converted from f16.
+        let s = try Binaries.moeServe(["synth", "--out", dir.path, "--hidden", "256", "--intermediate", "1024", "--layers", "4",
+                                       "--experts", "8", "--top-k", "2", "--heads", "4", "--kv-heads", "2", "--vocab", "600",
+                                       "--dtype", "f16", "--seed", "2"])
+        try #require(s.status == 0, "\(s.stderr)")
+        func workerRSS(_ np: Int) throws -> [Double] {
+            let r = try Binaries.mpirun(np: np, ["logits", "--model", dir.path, "--ids", "5,6,7", "--out", dir.appendingPathComponent("l.f32").path])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r.stderr.split(separator: "\n").filter { $0.contains("(worker") }.compactMap { line in
+                line.components(separatedBy: "RSS ").last.flatMap { Double($0.split(separator: " ")[0]) }
+            }
+        }
+        let oneWorker = try workerRSS(2), fourWorkers = try workerRSS(5)
+        #expect(oneWorker.count == 1 && fourWorkers.count == 4)
+        let expertsMiB = 96.0
+        // Each of 4 workers holds a quarter: its RSS is at least 3/4 of the experts (less ~20% slack) below the worker
+        // that holds them all.
+        for r in fourWorkers { #expect(oneWorker[0] - r > 0.6 * expertsMiB, "worker RSS \(r) MiB vs \(oneWorker[0]) MiB holding all") }
+    }
+}
