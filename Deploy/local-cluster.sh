@@ -179,7 +179,7 @@ cleanup() {
         ip netns delete "$ns" || echo "$prog: warning: could not delete namespace $ns" >&2
     done
     [ -n "$tmp" ] && rm -rf -- "$tmp"
-    debug "teardown done, $(elapsed "$t_start") s since start"
+    debug "teardown done at $(elapsed "$t_start") s"
     return "$rc"
 }
 
@@ -314,5 +314,5 @@ wait "$mpirun_pid"
 rc=$?
 set -e
 mpirun_pid=""
-debug "mpirun exited with $rc"
+debug "mpirun exited with $rc at $(elapsed "$t_start") s"
 exit "$rc"
