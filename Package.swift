@@ -44,7 +44,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [
-            "MoEModel", "MoECore", "MoETokenizer",
+            "MoEModel", "MoECore", "MoETokenizer", "MoECluster", "MoEConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
 

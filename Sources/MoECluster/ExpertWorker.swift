@@ -29,6 +29,7 @@ public final class ExpertWorker {
             // Idle between steps: no deadline (a server may wait hours for a request), sleep between polls.
             let header = try comm.alltoall([Int32](repeating: 0, count: 4 * comm.size), count: 4,
                                            what: "waiting for work", deadline: nil, idleSleep: idlePoll)
+            let tHeader = monotonic()
             let op = header[0], layer = Int(header[1]), n = Int(header[2])
             if op == WireFormat.Opcode.shutdown.rawValue { return }
             guard op == WireFormat.Opcode.exchange.rawValue else { continue }
@@ -53,8 +54,8 @@ public final class ExpertWorker {
             unitsServed += n
             sendBuf.withUnsafeMutableBytes { s in
                 s.storeBytes(of: busy, toByteOffset: 0, as: Double.self)
-                s.storeBytes(of: Int32(n), toByteOffset: 8, as: Int32.self)
-                s.storeBytes(of: Int32(0), toByteOffset: 12, as: Int32.self)
+                s.storeBytes(of: Float(t0 - tHeader), toByteOffset: 8, as: Float.self)
+                s.storeBytes(of: Int32(n), toByteOffset: 12, as: Int32.self)
             }
             var scounts = zero
             scounts[0] = Int32(outBytes)

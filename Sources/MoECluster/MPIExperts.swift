@@ -9,8 +9,10 @@ public struct ExchangeStats: Sendable {
     public var unitsPerWorker: [Int]
     public var bytesSent = 0
     public var bytesReceived = 0
-    /// Seconds: packing + header + dispatch collective; waiting for results beyond the slowest worker's compute plus
-    /// unpacking; the slowest worker's expert compute (as reported in the combine prefix).
+    /// Seconds, coordinator's view. Dispatch: planning, packing, the header and the time until the workers hold
+    /// their rows (the slowest worker's wait for them, from its own clock). Expert: the slowest worker's compute.
+    /// Combine: the rest of the exchange until the results are added in. (The coordinator's send can complete late —
+    /// a receiver acknowledges when it next calls MPI, after computing — so the split uses the workers' clocks.)
     public var dispatchSeconds = 0.0
     public var combineSeconds = 0.0
     public var expertSeconds = 0.0
@@ -93,11 +95,11 @@ public final class MPIExperts: ExpertBackend {
         }
         let zero = [Int32](repeating: 0, count: comm.size)
         var dummy: UInt8 = 0
+        let tPacked = monotonic()
         try sendBuf.withUnsafeBytes { s in
             try comm.alltoallv(send: s.baseAddress!, counts: scounts, displs: sdispls, recv: &dummy, counts: zero, displs: zero,
                                what: "dispatching layer \(layer) to the expert workers")
         }
-        let t1 = monotonic()
 
         // Combine: each worker's prefix, then one summed row per unit.
         var rcounts = zero, rdispls = zero
@@ -112,9 +114,8 @@ public final class MPIExperts: ExpertBackend {
             try comm.alltoallv(send: &dummy, counts: zero, displs: zero, recv: r.baseAddress!, counts: rcounts, displs: rdispls,
                                what: "waiting for layer \(layer)'s expert results")
         }
-        let t2 = monotonic()
         out.update(repeating: 0, count: routing.tokens * H)
-        var slowest = 0.0
+        var slowest = 0.0, arrival = 0.0
         let row = UnsafeMutablePointer<Float>.allocate(capacity: H)
         defer { row.deallocate() }
         recvBuf.withUnsafeBytes { r in
@@ -122,6 +123,7 @@ public final class MPIExperts: ExpertBackend {
                 let base = r.baseAddress! + Int(rdispls[w + 1])
                 let busy = base.loadUnaligned(as: Double.self)
                 slowest = max(slowest, busy)
+                arrival = max(arrival, Double(base.loadUnaligned(fromByteOffset: 8, as: Float.self)))
                 stats.workerBusySeconds[w] += busy
                 var p = base + WireFormat.combinePrefix
                 for u in plan.units[w] {
@@ -136,9 +138,10 @@ public final class MPIExperts: ExpertBackend {
         stats.steps += 1
         stats.bytesSent += total
         stats.bytesReceived += rtotal
-        stats.dispatchSeconds += t1 - t0
+        let dispatch = min(tPacked - t0 + arrival, t3 - t0 - slowest)
+        stats.dispatchSeconds += dispatch
         stats.expertSeconds += slowest
-        stats.combineSeconds += max(0, t2 - t1 - slowest) + (t3 - t2)
+        stats.combineSeconds += max(0, t3 - t0 - slowest - dispatch)
     }
 
     /// Tells every worker to leave its loop.

@@ -67,16 +67,11 @@ struct ModelBench: ParsableCommand {
     struct Prefill { var tokensPerSecond: Double; var flops: Double }
     struct Decode { var tokensPerSecond: Double; var bytesPerStep: Double; var expertsPerLayer: Double }
 
-    func tokens(_ n: Int, vocab: Int, seed: UInt64) -> [Int32] {
-        var rng = SeededRNG(seed: seed)
-        return (0..<n).map { _ in Int32(3 + Int(rng.next() % UInt64(max(vocab - 3, 1)))) }
-    }
-
     /// Best of three full forward passes over one `promptTokens`-long prompt.
     func measurePrefill(_ m: LoadedModel) -> Prefill {
         let T = promptTokens, bs = 16, blocks = (T + bs - 1) / bs
         let cache = KVCache(spec: m.spec, blockSize: bs, numBlocks: blocks)
-        let input = SequenceInput(tokens: tokens(T, vocab: m.spec.vocabSize, seed: 1), start: 0,
+        let input = SequenceInput(tokens: randomTokens(T, vocab: m.spec.vocabSize, seed: 1), start: 0,
                                   blockTable: (0..<Int32(blocks)).map { $0 })
         var best = Double.infinity
         for _ in 0..<3 {
@@ -90,26 +85,13 @@ struct ModelBench: ParsableCommand {
     /// `batch` sequences with 16-token prompts, then `decodeSteps` greedy steps; aggregate tokens per second and the
     /// weight bytes each step had to read (dense weights + each distinct expert touched + KV cache).
     func measureDecode(_ m: LoadedModel, batch B: Int) -> Decode {
-        let spec = m.spec, bs = 16, prompt = 16
-        let perSeq = (prompt + decodeSteps + 2 + bs - 1) / bs
-        let cache = KVCache(spec: spec, blockSize: bs, numBlocks: perSeq * B)
-        var inputs = (0..<B).map { b in
-            SequenceInput(tokens: tokens(prompt, vocab: spec.vocabSize, seed: UInt64(10 + b)), start: 0,
-                          blockTable: (0..<Int32(perSeq)).map { Int32(b * perSeq) + $0 })
-        }
-        var out = m.transformer.forward(inputs, cache: cache)
+        var h = DecodeHarness(m.transformer, batch: B, steps: decodeSteps)
         var seconds = 0.0, bytes = 0.0, experts = 0.0
         for step in 0..<decodeSteps {
-            for b in 0..<B {
-                let next = Int32(argmax(out.row(out.rows[b].lowerBound)))
-                inputs[b] = SequenceInput(tokens: [next], start: prompt + step, blockTable: inputs[b].blockTable)
-            }
-            let t0 = monotonicSeconds()
-            out = m.transformer.forward(inputs, cache: cache)
-            seconds += monotonicSeconds() - t0
-            let touched = out.expertCounts.map { $0.filter { $0 > 0 }.count }
-            experts += Double(touched.reduce(0, +)) / Double(max(spec.moeLayers.count, 1))
-            bytes += stepBytes(m, touched: touched, context: B * (prompt + step + 1))
+            seconds += h.next()
+            let touched = h.output.expertCounts.map { $0.filter { $0 > 0 }.count }
+            experts += Double(touched.reduce(0, +)) / Double(max(m.spec.moeLayers.count, 1))
+            bytes += stepBytes(m, touched: touched, context: B * (h.prompt + step + 1))
         }
         return Decode(tokensPerSecond: Double(B * decodeSteps) / seconds, bytesPerStep: bytes / Double(decodeSteps),
                       expertsPerLayer: experts / Double(decodeSteps))
