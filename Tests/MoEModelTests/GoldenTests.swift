@@ -93,3 +93,30 @@ import Testing
         }
     }
 }
+
+/// A token's logits must not depend on what else is in its batch, nor on whether its prompt was processed in one
+/// pass or token by token: that is what makes batched and speculative greedy decoding equal to plain greedy.
+@Suite struct BatchInvarianceTests {
+    @Test(arguments: ["tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"])
+    func logitsAreBitIdenticalAloneBatchedAndIncremental(model: String) throws {
+        let m = try LoadedModel(directory: Fixtures.model(model))
+        let g = try Fixtures.golden(model)
+        let target = g.prompts[2].ids.map(Int32.init), other = g.prompts[1].ids.map(Int32.init)
+        let T = target.count, V = m.spec.vocabSize
+        let cache = KVCache(spec: m.spec, numBlocks: 16)
+        let tableA: [Int32] = [0, 1, 2, 3], tableB: [Int32] = [8, 9, 10, 11]
+        let alone = m.transformer.forward([SequenceInput(tokens: target, start: 0, blockTable: tableA, logits: .all)], cache: cache)
+        let batched = m.transformer.forward([SequenceInput(tokens: other, start: 0, blockTable: tableB, logits: .all),
+                                             SequenceInput(tokens: target, start: 0, blockTable: tableA, logits: .all)], cache: cache)
+        let aloneRows = Array(alone.logits.buffer.prefix(T * V))
+        let batchedRows = Array(batched.logits.buffer[(other.count * V)..<((other.count + T) * V)])
+        #expect(aloneRows == batchedRows)
+        // Token by token through the KV cache.
+        var incremental: [Float] = []
+        for t in 0..<T {
+            let out = m.transformer.forward([SequenceInput(tokens: [target[t]], start: t, blockTable: tableA)], cache: cache)
+            incremental += Array(out.row(0))
+        }
+        #expect(incremental == aloneRows)
+    }
+}
