@@ -34,23 +34,26 @@ let package = Package(
                 resources: [.copy("Resources/tokenizer-512"), .copy("Resources/tokenizer-2048")], swiftSettings: fastSwift),
         // tokenizer.json exactly as Hugging Face tokenizers encodes and decodes it. No dependencies.
         .target(name: "MoETokenizer", swiftSettings: fastSwift),
+        // Generation: speculative decoding (rejection sampling, drafts, adaptive k) over the model.
+        .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
         .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
-        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore", "MoEConfig"], swiftSettings: fastSwift),
+        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore", "MoEConfig", "MoEEngine"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
-            "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig",
+            "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig", "MoEEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [
-            "MoEModel", "MoECore", "MoETokenizer", "MoECluster", "MoEConfig",
+            "MoEModel", "MoECore", "MoETokenizer", "MoECluster", "MoEConfig", "MoEEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
 
         .target(name: "MoETestSupport", path: "Tests/MoETestSupport"),
-        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoETestSupport"]),
+        .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
+        .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),
     ]

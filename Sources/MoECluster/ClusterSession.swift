@@ -1,6 +1,7 @@
 import Foundation
 import MoEConfig
 import MoECore
+import MoEEngine
 import MoEModel
 
 /// Starts a job's roles for one model: every rank opens the checkpoint, they agree that all see the same model and
@@ -17,7 +18,12 @@ public final class ClusterSession {
     public private(set) var remote: MPIExperts?
     public private(set) var placement: ExpertPlacement?
 
-    public init(mpi: MPIRuntime, config: ClusterConfig, hasDraft: Bool = false) throws {
+    /// The draft in this process (single process, or too few ranks for a draft node) or the draft node's proxy.
+    public private(set) var draft: DraftSource?
+    private var draftNode: DraftNode?
+
+    public init(mpi: MPIRuntime, config: ClusterConfig) throws {
+        let hasDraft = config.draftModel != nil
         self.mpi = mpi
         self.config = config
         world = Communicator.world
@@ -34,6 +40,21 @@ public final class ClusterSession {
 
     public var isCoordinator: Bool { role == .coordinator }
     public var workers: Int { verifier.map { $0.size - 1 } ?? 0 }
+    public var hasDraftNode: Bool { world.size >= 3 && config.draftModel != nil }
+
+    /// How speculation runs, from the config: off without a draft model.
+    public var speculation: Speculation {
+        guard config.draftModel != nil else { return .off }
+        return Int(config.speculativeK).map { .fixed($0) } ?? .auto(maxK: config.speculativeMaxK)
+    }
+
+    var draftFormat: WeightFormat { WeightFormat(rawValue: config.draftQuantize) ?? .f32 }
+
+    func loadDraft(target: URL) throws -> LocalDraft {
+        let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat)
+        logLine("\(tag): draft \(config.draftModel!) (\(model.spec.modelType), \(draftFormat.rawValue)) holds \(formatGB(bytes)) of weights; RSS \(formatGB(residentBytes()))")
+        return LocalDraft(model: model, capacityTokens: config.draftMaxTokens)
+    }
 
     /// Prefix for this rank's log lines.
     public var tag: String { "rank \(world.rank) (\(role))" }
@@ -86,7 +107,15 @@ public final class ClusterSession {
         self.placement = placement
         switch role {
         case .coordinator:
-            let m = try agree("loaded its weights") { try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0) }
+            let m = try agree("loaded its weights") { () -> LoadedModel in
+                let m = try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0)
+                if config.draftModel != nil && !hasDraftNode { draft = try loadDraft(target: directory) }
+                return m
+            }
+            if hasDraftNode {
+                let initialK = Int(config.speculativeK) ?? 1
+                draft = RemoteDraft(channel: Channel(comm: world, peer: world.size - 1), initialK: initialK, timeout: config.mpiTimeoutSeconds)
+            }
             if let placement, let verifier {
                 let r = MPIExperts(comm: verifier, placement: placement, spec: spec, bf16Wire: config.wireDType == .bf16)
                 m.transformer.experts = r
@@ -101,14 +130,22 @@ public final class ClusterSession {
             workerStore = store
             logLine("\(tag): holds \(store.count) experts, \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")
         case .draft:
-            break
+            let local = try agree("loaded the draft") { try loadDraft(target: directory) }
+            draftNode = DraftNode(channel: Channel(comm: world, peer: 0), draft: local, idlePollMicroseconds: config.mpiIdlePollMicroseconds)
         }
     }
 
     private var workerStore: ExpertStore?
 
-    /// Worker ranks: serve experts until the coordinator says stop.
+    /// Worker ranks serve experts, the draft rank drafts, until the coordinator says stop.
     public func serve() throws {
+        if let node = draftNode {
+            do { try node.loop() } catch {
+                logLine("\(tag): error: \(error)")
+                MPIRuntime.abortJob(code: 1)
+            }
+            return
+        }
         guard case .worker(let i) = role, let store = workerStore, let verifier else { return }
         let w = ExpertWorker(comm: verifier, store: store, index: i, bf16Wire: config.wireDType == .bf16,
                              idlePollMicroseconds: config.mpiIdlePollMicroseconds)
@@ -118,8 +155,11 @@ public final class ClusterSession {
         }
     }
 
-    /// Coordinator: release the workers.
-    public func shutdown() { remote?.shutdown() }
+    /// Coordinator: release the workers and the draft node.
+    public func shutdown() {
+        remote?.shutdown()
+        (draft as? RemoteDraft)?.shutdown()
+    }
 }
 
 /// Resident set size of this process, from /proc/self/statm.

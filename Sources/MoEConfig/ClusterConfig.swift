@@ -21,6 +21,16 @@ public struct ClusterConfig: Sendable, Equatable {
     public var mpiIdlePollMicroseconds: Int = 200
     /// Compute threads per rank (0: every core, or MOE_THREADS).
     public var threads: Int = 0
+    /// Draft model for speculative decoding: a checkpoint directory, "self" (the target, quantised), or nil (off).
+    public var draftModel: String?
+    /// Storage of the draft's weights: f32, int8 or int4 (groups of 32).
+    public var draftQuantize: String = "f32"
+    /// KV capacity of the draft, in tokens over all live sequences.
+    public var draftMaxTokens: Int = 16384
+    /// Tokens drafted per step: a number from 1 to 16, or "auto".
+    public var speculativeK: String = "auto"
+    /// Upper bound of k under auto.
+    public var speculativeMaxK: Int = 6
 
     public init() {}
 
@@ -39,7 +49,7 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads"], at: "")
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative"], at: "")
         if let v = top["model"] { c.model = try r.optionalString(v, "model") }
         if let p = top["placement"] {
             let pm = try r.map(p, "placement")
@@ -72,6 +82,19 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = mm["idle_poll_us"] { c.mpiIdlePollMicroseconds = Int(try r.number(v, "mpi.idle_poll_us")) }
         }
         if let t = top["threads"] { c.threads = Int(try r.number(t, "threads")) }
+        if let d = top["draft"] {
+            let dm = try r.map(d, "draft")
+            try r.keys(dm, allowed: ["model", "quantize", "max_tokens"], at: "draft.")
+            if let v = dm["model"] { c.draftModel = try r.optionalString(v, "draft.model") }
+            if let v = dm["quantize"] { c.draftQuantize = try r.string(v, "draft.quantize") }
+            if let v = dm["max_tokens"] { c.draftMaxTokens = Int(try r.number(v, "draft.max_tokens")) }
+        }
+        if let sp = top["speculative"] {
+            let sm = try r.map(sp, "speculative")
+            try r.keys(sm, allowed: ["k", "max_k"], at: "speculative.")
+            if let v = sm["k"] { c.speculativeK = v is Int ? String(v as! Int) : try r.string(v, "speculative.k") }
+            if let v = sm["max_k"] { c.speculativeMaxK = Int(try r.number(v, "speculative.max_k")) }
+        }
         try c.validate()
         return c
     }
@@ -89,6 +112,14 @@ public struct ClusterConfig: Sendable, Equatable {
             throw Invalid("mpi.idle_poll_us must be between 0 and 1000000")
         }
         guard threads >= 0 else { throw Invalid("threads must be >= 0") }
+        guard ["f32", "int8", "int4"].contains(draftQuantize) else {
+            throw Invalid("draft.quantize must be f32, int8 or int4 (got '\(draftQuantize)')")
+        }
+        guard draftMaxTokens >= 64 else { throw Invalid("draft.max_tokens must be at least 64") }
+        guard speculativeK == "auto" || (Int(speculativeK).map { $0 >= 1 && $0 <= 16 } ?? false) else {
+            throw Invalid("speculative.k must be a number from 1 to 16, or auto (got '\(speculativeK)')")
+        }
+        guard speculativeMaxK >= 1 && speculativeMaxK <= 16 else { throw Invalid("speculative.max_k must be from 1 to 16") }
         if placementStrategy == .explicit && placementMap.isEmpty {
             throw Invalid("placement.strategy is explicit but placement.map is empty")
         }

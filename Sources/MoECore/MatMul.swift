@@ -13,6 +13,10 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
     let ldx = ldx ?? w.cols
     let ldo = ldo ?? w.rows
     if T == 0 || w.rows == 0 { return }
+    if w.format != .f32 {
+        kern_gemm_q_mt(w.format == .int8 ? Int32(KERN_Q8) : Int32(KERN_Q4), w.raw, w.scales, x, ldx, T, w.cols, out, ldo, w.rows)
+        return
+    }
     if T == 1 {
         kern_gemv_f32_mt(w.base, w.ld, x, w.cols, out, w.rows)
     } else {

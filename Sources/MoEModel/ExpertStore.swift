@@ -39,6 +39,18 @@ public final class ExpertStore: @unchecked Sendable {
         byteCount += w.byteCount
     }
 
+    /// Stores every held expert in `format` instead (false if a width is not a multiple of 32; nothing changes then).
+    public func convert(to f: WeightFormat) -> Bool {
+        var out: [Int: MLPWeights] = [:]
+        for (k, w) in experts {
+            guard let c = w.converted(to: f) else { return false }
+            out[k] = c
+        }
+        experts = out
+        byteCount = out.values.reduce(0) { $0 + $1.byteCount }
+        return true
+    }
+
     public func unload(layer l: Int, expert e: Int) {
         if let w = experts.removeValue(forKey: key(l, e)) { byteCount -= w.byteCount }
     }

@@ -111,18 +111,27 @@ public func sample(_ probs: [Float], _ rng: inout SeededRNG) -> Int {
     return last
 }
 
-/// A request's sampler: its parameters and its own random state, so that the same seed gives the same tokens.
+/// A request's sampler: its parameters and its seed. Each draw uses a random stream derived from (seed, position,
+/// purpose) alone, so a token's draw does not depend on how many draws came before it, on batching, or on whether
+/// speculation was on: the same seed replays the same run.
 public struct Sampler: Sendable {
     public let params: SamplingParams
-    public var rng: SeededRNG
+    public let seed: UInt64
 
     public init(_ params: SamplingParams) {
         self.params = params
-        rng = SeededRNG(seed: params.seed ?? UInt64.random(in: 0...UInt64.max))
+        seed = params.seed ?? UInt64.random(in: 0...UInt64.max)
     }
 
-    public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int {
+    /// Streams: 0 draws tokens, 1 the acceptance tests of speculative verification, 2 the draft's own draws.
+    public func rng(position: Int, stream: UInt64 = 0) -> SeededRNG {
+        SeededRNG(seed: seed ^ (UInt64(position) &* 0x9E3779B97F4A7C15) ^ (stream &* 0xD1B54A32D192ED03))
+    }
+
+    /// The token at `position` given the logits that predict it.
+    public func next(_ logits: UnsafeBufferPointer<Float>, position: Int) -> Int {
         if params.isGreedy { return argmax(logits) }
-        return sample(samplingDistribution(logits, params), &rng)
+        var r = rng(position: position)
+        return sample(samplingDistribution(logits, params), &r)
     }
 }

@@ -126,3 +126,75 @@ public enum Synthesizer {
 }
 
 private extension Double { var floatValue: Float { Float(self) } }
+
+extension Synthesizer {
+    /// Writes a small dense draft (Mistral format) for a Mixtral-family target: the target's embeddings, lm_head, final
+    /// norm and first `layers` layers, each with the mean of its experts as the MLP. With a synthesized target of
+    /// small `--expert-spread` the experts agree and the draft tracks the target closely; the spread tunes acceptance.
+    public static func writeDraft(from target: URL, layers L: Int, to dir: URL, dtype: StorageDType, log: (String) -> Void = { _ in }) throws {
+        let ckpt = try Checkpoint(directory: target)
+        let spec = try ModelFamilies.spec(configData: ckpt.configData)
+        guard let moe = spec.layers.first?.moe, spec.layers.allSatisfy({ $0.moe != nil }) else {
+            throw ModelError.unsupported("synth-draft needs a target whose every layer is mixture-of-experts (got \(spec.modelType))")
+        }
+        guard L >= 1 && L <= spec.numLayers else { throw ModelError.unsupported("--layers must be between 1 and \(spec.numLayers)") }
+        let dense = try DenseWeights.load(ckpt, spec)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let H = spec.hiddenSize, I = moe.intermediate
+        let config: [String: Any] = [
+            "architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": spec.vocabSize, "hidden_size": H,
+            "intermediate_size": I, "num_hidden_layers": L, "num_attention_heads": spec.numHeads,
+            "num_key_value_heads": spec.numKVHeads, "head_dim": spec.headDim, "rms_norm_eps": Double(spec.rmsNormEps),
+            "rope_theta": Double(spec.rope.theta), "max_position_embeddings": spec.maxPositions, "tie_word_embeddings": false,
+            "sliding_window": NSNull(), "bos_token_id": spec.bosTokenId ?? 1, "eos_token_id": spec.eosTokenIds.first ?? 2,
+            "hidden_act": "silu", "torch_dtype": dtype == .bf16 ? "bfloat16" : (dtype == .f16 ? "float16" : "float32"),
+        ]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+            .write(to: dir.appendingPathComponent("config.json"))
+        for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+            let src = target.appendingPathComponent(f), dst = dir.appendingPathComponent(f)
+            if FileManager.default.fileExists(atPath: src.path) {
+                try? FileManager.default.removeItem(at: dst)
+                try FileManager.default.copyItem(at: src, to: dst)
+            }
+        }
+        var plan: [SafetensorsWriter.Planned] = []
+        func add(_ n: String, _ s: [Int]) { plan.append(.init(name: n, dtype: dtype, shape: s)) }
+        add("model.embed_tokens.weight", [spec.vocabSize, H])
+        for l in 0..<L {
+            let p = "model.layers.\(l)."
+            add(p + "input_layernorm.weight", [H]); add(p + "post_attention_layernorm.weight", [H])
+            add(p + "self_attn.q_proj.weight", [spec.qDim, H]); add(p + "self_attn.k_proj.weight", [spec.kvDim, H])
+            add(p + "self_attn.v_proj.weight", [spec.kvDim, H]); add(p + "self_attn.o_proj.weight", [H, spec.qDim])
+            add(p + "mlp.gate_proj.weight", [I, H]); add(p + "mlp.up_proj.weight", [I, H]); add(p + "mlp.down_proj.weight", [H, I])
+        }
+        add("model.norm.weight", [H]); add("lm_head.weight", [spec.vocabSize, H])
+        let w = try SafetensorsWriter(url: dir.appendingPathComponent("model.safetensors"), tensors: plan)
+        func values(_ m: Matrix) -> [Float] { Array(UnsafeBufferPointer(start: m.base, count: m.rows * m.cols)) }
+        try w.write("model.embed_tokens.weight", values(dense.embed))
+        for l in 0..<L {
+            let p = "model.layers.\(l).", lw = dense.layers[l]
+            try w.write(p + "input_layernorm.weight", values(lw.inputNorm))
+            try w.write(p + "post_attention_layernorm.weight", values(lw.postNorm))
+            try w.write(p + "self_attn.q_proj.weight", values(lw.attention.q))
+            try w.write(p + "self_attn.k_proj.weight", values(lw.attention.k))
+            try w.write(p + "self_attn.v_proj.weight", values(lw.attention.v))
+            try w.write(p + "self_attn.o_proj.weight", values(lw.attention.o))
+            // The experts of this layer, one at a time, averaged.
+            var g = [Float](repeating: 0, count: I * H), u = g, d = [Float](repeating: 0, count: H * I)
+            for e in 0..<moe.experts {
+                let store = try ExpertStore(ckpt, spec) { ll, ee in ll == l && ee == e }
+                let x = store.weights(layer: l, expert: e)!
+                for i in 0..<(I * H) { g[i] += x.gate.base[i]; u[i] += x.up.base[i]; d[i] += x.down.base[i] }
+            }
+            let s = 1 / Float(moe.experts)
+            try w.write(p + "mlp.gate_proj.weight", g.map { $0 * s })
+            try w.write(p + "mlp.up_proj.weight", u.map { $0 * s })
+            try w.write(p + "mlp.down_proj.weight", d.map { $0 * s })
+            log("synth-draft: layer \(l + 1)/\(L) written")
+        }
+        try w.write("model.norm.weight", values(dense.norm))
+        try w.write("lm_head.weight", values(dense.lmHead))
+        try w.close()
+    }
+}

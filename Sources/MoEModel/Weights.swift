@@ -129,3 +129,53 @@ public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: 
     } ?? "\(p)experts"
     throw ModelError.missingTensor(first, where: ckpt.directory.path)
 }
+
+extension MLPWeights {
+    func converted(to f: WeightFormat) -> MLPWeights? {
+        guard let g = gate.converted(to: f), let u = up.converted(to: f), let d = down.converted(to: f) else { return nil }
+        return MLPWeights(gate: g, up: u, down: d, gateBias: gateBias, upBias: upBias, downBias: downBias)
+    }
+}
+
+extension DenseWeights {
+    /// A copy whose matrix products (attention projections, dense MLPs, shared experts, lm_head) are stored in
+    /// `format`; embeddings, norms, biases and routers stay f32. Nil when a matrix's width is not a multiple of 32.
+    public func converted(to f: WeightFormat) -> DenseWeights? {
+        var out: [LayerWeights] = []
+        for lw in layers {
+            var l = lw
+            let a = lw.attention
+            guard let q = a.q.converted(to: f), let k = a.k.converted(to: f), let v = a.v.converted(to: f),
+                  let o = a.o.converted(to: f) else { return nil }
+            l.attention.q = q; l.attention.k = k; l.attention.v = v; l.attention.o = o
+            switch lw.ffn {
+            case .dense(let m):
+                guard let c = m.converted(to: f) else { return nil }
+                l.ffn = .dense(c)
+            case .moe(var r):
+                if let s = r.shared {
+                    guard let c = s.converted(to: f) else { return nil }
+                    r.shared = c
+                }
+                l.ffn = .moe(r)
+            }
+            out.append(l)
+        }
+        guard let head = lmHead.converted(to: f) else { return nil }
+        return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: head)
+    }
+
+    /// Bytes of every weight held (embedding included).
+    public var byteCount: Int {
+        var b = embed.byteCount + norm.byteCount + (lmHead.raw == embed.raw ? 0 : lmHead.byteCount)
+        for l in layers {
+            let a = l.attention
+            b += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount + l.inputNorm.byteCount + l.postNorm.byteCount
+            switch l.ffn {
+            case .dense(let m): b += m.byteCount
+            case .moe(let r): b += r.gate.byteCount + (r.shared?.byteCount ?? 0) + (r.sharedGate?.byteCount ?? 0)
+            }
+        }
+        return b
+    }
+}

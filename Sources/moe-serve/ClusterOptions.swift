@@ -12,7 +12,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
 
     /// The config file (or defaults) with flags applied, validated before anything loads.
-    func resolve(model: String?) throws -> ClusterConfig {
+    func resolve(model: String?, speculation: SpeculationOptions? = nil) throws -> ClusterConfig {
         var c = try config.map { try ClusterConfig.load(path: $0) } ?? ClusterConfig()
         if let m = model { c.model = m }
         if let w = wireDType {
@@ -25,6 +25,7 @@ struct ClusterOptions: ParsableArguments {
             }
             c.placementStrategy = s
         }
+        try speculation?.apply(to: &c)
         try c.validate()
         return c
     }
@@ -32,12 +33,13 @@ struct ClusterOptions: ParsableArguments {
 
 /// Starts MPI and the cluster for `model`, runs `body` on the coordinator, and serves experts on the workers.
 /// Any failure before the run ends the job on every rank with exit code 1, the reason printed once.
-func withCluster(_ options: ClusterOptions, model: String?, _ body: (ClusterSession, LoadedModel) throws -> Void) throws {
+func withCluster(_ options: ClusterOptions, model: String?, speculation: SpeculationOptions? = nil,
+                 _ body: (ClusterSession, LoadedModel) throws -> Void) throws {
     let mpi = try MPIRuntime.start()
     defer { mpi.finalize() }
     let rank = mpi.rank
     do {
-        let config = try options.resolve(model: model)
+        let config = try options.resolve(model: model, speculation: speculation)
         if config.threads > 0 { ComputeThreads.configure(count: config.threads) }
         let dir = try resolveModel(config.model, announce: rank == 0)
         let session = try ClusterSession(mpi: mpi, config: config)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoECluster
 import MoECore
+import MoEEngine
 import MoEModel
 import MoETokenizer
 
@@ -16,6 +17,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var speculation: SpeculationOptions
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
@@ -24,14 +26,15 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        try withCluster(cluster, model: model) { session, loaded in
+        try withCluster(cluster, model: model, speculation: speculation) { session, loaded in
             try reportingErrors {
-                try generate(loaded, workers: session.workers)
+                try generate(loaded, session: session)
             }
         }
     }
 
-    func generate(_ loaded: LoadedModel, workers: Int) throws {
+    func generate(_ loaded: LoadedModel, session: ClusterSession) throws {
+        let workers = session.workers
         let url = loaded.directory
         let hasTokenizer = FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
         let tok: Tokenizer? = hasTokenizer ? try Tokenizer(directory: url) : nil
@@ -44,21 +47,29 @@ struct Run: ParsableCommand {
             ids = try parseIds(promptIds!, option: "--prompt-ids")
         }
         try checkIds(ids, vocab: loaded.spec.vocabSize)
-        logLine("model: \(url.path) (\(loaded.spec.modelType), \(loaded.spec.numLayers) layers, \(loaded.spec.numExperts) experts, \(workers == 0 ? "single process" : "\(workers) expert workers")); threads: \(ComputeThreads.count) (\(ComputeThreads.isa))")
+        logLine("model: \(url.path) (\(loaded.spec.modelType), \(loaded.spec.numLayers) layers, \(loaded.spec.numExperts) experts, \(workers == 0 ? "single process" : "\(workers) expert workers")\(session.hasDraftNode ? " + draft node" : "")); threads: \(ComputeThreads.count) (\(ComputeThreads.isa))")
         var eos = loaded.eosTokenIds
         if eos.isEmpty, let tok { eos = tok.eosTokenIds }
         // Text streams as tokens arrive when the prompt was text; ids are printed whole at the end otherwise.
         var stream = (prompt != nil && !json) ? tok?.streamDecoder(skipSpecialTokens: true) : nil
         let out = FileHandle.standardOutput
         if stream != nil { out.write(Data(prompt!.utf8)) }
-        let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 1)
+        let draft = session.draft
+        let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 32, draft: draft,
+                            speculation: session.speculation)
         let results = gen.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
                                    eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
             if let piece = stream?.push(Int(t)), !piece.isEmpty { out.write(Data(piece.utf8)) }
         }
         let r = results[0]
-        let timing = String(format: "prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
+        var timing = String(format: "prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
                             r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stop.rawValue)
+        let s = gen.spec
+        if draft != nil {
+            timing += String(format: "\nspeculative: drafts %d, draft tokens %d, accepted %d, acceptance rate %.3f, mean acceptance length %.2f, accepted per position %@, k %@",
+                             s.drafts, s.draftTokens, s.acceptedTokens, s.acceptanceRate, s.meanAcceptanceLength,
+                             s.acceptedPerPosition.map(String.init).joined(separator: ","), session.config.speculativeK == "auto" ? "auto (last \(s.k))" : "\(s.k)")
+        }
         if json {
             var obj: [String: Any] = [
                 "ids": r.tokens.map(Int.init), "prompt_tokens": r.promptTokens,
@@ -66,6 +77,7 @@ struct Run: ParsableCommand {
                 "stop": r.stop.rawValue, "workers": workers,
             ]
             if let tok { obj["text"] = tok.decode(r.tokens.map(Int.init), skipSpecialTokens: true) }
+            if draft != nil { obj["spec"] = s.json }
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else if stream != nil {

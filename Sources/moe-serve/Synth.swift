@@ -39,3 +39,25 @@ struct Synth: ParsableCommand {
         }
     }
 }
+
+struct SynthDraft: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synth-draft",
+        abstract: "Write a small dense draft for a Mixtral-format target: its embeddings, lm_head and first L layers, with the mean of each layer's experts as the MLP.")
+
+    @Option(help: "Target checkpoint directory.") var from: String
+    @Option(help: "Layers of the target to keep.") var layers: Int
+    @Option(help: "Output directory.") var out: String
+    @Option(help: "f32, f16 or bf16.") var dtype = "bf16"
+
+    func run() throws {
+        guard let d = StorageDType(rawValue: dtype.uppercased()) ?? (dtype == "bfloat16" ? .bf16 : nil) else {
+            throw ValidationError("--dtype must be f32, f16 or bf16")
+        }
+        try reportingErrors {
+            let t0 = monotonicSeconds()
+            try Synthesizer.writeDraft(from: URL(fileURLWithPath: from), layers: layers, to: URL(fileURLWithPath: out), dtype: d, log: logLine)
+            print(String(format: "wrote %@: %d-layer dense draft of %@ in %.1f s", out, layers, from, monotonicSeconds() - t0))
+        }
+    }
+}

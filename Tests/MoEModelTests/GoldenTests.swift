@@ -2,6 +2,7 @@ import Foundation
 import MoETestSupport
 import Testing
 @testable import MoEModel
+import MoEEngine
 
 /// Every fixture model against transformers' own float32 outputs.
 @Suite struct GoldenTests {

@@ -41,8 +41,8 @@ import Testing
     @Test func sameSeedSameTokensDifferentSeedDifferentTokens() {
         let logits = (0..<50).map { Float($0 % 7) * 0.3 }
         func draw(_ seed: UInt64) -> [Int] {
-            var s = Sampler(SamplingParams(temperature: 1, seed: seed))
-            return (0..<40).map { _ in logits.withUnsafeBufferPointer { s.next($0) } }
+            let s = Sampler(SamplingParams(temperature: 1, seed: seed))
+            return (0..<40).map { i in logits.withUnsafeBufferPointer { s.next($0, position: i) } }
         }
         #expect(draw(42) == draw(42))
         #expect(draw(42) != draw(43))

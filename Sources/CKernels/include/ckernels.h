@@ -61,6 +61,16 @@ void kern_gemm_small_f32(const float *W, size_t ld, const float *X, size_t ldx, 
 void kern_gemm_small_f32_mt(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
                             float *Y, size_t ldy, size_t rows);
 
+// ---- Group-quantised weights (groups of 32 along a row, one f32 scale per group) -------------------------------
+enum { KERN_Q8 = 1, KERN_Q4 = 2 };
+/// n must be a multiple of 32. q8: n bytes; q4: n/2 bytes. scales: n/32 floats.
+void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
+void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
+void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
+/// Y[t, r] = dot(W[r, :], X[t, :]) for a quantised W of `rows` rows (rows contiguous), over the pool.
+void kern_gemm_q_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
+                    float *Y, size_t ldy, size_t rows);
+
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
 /// One query head against positions [p0, p1) of one sequence.
 /// K/V pools of one layer: element (block b, kv head h, slot s, dim d) at ((b*kv_heads + h)*block_size + s)*head_dim + d.

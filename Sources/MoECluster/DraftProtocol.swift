@@ -1,0 +1,93 @@
+import MoEEngine
+import MoEModel
+
+/// The streaming protocol between the coordinator and the draft node (MPI point-to-point, non-blocking, world
+/// communicator; all integers little-endian):
+///
+/// coordinator → draft
+///   101 start     seq i64 · k i32 · temperature f32 · top_k i32 · top_p f32 · seed u64 · prompt [i32]
+///   102 outcome   seq i64 · accepted i32 · next i32 · k i32   (the verifier kept `accepted` tokens of the proposal
+///                 drafted at its current length, then `next`; draft k tokens from now on, 0 = none)
+///   103 finish    seq i64
+///   104 shutdown
+///   105 set k     seq i64 · k i32   (sent when the verifier wants proposals for a sequence it had told to stop)
+/// draft → coordinator
+///   201 ready     ok i32 · message [bytes as i32]   (after loading and the vocabulary check)
+///   202 proposal  seq i64 · position i32 · hash u64 · tokens [i32] · q: count i32, then count × vocab f32
+///                 (q only when sampling: the draft distributions the tokens were drawn from)
+///
+/// The draft node does not wait for verification: after sending a proposal it assumes it will be accepted in full,
+/// guesses the bonus token itself and drafts the next proposal from there. An outcome that contradicts the
+/// assumption rewinds it to the verified context; proposals drafted from a context the verifier does not have
+/// carry a `hash` that no longer matches and are dropped by the coordinator.
+enum DraftTag {
+    static let start = 101, outcome = 102, finish = 103, shutdown = 104, setK = 105
+    static let ready = 201, proposal = 202
+}
+
+struct StartMessage {
+    var seq: Int, k: Int, params: SamplingParams, prompt: [Int32]
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter()
+        w.put(Int64(seq)); w.put(Int32(k)); w.put(params.temperature); w.put(Int32(params.topK)); w.put(params.topP)
+        w.put(params.seed ?? 0); w.put(prompt)
+        return w.bytes
+    }
+
+    init(seq: Int, k: Int, params: SamplingParams, prompt: [Int32]) {
+        self.seq = seq; self.k = k; self.params = params; self.prompt = prompt
+    }
+
+    init(_ b: [UInt8]) {
+        var r = ByteReader(b)
+        seq = Int(r.get(Int64.self)); k = Int(r.get(Int32.self))
+        let t = r.float(), tk = Int(r.get(Int32.self)), tp = r.float(), seed = r.get(UInt64.self)
+        params = SamplingParams(temperature: t, topK: tk, topP: tp, seed: seed)
+        prompt = r.ints()
+    }
+}
+
+struct OutcomeMessage {
+    var seq: Int, accepted: Int, next: Int32, k: Int
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter()
+        w.put(Int64(seq)); w.put(Int32(accepted)); w.put(next); w.put(Int32(k))
+        return w.bytes
+    }
+
+    init(seq: Int, accepted: Int, next: Int32, k: Int) { self.seq = seq; self.accepted = accepted; self.next = next; self.k = k }
+
+    init(_ b: [UInt8]) {
+        var r = ByteReader(b)
+        seq = Int(r.get(Int64.self)); accepted = Int(r.get(Int32.self)); next = r.get(Int32.self); k = Int(r.get(Int32.self))
+    }
+}
+
+struct ProposalMessage {
+    var seq: Int
+    var proposal: Proposal
+
+    func encode() -> [UInt8] {
+        var w = ByteWriter()
+        w.put(Int64(seq)); w.put(Int32(proposal.position)); w.put(proposal.hash); w.put(proposal.tokens)
+        let q = proposal.q ?? []
+        w.put(Int32(q.count))
+        for row in q { w.put(row) }
+        return w.bytes
+    }
+
+    init(seq: Int, proposal: Proposal) { self.seq = seq; self.proposal = proposal }
+
+    init(_ b: [UInt8]) {
+        var r = ByteReader(b)
+        seq = Int(r.get(Int64.self))
+        let position = Int(r.get(Int32.self)), hash = r.get(UInt64.self), tokens = r.ints()
+        let n = Int(r.get(Int32.self))
+        let q = n > 0 ? (0..<n).map { _ in r.floats() } : nil
+        proposal = Proposal(position: position, hash: hash, tokens: tokens, q: q)
+    }
+}
+
+func seqOf(_ b: [UInt8]) -> Int { var r = ByteReader(b); return Int(r.get(Int64.self)) }

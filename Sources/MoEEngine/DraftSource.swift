@@ -1,0 +1,49 @@
+import MoEModel
+
+/// k proposed tokens for one sequence, drafted from its first `position` verified tokens (whose rolling hash is
+/// `hash`), and — when sampling — the draft distributions they were drawn from.
+public struct Proposal: Sendable {
+    public var position: Int
+    public var hash: UInt64
+    public var tokens: [Int32]
+    /// k full-vocabulary distributions (warped like the target's), nil for greedy requests.
+    public var q: [[Float]]?
+
+    public init(position: Int, hash: UInt64, tokens: [Int32], q: [[Float]]?) {
+        self.position = position
+        self.hash = hash
+        self.tokens = tokens
+        self.q = q
+    }
+}
+
+/// A rolling hash of a token sequence: both sides of the draft protocol compute it to tell whether a proposal was
+/// drafted from the context the verifier has now.
+public enum ContextHash {
+    public static let empty: UInt64 = 0xcbf29ce484222325
+    @inline(__always)
+    public static func extend(_ h: UInt64, _ token: Int32) -> UInt64 {
+        var x = (h ^ UInt64(UInt32(bitPattern: token))) &* 0x100000001b3
+        x ^= x >> 29
+        return x &* 0xbf58476d1ce4e5b9
+    }
+    public static func of(_ tokens: some Sequence<Int32>) -> UInt64 { tokens.reduce(empty, extend) }
+}
+
+/// Where draft tokens come from: a draft model in this process, or the draft node over MPI. The generator tells it
+/// what the verifier decided; it never waits for the draft beyond what `propose` allows.
+public protocol DraftSource: AnyObject {
+    /// A new sequence: its verified prompt and how it samples.
+    func start(_ seq: Int, prompt: [Int32], params: SamplingParams)
+    /// The verifier accepted `accepted` tokens of the last proposal (0 if there was none) and then `next`.
+    func outcome(_ seq: Int, accepted: Int, next: Int32)
+    /// Proposals for these sequences (k tokens each), from each one's verified context of `position` tokens.
+    /// Sequences without a usable proposal are left out (they decode without speculation this step).
+    func propose(_ requests: [(seq: Int, position: Int, hash: UInt64, k: Int)]) -> [Int: Proposal]
+    func finish(_ seq: Int)
+    /// Seconds the verifier waited for the last `propose`.
+    var lastWaitSeconds: Double { get }
+    /// The draft's cost per drafted token as the verifier pays it: one draft step in this process (without catching
+    /// up on verified tokens); a streaming draft's wait divided by k.
+    var costPerToken: Double { get }
+}

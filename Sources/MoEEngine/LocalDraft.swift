@@ -1,0 +1,138 @@
+import Foundation
+import MoECore
+import MoEModel
+
+/// A draft model running in this process, through the same interface as the remote draft node: it keeps its own
+/// paged KV cache per sequence, catches up on verified tokens, drafts k tokens one batched step at a time, and
+/// rolls back what the verifier rejected.
+public final class LocalDraft: DraftSource {
+    public let model: Transformer
+    let cache: KVCache
+    var allocator: BlockAllocator
+    public private(set) var lastWaitSeconds = 0.0
+    /// Seconds of one draft step of the last proposal, not counting the catch-up on verified tokens.
+    public private(set) var lastStepSeconds = 0.0
+
+    struct Seq {
+        var tokens: [Int32]       // verified context, then the drafted tokens of the last proposal
+        var verified: Int
+        var cached: Int           // positions whose K/V are in the draft cache and match `tokens`
+        var table: [Int32] = []
+        var sampler: Sampler
+        var drafted = 0           // tokens of the last proposal
+    }
+    var seqs: [Int: Seq] = [:]
+
+    /// `capacityTokens`: the most tokens all live sequences hold at once.
+    public var costPerToken: Double { lastStepSeconds }
+
+    public init(model: Transformer, capacityTokens: Int, blockSize: Int = 16) {
+        self.model = model
+        let blocks = capacityTokens / blockSize + 64
+        cache = KVCache(spec: model.spec, blockSize: blockSize, numBlocks: blocks)
+        allocator = BlockAllocator(numBlocks: blocks)
+    }
+
+    public func start(_ seq: Int, prompt: [Int32], params: SamplingParams) {
+        seqs[seq] = Seq(tokens: prompt, verified: prompt.count, cached: 0, sampler: Sampler(params))
+    }
+
+    public func outcome(_ seq: Int, accepted: Int, next: Int32) {
+        guard var s = seqs[seq] else { return }
+        let a = min(accepted, s.drafted)
+        s.tokens = Array(s.tokens.prefix(s.verified + a)) + [next]
+        s.cached = min(s.cached, s.verified + a)
+        s.verified += a + 1
+        s.drafted = 0
+        seqs[seq] = s
+    }
+
+    /// Replaces a sequence's verified context (the draft node's view after a verifier outcome contradicted what it
+    /// had assumed); cached K/V stay valid up to the longest prefix old and new contexts share.
+    public func rewind(_ seq: Int, to tokens: [Int32]) {
+        guard var s = seqs[seq] else { return }
+        var same = 0
+        while same < min(s.cached, tokens.count) && s.tokens[same] == tokens[same] { same += 1 }
+        s.cached = min(same, tokens.count - 1)
+        s.tokens = tokens
+        s.verified = tokens.count
+        s.drafted = 0
+        seqs[seq] = s
+    }
+
+    /// The sequence's verified context as the draft sees it.
+    public func context(_ seq: Int) -> [Int32]? { seqs[seq].map { Array($0.tokens.prefix($0.verified)) } }
+
+    public func isGreedy(_ seq: Int) -> Bool { seqs[seq]?.sampler.params.isGreedy ?? true }
+
+    /// The draft's own guess of the token after its last proposal — the bonus token it would emit if the verifier
+    /// accepted everything — so the draft node can draft ahead from there. Nil without a proposal.
+    public func guessNext(_ seq: Int) -> Int32? {
+        guard var s = seqs[seq], s.drafted > 0,
+              allocator.ensure(&s.table, tokens: s.tokens.count + 1, blockSize: cache.blockSize) else { return nil }
+        let out = model.forward([SequenceInput(tokens: Array(s.tokens[s.cached...]), start: s.cached, blockTable: s.table)], cache: cache)
+        s.cached = s.tokens.count
+        seqs[seq] = s
+        let logits = out.row(out.rows[0].lowerBound)
+        if s.sampler.params.isGreedy { return Int32(argmax(logits)) }
+        var rng = s.sampler.rng(position: s.tokens.count, stream: 2)
+        return Int32(sample(samplingDistribution(logits, s.sampler.params), &rng))
+    }
+
+    public func finish(_ seq: Int) {
+        if var s = seqs.removeValue(forKey: seq) { allocator.release(&s.table) }
+    }
+
+    public func propose(_ requests: [(seq: Int, position: Int, hash: UInt64, k: Int)]) -> [Int: Proposal] {
+        let t0 = monotonicSeconds()
+        defer { lastWaitSeconds = monotonicSeconds() - t0 }
+        var live = requests.filter { r in seqs[r.seq].map { $0.verified == r.position } ?? false && r.k > 0 }
+        for r in live {
+            var s = seqs[r.seq]!
+            s.tokens = Array(s.tokens.prefix(s.verified))
+            s.drafted = 0
+            if !allocator.ensure(&s.table, tokens: s.verified + r.k, blockSize: cache.blockSize) {
+                live.removeAll { $0.seq == r.seq }
+            }
+            seqs[r.seq] = s
+        }
+        var out: [Int: Proposal] = [:]
+        for r in live { out[r.seq] = Proposal(position: r.position, hash: r.hash, tokens: [], q: seqs[r.seq]!.sampler.params.isGreedy ? nil : []) }
+        let kmax = live.map(\.k).max() ?? 0
+        var steadySeconds = 0.0, steadySteps = 0
+        defer { if steadySteps > 0 { lastStepSeconds = steadySeconds / Double(steadySteps) } }
+        for step in 0..<kmax {
+            let tStep = monotonicSeconds()
+            let catchUp = step == 0 && live.contains { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 1 }
+            defer { if !catchUp { steadySeconds += monotonicSeconds() - tStep; steadySteps += 1 } }
+            let batch = live.filter { $0.k > step }
+            // Step 0 feeds every verified token the cache lacks (at least the newest); later steps feed the last draft.
+            let inputs = batch.map { r -> SequenceInput in
+                let s = seqs[r.seq]!
+                let from = step == 0 ? s.cached : s.tokens.count - 1
+                return SequenceInput(tokens: Array(s.tokens[from...]), start: from, blockTable: s.table)
+            }
+            let result = model.forward(inputs, cache: cache)
+            for (i, r) in batch.enumerated() {
+                var s = seqs[r.seq]!
+                s.cached = s.tokens.count
+                let logits = result.row(result.rows[i].lowerBound)
+                let position = s.tokens.count
+                let token: Int32
+                if s.sampler.params.isGreedy {
+                    token = Int32(argmax(logits))
+                } else {
+                    let q = samplingDistribution(logits, s.sampler.params)
+                    var rng = s.sampler.rng(position: position, stream: 2)
+                    token = Int32(sample(q, &rng))
+                    out[r.seq]!.q!.append(q)
+                }
+                s.tokens.append(token)
+                s.drafted += 1
+                out[r.seq]!.tokens.append(token)
+                seqs[r.seq] = s
+            }
+        }
+        return out
+    }
+}

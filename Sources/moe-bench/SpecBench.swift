@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import MoECore
+import MoEEngine
+import MoEModel
+
+/// Speculative decoding across batch sizes and k: tokens per second, acceptance, and the distinct experts a step
+/// reads — the mechanism that decides whether speculation pays on an MoE model.
+struct SpecBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spec",
+        abstract: "Decode tok/s with speculation off, k = 1…6 and auto, per batch size, with acceptance and distinct experts per step.")
+
+    @Option(help: "Target checkpoint (default: the bundled demo model).") var model: String?
+    @Option(help: "Draft checkpoint, or 'self' (default: the bundled demo draft).") var draft: String?
+    @Option(name: .customLong("draft-quantize"), help: "f32, int8 or int4.") var draftQuantize = "f32"
+    @Option(help: "Batch sizes, comma-separated.") var batches = "1,2,4,8,16,32"
+    @Option(help: "Settings: 0 (off), k values, auto; comma-separated.") var ks = "0,1,2,3,4,5,6,auto"
+    @Option(help: "New tokens per sequence.") var tokens = 32
+    @Option(name: .customLong("prompt-tokens")) var promptTokens = 16
+    @Flag(help: "One JSON object per row instead of the table.") var json = false
+
+    func run() throws {
+        guard let target = model ?? BundledModels.path(), let draftPath = draft ?? BundledModels.path("demo-draft") else {
+            throw ValidationError("give --model and --draft (the bundled demo models were not found)")
+        }
+        guard let format = WeightFormat(rawValue: draftQuantize) else { throw ValidationError("--draft-quantize must be f32, int8 or int4") }
+        let m = try LoadedModel(directory: URL(fileURLWithPath: target))
+        let (draftModel, draftBytes) = try DraftModel.load(draftPath, target: m.directory, quantize: format)
+        let sizes = batches.split(separator: ",").compactMap { Int($0) }
+        let settings = ks.split(separator: ",").map(String.init)
+        if !json {
+            print("speculative decoding: target \(target), draft \(draftPath) (\(format.rawValue), \(String(format: "%.0f", Double(draftBytes) / 1e6)) MB), \(tokens) new tokens per sequence, greedy, \(ComputeThreads.count) threads")
+            print("| batch | k | tok/s | × plain | acceptance rate | mean acceptance length | experts/layer/step |")
+            print("| --- | --- | --- | --- | --- | --- | --- |")
+        }
+        for B in sizes {
+            var plain = 0.0
+            for setting in settings {
+                let mode: Speculation = setting == "auto" ? .auto(maxK: 6) : (Int(setting) ?? 0) == 0 ? .off : .fixed(Int(setting)!)
+                let capacity = B * (promptTokens + tokens + 16)
+                let d = mode == .off ? nil : LocalDraft(model: draftModel, capacityTokens: capacity)
+                let gen = Generator(transformer: m.transformer, maxTokens: capacity, draft: d, speculation: mode)
+                let prompts = (0..<B).map { b in randomTokens(promptTokens, vocab: m.spec.vocabSize, seed: UInt64(100 + b)) }
+                let t0 = monotonicSeconds()
+                let rs = gen.generate(prompts: prompts, maxNewTokens: tokens, params: Array(repeating: SamplingParams(), count: B),
+                                      eos: [], ignoreEOS: true)
+                let total = monotonicSeconds() - t0
+                let decode = total - (rs.map(\.prefillSeconds).max() ?? 0)
+                let rate = Double(rs.reduce(0) { $0 + $1.tokens.count - 1 }) / decode
+                if mode == .off { plain = rate }
+                let experts = gen.distinctExpertsPerLayer / Double(max(gen.decodeSteps, 1))
+                let s = gen.spec
+                if json {
+                    let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": plain > 0 ? rate / plain : 1,
+                                              "acceptance_rate": s.acceptanceRate, "mean_acceptance_length": s.meanAcceptanceLength,
+                                              "experts_per_layer": experts]
+                    print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+                } else {
+                    let f2 = { (x: Double) in String(format: "%.2f", x) }
+                    let name = setting == "0" ? "off" : setting
+                    let acc = mode == .off ? "–" : f2(s.acceptanceRate), len = mode == .off ? "–" : f2(s.meanAcceptanceLength)
+                    print("| \(B) | \(name) | \(String(format: "%.1f", rate)) | \(f2(plain > 0 ? rate / plain : 1)) | \(acc) | \(len) | \(f2(experts)) |")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Foundation
+import MoECore
+import MoEConfig
+import MoEModel
+
+/// Flags that turn on speculative decoding; they override the config's draft/speculative sections.
+struct SpeculationOptions: ParsableArguments {
+    @Option(name: .customLong("draft-model"), help: "Draft checkpoint directory, or 'self' (the target, quantised). Default with --speculative-k: the bundled demo draft.")
+    var draftModel: String?
+    @Option(name: .customLong("draft-quantize"), help: "Store the draft's weights as int8 or int4 (groups of 32).")
+    var draftQuantize: String?
+    @Option(name: .customLong("speculative-k"), help: "Tokens to draft per step (1…16), or 'auto'.")
+    var speculativeK: String?
+
+    func apply(to c: inout ClusterConfig) throws {
+        if let d = draftModel { c.draftModel = d }
+        if let q = draftQuantize { c.draftQuantize = q }
+        if let k = speculativeK {
+            c.speculativeK = k
+            if c.draftModel == nil {
+                guard let d = BundledModels.path("demo-draft") else {
+                    throw ClusterConfig.Invalid("--speculative-k needs --draft-model (the bundled Models/demo-draft was not found)")
+                }
+                c.draftModel = d
+            }
+        }
+    }
+}

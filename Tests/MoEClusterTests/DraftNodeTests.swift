@@ -1,0 +1,52 @@
+import Foundation
+import MoETestSupport
+import Testing
+
+/// The draft node under mpirun: the last rank drafts ahead and streams proposals; the verifier group checks them.
+@Suite(.serialized) struct DraftNodeTests {
+    let target = Fixtures.model("tiny-mixtral-spec").path, draft = Fixtures.model("tiny-mixtral-spec-draft").path
+
+    func json(_ r: Binaries.Result) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    }
+
+    @Test(arguments: [3, 4])
+    func draftNodeKeepsGreedyOutputAndReportsAcceptance(np: Int) throws {
+        let g = try Fixtures.golden("tiny-mixtral-spec")
+        var accepted = 0, drafted = 0
+        for p in g.prompts {
+            for k in ["4", "auto"] {
+                let r = try Binaries.mpirun(np: np, ["run", "--model", target, "--draft-model", draft, "--speculative-k", k,
+                                                     "--prompt-ids", p.ids.map(String.init).joined(separator: ","),
+                                                     "--max-tokens", "\(p.greedy.maxNew)", "--json"], timeout: 120)
+                #expect(r.status == 0, "\(r.stderr)")
+                #expect(r.stderr.contains("rank \(np - 1) (draft): draft"))
+                let obj = json(r)
+                #expect(obj?["ids"] as? [Int] == p.greedy.newTokens, "np=\(np) k=\(k) prompt \(p.index)")
+                let spec = obj?["spec"] as? [String: Any]
+                #expect(spec?["mean_acceptance_length"] is Double && spec?["accepted_per_position"] is [Int])
+                if k == "4" {
+                    accepted += spec?["accepted_tokens"] as? Int ?? 0
+                    drafted += spec?["draft_tokens"] as? Int ?? 0
+                }
+            }
+        }
+        #expect(accepted > 0 && accepted < drafted, "accepted \(accepted) of \(drafted)")
+    }
+
+    @Test func sampledSpeculationThroughTheDraftNodeCompletes() throws {
+        let r = try Binaries.mpirun(np: 3, ["run", "--model", target, "--draft-model", draft, "--speculative-k", "3",
+                                            "--temperature", "0.8", "--seed", "7", "--prompt-ids", "54,74,272", "--max-tokens", "40",
+                                            "--ignore-eos", "--json"], timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect((json(r)?["ids"] as? [Int])?.count == 40)
+    }
+
+    @Test func aDraftWithAnotherVocabularyStopsTheJobWithTheReason() throws {
+        let r = try Binaries.mpirun(np: 3, ["run", "--model", target, "--draft-model",
+                                            Fixtures.packageRoot.appendingPathComponent("Models/demo-draft").path,
+                                            "--speculative-k", "2", "--prompt-ids", "1,2"], timeout: 60)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("rank 2 (draft): error: draft and target vocabularies differ: the target has 512 tokens, the draft 2048"))
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import MoECore
+import MoEModel
+import MoETestSupport
+import Testing
+@testable import MoEEngine
+
+/// Speculative decoding end to end on transformers' fixture pair and the bundled demo pair.
+@Suite struct SpeculativeTests {
+    static let target = Fixtures.model("tiny-mixtral-spec"), draftDir = Fixtures.model("tiny-mixtral-spec-draft")
+
+    func run(_ target: URL, _ draftPath: String?, prompt: [Int], max: Int, mode: Speculation,
+             params: SamplingParams = SamplingParams(), quantize: WeightFormat = .f32) throws -> ([Int], SpecStats) {
+        let m = try LoadedModel(directory: target)
+        var draft: DraftSource?
+        if let d = draftPath {
+            draft = LocalDraft(model: try DraftModel.load(d, target: target, quantize: quantize).0, capacityTokens: 512)
+        }
+        let gen = Generator(transformer: m.transformer, maxTokens: 512, draft: draft, speculation: mode)
+        let r = gen.generate(prompts: [prompt.map(Int32.init)], maxNewTokens: max, params: [params], eos: Set(m.eosTokenIds.map(Int32.init)))
+        return (r[0].tokens.map(Int.init), gen.spec)
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 5])
+    func greedyWithSpeculationEqualsGreedyAndTransformersAssisted(k: Int) throws {
+        let g = try Fixtures.golden("tiny-mixtral-spec")
+        var total = SpecStats()
+        for p in g.prompts {
+            let (out, s) = try run(Self.target, Self.draftDir.path, prompt: p.ids, max: p.greedy.maxNew, mode: .fixed(k))
+            #expect(out == p.greedy.newTokens, "k=\(k) prompt \(p.index)")
+            #expect(out == p.assisted!.hfAssistedGreedy)
+            total.drafts += s.drafts; total.draftTokens += s.draftTokens; total.acceptedTokens += s.acceptedTokens
+        }
+        // The pair agrees often but not always: both accepted and rejected drafts occur.
+        #expect(total.acceptedTokens > 0 && total.acceptedTokens < total.draftTokens, "\(total)")
+    }
+
+    @Test func autoAndQuantisedDraftsKeepGreedyOutput() throws {
+        let g = try Fixtures.golden("tiny-mixtral-spec")
+        for p in g.prompts {
+            #expect(try run(Self.target, Self.draftDir.path, prompt: p.ids, max: p.greedy.maxNew, mode: .auto(maxK: 6)).0 == p.greedy.newTokens)
+            #expect(try run(Self.target, Self.draftDir.path, prompt: p.ids, max: p.greedy.maxNew, mode: .fixed(3), quantize: .int4).0 == p.greedy.newTokens)
+            #expect(try run(Self.target, "self", prompt: p.ids, max: p.greedy.maxNew, mode: .fixed(4), quantize: .int8).0 == p.greedy.newTokens)
+        }
+    }
+
+    @Test func quantisedDraftHoldsFewerBytes() throws {
+        let f = try DraftModel.load(Self.draftDir.path, target: Self.target, quantize: .f32).1
+        let q8 = try DraftModel.load(Self.draftDir.path, target: Self.target, quantize: .int8).1
+        let q4 = try DraftModel.load(Self.draftDir.path, target: Self.target, quantize: .int4).1
+        #expect(q8 < f * 6 / 10 && q4 < q8)   // the f32 embedding stays; everything else shrinks 3.6× / 6.4×
+    }
+
+    @Test func sampledSpeculationIsReproducibleFromTheSeed() throws {
+        let params = SamplingParams(temperature: 0.9, topP: 0.95, seed: 42)
+        let a = try run(Self.target, Self.draftDir.path, prompt: [54], max: 24, mode: .fixed(3), params: params)
+        let b = try run(Self.target, Self.draftDir.path, prompt: [54], max: 24, mode: .fixed(3), params: params)
+        #expect(a.0 == b.0 && a.0.count > 0)
+        #expect(a.1.draftTokens > 0)
+    }
+
+    @Test func mismatchedVocabularyIsRefused() throws {
+        #expect(throws: DraftModel.Failure("draft and target vocabularies differ: the target has 512 tokens, the draft 2048")) {
+            _ = try DraftModel.load(Fixtures.packageRoot.appendingPathComponent("Models/demo-draft").path, target: Self.target, quantize: .f32)
+        }
+        // Same size, different tokens: the byte-level fixture against the SentencePiece one.
+        #expect(throws: DraftModel.Failure.self) {
+            _ = try DraftModel.load(Fixtures.model("tiny-mistral-sp").path, target: Self.target, quantize: .f32)
+        }
+    }
+
+    /// The demo pair: output with the demo draft equals transformers' greedy output, and with k = 4 the accepted
+    /// share of drafted tokens is close to the golden replay's (22/73, 13/108, 5/40, 17/92).
+    @Test func demoDraftKeepsOutputAndAcceptsLikeTheGoldenReplay() throws {
+        let dir = Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral")
+        var g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: dir.appendingPathComponent("golden/golden.json")))
+        g.directory = dir.appendingPathComponent("golden")
+        for p in g.prompts {
+            let (out, s) = try run(dir, Fixtures.packageRoot.appendingPathComponent("Models/demo-draft").path, prompt: p.ids,
+                                   max: p.greedy.maxNew, mode: .fixed(4))
+            #expect(out == p.greedy.newTokens, "demo prompt \(p.index)")
+            let golden = p.assisted!.speculative
+            let ours = s.acceptanceRate, theirs = Double(golden.accepted) / Double(golden.proposed)
+            #expect(abs(ours - theirs) < 0.1, "prompt \(p.index): accepted \(s.acceptedTokens)/\(s.draftTokens) vs golden \(golden.accepted)/\(golden.proposed)")
+        }
+    }
+}
+
+@Suite struct AdaptiveKTests {
+    @Test func expectedTokensTable() {
+        #expect(expectedTokens(acceptance: 0.5, k: 0) == 1)
+        #expect(abs(expectedTokens(acceptance: 0.5, k: 2) - 1.75) < 1e-12)
+        #expect(expectedTokens(acceptance: 1, k: 4) == 5)
+        #expect(abs(expectedTokens(acceptance: 0.8, k: 4) - 3.3616) < 1e-9)
+    }
+
+    @Test func verifyingMorePositionsTouchesMoreExperts() {
+        #expect(expectedDistinctExperts(experts: 8, topK: 2, tokens: 1) == 2)
+        #expect(abs(expectedDistinctExperts(experts: 8, topK: 2, tokens: 6) - 8 * (1 - pow(0.75, 6))) < 1e-12)   // ≈ 6.6
+        #expect(expectedDistinctExperts(experts: 8, topK: 2, tokens: 64) > 7.99)
+    }
+
+    @Test func badDraftOrCostlyVerificationTurnsSpeculationOff() {
+        var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
+        a.recordStep(positions: 1, seconds: 0.030)
+        a.recordStep(positions: 2, seconds: 0.050)
+        a.recordStep(positions: 5, seconds: 0.080)
+        a.recordDraft(steps: 1, seconds: 0.005)
+        for _ in 0..<10 { a.recordOutcome(seq: 0, k: 4, accepted: 0) }
+        #expect(a.choose([0]) == 0)
+    }
+
+    @Test func goodDraftAndFlatStepCostTurnSpeculationOn() {
+        var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
+        for n in [8, 16, 24, 32, 40, 48, 56] { a.recordStep(positions: n, seconds: 0.1 + 0.001 * Double(n)) }
+        a.recordDraft(steps: 1, seconds: 0.002)
+        for _ in 0..<20 { a.recordOutcome(seq: 0, k: 4, accepted: 4) }
+        let seqs = Array(0..<8)
+        for s in seqs { for _ in 0..<20 { a.recordOutcome(seq: s, k: 6, accepted: 6) } }
+        #expect(a.choose(seqs) >= 4)
+    }
+}
