@@ -34,8 +34,10 @@ let package = Package(
                 resources: [.copy("Resources/tokenizer-512"), .copy("Resources/tokenizer-2048")], swiftSettings: fastSwift),
         // tokenizer.json exactly as Hugging Face tokenizers encodes and decodes it. No dependencies.
         .target(name: "MoETokenizer", swiftSettings: fastSwift),
+        // Continuous batching and paged KV block bookkeeping: pure, no model, no MPI.
+        .target(name: "MoEScheduler", swiftSettings: fastSwift),
         // Generation: speculative decoding (rejection sampling, drafts, adaptive k) over the model.
-        .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore"], swiftSettings: fastSwift),
+        .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
         .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
@@ -53,6 +55,7 @@ let package = Package(
         .target(name: "MoETestSupport", path: "Tests/MoETestSupport"),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
+        .testTarget(name: "MoESchedulerTests", dependencies: ["MoEScheduler"]),
         .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),

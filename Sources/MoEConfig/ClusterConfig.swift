@@ -31,6 +31,15 @@ public struct ClusterConfig: Sendable, Equatable {
     public var speculativeK: String = "auto"
     /// Upper bound of k under auto.
     public var speculativeMaxK: Int = 6
+    /// KV cache on the coordinator: entry type (f32, f16, int8), pool size (blocks, or GiB when blocks is nil),
+    /// tokens per block.
+    public var kvDType: String = "f32"
+    public var kvBlocks: Int?
+    public var kvMemoryGB: Double = 1
+    public var kvBlockSize: Int = 16
+    /// Scheduler limits per step.
+    public var maxBatchedTokens: Int = 2048
+    public var maxSeqs: Int = 64
 
     public init() {}
 
@@ -49,7 +58,7 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative"], at: "")
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler"], at: "")
         if let v = top["model"] { c.model = try r.optionalString(v, "model") }
         if let p = top["placement"] {
             let pm = try r.map(p, "placement")
@@ -89,6 +98,20 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = dm["quantize"] { c.draftQuantize = try r.string(v, "draft.quantize") }
             if let v = dm["max_tokens"] { c.draftMaxTokens = Int(try r.number(v, "draft.max_tokens")) }
         }
+        if let kv = top["kv_cache"] {
+            let km = try r.map(kv, "kv_cache")
+            try r.keys(km, allowed: ["dtype", "blocks", "memory_gb", "block_size"], at: "kv_cache.")
+            if let v = km["dtype"] { c.kvDType = try r.string(v, "kv_cache.dtype") }
+            if let v = km["blocks"], !(v is NSNull) { c.kvBlocks = Int(try r.number(v, "kv_cache.blocks")) }
+            if let v = km["memory_gb"] { c.kvMemoryGB = try r.number(v, "kv_cache.memory_gb") }
+            if let v = km["block_size"] { c.kvBlockSize = Int(try r.number(v, "kv_cache.block_size")) }
+        }
+        if let sc = top["scheduler"] {
+            let sm = try r.map(sc, "scheduler")
+            try r.keys(sm, allowed: ["max_num_batched_tokens", "max_num_seqs"], at: "scheduler.")
+            if let v = sm["max_num_batched_tokens"] { c.maxBatchedTokens = Int(try r.number(v, "scheduler.max_num_batched_tokens")) }
+            if let v = sm["max_num_seqs"] { c.maxSeqs = Int(try r.number(v, "scheduler.max_num_seqs")) }
+        }
         if let sp = top["speculative"] {
             let sm = try r.map(sp, "speculative")
             try r.keys(sm, allowed: ["k", "max_k"], at: "speculative.")
@@ -120,6 +143,12 @@ public struct ClusterConfig: Sendable, Equatable {
             throw Invalid("speculative.k must be a number from 1 to 16, or auto (got '\(speculativeK)')")
         }
         guard speculativeMaxK >= 1 && speculativeMaxK <= 16 else { throw Invalid("speculative.max_k must be from 1 to 16") }
+        guard ["f32", "f16", "int8"].contains(kvDType) else { throw Invalid("kv_cache.dtype must be f32, f16 or int8 (got '\(kvDType)')") }
+        guard kvBlocks.map({ $0 >= 4 }) ?? true else { throw Invalid("kv_cache.blocks must be at least 4") }
+        guard kvMemoryGB > 0 else { throw Invalid("kv_cache.memory_gb must be positive") }
+        guard [8, 16, 32, 64, 128].contains(kvBlockSize) else { throw Invalid("kv_cache.block_size must be 8, 16, 32, 64 or 128") }
+        guard maxBatchedTokens >= 1 else { throw Invalid("scheduler.max_num_batched_tokens must be positive") }
+        guard maxSeqs >= 1 else { throw Invalid("scheduler.max_num_seqs must be positive") }
         if placementStrategy == .explicit && placementMap.isEmpty {
             throw Invalid("placement.strategy is explicit but placement.map is empty")
         }

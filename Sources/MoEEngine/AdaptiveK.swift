@@ -1,4 +1,5 @@
 import Foundation
+import MoEModel
 
 /// How many tokens to draft. `auto` picks k each step to maximise expected tokens per second from each sequence's
 /// running acceptance estimate and the measured costs; k = 0 turns speculation off while it does not pay.
@@ -136,5 +137,27 @@ public struct AdaptiveK: Sendable {
             return best == 0 ? 1 : (best == maxK || stepsSinceProbe % 2 == 0 ? best - 1 : best + 1)
         }
         return best
+    }
+}
+
+extension AdaptiveK {
+    /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer.
+    public static func forModel(_ t: Transformer, maxK: Int) -> AdaptiveK {
+        let s = t.spec, w = t.weights
+        var dense = w.lmHead.byteCount
+        var expert = 0.0
+        for (l, lw) in w.layers.enumerated() {
+            let a = lw.attention
+            dense += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount
+            switch lw.ffn {
+            case .dense(let m): dense += m.byteCount
+            case .moe(let r):
+                dense += r.gate.byteCount + (r.shared?.byteCount ?? 0)
+                expert = Double(3 * s.hiddenSize * s.layers[l].moe!.intermediate * 4)
+            }
+        }
+        let moe = s.layers.compactMap(\.moe).first
+        return AdaptiveK(maxK: maxK, denseBytes: Double(dense), expertBytes: expert, experts: moe?.experts ?? 0,
+                         topK: moe?.topK ?? 0, moeLayers: s.moeLayers.count)
     }
 }

@@ -1,5 +1,28 @@
+import CKernels
 import Foundation
 import MoECore
+
+/// How K/V entries are stored: f32; f16; int8 with one f32 scale per (token, head).
+public enum KVDType: String, Sendable, CaseIterable {
+    case f32, f16, int8
+
+    var kernel: Int32 {
+        switch self {
+        case .f32: return Int32(KERN_KV_F32)
+        case .f16: return Int32(KERN_KV_F16)
+        case .int8: return Int32(KERN_KV_I8)
+        }
+    }
+
+    /// Bytes one token's K (or V) row of one head takes, scale included.
+    public func rowBytes(headDim: Int) -> Int {
+        switch self {
+        case .f32: return 4 * headDim
+        case .f16: return 2 * headDim
+        case .int8: return headDim + 4
+        }
+    }
+}
 
 /// Paged key/value storage: a pool of fixed-size blocks shared by all sequences; one block id addresses the same
 /// slots in every layer. Per layer, K and V are [blocks, kvHeads, blockSize, headDim] so that one head's keys in a
@@ -10,46 +33,72 @@ public final class KVCache: @unchecked Sendable {
     public let headDim: Int
     public let blockSize: Int
     public let numBlocks: Int
-    let k: [FloatBuffer]
-    let v: [FloatBuffer]
+    public let dtype: KVDType
+    let k: [UnsafeMutableRawPointer]
+    let v: [UnsafeMutableRawPointer]
+    let kScale: [UnsafeMutablePointer<Float>]
+    let vScale: [UnsafeMutablePointer<Float>]
 
-    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int = 16, numBlocks: Int) {
+    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int = 16, numBlocks: Int, dtype: KVDType = .f32) {
         self.layers = layers
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.blockSize = blockSize
         self.numBlocks = numBlocks
-        let per = numBlocks * kvHeads * blockSize * headDim
-        k = (0..<layers).map { _ in FloatBuffer(count: per, zeroed: false) }
-        v = (0..<layers).map { _ in FloatBuffer(count: per, zeroed: false) }
+        self.dtype = dtype
+        let slots = max(numBlocks * kvHeads * blockSize, 1)
+        let elem = dtype == .f32 ? 4 : (dtype == .f16 ? 2 : 1)
+        k = (0..<layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slots * headDim * elem, alignment: 64) }
+        v = (0..<layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slots * headDim * elem, alignment: 64) }
+        let scaleSlots = dtype == .int8 ? slots : 1
+        kScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
+        vScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
     }
 
-    public convenience init(spec: ModelSpec, blockSize: Int = 16, numBlocks: Int) {
-        self.init(layers: spec.numLayers, kvHeads: spec.numKVHeads, headDim: spec.headDim, blockSize: blockSize, numBlocks: numBlocks)
+    deinit {
+        for p in k + v { p.deallocate() }
+        for p in kScale + vScale { p.deallocate() }
     }
 
-    /// Bytes of one token's K and V over all layers: 2 × layers × kvHeads × headDim × 4.
-    public var bytesPerToken: Int { 2 * layers * kvHeads * headDim * MemoryLayout<Float>.stride }
+    public convenience init(spec: ModelSpec, blockSize: Int = 16, numBlocks: Int, dtype: KVDType = .f32) {
+        self.init(layers: spec.numLayers, kvHeads: spec.numKVHeads, headDim: spec.headDim, blockSize: blockSize,
+                  numBlocks: numBlocks, dtype: dtype)
+    }
+
+    /// Bytes of one token's K and V over all layers: 2 × layers × kvHeads × headDim × bytes (+ int8 scales).
+    public static func bytesPerToken(_ spec: ModelSpec, dtype: KVDType) -> Int {
+        2 * spec.numLayers * spec.numKVHeads * dtype.rowBytes(headDim: spec.headDim)
+    }
+
+    public var bytesPerToken: Int { 2 * layers * kvHeads * dtype.rowBytes(headDim: headDim) }
     public var capacityTokens: Int { numBlocks * blockSize }
+    public var byteCount: Int { capacityTokens * bytesPerToken }
 
-    /// Offset of (block, kvHead, slot) within one layer's pool.
     @inline(__always)
-    func offset(block: Int32, head: Int, slot: Int) -> Int {
-        ((Int(block) * kvHeads + head) * blockSize + slot) * headDim
-    }
+    func slot(block: Int32, head: Int, offset: Int) -> Int { (Int(block) * kvHeads + head) * blockSize + offset }
 
     /// Stores one token's keys and values [kvHeads · headDim] at `position` of the sequence with `blockTable`.
     func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        let block = blockTable[position / blockSize], slot = position % blockSize
+        let block = blockTable[position / blockSize], off = position % blockSize
+        precondition(block >= 0 && Int(block) < numBlocks, "KV write to a block the sequence does not own (position \(position))")
         for h in 0..<kvHeads {
-            let o = offset(block: block, head: h, slot: slot)
-            (k[layer].pointer + o).update(from: key + h * headDim, count: headDim)
-            (v[layer].pointer + o).update(from: value + h * headDim, count: headDim)
+            let s = slot(block: block, head: h, offset: off)
+            kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim))
+            kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim))
         }
+    }
+
+    /// One query head [headDim] against positions [p0, p1) of a sequence; writes out [headDim].
+    @inline(__always)
+    func attend(layer: Int, q: UnsafePointer<Float>, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int, scale: Float,
+                scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        kern_attend_kv(dtype.kernel, q, k[layer], v[layer], kScale[layer], vScale[layer], blocks, Int32(blockSize),
+                       Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale, scores, out)
     }
 }
 
-/// A free list of KV blocks: the minimal allocator one-shot runs use. (The serving engine manages blocks itself.)
+/// A free list of KV blocks: the minimal allocator one-shot runs use. (The serving engine's block manager adds
+/// prefix caching, sliding-window frees and preemption.)
 public struct BlockAllocator: Sendable {
     private var free: [Int32]
     public init(numBlocks: Int) { free = (0..<Int32(numBlocks)).reversed() }

@@ -191,7 +191,6 @@ public final class Transformer: @unchecked Sendable {
         let scale = 1 / Float(D).squareRoot()
         let group = nh / nkv
         let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
-        let kpool = cache.k[l].pointer, vpool = cache.v[l].pointer
         let tables = seqs.map(\.blockTable)
         parallelFor(T * nh, grain: 1) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(maxCtx, 1))
@@ -201,8 +200,8 @@ public final class Transformer: @unchecked Sendable {
                 let p = Int(posOf[t])
                 let lo = window.map { max(0, p - $0 + 1) } ?? 0
                 tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
-                    kern_attend(q + t * qd + hd * D, kpool, vpool, bt.baseAddress!, cache, hd / group, lo, p + 1, scale,
-                                scores, attnOut + t * qd + hd * D)
+                    cache.attend(layer: l, q: q + t * qd + hd * D, blocks: bt.baseAddress!, kvHead: hd / group, p0: lo, p1: p + 1,
+                                 scale: scale, scores: scores, out: attnOut + t * qd + hd * D)
                 }
             }
         }

@@ -40,17 +40,20 @@ struct SpecBench: ParsableCommand {
                 let mode: Speculation = setting == "auto" ? .auto(maxK: 6) : (Int(setting) ?? 0) == 0 ? .off : .fixed(Int(setting)!)
                 let capacity = B * (promptTokens + tokens + 16)
                 let d = mode == .off ? nil : LocalDraft(model: draftModel, capacityTokens: capacity)
-                let gen = Generator(transformer: m.transformer, maxTokens: capacity, draft: d, speculation: mode)
+                var cfg = EngineConfig()
+                cfg.kvBlocks = capacity / 16 + 8
+                cfg.speculation = mode
+                let gen = Engine(transformer: m.transformer, config: cfg, draft: d)
                 let prompts = (0..<B).map { b in randomTokens(promptTokens, vocab: m.spec.vocabSize, seed: UInt64(100 + b)) }
                 let t0 = monotonicSeconds()
-                let rs = gen.generate(prompts: prompts, maxNewTokens: tokens, params: Array(repeating: SamplingParams(), count: B),
-                                      eos: [], ignoreEOS: true)
+                let rs = try gen.generate(prompts: prompts, maxNewTokens: tokens, params: Array(repeating: SamplingParams(), count: B),
+                                          eos: [], ignoreEOS: true)
                 let total = monotonicSeconds() - t0
                 let decode = total - (rs.map(\.prefillSeconds).max() ?? 0)
                 let rate = Double(rs.reduce(0) { $0 + $1.tokens.count - 1 }) / decode
                 if mode == .off { plain = rate }
-                let experts = gen.distinctExpertsPerLayer / Double(max(gen.decodeSteps, 1))
-                let s = gen.spec
+                let experts = gen.stats.distinctExpertsPerLayer / Double(max(gen.stats.decodeSteps, 1))
+                let s = gen.stats.spec
                 if json {
                     let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": plain > 0 ? rate / plain : 1,
                                               "acceptance_rate": s.acceptanceRate, "mean_acceptance_length": s.meanAcceptanceLength,

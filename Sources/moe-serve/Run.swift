@@ -55,16 +55,15 @@ struct Run: ParsableCommand {
         let out = FileHandle.standardOutput
         if stream != nil { out.write(Data(prompt!.utf8)) }
         let draft = session.draft
-        let gen = Generator(transformer: loaded.transformer, maxTokens: ids.count + maxTokens + 32, draft: draft,
-                            speculation: session.speculation)
-        let results = gen.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
-                                   eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
+        let engine = session.makeEngine(kvTokensAtLeast: ids.count + maxTokens + 16)
+        let results = try engine.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
+                                          eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
             if let piece = stream?.push(Int(t)), !piece.isEmpty { out.write(Data(piece.utf8)) }
         }
         let r = results[0]
         var timing = String(format: "prompt: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
                             r.promptTokens, r.prefillTokensPerSecond, r.tokens.count, r.decodeTokensPerSecond, r.stop.rawValue)
-        let s = gen.spec
+        let s = engine.stats.spec
         if draft != nil {
             timing += String(format: "\nspeculative: drafts %d, draft tokens %d, accepted %d, acceptance rate %.3f, mean acceptance length %.2f, accepted per position %@, k %@",
                              s.drafts, s.draftTokens, s.acceptedTokens, s.acceptanceRate, s.meanAcceptanceLength,

@@ -16,9 +16,12 @@ import Testing
         if let d = draftPath {
             draft = LocalDraft(model: try DraftModel.load(d, target: target, quantize: quantize).0, capacityTokens: 512)
         }
-        let gen = Generator(transformer: m.transformer, maxTokens: 512, draft: draft, speculation: mode)
-        let r = gen.generate(prompts: [prompt.map(Int32.init)], maxNewTokens: max, params: [params], eos: Set(m.eosTokenIds.map(Int32.init)))
-        return (r[0].tokens.map(Int.init), gen.spec)
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        c.speculation = mode
+        let engine = Engine(transformer: m.transformer, config: c, draft: draft)
+        let r = try engine.generate(prompts: [prompt.map(Int32.init)], maxNewTokens: max, params: [params], eos: Set(m.eosTokenIds.map(Int32.init)))
+        return (r[0].tokens.map(Int.init), engine.stats.spec)
     }
 
     @Test(arguments: [1, 2, 3, 4, 5])

@@ -15,6 +15,17 @@ import MoEEngine
                                                     blockTable: (0..<Int32(blocks)).map { $0 }, logits: .all)], cache: cache)
     }
 
+    static func engine(_ m: LoadedModel) -> Engine {
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        return Engine(transformer: m.transformer, config: c)
+    }
+
+    static func greedy(_ m: LoadedModel, _ ids: [Int], _ maxNew: Int) throws -> GenerationResult {
+        try engine(m).generate(prompts: [ids.map(Int32.init)], maxNewTokens: maxNew, params: [SamplingParams()],
+                               eos: Set(m.eosTokenIds.map(Int32.init)))[0]
+    }
+
     @Test(arguments: models)
     func logitsMatchTransformersAtEveryPosition(model: String) throws {
         let m = try LoadedModel(directory: Fixtures.model(model))
@@ -34,9 +45,7 @@ import MoEEngine
         let m = try LoadedModel(directory: Fixtures.model(model))
         let g = try Fixtures.golden(model)
         for p in g.prompts {
-            let gen = Generator(transformer: m.transformer, maxTokens: p.ids.count + p.greedy.maxNew + 1)
-            let r = gen.generate(prompts: [p.ids.map(Int32.init)], maxNewTokens: p.greedy.maxNew, params: [SamplingParams()],
-                                 eos: Set(m.eosTokenIds.map(Int32.init)))[0]
+            let r = try Self.greedy(m, p.ids, p.greedy.maxNew)
             #expect(r.tokens.map(Int.init) == p.greedy.newTokens, "\(model) prompt \(p.index)")
         }
     }
@@ -45,10 +54,9 @@ import MoEEngine
         let m = try LoadedModel(directory: Fixtures.model("tiny-qwen3-moe"))
         let g = try Fixtures.golden("tiny-qwen3-moe")
         let maxNew = g.prompts.map(\.greedy.maxNew).max()!
-        let gen = Generator(transformer: m.transformer, maxTokens: 3 * (64 + maxNew))
-        let rs = gen.generate(prompts: g.prompts.map { $0.ids.map(Int32.init) }, maxNewTokens: maxNew,
-                              params: Array(repeating: SamplingParams(), count: g.prompts.count),
-                              eos: Set(m.eosTokenIds.map(Int32.init)))
+        let rs = try Self.engine(m).generate(prompts: g.prompts.map { $0.ids.map(Int32.init) }, maxNewTokens: maxNew,
+                                             params: Array(repeating: SamplingParams(), count: g.prompts.count),
+                                             eos: Set(m.eosTokenIds.map(Int32.init)))
         for (p, r) in zip(g.prompts, rs) { #expect(r.tokens.map(Int.init) == p.greedy.newTokens) }
     }
 
@@ -87,9 +95,7 @@ import MoEEngine
             var worst: Float = 0
             for i in 0..<ref.count { worst = max(worst, abs(out.logits[i] - ref[i])) }
             #expect(worst < 1e-3, "demo prompt \(p.index): max |diff| \(worst)")
-            let gen = Generator(transformer: m.transformer, maxTokens: p.ids.count + p.greedy.maxNew + 1)
-            let r = gen.generate(prompts: [p.ids.map(Int32.init)], maxNewTokens: p.greedy.maxNew, params: [SamplingParams()],
-                                 eos: Set(m.eosTokenIds.map(Int32.init)))[0]
+            let r = try Self.greedy(m, p.ids, p.greedy.maxNew)
             #expect(r.tokens.map(Int.init) == p.greedy.newTokens, "demo prompt \(p.index)")
         }
     }

@@ -79,6 +79,15 @@ void kern_attend_f32(const float *q, const float *kpool, const float *vpool, con
                      int block_size, int kv_heads, int head_dim, int kv_head, int p0, int p1, float scale,
                      float *scores, float *out);
 
+/// KV-cache storage types. A slot is (block, kv head, position in block): slot = (block*kv_heads + head)*block_size + s.
+enum { KERN_KV_F32 = 0, KERN_KV_F16 = 1, KERN_KV_I8 = 2 };
+/// kern_attend_f32 for any KV storage type; int8 rows use kscale/vscale[slot] (one f32 per token and head).
+void kern_attend_kv(int kvtype, const float *q, const void *kpool, const void *vpool, const float *kscale,
+                    const float *vscale, const int32_t *blocks, int block_size, int kv_heads, int head_dim, int kv_head,
+                    int p0, int p1, float scale, float *scores, float *out);
+/// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales).
+void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,339 @@
+import Foundation
+import MoECore
+import MoEModel
+import MoEScheduler
+
+/// What the engine is asked to generate.
+public struct EngineRequest: Sendable {
+    public var prompt: [Int32]
+    public var params: SamplingParams
+    public var maxTokens: Int
+    public var eos: Set<Int32>
+    public var ignoreEOS: Bool
+
+    public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false) {
+        self.prompt = prompt
+        self.params = params
+        self.maxTokens = maxTokens
+        self.eos = eos
+        self.ignoreEOS = ignoreEOS
+    }
+}
+
+/// Why a generation ended.
+public enum StopReason: String, Sendable, Codable { case eos, length, cancelled }
+
+/// What a request's stream receives: tokens as they are accepted, then exactly one `.finished`.
+public enum EngineEvent: Sendable, Equatable {
+    case token(Int32)
+    case finished(StopReason)
+}
+
+public struct EngineConfig: Sendable {
+    public var kvDType: KVDType = .f32
+    public var blockSize = 16
+    /// KV pool size in blocks (takes precedence) or in bytes.
+    public var kvBlocks: Int?
+    public var kvMemoryBytes: Int = 1 << 30
+    public var maxBatchedTokens = 2048
+    public var maxSeqs = 64
+    public var speculation: Speculation = .off
+    public init() {}
+}
+
+public enum EngineError: Error, CustomStringConvertible, Equatable {
+    case promptTooLong(tokens: Int, limit: Int)
+    case emptyPrompt
+    case tokenOutOfVocabulary(Int32, vocab: Int)
+
+    public var description: String {
+        switch self {
+        case .promptTooLong(let t, let l): return "prompt and max_tokens need \(t) tokens of context, but the limit is \(l)"
+        case .emptyPrompt: return "the prompt is empty"
+        case .tokenOutOfVocabulary(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
+        }
+    }
+}
+
+/// Counters since start.
+public struct EngineStats: Sendable {
+    public var steps = 0
+    public var promptTokens = 0
+    /// Prompt tokens served from the prefix cache instead of computed.
+    public var cachedPromptTokens = 0
+    /// Tokens the forward passes computed (prompt chunks, decode positions, draft positions).
+    public var computedTokens = 0
+    public var generatedTokens = 0
+    public var preemptions = 0
+    public var spec = SpecStats()
+    public var finished = 0
+    /// Steps with at least one decoding request, and the distinct experts per MoE layer those steps read (summed):
+    /// what a step costs on a bandwidth-bound machine.
+    public var decodeSteps = 0
+    public var distinctExpertsPerLayer = 0.0
+}
+
+/// The serving core: continuous batching over the paged KV cache with optional speculative decoding. Requests are
+/// submitted from any thread and receive their tokens through a callback; `step()` runs one scheduler step (one
+/// forward pass through the verifier group) on the thread that owns the model.
+public final class Engine: @unchecked Sendable {
+    public let transformer: Transformer
+    public let cache: KVCache
+    public let config: EngineConfig
+    public let draft: DraftSource?
+    var scheduler: Scheduler
+    var adaptive: AdaptiveK?
+    public private(set) var stats = EngineStats()
+
+    struct Live {
+        let request: EngineRequest
+        let sampler: Sampler
+        let onEvent: @Sendable (EngineEvent) -> Void
+        var generated = 0
+        var draftStarted = false
+        var proposal: Proposal?
+    }
+    var live: [Int: Live] = [:]
+
+    // Requests and cancellations arrive from other threads; the stepping thread takes them at the start of a step.
+    private let inboxLock = NSCondition()
+    private var inbox: [(Int, EngineRequest, @Sendable (EngineEvent) -> Void)] = []
+    private var cancels: [Int] = []
+    private var nextId = 1
+    private var running = false
+    private var loopThread: Thread?
+
+    public init(transformer: Transformer, config: EngineConfig, draft: DraftSource? = nil) {
+        self.transformer = transformer
+        self.config = config
+        let spec = transformer.spec
+        let blocks = config.kvBlocks ?? max(4, config.kvMemoryBytes / (KVCache.bytesPerToken(spec, dtype: config.kvDType) * config.blockSize))
+        cache = KVCache(spec: spec, blockSize: config.blockSize, numBlocks: blocks, dtype: config.kvDType)
+        // Blocks before a sliding window can be freed only if every layer has one.
+        let window = spec.slidingWindows.allSatisfy { $0 != nil } ? spec.slidingWindows.compactMap { $0 }.max() : nil
+        scheduler = Scheduler(config: SchedulerConfig(maxBatchedTokens: config.maxBatchedTokens, maxSeqs: config.maxSeqs,
+                                                      slidingWindow: window),
+                              blocks: BlockManager(numBlocks: blocks, blockSize: config.blockSize))
+        self.draft = config.speculation == .off ? nil : draft
+        if case .auto(let maxK) = config.speculation, draft != nil { adaptive = AdaptiveK.forModel(transformer, maxK: maxK) }
+    }
+
+    /// The most tokens one request may hold: the model's context, and the whole pool (minus a block of slack).
+    public var contextLimit: Int { min(transformer.spec.maxPositions, (cache.numBlocks - 1) * cache.blockSize) }
+
+    /// "KV cache: f32, 2 × 4 layers × 2 kv heads × 32 dims × 4 B = 2 KiB per token; pool 1024 blocks × 16 = 16384 tokens, 32 MiB"
+    public var cacheSummary: String {
+        let s = transformer.spec
+        let per = KVCache.bytesPerToken(s, dtype: cache.dtype)
+        return "KV cache: \(cache.dtype.rawValue), 2 × \(s.numLayers) layers × \(s.numKVHeads) kv heads × \(s.headDim) dims × \(cache.dtype.rowBytes(headDim: s.headDim)) B/row ÷ \(s.headDim) = \(per) B per token; pool \(cache.numBlocks) blocks × \(cache.blockSize) = \(cache.capacityTokens) tokens, \(String(format: "%.1f", Double(cache.byteCount) / Double(1 << 20))) MiB"
+    }
+
+    // MARK: - Requests (any thread)
+
+    /// Queues a request; its events arrive on the stepping thread. Throws if it can never fit.
+    @discardableResult
+    public func submit(_ r: EngineRequest, onEvent: @escaping @Sendable (EngineEvent) -> Void) throws -> Int {
+        guard !r.prompt.isEmpty else { throw EngineError.emptyPrompt }
+        if let bad = r.prompt.first(where: { $0 < 0 || Int($0) >= transformer.spec.vocabSize }) {
+            throw EngineError.tokenOutOfVocabulary(bad, vocab: transformer.spec.vocabSize)
+        }
+        let need = r.prompt.count + max(r.maxTokens, 1)
+        guard need <= contextLimit else { throw EngineError.promptTooLong(tokens: need, limit: contextLimit) }
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        let id = nextId
+        nextId += 1
+        inbox.append((id, r, onEvent))
+        inboxLock.signal()
+        return id
+    }
+
+    /// Cancels a request: its blocks are freed at the next step and it receives `.finished(.cancelled)`.
+    public func cancel(_ id: Int) {
+        inboxLock.lock()
+        cancels.append(id)
+        inboxLock.signal()
+        inboxLock.unlock()
+    }
+
+    public var isIdle: Bool {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        return inbox.isEmpty && cancels.isEmpty && !scheduler.hasWork
+    }
+
+    // MARK: - Stepping (one thread)
+
+    func takeInbox() {
+        inboxLock.lock()
+        let new = inbox, gone = cancels
+        inbox = []
+        cancels = []
+        inboxLock.unlock()
+        for (id, r, cb) in new {
+            live[id] = Live(request: r, sampler: Sampler(r.params), onEvent: cb)
+            scheduler.add(id: id, prompt: r.prompt)
+            stats.promptTokens += r.prompt.count
+        }
+        for id in gone where live[id] != nil { finish(id, .cancelled) }
+    }
+
+    func finish(_ id: Int, _ reason: StopReason) {
+        guard let l = live.removeValue(forKey: id) else { return }
+        scheduler.remove(id)
+        if l.draftStarted { draft?.finish(id) }
+        adaptive?.forget(id)
+        stats.finished += 1
+        l.onEvent(.finished(reason))
+    }
+
+    /// One step: take new requests and cancellations, draft, schedule, run the forward pass, sample or verify,
+    /// deliver tokens. Returns false when there was nothing to do.
+    @discardableResult
+    public func step() -> Bool {
+        takeInbox()
+        guard scheduler.hasWork else { return false }
+        let tStart = monotonicSeconds()
+
+        // Drafts for requests that are decoding (their only uncomputed token is the newest).
+        let decoding = scheduler.running.filter { id in
+            guard let r = scheduler.request(id), live[id] != nil else { return false }
+            return r.computed == r.tokens.count - 1
+        }
+        var k = 0
+        let drafting = decoding.filter { live[$0]!.draftStarted }
+        if let draft, !drafting.isEmpty {
+            switch config.speculation {
+            case .off: k = 0
+            case .fixed(let n): k = n
+            case .auto: k = adaptive!.choose(drafting)
+            }
+            let limit = transformer.spec.maxPositions
+            let reqs = drafting.map { id -> (seq: Int, position: Int, hash: UInt64, k: Int) in
+                let r = scheduler.request(id)!, l = live[id]!
+                let room = min(l.request.maxTokens - l.generated - 1, limit - r.tokens.count - 1)
+                return (id, r.tokens.count, ContextHash.of(r.tokens), max(0, min(k, room)))
+            }
+            let proposals = draft.propose(reqs)
+            if k > 0 && draft.costPerToken > 0 { adaptive?.recordDraft(steps: 1, seconds: draft.costPerToken) }
+            for id in drafting {
+                live[id]!.proposal = proposals[id]
+                scheduler.setSpec(id, proposals[id]?.tokens ?? [])
+            }
+            stats.spec.k = k
+        }
+
+        let plan = scheduler.schedule()
+        for id in plan.preempted where live[id] != nil {
+            stats.preemptions += 1
+            if live[id]!.draftStarted { draft?.finish(id) }
+            live[id]!.draftStarted = false
+            live[id]!.proposal = nil
+        }
+        guard !plan.work.isEmpty else { return true }
+        let inputs = plan.work.map { w in
+            SequenceInput(tokens: w.tokens + w.spec, start: w.start, blockTable: w.table,
+                          logits: !w.samples ? .none : (w.spec.isEmpty ? .last : .all))
+        }
+        let tForward = monotonicSeconds()
+        let out = transformer.forward(inputs, cache: cache)
+        let tDone = monotonicSeconds()
+        stats.steps += 1
+        stats.computedTokens += plan.tokens
+        adaptive?.recordStep(positions: plan.tokens, seconds: tDone - tForward)
+        if !decoding.isEmpty {
+            let moe = out.expertCounts.filter { !$0.isEmpty }
+            stats.decodeSteps += 1
+            stats.distinctExpertsPerLayer += Double(moe.reduce(0) { $0 + $1.filter { $0 > 0 }.count }) / Double(max(moe.count, 1))
+        }
+
+        var emittedThisStep = 0
+        for (j, w) in plan.work.enumerated() {
+            guard w.samples, var l = live[w.id] else { scheduler.update(w); continue }
+            let rows = out.rows[j]
+            let position = w.start + w.tokens.count     // where the next token goes
+            var verdict = Verification(accepted: 0, next: 0)
+            if !w.spec.isEmpty, let p = l.proposal {
+                verdict = verify(p, rows: rows, out: out, sampler: l.sampler, position: position)
+                stats.spec.record(k: w.spec.count, accepted: verdict.accepted)
+                adaptive?.recordOutcome(seq: w.id, k: w.spec.count, accepted: verdict.accepted)
+            } else {
+                verdict.next = Int32(l.sampler.next(out.row(rows.upperBound - 1), position: position))
+            }
+            let emitted = Array(w.spec.prefix(verdict.accepted)) + [verdict.next]
+            emittedThisStep += emitted.count
+            // Deliver up to the first stop.
+            var stop: StopReason?
+            var delivered: [Int32] = []
+            for t in emitted {
+                delivered.append(t)
+                l.generated += 1
+                if !l.request.ignoreEOS && l.request.eos.contains(t) { stop = .eos; break }
+                if l.generated >= l.request.maxTokens || position + delivered.count >= transformer.spec.maxPositions { stop = .length; break }
+            }
+            let before = scheduler.request(w.id)!.tokens
+            scheduler.update(w, accepted: verdict.accepted, emitted: delivered)
+            stats.generatedTokens += delivered.count
+            l.proposal = nil
+            live[w.id] = l
+            for t in delivered { l.onEvent(.token(t)) }
+            if let stop {
+                finish(w.id, stop)
+            } else if let draft {
+                if !l.draftStarted {
+                    draft.start(w.id, prompt: before, params: l.request.params)
+                    draft.outcome(w.id, accepted: 0, next: delivered.last!)
+                    live[w.id]!.draftStarted = true
+                } else {
+                    draft.outcome(w.id, accepted: verdict.accepted, next: verdict.next)
+                }
+            }
+        }
+        stats.cachedPromptTokens = scheduler.cachedPromptTokens
+        if !drafting.isEmpty { adaptive?.recordRate(batch: drafting.count, k: k, emitted: emittedThisStep, seconds: monotonicSeconds() - tStart) }
+        return true
+    }
+
+    /// Speculative verification of one sequence's proposal against the target's k+1 logit rows.
+    func verify(_ p: Proposal, rows: Range<Int>, out: ForwardOutput, sampler: Sampler, position L: Int) -> Verification {
+        if sampler.params.isGreedy {
+            return greedyVerify(draft: p.tokens, targetArgmax: rows.map { Int32(argmax(out.row($0))) })
+        }
+        let target = rows.map { samplingDistribution(out.row($0), sampler.params) }
+        var rng = sampler.rng(position: L, stream: 1)
+        let draws = (0..<(p.tokens.count + 1)).map { _ in rng.nextUnit() }
+        return speculativeVerify(draft: p.tokens, q: p.q ?? [], p: target) { draws[$0] }
+    }
+
+    /// Steps until every request has finished (one-shot use: `run`, benchmarks, tests).
+    public func runUntilIdle() {
+        while step() {}
+    }
+
+    /// Runs steps on a dedicated thread until `stop()`, sleeping while there is nothing to do.
+    public func startLoop() {
+        inboxLock.lock()
+        running = true
+        inboxLock.unlock()
+        let t = Thread { [self] in
+            while true {
+                inboxLock.lock()
+                while running && inbox.isEmpty && cancels.isEmpty && !scheduler.hasWork { inboxLock.wait() }
+                let go = running
+                inboxLock.unlock()
+                if !go { return }
+                step()
+            }
+        }
+        t.stackSize = 8 << 20
+        loopThread = t
+        t.start()
+    }
+
+    public func stopLoop() {
+        inboxLock.lock()
+        running = false
+        inboxLock.signal()
+        inboxLock.unlock()
+    }
+}
