@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoESchedulerTests", dependencies: ["MoEScheduler"]),
         .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
-        .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoETestSupport"]),
+        .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),
     ]
 )

@@ -24,14 +24,22 @@ extension Engine {
     public func generate(prompts: [[Int32]], maxNewTokens: Int, params: [SamplingParams], eos: Set<Int32>,
                          ignoreEOS: Bool = false, onToken: @escaping (Int, Int32) -> Void = { _, _ in }) throws -> [GenerationResult] {
         precondition(prompts.count == params.count)
+        return try generate(prompts.indices.map {
+            EngineRequest(prompt: prompts[$0], params: params[$0], maxTokens: maxNewTokens, eos: eos, ignoreEOS: ignoreEOS)
+        }, onToken: onToken)
+    }
+
+    /// The same for requests with their own limits.
+    public func generate(_ requests: [EngineRequest], onToken: @escaping (Int, Int32) -> Void = { _, _ in }) throws -> [GenerationResult] {
+        let prompts = requests.map(\.prompt)
         final class Box: @unchecked Sendable { var results: [GenerationResult] = []; var first: [Double] = [] }
         let box = Box()
         box.results = prompts.map { GenerationResult(promptTokens: $0.count) }
         box.first = Array(repeating: 0, count: prompts.count)
         let t0 = monotonicSeconds()
         nonisolated(unsafe) let tokenSink = onToken
-        for (i, p) in prompts.enumerated() {
-            try submit(EngineRequest(prompt: p, params: params[i], maxTokens: maxNewTokens, eos: eos, ignoreEOS: ignoreEOS)) { e in
+        for (i, r) in requests.enumerated() {
+            try submit(r) { e in
                 let now = monotonicSeconds()
                 switch e {
                 case .token(let t):

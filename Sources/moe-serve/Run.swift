@@ -12,6 +12,8 @@ struct Run: ParsableCommand {
     @Option(help: "Checkpoint directory (Hugging Face format; default: the config's, else the bundled demo model).") var model: String?
     @Option(help: "Prompt text (encoded with the model's tokenizer.json).") var prompt: String?
     @Option(name: .customLong("prompt-ids"), help: "Prompt token ids, comma-separated.") var promptIds: String?
+    @Option(name: .customLong("batch-file"), help: "JSON lines of {\"prompt\": text or \"prompt_ids\": [ids], \"max_tokens\": n}: all run together; one JSON line of results per input line.")
+    var batchFile: String?
     @Option(name: .customLong("max-tokens"), help: "Maximum new tokens.") var maxTokens: Int = 64
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-sequence tokens.") var ignoreEOS = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -21,7 +23,9 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
-        guard (prompt == nil) != (promptIds == nil) else { throw ValidationError("give exactly one of --prompt or --prompt-ids") }
+        guard [prompt != nil, promptIds != nil, batchFile != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --prompt, --prompt-ids or --batch-file")
+        }
         if let p = promptIds { _ = try parseIds(p, option: "--prompt-ids") }
     }
 
@@ -38,6 +42,7 @@ struct Run: ParsableCommand {
         let url = loaded.directory
         let hasTokenizer = FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
         let tok: Tokenizer? = hasTokenizer ? try Tokenizer(directory: url) : nil
+        if let file = batchFile { return try runBatch(file, loaded, tok, session) }
         let ids: [Int32]
         if let text = prompt {
             guard let tok else { throw CLIError("\(url.path) has no tokenizer.json; use --prompt-ids") }
@@ -86,5 +91,45 @@ struct Run: ParsableCommand {
             print(r.tokens.map(String.init).joined(separator: " "))
             print(timing)
         }
+    }
+}
+
+extension Run {
+    /// Every line of the file as one request, all submitted together (continuous batching); results in input order.
+    func runBatch(_ file: String, _ loaded: LoadedModel, _ tok: Tokenizer?, _ session: ClusterSession) throws {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        var eos = loaded.eosTokenIds
+        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
+        var requests: [EngineRequest] = []
+        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw CLIError("\(file):\(n + 1): not a JSON object")
+            }
+            let ids: [Int32]
+            if let ps = obj["prompt_ids"] as? [Int] {
+                ids = ps.map(Int32.init)
+            } else if let text = obj["prompt"] as? String, let tok {
+                ids = tok.encode(text).map(Int32.init)
+            } else {
+                throw CLIError("\(file):\(n + 1): needs \"prompt_ids\" (or \"prompt\" with a tokenizer)")
+            }
+            try checkIds(ids, vocab: loaded.spec.vocabSize)
+            requests.append(EngineRequest(prompt: ids, params: sampling.params, maxTokens: obj["max_tokens"] as? Int ?? maxTokens,
+                                          eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS))
+        }
+        let total = requests.reduce(0) { $0 + $1.prompt.count + $1.maxTokens }
+        let engine = session.makeEngine(kvTokensAtLeast: total + 16 * requests.count)
+        let t0 = monotonicSeconds()
+        let results = try engine.generate(requests)
+        let seconds = monotonicSeconds() - t0
+        for (i, r) in results.enumerated() {
+            var o: [String: Any] = ["index": i, "ids": r.tokens.map(Int.init), "stop": r.stop.rawValue, "prompt_tokens": r.promptTokens]
+            if let tok { o["text"] = tok.decode(r.tokens.map(Int.init), skipSpecialTokens: true) }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+        }
+        let s = engine.stats
+        logLine(String(format: "batch: %d requests, %d tokens generated in %.2f s (%.1f tok/s); prompt tokens %d (%d from the prefix cache); preemptions %d",
+                       results.count, s.generatedTokens, seconds, Double(s.generatedTokens) / seconds, s.promptTokens,
+                       s.cachedPromptTokens, s.preemptions))
     }
 }

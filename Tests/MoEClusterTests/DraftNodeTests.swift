@@ -1,6 +1,8 @@
 import Foundation
 import MoETestSupport
 import Testing
+import MoEEngine
+import MoEModel
 
 /// The draft node under mpirun: the last rank drafts ahead and streams proposals; the verifier group checks them.
 @Suite(.serialized) struct DraftNodeTests {
@@ -48,5 +50,33 @@ import Testing
                                             "--speculative-k", "2", "--prompt-ids", "1,2"], timeout: 60)
         #expect(r.status != 0)
         #expect(r.stderr.contains("rank 2 (draft): error: draft and target vocabularies differ: the target has 512 tokens, the draft 2048"))
+    }
+}
+
+/// The serving engine across ranks: many requests batched through coordinator, workers and the draft node.
+@Suite(.serialized) struct ClusterEngineTests {
+    @Test func thirtyTwoBatchedRequestsThroughWorkersAndADraftNodeEachGetWhatTheyGetAlone() throws {
+        let target = Fixtures.model("tiny-mixtral-spec")
+        var rng = SeededRNG(seed: 3)
+        var lines: [String] = [], requests: [([Int32], Int)] = []
+        for i in 0..<32 {
+            let ids = (0..<(1 + Int(rng.next() % 40))).map { _ in Int32(3 + Int(rng.next() % 509)) }
+            requests.append((ids, 4 + i % 13))
+            lines.append("{\"prompt_ids\": [\(ids.map(String.init).joined(separator: ","))], \"max_tokens\": \(4 + i % 13)}")
+        }
+        let file = Fixtures.tempDir("batch").appendingPathComponent("b.jsonl")
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        let r = try Binaries.mpirun(np: 4, ["run", "--model", target.path, "--draft-model", Fixtures.model("tiny-mixtral-spec-draft").path,
+                                            "--speculative-k", "3", "--batch-file", file.path], timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let outs = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(outs.count == 32)
+        let m = try LoadedModel(directory: target)
+        for (i, (ids, n)) in requests.enumerated() {
+            var c = EngineConfig()
+            c.kvBlocks = 16
+            let alone = try Engine(transformer: m.transformer, config: c).generate(prompts: [ids], maxNewTokens: n, params: [SamplingParams()], eos: [2])[0]
+            #expect(outs.first { $0["index"] as? Int == i }?["ids"] as? [Int] == alone.tokens.map(Int.init), "request \(i)")
+        }
     }
 }

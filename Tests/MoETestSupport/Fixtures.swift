@@ -64,7 +64,8 @@ public struct Golden: Decodable {
     public struct Greedy: Decodable {
         public let maxNew: Int
         public let newTokens: [Int]
-        enum CodingKeys: String, CodingKey { case maxNew = "max_new", newTokens = "new_tokens" }
+        public let top2Margin: [Float]
+        enum CodingKeys: String, CodingKey { case maxNew = "max_new", newTokens = "new_tokens", top2Margin = "top2_margin" }
     }
 
     public struct RouterLayer: Decodable {
