@@ -156,17 +156,16 @@ public final class ClusterSession {
     }
 
     /// Coordinator: the serving engine over this session's model, KV cache and scheduler settings from the config,
-    /// and the draft (in-process or the draft node). Prints the KV-cache estimate.
-    public func makeEngine(kvTokensAtLeast: Int = 0) -> Engine {
+    /// and the draft (in-process or the draft node). Prints the KV-cache estimate. One-shot runs pass the tokens
+    /// they need (`oneShotTokens`) and get a pool of that size unless the config fixes a number of blocks.
+    public func makeEngine(oneShotTokens: Int? = nil) -> Engine {
         var e = EngineConfig()
         e.kvDType = KVDType(rawValue: config.kvDType) ?? .f32
         e.blockSize = config.kvBlockSize
         e.kvBlocks = config.kvBlocks
         e.kvMemoryBytes = Int(config.kvMemoryGB * Double(1 << 30))
-        if config.kvBlocks == nil, let spec = model?.spec {
-            // Small pools are fine for one-shot runs; never smaller than what the caller needs.
-            let need = (kvTokensAtLeast / e.blockSize + 2) * e.blockSize * KVCache.bytesPerToken(spec, dtype: e.kvDType)
-            e.kvMemoryBytes = max(e.kvMemoryBytes, need)
+        if config.kvBlocks == nil, let n = oneShotTokens {
+            e.kvBlocks = n / e.blockSize + 2
         }
         e.maxBatchedTokens = config.maxBatchedTokens
         e.maxSeqs = config.maxSeqs

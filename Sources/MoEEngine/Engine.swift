@@ -121,11 +121,12 @@ public final class Engine: @unchecked Sendable {
     /// The most tokens one request may hold: the model's context, and the whole pool (minus a block of slack).
     public var contextLimit: Int { min(transformer.spec.maxPositions, (cache.numBlocks - 1) * cache.blockSize) }
 
-    /// "KV cache: f32, 2 × 4 layers × 2 kv heads × 32 dims × 4 B = 2 KiB per token; pool 1024 blocks × 16 = 16384 tokens, 32 MiB"
+    /// The KV-cache estimate 2 × layers × kv_heads × head_dim × tokens × bytes, and what the pool holds.
     public var cacheSummary: String {
-        let s = transformer.spec
-        let per = KVCache.bytesPerToken(s, dtype: cache.dtype)
-        return "KV cache: \(cache.dtype.rawValue), 2 × \(s.numLayers) layers × \(s.numKVHeads) kv heads × \(s.headDim) dims × \(cache.dtype.rowBytes(headDim: s.headDim)) B/row ÷ \(s.headDim) = \(per) B per token; pool \(cache.numBlocks) blocks × \(cache.blockSize) = \(cache.capacityTokens) tokens, \(String(format: "%.1f", Double(cache.byteCount) / Double(1 << 20))) MiB"
+        let s = transformer.spec, d = cache.dtype
+        let row = d == .int8 ? "(\(s.headDim) head dim × 1 byte + a 4-byte scale)" : "\(s.headDim) head dim × \(d == .f32 ? 4 : 2) bytes"
+        let per = KVCache.bytesPerToken(s, dtype: d)
+        return "KV cache (\(d.rawValue)): 2 × \(s.numLayers) layers × \(s.numKVHeads) kv heads × \(row) = \(per) bytes per token; pool of \(cache.numBlocks) blocks × \(cache.blockSize) tokens = \(cache.capacityTokens) tokens (\(String(format: "%.1f", Double(cache.byteCount) / Double(1 << 20))) MiB)"
     }
 
     // MARK: - Requests (any thread)

@@ -10,6 +10,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Cluster config (YAML; see Config/cluster.yaml). Flags override it.") var config: String?
     @Option(name: .customLong("wire-dtype"), help: "Token rows on the wire: f32 (exact) or bf16.") var wireDType: String?
     @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
+    @Option(name: .customLong("kv-dtype"), help: "KV-cache entries: f32, f16 or int8.") var kvDType: String?
 
     /// The config file (or defaults) with flags applied, validated before anything loads.
     func resolve(model: String?, speculation: SpeculationOptions? = nil) throws -> ClusterConfig {
@@ -25,6 +26,7 @@ struct ClusterOptions: ParsableArguments {
             }
             c.placementStrategy = s
         }
+        if let d = kvDType { c.kvDType = d }
         try speculation?.apply(to: &c)
         try c.validate()
         return c

@@ -60,8 +60,13 @@ struct Run: ParsableCommand {
         let out = FileHandle.standardOutput
         if stream != nil { out.write(Data(prompt!.utf8)) }
         let draft = session.draft
-        let engine = session.makeEngine(kvTokensAtLeast: ids.count + maxTokens + 16)
-        let results = try engine.generate(prompts: [ids], maxNewTokens: maxTokens, params: [sampling.params],
+        // A one-shot run stops at the model's context rather than refusing.
+        let room = loaded.spec.maxPositions - ids.count
+        guard room >= 1 else { throw CLIError("the prompt has \(ids.count) tokens; the model's context is \(loaded.spec.maxPositions)") }
+        let maxNew = min(maxTokens, room)
+        if maxNew < maxTokens { logLine("note: --max-tokens lowered to \(maxNew) to fit the model's context of \(loaded.spec.maxPositions) tokens") }
+        let engine = session.makeEngine(oneShotTokens: ids.count + maxNew + 16)
+        let results = try engine.generate(prompts: [ids], maxNewTokens: maxNew, params: [sampling.params],
                                           eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS) { _, t in
             if let piece = stream?.push(Int(t)), !piece.isEmpty { out.write(Data(piece.utf8)) }
         }
@@ -118,7 +123,7 @@ extension Run {
                                           eos: Set(eos.map(Int32.init)), ignoreEOS: ignoreEOS))
         }
         let total = requests.reduce(0) { $0 + $1.prompt.count + $1.maxTokens }
-        let engine = session.makeEngine(kvTokensAtLeast: total + 16 * requests.count)
+        let engine = session.makeEngine(oneShotTokens: total + 16 * requests.count)
         let t0 = monotonicSeconds()
         let results = try engine.generate(requests)
         let seconds = monotonicSeconds() - t0
