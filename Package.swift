@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 import PackageDescription
 
 // Release builds drop Swift's overflow/bounds traps in the numeric targets; the C kernels are always optimised so
@@ -16,6 +16,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // HTTP server; its default traits pull in swift-configuration, which we do not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // Thin shims over the system C libraries: nothing else lives in them.
@@ -40,11 +44,18 @@ let package = Package(
         .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
         .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
+        // OpenAI-compatible HTTP API and durable jobs (SQLite) over the engine. No MPI.
+        .target(name: "MoEServer", dependencies: [
+            "MoEEngine", "MoEModel", "MoETokenizer", "MoECore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
         .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore", "MoEConfig", "MoEEngine"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
-            "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig", "MoEEngine",
+            "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig", "MoEEngine", "MoEServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [

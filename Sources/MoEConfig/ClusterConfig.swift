@@ -37,6 +37,15 @@ public struct ClusterConfig: Sendable, Equatable {
     public var kvBlocks: Int?
     public var kvMemoryGB: Double = 1
     public var kvBlockSize: Int = 16
+    /// HTTP API (`serve`): address, optional bearer token, limits, the jobs database.
+    public var apiHost = "127.0.0.1"
+    public var apiPort = 8080
+    public var apiToken: String?
+    public var apiMaxBodyBytes = 4 << 20
+    public var apiMaxQueued = 256
+    public var apiJobConcurrency = 16
+    public var apiShutdownTimeout = 30.0
+    public var jobsDB = "moe-jobs.sqlite"
     /// Scheduler limits per step.
     public var maxBatchedTokens: Int = 2048
     public var maxSeqs: Int = 64
@@ -58,7 +67,7 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler"], at: "")
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api"], at: "")
         if let v = top["model"] { c.model = try r.optionalString(v, "model") }
         if let p = top["placement"] {
             let pm = try r.map(p, "placement")
@@ -106,6 +115,19 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = km["memory_gb"] { c.kvMemoryGB = try r.number(v, "kv_cache.memory_gb") }
             if let v = km["block_size"] { c.kvBlockSize = Int(try r.number(v, "kv_cache.block_size")) }
         }
+        if let api = top["api"] {
+            let am = try r.map(api, "api")
+            try r.keys(am, allowed: ["host", "port", "token", "max_body_bytes", "max_queued_requests", "job_concurrency",
+                                     "shutdown_timeout_s", "jobs_db"], at: "api.")
+            if let v = am["host"] { c.apiHost = try r.string(v, "api.host") }
+            if let v = am["port"] { c.apiPort = Int(try r.number(v, "api.port")) }
+            if let v = am["token"] { c.apiToken = try r.optionalString(v, "api.token") }
+            if let v = am["max_body_bytes"] { c.apiMaxBodyBytes = Int(try r.number(v, "api.max_body_bytes")) }
+            if let v = am["max_queued_requests"] { c.apiMaxQueued = Int(try r.number(v, "api.max_queued_requests")) }
+            if let v = am["job_concurrency"] { c.apiJobConcurrency = Int(try r.number(v, "api.job_concurrency")) }
+            if let v = am["shutdown_timeout_s"] { c.apiShutdownTimeout = try r.number(v, "api.shutdown_timeout_s") }
+            if let v = am["jobs_db"] { c.jobsDB = try r.string(v, "api.jobs_db") }
+        }
         if let sc = top["scheduler"] {
             let sm = try r.map(sc, "scheduler")
             try r.keys(sm, allowed: ["max_num_batched_tokens", "max_num_seqs"], at: "scheduler.")
@@ -149,6 +171,11 @@ public struct ClusterConfig: Sendable, Equatable {
         guard [8, 16, 32, 64, 128].contains(kvBlockSize) else { throw Invalid("kv_cache.block_size must be 8, 16, 32, 64 or 128") }
         guard maxBatchedTokens >= 1 else { throw Invalid("scheduler.max_num_batched_tokens must be positive") }
         guard maxSeqs >= 1 else { throw Invalid("scheduler.max_num_seqs must be positive") }
+        guard (0...65535).contains(apiPort) else { throw Invalid("api.port must be between 0 and 65535") }
+        guard apiMaxBodyBytes >= 1024 else { throw Invalid("api.max_body_bytes must be at least 1024") }
+        guard apiMaxQueued >= 1 else { throw Invalid("api.max_queued_requests must be positive") }
+        guard apiJobConcurrency >= 1 else { throw Invalid("api.job_concurrency must be positive") }
+        guard apiShutdownTimeout >= 0 else { throw Invalid("api.shutdown_timeout_s must be >= 0") }
         if placementStrategy == .explicit && placementMap.isEmpty {
             throw Invalid("placement.strategy is explicit but placement.map is empty")
         }

@@ -100,6 +100,7 @@ public final class Engine: @unchecked Sendable {
     private var inbox: [(Int, EngineRequest, @Sendable (EngineEvent) -> Void)] = []
     private var cancels: [Int] = []
     private var nextId = 1
+    private var outstanding = 0
     private var running = false
     private var loopThread: Thread?
 
@@ -144,6 +145,7 @@ public final class Engine: @unchecked Sendable {
         defer { inboxLock.unlock() }
         let id = nextId
         nextId += 1
+        outstanding += 1
         inbox.append((id, r, onEvent))
         inboxLock.signal()
         return id
@@ -156,6 +158,21 @@ public final class Engine: @unchecked Sendable {
         inboxLock.signal()
         inboxLock.unlock()
     }
+
+    /// Requests submitted and not yet finished (queued or running).
+    public var outstandingRequests: Int {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        return outstanding
+    }
+
+    /// Running and waiting requests as of the last step (for health and stats; read from any thread).
+    public var loadSnapshot: (running: Int, waiting: Int) {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        return snapshot
+    }
+    private var snapshot = (running: 0, waiting: 0)
 
     public var isIdle: Bool {
         inboxLock.lock()
@@ -185,6 +202,9 @@ public final class Engine: @unchecked Sendable {
         if l.draftStarted { draft?.finish(id) }
         adaptive?.forget(id)
         stats.finished += 1
+        inboxLock.lock()
+        outstanding -= 1
+        inboxLock.unlock()
         l.onEvent(.finished(reason))
     }
 
@@ -291,6 +311,9 @@ public final class Engine: @unchecked Sendable {
             }
         }
         stats.cachedPromptTokens = scheduler.cachedPromptTokens
+        inboxLock.lock()
+        snapshot = (scheduler.running.count, scheduler.waiting.count)
+        inboxLock.unlock()
         if !drafting.isEmpty { adaptive?.recordRate(batch: drafting.count, k: k, emitted: emittedThisStep, seconds: monotonicSeconds() - tStart) }
         return true
     }

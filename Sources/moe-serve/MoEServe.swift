@@ -11,5 +11,5 @@ struct MoEServe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe-serve",
         abstract: "Distributed expert-parallel MoE inference.",
-        subcommands: [Run.self, Logits.self, Tokenize.self, Detokenize.self, Synth.self, SynthDraft.self])
+        subcommands: [Serve.self, Run.self, Logits.self, Tokenize.self, Detokenize.self, Synth.self, SynthDraft.self])
 }

@@ -1,0 +1,155 @@
+import Foundation
+import MoEEngine
+import MoEModel
+import MoETokenizer
+
+/// What one generation streams to its HTTP handler.
+enum GenerationEvent: Sendable {
+    case text(String)
+    case done(finishReason: String, promptTokens: Int, completionTokens: Int)
+}
+
+/// A validated request, ready for the engine.
+struct PreparedRequest: Sendable {
+    var ids: [Int32]
+    var params: SamplingParams
+    var maxTokens: Int
+    var stops: [String]
+    var ignoreEOS: Bool
+}
+
+/// The bridge between HTTP handlers and the engine: validation with OpenAI-style errors, tokenisation, stop strings,
+/// the queue limit, and cancellation when a consumer goes away.
+public final class GenerationService: @unchecked Sendable {
+    public let engine: Engine
+    public let tokenizer: Tokenizer?
+    public let modelName: String
+    public let created: Int
+    let eos: Set<Int32>
+    /// Requests accepted at once (queued + running); more get 429.
+    public let maxOutstanding: Int
+    public let chatTemplate: ChatTemplate?
+
+    public init(engine: Engine, tokenizer: Tokenizer?, modelName: String, eos: [Int], maxOutstanding: Int) {
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.modelName = modelName
+        self.eos = Set(eos.map(Int32.init))
+        self.maxOutstanding = maxOutstanding
+        created = Int(Date().timeIntervalSince1970)
+        chatTemplate = tokenizer?.chatTemplate.map { ChatTemplate(source: $0, tokenizer: tokenizer!) }
+    }
+
+    public var contextLimit: Int { engine.contextLimit }
+
+    func checkModel(_ name: String?) throws {
+        if let n = name, n != modelName {
+            throw APIError(.notFound, "The model `\(n)` does not exist; this server serves `\(modelName)`.", param: "model", code: "model_not_found")
+        }
+    }
+
+    func tokenize(_ text: String) throws -> [Int32] {
+        guard let t = tokenizer else { throw APIError.invalid("this model has no tokenizer.json: send the prompt as token ids", param: "prompt") }
+        return t.encode(text).map(Int32.init)
+    }
+
+    /// Checks sampling fields and lengths. `defaultMaxTokens` nil means "the rest of the context".
+    func prepare(_ ids: [Int32], _ f: SamplingFields, defaultMaxTokens: Int?, maxTokensOverride: Int? = nil) throws -> PreparedRequest {
+        guard !ids.isEmpty else { throw APIError.invalid("the prompt is empty", param: "prompt") }
+        let vocab = engine.transformer.spec.vocabSize
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "prompt")
+        }
+        let room = contextLimit - ids.count
+        if room < 1 {
+            throw APIError.invalid("This model's maximum context length is \(contextLimit) tokens. However, your prompt has \(ids.count) tokens.", param: "prompt", code: "context_length_exceeded")
+        }
+        let requested = maxTokensOverride ?? f.maxTokens
+        if let m = requested {
+            guard m >= 1 else { throw APIError.invalid("max_tokens must be at least 1 (got \(m))", param: "max_tokens") }
+            guard m <= room else {
+                throw APIError.invalid("This model's maximum context length is \(contextLimit) tokens. However, you requested \(ids.count + m) tokens (\(ids.count) in the prompt, \(m) for the completion).", param: "max_tokens", code: "context_length_exceeded")
+            }
+        }
+        let temperature = f.temperature ?? 1
+        guard temperature >= 0 && temperature <= 100 else { throw APIError.invalid("temperature must be between 0 and 100", param: "temperature") }
+        let topP = f.topP ?? 1
+        guard topP > 0 && topP <= 1 else { throw APIError.invalid("top_p must be in (0, 1]", param: "top_p") }
+        let topK = f.topK ?? 0
+        guard topK >= 0 || topK == -1 else { throw APIError.invalid("top_k must be >= 0 (or -1 for off)", param: "top_k") }
+        let stops = f.stop?.values ?? []
+        guard stops.count <= 16 else { throw APIError.invalid("at most 16 stop strings", param: "stop") }
+        let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
+                                    seed: f.seed.map { UInt64(bitPattern: Int64($0)) })
+        return PreparedRequest(ids: ids, params: params, maxTokens: requested ?? min(defaultMaxTokens ?? room, room),
+                               stops: stops, ignoreEOS: f.ignoreEOS ?? false)
+    }
+
+    /// Starts a generation. Its events arrive in order; ending the consumer's iteration cancels the engine request
+    /// (a client that disconnects frees its KV blocks). Throws 429 when the queue is full.
+    func start(_ p: PreparedRequest) throws -> AsyncStream<GenerationEvent> {
+        guard engine.outstandingRequests < maxOutstanding else {
+            throw APIError(.tooManyRequests, "the server is at capacity (\(maxOutstanding) requests in flight); retry shortly",
+                           type: "rate_limit_error", code: "queue_full", retryAfter: 1)
+        }
+        guard let tokenizer else { throw APIError.invalid("this model has no tokenizer.json", param: "prompt") }
+        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
+        final class State: @unchecked Sendable {
+            var assembler: TextAssembler
+            var count = 0
+            var done = false
+            var id = 0
+            init(_ a: TextAssembler) { assembler = a }
+        }
+        let state = State(TextAssembler(tokenizer: tokenizer, stops: p.stops))
+        let engine = self.engine
+        let prompt = p.ids.count
+        let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS)
+        let id: Int
+        do {
+            id = try engine.submit(request) { event in
+                guard !state.done else { return }
+                switch event {
+                case .token(let t):
+                    state.count += 1
+                    let (text, stopped) = state.assembler.push(t)
+                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    if stopped {
+                        state.done = true
+                        engine.cancel(state.id)
+                        continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
+                        continuation.finish()
+                    }
+                case .finished(let why):
+                    state.done = true
+                    let (text, stopped) = state.assembler.finish()
+                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
+                    continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
+                    continuation.finish()
+                }
+            }
+        } catch let e as EngineError {
+            throw APIError.invalid(e.description, param: "prompt")
+        }
+        state.id = id
+        continuation.onTermination = { reason in
+            if case .cancelled = reason { engine.cancel(id) }
+        }
+        return stream
+    }
+
+    /// Runs a generation to the end: its text, finish reason and usage.
+    func complete(_ p: PreparedRequest) async throws -> (text: String, finish: String, usage: Usage) {
+        var text = "", finish = "length", usage = Usage(promptTokens: p.ids.count, completionTokens: 0, totalTokens: p.ids.count)
+        for await e in try start(p) {
+            switch e {
+            case .text(let t): text += t
+            case .done(let why, let pt, let ct):
+                finish = why
+                usage = Usage(promptTokens: pt, completionTokens: ct, totalTokens: pt + ct)
+            }
+        }
+        return (text, finish, usage)
+    }
+}

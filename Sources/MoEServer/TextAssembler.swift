@@ -1,0 +1,53 @@
+import MoETokenizer
+
+/// Turns generated token ids into text pieces for a response: incremental detokenisation (never splitting a UTF-8
+/// character) and OpenAI stop strings — generation ends at the first stop string, which is not returned, and text
+/// that could still be the beginning of one is held back until it is not.
+struct TextAssembler {
+    var decoder: StreamDecoder
+    let stops: [String]
+    private var pending = ""
+
+    init(tokenizer: Tokenizer, stops: [String]) {
+        decoder = tokenizer.streamDecoder(skipSpecialTokens: true)
+        self.stops = stops.filter { !$0.isEmpty }
+    }
+
+    /// The text that can be sent after token `id`, and whether a stop string ended the generation.
+    mutating func push(_ id: Int32) -> (text: String, stopped: Bool) {
+        pending += decoder.push(Int(id))
+        return release()
+    }
+
+    /// What is left when generation ends without a stop string.
+    mutating func finish() -> (text: String, stopped: Bool) {
+        pending += decoder.finish()
+        let r = release()
+        if r.stopped { return r }
+        let rest = pending
+        pending = ""
+        return (r.text + rest, false)
+    }
+
+    private mutating func release() -> (text: String, stopped: Bool) {
+        if stops.isEmpty {
+            defer { pending = "" }
+            return (pending, false)
+        }
+        if let cut = stops.compactMap({ pending.range(of: $0)?.lowerBound }).min() {
+            let out = String(pending[..<cut])
+            pending = ""
+            return (out, true)
+        }
+        // Hold back the longest tail that is a proper prefix of some stop string.
+        var hold = 0
+        for s in stops {
+            for k in stride(from: min(s.count - 1, pending.count), to: 0, by: -1) where k > hold {
+                if pending.hasSuffix(String(s.prefix(k))) { hold = k; break }
+            }
+        }
+        let out = String(pending.dropLast(hold))
+        pending = String(pending.suffix(hold))
+        return (out, false)
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import MoECluster
+import MoEConfig
+import MoECore
+import MoEModel
+import MoEServer
+import MoETokenizer
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the OpenAI-compatible HTTP API and durable jobs from the coordinator (rank 0) until SIGTERM/SIGINT.")
+
+    @Option(help: "Checkpoint directory (default: the config's, else the bundled demo model).") var model: String?
+    @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
+    @Option(help: "Port (default 8080; 0 picks a free one).") var port: Int?
+    @Option(name: .customLong("jobs-db"), help: "SQLite file of the job store.") var jobsDB: String?
+    @Option(help: "Bearer token required on every route but /health (also MOE_API_TOKEN).") var token: String?
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var speculation: SpeculationOptions
+
+    func run() throws {
+        try withCluster(cluster, model: model, speculation: speculation) { session, loaded in
+            try reportingErrors { try serve(session, loaded) }
+        }
+    }
+
+    func serve(_ session: ClusterSession, _ loaded: LoadedModel) throws {
+        let c = session.config
+        var s = ServerConfig()
+        s.host = host ?? c.apiHost
+        s.port = port ?? c.apiPort
+        s.token = token ?? ProcessInfo.processInfo.environment["MOE_API_TOKEN"] ?? c.apiToken
+        s.maxBodyBytes = c.apiMaxBodyBytes
+        s.maxQueued = c.apiMaxQueued
+        s.jobConcurrency = c.apiJobConcurrency
+        s.shutdownTimeoutSeconds = c.apiShutdownTimeout
+        s.jobsDB = jobsDB ?? c.jobsDB
+        let dir = loaded.directory
+        let tok = FileManager.default.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) ? try Tokenizer(directory: dir) : nil
+        var eos = loaded.eosTokenIds
+        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
+        let engine = session.makeEngine()
+        let name = dir.lastPathComponent
+        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: s.maxQueued)
+        let server = try APIServer(service: service, config: s, info: ClusterInfo(workers: session.workers, draft: session.config.draftModel != nil))
+        let done = DispatchSemaphore(value: 0)
+        final class Outcome: @unchecked Sendable { var error: Error? }
+        let outcome = Outcome()
+        let layout = session.workers == 0 ? "single process" : "\(session.workers) expert workers" + (session.hasDraftNode ? " + draft node" : "")
+        let banner: @Sendable (Int) -> String = { [s] port in
+            "moe-serve: serving \(name) on http://\(s.host):\(port)\(s.token != nil ? " (bearer token required)" : "") — \(layout); jobs in \(s.jobsDB)"
+        }
+        Task {
+            do {
+                try await server.run { port in logLine(banner(port)) }
+            } catch { outcome.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let e = outcome.error { throw CLIError("server stopped: \(e)") }
+        logLine("moe-serve: stopped")
+    }
+}
