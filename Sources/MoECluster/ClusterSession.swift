@@ -137,8 +137,12 @@ public final class ClusterSession {
 
     private var workerStore: ExpertStore?
 
-    /// Worker ranks serve experts, the draft rank drafts, until the coordinator says stop.
+    /// Worker ranks serve experts, the draft rank drafts, until the coordinator says stop. They ignore SIGTERM and
+    /// SIGINT (which mpirun forwards to every rank): the coordinator decides when the job ends, so a graceful stop
+    /// lets every rank exit 0; if the coordinator dies, mpirun ends the job anyway.
     public func serve() throws {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
         if let node = draftNode {
             do { try node.loop() } catch {
                 logLine("\(tag): error: \(error)")
