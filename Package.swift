@@ -67,6 +67,7 @@ let package = Package(
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoESchedulerTests", dependencies: ["MoEScheduler"]),
+        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "MoEEngine", "MoEModel", "MoETokenizer", "MoETestSupport"]),
         .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),

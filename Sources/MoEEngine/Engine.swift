@@ -213,7 +213,12 @@ public final class Engine: @unchecked Sendable {
     @discardableResult
     public func step() -> Bool {
         takeInbox()
-        guard scheduler.hasWork else { return false }
+        guard scheduler.hasWork else {
+            inboxLock.lock()
+            snapshot = (0, 0)
+            inboxLock.unlock()
+            return false
+        }
         let tStart = monotonicSeconds()
 
         // Drafts for requests that are decoding (their only uncomputed token is the newest).

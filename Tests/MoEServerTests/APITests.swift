@@ -1,0 +1,212 @@
+import Foundation
+import MoETestSupport
+import Testing
+@testable import MoEServer
+
+/// Every route and every error, against a real server in this process (real engine, tiny fixture model).
+@Suite(.serialized) struct APITests {
+    static let chatML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+
+    func expectError(_ r: HTTP.Reply, _ status: Int, _ fragment: String, _ param: String? = nil) {
+        #expect(r.status == status, "\(r.status) \(r.text)")
+        let e = r.json?["error"] as? [String: Any]
+        #expect((e?["message"] as? String)?.contains(fragment) == true, "\(r.text)")
+        #expect(e?["type"] is String && e?.keys.contains("param") == true && e?.keys.contains("code") == true)
+        if let p = param { #expect(e?["param"] as? String == p) }
+    }
+
+    @Test func healthModelsAndCompletions() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let h = try await HTTP.get(s.base + "/health")
+        #expect(h.status == 200 && h.json?["status"] as? String == "ok")
+        let m = try await HTTP.get(s.base + "/v1/models")
+        #expect(((m.json?["data"] as? [[String: Any]])?.first?["id"] as? String) == "tiny-mixtral")
+
+        // Token-id prompt, greedy: the golden continuation, with usage.
+        let g = try Fixtures.golden("tiny-mixtral").prompts[1]
+        let c = try await HTTP.post(s.base + "/v1/completions", ["prompt": g.ids, "max_tokens": 16, "temperature": 0])
+        #expect(c.status == 200)
+        let usage = c.json?["usage"] as? [String: Int]
+        #expect(usage == ["prompt_tokens": 10, "completion_tokens": 16, "total_tokens": 26])
+        let choice = (c.json?["choices"] as? [[String: Any]])?.first
+        #expect(choice?["finish_reason"] as? String == "length" && c.json?["object"] as? String == "text_completion")
+
+        // Text prompt, streamed: chunks concatenate to the non-streamed text, then [DONE].
+        let body: [String: Any] = ["prompt": "The quick brown fox", "max_tokens": 12, "temperature": 0]
+        let whole = try await HTTP.post(s.base + "/v1/completions", body)
+        let text = ((whole.json?["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? "?"
+        var streamed = body
+        streamed["stream"] = true
+        streamed["stream_options"] = ["include_usage": true]
+        let sse = try await HTTP.post(s.base + "/v1/completions", streamed)
+        #expect(sse.headers["content-type"]?.hasPrefix("text/event-stream") == true)
+        let events = HTTP.events(sse.text)
+        #expect(events.last == "[DONE]")
+        let chunks = events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let pieces = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }.joined()
+        #expect(pieces == text)
+        #expect((chunks.last?["usage"] as? [String: Int]) == (whole.json?["usage"] as? [String: Int]))
+
+        // Sampling with a seed replays.
+        let a = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "max_tokens": 10, "temperature": 1.2, "top_p": 0.9, "top_k": 50, "seed": 3])
+        let b = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "max_tokens": 10, "temperature": 1.2, "top_p": 0.9, "top_k": 50, "seed": 3])
+        #expect((a.json?["choices"] as? [[String: Any]])?.first?["text"] as? String == (b.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
+    }
+
+    @Test func stopStringsEndTheTextBeforeThem() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let full = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 24, "temperature": 0])
+        let text = ((full.json?["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? ""
+        try #require(text.count > 6)
+        let stop = String(text.dropFirst(3).prefix(2))
+        let cut = String(text[..<text.range(of: stop)!.lowerBound])
+        for stream in [false, true] {
+            let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 24, "temperature": 0, "stop": [stop], "stream": stream])
+            if stream {
+                let chunks = HTTP.events(r.text).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                let got = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }.joined()
+                #expect(got == cut)
+                #expect((chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String == "stop")
+            } else {
+                let c = (r.json?["choices"] as? [[String: Any]])?.first
+                #expect(c?["text"] as? String == cut && c?["finish_reason"] as? String == "stop")
+            }
+        }
+    }
+
+    @Test func chatCompletionsRenderKnownTemplatesAndRefuseOthers() async throws {
+        let s = try await LiveServer(chatTemplate: Self.chatML)
+        defer { Task { await s.stop() } }
+        let msgs: [[String: String]] = [["role": "system", "content": "Be brief."], ["role": "user", "content": "Hi"]]
+        let r = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "max_tokens": 6, "temperature": 0])
+        #expect(r.status == 200 && r.json?["object"] as? String == "chat.completion", "\(r.text)")
+        let msg = (r.json?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any]
+        #expect(msg?["role"] as? String == "assistant" && msg?["content"] is String)
+        // The same text as a completion of the rendered ChatML prompt.
+        let rendered = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        let c = try await HTTP.post(s.base + "/v1/completions", ["prompt": rendered, "max_tokens": 6, "temperature": 0])
+        #expect(msg?["content"] as? String == (c.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        let st = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "max_tokens": 4, "temperature": 0, "stream": true])
+        #expect(HTTP.events(st.text).last == "[DONE]" && st.text.contains("chat.completion.chunk"))
+        expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "tool", "content": "x"]]]), 400, "unsupported message role")
+
+        let odd = try await LiveServer(chatTemplate: "{{ messages[0].content }} ### {% raw %}")
+        defer { Task { await odd.stop() } }
+        expectError(try await HTTP.post(odd.base + "/v1/chat/completions", ["messages": msgs]), 400, "chat template is not one moe-serve renders")
+        let none = try await LiveServer()
+        defer { Task { await none.stop() } }
+        expectError(try await HTTP.post(none.base + "/v1/chat/completions", ["messages": msgs]), 400, "has no chat template")
+    }
+
+    @Test func badRequestsAreFourHundredsAndTheServerKeepsServing() async throws {
+        let s = try await LiveServer(maxBody: 4096)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/completions"
+        expectError(try await HTTP.request("POST", url, body: Data("{\"prompt\": ".utf8)), 400, "not valid JSON")
+        expectError(try await HTTP.post(url, ["prompt": 5]), 400, "wrong type", "prompt")
+        expectError(try await HTTP.post(url, ["max_tokens": 5]), 400, "missing required field 'prompt'", "prompt")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": "many"]), 400, "wrong type", "max_tokens")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "model": "gpt-4"]), 404, "does not exist", "model")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": -3]), 400, "max_tokens must be at least 1", "max_tokens")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 10_000_000]), 400, "maximum context length", "max_tokens")
+        expectError(try await HTTP.request("POST", url, body: Data([0x7b, 0x22, 0x70, 0xff, 0xfe, 0x22, 0x7d])), 400, "not valid UTF-8")
+        expectError(try await HTTP.post(url, ["prompt": Array(repeating: 5, count: 3000)]), 413, "larger than")
+        expectError(try await HTTP.post(url, ["prompt": [9999]]), 400, "outside the vocabulary", "prompt")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "temperature": -1]), 400, "temperature", "temperature")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "top_p": 0]), 400, "top_p", "top_p")
+        let long = try await LiveServer(maxBody: 1 << 20)
+        defer { Task { await long.stop() } }
+        expectError(try await HTTP.post(long.base + "/v1/completions", ["prompt": Array(repeating: 5, count: 2100)]), 400, "maximum context length", "prompt")
+        #expect(try await HTTP.get(s.base + "/health").status == 200)
+        #expect(try await HTTP.post(url, ["prompt": "still here", "max_tokens": 2]).status == 200)
+    }
+
+    @Test func bearerTokenGuardsEveryRouteButHealth() async throws {
+        let s = try await LiveServer(token: "sesame")
+        defer { Task { await s.stop() } }
+        #expect(try await HTTP.get(s.base + "/health").status == 200)
+        expectError(try await HTTP.get(s.base + "/v1/models"), 401, "bearer token")
+        expectError(try await HTTP.get(s.base + "/v1/jobs", headers: ["Authorization": "Bearer nope"]), 401, "bearer token")
+        #expect(try await HTTP.get(s.base + "/v1/models", headers: ["Authorization": "Bearer sesame"]).status == 200)
+    }
+
+    @Test func jobsRunTheirPromptsAndKeepResults() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let g = try Fixtures.golden("tiny-mixtral").prompts
+        let create = try await HTTP.post(s.base + "/v1/jobs", ["prompts": [["prompt": g[0].ids], ["prompt": g[1].ids, "max_tokens": 8], "The quick"],
+                                                              "max_tokens": 16, "temperature": 0])
+        #expect(create.status == 202 && create.json?["total"] as? Int == 3, "\(create.text)")
+        let id = create.json?["id"] as! String
+        var job: [String: Any]? = nil
+        for _ in 0..<300 {
+            job = try await HTTP.get(s.base + "/v1/jobs/\(id)").json
+            if job?["status"] as? String == "completed" { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        #expect(job?["status"] as? String == "completed" && job?["completed"] as? Int == 3)
+        let list = try await HTTP.get(s.base + "/v1/jobs")
+        #expect(((list.json?["data"] as? [[String: Any]])?.first?["id"] as? String) == id)
+        let res = try await HTTP.get(s.base + "/v1/jobs/\(id)/results")
+        #expect(res.headers["content-type"]?.hasPrefix("application/x-ndjson") == true)
+        let lines = res.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.map { $0["index"] as? Int } == [0, 1, 2])
+        // Token-id prompts: compare through the tokenizer-independent route: re-run as completions.
+        let again = try await HTTP.post(s.base + "/v1/completions", ["prompt": g[1].ids, "max_tokens": 8, "temperature": 0])
+        #expect(lines[1]["text"] as? String == (again.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        expectError(try await HTTP.get(s.base + "/v1/jobs/job_nope"), 404, "no job")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": []]), 400, "non-empty", "prompts")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": [["max_tokens": 3]]]), 400, "prompt must be text", "prompts")
+
+        // Cancelling a long job stops it; what finished stays.
+        let big = try await HTTP.post(s.base + "/v1/jobs", ["prompts": Array(repeating: "Once upon a time", count: 40), "max_tokens": 60, "temperature": 0])
+        let bid = big.json?["id"] as! String
+        let del = try await HTTP.request("DELETE", s.base + "/v1/jobs/\(bid)")
+        #expect(del.status == 200 && del.json?["status"] as? String == "cancelled")
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let after = try await HTTP.get(s.base + "/v1/jobs/\(bid)").json
+        #expect(after?["status"] as? String == "cancelled" && (after?["completed"] as? Int ?? 99) < 40)
+    }
+
+    @Test func aFullQueueAnswers429WithRetryAfter() async throws {
+        let s = try await LiveServer(maxQueued: 1)
+        defer { Task { await s.stop() } }
+        let slow = Task { try await HTTP.post(s.base + "/v1/completions", ["prompt": "a", "max_tokens": 1500, "temperature": 0, "ignore_eos": true]) }
+        var busy: HTTP.Reply?
+        for _ in 0..<100 {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": "b", "max_tokens": 1])
+            if r.status == 429 { busy = r; break }
+        }
+        let r = try #require(busy)
+        expectError(r, 429, "at capacity")
+        #expect(r.headers["retry-after"] == "1")
+        slow.cancel()
+    }
+
+    @Test func aClientThatDisconnectsMidStreamFreesItsRequest() async throws {
+        let s = try await LiveServer(kvBlocks: 128)
+        defer { Task { await s.stop() } }
+        let engine = s.server.service.engine
+        // Read a few bytes of a long stream with a raw socket, then hang up.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(URL(string: s.base)!.port!).bigEndian
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(ok == 0)
+        let body = #"{"prompt": "Once", "max_tokens": 1500, "temperature": 0, "ignore_eos": true, "stream": true}"#
+        let req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        _ = req.withCString { send(fd, $0, strlen($0), 0) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        _ = recv(fd, &buf, buf.count, 0)
+        #expect(engine.outstandingRequests == 1)
+        close(fd)
+        for _ in 0..<200 where engine.outstandingRequests > 0 { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(engine.outstandingRequests == 0)
+        #expect(engine.loadSnapshot.running == 0)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import MoEEngine
+import MoEModel
+import MoETestSupport
+import MoETokenizer
+@testable import MoEServer
+
+/// A real server in this process on a free port: the real engine over a fixture model, a temporary job database.
+final class LiveServer: @unchecked Sendable {
+    let server: APIServer
+    let base: String
+    let task: Task<Void, Error>
+    let dir: URL
+
+    /// `chatTemplate` is written into a copy of the fixture's tokenizer_config.json.
+    init(model: String = "tiny-mixtral", token: String? = nil, maxQueued: Int = 64, maxBody: Int = 1 << 20,
+         kvBlocks: Int = 128, chatTemplate: String? = nil) async throws {
+        dir = try Fixtures.copy(model)
+        if let t = chatTemplate {
+            let url = dir.appendingPathComponent("tokenizer_config.json")
+            var obj = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+            obj["chat_template"] = t
+            try JSONSerialization.data(withJSONObject: obj).write(to: url)
+        }
+        let m = try LoadedModel(directory: dir)
+        var e = EngineConfig()
+        e.kvBlocks = kvBlocks
+        let engine = Engine(transformer: m.transformer, config: e)
+        let service = GenerationService(engine: engine, tokenizer: try Tokenizer(directory: dir), modelName: model,
+                                        eos: m.eosTokenIds, maxOutstanding: maxQueued)
+        var c = ServerConfig()
+        c.port = HTTP.freePort()
+        c.token = token
+        c.maxBodyBytes = maxBody
+        c.maxQueued = maxQueued
+        c.jobsDB = dir.appendingPathComponent("jobs.sqlite").path
+        server = try APIServer(service: service, config: c, info: ClusterInfo(workers: 0, draft: false))
+        base = "http://127.0.0.1:\(c.port)"
+        let srv = server
+        task = Task { try await srv.run() }
+        for _ in 0..<200 {
+            if (try? await HTTP.get(base + "/health"))?.status == 200 { return }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
