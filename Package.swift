@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
-        .target(name: "MoECluster", dependencies: ["CMPI", "MoEModel", "MoECore", "MoEConfig", "MoEEngine"], swiftSettings: fastSwift),
+        .target(name: "MoECluster", dependencies: ["CMPI", "CKernels", "MoEModel", "MoECore", "MoEConfig", "MoEEngine"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
             "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig", "MoEEngine", "MoEServer",
@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoESchedulerTests", dependencies: ["MoEScheduler"]),
-        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "MoEEngine", "MoEModel", "MoETokenizer", "MoETestSupport"]),
+        .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "MoEEngine", "MoEModel", "MoETokenizer", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoEServeTests", dependencies: ["MoEModel", "MoETestSupport"]),

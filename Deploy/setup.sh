@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds against (OpenMPI, OpenBLAS). Safe to run again.
 set -euo pipefail
-pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev)
+pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev libsqlite3-dev iproute2)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,3 +1,4 @@
+import CKernels
 import CMPI
 import Foundation
 
@@ -27,9 +28,11 @@ public final class MPIRuntime: @unchecked Sendable {
         size = Int(s)
     }
 
-    /// Initialises MPI once per process.
+    /// Initialises MPI once per process. Under a launcher, a rank dies with it: killing mpirun (even with -9) ends
+    /// every rank instead of leaving orphans holding ports and memory.
     public static func start() throws -> MPIRuntime {
         if let s = shared { return s }
+        if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil && kern_die_with_parent() == -2 { exit(1) }
         let s = try MPIRuntime()
         shared = s
         return s

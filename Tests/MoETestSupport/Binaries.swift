@@ -88,7 +88,7 @@ extension Binaries {
         public var stdout: String { lock.lock(); defer { lock.unlock() }; return String(decoding: out, as: UTF8.self) }
         public var stderr: String { lock.lock(); defer { lock.unlock() }; return String(decoding: err, as: UTF8.self) }
 
-        init(_ exe: URL, _ args: [String]) throws {
+        public init(_ exe: URL, _ args: [String]) throws {
             process.executableURL = exe
             process.arguments = args
             var env = ProcessInfo.processInfo.environment

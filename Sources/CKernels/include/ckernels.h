@@ -88,6 +88,10 @@ void kern_attend_kv(int kvtype, const float *q, const void *kpool, const void *v
 /// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales).
 void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim);
 
+/// Asks the kernel to SIGKILL this process when its parent (mpirun or orted) dies, so a job killed with -9 leaves
+/// no orphan ranks. Returns 0, -1 on failure, -2 when the parent is already gone.
+int kern_die_with_parent(void);
+
 #ifdef __cplusplus
 }
 #endif
