@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "moe-serve", targets: ["moe-serve"]),
         .executable(name: "moe-bench", targets: ["moe-bench"]),
+        .executable(name: "moectl", targets: ["moectl"]),
         .library(name: "MoEModel", targets: ["MoEModel"]),
     ],
     dependencies: [
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "MoETokenizer", swiftSettings: fastSwift),
         // Continuous batching and paged KV block bookkeeping: pure, no model, no MPI.
         .target(name: "MoEScheduler", swiftSettings: fastSwift),
+        // Load-balance metrics and expert rebalancing (EPLB-style): pure math.
+        .target(name: "MoEBalance", swiftSettings: fastSwift),
         // Generation: speculative decoding (rejection sampling, drafts, adaptive k) over the model.
         .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
@@ -64,9 +67,16 @@ let package = Package(
         ], swiftSettings: fastSwift),
 
         .target(name: "MoETestSupport", path: "Tests/MoETestSupport"),
+        // The client CLI: all logic in the kit (tested), the executable only wires flags to it.
+        .target(name: "MoECtlKit"),
+        .executableTarget(name: "moectl", dependencies: [
+            "MoECtlKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "MoECtlTests", dependencies: ["MoECtlKit"], exclude: ["Support/fake_server.py"]),
         .testTarget(name: "MoEModelTests", dependencies: ["MoEModel", "MoECore", "CKernels", "MoEEngine", "MoETestSupport"]),
         .testTarget(name: "MoETokenizerTests", dependencies: ["MoETokenizer"]),
         .testTarget(name: "MoESchedulerTests", dependencies: ["MoEScheduler"]),
+        .testTarget(name: "MoEBalanceTests", dependencies: ["MoEBalance"]),
         .testTarget(name: "MoEServerTests", dependencies: ["MoEServer", "MoEEngine", "MoEModel", "MoETokenizer", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEEngineTests", dependencies: ["MoEEngine", "MoEModel", "MoECore", "MoETestSupport"]),
         .testTarget(name: "MoEClusterTests", dependencies: ["MoECluster", "MoEConfig", "MoEModel", "MoEEngine", "MoETestSupport"]),

@@ -18,16 +18,19 @@ public struct ExchangeStats: Sendable {
     public var expertSeconds = 0.0
     /// Each worker's reported expert-compute seconds, cumulative.
     public var workerBusySeconds: [Double]
+    /// (token, expert) rows sent to each worker, cumulative.
+    public var rowsPerWorker: [Int]
 
     init(workers: Int) {
         unitsPerWorker = Array(repeating: 0, count: workers)
         workerBusySeconds = Array(repeating: 0, count: workers)
+        rowsPerWorker = Array(repeating: 0, count: workers)
     }
 }
 
 /// The coordinator's expert backend under mpirun: routes each layer's token rows to the workers that hold their
 /// experts and adds back what they return (see `WireFormat`). It is installed into the model from outside.
-public final class MPIExperts: ExpertBackend {
+public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
     public let comm: Communicator
     public let placement: ExpertPlacement
     let spec: ModelSpec
@@ -43,6 +46,17 @@ public final class MPIExperts: ExpertBackend {
         let K = spec.layers.compactMap(\.moe).map(\.topK).max() ?? 1
         wire = WireFormat(hidden: spec.hiddenSize, topK: K, bf16: bf16Wire)
         stats = ExchangeStats(workers: placement.workers)
+    }
+
+    public var traffic: ExpertTraffic {
+        var t = ExpertTraffic(workers: placement.workers)
+        t.rowsPerWorker = stats.rowsPerWorker
+        t.busyPerWorker = stats.workerBusySeconds
+        t.bytesSent = stats.bytesSent
+        t.bytesReceived = stats.bytesReceived
+        t.exchangeSeconds = stats.dispatchSeconds + stats.combineSeconds
+        t.exchanges = stats.steps
+        return t
     }
 
     public func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
@@ -132,6 +146,7 @@ public final class MPIExperts: ExpertBackend {
                     p += wire.rowBytes
                 }
                 stats.unitsPerWorker[w] += plan.units[w].count
+                stats.rowsPerWorker[w] += plan.units[w].reduce(0) { $0 + $1.experts.count }
             }
         }
         let t3 = monotonic()

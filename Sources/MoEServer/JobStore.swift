@@ -122,7 +122,7 @@ public final class JobStore: Sendable {
     /// Cancels a job: its pending items will not run; finished results stay.
     func cancel(_ id: String) throws -> Bool {
         try db.write { db in
-            try db.execute(sql: "UPDATE job SET cancelled = 1, finished_at = COALESCE(finished_at, ?) WHERE id = ? AND cancelled = 0",
+            try db.execute(sql: "UPDATE job SET cancelled = 1, finished_at = ? WHERE id = ? AND cancelled = 0 AND finished_at IS NULL",
                            arguments: [Int(Date().timeIntervalSince1970), id])
             if db.changesCount > 0 { return true }
             return try Bool.fetchOne(db, sql: "SELECT 1 FROM job WHERE id = ?", arguments: [id]) ?? false
