@@ -62,7 +62,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
         .executableTarget(name: "moe-bench", dependencies: [
-            "MoEModel", "MoECore", "MoETokenizer", "MoECluster", "MoEConfig", "MoEEngine",
+            "MoEModel", "MoECore", "MoETokenizer", "MoECluster", "MoEConfig", "MoEEngine", "MoEBalance", "MoECtlKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastSwift),
 

@@ -108,7 +108,10 @@ public final class Engine: @unchecked Sendable {
         self.transformer = transformer
         self.config = config
         let spec = transformer.spec
-        let blocks = config.kvBlocks ?? max(4, config.kvMemoryBytes / (KVCache.bytesPerToken(spec, dtype: config.kvDType) * config.blockSize))
+        // From memory, but never more than max_num_seqs full contexts need.
+        let perBlock = KVCache.bytesPerToken(spec, dtype: config.kvDType) * config.blockSize
+        let useful = config.maxSeqs * ((spec.maxPositions + config.blockSize - 1) / config.blockSize) + 1
+        let blocks = config.kvBlocks ?? max(4, min(config.kvMemoryBytes / perBlock, useful))
         cache = KVCache(spec: spec, blockSize: config.blockSize, numBlocks: blocks, dtype: config.kvDType)
         // Blocks before a sliding window can be freed only if every layer has one.
         let window = spec.slidingWindows.allSatisfy { $0 != nil } ? spec.slidingWindows.compactMap { $0 }.max() : nil

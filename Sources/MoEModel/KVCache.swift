@@ -48,8 +48,14 @@ public final class KVCache: @unchecked Sendable {
         self.dtype = dtype
         let slots = max(numBlocks * kvHeads * blockSize, 1)
         let elem = dtype == .f32 ? 4 : (dtype == .f16 ? 2 : 1)
-        k = (0..<layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slots * headDim * elem, alignment: 64) }
-        v = (0..<layers).map { _ in UnsafeMutableRawPointer.allocate(byteCount: slots * headDim * elem, alignment: 64) }
+        // Touched once now, so the pool's memory is resident from the start and does not grow with traffic.
+        func pool() -> UnsafeMutableRawPointer {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: slots * headDim * elem, alignment: 64)
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: slots * headDim * elem)
+            return p
+        }
+        k = (0..<layers).map { _ in pool() }
+        v = (0..<layers).map { _ in pool() }
         let scaleSlots = dtype == .int8 ? slots : 1
         kScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
         vScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }

@@ -13,7 +13,8 @@ Special prompts (POST /v1/completions):
   "__429__"     -> 429 with Retry-After: 7
   "__500__"     -> 500 with a non-JSON body
   "__garbage__" -> 200 with JSON that is not a completion
-  "__slow__"    -> streamed with 0.4 s between chunks (checks the client does not buffer the body)
+  "__slow__"    -> the first chunk, then nothing until GET /_debug/continue (or 10 s): a client that buffered
+                   the body could not see the first chunk before asking to continue
   "__nodone__"  -> stream closes without [DONE]
 Special prompts inside a job: "__fail__" makes the job end "failed", "__cancel__" makes it end "cancelled".
 
@@ -39,6 +40,9 @@ JOBS = {}          # id -> job dict (plus private keys starting with "_")
 JOB_ORDER = []     # ids, oldest first
 REQUESTS = []      # debug log
 CONFIG = {"token": None, "job_step": 2}
+
+
+CONTINUE = threading.Event()
 
 
 def public_job(job):
@@ -141,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["health"]:
             return self.send_json(200, {"status": "ok", "model": MODEL, "workers": 2, "draft": False,
                                         "running": 1, "waiting": 0, "uptime_s": 12.5})
+        if method == "GET" and parts == ["_debug", "continue"]:
+            CONTINUE.set()
+            return self.send_json(200, {"ok": True})
         if method == "GET" and parts == ["_debug", "requests"]:
             with STATE_LOCK:
                 return self.send_json(200, list(REQUESTS))
@@ -201,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             return self.send_json(200, dict(base, choices=[{"index": 0, "text": "".join(pieces), "logprobs": None,
                                                             "finish_reason": finish}], usage=usage))
-        delay = 0.4 if prompt == "__slow__" else 0.02
+        delay = 0.02
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -220,6 +227,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(event[half:])
             self.wfile.flush()
             time.sleep(delay / 2)
+            if prompt == "__slow__" and i == 0:
+                CONTINUE.wait(10)
         if (body.get("stream_options") or {}).get("include_usage"):
             self.wfile.write(("data: " + json.dumps(dict(base, choices=[], usage=usage)) + "\r\n\r\n").encode())
         if prompt != "__nodone__":
