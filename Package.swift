@@ -44,7 +44,7 @@ let package = Package(
         // Load-balance metrics and expert rebalancing (EPLB-style): pure math.
         .target(name: "MoEBalance", swiftSettings: fastSwift),
         // Generation: speculative decoding (rejection sampling, drafts, adaptive k) over the model.
-        .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler"], swiftSettings: fastSwift),
+        .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler", "MoEBalance"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
         .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
         // OpenAI-compatible HTTP API and durable jobs (SQLite) over the engine. No MPI.
@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: fastSwift),
         // MPI runtime, roles and (later) expert parallelism applied from outside the model.
-        .target(name: "MoECluster", dependencies: ["CMPI", "CKernels", "MoEModel", "MoECore", "MoEConfig", "MoEEngine"], swiftSettings: fastSwift),
+        .target(name: "MoECluster", dependencies: ["CMPI", "CKernels", "MoEModel", "MoECore", "MoEConfig", "MoEEngine", "MoEBalance"], swiftSettings: fastSwift),
 
         .executableTarget(name: "moe-serve", dependencies: [
             "MoEModel", "MoECluster", "MoECore", "MoETokenizer", "MoEConfig", "MoEEngine", "MoEServer",

@@ -1,4 +1,5 @@
 import Foundation
+import MoEBalance
 import MoEConfig
 import MoECore
 import MoEEngine
@@ -125,9 +126,10 @@ public final class ClusterSession {
             logLine("\(tag): holds \(formatGB(ckpt.bytesHeld)) of weights (dense layers, no experts\(W == 0 ? " — all experts too, single process" : "")); RSS \(formatGB(residentBytes()))")
         case .worker(let i):
             let store = try agree("loaded its experts") {
-                try ExpertStore(ckpt, spec) { l, e in placement!.worker[l][e] == i }
+                try ExpertStore(ckpt, spec) { l, e in placement!.holds(i, layer: l, expert: e) }
             }
             workerStore = store
+            workerCheckpoint = ckpt
             logLine("\(tag): holds \(store.count) experts, \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")
         case .draft:
             let local = try agree("loaded the draft") { try loadDraft(target: directory) }
@@ -136,6 +138,7 @@ public final class ClusterSession {
     }
 
     private var workerStore: ExpertStore?
+    private var workerCheckpoint: Checkpoint?
 
     /// Worker ranks serve experts, the draft rank drafts, until the coordinator says stop. They ignore SIGTERM and
     /// SIGINT (which mpirun forwards to every rank): the coordinator decides when the job ends, so a graceful stop
@@ -152,7 +155,7 @@ public final class ClusterSession {
         }
         guard case .worker(let i) = role, let store = workerStore, let verifier else { return }
         let w = ExpertWorker(comm: verifier, store: store, index: i, bf16Wire: config.wireDType == .bf16,
-                             idlePollMicroseconds: config.mpiIdlePollMicroseconds)
+                             idlePollMicroseconds: config.mpiIdlePollMicroseconds, checkpoint: workerCheckpoint)
         do { try w.loop() } catch {
             logLine("\(tag): error: \(error)")
             MPIRuntime.abortJob(code: 1)
@@ -174,9 +177,35 @@ public final class ClusterSession {
         e.maxBatchedTokens = config.maxBatchedTokens
         e.maxSeqs = config.maxSeqs
         e.speculation = speculation
+        e.statsWindow = config.statsWindowSteps
+        model!.transformer.capacityFactor = config.capacityFactor
         let engine = Engine(transformer: model!.transformer, config: e, draft: draft)
+        if let remote {
+            let redundant = config.redundantExperts ?? remote.placement.workers
+            engine.rebalancer = { [remote] load, dryRun in try Self.rebalance(remote, load: load, redundant: redundant, dryRun: dryRun) }
+            engine.rebalanceEverySteps = config.rebalanceEverySteps
+        }
         logLine("\(tag): \(engine.cacheSummary)")
         return engine
+    }
+
+    /// Plans a placement for `load` with `redundant` extra slots and, unless a dry run, moves the experts to it.
+    static func rebalance(_ remote: MPIExperts, load: [[Double]], redundant: Int, dryRun: Bool) throws -> [String: Any] {
+        let W = remote.placement.workers
+        let plan = MoEBalance.rebalance(load: load, redundant: redundant, workers: W)
+        let before = remote.placement.replicated.workerLoad(load, workers: W), after = plan.workerLoad(load, workers: W)
+        func figures(_ x: [Double]) -> [String: Any] {
+            ["worker_tokens": x, "balancedness": BalanceMetrics.balancedness(x), "imbalance_ratio": BalanceMetrics.imbalanceRatio(x),
+             "jain_fairness": BalanceMetrics.jainFairness(x)]
+        }
+        var report: [String: Any] = ["before": figures(before), "after": figures(after), "applied": false,
+                                     "redundant_experts": redundant, "replica_count": plan.replicaCount]
+        if !dryRun {
+            let held = try remote.replace(with: ExpertPlacement(workers: W, plan))
+            report["applied"] = true
+            report["worker_expert_bytes"] = held
+        }
+        return report
     }
 
     /// Coordinator: release the workers and the draft node.

@@ -14,7 +14,11 @@ public final class ExpertWorker {
     public private(set) var busySeconds = 0.0
     public private(set) var unitsServed = 0
 
-    public init(comm: Communicator, store: ExpertStore, index: Int, bf16Wire: Bool, idlePollMicroseconds: Int) {
+    /// Where new experts are read from when the placement changes.
+    var checkpoint: Checkpoint?
+
+    public init(comm: Communicator, store: ExpertStore, index: Int, bf16Wire: Bool, idlePollMicroseconds: Int, checkpoint: Checkpoint? = nil) {
+        self.checkpoint = checkpoint
         self.comm = comm
         self.store = store
         self.index = index
@@ -32,6 +36,7 @@ public final class ExpertWorker {
             let tHeader = monotonic()
             let op = header[0], layer = Int(header[1]), n = Int(header[2])
             if op == WireFormat.Opcode.shutdown.rawValue { return }
+            if op == WireFormat.Opcode.place.rawValue { try place(bytes: n); continue }
             guard op == WireFormat.Opcode.exchange.rawValue else { continue }
             let ub = wire.unitBytes
             if recvBuf.count < n * ub { recvBuf = [UInt8](repeating: 0, count: n * ub) }
@@ -84,5 +89,46 @@ public final class ExpertWorker {
         defer { acc.deallocate() }
         store.accumulate(layer: layer, entries: entries, load: { u, dst in wire.readRow(input + u * ub + 8 * K, to: dst) }, into: acc)
         for u in 0..<n { wire.writeRow(acc + u * H, to: output + u * wire.rowBytes) }
+    }
+}
+
+extension ExpertWorker {
+    /// Receives this worker's new (layer, expert) set, maps the new experts, drops the old ones, and replies.
+    func place(bytes n: Int) throws {
+        let zero = [Int32](repeating: 0, count: comm.size)
+        var rcounts = zero, dummy: UInt8 = 0
+        rcounts[0] = Int32(n)
+        var recv = [UInt8](repeating: 0, count: max(n, 1))
+        try recv.withUnsafeMutableBytes { r in
+            try comm.alltoallv(send: &dummy, counts: zero, displs: zero, recv: r.baseAddress!, counts: rcounts, displs: zero,
+                               what: "receiving a new expert placement")
+        }
+        let want = PlacementMessage.decode(Array(recv.prefix(n)))
+        var status: Int32 = 0, message = ""
+        do {
+            guard let ckpt = checkpoint else { throw ClusterFailure.peer("no checkpoint to load experts from") }
+            let keep = Set(want.map { $0.layer * 1_000_000 + $0.expert })
+            for l in store.spec.moeLayers {
+                for e in 0..<(store.spec.layers[l].moe?.experts ?? 0) where store.has(layer: l, expert: e) && !keep.contains(l * 1_000_000 + e) {
+                    store.unload(layer: l, expert: e)
+                }
+            }
+            for (l, e) in want where !store.has(layer: l, expert: e) { try store.load(ckpt, layer: l, expert: e) }
+        } catch {
+            status = 1
+            message = "\(error)"
+        }
+        var reply = ByteWriter()
+        reply.put(status)
+        reply.put(Int64(store.byteCount))
+        var bytes = reply.bytes + Array(message.utf8.prefix(499))
+        bytes += [UInt8](repeating: 0, count: 512 - bytes.count)
+        var scounts = zero
+        scounts[0] = 512
+        try bytes.withUnsafeBytes { s in
+            try comm.alltoallv(send: s.baseAddress!, counts: scounts, displs: zero, recv: &dummy, counts: zero, displs: zero,
+                               what: "replying to a new expert placement")
+        }
+        logLine("rank \(index + 1) (worker \(index + 1)): re-placed: holds \(store.count) experts, \(String(format: "%.1f", Double(store.byteCount) / Double(1 << 20))) MiB")
     }
 }

@@ -32,7 +32,7 @@ public struct ExchangeStats: Sendable {
 /// experts and adds back what they return (see `WireFormat`). It is installed into the model from outside.
 public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
     public let comm: Communicator
-    public let placement: ExpertPlacement
+    public private(set) var placement: ExpertPlacement
     let spec: ModelSpec
     let wire: WireFormat
     public private(set) var stats: ExchangeStats
@@ -75,7 +75,7 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
     private func exchange(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) throws {
         let t0 = monotonic()
         let W = placement.workers, H = spec.hiddenSize, K = wire.topK
-        let plan = DispatchPlan(routing, expertWorker: placement.worker[layer], workers: W)
+        let plan = DispatchPlan(routing, replicas: placement.replicas[layer], workers: W)
         serial &+= 1
         var header = [Int32](repeating: 0, count: 4 * comm.size)
         for w in 0..<W {
@@ -157,6 +157,52 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
         stats.dispatchSeconds += dispatch
         stats.expertSeconds += slowest
         stats.combineSeconds += max(0, t3 - t0 - slowest - dispatch)
+    }
+
+    /// Moves experts online, between steps: every worker maps the experts it newly holds from its checkpoint and drops
+    /// the ones it no longer holds, then the new placement routes the next step. Returns each worker's expert bytes.
+    public func replace(with new: ExpertPlacement) throws -> [Int] {
+        let W = placement.workers
+        var payloads = (0..<W).map { PlacementMessage.encode(new.experts(of: $0)) }
+        var header = [Int32](repeating: 0, count: 4 * comm.size)
+        for w in 0..<W { header[4 * (w + 1)...(4 * (w + 1) + 3)] = [WireFormat.Opcode.place.rawValue, 0, Int32(payloads[w].count), 0] }
+        _ = try comm.alltoall(header, count: 4, what: "announcing a new expert placement", deadline: comm.timeout)
+        var scounts = [Int32](repeating: 0, count: comm.size), sdispls = scounts
+        var send: [UInt8] = []
+        for w in 0..<W {
+            sdispls[w + 1] = Int32(send.count)
+            scounts[w + 1] = Int32(payloads[w].count)
+            send += payloads[w]
+        }
+        payloads = []
+        if send.isEmpty { send = [0] }
+        let zero = [Int32](repeating: 0, count: comm.size)
+        var dummy: UInt8 = 0
+        try send.withUnsafeBytes { s in
+            try comm.alltoallv(send: s.baseAddress!, counts: scounts, displs: sdispls, recv: &dummy, counts: zero, displs: zero,
+                               what: "sending the new expert placement")
+        }
+        // Replies: fixed 12 bytes of status and size, then up to 500 bytes of message.
+        let replyBytes = 512
+        var rcounts = zero, rdispls = zero
+        for w in 0..<W { rcounts[w + 1] = Int32(replyBytes); rdispls[w + 1] = Int32(w * replyBytes) }
+        var recv = [UInt8](repeating: 0, count: W * replyBytes)
+        try recv.withUnsafeMutableBytes { r in
+            try comm.alltoallv(send: &dummy, counts: zero, displs: zero, recv: r.baseAddress!, counts: rcounts, displs: rdispls,
+                               what: "waiting for the workers to load their new experts")
+        }
+        var held: [Int] = []
+        for w in 0..<W {
+            var r = ByteReader(Array(recv[(w * replyBytes)..<((w + 1) * replyBytes)]))
+            let status = r.get(Int32.self), bytes = r.get(Int64.self)
+            if status != 0 {
+                let msg = String(decoding: recv[(w * replyBytes + 12)..<((w + 1) * replyBytes)].prefix { $0 != 0 }, as: UTF8.self)
+                throw ClusterFailure.peer("worker \(w + 1) could not load its new experts: \(msg)")
+            }
+            held.append(Int(bytes))
+        }
+        placement = new
+        return held
     }
 
     /// Tells every worker to leave its loop.

@@ -1,15 +1,45 @@
+import MoEBalance
 import MoEConfig
 import MoEModel
 
-/// Which expert worker holds each expert: worker[layer][expert] is a worker index 0…W-1 (MPI rank in the verifier
-/// group minus one). Dense layers have an empty list. A pure value: every rank computes the same one from the config.
+/// Which expert workers hold each expert: replicas[layer][expert] lists worker indices 0…W-1 (MPI rank in the
+/// verifier group minus one); one entry unless a rebalance replicated a hot expert. Dense layers have an empty list.
+/// A pure value: every rank computes the same one from the config.
 public struct ExpertPlacement: Sendable, Equatable {
     public let workers: Int
-    public var worker: [[Int]]
+    public var replicas: [[[Int]]]
 
     public init(workers: Int, worker: [[Int]]) {
         self.workers = workers
-        self.worker = worker
+        replicas = worker.map { $0.map { [$0] } }
+    }
+
+    public init(workers: Int, replicas: [[[Int]]]) {
+        self.workers = workers
+        self.replicas = replicas
+    }
+
+    /// The first replica of each expert (the only one before any rebalance).
+    public var worker: [[Int]] { replicas.map { $0.map { $0[0] } } }
+
+    /// The same placement in the rebalancer's terms.
+    public var replicated: ReplicatedPlacement {
+        var p2l: [[Int]] = [], l2p: [[[Int]]] = [], counts: [[Int]] = [], wos: [[Int]] = []
+        for layer in replicas {
+            var phys: [(w: Int, e: Int)] = []
+            for (e, ws) in layer.enumerated() { for w in ws { phys.append((w, e)) } }
+            phys.sort { ($0.w, $0.e) < ($1.w, $1.e) }
+            var log = [[Int]](repeating: [], count: layer.count)
+            for (s, x) in phys.enumerated() { log[x.e].append(s) }
+            p2l.append(phys.map(\.e)); wos.append(phys.map(\.w)); l2p.append(log); counts.append(layer.map(\.count))
+        }
+        return ReplicatedPlacement(physicalToLogical: p2l, logicalToPhysical: l2p, replicaCount: counts, workerOfSlot: wos)
+    }
+
+    /// A rebalancer's placement as replica lists per expert.
+    public init(workers: Int, _ p: ReplicatedPlacement) {
+        self.workers = workers
+        replicas = p.logicalToPhysical.enumerated().map { l, experts in experts.map { slots in slots.map { p.workerOfSlot[l][$0] } } }
     }
 
     /// Contiguous blocks, the first E mod W workers taking one extra: 8 experts on 3 workers → 3, 3, 2.
@@ -55,7 +85,9 @@ public struct ExpertPlacement: Sendable, Equatable {
     /// (layer, expert) pairs worker `w` holds.
     public func experts(of w: Int) -> [(layer: Int, expert: Int)] {
         var out: [(Int, Int)] = []
-        for (l, row) in worker.enumerated() { for (e, x) in row.enumerated() where x == w { out.append((l, e)) } }
+        for (l, row) in replicas.enumerated() { for (e, ws) in row.enumerated() where ws.contains(w) { out.append((l, e)) } }
         return out
     }
+
+    public func holds(_ w: Int, layer: Int, expert: Int) -> Bool { replicas[layer][expert].contains(w) }
 }

@@ -13,6 +13,14 @@ public struct ClusterConfig: Sendable, Equatable {
     public var placementStrategy: PlacementStrategy = .contiguous
     /// `explicit` only: MoE layer → the worker rank (1…W) of each expert; the key `default` covers unlisted layers.
     public var placementMap: [String: [Int]] = [:]
+    /// Extra expert slots per MoE layer for replicas of hot experts when rebalancing (nil: one per worker).
+    public var redundantExperts: Int?
+    /// Rebalance automatically every this many steps (0: only on request).
+    public var rebalanceEverySteps = 0
+    /// Expert capacity factor (nil: dropless and exact).
+    public var capacityFactor: Double?
+    /// Steps the statistics' sliding window covers.
+    public var statsWindowSteps = 1000
     /// Scalar type of token rows on the wire: f32 is exact; bf16 halves the bytes.
     public var wireDType: WireDType = .f32
     /// A peer that stays silent this long in the middle of a step is treated as failed and the job aborts.
@@ -67,11 +75,23 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api"], at: "")
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api", "router", "stats"], at: "")
+        if let rt = top["router"] {
+            let rm = try r.map(rt, "router")
+            try r.keys(rm, allowed: ["capacity_factor"], at: "router.")
+            if let v = rm["capacity_factor"], !(v is NSNull) { c.capacityFactor = try r.number(v, "router.capacity_factor") }
+        }
+        if let st = top["stats"] {
+            let sm = try r.map(st, "stats")
+            try r.keys(sm, allowed: ["window_steps"], at: "stats.")
+            if let v = sm["window_steps"] { c.statsWindowSteps = Int(try r.number(v, "stats.window_steps")) }
+        }
         if let v = top["model"] { c.model = try r.optionalString(v, "model") }
         if let p = top["placement"] {
             let pm = try r.map(p, "placement")
-            try r.keys(pm, allowed: ["strategy", "map"], at: "placement.")
+            try r.keys(pm, allowed: ["strategy", "map", "redundant_experts", "rebalance_every_steps"], at: "placement.")
+            if let v = pm["redundant_experts"], !(v is NSNull) { c.redundantExperts = Int(try r.number(v, "placement.redundant_experts")) }
+            if let v = pm["rebalance_every_steps"] { c.rebalanceEverySteps = Int(try r.number(v, "placement.rebalance_every_steps")) }
             if let s = pm["strategy"] {
                 let name = try r.string(s, "placement.strategy")
                 guard let st = PlacementStrategy(rawValue: name) else {
@@ -171,6 +191,10 @@ public struct ClusterConfig: Sendable, Equatable {
         guard [8, 16, 32, 64, 128].contains(kvBlockSize) else { throw Invalid("kv_cache.block_size must be 8, 16, 32, 64 or 128") }
         guard maxBatchedTokens >= 1 else { throw Invalid("scheduler.max_num_batched_tokens must be positive") }
         guard maxSeqs >= 1 else { throw Invalid("scheduler.max_num_seqs must be positive") }
+        guard redundantExperts.map({ $0 >= 0 }) ?? true else { throw Invalid("placement.redundant_experts must be >= 0") }
+        guard rebalanceEverySteps >= 0 else { throw Invalid("placement.rebalance_every_steps must be >= 0") }
+        guard capacityFactor.map({ $0 > 0 }) ?? true else { throw Invalid("router.capacity_factor must be positive (or null for dropless)") }
+        guard statsWindowSteps >= 1 else { throw Invalid("stats.window_steps must be positive") }
         guard (0...65535).contains(apiPort) else { throw Invalid("api.port must be between 0 and 65535") }
         guard apiMaxBodyBytes >= 1024 else { throw Invalid("api.max_body_bytes must be at least 1024") }
         guard apiMaxQueued >= 1 else { throw Invalid("api.max_queued_requests must be positive") }

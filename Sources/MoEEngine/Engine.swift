@@ -38,6 +38,8 @@ public struct EngineConfig: Sendable {
     public var maxBatchedTokens = 2048
     public var maxSeqs = 64
     public var speculation: Speculation = .off
+    /// Steps the statistics' sliding window covers.
+    public var statsWindow = 1000
     public init() {}
 }
 
@@ -45,12 +47,14 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case promptTooLong(tokens: Int, limit: Int)
     case emptyPrompt
     case tokenOutOfVocabulary(Int32, vocab: Int)
+    case nothingToRebalance
 
     public var description: String {
         switch self {
         case .promptTooLong(let t, let l): return "prompt and max_tokens need \(t) tokens of context, but the limit is \(l)"
         case .emptyPrompt: return "the prompt is empty"
         case .tokenOutOfVocabulary(let t, let v): return "token id \(t) is outside the vocabulary (0..<\(v))"
+        case .nothingToRebalance: return "nothing to rebalance: this cluster has no expert workers (run it under mpirun with -np 2 or more)"
         }
     }
 }
@@ -84,11 +88,20 @@ public final class Engine: @unchecked Sendable {
     var scheduler: Scheduler
     var adaptive: AdaptiveK?
     public private(set) var stats = EngineStats()
+    /// Load-balance, traffic, speculation and latency statistics (readable from any thread).
+    public let collector: StatsCollector
+    /// Re-places experts from a load matrix (set by the cluster when there are expert workers); runs on the stepping
+    /// thread between steps. Returns a report for the API.
+    public var rebalancer: ((_ load: [[Double]], _ dryRun: Bool) throws -> [String: Any])?
+    /// Rebalance automatically every this many steps (0: only when asked).
+    public var rebalanceEverySteps = 0
 
     struct Live {
         let request: EngineRequest
         let sampler: Sampler
         let onEvent: @Sendable (EngineEvent) -> Void
+        let submitted: Double
+        var lastToken = 0.0
         var generated = 0
         var draftStarted = false
         var proposal: Proposal?
@@ -97,7 +110,8 @@ public final class Engine: @unchecked Sendable {
 
     // Requests and cancellations arrive from other threads; the stepping thread takes them at the start of a step.
     private let inboxLock = NSCondition()
-    private var inbox: [(Int, EngineRequest, @Sendable (EngineEvent) -> Void)] = []
+    private var inbox: [(Int, EngineRequest, @Sendable (EngineEvent) -> Void, Double)] = []
+    private var tasks: [() -> Void] = []
     private var cancels: [Int] = []
     private var nextId = 1
     private var outstanding = 0
@@ -118,6 +132,8 @@ public final class Engine: @unchecked Sendable {
         scheduler = Scheduler(config: SchedulerConfig(maxBatchedTokens: config.maxBatchedTokens, maxSeqs: config.maxSeqs,
                                                       slidingWindow: window),
                               blocks: BlockManager(numBlocks: blocks, blockSize: config.blockSize))
+        collector = StatsCollector(spec: spec, windowSteps: config.statsWindow)
+        if let t = transformer.experts as? ExpertTrafficSource { collector.seed(t.traffic) }
         self.draft = config.speculation == .off ? nil : draft
         if case .auto(let maxK) = config.speculation, draft != nil { adaptive = AdaptiveK.forModel(transformer, maxK: maxK) }
     }
@@ -149,7 +165,7 @@ public final class Engine: @unchecked Sendable {
         let id = nextId
         nextId += 1
         outstanding += 1
-        inbox.append((id, r, onEvent))
+        inbox.append((id, r, onEvent, monotonicSeconds()))
         inboxLock.signal()
         return id
     }
@@ -180,19 +196,32 @@ public final class Engine: @unchecked Sendable {
     public var isIdle: Bool {
         inboxLock.lock()
         defer { inboxLock.unlock() }
-        return inbox.isEmpty && cancels.isEmpty && !scheduler.hasWork
+        return inbox.isEmpty && cancels.isEmpty && tasks.isEmpty && !scheduler.hasWork
     }
 
     // MARK: - Stepping (one thread)
 
+    /// Runs `body` on the stepping thread between two steps (e.g. re-placing experts), and waits for it.
+    public func perform<T: Sendable>(_ body: @escaping () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            nonisolated(unsafe) let b = body
+            inboxLock.lock()
+            tasks.append { c.resume(with: Result { try b() }) }
+            inboxLock.signal()
+            inboxLock.unlock()
+        }
+    }
+
     func takeInbox() {
         inboxLock.lock()
-        let new = inbox, gone = cancels
+        let new = inbox, gone = cancels, work = tasks
         inbox = []
         cancels = []
+        tasks = []
         inboxLock.unlock()
-        for (id, r, cb) in new {
-            live[id] = Live(request: r, sampler: Sampler(r.params), onEvent: cb)
+        for t in work { t() }
+        for (id, r, cb, t) in new {
+            live[id] = Live(request: r, sampler: Sampler(r.params), onEvent: cb, submitted: t)
             scheduler.add(id: id, prompt: r.prompt)
             stats.promptTokens += r.prompt.count
         }
@@ -303,6 +332,12 @@ public final class Engine: @unchecked Sendable {
             let before = scheduler.request(w.id)!.tokens
             scheduler.update(w, accepted: verdict.accepted, emitted: delivered)
             stats.generatedTokens += delivered.count
+            let now = monotonicSeconds()
+            for j in delivered.indices {
+                if l.generated - delivered.count + j == 0 { collector.recordFirstToken(now - l.submitted) }
+                else { collector.recordInterToken(j == 0 ? now - l.lastToken : 0) }
+            }
+            l.lastToken = now
             l.proposal = nil
             live[w.id] = l
             for t in delivered { l.onEvent(.token(t)) }
@@ -318,6 +353,13 @@ public final class Engine: @unchecked Sendable {
                 }
             }
         }
+        if rebalanceEverySteps > 0 && stats.steps % rebalanceEverySteps == 0, let r = rebalancer {
+            _ = try? r(collector.windowLoad, false)
+        }
+        collector.record(StepSample(expertCounts: out.expertCounts, verification: plan.work.contains { !$0.spec.isEmpty },
+                                    traffic: (transformer.experts as? ExpertTrafficSource)?.traffic,
+                                    seconds: monotonicSeconds() - tStart, emitted: emittedThisStep, dropped: out.dropped,
+                                    spec: stats.spec))
         stats.cachedPromptTokens = scheduler.cachedPromptTokens
         inboxLock.lock()
         snapshot = (scheduler.running.count, scheduler.waiting.count)
@@ -337,6 +379,14 @@ public final class Engine: @unchecked Sendable {
         return speculativeVerify(draft: p.tokens, q: p.q ?? [], p: target) { draws[$0] }
     }
 
+    /// Re-places experts from the statistics window's load (between steps). Throws if there is nothing to rebalance.
+    public func rebalance(dryRun: Bool) async throws -> [String: Any] {
+        guard rebalancer != nil else { throw EngineError.nothingToRebalance }
+        // The report crosses threads as JSON bytes (a dictionary of Any is not Sendable).
+        let data = try await perform { [self] in try JSONSerialization.data(withJSONObject: rebalancer!(collector.windowLoad, dryRun)) }
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
     /// Steps until every request has finished (one-shot use: `run`, benchmarks, tests).
     public func runUntilIdle() {
         while step() {}
@@ -350,7 +400,7 @@ public final class Engine: @unchecked Sendable {
         let t = Thread { [self] in
             while true {
                 inboxLock.lock()
-                while running && inbox.isEmpty && cancels.isEmpty && !scheduler.hasWork { inboxLock.wait() }
+                while running && inbox.isEmpty && cancels.isEmpty && tasks.isEmpty && !scheduler.hasWork { inboxLock.wait() }
                 let go = running
                 inboxLock.unlock()
                 if !go { return }

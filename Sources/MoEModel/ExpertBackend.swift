@@ -52,7 +52,7 @@ public final class LocalExperts: ExpertBackend {
     public func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
         let H = store.spec.hiddenSize, K = routing.topK
         out.update(repeating: 0, count: routing.tokens * H)
-        let entries = routing.experts.indices.map {
+        let entries = routing.experts.indices.filter { routing.experts[$0] >= 0 }.map {
             ExpertEntry(expert: routing.experts[$0], slot: Int32($0 / K), weight: routing.weights[$0])
         }
         store.accumulate(layer: layer, entries: entries, load: { t, dst in dst.update(from: x + t * H, count: H) }, into: out)

@@ -15,10 +15,10 @@ public struct Routing: Sendable, Equatable {
         self.weights = weights
     }
 
-    /// Tokens routed to each of `numExperts` experts.
+    /// Tokens routed to each of `numExperts` experts (choices dropped by a capacity limit, −1, not counted).
     public func counts(numExperts: Int) -> [Int] {
         var c = Array(repeating: 0, count: numExperts)
-        for e in experts { c[Int(e)] += 1 }
+        for e in experts where e >= 0 { c[Int(e)] += 1 }
         return c
     }
 }
@@ -54,4 +54,31 @@ public func routeSoftmaxTopK(logits: UnsafePointer<Float>, tokens T: Int, expert
         }
     }
     return Routing(tokens: T, topK: K, experts: experts, weights: weights)
+}
+
+/// A capacity limit: with factor c each expert takes at most ⌈c · T · K / E⌉ of a step's T tokens (K choices each).
+/// Choices are admitted by rank first (every token's top choice before any second choice), then in token order; a
+/// choice over capacity is dropped (expert −1, weight 0) and the token's remaining weights are scaled back to their
+/// original sum. A token that loses every choice passes through the layer on its residual alone.
+/// Returns the number of dropped choices. Without a limit routing is dropless and exact.
+public func applyCapacity(_ r: inout Routing, experts E: Int, factor: Double) -> Int {
+    let T = r.tokens, K = r.topK
+    let cap = Int((factor * Double(T * K) / Double(E)).rounded(.up))
+    var load = [Int](repeating: 0, count: E)
+    var dropped = 0
+    for k in 0..<K {
+        for t in 0..<T {
+            let i = t * K + k, e = Int(r.experts[i])
+            guard e >= 0 else { continue }
+            if load[e] < cap { load[e] += 1 } else { r.experts[i] = -1; dropped += 1 }
+        }
+    }
+    guard dropped > 0 else { return 0 }
+    for t in 0..<T {
+        let row = (t * K)..<(t * K + K)
+        let before = row.reduce(Float(0)) { $0 + r.weights[$1] }
+        let kept = row.reduce(Float(0)) { $0 + (r.experts[$1] >= 0 ? r.weights[$1] : 0) }
+        for i in row { r.weights[i] = r.experts[i] >= 0 && kept > 0 ? r.weights[i] * before / kept : 0 }
+    }
+    return dropped
 }

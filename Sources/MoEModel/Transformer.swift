@@ -26,6 +26,8 @@ public struct ForwardOutput: @unchecked Sendable {
     public let rows: [Range<Int>]
     /// Per layer, tokens routed to each expert in this pass (empty for dense layers).
     public let expertCounts: [[Int]]
+    /// Expert choices dropped by the capacity limit in this pass.
+    public var dropped = 0
 
     public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
         UnsafeBufferPointer(start: logits.pointer + r * vocab, count: vocab)
@@ -47,6 +49,8 @@ public final class Transformer: @unchecked Sendable {
     public var experts: ExpertBackend?
     public let rope: Rope
     public var profile = StepProfile()
+    /// Expert capacity factor (router.capacity_factor); nil routes every choice (dropless, exact).
+    public var capacityFactor: Double?
     private let mlpScratch = ExpertScratch()
     private var buffers: [String: Scratch] = [:]
 
@@ -91,6 +95,7 @@ public final class Transformer: @unchecked Sendable {
             }
         }
         var counts: [[Int]] = []
+        var dropped = 0
         for l in 0..<spec.numLayers {
             let lw = weights.layers[l]
             rmsNorm(x, lw.inputNorm.base, h, rows: T, n: H, eps: spec.rmsNormEps)
@@ -111,7 +116,8 @@ public final class Transformer: @unchecked Sendable {
                 let moe = spec.layers[l].moe!
                 let logits = buf("router", T * moe.experts)
                 matmul(h, rows: T, router.gate, out: logits)
-                let routing = routeSoftmaxTopK(logits: logits, tokens: T, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
+                var routing = routeSoftmaxTopK(logits: logits, tokens: T, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
+                if let cf = capacityFactor { dropped += applyCapacity(&routing, experts: moe.experts, factor: cf) }
                 counts.append(routing.counts(numExperts: moe.experts))
                 let t2 = monotonicSeconds()
                 profile.routing += t2 - t0
@@ -155,7 +161,9 @@ public final class Transformer: @unchecked Sendable {
         }
         matmul(h, rows: pick.count, weights.lmHead, out: out.pointer)
         profile.head += monotonicSeconds() - t0
-        return ForwardOutput(logits: out, vocab: V, rows: rows, expertCounts: counts)
+        var result = ForwardOutput(logits: out, vocab: V, rows: rows, expertCounts: counts)
+        result.dropped = dropped
+        return result
     }
 
     /// Self-attention of layer `l`; adds o_proj(attn) into `out` (the residual stream).

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MoEEngine
 import MoEModel
 import NIOCore
 
@@ -28,6 +29,27 @@ struct Routes: Sendable {
     func register(_ router: Router<BasicRequestContext>) {
         if let t = config.token { router.add(middleware: BearerAuth(token: t)) }
         router.get("/health") { _, _ in health() }
+        router.get("/v1/stats") { _, _ in
+            let data = try JSONSerialization.data(withJSONObject: statsSnapshot(), options: [.sortedKeys])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: PrometheusText.render(statsSnapshot()))))
+        }
+        router.post("/v1/rebalance") { req, _ in
+            let buffer = try await req.body.collect(upTo: config.maxBodyBytes)
+            let obj = (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+            let dry = obj["dry_run"] as? Bool ?? false
+            let report: [String: Any]
+            do { report = try await service.engine.rebalance(dryRun: dry) } catch let e as MoEEngine.EngineError {
+                throw APIError.invalid(e.description, code: "no_expert_workers")
+            } catch {
+                throw APIError(.internalServerError, "rebalance failed: \(error)", type: "server_error")
+            }
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
         router.get("/v1/models") { _, _ in
             jsonResponse(ListResponse(data: [ModelCard(id: service.modelName, created: service.created, maxModelLen: service.contextLimit)]))
         }
@@ -56,6 +78,13 @@ struct Routes: Sendable {
                                   "running": load.running, "waiting": load.waiting, "uptime_s": Date().timeIntervalSince(started)]
         let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func statsSnapshot() -> [String: Any] {
+        let e = service.engine
+        var s = e.collector.snapshot(load: e.loadSnapshot, workerRanks: Array(1...max(info.workers, 1)))
+        s["model"] = service.modelName
+        return s
     }
 
     func job(_ ctx: BasicRequestContext) throws -> JobView {

@@ -11,6 +11,7 @@ struct MoECtl: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Generate.self, Submit.self, Jobs.self, Status.self, Results.self, Cancel.self, Health.self, Models.self,
+            Stats.self, Rebalance.self,
         ])
 }
 

@@ -117,6 +117,18 @@ extension Binaries {
         }
 
         public func kill() { if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) } }
+
+        /// SIGTERM, then SIGKILL if it has not ended within `timeout` seconds; waits either way, reading its output
+        /// meanwhile (a child blocked on a full pipe would never end). Returns true if it ended on SIGTERM.
+        @discardableResult
+        public func stop(timeout: Double = 30) -> Bool {
+            guard process.isRunning else { return true }
+            Foundation.kill(process.processIdentifier, SIGTERM)
+            if wait(timeout: timeout) { return true }
+            kill()
+            _ = wait(timeout: 10)
+            return false
+        }
     }
 
     public static func startMPI(np: Int, _ args: [String]) throws -> Running {

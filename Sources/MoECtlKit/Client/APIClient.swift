@@ -89,6 +89,17 @@ public final class APIClient: Sendable {
         return body
     }
 
+    /// GET /v1/stats as sent (a JSON object).
+    public func stats() async throws -> Data {
+        try await send("GET", "/v1/stats", body: nil, timeout: Self.requestTimeout)
+    }
+
+    /// POST /v1/rebalance: the report as sent.
+    public func rebalance(dryRun: Bool) async throws -> Data {
+        let body = try JSONSerialization.data(withJSONObject: ["dry_run": dryRun])
+        return try await send("POST", "/v1/rebalance", body: body, timeout: Self.generationTimeout)
+    }
+
     // MARK: Plumbing
 
     private func decoded<Value: Decodable & Sendable>(_ type: Value.Type, _ method: String, _ path: String,
