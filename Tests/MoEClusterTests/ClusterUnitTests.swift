@@ -80,7 +80,7 @@ import Testing
     }
 
     @Test func unknownKeysAndBadValuesAreClearErrors() {
-        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, draft, kv_cache, model, mpi, placement, scheduler, speculative, threads, wire_dtype)")) {
+        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, draft, kv_cache, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
             try ClusterConfig.parse(yaml: "wire_dtyp: bf16", source: "c")
         }
         #expect(throws: ClusterConfig.Invalid("c: placement.strategy must be one of contiguous, round_robin, explicit (got 'random')")) {

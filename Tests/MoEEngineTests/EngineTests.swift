@@ -70,6 +70,7 @@ import Testing
         let m = try LoadedModel(directory: Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral"))
         var c = EngineConfig()
         c.kvMemoryBytes = 64 << 20
+        c.maxSeqs = 100_000          // so memory alone sizes the pool
         let f32 = Engine(transformer: m.transformer, config: c).cache.capacityTokens
         c.kvDType = .int8
         let int8 = Engine(transformer: m.transformer, config: c).cache.capacityTokens

@@ -29,19 +29,18 @@ final class LiveServer: @unchecked Sendable {
         let service = GenerationService(engine: engine, tokenizer: try Tokenizer(directory: dir), modelName: model,
                                         eos: m.eosTokenIds, maxOutstanding: maxQueued)
         var c = ServerConfig()
-        c.port = HTTP.freePort()
+        c.port = 0                      // the kernel picks a free port: parallel tests never collide
         c.token = token
         c.maxBodyBytes = maxBody
         c.maxQueued = maxQueued
         c.jobsDB = dir.appendingPathComponent("jobs.sqlite").path
         server = try APIServer(service: service, config: c, info: ClusterInfo(workers: 0, draft: false))
-        base = "http://127.0.0.1:\(c.port)"
         let srv = server
-        task = Task { try await srv.run() }
-        for _ in 0..<200 {
-            if (try? await HTTP.get(base + "/health"))?.status == 200 { return }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        task = Task { try await srv.run { portSink.yield($0) } }
+        var it = ports.makeAsyncIterator()
+        let port = await it.next() ?? 0
+        base = "http://127.0.0.1:\(port)"
     }
 
     func stop() async {

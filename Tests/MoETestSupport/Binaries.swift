@@ -118,12 +118,27 @@ extension Binaries {
 
         public func kill() { if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) } }
 
+        /// The MPI rank-0 child of this process, when it is mpirun.
+        public var rankZero: Int32? {
+            let me = process.processIdentifier
+            for p in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(p), let st = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8) else { continue }
+                let fields = st.split(separator: ")").last?.split(separator: " ") ?? []
+                guard fields.count > 2, Int32(fields[1]) == me,
+                      let env = FileManager.default.contents(atPath: "/proc/\(p)/environ") else { continue }
+                if env.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=0" }) { return pid }
+            }
+            return nil
+        }
+
         /// SIGTERM, then SIGKILL if it has not ended within `timeout` seconds; waits either way, reading its output
         /// meanwhile (a child blocked on a full pipe would never end). Returns true if it ended on SIGTERM.
+        /// Under mpirun the SIGTERM goes to rank 0, as an operator stops a cluster: processes started by Foundation's
+        /// Process inherit a signal mask that blocks SIGTERM, so mpirun itself would never see it.
         @discardableResult
         public func stop(timeout: Double = 30) -> Bool {
             guard process.isRunning else { return true }
-            Foundation.kill(process.processIdentifier, SIGTERM)
+            Foundation.kill(rankZero ?? process.processIdentifier, SIGTERM)
             if wait(timeout: timeout) { return true }
             kill()
             _ = wait(timeout: 10)

@@ -13,8 +13,8 @@ Special prompts (POST /v1/completions):
   "__429__"     -> 429 with Retry-After: 7
   "__500__"     -> 500 with a non-JSON body
   "__garbage__" -> 200 with JSON that is not a completion
-  "__slow__"    -> the first chunk, then nothing until GET /_debug/continue (or 10 s): a client that buffered
-                   the body could not see the first chunk before asking to continue
+  "__slow__"    -> the first chunk, then nothing until GET /_debug/continue (or 60 s): a client that buffered
+                   the body could not see the first chunk before asking to continue; /_debug/continued tells
   "__nodone__"  -> stream closes without [DONE]
 Special prompts inside a job: "__fail__" makes the job end "failed", "__cancel__" makes it end "cancelled".
 
@@ -43,6 +43,7 @@ CONFIG = {"token": None, "job_step": 2}
 
 
 CONTINUE = threading.Event()
+CONTINUED = [False]
 
 
 def public_job(job):
@@ -148,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts == ["_debug", "continue"]:
             CONTINUE.set()
             return self.send_json(200, {"ok": True})
+        if method == "GET" and parts == ["_debug", "continued"]:
+            return self.send_json(200, {"continued": CONTINUED[0]})
         if method == "GET" and parts == ["_debug", "requests"]:
             with STATE_LOCK:
                 return self.send_json(200, list(REQUESTS))
@@ -228,7 +231,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(delay / 2)
             if prompt == "__slow__" and i == 0:
-                CONTINUE.wait(10)
+                CONTINUED[0] = CONTINUE.wait(60)
         if (body.get("stream_options") or {}).get("include_usage"):
             self.wfile.write(("data: " + json.dumps(dict(base, choices=[], usage=usage)) + "\r\n\r\n").encode())
         if prompt != "__nodone__":
