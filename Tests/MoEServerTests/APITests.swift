@@ -173,17 +173,21 @@ import Testing
     @Test func aFullQueueAnswers429WithRetryAfter() async throws {
         let s = try await LiveServer(maxQueued: 1)
         defer { Task { await s.stop() } }
-        let slow = Task { try await HTTP.post(s.base + "/v1/completions", ["prompt": "a", "max_tokens": 1500, "temperature": 0, "ignore_eos": true]) }
+        let engine = s.server.service.engine
+        // One long request fills the single slot; the next is refused while it runs. On a loaded machine the long one
+        // can finish before the probe is sent, so the probe only counts while the slot is observed full.
         var busy: HTTP.Reply?
-        for _ in 0..<100 {
-            try await Task.sleep(nanoseconds: 20_000_000)
+        for _ in 0..<5 where busy == nil {
+            let slow = Task { try await HTTP.post(s.base + "/v1/completions", ["prompt": "a", "max_tokens": 2000, "temperature": 0, "ignore_eos": true]) }
+            for _ in 0..<2000 where engine.outstandingRequests == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
             let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": "b", "max_tokens": 1])
-            if r.status == 429 { busy = r; break }
+            if r.status == 429 { busy = r }
+            slow.cancel()
+            _ = try? await slow.value
         }
         let r = try #require(busy)
         expectError(r, 429, "at capacity")
         #expect(r.headers["retry-after"] == "1")
-        slow.cancel()
     }
 
     @Test func aClientThatDisconnectsMidStreamFreesItsRequest() async throws {

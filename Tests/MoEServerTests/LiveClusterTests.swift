@@ -28,11 +28,15 @@ import Testing
         let db = Fixtures.tempDir("db").appendingPathComponent("j.sqlite").path
         let (server, port) = try await start(np: nil, db: db)
         defer { server.stop() }
-        let inflight = Task { try await HTTP.post("http://127.0.0.1:\(port)/v1/completions", ["prompt": "a", "max_tokens": 300, "temperature": 0, "ignore_eos": true]) }
-        try await Task.sleep(nanoseconds: 200_000_000)
+        let inflight = Task { try await HTTP.post("http://127.0.0.1:\(port)/v1/completions", ["prompt": "a", "max_tokens": 2000, "temperature": 0, "ignore_eos": true]) }
+        // SIGTERM only once the server has the request (on a loaded machine the client may take a while to send it).
+        for _ in 0..<600 {
+            if (try? await HTTP.get("http://127.0.0.1:\(port)/health"))?.json?["running"] as? Int ?? 0 > 0 { break }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
         kill(server.process.processIdentifier, SIGTERM)
         let reply = try await inflight.value
-        #expect(reply.status == 200 && (reply.json?["usage"] as? [String: Int])?["completion_tokens"] == 300, "\(reply.text)")
+        #expect(reply.status == 200 && (reply.json?["usage"] as? [String: Int])?["completion_tokens"] == 2000, "\(reply.text)")
         #expect(server.wait(timeout: 30))
         #expect(server.process.terminationStatus == 0, "\(server.stderr)")
         #expect(server.stderr.contains("moe-serve: stopped"))
@@ -150,7 +154,7 @@ extension LiveClusterTests {
         let dir = Fixtures.tempDir("load")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = dir.appendingPathComponent("c.yaml")
-        try "api:\n  max_queued_requests: 120\n".write(to: cfg, atomically: true, encoding: .utf8)
+        try "api:\n  max_queued_requests: 50\n".write(to: cfg, atomically: true, encoding: .utf8)
         let (server, port) = try await start(np: nil, db: dir.appendingPathComponent("j.sqlite").path, extraFirst: ["--config", cfg.path])
         defer { server.stop() }
         func rss() -> Int {
@@ -160,12 +164,12 @@ extension LiveClusterTests {
         _ = try await HTTP.post("http://127.0.0.1:\(port)/v1/completions", ["prompt": "warm", "max_tokens": 4])
         let idle = rss()
         let r = try Binaries.run(Binaries.path("moe-bench"), ["load", "--server", "http://127.0.0.1:\(port)", "--requests", "200",
-                                                              "--concurrency", "200", "--max-tokens", "24", "--json"], timeout: 300)
+                                                              "--concurrency", "200", "--max-tokens", "64", "--json"], timeout: 300)
         let s = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         let completed = s["completed"] as? Int ?? -1, refused = s["refused_429"] as? Int ?? -1
         #expect(completed + refused == 200 && s["failed"] as? Int == 0, "\(s)")
         #expect(s["lost"] as? Int == 0 && s["duplicate_ids"] as? Int == 0)
-        #expect(refused > 0 && completed >= 120, "\(s)")
+        #expect(refused > 0 && completed >= 50, "\(s)")
         try await Task.sleep(nanoseconds: 1_000_000_000)
         #expect(try await HTTP.get("http://127.0.0.1:\(port)/health").json?["running"] as? Int == 0)
         // Per-request buffers come back: what remains is allocator slack, far below the traffic's size.
