@@ -8,10 +8,10 @@
 // 4 weight rows × NT inputs, NT a compile-time constant at each call site (1..4).
 __attribute__((target("avx512f")))
 AI void block_avx512(const float *W, size_t ld, const float *X, size_t ldx, size_t cols, float *Y, size_t ldy,
-                     size_t r, size_t t0, const int NT) {
+                     const size_t *rr, size_t t0, const int NT) {
     __m512 acc[4][4];
     for (int i = 0; i < 4; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
-    const float *w[4] = {W + r * ld, W + (r + 1) * ld, W + (r + 2) * ld, W + (r + 3) * ld};
+    const float *w[4] = {W + rr[0] * ld, W + rr[1] * ld, W + rr[2] * ld, W + rr[3] * ld};
     size_t full = cols & ~(size_t)15;
     for (size_t c = 0; c < full; c += 16) {
         __m512 wv[4];
@@ -31,23 +31,25 @@ AI void block_avx512(const float *W, size_t ld, const float *X, size_t ldx, size
         }
     }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < 4; i++) Y[(t0 + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+        for (int i = 0; i < 4; i++) Y[(t0 + j) * ldy + rr[i]] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 __attribute__((target("avx512f")))
 static void gemm_small_avx512(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
                               float *Y, size_t ldy, size_t r0, size_t r1) {
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
+    // Rows b, b+q, b+2q, b+3q together, as in gemv.c (the same grouping, so T = 1 and T > 1 agree bit for bit).
+    size_t q = (r1 - r0) / 4;
+    for (size_t b = 0; b < q; b++) {
+        const size_t rr[4] = {r0 + b, r0 + q + b, r0 + 2 * q + b, r0 + 3 * q + b};
         size_t t = 0;
-        for (; t + 4 <= T; t += 4) block_avx512(W, ld, X, ldx, cols, Y, ldy, r, t, 4);
+        for (; t + 4 <= T; t += 4) block_avx512(W, ld, X, ldx, cols, Y, ldy, rr, t, 4);
         switch (T - t) {
-        case 3: block_avx512(W, ld, X, ldx, cols, Y, ldy, r, t, 3); break;
-        case 2: block_avx512(W, ld, X, ldx, cols, Y, ldy, r, t, 2); break;
-        case 1: block_avx512(W, ld, X, ldx, cols, Y, ldy, r, t, 1); break;
+        case 3: block_avx512(W, ld, X, ldx, cols, Y, ldy, rr, t, 3); break;
+        case 2: block_avx512(W, ld, X, ldx, cols, Y, ldy, rr, t, 2); break;
+        case 1: block_avx512(W, ld, X, ldx, cols, Y, ldy, rr, t, 1); break;
         }
     }
-    for (; r < r1; r++)
+    for (size_t r = r0 + 4 * q; r < r1; r++)
         for (size_t t = 0; t < T; t++) Y[t * ldy + r] = kern_dot_f32(W + r * ld, X + t * ldx, cols);
 }
 

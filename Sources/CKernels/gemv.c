@@ -5,11 +5,13 @@
 
 __attribute__((target("avx512f")))
 static void gemv_avx512(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1) {
-    size_t r = r0;
     size_t full = cols & ~(size_t)15;
     __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1);
-    for (; r + 4 <= r1; r += 4) {
-        const float *w0 = W + r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
+    // Rows b, b+q, b+2q, b+3q together: four sequential streams in separate pages (see qgemm.c).
+    size_t q = (r1 - r0) / 4;
+    for (size_t b = 0; b < q; b++) {
+        size_t rr[4] = {r0 + b, r0 + q + b, r0 + 2 * q + b, r0 + 3 * q + b};
+        const float *w0 = W + rr[0] * ld, *w1 = W + rr[1] * ld, *w2 = W + rr[2] * ld, *w3 = W + rr[3] * ld;
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
         for (size_t c = 0; c < full; c += 16) {
             __m512 xv = _mm512_loadu_ps(x + c);
@@ -25,12 +27,12 @@ static void gemv_avx512(const float *W, size_t ld, const float *x, size_t cols, 
             a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w2 + full), xv, a2);
             a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w3 + full), xv, a3);
         }
-        y[r] = _mm512_reduce_add_ps(a0);
-        y[r + 1] = _mm512_reduce_add_ps(a1);
-        y[r + 2] = _mm512_reduce_add_ps(a2);
-        y[r + 3] = _mm512_reduce_add_ps(a3);
+        y[rr[0]] = _mm512_reduce_add_ps(a0);
+        y[rr[1]] = _mm512_reduce_add_ps(a1);
+        y[rr[2]] = _mm512_reduce_add_ps(a2);
+        y[rr[3]] = _mm512_reduce_add_ps(a3);
     }
-    for (; r < r1; r++) y[r] = kern_dot_f32(W + r * ld, x, cols);
+    for (size_t r = r0 + 4 * q; r < r1; r++) y[r] = kern_dot_f32(W + r * ld, x, cols);
 }
 
 __attribute__((target("avx2,fma")))

@@ -1,7 +1,6 @@
 // Group-quantised weights (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte:
 // byte j of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8).
-// Products dequantise a block of 4 weight rows into L1 and reuse the f32 small-batch kernel on it, so the bytes
-// streamed from memory are the quantised ones.
+// Products with these weights are in qgemm.c; dequantisation here serves tests and conversions.
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
@@ -62,6 +61,8 @@ static void deq_q4_avx2(const uint8_t *q, const float *s, size_t n, float *out) 
 }
 
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out) {
+    if (format == KERN_F16) { kern_f16_to_f32((const uint16_t *)q, out, n); return; }
+    if (format == KERN_BF16) { kern_bf16_to_f32((const uint16_t *)q, out, n); return; }
     int avx = kern_isa_active() >= KERN_ISA_AVX2;
     if (format == KERN_Q8) {
         if (avx) { deq_q8_avx2((const int8_t *)q, scales, n, out); return; }
@@ -76,27 +77,4 @@ void kern_dequantize(int format, const void *q, const float *scales, size_t n, f
                 out[g * 32 + j + 16] = (float)((p[g * 16 + j] >> 4) - 8) * scales[g];
             }
     }
-}
-
-typedef struct { int format; const uint8_t *q; const float *s; const float *X; size_t ldx, T, cols; float *Y; size_t ldy; } qctx;
-
-static void q_task(void *p, size_t r0, size_t r1) {
-    qctx *c = (qctx *)p;
-    size_t rowBytes = c->format == KERN_Q8 ? c->cols : c->cols / 2, groups = c->cols / 32;
-    float *tmp = (float *)aligned_alloc(64, ((4 * c->cols * sizeof(float)) + 63) & ~(size_t)63);
-    for (size_t r = r0; r < r1; r += 4) {
-        size_t nr = r1 - r < 4 ? r1 - r : 4;
-        for (size_t i = 0; i < nr; i++)
-            kern_dequantize(c->format, c->q + (r + i) * rowBytes, c->s + (r + i) * groups, c->cols, tmp + i * c->cols);
-        if (c->T == 1) kern_gemv_f32(tmp, c->cols, c->X, c->cols, c->Y + r, 0, nr);
-        else kern_gemm_small_f32(tmp, c->cols, c->X, c->ldx, c->T, c->cols, c->Y + r, c->ldy, 0, nr);
-    }
-    free(tmp);
-}
-
-void kern_gemm_q_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
-                    float *Y, size_t ldy, size_t rows) {
-    qctx c = {format, (const uint8_t *)q, scales, X, ldx, T, cols, Y, ldy};
-    if (rows * cols < 65536) { q_task(&c, 0, rows); return; }
-    kern_parallel_for(rows, 16, q_task, &c);
 }

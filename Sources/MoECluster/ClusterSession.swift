@@ -50,6 +50,10 @@ public final class ClusterSession {
     }
 
     var draftFormat: WeightFormat { WeightFormat(rawValue: config.draftQuantize) ?? .f32 }
+    /// How this rank stores the target's weights (validated names, so the fallback never applies).
+    var formats: WeightFormats {
+        WeightFormats(experts: WeightFormat(rawValue: config.expertsDType) ?? .f32, dense: WeightFormat(rawValue: config.attentionDType) ?? .f32)
+    }
 
     func loadDraft(target: URL) throws -> LocalDraft {
         let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat)
@@ -109,7 +113,7 @@ public final class ClusterSession {
         switch role {
         case .coordinator:
             let m = try agree("loaded its weights") { () -> LoadedModel in
-                let m = try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0)
+                let m = try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0, formats: formats)
                 if config.draftModel != nil && !hasDraftNode { draft = try loadDraft(target: directory) }
                 return m
             }
@@ -123,14 +127,14 @@ public final class ClusterSession {
                 remote = r
             }
             model = m
-            logLine("\(tag): holds \(formatGB(ckpt.bytesHeld)) of weights (dense layers, no experts\(W == 0 ? " — all experts too, single process" : "")); RSS \(formatGB(residentBytes()))")
+            logLine("\(tag): holds \(formatGB(m.bytesHeld)) of weights (dense layers as \(formats.dense)\(W == 0 ? ", all experts as \(formats.experts) — single process" : ", no experts")); RSS \(formatGB(residentBytes()))")
         case .worker(let i):
             let store = try agree("loaded its experts") {
-                try ExpertStore(ckpt, spec) { l, e in placement!.holds(i, layer: l, expert: e) }
+                try ExpertStore(ckpt, spec, format: formats.experts) { l, e in placement!.holds(i, layer: l, expert: e) }
             }
             workerStore = store
             workerCheckpoint = ckpt
-            logLine("\(tag): holds \(store.count) experts, \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")
+            logLine("\(tag): holds \(store.count) experts as \(formats.experts), \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")
         case .draft:
             let local = try agree("loaded the draft") { try loadDraft(target: directory) }
             draftNode = DraftNode(channel: Channel(comm: world, peer: 0), draft: local, idlePollMicroseconds: config.mpiIdlePollMicroseconds)

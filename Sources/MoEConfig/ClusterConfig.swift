@@ -31,8 +31,14 @@ public struct ClusterConfig: Sendable, Equatable {
     public var threads: Int = 0
     /// Draft model for speculative decoding: a checkpoint directory, "self" (the target, quantised), or nil (off).
     public var draftModel: String?
-    /// Storage of the draft's weights: f32, int8 or int4 (groups of 32).
+    /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling).
     public var draftQuantize: String = "f32"
+    /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`).
+    public var expertsDType: String = "f32"
+    /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`).
+    public var attentionDType: String = "f32"
+    /// Weight storage formats and the names they go by (int8/int4: groups of 32 with one f32 scale each).
+    public static let weightDTypes = ["f32", "f16", "bf16", "int8", "int4"]
     /// KV capacity of the draft, in tokens over all live sequences.
     public var draftMaxTokens: Int = 16384
     /// Tokens drafted per step: a number from 1 to 16, or "auto".
@@ -75,7 +81,16 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api", "router", "stats"], at: "")
+        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api", "router", "stats", "experts", "attention"], at: "")
+        for role in ["experts", "attention"] {
+            guard let v = top[role] else { continue }
+            let m = try r.map(v, role)
+            try r.keys(m, allowed: ["dtype"], at: role + ".")
+            if let d = m["dtype"] {
+                let name = try r.string(d, role + ".dtype")
+                if role == "experts" { c.expertsDType = name } else { c.attentionDType = name }
+            }
+        }
         if let rt = top["router"] {
             let rm = try r.map(rt, "router")
             try r.keys(rm, allowed: ["capacity_factor"], at: "router.")
@@ -122,9 +137,10 @@ public struct ClusterConfig: Sendable, Equatable {
         if let t = top["threads"] { c.threads = Int(try r.number(t, "threads")) }
         if let d = top["draft"] {
             let dm = try r.map(d, "draft")
-            try r.keys(dm, allowed: ["model", "quantize", "max_tokens"], at: "draft.")
+            try r.keys(dm, allowed: ["model", "dtype", "quantize", "max_tokens"], at: "draft.")
             if let v = dm["model"] { c.draftModel = try r.optionalString(v, "draft.model") }
             if let v = dm["quantize"] { c.draftQuantize = try r.string(v, "draft.quantize") }
+            if let v = dm["dtype"] { c.draftQuantize = try r.string(v, "draft.dtype") }
             if let v = dm["max_tokens"] { c.draftMaxTokens = Int(try r.number(v, "draft.max_tokens")) }
         }
         if let kv = top["kv_cache"] {
@@ -177,8 +193,10 @@ public struct ClusterConfig: Sendable, Equatable {
             throw Invalid("mpi.idle_poll_us must be between 0 and 1000000")
         }
         guard threads >= 0 else { throw Invalid("threads must be >= 0") }
-        guard ["f32", "int8", "int4"].contains(draftQuantize) else {
-            throw Invalid("draft.quantize must be f32, int8 or int4 (got '\(draftQuantize)')")
+        for (key, v) in [("draft.dtype", draftQuantize), ("experts.dtype", expertsDType), ("attention.dtype", attentionDType)] {
+            guard Self.weightDTypes.contains(v) else {
+                throw Invalid("\(key) must be one of \(Self.weightDTypes.joined(separator: ", ")) (got '\(v)')")
+            }
         }
         guard draftMaxTokens >= 64 else { throw Invalid("draft.max_tokens must be at least 64") }
         guard speculativeK == "auto" || (Int(speculativeK).map { $0 >= 1 && $0 <= 16 } ?? false) else {

@@ -14,7 +14,7 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
     let ldo = ldo ?? w.rows
     if T == 0 || w.rows == 0 { return }
     if w.format != .f32 {
-        kern_gemm_q_mt(w.format == .int8 ? Int32(KERN_Q8) : Int32(KERN_Q4), w.raw, w.scales, x, ldx, T, w.cols, out, ldo, w.rows)
+        kern_gemm_w_mt(w.format.kernelCode, w.raw, w.scales, x, ldx, T, w.cols, out, ldo, w.rows)
         return
     }
     if T == 1 {

@@ -3,19 +3,45 @@ import CKernels
 /// How a weight matrix is stored in memory.
 public enum WeightFormat: String, Sendable, CaseIterable {
     case f32
+    /// IEEE half precision.
+    case f16
+    /// bfloat16 (the top half of an f32).
+    case bf16
     /// int8, groups of 32 values along a row with one f32 scale each.
     case int8
     /// int4 (two per byte), groups of 32 with one f32 scale each.
     case int4
 
-    /// Bytes of one row of `cols` values, scales included.
-    public func rowBytes(_ cols: Int) -> Int {
+    /// The C kernels' code for this format.
+    public var kernelCode: Int32 {
         switch self {
-        case .f32: return cols * 4
-        case .int8: return cols + cols / 32 * 4
-        case .int4: return cols / 2 + cols / 32 * 4
+        case .f32: return Int32(KERN_F32)
+        case .f16: return Int32(KERN_F16)
+        case .bf16: return Int32(KERN_BF16)
+        case .int8: return Int32(KERN_Q8)
+        case .int4: return Int32(KERN_Q4)
         }
     }
+
+    /// Group-quantised (widths must be multiples of 32).
+    public var isGrouped: Bool { self == .int8 || self == .int4 }
+
+    /// Bytes of one row of `cols` values, scales included.
+    public func rowBytes(_ cols: Int) -> Int { kern_format_row_bytes(kernelCode, cols) }
+
+    /// Accepted spellings in configs and flags (`q8_0`/`q4_0` as llama.cpp names them).
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "f32", "float32", "fp32": self = .f32
+        case "f16", "float16", "fp16", "half": self = .f16
+        case "bf16", "bfloat16": self = .bf16
+        case "int8", "q8", "q8_0": self = .int8
+        case "int4", "q4", "q4_0": self = .int4
+        default: return nil
+        }
+    }
+
+    public static let names = "f32, f16, bf16, int8 or int4"
 }
 
 /// A row-major weight matrix [rows, cols], kept alive by `owner` (a `FloatBuffer` or `QuantBuffer` for converted
@@ -61,17 +87,31 @@ public struct Matrix: @unchecked Sendable {
     /// Bytes a pass over the whole matrix reads.
     public var byteCount: Int { rows * format.rowBytes(cols) }
 
-    /// This matrix converted to `format` (a copy; f32 → f32 returns self). Quantising needs cols divisible by 32.
+    /// This matrix converted to `format` (a copy; same format returns self). Only f32 matrices convert; int8/int4
+    /// need cols divisible by 32 (nil otherwise).
     public func converted(to f: WeightFormat) -> Matrix? {
         if f == format { return self }
-        guard format == .f32, cols % 32 == 0 else { return nil }
+        guard format == .f32, !f.isGrouped || cols % 32 == 0 else { return nil }
         let q = QuantBuffer(format: f, rows: rows, cols: cols)
         for r in 0..<rows {
             let dst = q.data + r * q.rowDataBytes, sc = q.scales + r * (cols / 32)
-            if f == .int8 { kern_quantize_q8(row(r), cols, dst.assumingMemoryBound(to: Int8.self), sc) }
-            else { kern_quantize_q4(row(r), cols, dst.assumingMemoryBound(to: UInt8.self), sc) }
+            switch f {
+            case .int8: kern_quantize_q8(row(r), cols, dst.assumingMemoryBound(to: Int8.self), sc)
+            case .int4: kern_quantize_q4(row(r), cols, dst.assumingMemoryBound(to: UInt8.self), sc)
+            case .f16: kern_f32_to_f16(row(r), dst.assumingMemoryBound(to: UInt16.self), cols)
+            case .bf16: kern_f32_to_bf16(row(r), dst.assumingMemoryBound(to: UInt16.self), cols)
+            case .f32: break
+            }
         }
-        return Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data), scales: UnsafePointer(q.scales), owner: q)
+        return Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
+                      scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q)
+    }
+
+    /// Row `r` as f32 values (any format; tests and embeddings of converted matrices).
+    public func dequantizedRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        if format == .f32 { out.update(from: row(r), count: cols); return }
+        let dataBytes = format == .int8 ? cols : (format == .int4 ? cols / 2 : cols * 2)
+        kern_dequantize(format.kernelCode, raw + r * dataBytes, scales.map { $0 + r * (cols / 32) }, cols, out)
     }
 
     private init(rows: Int, cols: Int, ld: Int, format: WeightFormat, raw: UnsafeRawPointer, scales: UnsafePointer<Float>?, owner: AnyObject) {
@@ -85,16 +125,21 @@ public struct Matrix: @unchecked Sendable {
     }
 }
 
-/// Owned storage of a quantised matrix: packed values, then one f32 scale per group of 32.
+/// Owned storage of a converted matrix: packed values, then (int8/int4) one f32 scale per group of 32.
 public final class QuantBuffer: @unchecked Sendable {
     public let data: UnsafeMutableRawPointer
     public let scales: UnsafeMutablePointer<Float>
     public let rowDataBytes: Int
 
     init(format: WeightFormat, rows: Int, cols: Int) {
-        rowDataBytes = format == .int8 ? cols : cols / 2
+        switch format {
+        case .int8: rowDataBytes = cols
+        case .int4: rowDataBytes = cols / 2
+        case .f16, .bf16: rowDataBytes = cols * 2
+        case .f32: rowDataBytes = cols * 4
+        }
         data = UnsafeMutableRawPointer.allocate(byteCount: max(rows * rowDataBytes, 1), alignment: 64)
-        scales = .allocate(capacity: max(rows * cols / 32, 1))
+        scales = .allocate(capacity: format.isGrouped ? max(rows * cols / 32, 1) : 1)
     }
 
     deinit {

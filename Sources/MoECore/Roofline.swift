@@ -18,6 +18,21 @@ public enum Roofline {
         return Double(3 * n * MemoryLayout<Float>.stride) / best
     }
 
+    /// Read-only bandwidth over the compute pool, in bytes/s (best of `repeats` passes over `floats` floats): what
+    /// decode does to its weights, so the decode roofline uses it.
+    public static func readBandwidth(floats n: Int = 64 << 20, repeats: Int = 6) -> Double {
+        let a = FloatBuffer(count: n)
+        for i in 0..<n { a[i] = 1 }
+        var best = Double.infinity, sink = 0
+        for _ in 0..<repeats {
+            let t0 = monotonicSeconds()
+            sink &+= Int(kern_read_mt(a.pointer, n))
+            best = min(best, monotonicSeconds() - t0)
+        }
+        precondition(sink > 0)
+        return Double(n * MemoryLayout<Float>.stride) / best
+    }
+
     /// f32 GEMM rate (FLOP/s) of OpenBLAS SGEMM on an n×n×n product over the pool, best of `repeats`: the prefill
     /// roofline.
     public static func gemmFlops(n: Int = 1024, repeats: Int = 4) -> Double {

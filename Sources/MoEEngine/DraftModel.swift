@@ -19,14 +19,13 @@ public enum DraftModel {
             let targetSpec = try ModelFamilies.spec(configData: try Checkpoint(directory: target).configData)
             try checkSameVocabulary(target: target, targetVocab: targetSpec.vocabSize, draft: dir, draftVocab: spec.vocabSize)
         }
-        var dense = try DenseWeights.load(ckpt, spec)
-        var experts: ExpertStore?
-        if spec.isMoE { experts = try ExpertStore(ckpt, spec) }
-        if quantize != .f32 {
-            guard let q = dense.converted(to: quantize), experts?.convert(to: quantize) ?? true else {
-                throw Failure("cannot quantise the draft to \(quantize.rawValue): a weight's width is not a multiple of 32")
-            }
-            dense = q
+        let dense: DenseWeights, experts: ExpertStore?
+        do {
+            dense = try DenseWeights.load(ckpt, spec).converting(to: quantize)
+            experts = spec.isMoE ? try ExpertStore(ckpt, spec, format: quantize) : nil
+        } catch let e as ModelError {
+            if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize.rawValue): \(e)") }
+            throw e
         }
         let t = Transformer(spec: spec, weights: dense, experts: experts.map { LocalExperts(store: $0) })
         return (t, dense.byteCount + (experts?.byteCount ?? 0))

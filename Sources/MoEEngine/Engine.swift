@@ -306,6 +306,7 @@ public final class Engine: @unchecked Sendable {
         }
 
         var emittedThisStep = 0
+        var draftStartSeconds = 0.0      // one-off draft prefills: not a cost of this step's k
         for (j, w) in plan.work.enumerated() {
             guard w.samples, var l = live[w.id] else { scheduler.update(w); continue }
             let rows = out.rows[j]
@@ -345,7 +346,9 @@ public final class Engine: @unchecked Sendable {
                 finish(w.id, stop)
             } else if let draft {
                 if !l.draftStarted {
+                    let t0 = monotonicSeconds()
                     draft.start(w.id, prompt: before, params: l.request.params)
+                    draftStartSeconds += monotonicSeconds() - t0
                     draft.outcome(w.id, accepted: 0, next: delivered.last!)
                     live[w.id]!.draftStarted = true
                 } else {
@@ -364,7 +367,11 @@ public final class Engine: @unchecked Sendable {
         inboxLock.lock()
         snapshot = (scheduler.running.count, scheduler.waiting.count)
         inboxLock.unlock()
-        if !drafting.isEmpty { adaptive?.recordRate(batch: drafting.count, k: k, emitted: emittedThisStep, seconds: monotonicSeconds() - tStart) }
+        // The realised rate of k is only comparable between steps that are pure decoding of the same batch.
+        let pureDecode = plan.work.count == drafting.count && Set(plan.work.map(\.id)) == Set(drafting)
+        if !drafting.isEmpty && pureDecode {
+            adaptive?.recordRate(batch: drafting.count, k: k, emitted: emittedThisStep, seconds: monotonicSeconds() - tStart - draftStartSeconds)
+        }
         return true
     }
 

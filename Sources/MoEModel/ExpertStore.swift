@@ -5,14 +5,18 @@ import MoECore
 /// Only the selected experts' tensors are read (and, for f16/bf16, converted) from the checkpoint.
 public final class ExpertStore: @unchecked Sendable {
     public let spec: ModelSpec
+    /// How held experts are stored (converted as each is loaded, so the f32 copy never exists for all at once).
+    public let format: WeightFormat
     private var experts: [Int: MLPWeights] = [:]   // key layer * numExperts + expert
     public private(set) var byteCount = 0
     private let scratch = ExpertScratch()
     let gathered = Scratch(), results = Scratch()
 
     /// Loads the experts for which `select(layer, expert)` is true.
-    public init(_ ckpt: Checkpoint, _ spec: ModelSpec, select: (Int, Int) -> Bool = { _, _ in true }) throws {
+    public init(_ ckpt: Checkpoint, _ spec: ModelSpec, format: WeightFormat = .f32,
+                select: (Int, Int) -> Bool = { _, _ in true }) throws {
         self.spec = spec
+        self.format = format
         for l in spec.moeLayers {
             for e in 0..<spec.layers[l].moe!.experts where select(l, e) {
                 try load(ckpt, layer: l, expert: e)
@@ -35,20 +39,9 @@ public final class ExpertStore: @unchecked Sendable {
                            up: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I + I, rowCount: I),
                            down: try ckpt.matrixSlice(dn, shape: [E, H, I], rowStart: e * H, rowCount: H))
         }
-        experts[key(l, e)] = w
-        byteCount += w.byteCount
-    }
-
-    /// Stores every held expert in `format` instead (false if a width is not a multiple of 32; nothing changes then).
-    public func convert(to f: WeightFormat) -> Bool {
-        var out: [Int: MLPWeights] = [:]
-        for (k, w) in experts {
-            guard let c = w.converted(to: f) else { return false }
-            out[k] = c
-        }
-        experts = out
-        byteCount = out.values.reduce(0) { $0 + $1.byteCount }
-        return true
+        let held = format == .f32 ? w : try w.converting(to: format, "layer \(l) expert \(e)")
+        experts[key(l, e)] = held
+        byteCount += held.byteCount
     }
 
     public func unload(layer l: Int, expert e: Int) {

@@ -10,25 +10,30 @@ public final class LoadedModel: @unchecked Sendable {
     public let eosTokenIds: [Int]
 
     /// `localExperts` false leaves the expert backend unset (expert parallelism installs its own).
-    public convenience init(directory: URL, localExperts: Bool = true) throws {
+    public convenience init(directory: URL, localExperts: Bool = true, formats: WeightFormats = .f32) throws {
         let c = try Checkpoint(directory: directory)
-        try self.init(checkpoint: c, spec: try ModelFamilies.spec(configData: c.configData), localExperts: localExperts)
+        try self.init(checkpoint: c, spec: try ModelFamilies.spec(configData: c.configData), localExperts: localExperts,
+                      formats: formats)
     }
 
-    public init(checkpoint: Checkpoint, spec: ModelSpec, localExperts: Bool = true) throws {
+    /// `formats` chooses how each role's matrices are held (converted at load).
+    public init(checkpoint: Checkpoint, spec: ModelSpec, localExperts: Bool = true, formats: WeightFormats = .f32) throws {
         ComputeThreads.ensureConfigured()
         directory = checkpoint.directory
         self.checkpoint = checkpoint
         self.spec = spec
-        let dense = try DenseWeights.load(checkpoint, spec)
+        let dense = try DenseWeights.load(checkpoint, spec).converting(to: formats.dense)
         var backend: ExpertBackend?
+        var store: ExpertStore?
         if localExperts && spec.isMoE {
-            backend = LocalExperts(store: try ExpertStore(checkpoint, spec))
+            store = try ExpertStore(checkpoint, spec, format: formats.experts)
+            backend = LocalExperts(store: store!)
         }
+        bytesHeld = dense.byteCount + (store?.byteCount ?? 0)
         transformer = Transformer(spec: spec, weights: dense, experts: backend)
         eosTokenIds = GenerationConfig.eosTokenIds(directory: directory, spec: spec)
     }
 
-    /// Bytes of weights this process holds (mapped or converted).
-    public var bytesHeld: Int { checkpoint.bytesHeld }
+    /// Bytes of weights this process holds in their compute formats (experts included when held here).
+    public let bytesHeld: Int
 }

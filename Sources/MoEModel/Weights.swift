@@ -130,39 +130,57 @@ public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: 
     throw ModelError.missingTensor(first, where: ckpt.directory.path)
 }
 
+/// Storage format of each role's matrix products (`experts.dtype`, `attention.dtype` in the cluster config).
+/// `dense` covers every product outside the routed experts: attention projections, dense MLPs, shared experts and
+/// the output head. Embeddings, norms, biases and routers stay f32 (they are read a row at a time or are tiny).
+public struct WeightFormats: Sendable, Equatable {
+    public var experts: WeightFormat
+    public var dense: WeightFormat
+    public init(experts: WeightFormat = .f32, dense: WeightFormat = .f32) {
+        self.experts = experts
+        self.dense = dense
+    }
+    public static let f32 = WeightFormats()
+}
+
+extension Matrix {
+    /// This matrix stored in `f`; throws naming the tensor when a grouped format does not fit its width.
+    func converting(to f: WeightFormat, _ name: @autoclosure () -> String) throws -> Matrix {
+        guard let c = converted(to: f) else { throw ModelError.cannotConvert(tensor: name(), cols: cols, to: f.rawValue) }
+        return c
+    }
+}
+
 extension MLPWeights {
-    func converted(to f: WeightFormat) -> MLPWeights? {
-        guard let g = gate.converted(to: f), let u = up.converted(to: f), let d = down.converted(to: f) else { return nil }
-        return MLPWeights(gate: g, up: u, down: d, gateBias: gateBias, upBias: upBias, downBias: downBias)
+    func converting(to f: WeightFormat, _ name: String) throws -> MLPWeights {
+        MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: f, name + " up"),
+                   down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias)
     }
 }
 
 extension DenseWeights {
     /// A copy whose matrix products (attention projections, dense MLPs, shared experts, lm_head) are stored in
-    /// `format`; embeddings, norms, biases and routers stay f32. Nil when a matrix's width is not a multiple of 32.
-    public func converted(to f: WeightFormat) -> DenseWeights? {
+    /// `format`; embeddings, norms, biases and routers stay f32.
+    public func converting(to f: WeightFormat) throws -> DenseWeights {
+        if f == .f32 { return self }
         var out: [LayerWeights] = []
-        for lw in layers {
+        for (i, lw) in layers.enumerated() {
             var l = lw
-            let a = lw.attention
-            guard let q = a.q.converted(to: f), let k = a.k.converted(to: f), let v = a.v.converted(to: f),
-                  let o = a.o.converted(to: f) else { return nil }
-            l.attention.q = q; l.attention.k = k; l.attention.v = v; l.attention.o = o
+            let a = lw.attention, p = "layer \(i) self_attn."
+            l.attention.q = try a.q.converting(to: f, p + "q_proj")
+            l.attention.k = try a.k.converting(to: f, p + "k_proj")
+            l.attention.v = try a.v.converting(to: f, p + "v_proj")
+            l.attention.o = try a.o.converting(to: f, p + "o_proj")
             switch lw.ffn {
             case .dense(let m):
-                guard let c = m.converted(to: f) else { return nil }
-                l.ffn = .dense(c)
+                l.ffn = .dense(try m.converting(to: f, "layer \(i) mlp"))
             case .moe(var r):
-                if let s = r.shared {
-                    guard let c = s.converted(to: f) else { return nil }
-                    r.shared = c
-                }
+                if let s = r.shared { r.shared = try s.converting(to: f, "layer \(i) shared expert") }
                 l.ffn = .moe(r)
             }
             out.append(l)
         }
-        guard let head = lmHead.converted(to: f) else { return nil }
-        return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: head)
+        return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: try lmHead.converting(to: f, "lm_head"))
     }
 
     /// Bytes of every weight held (embedding included).

@@ -5,10 +5,13 @@ import MoECore
 struct KernelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Weight-streaming rate of the f32 product kernels for T rows, beside OpenBLAS SGEMM and the triad bandwidth.")
+        abstract: "Weight-streaming rate of the product kernels for T rows (f32 beside OpenBLAS SGEMM; then every narrow format), against the measured bandwidth.")
 
     @Option var rows = 3584
     @Option var cols = 1024
+    @Option(name: .customLong("copies"), help: "Weight matrices cycled through (default: enough for 256 MB, so they stream from memory; 1 measures in-cache speed).")
+    var copiesOverride: Int?
+    @Option(name: .customLong("ts"), help: "Input rows for the narrow-format table, comma-separated.") var ts = "1,2,4,8,64,512"
 
     func run() throws {
         ComputeThreads.ensureConfigured()
@@ -16,7 +19,7 @@ struct KernelBench: ParsableCommand {
         let wb = FloatBuffer(count: rows * cols)
         for i in 0..<(rows * cols) { wb[i] = Float(i % 13) * 0.01 }
         // Several weight matrices so that each pass streams from memory, not cache.
-        let copies = max(1, (256 << 20) / (rows * cols * 4))
+        let copies = copiesOverride ?? max(1, (256 << 20) / (rows * cols * 4))
         let ws = (0..<copies).map { _ -> Matrix in
             let b = FloatBuffer(count: rows * cols)
             b.pointer.update(from: wb.pointer, count: rows * cols)
@@ -40,6 +43,33 @@ struct KernelBench: ParsableCommand {
             }
             let small = rate(false), gemm = rate(true)
             print(String(format: "| %d | %.1f | %.1f | %.2f |", T, small, gemm, small * 1e9 / bw))
+        }
+        narrowFormats(ws, bandwidth: Roofline.readBandwidth())
+    }
+
+    /// Stored bytes streamed per second and weights per second for each narrow format.
+    func narrowFormats(_ f32: [Matrix], bandwidth: Double) {
+        let tList = ts.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        let maxT = tList.max() ?? 1
+        let x = FloatBuffer(count: maxT * cols), y = FloatBuffer(count: maxT * rows)
+        for i in 0..<(maxT * cols) { x[i] = Float(i % 11) * 0.1 - 0.5 }
+        print("")
+        print("narrow formats [\(rows) × \(cols)], read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s")
+        print("| format | T | GB/s of stored weights | ÷ read bandwidth | GFLOP/s |")
+        print("| --- | --- | --- | --- | --- |")
+        for f in WeightFormat.allCases {
+            let ws = f32.compactMap { $0.converted(to: f) }
+            let bytes = ws.reduce(0) { $0 + $1.byteCount }
+            for T in tList {
+                var best = Double.infinity
+                for _ in 0..<3 {
+                    let t0 = monotonicSeconds()
+                    for w in ws { matmul(x.pointer, rows: T, w, out: y.pointer) }
+                    best = min(best, monotonicSeconds() - t0)
+                }
+                let flops = 2.0 * Double(T * rows * cols * ws.count) / best
+                print(String(format: "| %@ | %d | %.1f | %.2f | %.0f |", f.rawValue, T, Double(bytes) / best / 1e9, Double(bytes) / best / bandwidth, flops / 1e9))
+            }
         }
     }
 }

@@ -6,62 +6,90 @@ import MoEModel
 struct ModelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Prefill and decode rates of a checkpoint, with the decode roofline ratio (achieved / (bandwidth ÷ bytes per token)).")
+        abstract: "Prefill and decode rates of a checkpoint per weight format, beside the decode roofline (read bandwidth ÷ bytes per token) and the f32 GEMM rate.")
 
     @Option(help: "Checkpoint directory (default: the bundled demo model).") var model: String?
+    @Option(help: "Weight format of experts and every dense product: f32, f16, bf16, int8, int4, a comma-separated list, or all.")
+    var format = "all"
     @Option(help: "Sequences decoded together (aggregate tok/s is reported).") var batch: Int = 1
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length for the prefill measurement.") var promptTokens = 512
     @Option(name: .customLong("decode-steps"), help: "Decode steps to time.") var decodeSteps = 32
-    @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Print one JSON object per format (one line each).") var json = false
+
+    var formats: [WeightFormat] {
+        get throws {
+            if format == "all" { return WeightFormat.allCases }
+            return try format.split(separator: ",").map {
+                guard let f = WeightFormat(name: String($0)) else { throw ValidationError("--format: '\($0)' is not one of \(WeightFormat.names) or all") }
+                return f
+            }
+        }
+    }
 
     func validate() throws {
         guard batch >= 1, promptTokens >= 1, decodeSteps >= 1 else { throw ValidationError("--batch, --prompt-tokens and --decode-steps must be positive") }
+        _ = try formats
+    }
+
+    struct Row {
+        var format: WeightFormat
+        var weightBytes: Int
+        var prefill: Prefill
+        var decode: Decode
+        var batchDecode: Decode?
     }
 
     func run() throws {
         guard let dir = model ?? BundledModels.path() else {
             throw ValidationError("no --model given and Models/demo-mixtral not found")
         }
-        let t0 = monotonicSeconds()
-        let m = try LoadedModel(directory: URL(fileURLWithPath: dir))
-        let loadSeconds = monotonicSeconds() - t0
-        let spec = m.spec
-        log("model \(dir): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB f32, loaded in \(String(format: "%.1f", loadSeconds)) s")
-
-        let bandwidth = Roofline.triadBandwidth()
+        ComputeThreads.ensureConfigured()
+        let bandwidth = Roofline.readBandwidth()
+        let triad = Roofline.triadBandwidth()
         let gemm = Roofline.gemmFlops()
-        let prefill = measurePrefill(m)
-        let decode1 = measureDecode(m, batch: 1)
-        let decodeN = batch > 1 ? measureDecode(m, batch: batch) : decode1
-        let roofline = bandwidth / decode1.bytesPerStep
-        let ratio = decode1.tokensPerSecond / roofline
-
-        if json {
-            var obj: [String: Any] = [
-                "model": dir, "format": "f32", "threads": ComputeThreads.count, "isa": ComputeThreads.isa,
-                "prefill_tok_s": prefill.tokensPerSecond, "prefill_gflop_s": prefill.flops / 1e9,
-                "gemm_gflop_s": gemm / 1e9, "prefill_gemm_ratio": prefill.flops / gemm,
-                "decode_tok_s": decode1.tokensPerSecond, "bytes_per_token": decode1.bytesPerStep,
-                "bandwidth_gb_s": bandwidth / 1e9, "roofline_tok_s": roofline, "roofline_ratio": ratio,
-            ]
-            if batch > 1 { obj["batch"] = batch; obj["batch_decode_tok_s"] = decodeN.tokensPerSecond }
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-            return
+        log("read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s, triad \(String(format: "%.1f", triad / 1e9)) GB/s, f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s (\(ComputeThreads.count) threads, \(ComputeThreads.isa))")
+        var rows: [Row] = []
+        for f in try formats {
+            let t0 = monotonicSeconds()
+            let m = try LoadedModel(directory: URL(fileURLWithPath: dir), formats: WeightFormats(experts: f, dense: f))
+            let spec = m.spec
+            log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s")
+            let prefill = measurePrefill(m)
+            let decode = measureDecode(m, format: f, batch: 1)
+            let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
+            let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched)
+            rows.append(row)
+            if json {
+                let roofline = bandwidth / decode.bytesPerStep
+                var obj: [String: Any] = [
+                    "model": dir, "format": f.rawValue, "threads": ComputeThreads.count, "isa": ComputeThreads.isa,
+                    "weight_bytes": m.bytesHeld,
+                    "prefill_tokens": promptTokens, "prefill_tok_s": prefill.tokensPerSecond, "prefill_gflop_s": prefill.flops / 1e9,
+                    "gemm_gflop_s": gemm / 1e9, "prefill_gemm_ratio": prefill.flops / gemm,
+                    "decode_tok_s": decode.tokensPerSecond, "bytes_per_token": decode.bytesPerStep,
+                    "bandwidth_gb_s": bandwidth / 1e9, "triad_gb_s": triad / 1e9,
+                    "roofline_tok_s": roofline, "roofline_ratio": decode.tokensPerSecond / roofline,
+                ]
+                if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                FileHandle.standardOutput.synchronizeFile()
+            }
         }
-        var rows: [(String, String)] = [
-            ("memory bandwidth (triad, \(ComputeThreads.count) threads)", String(format: "%.1f GB/s", bandwidth / 1e9)),
-            ("f32 GEMM 1024³ (\(ComputeThreads.count) threads)", String(format: "%.1f GFLOP/s", gemm / 1e9)),
-            ("prefill \(promptTokens) tokens", String(format: "%.1f tok/s (%.1f GFLOP/s, %.0f%% of GEMM)", prefill.tokensPerSecond, prefill.flops / 1e9, 100 * prefill.flops / gemm)),
-            ("decode, batch 1", String(format: "%.1f tok/s", decode1.tokensPerSecond)),
-            ("weights read per decode step", String(format: "%.3f GB (%.2f experts/layer)", decode1.bytesPerStep / 1e9, decode1.expertsPerLayer)),
-            ("decode roofline (bandwidth ÷ bytes)", String(format: "%.1f tok/s", roofline)),
-            ("decode roofline ratio", String(format: "%.2f", ratio)),
-        ]
-        if batch > 1 {
-            rows.append(("decode, batch \(batch) (aggregate)", String(format: "%.1f tok/s (%.3f GB/step, %.2f experts/layer)", decodeN.tokensPerSecond, decodeN.bytesPerStep / 1e9, decodeN.expertsPerLayer)))
+        if json { return }
+        print("moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa); read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s (triad \(String(format: "%.1f", triad / 1e9))), f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
+        var header = "| format | weights (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | roofline (tok/s) | ratio |"
+        if batch > 1 { header += " decode batch \(batch) (tok/s) |" }
+        print(header)
+        print(String(repeating: "| --- ", count: batch > 1 ? 9 : 8) + "|")
+        for r in rows {
+            let roofline = bandwidth / r.decode.bytesPerStep
+            var line = String(format: "| %@ | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | **%.2f** |", r.format.rawValue,
+                              Double(r.weightBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
+                              r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, roofline, r.decode.tokensPerSecond / roofline)
+            if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
+            print(line)
         }
-        printTable(title: "moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa), f32 compute", rows)
     }
 
     struct Prefill { var tokensPerSecond: Double; var flops: Double }
@@ -84,14 +112,14 @@ struct ModelBench: ParsableCommand {
 
     /// `batch` sequences with 16-token prompts, then `decodeSteps` greedy steps; aggregate tokens per second and the
     /// weight bytes each step had to read (dense weights + each distinct expert touched + KV cache).
-    func measureDecode(_ m: LoadedModel, batch B: Int) -> Decode {
+    func measureDecode(_ m: LoadedModel, format: WeightFormat, batch B: Int) -> Decode {
         var h = DecodeHarness(m.transformer, batch: B, steps: decodeSteps)
         var seconds = 0.0, bytes = 0.0, experts = 0.0
         for step in 0..<decodeSteps {
             seconds += h.next()
             let touched = h.output.expertCounts.map { $0.filter { $0 > 0 }.count }
             experts += Double(touched.reduce(0, +)) / Double(max(m.spec.moeLayers.count, 1))
-            bytes += stepBytes(m, touched: touched, context: B * (h.prompt + step + 1))
+            bytes += stepBytes(m, format: format, touched: touched, context: B * (h.prompt + step + 1))
         }
         return Decode(tokensPerSecond: Double(B * decodeSteps) / seconds, bytesPerStep: bytes / Double(decodeSteps),
                       expertsPerLayer: experts / Double(decodeSteps))
@@ -99,7 +127,7 @@ struct ModelBench: ParsableCommand {
 
     /// Bytes one decode step reads: every dense weight, each touched expert once, one embedding row per sequence
     /// (ignored: tiny) and the K/V of every cached position.
-    func stepBytes(_ m: LoadedModel, touched: [Int], context: Int) -> Double {
+    func stepBytes(_ m: LoadedModel, format: WeightFormat, touched: [Int], context: Int) -> Double {
         let s = m.spec, w = m.transformer.weights
         var b = w.lmHead.byteCount + w.norm.byteCount
         for (l, lw) in w.layers.enumerated() {
@@ -109,7 +137,8 @@ struct ModelBench: ParsableCommand {
             case .dense(let mlp): b += mlp.byteCount
             case .moe(let r):
                 b += r.gate.byteCount + (r.shared?.byteCount ?? 0)
-                b += touched[l] * 3 * s.hiddenSize * s.layers[l].moe!.intermediate * 4
+                let I = s.layers[l].moe!.intermediate, H = s.hiddenSize
+                b += touched[l] * (2 * I * format.rowBytes(H) + H * format.rowBytes(I))
             }
         }
         b += context * 2 * s.numLayers * s.kvDim * 4

@@ -13,7 +13,7 @@ struct SpecBench: ParsableCommand {
 
     @Option(help: "Target checkpoint (default: the bundled demo model).") var model: String?
     @Option(help: "Draft checkpoint, or 'self' (default: the bundled demo draft).") var draft: String?
-    @Option(name: .customLong("draft-quantize"), help: "f32, int8 or int4.") var draftQuantize = "f32"
+    @Option(name: .customLong("draft-quantize"), help: "f32, f16, bf16, int8 or int4.") var draftQuantize = "f32"
     @Option(help: "Batch sizes, comma-separated.") var batches = "1,2,4,8,16,32"
     @Option(help: "Settings: 0 (off), k values, auto; comma-separated.") var ks = "0,1,2,3,4,5,6,auto"
     @Option(help: "New tokens per sequence.") var tokens = 32
@@ -24,7 +24,7 @@ struct SpecBench: ParsableCommand {
         guard let target = model ?? BundledModels.path(), let draftPath = draft ?? BundledModels.path("demo-draft") else {
             throw ValidationError("give --model and --draft (the bundled demo models were not found)")
         }
-        guard let format = WeightFormat(rawValue: draftQuantize) else { throw ValidationError("--draft-quantize must be f32, int8 or int4") }
+        guard let format = WeightFormat(rawValue: draftQuantize) else { throw ValidationError("--draft-quantize must be \(WeightFormat.names)") }
         let m = try LoadedModel(directory: URL(fileURLWithPath: target))
         let (draftModel, draftBytes) = try DraftModel.load(draftPath, target: m.directory, quantize: format)
         let sizes = batches.split(separator: ",").compactMap { Int($0) }

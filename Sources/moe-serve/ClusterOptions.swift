@@ -11,6 +11,10 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("wire-dtype"), help: "Token rows on the wire: f32 (exact) or bf16.") var wireDType: String?
     @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
     @Option(name: .customLong("kv-dtype"), help: "KV-cache entries: f32, f16 or int8.") var kvDType: String?
+    @Option(name: .customLong("experts-dtype"), help: "Routed experts' weights: f32, f16, bf16, int8 or int4 (groups of 32).")
+    var expertsDType: String?
+    @Option(name: .customLong("attention-dtype"), help: "Attention, dense MLP, shared-expert and lm_head weights: f32, f16, bf16, int8 or int4.")
+    var attentionDType: String?
 
     /// The config file (or defaults) with flags applied, validated before anything loads.
     func resolve(model: String?, speculation: SpeculationOptions? = nil) throws -> ClusterConfig {
@@ -27,6 +31,8 @@ struct ClusterOptions: ParsableArguments {
             c.placementStrategy = s
         }
         if let d = kvDType { c.kvDType = d }
+        if let d = expertsDType { c.expertsDType = d }
+        if let d = attentionDType { c.attentionDType = d }
         try speculation?.apply(to: &c)
         try c.validate()
         return c

@@ -73,7 +73,7 @@ import Testing
         #expect(r.stderr.contains("rank 1 (worker 1): holds 4 experts"))   // layer 0: expert 7; layer 1: 0, 3, 6
         #expect(r.stderr.contains("rank 2 (worker 2): holds 10 experts"))  // layer 0: 0–6; layer 1: 1, 4, 7
         #expect(r.stderr.contains("rank 3 (worker 3): holds 2 experts"))
-        #expect(r.stderr.contains("rank 0 (coordinator): holds") && r.stderr.contains("(dense layers, no experts)"))
+        #expect(r.stderr.contains("rank 0 (coordinator): holds") && r.stderr.contains("(dense layers as f32, no experts)"))
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == p.greedy.newTokens)
         // A map naming a worker the job does not have is refused before any weight loads.

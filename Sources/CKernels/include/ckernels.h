@@ -52,6 +52,8 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 /// The same over all `rows`, split across the thread pool.
 void kern_gemv_f32_mt(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t rows);
 
+/// Reads a[0..<n) once over the thread pool (read-bandwidth measurement); returns a checksum.
+long long kern_read_mt(const float *a, size_t n);
 /// a[i] = b[i] + s·c[i] over the thread pool (memory-bandwidth measurement).
 void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 
@@ -61,14 +63,22 @@ void kern_gemm_small_f32(const float *W, size_t ld, const float *X, size_t ldx, 
 void kern_gemm_small_f32_mt(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
                             float *Y, size_t ldy, size_t rows);
 
-// ---- Group-quantised weights (groups of 32 along a row, one f32 scale per group) -------------------------------
-enum { KERN_Q8 = 1, KERN_Q4 = 2 };
+// ---- Narrow weight formats ------------------------------------------------------------------------------------
+// int8 / int4: groups of 32 along a row, one f32 scale per group (rows contiguous, scales in a separate array).
+// f16 / bf16: rows of 16-bit values, no scales.
+enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
+/// Bytes one row of `cols` values occupies in `format` (scales included).
+size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. q8: n bytes; q4: n/2 bytes. scales: n/32 floats.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
-/// Y[t, r] = dot(W[r, :], X[t, :]) for a quantised W of `rows` rows (rows contiguous), over the pool.
-void kern_gemm_q_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
+/// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
+void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
+/// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` contiguous rows stored in `format` (Q8, Q4, F16, BF16), over
+/// the pool. Q8/Q4 round X to int16 per group of 32 and multiply in integer lanes. Each output element is computed
+/// the same way whatever T is.
+void kern_gemm_w_mt(int format, const void *w, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
                     float *Y, size_t ldy, size_t rows);
 
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------

@@ -1,0 +1,404 @@
+// Products of stored-narrow weights with f32 activations, streaming each weight byte from memory once per call.
+//
+// int8 / int4 (groups of 32 with one f32 scale, layout in quant.c): the activations are rounded on the fly to int16
+// with one scale per group of 32, and each 32-value group dot runs in integer lanes — AVX-512 VNNI vpdpwssd on
+// 256-bit vectors, or AVX2 vpmaddwd, which give the same integers (|w| ≤ 127, |x| ≤ 32767: a group sum stays far
+// inside int32) — then one f32 multiply-add per group with scale_w · scale_x. int16 rather than llama.cpp's int8
+// activations: the rounding of the activations (2^-15 of a group's largest value) then adds nothing measurable to
+// the weights' own error, at the same speed while decoding is bound by the weight bytes.
+// f16 / bf16: rows are widened to f32 in registers as they are loaded and multiplied like f32.
+//
+// Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
+// rows T and however rows are split over threads, so a token's result does not depend on its batch (speculative
+// verification and batched decode stay bit-identical to decoding alone). Weight rows are taken 4 at a time and
+// applied to up to 4 inputs while they sit in registers/L1; inputs are tiled by 64 so a prefill's activations stay
+// in L2 while the weights stream.
+#include "ckernels.h"
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AI __attribute__((always_inline)) static inline
+#define T_TILE 64
+#define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+#define AVX2_TARGET "avx2,fma,f16c"
+
+static int has_vnni(void) {
+    static int v = -1;
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+    }
+    return v && kern_isa_active() >= KERN_ISA_AVX512;
+}
+
+size_t kern_format_row_bytes(int format, size_t cols) {
+    switch (format) {
+    case KERN_Q8: return cols + cols / 32 * 4;
+    case KERN_Q4: return cols / 2 + cols / 32 * 4;
+    case KERN_F16: case KERN_BF16: return cols * 2;
+    default: return cols * 4;
+    }
+}
+
+// ---- activation rounding (int16, groups of 32, round half to even) ---------------------------------------------
+
+__attribute__((target(AVX2_TARGET)))
+static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    for (size_t g = 0; g < n / 32; g++) {
+        const float *p = x + g * 32;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(p + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        s[g] = d;
+        __m256 idv = _mm256_set1_ps(id), lim = _mm256_set1_ps(32767.0f);
+        __m256i i32[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim)));
+        }
+        // packs works within 128-bit lanes: restore the order with a 64-bit permute.
+        __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
+        __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(q + g * 32), a);
+        _mm256_storeu_si256((__m256i *)(q + g * 32 + 16), b);
+    }
+}
+
+void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act_avx2(x, n, q, scales); return; }
+    for (size_t g = 0; g < n / 32; g++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[g * 32 + i]));
+        float d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        scales[g] = d;
+        for (int i = 0; i < 32; i++) {
+            float r = nearbyintf(x[g * 32 + i] * id);
+            q[g * 32 + i] = (int16_t)(r > 32767 ? 32767 : (r < -32767 ? -32767 : r));
+        }
+    }
+}
+
+// ---- int8 / int4 group dots ------------------------------------------------------------------------------------
+
+typedef struct {
+    int format;
+    const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
+    size_t rowData, groups, cols;
+    const int16_t *Xq; const float *Xs;      // activations: T × cols int16, T × groups scales
+    const int32_t *Xc;                       // int4 only: T × groups × 8 lanes of −8·Σx (see load_group)
+    size_t T;
+    float *Y; size_t ldy;
+} qq_ctx;
+
+// Group g of weight row `row` as two vectors of 16 int16 (values 0..15 and 16..31). int4 nibbles hold value j and
+// j+16 of a group as v+8 and are returned as stored (0..15): the dot starts from −8·Σx instead of zero, which is
+// cheaper than subtracting 8 from every weight.
+__attribute__((target(AVX2_TARGET)))
+AI void load_group(int format, const uint8_t *row, size_t g, __m256i *lo, __m256i *hi) {
+    if (format == KERN_Q8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(row + g * 32));
+        *lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+        *hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+        return;
+    }
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + g * 16)));
+    *lo = _mm256_and_si256(b, _mm256_set1_epi16(15));
+    *hi = _mm256_srli_epi16(b, 4);
+}
+
+__attribute__((target(AVX2_TARGET)))
+AI float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+// init + 32 int16 products summed pairwise into 8 int32 lanes (lane l: elements 2l, 2l+1, 16+2l, 17+2l).
+__attribute__((target(VNNI_TARGET)))
+AI __m256i dot_vnni(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh) {
+    return _mm256_dpwssd_epi32(_mm256_dpwssd_epi32(init, wl, xl), wh, xh);
+}
+__attribute__((target(AVX2_TARGET)))
+AI __m256i dot_avx2(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh) {
+    return _mm256_add_epi32(init, _mm256_add_epi32(_mm256_madd_epi16(wl, xl), _mm256_madd_epi16(wh, xh)));
+}
+
+// Rows [r0, r1) in blocks of 4 taken a quarter of the range apart (rows b, b+q, b+2q, b+3q): each of the four is
+// then a sequential stream through its own pages, which the hardware prefetcher follows (four adjacent rows of
+// 1–2 KB would share pages and defeat it). Inputs in tiles of T_TILE, MAXT at a time. Expects r0, r1, T in scope.
+#define ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
+    size_t q = (r1 - r0) / 4;                                                                                      \
+    for (size_t tt = 0; tt < T; tt += T_TILE) {                                                                    \
+        size_t te = tt + T_TILE < T ? tt + T_TILE : T;                                                             \
+        for (size_t b = 0; b < q; b++) {                                                                           \
+            const size_t rows[4] = {r0 + b, r0 + q + b, r0 + 2 * q + b, r0 + 3 * q + b};                           \
+            size_t t = tt;                                                                                         \
+            for (; t + MAXT <= te; t += MAXT) BLOCK(o, rows, t, FMT, 4, MAXT);                                     \
+            for (; t < te; t++) BLOCK(o, rows, t, FMT, 4, 1);                                                      \
+        }                                                                                                          \
+        for (size_t r = r0 + 4 * q; r < r1; r++)                                                                   \
+            for (size_t t = tt; t < te; t++) BLOCK(o, &r, t, FMT, 1, 1);                                           \
+    }
+
+// The operands of one product, copied into locals so the compiler keeps them in registers (a pointer to a context
+// would be reloaded around every store).
+typedef struct {
+    const uint8_t *W; const float *ws; size_t rowData, groups, cols;
+    const int16_t *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
+} qq_ops;
+
+// NR weight rows (1 or 4) from row r × NT inputs (1..4) from input t0; FMT a compile-time constant.
+#define QQ_BLOCK(NAME, TARGET, DOT)                                                                                 \
+    __attribute__((target(TARGET)))                                                                                \
+    AI void NAME(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {       \
+        __m256 acc[4][4];                                                                                          \
+        for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();                 \
+        const uint8_t *wrow[4];                                                                                    \
+        const float *wsrow[4];                                                                                     \
+        for (int i = 0; i < NR; i++) { wrow[i] = o.W + rows[i] * o.rowData; wsrow[i] = o.ws + rows[i] * o.groups; } \
+        for (size_t g = 0; g < o.groups; g++) {                                                                    \
+            __m256i wl[4], wh[4];                                                                                  \
+            for (int i = 0; i < NR; i++) load_group(FMT, wrow[i], g, &wl[i], &wh[i]);                              \
+            for (int j = 0; j < NT; j++) {                                                                         \
+                const int16_t *xp = o.Xq + (t0 + j) * o.cols + g * 32;                                             \
+                __m256i xl = _mm256_loadu_si256((const __m256i *)xp), xh = _mm256_loadu_si256((const __m256i *)(xp + 16)); \
+                float sx = o.Xs[(t0 + j) * o.groups + g];                                                          \
+                __m256i init = FMT == KERN_Q4                                                                      \
+                    ? _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.groups + g) * 8))                  \
+                    : _mm256_setzero_si256();                                                                      \
+                for (int i = 0; i < NR; i++) {                                                                     \
+                    __m256i d = DOT(init, wl[i], wh[i], xl, xh);                                                   \
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsrow[i][g] * sx), acc[i][j]); \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int j = 0; j < NT; j++)                                                                               \
+            for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = hsum8(acc[i][j]);                       \
+    }
+
+QQ_BLOCK(qq_block_vnni, VNNI_TARGET, dot_vnni)
+QQ_BLOCK(qq_block_avx2, AVX2_TARGET, dot_avx2)
+
+#define QQ_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                        \
+    __attribute__((target(TARGET)))                                                                                \
+    AI void NAME##_body(const qq_ctx *c, size_t r0, size_t r1, const int FMT) {                                    \
+        const qq_ops o = {c->W, c->ws, c->rowData, c->groups, c->cols, c->Xq, c->Xs, c->Xc, c->Y, c->ldy};         \
+        const size_t T = c->T;                                                                                     \
+        ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_q8(const qq_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_Q8);                                                                           \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_q4(const qq_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_Q4);                                                                           \
+    }
+
+QQ_RANGE(qq_range_vnni, VNNI_TARGET, qq_block_vnni, 4)
+QQ_RANGE(qq_range_avx2, AVX2_TARGET, qq_block_avx2, 2)
+
+static int group_value(int format, const uint8_t *row, size_t i) {
+    if (format == KERN_Q8) return (int8_t)row[i];
+    size_t g = i / 32, j = i % 32;
+    uint8_t b = row[g * 16 + (j & 15)];
+    return (j < 16 ? (b & 15) : (b >> 4)) - 8;
+}
+
+static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *row = c->W + r * c->rowData;
+        for (size_t t = 0; t < c->T; t++) {
+            float acc = 0;
+            for (size_t g = 0; g < c->groups; g++) {
+                int32_t s = 0;
+                for (size_t i = g * 32; i < g * 32 + 32; i++) s += group_value(c->format, row, i) * c->Xq[t * c->cols + i];
+                acc += (float)s * (c->ws[r * c->groups + g] * c->Xs[t * c->groups + g]);
+            }
+            c->Y[t * c->ldy + r] = acc;
+        }
+    }
+}
+
+static void qq_task(void *p, size_t r0, size_t r1) {
+    const qq_ctx *c = (const qq_ctx *)p;
+    int q8 = c->format == KERN_Q8;
+    if (has_vnni()) { if (q8) qq_range_vnni_q8(c, r0, r1); else qq_range_vnni_q4(c, r0, r1); }
+    else if (kern_isa_active() >= KERN_ISA_AVX2) { if (q8) qq_range_avx2_q8(c, r0, r1); else qq_range_avx2_q4(c, r0, r1); }
+    else qq_range_portable(c, r0, r1);
+}
+
+typedef struct { const float *X; size_t ldx, cols, groups; int16_t *Xq; float *Xs; int32_t *Xc; } act_ctx;
+
+static void act_task(void *p, size_t b, size_t e) {
+    act_ctx *a = (act_ctx *)p;
+    for (size_t t = b; t < e; t++) {
+        const int16_t *q = a->Xq + t * a->cols;
+        kern_quantize_act(a->X + t * a->ldx, a->cols, a->Xq + t * a->cols, a->Xs + t * a->groups);
+        if (!a->Xc) continue;
+        for (size_t g = 0; g < a->groups; g++)
+            for (int l = 0; l < 8; l++) {
+                const int16_t *x = q + g * 32;
+                a->Xc[(t * a->groups + g) * 8 + l] = -8 * ((int32_t)x[2 * l] + x[2 * l + 1] + x[16 + 2 * l] + x[17 + 2 * l]);
+            }
+    }
+}
+
+static void gemm_qq_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T,
+                       size_t cols, float *Y, size_t ldy, size_t rows) {
+    size_t groups = cols / 32;
+    int16_t *Xq = (int16_t *)aligned_alloc(64, ((T * cols * sizeof(int16_t)) + 63) & ~(size_t)63);
+    float *Xs = (float *)aligned_alloc(64, ((T * groups * sizeof(float)) + 63) & ~(size_t)63);
+    int32_t *Xc = format == KERN_Q4 ? (int32_t *)aligned_alloc(64, ((T * groups * 8 * sizeof(int32_t)) + 63) & ~(size_t)63) : NULL;
+    act_ctx a = {X, ldx, cols, groups, Xq, Xs, Xc};
+    if (T * cols < 65536) act_task(&a, 0, T);
+    else kern_parallel_for(T, 1, act_task, &a);
+    qq_ctx c = {format, (const uint8_t *)q, scales, format == KERN_Q8 ? cols : cols / 2, groups, cols, Xq, Xs, Xc, T, Y, ldy};
+    if (rows * cols < 65536) qq_task(&c, 0, rows);
+    else kern_parallel_for(rows, 16, qq_task, &c);
+    free(Xq);
+    free(Xs);
+    free(Xc);
+}
+
+// ---- f16 / bf16 ------------------------------------------------------------------------------------------------
+
+typedef struct {
+    int format;
+    const uint16_t *W; size_t cols;
+    const float *X; size_t ldx, T;
+    float *Y; size_t ldy;
+} h_ctx;
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+AI __m512 widen16(int format, const uint16_t *p) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (format == KERN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+AI __m512 widen16_tail(int format, const uint16_t *p, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    if (format == KERN_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+typedef struct { const uint16_t *W; size_t cols; const float *X; size_t ldx; float *Y; size_t ldy; } h_ops;
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
+    __m512 acc[4][4];
+    for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+    const uint16_t *wrow[4];
+    const float *xrow[4];
+    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.cols;
+    for (int j = 0; j < NT; j++) xrow[j] = o.X + (t0 + j) * o.ldx;
+    size_t full = o.cols & ~(size_t)15;
+    for (size_t k = 0; k < full; k += 16) {
+        __m512 w[4];
+        for (int i = 0; i < NR; i++) w[i] = widen16(FMT, wrow[i] + k);
+        for (int j = 0; j < NT; j++) {
+            __m512 x = _mm512_loadu_ps(xrow[j] + k);
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+        }
+    }
+    if (full < o.cols) {
+        __mmask16 m = (__mmask16)((1u << (o.cols - full)) - 1);
+        __m512 w[4];
+        for (int i = 0; i < NR; i++) w[i] = widen16_tail(FMT, wrow[i] + full, m);
+        for (int j = 0; j < NT; j++) {
+            __m512 x = _mm512_maskz_loadu_ps(m, xrow[j] + full);
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
+        }
+    }
+    for (int j = 0; j < NT; j++)
+        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+__attribute__((target(AVX2_TARGET)))
+AI __m256 widen8(int format, const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (format == KERN_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static float h_value(int format, uint16_t h) {
+    float f;
+    if (format == KERN_BF16) {
+        uint32_t u = (uint32_t)h << 16;
+        memcpy(&f, &u, 4);
+    } else kern_f16_to_f32(&h, &f, 1);
+    return f;
+}
+
+__attribute__((target(AVX2_TARGET)))
+AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
+    __m256 acc[4][2];
+    for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();
+    const uint16_t *wrow[4];
+    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.cols;
+    size_t full = o.cols & ~(size_t)7;
+    for (size_t k = 0; k < full; k += 8) {
+        __m256 w[4];
+        for (int i = 0; i < NR; i++) w[i] = widen8(FMT, wrow[i] + k);
+        for (int j = 0; j < NT; j++) {
+            __m256 x = _mm256_loadu_ps(o.X + (t0 + j) * o.ldx + k);
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm256_fmadd_ps(w[i], x, acc[i][j]);
+        }
+    }
+    for (int j = 0; j < NT; j++)
+        for (int i = 0; i < NR; i++) {
+            float s = hsum8(acc[i][j]);
+            for (size_t k = full; k < o.cols; k++) s += h_value(FMT, wrow[i][k]) * o.X[(t0 + j) * o.ldx + k];
+            o.Y[(t0 + j) * o.ldy + rows[i]] = s;
+        }
+}
+
+#define H_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                         \
+    __attribute__((target(TARGET)))                                                                                \
+    AI void NAME##_body(const h_ctx *c, size_t r0, size_t r1, const int FMT) {                                     \
+        const h_ops o = {c->W, c->cols, c->X, c->ldx, c->Y, c->ldy};                                               \
+        const size_t T = c->T;                                                                                     \
+        ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_f16(const h_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_F16);                                                                          \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_bf16(const h_ctx *c, size_t r0, size_t r1) {               \
+        NAME##_body(c, r0, r1, KERN_BF16);                                                                         \
+    }
+
+H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4)
+H_RANGE(h_range256, AVX2_TARGET, h_block256, 2)
+
+static void h_task(void *p, size_t r0, size_t r1) {
+    const h_ctx *c = (const h_ctx *)p;
+    switch (kern_isa_active()) {
+    case KERN_ISA_AVX512: if (c->format == KERN_F16) h_range512_f16(c, r0, r1); else h_range512_bf16(c, r0, r1); return;
+    case KERN_ISA_AVX2: if (c->format == KERN_F16) h_range256_f16(c, r0, r1); else h_range256_bf16(c, r0, r1); return;
+    default:
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < c->T; t++) {
+                float s = 0;
+                for (size_t k = 0; k < c->cols; k++) s += h_value(c->format, c->W[r * c->cols + k]) * c->X[t * c->ldx + k];
+                c->Y[t * c->ldy + r] = s;
+            }
+    }
+}
+
+void kern_gemm_w_mt(int format, const void *w, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
+                    float *Y, size_t ldy, size_t rows) {
+    if (format == KERN_Q8 || format == KERN_Q4) { gemm_qq_mt(format, w, scales, X, ldx, T, cols, Y, ldy, rows); return; }
+    h_ctx c = {format, (const uint16_t *)w, cols, X, ldx, T, Y, ldy};
+    if (rows * cols < 65536) h_task(&c, 0, rows);
+    else kern_parallel_for(rows, 16, h_task, &c);
+}
