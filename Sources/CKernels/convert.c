@@ -65,8 +65,18 @@ void kern_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
     }
 }
 
+__attribute__((target("avx2,f16c")))
+static size_t f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return i;
+}
+
 void kern_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) {
+    // vcvtps2ph rounds to nearest even like the portable code below (tested against it).
+    size_t done = kern_isa_active() >= KERN_ISA_AVX2 ? f32_to_f16_f16c(src, dst, n) : 0;
+    for (size_t i = done; i < n; i++) {
         uint32_t u;
         memcpy(&u, &src[i], 4);
         uint32_t sign = (u >> 16) & 0x8000u;

@@ -1,3 +1,4 @@
+// Rounding is to nearest even (rintf: one vector instruction; roundf is a libm call per value).
 // Group-quantised weights (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte:
 // byte j of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8).
 // Products with these weights are in qgemm.c; dequantisation here serves tests and conversions.
@@ -13,7 +14,7 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
         float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
         for (int i = 0; i < 32; i++) {
-            float v = roundf(src[g * 32 + i] * id);
+            float v = rintf(src[g * 32 + i] * id);
             q[g * 32 + i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
         }
     }
@@ -26,7 +27,7 @@ void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales) {
         float d = amax / 7.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
         for (int j = 0; j < 16; j++) {
-            int lo = (int)roundf(src[g * 32 + j] * id), hi = (int)roundf(src[g * 32 + j + 16] * id);
+            int lo = (int)rintf(src[g * 32 + j] * id), hi = (int)rintf(src[g * 32 + j + 16] * id);
             lo = lo < -8 ? -8 : (lo > 7 ? 7 : lo);
             hi = hi < -8 ? -8 : (hi > 7 ? 7 : hi);
             q[g * 16 + j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));

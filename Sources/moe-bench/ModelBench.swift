@@ -44,7 +44,9 @@ struct ModelBench: ParsableCommand {
             throw ValidationError("no --model given and Models/demo-mixtral not found")
         }
         ComputeThreads.ensureConfigured()
-        let bandwidth = Roofline.readBandwidth()
+        // The bandwidth this machine gives varies over minutes (it is shared): it is sampled before and after every
+        // format and the best sample is the roofline, so a ratio is never flattered by a slow moment.
+        var bandwidth = Roofline.readBandwidth()
         let triad = Roofline.triadBandwidth()
         let gemm = Roofline.gemmFlops()
         log("read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s, triad \(String(format: "%.1f", triad / 1e9)) GB/s, f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s (\(ComputeThreads.count) threads, \(ComputeThreads.isa))")
@@ -57,6 +59,7 @@ struct ModelBench: ParsableCommand {
             let prefill = measurePrefill(m)
             let decode = measureDecode(m, format: f, batch: 1)
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
+            bandwidth = max(bandwidth, Roofline.readBandwidth())
             let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched)
             rows.append(row)
             if json {

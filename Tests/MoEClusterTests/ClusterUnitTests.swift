@@ -80,7 +80,7 @@ import Testing
     }
 
     @Test func unknownKeysAndBadValuesAreClearErrors() {
-        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, draft, kv_cache, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
+        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, attention, draft, experts, kv_cache, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
             try ClusterConfig.parse(yaml: "wire_dtyp: bf16", source: "c")
         }
         #expect(throws: ClusterConfig.Invalid("c: placement.strategy must be one of contiguous, round_robin, explicit (got 'random')")) {
@@ -94,6 +94,18 @@ import Testing
         }
         #expect(throws: ClusterConfig.Invalid("placement.strategy is explicit but placement.map is empty")) {
             try ClusterConfig.parse(yaml: "placement:\n  strategy: explicit", source: "c")
+        }
+    }
+
+    @Test func weightFormatsAreChosenPerRole() throws {
+        let c = try ClusterConfig.parse(yaml: "experts:\n  dtype: int4\nattention:\n  dtype: bf16\ndraft:\n  dtype: int8\n")
+        #expect(c.expertsDType == "int4" && c.attentionDType == "bf16" && c.draftQuantize == "int8")
+        #expect(try ClusterConfig.parse(yaml: "draft:\n  quantize: int4\n").draftQuantize == "int4")
+        #expect(throws: ClusterConfig.Invalid("experts.dtype must be one of f32, f16, bf16, int8, int4 (got 'q5_k')")) {
+            try ClusterConfig.parse(yaml: "experts:\n  dtype: q5_k", source: "c")
+        }
+        #expect(throws: ClusterConfig.Invalid("c: unknown key 'attention.format' (known: attention.dtype)")) {
+            try ClusterConfig.parse(yaml: "attention:\n  format: f16", source: "c")
         }
     }
 

@@ -41,6 +41,27 @@ import Testing
         }
     }
 
+    /// Workers holding their experts as int8 (and the coordinator its dense weights as f16) compute what one process
+    /// with the same formats computes: the formats are applied where the weights live. (Not to the bit: the combine
+    /// adds expert outputs in another order, ~1e-6, and the next layer's int16 rounding of activations can carry
+    /// that to ~1e-4 — far below int8's own ~0.1 distance from f32.)
+    @Test func workersWithNarrowWeightsMatchOneProcessWithTheSameFormats() throws {
+        let g = try Fixtures.golden("tiny-qwen2-moe")
+        let ids = g.prompts[2].ids.map(String.init).joined(separator: ",")
+        let tmp = Fixtures.tempDir("fmt")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let args = ["logits", "--model", Fixtures.model("tiny-qwen2-moe").path, "--ids", ids, "--experts-dtype", "int8", "--attention-dtype", "f16"]
+        let one = try Binaries.moeServe(args + ["--out", tmp.appendingPathComponent("one.f32").path])
+        #expect(one.status == 0, "\(one.stderr)")
+        let r = try Binaries.mpirun(np: 3, args + ["--out", tmp.appendingPathComponent("w2.f32").path])
+        #expect(r.status == 0 && r.stderr.contains("experts as int8"), "\(r.stderr)")
+        let a = try floats(tmp.appendingPathComponent("one.f32")), b = try floats(tmp.appendingPathComponent("w2.f32"))
+        #expect(a.count == b.count && zip(a, b).map { abs($0 - $1) }.max()! < 1e-3, "max \(zip(a, b).map { abs($0 - $1) }.max()!)")
+        let ref = try g.logits(g.prompts[2])
+        let worst = zip(a, ref).map { abs($0 - $1) }.max()!
+        #expect(worst > 1e-4 && worst < 2.5, "int8 experts: max |Δ| \(worst) against transformers' f32")
+    }
+
     @Test func bf16WireStaysCloseToF32() throws {
         let g = try Fixtures.golden("tiny-qwen3-moe")
         let p = g.prompts[2]

@@ -62,6 +62,17 @@ import Testing
         #expect(back[8] == -.infinity)
         #expect(h[5] == 2)   // 1e-7 is a subnormal f16: 2 × 2^-24
     }
+
+    /// The vector conversion (F16C) rounds exactly like Swift's own Float16 (nearest even), over normal, subnormal,
+    /// overflowing and tie values.
+    @Test func f16ConversionRoundsLikeSwiftFloat16() {
+        var r = SeededRNG(seed: 9)
+        var v: [Float] = (0..<4096).map { _ in Float(r.nextUnit() * 2 - 1) * powf(2, Float(Int(r.next() % 40) - 26)) }
+        v += [65520, 65519, -70000, 1 + 1.0 / 2048, 1 + 3.0 / 2048, 5.96e-8, 2.98e-8, .infinity]
+        var h = [UInt16](repeating: 0, count: v.count)
+        f32ToF16(v, &h, v.count)
+        for (x, bits) in zip(v, h) { #expect(bits == Float16(x).bitPattern, "\(x)") }
+    }
 }
 
 @Suite struct SynthTests {

@@ -25,6 +25,31 @@ import Testing
         #expect((obj["prefill_tok_s"] as? Double ?? 0) > 0 && (obj["decode_tok_s"] as? Double ?? 0) > 0)
     }
 
+    @Test func narrowWeightFlagsAreAcceptedAndBadOnesNamed() throws {
+        let g = try Fixtures.golden("tiny-mixtral").prompts[1]
+        let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", g.ids.map(String.init).joined(separator: ","),
+                                       "--max-tokens", "\(g.greedy.maxNew)", "--experts-dtype", "bf16", "--attention-dtype", "f16", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(obj?["ids"] as? [Int] == g.greedy.newTokens)
+        let bad = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1", "--experts-dtype", "q5"])
+        #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be one of f32, f16, bf16, int8, int4 (got 'q5')"), "\(bad.stderr)")
+    }
+
+    /// `moe-bench --format FMT --json`: one object with the figures the issue names, for comparisons across commits.
+    @Test func benchPrintsOneJSONObjectPerFormat() throws {
+        let r = try Binaries.run(Binaries.path("moe-bench"), ["--model", tiny, "--format", "int8", "--json", "--prompt-tokens", "32",
+                                                              "--decode-steps", "4"], timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 1)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(obj["format"] as? String == "int8")
+        for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio"] {
+            #expect((obj[k] as? Double ?? 0) > 0, "\(k) in \(obj)")
+        }
+    }
+
     @Test func sameSeedSameSampleDifferentSeedDifferentSample() throws {
         func ids(_ seed: Int) throws -> [Int] {
             let out = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "54", "--max-tokens", "24", "--temperature", "1.5",
