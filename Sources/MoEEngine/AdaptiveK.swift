@@ -39,6 +39,12 @@ public struct AdaptiveK: Sendable {
     var stepsSinceProbe = 0
     /// Realised emitted tokens per second of steps with (batch size, k), EMA: measurement beats the model once seen.
     var realised: [Int: [Int: Double]] = [:]
+    /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
+    /// gets harder as the batch grows (verification reads more distinct experts and computes k+1 positions per
+    /// sequence), so at this size and above it stays off without probing: a probe after a stretch without drafting
+    /// would first feed the draft every token it missed, which costs more than the probe can win (vLLM's
+    /// speculative_disable_by_batch_size, learned instead of configured).
+    public private(set) var offFromBatch: Int?
 
     public init(maxK: Int, denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int) {
         self.maxK = maxK
@@ -117,7 +123,7 @@ public struct AdaptiveK: Sendable {
     }
 
     /// The k for a step over these sequences that maximises emitted tokens per second: the realised rate where this
-    /// batch size has run at that k, the model's estimate elsewhere. A k the model rates within 20% of the best and
+    /// batch size has run at that k, the model's estimate elsewhere. A k the model rates within 10% of the best and
     /// never tried at this batch size is tried once; every 16 steps a neighbour of the choice is tried again, so the
     /// estimates follow the text and the load.
     public mutating func choose(_ seqs: [Int]) -> Int {
@@ -127,8 +133,13 @@ public struct AdaptiveK: Sendable {
         if measured[B] == nil { return 0 }
         let seen = realised[B] ?? [:]
         let rates = (0...maxK).map { k in seen[k] ?? modelRate(seqs, k: k) }
+        if let off = offFromBatch, B >= off { return 0 }
         let best = rates.indices.max { rates[$0] < rates[$1] }!
-        if let untried = (1...maxK).first(where: { seen[$0] == nil && modelRate(seqs, k: $0) >= 0.8 * rates[best] }) {
+        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, (1...maxK).allSatisfy({ seen[$0] != nil || modelRate(seqs, k: $0) < 0.9 * r0 }) {
+            offFromBatch = min(offFromBatch ?? B, B)
+            return 0
+        }
+        if let untried = (1...maxK).first(where: { seen[$0] == nil && modelRate(seqs, k: $0) >= 0.9 * rates[best] }) {
             return untried
         }
         stepsSinceProbe += 1

@@ -46,4 +46,11 @@ public protocol DraftSource: AnyObject {
     /// The draft's cost per drafted token as the verifier pays it: one draft step in this process (without catching
     /// up on verified tokens); a streaming draft's wait divided by k.
     var costPerToken: Double { get }
+    /// Seconds of the last `propose` spent feeding the draft verified tokens it had not seen (a new sequence's prompt,
+    /// or text produced while speculation was off): a one-off cost, not a cost of the k chosen.
+    var lastCatchUpSeconds: Double { get }
+}
+
+extension DraftSource {
+    public var lastCatchUpSeconds: Double { 0 }
 }

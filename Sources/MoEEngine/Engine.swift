@@ -259,6 +259,7 @@ public final class Engine: @unchecked Sendable {
             return r.computed == r.tokens.count - 1
         }
         var k = 0
+        var draftStartSeconds = 0.0      // one-off draft prefills and catch-ups: not a cost of this step's k
         let drafting = decoding.filter { live[$0]!.draftStarted }
         if let draft, !drafting.isEmpty {
             switch config.speculation {
@@ -273,6 +274,7 @@ public final class Engine: @unchecked Sendable {
                 return (id, r.tokens.count, ContextHash.of(r.tokens), max(0, min(k, room)))
             }
             let proposals = draft.propose(reqs)
+            draftStartSeconds += draft.lastCatchUpSeconds
             if k > 0 && draft.costPerToken > 0 { adaptive?.recordDraft(steps: 1, seconds: draft.costPerToken) }
             for id in drafting {
                 live[id]!.proposal = proposals[id]
@@ -306,7 +308,6 @@ public final class Engine: @unchecked Sendable {
         }
 
         var emittedThisStep = 0
-        var draftStartSeconds = 0.0      // one-off draft prefills: not a cost of this step's k
         for (j, w) in plan.work.enumerated() {
             guard w.samples, var l = live[w.id] else { scheduler.update(w); continue }
             let rows = out.rows[j]

@@ -12,6 +12,7 @@ public final class LocalDraft: DraftSource {
     public private(set) var lastWaitSeconds = 0.0
     /// Seconds of one draft step of the last proposal, not counting the catch-up on verified tokens.
     public private(set) var lastStepSeconds = 0.0
+    public private(set) var lastCatchUpSeconds = 0.0
 
     struct Seq {
         var tokens: [Int32]       // verified context, then the drafted tokens of the last proposal
@@ -99,12 +100,24 @@ public final class LocalDraft: DraftSource {
         var out: [Int: Proposal] = [:]
         for r in live { out[r.seq] = Proposal(position: r.position, hash: r.hash, tokens: [], q: seqs[r.seq]!.sampler.params.isGreedy ? nil : []) }
         let kmax = live.map(\.k).max() ?? 0
-        var steadySeconds = 0.0, steadySteps = 0
-        defer { if steadySteps > 0 { lastStepSeconds = steadySeconds / Double(steadySteps) } }
+        // Verified tokens the draft has not seen beyond the newest (a new prompt, or text decoded while speculation
+        // was off) go through one pass of their own, timed apart: a one-off cost, not a cost of k.
+        lastCatchUpSeconds = 0
+        let lagging = live.filter { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 1 }
+        if !lagging.isEmpty {
+            let t = monotonicSeconds()
+            _ = model.forward(lagging.map { r in
+                let s = seqs[r.seq]!
+                return SequenceInput(tokens: Array(s.tokens[s.cached..<(s.verified - 1)]), start: s.cached, blockTable: s.table, logits: .none)
+            }, cache: cache)
+            for r in lagging { seqs[r.seq]!.cached = seqs[r.seq]!.verified - 1 }
+            lastCatchUpSeconds = monotonicSeconds() - t
+        }
+        var steadySeconds = 0.0
+        defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
         for step in 0..<kmax {
             let tStep = monotonicSeconds()
-            let catchUp = step == 0 && live.contains { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 1 }
-            defer { if !catchUp { steadySeconds += monotonicSeconds() - tStep; steadySteps += 1 } }
+            defer { steadySeconds += monotonicSeconds() - tStep }
             let batch = live.filter { $0.k > step }
             // Step 0 feeds every verified token the cache lacks (at least the newest); later steps feed the last draft.
             let inputs = batch.map { r -> SequenceInput in

@@ -113,6 +113,23 @@ import Testing
         #expect(a.choose([0]) == 0)
     }
 
+    /// Once plain decoding has beaten k = 1 at a batch size (and the model rates no other k close), speculation stays
+    /// off at that size and above without probing; smaller batches still decide for themselves.
+    @Test func speculationThatLosesAtABatchSizeStaysOffFromThere() {
+        var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
+        let big = Array(0..<32), small = [0, 1]
+        for n in [2, 4, 32, 64, 96, 128, 160] { a.recordStep(positions: n, seconds: 0.01 * Double(n)) }
+        a.recordDraft(steps: 1, seconds: 0.05)
+        a.recordRate(batch: 32, k: 0, emitted: 32, seconds: 0.32)      // 100 tok/s
+        a.recordRate(batch: 32, k: 1, emitted: 56, seconds: 0.7)       // 80 tok/s
+        #expect(a.choose(big) == 0 && a.offFromBatch == 32)
+        for _ in 0..<100 { #expect(a.choose(big) == 0) }              // no probes
+        #expect(a.choose(Array(0..<48)) == 0)
+        a.recordRate(batch: 2, k: 0, emitted: 2, seconds: 0.02)
+        a.recordRate(batch: 2, k: 2, emitted: 6, seconds: 0.03)
+        #expect(a.choose(small) > 0)
+    }
+
     @Test func goodDraftAndFlatStepCostTurnSpeculationOn() {
         var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
         for n in [8, 16, 24, 32, 40, 48, 56] { a.recordStep(positions: n, seconds: 0.1 + 0.001 * Double(n)) }
