@@ -51,7 +51,7 @@ import Testing
         let prompts = (0..<50).map { _ in (0..<(2 + Int(rng.next() % 20))).map { _ in Int(3 + rng.next() % 509) } }
         var (server, port) = try await start(np: 3, db: db)
         let created = try await HTTP.post("http://127.0.0.1:\(port)/v1/jobs",
-                                          ["prompts": prompts.map { ["prompt": $0] }, "max_tokens": 160, "temperature": 0, "ignore_eos": true])
+                                          ["prompts": prompts.map { ["prompt": $0] }, "max_tokens": 480, "temperature": 0, "ignore_eos": true])
         #expect(created.status == 202)
         let id = try #require(created.json?["id"] as? String)
         var done = 0
@@ -86,8 +86,8 @@ import Testing
         for r in results {
             let i = r["index"] as! Int
             var c = EngineConfig()
-            c.kvBlocks = 16
-            let alone = try Engine(transformer: m.transformer, config: c).generate(prompts: [prompts[i].map(Int32.init)], maxNewTokens: 160,
+            c.kvBlocks = 40
+            let alone = try Engine(transformer: m.transformer, config: c).generate(prompts: [prompts[i].map(Int32.init)], maxNewTokens: 480,
                                                                                   params: [SamplingParams()], eos: [], ignoreEOS: true)[0]
             #expect(r["text"] as? String == tok.decode(alone.tokens.map(Int.init), skipSpecialTokens: true), "prompt \(i)")
         }
