@@ -1,17 +1,21 @@
-// Rounding is to nearest even (rintf: one vector instruction; roundf is a libm call per value).
-// Group-quantised weights (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte:
-// byte j of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8).
-// Products with these weights are in qgemm.c; dequantisation here serves tests and conversions.
+// Group quantisation (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte: byte j
+// of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8) for weights at load,
+// and int16 for activations in every int8/int4 product. Rounding is to nearest even (rintf: one vector instruction;
+// roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 
+static float amax32(const float *p) {
+    float m = 0;
+    for (int i = 0; i < 32; i++) m = fmaxf(m, fabsf(p[i]));
+    return m;
+}
+
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
     for (size_t g = 0; g < n / 32; g++) {
-        float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(src[g * 32 + i]));
-        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
+        float d = amax32(src + g * 32) / 127.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
         for (int i = 0; i < 32; i++) {
             float v = rintf(src[g * 32 + i] * id);
@@ -22,15 +26,56 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
 
 void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales) {
     for (size_t g = 0; g < n / 32; g++) {
-        float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(src[g * 32 + i]));
-        float d = amax / 7.0f, id = d > 0 ? 1.0f / d : 0;
+        float d = amax32(src + g * 32) / 7.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
         for (int j = 0; j < 16; j++) {
             int lo = (int)rintf(src[g * 32 + j] * id), hi = (int)rintf(src[g * 32 + j + 16] * id);
             lo = lo < -8 ? -8 : (lo > 7 ? 7 : lo);
             hi = hi < -8 ? -8 : (hi > 7 ? 7 : hi);
             q[g * 16 + j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));
+        }
+    }
+}
+
+// ---- activation rounding (int16, groups of 32, round half to even) ---------------------------------------------
+
+__attribute__((target("avx2,fma,f16c")))
+static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    for (size_t g = 0; g < n / 32; g++) {
+        const float *p = x + g * 32;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(p + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        s[g] = d;
+        __m256 idv = _mm256_set1_ps(id), lim = _mm256_set1_ps(32767.0f);
+        __m256i i32[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim)));
+        }
+        // packs works within 128-bit lanes: restore the order with a 64-bit permute.
+        __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
+        __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(q + g * 32), a);
+        _mm256_storeu_si256((__m256i *)(q + g * 32 + 16), b);
+    }
+}
+
+void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act_avx2(x, n, q, scales); return; }
+    for (size_t g = 0; g < n / 32; g++) {
+        float d = amax32(x + g * 32) / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        scales[g] = d;
+        for (int i = 0; i < 32; i++) {
+            float r = nearbyintf(x[g * 32 + i] * id);
+            q[g * 32 + i] = (int16_t)(r > 32767 ? 32767 : (r < -32767 ? -32767 : r));
         }
     }
 }

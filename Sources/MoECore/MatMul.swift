@@ -4,24 +4,14 @@ import COpenBLAS
 /// out[t, r] = Σ_c x[t, c] · W[r, c]   — x: [T, W.cols] (row stride ldx), out: [T, W.rows] (row stride ldo).
 ///
 /// Every row of `out` is computed with the same sequence of operations whatever T is and however the rows are split
-/// over threads (one row: the GEMV kernel; more: the small-batch kernel, which streams each block of weight rows
-/// once for all T inputs). So a token's logits do not depend on what else is in its batch: batched decoding,
-/// chunked prefill and speculative verification give bit-identical results to decoding it alone. On this machine the
-/// kernel also matches or beats OpenBLAS SGEMM up to T = 256 and on 512-token prefill (`moe-bench kernels`).
+/// over threads (`Sources/CKernels/products.c` streams each block of weight rows once for all T inputs). So a
+/// token's logits do not depend on what else is in its batch: batched decoding, chunked prefill and speculative
+/// verification give bit-identical results to decoding it alone. On this machine the f32 kernel beats OpenBLAS
+/// SGEMM up to T = 128 and reaches ~0.9 of its 1024³ rate on a 512-token prefill (`moe-bench kernels`, `moe-bench`).
 public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w: Matrix,
                    out: UnsafeMutablePointer<Float>, ldo: Int? = nil) {
-    let ldx = ldx ?? w.cols
-    let ldo = ldo ?? w.rows
     if T == 0 || w.rows == 0 { return }
-    if w.format != .f32 {
-        kern_gemm_w_mt(w.format.kernelCode, w.raw, w.scales, x, ldx, T, w.cols, out, ldo, w.rows)
-        return
-    }
-    if T == 1 {
-        kern_gemv_f32_mt(w.base, w.ld, x, w.cols, out, w.rows)
-    } else {
-        kern_gemm_small_f32_mt(w.base, w.ld, x, ldx, T, w.cols, out, ldo, w.rows)
-    }
+    kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
 }
 
 /// The same product through OpenBLAS SGEMM, W's rows split over the pool: the reference GEMM rate.

@@ -29,6 +29,9 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     /// Bytes of one row of `cols` values, scales included.
     public func rowBytes(_ cols: Int) -> Int { kern_format_row_bytes(kernelCode, cols) }
 
+    /// Bytes of one row's values alone (int8/int4 keep their scales in a separate array).
+    public func valueBytes(_ cols: Int) -> Int { isGrouped ? rowBytes(cols) - cols / 32 * 4 : rowBytes(cols) }
+
     /// Accepted spellings in configs and flags (`q8_0`/`q4_0` as llama.cpp names them).
     public init?(name: String) {
         switch name.lowercased() {
@@ -77,11 +80,6 @@ public struct Matrix: @unchecked Sendable {
         return raw.assumingMemoryBound(to: Float.self)
     }
 
-    /// Rows [start, start + count) as a matrix sharing storage (f32 only).
-    public func rowSlice(_ start: Int, _ count: Int) -> Matrix {
-        Matrix(rows: count, cols: cols, ld: ld, base: base + start * ld, owner: owner)
-    }
-
     public func row(_ r: Int) -> UnsafePointer<Float> { base + r * ld }
 
     /// Bytes a pass over the whole matrix reads.
@@ -107,11 +105,10 @@ public struct Matrix: @unchecked Sendable {
                       scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q)
     }
 
-    /// Row `r` as f32 values (any format; tests and embeddings of converted matrices).
+    /// Row `r` as f32 values, whatever the format (what the products multiply by; tests compare against it).
     public func dequantizedRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         if format == .f32 { out.update(from: row(r), count: cols); return }
-        let dataBytes = format == .int8 ? cols : (format == .int4 ? cols / 2 : cols * 2)
-        kern_dequantize(format.kernelCode, raw + r * dataBytes, scales.map { $0 + r * (cols / 32) }, cols, out)
+        kern_dequantize(format.kernelCode, raw + r * format.valueBytes(cols), scales.map { $0 + r * (cols / 32) }, cols, out)
     }
 
     private init(rows: Int, cols: Int, ld: Int, format: WeightFormat, raw: UnsafeRawPointer, scales: UnsafePointer<Float>?, owner: AnyObject) {
@@ -132,12 +129,7 @@ public final class QuantBuffer: @unchecked Sendable {
     public let rowDataBytes: Int
 
     init(format: WeightFormat, rows: Int, cols: Int) {
-        switch format {
-        case .int8: rowDataBytes = cols
-        case .int4: rowDataBytes = cols / 2
-        case .f16, .bf16: rowDataBytes = cols * 2
-        case .f32: rowDataBytes = cols * 4
-        }
+        rowDataBytes = format.valueBytes(cols)
         data = UnsafeMutableRawPointer.allocate(byteCount: max(rows * rowDataBytes, 1), alignment: 64)
         scales = .allocate(capacity: format.isGrouped ? max(rows * cols / 32, 1) : 1)
     }

@@ -46,26 +46,15 @@ void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float 
 /// out[i] = silu(g[i]) * u[i]
 void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n);
 
-// ---- Matrix-vector ------------------------------------------------------------------------------------------------
-/// y[r] = dot(W[r, 0..<cols], x) for r in [r0, r1). W has row stride `ld`.
-void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1);
-/// The same over all `rows`, split across the thread pool.
-void kern_gemv_f32_mt(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t rows);
-
+// ---- Bandwidth ---------------------------------------------------------------------------------------------------
 /// Reads a[0..<n) once over the thread pool (read-bandwidth measurement); returns a checksum.
 long long kern_read_mt(const float *a, size_t n);
 /// a[i] = b[i] + s·c[i] over the thread pool (memory-bandwidth measurement).
 void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 
-/// Y[t, r] = dot(W[r, :], X[t, :]) for t < T and r in [r0, r1): streams W once for all T inputs (small T).
-void kern_gemm_small_f32(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
-                         float *Y, size_t ldy, size_t r0, size_t r1);
-void kern_gemm_small_f32_mt(const float *W, size_t ld, const float *X, size_t ldx, size_t T, size_t cols,
-                            float *Y, size_t ldy, size_t rows);
-
-// ---- Narrow weight formats ------------------------------------------------------------------------------------
+// ---- Weight formats and products --------------------------------------------------------------------------------
 // int8 / int4: groups of 32 along a row, one f32 scale per group (rows contiguous, scales in a separate array).
-// f16 / bf16: rows of 16-bit values, no scales.
+// f16 / bf16: rows of 16-bit values, no scales. f32: rows of floats, row stride `ld`.
 enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
 size_t kern_format_row_bytes(int format, size_t cols);
@@ -75,11 +64,14 @@ void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
-/// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` contiguous rows stored in `format` (Q8, Q4, F16, BF16), over
-/// the pool. Q8/Q4 round X to int16 per group of 32 and multiply in integer lanes. Each output element is computed
-/// the same way whatever T is.
-void kern_gemm_w_mt(int format, const void *w, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
-                    float *Y, size_t ldy, size_t rows);
+/// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
+/// in elements (f32 only; converted formats are contiguous). Q8/Q4 round X to int16 per group of 32 and multiply in
+/// integer lanes. Each output element is computed the same way whatever T is and however rows are split.
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
+                    size_t cols, float *Y, size_t ldy, size_t rows);
+/// y[r] = dot(W[r, :], x) for r in [r0, r1) of an f32 W with row stride `ld`, in the caller's thread (the same
+/// arithmetic per row as kern_gemm_w_mt).
+void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1);
 
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
 /// One query head against positions [p0, p1) of one sequence.

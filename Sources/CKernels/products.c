@@ -1,4 +1,6 @@
-// Products of stored-narrow weights with f32 activations, streaming each weight byte from memory once per call.
+// Y[t, r] = dot(W[r, :], X[t, :]) for weights stored as f32, f16, bf16, int8 or int4, streaming each weight byte from
+// memory once per call (decode and verification are bound by those bytes; SGEMM with a few input rows runs far
+// below bandwidth, and with a prefill's rows this layout still reaches ~0.9 of its rate).
 //
 // int8 / int4 (groups of 32 with one f32 scale, layout in quant.c): the activations are rounded on the fly to int16
 // with one scale per group of 32, and each 32-value group dot runs in integer lanes — AVX-512 VNNI vpdpwssd on
@@ -6,7 +8,7 @@
 // inside int32) — then one f32 multiply-add per group with scale_w · scale_x. int16 rather than llama.cpp's int8
 // activations: the rounding of the activations (2^-15 of a group's largest value) then adds nothing measurable to
 // the weights' own error, at the same speed while decoding is bound by the weight bytes.
-// f16 / bf16: rows are widened to f32 in registers as they are loaded and multiplied like f32.
+// f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs.
 //
 // Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
 // rows T and however rows are split over threads, so a token's result does not depend on its batch (speculative
@@ -39,51 +41,6 @@ size_t kern_format_row_bytes(int format, size_t cols) {
     case KERN_Q4: return cols / 2 + cols / 32 * 4;
     case KERN_F16: case KERN_BF16: return cols * 2;
     default: return cols * 4;
-    }
-}
-
-// ---- activation rounding (int16, groups of 32, round half to even) ---------------------------------------------
-
-__attribute__((target(AVX2_TARGET)))
-static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
-    const __m256 signmask = _mm256_set1_ps(-0.0f);
-    for (size_t g = 0; g < n / 32; g++) {
-        const float *p = x + g * 32;
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(p + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
-        }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float amax = _mm_cvtss_f32(h), d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        s[g] = d;
-        __m256 idv = _mm256_set1_ps(id), lim = _mm256_set1_ps(32767.0f);
-        __m256i i32[4];
-        for (int i = 0; i < 4; i++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim)));
-        }
-        // packs works within 128-bit lanes: restore the order with a 64-bit permute.
-        __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
-        __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
-        _mm256_storeu_si256((__m256i *)(q + g * 32), a);
-        _mm256_storeu_si256((__m256i *)(q + g * 32 + 16), b);
-    }
-}
-
-void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales) {
-    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act_avx2(x, n, q, scales); return; }
-    for (size_t g = 0; g < n / 32; g++) {
-        float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[g * 32 + i]));
-        float d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        scales[g] = d;
-        for (int i = 0; i < 32; i++) {
-            float r = nearbyintf(x[g * 32 + i] * id);
-            q[g * 32 + i] = (int16_t)(r > 32767 ? 32767 : (r < -32767 ? -32767 : r));
-        }
     }
 }
 
@@ -269,43 +226,48 @@ static void gemm_qq_mt(int format, const void *q, const float *scales, const flo
     free(Xc);
 }
 
-// ---- f16 / bf16 ------------------------------------------------------------------------------------------------
+// ---- f32 / f16 / bf16 ------------------------------------------------------------------------------------------
 
+// Weights of row stride `ld` elements (f32 matrices may be views into a wider tensor; converted ones have ld = cols).
 typedef struct {
     int format;
-    const uint16_t *W; size_t cols;
+    const void *W; size_t ld, cols;
     const float *X; size_t ldx, T;
     float *Y; size_t ldy;
 } h_ctx;
 
+#define ELEM(FMT) ((FMT) == KERN_F32 ? 4 : 2)
+
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-AI __m512 widen16(int format, const uint16_t *p) {
+AI __m512 widen16(int format, const void *p) {
+    if (format == KERN_F32) return _mm512_loadu_ps((const float *)p);
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
     if (format == KERN_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-AI __m512 widen16_tail(int format, const uint16_t *p, __mmask16 m) {
+AI __m512 widen16_tail(int format, const void *p, __mmask16 m) {
+    if (format == KERN_F32) return _mm512_maskz_loadu_ps(m, (const float *)p);
     __m256i h = _mm256_maskz_loadu_epi16(m, p);
     if (format == KERN_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-typedef struct { const uint16_t *W; size_t cols; const float *X; size_t ldx; float *Y; size_t ldy; } h_ops;
+typedef struct { const char *W; size_t rowBytes, cols; const float *X; size_t ldx; float *Y; size_t ldy; } h_ops;
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m512 acc[4][4];
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
-    const uint16_t *wrow[4];
+    const char *wrow[4];
     const float *xrow[4];
-    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.cols;
+    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
     for (int j = 0; j < NT; j++) xrow[j] = o.X + (t0 + j) * o.ldx;
     size_t full = o.cols & ~(size_t)15;
     for (size_t k = 0; k < full; k += 16) {
         __m512 w[4];
-        for (int i = 0; i < NR; i++) w[i] = widen16(FMT, wrow[i] + k);
+        for (int i = 0; i < NR; i++) w[i] = widen16(FMT, wrow[i] + k * ELEM(FMT));
         for (int j = 0; j < NT; j++) {
             __m512 x = _mm512_loadu_ps(xrow[j] + k);
             for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
@@ -314,7 +276,7 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     if (full < o.cols) {
         __mmask16 m = (__mmask16)((1u << (o.cols - full)) - 1);
         __m512 w[4];
-        for (int i = 0; i < NR; i++) w[i] = widen16_tail(FMT, wrow[i] + full, m);
+        for (int i = 0; i < NR; i++) w[i] = widen16_tail(FMT, wrow[i] + full * ELEM(FMT), m);
         for (int j = 0; j < NT; j++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xrow[j] + full);
             for (int i = 0; i < NR; i++) acc[i][j] = _mm512_fmadd_ps(w[i], x, acc[i][j]);
@@ -325,14 +287,18 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
 }
 
 __attribute__((target(AVX2_TARGET)))
-AI __m256 widen8(int format, const uint16_t *p) {
+AI __m256 widen8(int format, const void *p) {
+    if (format == KERN_F32) return _mm256_loadu_ps((const float *)p);
     __m128i h = _mm_loadu_si128((const __m128i *)p);
     if (format == KERN_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-static float h_value(int format, uint16_t h) {
+static float h_value(int format, const char *row, size_t k) {
     float f;
+    if (format == KERN_F32) { memcpy(&f, row + 4 * k, 4); return f; }
+    uint16_t h;
+    memcpy(&h, row + 2 * k, 2);
     if (format == KERN_BF16) {
         uint32_t u = (uint32_t)h << 16;
         memcpy(&f, &u, 4);
@@ -344,12 +310,12 @@ __attribute__((target(AVX2_TARGET)))
 AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m256 acc[4][2];
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();
-    const uint16_t *wrow[4];
-    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.cols;
+    const char *wrow[4];
+    for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
     size_t full = o.cols & ~(size_t)7;
     for (size_t k = 0; k < full; k += 8) {
         __m256 w[4];
-        for (int i = 0; i < NR; i++) w[i] = widen8(FMT, wrow[i] + k);
+        for (int i = 0; i < NR; i++) w[i] = widen8(FMT, wrow[i] + k * ELEM(FMT));
         for (int j = 0; j < NT; j++) {
             __m256 x = _mm256_loadu_ps(o.X + (t0 + j) * o.ldx + k);
             for (int i = 0; i < NR; i++) acc[i][j] = _mm256_fmadd_ps(w[i], x, acc[i][j]);
@@ -358,7 +324,7 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < NR; i++) {
             float s = hsum8(acc[i][j]);
-            for (size_t k = full; k < o.cols; k++) s += h_value(FMT, wrow[i][k]) * o.X[(t0 + j) * o.ldx + k];
+            for (size_t k = full; k < o.cols; k++) s += h_value(FMT, wrow[i], k) * o.X[(t0 + j) * o.ldx + k];
             o.Y[(t0 + j) * o.ldy + rows[i]] = s;
         }
 }
@@ -366,9 +332,12 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
 #define H_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                         \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME##_body(const h_ctx *c, size_t r0, size_t r1, const int FMT) {                                     \
-        const h_ops o = {c->W, c->cols, c->X, c->ldx, c->Y, c->ldy};                                               \
+        const h_ops o = {(const char *)c->W, c->ld * ELEM(FMT), c->cols, c->X, c->ldx, c->Y, c->ldy};              \
         const size_t T = c->T;                                                                                     \
         ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_f32(const h_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_F32);                                                                          \
     }                                                                                                              \
     __attribute__((target(TARGET))) static void NAME##_f16(const h_ctx *c, size_t r0, size_t r1) {                \
         NAME##_body(c, r0, r1, KERN_F16);                                                                          \
@@ -380,25 +349,40 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
 H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4)
 H_RANGE(h_range256, AVX2_TARGET, h_block256, 2)
 
-static void h_task(void *p, size_t r0, size_t r1) {
-    const h_ctx *c = (const h_ctx *)p;
+static void h_range(const h_ctx *c, size_t r0, size_t r1) {
     switch (kern_isa_active()) {
-    case KERN_ISA_AVX512: if (c->format == KERN_F16) h_range512_f16(c, r0, r1); else h_range512_bf16(c, r0, r1); return;
-    case KERN_ISA_AVX2: if (c->format == KERN_F16) h_range256_f16(c, r0, r1); else h_range256_bf16(c, r0, r1); return;
+    case KERN_ISA_AVX512:
+        if (c->format == KERN_F32) h_range512_f32(c, r0, r1);
+        else if (c->format == KERN_F16) h_range512_f16(c, r0, r1);
+        else h_range512_bf16(c, r0, r1);
+        return;
+    case KERN_ISA_AVX2:
+        if (c->format == KERN_F32) h_range256_f32(c, r0, r1);
+        else if (c->format == KERN_F16) h_range256_f16(c, r0, r1);
+        else h_range256_bf16(c, r0, r1);
+        return;
     default:
         for (size_t r = r0; r < r1; r++)
             for (size_t t = 0; t < c->T; t++) {
+                const char *row = (const char *)c->W + r * c->ld * ELEM(c->format);
                 float s = 0;
-                for (size_t k = 0; k < c->cols; k++) s += h_value(c->format, c->W[r * c->cols + k]) * c->X[t * c->ldx + k];
+                for (size_t k = 0; k < c->cols; k++) s += h_value(c->format, row, k) * c->X[t * c->ldx + k];
                 c->Y[t * c->ldy + r] = s;
             }
     }
 }
 
-void kern_gemm_w_mt(int format, const void *w, const float *scales, const float *X, size_t ldx, size_t T, size_t cols,
-                    float *Y, size_t ldy, size_t rows) {
+static void h_task(void *p, size_t r0, size_t r1) { h_range((const h_ctx *)p, r0, r1); }
+
+void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1) {
+    h_ctx c = {KERN_F32, W, ld, cols, x, cols, 1, y, 0};
+    h_range(&c, r0, r1);
+}
+
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
+                    size_t cols, float *Y, size_t ldy, size_t rows) {
     if (format == KERN_Q8 || format == KERN_Q4) { gemm_qq_mt(format, w, scales, X, ldx, T, cols, Y, ldy, rows); return; }
-    h_ctx c = {format, (const uint16_t *)w, cols, X, ldx, T, Y, ldy};
+    h_ctx c = {format, w, ld, cols, X, ldx, T, Y, ldy};
     if (rows * cols < 65536) h_task(&c, 0, rows);
     else kern_parallel_for(rows, 16, h_task, &c);
 }
