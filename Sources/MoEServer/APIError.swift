@@ -29,18 +29,25 @@ public struct APIError: HTTPResponseError, CustomStringConvertible, Sendable {
     public func response(from request: Request, context: some RequestContext) throws -> Response { response }
 
     public var response: Response {
-        let inner: [String: Any] = ["message": message, "type": type, "param": param ?? NSNull(), "code": code ?? NSNull()]
-        let body = (try? JSONSerialization.data(withJSONObject: ["error": inner], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        var headers: HTTPFields = [.contentType: "application/json"]
-        if let r = retryAfter { headers[.retryAfter] = String(r) }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        var r = jsonResponse(Body(error: .init(message: message, type: type, param: param, code: code)), status: status)
+        if let retryAfter { r.headers[.retryAfter] = String(retryAfter) }
+        return r
     }
-}
 
-/// Serialises an Encodable value as the JSON body of a response.
-func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    let data = (try? enc.encode(value)) ?? Data("{}".utf8)
-    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    /// {"error": {...}}; `param` and `code` are sent as null when absent, as OpenAI does.
+    struct Body: Encodable {
+        struct Inner: Encodable {
+            var message, type: String
+            var param, code: String?
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(message, forKey: .message)
+                try c.encode(type, forKey: .type)
+                try c.encode(param, forKey: .param)
+                try c.encode(code, forKey: .code)
+            }
+            enum CodingKeys: String, CodingKey { case message, type, param, code }
+        }
+        var error: Inner
+    }
 }

@@ -18,26 +18,37 @@ struct PreparedRequest: Sendable {
     var ignoreEOS: Bool
 }
 
+/// What a generation run to its end produced.
+struct Completed: Sendable {
+    var text: String
+    var finish: String
+    var usage: Usage
+}
+
 /// The bridge between HTTP handlers and the engine: validation with OpenAI-style errors, tokenisation, stop strings,
 /// the queue limit, and cancellation when a consumer goes away.
 public final class GenerationService: @unchecked Sendable {
     public let engine: Engine
-    public let tokenizer: Tokenizer?
+    /// Every response is text, so a model is served only with its tokenizer.json.
+    public let tokenizer: Tokenizer
     public let modelName: String
     public let created: Int
     let eos: Set<Int32>
     /// Requests accepted at once (queued + running); more get 429.
     public let maxOutstanding: Int
     public let chatTemplate: ChatTemplate?
+    /// max_tokens of a completion or job item that sets none (OpenAI's default for /v1/completions); chat
+    /// completions default to the rest of the context instead.
+    static let defaultMaxTokens = 16
 
-    public init(engine: Engine, tokenizer: Tokenizer?, modelName: String, eos: [Int], maxOutstanding: Int) {
+    public init(engine: Engine, tokenizer: Tokenizer, modelName: String, eos: [Int], maxOutstanding: Int) {
         self.engine = engine
         self.tokenizer = tokenizer
         self.modelName = modelName
         self.eos = Set(eos.map(Int32.init))
         self.maxOutstanding = maxOutstanding
         created = Int(Date().timeIntervalSince1970)
-        chatTemplate = tokenizer?.chatTemplate.map { ChatTemplate(source: $0, tokenizer: tokenizer!) }
+        chatTemplate = tokenizer.chatTemplate.map { ChatTemplate(source: $0, tokenizer: tokenizer) }
     }
 
     public var contextLimit: Int { engine.contextLimit }
@@ -48,9 +59,13 @@ public final class GenerationService: @unchecked Sendable {
         }
     }
 
-    func tokenize(_ text: String) throws -> [Int32] {
-        guard let t = tokenizer else { throw APIError.invalid("this model has no tokenizer.json: send the prompt as token ids", param: "prompt") }
-        return t.encode(text).map(Int32.init)
+    func tokenize(_ text: String) -> [Int32] { tokenizer.encode(text).map(Int32.init) }
+
+    func ids(_ prompt: JobPrompt) -> [Int32] {
+        switch prompt {
+        case .text(let s): return tokenize(s)
+        case .ids(let a): return a.map(Int32.init)
+        }
     }
 
     /// Checks sampling fields and lengths. `defaultMaxTokens` nil means "the rest of the context".
@@ -85,71 +100,94 @@ public final class GenerationService: @unchecked Sendable {
                                stops: stops, ignoreEOS: f.ignoreEOS ?? false)
     }
 
-    /// Starts a generation. Its events arrive in order; ending the consumer's iteration cancels the engine request
-    /// (a client that disconnects frees its KV blocks). Throws 429 when the queue is full.
+    /// Starts a generation. Its events arrive in order; ending the consumer's iteration (or dropping the stream)
+    /// cancels the engine request (a client that disconnects frees its KV blocks). Throws 429 when the queue is full.
     func start(_ p: PreparedRequest) throws -> AsyncStream<GenerationEvent> {
         guard engine.outstandingRequests < maxOutstanding else {
             throw APIError(.tooManyRequests, "the server is at capacity (\(maxOutstanding) requests in flight); retry shortly",
                            type: "rate_limit_error", code: "queue_full", retryAfter: 1)
         }
-        guard let tokenizer else { throw APIError.invalid("this model has no tokenizer.json", param: "prompt") }
         let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
-        final class State: @unchecked Sendable {
-            var assembler: TextAssembler
-            var count = 0
-            var done = false
-            var id = 0
-            init(_ a: TextAssembler) { assembler = a }
-        }
-        let state = State(TextAssembler(tokenizer: tokenizer, stops: p.stops))
         let engine = self.engine
+        let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops))
+        continuation.onTermination = { reason in
+            if case .cancelled = reason { state.cancel(engine) }
+        }
         let prompt = p.ids.count
         let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS)
-        let id: Int
-        do {
-            id = try engine.submit(request) { event in
-                guard !state.done else { return }
-                switch event {
-                case .token(let t):
-                    state.count += 1
-                    let (text, stopped) = state.assembler.push(t)
-                    if !text.isEmpty { continuation.yield(.text(text)) }
-                    if stopped {
-                        state.done = true
-                        engine.cancel(state.id)
-                        continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
-                        continuation.finish()
-                    }
-                case .finished(let why):
+        // prepare() has checked everything submit() refuses (empty prompt, vocabulary, context), so it does not throw here.
+        let id = try engine.submit(request) { event in
+            guard !state.done else { return }
+            switch event {
+            case .token(let t):
+                state.count += 1
+                let (text, stopped) = state.assembler.push(t)
+                if !text.isEmpty { continuation.yield(.text(text)) }
+                if stopped {
                     state.done = true
-                    let (text, stopped) = state.assembler.finish()
-                    if !text.isEmpty { continuation.yield(.text(text)) }
-                    let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
-                    continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
+                    state.cancel(engine)
+                    continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
                     continuation.finish()
                 }
+            case .finished(let why):
+                state.done = true
+                let (text, stopped) = state.assembler.finish()
+                if !text.isEmpty { continuation.yield(.text(text)) }
+                let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
+                continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
+                continuation.finish()
             }
-        } catch let e as EngineError {
-            throw APIError.invalid(e.description, param: "prompt")
         }
-        state.id = id
-        continuation.onTermination = { reason in
-            if case .cancelled = reason { engine.cancel(id) }
-        }
+        state.submitted(id, engine)
         return stream
     }
 
     /// Runs a generation to the end: its text, finish reason and usage.
-    func complete(_ p: PreparedRequest) async throws -> (text: String, finish: String, usage: Usage) {
-        var text = "", finish = "length", usage = Usage(promptTokens: p.ids.count, completionTokens: 0, totalTokens: p.ids.count)
-        for await e in try start(p) {
+    func complete(_ p: PreparedRequest) async throws -> Completed {
+        await Self.collect(try start(p), promptTokens: p.ids.count)
+    }
+
+    /// Reads a started generation to its end.
+    static func collect(_ events: AsyncStream<GenerationEvent>, promptTokens: Int) async -> Completed {
+        var out = Completed(text: "", finish: "length", usage: Usage(prompt: promptTokens, completion: 0))
+        for await e in events {
             switch e {
-            case .text(let t): text += t
+            case .text(let t): out.text += t
             case .done(let why, let pt, let ct):
-                finish = why
-                usage = Usage(promptTokens: pt, completionTokens: ct, totalTokens: pt + ct)
+                out.finish = why
+                out.usage = Usage(prompt: pt, completion: ct)
             }
         }
-        return (text, finish, usage)
+        return out
+    }
+}
+
+/// One generation's progress. The assembler and counters are touched only by the engine's callbacks (one at a time, on
+/// the stepping thread); the engine id is shared with the submitting thread and the stream's termination handler, so
+/// it lives under a lock. A cancel asked for before submit() has returned the id is carried out once it has.
+private final class GenerationState: @unchecked Sendable {
+    var assembler: TextAssembler
+    var count = 0
+    var done = false
+    private let lock = NSLock()
+    private var id: Int?
+    private var cancelWanted = false
+
+    init(_ assembler: TextAssembler) { self.assembler = assembler }
+
+    func cancel(_ engine: Engine) {
+        let known: Int? = lock.withLock {
+            if id == nil { cancelWanted = true }
+            return id
+        }
+        if let known { engine.cancel(known) }
+    }
+
+    func submitted(_ id: Int, _ engine: Engine) {
+        let cancel = lock.withLock {
+            self.id = id
+            return cancelWanted
+        }
+        if cancel { engine.cancel(id) }
     }
 }

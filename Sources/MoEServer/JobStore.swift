@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// A batch job as the API shows it.
-struct JobView: Codable, Sendable {
+struct JobView: Encodable, Sendable {
     var id: String
     var object = "job"
     var status: String
@@ -13,6 +13,7 @@ struct JobView: Codable, Sendable {
     var finishedAt: Int?
     enum CodingKeys: String, CodingKey { case id, object, status, total, completed, failed, created, finishedAt = "finished_at" }
 
+    /// `finished_at` is sent as null while the job runs.
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(id, forKey: .id); try c.encode(object, forKey: .object); try c.encode(status, forKey: .status)
@@ -21,11 +22,11 @@ struct JobView: Codable, Sendable {
     }
 }
 
-/// One prompt of a job, waiting or done.
+/// One prompt of a job, waiting to run.
 struct JobItem: Sendable {
     var jobId: String
     var index: Int
-    /// The request as JSON: {"prompt": text or [ids], "max_tokens", "temperature", …}.
+    /// The stored JobItemRequest as JSON: {"prompt": text or [ids], "max_tokens", "temperature", …}.
     var request: String
 }
 
@@ -44,6 +45,7 @@ public final class JobStore: Sendable {
         try db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") }
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
+            // item.status: 'pending', 'done' or 'failed'; item.result: its results line (JSON) once it has run.
             try db.execute(sql: """
                 CREATE TABLE job (id TEXT PRIMARY KEY, created INTEGER NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
                                   total INTEGER NOT NULL, finished_at INTEGER);
@@ -55,41 +57,46 @@ public final class JobStore: Sendable {
         try m.migrate(db)
     }
 
-    /// Stores a new job with its items (one JSON request each); returns its id.
-    func create(requests: [String]) throws -> String {
-        let id = "job_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+    /// Stores a new job with its items, in order (each kept as its JSON); returns its id.
+    func create(_ items: [JobItemRequest]) throws -> String {
+        let id = randomId("job_")
         let now = Int(Date().timeIntervalSince1970)
         try db.write { db in
-            try db.execute(sql: "INSERT INTO job (id, created, total) VALUES (?, ?, ?)", arguments: [String(id), now, requests.count])
-            for (i, r) in requests.enumerated() {
-                try db.execute(sql: "INSERT INTO item (job_id, idx, request) VALUES (?, ?, ?)", arguments: [String(id), i, r])
-            }
+            try db.execute(sql: "INSERT INTO job (id, created, total) VALUES (?, ?, ?)", arguments: [id, now, items.count])
+            let insert = try db.makeStatement(sql: "INSERT INTO item (job_id, idx, request) VALUES (?, ?, ?)")
+            for (i, item) in items.enumerated() { try insert.execute(arguments: [id, i, wireJSON(item)]) }
         }
-        return String(id)
+        return id
     }
 
-    func view(_ db: Database, _ row: Row) throws -> JobView {
-        let id: String = row["id"]
-        let counts = try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM item WHERE job_id = ? GROUP BY status", arguments: [id])
-        var done = 0, failed = 0, pending = 0
-        for c in counts {
-            switch c["status"] as String {
-            case "done": done = c["n"]
-            case "failed": failed = c["n"]
-            default: pending += c["n"] as Int
-            }
+    /// Jobs with their item counts by status, in one query; `filter` is a WHERE clause on `job`, or empty.
+    private func views(_ db: Database, filter: String = "", arguments: StatementArguments = []) throws -> [JobView] {
+        try Row.fetchAll(db, sql: """
+            SELECT job.id, job.created, job.cancelled, job.total, job.finished_at,
+                   COUNT(CASE WHEN item.status = 'done' THEN 1 END) AS done,
+                   COUNT(CASE WHEN item.status = 'failed' THEN 1 END) AS failed,
+                   COUNT(CASE WHEN item.status = 'pending' THEN 1 END) AS pending
+            FROM job LEFT JOIN item ON item.job_id = job.id
+            \(filter)
+            GROUP BY job.id ORDER BY job.created DESC, job.rowid DESC
+            """, arguments: arguments).map { row in
+            let done: Int = row["done"], failed: Int = row["failed"], pending: Int = row["pending"]
+            let cancelled: Bool = row["cancelled"]
+            let status = cancelled ? "cancelled"
+                : pending == 0 ? (failed > 0 && done == 0 ? "failed" : "completed")
+                : (done + failed > 0 ? "running" : "queued")
+            return JobView(id: row["id"], status: status, total: row["total"], completed: done, failed: failed,
+                           created: row["created"], finishedAt: row["finished_at"])
         }
-        let cancelled: Bool = row["cancelled"]
-        let status = cancelled ? "cancelled" : (pending == 0 ? (failed > 0 && done == 0 ? "failed" : "completed") : (done + failed > 0 ? "running" : "queued"))
-        return JobView(id: id, status: status, total: row["total"], completed: done, failed: failed, created: row["created"], finishedAt: row["finished_at"])
     }
 
     func job(_ id: String) throws -> JobView? {
-        try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM job WHERE id = ?", arguments: [id]).map { try view(db, $0) } }
+        try db.read { db in try views(db, filter: "WHERE job.id = ?", arguments: [id]).first }
     }
 
+    /// Every job, newest first.
     func jobs() throws -> [JobView] {
-        try db.read { db in try Row.fetchAll(db, sql: "SELECT * FROM job ORDER BY created DESC, rowid DESC").map { try view(db, $0) } }
+        try db.read { db in try views(db) }
     }
 
     /// Up to `limit` items still to run, oldest job first, skipping `busy` ones (already running) and cancelled jobs.
@@ -119,18 +126,12 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Cancels a job: its pending items will not run; finished results stay.
-    func cancel(_ id: String) throws -> Bool {
+    /// Cancels a job that has not finished: its pending items will not run; finished results stay.
+    func cancel(_ id: String) throws {
         try db.write { db in
             try db.execute(sql: "UPDATE job SET cancelled = 1, finished_at = ? WHERE id = ? AND cancelled = 0 AND finished_at IS NULL",
                            arguments: [Int(Date().timeIntervalSince1970), id])
-            if db.changesCount > 0 { return true }
-            return try Bool.fetchOne(db, sql: "SELECT 1 FROM job WHERE id = ?", arguments: [id]) ?? false
         }
-    }
-
-    func isCancelled(_ id: String) throws -> Bool {
-        try db.read { db in try Bool.fetchOne(db, sql: "SELECT cancelled FROM job WHERE id = ?", arguments: [id]) ?? true }
     }
 
     /// The results of a job's finished items, in index order (JSON lines).

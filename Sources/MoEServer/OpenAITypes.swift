@@ -18,14 +18,18 @@ enum PromptInput: Decodable, Sendable {
     }
 }
 
-/// `stop` as a string or a list of strings.
-struct StopInput: Decodable, Sendable {
+/// `stop` as a string or a list of strings (stored, in job items, as a list).
+struct StopInput: Codable, Sendable {
     var values: [String]
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { values = [] }
         else if let s = try? c.decode(String.self) { values = [s] }
         else { values = try c.decode([String].self) }
+    }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(values)
     }
 }
 
@@ -35,7 +39,7 @@ struct StreamOptions: Decodable, Sendable {
 }
 
 /// The sampling and length fields shared by completions, chat completions and jobs.
-struct SamplingFields: Decodable, Sendable {
+struct SamplingFields: Codable, Sendable {
     var maxTokens: Int?
     var temperature: Double?
     var topP: Double?
@@ -47,26 +51,47 @@ struct SamplingFields: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", seed, stop, ignoreEOS = "ignore_eos"
     }
+
+    /// These fields, each one not set here taken from `defaults` (a job prompt's own fields over the job's).
+    func over(_ defaults: SamplingFields) -> SamplingFields {
+        SamplingFields(maxTokens: maxTokens ?? defaults.maxTokens, temperature: temperature ?? defaults.temperature,
+                       topP: topP ?? defaults.topP, topK: topK ?? defaults.topK, seed: seed ?? defaults.seed,
+                       stop: stop ?? defaults.stop, ignoreEOS: ignoreEOS ?? defaults.ignoreEOS)
+    }
 }
 
-struct CompletionRequest: Decodable, Sendable {
+/// The fields /v1/completions and /v1/chat/completions share, read from the same JSON object as the rest of the
+/// request.
+struct GenerationOptions: Decodable, Sendable {
     var model: String?
-    var prompt: PromptInput
     var sampling: SamplingFields
     var stream: Bool?
     var streamOptions: StreamOptions?
     var n: Int?
 
-    enum CodingKeys: String, CodingKey { case model, prompt, stream, streamOptions = "stream_options", n }
+    enum CodingKeys: String, CodingKey { case model, stream, streamOptions = "stream_options", n }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decodeIfPresent(String.self, forKey: .model)
-        prompt = try c.decode(PromptInput.self, forKey: .prompt)
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
         streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         n = try c.decodeIfPresent(Int.self, forKey: .n)
         sampling = try SamplingFields(from: decoder)
+    }
+
+    var includeUsage: Bool { streamOptions?.includeUsage ?? false }
+}
+
+struct CompletionRequest: Decodable, Sendable {
+    var prompt: PromptInput
+    var options: GenerationOptions
+
+    enum CodingKeys: String, CodingKey { case prompt }
+
+    init(from decoder: any Decoder) throws {
+        prompt = try decoder.container(keyedBy: CodingKeys.self).decode(PromptInput.self, forKey: .prompt)
+        options = try GenerationOptions(from: decoder)
     }
 }
 
@@ -76,28 +101,119 @@ struct ChatMessage: Codable, Sendable {
 }
 
 struct ChatRequest: Decodable, Sendable {
-    var model: String?
     var messages: [ChatMessage]
-    var sampling: SamplingFields
-    var stream: Bool?
-    var streamOptions: StreamOptions?
-    var n: Int?
     var maxCompletionTokens: Int?
+    var options: GenerationOptions
 
-    enum CodingKeys: String, CodingKey {
-        case model, messages, stream, streamOptions = "stream_options", n, maxCompletionTokens = "max_completion_tokens"
+    enum CodingKeys: String, CodingKey { case messages, maxCompletionTokens = "max_completion_tokens" }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        messages = try c.decode([ChatMessage].self, forKey: .messages)
+        maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
+        options = try GenerationOptions(from: decoder)
     }
+}
+
+/// POST /v1/rebalance.
+struct RebalanceRequest: Decodable, Sendable {
+    var dryRun: Bool?
+    enum CodingKeys: String, CodingKey { case dryRun = "dry_run" }
+}
+
+/// One job prompt: text, or token ids.
+enum JobPrompt: Codable, Sendable {
+    case text(String)
+    case ids([Int])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .text(s); return }
+        if let a = try? c.decode([Int].self) { self = .ids(a); return }
+        throw DecodingError.typeMismatch(JobPrompt.self, .init(codingPath: decoder.codingPath,
+            debugDescription: "a prompt must be text or a list of token ids"))
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .text(let s): try c.encode(s)
+        case .ids(let a): try c.encode(a)
+        }
+    }
+}
+
+/// One item of a job as it is stored and run: its prompt and its sampling fields (the job's, with the prompt's own
+/// over them), as one flat JSON object: {"prompt": …, "max_tokens": …, …}.
+struct JobItemRequest: Codable, Sendable {
+    var prompt: JobPrompt
+    var sampling: SamplingFields
+
+    enum CodingKeys: String, CodingKey { case prompt }
+
+    init(prompt: JobPrompt, sampling: SamplingFields) {
+        self.prompt = prompt
+        self.sampling = sampling
+    }
+
+    init(from decoder: any Decoder) throws {
+        prompt = try decoder.container(keyedBy: CodingKeys.self).decode(JobPrompt.self, forKey: .prompt)
+        sampling = try SamplingFields(from: decoder)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(prompt, forKey: .prompt)
+        try sampling.encode(to: encoder)
+    }
+}
+
+/// POST /v1/jobs: prompts (each text, or an object with `prompt` and its own sampling fields) and the sampling fields
+/// every prompt gets unless it sets its own.
+struct JobRequest: Decodable, Sendable {
+    /// A prompt as sent; `prompt` is nil when the object has none that is text or token ids (a 400 naming the item).
+    struct Entry: Decodable, Sendable {
+        var prompt: JobPrompt?
+        var sampling: SamplingFields
+
+        init(from decoder: any Decoder) throws {
+            if let s = try? decoder.singleValueContainer().decode(String.self) {
+                prompt = .text(s)
+                sampling = SamplingFields()
+                return
+            }
+            guard let c = try? decoder.container(keyedBy: JobItemRequest.CodingKeys.self) else {
+                throw DecodingError.typeMismatch(Entry.self, .init(codingPath: decoder.codingPath,
+                    debugDescription: "each prompt must be a string or an object with 'prompt'"))
+            }
+            prompt = try? c.decodeIfPresent(JobPrompt.self, forKey: .prompt)
+            sampling = try SamplingFields(from: decoder)
+        }
+    }
+
+    var model: String?
+    var prompts: [Entry]
+    var sampling: SamplingFields
+
+    enum CodingKeys: String, CodingKey { case model, prompts }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decodeIfPresent(String.self, forKey: .model)
-        messages = try c.decode([ChatMessage].self, forKey: .messages)
-        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
-        streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
-        n = try c.decodeIfPresent(Int.self, forKey: .n)
-        maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
+        prompts = try c.decode([Entry].self, forKey: .prompts)
         sampling = try SamplingFields(from: decoder)
     }
+}
+
+/// One line of a job's results.
+struct JobResultLine: Encodable, Sendable {
+    var index: Int
+    var prompt: JobPrompt?
+    var text: String?
+    var finishReason: String?
+    var usage: Usage?
+    var error: String?
+    enum CodingKeys: String, CodingKey { case index, prompt, text, finishReason = "finish_reason", usage, error }
 }
 
 struct Usage: Codable, Sendable {
@@ -109,10 +225,14 @@ struct Usage: Codable, Sendable {
     }
 }
 
+extension Usage {
+    init(prompt: Int, completion: Int) { self.init(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion) }
+}
+
+/// A completion choice; `logprobs` is always sent as null (moe-serve does not return log probabilities).
 struct CompletionChoice: Encodable, Sendable {
     var index: Int
     var text: String
-    var logprobs: String? = nil
     var finishReason: String?
     enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
 

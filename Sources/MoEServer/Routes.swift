@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import MoEEngine
-import MoEModel
 import NIOCore
 
 /// Requires `Authorization: Bearer <token>` on every route but /health when a token is configured.
@@ -26,43 +25,31 @@ struct Routes: Sendable {
     let info: ClusterInfo
     let started = Date()
 
+    /// Most prompts one job may hold.
+    static let maxJobPrompts = 100_000
+
     func register(_ router: Router<BasicRequestContext>) {
         if let t = config.token { router.add(middleware: BearerAuth(token: t)) }
         router.get("/health") { _, _ in health() }
-        router.get("/v1/stats") { _, _ in
-            let data = try JSONSerialization.data(withJSONObject: statsSnapshot(), options: [.sortedKeys])
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-        }
+        router.get("/v1/stats") { _, _ in jsonResponse(object: statsSnapshot()) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: PrometheusText.render(statsSnapshot()))))
         }
-        router.post("/v1/rebalance") { req, _ in
-            let buffer = try await req.body.collect(upTo: config.maxBodyBytes)
-            let obj = (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
-            let dry = obj["dry_run"] as? Bool ?? false
-            let report: [String: Any]
-            do { report = try await service.engine.rebalance(dryRun: dry) } catch let e as MoEEngine.EngineError {
-                throw APIError.invalid(e.description, code: "no_expert_workers")
-            } catch {
-                throw APIError(.internalServerError, "rebalance failed: \(error)", type: "server_error")
-            }
-            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-        }
+        router.post("/v1/rebalance") { req, _ in try await rebalance(req) }
         router.get("/v1/models") { _, _ in
             jsonResponse(ListResponse(data: [ModelCard(id: service.modelName, created: service.created, maxModelLen: service.contextLimit)]))
         }
-        router.post("/v1/completions") { req, ctx in try await completions(req, ctx) }
-        router.post("/v1/chat/completions") { req, ctx in try await chat(req, ctx) }
-        router.post("/v1/jobs") { req, ctx in try await createJob(req, ctx) }
+        router.post("/v1/completions") { req, _ in try await completions(req) }
+        router.post("/v1/chat/completions") { req, _ in try await chat(req) }
+        router.post("/v1/jobs") { req, _ in try await createJob(req) }
         router.get("/v1/jobs") { _, _ in jsonResponse(ListResponse(data: try store.jobs())) }
         router.get("/v1/jobs/:id") { _, ctx in jsonResponse(try job(ctx)) }
         router.delete("/v1/jobs/:id") { _, ctx in
             let j = try job(ctx)
-            _ = try store.cancel(j.id)
+            try store.cancel(j.id)
             runner.cancel(job: j.id)
-            return jsonResponse(try store.job(j.id)!)
+            return jsonResponse(try store.job(j.id) ?? j)
         }
         router.get("/v1/jobs/:id/results") { _, ctx in
             let j = try job(ctx)
@@ -74,10 +61,8 @@ struct Routes: Sendable {
 
     func health() -> Response {
         let load = service.engine.loadSnapshot
-        let obj: [String: Any] = ["status": "ok", "model": service.modelName, "workers": info.workers, "draft": info.draft,
-                                  "running": load.running, "waiting": load.waiting, "uptime_s": Date().timeIntervalSince(started)]
-        let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return jsonResponse(object: ["status": "ok", "model": service.modelName, "workers": info.workers, "draft": info.draft,
+                                     "running": load.running, "waiting": load.waiting, "uptime_s": Date().timeIntervalSince(started)])
     }
 
     func statsSnapshot() -> [String: Any] {
@@ -93,82 +78,108 @@ struct Routes: Sendable {
         return j
     }
 
-    /// The request body as JSON of type T, with OpenAI-style 4xx errors for size, encoding and shape.
-    func decode<T: Decodable>(_ type: T.Type, _ req: Request) async throws -> T {
+    /// The request body as JSON of type T, with OpenAI-style 4xx errors for size, encoding and shape. An empty body
+    /// is `ifEmpty` when one is given (a route whose fields are all optional), else invalid JSON.
+    func decode<T: Decodable>(_ type: T.Type, _ req: Request, ifEmpty: T? = nil) async throws -> T {
         let buffer: ByteBuffer
         do { buffer = try await req.body.collect(upTo: config.maxBodyBytes) } catch {
             throw APIError(.contentTooLarge, "request body larger than \(config.maxBodyBytes) bytes")
         }
         let data = Data(buffer: buffer)
-        guard String(data: data, encoding: .utf8) != nil else { throw APIError.invalid("request body is not valid UTF-8") }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch let DecodingError.keyNotFound(key, _) {
-            throw APIError.invalid("missing required field '\(key.stringValue)'", param: key.stringValue)
+        guard let text = String(data: data, encoding: .utf8) else { throw APIError.invalid("request body is not valid UTF-8") }
+        if let ifEmpty, text.allSatisfy(\.isWhitespace) { return ifEmpty }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch let DecodingError.keyNotFound(key, c) {
+            let path = Self.path(c.codingPath + [key])
+            throw APIError.invalid("missing required field '\(path)'", param: path)
         } catch let DecodingError.typeMismatch(_, c) {
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+            let path = Self.path(c.codingPath)
+            if path.isEmpty { throw APIError.invalid("request body must be a JSON object") }
             throw APIError.invalid("field '\(path)' has the wrong type: \(c.debugDescription)", param: path)
         } catch let DecodingError.valueNotFound(_, c) {
-            let path = c.codingPath.map(\.stringValue).joined(separator: ".")
+            let path = Self.path(c.codingPath)
             throw APIError.invalid("field '\(path)' must not be null", param: path)
         } catch {
             throw APIError.invalid("request body is not valid JSON")
         }
     }
 
-    func promptIds(_ p: PromptInput) throws -> [[Int32]] {
+    /// A coding path as a client writes it: `prompts[2].max_tokens`.
+    static func path(_ keys: [any CodingKey]) -> String {
+        keys.reduce(into: "") { s, k in
+            if let i = k.intValue { s += "[\(i)]" } else { s += (s.isEmpty ? "" : ".") + k.stringValue }
+        }
+    }
+
+    func promptIds(_ p: PromptInput) -> [[Int32]] {
         switch p {
-        case .text(let s): return [try service.tokenize(s)]
-        case .texts(let a): return try a.map { try service.tokenize($0) }
+        case .text(let s): return [service.tokenize(s)]
+        case .texts(let a): return a.map { service.tokenize($0) }
         case .ids(let a): return [a.map(Int32.init)]
         case .idLists(let a): return a.map { $0.map(Int32.init) }
         }
     }
 
-    static func requestId(_ prefix: String) -> String { prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24) }
+    /// POST /v1/rebalance: re-places experts from the recent load; `{"dry_run": true}` only reports the plan. An
+    /// empty body is a real rebalance; a body that is not such an object is a 400 (it never rebalances by accident).
+    func rebalance(_ req: Request) async throws -> Response {
+        let r = try await decode(RebalanceRequest.self, req, ifEmpty: RebalanceRequest())
+        let report: [String: Any]
+        do { report = try await service.engine.rebalance(dryRun: r.dryRun ?? false) } catch let e as MoEEngine.EngineError {
+            throw APIError.invalid(e.description, code: "no_expert_workers")
+        } catch {
+            throw APIError(.internalServerError, "rebalance failed: \(error)", type: "server_error")
+        }
+        return jsonResponse(object: report)
+    }
 
-    func completions(_ req: Request, _ ctx: BasicRequestContext) async throws -> Response {
+    func completions(_ req: Request) async throws -> Response {
         let r = try await decode(CompletionRequest.self, req)
-        try service.checkModel(r.model)
-        guard (r.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
-        let prompts = try promptIds(r.prompt)
+        let o = r.options
+        try service.checkModel(o.model)
+        guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        let prompts = promptIds(r.prompt)
         guard !prompts.isEmpty else { throw APIError.invalid("the prompt list is empty", param: "prompt") }
-        let prepared = try prompts.map { try service.prepare($0, r.sampling, defaultMaxTokens: 16) }
-        let id = Self.requestId("cmpl-"), created = Int(Date().timeIntervalSince1970)
-        if r.stream == true {
+        let prepared = try prompts.map { try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens) }
+        let id = randomId("cmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
+        if o.stream == true {
             guard prepared.count == 1 else { throw APIError.invalid("stream supports one prompt at a time", param: "prompt") }
-            let events = try service.start(prepared[0])
-            let includeUsage = r.streamOptions?.includeUsage ?? false
-            return sse(events) { e in
+            let includeUsage = o.includeUsage
+            return sse(try service.start(prepared[0])) { e in
                 switch e {
                 case .text(let t):
-                    return [CompletionResponse(id: id, created: created, model: service.modelName,
-                                               choices: [CompletionChoice(index: 0, text: t, finishReason: nil)])].map(encode)
+                    return [wireJSON(CompletionResponse(id: id, created: created, model: model,
+                                                        choices: [CompletionChoice(index: 0, text: t, finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
-                    var out = [encode(CompletionResponse(id: id, created: created, model: service.modelName,
-                                                         choices: [CompletionChoice(index: 0, text: "", finishReason: why)]))]
+                    var out = [wireJSON(CompletionResponse(id: id, created: created, model: model,
+                                                           choices: [CompletionChoice(index: 0, text: "", finishReason: why)]))]
                     if includeUsage {
-                        out.append(encode(CompletionResponse(id: id, created: created, model: service.modelName, choices: [],
-                                                             usage: Usage(promptTokens: pt, completionTokens: ct, totalTokens: pt + ct))))
+                        out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [],
+                                                               usage: Usage(prompt: pt, completion: ct))))
                     }
                     return out
                 }
             }
         }
+        // Every prompt is submitted before any is read, so the engine batches them together. If one is refused (429),
+        // the streams already started are dropped here, which cancels their generations.
+        let streams = try prepared.map { try service.start($0) }
         var choices: [CompletionChoice] = []
-        var usage = Usage(promptTokens: 0, completionTokens: 0, totalTokens: 0)
-        for (i, p) in prepared.enumerated() {
-            let out = try await service.complete(p)
+        var promptTokens = 0, completionTokens = 0
+        for (i, (p, events)) in zip(prepared, streams).enumerated() {
+            let out = await GenerationService.collect(events, promptTokens: p.ids.count)
             choices.append(CompletionChoice(index: i, text: out.text, finishReason: out.finish))
-            usage.promptTokens += out.usage.promptTokens
-            usage.completionTokens += out.usage.completionTokens
+            promptTokens += out.usage.promptTokens
+            completionTokens += out.usage.completionTokens
         }
-        usage.totalTokens = usage.promptTokens + usage.completionTokens
-        return jsonResponse(CompletionResponse(id: id, created: created, model: service.modelName, choices: choices, usage: usage))
+        return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices,
+                                               usage: Usage(prompt: promptTokens, completion: completionTokens)))
     }
 
-    func chat(_ req: Request, _ ctx: BasicRequestContext) async throws -> Response {
+    func chat(_ req: Request) async throws -> Response {
         let r = try await decode(ChatRequest.self, req)
-        try service.checkModel(r.model)
-        guard (r.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        let o = r.options
+        try service.checkModel(o.model)
+        guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
         guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
@@ -179,35 +190,34 @@ struct Routes: Sendable {
             throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
         }
         // The template already holds BOS and role markers: no special tokens are added again.
-        guard let tok = service.tokenizer else { throw APIError.invalid("model has no tokenizer") }
-        let ids = tok.encode(text, addSpecialTokens: false).map(Int32.init)
-        let p = try service.prepare(ids, r.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
-        let id = Self.requestId("chatcmpl-"), created = Int(Date().timeIntervalSince1970)
-        if r.stream == true {
-            let events = try service.start(p)
-            let includeUsage = r.streamOptions?.includeUsage ?? false
+        let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
+        let p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
+        let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
+        if o.stream == true {
+            let includeUsage = o.includeUsage
+            // The render closure runs once per event, in order, on the one task writing the stream.
             final class First: @unchecked Sendable { var yes = true }
             let first = First()
-            return sse(events) { e in
+            return sse(try service.start(p)) { e in
                 switch e {
                 case .text(let t):
                     let delta = ChatDelta(role: first.yes ? "assistant" : nil, content: t)
                     first.yes = false
-                    return [encode(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: service.modelName,
-                                                choices: [ChatChoice(index: 0, delta: delta, finishReason: nil)]))]
+                    return [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
+                                                  choices: [ChatChoice(index: 0, delta: delta, finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
-                    var out = [encode(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: service.modelName,
-                                                   choices: [ChatChoice(index: 0, delta: ChatDelta(), finishReason: why)]))]
+                    var out = [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
+                                                     choices: [ChatChoice(index: 0, delta: ChatDelta(), finishReason: why)]))]
                     if includeUsage {
-                        out.append(encode(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: service.modelName,
-                                                       choices: [], usage: Usage(promptTokens: pt, completionTokens: ct, totalTokens: pt + ct))))
+                        out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
+                                                         choices: [], usage: Usage(prompt: pt, completion: ct))))
                     }
                     return out
                 }
             }
         }
         let out = try await service.complete(p)
-        return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: service.modelName,
+        return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model,
                                          choices: [ChatChoice(index: 0, message: ChatMessage(role: "assistant", content: out.text), finishReason: out.finish)],
                                          usage: out.usage))
     }
@@ -224,52 +234,26 @@ struct Routes: Sendable {
         })
     }
 
-    func createJob(_ req: Request, _ ctx: BasicRequestContext) async throws -> Response {
-        let buffer: ByteBuffer
-        do { buffer = try await req.body.collect(upTo: config.maxBodyBytes) } catch {
-            throw APIError(.contentTooLarge, "request body larger than \(config.maxBodyBytes) bytes")
+    /// POST /v1/jobs: every prompt is checked now (shape, sampling fields, lengths), so a bad one is a 400 naming it
+    /// rather than a failed result later; the job is stored as one flat JobItemRequest per prompt.
+    func createJob(_ req: Request) async throws -> Response {
+        let r = try await decode(JobRequest.self, req)
+        try service.checkModel(r.model)
+        guard !r.prompts.isEmpty else { throw APIError.invalid("'prompts' must be a non-empty list", param: "prompts") }
+        guard r.prompts.count <= Self.maxJobPrompts else {
+            throw APIError.invalid("at most \(Self.maxJobPrompts) prompts per job", param: "prompts")
         }
-        let data = Data(buffer: buffer)
-        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw APIError.invalid("request body is not a JSON object")
-        }
-        try service.checkModel(obj["model"] as? String)
-        guard let prompts = obj["prompts"] as? [Any], !prompts.isEmpty else {
-            throw APIError.invalid("'prompts' must be a non-empty list", param: "prompts")
-        }
-        guard prompts.count <= 100_000 else { throw APIError.invalid("at most 100000 prompts per job", param: "prompts") }
-        let shared = ["max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "ignore_eos"]
-        var requests: [String] = []
-        for (i, p) in prompts.enumerated() {
-            var item: [String: Any] = [:]
-            for k in shared { if let v = obj[k], !(v is NSNull) { item[k] = v } }
-            if let s = p as? String { item["prompt"] = s }
-            else if let o = p as? [String: Any] {
-                for (k, v) in o { item[k] = v }
-            } else {
-                throw APIError.invalid("prompts[\(i)] must be a string or an object with 'prompt'", param: "prompts")
-            }
-            guard item["prompt"] is String || item["prompt"] is [Int] else {
+        let items = try r.prompts.enumerated().map { i, entry in
+            guard let prompt = entry.prompt else {
                 throw APIError.invalid("prompts[\(i)].prompt must be text or a list of token ids", param: "prompts")
             }
-            // Validate now so a bad item is a 400, not a failed result later.
-            let itemData = try JSONSerialization.data(withJSONObject: item, options: [.sortedKeys])
-            let fields: SamplingFields
-            do { fields = try JSONDecoder().decode(SamplingFields.self, from: itemData) } catch {
-                throw APIError.invalid("prompts[\(i)] has a field of the wrong type", param: "prompts")
-            }
-            let ids = try (item["prompt"] as? String).map { try service.tokenize($0) } ?? (item["prompt"] as! [Int]).map(Int32.init)
-            _ = try service.prepare(ids, fields, defaultMaxTokens: 16)
-            requests.append(String(decoding: itemData, as: UTF8.self))
+            let item = JobItemRequest(prompt: prompt, sampling: entry.sampling.over(r.sampling))
+            _ = try service.prepare(service.ids(prompt), item.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens)
+            return item
         }
-        let id = try store.create(requests: requests)
+        let id = try store.create(items)
         runner.notify()
-        return jsonResponse(try store.job(id)!, status: .accepted)
+        guard let view = try store.job(id) else { throw APIError(.internalServerError, "job \(id) was not stored", type: "server_error") }
+        return jsonResponse(view, status: .accepted)
     }
-}
-
-func encode<T: Encodable>(_ v: T) -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: (try? e.encode(v)) ?? Data(), as: UTF8.self)
 }

@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import Logging
-import MoECore
 import MoEEngine
 import ServiceLifecycle
 
@@ -27,7 +26,7 @@ public final class APIServer: @unchecked Sendable {
         return r
     }
 
-    /// Serves until SIGTERM/SIGINT (or `stop` from `onReady`'s handle); then stops accepting, lets running requests
+    /// Serves until SIGTERM/SIGINT (or until the calling task is cancelled); then stops accepting, lets running requests
     /// finish within the shutdown timeout, cancels the rest (their job items stay pending in the store) and returns.
     /// `onReady` receives the bound port.
     public func run(onReady: @escaping @Sendable (Int) -> Void = { _ in }) async throws {

@@ -4,9 +4,8 @@ public struct ServerConfig: Sendable {
     public var port = 8080
     /// Bearer token every route but /health requires, when set.
     public var token: String?
+    /// Largest request body accepted, in bytes; a larger one gets 413.
     public var maxBodyBytes = 4 << 20
-    /// Requests accepted at once (queued + running); more get 429 with Retry-After.
-    public var maxQueued = 256
     /// Job items run at once.
     public var jobConcurrency = 16
     /// On SIGTERM/SIGINT, how long running requests may take to finish.

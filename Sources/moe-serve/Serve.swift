@@ -26,23 +26,27 @@ struct Serve: ParsableCommand {
     }
 
     func serve(_ session: ClusterSession, _ loaded: LoadedModel) throws {
+        // Every answer is text: a model without its tokenizer could only be served to fail each request.
+        let dir = loaded.directory
+        let tokenizerFile = dir.appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: tokenizerFile.path) else {
+            throw CLIError("\(tokenizerFile.path) is missing: serve needs the model's tokenizer.json to turn prompts into tokens and tokens into text")
+        }
+        let tok = try Tokenizer(directory: dir)
         let c = session.config
         var s = ServerConfig()
         s.host = host ?? c.apiHost
         s.port = port ?? c.apiPort
         s.token = token ?? ProcessInfo.processInfo.environment["MOE_API_TOKEN"] ?? c.apiToken
         s.maxBodyBytes = c.apiMaxBodyBytes
-        s.maxQueued = c.apiMaxQueued
         s.jobConcurrency = c.apiJobConcurrency
         s.shutdownTimeoutSeconds = c.apiShutdownTimeout
         s.jobsDB = jobsDB ?? c.jobsDB
-        let dir = loaded.directory
-        let tok = FileManager.default.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) ? try Tokenizer(directory: dir) : nil
-        var eos = loaded.eosTokenIds
-        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
+        // Stop tokens: generation_config.json / config.json, else the tokenizer's.
+        let eos = loaded.eosTokenIds.isEmpty ? tok.eosTokenIds : loaded.eosTokenIds
         let engine = session.makeEngine()
         let name = dir.lastPathComponent
-        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: s.maxQueued)
+        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: c.apiMaxQueued)
         let server = try APIServer(service: service, config: s, info: ClusterInfo(workers: session.workers, draft: session.config.draftModel != nil))
         let done = DispatchSemaphore(value: 0)
         final class Outcome: @unchecked Sendable { var error: Error? }

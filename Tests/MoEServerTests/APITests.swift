@@ -123,6 +123,45 @@ import Testing
         #expect(try await HTTP.post(url, ["prompt": "still here", "max_tokens": 2]).status == 200)
     }
 
+    @Test func rebalanceReadsItsBodyStrictly() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/rebalance"
+        // A body that is not {"dry_run": bool} is refused before anything is re-placed.
+        expectError(try await HTTP.request("POST", url, body: Data("{\"dry_run\": tru".utf8)), 400, "not valid JSON")
+        expectError(try await HTTP.post(url, ["dry_run": "yes"]), 400, "wrong type", "dry_run")
+        expectError(try await HTTP.request("POST", url, body: Data("[true]".utf8)), 400, "must be a JSON object")
+        // An empty body and a well-formed one reach the engine, which has no expert workers to rebalance here.
+        for body in [Data(), Data("{\"dry_run\": true}".utf8)] {
+            let r = try await HTTP.request("POST", url, body: body)
+            expectError(r, 400, "no expert workers")
+            #expect((r.json?["error"] as? [String: Any])?["code"] as? String == "no_expert_workers")
+        }
+    }
+
+    @Test func severalPromptsRunTogetherAndKeepTheirOrder() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let g = try Fixtures.golden("tiny-mixtral").prompts
+        let n = 12
+        var alone: [String] = []
+        for p in [g[0].ids, g[1].ids] {
+            let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": p, "max_tokens": n, "temperature": 0, "ignore_eos": true])
+            alone.append(((r.json?["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? "?")
+        }
+        let steps0 = try await HTTP.get(s.base + "/v1/stats").json?["steps"] as? Int ?? -1
+        let both = try await HTTP.post(s.base + "/v1/completions", ["prompt": [g[0].ids, g[1].ids], "max_tokens": n, "temperature": 0, "ignore_eos": true])
+        let steps1 = try await HTTP.get(s.base + "/v1/stats").json?["steps"] as? Int ?? -1
+        #expect(both.status == 200, "\(both.text)")
+        let choices = both.json?["choices"] as? [[String: Any]] ?? []
+        #expect(choices.map { $0["index"] as? Int } == [0, 1])
+        #expect(choices.map { $0["text"] as? String } == alone.map { Optional($0) })
+        #expect(both.json?["usage"] as? [String: Int] == ["prompt_tokens": g[0].ids.count + g[1].ids.count, "completion_tokens": 2 * n,
+                                                         "total_tokens": g[0].ids.count + g[1].ids.count + 2 * n])
+        // Batched together: about n forward steps for both, where one after the other takes 2n.
+        #expect(steps1 - steps0 >= n && steps1 - steps0 < 2 * n - 4, "\(steps1 - steps0) steps for two prompts of \(n) tokens")
+    }
+
     @Test func bearerTokenGuardsEveryRouteButHealth() async throws {
         let s = try await LiveServer(token: "sesame")
         defer { Task { await s.stop() } }
@@ -147,18 +186,25 @@ import Testing
             try await Task.sleep(nanoseconds: 20_000_000)
         }
         #expect(job?["status"] as? String == "completed" && job?["completed"] as? Int == 3)
-        let list = try await HTTP.get(s.base + "/v1/jobs")
-        #expect(((list.json?["data"] as? [[String: Any]])?.first?["id"] as? String) == id)
         let res = try await HTTP.get(s.base + "/v1/jobs/\(id)/results")
         #expect(res.headers["content-type"]?.hasPrefix("application/x-ndjson") == true)
         let lines = res.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(lines.map { $0["index"] as? Int } == [0, 1, 2])
+        // Each line carries its prompt as sent; the item's own max_tokens wins over the job's.
+        #expect(lines[0]["prompt"] as? [Int] == g[0].ids && lines[2]["prompt"] as? String == "The quick")
+        #expect((lines[1]["usage"] as? [String: Int])?["completion_tokens"] ?? 99 <= 8)
+        #expect(lines.allSatisfy { $0["finish_reason"] is String && $0["error"] == nil })
         // Token-id prompts: compare through the tokenizer-independent route: re-run as completions.
         let again = try await HTTP.post(s.base + "/v1/completions", ["prompt": g[1].ids, "max_tokens": 8, "temperature": 0])
         #expect(lines[1]["text"] as? String == (again.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
         expectError(try await HTTP.get(s.base + "/v1/jobs/job_nope"), 404, "no job")
         expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": []]), 400, "non-empty", "prompts")
         expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": [["max_tokens": 3]]]), 400, "prompt must be text", "prompts")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["ok", 5]]), 400, "string or an object", "prompts[1]")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["ok", ["prompt": "x", "max_tokens": "many"]]]), 400, "wrong type",
+                    "prompts[1].max_tokens")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["ok"], "max_tokens": 0]), 400, "max_tokens must be at least 1")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["max_tokens": 3]), 400, "missing required field 'prompts'", "prompts")
 
         // Cancelling a long job stops it; what finished stays.
         let big = try await HTTP.post(s.base + "/v1/jobs", ["prompts": Array(repeating: "Once upon a time", count: 40), "max_tokens": 60, "temperature": 0])
@@ -168,6 +214,14 @@ import Testing
         try await Task.sleep(nanoseconds: 300_000_000)
         let after = try await HTTP.get(s.base + "/v1/jobs/\(bid)").json
         #expect(after?["status"] as? String == "cancelled" && (after?["completed"] as? Int ?? 99) < 40)
+
+        // The list: newest first, with the same counts as each job's own view; the refused bodies stored nothing.
+        let list = try await HTTP.get(s.base + "/v1/jobs").json?["data"] as? [[String: Any]] ?? []
+        #expect(list.map { $0["id"] as? String } == [bid, id])
+        let first = try await HTTP.get(s.base + "/v1/jobs/\(id)").json
+        #expect(list.last?["completed"] as? Int == 3 && list.last?["status"] as? String == "completed" && list.last?["total"] as? Int == 3)
+        #expect(list.last?["finished_at"] as? Int == first?["finished_at"] as? Int && list.last?["finished_at"] is Int)
+        #expect(list.first?["status"] as? String == "cancelled" && list.first?["total"] as? Int == 40)
     }
 
     @Test func aFullQueueAnswers429WithRetryAfter() async throws {

@@ -32,7 +32,6 @@ final class LiveServer: @unchecked Sendable {
         c.port = 0                      // the kernel picks a free port: parallel tests never collide
         c.token = token
         c.maxBodyBytes = maxBody
-        c.maxQueued = maxQueued
         c.jobsDB = dir.appendingPathComponent("jobs.sqlite").path
         server = try APIServer(service: service, config: c, info: ClusterInfo(workers: 0, draft: false))
         let srv = server
