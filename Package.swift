@@ -46,7 +46,7 @@ let package = Package(
         // Generation: speculative decoding (rejection sampling, drafts, adaptive k) over the model.
         .target(name: "MoEEngine", dependencies: ["MoEModel", "MoECore", "MoEScheduler", "MoEBalance"], swiftSettings: fastSwift),
         // Config/cluster.yaml: parsing and validation, before any weight loads. No MPI, no model.
-        .target(name: "MoEConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
+        .target(name: "MoEConfig", dependencies: ["MoECore", .product(name: "Yams", package: "Yams")], swiftSettings: fastSwift),
         // OpenAI-compatible HTTP API and durable jobs (SQLite) over the engine. No MPI.
         .target(name: "MoEServer", dependencies: [
             "MoEEngine", "MoEModel", "MoETokenizer", "MoECore",

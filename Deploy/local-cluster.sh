@@ -6,8 +6,7 @@
 #
 # Why: a real multi-host run exercises what a single-host run does not (TCP between hosts, one OpenMPI daemon
 # per host started through the rsh/ssh launcher, per-host hostnames, no shared memory between ranks of
-# different hosts), without needing a real cluster. See /work/shared/notes/PLATFORM.md, "Several hosts on one
-# machine".
+# different hosts), without needing a real cluster (Deploy/README.md shows how to use it).
 #
 # Layout (nothing is created in the root network namespace, so nothing can be left there even after a SIGKILL):
 #

@@ -1,21 +1,28 @@
-/// An expert placement with redundant replicas, per MoE layer. Physical slots are numbered worker by worker:
-/// worker w owns slots `slotsOfWorker[w]`.
+/// An expert placement with redundant replicas, per MoE layer. Physical slots are numbered worker by worker (and by
+/// expert within a worker).
 public struct ReplicatedPlacement: Sendable, Equatable, Codable {
     /// physicalToLogical[layer][slot] = the expert that slot holds.
     public var physicalToLogical: [[Int]]
     /// logicalToPhysical[layer][expert] = the slots holding a replica of it.
     public var logicalToPhysical: [[[Int]]]
-    /// replicaCount[layer][expert] = logicalToPhysical[layer][expert].count.
-    public var replicaCount: [[Int]]
     /// workerOfSlot[layer][slot].
     public var workerOfSlot: [[Int]]
 
-    public init(physicalToLogical: [[Int]], logicalToPhysical: [[[Int]]], replicaCount: [[Int]], workerOfSlot: [[Int]]) {
-        self.physicalToLogical = physicalToLogical
-        self.logicalToPhysical = logicalToPhysical
-        self.replicaCount = replicaCount
-        self.workerOfSlot = workerOfSlot
+    /// From the workers holding each expert: workers[layer][expert] (one entry per replica; an empty layer is dense).
+    public init(workers: [[[Int]]]) {
+        physicalToLogical = []; logicalToPhysical = []; workerOfSlot = []
+        for layer in workers {
+            var slots: [(w: Int, e: Int)] = []
+            for (e, ws) in layer.enumerated() { for w in ws { slots.append((w, e)) } }
+            slots.sort { ($0.w, $0.e) < ($1.w, $1.e) }
+            var log = [[Int]](repeating: [], count: layer.count)
+            for (s, x) in slots.enumerated() { log[x.e].append(s) }
+            physicalToLogical.append(slots.map(\.e)); workerOfSlot.append(slots.map(\.w)); logicalToPhysical.append(log)
+        }
     }
+
+    /// replicaCount[layer][expert].
+    public var replicaCount: [[Int]] { logicalToPhysical.map { $0.map(\.count) } }
 
     /// Expected tokens per worker for a load matrix, a replicated expert's tokens split evenly over its replicas.
     public func workerLoad(_ load: [[Double]], workers: Int) -> [Double] {
@@ -36,10 +43,10 @@ public struct ReplicatedPlacement: Sendable, Equatable, Codable {
 /// - load[layer][expert]: tokens routed (recent window); an empty row is a dense layer and stays empty.
 public func rebalance(load: [[Double]], redundant R: Int, workers W: Int) -> ReplicatedPlacement {
     precondition(W >= 1 && R >= 0)
-    var p2l: [[Int]] = [], l2p: [[[Int]]] = [], counts: [[Int]] = [], wos: [[Int]] = []
+    var holders: [[[Int]]] = []
     for row in load {
         let E = row.count
-        guard E > 0 else { p2l.append([]); l2p.append([]); counts.append([]); wos.append([]); continue }
+        guard E > 0 else { holders.append([]); continue }
         // (1) Replicas: the expert with the largest load per replica gets the next one (ties: lower index).
         var reps = [Int](repeating: 1, count: E)
         for _ in 0..<R {
@@ -65,26 +72,14 @@ public func rebalance(load: [[Double]], redundant R: Int, workers W: Int) -> Rep
             workerLoad[w] += r.load
             used[w] += 1
         }
-        var phys: [Int] = [], owner: [Int] = []
-        for w in 0..<W { for e in perWorker[w].sorted() { phys.append(e); owner.append(w) } }
-        var log = [[Int]](repeating: [], count: E)
-        for (s, e) in phys.enumerated() { log[e].append(s) }
-        p2l.append(phys); l2p.append(log); counts.append(reps); wos.append(owner)
+        var held = [[Int]](repeating: [], count: E)
+        for w in 0..<W { for e in perWorker[w] { held[e].append(w) } }
+        holders.append(held)
     }
-    return ReplicatedPlacement(physicalToLogical: p2l, logicalToPhysical: l2p, replicaCount: counts, workerOfSlot: wos)
+    return ReplicatedPlacement(workers: holders)
 }
 
 /// The placement without replicas: expert e of each layer on worker `worker[layer][e]`.
 public func unreplicated(_ worker: [[Int]]) -> ReplicatedPlacement {
-    var p2l: [[Int]] = [], l2p: [[[Int]]] = [], counts: [[Int]] = [], wos: [[Int]] = []
-    for row in worker {
-        let order = row.indices.sorted { (row[$0], $0) < (row[$1], $1) }
-        p2l.append(order)
-        wos.append(order.map { row[$0] })
-        var log = [[Int]](repeating: [], count: row.count)
-        for (s, e) in order.enumerated() { log[e].append(s) }
-        l2p.append(log)
-        counts.append(Array(repeating: 1, count: row.count))
-    }
-    return ReplicatedPlacement(physicalToLogical: p2l, logicalToPhysical: l2p, replicaCount: counts, workerOfSlot: wos)
+    ReplicatedPlacement(workers: worker.map { $0.map { [$0] } })
 }

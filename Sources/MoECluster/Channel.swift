@@ -51,16 +51,4 @@ public final class Channel: @unchecked Sendable {
         }
         return (Int(tag), bytes)
     }
-
-    /// Waits for the next message (sleeping `idleSleep` µs between polls), failing after `timeout` seconds.
-    public func receive(timeout: Double?, idleSleep: Int = 20, what: @autoclosure () -> String) throws -> (tag: Int, bytes: [UInt8]) {
-        let start = monotonic()
-        var spins = 0
-        while true {
-            if let m = try poll() { return m }
-            spins += 1
-            if let t = timeout, monotonic() - start > t { throw ClusterFailure.timeout(what: what(), seconds: t) }
-            if spins > 200 { usleep(UInt32(idleSleep)) } else { sched_yield() }
-        }
-    }
 }

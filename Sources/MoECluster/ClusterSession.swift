@@ -40,8 +40,8 @@ public final class ClusterSession {
     }
 
     public var isCoordinator: Bool { role == .coordinator }
-    public var workers: Int { verifier.map { $0.size - 1 } ?? 0 }
-    public var hasDraftNode: Bool { world.size >= 3 && config.draftModel != nil }
+    public var workers: Int { Role.workerCount(size: world.size, hasDraft: config.draftModel != nil) }
+    public var hasDraftNode: Bool { Role.draftNode(size: world.size, hasDraft: config.draftModel != nil) }
 
     /// How speculation runs, from the config: off without a draft model.
     public var speculation: Speculation {
@@ -49,11 +49,9 @@ public final class ClusterSession {
         return Int(config.speculativeK).map { .fixed($0) } ?? .auto(maxK: config.speculativeMaxK)
     }
 
-    var draftFormat: WeightFormat { WeightFormat(rawValue: config.draftQuantize) ?? .f32 }
-    /// How this rank stores the target's weights (validated names, so the fallback never applies).
-    var formats: WeightFormats {
-        WeightFormats(experts: WeightFormat(rawValue: config.expertsDType) ?? .f32, dense: WeightFormat(rawValue: config.attentionDType) ?? .f32)
-    }
+    var draftFormat: WeightFormat { config.draftDType }
+    /// How this rank stores the target's weights.
+    var formats: WeightFormats { WeightFormats(experts: config.expertsDType, dense: config.attentionDType) }
 
     func loadDraft(target: URL) throws -> LocalDraft {
         let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat)
@@ -126,6 +124,11 @@ public final class ClusterSession {
                 m.transformer.experts = r
                 remote = r
             }
+            m.transformer.capacityFactor = config.capacityFactor
+            if remote != nil {   // in one process the experts run inline: nothing to overlap with
+                m.transformer.microBatches = config.microBatches
+                m.transformer.microBatchMinTokens = config.microBatchMinTokens
+            }
             model = m
             logLine("\(tag): holds \(formatGB(m.bytesHeld)) of weights (dense layers as \(formats.dense)\(W == 0 ? ", all experts as \(formats.experts) — single process" : ", no experts")); RSS \(formatGB(residentBytes()))")
         case .worker(let i):
@@ -182,7 +185,6 @@ public final class ClusterSession {
         e.maxSeqs = config.maxSeqs
         e.speculation = speculation
         e.statsWindow = config.statsWindowSteps
-        model!.transformer.capacityFactor = config.capacityFactor
         let engine = Engine(transformer: model!.transformer, config: e, draft: draft)
         if let remote {
             let redundant = config.redundantExperts ?? remote.placement.workers

@@ -100,6 +100,30 @@ public final class Communicator: @unchecked Sendable {
         return recv
     }
 
+    /// Starts a fixed-size block exchange of `count` Int32 per rank and returns at once. `send`, `recv` belong to MPI
+    /// until `complete` has returned for the request.
+    public func startAlltoall(send: UnsafePointer<Int32>, recv: UnsafeMutablePointer<Int32>, count: Int) throws -> MPI_Request? {
+        var req: MPI_Request? = nil
+        try check(MPI_Ialltoall(send, Int32(count), moe_mpi_int32(), recv, Int32(count), moe_mpi_int32(), comm, &req), "MPI_Ialltoall")
+        return req
+    }
+
+    /// Starts a variable-size byte exchange (as `alltoallv`) and returns at once. The buffers and the count and
+    /// displacement arrays belong to MPI until `complete` has returned for the request.
+    public func startAlltoallv(send: UnsafeRawPointer, counts scounts: UnsafePointer<Int32>, displs sdispls: UnsafePointer<Int32>,
+                               recv: UnsafeMutableRawPointer, counts rcounts: UnsafePointer<Int32>,
+                               displs rdispls: UnsafePointer<Int32>) throws -> MPI_Request? {
+        var req: MPI_Request? = nil
+        try check(MPI_Ialltoallv(send, scounts, sdispls, moe_mpi_byte(), recv, rcounts, rdispls, moe_mpi_byte(), comm, &req),
+                  "MPI_Ialltoallv")
+        return req
+    }
+
+    /// Waits for a started collective, at most `timeout` seconds from now.
+    public func complete(_ req: inout MPI_Request?, what: @autoclosure () -> String) throws {
+        try wait(&req, what: what(), deadline: timeout)
+    }
+
     /// Variable-size byte exchange: rank i gets send[sdispls[i] ..< +scounts[i]] and we receive into recv likewise.
     public func alltoallv(send: UnsafeRawPointer, counts scounts: [Int32], displs sdispls: [Int32],
                           recv: UnsafeMutableRawPointer, counts rcounts: [Int32], displs rdispls: [Int32],
@@ -108,20 +132,6 @@ public final class Communicator: @unchecked Sendable {
         try check(MPI_Ialltoallv(send, scounts, sdispls, moe_mpi_byte(), recv, rcounts, rdispls, moe_mpi_byte(), comm, &req),
                   "MPI_Ialltoallv")
         try wait(&req, what: what(), deadline: timeout)
-    }
-
-    /// Broadcast of bytes from `root`.
-    public func bcast(_ data: inout [UInt8], root: Int, what: String) throws {
-        var n = Int64(data.count)
-        var req: MPI_Request? = nil
-        try check(MPI_Ibcast(&n, 1, moe_mpi_int64(), Int32(root), comm, &req), "MPI_Ibcast")
-        try wait(&req, what: what, deadline: timeout)
-        if rank != root { data = [UInt8](repeating: 0, count: Int(n)) }
-        if n == 0 { return }
-        try data.withUnsafeMutableBytes { b in
-            try check(MPI_Ibcast(b.baseAddress, Int32(n), moe_mpi_byte(), Int32(root), comm, &req), "MPI_Ibcast")
-            try wait(&req, what: what, deadline: timeout)
-        }
     }
 }
 

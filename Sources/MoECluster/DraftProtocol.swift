@@ -2,7 +2,8 @@ import MoEEngine
 import MoEModel
 
 /// The streaming protocol between the coordinator and the draft node (MPI point-to-point, non-blocking, world
-/// communicator; all integers little-endian):
+/// communicator; all integers little-endian; a list `[T]` is an i32 count then the values). Both sides have loaded
+/// and checked the vocabularies before the first message (the start-up agreement in ClusterSession).
 ///
 /// coordinator → draft
 ///   101 start     seq i64 · k i32 · temperature f32 · top_k i32 · top_p f32 · seed u64 · prompt [i32]
@@ -12,9 +13,8 @@ import MoEModel
 ///   104 shutdown
 ///   105 set k     seq i64 · k i32   (sent when the verifier wants proposals for a sequence it had told to stop)
 /// draft → coordinator
-///   201 ready     ok i32 · message [bytes as i32]   (after loading and the vocabulary check)
-///   202 proposal  seq i64 · position i32 · hash u64 · tokens [i32] · q: count i32, then count × vocab f32
-///                 (q only when sampling: the draft distributions the tokens were drawn from)
+///   202 proposal  seq i64 · position i32 · hash u64 · tokens [i32] · q: count i32, then count × [f32] (each a
+///                 vocab-sized row; q only when sampling: the draft distributions the tokens were drawn from)
 ///
 /// The draft node does not wait for verification: after sending a proposal it assumes it will be accepted in full,
 /// guesses the bonus token itself and drafts the next proposal from there. An outcome that contradicts the
@@ -22,7 +22,7 @@ import MoEModel
 /// carry a `hash` that no longer matches and are dropped by the coordinator.
 enum DraftTag {
     static let start = 101, outcome = 102, finish = 103, shutdown = 104, setK = 105
-    static let ready = 201, proposal = 202
+    static let proposal = 202
 }
 
 struct StartMessage {

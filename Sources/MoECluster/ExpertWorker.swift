@@ -11,11 +11,12 @@ public final class ExpertWorker {
     let index: Int
     let idlePoll: Int
     private var recvBuf = [UInt8](), sendBuf = [UInt8]()
-    public private(set) var busySeconds = 0.0
-    public private(set) var unitsServed = 0
 
     /// Where new experts are read from when the placement changes.
     var checkpoint: Checkpoint?
+
+    /// Per-unit sums of one layer, reused across layers and steps.
+    private let accumulator = Scratch()
 
     public init(comm: Communicator, store: ExpertStore, index: Int, bf16Wire: Bool, idlePollMicroseconds: Int, checkpoint: Checkpoint? = nil) {
         self.checkpoint = checkpoint
@@ -23,8 +24,7 @@ public final class ExpertWorker {
         self.store = store
         self.index = index
         idlePoll = idlePollMicroseconds
-        let K = store.spec.layers.compactMap(\.moe).map(\.topK).max() ?? 1
-        wire = WireFormat(hidden: store.spec.hiddenSize, topK: K, bf16: bf16Wire)
+        wire = WireFormat(spec: store.spec, bf16: bf16Wire)
     }
 
     public func loop() throws {
@@ -55,8 +55,6 @@ public final class ExpertWorker {
                 }
             }
             let busy = monotonic() - t0
-            busySeconds += busy
-            unitsServed += n
             sendBuf.withUnsafeMutableBytes { s in
                 s.storeBytes(of: busy, toByteOffset: 0, as: Double.self)
                 s.storeBytes(of: Float(t0 - tHeader), toByteOffset: 8, as: Float.self)
@@ -84,9 +82,8 @@ public final class ExpertWorker {
                 if e >= 0 { entries.append(ExpertEntry(expert: e, slot: Int32(u), weight: p.loadUnaligned(fromByteOffset: 4 * K + 4 * k, as: Float.self))) }
             }
         }
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: max(n * H, 1))
-        acc.initialize(repeating: 0, count: max(n * H, 1))
-        defer { acc.deallocate() }
+        let acc = accumulator.ensure(max(n * H, 1))
+        acc.update(repeating: 0, count: n * H)
         store.accumulate(layer: layer, entries: entries, load: { u, dst in wire.readRow(input + u * ub + 8 * K, to: dst) }, into: acc)
         for u in 0..<n { wire.writeRow(acc + u * H, to: output + u * wire.rowBytes) }
     }

@@ -1,31 +1,17 @@
+import CMPI
 import Foundation
 import MoECore
 import MoEModel
 
-/// Per-layer accounting of the exchange, kept by the coordinator (the stats issue reads it).
-public struct ExchangeStats: Sendable {
-    public var steps = 0
-    /// Units (token rows) and bytes sent to each worker, cumulative.
-    public var unitsPerWorker: [Int]
-    public var bytesSent = 0
-    public var bytesReceived = 0
-    /// Seconds, coordinator's view. Dispatch: planning, packing, the header and the time until the workers hold
-    /// their rows (the slowest worker's wait for them, from its own clock). Expert: the slowest worker's compute.
-    /// Combine: the rest of the exchange until the results are added in. (The coordinator's send can complete late —
-    /// a receiver acknowledges when it next calls MPI, after computing — so the split uses the workers' clocks.)
+/// Where the exchange's time went, cumulative, in seconds from the coordinator's view. Dispatch: planning, packing,
+/// the header and the time until the workers hold their rows (the slowest worker's wait for them, from its own
+/// clock). Expert: the slowest worker's compute. Combine: the rest of the exchange until the results are added in.
+/// (The coordinator's send can complete late — a receiver acknowledges when it next calls MPI, after computing — so
+/// the split uses the workers' clocks.)
+public struct ExchangeSplit: Sendable {
     public var dispatchSeconds = 0.0
-    public var combineSeconds = 0.0
     public var expertSeconds = 0.0
-    /// Each worker's reported expert-compute seconds, cumulative.
-    public var workerBusySeconds: [Double]
-    /// (token, expert) rows sent to each worker, cumulative.
-    public var rowsPerWorker: [Int]
-
-    init(workers: Int) {
-        unitsPerWorker = Array(repeating: 0, count: workers)
-        workerBusySeconds = Array(repeating: 0, count: workers)
-        rowsPerWorker = Array(repeating: 0, count: workers)
-    }
+    public var combineSeconds = 0.0
 }
 
 /// The coordinator's expert backend under mpirun: routes each layer's token rows to the workers that hold their
@@ -35,36 +21,48 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
     public private(set) var placement: ExpertPlacement
     let spec: ModelSpec
     let wire: WireFormat
-    public private(set) var stats: ExchangeStats
-    private var sendBuf = [UInt8](), recvBuf = [UInt8]()
+    /// Rows, bytes and busy time per worker (what the statistics read), and the split of the exchange's time.
+    public private(set) var traffic: ExpertTraffic
+    public private(set) var split = ExchangeSplit()
+    private var idle: [PendingExchange] = [], inFlight: [PendingExchange] = []
+    private let rowScratch = Scratch()
     private var serial: Int32 = 0
 
     public init(comm: Communicator, placement: ExpertPlacement, spec: ModelSpec, bf16Wire: Bool) {
         self.comm = comm
         self.placement = placement
         self.spec = spec
-        let K = spec.layers.compactMap(\.moe).map(\.topK).max() ?? 1
-        wire = WireFormat(hidden: spec.hiddenSize, topK: K, bf16: bf16Wire)
-        stats = ExchangeStats(workers: placement.workers)
-    }
-
-    public var traffic: ExpertTraffic {
-        var t = ExpertTraffic(workers: placement.workers)
-        t.rowsPerWorker = stats.rowsPerWorker
-        t.busyPerWorker = stats.workerBusySeconds
-        t.bytesSent = stats.bytesSent
-        t.bytesReceived = stats.bytesReceived
-        t.exchangeSeconds = stats.dispatchSeconds + stats.combineSeconds
-        t.exchanges = stats.steps
-        return t
+        wire = WireFormat(spec: spec, bf16: bf16Wire)
+        traffic = ExpertTraffic(workers: placement.workers)
     }
 
     public func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
+        begin(layer: layer, x: x, routing: routing, out: out)
+        finishOldest()
+    }
+
+    /// Packs the rows and starts the three collectives of the exchange (header, dispatch, combine) without waiting:
+    /// the workers take their rows, compute and send back while the caller goes on (micro-batch overlap). Workers
+    /// serve exchanges in the order they began, as the collectives match in order on the communicator.
+    public func begin(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
+        let e = idle.popLast() ?? PendingExchange(ranks: comm.size)
         do {
-            try exchange(layer: layer, x: x, routing: routing, out: out)
+            try start(e, layer: layer, x: x, routing: routing, out: out)
         } catch {
             fail("\(error)")
         }
+        inFlight.append(e)
+    }
+
+    public func finishOldest() {
+        guard !inFlight.isEmpty else { return }
+        let e = inFlight.removeFirst()
+        do {
+            try finish(e)
+        } catch {
+            fail("\(error)")
+        }
+        idle.append(e)
     }
 
     func fail(_ message: String) -> Never {
@@ -72,91 +70,97 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
         MPIRuntime.abortJob(code: 1)
     }
 
-    private func exchange(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) throws {
-        let t0 = monotonic()
+    private func start(_ e: PendingExchange, layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) throws {
+        e.t0 = monotonic()
         let W = placement.workers, H = spec.hiddenSize, K = wire.topK
         let plan = DispatchPlan(routing, replicas: placement.replicas[layer], workers: W)
+        e.layer = layer
+        e.plan = plan
+        e.tokens = routing.tokens
+        e.out = out
         serial &+= 1
-        var header = [Int32](repeating: 0, count: 4 * comm.size)
+        e.header.update(repeating: 0, count: 4 * comm.size)
         for w in 0..<W {
-            header[4 * (w + 1)...(4 * (w + 1) + 3)] = [WireFormat.Opcode.exchange.rawValue, Int32(layer), Int32(plan.units[w].count), serial]
+            let h = e.header + 4 * (w + 1)
+            h[0] = WireFormat.Opcode.exchange.rawValue
+            h[1] = Int32(layer)
+            h[2] = Int32(plan.units[w].count)
+            h[3] = serial
         }
-        _ = try comm.alltoall(header, count: 4, what: "sending layer \(layer)'s work to the expert workers", deadline: comm.timeout)
+        e.requests[0] = try comm.startAlltoall(send: e.header, recv: e.headerEcho, count: 4)
 
-        // Dispatch: pack each worker's units back to back.
+        // Dispatch: each worker's units back to back. Combine: each worker's prefix, then one summed row per unit.
         let ub = wire.unitBytes
-        var scounts = [Int32](repeating: 0, count: comm.size), sdispls = scounts
-        var total = 0
+        e.total = 0
+        e.rtotal = 0
         for w in 0..<W {
-            sdispls[w + 1] = Int32(total)
-            scounts[w + 1] = Int32(plan.units[w].count * ub)
-            total += plan.units[w].count * ub
+            e.sdispls[w + 1] = Int32(e.total)
+            e.scounts[w + 1] = Int32(plan.units[w].count * ub)
+            e.total += plan.units[w].count * ub
+            e.rdispls[w + 1] = Int32(e.rtotal)
+            e.rcounts[w + 1] = Int32(WireFormat.combinePrefix + plan.units[w].count * wire.rowBytes)
+            e.rtotal += Int(e.rcounts[w + 1])
         }
-        if sendBuf.count < total { sendBuf = [UInt8](repeating: 0, count: total) }
-        sendBuf.withUnsafeMutableBytes { buf in
-            for w in 0..<W {
-                var p = buf.baseAddress! + Int(sdispls[w + 1])
-                for u in plan.units[w] {
-                    let ids = p.assumingMemoryBound(to: Int32.self), ws = (p + 4 * K).assumingMemoryBound(to: Float.self)
-                    for k in 0..<K {
-                        ids[k] = k < u.experts.count ? u.experts[k] : -1
-                        ws[k] = k < u.weights.count ? u.weights[k] : 0
-                    }
-                    wire.writeRow(x + u.token * H, to: p + 8 * K)
-                    p += ub
+        e.send.ensure(e.total)
+        e.recv.ensure(e.rtotal)
+        for w in 0..<W {
+            var p = e.send.base + Int(e.sdispls[w + 1])
+            for u in plan.units[w] {
+                let ids = p.assumingMemoryBound(to: Int32.self), ws = (p + 4 * K).assumingMemoryBound(to: Float.self)
+                for k in 0..<K {
+                    ids[k] = k < u.experts.count ? u.experts[k] : -1
+                    ws[k] = k < u.weights.count ? u.weights[k] : 0
                 }
+                wire.writeRow(x + u.token * H, to: p + 8 * K)
+                p += ub
             }
         }
-        let zero = [Int32](repeating: 0, count: comm.size)
-        var dummy: UInt8 = 0
-        let tPacked = monotonic()
-        try sendBuf.withUnsafeBytes { s in
-            try comm.alltoallv(send: s.baseAddress!, counts: scounts, displs: sdispls, recv: &dummy, counts: zero, displs: zero,
-                               what: "dispatching layer \(layer) to the expert workers")
-        }
+        e.tPacked = monotonic()
+        e.requests[1] = try comm.startAlltoallv(send: e.send.base, counts: e.scounts, displs: e.sdispls,
+                                                recv: e.dummy, counts: e.zero, displs: e.zero)
+        e.requests[2] = try comm.startAlltoallv(send: e.dummy, counts: e.zero, displs: e.zero,
+                                                recv: e.recv.base, counts: e.rcounts, displs: e.rdispls)
+        e.tBegun = monotonic()
+    }
 
-        // Combine: each worker's prefix, then one summed row per unit.
-        var rcounts = zero, rdispls = zero
-        var rtotal = 0
-        for w in 0..<W {
-            rdispls[w + 1] = Int32(rtotal)
-            rcounts[w + 1] = Int32(WireFormat.combinePrefix + plan.units[w].count * wire.rowBytes)
-            rtotal += Int(rcounts[w + 1])
-        }
-        if recvBuf.count < rtotal { recvBuf = [UInt8](repeating: 0, count: rtotal) }
-        try recvBuf.withUnsafeMutableBytes { r in
-            try comm.alltoallv(send: &dummy, counts: zero, displs: zero, recv: r.baseAddress!, counts: rcounts, displs: rdispls,
-                               what: "waiting for layer \(layer)'s expert results")
-        }
-        out.update(repeating: 0, count: routing.tokens * H)
+    private func finish(_ e: PendingExchange) throws {
+        let tWait = monotonic()
+        let layer = e.layer
+        try comm.complete(&e.requests[0], what: "sending layer \(layer)'s work to the expert workers")
+        try comm.complete(&e.requests[1], what: "dispatching layer \(layer) to the expert workers")
+        try comm.complete(&e.requests[2], what: "waiting for layer \(layer)'s expert results")
+        let W = placement.workers, H = spec.hiddenSize
+        let out = e.out!
+        out.update(repeating: 0, count: e.tokens * H)
         var slowest = 0.0, arrival = 0.0
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: H)
-        defer { row.deallocate() }
-        recvBuf.withUnsafeBytes { r in
-            for w in 0..<W {
-                let base = r.baseAddress! + Int(rdispls[w + 1])
-                let busy = base.loadUnaligned(as: Double.self)
-                slowest = max(slowest, busy)
-                arrival = max(arrival, Double(base.loadUnaligned(fromByteOffset: 8, as: Float.self)))
-                stats.workerBusySeconds[w] += busy
-                var p = base + WireFormat.combinePrefix
-                for u in plan.units[w] {
-                    wire.readRow(p, to: row)
-                    axpy(out + u.token * H, 1, row, H)
-                    p += wire.rowBytes
-                }
-                stats.unitsPerWorker[w] += plan.units[w].count
-                stats.rowsPerWorker[w] += plan.units[w].reduce(0) { $0 + $1.experts.count }
+        let row = rowScratch.ensure(H)
+        for w in 0..<W {
+            let base = UnsafeRawPointer(e.recv.base + Int(e.rdispls[w + 1]))
+            let busy = base.loadUnaligned(as: Double.self)
+            slowest = max(slowest, busy)
+            arrival = max(arrival, Double(base.loadUnaligned(fromByteOffset: 8, as: Float.self)))
+            traffic.busyPerWorker[w] += busy
+            var p = base + WireFormat.combinePrefix
+            for u in e.plan.units[w] {
+                wire.readRow(p, to: row)
+                axpy(out + u.token * H, 1, row, H)
+                p += wire.rowBytes
             }
+            traffic.rowsPerWorker[w] += e.plan.units[w].reduce(0) { $0 + $1.experts.count }
         }
         let t3 = monotonic()
-        stats.steps += 1
-        stats.bytesSent += total
-        stats.bytesReceived += rtotal
-        let dispatch = min(tPacked - t0 + arrival, t3 - t0 - slowest)
-        stats.dispatchSeconds += dispatch
-        stats.expertSeconds += slowest
-        stats.combineSeconds += max(0, t3 - t0 - slowest - dispatch)
+        traffic.exchanges += 1
+        traffic.bytesSent += e.total
+        traffic.bytesReceived += e.rtotal
+        // The coordinator's time in this exchange: beginning it and waiting for it (with overlap, the other
+        // micro-batch's work between the two is not the exchange's).
+        let blocked = (e.tBegun - e.t0) + (t3 - tWait)
+        let dispatch = max(0, min(e.tPacked - e.t0 + arrival, blocked - slowest))
+        let combine = max(0, blocked - slowest - dispatch)
+        split.dispatchSeconds += dispatch
+        split.expertSeconds += min(slowest, blocked)
+        split.combineSeconds += combine
+        traffic.exchangeSeconds += dispatch + combine
     }
 
     /// Moves experts online, between steps: every worker maps the experts it newly holds from its checkpoint and drops
@@ -210,5 +214,54 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
         var header = [Int32](repeating: 0, count: 4 * comm.size)
         for w in 0..<placement.workers { header[4 * (w + 1)] = WireFormat.Opcode.shutdown.rawValue }
         _ = try? comm.alltoall(header, count: 4, what: "telling the expert workers to stop", deadline: comm.timeout)
+    }
+}
+
+/// A growable byte buffer whose address MPI may hold while a collective is in flight.
+final class ByteScratch {
+    private(set) var base = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
+    private var capacity = 1
+
+    func ensure(_ bytes: Int) {
+        guard bytes > capacity else { return }
+        base.deallocate()
+        capacity = max(bytes, 2 * capacity)
+        base = .allocate(byteCount: capacity, alignment: 64)
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// One layer's exchange between begin and finish: its plan, its three MPI requests and every buffer they read or
+/// write (MPI owns those until the requests complete, so they live here rather than in Swift arrays). Reused.
+final class PendingExchange {
+    var layer = 0, tokens = 0, total = 0, rtotal = 0
+    var plan: DispatchPlan!
+    var out: UnsafeMutablePointer<Float>?
+    var t0 = 0.0, tPacked = 0.0, tBegun = 0.0
+    var requests: [MPI_Request?] = [nil, nil, nil]
+    /// Header blocks, 4 Int32 per rank, sent and received (the workers' blocks are zeros).
+    let header, headerEcho: UnsafeMutablePointer<Int32>
+    /// Per-rank byte counts and displacements of dispatch (s) and combine (r); rank 0's entries stay 0.
+    let scounts, sdispls, rcounts, rdispls, zero: UnsafeMutablePointer<Int32>
+    let send = ByteScratch(), recv = ByteScratch()
+    let dummy = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+    private let ints: UnsafeMutablePointer<Int32>
+
+    init(ranks: Int) {
+        ints = .allocate(capacity: 13 * ranks)
+        ints.initialize(repeating: 0, count: 13 * ranks)
+        header = ints
+        headerEcho = ints + 4 * ranks
+        scounts = ints + 8 * ranks
+        sdispls = ints + 9 * ranks
+        rcounts = ints + 10 * ranks
+        rdispls = ints + 11 * ranks
+        zero = ints + 12 * ranks
+    }
+
+    deinit {
+        ints.deallocate()
+        dummy.deallocate()
     }
 }

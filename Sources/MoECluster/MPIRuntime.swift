@@ -7,7 +7,6 @@ import Foundation
 public final class MPIRuntime: @unchecked Sendable {
     public let rank: Int
     public let size: Int
-    public let threadLevel: Int32
     nonisolated(unsafe) private static var shared: MPIRuntime?
 
     public struct Failure: Error, CustomStringConvertible {
@@ -18,7 +17,6 @@ public final class MPIRuntime: @unchecked Sendable {
         var provided: Int32 = 0
         let rc = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_MULTIPLE), &provided)
         guard rc == MPI_SUCCESS else { throw Failure(description: "MPI_Init_thread failed with code \(rc)") }
-        threadLevel = provided
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(moe_mpi_comm_world(), &r)
         MPI_Comm_size(moe_mpi_comm_world(), &s)
@@ -37,8 +35,6 @@ public final class MPIRuntime: @unchecked Sendable {
         shared = s
         return s
     }
-
-    public var isSingleton: Bool { size == 1 }
 
     public func finalize() {
         var done: Int32 = 0

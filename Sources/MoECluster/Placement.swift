@@ -14,27 +14,11 @@ public struct ExpertPlacement: Sendable, Equatable {
         replicas = worker.map { $0.map { [$0] } }
     }
 
-    public init(workers: Int, replicas: [[[Int]]]) {
-        self.workers = workers
-        self.replicas = replicas
-    }
-
     /// The first replica of each expert (the only one before any rebalance).
     public var worker: [[Int]] { replicas.map { $0.map { $0[0] } } }
 
     /// The same placement in the rebalancer's terms.
-    public var replicated: ReplicatedPlacement {
-        var p2l: [[Int]] = [], l2p: [[[Int]]] = [], counts: [[Int]] = [], wos: [[Int]] = []
-        for layer in replicas {
-            var phys: [(w: Int, e: Int)] = []
-            for (e, ws) in layer.enumerated() { for w in ws { phys.append((w, e)) } }
-            phys.sort { ($0.w, $0.e) < ($1.w, $1.e) }
-            var log = [[Int]](repeating: [], count: layer.count)
-            for (s, x) in phys.enumerated() { log[x.e].append(s) }
-            p2l.append(phys.map(\.e)); wos.append(phys.map(\.w)); l2p.append(log); counts.append(layer.map(\.count))
-        }
-        return ReplicatedPlacement(physicalToLogical: p2l, logicalToPhysical: l2p, replicaCount: counts, workerOfSlot: wos)
-    }
+    public var replicated: ReplicatedPlacement { ReplicatedPlacement(workers: replicas) }
 
     /// A rebalancer's placement as replica lists per expert.
     public init(workers: Int, _ p: ReplicatedPlacement) {

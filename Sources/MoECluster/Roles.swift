@@ -7,12 +7,15 @@ public enum Role: Equatable, Sendable, CustomStringConvertible {
     /// Rank 0 coordinates; with a draft model the last rank (when there are at least 3) drafts; the rest are workers.
     public static func of(rank: Int, size: Int, hasDraft: Bool) -> Role {
         if rank == 0 { return .coordinator }
-        if hasDraft && size >= 3 && rank == size - 1 { return .draft }
+        if draftNode(size: size, hasDraft: hasDraft) && rank == size - 1 { return .draft }
         return .worker(index: rank - 1)
     }
 
+    /// Whether the job has a draft node (a draft model and at least 3 ranks; otherwise the draft runs in rank 0).
+    public static func draftNode(size: Int, hasDraft: Bool) -> Bool { hasDraft && size >= 3 }
+
     public static func workerCount(size: Int, hasDraft: Bool) -> Int {
-        max(0, size - 1 - (hasDraft && size >= 3 ? 1 : 0))
+        max(0, size - 1 - (draftNode(size: size, hasDraft: hasDraft) ? 1 : 0))
     }
 
     public var description: String {

@@ -9,7 +9,8 @@ import MoEModel
 ///    token has at least one expert on that worker, so a token whose experts share a worker travels once:
 ///       K × int32 expert ids (−1 = unused slot) | K × float32 routing weights | H × wire scalar (the token's row)
 /// 3. combine, `MPI_Alltoallv` of bytes, workers → coordinator: a 16-byte prefix [float64 expert-compute seconds,
-///    int32 units, int32 0], then per unit H × wire scalar: Σ weight · expert(row) over the unit's experts.
+///    float32 seconds the worker waited for its rows after the header, int32 units], then per unit H × wire scalar:
+///    Σ weight · expert(row) over the unit's experts.
 ///
 /// The wire scalar is f32 (exact) or bf16 (half the bytes); expert ids and weights always travel exactly.
 public struct WireFormat: Sendable {
@@ -21,6 +22,11 @@ public struct WireFormat: Sendable {
         self.hidden = hidden
         self.topK = topK
         self.bf16 = bf16
+    }
+
+    /// The format for a model: K slots per unit, the largest top-k of its MoE layers.
+    public init(spec: ModelSpec, bf16: Bool) {
+        self.init(hidden: spec.hiddenSize, topK: spec.layers.compactMap(\.moe).map(\.topK).max() ?? 1, bf16: bf16)
     }
 
     public var scalarBytes: Int { bf16 ? 2 : 4 }

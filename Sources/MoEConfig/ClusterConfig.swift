@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 import Yams
 
 /// What `Config/cluster.yaml` holds. Every field has the default documented in that file; command-line flags
@@ -27,18 +28,28 @@ public struct ClusterConfig: Sendable, Equatable {
     public var mpiTimeoutSeconds: Double = 60
     /// How long an idle worker sleeps between polls for the next step (latency of the first layer vs idle CPU).
     public var mpiIdlePollMicroseconds: Int = 200
+    /// Micro-batches a step is cut into so that one's attention overlaps another's expert exchange (1: off).
+    public var microBatches: Int = 2
+    /// Steps with fewer tokens than this are not cut (small steps are bandwidth-bound; cutting reads experts twice).
+    public var microBatchMinTokens: Int = 256
     /// Compute threads per rank (0: every core, or MOE_THREADS).
     public var threads: Int = 0
     /// Draft model for speculative decoding: a checkpoint directory, "self" (the target, quantised), or nil (off).
     public var draftModel: String?
     /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling).
-    public var draftQuantize: String = "f32"
+    public var draftDType: WeightFormat = .f32
     /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`).
-    public var expertsDType: String = "f32"
+    public var expertsDType: WeightFormat = .f32
     /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`).
-    public var attentionDType: String = "f32"
-    /// Weight storage formats and the names they go by (int8/int4: groups of 32 with one f32 scale each).
-    public static let weightDTypes = ["f32", "f16", "bf16", "int8", "int4"]
+    public var attentionDType: WeightFormat = .f32
+
+    /// A weight format from its name in the config or on the command line (`key` names it in the error).
+    public static func weightFormat(_ name: String, key: String) throws -> WeightFormat {
+        guard let f = WeightFormat(name: name) else {
+            throw Invalid("\(key) must be one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
+        }
+        return f
+    }
     /// KV capacity of the draft, in tokens over all live sequences.
     public var draftMaxTokens: Int = 16384
     /// Tokens drafted per step: a number from 1 to 16, or "auto".
@@ -87,8 +98,8 @@ public struct ClusterConfig: Sendable, Equatable {
             let m = try r.map(v, role)
             try r.keys(m, allowed: ["dtype"], at: role + ".")
             if let d = m["dtype"] {
-                let name = try r.string(d, role + ".dtype")
-                if role == "experts" { c.expertsDType = name } else { c.attentionDType = name }
+                let f = try weightFormat(try r.string(d, role + ".dtype"), key: role + ".dtype")
+                if role == "experts" { c.expertsDType = f } else { c.attentionDType = f }
             }
         }
         if let rt = top["router"] {
@@ -130,17 +141,20 @@ public struct ClusterConfig: Sendable, Equatable {
         }
         if let m = top["mpi"] {
             let mm = try r.map(m, "mpi")
-            try r.keys(mm, allowed: ["timeout_seconds", "idle_poll_us"], at: "mpi.")
+            try r.keys(mm, allowed: ["timeout_seconds", "idle_poll_us", "micro_batches", "micro_batch_min_tokens"], at: "mpi.")
             if let v = mm["timeout_seconds"] { c.mpiTimeoutSeconds = try r.number(v, "mpi.timeout_seconds") }
             if let v = mm["idle_poll_us"] { c.mpiIdlePollMicroseconds = Int(try r.number(v, "mpi.idle_poll_us")) }
+            if let v = mm["micro_batches"] { c.microBatches = Int(try r.number(v, "mpi.micro_batches")) }
+            if let v = mm["micro_batch_min_tokens"] { c.microBatchMinTokens = Int(try r.number(v, "mpi.micro_batch_min_tokens")) }
         }
         if let t = top["threads"] { c.threads = Int(try r.number(t, "threads")) }
         if let d = top["draft"] {
             let dm = try r.map(d, "draft")
             try r.keys(dm, allowed: ["model", "dtype", "quantize", "max_tokens"], at: "draft.")
             if let v = dm["model"] { c.draftModel = try r.optionalString(v, "draft.model") }
-            if let v = dm["quantize"] { c.draftQuantize = try r.string(v, "draft.quantize") }
-            if let v = dm["dtype"] { c.draftQuantize = try r.string(v, "draft.dtype") }
+            for key in ["quantize", "dtype"] {
+                if let v = dm[key] { c.draftDType = try weightFormat(try r.string(v, "draft." + key), key: "draft." + key) }
+            }
             if let v = dm["max_tokens"] { c.draftMaxTokens = Int(try r.number(v, "draft.max_tokens")) }
         }
         if let kv = top["kv_cache"] {
@@ -192,12 +206,9 @@ public struct ClusterConfig: Sendable, Equatable {
         guard mpiIdlePollMicroseconds >= 0 && mpiIdlePollMicroseconds <= 1_000_000 else {
             throw Invalid("mpi.idle_poll_us must be between 0 and 1000000")
         }
+        guard (1...8).contains(microBatches) else { throw Invalid("mpi.micro_batches must be from 1 to 8 (got \(microBatches))") }
+        guard microBatchMinTokens >= 1 else { throw Invalid("mpi.micro_batch_min_tokens must be positive") }
         guard threads >= 0 else { throw Invalid("threads must be >= 0") }
-        for (key, v) in [("draft.dtype", draftQuantize), ("experts.dtype", expertsDType), ("attention.dtype", attentionDType)] {
-            guard Self.weightDTypes.contains(v) else {
-                throw Invalid("\(key) must be one of \(Self.weightDTypes.joined(separator: ", ")) (got '\(v)')")
-            }
-        }
         guard draftMaxTokens >= 64 else { throw Invalid("draft.max_tokens must be at least 64") }
         guard speculativeK == "auto" || (Int(speculativeK).map { $0 >= 1 && $0 <= 16 } ?? false) else {
             throw Invalid("speculative.k must be a number from 1 to 16, or auto (got '\(speculativeK)')")

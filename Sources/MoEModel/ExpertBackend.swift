@@ -7,6 +7,20 @@ public protocol ExpertBackend: AnyObject {
     /// out[t] = Σ_k routing.weights[t, k] · expert_{routing.experts[t, k]}(x[t]) for the T = routing.tokens rows.
     /// x, out: [T, H]; out is overwritten.
     func run(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>)
+    /// Starts the same work and may return before it is done, so the caller can compute meanwhile (micro-batch
+    /// overlap). `x` is read before begin returns; `out` must stay valid until the matching `finishOldest()`, which
+    /// writes it. Begun work finishes in the order it began.
+    func begin(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>)
+    /// Waits for the oldest begun work and writes its `out`.
+    func finishOldest()
+}
+
+extension ExpertBackend {
+    /// A backend that computes in the caller's process has nothing to overlap with: it does the work at once.
+    public func begin(layer: Int, x: UnsafePointer<Float>, routing: Routing, out: UnsafeMutablePointer<Float>) {
+        run(layer: layer, x: x, routing: routing, out: out)
+    }
+    public func finishOldest() {}
 }
 
 /// One routed row: expert `expert` applied to input row `slot`, scaled by `weight`, added into output row `slot`.

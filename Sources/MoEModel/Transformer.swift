@@ -51,6 +51,13 @@ public final class Transformer: @unchecked Sendable {
     public var profile = StepProfile()
     /// Expert capacity factor (router.capacity_factor); nil routes every choice (dropless, exact).
     public var capacityFactor: Double?
+    /// Micro-batches a pass is cut into so that one's attention runs while another's rows are at the expert workers
+    /// (two-batch overlap, as DeepSeek and MegaScale-Infer do); 1 = off. Cut at token boundaries, so outputs are
+    /// identical (every kernel is batch-invariant). It pays only when the backend's work happens elsewhere.
+    public var microBatches = 1
+    /// Passes with fewer tokens stay whole: each micro-batch reads the weights of every expert it routes to, so
+    /// cutting a small, bandwidth-bound pass reads experts twice and costs more than the overlap saves.
+    public var microBatchMinTokens = 256
     private let mlpScratch = ExpertScratch()
     private var buffers: [String: Scratch] = [:]
 
@@ -94,51 +101,89 @@ public final class Transformer: @unchecked Sendable {
                 t += 1
             }
         }
-        var counts: [[Int]] = []
+        // Micro-batches: contiguous token ranges (a sequence may straddle two; its later tokens attend to the keys
+        // the earlier range stored first in the same layer). Each range's MoE exchange is begun, and finished only
+        // after the next range's attention, so on a cluster that attention runs while the rows are at the workers.
+        // With a capacity limit the batch stays whole: capacity is a per-batch quantity.
+        let M = capacityFactor == nil && T >= microBatchMinTokens ? max(1, min(microBatches, T)) : 1
+        let bounds = (0...M).map { $0 * T / M }
+        let ranges = (0..<M).map { bounds[$0]..<bounds[$0 + 1] }
+        let seqOfMB = ranges.map { Array(seqOf[$0]) }, posOfMB = ranges.map { Array(posOf[$0]) }
+        let f = buf("ffn", T * H)
+        // Shared-expert output and its gate per token, computed while the routed experts are away.
+        let shared = buf("shared", T * H)
+        var sharedGate = [Float](repeating: 1, count: T)
+        var pending = [Int?](repeating: nil, count: M)   // the layer whose routed experts micro-batch m awaits
+        var counts = [[Int]](repeating: [], count: spec.numLayers)
         var dropped = 0
+
+        // Adds micro-batch m's finished feed-forward output of layer l into the residual stream.
+        func complete(_ m: Int, layer l: Int) {
+            let r = ranges[m], lo = r.lowerBound
+            let t2 = monotonicSeconds()
+            experts!.finishOldest()
+            let t3 = monotonicSeconds()
+            profile.experts += t3 - t2
+            t0 += t3 - t2
+            if case .moe(let router) = weights.layers[l].ffn, router.shared != nil {
+                for row in r { axpy(f + row * H, sharedGate[row], shared + row * H, H) }
+            }
+            for i in (lo * H)..<(r.upperBound * H) { x[i] += f[i] }
+        }
+
         for l in 0..<spec.numLayers {
             let lw = weights.layers[l]
-            rmsNorm(x, lw.inputNorm.base, h, rows: T, n: H, eps: spec.rmsNormEps)
-            attention(layer: l, lw.attention, h: h, tokens: T, seqs: seqs, seqOf: seqOf, posOf: posOf, cos: cosT, sin: sinT, cache: cache, out: x)
-            let t1 = monotonicSeconds()
-            profile.attention += t1 - t0
-            t0 = t1
-            rmsNorm(x, lw.postNorm.base, h, rows: T, n: H, eps: spec.rmsNormEps)
-            let f = buf("ffn", T * H)
-            switch lw.ffn {
-            case .dense(let mlp):
-                runMLP(mlp, x: h, rows: T, out: f, scratch: mlpScratch)
-                counts.append([])
-                let t2 = monotonicSeconds()
-                profile.dense += t2 - t0
-                t0 = t2
-            case .moe(let router):
-                let moe = spec.layers[l].moe!
-                let logits = buf("router", T * moe.experts)
-                matmul(h, rows: T, router.gate, out: logits)
-                var routing = routeSoftmaxTopK(logits: logits, tokens: T, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
-                if let cf = capacityFactor { dropped += applyCapacity(&routing, experts: moe.experts, factor: cf) }
-                counts.append(routing.counts(numExperts: moe.experts))
-                let t2 = monotonicSeconds()
-                profile.routing += t2 - t0
-                guard let backend = experts else { fatalError("MoE layer \(l) needs an expert backend") }
-                backend.run(layer: l, x: h, routing: routing, out: f)
-                let t3 = monotonicSeconds()
-                profile.experts += t3 - t2
-                t0 = t3
-                if let shared = router.shared {
-                    let s = buf("shared", T * H)
-                    runMLP(shared, x: h, rows: T, out: s, scratch: mlpScratch)
-                    for r in 0..<T {
-                        let g = router.sharedGate.map { sigmoid(dot(h + r * H, $0.base, H)) } ?? 1
-                        axpy(f + r * H, g, s + r * H, H)
+            for m in 0..<M {
+                if let pl = pending[m] {
+                    complete(m, layer: pl)
+                    pending[m] = nil
+                }
+                let r = ranges[m], lo = r.lowerBound, Tm = r.count
+                let xm = x + lo * H, hm = h + lo * H, fm = f + lo * H
+                rmsNorm(xm, lw.inputNorm.base, hm, rows: Tm, n: H, eps: spec.rmsNormEps)
+                attention(layer: l, lw.attention, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m],
+                          cos: cosT + lo * half, sin: sinT + lo * half, cache: cache, out: xm)
+                let t1 = monotonicSeconds()
+                profile.attention += t1 - t0
+                t0 = t1
+                rmsNorm(xm, lw.postNorm.base, hm, rows: Tm, n: H, eps: spec.rmsNormEps)
+                switch lw.ffn {
+                case .dense(let mlp):
+                    runMLP(mlp, x: hm, rows: Tm, out: fm, scratch: mlpScratch)
+                    for i in 0..<(Tm * H) { xm[i] += fm[i] }
+                    let t2 = monotonicSeconds()
+                    profile.dense += t2 - t0
+                    t0 = t2
+                case .moe(let router):
+                    let moe = spec.layers[l].moe!
+                    let logits = buf("router", Tm * moe.experts)
+                    matmul(hm, rows: Tm, router.gate, out: logits)
+                    var routing = routeSoftmaxTopK(logits: logits, tokens: Tm, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
+                    if let cf = capacityFactor { dropped += applyCapacity(&routing, experts: moe.experts, factor: cf) }
+                    let c = routing.counts(numExperts: moe.experts)
+                    counts[l] = counts[l].isEmpty ? c : zip(counts[l], c).map { $0 + $1 }
+                    let t2 = monotonicSeconds()
+                    profile.routing += t2 - t0
+                    guard let backend = experts else { fatalError("MoE layer \(l) needs an expert backend") }
+                    backend.begin(layer: l, x: hm, routing: routing, out: fm)
+                    let t3 = monotonicSeconds()
+                    profile.experts += t3 - t2
+                    t0 = t3
+                    pending[m] = l
+                    if let sharedMLP = router.shared {
+                        runMLP(sharedMLP, x: hm, rows: Tm, out: shared + lo * H, scratch: mlpScratch)
+                        for row in r {
+                            sharedGate[row] = router.sharedGate.map { sigmoid(dot(h + row * H, $0.base, H)) } ?? 1
+                        }
+                        let t4 = monotonicSeconds()
+                        profile.dense += t4 - t0
+                        t0 = t4
                     }
-                    let t4 = monotonicSeconds()
-                    profile.dense += t4 - t0
-                    t0 = t4
                 }
             }
-            for i in 0..<(T * H) { x[i] += f[i] }
+        }
+        for m in 0..<M {
+            if let pl = pending[m] { complete(m, layer: pl) }
         }
         // Final norm and lm_head only on the rows whose logits are wanted.
         var rows: [Range<Int>] = [], pick: [Int] = []

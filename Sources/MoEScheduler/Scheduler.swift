@@ -19,7 +19,6 @@ public struct SchedulerConfig: Sendable, Equatable {
 /// newest token) plus, when it reaches the end, the draft tokens to verify.
 public struct SchedRequest: Sendable {
     public let id: Int
-    public let arrival: Int
     public var tokens: [Int32]
     public var computed = 0
     /// Draft tokens to verify after the newest token in the next step (set before `schedule`).
@@ -55,10 +54,8 @@ public struct Scheduler: Sendable {
     public private(set) var requests: [Int: SchedRequest] = [:]
     public private(set) var waiting: [Int] = []
     public private(set) var running: [Int] = []
-    var arrivals = 0
-    /// Prompt tokens found in the prefix cache instead of being computed, and tokens computed, since start.
+    /// Prompt tokens found in the prefix cache instead of being computed, since start.
     public private(set) var cachedPromptTokens = 0
-    public private(set) var computedTokens = 0
 
     public init(config: SchedulerConfig, blocks: BlockManager) {
         self.config = config
@@ -69,8 +66,7 @@ public struct Scheduler: Sendable {
 
     public mutating func add(id: Int, prompt: [Int32]) {
         precondition(requests[id] == nil && !prompt.isEmpty)
-        arrivals += 1
-        requests[id] = SchedRequest(id: id, arrival: arrivals, tokens: prompt)
+        requests[id] = SchedRequest(id: id, tokens: prompt)
         waiting.append(id)
     }
 
@@ -124,7 +120,6 @@ public struct Scheduler: Sendable {
                                            spec: [], samples: r.computed + n == r.tokens.count, table: blocks.table(id)))
             budget -= n
         }
-        computedTokens += plan.tokens
         return plan
     }
 

@@ -24,7 +24,7 @@ struct SpecBench: ParsableCommand {
         guard let target = model ?? BundledModels.path(), let draftPath = draft ?? BundledModels.path("demo-draft") else {
             throw ValidationError("give --model and --draft (the bundled demo models were not found)")
         }
-        guard let format = WeightFormat(rawValue: draftQuantize) else { throw ValidationError("--draft-quantize must be \(WeightFormat.names)") }
+        guard let format = WeightFormat(name: draftQuantize) else { throw ValidationError("--draft-quantize must be \(WeightFormat.names)") }
         let m = try LoadedModel(directory: URL(fileURLWithPath: target))
         let (draftModel, draftBytes) = try DraftModel.load(draftPath, target: m.directory, quantize: format)
         let sizes = batches.split(separator: ",").compactMap { Int($0) }

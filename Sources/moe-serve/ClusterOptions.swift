@@ -15,6 +15,10 @@ struct ClusterOptions: ParsableArguments {
     var expertsDType: String?
     @Option(name: .customLong("attention-dtype"), help: "Attention, dense MLP, shared-expert and lm_head weights: f32, f16, bf16, int8 or int4.")
     var attentionDType: String?
+    @Option(name: .customLong("micro-batches"), help: "Cut each step into this many micro-batches so one's attention runs while another's rows are at the expert workers (mpi.micro_batches; 1 = off).")
+    var microBatches: Int?
+    @Option(name: .customLong("micro-batch-min-tokens"), help: "Steps with fewer tokens stay whole (mpi.micro_batch_min_tokens).")
+    var microBatchMinTokens: Int?
 
     /// The config file (or defaults) with flags applied, validated before anything loads.
     func resolve(model: String?, speculation: SpeculationOptions? = nil) throws -> ClusterConfig {
@@ -31,8 +35,10 @@ struct ClusterOptions: ParsableArguments {
             c.placementStrategy = s
         }
         if let d = kvDType { c.kvDType = d }
-        if let d = expertsDType { c.expertsDType = d }
-        if let d = attentionDType { c.attentionDType = d }
+        if let n = microBatches { c.microBatches = n }
+        if let n = microBatchMinTokens { c.microBatchMinTokens = n }
+        if let d = expertsDType { c.expertsDType = try ClusterConfig.weightFormat(d, key: "experts.dtype") }
+        if let d = attentionDType { c.attentionDType = try ClusterConfig.weightFormat(d, key: "attention.dtype") }
         try speculation?.apply(to: &c)
         try c.validate()
         return c

@@ -16,12 +16,13 @@ struct Logits: ParsableCommand {
     func validate() throws { _ = try parseIds(ids, option: "--ids") }
 
     func run() throws {
-        try withCluster(cluster, model: model) { _, loaded in
+        try withCluster(cluster, model: model) { session, loaded in
             try reportingErrors {
                 let tokens = try parseIds(ids, option: "--ids")
                 try checkIds(tokens, vocab: loaded.spec.vocabSize)
-                let blocks = (tokens.count + 15) / 16
-                let cache = KVCache(spec: loaded.spec, numBlocks: blocks)
+                // The configured KV entry type and block size, as generation would use them.
+                let config = session.config, bs = config.kvBlockSize, blocks = (tokens.count + bs - 1) / bs
+                let cache = KVCache(spec: loaded.spec, blockSize: bs, numBlocks: blocks, dtype: KVDType(rawValue: config.kvDType) ?? .f32)
                 let result = loaded.transformer.forward(
                     [SequenceInput(tokens: tokens, start: 0, blockTable: (0..<Int32(blocks)).map { $0 }, logits: .all)], cache: cache)
                 let data = Data(bytes: result.logits.pointer, count: tokens.count * result.vocab * 4)

@@ -47,10 +47,3 @@ func checkIds(_ ids: [Int32], vocab: Int) throws {
         throw ValidationError("token id \(bad) is outside the model's vocabulary (0..<\(vocab))")
     }
 }
-
-func formatBytes(_ b: Int) -> String {
-    let d = Double(b)
-    if d >= Double(1 << 30) { return String(format: "%.2f GiB", d / Double(1 << 30)) }
-    if d >= Double(1 << 20) { return String(format: "%.1f MiB", d / Double(1 << 20)) }
-    return String(format: "%.1f KiB", d / 1024)
-}

@@ -42,7 +42,9 @@ struct Run: ParsableCommand {
         let url = loaded.directory
         let hasTokenizer = FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
         let tok: Tokenizer? = hasTokenizer ? try Tokenizer(directory: url) : nil
-        if let file = batchFile { return try runBatch(file, loaded, tok, session) }
+        // Stop tokens: generation_config.json / config.json, else the tokenizer's.
+        let eos = loaded.eosTokenIds.isEmpty ? (tok?.eosTokenIds ?? []) : loaded.eosTokenIds
+        if let file = batchFile { return try runBatch(file, loaded, tok, eos, session) }
         let ids: [Int32]
         if let text = prompt {
             guard let tok else { throw CLIError("\(url.path) has no tokenizer.json; use --prompt-ids") }
@@ -53,8 +55,6 @@ struct Run: ParsableCommand {
         }
         try checkIds(ids, vocab: loaded.spec.vocabSize)
         logLine("model: \(url.path) (\(loaded.spec.modelType), \(loaded.spec.numLayers) layers, \(loaded.spec.numExperts) experts, \(workers == 0 ? "single process" : "\(workers) expert workers")\(session.hasDraftNode ? " + draft node" : "")); threads: \(ComputeThreads.count) (\(ComputeThreads.isa))")
-        var eos = loaded.eosTokenIds
-        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
         // Text streams as tokens arrive when the prompt was text; ids are printed whole at the end otherwise.
         var stream = (prompt != nil && !json) ? tok?.streamDecoder(skipSpecialTokens: true) : nil
         let out = FileHandle.standardOutput
@@ -101,10 +101,8 @@ struct Run: ParsableCommand {
 
 extension Run {
     /// Every line of the file as one request, all submitted together (continuous batching); results in input order.
-    func runBatch(_ file: String, _ loaded: LoadedModel, _ tok: Tokenizer?, _ session: ClusterSession) throws {
+    func runBatch(_ file: String, _ loaded: LoadedModel, _ tok: Tokenizer?, _ eos: [Int], _ session: ClusterSession) throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
-        var eos = loaded.eosTokenIds
-        if eos.isEmpty, let tok { eos = tok.eosTokenIds }
         var requests: [EngineRequest] = []
         for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {

@@ -15,7 +15,7 @@ struct SpeculationOptions: ParsableArguments {
 
     func apply(to c: inout ClusterConfig) throws {
         if let d = draftModel { c.draftModel = d }
-        if let q = draftQuantize { c.draftQuantize = q }
+        if let q = draftQuantize { c.draftDType = try ClusterConfig.weightFormat(q, key: "draft.dtype") }
         if let k = speculativeK {
             c.speculativeK = k
             if c.draftModel == nil {

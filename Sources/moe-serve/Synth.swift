@@ -25,12 +25,7 @@ struct Synth: ParsableCommand {
         var o = SynthOptions()
         o.hidden = hidden; o.intermediate = intermediate; o.layers = layers; o.experts = experts; o.topK = topK
         o.heads = heads; o.kvHeads = kvHeads; o.vocab = vocab; o.seed = seed; o.expertSpread = expertSpread
-        switch dtype.lowercased() {
-        case "f32", "float32": o.dtype = .f32
-        case "f16", "float16": o.dtype = .f16
-        case "bf16", "bfloat16": o.dtype = .bf16
-        default: throw ValidationError("--dtype must be f32, f16 or bf16")
-        }
+        o.dtype = try storageDType(dtype)
         try reportingErrors {
             let t0 = monotonicSeconds()
             try Synthesizer.write(o, to: URL(fileURLWithPath: out), log: logLine)
@@ -51,13 +46,21 @@ struct SynthDraft: ParsableCommand {
     @Option(help: "f32, f16 or bf16.") var dtype = "bf16"
 
     func run() throws {
-        guard let d = StorageDType(rawValue: dtype.uppercased()) ?? (dtype == "bfloat16" ? .bf16 : nil) else {
-            throw ValidationError("--dtype must be f32, f16 or bf16")
-        }
+        let d = try storageDType(dtype)
         try reportingErrors {
             let t0 = monotonicSeconds()
             try Synthesizer.writeDraft(from: URL(fileURLWithPath: from), layers: layers, to: URL(fileURLWithPath: out), dtype: d, log: logLine)
             print(String(format: "wrote %@: %d-layer dense draft of %@ in %.1f s", out, layers, from, monotonicSeconds() - t0))
         }
+    }
+}
+
+/// A `--dtype` value of the synth commands.
+func storageDType(_ name: String) throws -> StorageDType {
+    switch name.lowercased() {
+    case "f32", "float32": return .f32
+    case "f16", "float16": return .f16
+    case "bf16", "bfloat16": return .bf16
+    default: throw ValidationError("--dtype must be f32, f16 or bf16")
     }
 }

@@ -57,6 +57,20 @@ import Testing
         #expect(plan.units[1] == [.init(token: 1, experts: [2], weights: [0.7]), .init(token: 2, experts: [3, 2], weights: [0.5, 0.5])])
     }
 
+    /// A replicated expert's tokens alternate over its replicas (token t → replica t mod count), and a token whose
+    /// two experts land on one worker still travels there once.
+    @Test func aReplicatedExpertsTokensAlternateOverItsReplicas() {
+        // 4 tokens, top-1, all to expert 0, which workers 0 and 1 both hold; expert 1 only on worker 1.
+        let r = Routing(tokens: 4, topK: 1, experts: [0, 0, 0, 0], weights: [1, 1, 1, 1])
+        let plan = DispatchPlan(r, replicas: [[0, 1], [1]], workers: 2)
+        #expect(plan.units[0].map(\.token) == [0, 2] && plan.units[1].map(\.token) == [1, 3])
+        // Token 1 (odd: replica on worker 1) with experts 0 and 1 makes one unit on worker 1 carrying both.
+        let both = Routing(tokens: 2, topK: 2, experts: [0, 1, 0, 1], weights: [0.5, 0.5, 0.25, 0.75])
+        let p2 = DispatchPlan(both, replicas: [[0, 1], [1]], workers: 2)
+        #expect(p2.units[0] == [.init(token: 0, experts: [0], weights: [0.5])])
+        #expect(p2.units[1] == [.init(token: 0, experts: [1], weights: [0.5]), .init(token: 1, experts: [0, 1], weights: [0.25, 0.75])])
+    }
+
     @Test func bf16RowsHalveTheBytesAndStayClose() {
         let f = WireFormat(hidden: 5, topK: 2, bf16: true)
         #expect(f.rowBytes == 10 && f.unitBytes == 26)
@@ -79,6 +93,18 @@ import Testing
         #expect(c == ClusterConfig())   // the file documents the defaults
     }
 
+    @Test func microBatchSettingsParseAndOutOfRangeValuesAreErrors() throws {
+        let c = try ClusterConfig.parse(yaml: "mpi: {micro_batches: 3, micro_batch_min_tokens: 64}")
+        #expect(c.microBatches == 3 && c.microBatchMinTokens == 64)
+        #expect(ClusterConfig().microBatches == 2 && ClusterConfig().microBatchMinTokens == 256)
+        #expect(throws: ClusterConfig.Invalid("mpi.micro_batches must be from 1 to 8 (got 0)")) {
+            try ClusterConfig.parse(yaml: "mpi: {micro_batches: 0}").validate()
+        }
+        #expect(throws: ClusterConfig.Invalid("mpi.micro_batch_min_tokens must be positive")) {
+            try ClusterConfig.parse(yaml: "mpi: {micro_batch_min_tokens: 0}").validate()
+        }
+    }
+
     @Test func unknownKeysAndBadValuesAreClearErrors() {
         #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, attention, draft, experts, kv_cache, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
             try ClusterConfig.parse(yaml: "wire_dtyp: bf16", source: "c")
@@ -99,8 +125,9 @@ import Testing
 
     @Test func weightFormatsAreChosenPerRole() throws {
         let c = try ClusterConfig.parse(yaml: "experts:\n  dtype: int4\nattention:\n  dtype: bf16\ndraft:\n  dtype: int8\n")
-        #expect(c.expertsDType == "int4" && c.attentionDType == "bf16" && c.draftQuantize == "int8")
-        #expect(try ClusterConfig.parse(yaml: "draft:\n  quantize: int4\n").draftQuantize == "int4")
+        #expect(c.expertsDType == .int4 && c.attentionDType == .bf16 && c.draftDType == .int8)
+        #expect(try ClusterConfig.parse(yaml: "draft:\n  quantize: int4\n").draftDType == .int4)
+        #expect(try ClusterConfig.parse(yaml: "experts:\n  dtype: q8_0\n").expertsDType == .int8)   // llama.cpp's name
         #expect(throws: ClusterConfig.Invalid("experts.dtype must be one of f32, f16, bf16, int8, int4 (got 'q5_k')")) {
             try ClusterConfig.parse(yaml: "experts:\n  dtype: q5_k", source: "c")
         }

@@ -127,3 +127,36 @@ import MoEEngine
         #expect(incremental == aloneRows)
     }
 }
+
+/// Two-batch overlap cuts a pass into micro-batches at token boundaries, even inside a sequence; since every kernel
+/// is batch-invariant and each cut's keys are stored before the next cut attends, nothing a caller sees may change.
+@Suite struct MicroBatchTests {
+    @Test(arguments: ["tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"])
+    func cuttingAPassIntoMicroBatchesChangesNoLogitAndNoRouterCount(model: String) throws {
+        let m = try LoadedModel(directory: Fixtures.model(model))
+        let g = try Fixtures.golden(model)
+        let a = g.prompts[2].ids.map(Int32.init), b = g.prompts[1].ids.map(Int32.init)
+        // Prefill of two sequences, then one decode step of both (2 tokens), as an engine would run them.
+        func run(microBatches: Int) -> (prefill: [Float], decode: [Float], counts: [[Int]]) {
+            m.transformer.microBatches = microBatches
+            m.transformer.microBatchMinTokens = 1     // cut even the two-token decode step
+            defer { m.transformer.microBatches = 1 }
+            let cache = KVCache(spec: m.spec, numBlocks: 16)
+            let ta: [Int32] = [0, 1, 2, 3], tb: [Int32] = [8, 9, 10, 11]
+            let p = m.transformer.forward([SequenceInput(tokens: b, start: 0, blockTable: tb, logits: .all),
+                                           SequenceInput(tokens: a, start: 0, blockTable: ta, logits: .all)], cache: cache)
+            let d = m.transformer.forward([SequenceInput(tokens: [a[0]], start: a.count, blockTable: ta),
+                                           SequenceInput(tokens: [b[0]], start: b.count, blockTable: tb)], cache: cache)
+            return (Array(p.logits.buffer), Array(d.logits.buffer), p.expertCounts)
+        }
+        let whole = run(microBatches: 1)
+        #expect(whole.counts.contains { !$0.isEmpty })
+        // 2 and 3 cut inside a sequence's prompt; 64 leaves one token per micro-batch.
+        for M in [2, 3, 64] {
+            let cut = run(microBatches: M)
+            #expect(cut.prefill == whole.prefill, "prefill logits differ with \(M) micro-batches")
+            #expect(cut.decode == whole.decode, "decode logits differ with \(M) micro-batches")
+            #expect(cut.counts == whole.counts, "router counts differ with \(M) micro-batches")
+        }
+    }
+}
