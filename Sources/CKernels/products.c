@@ -2,12 +2,14 @@
 // memory once per call (decode and verification are bound by those bytes; SGEMM with a few input rows runs far
 // below bandwidth, and with a prefill's rows this layout still reaches ~0.9 of its rate).
 //
-// int8 / int4 (groups of 32 with one f32 scale, layout in quant.c): the activations are rounded on the fly to int16
-// with one scale per group of 32, and each 32-value group dot runs in integer lanes — AVX-512 VNNI vpdpwssd on
-// 256-bit vectors, or AVX2 vpmaddwd, which give the same integers (|w| ≤ 127, |x| ≤ 32767: a group sum stays far
-// inside int32) — then one f32 multiply-add per group with scale_w · scale_x. int16 rather than llama.cpp's int8
-// activations: the rounding of the activations (2^-15 of a group's largest value) then adds nothing measurable to
-// the weights' own error, at the same speed while decoding is bound by the weight bytes.
+// int8 / int4 (groups of 32 with one f32 scale, layout in quant.c): the activations are rounded on the fly with one
+// scale per group of 32, and each 32-value group dot runs in integer lanes, then one f32 multiply-add per group with
+// scale_w · scale_x. int8 weights take int16 activations (AVX-512 VNNI vpdpwssd on 256-bit vectors, or AVX2
+// vpmaddwd: the same integers): their rounding, 2^-15 of a group's largest value, adds nothing measurable to the
+// weights' own error, so int8 stays greedy-identical to f32 on the fixtures. int4 weights take int8 activations, as
+// llama.cpp's q4_0 × q8_0 does (vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): one instruction per group instead of two,
+// which matters because int4 products are bound by arithmetic rather than bytes, and 2^-8 is far below int4's own
+// rounding (2^-3).
 // f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs.
 //
 // Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
@@ -50,26 +52,28 @@ typedef struct {
     int format;
     const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
     size_t rowData, groups, cols;
-    const int16_t *Xq; const float *Xs;      // activations: T × cols int16, T × groups scales
-    const int32_t *Xc;                       // int4 only: T × groups × 8 lanes of −8·Σx (see load_group)
+    const void *Xq; const float *Xs;         // activations: T × cols (int16 for int8, int8 for int4), T × groups scales
+    const int32_t *Xc;                       // int4 only: T × groups × 8 lanes of −8·Σx (see load_q4)
     size_t T;
     float *Y; size_t ldy;
 } qq_ctx;
 
-// Group g of weight row `row` as two vectors of 16 int16 (values 0..15 and 16..31). int4 nibbles hold value j and
-// j+16 of a group as v+8 and are returned as stored (0..15): the dot starts from −8·Σx instead of zero, which is
-// cheaper than subtracting 8 from every weight.
+// Group g of an int8 weight row as two vectors of 16 int16 (values 0..15 and 16..31).
 __attribute__((target(AVX2_TARGET)))
-AI void load_group(int format, const uint8_t *row, size_t g, __m256i *lo, __m256i *hi) {
-    if (format == KERN_Q8) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(row + g * 32));
-        *lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
-        *hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
-        return;
-    }
-    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + g * 16)));
-    *lo = _mm256_and_si256(b, _mm256_set1_epi16(15));
-    *hi = _mm256_srli_epi16(b, 4);
+AI void load_q8(const uint8_t *row, size_t g, __m256i *lo, __m256i *hi) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(row + g * 32));
+    *lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+    *hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+}
+
+// Group g of an int4 weight row as 32 unsigned bytes in value order. Byte j of a group holds value j (low nibble)
+// and j+16 (high nibble) as v+8: the 16 bytes go to both halves, the upper half shifted right by 4, then masked.
+// Values stay as stored (0..15) — an unsigned operand, as vpdpbusd wants — and the dot starts from −8·Σx.
+__attribute__((target(AVX2_TARGET)))
+AI __m256i load_q4(const uint8_t *row, size_t g) {
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + g * 16)));
+    b = _mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4));
+    return _mm256_and_si256(b, _mm256_set1_epi8(15));
 }
 
 __attribute__((target(AVX2_TARGET)))
@@ -88,6 +92,14 @@ AI __m256i dot_vnni(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh
 __attribute__((target(AVX2_TARGET)))
 AI __m256i dot_avx2(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh) {
     return _mm256_add_epi32(init, _mm256_add_epi32(_mm256_madd_epi16(wl, xl), _mm256_madd_epi16(wh, xh)));
+}
+// init + 32 (unsigned 0..15) × (int8) products, four consecutive ones per int32 lane (lane l: values 4l..4l+3).
+// AVX2's maddubs pairs stay far from int16 saturation (2 · 15 · 127), so both give the same integers.
+__attribute__((target(VNNI_TARGET)))
+AI __m256i dot8_vnni(__m256i init, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(init, w, x); }
+__attribute__((target(AVX2_TARGET)))
+AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
+    return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
 
 // Rows [r0, r1) in blocks of 4 taken a quarter of the range apart (rows b, b+q, b+2q, b+3q): each of the four is
@@ -111,11 +123,11 @@ AI __m256i dot_avx2(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh
 // would be reloaded around every store).
 typedef struct {
     const uint8_t *W; const float *ws; size_t rowData, groups, cols;
-    const int16_t *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
+    const void *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
 } qq_ops;
 
 // NR weight rows (1 or 4) from row r × NT inputs (1..4) from input t0; FMT a compile-time constant.
-#define QQ_BLOCK(NAME, TARGET, DOT)                                                                                 \
+#define QQ_BLOCK(NAME, TARGET, DOT, DOT8)                                                                           \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {       \
         __m256 acc[4][4];                                                                                          \
@@ -125,26 +137,33 @@ typedef struct {
         for (int i = 0; i < NR; i++) { wrow[i] = o.W + rows[i] * o.rowData; wsrow[i] = o.ws + rows[i] * o.groups; } \
         for (size_t g = 0; g < o.groups; g++) {                                                                    \
             __m256i wl[4], wh[4];                                                                                  \
-            for (int i = 0; i < NR; i++) load_group(FMT, wrow[i], g, &wl[i], &wh[i]);                              \
+            for (int i = 0; i < NR; i++) {                                                                         \
+                if (FMT == KERN_Q4) wl[i] = load_q4(wrow[i], g);                                                   \
+                else load_q8(wrow[i], g, &wl[i], &wh[i]);                                                          \
+            }                                                                                                      \
             for (int j = 0; j < NT; j++) {                                                                         \
-                const int16_t *xp = o.Xq + (t0 + j) * o.cols + g * 32;                                             \
-                __m256i xl = _mm256_loadu_si256((const __m256i *)xp), xh = _mm256_loadu_si256((const __m256i *)(xp + 16)); \
                 float sx = o.Xs[(t0 + j) * o.groups + g];                                                          \
-                __m256i init = FMT == KERN_Q4                                                                      \
-                    ? _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.groups + g) * 8))                  \
-                    : _mm256_setzero_si256();                                                                      \
-                for (int i = 0; i < NR; i++) {                                                                     \
-                    __m256i d = DOT(init, wl[i], wh[i], xl, xh);                                                   \
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(wsrow[i][g] * sx), acc[i][j]); \
+                __m256i d[4];                                                                                      \
+                if (FMT == KERN_Q4) {                                                                              \
+                    const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.cols + g * 32;                          \
+                    __m256i x = _mm256_loadu_si256((const __m256i *)xp);                                           \
+                    __m256i init = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.groups + g) * 8));   \
+                    for (int i = 0; i < NR; i++) d[i] = DOT8(init, wl[i], x);                                      \
+                } else {                                                                                           \
+                    const int16_t *xp = (const int16_t *)o.Xq + (t0 + j) * o.cols + g * 32;                        \
+                    __m256i xl = _mm256_loadu_si256((const __m256i *)xp), xh = _mm256_loadu_si256((const __m256i *)(xp + 16)); \
+                    for (int i = 0; i < NR; i++) d[i] = DOT(_mm256_setzero_si256(), wl[i], wh[i], xl, xh);        \
                 }                                                                                                  \
+                for (int i = 0; i < NR; i++)                                                                       \
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[i]), _mm256_set1_ps(wsrow[i][g] * sx), acc[i][j]); \
             }                                                                                                      \
         }                                                                                                          \
         for (int j = 0; j < NT; j++)                                                                               \
             for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = hsum8(acc[i][j]);                       \
     }
 
-QQ_BLOCK(qq_block_vnni, VNNI_TARGET, dot_vnni)
-QQ_BLOCK(qq_block_avx2, AVX2_TARGET, dot_avx2)
+QQ_BLOCK(qq_block_vnni, VNNI_TARGET, dot_vnni, dot8_vnni)
+QQ_BLOCK(qq_block_avx2, AVX2_TARGET, dot_avx2, dot8_avx2)
 
 #define QQ_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                        \
     __attribute__((target(TARGET)))                                                                                \
@@ -177,7 +196,10 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
             float acc = 0;
             for (size_t g = 0; g < c->groups; g++) {
                 int32_t s = 0;
-                for (size_t i = g * 32; i < g * 32 + 32; i++) s += group_value(c->format, row, i) * c->Xq[t * c->cols + i];
+                for (size_t i = g * 32; i < g * 32 + 32; i++) {
+                    int32_t x = c->format == KERN_Q4 ? ((const int8_t *)c->Xq)[t * c->cols + i] : ((const int16_t *)c->Xq)[t * c->cols + i];
+                    s += group_value(c->format, row, i) * x;
+                }
                 acc += (float)s * (c->ws[r * c->groups + g] * c->Xs[t * c->groups + g]);
             }
             c->Y[t * c->ldy + r] = acc;
@@ -193,29 +215,34 @@ static void qq_task(void *p, size_t r0, size_t r1) {
     else qq_range_portable(c, r0, r1);
 }
 
-typedef struct { const float *X; size_t ldx, cols, groups; int16_t *Xq; float *Xs; int32_t *Xc; } act_ctx;
+// Activations of an int8 product as int16, of an int4 product as int8 (vpdpbusd multiplies unsigned 4-bit weights
+// by signed bytes, 32 per instruction; the int8 rounding, 2^-8 of a group's largest value, is far below int4's own).
+typedef struct { int format; const float *X; size_t ldx, cols, groups; void *Xq; float *Xs; int32_t *Xc; } act_ctx;
 
 static void act_task(void *p, size_t b, size_t e) {
     act_ctx *a = (act_ctx *)p;
     for (size_t t = b; t < e; t++) {
-        const int16_t *q = a->Xq + t * a->cols;
-        kern_quantize_act(a->X + t * a->ldx, a->cols, a->Xq + t * a->cols, a->Xs + t * a->groups);
-        if (!a->Xc) continue;
+        if (a->format == KERN_Q8) {
+            kern_quantize_act(a->X + t * a->ldx, a->cols, (int16_t *)a->Xq + t * a->cols, a->Xs + t * a->groups);
+            continue;
+        }
+        int8_t *q = (int8_t *)a->Xq + t * a->cols;
+        kern_quantize_act8(a->X + t * a->ldx, a->cols, q, a->Xs + t * a->groups);
         for (size_t g = 0; g < a->groups; g++)
             for (int l = 0; l < 8; l++) {
-                const int16_t *x = q + g * 32;
-                a->Xc[(t * a->groups + g) * 8 + l] = -8 * ((int32_t)x[2 * l] + x[2 * l + 1] + x[16 + 2 * l] + x[17 + 2 * l]);
+                const int8_t *x = q + g * 32 + 4 * l;
+                a->Xc[(t * a->groups + g) * 8 + l] = -8 * ((int32_t)x[0] + x[1] + x[2] + x[3]);
             }
     }
 }
 
 static void gemm_qq_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T,
                        size_t cols, float *Y, size_t ldy, size_t rows) {
-    size_t groups = cols / 32;
-    int16_t *Xq = (int16_t *)aligned_alloc(64, ((T * cols * sizeof(int16_t)) + 63) & ~(size_t)63);
+    size_t groups = cols / 32, xbytes = format == KERN_Q8 ? 2 : 1;
+    void *Xq = aligned_alloc(64, ((T * cols * xbytes) + 63) & ~(size_t)63);
     float *Xs = (float *)aligned_alloc(64, ((T * groups * sizeof(float)) + 63) & ~(size_t)63);
     int32_t *Xc = format == KERN_Q4 ? (int32_t *)aligned_alloc(64, ((T * groups * 8 * sizeof(int32_t)) + 63) & ~(size_t)63) : NULL;
-    act_ctx a = {X, ldx, cols, groups, Xq, Xs, Xc};
+    act_ctx a = {format, X, ldx, cols, groups, Xq, Xs, Xc};
     if (T * cols < 65536) act_task(&a, 0, T);
     else kern_parallel_for(T, 1, act_task, &a);
     qq_ctx c = {format, (const uint8_t *)q, scales, format == KERN_Q8 ? cols : cols / 2, groups, cols, Xq, Xs, Xc, T, Y, ldy};

@@ -1,6 +1,6 @@
 // Group quantisation (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte: byte j
 // of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8) for weights at load,
-// and int16 for activations in every int8/int4 product. Rounding is to nearest even (rintf: one vector instruction;
+// and activations in every int8 (int16 values) or int4 (int8 values) product. Rounding is to nearest even (rintf: one vector instruction;
 // roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
 #include <immintrin.h>
@@ -65,6 +65,48 @@ static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
         __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
         _mm256_storeu_si256((__m256i *)(q + g * 32), a);
         _mm256_storeu_si256((__m256i *)(q + g * 32 + 16), b);
+    }
+}
+
+// int8 activations for int4 weights: amax/127 per group, round half to even (the same rounding as q8 weights).
+__attribute__((target("avx2,fma,f16c")))
+static void quant_act8_avx2(const float *x, size_t n, int8_t *q, float *s) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+    for (size_t g = 0; g < n / 32; g++) {
+        const float *p = x + g * 32;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(p + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        s[g] = d;
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i i32[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), nlim));
+        }
+        // packs works within 128-bit lanes: 32 → 16 → 8 bits leaves the values in lane order 0,4,1,5,2,6,3,7 (of 4).
+        __m256i w16a = _mm256_packs_epi32(i32[0], i32[1]), w16b = _mm256_packs_epi32(i32[2], i32[3]);
+        __m256i b8 = _mm256_packs_epi16(w16a, w16b);
+        b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + g * 32), b8);
+    }
+}
+
+void kern_quantize_act8(const float *x, size_t n, int8_t *q, float *scales) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act8_avx2(x, n, q, scales); return; }
+    for (size_t g = 0; g < n / 32; g++) {
+        float d = amax32(x + g * 32) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        scales[g] = d;
+        for (int i = 0; i < 32; i++) {
+            float r = rintf(x[g * 32 + i] * id);
+            q[g * 32 + i] = (int8_t)(r > 127 ? 127 : (r < -127 ? -127 : r));
+        }
     }
 }
 

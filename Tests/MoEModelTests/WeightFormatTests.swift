@@ -21,8 +21,8 @@ import Testing
         return y
     }
 
-    /// The kernel against the same arithmetic in double precision: weights as stored, and for int8/int4 the
-    /// activations rounded to int16 per group of 32 as the kernel does. Only float summation order differs.
+    /// The kernel against the same arithmetic in double precision: weights as stored, and the activations rounded
+    /// per group of 32 as the kernel does (int16 for int8 weights, int8 for int4). Only float summation order differs.
     @Test(arguments: narrow)
     func productsEqualTheirStoredValuesTimesTheInputs(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
@@ -36,9 +36,14 @@ import Testing
         var worst = 0.0
         for t in 0..<T {
             xin = Array(x[t * cols..<(t + 1) * cols])
-            if format.isGrouped {
-                var q = [Int16](repeating: 0, count: cols), s = [Float](repeating: 0, count: cols / 32)
+            var s = [Float](repeating: 0, count: cols / 32)
+            if format == .int8 {
+                var q = [Int16](repeating: 0, count: cols)
                 kern_quantize_act(xin, cols, &q, &s)
+                for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
+            } else if format == .int4 {
+                var q = [Int8](repeating: 0, count: cols)
+                kern_quantize_act8(xin, cols, &q, &s)
                 for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
             }
             for r in 0..<rows {
@@ -49,6 +54,28 @@ import Testing
             }
         }
         #expect(worst < 1e-5, "\(format): worst relative error \(worst)")
+    }
+
+    /// int4 products round activations to int8 per group of 32: scale amax/127, round half to even, every value
+    /// in its own place (the vector path packs 32 → 8 bits across lanes and must restore the order).
+    @Test func activationsRoundToInt8PerGroupInPlaceAndHalfToEven() {
+        ComputeThreads.ensureConfigured()
+        // Group 0: amax 127, so the scale is 1 and each value rounds to itself or its even neighbour.
+        var x: [Float] = [127, -63.5, 0.5, 1.5, 2.5, -2.5, 3.49, -3.51] + (8..<32).map { Float($0) - 20 }
+        // Group 1: all zero (scale 0, values 0). Group 2: amax 2.54, scale 0.02.
+        x += [Float](repeating: 0, count: 32)
+        x += (0..<32).map { Float($0 - 16) * 0.1 } + []
+        x[64 + 31] = 2.54
+        var q = [Int8](repeating: 99, count: 96), s = [Float](repeating: -1, count: 3)
+        kern_quantize_act8(x, 96, &q, &s)
+        #expect(s[0] == 1 && s[1] == 0 && abs(s[2] - 0.02) < 1e-7)
+        let expected0: [Int8] = [127, -64, 0, 2, 2, -2, 3, -4] + (8..<32).map { Int8($0 - 20) }
+        #expect(Array(q[0..<32]) == expected0)
+        #expect(q[32..<64].allSatisfy { $0 == 0 })
+        for i in 0..<32 {
+            let want = (x[64 + i] / s[2]).rounded(.toNearestOrEven)
+            #expect(q[64 + i] == Int8(max(-127, min(127, want))), "group 2 value \(i)")
+        }
     }
 
     /// How far each format's product is from the f32 product (relative to Σ|w·x|): the price of the format.

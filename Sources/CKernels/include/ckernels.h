@@ -64,9 +64,11 @@ void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
+/// Activations to int8 with one scale per group of 32 (amax/127, round half to even), as int4 products use them.
+void kern_quantize_act8(const float *x, size_t n, int8_t *q, float *scales);
 /// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
-/// in elements (f32 only; converted formats are contiguous). Q8/Q4 round X to int16 per group of 32 and multiply in
-/// integer lanes. Each output element is computed the same way whatever T is and however rows are split.
+/// in elements (f32 only; converted formats are contiguous). Q8 rounds X to int16, Q4 to int8, per group of 32, and
+/// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows);
 /// y[r] = dot(W[r, :], x) for r in [r0, r1) of an f32 W with row stride `ld`, in the caller's thread (the same
