@@ -37,6 +37,9 @@ struct ModelBench: ParsableCommand {
         var prefill: Prefill
         var decode: Decode
         var batchDecode: Decode?
+        /// The read bandwidth around this format's decode: the better of samples just before and just after it.
+        var bandwidth: Double
+        var roofline: Double { bandwidth / decode.bytesPerStep }
     }
 
     func run() throws {
@@ -44,9 +47,10 @@ struct ModelBench: ParsableCommand {
             throw ValidationError("no --model given and Models/demo-mixtral not found")
         }
         ComputeThreads.ensureConfigured()
-        // The bandwidth this machine gives varies over minutes (it is shared): it is sampled before and after every
-        // format and the best sample is the roofline, so a ratio is never flattered by a slow moment.
-        var bandwidth = Roofline.readBandwidth()
+        // The bandwidth this machine gives varies over minutes (it is shared, 30–65 GB/s): each format's roofline is
+        // the better of two samples taken just before and just after its decode (best of three rounds), so the
+        // ratio compares the decode with the limit of the same moment and a slow moment never flatters it.
+        let bandwidth = Roofline.readBandwidth()
         let triad = Roofline.triadBandwidth()
         let gemm = Roofline.gemmFlops()
         log("read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s, triad \(String(format: "%.1f", triad / 1e9)) GB/s, f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s (\(ComputeThreads.count) threads, \(ComputeThreads.isa))")
@@ -57,20 +61,22 @@ struct ModelBench: ParsableCommand {
             let spec = m.spec
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s")
             let prefill = measurePrefill(m)
-            let decode = measureDecode(m, format: f, batch: 1)
+            let before = Roofline.readBandwidth()
+            let decode = (0..<3).map { _ in measureDecode(m, format: f, batch: 1) }.max { $0.tokensPerSecond < $1.tokensPerSecond }!
+            let after = Roofline.readBandwidth()
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
-            bandwidth = max(bandwidth, Roofline.readBandwidth())
-            let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched)
+            let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched,
+                          bandwidth: max(before, after))
             rows.append(row)
             if json {
-                let roofline = bandwidth / decode.bytesPerStep
+                let roofline = row.roofline
                 var obj: [String: Any] = [
                     "model": dir, "format": f.rawValue, "threads": ComputeThreads.count, "isa": ComputeThreads.isa,
                     "weight_bytes": m.bytesHeld,
                     "prefill_tokens": promptTokens, "prefill_tok_s": prefill.tokensPerSecond, "prefill_gflop_s": prefill.flops / 1e9,
                     "gemm_gflop_s": gemm / 1e9, "prefill_gemm_ratio": prefill.flops / gemm,
                     "decode_tok_s": decode.tokensPerSecond, "bytes_per_token": decode.bytesPerStep,
-                    "bandwidth_gb_s": bandwidth / 1e9, "triad_gb_s": triad / 1e9,
+                    "bandwidth_gb_s": row.bandwidth / 1e9, "triad_gb_s": triad / 1e9,
                     "roofline_tok_s": roofline, "roofline_ratio": decode.tokensPerSecond / roofline,
                 ]
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
@@ -80,16 +86,17 @@ struct ModelBench: ParsableCommand {
             }
         }
         if json { return }
-        print("moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa); read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s (triad \(String(format: "%.1f", triad / 1e9))), f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
-        var header = "| format | weights (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | roofline (tok/s) | ratio |"
+        print("moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa); read bandwidth at start \(String(format: "%.1f", bandwidth / 1e9)) GB/s (triad \(String(format: "%.1f", triad / 1e9))), f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
+        var header = "| format | weights (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | bandwidth (GB/s) | roofline (tok/s) | ratio |"
         if batch > 1 { header += " decode batch \(batch) (tok/s) |" }
         print(header)
-        print(String(repeating: "| --- ", count: batch > 1 ? 9 : 8) + "|")
+        print(String(repeating: "| --- ", count: batch > 1 ? 10 : 9) + "|")
         for r in rows {
-            let roofline = bandwidth / r.decode.bytesPerStep
-            var line = String(format: "| %@ | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | **%.2f** |", r.format.rawValue,
+            let roofline = r.roofline
+            var line = String(format: "| %@ | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | %.1f | **%.2f** |", r.format.rawValue,
                               Double(r.weightBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
-                              r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, roofline, r.decode.tokensPerSecond / roofline)
+                              r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, r.bandwidth / 1e9, roofline,
+                              r.decode.tokensPerSecond / roofline)
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
             print(line)
         }
