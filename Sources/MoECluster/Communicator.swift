@@ -64,9 +64,13 @@ public final class Communicator: @unchecked Sendable {
             try check(MPI_Test(&req, &flag, moe_mpi_status_ignore()), "MPI_Test (\(what()))")
             if flag != 0 { return }
             spins += 1
+            // The clock is read every 256 fast spins and at every yield or sleep: on a loaded machine one
+            // sched_yield can cost a whole time slice, so 2000 of them must not postpone the deadline by seconds.
+            if spins >= 2000 || spins & 255 == 0, let d = deadline, monotonic() - start > d {
+                throw ClusterFailure.timeout(what: what(), seconds: d)
+            }
             if spins < 2000 { continue }
             if spins < 4000 { sched_yield(); continue }
-            if let d = deadline, monotonic() - start > d { throw ClusterFailure.timeout(what: what(), seconds: d) }
             if idleSleep > 0 { usleep(UInt32(idleSleep)) } else { sched_yield() }
         }
     }

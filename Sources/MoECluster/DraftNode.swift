@@ -36,6 +36,7 @@ public final class DraftNode {
     }
 
     func handle(_ tag: Int, _ bytes: [UInt8]) {
+        if draftTrace { trace(tag, bytes) }
         switch tag {
         case DraftTag.start:
             let m = StartMessage(bytes)
@@ -44,8 +45,7 @@ public final class DraftNode {
         case DraftTag.outcome:
             let m = OutcomeMessage(bytes)
             guard var s = seqs[m.seq] else { return }
-            let proposed = s.sent[s.confirmed.count] ?? []
-            let truth = s.confirmed + proposed.prefix(min(m.accepted, proposed.count)) + [m.next]
+            let truth = s.confirmed + m.accepted + [m.next]
             // Keep the assumed context (and the proposal drafted ahead from it) only if the verifier arrived exactly
             // there; otherwise everything drafted beyond the truth came from a wrong context: draft again from it.
             if draft.context(m.seq) == truth {
@@ -82,16 +82,36 @@ public final class DraftNode {
         let proposals = draft.propose(reqs)
         for r in reqs {
             guard let p = proposals[r.seq] else { continue }
+            if draftTrace { logLine("draft: send proposal seq \(r.seq) pos \(r.position) hash \(r.hash % 10000) k \(r.k) tokens \(p.tokens) ctx \(draft.context(r.seq)?.count ?? -1)") }
             try channel.send(ProposalMessage(seq: r.seq, proposal: p).encode(), tag: DraftTag.proposal)
             seqs[r.seq]!.sent[r.position] = p.tokens
         }
         // Draft ahead one level: only from the verified context, so at most two proposals wait for verification.
         for r in reqs where r.position == seqs[r.seq]!.confirmed.count && proposals[r.seq] != nil {
             if let guess = draft.guessNext(r.seq) {
-                draft.outcome(r.seq, accepted: proposals[r.seq]!.tokens.count, next: guess)
+                if draftTrace { logLine("draft: ahead seq \(r.seq) guess \(guess)") }
+                draft.outcome(r.seq, accepted: proposals[r.seq]!.tokens, next: guess)
             }
         }
         return true
+    }
+}
+
+/// MOE_DRAFT_TRACE=1 logs every draft-protocol message on both sides (to stderr), for debugging the protocol.
+let draftTrace = ProcessInfo.processInfo.environment["MOE_DRAFT_TRACE"] != nil
+
+extension DraftNode {
+    func trace(_ tag: Int, _ bytes: [UInt8]) {
+        switch tag {
+        case DraftTag.start: let m = StartMessage(bytes); logLine("draft: got start seq \(m.seq) k \(m.k) prompt \(m.prompt.count)")
+        case DraftTag.outcome:
+            let m = OutcomeMessage(bytes)
+            let s = seqs[m.seq]
+            logLine("draft: got outcome seq \(m.seq) accepted \(m.accepted) next \(m.next) k \(m.k); confirmed \(s?.confirmed.count ?? -1) sent \(s?.sent.keys.sorted() ?? []) ctx \(draft.context(m.seq)?.count ?? -1)")
+        case DraftTag.setK: var r = ByteReader(bytes); logLine("draft: got setK seq \(r.get(Int64.self)) k \(r.get(Int32.self))")
+        case DraftTag.finish: logLine("draft: got finish seq \(seqOf(bytes))")
+        default: logLine("draft: got tag \(tag)")
+        }
     }
 }
 
@@ -119,11 +139,13 @@ public final class RemoteDraft: DraftSource {
     }
 
     public func start(_ seq: Int, prompt: [Int32], params: SamplingParams) {
+        if draftTrace { logLine("coord: start seq \(seq) k \(k) prompt \(prompt.count)") }
         told[seq] = k
         do { try channel.send(StartMessage(seq: seq, k: k, params: params, prompt: prompt).encode(), tag: DraftTag.start) } catch { fail(error) }
     }
 
-    public func outcome(_ seq: Int, accepted: Int, next: Int32) {
+    public func outcome(_ seq: Int, accepted: [Int32], next: Int32) {
+        if draftTrace { logLine("coord: outcome seq \(seq) accepted \(accepted) next \(next) k \(k)") }
         told[seq] = k
         do { try channel.send(OutcomeMessage(seq: seq, accepted: accepted, next: next, k: k).encode(), tag: DraftTag.outcome) } catch { fail(error) }
     }
@@ -142,6 +164,7 @@ public final class RemoteDraft: DraftSource {
         while let m = try channel.poll() {
             guard m.tag == DraftTag.proposal else { continue }
             let p = ProposalMessage(m.bytes)
+            if draftTrace { logLine("coord: got proposal seq \(p.seq) pos \(p.proposal.position) hash \(p.proposal.hash % 10000) tokens \(p.proposal.tokens)") }
             received[p.seq, default: []].append(p.proposal)
         }
     }
@@ -153,11 +176,13 @@ public final class RemoteDraft: DraftSource {
         defer { lastWaitSeconds = monotonic() - t0 }
         var out: [Int: Proposal] = [:]
         var spins = 0
+        if draftTrace { logLine("coord: propose \(requests.map { "seq \($0.seq) pos \($0.position) hash \($0.hash % 10000) k \($0.k)" }) told \(told)") }
         do {
             // A sequence whose draft was told k = 0 drafts nothing until told otherwise.
             for r in wanted where (told[r.seq] ?? 0) == 0 {
                 var w = ByteWriter()
                 w.put(Int64(r.seq)); w.put(Int32(r.k))
+                if draftTrace { logLine("coord: setK seq \(r.seq) k \(r.k)") }
                 try channel.send(w.bytes, tag: DraftTag.setK)
                 told[r.seq] = r.k
             }

@@ -7,8 +7,9 @@ import MoEModel
 ///
 /// coordinator → draft
 ///   101 start     seq i64 · k i32 · temperature f32 · top_k i32 · top_p f32 · seed u64 · prompt [i32]
-///   102 outcome   seq i64 · accepted i32 · next i32 · k i32   (the verifier kept `accepted` tokens of the proposal
-///                 drafted at its current length, then `next`; draft k tokens from now on, 0 = none)
+///   102 outcome   seq i64 · next i32 · k i32 · accepted [i32]   (the verifier kept the tokens `accepted` — the
+///                 start of the proposal it verified, spelled out because two proposals from one context may
+///                 differ in k — then `next`; draft k tokens from now on, 0 = none)
 ///   103 finish    seq i64
 ///   104 shutdown
 ///   105 set k     seq i64 · k i32   (sent when the verifier wants proposals for a sequence it had told to stop)
@@ -19,7 +20,8 @@ import MoEModel
 /// The draft node does not wait for verification: after sending a proposal it assumes it will be accepted in full,
 /// guesses the bonus token itself and drafts the next proposal from there. An outcome that contradicts the
 /// assumption rewinds it to the verified context; proposals drafted from a context the verifier does not have
-/// carry a `hash` that no longer matches and are dropped by the coordinator.
+/// carry a `hash` that no longer matches and are dropped by the coordinator. `MOE_DRAFT_TRACE=1` in the environment
+/// of both ranks logs every message to stderr.
 enum DraftTag {
     static let start = 101, outcome = 102, finish = 103, shutdown = 104, setK = 105
     static let proposal = 202
@@ -49,19 +51,19 @@ struct StartMessage {
 }
 
 struct OutcomeMessage {
-    var seq: Int, accepted: Int, next: Int32, k: Int
+    var seq: Int, accepted: [Int32], next: Int32, k: Int
 
     func encode() -> [UInt8] {
         var w = ByteWriter()
-        w.put(Int64(seq)); w.put(Int32(accepted)); w.put(next); w.put(Int32(k))
+        w.put(Int64(seq)); w.put(next); w.put(Int32(k)); w.put(accepted)
         return w.bytes
     }
 
-    init(seq: Int, accepted: Int, next: Int32, k: Int) { self.seq = seq; self.accepted = accepted; self.next = next; self.k = k }
+    init(seq: Int, accepted: [Int32], next: Int32, k: Int) { self.seq = seq; self.accepted = accepted; self.next = next; self.k = k }
 
     init(_ b: [UInt8]) {
         var r = ByteReader(b)
-        seq = Int(r.get(Int64.self)); accepted = Int(r.get(Int32.self)); next = r.get(Int32.self); k = Int(r.get(Int32.self))
+        seq = Int(r.get(Int64.self)); next = r.get(Int32.self); k = Int(r.get(Int32.self)); accepted = r.ints()
     }
 }
 

@@ -35,8 +35,10 @@ public enum ContextHash {
 public protocol DraftSource: AnyObject {
     /// A new sequence: its verified prompt and how it samples.
     func start(_ seq: Int, prompt: [Int32], params: SamplingParams)
-    /// The verifier accepted `accepted` tokens of the last proposal (0 if there was none) and then `next`.
-    func outcome(_ seq: Int, accepted: Int, next: Int32)
+    /// The verifier kept `accepted` (the first tokens of the proposal it verified; none if there was none) and then
+    /// `next`. The tokens themselves, not a count: a streaming draft may have sent two proposals from the same
+    /// context (different k), and only the verifier knows which one it used.
+    func outcome(_ seq: Int, accepted: [Int32], next: Int32)
     /// Proposals for these sequences (k tokens each), from each one's verified context of `position` tokens.
     /// Sequences without a usable proposal are left out (they decode without speculation this step).
     func propose(_ requests: [(seq: Int, position: Int, hash: UInt64, k: Int)]) -> [Int: Proposal]

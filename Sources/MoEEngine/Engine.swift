@@ -350,10 +350,10 @@ public final class Engine: @unchecked Sendable {
                     let t0 = monotonicSeconds()
                     draft.start(w.id, prompt: before, params: l.request.params)
                     draftStartSeconds += monotonicSeconds() - t0
-                    draft.outcome(w.id, accepted: 0, next: delivered.last!)
+                    draft.outcome(w.id, accepted: [], next: delivered.last!)
                     live[w.id]!.draftStarted = true
                 } else {
-                    draft.outcome(w.id, accepted: verdict.accepted, next: verdict.next)
+                    draft.outcome(w.id, accepted: Array(w.spec.prefix(verdict.accepted)), next: verdict.next)
                 }
             }
         }

@@ -38,12 +38,14 @@ public final class LocalDraft: DraftSource {
         seqs[seq] = Seq(tokens: prompt, verified: prompt.count, cached: 0, sampler: Sampler(params))
     }
 
-    public func outcome(_ seq: Int, accepted: Int, next: Int32) {
+    public func outcome(_ seq: Int, accepted: [Int32], next: Int32) {
         guard var s = seqs[seq] else { return }
-        let a = min(accepted, s.drafted)
-        s.tokens = Array(s.tokens.prefix(s.verified + a)) + [next]
-        s.cached = min(s.cached, s.verified + a)
-        s.verified += a + 1
+        // Cached K/V stay valid over the drafted tokens the verifier kept.
+        var same = 0
+        while same < min(accepted.count, s.drafted) && s.tokens[s.verified + same] == accepted[same] { same += 1 }
+        s.cached = min(s.cached, s.verified + same)
+        s.tokens = Array(s.tokens.prefix(s.verified)) + accepted + [next]
+        s.verified = s.tokens.count
         s.drafted = 0
         seqs[seq] = s
     }

@@ -90,6 +90,34 @@ import Testing
 }
 
 @Suite struct AdaptiveKTests {
+    /// The verifier's outcome names the tokens it kept, so the draft's context follows the verifier even when the
+    /// proposal verified is not the draft's latest from that context (a streaming draft can send two from one
+    /// context with different k, and the verifier may take the older one); K/V drafted for kept tokens stay cached.
+    @Test func draftContextFollowsTheTokensTheVerifierKept() throws {
+        let d = LocalDraft(model: try DraftModel.load(SpeculativeTests.draftDir.path, target: SpeculativeTests.target, quantize: .f32).0,
+                               capacityTokens: 256)
+        let prompt: [Int32] = [54, 74, 272, 345]
+        d.start(1, prompt: prompt, params: SamplingParams())
+        let p = try #require(d.propose([(seq: 1, position: 4, hash: ContextHash.of(prompt), k: 3)])[1])
+        #expect(p.tokens.count == 3)
+        // Kept the first draft token, then 7.
+        d.outcome(1, accepted: Array(p.tokens.prefix(1)), next: 7)
+        #expect(d.context(1) == prompt + [p.tokens[0], 7])
+        // A proposal from that context, then an outcome keeping tokens it never drafted (another proposal's).
+        let ctx = d.context(1)!
+        let q = try #require(d.propose([(seq: 1, position: ctx.count, hash: ContextHash.of(ctx), k: 1)])[1])
+        let other: [Int32] = [q.tokens[0] == 9 ? 10 : 9, 11]
+        d.outcome(1, accepted: other, next: 12)
+        #expect(d.context(1) == ctx + other + [12])
+        // And it drafts on from there as a fresh draft of that context would.
+        let now = d.context(1)!
+        let r = try #require(d.propose([(seq: 1, position: now.count, hash: ContextHash.of(now), k: 2)])[1])
+        let fresh = LocalDraft(model: d.model, capacityTokens: 256)
+        fresh.start(2, prompt: now, params: SamplingParams())
+        let f = try #require(fresh.propose([(seq: 2, position: now.count, hash: ContextHash.of(now), k: 2)])[2])
+        #expect(r.tokens == f.tokens)
+    }
+
     @Test func expectedTokensTable() {
         #expect(expectedTokens(acceptance: 0.5, k: 0) == 1)
         #expect(abs(expectedTokens(acceptance: 0.5, k: 2) - 1.75) < 1e-12)

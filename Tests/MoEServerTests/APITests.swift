@@ -263,7 +263,10 @@ import Testing
         _ = recv(fd, &buf, buf.count, 0)
         #expect(engine.outstandingRequests == 1)
         close(fd)
-        for _ in 0..<200 where engine.outstandingRequests > 0 { try await Task.sleep(nanoseconds: 20_000_000) }
+        // The load snapshot is refreshed by the engine's next step after the cancel: wait for both.
+        for _ in 0..<200 where engine.outstandingRequests > 0 || engine.loadSnapshot.running > 0 {
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
         #expect(engine.outstandingRequests == 0)
         #expect(engine.loadSnapshot.running == 0)
     }
