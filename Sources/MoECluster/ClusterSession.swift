@@ -184,6 +184,7 @@ public final class ClusterSession {
         e.maxBatchedTokens = config.maxBatchedTokens
         e.maxSeqs = config.maxSeqs
         e.speculation = speculation
+        e.expertFormat = config.expertsDType
         e.statsWindow = config.statsWindowSteps
         let engine = Engine(transformer: model!.transformer, config: e, draft: draft)
         if let remote {

@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 import MoEModel
 
 /// How many tokens to draft. `auto` picks k each step to maximise expected tokens per second from each sequence's
@@ -37,6 +38,8 @@ public struct AdaptiveK: Sendable {
     /// of 3 accepted out of 4 so that one unlucky first round does not switch a good draft off.
     var acceptance: [Int: (Double, Double)] = [:]
     var stepsSinceProbe = 0
+    /// Probes made so far: they alternate between the neighbours below and above the choice.
+    var probes = 0
     /// Realised emitted tokens per second of steps with (batch size, k), EMA: measurement beats the model once seen.
     var realised: [Int: [Int: Double]] = [:]
     /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
@@ -145,15 +148,17 @@ public struct AdaptiveK: Sendable {
         stepsSinceProbe += 1
         if stepsSinceProbe >= 16 {
             stepsSinceProbe = 0
-            return best == 0 ? 1 : (best == maxK || stepsSinceProbe % 2 == 0 ? best - 1 : best + 1)
+            probes += 1
+            return best == 0 ? 1 : (best == maxK || probes % 2 == 0 ? best - 1 : best + 1)
         }
         return best
     }
 }
 
 extension AdaptiveK {
-    /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer.
-    public static func forModel(_ t: Transformer, maxK: Int) -> AdaptiveK {
+    /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in
+    /// `expertFormat` (wherever they live).
+    public static func forModel(_ t: Transformer, maxK: Int, expertFormat: WeightFormat = .f32) -> AdaptiveK {
         let s = t.spec, w = t.weights
         var dense = w.lmHead.byteCount
         var expert = 0.0
@@ -164,7 +169,9 @@ extension AdaptiveK {
             case .dense(let m): dense += m.byteCount
             case .moe(let r):
                 dense += r.gate.byteCount + (r.shared?.byteCount ?? 0)
-                expert = Double(3 * s.hiddenSize * s.layers[l].moe!.intermediate * 4)
+                // gate and up: [I, H]; down: [H, I].
+                let H = s.hiddenSize, I = s.layers[l].moe!.intermediate
+                expert = Double(2 * I * expertFormat.rowBytes(H) + H * expertFormat.rowBytes(I))
             }
         }
         let moe = s.layers.compactMap(\.moe).first

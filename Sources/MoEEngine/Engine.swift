@@ -38,6 +38,8 @@ public struct EngineConfig: Sendable {
     public var maxBatchedTokens = 2048
     public var maxSeqs = 64
     public var speculation: Speculation = .off
+    /// How the routed experts are stored (their bytes per step are part of auto k's cost prior).
+    public var expertFormat: WeightFormat = .f32
     /// Steps the statistics' sliding window covers.
     public var statsWindow = 1000
     public init() {}
@@ -135,7 +137,7 @@ public final class Engine: @unchecked Sendable {
         collector = StatsCollector(spec: spec, windowSteps: config.statsWindow)
         if let t = transformer.experts as? ExpertTrafficSource { collector.seed(t.traffic) }
         self.draft = config.speculation == .off ? nil : draft
-        if case .auto(let maxK) = config.speculation, draft != nil { adaptive = AdaptiveK.forModel(transformer, maxK: maxK) }
+        if case .auto(let maxK) = config.speculation, draft != nil { adaptive = AdaptiveK.forModel(transformer, maxK: maxK, expertFormat: config.expertFormat) }
     }
 
     /// The most tokens one request may hold: the model's context, and the whole pool (minus a block of slack).

@@ -118,6 +118,27 @@ import Testing
         #expect(r.tokens == f.tokens)
     }
 
+    /// Every 16 steps auto k re-tries a neighbour of its choice, alternately the one above and the one below, so a
+    /// drift in acceptance is noticed in either direction.
+    @Test func probesAlternateBetweenTheNeighboursOfTheChoice() {
+        var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        a.recordStep(positions: 1, seconds: 1)
+        for k in 0...4 { a.recordRate(batch: 1, k: k, emitted: k == 2 ? 30 : 10, seconds: 1) }
+        let choices = (0..<64).map { _ in a.choose([7]) }
+        #expect(choices.filter { $0 != 2 } == [3, 1, 3, 1])
+    }
+
+    /// The prior counts the experts' bytes in the format they are held in: int4 experts make verification's extra
+    /// experts cheap next to the dense part, f32 ones dear.
+    @Test func thePriorCountsExpertBytesInTheirFormat() throws {
+        let m = try LoadedModel(directory: Fixtures.model("tiny-mixtral"))
+        let f32 = AdaptiveK.forModel(m.transformer, maxK: 4), int4 = AdaptiveK.forModel(m.transformer, maxK: 4, expertFormat: .int4)
+        let ratio = int4.expertBytes / f32.expertBytes
+        // 4 bits and one f32 scale per 32 values against 32 bits: 0.625 / 4.
+        #expect(abs(ratio - 0.625 / 4) < 0.01, "int4/f32 expert bytes \(ratio)")
+        #expect(int4.prior(5) < f32.prior(5))
+    }
+
     @Test func expectedTokensTable() {
         #expect(expectedTokens(acceptance: 0.5, k: 0) == 1)
         #expect(abs(expectedTokens(acceptance: 0.5, k: 2) - 1.75) < 1e-12)
