@@ -1,10 +1,10 @@
 import Foundation
 
-/// One entry of tokenizer.json `added_tokens`.
+/// One entry of tokenizer.json `added_tokens`. Its `id` field is validated
+/// but not kept: Rust ignores it (it re-adds the token and only warns on a
+/// mismatch); see `AddedVocabulary`. Equality covers the same fields as
+/// Rust's derived `PartialEq` (content and flags, no id).
 struct AddedToken: Sendable, Equatable {
-    /// The id written in the file. Rust ignores it (it re-adds the token and
-    /// only warns on a mismatch); see `AddedVocabulary`.
-    let fileId: Int32
     let content: String
     let singleWord: Bool
     let lstrip: Bool
@@ -14,7 +14,6 @@ struct AddedToken: Sendable, Equatable {
 
     init(_ node: JSONNode) throws {
         guard let id = node["id"].int, id >= 0 else { throw TokenizerError.invalid("added token id at '\(node.path)'") }
-        fileId = Int32(id)
         content = try node["content"].requireString()
         singleWord = node["single_word"].boolOr(false)
         lstrip = node["lstrip"].boolOr(false)
@@ -28,7 +27,8 @@ struct AddedToken: Sendable, Equatable {
 /// re-added in file order; a token whose content is already known (added
 /// earlier or in the model vocab) takes that id, otherwise the next free id
 /// after the model vocab. Identical duplicates are ignored; a later token
-/// with the same id replaces the earlier one's flags.
+/// with the same id replaces the earlier one's flags. Linear in the number
+/// of tokens (Rust rescans every stored token and id per token).
 struct AddedVocabulary: Sendable {
     var idByContent: [String: Int32] = [:]
     var tokenById: [Int32: AddedToken] = [:]
@@ -46,17 +46,24 @@ struct AddedVocabulary: Sendable {
             specials.append(t)
             specialContents.insert(t.content)
         }
+        // Largest id in `idByContent` so far. Ids of known contents never
+        // change, so a running maximum equals Rust's max over the map.
+        var maxAddedId: Int32? = nil
         for t in tokens {
-            if t.content.isEmpty || tokenById.values.contains(t) { continue }
+            if t.content.isEmpty { continue }
+            // Rust skips a token equal to any stored one. A stored token
+            // always sits at the id of its content, so one lookup suffices.
+            if let known = idByContent[t.content], tokenById[known] == t { continue }
             let id: Int32
             if let known = idByContent[t.content] ?? model.vocab[t.content] {
                 id = known
-            } else if let maxId = idByContent.values.max() {
+            } else if let maxId = maxAddedId {
                 id = (Int(maxId) >= vocabCount || vocabCount == 0) ? maxId + 1 : Int32(vocabCount)
             } else {
                 id = Int32(vocabCount)
             }
             idByContent[t.content] = id
+            maxAddedId = max(maxAddedId ?? id, id)
             tokenById[id] = t
             if t.normalized, let normalizer {
                 let normed = String(decoding: normalizer.apply(Array(t.content.utf8)), as: UTF8.self)

@@ -3,7 +3,6 @@ import Foundation
 /// Reusable buffers for merging one word, owned by one encode call so the
 /// hot loop does not allocate.
 struct BPEScratch {
-    var syms = [Int32]()
     var ranks = [UInt64]()
     var prev = [Int32]()
     var next = [Int32]()
@@ -63,31 +62,36 @@ enum BPEMerge {
     /// O(n log n) variant for long words (whole sentences when there is no
     /// pre-tokenizer, as in SentencePiece-style tokenizers): a min-heap of
     /// (rank, position) over a doubly linked list of symbols. Stale heap
-    /// entries are detected by re-checking the pair's current rank.
+    /// entries are detected by re-checking the pair's current rank; a symbol
+    /// merged into its left neighbour is marked dead with `next = -1`.
+    /// Works in the scratch buffers and compacts `syms` in place, so a
+    /// warmed-up scratch makes the whole merge allocation-free.
     static func mergeHeap(_ syms: inout [Int32], _ merges: PairMap, _ scratch: inout BPEScratch) {
         let n = syms.count
         scratch.prev.removeAll(keepingCapacity: true)
         scratch.next.removeAll(keepingCapacity: true)
-        scratch.heap.removeAll(keepingCapacity: true)
         for i in 0..<n {
             scratch.prev.append(Int32(i - 1))
             scratch.next.append(i + 1 < n ? Int32(i + 1) : -1)
         }
-        var heap = Heap(storage: scratch.heap)
+        // Move the heap storage out of the scratch (rather than copying it)
+        // so pushes do not trigger a copy-on-write of a shared buffer.
+        var heap = Heap(storage: [])
+        swap(&heap.storage, &scratch.heap)
+        heap.storage.removeAll(keepingCapacity: true)
         for i in 0..<(n - 1) {
             if let v = merges.get(syms[i], syms[i + 1]) { heap.push((v & 0xFFFF_FFFF_0000_0000) | UInt64(i)) }
         }
-        var alive = [Bool](repeating: true, count: n)
         while let top = heap.pop() {
             let pos = Int(top & 0xFFFF_FFFF)
             let rank = top >> 32
-            guard alive[pos] else { continue }
+            // Dead symbols and the last live one both have next == -1.
             let nx = Int(scratch.next[pos])
             guard nx >= 0 else { continue }
             guard let v = merges.get(syms[pos], syms[nx]), v >> 32 == rank else { continue }
             syms[pos] = Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: v))
-            alive[nx] = false
             let nn = scratch.next[nx]
+            scratch.next[nx] = -1  // nx is merged away
             scratch.next[pos] = nn
             if nn >= 0 { scratch.prev[Int(nn)] = Int32(pos) }
             let pv = Int(scratch.prev[pos])
@@ -98,15 +102,17 @@ enum BPEMerge {
                 heap.push((nv & 0xFFFF_FFFF_0000_0000) | UInt64(pos))
             }
         }
-        scratch.heap = heap.storage
-        var out = [Int32]()
-        out.reserveCapacity(n)
+        swap(&heap.storage, &scratch.heap)
+        // Symbol 0 is never merged away and the list runs left to right, so
+        // the write index never passes the read index.
+        var w = 0
         var i = 0
-        while i >= 0 && i < n {
-            out.append(syms[i])
+        while i >= 0 {
+            syms[w] = syms[i]
+            w += 1
             i = Int(scratch.next[i])
         }
-        syms = out
+        syms.removeLast(n - w)
     }
 
     /// Minimal binary min-heap over UInt64 keys.

@@ -4,8 +4,8 @@ import Foundation
 /// that decide what happens to characters missing from the vocab.
 struct BPEModel: Sendable {
     let vocab: [String: Int32]
-    /// Dense id -> token string (nil for holes in the id space).
-    let idToToken: [String?]
+    /// One past the largest vocab id (ids may have holes).
+    let idLimit: Int
     let merges: PairMap
     let unkId: Int32?
     let fuseUnk: Bool
@@ -51,8 +51,6 @@ struct BPEModel: Sendable {
             vocab[k] = Int32(id)
             maxId = max(maxId, id)
         }
-        var idToToken = [String?](repeating: nil, count: maxId + 1)
-        for (k, v) in vocab { idToToken[Int(v)] = k }
 
         let prefix = node["continuing_subword_prefix"].string
         let suffix = node["end_of_word_suffix"].string
@@ -125,7 +123,7 @@ struct BPEModel: Sendable {
             byteLevel[b] = c < 128 ? ascii[Int(c)] : (scalars[c] ?? -1)
         }
 
-        return BPEModel(vocab: vocab, idToToken: idToToken, merges: merges, unkId: unkId,
+        return BPEModel(vocab: vocab, idLimit: maxId + 1, merges: merges, unkId: unkId,
                         fuseUnk: node["fuse_unk"].boolOr(false), byteFallback: node["byte_fallback"].boolOr(false),
                         ignoreMerges: node["ignore_merges"].boolOr(false),
                         continuingSubwordPrefix: prefix, endOfWordSuffix: suffix,

@@ -38,15 +38,6 @@ enum ByteLevelTables {
         return out
     }
 
-    /// Maps raw bytes to the UTF-8 of their stand-in characters (the eager
-    /// form of the ByteLevel pre-tokenizer transform).
-    static func encode(_ bytes: UnsafeBufferPointer<UInt8>) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(contentsOf: byteToUTF8[Int(b)]) }
-        return out
-    }
-
     /// Inverse of the map for a whole token; nil if any character is not a
     /// stand-in (the ByteLevel decoder then keeps the token's own UTF-8).
     static func decode(_ token: String) -> [UInt8]? {

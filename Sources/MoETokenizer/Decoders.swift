@@ -3,11 +3,10 @@ import Foundation
 /// Decoders turn the token strings of an id sequence back into text. Each
 /// step maps a token list to a token list (Rust `decode_chain`); the final
 /// list is concatenated.
-indirect enum Decoder: Sendable {
+enum Decoder: Sendable {
     case byteLevel
     case metaspace(replacement: Unicode.Scalar, prependScheme: PrependScheme)
-    case replaceLiteral(needle: String, content: String)
-    case replaceRegex(ICURegex, content: String)
+    case replace(ReplaceRule)
     case byteFallback
     case fuse
     case strip(content: Unicode.Scalar, start: Int, stop: Int)
@@ -19,19 +18,10 @@ indirect enum Decoder: Sendable {
         switch type {
         case "ByteLevel": return .byteLevel
         case "Metaspace":
-            var scheme = PrependScheme.always
-            switch node["prepend_scheme"].string {
-            case "first"?: scheme = .first
-            case "never"?: scheme = .never
-            default: break
-            }
-            if node["add_prefix_space"].bool == false { scheme = .never }
-            return .metaspace(replacement: try node["replacement"].requireChar(), prependScheme: scheme)
+            let m = try MetaspaceOptions(node)
+            return .metaspace(replacement: m.replacement, prependScheme: m.prependScheme)
         case "Replace":
-            let content = try node["content"].requireString()
-            if let s = node["pattern"]["String"].string { return .replaceLiteral(needle: s, content: content) }
-            if let r = node["pattern"]["Regex"].string { return .replaceRegex(try ICURegex(pattern: r), content: content) }
-            throw TokenizerError.invalid("Replace decoder pattern")
+            return .replace(try ReplaceRule(node, role: "decoder"))
         case "ByteFallback": return .byteFallback
         case "Fuse": return .fuse
         case "Strip":
@@ -83,12 +73,8 @@ indirect enum Decoder: Sendable {
                 }
                 return String(out)
             }
-        case .replaceLiteral(let needle, let content):
-            let n = Array(needle.utf8), c = Array(content.utf8)
-            return tokens.map { String(decoding: LiteralMatcher.replaceAll(Array($0.utf8), n, with: c), as: UTF8.self) }
-        case .replaceRegex(let re, let content):
-            let c = Array(content.utf8)
-            return tokens.map { String(decoding: re.replaceAll(Array($0.utf8), with: c), as: UTF8.self) }
+        case .replace(let rule):
+            return tokens.map { String(decoding: rule.apply(Array($0.utf8)), as: UTF8.self) }
         case .byteFallback:
             return Self.byteFallback(tokens)
         case .fuse:

@@ -114,10 +114,6 @@ struct ByteKeyTable: Sendable {
         }
     }
 
-    func get(_ bytes: [UInt8]) -> (Int32, Int32)? {
-        bytes.withUnsafeBufferPointer { p in get(p, 0, bytes.count, hash: ByteKeyTable.hash(p, 0, bytes.count)) }
-    }
-
     /// Inserts if absent and the table is not full. Returns false when full.
     @discardableResult
     mutating func insert(_ p: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, hash h: UInt64,

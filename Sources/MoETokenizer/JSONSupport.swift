@@ -30,13 +30,12 @@ struct JSONNode {
     var array: [Any]? { value as? [Any] }
     var string: String? { value as? String }
 
-    /// JSON booleans bridge through NSNumber on Linux; accept only real
-    /// booleans or 0/1 numbers.
-    var bool: Bool? {
-        if let b = value as? Bool { return b }
-        if let n = value as? NSNumber { return n.intValue != 0 }
-        return nil
-    }
+    /// JSONSerialization returns every JSON number and boolean as an
+    /// NSNumber (Darwin and Linux), and `as? Bool` on an NSNumber succeeds
+    /// exactly for true/false and the numbers 0 and 1. So this accepts real
+    /// booleans and 0/1; any other value, e.g. 2 or 0.5, is not a boolean
+    /// (nil), so `boolOr` falls back to the default.
+    var bool: Bool? { value as? Bool }
 
     var int: Int? {
         if let i = value as? Int { return i }
@@ -57,11 +56,6 @@ struct JSONNode {
     func requireArray() throws -> [JSONNode] {
         guard let a = arrayNodes else { throw TokenizerError.invalid("field '\(path)' (expected an array)", file: file) }
         return a
-    }
-
-    func requireObject() throws -> [String: Any] {
-        guard let o = object else { throw TokenizerError.invalid("field '\(path)' (expected an object)", file: file) }
-        return o
     }
 
     func boolOr(_ fallback: Bool) -> Bool { bool ?? fallback }

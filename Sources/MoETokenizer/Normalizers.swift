@@ -3,11 +3,10 @@ import Foundation
 /// Normalizers rewrite one text segment (the text between added tokens) as a
 /// whole, on UTF-8 bytes. Offsets are not tracked, so there is no alignment
 /// bookkeeping; that is what keeps them this small.
-indirect enum Normalizer: Sendable {
+enum Normalizer: Sendable {
     case sequence([Normalizer])
     case prepend([UInt8])
-    case replaceLiteral(needle: [UInt8], content: [UInt8])
-    case replaceRegex(ICURegex, content: [UInt8])
+    case replace(ReplaceRule)
     case nfc, nfd, nfkc, nfkd
     case lowercase
     case strip(left: Bool, right: Bool)
@@ -21,15 +20,7 @@ indirect enum Normalizer: Sendable {
         case "Prepend":
             return .prepend(Array(try node["prepend"].requireString().utf8))
         case "Replace":
-            let content = Array(try node["content"].requireString().utf8)
-            let pattern = node["pattern"]
-            if let s = pattern["String"].string {
-                return .replaceLiteral(needle: Array(s.utf8), content: content)
-            }
-            if let r = pattern["Regex"].string {
-                return .replaceRegex(try ICURegex(pattern: r), content: content)
-            }
-            throw TokenizerError.invalid("Replace normalizer pattern at '\(pattern.path)'")
+            return .replace(try ReplaceRule(node, role: "normalizer"))
         case "NFC": return .nfc
         case "NFD": return .nfd
         case "NFKC": return .nfkc
@@ -51,10 +42,8 @@ indirect enum Normalizer: Sendable {
         case .prepend(let p):
             // Rust only prepends to non-empty strings.
             return bytes.isEmpty ? bytes : p + bytes
-        case .replaceLiteral(let needle, let content):
-            return LiteralMatcher.replaceAll(bytes, needle, with: content)
-        case .replaceRegex(let re, let content):
-            return re.replaceAll(bytes, with: content)
+        case .replace(let rule):
+            return rule.apply(bytes)
         case .nfc:
             return Array(String(decoding: bytes, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
         case .nfd:

@@ -2,7 +2,12 @@ import Foundation
 
 /// Post-processors for single sequences (pairs are not part of this API).
 /// Only the id sequence matters: offsets/type ids are not exposed.
-indirect enum PostProcessor: Sendable {
+///
+/// `process` is the `add_special_tokens=true` path. With
+/// `add_special_tokens=false` every supported processor leaves the ids
+/// unchanged (Template/Bert/Roberta add nothing, ByteLevel only trims
+/// offsets), so the tokenizer skips the post-processor then.
+enum PostProcessor: Sendable {
     /// TemplateProcessing `single`: each item is either the sequence or a
     /// special token's id list.
     case template([TemplateItem])
@@ -53,16 +58,16 @@ indirect enum PostProcessor: Sendable {
         }
     }
 
-    func process(_ ids: [Int32], addSpecialTokens: Bool) -> [Int32] {
+    /// The ids with this processor's special tokens added.
+    func process(_ ids: [Int32]) -> [Int32] {
         switch self {
         case .passthrough:
             return ids
         case .sequence(let steps):
             var r = ids
-            for s in steps { r = s.process(r, addSpecialTokens: addSpecialTokens) }
+            for s in steps { r = s.process(r) }
             return r
         case .template(let items):
-            if !addSpecialTokens { return ids }
             var out = [Int32]()
             out.reserveCapacity(ids.count + items.count)
             for item in items {

@@ -18,8 +18,6 @@ enum SplitMatcher: Sendable {
     }
 }
 
-enum PrependScheme: Sendable { case always, first, never }
-
 /// One pre-tokenization step (Sequences are flattened at parse time, which
 /// is equivalent because each step applies to every piece of the previous).
 enum PreTokenizerStep: Sendable {
@@ -50,21 +48,10 @@ enum PreTokenizerStep: Sendable {
             }
             steps.append(.split(matcher, behavior, invert: node["invert"].boolOr(false)))
         case "Metaspace":
-            let rep = try node["replacement"].requireChar()
-            var scheme = PrependScheme.always
-            if let s = node["prepend_scheme"].string {
-                switch s {
-                case "always": scheme = .always
-                case "first": scheme = .first
-                case "never": scheme = .never
-                default: throw TokenizerError.unsupported("Metaspace prepend_scheme", s)
-                }
-            }
-            // Legacy files only carry add_prefix_space.
-            if node["add_prefix_space"].bool == false { scheme = .never }
+            let m = try MetaspaceOptions(node)
             var repBytes = [UInt8]()
-            UTF8Util.append(rep.value, to: &repBytes)
-            steps.append(.metaspace(replacement: repBytes, prepend: scheme, split: node["split"].boolOr(true)))
+            UTF8Util.append(m.replacement.value, to: &repBytes)
+            steps.append(.metaspace(replacement: repBytes, prepend: m.prependScheme, split: m.split))
         case "Digits":
             steps.append(.digits(individual: node["individual_digits"].boolOr(false)))
         default:

@@ -9,14 +9,12 @@ final class ICURegex: @unchecked Sendable {
     // NSRegularExpression is immutable and documented thread-safe for
     // matching; the box only exists because it is not marked Sendable.
     let regex: NSRegularExpression
-    let source: String
 
-    init(pattern: String, file: String = "tokenizer.json") throws {
-        source = pattern
+    init(pattern: String) throws {
         do {
             regex = try NSRegularExpression(pattern: ICURegex.translate(pattern), options: [])
         } catch {
-            throw TokenizerError("unsupported or invalid regex '\(pattern)' in \(file)")
+            throw TokenizerError("unsupported or invalid regex '\(pattern)' in tokenizer.json")
         }
     }
 

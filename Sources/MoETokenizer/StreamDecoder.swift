@@ -1,6 +1,7 @@
 import Foundation
 
-/// Incremental detokenisation for streaming generation.
+/// Incremental detokenisation for streaming generation, like HF's
+/// `DecodeStream`.
 ///
 /// Invariant: the concatenation of everything returned by `push` plus
 /// `finish()` equals `tokenizer.decode(allIds)`. Text is only released when
@@ -10,10 +11,13 @@ import Foundation
 /// - with a ByteFallback decoder, a trailing `<0xXX>` token is held because a
 ///   following invalid byte would turn the whole byte group into U+FFFDs.
 ///
-/// Cost per token is O(window): only the ids since the previous release
-/// (plus those of the release before, as left context) are re-decoded. The
-/// context makes position-dependent decoders (Metaspace/Strip removing the
-/// first space) behave as they do mid-sequence.
+/// Memory and cost per token are O(window): the stream keeps only the ids
+/// since the previous release (pending) plus those of the release before
+/// (left context, HF's `prefix`), never the whole history. The context makes
+/// position-dependent decoders (Metaspace/Strip removing the first space)
+/// behave as they do mid-sequence. Ids that `decode` drops (unknown ids, and
+/// special ids when skipping them) cannot change any decode, so they are not
+/// kept at all.
 public struct StreamDecoder: Sendable {
     let tokenizer: Tokenizer
     let skipSpecialTokens: Bool
@@ -23,11 +27,6 @@ public struct StreamDecoder: Sendable {
     private var contextCount = 0
     /// decode(window[..<contextCount]) — the text the context renders alone.
     private var contextText = ""
-    private var allIds: [Int] = []
-    private var emittedUTF8 = 0
-    /// Whether the last id that decode will actually see (not skipped, not
-    /// unknown) is a byte token: skipped ids do not close a byte group.
-    private var lastVisibleIsByte = false
 
     init(tokenizer: Tokenizer, skipSpecialTokens: Bool) {
         self.tokenizer = tokenizer
@@ -35,15 +34,17 @@ public struct StreamDecoder: Sendable {
         holdsByteTokens = tokenizer.decoder?.groupsByteTokens ?? false
     }
 
+    /// How many ids the stream currently holds (context plus pending).
+    var retainedIdCount: Int { window.count }
+
     /// Returns the text that became final with this id ("" if none yet).
     public mutating func push(_ id: Int) -> String {
-        allIds.append(id)
-        window.append(id)
-        if id >= 0, id < tokenizer.isByteToken.count, tokenizer.tokenStrings[id] != nil,
-           !(skipSpecialTokens && tokenizer.skippable[id]) {
-            lastVisibleIsByte = tokenizer.isByteToken[id]
+        guard id >= 0, id < tokenizer.tokenStrings.count, tokenizer.tokenStrings[id] != nil,
+              !(skipSpecialTokens && tokenizer.skippable[id]) else {
+            return ""  // decode ignores it: nothing changes
         }
-        if holdsByteTokens && lastVisibleIsByte { return "" }
+        window.append(id)
+        if holdsByteTokens && tokenizer.isByteToken[id] { return "" }
         let text = tokenizer.decode(window, skipSpecialTokens: skipSpecialTokens)
         guard text.utf8.count > contextText.utf8.count, !text.hasSuffix("\u{FFFD}"),
               text.utf8.starts(with: contextText.utf8) else {
@@ -54,27 +55,29 @@ public struct StreamDecoder: Sendable {
         window.removeFirst(contextCount)
         contextCount = window.count
         contextText = tokenizer.decode(window, skipSpecialTokens: skipSpecialTokens)
-        emittedUTF8 += piece.utf8.count
         return piece
     }
 
     /// Returns whatever has not been released yet and resets the stream.
     public mutating func finish() -> String {
-        // Decoding everything once makes the invariant hold even if a
-        // windowed decode was ever inconsistent with the full one.
-        let full = tokenizer.decode(allIds, skipSpecialTokens: skipSpecialTokens)
+        let text = tokenizer.decode(window, skipSpecialTokens: skipSpecialTokens)
         let rest: String
-        if full.utf8.count >= emittedUTF8 {
-            rest = String(decoding: full.utf8.dropFirst(emittedUTF8), as: UTF8.self)
+        if text.utf8.starts(with: contextText.utf8) {
+            rest = String(decoding: text.utf8.dropFirst(contextText.utf8.count), as: UTF8.self)
         } else {
-            rest = ""
+            // Not reachable with the supported decoders (releases happen only
+            // where the decode is prefix-stable); best effort: what follows
+            // the common prefix.
+            var a = text.unicodeScalars.makeIterator(), b = contextText.unicodeScalars.makeIterator()
+            var common = 0
+            while let x = a.next(), let y = b.next(), x == y { common += 1 }
+            var v = String.UnicodeScalarView()
+            v.append(contentsOf: text.unicodeScalars.dropFirst(common))
+            rest = String(v)
         }
         window = []
         contextCount = 0
         contextText = ""
-        allIds = []
-        emittedUTF8 = 0
-        lastVisibleIsByte = false
         return rest
     }
 }

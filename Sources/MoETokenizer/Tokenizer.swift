@@ -89,10 +89,11 @@ public final class Tokenizer: Sendable {
         addedByContent = vocabulary.idByContent
         specialTokenIds = Set(vocabulary.specialContents.compactMap { vocabulary.idByContent[$0].map(Int.init) })
 
-        let maxId = max(model.idToToken.count - 1, vocabulary.tokenById.keys.map { Int($0) }.max() ?? -1)
-        vocabSize = maxId + 1
+        vocabSize = max(model.idLimit, vocabulary.tokenById.keys.max().map { Int($0) + 1 } ?? 0)
+        // Filled straight from the vocab, then overwritten by the added
+        // tokens (which may reuse vocab ids): no intermediate id table.
         var strings = [String?](repeating: nil, count: vocabSize)
-        for (i, t) in model.idToToken.enumerated() { strings[i] = t }
+        for (t, id) in model.vocab { strings[Int(id)] = t }
         for (id, t) in vocabulary.tokenById { strings[Int(id)] = vocabulary.normalizedForm[id] ?? t.content }
         tokenStrings = strings
         skippable = strings.map { $0.map { vocabulary.specialContents.contains($0) } ?? false }
@@ -112,7 +113,7 @@ public final class Tokenizer: Sendable {
         bosTokenId = bos
         eosTokenIds = configs.generationEosIds ?? eosFromConfig.map { [$0] } ?? []
         chatTemplate = configs.chatTemplate
-        let probe = postProcessor?.process([], addSpecialTokens: true) ?? []
+        let probe = postProcessor?.process([]) ?? []
         let postAddsBOS = bos != nil && probe.first.map(Int.init) == bos
         let postAddsEOS = eosFromConfig != nil && probe.last.map(Int.init) == eosFromConfig
         extraBOS = (configs.addBosToken == true && !postAddsBOS) ? bos.map { Int32($0) } : nil
@@ -145,10 +146,13 @@ public final class Tokenizer: Sendable {
         return (ids, ids.map { token(for: $0) ?? "" })
     }
 
+    /// `addSpecialTokens` is HF's `add_special_tokens`: when false, the
+    /// post-processor adds nothing (see `PostProcessor`) and neither do the
+    /// tokenizer_config add_bos/add_eos flags.
     func encodeIds(_ text: String, addSpecialTokens: Bool) -> [Int32] {
         var ids = encodeNoSpecial(text)
         if addSpecialTokens {
-            if let pp = postProcessor { ids = pp.process(ids, addSpecialTokens: true) }
+            if let pp = postProcessor { ids = pp.process(ids) }
             if let b = extraBOS { ids.insert(b, at: 0) }
             if let e = extraEOS { ids.append(e) }
         }

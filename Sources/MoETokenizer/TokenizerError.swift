@@ -14,8 +14,8 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatabl
 
     public var description: String { message }
 
-    static func unsupported(_ kind: String, _ type: String, file: String = "tokenizer.json") -> TokenizerError {
-        TokenizerError("unsupported \(kind) type '\(type)' in \(file)")
+    static func unsupported(_ kind: String, _ type: String) -> TokenizerError {
+        TokenizerError("unsupported \(kind) type '\(type)' in tokenizer.json")
     }
 
     static func invalid(_ what: String, file: String = "tokenizer.json") -> TokenizerError {

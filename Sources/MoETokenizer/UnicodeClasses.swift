@@ -81,15 +81,6 @@ enum UTF8Util {
         return (v, 4)
     }
 
-    /// Length of the scalar whose first byte is `b0`.
-    @inline(__always)
-    static func length(_ b0: UInt8) -> Int {
-        if b0 < 0x80 { return 1 }
-        if b0 < 0xE0 { return 2 }
-        if b0 < 0xF0 { return 3 }
-        return 4
-    }
-
     /// Start index of the scalar that ends right before `end`.
     @inline(__always)
     static func previousStart(_ p: UnsafeBufferPointer<UInt8>, before end: Int) -> Int {

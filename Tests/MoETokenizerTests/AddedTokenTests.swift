@@ -81,4 +81,27 @@ struct AddedTokenTests {
         #expect(tok.decode(tok.encode("xabcd"), skipSpecialTokens: true) == "x d")
         #expect(tok.decode(tok.encode("xabcd")) == "x abc d")
     }
+
+    @Test("re-added, duplicate and vocab-known added tokens get Rust's ids")
+    func duplicateAndKnownTokens() throws {
+        // Expected values from tokenizers 0.23.3 on the same file.
+        let tok = try Fixtures.modified("tokenizer-cases/bytelevel.tokenizer.json") {
+            func entry(_ content: String, _ id: Int, special: Bool, lstrip: Bool = false) -> [String: Any] {
+                ["id": id, "content": content, "single_word": false, "lstrip": lstrip, "rstrip": false,
+                 "normalized": !special, "special": special]
+            }
+            $0["added_tokens"] = ($0["added_tokens"] as! [Any]) + [
+                entry("<x0>", 900, special: true), entry("<x0>", 901, special: true),  // same but for the id: ignored
+                entry("<x1>", 902, special: true), entry("<x1>", 903, special: true, lstrip: true),  // flags replaced
+                entry("the", 904, special: false),  // already in the vocab: keeps its id
+                entry("<x2>", 905, special: false), entry("<x0>", 906, special: true),
+            ]
+        }
+        #expect(tok.vocabSize == 515)
+        #expect(["<x0>", "<x1>", "the", "<x2>"].map { tok.id(for: $0) } == [512, 513, 504, 514])
+        #expect((512...514).map { tok.token(for: $0) } == ["<x0>", "<x1>", "<x2>"])
+        let ids = tok.encode("a <x1> b<x0>c <x2>the", addSpecialTokens: false)
+        #expect(ids == [67, 513, 302, 512, 69, 223, 514, 504])
+        #expect(tok.decode(ids, skipSpecialTokens: true) == "a bc <x2>the")
+    }
 }

@@ -58,7 +58,8 @@ struct DecoderTests {
 
     @Test("the SentencePiece decoder sequence fuses before stripping one space")
     func sentencePieceSequence() {
-        let d = Decoder.sequence([.replaceLiteral(needle: "▁", content: " "), .byteFallback, .fuse,
+        let d = Decoder.sequence([.replace(ReplaceRule(pattern: .literal(Array("▁".utf8)), content: Array(" ".utf8))),
+                                  .byteFallback, .fuse,
                                   .strip(content: " ", start: 1, stop: 0)])
         #expect(d.decode(["▁Hello", "▁", "<0xE4>", "<0xBD>", "<0xA0>"]) == "Hello 你")
         #expect(d.decode(["<s>", "▁Hi"]) == "<s> Hi")

@@ -26,4 +26,28 @@ enum RandomText {
         }
         return s
     }
+
+    /// At least `targetBytes` of such text that both fixture tokenizers
+    /// round-trip exactly: "▁" and "<" (hence any special-token literal)
+    /// are replaced.
+    static func long(_ rng: inout SplitMix64, targetBytes: Int) -> String {
+        var s = ""
+        while s.utf8.count < targetBytes { s += make(&rng, maxPieces: 60) }
+        var out = String.UnicodeScalarView()
+        for c in s.unicodeScalars { out.append(c == "\u{2581}" ? "_" : c == "<" ? "(" : c) }
+        return String(out)
+    }
+}
+
+/// Small deterministic PRNG (SplitMix64) so random inputs are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
