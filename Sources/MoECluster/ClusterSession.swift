@@ -142,6 +142,11 @@ public final class ClusterSession {
             let local = try agree("loaded the draft") { try loadDraft(target: directory) }
             draftNode = DraftNode(channel: Channel(comm: world, peer: 0), draft: local, idlePollMicroseconds: config.mpiIdlePollMicroseconds)
         }
+        if hasDraftNode {
+            // The coordinator's auto k estimates a draft step from the draft's bytes until it has measured one.
+            let bytes = try world.allgather(Int64(draftNode?.draft.bytesPerStep ?? 0), what: "sharing the draft's size")
+            (draft as? RemoteDraft)?.bytesPerStep = bytes.max().map(Double.init)
+        }
     }
 
     private var workerStore: ExpertStore?

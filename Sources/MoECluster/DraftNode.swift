@@ -121,6 +121,8 @@ public final class RemoteDraft: DraftSource {
     let timeout: Double
     public private(set) var lastWaitSeconds = 0.0
     public var costPerToken: Double { k > 0 ? lastWaitSeconds / Double(k) : 0 }
+    /// Weight bytes of one step of the draft node's model (told at start-up).
+    public internal(set) var bytesPerStep: Double?
     /// k sent with every start/outcome: the most recent k the generator asked for.
     var k: Int
     var received: [Int: [Proposal]] = [:]

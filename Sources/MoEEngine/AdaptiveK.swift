@@ -34,6 +34,9 @@ public struct AdaptiveK: Sendable {
     var measured: [Int: Double] = [:]
     /// Measured seconds of one draft step (EMA), 0 until known.
     var draftStep = 0.0
+    /// Weight bytes of one draft step, if known: until a draft step is measured, it is priced as that share of the
+    /// bytes of a target step (else as a tenth of a target step).
+    public var draftBytes: Double?
     /// Per-sequence (accepted, tested) draft positions, recent rounds weighted more; the estimate starts from a prior
     /// of 3 accepted out of 4 so that one unlucky first round does not switch a good draft off.
     var acceptance: [Int: (Double, Double)] = [:]
@@ -60,11 +63,17 @@ public struct AdaptiveK: Sendable {
 
     /// Relative step cost for n positions before any measurement: dense bytes plus distinct-expert bytes (the
     /// bandwidth model), normalised to 1 at n = 1.
-    func prior(_ n: Int) -> Double {
-        func bytes(_ n: Int) -> Double {
-            denseBytes + expertBytes * Double(moeLayers) * expectedDistinctExperts(experts: experts, topK: topK, tokens: n)
-        }
-        return bytes(n) / max(bytes(1), 1)
+    func prior(_ n: Int) -> Double { bytes(n) / max(bytes(1), 1) }
+
+    /// Weight bytes a target step over n positions reads: dense weights plus the distinct experts they touch.
+    func bytes(_ n: Int) -> Double {
+        denseBytes + expertBytes * Double(moeLayers) * expectedDistinctExperts(experts: experts, topK: topK, tokens: n)
+    }
+
+    /// Seconds of one draft step for a batch of B sequences: measured, else from the draft's bytes.
+    func draftSeconds(batch B: Int) -> Double {
+        if draftStep > 0 { return draftStep }
+        return stepSeconds(B) * (draftBytes.map { $0 / max(bytes(B), 1) } ?? 0.1)
     }
 
     public func alpha(_ seq: Int) -> Double {
@@ -121,7 +130,7 @@ public struct AdaptiveK: Sendable {
     /// Expected tokens per second of a step at k from the model (acceptance estimates and step costs).
     func modelRate(_ seqs: [Int], k: Int) -> Double {
         let tokens = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1), k: k) }
-        let seconds = Double(k) * (draftStep > 0 ? draftStep : stepSeconds(seqs.count) * 0.1) + stepSeconds(seqs.count * (k + 1))
+        let seconds = Double(k) * draftSeconds(batch: seqs.count) + stepSeconds(seqs.count * (k + 1))
         return tokens / seconds
     }
 

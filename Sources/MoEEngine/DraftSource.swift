@@ -51,8 +51,11 @@ public protocol DraftSource: AnyObject {
     /// Seconds of the last `propose` spent feeding the draft verified tokens it had not seen (a new sequence's prompt,
     /// or text produced while speculation was off): a one-off cost, not a cost of the k chosen.
     var lastCatchUpSeconds: Double { get }
+    /// Weight bytes one draft step reads, if known: auto k's estimate of a draft step before any is measured.
+    var bytesPerStep: Double? { get }
 }
 
 extension DraftSource {
     public var lastCatchUpSeconds: Double { 0 }
+    public var bytesPerStep: Double? { nil }
 }

@@ -137,7 +137,10 @@ public final class Engine: @unchecked Sendable {
         collector = StatsCollector(spec: spec, windowSteps: config.statsWindow)
         if let t = transformer.experts as? ExpertTrafficSource { collector.seed(t.traffic) }
         self.draft = config.speculation == .off ? nil : draft
-        if case .auto(let maxK) = config.speculation, draft != nil { adaptive = AdaptiveK.forModel(transformer, maxK: maxK, expertFormat: config.expertFormat) }
+        if case .auto(let maxK) = config.speculation, let draft {
+            adaptive = AdaptiveK.forModel(transformer, maxK: maxK, expertFormat: config.expertFormat)
+            adaptive!.draftBytes = draft.bytesPerStep
+        }
     }
 
     /// The most tokens one request may hold: the model's context, and the whole pool (minus a block of slack).
@@ -310,6 +313,9 @@ public final class Engine: @unchecked Sendable {
         }
 
         var emittedThisStep = 0
+        // Tokens and finishes reach their consumers only after this step is in the statistics, so a client that has
+        // its answer and then reads /v1/stats sees the step that produced it.
+        var deliveries: [() -> Void] = []
         for (j, w) in plan.work.enumerated() {
             guard w.samples, var l = live[w.id] else { scheduler.update(w); continue }
             let rows = out.rows[j]
@@ -344,9 +350,10 @@ public final class Engine: @unchecked Sendable {
             l.lastToken = now
             l.proposal = nil
             live[w.id] = l
-            for t in delivered { l.onEvent(.token(t)) }
+            let onEvent = l.onEvent
+            deliveries.append { for t in delivered { onEvent(.token(t)) } }
             if let stop {
-                finish(w.id, stop)
+                deliveries.append { [unowned self] in self.finish(w.id, stop) }
             } else if let draft {
                 if !l.draftStarted {
                     let t0 = monotonicSeconds()
@@ -366,6 +373,7 @@ public final class Engine: @unchecked Sendable {
                                     traffic: (transformer.experts as? ExpertTrafficSource)?.traffic,
                                     seconds: monotonicSeconds() - tStart, emitted: emittedThisStep, dropped: out.dropped,
                                     spec: stats.spec))
+        for d in deliveries { d() }
         stats.cachedPromptTokens = scheduler.cachedPromptTokens
         inboxLock.lock()
         snapshot = (scheduler.running.count, scheduler.waiting.count)

@@ -26,6 +26,7 @@ public final class LocalDraft: DraftSource {
 
     /// `capacityTokens`: the most tokens all live sequences hold at once.
     public var costPerToken: Double { lastStepSeconds }
+    public var bytesPerStep: Double? { Double(model.weights.bytesPerStep) }
 
     public init(model: Transformer, capacityTokens: Int, blockSize: Int = 16) {
         self.model = model

@@ -196,4 +196,8 @@ extension DenseWeights {
         }
         return b
     }
+
+    /// Bytes one forward step reads of these weights: all of them but the embedding table (one row per token), or
+    /// all of them when lm_head is the embedding table. (A dense model's step; for a MoE model add the experts.)
+    public var bytesPerStep: Int { byteCount - (lmHead.raw == embed.raw ? 0 : embed.byteCount) }
 }

@@ -128,6 +128,24 @@ import Testing
         #expect(choices.filter { $0 != 2 } == [3, 1, 3, 1])
     }
 
+    /// Before any draft step is measured, a draft is priced by its bytes against a target step's: one that reads a
+    /// third of what the target reads does not pay at batch 1 (verifying k+1 positions reads more experts), a tiny
+    /// one does.
+    @Test func anUnmeasuredDraftIsPricedByItsBytes() {
+        func policy(draftBytes: Double?) -> AdaptiveK {
+            // Dense 100 MB, experts 22 MB each, 8 layers, top-2 of 8: a target step at batch 1 reads ~450 MB.
+            var a = AdaptiveK(maxK: 4, denseBytes: 100e6, expertBytes: 22e6, experts: 8, topK: 2, moeLayers: 8)
+            a.draftBytes = draftBytes
+            a.recordStep(positions: 1, seconds: 0.02)
+            return a
+        }
+        let big = policy(draftBytes: 150e6), tiny = policy(draftBytes: 5e6), unknown = policy(draftBytes: nil)
+        #expect((1...4).allSatisfy { big.modelRate([1], k: $0) < big.modelRate([1], k: 0) })
+        #expect(tiny.modelRate([1], k: 2) > tiny.modelRate([1], k: 0))
+        #expect(abs(big.draftSeconds(batch: 1) - 0.02 * 150 / 452) < 1e-4)
+        #expect(abs(unknown.draftSeconds(batch: 1) - 0.002) < 1e-9)
+    }
+
     /// The prior counts the experts' bytes in the format they are held in: int4 experts make verification's extra
     /// experts cheap next to the dense part, f32 ones dear.
     @Test func thePriorCountsExpertBytesInTheirFormat() throws {
