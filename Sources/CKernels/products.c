@@ -46,6 +46,11 @@ size_t kern_format_row_bytes(int format, size_t cols) {
     }
 }
 
+// int4 rows are read 256 bytes ahead of use (one cache line every 4 groups): at one input row the int4 loop is
+// short enough per byte that the hardware prefetcher alone leaves it waiting (measured: decode +4%, 6 of 8 A/B
+// pairs; 1024 bytes ahead was slower).
+#define Q4_PREFETCH 256
+
 // ---- int8 / int4 group dots ------------------------------------------------------------------------------------
 
 typedef struct {
@@ -137,6 +142,8 @@ typedef struct {
         for (int i = 0; i < NR; i++) { wrow[i] = o.W + rows[i] * o.rowData; wsrow[i] = o.ws + rows[i] * o.groups; } \
         for (size_t g = 0; g < o.groups; g++) {                                                                    \
             __m256i wl[4], wh[4];                                                                                  \
+            if (FMT == KERN_Q4 && (g & 3) == 0)                                                                   \
+                for (int i = 0; i < NR; i++) _mm_prefetch((const char *)(wrow[i] + g * 16 + Q4_PREFETCH), _MM_HINT_T0); \
             for (int i = 0; i < NR; i++) {                                                                         \
                 if (FMT == KERN_Q4) wl[i] = load_q4(wrow[i], g);                                                   \
                 else load_q8(wrow[i], g, &wl[i], &wh[i]);                                                          \
