@@ -241,7 +241,7 @@ static void act_task(void *p, size_t b, size_t e) {
             continue;
         }
         int8_t *q = (int8_t *)a->Xq + t * a->cols;
-        kern_quantize_act8(a->X + t * a->ldx, a->cols, q, a->Xs + t * a->groups);
+        kern_quantize_q8(a->X + t * a->ldx, a->cols, q, a->Xs + t * a->groups);
         for (size_t g = 0; g < a->groups; g++)
             for (int l = 0; l < 8; l++) {
                 const int8_t *x = q + g * 32 + 4 * l;

@@ -1,7 +1,7 @@
 // Group quantisation (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte: byte j
 // of a group holds value j in its low nibble and value j+16 in its high nibble, stored as v+8) for weights at load,
-// and activations in every int8 (int16 values) or int4 (int8 values) product. Rounding is to nearest even (rintf: one vector instruction;
-// roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
+// and activations in every int8 (int16 values) or int4 (int8 values, the q8 rounding) product. Rounding is to
+// nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
@@ -13,7 +13,11 @@ static float amax32(const float *p) {
     return m;
 }
 
+static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s);
+
+// int8 weights at load, and the int8 activations of int4 products: the same rounding.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_q8_avx2(src, n, q, scales); return; }
     for (size_t g = 0; g < n / 32; g++) {
         float d = amax32(src + g * 32) / 127.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
@@ -37,29 +41,42 @@ void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales) {
     }
 }
 
-// ---- activation rounding (int16, groups of 32, round half to even) ---------------------------------------------
+// ---- vector rounding (groups of 32, round half to even) ---------------------------------------------------------
 
+// Loads the 32 values at p into v and returns their largest magnitude.
+__attribute__((target("avx2,fma,f16c")))
+static inline float load_amax32(const float *p, __m256 v[4]) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(p + 8 * i);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// v · id rounded half to even, clamped to ±lim, as int32 (the same arithmetic as the scalar paths: rintf(x · id)).
+__attribute__((target("avx2,fma,f16c")))
+static inline void round_clamp32(const __m256 v[4], float id, float lim, __m256i out[4]) {
+    const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(lim), lo = _mm256_set1_ps(-lim);
+    for (int i = 0; i < 4; i++) {
+        __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        out[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, hi), lo));
+    }
+}
+
+// int16 activations of int8 products: amax/32767 per group.
 __attribute__((target("avx2,fma,f16c")))
 static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
-    const __m256 signmask = _mm256_set1_ps(-0.0f);
     for (size_t g = 0; g < n / 32; g++) {
-        const float *p = x + g * 32;
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(p + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
-        }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float amax = _mm_cvtss_f32(h), d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        __m256 v[4];
+        float d = load_amax32(x + g * 32, v) / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
         s[g] = d;
-        __m256 idv = _mm256_set1_ps(id), lim = _mm256_set1_ps(32767.0f);
         __m256i i32[4];
-        for (int i = 0; i < 4; i++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim)));
-        }
+        round_clamp32(v, id, 32767.0f, i32);
         // packs works within 128-bit lanes: restore the order with a 64-bit permute.
         __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
         __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
@@ -68,45 +85,18 @@ static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
     }
 }
 
-// int8 activations for int4 weights: amax/127 per group, round half to even (the same rounding as q8 weights).
+// int8 values: amax/127 per group.
 __attribute__((target("avx2,fma,f16c")))
-static void quant_act8_avx2(const float *x, size_t n, int8_t *q, float *s) {
-    const __m256 signmask = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.0f), nlim = _mm256_set1_ps(-127.0f);
+static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s) {
     for (size_t g = 0; g < n / 32; g++) {
-        const float *p = x + g * 32;
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(p + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
-        }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        __m256 v[4];
+        float d = load_amax32(x + g * 32, v) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
         s[g] = d;
-        __m256 idv = _mm256_set1_ps(id);
         __m256i i32[4];
-        for (int i = 0; i < 4; i++) {
-            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            i32[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, lim), nlim));
-        }
+        round_clamp32(v, id, 127.0f, i32);
         // packs works within 128-bit lanes: 32 → 16 → 8 bits leaves the values in lane order 0,4,1,5,2,6,3,7 (of 4).
-        __m256i w16a = _mm256_packs_epi32(i32[0], i32[1]), w16b = _mm256_packs_epi32(i32[2], i32[3]);
-        __m256i b8 = _mm256_packs_epi16(w16a, w16b);
-        b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(q + g * 32), b8);
-    }
-}
-
-void kern_quantize_act8(const float *x, size_t n, int8_t *q, float *scales) {
-    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act8_avx2(x, n, q, scales); return; }
-    for (size_t g = 0; g < n / 32; g++) {
-        float d = amax32(x + g * 32) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        scales[g] = d;
-        for (int i = 0; i < 32; i++) {
-            float r = rintf(x[g * 32 + i] * id);
-            q[g * 32 + i] = (int8_t)(r > 127 ? 127 : (r < -127 ? -127 : r));
-        }
+        __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
+        _mm256_storeu_si256((__m256i *)(q + g * 32), _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     }
 }
 

@@ -132,10 +132,8 @@ public final class Communicator: @unchecked Sendable {
     public func alltoallv(send: UnsafeRawPointer, counts scounts: [Int32], displs sdispls: [Int32],
                           recv: UnsafeMutableRawPointer, counts rcounts: [Int32], displs rdispls: [Int32],
                           what: @autoclosure () -> String) throws {
-        var req: MPI_Request? = nil
-        try check(MPI_Ialltoallv(send, scounts, sdispls, moe_mpi_byte(), recv, rcounts, rdispls, moe_mpi_byte(), comm, &req),
-                  "MPI_Ialltoallv")
-        try wait(&req, what: what(), deadline: timeout)
+        var req = try startAlltoallv(send: send, counts: scounts, displs: sdispls, recv: recv, counts: rcounts, displs: rdispls)
+        try complete(&req, what: what())
     }
 }
 

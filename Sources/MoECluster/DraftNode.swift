@@ -12,7 +12,7 @@ public final class DraftNode {
     struct Seq {
         var confirmed: [Int32]          // the verifier's context
         var k: Int
-        var sent: [Int: [Int32]] = [:] // proposals sent, by position
+        var sent: Set<Int> = []         // positions a proposal was sent from
     }
     var seqs: [Int: Seq] = [:]
 
@@ -49,10 +49,10 @@ public final class DraftNode {
             // Keep the assumed context (and the proposal drafted ahead from it) only if the verifier arrived exactly
             // there; otherwise everything drafted beyond the truth came from a wrong context: draft again from it.
             if draft.context(m.seq) == truth {
-                s.sent = s.sent.filter { $0.key >= truth.count }
+                s.sent = s.sent.filter { $0 >= truth.count }
             } else {
                 draft.rewind(m.seq, to: truth)
-                s.sent = [:]
+                s.sent = []
             }
             s.confirmed = truth
             s.k = m.k
@@ -75,7 +75,7 @@ public final class DraftNode {
     func draftRound() throws -> Bool {
         var reqs: [(seq: Int, position: Int, hash: UInt64, k: Int)] = []
         for (id, s) in seqs where s.k > 0 {
-            guard let ctx = draft.context(id), s.sent[ctx.count] == nil, ctx.count - s.confirmed.count <= s.k + 1 else { continue }
+            guard let ctx = draft.context(id), !s.sent.contains(ctx.count), ctx.count - s.confirmed.count <= s.k + 1 else { continue }
             reqs.append((id, ctx.count, ContextHash.of(ctx), s.k))
         }
         if reqs.isEmpty { return false }
@@ -84,7 +84,7 @@ public final class DraftNode {
             guard let p = proposals[r.seq] else { continue }
             if draftTrace { logLine("draft: send proposal seq \(r.seq) pos \(r.position) hash \(r.hash % 10000) k \(r.k) tokens \(p.tokens) ctx \(draft.context(r.seq)?.count ?? -1)") }
             try channel.send(ProposalMessage(seq: r.seq, proposal: p).encode(), tag: DraftTag.proposal)
-            seqs[r.seq]!.sent[r.position] = p.tokens
+            seqs[r.seq]!.sent.insert(r.position)
         }
         // Draft ahead one level: only from the verified context, so at most two proposals wait for verification.
         for r in reqs where r.position == seqs[r.seq]!.confirmed.count && proposals[r.seq] != nil {
@@ -107,7 +107,7 @@ extension DraftNode {
         case DraftTag.outcome:
             let m = OutcomeMessage(bytes)
             let s = seqs[m.seq]
-            logLine("draft: got outcome seq \(m.seq) accepted \(m.accepted) next \(m.next) k \(m.k); confirmed \(s?.confirmed.count ?? -1) sent \(s?.sent.keys.sorted() ?? []) ctx \(draft.context(m.seq)?.count ?? -1)")
+            logLine("draft: got outcome seq \(m.seq) accepted \(m.accepted) next \(m.next) k \(m.k); confirmed \(s?.confirmed.count ?? -1) sent \(s?.sent.sorted() ?? []) ctx \(draft.context(m.seq)?.count ?? -1)")
         case DraftTag.setK: var r = ByteReader(bytes); logLine("draft: got setK seq \(r.get(Int64.self)) k \(r.get(Int32.self))")
         case DraftTag.finish: logLine("draft: got finish seq \(seqOf(bytes))")
         default: logLine("draft: got tag \(tag)")

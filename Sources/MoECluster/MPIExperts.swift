@@ -101,10 +101,11 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
             e.rcounts[w + 1] = Int32(WireFormat.combinePrefix + plan.units[w].count * wire.rowBytes)
             e.rtotal += Int(e.rcounts[w + 1])
         }
-        e.send.ensure(e.total)
-        e.recv.ensure(e.rtotal)
+        // Scratch is counted in floats: round the byte counts up.
+        let send = UnsafeMutableRawPointer(e.send.ensure((e.total + 3) / 4))
+        e.recvBase = UnsafeMutableRawPointer(e.recv.ensure((e.rtotal + 3) / 4))
         for w in 0..<W {
-            var p = e.send.base + Int(e.sdispls[w + 1])
+            var p = send + Int(e.sdispls[w + 1])
             for u in plan.units[w] {
                 let ids = p.assumingMemoryBound(to: Int32.self), ws = (p + 4 * K).assumingMemoryBound(to: Float.self)
                 for k in 0..<K {
@@ -116,10 +117,10 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
             }
         }
         e.tPacked = monotonic()
-        e.requests[1] = try comm.startAlltoallv(send: e.send.base, counts: e.scounts, displs: e.sdispls,
+        e.requests[1] = try comm.startAlltoallv(send: send, counts: e.scounts, displs: e.sdispls,
                                                 recv: e.dummy, counts: e.zero, displs: e.zero)
         e.requests[2] = try comm.startAlltoallv(send: e.dummy, counts: e.zero, displs: e.zero,
-                                                recv: e.recv.base, counts: e.rcounts, displs: e.rdispls)
+                                                recv: e.recvBase!, counts: e.rcounts, displs: e.rdispls)
         e.tBegun = monotonic()
     }
 
@@ -135,7 +136,7 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
         var slowest = 0.0, arrival = 0.0
         let row = rowScratch.ensure(H)
         for w in 0..<W {
-            let base = UnsafeRawPointer(e.recv.base + Int(e.rdispls[w + 1]))
+            let base = UnsafeRawPointer(e.recvBase! + Int(e.rdispls[w + 1]))
             let busy = base.loadUnaligned(as: Double.self)
             slowest = max(slowest, busy)
             arrival = max(arrival, Double(base.loadUnaligned(fromByteOffset: 8, as: Float.self)))
@@ -217,21 +218,6 @@ public final class MPIExperts: ExpertBackend, ExpertTrafficSource {
     }
 }
 
-/// A growable byte buffer whose address MPI may hold while a collective is in flight.
-final class ByteScratch {
-    private(set) var base = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
-    private var capacity = 1
-
-    func ensure(_ bytes: Int) {
-        guard bytes > capacity else { return }
-        base.deallocate()
-        capacity = max(bytes, 2 * capacity)
-        base = .allocate(byteCount: capacity, alignment: 64)
-    }
-
-    deinit { base.deallocate() }
-}
-
 /// One layer's exchange between begin and finish: its plan, its three MPI requests and every buffer they read or
 /// write (MPI owns those until the requests complete, so they live here rather than in Swift arrays). Reused.
 final class PendingExchange {
@@ -244,7 +230,8 @@ final class PendingExchange {
     let header, headerEcho: UnsafeMutablePointer<Int32>
     /// Per-rank byte counts and displacements of dispatch (s) and combine (r); rank 0's entries stay 0.
     let scounts, sdispls, rcounts, rdispls, zero: UnsafeMutablePointer<Int32>
-    let send = ByteScratch(), recv = ByteScratch()
+    let send = Scratch(), recv = Scratch()
+    var recvBase: UnsafeMutableRawPointer?
     let dummy = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
     private let ints: UnsafeMutablePointer<Int32>
 

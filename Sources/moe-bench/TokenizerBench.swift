@@ -198,7 +198,7 @@ enum TokenizerBenchmark {
             "机器学习模型需要大量的数据。",
         ]
         let emoji = ["😀", "🚀", "👍🏽", "🇺🇸", "👨‍👩‍👧‍👦", "🏳️‍🌈", "✨", "🤖"]
-        var rng = SplitMix64(seed: 0x5EED_CAFE)
+        var rng = SeededRNG(seed: 0x5EED_CAFE)
         var out = ""
         out.reserveCapacity(targetBytes + 256)
         var size = 0
@@ -218,18 +218,5 @@ enum TokenizerBenchmark {
             size += piece.utf8.count
         }
         return out
-    }
-}
-
-/// Small deterministic PRNG (SplitMix64) so generated text is reproducible.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

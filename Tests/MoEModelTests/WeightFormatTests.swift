@@ -43,7 +43,7 @@ import Testing
                 for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
             } else if format == .int4 {
                 var q = [Int8](repeating: 0, count: cols)
-                kern_quantize_act8(xin, cols, &q, &s)
+                kern_quantize_q8(xin, cols, &q, &s)
                 for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
             }
             for r in 0..<rows {
@@ -67,7 +67,7 @@ import Testing
         x += (0..<32).map { Float($0 - 16) * 0.1 } + []
         x[64 + 31] = 2.54
         var q = [Int8](repeating: 99, count: 96), s = [Float](repeating: -1, count: 3)
-        kern_quantize_act8(x, 96, &q, &s)
+        kern_quantize_q8(x, 96, &q, &s)
         #expect(s[0] == 1 && s[1] == 0 && abs(s[2] - 0.02) < 1e-7)
         let expected0: [Int8] = [127, -64, 0, 2, 2, -2, 3, -4] + (8..<32).map { Int8($0 - 20) }
         #expect(Array(q[0..<32]) == expected0)

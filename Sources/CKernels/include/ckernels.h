@@ -58,14 +58,13 @@ void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
 size_t kern_format_row_bytes(int format, size_t cols);
-/// n must be a multiple of 32. q8: n bytes; q4: n/2 bytes. scales: n/32 floats.
+/// n must be a multiple of 32. q8: n bytes; q4: n/2 bytes. scales: n/32 floats. q8 (amax/127, round half to even)
+/// also rounds the activations of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
-/// Activations to int8 with one scale per group of 32 (amax/127, round half to even), as int4 products use them.
-void kern_quantize_act8(const float *x, size_t n, int8_t *q, float *scales);
 /// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
 /// in elements (f32 only; converted formats are contiguous). Q8 rounds X to int16, Q4 to int8, per group of 32, and
 /// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
