@@ -145,7 +145,9 @@ public final class ClusterSession {
         if hasDraftNode {
             // The coordinator's auto k estimates a draft step from the draft's bytes until it has measured one.
             let bytes = try world.allgather(Int64(draftNode?.draft.bytesPerStep ?? 0), what: "sharing the draft's size")
+            let params = try world.allgather(Int64(draftNode?.draft.paramsPerStep ?? 0), what: "sharing the draft's size")
             (draft as? RemoteDraft)?.bytesPerStep = bytes.max().map(Double.init)
+            (draft as? RemoteDraft)?.paramsPerStep = params.max().map(Double.init)
         }
     }
 

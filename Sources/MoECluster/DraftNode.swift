@@ -123,6 +123,7 @@ public final class RemoteDraft: DraftSource {
     public var costPerToken: Double { k > 0 ? lastWaitSeconds / Double(k) : 0 }
     /// Weight bytes of one step of the draft node's model (told at start-up).
     public internal(set) var bytesPerStep: Double?
+    public internal(set) var paramsPerStep: Double?
     /// k sent with every start/outcome: the most recent k the generator asked for.
     var k: Int
     var received: [Int: [Proposal]] = [:]

@@ -26,17 +26,26 @@ public func expectedDistinctExperts(experts E: Int, topK K: Int, tokens n: Int) 
     return Double(E) * (1 - pow(1 - Double(K) / Double(E), Double(n)))
 }
 
-/// The auto-k policy: a cost model of one step, corrected by measurements, and per-sequence acceptance estimates.
+/// The auto-k policy: a cost model of one step, fitted to measurements, and per-sequence acceptance estimates.
+///
+/// A target step over n positions costs a·bytes(n) + b·n seconds: the weight bytes it streams (dense weights plus the
+/// distinct experts n positions touch) and the arithmetic of n positions. a and b are fitted to every step measured,
+/// prefills included, so the model knows from the start where a step stops being bound by bytes: at batch 1
+/// verifying k+1 positions costs little more than one, at batch 32 it costs k+1 times as much. A draft step over B
+/// sequences is priced by the same a and b from the draft's own bytes and values.
 public struct AdaptiveK: Sendable {
     public let maxK: Int
     let denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int
+    /// Values one position of a target step multiplies by (dense weights and top-K experts): its arithmetic.
+    public var activeParams: Double?
     /// Measured seconds of a target step with n positions (EMA).
     var measured: [Int: Double] = [:]
-    /// Measured seconds of one draft step (EMA), 0 until known.
-    var draftStep = 0.0
-    /// Weight bytes of one draft step, if known: until a draft step is measured, it is priced as that share of the
-    /// bytes of a target step (else as a tenth of a target step).
+    /// Measured seconds of one draft step at batch size B (EMA).
+    var draftMeasured: [Int: Double] = [:]
+    /// Weight bytes and values of one draft step, if known: until a draft step is measured, it is priced from them
+    /// (without them, as a tenth of a target step).
     public var draftBytes: Double?
+    public var draftParams: Double?
     /// Per-sequence (accepted, tested) draft positions, recent rounds weighted more; the estimate starts from a prior
     /// of 3 accepted out of 4 so that one unlucky first round does not switch a good draft off.
     var acceptance: [Int: (Double, Double)] = [:]
@@ -45,6 +54,8 @@ public struct AdaptiveK: Sendable {
     var probes = 0
     /// Realised emitted tokens per second of steps with (batch size, k), EMA: measurement beats the model once seen.
     var realised: [Int: [Int: Double]] = [:]
+    /// Steps behind each realised rate (the first one not counted in it).
+    var realisedSteps: [Int: [Int: Int]] = [:]
     /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
     /// gets harder as the batch grows (verification reads more distinct experts and computes k+1 positions per
     /// sequence), so at this size and above it stays off without probing: a probe after a stretch without drafting
@@ -70,10 +81,41 @@ public struct AdaptiveK: Sendable {
         denseBytes + expertBytes * Double(moeLayers) * expectedDistinctExperts(experts: experts, topK: topK, tokens: n)
     }
 
-    /// Seconds of one draft step for a batch of B sequences: measured, else from the draft's bytes.
+    /// (a, b) of step seconds ≈ a·bytes(n) + b·n, least squares on the measured steps weighted by relative error,
+    /// both non-negative. Nil before any measurement; with one size measured, bytes alone (b = 0).
+    func costFit() -> (a: Double, b: Double)? {
+        guard !measured.isEmpty else { return nil }
+        var sBB = 0.0, sBN = 0.0, sNN = 0.0, sBT = 0.0, sNT = 0.0
+        for (n, t) in measured where t > 0 {
+            let w = 1 / (t * t), B = bytes(n), N = Double(n)
+            sBB += w * B * B; sBN += w * B * N; sNN += w * N * N; sBT += w * B * t; sNT += w * N * t
+        }
+        guard sBB > 0 else { return nil }
+        let det = sBB * sNN - sBN * sBN
+        if measured.count >= 2, det > 1e-12 * sBB * sNN {
+            let a = (sBT * sNN - sNT * sBN) / det, b = (sNT * sBB - sBT * sBN) / det
+            if a >= 0 && b >= 0 { return (a, b) }
+            if a < 0 { return (0, sNT / sNN) }
+        }
+        return (sBT / sBB, 0)
+    }
+
+    /// Seconds of a draft step for a batch of B sequences: measured at that size; else the fitted model for the draft
+    /// scaled to the draft measurement of the nearest batch size; else the model alone.
     func draftSeconds(batch B: Int) -> Double {
-        if draftStep > 0 { return draftStep }
-        return stepSeconds(B) * (draftBytes.map { $0 / max(bytes(B), 1) } ?? 0.1)
+        if let m = draftMeasured[B] { return m }
+        let model = draftModel(B)
+        if let near = draftMeasured.min(by: { abs($0.key - B) < abs($1.key - B) || (abs($0.key - B) == abs($1.key - B) && $0.key < $1.key) }) {
+            return model * near.value / max(draftModel(near.key), 1e-12)
+        }
+        return model
+    }
+
+    /// The draft step's cost from the target's fit: its bytes once per step, its values once per sequence.
+    func draftModel(_ B: Int) -> Double {
+        guard let f = costFit(), let db = draftBytes else { return stepSeconds(B) * 0.1 }
+        let perPosition = draftParams.flatMap { p in activeParams.map { p / max($0, 1) } } ?? db / max(bytes(1), 1)
+        return f.a * db + f.b * perPosition * Double(B)
     }
 
     public func alpha(_ seq: Int) -> Double {
@@ -81,32 +123,22 @@ public struct AdaptiveK: Sendable {
         return (a + 3) / (d + 4)
     }
 
-    /// Seconds of a target step over n positions: measured if seen; between measurements, linear interpolation;
-    /// beyond them, the slope of the two nearest (a step's cost grows with positions once the bytes it reads stop
-    /// growing); with one measurement, the bandwidth prior scaled to it.
+    /// Seconds of a target step over n positions: measured if seen, else the fitted model (before any measurement,
+    /// the bandwidth prior in units of a one-position step).
     public func stepSeconds(_ n: Int) -> Double {
         if let m = measured[n] { return m }
-        let pts = measured.sorted { $0.key < $1.key }
-        guard let first = pts.first else { return prior(n) }
-        if pts.count == 1 { return first.value * prior(n) / prior(first.key) }
-        if let hi = pts.firstIndex(where: { $0.key > n }), hi > 0 {
-            let a = pts[hi - 1], b = pts[hi]
-            return a.value + (b.value - a.value) * Double(n - a.key) / Double(b.key - a.key)
-        }
-        let (a, b) = n < first.key ? (pts[0], pts[1]) : (pts[pts.count - 2], pts[pts.count - 1])
-        let slope = max(0, (b.value - a.value) / Double(b.key - a.key))
-        let base = n < first.key ? a : b
-        return max(base.value * 0.5, base.value + slope * Double(n - base.key))
+        guard let f = costFit() else { return prior(n) }
+        return f.a * bytes(n) + f.b * Double(n)
     }
 
     public mutating func recordStep(positions n: Int, seconds: Double) {
         measured[n] = measured[n].map { 0.7 * $0 + 0.3 * seconds } ?? seconds
     }
 
-    public mutating func recordDraft(steps: Int, seconds: Double) {
-        guard steps > 0 else { return }
-        let per = seconds / Double(steps)
-        draftStep = draftStep == 0 ? per : 0.7 * draftStep + 0.3 * per
+    /// One draft step over `batch` sequences took `seconds`.
+    public mutating func recordDraft(batch: Int, seconds: Double) {
+        guard batch > 0, seconds > 0 else { return }
+        draftMeasured[batch] = draftMeasured[batch].map { 0.7 * $0 + 0.3 * seconds } ?? seconds
     }
 
     public mutating func recordOutcome(seq: Int, k: Int, accepted: Int) {
@@ -124,13 +156,17 @@ public struct AdaptiveK: Sendable {
     public mutating func recordRate(batch: Int, k: Int, emitted: Int, seconds: Double) {
         guard seconds > 0 else { return }
         let r = Double(emitted) / seconds
+        realisedSteps[batch, default: [:]][k, default: 0] += 1
+        // The first step at a new (batch size, k) pays one-off costs (buffers growing to more positions, the draft's
+        // first pass at that size): measured, it once made a k look three times slower than it is. It is not counted.
+        guard realisedSteps[batch]![k]! > 1 else { return }
         realised[batch, default: [:]][k] = realised[batch]?[k].map { 0.6 * $0 + 0.4 * r } ?? r
     }
 
     /// Expected tokens per second of a step at k from the model (acceptance estimates and step costs).
     func modelRate(_ seqs: [Int], k: Int) -> Double {
         let tokens = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1), k: k) }
-        let seconds = Double(k) * draftSeconds(batch: seqs.count) + stepSeconds(seqs.count * (k + 1))
+        let seconds = k == 0 ? stepSeconds(seqs.count) : Double(k) * draftSeconds(batch: seqs.count) + stepSeconds(seqs.count * (k + 1))
         return tokens / seconds
     }
 
@@ -144,14 +180,19 @@ public struct AdaptiveK: Sendable {
         // Measure plain decoding first: it anchors every other estimate in seconds.
         if measured[B] == nil { return 0 }
         let seen = realised[B] ?? [:]
-        let rates = (0...maxK).map { k in seen[k] ?? modelRate(seqs, k: k) }
+        // The model's error on the k already run at this size (geometric mean of realised ÷ modelled) corrects its
+        // estimate of the others: acceptance that is front-loaded, a verification cheaper than the cost fit says.
+        let tried = seen.filter { $0.key > 0 && $0.value > 0 }
+        let correction = tried.isEmpty ? 1 : exp(tried.reduce(0.0) { $0 + log($1.value / modelRate(seqs, k: $1.key)) } / Double(tried.count))
+        let rates = (0...maxK).map { k in seen[k] ?? (k == 0 ? 1 : correction) * modelRate(seqs, k: k) }
         if let off = offFromBatch, B >= off { return 0 }
         let best = rates.indices.max { rates[$0] < rates[$1] }!
-        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, (1...maxK).allSatisfy({ seen[$0] != nil || modelRate(seqs, k: $0) < 0.9 * r0 }) {
+        // Off for good only on evidence: one slow step (a draft's first pass, a burst of load) proves nothing.
+        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, realisedSteps[B]?[1] ?? 0 >= 3, (1...maxK).allSatisfy({ seen[$0] != nil || rates[$0] < 0.9 * r0 }) {
             offFromBatch = min(offFromBatch ?? B, B)
             return 0
         }
-        if let untried = (1...maxK).first(where: { seen[$0] == nil && modelRate(seqs, k: $0) >= 0.9 * rates[best] }) {
+        if let untried = (1...maxK).first(where: { seen[$0] == nil && rates[$0] >= 0.9 * rates[best] }) {
             return untried
         }
         stepsSinceProbe += 1
@@ -170,7 +211,7 @@ extension AdaptiveK {
     public static func forModel(_ t: Transformer, maxK: Int, expertFormat: WeightFormat = .f32) -> AdaptiveK {
         let s = t.spec, w = t.weights
         var dense = w.lmHead.byteCount
-        var expert = 0.0
+        var expert = 0.0, active = Double(w.paramsPerStep)
         for (l, lw) in w.layers.enumerated() {
             let a = lw.attention
             dense += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount
@@ -181,10 +222,13 @@ extension AdaptiveK {
                 // gate and up: [I, H]; down: [H, I].
                 let H = s.hiddenSize, I = s.layers[l].moe!.intermediate
                 expert = Double(2 * I * expertFormat.rowBytes(H) + H * expertFormat.rowBytes(I))
+                active += Double(3 * H * I * s.layers[l].moe!.topK)
             }
         }
         let moe = s.layers.compactMap(\.moe).first
-        return AdaptiveK(maxK: maxK, denseBytes: Double(dense), expertBytes: expert, experts: moe?.experts ?? 0,
-                         topK: moe?.topK ?? 0, moeLayers: s.moeLayers.count)
+        var a = AdaptiveK(maxK: maxK, denseBytes: Double(dense), expertBytes: expert, experts: moe?.experts ?? 0,
+                          topK: moe?.topK ?? 0, moeLayers: s.moeLayers.count)
+        a.activeParams = active
+        return a
     }
 }

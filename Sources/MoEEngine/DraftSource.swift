@@ -53,9 +53,12 @@ public protocol DraftSource: AnyObject {
     var lastCatchUpSeconds: Double { get }
     /// Weight bytes one draft step reads, if known: auto k's estimate of a draft step before any is measured.
     var bytesPerStep: Double? { get }
+    /// Weight values one draft step multiplies each token by, if known: its arithmetic per sequence.
+    var paramsPerStep: Double? { get }
 }
 
 extension DraftSource {
     public var lastCatchUpSeconds: Double { 0 }
     public var bytesPerStep: Double? { nil }
+    public var paramsPerStep: Double? { nil }
 }

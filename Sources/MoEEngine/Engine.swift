@@ -140,6 +140,7 @@ public final class Engine: @unchecked Sendable {
         if case .auto(let maxK) = config.speculation, let draft {
             adaptive = AdaptiveK.forModel(transformer, maxK: maxK, expertFormat: config.expertFormat)
             adaptive!.draftBytes = draft.bytesPerStep
+            adaptive!.draftParams = draft.paramsPerStep
         }
     }
 
@@ -280,7 +281,7 @@ public final class Engine: @unchecked Sendable {
             }
             let proposals = draft.propose(reqs)
             draftStartSeconds += draft.lastCatchUpSeconds
-            if k > 0 && draft.costPerToken > 0 { adaptive?.recordDraft(steps: 1, seconds: draft.costPerToken) }
+            if k > 0 && draft.costPerToken > 0 { adaptive?.recordDraft(batch: drafting.count, seconds: draft.costPerToken) }
             for id in drafting {
                 live[id]!.proposal = proposals[id]
                 scheduler.setSpec(id, proposals[id]?.tokens ?? [])

@@ -27,6 +27,7 @@ public final class LocalDraft: DraftSource {
     /// `capacityTokens`: the most tokens all live sequences hold at once.
     public var costPerToken: Double { lastStepSeconds }
     public var bytesPerStep: Double? { Double(model.weights.bytesPerStep) }
+    public var paramsPerStep: Double? { Double(model.weights.paramsPerStep) }
 
     public init(model: Transformer, capacityTokens: Int, blockSize: Int = 16) {
         self.model = model
@@ -103,10 +104,11 @@ public final class LocalDraft: DraftSource {
         var out: [Int: Proposal] = [:]
         for r in live { out[r.seq] = Proposal(position: r.position, hash: r.hash, tokens: [], q: seqs[r.seq]!.sampler.params.isGreedy ? nil : []) }
         let kmax = live.map(\.k).max() ?? 0
-        // Verified tokens the draft has not seen beyond the newest (a new prompt, or text decoded while speculation
-        // was off) go through one pass of their own, timed apart: a one-off cost, not a cost of k.
+        // Verified tokens the draft has not seen beyond what a verification round leaves (its last drafted token and
+        // the verifier's next: step 0 feeds those) — a new prompt, or text decoded while speculation was off — go
+        // through one pass of their own, timed apart: a one-off cost, not a cost of k.
         lastCatchUpSeconds = 0
-        let lagging = live.filter { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 1 }
+        let lagging = live.filter { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 2 }
         if !lagging.isEmpty {
             let t = monotonicSeconds()
             _ = model.forward(lagging.map { r in
@@ -117,7 +119,7 @@ public final class LocalDraft: DraftSource {
             lastCatchUpSeconds = monotonicSeconds() - t
         }
         var steadySeconds = 0.0
-        defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
+        defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax); } }
         for step in 0..<kmax {
             let tStep = monotonicSeconds()
             defer { steadySeconds += monotonicSeconds() - tStep }

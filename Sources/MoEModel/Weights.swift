@@ -183,21 +183,33 @@ extension DenseWeights {
         return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: try lmHead.converting(to: f, "lm_head"))
     }
 
-    /// Bytes of every weight held (embedding included).
-    public var byteCount: Int {
-        var b = embed.byteCount + norm.byteCount + (lmHead.raw == embed.raw ? 0 : lmHead.byteCount)
+    /// Sum of `measure` over every weight held (embedding included; lm_head once when it is the embedding table).
+    func total(_ measure: (Matrix) -> Int) -> Int {
+        var b = measure(embed) + measure(norm) + (lmHead.raw == embed.raw ? 0 : measure(lmHead))
         for l in layers {
             let a = l.attention
-            b += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount + l.inputNorm.byteCount + l.postNorm.byteCount
+            b += [a.q, a.k, a.v, a.o, l.inputNorm, l.postNorm].reduce(0) { $0 + measure($1) }
             switch l.ffn {
-            case .dense(let m): b += m.byteCount
-            case .moe(let r): b += r.gate.byteCount + (r.shared?.byteCount ?? 0) + (r.sharedGate?.byteCount ?? 0)
+            case .dense(let m): b += measure(m.gate) + measure(m.up) + measure(m.down)
+            case .moe(let r):
+                b += measure(r.gate) + (r.sharedGate.map(measure) ?? 0)
+                if let s = r.shared { b += measure(s.gate) + measure(s.up) + measure(s.down) }
             }
         }
         return b
     }
 
+    /// Bytes of every weight held (embedding included).
+    public var byteCount: Int { total(\.byteCount) }
+
     /// Bytes one forward step reads of these weights: all of them but the embedding table (one row per token), or
     /// all of them when lm_head is the embedding table. (A dense model's step; for a MoE model add the experts.)
     public var bytesPerStep: Int { byteCount - (lmHead.raw == embed.raw ? 0 : embed.byteCount) }
+
+    /// Weights one forward step multiplies each token by (as `bytesPerStep`, counted in values): a token's compute
+    /// is 2 FLOPs per value whatever the format the values are held in.
+    public var paramsPerStep: Int {
+        let count = { (m: Matrix) in m.rows * m.cols }
+        return total(count) - (lmHead.raw == embed.raw ? 0 : count(embed))
+    }
 }

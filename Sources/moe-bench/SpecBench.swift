@@ -19,6 +19,8 @@ struct SpecBench: ParsableCommand {
     @Option(help: "New tokens per sequence.") var tokens = 32
     @Option(name: .customLong("prompt-tokens")) var promptTokens = 16
     @Option(help: "Rounds over the settings (interleaved); each setting reports its best round.") var repeats = 3
+    @Option(name: .customLong("warmup-tokens"), help: "Tokens of an untimed generation of the same batch size (other prompts) on the same engine first, as a running server has done; 0 times a fresh engine.")
+    var warmupTokens = 32
     @Flag(help: "One JSON object per row instead of the table.") var json = false
 
     func run() throws {
@@ -69,19 +71,29 @@ struct SpecBench: ParsableCommand {
     /// excluded), the speculation statistics and the distinct experts per layer a decode step read.
     func measure(_ m: LoadedModel, _ draftModel: Transformer, batch B: Int, setting: String) throws -> Row {
         let mode: Speculation = setting == "auto" ? .auto(maxK: 6) : (Int(setting) ?? 0) == 0 ? .off : .fixed(Int(setting)!)
-        let capacity = B * (promptTokens + tokens + 16)
+        let capacity = B * (promptTokens + max(tokens, warmupTokens) + 16)
         let d = mode == .off ? nil : LocalDraft(model: draftModel, capacityTokens: capacity)
         var cfg = EngineConfig()
         cfg.kvBlocks = capacity / 16 + 8
         cfg.speculation = mode
         let gen = Engine(transformer: m.transformer, config: cfg, draft: d)
-        let prompts = (0..<B).map { b in randomTokens(promptTokens, vocab: m.spec.vocabSize, seed: UInt64(100 + b)) }
+        let prompts = { (seed: UInt64) in (0..<B).map { b in randomTokens(promptTokens, vocab: m.spec.vocabSize, seed: seed + UInt64(b)) } }
+        let params = Array(repeating: SamplingParams(), count: B)
+        if warmupTokens > 0 {
+            _ = try gen.generate(prompts: prompts(10_000), maxNewTokens: warmupTokens, params: params, eos: [], ignoreEOS: true)
+        }
+        let before = gen.stats
         let t0 = monotonicSeconds()
-        let rs = try gen.generate(prompts: prompts, maxNewTokens: tokens, params: Array(repeating: SamplingParams(), count: B),
-                                  eos: [], ignoreEOS: true)
+        let rs = try gen.generate(prompts: prompts(100), maxNewTokens: tokens, params: params, eos: [], ignoreEOS: true)
         let total = monotonicSeconds() - t0
         let decode = total - (rs.map(\.prefillSeconds).max() ?? 0)
         let rate = Double(rs.reduce(0) { $0 + $1.tokens.count - 1 }) / decode
-        return Row(rate: rate, spec: gen.stats.spec, experts: gen.stats.distinctExpertsPerLayer / Double(max(gen.stats.decodeSteps, 1)))
+        let after = gen.stats
+        var spec = SpecStats()
+        spec.drafts = after.spec.drafts - before.spec.drafts
+        spec.draftTokens = after.spec.draftTokens - before.spec.draftTokens
+        spec.acceptedTokens = after.spec.acceptedTokens - before.spec.acceptedTokens
+        let experts = (after.distinctExpertsPerLayer - before.distinctExpertsPerLayer) / Double(max(after.decodeSteps - before.decodeSteps, 1))
+        return Row(rate: rate, spec: spec, experts: experts)
     }
 }

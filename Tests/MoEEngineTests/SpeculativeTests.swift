@@ -123,7 +123,7 @@ import Testing
     @Test func probesAlternateBetweenTheNeighboursOfTheChoice() {
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
         a.recordStep(positions: 1, seconds: 1)
-        for k in 0...4 { a.recordRate(batch: 1, k: k, emitted: k == 2 ? 30 : 10, seconds: 1) }
+        for k in 0...4 { for _ in 0..<2 { a.recordRate(batch: 1, k: k, emitted: k == 2 ? 30 : 10, seconds: 1) } }
         let choices = (0..<64).map { _ in a.choose([7]) }
         #expect(choices.filter { $0 != 2 } == [3, 1, 3, 1])
     }
@@ -157,6 +157,61 @@ import Testing
         #expect(int4.prior(5) < f32.prior(5))
     }
 
+    /// The step cost model: seconds ≈ a·bytes(n) + b·n, fitted to what was measured (relative least squares, both
+    /// terms non-negative). Exact data give back a and b; one measured size gives bytes alone.
+    @Test func theStepCostFitRecoversBytesAndArithmeticTerms() throws {
+        var a = AdaptiveK(maxK: 4, denseBytes: 100e6, expertBytes: 22e6, experts: 8, topK: 2, moeLayers: 8)
+        let secPerByte = 1 / 30e9, secPerPosition = 0.002
+        a.recordStep(positions: 1, seconds: a.bytes(1) * secPerByte + secPerPosition)
+        let one = try #require(a.costFit())
+        #expect(one.b == 0 && abs(one.a * a.bytes(1) - a.stepSeconds(1)) < 1e-12)
+        for n in [4, 32, 512] { a.recordStep(positions: n, seconds: a.bytes(n) * secPerByte + secPerPosition * Double(n)) }
+        let f = try #require(a.costFit())
+        #expect(abs(f.a / secPerByte - 1) < 1e-6 && abs(f.b / secPerPosition - 1) < 1e-6)
+        #expect(abs(a.stepSeconds(5) - (a.bytes(5) * secPerByte + 5 * secPerPosition)) < 1e-9)
+        // A draft is priced by the same terms: its bytes once per step, its values once per sequence.
+        a.activeParams = 230e6
+        a.draftBytes = 60e6
+        a.draftParams = 115e6
+        #expect(abs(a.draftSeconds(batch: 16) - (60e6 * secPerByte + 0.5 * secPerPosition * 16)) < 1e-9)
+        // Once measured at one batch size, other sizes are the model scaled to that measurement.
+        a.recordDraft(batch: 4, seconds: 2 * a.draftModel(4))
+        #expect(abs(a.draftSeconds(batch: 16) - 2 * a.draftModel(16)) < 1e-9)
+    }
+
+    /// With the arithmetic term known (a prefill measured), auto k prices verification right before any speculative
+    /// step has run: at batch 32, bound by arithmetic, k+1 positions per sequence cost about k+1 times as much and a
+    /// draft of 150 MB (the size of ours) loses, so it stays off; at batch 1, bound by bytes, a small draft pays.
+    @Test func autoKKnowsFromTheCostFitWhereSpeculationCannotPay() {
+        func policy(draftMB: Double) -> AdaptiveK {
+            // 30 GB/s and 3 ms of arithmetic per position: the f32 0.8 B model on this machine.
+            var a = AdaptiveK(maxK: 6, denseBytes: 100e6, expertBytes: 22e6, experts: 8, topK: 2, moeLayers: 8)
+            a.activeParams = 230e6
+            a.draftBytes = draftMB * 1e6
+            a.draftParams = draftMB * 1e6
+            for n in [1, 32, 512] { a.recordStep(positions: n, seconds: a.bytes(n) / 30e9 + 0.003 * Double(n)) }
+            for s in 0..<32 { for _ in 0..<10 { a.recordOutcome(seq: s, k: 4, accepted: 3) } }
+            return a
+        }
+        var big = policy(draftMB: 150), small = policy(draftMB: 20)
+        #expect(big.choose(Array(0..<32)) == 0)
+        #expect(small.choose([0]) > 0)
+    }
+
+    /// What a tried k realised corrects the model's estimate of the k not yet tried, so a model that undersells
+    /// speculation still climbs to the k that pays.
+    @Test func realisedRatesCorrectTheModelForUntriedK() {
+        var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        a.draftBytes = 0.1
+        a.recordStep(positions: 1, seconds: 1)
+        for _ in 0..<2 { a.recordRate(batch: 1, k: 0, emitted: 1, seconds: 1) }
+        let modelled = a.modelRate([0], k: 1)
+        a.recordRate(batch: 1, k: 1, emitted: 1, seconds: 10 / modelled)    // a first step paying one-off costs: not counted
+        #expect(a.choose([0]) == 1)                                          // so k = 1 is still untried
+        a.recordRate(batch: 1, k: 1, emitted: 3, seconds: 1 / modelled)     // realised 3× the model
+        #expect(a.choose([0]) == 2)                                          // the next k is tried, not settled on 1
+    }
+
     @Test func expectedTokensTable() {
         #expect(expectedTokens(acceptance: 0.5, k: 0) == 1)
         #expect(abs(expectedTokens(acceptance: 0.5, k: 2) - 1.75) < 1e-12)
@@ -175,7 +230,7 @@ import Testing
         a.recordStep(positions: 1, seconds: 0.030)
         a.recordStep(positions: 2, seconds: 0.050)
         a.recordStep(positions: 5, seconds: 0.080)
-        a.recordDraft(steps: 1, seconds: 0.005)
+        a.recordDraft(batch: 1, seconds: 0.005)
         for _ in 0..<10 { a.recordOutcome(seq: 0, k: 4, accepted: 0) }
         #expect(a.choose([0]) == 0)
     }
@@ -186,21 +241,27 @@ import Testing
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
         let big = Array(0..<32), small = [0, 1]
         for n in [2, 4, 32, 64, 96, 128, 160] { a.recordStep(positions: n, seconds: 0.01 * Double(n)) }
-        a.recordDraft(steps: 1, seconds: 0.05)
-        a.recordRate(batch: 32, k: 0, emitted: 32, seconds: 0.32)      // 100 tok/s
-        a.recordRate(batch: 32, k: 1, emitted: 56, seconds: 0.7)       // 80 tok/s
+        a.recordDraft(batch: 32, seconds: 0.05)
+        for _ in 0..<2 {
+            a.recordRate(batch: 32, k: 0, emitted: 32, seconds: 0.32)  // 100 tok/s
+            a.recordRate(batch: 32, k: 1, emitted: 56, seconds: 0.7)   // 80 tok/s
+        }
+        #expect(a.choose(big) == 0 && a.offFromBatch == nil)          // two steps are not evidence enough
+        a.recordRate(batch: 32, k: 1, emitted: 56, seconds: 0.7)
         #expect(a.choose(big) == 0 && a.offFromBatch == 32)
         for _ in 0..<100 { #expect(a.choose(big) == 0) }              // no probes
         #expect(a.choose(Array(0..<48)) == 0)
-        a.recordRate(batch: 2, k: 0, emitted: 2, seconds: 0.02)
-        a.recordRate(batch: 2, k: 2, emitted: 6, seconds: 0.03)
+        for _ in 0..<2 {
+            a.recordRate(batch: 2, k: 0, emitted: 2, seconds: 0.02)
+            a.recordRate(batch: 2, k: 2, emitted: 6, seconds: 0.03)
+        }
         #expect(a.choose(small) > 0)
     }
 
     @Test func goodDraftAndFlatStepCostTurnSpeculationOn() {
         var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
         for n in [8, 16, 24, 32, 40, 48, 56] { a.recordStep(positions: n, seconds: 0.1 + 0.001 * Double(n)) }
-        a.recordDraft(steps: 1, seconds: 0.002)
+        a.recordDraft(batch: 8, seconds: 0.002)
         for _ in 0..<20 { a.recordOutcome(seq: 0, k: 4, accepted: 4) }
         let seqs = Array(0..<8)
         for s in seqs { for _ in 0..<20 { a.recordOutcome(seq: s, k: 6, accepted: 6) } }
