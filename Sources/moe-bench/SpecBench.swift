@@ -37,21 +37,36 @@ struct SpecBench: ParsableCommand {
             print("| batch | k | tok/s | × plain | acceptance rate | mean acceptance length | experts/layer/step |")
             print("| --- | --- | --- | --- | --- | --- | --- |")
         }
+        var summary: [String] = []
         for B in sizes {
-            // Settings run interleaved, `repeats` rounds, and each keeps its best round: this machine's speed drifts
-            // by tens of percent over minutes, and rows measured minutes apart would compare the drift.
-            var best: [String: Row] = [:]
+            // Settings run interleaved, `repeats` rounds, plain decoding at the start and the end of each: this
+            // machine's speed moves by tens of percent within minutes, so a setting is compared with plain decoding
+            // of the same round (the geometric mean of its two runs) and rows report the median over rounds.
+            var rounds: [[String: Row]] = []
+            var plainOfRound: [Double] = []
             for _ in 0..<repeats {
-                for setting in settings {
-                    let row = try measure(m, draftModel, batch: B, setting: setting)
-                    if row.rate > best[setting]?.rate ?? 0 { best[setting] = row }
-                }
+                var round: [String: Row] = [:]
+                let first = try measure(m, draftModel, batch: B, setting: "0")
+                for setting in settings where setting != "0" { round[setting] = try measure(m, draftModel, batch: B, setting: setting) }
+                let last = try measure(m, draftModel, batch: B, setting: "0")
+                plainOfRound.append((first.rate * last.rate).squareRoot())
+                round["0"] = Row(rate: plainOfRound.last!, spec: first.spec, experts: (first.experts + last.experts) / 2)
+                rounds.append(round)
             }
-            let plain = best["0"]?.rate ?? 0
+            func median(_ xs: [Double]) -> Double {
+                let s = xs.sorted()
+                return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+            }
+            func speedup(_ setting: String) -> Double {
+                median(rounds.indices.map { setting == "0" ? 1 : rounds[$0][setting]!.rate / plainOfRound[$0] })
+            }
             for setting in settings {
-                let r = best[setting]!
+                let rows = rounds.map { $0[setting]! }
+                let rate = median(rows.map(\.rate))
+                // Acceptance and experts from the median round by rate.
+                let r = rows.sorted { $0.rate < $1.rate }[rows.count / 2]
                 if json {
-                    let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": r.rate, "speedup": plain > 0 ? r.rate / plain : 1,
+                    let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": speedup(setting),
                                               "acceptance_rate": r.spec.acceptanceRate, "mean_acceptance_length": r.spec.meanAcceptanceLength,
                                               "experts_per_layer": r.experts]
                     print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
@@ -59,9 +74,22 @@ struct SpecBench: ParsableCommand {
                     let f2 = { (x: Double) in String(format: "%.2f", x) }
                     let off = setting == "0"
                     let acc = off ? "–" : f2(r.spec.acceptanceRate), len = off ? "–" : f2(r.spec.meanAcceptanceLength)
-                    print("| \(B) | \(off ? "off" : setting) | \(String(format: "%.1f", r.rate)) | \(f2(plain > 0 ? r.rate / plain : 1)) | \(acc) | \(len) | \(f2(r.experts)) |")
+                    print("| \(B) | \(off ? "off" : setting) | \(String(format: "%.1f", rate)) | \(f2(speedup(setting))) | \(acc) | \(len) | \(f2(r.experts)) |")
                 }
             }
+            let fixed = settings.filter { $0 != "auto" }
+            if settings.contains("auto"), let bestFixed = fixed.max(by: { speedup($0) < speedup($1) }) {
+                // auto against the best fixed setting (by median speedup) in the same round, median over rounds. Not
+                // against each round's fastest of seven fixed runs: with run-to-run noise of ±10% that maximum is
+                // biased upwards by the noise itself.
+                let ratio = median(rounds.indices.map { i in rounds[i]["auto"]!.rate / rounds[i][bestFixed]!.rate })
+                summary.append("| \(B) | \(bestFixed == "0" ? "off" : bestFixed) | \(String(format: "%.2f", speedup(bestFixed))) | \(String(format: "%.2f", ratio)) |")
+            }
+        }
+        if !json && !summary.isEmpty {
+            print("\n| batch | best fixed k | its × plain | auto ÷ that k in the same round (median) |")
+            print("| --- | --- | --- | --- |")
+            summary.forEach { print($0) }
         }
     }
 
