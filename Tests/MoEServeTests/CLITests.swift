@@ -50,6 +50,29 @@ import Testing
         }
     }
 
+    /// `moe-bench spec --json`: one object per (batch size, setting), plain decoding at 1×, acceptance figures for the
+    /// drafting settings, and verification reading at least as many experts per layer as a plain step.
+    @Test func specBenchPrintsOneJSONObjectPerBatchAndSetting() throws {
+        let r = try Binaries.run(Binaries.path("moe-bench"), ["spec", "--model", Fixtures.model("tiny-mixtral-spec").path,
+                                                              "--draft", Fixtures.model("tiny-mixtral-spec-draft").path,
+                                                              "--batches", "1,2", "--ks", "0,2,auto", "--tokens", "8",
+                                                              "--warmup-tokens", "4", "--repeats", "1", "--json"], timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try r.stdout.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(rows.map { "\($0["batch"]!)/\($0["k"]!)" } == ["1/0", "1/2", "1/auto", "2/0", "2/2", "2/auto"])
+        for row in rows {
+            #expect((row["tok_s"] as? Double ?? 0) > 0, "\(row)")
+            let experts = row["experts_per_layer"] as? Double ?? 0
+            let plainExperts = rows.first { $0["batch"] as? Int == row["batch"] as? Int && $0["k"] as? String == "0" }?["experts_per_layer"] as? Double ?? 0
+            #expect(experts >= plainExperts - 1e-9 || row["k"] as? String == "auto", "\(row)")
+            if row["k"] as? String == "0" { #expect(row["speedup"] as? Double == 1) }
+            if row["k"] as? String == "2" {
+                let rate = row["acceptance_rate"] as? Double ?? -1
+                #expect(rate >= 0 && rate <= 1 && (row["mean_acceptance_length"] as? Double ?? 0) >= 1, "\(row)")
+            }
+        }
+    }
+
     @Test func sameSeedSameSampleDifferentSeedDifferentSample() throws {
         func ids(_ seed: Int) throws -> [Int] {
             let out = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "54", "--max-tokens", "24", "--temperature", "1.5",
