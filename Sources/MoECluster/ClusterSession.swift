@@ -143,11 +143,11 @@ public final class ClusterSession {
             draftNode = DraftNode(channel: Channel(comm: world, peer: 0), draft: local, idlePollMicroseconds: config.mpiIdlePollMicroseconds)
         }
         if hasDraftNode {
-            // The coordinator's auto k estimates a draft step from the draft's bytes until it has measured one.
-            let bytes = try world.allgather(Int64(draftNode?.draft.bytesPerStep ?? 0), what: "sharing the draft's size")
-            let params = try world.allgather(Int64(draftNode?.draft.paramsPerStep ?? 0), what: "sharing the draft's size")
-            (draft as? RemoteDraft)?.bytesPerStep = bytes.max().map(Double.init)
-            (draft as? RemoteDraft)?.paramsPerStep = params.max().map(Double.init)
+            // The coordinator's auto k prices a draft step from the draft's bytes and values until it has measured one.
+            let mine = SIMD2<Int64>(Int64(draftNode?.draft.bytesPerStep ?? 0), Int64(draftNode?.draft.paramsPerStep ?? 0))
+            let all = try world.allgather(mine, what: "sharing the draft's size")
+            (draft as? RemoteDraft)?.bytesPerStep = all.map { Double($0[0]) }.max()
+            (draft as? RemoteDraft)?.paramsPerStep = all.map { Double($0[1]) }.max()
         }
     }
 

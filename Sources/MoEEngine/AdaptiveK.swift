@@ -210,23 +210,16 @@ extension AdaptiveK {
     /// `expertFormat` (wherever they live).
     public static func forModel(_ t: Transformer, maxK: Int, expertFormat: WeightFormat = .f32) -> AdaptiveK {
         let s = t.spec, w = t.weights
-        var dense = w.lmHead.byteCount
+        // Every dense weight a step reads (attention, dense MLPs, routers, shared experts, lm_head), as held.
         var expert = 0.0, active = Double(w.paramsPerStep)
-        for (l, lw) in w.layers.enumerated() {
-            let a = lw.attention
-            dense += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount
-            switch lw.ffn {
-            case .dense(let m): dense += m.byteCount
-            case .moe(let r):
-                dense += r.gate.byteCount + (r.shared?.byteCount ?? 0)
-                // gate and up: [I, H]; down: [H, I].
-                let H = s.hiddenSize, I = s.layers[l].moe!.intermediate
-                expert = Double(2 * I * expertFormat.rowBytes(H) + H * expertFormat.rowBytes(I))
-                active += Double(3 * H * I * s.layers[l].moe!.topK)
-            }
+        for moe in s.layers.compactMap(\.moe) {
+            // gate and up: [I, H]; down: [H, I].
+            let H = s.hiddenSize, I = moe.intermediate
+            expert = Double(2 * I * expertFormat.rowBytes(H) + H * expertFormat.rowBytes(I))
+            active += Double(3 * H * I * moe.topK)
         }
         let moe = s.layers.compactMap(\.moe).first
-        var a = AdaptiveK(maxK: maxK, denseBytes: Double(dense), expertBytes: expert, experts: moe?.experts ?? 0,
+        var a = AdaptiveK(maxK: maxK, denseBytes: Double(w.bytesPerStep), expertBytes: expert, experts: moe?.experts ?? 0,
                           topK: moe?.topK ?? 0, moeLayers: s.moeLayers.count)
         a.activeParams = active
         return a

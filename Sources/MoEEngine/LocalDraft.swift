@@ -119,7 +119,7 @@ public final class LocalDraft: DraftSource {
             lastCatchUpSeconds = monotonicSeconds() - t
         }
         var steadySeconds = 0.0
-        defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax); } }
+        defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
         for step in 0..<kmax {
             let tStep = monotonicSeconds()
             defer { steadySeconds += monotonicSeconds() - tStep }

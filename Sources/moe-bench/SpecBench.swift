@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoEBalance
 import MoECore
 import MoEEngine
 import MoEModel
@@ -53,10 +54,7 @@ struct SpecBench: ParsableCommand {
                 round["0"] = Row(rate: plainOfRound.last!, spec: first.spec, experts: (first.experts + last.experts) / 2)
                 rounds.append(round)
             }
-            func median(_ xs: [Double]) -> Double {
-                let s = xs.sorted()
-                return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-            }
+            let median = { (xs: [Double]) in BalanceMetrics.percentile(xs, 50) }   // nearest rank
             func speedup(_ setting: String) -> Double {
                 median(rounds.indices.map { setting == "0" ? 1 : rounds[$0][setting]!.rate / plainOfRound[$0] })
             }
@@ -64,7 +62,7 @@ struct SpecBench: ParsableCommand {
                 let rows = rounds.map { $0[setting]! }
                 let rate = median(rows.map(\.rate))
                 // Acceptance and experts from the median round by rate.
-                let r = rows.sorted { $0.rate < $1.rate }[rows.count / 2]
+                let r = rows.sorted { $0.rate < $1.rate }[(rows.count - 1) / 2]
                 if json {
                     let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": speedup(setting),
                                               "acceptance_rate": r.spec.acceptanceRate, "mean_acceptance_length": r.spec.meanAcceptanceLength,
