@@ -3,7 +3,8 @@
 #include <stdatomic.h>
 
 static atomic_int detected = -1;
-static atomic_int forced = -1;
+// Per thread: a test that forces the portable path must not change the kernels other threads run meanwhile.
+static _Thread_local int forced = -1;
 
 int kern_isa_detected(void) {
     int d = atomic_load(&detected);
@@ -20,12 +21,12 @@ int kern_isa_detected(void) {
 }
 
 int kern_isa_active(void) {
-    int f = atomic_load(&forced);
+    int f = forced;
     int d = kern_isa_detected();
     return (f >= 0 && f < d) ? f : d;
 }
 
-void kern_isa_force(int isa) { atomic_store(&forced, isa); }
+void kern_isa_force(int isa) { forced = isa; }
 
 const char *kern_isa_name(int isa) {
     switch (isa) {

@@ -94,12 +94,14 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    /// One query head [headDim] against positions [p0, p1) of a sequence; writes out [headDim].
+    /// The `heads` query heads [heads × headDim, contiguous] that share `kvHead`, against positions [p0, p1) of a
+    /// sequence; writes out [heads × headDim]. `scores` needs heads × (p1 − p0) floats.
     @inline(__always)
-    func attend(layer: Int, q: UnsafePointer<Float>, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int, scale: Float,
-                scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        kern_attend_kv(dtype.kernel, q, k[layer], v[layer], kScale[layer], vScale[layer], blocks, Int32(blockSize),
-                       Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale, scores, out)
+    func attend(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int,
+                scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        kern_attend_group(dtype.kernel, q, headDim, Int32(heads), k[layer], v[layer], kScale[layer], vScale[layer], blocks,
+                          Int32(blockSize), Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale,
+                          scores, out, headDim)
     }
 }
 

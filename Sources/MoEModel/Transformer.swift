@@ -245,16 +245,21 @@ public final class Transformer: @unchecked Sendable {
         let group = nh / nkv
         let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
         let tables = seqs.map(\.blockTable)
-        parallelFor(T * nh, grain: 1) { range in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(maxCtx, 1))
+        // One item per (token, KV head): the group's query heads read each key and value row once. Causal windows
+        // grow with the position, so tokens are taken in the order 0, T−1, 1, T−2, …: any contiguous half of the
+        // items (what each thread gets) then carries about half of the work.
+        parallelFor(T * nkv, grain: 1) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * max(maxCtx, 1))
             defer { scores.deallocate() }
             for item in range {
-                let t = item / nh, hd = item % nh
+                let j = item / nkv, kvh = item % nkv
+                let t = j % 2 == 0 ? j / 2 : T - 1 - j / 2
                 let p = Int(posOf[t])
                 let lo = window.map { max(0, p - $0 + 1) } ?? 0
+                let head = t * qd + kvh * group * D
                 tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
-                    cache.attend(layer: l, q: q + t * qd + hd * D, blocks: bt.baseAddress!, kvHead: hd / group, p0: lo, p1: p + 1,
-                                 scale: scale, scores: scores, out: attnOut + t * qd + hd * D)
+                    cache.attend(layer: l, q: q + head, heads: group, blocks: bt.baseAddress!, kvHead: kvh, p0: lo, p1: p + 1,
+                                 scale: scale, scores: scores, out: attnOut + head)
                 }
             }
         }

@@ -26,6 +26,51 @@ import Testing
         kern_isa_force(-1)
     }
 
+    /// Grouped-query attention over a paged cache (runs that cross blocks in a shuffled table, a window that starts
+    /// mid-block, head sizes with vector tails, groups of 1…5 heads) against softmax(q·K/√d)·V computed in Double; every
+    /// instruction set and cache type, f16/int8 within their rounding of the entries.
+    @Test func groupedAttentionMatchesNaiveSoftmaxOnEveryInstructionSetAndCacheType() {
+        for (D, blockSize, group) in [(64, 16, 4), (72, 5, 5), (20, 16, 1), (128, 32, 2)] {
+            let kvHeads = 3, n = 83, p0 = 7
+            let blocks = (n + blockSize - 1) / blockSize
+            let table: [Int32] = (0..<Int32(blocks + 2)).reversed().map { $0 }     // not in order, with spare blocks
+            let keys = randoms(n * kvHeads * D, seed: 11), values = randoms(n * kvHeads * D, seed: 12)
+            let q = randoms(group * D, seed: 13)
+            let scale = 1 / Float(D).squareRoot()
+            for dtype in KVDType.allCases {
+                let cache = KVCache(layers: 1, kvHeads: kvHeads, headDim: D, blockSize: blockSize, numBlocks: blocks + 2, dtype: dtype)
+                table.withUnsafeBufferPointer { bt in
+                    for p in 0..<n {
+                        cache.store(layer: 0, blockTable: bt.baseAddress!, position: p, key: keys.withUnsafeBufferPointer { $0.baseAddress! + p * kvHeads * D },
+                                    value: values.withUnsafeBufferPointer { $0.baseAddress! + p * kvHeads * D })
+                    }
+                }
+                let kvHead = 1
+                var ref = [Double](repeating: 0, count: group * D)
+                for g in 0..<group {
+                    let s = (p0..<n).map { p in (0..<D).reduce(0.0) { $0 + Double(q[g * D + $1]) * Double(keys[(p * kvHeads + kvHead) * D + $1]) } * Double(scale) }
+                    let m = s.max()!, e = s.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+                    for (i, p) in (p0..<n).enumerated() {
+                        for d in 0..<D { ref[g * D + d] += e[i] / z * Double(values[(p * kvHeads + kvHead) * D + d]) }
+                    }
+                }
+                let tolerance: Double = dtype == .f32 ? 1e-5 : (dtype == .f16 ? 2e-3 : 2e-2)
+                for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+                    kern_isa_force(Int32(isa))
+                    var out = [Float](repeating: .nan, count: group * D)
+                    var scores = [Float](repeating: 0, count: group * (n - p0))
+                    table.withUnsafeBufferPointer { bt in
+                        cache.attend(layer: 0, q: q, heads: group, blocks: bt.baseAddress!, kvHead: kvHead, p0: p0, p1: n,
+                                     scale: scale, scores: &scores, out: &out)
+                    }
+                    let err = zip(out, ref).map { abs(Double($0) - $1) }.max()!
+                    #expect(err < tolerance, "D \(D) block \(blockSize) group \(group) \(dtype) isa \(isa): max |Δ| \(err)")
+                }
+                kern_isa_force(-1)
+            }
+        }
+    }
+
     @Test func matmulSplitAcrossThreadsEqualsOneThread() {
         ComputeThreads.ensureConfigured()
         let T = 5, inF = 130, outF = 700

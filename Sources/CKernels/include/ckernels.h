@@ -16,7 +16,8 @@ enum { KERN_ISA_PORTABLE = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2 };
 int kern_isa_detected(void);
 /// The instruction set the kernels use now (defaults to the detected one).
 int kern_isa_active(void);
-/// Forces a lower instruction set (tests of the portable path). Values above the detected one are clamped.
+/// Forces a lower instruction set in the calling thread only (tests of the portable path, with kernels that run in
+/// the caller's thread). Values above the detected one are clamped; -1 restores the detected one.
 void kern_isa_force(int isa);
 const char *kern_isa_name(int isa);
 
@@ -75,19 +76,16 @@ void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, c
 void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1);
 
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
-/// One query head against positions [p0, p1) of one sequence.
-/// K/V pools of one layer: element (block b, kv head h, slot s, dim d) at ((b*kv_heads + h)*block_size + s)*head_dim + d.
-/// `blocks` maps position/block_size to a block id. `scores` needs room for p1 - p0 floats. out: [head_dim].
-void kern_attend_f32(const float *q, const float *kpool, const float *vpool, const int32_t *blocks,
-                     int block_size, int kv_heads, int head_dim, int kv_head, int p0, int p1, float scale,
-                     float *scores, float *out);
-
 /// KV-cache storage types. A slot is (block, kv head, position in block): slot = (block*kv_heads + head)*block_size + s.
+/// K/V pools of one layer: element (slot, dim d) at slot*head_dim + d. int8 rows carry kscale/vscale[slot].
 enum { KERN_KV_F32 = 0, KERN_KV_F16 = 1, KERN_KV_I8 = 2 };
-/// kern_attend_f32 for any KV storage type; int8 rows use kscale/vscale[slot] (one f32 per token and head).
-void kern_attend_kv(int kvtype, const float *q, const void *kpool, const void *vpool, const float *kscale,
-                    const float *vscale, const int32_t *blocks, int block_size, int kv_heads, int head_dim, int kv_head,
-                    int p0, int p1, float scale, float *scores, float *out);
+/// The `nq` query heads that share KV head `kv_head` (rows q + g*q_stride, g < nq) against positions [p0, p1) of
+/// one sequence, whose `blocks` map position/block_size to a block id. Writes out + g*out_stride [head_dim].
+/// `scores` needs room for nq * (p1 - p0) floats.
+void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool, const void *vpool,
+                       const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
+                       int head_dim, int kv_head, int p0, int p1, float scale, float *scores, float *out,
+                       size_t out_stride);
 /// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales).
 void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim);
 
