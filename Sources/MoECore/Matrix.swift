@@ -89,20 +89,40 @@ public struct Matrix: @unchecked Sendable {
     /// need cols divisible by 32 (nil otherwise).
     public func converted(to f: WeightFormat) -> Matrix? {
         if f == format { return self }
-        guard format == .f32, !f.isGrouped || cols % 32 == 0 else { return nil }
+        return Matrix.stacking([self], as: f)
+    }
+
+    /// f32 matrices of one width converted to `f` (not f32) into one allocation, their rows one after another: one
+    /// product over the stack computes them all with one pass over the activations and one parallel region.
+    public static func stacking(_ parts: [Matrix], as f: WeightFormat) -> Matrix? {
+        guard let cols = parts.first?.cols, f != .f32,
+              parts.allSatisfy({ $0.format == .f32 && $0.cols == cols }), !f.isGrouped || cols % 32 == 0 else { return nil }
+        let rows = parts.reduce(0) { $0 + $1.rows }
         let q = QuantBuffer(format: f, rows: rows, cols: cols)
-        for r in 0..<rows {
-            let dst = q.data + r * q.rowDataBytes, sc = q.scales + r * (cols / 32)
-            switch f {
-            case .int8: kern_quantize_q8(row(r), cols, dst.assumingMemoryBound(to: Int8.self), sc)
-            case .int4: kern_quantize_q4(row(r), cols, dst.assumingMemoryBound(to: UInt8.self), sc)
-            case .f16: kern_f32_to_f16(row(r), dst.assumingMemoryBound(to: UInt16.self), cols)
-            case .bf16: kern_f32_to_bf16(row(r), dst.assumingMemoryBound(to: UInt16.self), cols)
-            case .f32: break
+        var r = 0
+        for m in parts {
+            for i in 0..<m.rows {
+                let dst = q.data + r * q.rowDataBytes, sc = q.scales + r * (cols / 32)
+                switch f {
+                case .int8: kern_quantize_q8(m.row(i), cols, dst.assumingMemoryBound(to: Int8.self), sc)
+                case .int4: kern_quantize_q4(m.row(i), cols, dst.assumingMemoryBound(to: UInt8.self), sc)
+                case .f16: kern_f32_to_f16(m.row(i), dst.assumingMemoryBound(to: UInt16.self), cols)
+                case .bf16: kern_f32_to_bf16(m.row(i), dst.assumingMemoryBound(to: UInt16.self), cols)
+                case .f32: break
+                }
+                r += 1
             }
         }
         return Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
                       scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q)
+    }
+
+    /// Rows [range) of this matrix, sharing its storage.
+    public func rows(_ range: Range<Int>) -> Matrix {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) of a \(rows)-row matrix")
+        let offset = format == .f32 ? range.lowerBound * ld * 4 : range.lowerBound * format.valueBytes(cols)
+        return Matrix(rows: range.count, cols: cols, ld: ld, format: format, raw: raw + offset,
+                      scales: scales.map { $0 + range.lowerBound * (cols / 32) }, owner: owner)
     }
 
     /// Row `r` as f32 values, whatever the format (what the products multiply by; tests compare against it).

@@ -218,9 +218,20 @@ public final class Transformer: @unchecked Sendable {
         let D = spec.headDim, half = D / 2, nh = spec.numHeads, nkv = spec.numKVHeads
         let qd = spec.qDim, kd = spec.kvDim, H = spec.hiddenSize
         let q = buf("q", T * qd), k = buf("k", T * kd), v = buf("v", T * kd)
-        matmul(h, rows: T, a.q, out: q)
-        matmul(h, rows: T, a.k, out: k)
-        matmul(h, rows: T, a.v, out: v)
+        if let qkv = a.qkv {
+            // [T, qd + 2·kd] rows of q | k | v, split into the packed buffers the rest of the layer reads.
+            let w = qd + 2 * kd, both = buf("qkv", T * w)
+            matmul(h, rows: T, qkv, out: both)
+            for t in 0..<T {
+                (q + t * qd).update(from: both + t * w, count: qd)
+                (k + t * kd).update(from: both + t * w + qd, count: kd)
+                (v + t * kd).update(from: both + t * w + qd + kd, count: kd)
+            }
+        } else {
+            matmul(h, rows: T, a.q, out: q)
+            matmul(h, rows: T, a.k, out: k)
+            matmul(h, rows: T, a.v, out: v)
+        }
         if let b = a.qBias { addBias(q, b, rows: T) }
         if let b = a.kBias { addBias(k, b, rows: T) }
         if let b = a.vBias { addBias(v, b, rows: T) }

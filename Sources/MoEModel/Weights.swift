@@ -9,6 +9,18 @@ public struct MLPWeights: Sendable {
     public var gateBias: Matrix?
     public var upBias: Matrix?
     public var downBias: Matrix?
+    /// gate and up stacked [2I, H] when they were converted together (gate and up are then views of its halves):
+    /// one product and one pass over the activations for both.
+    public var gateUp: Matrix?
+
+    public init(gate: Matrix, up: Matrix, down: Matrix, gateBias: Matrix? = nil, upBias: Matrix? = nil, downBias: Matrix? = nil) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.gateBias = gateBias
+        self.upBias = upBias
+        self.downBias = downBias
+    }
 
     public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
 }
@@ -18,6 +30,9 @@ public struct AttentionWeights: Sendable {
     public var q, k, v, o: Matrix
     public var qBias, kBias, vBias, oBias: Matrix?
     public var qNorm, kNorm: Matrix?
+    /// q, k and v stacked [(heads + 2·kvHeads)·D, H] when they were converted together (q, k, v are then views of
+    /// it): one product and one pass over the activations for the three.
+    public var qkv: Matrix?
 }
 
 /// The coordinator's part of an MoE layer: the router [E, H] and, for Qwen2-MoE, the shared expert and its gate.
@@ -153,8 +168,14 @@ extension Matrix {
 
 extension MLPWeights {
     func converting(to f: WeightFormat, _ name: String) throws -> MLPWeights {
-        MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: f, name + " up"),
-                   down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias)
+        if f != .f32, gateBias == nil, upBias == nil, gate.rows == up.rows, let gu = Matrix.stacking([gate, up], as: f) {
+            var w = MLPWeights(gate: gu.rows(0..<gate.rows), up: gu.rows(gate.rows..<2 * gate.rows),
+                               down: try down.converting(to: f, name + " down"), downBias: downBias)
+            w.gateUp = gu
+            return w
+        }
+        return MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: f, name + " up"),
+                          down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias)
     }
 }
 
@@ -167,9 +188,16 @@ extension DenseWeights {
         for (i, lw) in layers.enumerated() {
             var l = lw
             let a = lw.attention, p = "layer \(i) self_attn."
-            l.attention.q = try a.q.converting(to: f, p + "q_proj")
-            l.attention.k = try a.k.converting(to: f, p + "k_proj")
-            l.attention.v = try a.v.converting(to: f, p + "v_proj")
+            if let qkv = Matrix.stacking([a.q, a.k, a.v], as: f) {
+                l.attention.qkv = qkv
+                l.attention.q = qkv.rows(0..<a.q.rows)
+                l.attention.k = qkv.rows(a.q.rows..<(a.q.rows + a.k.rows))
+                l.attention.v = qkv.rows((a.q.rows + a.k.rows)..<qkv.rows)
+            } else {
+                l.attention.q = try a.q.converting(to: f, p + "q_proj")
+                l.attention.k = try a.k.converting(to: f, p + "k_proj")
+                l.attention.v = try a.v.converting(to: f, p + "v_proj")
+            }
             l.attention.o = try a.o.converting(to: f, p + "o_proj")
             switch lw.ffn {
             case .dense(let m):

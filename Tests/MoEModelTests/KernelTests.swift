@@ -71,6 +71,32 @@ import Testing
         }
     }
 
+    /// gate|up and q|k|v are converted into one stacked matrix so one product computes them: every output of the
+    /// stacked product, and of a row view of it, must equal the product with that part converted alone, bit for bit.
+    @Test func aStackedProductEqualsItsPartsExactly() throws {
+        ComputeThreads.ensureConfigured()
+        let cols = 96, T = 3
+        let a = Matrix(FloatBuffer(randoms(5 * cols, seed: 21)), rows: 5, cols: cols)
+        let b = Matrix(FloatBuffer(randoms(70 * cols, seed: 22)), rows: 70, cols: cols)
+        let x = randoms(T * cols, seed: 23)
+        for f in [WeightFormat.f16, .bf16, .int8, .int4] {
+            let stack = try #require(Matrix.stacking([a, b], as: f))
+            #expect(stack.rows == 75 && stack.byteCount == a.converted(to: f)!.byteCount + b.converted(to: f)!.byteCount)
+            var whole = [Float](repeating: 0, count: T * 75), pa = [Float](repeating: 0, count: T * 5)
+            var pb = [Float](repeating: 0, count: T * 70), view = pb
+            matmul(x, rows: T, stack, out: &whole)
+            matmul(x, rows: T, try #require(a.converted(to: f)), out: &pa)
+            matmul(x, rows: T, try #require(b.converted(to: f)), out: &pb)
+            matmul(x, rows: T, stack.rows(5..<75), out: &view)
+            for t in 0..<T {
+                #expect(Array(whole[(t * 75)..<(t * 75 + 5)]) == Array(pa[(t * 5)..<(t * 5 + 5)]), "\(f) row \(t): first part")
+                #expect(Array(whole[(t * 75 + 5)..<(t * 75 + 75)]) == Array(pb[(t * 70)..<(t * 70 + 70)]), "\(f) row \(t): second part")
+            }
+            #expect(view == pb, "\(f): a row view of the stack")
+        }
+        #expect(Matrix.stacking([a, b], as: .f32) == nil)
+    }
+
     @Test func matmulSplitAcrossThreadsEqualsOneThread() {
         ComputeThreads.ensureConfigured()
         let T = 5, inF = 130, outF = 700
