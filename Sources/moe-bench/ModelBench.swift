@@ -37,7 +37,7 @@ struct ModelBench: ParsableCommand {
         var prefill: Prefill
         var decode: Decode
         var batchDecode: Decode?
-        /// The read bandwidth around this format's decode: the better of samples just before and just after it.
+        /// The read bandwidth around the reported decode round: the better of the samples just before and just after it.
         var bandwidth: Double
         var roofline: Double { bandwidth / decode.bytesPerStep }
     }
@@ -47,9 +47,10 @@ struct ModelBench: ParsableCommand {
             throw ValidationError("no --model given and Models/demo-mixtral not found")
         }
         ComputeThreads.ensureConfigured()
-        // The bandwidth this machine gives varies over minutes (it is shared, 30–65 GB/s): each format's roofline is
-        // the better of two samples taken just before and just after its decode (best of three rounds), so the
-        // ratio compares the decode with the limit of the same moment and a slow moment never flatters it.
+        // The bandwidth this machine gives varies from minute to minute, sometimes within seconds (it is shared,
+        // 30–65 GB/s): bandwidth is sampled before the first of three decode rounds and after each, and the best
+        // round is compared with the better of the two samples around it, so the ratio compares a decode with the
+        // limit of the same moment and a slow moment never flatters it.
         let bandwidth = Roofline.readBandwidth()
         let triad = Roofline.triadBandwidth()
         let gemm = Roofline.gemmFlops()
@@ -61,12 +62,19 @@ struct ModelBench: ParsableCommand {
             let spec = m.spec
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s")
             let prefill = measurePrefill(m)
-            let before = Roofline.readBandwidth()
-            let decode = (0..<3).map { _ in measureDecode(m, format: f, batch: 1) }.max { $0.tokensPerSecond < $1.tokensPerSecond }!
-            let after = Roofline.readBandwidth()
+            // (round, the better of the samples just before and just after it)
+            var rounds: [(decode: Decode, bandwidth: Double)] = []
+            var before = Roofline.readBandwidth()
+            for _ in 0..<3 {
+                let d = measureDecode(m, format: f, batch: 1), after = Roofline.readBandwidth()
+                rounds.append((d, max(before, after)))
+                before = after
+            }
+            let best = rounds.max { $0.decode.tokensPerSecond < $1.decode.tokensPerSecond }!
+            let decode = best.decode
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
             let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched,
-                          bandwidth: max(before, after))
+                          bandwidth: best.bandwidth)
             rows.append(row)
             if json {
                 let roofline = row.roofline
