@@ -52,8 +52,12 @@ public struct AdaptiveK: Sendable {
     var stepsSinceProbe = 0
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
-    /// Realised emitted tokens per second of steps with (batch size, k), EMA: measurement beats the model once seen.
+    /// Realised emitted tokens per second of steps with (batch size, k): measurement beats the model once seen.
     var realised: [Int: [Int: Double]] = [:]
+    /// Decaying sums of (emitted tokens, seconds) behind each realised rate. A ratio of sums, not an average of
+    /// per-step rates: one step's tokens swing with how many drafts that step happened to accept (1 to k+1 per
+    /// sequence), and averaging those ratios let a lucky or unlucky step decide between two k.
+    var realisedSums: [Int: [Int: (tokens: Double, seconds: Double)]] = [:]
     /// Steps behind each realised rate (the first one not counted in it).
     var realisedSteps: [Int: [Int: Int]] = [:]
     /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
@@ -155,12 +159,15 @@ public struct AdaptiveK: Sendable {
     /// What a whole step achieved: `emitted` tokens in `seconds` (drafting included) for `batch` sequences at k.
     public mutating func recordRate(batch: Int, k: Int, emitted: Int, seconds: Double) {
         guard seconds > 0 else { return }
-        let r = Double(emitted) / seconds
         realisedSteps[batch, default: [:]][k, default: 0] += 1
         // The first step at a new (batch size, k) pays one-off costs (buffers growing to more positions, the draft's
         // first pass at that size): measured, it once made a k look three times slower than it is. It is not counted.
         guard realisedSteps[batch]![k]! > 1 else { return }
-        realised[batch, default: [:]][k] = realised[batch]?[k].map { 0.6 * $0 + 0.4 * r } ?? r
+        // Decay 0.8 per step: the last ~5 steps at this k weigh most, so the rate still follows the text and the load.
+        let old = realisedSums[batch]?[k] ?? (0, 0)
+        let sums = (tokens: 0.8 * old.tokens + Double(emitted), seconds: 0.8 * old.seconds + seconds)
+        realisedSums[batch, default: [:]][k] = sums
+        realised[batch, default: [:]][k] = sums.tokens / sums.seconds
     }
 
     /// Expected tokens per second of a step at k from the model (acceptance estimates and step costs).
@@ -171,19 +178,28 @@ public struct AdaptiveK: Sendable {
     }
 
     /// The k for a step over these sequences that maximises emitted tokens per second: the realised rate where this
-    /// batch size has run at that k, the model's estimate elsewhere. A k the model rates within 10% of the best and
-    /// never tried at this batch size is tried once; every 16 steps a neighbour of the choice is tried again, so the
-    /// estimates follow the text and the load.
+    /// batch size has run at that k, the model's estimate elsewhere. Each k the model rates within 10% of the best and
+    /// never tried at this batch size is tried (the highest rated first); every 16 steps a neighbour of the choice is
+    /// tried again, so the estimates follow the text and the load.
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
-        // Measure plain decoding first: it anchors every other estimate in seconds.
-        if measured[B] == nil { return 0 }
+        // The model's error on the k already run (geometric mean of realised ÷ modelled) corrects its estimate of the
+        // others: acceptance that is front-loaded, a verification cheaper than the cost fit says. It is taken at this
+        // batch size or, before any k has run here, at the nearest size where one has: batch sizes change all the
+        // time as requests come and go, and starting each from the bare model (or from plain decoding) would pay
+        // for the same lesson again.
+        let basis = realised.filter { $0.value.contains { $0.key > 0 && $0.value > 0 } }.keys
+            .min { (abs($0 - B), $0) < (abs($1 - B), $1) }
+        // Plain decoding first when nothing has been run here or elsewhere: it anchors the estimates in seconds.
+        if measured[B] == nil && basis == nil { return 0 }
         let seen = realised[B] ?? [:]
-        // The model's error on the k already run at this size (geometric mean of realised ÷ modelled) corrects its
-        // estimate of the others: acceptance that is front-loaded, a verification cheaper than the cost fit says.
-        let tried = seen.filter { $0.key > 0 && $0.value > 0 }
-        let correction = tried.isEmpty ? 1 : exp(tried.reduce(0.0) { $0 + log($1.value / modelRate(seqs, k: $1.key)) } / Double(tried.count))
+        var correction = 1.0
+        if let basis {
+            let proxy = basis == B ? seqs : (0..<basis).map { seqs[$0 % seqs.count] }
+            let tried = realised[basis]!.filter { $0.key > 0 && $0.value > 0 }
+            correction = exp(tried.reduce(0.0) { $0 + log($1.value / modelRate(proxy, k: $1.key)) } / Double(tried.count))
+        }
         let rates = (0...maxK).map { k in seen[k] ?? (k == 0 ? 1 : correction) * modelRate(seqs, k: k) }
         if let off = offFromBatch, B >= off { return 0 }
         let best = rates.indices.max { rates[$0] < rates[$1] }!
@@ -192,9 +208,10 @@ public struct AdaptiveK: Sendable {
             offFromBatch = min(offFromBatch ?? B, B)
             return 0
         }
-        if let untried = (1...maxK).first(where: { seen[$0] == nil && rates[$0] >= 0.9 * rates[best] }) {
-            return untried
-        }
+        // The most promising untried k first: each try costs two steps (the first is not counted), and once one is
+        // realised the correction above re-rates the rest, often out of the 10% band.
+        let untried = (1...maxK).filter { seen[$0] == nil && rates[$0] >= 0.9 * rates[best] }
+        if let next = untried.max(by: { rates[$0] < rates[$1] }) { return next }
         stepsSinceProbe += 1
         if stepsSinceProbe >= 16 {
             stepsSinceProbe = 0

@@ -83,6 +83,8 @@ public struct EngineStats: Sendable {
 /// submitted from any thread and receive their tokens through a callback; `step()` runs one scheduler step (one
 /// forward pass through the verifier group) on the thread that owns the model.
 public final class Engine: @unchecked Sendable {
+    /// MOE_AUTOK_TRACE=1: one line per step on stderr with the k auto chose and the realised rates behind it.
+    static let traceAutoK = ProcessInfo.processInfo.environment["MOE_AUTOK_TRACE"] != nil
     public let transformer: Transformer
     public let cache: KVCache
     public let config: EngineConfig
@@ -272,6 +274,9 @@ public final class Engine: @unchecked Sendable {
             case .off: k = 0
             case .fixed(let n): k = n
             case .auto: k = adaptive!.choose(drafting)
+                if Engine.traceAutoK {
+                    FileHandle.standardError.write(Data("auto k: batch \(drafting.count) k \(k) realised tok/s by k \(adaptive!.realised[drafting.count] ?? [:])\n".utf8))
+                }
             }
             let limit = transformer.spec.maxPositions
             let reqs = drafting.map { id -> (seq: Int, position: Int, hash: UInt64, k: Int) in
