@@ -22,9 +22,21 @@ public enum Fixtures {
         return g
     }
 
-    /// A fresh temporary directory, removed by the caller.
+    /// Where this test process's temporary directories go: one directory per process, removed when it exits, so a
+    /// test that stops early (or forgets) leaves nothing behind in /tmp.
+    static let tempRoot: URL = {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("moe-tests-\(getpid())")
+        try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        atexit {
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("moe-tests-\(getpid())")
+            try? FileManager.default.removeItem(at: root)
+        }
+        return root
+    }()
+
+    /// A fresh temporary directory (removed with the others when the test process exits).
     public static func tempDir(_ tag: String = "moe") -> URL {
-        let u = FileManager.default.temporaryDirectory.appendingPathComponent("\(tag)-\(UUID().uuidString)")
+        let u = tempRoot.appendingPathComponent("\(tag)-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
         return u
     }
