@@ -19,6 +19,7 @@
 // in L2 while the weights stream.
 #include "ckernels.h"
 #include <immintrin.h>
+#include "simd.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +80,6 @@ AI __m256i load_q4(const uint8_t *row, size_t g) {
     __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + g * 16)));
     b = _mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4));
     return _mm256_and_si256(b, _mm256_set1_epi8(15));
-}
-
-__attribute__((target(AVX2_TARGET)))
-AI float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
 }
 
 // init + 32 int16 products summed pairwise into 8 int32 lanes (lane l: elements 2l, 2l+1, 16+2l, 17+2l).
@@ -172,7 +165,7 @@ typedef struct {
             }                                                                                                      \
         }                                                                                                          \
         for (int j = 0; j < NT; j++)                                                                               \
-            for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = hsum8(acc[i][j]);                       \
+            for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = kern_hsum8(acc[i][j]);                  \
     }
 
 QQ_BLOCK(qq_block_vnni, VNNI_TARGET, dot_vnni, dot8_vnni)
@@ -364,7 +357,7 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     }
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < NR; i++) {
-            float s = hsum8(acc[i][j]);
+            float s = kern_hsum8(acc[i][j]);
             for (size_t k = full; k < o.cols; k++) s += h_value(FMT, wrow[i], k) * o.X[(t0 + j) * o.ldx + k];
             o.Y[(t0 + j) * o.ldy + rows[i]] = s;
         }

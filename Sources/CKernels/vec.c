@@ -2,6 +2,7 @@
 #include "ckernels.h"
 #include <math.h>
 #include <immintrin.h>
+#include "simd.h"
 
 __attribute__((target("avx512f")))
 static float dot_avx512(const float *a, const float *b, size_t n) {
@@ -20,15 +21,6 @@ static float dot_avx512(const float *a, const float *b, size_t n) {
 }
 
 __attribute__((target("avx2,fma")))
-static float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-__attribute__((target("avx2,fma")))
 static float dot_avx2(const float *a, const float *b, size_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -37,7 +29,7 @@ static float dot_avx2(const float *a, const float *b, size_t n) {
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
     for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum256(_mm256_add_ps(s0, s1));
+    float s = kern_hsum8(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }

@@ -52,14 +52,16 @@ public struct AdaptiveK: Sendable {
     var stepsSinceProbe = 0
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
-    /// Realised emitted tokens per second of steps with (batch size, k): measurement beats the model once seen.
-    var realised: [Int: [Int: Double]] = [:]
-    /// Decaying sums of (emitted tokens, seconds) behind each realised rate. A ratio of sums, not an average of
-    /// per-step rates: one step's tokens swing with how many drafts that step happened to accept (1 to k+1 per
-    /// sequence), and averaging those ratios let a lucky or unlucky step decide between two k.
-    var realisedSums: [Int: [Int: (tokens: Double, seconds: Double)]] = [:]
-    /// Steps behind each realised rate (the first one not counted in it).
-    var realisedSteps: [Int: [Int: Int]] = [:]
+    /// Per (batch size, k): steps run (the first not counted in the sums) and decaying sums of emitted tokens and
+    /// seconds. A ratio of sums, not an average of per-step rates: one step's tokens swing with how many drafts that
+    /// step happened to accept (1 to k+1 per sequence), and averaging those ratios let a lucky or unlucky step decide
+    /// between two k.
+    var runs: [Int: [Int: (steps: Int, tokens: Double, seconds: Double)]] = [:]
+    /// Realised emitted tokens per second per (batch size, k) once counted: measurement beats the model once seen.
+    var realised: [Int: [Int: Double]] {
+        runs.mapValues { byK in byK.compactMapValues { $0.seconds > 0 ? $0.tokens / $0.seconds : nil } }
+            .filter { !$0.value.isEmpty }
+    }
     /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
     /// gets harder as the batch grows (verification reads more distinct experts and computes k+1 positions per
     /// sequence), so at this size and above it stays off without probing: a probe after a stretch without drafting
@@ -109,10 +111,15 @@ public struct AdaptiveK: Sendable {
     func draftSeconds(batch B: Int) -> Double {
         if let m = draftMeasured[B] { return m }
         let model = draftModel(B)
-        if let near = draftMeasured.min(by: { abs($0.key - B) < abs($1.key - B) || (abs($0.key - B) == abs($1.key - B) && $0.key < $1.key) }) {
-            return model * near.value / max(draftModel(near.key), 1e-12)
+        if let near = nearest(draftMeasured.keys, to: B) {
+            return model * draftMeasured[near]! / max(draftModel(near), 1e-12)
         }
         return model
+    }
+
+    /// The batch size among `sizes` closest to B (the smaller one on a tie).
+    func nearest(_ sizes: some Sequence<Int>, to B: Int) -> Int? {
+        sizes.min { (abs($0 - B), $0) < (abs($1 - B), $1) }
     }
 
     /// The draft step's cost from the target's fit: its bytes once per step, its values once per sequence.
@@ -159,15 +166,12 @@ public struct AdaptiveK: Sendable {
     /// What a whole step achieved: `emitted` tokens in `seconds` (drafting included) for `batch` sequences at k.
     public mutating func recordRate(batch: Int, k: Int, emitted: Int, seconds: Double) {
         guard seconds > 0 else { return }
-        realisedSteps[batch, default: [:]][k, default: 0] += 1
+        let old = runs[batch]?[k] ?? (0, 0, 0)
         // The first step at a new (batch size, k) pays one-off costs (buffers growing to more positions, the draft's
         // first pass at that size): measured, it once made a k look three times slower than it is. It is not counted.
-        guard realisedSteps[batch]![k]! > 1 else { return }
-        // Decay 0.8 per step: the last ~5 steps at this k weigh most, so the rate still follows the text and the load.
-        let old = realisedSums[batch]?[k] ?? (0, 0)
-        let sums = (tokens: 0.8 * old.tokens + Double(emitted), seconds: 0.8 * old.seconds + seconds)
-        realisedSums[batch, default: [:]][k] = sums
-        realised[batch, default: [:]][k] = sums.tokens / sums.seconds
+        // After it, decay 0.8 per step: the last ~5 steps at this k weigh most, so the rate follows the text and load.
+        runs[batch, default: [:]][k] = old.steps == 0 ? (1, 0, 0)
+            : (old.steps + 1, 0.8 * old.tokens + Double(emitted), 0.8 * old.seconds + seconds)
     }
 
     /// Expected tokens per second of a step at k from the model (acceptance estimates and step costs).
@@ -183,14 +187,13 @@ public struct AdaptiveK: Sendable {
     /// tried again, so the estimates follow the text and the load.
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
-        let B = seqs.count
+        let B = seqs.count, realised = self.realised
         // The model's error on the k already run (geometric mean of realised ÷ modelled) corrects its estimate of the
         // others: acceptance that is front-loaded, a verification cheaper than the cost fit says. It is taken at this
         // batch size or, before any k has run here, at the nearest size where one has: batch sizes change all the
         // time as requests come and go, and starting each from the bare model (or from plain decoding) would pay
         // for the same lesson again.
-        let basis = realised.filter { $0.value.contains { $0.key > 0 && $0.value > 0 } }.keys
-            .min { (abs($0 - B), $0) < (abs($1 - B), $1) }
+        let basis = nearest(realised.filter { $0.value.contains { $0.key > 0 && $0.value > 0 } }.keys, to: B)
         // Plain decoding first when nothing has been run here or elsewhere: it anchors the estimates in seconds.
         if measured[B] == nil && basis == nil { return 0 }
         let seen = realised[B] ?? [:]
@@ -204,7 +207,7 @@ public struct AdaptiveK: Sendable {
         if let off = offFromBatch, B >= off { return 0 }
         let best = rates.indices.max { rates[$0] < rates[$1] }!
         // Off for good only on evidence: one slow step (a draft's first pass, a burst of load) proves nothing.
-        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, realisedSteps[B]?[1] ?? 0 >= 3, (1...maxK).allSatisfy({ seen[$0] != nil || rates[$0] < 0.9 * r0 }) {
+        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, runs[B]?[1]?.steps ?? 0 >= 3, (1...maxK).allSatisfy({ seen[$0] != nil || rates[$0] < 0.9 * r0 }) {
             offFromBatch = min(offFromBatch ?? B, B)
             return 0
         }

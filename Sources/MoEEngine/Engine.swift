@@ -162,20 +162,32 @@ public final class Engine: @unchecked Sendable {
     /// Queues a request; its events arrive on the stepping thread. Throws if it can never fit.
     @discardableResult
     public func submit(_ r: EngineRequest, onEvent: @escaping @Sendable (EngineEvent) -> Void) throws -> Int {
-        guard !r.prompt.isEmpty else { throw EngineError.emptyPrompt }
-        if let bad = r.prompt.first(where: { $0 < 0 || Int($0) >= transformer.spec.vocabSize }) {
-            throw EngineError.tokenOutOfVocabulary(bad, vocab: transformer.spec.vocabSize)
+        try submit([(r, onEvent)])[0]
+    }
+
+    /// Submits requests together: the next step takes all of them in (a completion with several prompts is batched
+    /// whatever the timing). Throws, submitting none, if any is refused.
+    public func submit(_ rs: [(EngineRequest, @Sendable (EngineEvent) -> Void)]) throws -> [Int] {
+        for (r, _) in rs {
+            guard !r.prompt.isEmpty else { throw EngineError.emptyPrompt }
+            if let bad = r.prompt.first(where: { $0 < 0 || Int($0) >= transformer.spec.vocabSize }) {
+                throw EngineError.tokenOutOfVocabulary(bad, vocab: transformer.spec.vocabSize)
+            }
+            let need = r.prompt.count + max(r.maxTokens, 1)
+            guard need <= contextLimit else { throw EngineError.promptTooLong(tokens: need, limit: contextLimit) }
         }
-        let need = r.prompt.count + max(r.maxTokens, 1)
-        guard need <= contextLimit else { throw EngineError.promptTooLong(tokens: need, limit: contextLimit) }
         inboxLock.lock()
         defer { inboxLock.unlock() }
-        let id = nextId
-        nextId += 1
-        outstanding += 1
-        inbox.append((id, r, onEvent, monotonicSeconds()))
+        let now = monotonicSeconds()
+        let ids = rs.map { r, onEvent -> Int in
+            let id = nextId
+            nextId += 1
+            outstanding += 1
+            inbox.append((id, r, onEvent, now))
+            return id
+        }
         inboxLock.signal()
-        return id
+        return ids
     }
 
     /// Cancels a request: its blocks are freed at the next step and it receives `.finished(.cancelled)`.

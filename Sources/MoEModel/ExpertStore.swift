@@ -72,21 +72,20 @@ final class ExpertScratch: @unchecked Sendable {
 /// out[n, H] = down(silu(gate·x + bg) ⊙ (up·x + bu)) + bd.
 func runMLP(_ w: MLPWeights, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>, scratch: ExpertScratch) {
     let I = w.gate.rows
+    let g = scratch.gate.ensure(n * I)
     if let gu = w.gateUp {
-        // [n, 2I]: each row is gate then up; the activation goes into the first half of the row, rows packed to [n, I].
-        let both = scratch.up.ensure(n * 2 * I), g = scratch.gate.ensure(n * I)
+        // [n, 2I]: each row is gate then up; the activation goes into g, rows packed to [n, I].
+        let both = scratch.up.ensure(n * 2 * I)
         matmul(x, rows: n, gu, out: both)
         for t in 0..<n { swiglu(both + t * 2 * I, both + t * 2 * I + I, g + t * I, count: I) }
-        matmul(g, rows: n, w.down, out: out)
-        if let b = w.downBias { addBias(out, b, rows: n) }
-        return
+    } else {
+        let u = scratch.up.ensure(n * I)
+        matmul(x, rows: n, w.gate, out: g)
+        matmul(x, rows: n, w.up, out: u)
+        if let b = w.gateBias { addBias(g, b, rows: n) }
+        if let b = w.upBias { addBias(u, b, rows: n) }
+        swiglu(g, u, g, count: n * I)
     }
-    let g = scratch.gate.ensure(n * I), u = scratch.up.ensure(n * I)
-    matmul(x, rows: n, w.gate, out: g)
-    matmul(x, rows: n, w.up, out: u)
-    if let b = w.gateBias { addBias(g, b, rows: n) }
-    if let b = w.upBias { addBias(u, b, rows: n) }
-    swiglu(g, u, g, count: n * I)
     matmul(g, rows: n, w.down, out: out)
     if let b = w.downBias { addBias(out, b, rows: n) }
 }

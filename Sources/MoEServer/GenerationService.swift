@@ -102,44 +102,54 @@ public final class GenerationService: @unchecked Sendable {
 
     /// Starts a generation. Its events arrive in order; ending the consumer's iteration (or dropping the stream)
     /// cancels the engine request (a client that disconnects frees its KV blocks). Throws 429 when the queue is full.
-    func start(_ p: PreparedRequest) throws -> AsyncStream<GenerationEvent> {
-        guard engine.outstandingRequests < maxOutstanding else {
+    func start(_ p: PreparedRequest) throws -> AsyncStream<GenerationEvent> { try start([p])[0] }
+
+    /// Starts several generations in the same engine step (one request's prompts are batched together), or none:
+    /// 429 when they do not all fit in the queue.
+    func start(_ ps: [PreparedRequest]) throws -> [AsyncStream<GenerationEvent>] {
+        guard engine.outstandingRequests + ps.count <= maxOutstanding else {
             throw APIError(.tooManyRequests, "the server is at capacity (\(maxOutstanding) requests in flight); retry shortly",
                            type: "rate_limit_error", code: "queue_full", retryAfter: 1)
         }
-        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
         let engine = self.engine
-        let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops))
-        continuation.onTermination = { reason in
-            if case .cancelled = reason { state.cancel(engine) }
-        }
-        let prompt = p.ids.count
-        let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS)
-        // prepare() has checked everything submit() refuses (empty prompt, vocabulary, context), so it does not throw here.
-        let id = try engine.submit(request) { event in
-            guard !state.done else { return }
-            switch event {
-            case .token(let t):
-                state.count += 1
-                let (text, stopped) = state.assembler.push(t)
-                if !text.isEmpty { continuation.yield(.text(text)) }
-                if stopped {
+        var streams: [AsyncStream<GenerationEvent>] = [], states: [GenerationState] = []
+        var submissions: [(EngineRequest, @Sendable (EngineEvent) -> Void)] = []
+        for p in ps {
+            let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
+            let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops))
+            continuation.onTermination = { reason in
+                if case .cancelled = reason { state.cancel(engine) }
+            }
+            let prompt = p.ids.count
+            let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS)
+            submissions.append((request, { event in
+                guard !state.done else { return }
+                switch event {
+                case .token(let t):
+                    state.count += 1
+                    let (text, stopped) = state.assembler.push(t)
+                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    if stopped {
+                        state.done = true
+                        state.cancel(engine)
+                        continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
+                        continuation.finish()
+                    }
+                case .finished(let why):
                     state.done = true
-                    state.cancel(engine)
-                    continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
+                    let (text, stopped) = state.assembler.finish()
+                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
+                    continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
                     continuation.finish()
                 }
-            case .finished(let why):
-                state.done = true
-                let (text, stopped) = state.assembler.finish()
-                if !text.isEmpty { continuation.yield(.text(text)) }
-                let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
-                continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
-                continuation.finish()
-            }
+            }))
+            streams.append(stream)
+            states.append(state)
         }
-        state.submitted(id, engine)
-        return stream
+        // prepare() has checked everything submit() refuses (empty prompt, vocabulary, context), so it does not throw here.
+        for (state, id) in zip(states, try engine.submit(submissions)) { state.submitted(id, engine) }
+        return streams
     }
 
     /// Runs a generation to the end: its text, finish reason and usage.

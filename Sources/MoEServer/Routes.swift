@@ -160,9 +160,9 @@ struct Routes: Sendable {
                 }
             }
         }
-        // Every prompt is submitted before any is read, so the engine batches them together. If one is refused (429),
-        // the streams already started are dropped here, which cancels their generations.
-        let streams = try prepared.map { try service.start($0) }
+        // Every prompt is submitted at once, so the engine takes them into the same step; if they do not all fit in
+        // the queue, none is started (429).
+        let streams = try service.start(prepared)
         var choices: [CompletionChoice] = []
         var promptTokens = 0, completionTokens = 0
         for (i, (p, events)) in zip(prepared, streams).enumerated() {
