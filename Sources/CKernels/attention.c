@@ -239,13 +239,7 @@ void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, cons
         nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);
         dots(q, q_stride, nq, rows_f32(kvtype, kpool, kscale, slot, nr, D, buf), nr, D, scores + (p - p0), (size_t)n);
     }
-    for (int g = 0; g < nq; g++) {
-        float *row = scores + (size_t)g * n, maxv = -INFINITY, sum = 0;
-        for (int i = 0; i < n; i++) { row[i] *= scale; if (row[i] > maxv) maxv = row[i]; }
-        for (int i = 0; i < n; i++) { row[i] = expf(row[i] - maxv); sum += row[i]; }
-        float inv = 1.0f / sum;
-        for (int i = 0; i < n; i++) row[i] *= inv;
-    }
+    for (int g = 0; g < nq; g++) kern_softmax_scaled_f32(scores + (size_t)g * n, (size_t)n, scale);
     for (int p = p0, nr; p < p1; p += nr) {
         nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);
         axpys(out, out_stride, nq, scores + (p - p0), (size_t)n, rows_f32(kvtype, vpool, vscale, slot, nr, D, buf), nr, D);

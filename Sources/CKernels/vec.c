@@ -64,6 +64,136 @@ void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float 
     else for (size_t i = 0; i < n; i++) y[i] = x[i] * r;
 }
 
+// ---- exp, SwiGLU and softmax -----------------------------------------------------------------------------------
+// expf is a call per value: SwiGLU over a prefill's [T, intermediate] and the softmax over every cached position of
+// every head made it a few percent of a step. Vector exp: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-6
+// Taylor polynomial (relative error ≤ 1.2e-7, about expf's own), times 2^n. x is clamped to [−87, 88], where 2^n
+// stays a normal float: below, e^x < 1.7e-38 is 0 to a softmax or a SiLU. Tails go through the same vector code
+// (masked, or through a padded copy), so every element is computed the same way wherever it sits: a token's values
+// do not depend on how many rows its batch has.
+#define EXP_POLY(FMA, SET1, p, r)                                                                                  \
+    p = FMA(SET1(1.0f / 720), r, SET1(1.0f / 120));                                                                \
+    p = FMA(p, r, SET1(1.0f / 24));                                                                                \
+    p = FMA(p, r, SET1(1.0f / 6));                                                                                 \
+    p = FMA(p, r, SET1(0.5f));                                                                                     \
+    p = FMA(p, r, SET1(1.0f));                                                                                     \
+    p = FMA(p, r, SET1(1.0f));
+
+__attribute__((target("avx512f"), always_inline)) static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p;
+    EXP_POLY(_mm512_fmadd_ps, _mm512_set1_ps, p, r)
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p;
+    EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, p, r)
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// silu(g) · u = g / (1 + e^−g) · u.
+__attribute__((target("avx512f"))) static void swiglu_avx512(const float *g, const float *u, float *out, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void swiglu_avx2(const float *g, const float *u, float *out, size_t n) {
+    for (size_t i = 0; i < n; i += 8) {
+        float gt[8] = {0}, ut[8] = {0}, ot[8];
+        size_t m = n - i < 8 ? n - i : 8;
+        const float *gp = g + i, *up = u + i;
+        if (m < 8) { for (size_t j = 0; j < m; j++) { gt[j] = g[i + j]; ut[j] = u[i + j]; } gp = gt; up = ut; }
+        __m256 x = _mm256_loadu_ps(gp);
+        __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+        __m256 y = _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(up));
+        if (m == 8) _mm256_storeu_ps(out + i, y);
+        else { _mm256_storeu_ps(ot, y); for (size_t j = 0; j < m; j++) out[i + j] = ot[j]; }
+    }
+}
+
 void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    switch (kern_isa_active()) {
+    case KERN_ISA_AVX512: swiglu_avx512(g, u, out, n); return;
+    case KERN_ISA_AVX2: swiglu_avx2(g, u, out, n); return;
+    default: for (size_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+// row[i] = e^(scale·row[i] − max) / Σ, in place. Lanes keep their own maxima and sums until the end.
+__attribute__((target("avx512f"))) static void softmax_avx512(float *row, size_t n, float scale) {
+    __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(-INFINITY), vsum = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), vs);
+        _mm512_mask_storeu_ps(row + i, m, x);
+        vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
+    }
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + i), mx));
+        _mm512_mask_storeu_ps(row + i, m, e);
+        vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(row + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), inv));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *row, size_t n, float scale) {
+    size_t body = n & ~(size_t)7;
+    float maxv = -INFINITY, sum = 0;
+    __m256 vs = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
+    for (size_t i = 0; i < body; i += 8) {
+        __m256 x = _mm256_mul_ps(_mm256_loadu_ps(row + i), vs);
+        _mm256_storeu_ps(row + i, x);
+        vmax = _mm256_max_ps(vmax, x);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int j = 0; j < 8; j++) maxv = lanes[j] > maxv ? lanes[j] : maxv;
+    for (size_t i = body; i < n; i++) { row[i] *= scale; maxv = row[i] > maxv ? row[i] : maxv; }
+    __m256 mx = _mm256_set1_ps(maxv);
+    for (size_t i = 0; i < body; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + i), mx));
+        _mm256_storeu_ps(row + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    if (body < n) {   // the tail through the same vector exp, padded with −∞ (e^−87 after the clamp; not summed)
+        float t[8];
+        for (int j = 0; j < 8; j++) t[j] = body + (size_t)j < n ? row[body + j] - maxv : -INFINITY;
+        _mm256_storeu_ps(t, exp256(_mm256_loadu_ps(t)));
+        for (size_t j = 0; body + j < n; j++) { row[body + j] = t[j]; sum += t[j]; }
+    }
+    float inv = 1.0f / (kern_hsum8(vsum) + sum);
+    for (size_t i = 0; i < n; i++) row[i] *= inv;
+}
+
+void kern_softmax_scaled_f32(float *row, size_t n, float scale) {
+    if (n == 0) return;
+    switch (kern_isa_active()) {
+    case KERN_ISA_AVX512: softmax_avx512(row, n, scale); return;
+    case KERN_ISA_AVX2: softmax_avx2(row, n, scale); return;
+    default: break;
+    }
+    float maxv = -INFINITY, sum = 0;
+    for (size_t i = 0; i < n; i++) { row[i] *= scale; if (row[i] > maxv) maxv = row[i]; }
+    for (size_t i = 0; i < n; i++) { row[i] = expf(row[i] - maxv); sum += row[i]; }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) row[i] *= inv;
 }

@@ -46,6 +46,8 @@ void kern_axpy_f32(float *y, float a, const float *x, size_t n);
 void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float eps);
 /// out[i] = silu(g[i]) * u[i]
 void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n);
+/// row[i] = exp(scale·row[i] − max) / Σ over the n values, in place.
+void kern_softmax_scaled_f32(float *row, size_t n, float scale);
 
 // ---- Bandwidth ---------------------------------------------------------------------------------------------------
 /// Reads a[0..<n) once over the thread pool (read-bandwidth measurement); returns a checksum.
