@@ -32,42 +32,58 @@ public func expectedDistinctExperts(experts E: Int, topK K: Int, tokens n: Int) 
 /// distinct experts n positions touch) and the arithmetic of n positions. a and b are fitted to every step measured,
 /// prefills included, so the model knows from the start where a step stops being bound by bytes: at batch 1
 /// verifying k+1 positions costs little more than one, at batch 32 it costs k+1 times as much. A draft step over B
-/// sequences is priced by the same a and b from the draft's own bytes and values.
+/// sequences is priced by the same a and b from the draft's own bytes and values until one is measured. Whole steps
+/// (sampling and bookkeeping included) scale the model by one measured factor per batch size, and the drafts actually
+/// kept scale the tokens the acceptance estimates expect.
 public struct AdaptiveK: Sendable {
     public let maxK: Int
     let denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int
     /// Values one position of a target step multiplies by (dense weights and top-K experts): its arithmetic.
     public var activeParams: Double?
-    /// Measured seconds of a target step with n positions (EMA).
+    /// Measured seconds of a target step with n positions (EMA), divided by `speed` at the time.
     var measured: [Int: Double] = [:]
-    /// Measured seconds of one draft step at batch size B (EMA).
+    /// Measured seconds of one draft step at batch size B (EMA), divided by `speed` at the time.
     var draftMeasured: [Int: Double] = [:]
+    /// How slow the machine runs now against the stored measurements: an EMA of seconds ÷ stored seconds over target
+    /// steps of a size measured before. This VM's bandwidth moves by tens of percent from one minute to the next;
+    /// without it, plain steps measured in a slow minute and verifications measured in a fast one were compared as
+    /// they stood, and auto kept a losing k at batch 32. Sizes not measured before do not move it, so an error of
+    /// the cost fit's shape is never taken for a change of speed.
+    var speed = 1.0
     /// Weight bytes and values of one draft step, if known: until a draft step is measured, it is priced from them
     /// (without them, as a tenth of a target step).
     public var draftBytes: Double?
     public var draftParams: Double?
     /// Per-sequence (accepted, tested) draft positions, recent rounds weighted more; the estimate starts from a prior
-    /// of 3 accepted out of 4 so that one unlucky first round does not switch a good draft off.
+    /// so that one unlucky first round does not switch a good draft off.
     var acceptance: [Int: (Double, Double)] = [:]
+    /// The same over every sequence (decay 0.98 a round): the prior of each sequence's estimate.
+    var pooled = (accepted: 0.0, tested: 0.0)
     var stepsSinceProbe = 0
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
-    /// Per (batch size, k): steps run (the first not counted in the sums) and decaying sums of emitted tokens and
-    /// seconds. A ratio of sums, not an average of per-step rates: one step's tokens swing with how many drafts that
-    /// step happened to accept (1 to k+1 per sequence), and averaging those ratios let a lucky or unlucky step decide
-    /// between two k.
-    var runs: [Int: [Int: (steps: Int, tokens: Double, seconds: Double)]] = [:]
-    /// Realised emitted tokens per second per (batch size, k) once counted: measurement beats the model once seen.
-    var realised: [Int: [Int: Double]] {
-        runs.mapValues { byK in byK.compactMapValues { $0.seconds > 0 ? $0.tokens / $0.seconds : nil } }
-            .filter { !$0.value.isEmpty }
-    }
-    /// The smallest batch size at which plain decoding has beaten every k tried (k = 1 included). Speculation only
-    /// gets harder as the batch grows (verification reads more distinct experts and computes k+1 positions per
-    /// sequence), so at this size and above it stays off without probing: a probe after a stretch without drafting
-    /// would first feed the draft every token it missed, which costs more than the probe can win (vLLM's
-    /// speculative_disable_by_batch_size, learned instead of configured).
-    public private(set) var offFromBatch: Int?
+    /// Steps run per (batch size, k): the first step at each is not counted in `overhead`, and the rule that turns
+    /// speculation off for good asks for three at the k it rules out.
+    var steps: [Int: [Int: Int]] = [:]
+    /// Per batch size, for plain steps and for drafting steps apart: decaying sums of whole-step seconds (drafting,
+    /// verification, sampling and bookkeeping included) and of what the model says for the same steps. Their ratio
+    /// scales the model. It is fitted to every step, not a realised rate per k: comparing k by realised tokens ÷
+    /// seconds let a step's luck decide (its tokens swing with how many drafts it happened to accept, ±20% a step at
+    /// batch 4), and measuring each k on its own spent most of a short run trying them all. Plain and drafting steps
+    /// keep their own factors because what the model leaves out differs between them (verifying and rolling back
+    /// drafts, the draft's own sampling): one factor for both made k = 1 look better than plain decoding at batch 32
+    /// when it ran at 0.85 of it.
+    var overhead: [Int: [Bool: (seconds: Double, modelled: Double)]] = [:]
+    /// Accepted drafts against what the acceptance estimates expected of the same rounds (decaying sums): corrects
+    /// the geometric model where acceptance comes in runs or the prior is too hopeful.
+    var extraTokens = (accepted: 0.0, expected: 0.0)
+    /// Batch sizes at which speculation is off for good: the k that comes closest to plain decoding has had a counted
+    /// step there and still rates below it. A probe after a stretch without drafting first feeds the draft every token
+    /// it missed — at batch 32 each cost 4–8 plain steps, and probing every 16 steps kept auto at 0.89 of plain
+    /// decoding where every k loses (vLLM's speculative_disable_by_batch_size, learned instead of configured). Per
+    /// size, not "this size and above": on an MoE model speculation pays more at batch 4 than at batch 1, where a
+    /// verification reads 3× the experts of a plain step.
+    public private(set) var offAt: Set<Int> = []
 
     public init(maxK: Int, denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int) {
         self.maxK = maxK
@@ -109,12 +125,12 @@ public struct AdaptiveK: Sendable {
     /// Seconds of a draft step for a batch of B sequences: measured at that size; else the fitted model for the draft
     /// scaled to the draft measurement of the nearest batch size; else the model alone.
     func draftSeconds(batch B: Int) -> Double {
-        if let m = draftMeasured[B] { return m }
+        if let m = draftMeasured[B] { return speed * m }
         let model = draftModel(B)
         if let near = nearest(draftMeasured.keys, to: B) {
-            return model * draftMeasured[near]! / max(draftModel(near), 1e-12)
+            return speed * model * draftMeasured[near]! / max(draftModel(near), 1e-12)
         }
-        return model
+        return speed * model
     }
 
     /// The batch size among `sizes` closest to B (the smaller one on a tie).
@@ -122,110 +138,154 @@ public struct AdaptiveK: Sendable {
         sizes.min { (abs($0 - B), $0) < (abs($1 - B), $1) }
     }
 
-    /// The draft step's cost from the target's fit: its bytes once per step, its values once per sequence.
+    /// The draft step's cost from the target's fit (at the stored measurements' speed): its bytes once per step, its
+    /// values once per sequence.
     func draftModel(_ B: Int) -> Double {
-        guard let f = costFit(), let db = draftBytes else { return stepSeconds(B) * 0.1 }
+        guard let f = costFit(), let db = draftBytes else { return (measured[B] ?? prior(B)) * 0.1 }
         let perPosition = draftParams.flatMap { p in activeParams.map { p / max($0, 1) } } ?? db / max(bytes(1), 1)
         return f.a * db + f.b * perPosition * Double(B)
     }
 
+    /// A sequence's acceptance estimate: its own recent rounds on top of a prior of weight 4 at the acceptance of
+    /// every sequence's recent rounds (itself on a prior of 3 in 4), so a request that just arrived starts from what
+    /// the draft has been doing rather than a fixed guess.
     public func alpha(_ seq: Int) -> Double {
         let (a, d) = acceptance[seq] ?? (0, 0)
-        return (a + 3) / (d + 4)
+        let prior = (pooled.accepted + 3) / (pooled.tested + 4)
+        return (a + 4 * prior) / (d + 4)
     }
 
     /// Seconds of a target step over n positions: measured if seen, else the fitted model (before any measurement,
     /// the bandwidth prior in units of a one-position step).
     public func stepSeconds(_ n: Int) -> Double {
-        if let m = measured[n] { return m }
+        if let m = measured[n] { return speed * m }
         guard let f = costFit() else { return prior(n) }
-        return f.a * bytes(n) + f.b * Double(n)
+        return speed * (f.a * bytes(n) + f.b * Double(n))
     }
 
     public mutating func recordStep(positions n: Int, seconds: Double) {
-        measured[n] = measured[n].map { 0.7 * $0 + 0.3 * seconds } ?? seconds
+        guard seconds > 0 else { return }
+        // A size seen before moves the speed (fast) and its own stored seconds (slowly, 0.05): a lasting change that
+        // touches every size then lands in `speed`, where every estimate sees it.
+        if let m = measured[n], m > 0 { speed = 0.7 * speed + 0.3 * seconds / m }
+        let s = seconds / speed
+        measured[n] = measured[n].map { 0.95 * $0 + 0.05 * s } ?? s
     }
 
     /// One draft step over `batch` sequences took `seconds`.
     public mutating func recordDraft(batch: Int, seconds: Double) {
         guard batch > 0, seconds > 0 else { return }
-        draftMeasured[batch] = draftMeasured[batch].map { 0.7 * $0 + 0.3 * seconds } ?? seconds
+        let s = seconds / speed
+        draftMeasured[batch] = draftMeasured[batch].map { 0.7 * $0 + 0.3 * s } ?? s
     }
 
     public mutating func recordOutcome(seq: Int, k: Int, accepted: Int) {
         guard k > 0 else { return }
+        extraTokens = (0.98 * extraTokens.accepted + Double(accepted),
+                       0.98 * extraTokens.expected + expectedTokens(acceptance: alpha(seq), k: k) - 1)
         var (a, d) = acceptance[seq] ?? (0, 0)
+        let tested = Double(min(k, accepted + 1))   // positions actually tested: up to the first rejection
         // Recent rounds weigh more: acceptance drifts with the text.
         a = 0.9 * a + Double(accepted)
-        d = 0.9 * d + Double(min(k, accepted + 1))   // positions actually tested: up to the first rejection
+        d = 0.9 * d + tested
         acceptance[seq] = (a, d)
+        pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + tested)
     }
 
     public mutating func forget(_ seq: Int) { acceptance[seq] = nil }
 
-    /// What a whole step achieved: `emitted` tokens in `seconds` (drafting included) for `batch` sequences at k.
-    public mutating func recordRate(batch: Int, k: Int, emitted: Int, seconds: Double) {
+    /// A whole step at k over `batch` sequences took `seconds` (drafting included). Call it after `recordStep` and
+    /// `recordDraft` of the same step, so the model it is compared with knows that step's own forward pass.
+    public mutating func recordRate(batch: Int, k: Int, seconds: Double) {
         guard seconds > 0 else { return }
-        let old = runs[batch]?[k] ?? (0, 0, 0)
+        let n = steps[batch]?[k] ?? 0
+        steps[batch, default: [:]][k] = n + 1
         // The first step at a new (batch size, k) pays one-off costs (buffers growing to more positions, the draft's
-        // first pass at that size): measured, it once made a k look three times slower than it is. It is not counted.
-        // After it, decay 0.8 per step: the last ~5 steps at this k weigh most, so the rate follows the text and load.
-        runs[batch, default: [:]][k] = old.steps == 0 ? (1, 0, 0)
-            : (old.steps + 1, 0.8 * old.tokens + Double(emitted), 0.8 * old.seconds + seconds)
+        // first pass at that size): measured, it once made a k look three times slower than it is. After it, decay
+        // 0.8 per step: the last ~5 steps weigh most, so the factor follows the load.
+        guard n > 0 else { return }
+        let old = overhead[batch]?[k > 0] ?? (0, 0)
+        overhead[batch, default: [:]][k > 0] = (0.8 * old.seconds + seconds, 0.8 * old.modelled + modelSeconds(batch: batch, k: k))
     }
 
-    /// Expected tokens per second of a step at k from the model (acceptance estimates and step costs).
+    /// Measured ÷ modelled seconds of whole plain (or drafting) steps at this batch size or, before any has run here,
+    /// at the nearest size that has: batch sizes change all the time as requests come and go, and starting each from
+    /// the bare model would pay for the same lesson again. Before any step of that kind has run, the other kind's.
+    func overheadFactor(batch B: Int, drafting: Bool) -> Double? {
+        for kind in [drafting, !drafting] {
+            if let near = nearest(overhead.filter { $0.value[kind] != nil }.keys, to: B), let o = overhead[near]?[kind], o.modelled > 0 {
+                return o.seconds / o.modelled
+            }
+        }
+        return nil
+    }
+
+    /// Factor on the drafts the acceptance estimates expect, from the accepted ÷ expected sums (shrunk towards 1 by
+    /// a prior of 32 drafts: it corrects a lasting bias of the model, and the per-sequence estimates already follow
+    /// a sequence's luck; with 8 a few poor rounds at the start of a batch cut it to 0.73).
+    var tokenCalibration: Double { (extraTokens.accepted + 32) / (extraTokens.expected + 32) }
+
+    /// Expected tokens a step at k emits over these sequences: one each, plus the drafts each is expected to keep.
+    func expectedStepTokens(_ seqs: [Int], k: Int) -> Double {
+        guard k > 0 else { return Double(seqs.count) }
+        let extra = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1), k: k) - 1 }
+        return Double(seqs.count) + tokenCalibration * extra
+    }
+
+    /// Seconds of a step at k over B sequences from the cost model: k draft steps and a target step over B(k+1)
+    /// positions.
+    func modelSeconds(batch B: Int, k: Int) -> Double {
+        k == 0 ? stepSeconds(B) : Double(k) * draftSeconds(batch: B) + stepSeconds(B * (k + 1))
+    }
+
+    /// Expected tokens per second of a step at k from the model alone (acceptance estimates and step costs).
     func modelRate(_ seqs: [Int], k: Int) -> Double {
-        let tokens = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1), k: k) }
-        let seconds = k == 0 ? stepSeconds(seqs.count) : Double(k) * draftSeconds(batch: seqs.count) + stepSeconds(seqs.count * (k + 1))
-        return tokens / seconds
+        expectedStepTokens(seqs, k: k) / modelSeconds(batch: seqs.count, k: k)
     }
 
-    /// The k for a step over these sequences that maximises emitted tokens per second: the realised rate where this
-    /// batch size has run at that k, the model's estimate elsewhere. Each k the model rates within 10% of the best and
-    /// never tried at this batch size is tried (the highest rated first); every 16 steps a neighbour of the choice is
-    /// tried again, so the estimates follow the text and the load.
+    /// Expected tokens per second of each k = 0…maxK for these sequences: the tokens the acceptance estimates expect
+    /// over the model's seconds (measured target steps and draft steps, the cost fit between them) scaled by the
+    /// measured overhead factors. Nil when nothing has run at this size or near it: plain decoding comes first and
+    /// anchors the estimates in seconds.
+    public func rates(_ seqs: [Int]) -> [Double]? {
+        let B = seqs.count, plain = overheadFactor(batch: B, drafting: false), drafting = overheadFactor(batch: B, drafting: true)
+        if measured[B] == nil && plain == nil { return nil }
+        return (0...maxK).map { k in expectedStepTokens(seqs, k: k) / (((k == 0 ? plain : drafting) ?? 1) * modelSeconds(batch: B, k: k)) }
+    }
+
+    /// The k for a step over these sequences that maximises expected tokens per second (`rates`). Every 16 steps a
+    /// neighbour of the choice is tried instead (the closest k when plain decoding is chosen), so the measured step
+    /// costs and acceptance follow the text and load. Not more often: a probe after plain steps first feeds the
+    /// draft every token it missed — at batch 32, probing every 4 steps cost 20% of the throughput in catch-ups.
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
-        let B = seqs.count, realised = self.realised
-        // The model's error on the k already run (geometric mean of realised ÷ modelled) corrects its estimate of the
-        // others: acceptance that is front-loaded, a verification cheaper than the cost fit says. It is taken at this
-        // batch size or, before any k has run here, at the nearest size where one has: batch sizes change all the
-        // time as requests come and go, and starting each from the bare model (or from plain decoding) would pay
-        // for the same lesson again.
-        let basis = nearest(realised.filter { $0.value.contains { $0.key > 0 && $0.value > 0 } }.keys, to: B)
-        // Plain decoding first when nothing has been run here or elsewhere: it anchors the estimates in seconds.
-        if measured[B] == nil && basis == nil { return 0 }
-        let seen = realised[B] ?? [:]
-        var correction = 1.0
-        if let basis {
-            let proxy = basis == B ? seqs : (0..<basis).map { seqs[$0 % seqs.count] }
-            let tried = realised[basis]!.filter { $0.key > 0 && $0.value > 0 }
-            correction = exp(tried.reduce(0.0) { $0 + log($1.value / modelRate(proxy, k: $1.key)) } / Double(tried.count))
-        }
-        let rates = (0...maxK).map { k in seen[k] ?? (k == 0 ? 1 : correction) * modelRate(seqs, k: k) }
-        if let off = offFromBatch, B >= off { return 0 }
+        let B = seqs.count
+        guard let rates = rates(seqs) else { return 0 }
+        if offAt.contains(B) { return 0 }
         let best = rates.indices.max { rates[$0] < rates[$1] }!
-        // Off for good only on evidence: one slow step (a draft's first pass, a burst of load) proves nothing.
-        if best == 0, let r1 = seen[1], let r0 = seen[0], r1 < r0, runs[B]?[1]?.steps ?? 0 >= 3, (1...maxK).allSatisfy({ seen[$0] != nil || rates[$0] < 0.9 * r0 }) {
-            offFromBatch = min(offFromBatch ?? B, B)
+        let closest = (1...maxK).max { rates[$0] < rates[$1] }!
+        // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
+        if best == 0, steps[B]?[closest] ?? 0 >= 2 {
+            offAt.insert(B)
             return 0
         }
-        // The most promising untried k first: each try costs two steps (the first is not counted), and once one is
-        // realised the correction above re-rates the rest, often out of the 10% band.
-        let untried = (1...maxK).filter { seen[$0] == nil && rates[$0] >= 0.9 * rates[best] }
-        if let next = untried.max(by: { rates[$0] < rates[$1] }) { return next }
         stepsSinceProbe += 1
-        if stepsSinceProbe >= 16 {
-            stepsSinceProbe = 0
-            probes += 1
-            return best == 0 ? 1 : (best == maxK || probes % 2 == 0 ? best - 1 : best + 1)
-        }
-        return best
+        guard stepsSinceProbe >= 16 else { return best }
+        stepsSinceProbe = 0
+        probes += 1
+        return best == 0 ? closest : (best == maxK || probes % 2 == 0 ? best - 1 : best + 1)
     }
 }
 
 extension AdaptiveK {
+    /// One line for MOE_AUTOK_TRACE: the choice, the expected tok/s of every k, the overhead and token factors.
+    public func trace(_ seqs: [Int], chose k: Int) -> String {
+        let r = rates(seqs).map { $0.map { String(format: "%.0f", $0) }.joined(separator: " ") } ?? "–"
+        let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
+        return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r)] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
+            + String(format: "%.2f", tokenCalibration) + "\n"
+    }
+
     /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in
     /// `expertFormat` (wherever they live).
     public static func forModel(_ t: Transformer, maxK: Int, expertFormat: WeightFormat = .f32) -> AdaptiveK {

@@ -48,8 +48,8 @@ public protocol DraftSource: AnyObject {
     /// The draft's cost per drafted token as the verifier pays it: one draft step in this process (without catching
     /// up on verified tokens); a streaming draft's wait divided by k.
     var costPerToken: Double { get }
-    /// Seconds of the last `propose` spent feeding the draft verified tokens it had not seen (a new sequence's prompt,
-    /// or text produced while speculation was off): a one-off cost, not a cost of the k chosen.
+    /// Seconds of the last `propose` spent feeding the draft new sequences' prompts: a one-off cost, not a cost of the
+    /// k chosen. Feeding it text produced while speculation was off is a cost of drafting again and is not in it.
     var lastCatchUpSeconds: Double { get }
     /// Weight bytes one draft step reads, if known: auto k's estimate of a draft step before any is measured.
     var bytesPerStep: Double? { get }

@@ -83,7 +83,7 @@ public struct EngineStats: Sendable {
 /// submitted from any thread and receive their tokens through a callback; `step()` runs one scheduler step (one
 /// forward pass through the verifier group) on the thread that owns the model.
 public final class Engine: @unchecked Sendable {
-    /// MOE_AUTOK_TRACE=1: one line per step on stderr with the k auto chose and the realised rates behind it.
+    /// MOE_AUTOK_TRACE=1: one line per step on stderr with the k auto chose and the rates and step costs behind it.
     static let traceAutoK = ProcessInfo.processInfo.environment["MOE_AUTOK_TRACE"] != nil
     public let transformer: Transformer
     public let cache: KVCache
@@ -279,7 +279,7 @@ public final class Engine: @unchecked Sendable {
             return r.computed == r.tokens.count - 1
         }
         var k = 0
-        var draftStartSeconds = 0.0      // one-off draft prefills and catch-ups: not a cost of this step's k
+        var draftStartSeconds = 0.0      // the draft's one-off prompt prefills: not a cost of this step's k
         let drafting = decoding.filter { live[$0]!.draftStarted }
         if let draft, !drafting.isEmpty {
             switch config.speculation {
@@ -287,7 +287,7 @@ public final class Engine: @unchecked Sendable {
             case .fixed(let n): k = n
             case .auto: k = adaptive!.choose(drafting)
                 if Engine.traceAutoK {
-                    FileHandle.standardError.write(Data("auto k: batch \(drafting.count) k \(k) realised tok/s by k \(adaptive!.realised[drafting.count] ?? [:])\n".utf8))
+                    FileHandle.standardError.write(Data(adaptive!.trace(drafting, chose: k).utf8))
                 }
             }
             let limit = transformer.spec.maxPositions
@@ -396,10 +396,13 @@ public final class Engine: @unchecked Sendable {
         inboxLock.lock()
         snapshot = (scheduler.running.count, scheduler.waiting.count)
         inboxLock.unlock()
-        // The realised rate of k is only comparable between steps that are pure decoding of the same batch.
+        // The cost of k is only comparable between steps that are pure decoding of the same batch.
         let pureDecode = plan.work.count == drafting.count && Set(plan.work.map(\.id)) == Set(drafting)
         if !drafting.isEmpty && pureDecode {
-            adaptive?.recordRate(batch: drafting.count, k: k, emitted: emittedThisStep, seconds: monotonicSeconds() - tStart - draftStartSeconds)
+            adaptive?.recordRate(batch: drafting.count, k: k, seconds: monotonicSeconds() - tStart - draftStartSeconds)
+            if Engine.traceAutoK {
+                FileHandle.standardError.write(Data(String(format: "step: k %d seconds %.4f catch-up %.4f emitted %d model %.4f\n", k, monotonicSeconds() - tStart, draftStartSeconds, emittedThisStep, adaptive?.modelSeconds(batch: drafting.count, k: k) ?? 0).utf8))
+            }
         }
         return true
     }

@@ -106,17 +106,20 @@ public final class LocalDraft: DraftSource {
         let kmax = live.map(\.k).max() ?? 0
         // Verified tokens the draft has not seen beyond what a verification round leaves (its last drafted token and
         // the verifier's next: step 0 feeds those) — a new prompt, or text decoded while speculation was off — go
-        // through one pass of their own, timed apart: a one-off cost, not a cost of k.
+        // through one pass of their own. The prompts' share of its time (by tokens) is a one-off cost, not a cost of
+        // k, and is reported apart; the rest is what drafting again after plain steps costs, and stays in the step.
         lastCatchUpSeconds = 0
         let lagging = live.filter { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 2 }
         if !lagging.isEmpty {
             let t = monotonicSeconds()
-            _ = model.forward(lagging.map { r in
+            let inputs = lagging.map { r in
                 let s = seqs[r.seq]!
                 return SequenceInput(tokens: Array(s.tokens[s.cached..<(s.verified - 1)]), start: s.cached, blockTable: s.table, logits: .none)
-            }, cache: cache)
+            }
+            _ = model.forward(inputs, cache: cache)
             for r in lagging { seqs[r.seq]!.cached = seqs[r.seq]!.verified - 1 }
-            lastCatchUpSeconds = monotonicSeconds() - t
+            let prompt = inputs.filter { $0.start == 0 }.reduce(0) { $0 + $1.tokens.count }, all = inputs.reduce(0) { $0 + $1.tokens.count }
+            lastCatchUpSeconds = (monotonicSeconds() - t) * Double(prompt) / Double(max(all, 1))
         }
         var steadySeconds = 0.0
         defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
