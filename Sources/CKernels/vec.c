@@ -100,27 +100,35 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp256(_
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+// Lanes [0, n − i) of the 16 starting at i: all of them but in a row's last, partial vector.
+static inline __mmask16 lanes16(size_t n, size_t i) {
+    return n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+}
+
 // silu(g) · u = g / (1 + e^−g) · u.
 __attribute__((target("avx512f"))) static void swiglu_avx512(const float *g, const float *u, float *out, size_t n) {
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes16(n, i);
         __m512 x = _mm512_maskz_loadu_ps(m, g + i);
         __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x)));
         _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_maskz_loadu_ps(m, u + i)));
     }
 }
 
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 swiglu8(const float *g, const float *u) {
+    __m256 x = _mm256_loadu_ps(g);
+    __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+    return _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(u));
+}
+
 __attribute__((target("avx2,fma"))) static void swiglu_avx2(const float *g, const float *u, float *out, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, swiglu8(g + i, u + i));
+    if (i < n) {   // the tail through the same vector code, from a zero-padded copy
         float gt[8] = {0}, ut[8] = {0}, ot[8];
-        size_t m = n - i < 8 ? n - i : 8;
-        const float *gp = g + i, *up = u + i;
-        if (m < 8) { for (size_t j = 0; j < m; j++) { gt[j] = g[i + j]; ut[j] = u[i + j]; } gp = gt; up = ut; }
-        __m256 x = _mm256_loadu_ps(gp);
-        __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), x)));
-        __m256 y = _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(up));
-        if (m == 8) _mm256_storeu_ps(out + i, y);
-        else { _mm256_storeu_ps(ot, y); for (size_t j = 0; j < m; j++) out[i + j] = ot[j]; }
+        for (size_t j = 0; i + j < n; j++) { gt[j] = g[i + j]; ut[j] = u[i + j]; }
+        _mm256_storeu_ps(ot, swiglu8(gt, ut));
+        for (size_t j = 0; i + j < n; j++) out[i + j] = ot[j];
     }
 }
 
@@ -136,21 +144,21 @@ void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n) {
 __attribute__((target("avx512f"))) static void softmax_avx512(float *row, size_t n, float scale) {
     __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(-INFINITY), vsum = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes16(n, i);
         __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), vs);
         _mm512_mask_storeu_ps(row + i, m, x);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
     }
     __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes16(n, i);
         __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + i), mx));
         _mm512_mask_storeu_ps(row + i, m, e);
         vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
     }
     __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
     for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 m = lanes16(n, i);
         _mm512_mask_storeu_ps(row + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), inv));
     }
 }

@@ -33,8 +33,9 @@ public func expectedDistinctExperts(experts E: Int, topK K: Int, tokens n: Int) 
 /// prefills included, so the model knows from the start where a step stops being bound by bytes: at batch 1
 /// verifying k+1 positions costs little more than one, at batch 32 it costs k+1 times as much. A draft step over B
 /// sequences is priced by the same a and b from the draft's own bytes and values until one is measured. Whole steps
-/// (sampling and bookkeeping included) scale the model by one measured factor per batch size, and the drafts actually
-/// kept scale the tokens the acceptance estimates expect.
+/// (sampling and bookkeeping included) scale the model by measured factors per batch size, one for plain and one for
+/// drafting steps; measurements are kept at the machine's current speed; and the drafts actually kept scale the
+/// tokens the acceptance estimates expect.
 public struct AdaptiveK: Sendable {
     public let maxK: Int
     let denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int
@@ -63,7 +64,7 @@ public struct AdaptiveK: Sendable {
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
     /// Steps run per (batch size, k): the first step at each is not counted in `overhead`, and the rule that turns
-    /// speculation off for good asks for three at the k it rules out.
+    /// speculation off for good asks for a counted one at the k it rules out.
     var steps: [Int: [Int: Int]] = [:]
     /// Per batch size, for plain steps and for drafting steps apart: decaying sums of whole-step seconds (drafting,
     /// verification, sampling and bookkeeping included) and of what the model says for the same steps. Their ratio
@@ -71,16 +72,17 @@ public struct AdaptiveK: Sendable {
     /// seconds let a step's luck decide (its tokens swing with how many drafts it happened to accept, ±20% a step at
     /// batch 4), and measuring each k on its own spent most of a short run trying them all. Plain and drafting steps
     /// keep their own factors because what the model leaves out differs between them (verifying and rolling back
-    /// drafts, the draft's own sampling): one factor for both made k = 1 look better than plain decoding at batch 32
-    /// when it ran at 0.85 of it.
+    /// drafts, the draft's own sampling): with one factor for both, auto drafted at batch 32, where k = 1 runs at
+    /// 0.85–0.89 of plain decoding.
     var overhead: [Int: [Bool: (seconds: Double, modelled: Double)]] = [:]
     /// Accepted drafts against what the acceptance estimates expected of the same rounds (decaying sums): corrects
     /// the geometric model where acceptance comes in runs or the prior is too hopeful.
     var extraTokens = (accepted: 0.0, expected: 0.0)
     /// Batch sizes at which speculation is off for good: the k that comes closest to plain decoding has had a counted
     /// step there and still rates below it. A probe after a stretch without drafting first feeds the draft every token
-    /// it missed — at batch 32 each cost 4–8 plain steps, and probing every 16 steps kept auto at 0.89 of plain
-    /// decoding where every k loses (vLLM's speculative_disable_by_batch_size, learned instead of configured). Per
+    /// it missed — at batch 32, three missed tokens per sequence took as long as a plain step — and an auto that kept
+    /// probing there ran at 0.80–0.89 of plain decoding, where every k loses (vLLM's
+    /// speculative_disable_by_batch_size, learned instead of configured). Per
     /// size, not "this size and above": on an MoE model speculation pays more at batch 4 than at batch 1, where a
     /// verification reads 3× the experts of a plain step.
     public private(set) var offAt: Set<Int> = []
@@ -250,13 +252,13 @@ public struct AdaptiveK: Sendable {
     public func rates(_ seqs: [Int]) -> [Double]? {
         let B = seqs.count, plain = overheadFactor(batch: B, drafting: false), drafting = overheadFactor(batch: B, drafting: true)
         if measured[B] == nil && plain == nil { return nil }
-        return (0...maxK).map { k in expectedStepTokens(seqs, k: k) / (((k == 0 ? plain : drafting) ?? 1) * modelSeconds(batch: B, k: k)) }
+        return (0...maxK).map { k in modelRate(seqs, k: k) / ((k == 0 ? plain : drafting) ?? 1) }
     }
 
     /// The k for a step over these sequences that maximises expected tokens per second (`rates`). Every 16 steps a
     /// neighbour of the choice is tried instead (the closest k when plain decoding is chosen), so the measured step
     /// costs and acceptance follow the text and load. Not more often: a probe after plain steps first feeds the
-    /// draft every token it missed — at batch 32, probing every 4 steps cost 20% of the throughput in catch-ups.
+    /// draft every token it missed, and probing every 4 steps ran at 0.78–0.80 of plain decoding at batch 32.
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
