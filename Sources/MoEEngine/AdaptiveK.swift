@@ -58,11 +58,18 @@ public struct AdaptiveK: Sendable {
     /// Per-sequence (accepted, tested) draft positions, recent rounds weighted more; the estimate starts from a prior
     /// so that one unlucky first round does not switch a good draft off.
     var acceptance: [Int: (Double, Double)] = [:]
+    /// Draft positions tested per sequence, not decayed: a sequence under 16 is still being explored (`alpha`).
+    var tested: [Int: Int] = [:]
     /// The same over every sequence (decay 0.98 a round): the prior of each sequence's estimate.
     var pooled = (accepted: 0.0, tested: 0.0)
     var stepsSinceProbe = 0
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
+    /// Steps between probes per batch size while plain decoding is chosen: 16, doubling after each such probe up to
+    /// 256, back to 16 once drafting is chosen. A probe from plain decoding first feeds the draft every token it
+    /// missed: at batch 1, 16 missed tokens took as long as two plain steps (traced), so probing every 16 steps
+    /// where every k is within a few percent of plain decoding cost auto 7% against plain decoding.
+    var probeEvery: [Int: Int] = [:]
     /// Steps run per (batch size, k): the first step at each is not counted in `overhead`, and the rule that turns
     /// speculation off for good asks for a counted one at the k it rules out.
     var steps: [Int: [Int: Int]] = [:]
@@ -150,11 +157,15 @@ public struct AdaptiveK: Sendable {
 
     /// A sequence's acceptance estimate: its own recent rounds on top of a prior of weight 4 at the acceptance of
     /// every sequence's recent rounds (itself on a prior of 3 in 4), so a request that just arrived starts from what
-    /// the draft has been doing rather than a fixed guess.
-    public func alpha(_ seq: Int) -> Double {
+    /// the draft has been doing rather than a fixed guess. With `upper`, for a sequence with fewer than 16 positions
+    /// tested, one standard deviation above it (the tested positions and the prior's weight counted as its
+    /// observations): what `choose` tries drafting at while the estimate is still a guess.
+    public func alpha(_ seq: Int, upper: Bool = false) -> Double {
         let (a, d) = acceptance[seq] ?? (0, 0)
         let prior = (pooled.accepted + 3) / (pooled.tested + 4)
-        return (a + 4 * prior) / (d + 4)
+        let α = (a + 4 * prior) / (d + 4)
+        guard upper, tested[seq, default: 0] < 16 else { return α }
+        return min(1, α + (α * (1 - α) / (d + 5)).squareRoot())
     }
 
     /// Seconds of a target step over n positions: measured if seen, else the fitted model (before any measurement,
@@ -186,15 +197,19 @@ public struct AdaptiveK: Sendable {
         extraTokens = (0.98 * extraTokens.accepted + Double(accepted),
                        0.98 * extraTokens.expected + expectedTokens(acceptance: alpha(seq), k: k) - 1)
         var (a, d) = acceptance[seq] ?? (0, 0)
-        let tested = Double(min(k, accepted + 1))   // positions actually tested: up to the first rejection
+        let positions = min(k, accepted + 1)   // positions actually tested: up to the first rejection
         // Recent rounds weigh more: acceptance drifts with the text.
         a = 0.9 * a + Double(accepted)
-        d = 0.9 * d + tested
+        d = 0.9 * d + Double(positions)
         acceptance[seq] = (a, d)
-        pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + tested)
+        tested[seq, default: 0] += positions
+        pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + Double(positions))
     }
 
-    public mutating func forget(_ seq: Int) { acceptance[seq] = nil }
+    public mutating func forget(_ seq: Int) {
+        acceptance[seq] = nil
+        tested[seq] = nil
+    }
 
     /// A whole step at k over `batch` sequences took `seconds` (drafting included). Call it after `recordStep` and
     /// `recordDraft` of the same step, so the model it is compared with knows that step's own forward pass.
@@ -228,9 +243,9 @@ public struct AdaptiveK: Sendable {
     var tokenCalibration: Double { (extraTokens.accepted + 32) / (extraTokens.expected + 32) }
 
     /// Expected tokens a step at k emits over these sequences: one each, plus the drafts each is expected to keep.
-    func expectedStepTokens(_ seqs: [Int], k: Int) -> Double {
+    func expectedStepTokens(_ seqs: [Int], k: Int, upper: Bool = false) -> Double {
         guard k > 0 else { return Double(seqs.count) }
-        let extra = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1), k: k) - 1 }
+        let extra = seqs.reduce(0.0) { $0 + expectedTokens(acceptance: alpha($1, upper: upper), k: k) - 1 }
         return Double(seqs.count) + tokenCalibration * extra
     }
 
@@ -241,50 +256,65 @@ public struct AdaptiveK: Sendable {
     }
 
     /// Expected tokens per second of a step at k from the model alone (acceptance estimates and step costs).
-    func modelRate(_ seqs: [Int], k: Int) -> Double {
-        expectedStepTokens(seqs, k: k) / modelSeconds(batch: seqs.count, k: k)
+    func modelRate(_ seqs: [Int], k: Int, upper: Bool = false) -> Double {
+        expectedStepTokens(seqs, k: k, upper: upper) / modelSeconds(batch: seqs.count, k: k)
     }
 
     /// Expected tokens per second of each k = 0…maxK for these sequences: the tokens the acceptance estimates expect
     /// over the model's seconds (measured target steps and draft steps, the cost fit between them) scaled by the
     /// measured overhead factors. Nil when nothing has run at this size or near it: plain decoding comes first and
-    /// anchors the estimates in seconds.
-    public func rates(_ seqs: [Int]) -> [Double]? {
+    /// anchors the estimates in seconds. With `upper`, at acceptances one standard deviation above the estimates.
+    public func rates(_ seqs: [Int], upper: Bool = false) -> [Double]? {
         let B = seqs.count, plain = overheadFactor(batch: B, drafting: false), drafting = overheadFactor(batch: B, drafting: true)
         if measured[B] == nil && plain == nil { return nil }
-        return (0...maxK).map { k in modelRate(seqs, k: k) / ((k == 0 ? plain : drafting) ?? 1) }
+        return (0...maxK).map { k in modelRate(seqs, k: k, upper: upper) / ((k == 0 ? plain : drafting) ?? 1) }
     }
 
     /// The k for a step over these sequences that maximises expected tokens per second (`rates`). Every 16 steps a
-    /// neighbour of the choice is tried instead (the closest k when plain decoding is chosen), so the measured step
-    /// costs and acceptance follow the text and load. Not more often: a probe after plain steps first feeds the
-    /// draft every token it missed, and probing every 4 steps ran at 0.78–0.80 of plain decoding at batch 32.
+    /// neighbour of the choice is tried instead (the closest k when plain decoding is chosen, at growing intervals:
+    /// `probeEvery`), so the measured step costs and acceptance follow the text and load. Not more often: a probe
+    /// after plain steps first feeds the draft every token it missed, and probing every 4 steps ran at 0.78–0.80 of
+    /// plain decoding at batch 32.
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
-        guard let rates = rates(seqs) else { return 0 }
+        guard let rates = rates(seqs), let hopeful = self.rates(seqs, upper: true) else { return 0 }
         if offAt.contains(B) { return 0 }
-        let best = rates.indices.max { rates[$0] < rates[$1] }!
+        // Drafting is chosen while it would pay with the acceptance of sequences still being explored one standard
+        // deviation above its estimate: until a sequence has been tested for a while, its acceptance is a guess (the
+        // pooled prior or a few rounds), and settling on plain decoding from a guess leaves only probes to learn
+        // from — each paying the draft's catch-up. At batch 1 a prior of 0.75 kept auto plain where k = 5 ran at
+        // 1.1–1.2× (this draft's acceptance comes in runs: ~0.9 per tested position). Kept up for good, the same
+        // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting loses even at the
+        // upper estimate (batch 32), nothing changes.
+        let bestMean = rates.indices.max { rates[$0] < rates[$1] }!
+        let best = bestMean > 0 ? bestMean : hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
             offAt.insert(B)
             return 0
         }
+        let every = probeEvery[B] ?? 16
+        if best > 0 { probeEvery[B] = nil }
         stepsSinceProbe += 1
-        guard stepsSinceProbe >= 16 else { return best }
+        guard stepsSinceProbe >= every else { return best }
         stepsSinceProbe = 0
         probes += 1
-        return best == 0 ? closest : (best == maxK || probes % 2 == 0 ? best - 1 : best + 1)
+        if best == 0 {
+            probeEvery[B] = min(2 * every, 256)
+            return closest
+        }
+        return best == maxK || probes % 2 == 0 ? best - 1 : best + 1
     }
 }
 
 extension AdaptiveK {
     /// One line for MOE_AUTOK_TRACE: the choice, the expected tok/s of every k, the overhead and token factors.
     public func trace(_ seqs: [Int], chose k: Int) -> String {
-        let r = rates(seqs).map { $0.map { String(format: "%.0f", $0) }.joined(separator: " ") } ?? "–"
+        let r = [false, true].map { rates(seqs, upper: $0).map { $0.map { String(format: "%.0f", $0) }.joined(separator: " ") } ?? "–" }
         let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
-        return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r)] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
+        return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r[0])] one sd up [\(r[1])] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
             + String(format: "%.2f", tokenCalibration) + "\n"
     }
 

@@ -274,18 +274,59 @@ import Testing
         #expect(a.choose([0, 1, 2, 3, 4]) > 0)
     }
 
-    /// While plain decoding is chosen, the probe every 16 steps tries the closest k, not k = 1: here verifying at all
-    /// costs a jump (more experts read) and each further position little, so k = 4 comes closest.
-    @Test func aProbeFromPlainDecodingTriesTheClosestK() throws {
+    /// While plain decoding is chosen, a probe tries the closest k, not k = 1: here verifying at all costs a jump
+    /// (more experts read) and each further position little, so k = 4 comes closest. Probes from plain decoding come
+    /// after 16 steps, then 32, 64, …: each first feeds the draft the tokens it missed. Once drafting is chosen, the
+    /// interval is 16 again.
+    @Test func probesFromPlainDecodingTryTheClosestKAtGrowingIntervals() throws {
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
         a.recordStep(positions: 1, seconds: 0.015)
         for n in 2...5 { a.recordStep(positions: n, seconds: 0.06 + 0.001 * Double(n - 2)) }
         a.recordDraft(batch: 1, seconds: 0.001)
+        for _ in 0..<8 { a.recordOutcome(seq: 0, k: 4, accepted: 1) }   // 16 positions tested: explored
         let rates = try #require(a.rates([0]))
         let close = (1...4).max { rates[$0] < rates[$1] }!
         try #require(rates[0] > rates[close] && close > 1)
-        let choices = (0..<32).map { _ in a.choose([0]) }
-        #expect(choices.filter { $0 != 0 } == [close, close])
+        let choices = (0..<240).map { _ in a.choose([0]) }
+        #expect(choices.indices.filter { choices[$0] != 0 } == [15, 47, 111, 239])
+        #expect(choices.filter { $0 != 0 } == [close, close, close, close])
+        // The draft turns out to be always right: drafting is chosen, and the interval is back to 16 …
+        for _ in 0..<40 { a.recordOutcome(seq: 0, k: 4, accepted: 4) }
+        #expect(a.choose([0]) > 0)
+        // … so when it turns bad, the next probe from plain decoding comes within 16 steps.
+        for _ in 0..<40 { a.recordOutcome(seq: 0, k: 4, accepted: 0) }
+        #expect((0..<16).map { _ in a.choose([0]) }.filter { $0 != 0 }.count == 1)
+    }
+
+    /// A sequence with fewer than 16 draft positions tested drafts if drafting would pay at an acceptance one
+    /// standard deviation above its estimate: a new sequence's estimate is the pooled prior, a guess. Once tested,
+    /// the estimate alone decides; and where drafting loses even at the upper estimate, it is not tried.
+    @Test func aSequenceStillBeingExploredDraftsWhereItMightPay() throws {
+        // Verifying costs 4× a plain step and a draft step little: pays only at acceptance above ~0.85.
+        var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        a.recordStep(positions: 1, seconds: 0.015)
+        for n in 2...5 { a.recordStep(positions: n, seconds: 0.06 + 0.001 * Double(n - 2)) }
+        a.recordDraft(batch: 1, seconds: 0.001)
+        let mean = try #require(a.rates([0])), upper = try #require(a.rates([0], upper: true))
+        try #require(mean.indices.max { mean[$0] < mean[$1] } == 0)   // at the prior of 0.75, plain decoding
+        #expect(a.alpha(0, upper: true) > a.alpha(0) + 0.15)
+        #expect(upper[4] > upper[0] && a.choose([0]) > 0)
+        // Rounds keeping 1 and 4 drafts in turn (0.71 of tested positions): it stops drafting by 16 positions tested,
+        // where the estimate alone decides.
+        var rounds = 0
+        while a.choose([0]) > 0 {
+            a.recordOutcome(seq: 0, k: 4, accepted: rounds % 2 == 0 ? 1 : 4)
+            rounds += 1
+            try #require(a.tested[0]! < 16 + 4)
+        }
+        while a.tested[0]! < 16 { a.recordOutcome(seq: 0, k: 4, accepted: 4) }
+        #expect(a.alpha(0, upper: true) == a.alpha(0))
+        // A plain step 10× cheaper than verifying: drafting loses even at acceptance 1, and a new sequence is not tried.
+        var dear = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        dear.recordStep(positions: 1, seconds: 0.006)
+        for n in 2...5 { dear.recordStep(positions: n, seconds: 0.06) }
+        dear.recordDraft(batch: 1, seconds: 0.001)
+        #expect(dear.choose([5]) == 0)
     }
 
     /// The machine slowing down, seen on plain steps alone, slows the estimate of every step size, verification
