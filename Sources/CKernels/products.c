@@ -300,8 +300,8 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     for (int j = 0; j < NT; j++) xrow[j] = o.X + (t0 + j) * o.ldx;
     // With several input rows, the first pass of a tile over these rows asks for the next row of each stream (the
     // next block's) into L2: the block's arithmetic leaves the loads too sparse for the hardware prefetcher to keep
-    // memory busy (at 4–8 input rows f32 and f16 products read 20–30 GB/s where one input row reads 35; with it,
-    // 31–36; in cache they run at the FMA rate). One input row does not: its loop is all loads.
+    // memory busy (at 4–8 input rows f32 and f16 products read 20–31 GB/s where one input row reads 35; with it,
+    // 26–36; in cache they run at the FMA rate). One input row does not: its loop is all loads.
     const int prefetch = NT > 1 && (t0 & (T_TILE - 1)) == 0;
     size_t full = o.cols & ~(size_t)15;
     for (size_t k = 0; k < full; k += 16) {
