@@ -298,11 +298,12 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     const float *xrow[4];
     for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
     for (int j = 0; j < NT; j++) xrow[j] = o.X + (t0 + j) * o.ldx;
-    // With several input rows, the first pass of a tile over these rows asks for the next row of each stream (the
-    // next block's) into L2: the block's arithmetic leaves the loads too sparse for the hardware prefetcher to keep
-    // memory busy (at 4–8 input rows f32 and f16 products read 20–31 GB/s where one input row reads 35; with it,
-    // 26–36; in cache they run at the FMA rate). One input row does not: its loop is all loads.
-    const int prefetch = NT > 1 && (t0 & (T_TILE - 1)) == 0;
+    // With several input rows, each pass over these rows asks for the next row of each stream (the next block's)
+    // into L2: the block's arithmetic leaves the loads too sparse for the hardware prefetcher to keep memory busy (at
+    // 4–8 input rows f32 and f16 products read 19–31 GB/s; with it, 26–39; in cache they run at the FMA rate).
+    // Asking in the first pass only was slower at 8 rows (f32 26–28 GB/s against 31–38). One input row does not
+    // ask: its loop is all loads.
+    const int prefetch = NT > 1;
     size_t full = o.cols & ~(size_t)15;
     for (size_t k = 0; k < full; k += 16) {
         __m512 w[4];

@@ -55,11 +55,10 @@ public struct AdaptiveK: Sendable {
     /// (without them, as a tenth of a target step).
     public var draftBytes: Double?
     public var draftParams: Double?
-    /// Per-sequence (accepted, tested) draft positions, recent rounds weighted more; the estimate starts from a prior
-    /// so that one unlucky first round does not switch a good draft off.
-    var acceptance: [Int: (Double, Double)] = [:]
-    /// Draft positions tested per sequence, not decayed: a sequence under 16 is still being explored (`alpha`).
-    var tested: [Int: Int] = [:]
+    /// Per-sequence draft positions accepted and tested, recent rounds weighted more (the estimate starts from a
+    /// prior so that one unlucky first round does not switch a good draft off), and the positions tested in all, not
+    /// decayed: a sequence under 16 is still being explored (`alpha`).
+    var acceptance: [Int: (accepted: Double, tested: Double, total: Int)] = [:]
     /// The same over every sequence (decay 0.98 a round): the prior of each sequence's estimate.
     var pooled = (accepted: 0.0, tested: 0.0)
     var stepsSinceProbe = 0
@@ -161,10 +160,10 @@ public struct AdaptiveK: Sendable {
     /// tested, one standard deviation above it (the tested positions and the prior's weight counted as its
     /// observations): what `choose` tries drafting at while the estimate is still a guess.
     public func alpha(_ seq: Int, upper: Bool = false) -> Double {
-        let (a, d) = acceptance[seq] ?? (0, 0)
+        let (a, d, total) = acceptance[seq] ?? (0, 0, 0)
         let prior = (pooled.accepted + 3) / (pooled.tested + 4)
         let α = (a + 4 * prior) / (d + 4)
-        guard upper, tested[seq, default: 0] < 16 else { return α }
+        guard upper, total < 16 else { return α }
         return min(1, α + (α * (1 - α) / (d + 5)).squareRoot())
     }
 
@@ -196,20 +195,14 @@ public struct AdaptiveK: Sendable {
         guard k > 0 else { return }
         extraTokens = (0.98 * extraTokens.accepted + Double(accepted),
                        0.98 * extraTokens.expected + expectedTokens(acceptance: alpha(seq), k: k) - 1)
-        var (a, d) = acceptance[seq] ?? (0, 0)
+        let (a, d, total) = acceptance[seq] ?? (0, 0, 0)
         let positions = min(k, accepted + 1)   // positions actually tested: up to the first rejection
         // Recent rounds weigh more: acceptance drifts with the text.
-        a = 0.9 * a + Double(accepted)
-        d = 0.9 * d + Double(positions)
-        acceptance[seq] = (a, d)
-        tested[seq, default: 0] += positions
+        acceptance[seq] = (0.9 * a + Double(accepted), 0.9 * d + Double(positions), total + positions)
         pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + Double(positions))
     }
 
-    public mutating func forget(_ seq: Int) {
-        acceptance[seq] = nil
-        tested[seq] = nil
-    }
+    public mutating func forget(_ seq: Int) { acceptance[seq] = nil }
 
     /// A whole step at k over `batch` sequences took `seconds` (drafting included). Call it after `recordStep` and
     /// `recordDraft` of the same step, so the model it is compared with knows that step's own forward pass.
@@ -278,7 +271,7 @@ public struct AdaptiveK: Sendable {
     public mutating func choose(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
-        guard let rates = rates(seqs), let hopeful = self.rates(seqs, upper: true) else { return 0 }
+        guard let rates = rates(seqs) else { return 0 }
         if offAt.contains(B) { return 0 }
         // Drafting is chosen while it would pay with the acceptance of sequences still being explored one standard
         // deviation above its estimate: until a sequence has been tested for a while, its acceptance is a guess (the
@@ -287,8 +280,10 @@ public struct AdaptiveK: Sendable {
         // 1.1–1.2× (this draft's acceptance comes in runs: ~0.9 per tested position). Kept up for good, the same
         // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting loses even at the
         // upper estimate (batch 32), nothing changes.
-        let bestMean = rates.indices.max { rates[$0] < rates[$1] }!
-        let best = bestMean > 0 ? bestMean : hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
+        var best = rates.indices.max { rates[$0] < rates[$1] }!
+        if best == 0, seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true) {
+            best = hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
+        }
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {

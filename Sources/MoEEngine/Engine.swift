@@ -399,9 +399,10 @@ public final class Engine: @unchecked Sendable {
         // The cost of k is only comparable between steps that are pure decoding of the same batch.
         let pureDecode = plan.work.count == drafting.count && Set(plan.work.map(\.id)) == Set(drafting)
         if !drafting.isEmpty && pureDecode {
-            adaptive?.recordRate(batch: drafting.count, k: k, seconds: monotonicSeconds() - tStart - draftStartSeconds)
+            let seconds = monotonicSeconds() - tStart
+            adaptive?.recordRate(batch: drafting.count, k: k, seconds: seconds - draftStartSeconds)
             if Engine.traceAutoK {
-                FileHandle.standardError.write(Data(String(format: "step: k %d seconds %.4f (draft %.4f, target %.4f) catch-up %.4f emitted %d model %.4f\n", k, monotonicSeconds() - tStart, k > 0 ? (draft?.lastWaitSeconds ?? 0) : 0.0, tDone - tForward, draftStartSeconds, emittedThisStep, adaptive?.modelSeconds(batch: drafting.count, k: k) ?? 0).utf8))
+                FileHandle.standardError.write(Data(String(format: "step: k %d seconds %.4f (draft %.4f, target %.4f) prompt prefill %.4f emitted %d model %.4f\n", k, seconds, k > 0 ? (draft?.lastWaitSeconds ?? 0) : 0.0, tDone - tForward, draftStartSeconds, emittedThisStep, adaptive?.modelSeconds(batch: drafting.count, k: k) ?? 0).utf8))
             }
         }
         return true
