@@ -55,7 +55,7 @@ public struct AdaptiveK: Sendable {
     /// (without them, as a tenth of a target step).
     public var draftBytes: Double?
     public var draftParams: Double?
-    /// Per-sequence draft positions accepted and tested, recent rounds weighted more (the estimate starts from a
+    /// Per-sequence draft positions accepted and tested, recent positions weighted more (the estimate starts from a
     /// prior so that one unlucky first round does not switch a good draft off), and the positions tested in all, not
     /// decayed: a sequence under 16 is still being explored (`alpha`).
     var acceptance: [Int: (accepted: Double, tested: Double, total: Int)] = [:]
@@ -197,8 +197,13 @@ public struct AdaptiveK: Sendable {
                        0.98 * extraTokens.expected + expectedTokens(acceptance: alpha(seq), k: k) - 1)
         let (a, d, total) = acceptance[seq] ?? (0, 0, 0)
         let positions = min(k, accepted + 1)   // positions actually tested: up to the first rejection
-        // Recent rounds weigh more: acceptance drifts with the text.
-        acceptance[seq] = (0.9 * a + Double(accepted), 0.9 * d + Double(positions), total + positions)
+        // An exponentially weighted mean over tested positions, in the order tested (0.98 each: the last ~50 weigh
+        // most, as acceptance drifts with the text), so its memory does not depend on the k that tested them.
+        // Decayed per round instead (0.9), it held ~20 positions at k = 2 and ~60 at k = 6: the lower auto's k, the
+        // more one rejection moved the estimate that chose it.
+        var (na, nd) = (a, d)
+        for i in 0..<positions { (na, nd) = (0.98 * na + (i < accepted ? 1 : 0), 0.98 * nd + 1) }
+        acceptance[seq] = (na, nd, total + positions)
         pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + Double(positions))
     }
 
@@ -310,7 +315,8 @@ extension AdaptiveK {
         let r = [false, true].map { rates(seqs, upper: $0).map { $0.map { String(format: "%.0f", $0) }.joined(separator: " ") } ?? "–" }
         let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
         return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r[0])] one sd up [\(r[1])] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
-            + String(format: "%.2f", tokenCalibration) + "\n"
+            + String(format: "%.2f", tokenCalibration) + " acceptance " + seqs.prefix(4).map { String(format: "%.2f", alpha($0)) }.joined(separator: " ")
+            + String(format: " (pooled %.2f)", (pooled.accepted + 3) / (pooled.tested + 4)) + "\n"
     }
 
     /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in

@@ -246,6 +246,35 @@ import Testing
         #expect(b.tokenCalibration < 1)
     }
 
+    /// A sequence's own record weighs tested positions, not rounds: after the same rejection, 12 positions all
+    /// accepted leave it the same whether they were tested as six rounds of k = 2 or two rounds of k = 6 (decayed per
+    /// round, it held a third as many positions at k = 2, so the lower auto's k the more a rejection moved it).
+    @Test func acceptanceWeighsTestedPositionsWhateverTheK() {
+        func after(k: Int, rounds: Int) -> (accepted: Double, tested: Double) {
+            var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+            for _ in 0..<5 { a.recordOutcome(seq: 0, k: 6, accepted: 6) }
+            a.recordOutcome(seq: 0, k: 6, accepted: 0)
+            for _ in 0..<rounds { a.recordOutcome(seq: 0, k: k, accepted: k) }
+            return (a.acceptance[0]!.accepted, a.acceptance[0]!.tested)
+        }
+        let short = after(k: 2, rounds: 6), long = after(k: 6, rounds: 2)
+        #expect(short == long)
+        #expect(short.accepted / short.tested > 0.9 && short.accepted < short.tested)
+        // By hand: two rounds at k = 4, all accepted, are 8 positions weighted 0.98^0…0.98^7 over the pooled prior
+        // (the two rounds pooled at 0.98 a round, on 3 of 4) of weight 4.
+        var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        a.recordOutcome(seq: 1, k: 4, accepted: 4)
+        a.recordOutcome(seq: 1, k: 4, accepted: 4)
+        let weight = (1 - pow(0.98, 8)) / 0.02
+        let pooled = (0.98 * 4 + 4 + 3) / (0.98 * 4 + 4 + 4)
+        #expect(abs(a.alpha(1) - (weight + 4 * pooled) / (weight + 4)) < 1e-12)
+        // A rejection at the third position of k = 4: 2 accepted of 3 tested, the rejected one the most recent.
+        var b = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        b.recordOutcome(seq: 1, k: 4, accepted: 2)
+        let (acc, tested) = (0.98 * 0.98 + 0.98, 0.98 * 0.98 + 0.98 + 1)
+        #expect(abs(b.acceptance[1]!.accepted - acc) < 1e-12 && abs(b.acceptance[1]!.tested - tested) < 1e-12)
+    }
+
     /// A sequence that just arrived starts from the acceptance of the sequences before it, not a fixed guess.
     @Test func aNewSequenceStartsFromThePooledAcceptance() {
         var a = AdaptiveK(maxK: 6, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
