@@ -23,6 +23,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #define AI __attribute__((always_inline)) static inline
 #define T_TILE 64
@@ -421,10 +424,68 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
     h_range(&c, r0, r1);
 }
 
-void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
-                    size_t cols, float *Y, size_t ldy, size_t rows) {
+// ---- Profile of products by shape (moe-bench model --products) -----------------------------------------------------
+// Off unless asked: one relaxed load per product. On, each product is timed whole (activation rounding and the
+// pool's fork and join included), as the model pays it.
+
+#define PROFILE_SHAPES 64
+static atomic_int profiling = 0;
+static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
+static kern_product_stat profile[PROFILE_SHAPES];
+static int profile_count = 0;
+
+static double profile_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void kern_products_profile(int on) {
+    pthread_mutex_lock(&profile_lock);
+    if (on) profile_count = 0;
+    atomic_store(&profiling, on);
+    pthread_mutex_unlock(&profile_lock);
+}
+
+int kern_products_profile_read(kern_product_stat *out, int max) {
+    pthread_mutex_lock(&profile_lock);
+    int n = profile_count < max ? profile_count : max;
+    memcpy(out, profile, (size_t)n * sizeof(kern_product_stat));
+    pthread_mutex_unlock(&profile_lock);
+    return n;
+}
+
+static void profile_record(int format, size_t rows, size_t cols, size_t T, double seconds) {
+    pthread_mutex_lock(&profile_lock);
+    int i = 0;
+    while (i < profile_count && !(profile[i].format == format && profile[i].rows == rows && profile[i].cols == cols && profile[i].T == T)) i++;
+    if (i == profile_count && profile_count < PROFILE_SHAPES) {
+        profile[i] = (kern_product_stat){format, rows, cols, T, 0, 0, 0};
+        profile_count++;
+    }
+    if (i < profile_count) {
+        profile[i].calls++;
+        profile[i].seconds += seconds;
+        profile[i].weight_bytes += (double)rows * (double)kern_format_row_bytes(format, cols);
+    }
+    pthread_mutex_unlock(&profile_lock);
+}
+
+static void gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
+                      size_t cols, float *Y, size_t ldy, size_t rows) {
     if (format == KERN_Q8 || format == KERN_Q4) { gemm_qq_mt(format, w, scales, X, ldx, T, cols, Y, ldy, rows); return; }
     h_ctx c = {format, w, ld, cols, X, ldx, T, Y, ldy};
     if (rows * cols < 65536) h_task(&c, 0, rows);
     else kern_parallel_for(rows, 16, h_task, &c);
+}
+
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
+                    size_t cols, float *Y, size_t ldy, size_t rows) {
+    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) {
+        gemm_w_mt(format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows);
+        return;
+    }
+    double t0 = profile_now();
+    gemm_w_mt(format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows);
+    profile_record(format, rows, cols, T, profile_now() - t0);
 }

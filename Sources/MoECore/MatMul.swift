@@ -22,3 +22,33 @@ public func sgemmReference(_ x: UnsafePointer<Float>, rows T: Int, _ w: Matrix, 
                     x, Int32(w.cols), w.base + r.lowerBound * w.ld, Int32(w.ld), 0, out + r.lowerBound, Int32(w.rows))
     }
 }
+
+/// Every `matmul` of one shape while profiling: how often it ran, its seconds (fork and join of the pool included)
+/// and the weight bytes it read. `moe-bench model --products` prints them per decode token.
+public struct ProductStat: Sendable, Equatable {
+    public var format: WeightFormat
+    public var rows: Int, cols: Int, inputRows: Int
+    public var calls: Int
+    public var seconds: Double
+    public var weightBytes: Double
+    /// Weight bytes streamed per second inside these products.
+    public var bandwidth: Double { weightBytes / max(seconds, 1e-12) }
+}
+
+public enum ProductProfile {
+    /// Clears the profile and records every product from now on (all threads).
+    public static func start() { kern_products_profile(1) }
+
+    /// Stops recording and returns the shapes seen, in the order first seen.
+    public static func stop() -> [ProductStat] {
+        kern_products_profile(0)
+        var raw = [kern_product_stat](repeating: kern_product_stat(), count: 64)
+        let n = Int(kern_products_profile_read(&raw, Int32(raw.count)))
+        return raw.prefix(n).compactMap { s in
+            WeightFormat.allCases.first { $0.kernelCode == s.format }.map {
+                ProductStat(format: $0, rows: s.rows, cols: s.cols, inputRows: s.T, calls: Int(s.calls),
+                            seconds: s.seconds, weightBytes: s.weight_bytes)
+            }
+        }
+    }
+}

@@ -15,6 +15,8 @@ struct ModelBench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length for the prefill measurement.") var promptTokens = 512
     @Option(name: .customLong("decode-steps"), help: "Decode steps to time.") var decodeSteps = 32
     @Flag(help: "Print one JSON object per format (one line each).") var json = false
+    @Flag(help: "After the decode rounds, profile one more by product shape: time share, GB/s and its ratio to the read bandwidth of each matrix product.")
+    var products = false
 
     var formats: [WeightFormat] {
         get throws {
@@ -56,6 +58,7 @@ struct ModelBench: ParsableCommand {
         let gemm = Roofline.gemmFlops()
         log("read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s, triad \(String(format: "%.1f", triad / 1e9)) GB/s, f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s (\(ComputeThreads.count) threads, \(ComputeThreads.isa))")
         var rows: [Row] = []
+        var profiles: [(WeightFormat, ProductsProfile)] = []
         for f in try formats {
             let t0 = monotonicSeconds()
             let m = try LoadedModel(directory: URL(fileURLWithPath: dir), formats: WeightFormats(experts: f, dense: f))
@@ -76,6 +79,8 @@ struct ModelBench: ParsableCommand {
             let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched,
                           bandwidth: best.bandwidth)
             rows.append(row)
+            let profile = products ? profileDecode(m, format: f) : nil
+            if let p = profile, !json { profiles.append((f, p)) }
             if json {
                 let roofline = row.roofline
                 var obj: [String: Any] = [
@@ -88,6 +93,7 @@ struct ModelBench: ParsableCommand {
                     "roofline_tok_s": roofline, "roofline_ratio": decode.tokensPerSecond / roofline,
                 ]
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
+                if let p = profile { obj["products"] = p.jsonRows }
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 FileHandle.standardOutput.synchronizeFile()
@@ -108,6 +114,68 @@ struct ModelBench: ParsableCommand {
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
             print(line)
         }
+        for (f, p) in profiles { p.print(format: f) }
+    }
+
+    /// One decode round of batch 1 with every product timed, between two bandwidth samples.
+    struct ProductsProfile {
+        var stats: [(label: String, stat: ProductStat)]
+        var tokens: Int
+        var seconds: Double
+        var bandwidth: Double
+
+        var jsonRows: [[String: Any]] {
+            stats.map { l, s in
+                ["product": l, "rows": s.rows, "cols": s.cols, "input_rows": s.inputRows,
+                 "calls_per_token": Double(s.calls) / Double(tokens), "share": s.seconds / seconds,
+                 "gb_s": s.bandwidth / 1e9, "bandwidth_ratio": s.bandwidth / bandwidth] as [String: Any]
+            }
+        }
+
+        func print(format f: WeightFormat) {
+            Swift.print("\n\(f.rawValue) decode by product (batch 1, \(tokens) tokens, read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s around the round)")
+            Swift.print("| product | rows × cols | calls/token | MB/call | µs/call | share of decode time | GB/s | ÷ read bandwidth |")
+            Swift.print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            var inside = 0.0
+            for (l, s) in stats {
+                inside += s.seconds
+                Swift.print(String(format: "| %@ | %d × %d | %.1f | %.2f | %.0f | %.3f | %.1f | %.2f |", l, s.rows, s.cols,
+                                   Double(s.calls) / Double(tokens), s.weightBytes / Double(max(s.calls, 1)) / 1e6,
+                                   s.seconds / Double(max(s.calls, 1)) * 1e6, s.seconds / seconds, s.bandwidth / 1e9,
+                                   s.bandwidth / bandwidth))
+            }
+            Swift.print(String(format: "| outside products (attention, norms, routing, sampling) | | | | | %.3f | | |", 1 - inside / seconds))
+        }
+    }
+
+    func profileDecode(_ m: LoadedModel, format: WeightFormat) -> ProductsProfile {
+        let before = Roofline.readBandwidth()
+        var h = DecodeHarness(m.transformer, batch: 1, steps: decodeSteps)   // its prompt's prefill is not profiled
+        ProductProfile.start()
+        var seconds = 0.0
+        for _ in 0..<decodeSteps { seconds += h.next() }
+        let stats = ProductProfile.stop()
+        let after = Roofline.readBandwidth()
+        let s = m.spec, H = s.hiddenSize
+        // Products are told apart by shape only: a shape that two kinds of product share (small models) is labelled
+        // with both. q, k and v run as one product where they were stacked at load, gate and up likewise.
+        let layer = m.transformer.weights.layers.first
+        var kinds: [(name: String, rows: Int, cols: Int)] = [("lm_head", s.vocabSize, H), ("attention o", H, s.qDim)]
+        kinds += layer?.attention.qkv != nil ? [("attention q|k|v", s.qDim + 2 * s.kvDim, H)]
+            : [("attention q", s.qDim, H), ("attention k, v", s.kvDim, H)]
+        if let l = s.moeLayers.first, let e = s.layers[l].moe {
+            let store = (m.transformer.experts as? LocalExperts)?.store
+            let fused = (0..<e.experts).lazy.compactMap { store?.weights(layer: l, expert: $0) }.first?.gateUp != nil
+            kinds += fused ? [("expert gate|up", 2 * e.intermediate, H)] : [("expert gate, up", e.intermediate, H)]
+            kinds += [("expert down", H, e.intermediate), ("router", e.experts, H)]
+        }
+        func label(_ p: ProductStat) -> String {
+            var names: [String] = []
+            for k in kinds where k.rows == p.rows && k.cols == p.cols && !names.contains(k.name) { names.append(k.name) }
+            return names.isEmpty ? "other" : names.joined(separator: " or ")
+        }
+        return ProductsProfile(stats: stats.map { (label($0), $0) }.sorted { $0.stat.seconds > $1.stat.seconds },
+                               tokens: decodeSteps, seconds: seconds, bandwidth: max(before, after))
     }
 
     struct Prefill { var tokensPerSecond: Double; var flops: Double }

@@ -10,6 +10,36 @@ import Testing
         return (0..<n).map { _ in Float(r.nextUnit() * 2 - 1) }
     }
 
+    /// The product profile behind `moe-bench model --products`: one entry per (format, shape, input rows), with its
+    /// calls and the weight bytes they read; nothing recorded once stopped; cleared by the next start. The profile
+    /// is process-wide and other suites run products meanwhile, so only this test's shape (1056 columns) is counted.
+    @Test func productProfileCountsCallsAndWeightBytesPerShape() throws {
+        ComputeThreads.ensureConfigured()
+        let cols = 1056
+        let w = try #require(Matrix(FloatBuffer(randoms(64 * cols, seed: 5)), rows: 64, cols: cols).converted(to: .f16))
+        let q = try #require(Matrix(FloatBuffer(randoms(32 * cols, seed: 6)), rows: 32, cols: cols).converted(to: .int4))
+        let x = randoms(3 * cols, seed: 7)
+        var y = [Float](repeating: 0, count: 3 * 64)
+        func mine(_ s: [ProductStat]) -> [ProductStat] { s.filter { $0.cols == cols } }
+        ProductProfile.start()
+        for _ in 0..<2 { matmul(x, rows: 1, w, out: &y) }
+        matmul(x, rows: 3, w, out: &y)
+        matmul(x, rows: 1, q, out: &y)
+        let stats = mine(ProductProfile.stop())
+        matmul(x, rows: 1, w, out: &y)   // not recorded
+        #expect(mine(ProductProfile.stop()).map(\.calls) == stats.map(\.calls))
+        try #require(stats.count == 3, "\(stats)")
+        #expect(stats.map(\.calls) == [2, 1, 1])
+        #expect(stats.map(\.inputRows) == [1, 3, 1])
+        #expect(stats.map(\.format) == [.f16, .f16, .int4])
+        #expect(stats[0].rows == 64 && stats[0].weightBytes == Double(2 * 64 * cols * 2))
+        // int4: half a byte per value plus a float scale per group of 32.
+        #expect(stats[2].rows == 32 && stats[2].weightBytes == Double(32 * (cols / 2 + cols / 32 * 4)))
+        #expect(stats.allSatisfy { $0.seconds > 0 })
+        ProductProfile.start()
+        #expect(mine(ProductProfile.stop()).isEmpty)
+    }
+
     @Test func everyInstructionSetGivesTheSameProducts() {
         ComputeThreads.ensureConfigured()
         let rows = 37, cols = 301

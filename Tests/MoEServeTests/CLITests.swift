@@ -36,10 +36,11 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be one of f32, f16, bf16, int8, int4 (got 'q5')"), "\(bad.stderr)")
     }
 
-    /// `moe-bench --format FMT --json`: one object with the figures the issue names, for comparisons across commits.
+    /// `moe-bench --format FMT --json`: one object with the figures the issue names, for comparisons across commits;
+    /// with `--products`, the decode time split by matrix product, each counted as often as a token runs it.
     @Test func benchPrintsOneJSONObjectPerFormat() throws {
         let r = try Binaries.run(Binaries.path("moe-bench"), ["--model", tiny, "--format", "int8", "--json", "--prompt-tokens", "32",
-                                                              "--decode-steps", "4"], timeout: 300)
+                                                              "--decode-steps", "4", "--products"], timeout: 300)
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == 1)
@@ -48,6 +49,16 @@ import Testing
         for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio"] {
             #expect((obj[k] as? Double ?? 0) > 0, "\(k) in \(obj)")
         }
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tiny + "/config.json"))) as? [String: Any])
+        let layers = try #require(config["num_hidden_layers"] as? Int)
+        let products = try #require(obj["products"] as? [[String: Any]])
+        func row(_ name: String) -> [String: Any]? { products.first { $0["product"] as? String == name } }
+        #expect(row("lm_head")?["calls_per_token"] as? Double == 1)
+        #expect(row("attention o")?["calls_per_token"] as? Double == Double(layers))
+        #expect(row("router")?["calls_per_token"] as? Double == Double(layers))
+        let shares = products.compactMap { $0["share"] as? Double }
+        #expect(shares.count == products.count && shares.allSatisfy { $0 > 0 } && shares.reduce(0, +) < 1)
+        #expect(products.allSatisfy { ($0["gb_s"] as? Double ?? 0) > 0 && $0["input_rows"] as? Int == 1 })
     }
 
     /// `moe-bench spec --json`: one object per (batch size, setting), plain decoding at 1×, acceptance figures for the

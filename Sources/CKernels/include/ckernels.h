@@ -73,6 +73,13 @@ void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 /// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows);
+/// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
+/// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
+typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
+/// on = 1 clears the profile and records every product from then on; on = 0 stops recording.
+void kern_products_profile(int on);
+/// Copies up to `max` shapes, in the order first seen; returns how many.
+int kern_products_profile_read(kern_product_stat *out, int max);
 /// y[r] = dot(W[r, :], x) for r in [r0, r1) of an f32 W with row stride `ld`, in the caller's thread (the same
 /// arithmetic per row as kern_gemm_w_mt).
 void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1);
