@@ -428,10 +428,9 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 // Off unless asked: one relaxed load per product. On, each product is timed whole (activation rounding and the
 // pool's fork and join included), as the model pays it.
 
-#define PROFILE_SHAPES 64
 static atomic_int profiling = 0;
 static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
-static kern_product_stat profile[PROFILE_SHAPES];
+static kern_product_stat profile[KERN_PROFILE_SHAPES];
 static int profile_count = 0;
 
 static double profile_now(void) {
@@ -459,7 +458,7 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
     pthread_mutex_lock(&profile_lock);
     int i = 0;
     while (i < profile_count && !(profile[i].format == format && profile[i].rows == rows && profile[i].cols == cols && profile[i].T == T)) i++;
-    if (i == profile_count && profile_count < PROFILE_SHAPES) {
+    if (i == profile_count && profile_count < KERN_PROFILE_SHAPES) {
         profile[i] = (kern_product_stat){format, rows, cols, T, 0, 0, 0};
         profile_count++;
     }

@@ -42,7 +42,7 @@ public enum ProductProfile {
     /// Stops recording and returns the shapes seen, in the order first seen.
     public static func stop() -> [ProductStat] {
         kern_products_profile(0)
-        var raw = [kern_product_stat](repeating: kern_product_stat(), count: 64)
+        var raw = [kern_product_stat](repeating: kern_product_stat(), count: Int(KERN_PROFILE_SHAPES))
         let n = Int(kern_products_profile_read(&raw, Int32(raw.count)))
         return raw.prefix(n).compactMap { s in
             WeightFormat.allCases.first { $0.kernelCode == s.format }.map {

@@ -61,6 +61,8 @@ public struct AdaptiveK: Sendable {
     var acceptance: [Int: (accepted: Double, tested: Double, total: Int)] = [:]
     /// The same over every sequence (decay 0.98 a round): the prior of each sequence's estimate.
     var pooled = (accepted: 0.0, tested: 0.0)
+    /// The acceptance of every sequence's recent rounds, itself on a prior of 3 in 4.
+    var pooledPrior: Double { (pooled.accepted + 3) / (pooled.tested + 4) }
     var stepsSinceProbe = 0
     /// Probes made so far: they alternate between the neighbours below and above the choice.
     var probes = 0
@@ -154,15 +156,13 @@ public struct AdaptiveK: Sendable {
         return f.a * db + f.b * perPosition * Double(B)
     }
 
-    /// A sequence's acceptance estimate: its own recent rounds on top of a prior of weight 4 at the acceptance of
-    /// every sequence's recent rounds (itself on a prior of 3 in 4), so a request that just arrived starts from what
+    /// A sequence's acceptance estimate: its own recent positions on top of a prior of weight 4 at `pooledPrior`, so a request that just arrived starts from what
     /// the draft has been doing rather than a fixed guess. With `upper`, for a sequence with fewer than 16 positions
     /// tested, one standard deviation above it (the tested positions and the prior's weight counted as its
     /// observations): what `choose` tries drafting at while the estimate is still a guess.
     public func alpha(_ seq: Int, upper: Bool = false) -> Double {
         let (a, d, total) = acceptance[seq] ?? (0, 0, 0)
-        let prior = (pooled.accepted + 3) / (pooled.tested + 4)
-        let α = (a + 4 * prior) / (d + 4)
+        let α = (a + 4 * pooledPrior) / (d + 4)
         guard upper, total < 16 else { return α }
         return min(1, α + (α * (1 - α) / (d + 5)).squareRoot())
     }
@@ -316,7 +316,7 @@ extension AdaptiveK {
         let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
         return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r[0])] one sd up [\(r[1])] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
             + String(format: "%.2f", tokenCalibration) + " acceptance " + seqs.prefix(4).map { String(format: "%.2f", alpha($0)) }.joined(separator: " ")
-            + String(format: " (pooled %.2f)", (pooled.accepted + 3) / (pooled.tested + 4)) + "\n"
+            + String(format: " (pooled %.2f)", pooledPrior) + "\n"
     }
 
     /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in

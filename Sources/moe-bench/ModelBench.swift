@@ -124,11 +124,18 @@ struct ModelBench: ParsableCommand {
         var seconds: Double
         var bandwidth: Double
 
+        /// Per token and per call, the share of the round's decode time, GB/s and ÷ the read bandwidth.
+        func figures(_ s: ProductStat) -> (perToken: Double, mbPerCall: Double, usPerCall: Double, share: Double, gbs: Double, ratio: Double) {
+            let calls = Double(max(s.calls, 1))
+            return (Double(s.calls) / Double(tokens), s.weightBytes / calls / 1e6, s.seconds / calls * 1e6, s.seconds / seconds,
+                    s.bandwidth / 1e9, s.bandwidth / bandwidth)
+        }
+
         var jsonRows: [[String: Any]] {
             stats.map { l, s in
-                ["product": l, "rows": s.rows, "cols": s.cols, "input_rows": s.inputRows,
-                 "calls_per_token": Double(s.calls) / Double(tokens), "share": s.seconds / seconds,
-                 "gb_s": s.bandwidth / 1e9, "bandwidth_ratio": s.bandwidth / bandwidth] as [String: Any]
+                let f = figures(s)
+                return ["product": l, "rows": s.rows, "cols": s.cols, "input_rows": s.inputRows, "calls_per_token": f.perToken,
+                        "share": f.share, "gb_s": f.gbs, "bandwidth_ratio": f.ratio] as [String: Any]
             }
         }
 
@@ -139,10 +146,9 @@ struct ModelBench: ParsableCommand {
             var inside = 0.0
             for (l, s) in stats {
                 inside += s.seconds
+                let f = figures(s)
                 Swift.print(String(format: "| %@ | %d × %d | %.1f | %.2f | %.0f | %.3f | %.1f | %.2f |", l, s.rows, s.cols,
-                                   Double(s.calls) / Double(tokens), s.weightBytes / Double(max(s.calls, 1)) / 1e6,
-                                   s.seconds / Double(max(s.calls, 1)) * 1e6, s.seconds / seconds, s.bandwidth / 1e9,
-                                   s.bandwidth / bandwidth))
+                                   f.perToken, f.mbPerCall, f.usPerCall, f.share, f.gbs, f.ratio))
             }
             Swift.print(String(format: "| outside products (attention, norms, routing, sampling) | | | | | %.3f | | |", 1 - inside / seconds))
         }

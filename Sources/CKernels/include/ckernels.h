@@ -76,6 +76,8 @@ void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, c
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
 typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
+/// Shapes the profile holds; products of further shapes are not recorded.
+enum { KERN_PROFILE_SHAPES = 64 };
 /// on = 1 clears the profile and records every product from then on; on = 0 stops recording.
 void kern_products_profile(int on);
 /// Copies up to `max` shapes, in the order first seen; returns how many.
