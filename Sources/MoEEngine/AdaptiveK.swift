@@ -94,6 +94,12 @@ public struct AdaptiveK: Sendable {
     /// size, not "this size and above": on an MoE model speculation pays more at batch 4 than at batch 1, where a
     /// verification reads 3× the experts of a plain step.
     public private(set) var offAt: Set<Int> = []
+    /// Seconds per position of the draft's passes over tokens it had not seen (EMA, divided by `speed`): a new
+    /// prompt, or the text decoded while speculation was off, which the first drafting step after plain steps feeds
+    /// it. Nil until one is measured (a streaming draft node catches up on its own time and reports none).
+    var catchUpPerPosition: Double?
+    /// The k the last step ran at.
+    var lastK = 0
 
     public init(maxK: Int, denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int) {
         self.maxK = maxK
@@ -209,6 +215,22 @@ public struct AdaptiveK: Sendable {
 
     public mutating func forget(_ seq: Int) { acceptance[seq] = nil }
 
+    /// The draft read `positions` tokens it had not seen in one pass of `seconds`.
+    public mutating func recordCatchUp(_ c: CatchUp) {
+        guard c.positions > 0, c.seconds > 0 else { return }
+        let s = c.seconds / Double(c.positions) / speed
+        catchUpPerPosition = catchUpPerPosition.map { 0.7 * $0 + 0.3 * s } ?? s
+    }
+
+    /// How much faster plain decoding must rate than drafting at batch size B before leaving drafting pays: the
+    /// draft's catch-up on the tokens it misses until the next probe (B per step), as a fraction of those steps'
+    /// time: 5–7% at batch 1 on the README's benchmark pair (traced). Zero until a catch-up is measured.
+    func leavingMargin(batch B: Int) -> Double {
+        guard let c = catchUpPerPosition else { return 0 }
+        let plainStep = stepSeconds(B) * (overheadFactor(batch: B, drafting: false) ?? 1)
+        return speed * c * Double(B) / plainStep
+    }
+
     /// A whole step at k over `batch` sequences took `seconds` (drafting included). Call it after `recordStep` and
     /// `recordDraft` of the same step, so the model it is compared with knows that step's own forward pass.
     public mutating func recordRate(batch: Int, k: Int, seconds: Double) {
@@ -274,6 +296,11 @@ public struct AdaptiveK: Sendable {
     /// after plain steps first feeds the draft every token it missed, and probing every 4 steps ran at 0.78–0.80 of
     /// plain decoding at batch 32.
     public mutating func choose(_ seqs: [Int]) -> Int {
+        lastK = decide(seqs)
+        return lastK
+    }
+
+    mutating func decide(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
         guard let rates = rates(seqs) else { return 0 }
@@ -290,6 +317,14 @@ public struct AdaptiveK: Sendable {
             best = hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
         }
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
+        // Leaving drafting for plain steps before `closest` is measured at this batch size means drafting again at a
+        // probe, which first pays the draft's catch-up; so it is left only when plain decoding leads by more than
+        // that costs. Measured, a switch to plain is for good (below) and pays no catch-up. At the tail of a
+        // batch-2 run, where one sequence decoded alone, the model rated every k within 3% of plain (none measured
+        // at batch 1); auto went plain, and its probe paid a catch-up of 2 plain steps where k = 6 ran at 1.2×.
+        if best == 0, lastK > 0, steps[B]?[closest] ?? 0 < 2, rates[closest] * (1 + leavingMargin(batch: B)) >= rates[0] {
+            best = closest
+        }
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
             offAt.insert(B)
@@ -316,7 +351,7 @@ extension AdaptiveK {
         let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
         return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r[0])] one sd up [\(r[1])] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
             + String(format: "%.2f", tokenCalibration) + " acceptance " + seqs.prefix(4).map { String(format: "%.2f", alpha($0)) }.joined(separator: " ")
-            + String(format: " (pooled %.2f)", pooledPrior) + "\n"
+            + String(format: " (pooled %.2f) leaving margin %.3f", pooledPrior, leavingMargin(batch: seqs.count)) + "\n"
     }
 
     /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in

@@ -30,6 +30,14 @@ public enum ContextHash {
     public static func of(_ tokens: some Sequence<Int32>) -> UInt64 { tokens.reduce(empty, extend) }
 }
 
+/// A draft's pass over verified tokens it had not seen (see `DraftSource.lastCatchUp`).
+public struct CatchUp: Sendable, Equatable {
+    public var seconds = 0.0, positions = 0, promptSeconds = 0.0
+    public init(seconds: Double = 0, positions: Int = 0, promptSeconds: Double = 0) {
+        (self.seconds, self.positions, self.promptSeconds) = (seconds, positions, promptSeconds)
+    }
+}
+
 /// Where draft tokens come from: a draft model in this process, or the draft node over MPI. The generator tells it
 /// what the verifier decided; it never waits for the draft beyond what `propose` allows.
 public protocol DraftSource: AnyObject {
@@ -48,9 +56,11 @@ public protocol DraftSource: AnyObject {
     /// The draft's cost per drafted token as the verifier pays it: one draft step in this process (without catching
     /// up on verified tokens); a streaming draft's wait divided by k.
     var costPerToken: Double { get }
-    /// Seconds of the last `propose` spent feeding the draft new sequences' prompts: a one-off cost, not a cost of the
-    /// k chosen. Feeding it text produced while speculation was off is a cost of drafting again and is not in it.
-    var lastCatchUpSeconds: Double { get }
+    /// The last `propose`'s pass over verified tokens the draft had not seen (new prompts, and text decoded while
+    /// speculation was off): its seconds, its positions, and the prompts' share of the seconds (by positions).
+    /// Prompts are a one-off cost; the rest is what drafting again after plain steps costs. Neither is a cost of the
+    /// k chosen: auto k prices the second when it weighs leaving drafting.
+    var lastCatchUp: CatchUp { get }
     /// Weight bytes one draft step reads, if known: auto k's estimate of a draft step before any is measured.
     var bytesPerStep: Double? { get }
     /// Weight values one draft step multiplies each token by, if known: its arithmetic per sequence.
@@ -58,7 +68,7 @@ public protocol DraftSource: AnyObject {
 }
 
 extension DraftSource {
-    public var lastCatchUpSeconds: Double { 0 }
+    public var lastCatchUp: CatchUp { CatchUp() }
     public var bytesPerStep: Double? { nil }
     public var paramsPerStep: Double? { nil }
 }

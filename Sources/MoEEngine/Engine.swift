@@ -280,6 +280,7 @@ public final class Engine: @unchecked Sendable {
         }
         var k = 0
         var draftStartSeconds = 0.0      // the draft's one-off prompt prefills: not a cost of this step's k
+        var catchUpSeconds = 0.0         // the draft reading text decoded while speculation was off: priced apart
         let drafting = decoding.filter { live[$0]!.draftStarted }
         if let draft, !drafting.isEmpty {
             switch config.speculation {
@@ -297,7 +298,10 @@ public final class Engine: @unchecked Sendable {
                 return (id, r.tokens.count, ContextHash.of(r.tokens), max(0, min(k, room)))
             }
             let proposals = draft.propose(reqs)
-            draftStartSeconds += draft.lastCatchUpSeconds
+            let catchUp = draft.lastCatchUp
+            draftStartSeconds += catchUp.promptSeconds
+            catchUpSeconds = catchUp.seconds - catchUp.promptSeconds
+            adaptive?.recordCatchUp(catchUp)
             if k > 0 && draft.costPerToken > 0 { adaptive?.recordDraft(batch: drafting.count, seconds: draft.costPerToken) }
             for id in drafting {
                 live[id]!.proposal = proposals[id]
@@ -400,9 +404,9 @@ public final class Engine: @unchecked Sendable {
         let pureDecode = plan.work.count == drafting.count && Set(plan.work.map(\.id)) == Set(drafting)
         if !drafting.isEmpty && pureDecode {
             let seconds = monotonicSeconds() - tStart
-            adaptive?.recordRate(batch: drafting.count, k: k, seconds: seconds - draftStartSeconds)
+            adaptive?.recordRate(batch: drafting.count, k: k, seconds: seconds - draftStartSeconds - catchUpSeconds)
             if Engine.traceAutoK {
-                FileHandle.standardError.write(Data(String(format: "step: k %d seconds %.4f (draft %.4f, target %.4f) prompt prefill %.4f emitted %d model %.4f\n", k, seconds, k > 0 ? (draft?.lastWaitSeconds ?? 0) : 0.0, tDone - tForward, draftStartSeconds, emittedThisStep, adaptive?.modelSeconds(batch: drafting.count, k: k) ?? 0).utf8))
+                FileHandle.standardError.write(Data(String(format: "step: k %d seconds %.4f (draft %.4f, target %.4f) prompt prefill %.4f catch-up %.4f emitted %d model %.4f\n", k, seconds, k > 0 ? (draft?.lastWaitSeconds ?? 0) : 0.0, tDone - tForward, draftStartSeconds, catchUpSeconds, emittedThisStep, adaptive?.modelSeconds(batch: drafting.count, k: k) ?? 0).utf8))
             }
         }
         return true

@@ -12,7 +12,7 @@ public final class LocalDraft: DraftSource {
     public private(set) var lastWaitSeconds = 0.0
     /// Seconds of one draft step of the last proposal, not counting the catch-up on verified tokens.
     public private(set) var lastStepSeconds = 0.0
-    public private(set) var lastCatchUpSeconds = 0.0
+    public private(set) var lastCatchUp = CatchUp()
 
     struct Seq {
         var tokens: [Int32]       // verified context, then the drafted tokens of the last proposal
@@ -106,9 +106,8 @@ public final class LocalDraft: DraftSource {
         let kmax = live.map(\.k).max() ?? 0
         // Verified tokens the draft has not seen beyond what a verification round leaves (its last drafted token and
         // the verifier's next: step 0 feeds those) — a new prompt, or text decoded while speculation was off — go
-        // through one pass of their own. The prompts' share of its time (by tokens) is a one-off cost, not a cost of
-        // k, and is reported apart; the rest is what drafting again after plain steps costs, and stays in the step.
-        lastCatchUpSeconds = 0
+        // through one pass of their own, reported in `lastCatchUp`.
+        lastCatchUp = CatchUp()
         let lagging = live.filter { seqs[$0.seq]!.verified - seqs[$0.seq]!.cached > 2 }
         if !lagging.isEmpty {
             let t = monotonicSeconds()
@@ -119,7 +118,8 @@ public final class LocalDraft: DraftSource {
             _ = model.forward(inputs, cache: cache)
             for r in lagging { seqs[r.seq]!.cached = seqs[r.seq]!.verified - 1 }
             let prompt = inputs.filter { $0.start == 0 }.reduce(0) { $0 + $1.tokens.count }, all = inputs.reduce(0) { $0 + $1.tokens.count }
-            lastCatchUpSeconds = (monotonicSeconds() - t) * Double(prompt) / Double(max(all, 1))
+            let seconds = monotonicSeconds() - t
+            lastCatchUp = CatchUp(seconds: seconds, positions: all, promptSeconds: seconds * Double(prompt) / Double(max(all, 1)))
         }
         var steadySeconds = 0.0
         defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
