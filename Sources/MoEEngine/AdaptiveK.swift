@@ -93,7 +93,14 @@ public struct AdaptiveK: Sendable {
     /// speculative_disable_by_batch_size, learned instead of configured). Per
     /// size, not "this size and above": on an MoE model speculation pays more at batch 4 than at batch 1, where a
     /// verification reads 3× the experts of a plain step.
-    public private(set) var offAt: Set<Int> = []
+    ///
+    /// For good at the machine's speed of the time (`speedOff`): what pays depends on it, and not only in scale. In
+    /// a fast minute a plain step at batch 16 took 94 ms and k = 2 lost to it; in a slow minute plain steps took
+    /// 150 ms, bound by bytes, and k = 2 ran at 1.31× — an auto that had turned speculation off at batch 16 in the
+    /// first minute ran the second at 0.71 of k = 2. So when the speed has moved by more than a quarter since,
+    /// auto measures again (the batch size's step counts cleared, a probe at the closest k).
+    public var offAt: Set<Int> { Set(speedOff.keys) }
+    var speedOff: [Int: Double] = [:]
     /// Seconds per position of the draft's passes over tokens it had not seen (EMA, divided by `speed`): a new
     /// prompt, or the text decoded while speculation was off, which the first drafting step after plain steps feeds
     /// it. Nil until one is measured (a streaming draft node catches up on its own time and reports none).
@@ -304,7 +311,13 @@ public struct AdaptiveK: Sendable {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
         guard let rates = rates(seqs) else { return 0 }
-        if offAt.contains(B) { return 0 }
+        if let s = speedOff[B] {
+            guard max(speed / s, s / speed) > 1.25 else { return 0 }
+            speedOff[B] = nil
+            steps[B] = nil
+            stepsSinceProbe = 0
+            return (1...maxK).max { rates[$0] < rates[$1] }!
+        }
         // Drafting is chosen while it would pay with the acceptance of sequences still being explored one standard
         // deviation above its estimate: until a sequence has been tested for a while, its acceptance is a guess (the
         // pooled prior or a few rounds), and settling on plain decoding from a guess leaves only probes to learn
@@ -327,7 +340,7 @@ public struct AdaptiveK: Sendable {
         }
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
-            offAt.insert(B)
+            speedOff[B] = speed
             return 0
         }
         let every = probeEvery[B] ?? 16

@@ -398,8 +398,8 @@ import Testing
     }
 
     /// Once the k closest to plain decoding has had a counted step at a batch size (its first is not counted) and
-    /// still rates below plain decoding, speculation stays off at that size without probing; other sizes still decide
-    /// for themselves.
+    /// still rates below plain decoding, speculation stays off at that size without probing while the machine keeps
+    /// its speed; other sizes still decide for themselves.
     @Test func speculationThatLosesAtABatchSizeStaysOffThere() {
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
         let big = Array(0..<32), small = [0, 1]
@@ -415,6 +415,14 @@ import Testing
         #expect(a.choose(big) == 0 && a.offAt == [32])
         for _ in 0..<100 { #expect(a.choose(big) == 0) }              // no probes
         #expect(a.choose(small) > 0)
+        // The machine runs 1.1× slower: still off. Then 1.6× (plain steps only, as in a slower minute of this VM):
+        // what pays may have changed, so the closest k is measured again, and off comes back only on counted steps.
+        for _ in 0..<10 { a.recordStep(positions: 32, seconds: 1.1 * (0.02 + 0.01 * 32)) }
+        #expect(a.choose(big) == 0 && a.offAt == [32])
+        for _ in 0..<10 { a.recordStep(positions: 32, seconds: 1.6 * (0.02 + 0.01 * 32)) }
+        #expect(a.speed > 1.25)
+        #expect(a.choose(big) > 0 && a.offAt.isEmpty)
+        #expect(a.choose(big) == 0 && a.offAt.isEmpty)
     }
 
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few
