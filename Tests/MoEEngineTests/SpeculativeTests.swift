@@ -129,14 +129,29 @@ import Testing
     }
 
     /// Every 16 steps auto k re-tries a neighbour of its choice, alternately the one above and the one below, so a
-    /// drift in acceptance is noticed in either direction.
+    /// drift in acceptance is noticed in either direction; a neighbour not yet run at this batch size goes first,
+    /// since its rate is only the cost fit's guess.
     @Test func probesAlternateBetweenTheNeighboursOfTheChoice() throws {
+        func run(_ a: inout AdaptiveK, steps: Int) -> [Int] {
+            (0..<steps).map { _ in
+                let k = a.choose([7])
+                a.recordRate(batch: 1, k: k, seconds: a.modelSeconds(batch: 1, k: k))   // as modelled: no change of rates
+                return k
+            }
+        }
         var a = Self.middlePolicy()
         let rates = try #require(a.rates([7]))
         let best = rates.indices.max { rates[$0] < rates[$1] }!
-        try #require(best > 0 && best < 4)
-        let choices = (0..<64).map { _ in a.choose([7]) }
-        #expect(choices.filter { $0 != best } == [best + 1, best - 1, best + 1, best - 1])
+        try #require(best > 1 && best < 4)
+        #expect(run(&a, steps: 64).filter { $0 != best } == [best + 1, best - 1, best + 1, best - 1])
+        // The neighbour below already run and the one above not: the first probe goes up …
+        var b = Self.middlePolicy()
+        b.recordRate(batch: 1, k: best - 1, seconds: b.modelSeconds(batch: 1, k: best - 1))
+        #expect(run(&b, steps: 16).filter { $0 != best } == [best + 1])
+        // … and the one above run, the one below not: down first, then alternately.
+        var c = Self.middlePolicy()
+        c.recordRate(batch: 1, k: best + 1, seconds: c.modelSeconds(batch: 1, k: best + 1))
+        #expect(run(&c, steps: 48).filter { $0 != best } == [best - 1, best - 1, best + 1])
     }
 
     /// Before any draft step is measured, a draft is priced by its bytes against a target step's: one that reads a
