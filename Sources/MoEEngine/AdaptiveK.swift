@@ -354,8 +354,8 @@ public struct AdaptiveK: Sendable {
             return closest
         }
         // A neighbour not yet run at this batch size first: its rate is the cost fit's guess, which at batch 16
-        // priced verifying 48 positions 10% too high, so auto kept k = 1 until a probe measured k = 2 (then rated
-        // 1.1× k = 1); a first probe downwards, to plain decoding, had spent 16 steps. Then alternately.
+        // rated k = 2 10–20% below its rate once measured, so auto kept k = 1 until a probe measured k = 2
+        // (then rated 1.1× k = 1); a first probe downwards, to plain decoding, had spent 16 steps. Then alternately.
         let up = best + 1, down = best - 1
         if let fresh = [up, down].first(where: { $0 <= maxK && steps[B]?[$0] == nil }) { return fresh }
         return best == maxK || probes % 2 == 0 ? down : up

@@ -4,25 +4,21 @@ import MoEBalance
 /// interleaved rounds, each round with its own plain-decoding rate: this VM's speed moves by tens of percent from
 /// minute to minute, so settings are only compared within a round, and over rounds by the median (nearest rank).
 public struct SettingRounds: Sendable {
-    /// Per round: setting → tokens per second.
+    /// Per round: setting → tokens per second; every round has plain decoding ("0").
     public var rates: [[String: Double]]
-    /// Per round: plain decoding's tokens per second.
-    public var plain: [Double]
 
-    public init(rates: [[String: Double]], plain: [Double]) {
-        (self.rates, self.plain) = (rates, plain)
-    }
+    public init(rates: [[String: Double]]) { self.rates = rates }
 
     static func median(_ xs: [Double]) -> Double { BalanceMetrics.percentile(xs, 50) }
 
     /// Median over these rounds (all by default) of a setting's rate ÷ plain decoding of the same round.
     public func speedup(_ setting: String, over rounds: [Int]? = nil) -> Double {
-        Self.median((rounds ?? Array(rates.indices)).map { setting == "0" ? 1 : rates[$0][setting]! / plain[$0] })
+        Self.median((rounds ?? Array(rates.indices)).map { rates[$0][setting]! / rates[$0]["0"]! })
     }
 
     /// The setting among `candidates` with the highest median speedup over these rounds (the first on a tie).
     public func best(among candidates: [String], over rounds: [Int]? = nil) -> String? {
-        candidates.reduce(nil as String?) { b, s in b.map { speedup(s, over: rounds) > speedup($0, over: rounds) ? s : $0 } ?? s }
+        candidates.max { speedup($0, over: rounds) < speedup($1, over: rounds) }
     }
 
     /// Median over rounds of a ÷ b in the same round.

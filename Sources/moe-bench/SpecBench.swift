@@ -45,33 +45,30 @@ struct SpecBench: ParsableCommand {
             // machine's speed moves by tens of percent within minutes, so a setting is compared with plain decoding
             // of the same round (the geometric mean of its two runs) and rows report the median over rounds.
             var rounds: [[String: Row]] = []
-            var plainOfRound: [Double] = []
             for _ in 0..<repeats {
                 var round: [String: Row] = [:]
                 let first = try measure(m, draftModel, batch: B, setting: "0")
                 for setting in settings where setting != "0" { round[setting] = try measure(m, draftModel, batch: B, setting: setting) }
                 let last = try measure(m, draftModel, batch: B, setting: "0")
-                plainOfRound.append((first.rate * last.rate).squareRoot())
-                round["0"] = Row(rate: plainOfRound.last!, spec: first.spec, experts: (first.experts + last.experts) / 2)
+                round["0"] = Row(rate: (first.rate * last.rate).squareRoot(), spec: first.spec, experts: (first.experts + last.experts) / 2)
                 rounds.append(round)
             }
-            let table = SettingRounds(rates: rounds.map { $0.mapValues(\.rate) }, plain: plainOfRound)
+            let table = SettingRounds(rates: rounds.map { $0.mapValues(\.rate) })
             let median = { (xs: [Double]) in BalanceMetrics.percentile(xs, 50) }   // nearest rank
-            let speedup = { table.speedup($0) }
             for setting in settings {
                 let rows = rounds.map { $0[setting]! }
                 let rate = median(rows.map(\.rate))
                 // Acceptance and experts from the median round by rate.
                 let r = rows.sorted { $0.rate < $1.rate }[(rows.count - 1) / 2]
                 if json {
-                    let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": speedup(setting),
+                    let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": table.speedup(setting),
                                               "acceptance_rate": r.spec.acceptanceRate, "mean_acceptance_length": r.spec.meanAcceptanceLength,
                                               "experts_per_layer": r.experts]
                     print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
                 } else {
                     let off = setting == "0"
                     let acc = off ? "–" : f2(r.spec.acceptanceRate), len = off ? "–" : f2(r.spec.meanAcceptanceLength)
-                    print("| \(B) | \(off ? "off" : setting) | \(String(format: "%.1f", rate)) | \(f2(speedup(setting))) | \(acc) | \(len) | \(f2(r.experts)) |")
+                    print("| \(B) | \(off ? "off" : setting) | \(String(format: "%.1f", rate)) | \(f2(table.speedup(setting))) | \(acc) | \(len) | \(f2(r.experts)) |")
                 }
             }
             let fixed = settings.filter { $0 != "auto" }
@@ -82,7 +79,7 @@ struct SpecBench: ParsableCommand {
                 // every k runs within ~10% of plain decoding, k = 4 and k = 6 measured 0.92 and 1.11 in one run), so
                 // the last column holds the choice out: each round against the setting best over the other rounds.
                 let heldOut = table.heldOutRatio("auto", among: fixed).map(f2) ?? "–"
-                summary.append("| \(B) | \(bestFixed == "0" ? "off" : bestFixed) | \(f2(speedup(bestFixed))) | \(f2(table.ratio("auto", to: bestFixed))) | \(heldOut) |")
+                summary.append("| \(B) | \(bestFixed == "0" ? "off" : bestFixed) | \(f2(table.speedup(bestFixed))) | \(f2(table.ratio("auto", to: bestFixed))) | \(heldOut) |")
             }
         }
         if !json && !summary.isEmpty {
