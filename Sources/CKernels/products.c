@@ -105,7 +105,11 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
 
 // Rows [r0, r1) in blocks of 4 taken a quarter of the range apart (rows b, b+q, b+2q, b+3q): each of the four is
 // then a sequential stream through its own pages, which the hardware prefetcher follows (four adjacent rows of
-// 1–2 KB would share pages and defeat it). Inputs in tiles of T_TILE, MAXT at a time. Expects r0, r1, T in scope.
+// 1–2 KB would share pages and defeat it). Inputs in tiles of T_TILE, MAXT at a time, the rest of a tile in one
+// block of its own width. As single inputs, 7 inputs made four passes over each row block, each widening the weights
+// again: at 7 inputs f32 streamed 0.66–0.75 of the read bandwidth and f16 0.54–0.58; in one block of 3, 0.91–0.93 and
+// 0.71–0.79 (`moe-bench kernels`, interleaved). Verification runs at k + 1 inputs per sequence. Expects r0, r1, T in
+// scope.
 #define ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
     size_t q = (r1 - r0) / 4;                                                                                      \
     for (size_t tt = 0; tt < T; tt += T_TILE) {                                                                    \
@@ -114,7 +118,9 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
             const size_t rows[4] = {r0 + b, r0 + q + b, r0 + 2 * q + b, r0 + 3 * q + b};                           \
             size_t t = tt;                                                                                         \
             for (; t + MAXT <= te; t += MAXT) BLOCK(o, rows, t, FMT, 4, MAXT);                                     \
-            for (; t < te; t++) BLOCK(o, rows, t, FMT, 4, 1);                                                      \
+            if (MAXT > 3 && te - t == 3) BLOCK(o, rows, t, FMT, 4, 3);                                             \
+            else if (MAXT > 2 && te - t == 2) BLOCK(o, rows, t, FMT, 4, 2);                                        \
+            else for (; t < te; t++) BLOCK(o, rows, t, FMT, 4, 1);                                                 \
         }                                                                                                          \
         for (size_t r = r0 + 4 * q; r < r1; r++)                                                                   \
             for (size_t t = tt; t < te; t++) BLOCK(o, &r, t, FMT, 1, 1);                                           \

@@ -369,7 +369,9 @@ extension AdaptiveK {
         let factors = [false, true].map { overheadFactor(batch: seqs.count, drafting: $0).map { String(format: "%.2f", $0) } ?? "–" }
         return "auto k: batch \(seqs.count) k \(k) tok/s by k [\(r[0])] one sd up [\(r[1])] overhead plain \(factors[0]) drafting \(factors[1]) token calibration "
             + String(format: "%.2f", tokenCalibration) + " acceptance " + seqs.prefix(4).map { String(format: "%.2f", alpha($0)) }.joined(separator: " ")
-            + String(format: " (pooled %.2f) leaving margin %.3f", pooledPrior, leavingMargin(batch: seqs.count)) + "\n"
+            + String(format: " (pooled %.2f) leaving margin %.3f speed %.2f", pooledPrior, leavingMargin(batch: seqs.count), speed)
+            + " measured " + measured.keys.sorted().map { String(format: "%d:%.1fms", $0, 1000 * measured[$0]!) }.joined(separator: " ")
+            + (costFit().map { String(format: " fit %.2f ms/GB + %.2f ms/position", 1e12 * $0.a, 1000 * $0.b) } ?? "") + "\n"
     }
 
     /// The bandwidth prior for a model: dense weight bytes and one expert's bytes per MoE layer, the experts held in
