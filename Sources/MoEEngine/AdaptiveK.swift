@@ -97,10 +97,15 @@ public struct AdaptiveK: Sendable {
     /// For good at the machine's speed of the time (`speedOff`): what pays depends on it, and not only in scale. In
     /// a fast minute a plain step at batch 16 took 94 ms and k = 2 lost to it; in a slow minute plain steps took
     /// 150 ms, bound by bytes, and k = 2 ran at 1.31× — an auto that had turned speculation off at batch 16 in the
-    /// first minute ran the second at 0.71 of k = 2. So when the speed has moved by more than a quarter since,
-    /// auto measures again (the batch size's step counts cleared, a probe at the closest k).
+    /// first minute ran the second at 0.71 of k = 2. So when the speed has moved by more than a quarter from every
+    /// speed at which speculation was found to lose at that size (`lostAt`), auto measures again (the batch size's
+    /// step counts cleared, a probe at the closest k). From every such speed, not only the last: in a minute when
+    /// plain steps at batch 32 swung between 130 and 175 ms, a trigger on the last one alone measured again every
+    /// 16–50 steps, each time paying the draft's catch-up of 16 tokens per sequence and a losing step (0.76–0.87 of
+    /// plain decoding, where it had been 0.98–1.00).
     public var offAt: Set<Int> { Set(speedOff.keys) }
     var speedOff: [Int: Double] = [:]
+    var lostAt: [Int: [Double]] = [:]
     /// Seconds per position of the draft's passes over tokens it had not seen (EMA, divided by `speed`): a new
     /// prompt, or the text decoded while speculation was off, which the first drafting step after plain steps feeds
     /// it. Nil until one is measured (a streaming draft node catches up on its own time and reports none).
@@ -311,8 +316,8 @@ public struct AdaptiveK: Sendable {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
         guard let rates = rates(seqs) else { return 0 }
-        if let s = speedOff[B] {
-            guard max(speed / s, s / speed) > 1.25 else { return 0 }
+        if speedOff[B] != nil {
+            guard (lostAt[B] ?? []).allSatisfy({ max(speed / $0, $0 / speed) > 1.25 }) else { return 0 }
             speedOff[B] = nil
             steps[B] = nil
             stepsSinceProbe = 0
@@ -341,6 +346,7 @@ public struct AdaptiveK: Sendable {
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
             speedOff[B] = speed
+            lostAt[B, default: []].append(speed)
             return 0
         }
         let every = probeEvery[B] ?? 16

@@ -413,8 +413,8 @@ import Testing
     }
 
     /// Once the k closest to plain decoding has had a counted step at a batch size (its first is not counted) and
-    /// still rates below plain decoding, speculation stays off at that size without probing while the machine keeps
-    /// its speed; other sizes still decide for themselves.
+    /// still rates below plain decoding, speculation stays off at that size without probing while the machine runs
+    /// at a speed where that was measured; other sizes still decide for themselves.
     @Test func speculationThatLosesAtABatchSizeStaysOffThere() {
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 8)
         let big = Array(0..<32), small = [0, 1]
@@ -438,6 +438,17 @@ import Testing
         #expect(a.speed > 1.25)
         #expect(a.choose(big) > 0 && a.offAt.isEmpty)
         #expect(a.choose(big) == 0 && a.offAt.isEmpty)
+        // It loses there too: off again. Back at the first speed, or at 1.35× (over a quarter from the first, within
+        // a quarter of the second), both already measured: no more probes, however the speed swings between them.
+        for _ in 0..<2 { a.recordRate(batch: 32, k: 1, seconds: a.modelSeconds(batch: 32, k: 1)) }
+        #expect(a.choose(big) == 0 && a.offAt == [32])
+        for factor in [1.0, 1.35, 1.0] {
+            for _ in 0..<10 { a.recordStep(positions: 32, seconds: factor * (0.02 + 0.01 * 32)) }
+            for _ in 0..<50 { #expect(a.choose(big) == 0 && a.offAt == [32]) }
+        }
+        // A speed not seen yet (2.2×) measures again.
+        for _ in 0..<10 { a.recordStep(positions: 32, seconds: 2.2 * (0.02 + 0.01 * 32)) }
+        #expect(a.choose(big) > 0 && a.offAt.isEmpty)
     }
 
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few
