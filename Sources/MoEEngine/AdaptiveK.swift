@@ -94,7 +94,7 @@ public struct AdaptiveK: Sendable {
     /// size, not "this size and above": on an MoE model speculation pays more at batch 4 than at batch 1, where a
     /// verification reads 3× the experts of a plain step.
     ///
-    /// For good at the machine's speed of the time (`speedOff`): what pays depends on it, and not only in scale. In
+    /// For good at the machine's speeds at the time (`lostAt`): what pays depends on them, and not only in scale. In
     /// a fast minute a plain step at batch 16 took 94 ms and k = 2 lost to it; in a slow minute plain steps took
     /// 150 ms, bound by bytes, and k = 2 ran at 1.31× — an auto that had turned speculation off at batch 16 in the
     /// first minute ran the second at 0.71 of k = 2. So when the speed has moved by more than a quarter from every
@@ -103,8 +103,7 @@ public struct AdaptiveK: Sendable {
     /// plain steps at batch 32 swung between 130 and 175 ms, a trigger on the last one alone measured again every
     /// 16–50 steps, each time paying the draft's catch-up of 16 tokens per sequence and a losing step (0.76–0.87 of
     /// plain decoding, where it had been 0.98–1.00).
-    public var offAt: Set<Int> { Set(speedOff.keys) }
-    var speedOff: [Int: Double] = [:]
+    public private(set) var offAt: Set<Int> = []
     var lostAt: [Int: [Double]] = [:]
     /// Seconds per position of the draft's passes over tokens it had not seen (EMA, divided by `speed`): a new
     /// prompt, or the text decoded while speculation was off, which the first drafting step after plain steps feeds
@@ -316,9 +315,9 @@ public struct AdaptiveK: Sendable {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
         guard let rates = rates(seqs) else { return 0 }
-        if speedOff[B] != nil {
+        if offAt.contains(B) {
             guard (lostAt[B] ?? []).allSatisfy({ max(speed / $0, $0 / speed) > 1.25 }) else { return 0 }
-            speedOff[B] = nil
+            offAt.remove(B)
             steps[B] = nil
             stepsSinceProbe = 0
             return (1...maxK).max { rates[$0] < rates[$1] }!
@@ -345,7 +344,7 @@ public struct AdaptiveK: Sendable {
         }
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
-            speedOff[B] = speed
+            offAt.insert(B)
             lostAt[B, default: []].append(speed)
             return 0
         }

@@ -9,7 +9,7 @@ public struct SettingRounds: Sendable {
 
     public init(rates: [[String: Double]]) { self.rates = rates }
 
-    static func median(_ xs: [Double]) -> Double { BalanceMetrics.percentile(xs, 50) }
+    public static func median(_ xs: [Double]) -> Double { BalanceMetrics.percentile(xs, 50) }
 
     /// Median over these rounds (all by default) of a setting's rate ÷ plain decoding of the same round.
     public func speedup(_ setting: String, over rounds: [Int]? = nil) -> Double {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import MoEBalance
 import MoECore
 import MoEEngine
 import MoEModel
@@ -54,10 +53,9 @@ struct SpecBench: ParsableCommand {
                 rounds.append(round)
             }
             let table = SettingRounds(rates: rounds.map { $0.mapValues(\.rate) })
-            let median = { (xs: [Double]) in BalanceMetrics.percentile(xs, 50) }   // nearest rank
             for setting in settings {
                 let rows = rounds.map { $0[setting]! }
-                let rate = median(rows.map(\.rate))
+                let rate = SettingRounds.median(rows.map(\.rate))
                 // Acceptance and experts from the median round by rate.
                 let r = rows.sorted { $0.rate < $1.rate }[(rows.count - 1) / 2]
                 if json {
