@@ -117,6 +117,44 @@ import Testing
         }
     }
 
+    /// A draft's bf16 products (`withBF16Activations`) multiply the stored weights by the activations rounded to
+    /// bf16 (to nearest, ties to even) where the CPU has AVX512_BF16, and by the activations as they are elsewhere;
+    /// each row of a batch is still computed as if alone, and the setting ends with the closure.
+    @Test func bf16ActivationsRoundToBF16AndKeepBatchInvariance() throws {
+        ComputeThreads.ensureConfigured()
+        let rows = 70, cols = 301, T = 9
+        let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 41)), rows: rows, cols: cols).converted(to: .bf16))
+        let x = randoms(T * cols, seed: 42)
+        let y = withBF16Activations { product(x, rows: T, w) }
+        let rounds = kern_has_bf16_dot() != 0
+        var wrow = [Float](repeating: 0, count: cols), half = [UInt16](repeating: 0, count: cols)
+        var worst = 0.0
+        for t in 0..<T {
+            var xin = Array(x[t * cols..<(t + 1) * cols])
+            if rounds {
+                f32ToBF16(xin, &half, cols)
+                bf16ToF32(half, &xin, cols)
+            }
+            for r in 0..<rows {
+                w.dequantizedRow(r, into: &wrow)
+                var ref = 0.0, mag = 0.0
+                for c in 0..<cols { ref += Double(wrow[c]) * Double(xin[c]); mag += abs(Double(wrow[c]) * Double(xin[c])) }
+                worst = max(worst, abs(Double(y[t * rows + r]) - ref) / mag)
+            }
+        }
+        #expect(worst < 1e-5, "worst relative error \(worst)")
+        for n in [1, 4, 5, 7, 13] {
+            let xs = randoms(n * cols, seed: 43)
+            let all = withBF16Activations { product(xs, rows: n, w) }
+            for t in 0..<n {
+                let one = withBF16Activations { product(Array(xs[t * cols..<(t + 1) * cols]), rows: 1, w) }
+                #expect(one == Array(all[t * rows..<(t + 1) * rows]), "row \(t) of \(n)")
+            }
+        }
+        #expect(kern_bf16_activations(0) == 0, "the setting outlives its closure")
+        if rounds { #expect(product(x, rows: T, w) != y, "the default keeps activations beyond bf16") }
+    }
+
     @Test func groupedFormatsNameTheTensorWhoseWidthDoesNotFit() {
         let m = Matrix(FloatBuffer(randoms(4 * 48, seed: 1)), rows: 4, cols: 48)
         #expect(throws: ModelError.cannotConvert(tensor: "layer 3 expert 5 gate", cols: 48, to: "int8")) {
