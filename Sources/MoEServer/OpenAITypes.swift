@@ -68,6 +68,9 @@ struct GenerationOptions: Decodable, Sendable {
     var stream: Bool?
     var streamOptions: StreamOptions?
     var n: Int?
+    /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
+    /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
+    var unsupported: (field: String, accepted: String)?
 
     enum CodingKeys: String, CodingKey { case model, stream, streamOptions = "stream_options", n }
 
@@ -78,6 +81,48 @@ struct GenerationOptions: Decodable, Sendable {
         streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         n = try c.decodeIfPresent(Int.self, forKey: .n)
         sampling = try SamplingFields(from: decoder)
+        unsupported = Self.firstUnsupported(try decoder.container(keyedBy: AnyKey.self))
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Defaults pass (null, 0, 1, false, {}, []), as clients such as LangChain send them on every request.
+    static func firstUnsupported(_ c: KeyedDecodingContainer<AnyKey>) -> (field: String, accepted: String)? {
+        func number(_ k: String) -> Double? { (try? c.decodeIfPresent(Double.self, forKey: AnyKey(stringValue: k))) ?? nil }
+        func flag(_ k: String) -> Bool? { (try? c.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: k))) ?? nil }
+        func count(_ k: String) -> Int {
+            let key = AnyKey(stringValue: k)
+            if let n = (try? c.nestedUnkeyedContainer(forKey: key))?.count { return n }
+            return (try? c.nestedContainer(keyedBy: AnyKey.self, forKey: key))?.allKeys.count ?? 0
+        }
+        if flag("logprobs") == true || number("logprobs") != nil { return ("logprobs", "null or false") }
+        for (k, d) in [("top_logprobs", 0.0), ("presence_penalty", 0), ("frequency_penalty", 0), ("repetition_penalty", 1),
+                       ("best_of", 1), ("min_tokens", 0)] {
+            if let v = number(k), v != d { return (k, String(Int(d))) }
+        }
+        if flag("echo") == true { return ("echo", "false") }
+        if let s = (try? c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "suffix"))) ?? nil, !s.isEmpty {
+            return ("suffix", "an empty string")
+        }
+        for k in ["logit_bias", "tools"] where count(k) > 0 { return (k, "empty") }
+        if let f = try? c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey(stringValue: "response_format")),
+           let t = (try? f.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "type"))) ?? nil, t != "text" {
+            return ("response_format", #"{"type": "text"}"#)
+        }
+        return nil
+    }
+
+    /// A 400 for the first unsupported option, if any.
+    func checkSupported() throws {
+        if let u = unsupported {
+            throw APIError.invalid("`\(u.field)` is not supported by this server; leave it out or send \(u.accepted)", param: u.field,
+                                   code: "unsupported_parameter")
+        }
     }
 
     var includeUsage: Bool { streamOptions?.includeUsage ?? false }

@@ -137,6 +137,7 @@ struct Routes: Sendable {
         let o = r.options
         try service.checkModel(o.model)
         guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        try o.checkSupported()
         let prompts = promptIds(r.prompt)
         guard !prompts.isEmpty else { throw APIError.invalid("the prompt list is empty", param: "prompt") }
         let prepared = try prompts.map { try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens) }
@@ -180,6 +181,7 @@ struct Routes: Sendable {
         let o = r.options
         try service.checkModel(o.model)
         guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        try o.checkSupported()
         guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",

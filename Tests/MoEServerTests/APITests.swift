@@ -123,6 +123,34 @@ import Testing
         #expect(try await HTTP.post(url, ["prompt": "still here", "max_tokens": 2]).status == 200)
     }
 
+    /// OpenAI/vLLM options that would change the output and that this server does not implement are a 400 naming
+    /// the field, never silently ignored; their defaults (as LangChain and others send on every request) pass.
+    @Test func optionsThatWouldChangeTheOutputButAreNotImplementedAreRefused() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/completions"
+        let refused: [(String, Any)] = [("logprobs", 2), ("logprobs", true), ("top_logprobs", 3), ("presence_penalty", 0.5),
+                                        ("frequency_penalty", -1), ("repetition_penalty", 1.2), ("best_of", 3),
+                                        ("min_tokens", 4), ("echo", true), ("suffix", "end"), ("logit_bias", ["5": 100]),
+                                        ("tools", [["type": "function"]]), ("response_format", ["type": "json_object"])]
+        for (field, value) in refused {
+            expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 2, field: value]), 400, "`\(field)` is not supported", field)
+        }
+        let defaults: [String: Any] = ["prompt": "hi", "max_tokens": 2, "logprobs": NSNull(), "presence_penalty": 0,
+                                       "frequency_penalty": 0, "repetition_penalty": 1, "best_of": 1, "n": 1, "echo": false,
+                                       "logit_bias": [String: Any](), "tools": [Any](), "response_format": ["type": "text"],
+                                       "user": "someone"]
+        #expect(try await HTTP.post(url, defaults).status == 200)
+        var chatDefaults = defaults
+        chatDefaults["prompt"] = nil
+        chatDefaults["messages"] = [["role": "user", "content": "hi"]]
+        chatDefaults["logprobs"] = false
+        let chat = try await HTTP.post(s.base + "/v1/chat/completions", chatDefaults)
+        #expect(chat.status == 200 || (chat.text.contains("chat template") && chat.status == 400), "\(chat.text)")
+        expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "user", "content": "hi"]], "logprobs": true]),
+                    400, "`logprobs` is not supported", "logprobs")
+    }
+
     @Test func rebalanceReadsItsBodyStrictly() async throws {
         let s = try await LiveServer()
         defer { Task { await s.stop() } }
