@@ -451,6 +451,26 @@ import Testing
         #expect(a.choose(big) > 0 && a.offAt.isEmpty)
     }
 
+    /// Off for good at a batch size, a request that has not been explored yet is still explored there: the requests
+    /// that ruled speculation out say little about how well the draft follows a new one. Once it is explored and
+    /// drafting still loses, off again, and the speed at which it lost is not stored twice.
+    @Test func aNewRequestIsExploredWhereSpeculationIsOffForGood() {
+        var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        // Plain 30 ms; verifying 2–5 positions 38 ms; a draft step 2 ms: k = 1 pays above an acceptance of 1/3.
+        a.recordStep(positions: 1, seconds: 0.03)
+        for n in 2...5 { a.recordStep(positions: n, seconds: 0.038) }
+        a.recordDraft(batch: 1, seconds: 0.002)
+        for r in 0..<20 { a.recordOutcome(seq: 0, k: 1, accepted: r % 10 < 2 ? 1 : 0) }   // 2 in 10
+        for k in 0...4 { for _ in 0..<2 { a.recordRate(batch: 1, k: k, seconds: a.modelSeconds(batch: 1, k: k)) } }
+        #expect(a.choose([0]) == 0 && a.offAt == [1])
+        for _ in 0..<20 { #expect(a.choose([0]) == 0) }
+        // A new request: its acceptance is only the pooled prior (0.29), one standard deviation up 0.49.
+        #expect(a.choose([1]) > 0 && a.offAt.isEmpty)
+        for _ in 0..<16 { a.recordOutcome(seq: 1, k: 1, accepted: 0) }
+        #expect(a.choose([1]) == 0 && a.offAt == [1])
+        #expect(a.lostAt[1]?.count == 1)
+    }
+
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few
     /// percent above the closest k, none measured there: going plain would mean a probe later, which first feeds the
     /// draft the tokens it missed. Auto keeps drafting until the closest k has had two counted steps, then goes plain
