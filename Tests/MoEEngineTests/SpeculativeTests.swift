@@ -451,24 +451,33 @@ import Testing
         #expect(a.choose(big) > 0 && a.offAt.isEmpty)
     }
 
-    /// Off for good at a batch size, a request that has not been explored yet is still explored there: the requests
-    /// that ruled speculation out say little about how well the draft follows a new one. Once it is explored and
-    /// drafting still loses, off again, and the speed at which it lost is not stored twice.
-    @Test func aNewRequestIsExploredWhereSpeculationIsOffForGood() {
+    /// Off for good at a batch size, a request that has not been explored yet is still explored there when drafting
+    /// would pay over a tenth at its upper estimate: the requests that ruled speculation out say little about how well
+    /// the draft follows a new one. Once it is explored and drafting still loses, off again, and the speed at which it
+    /// lost is not stored twice. Promising less (upper k = 1 at ~1.06×), it is not explored.
+    @Test func aNewRequestIsExploredWhereSpeculationIsOffForGood() throws {
         var a = AdaptiveK(maxK: 4, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
-        // Plain 30 ms; verifying 2–5 positions 38 ms; a draft step 2 ms: k = 1 pays above an acceptance of 1/3.
+        // Plain 30 ms; verifying 2–5 positions 36 ms; a draft step 2 ms: k = 1 pays above an acceptance of 0.27.
         a.recordStep(positions: 1, seconds: 0.03)
-        for n in 2...5 { a.recordStep(positions: n, seconds: 0.038) }
+        for n in 2...5 { a.recordStep(positions: n, seconds: 0.036) }
         a.recordDraft(batch: 1, seconds: 0.002)
         for r in 0..<20 { a.recordOutcome(seq: 0, k: 1, accepted: r % 10 < 2 ? 1 : 0) }   // 2 in 10
         for k in 0...4 { for _ in 0..<2 { a.recordRate(batch: 1, k: k, seconds: a.modelSeconds(batch: 1, k: k)) } }
         #expect(a.choose([0]) == 0 && a.offAt == [1])
         for _ in 0..<20 { #expect(a.choose([0]) == 0) }
-        // A new request: its acceptance is only the pooled prior (0.29), one standard deviation up 0.49.
+        // A new request: its acceptance is only the pooled prior (0.29), one standard deviation up 0.49, where k = 1
+        // rates 1.18× plain decoding: explored.
         #expect(a.choose([1]) > 0 && a.offAt.isEmpty)
         for _ in 0..<16 { a.recordOutcome(seq: 1, k: 1, accepted: 0) }
         #expect(a.choose([1]) == 0 && a.offAt == [1])
         #expect(a.lostAt[1]?.count == 1)
+        var tight = a
+        tight.recordStep(positions: 2, seconds: 0.044)                  // k = 1 now 46 ms at 2 positions
+        for _ in 0..<40 { tight.recordStep(positions: 2, seconds: 0.044) }
+        tight.recordStep(positions: 1, seconds: 0.03)
+        let up = try #require(tight.rates([3], upper: true))
+        try #require(up[1] > up[0] && up.max()! < 1.1 * up[0])
+        #expect(tight.choose([3]) == 0 && tight.offAt == [1])
     }
 
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few
