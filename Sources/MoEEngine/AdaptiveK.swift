@@ -311,19 +311,6 @@ public struct AdaptiveK: Sendable {
         return lastK
     }
 
-    /// The k to draft at while a request in `seqs` is still being explored (fewer than 16 positions tested), if
-    /// drafting would pay more than a tenth over plain decoding with the acceptance of those requests one standard
-    /// deviation above their estimates; nil otherwise. The margin: exploring pays the draft's prefill of new prompts
-    /// and, after plain steps, its catch-up on every token it missed (at batch 32, 46 plain steps took 0.74 s to feed
-    /// it: six plain steps), and steps at a k the estimate may not keep. At batch 32, where k = 1 runs at 0.89–0.98 of
-    /// plain decoding, new requests rated k = 1 ~4% over plain at the upper estimate, and an auto that explored them
-    /// ran at 0.85–0.91 of plain decoding; a new request at batch 1 rated 1.5×.
-    func exploring(_ seqs: [Int]) -> Int? {
-        guard seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = rates(seqs, upper: true),
-              let k = (1...maxK).max(by: { hopeful[$0] < hopeful[$1] }), hopeful[k] > 1.1 * hopeful[0] else { return nil }
-        return k
-    }
-
     mutating func decide(_ seqs: [Int]) -> Int {
         guard !seqs.isEmpty, maxK > 0 else { return 0 }
         let B = seqs.count
@@ -339,8 +326,13 @@ public struct AdaptiveK: Sendable {
             // out at this size say little about how well the draft follows a new one. At batch 1 the benchmark's
             // warm-up request turned speculation off (drafting rated level with plain decoding), and the timed
             // request after it, which the draft followed better (k = 5 at 1.14–1.29× plain), ran plain throughout:
-            // auto at 0.68–0.78 of k = 5.
-            guard let k = exploring(seqs) else { return 0 }
+            // auto at 0.68–0.78 of k = 5. Only where the upper estimate promises more than a tenth over plain
+            // decoding: exploring pays the draft's prefill of the new prompt and steps at a k the estimate may not
+            // keep. After the warm-up at batch 1 the new request rated 1.5× plain at the upper estimate; at batch 32,
+            // where k = 1 runs at 0.98 of plain decoding and k = 2 at 0.88, it rated k = 1 ~4% over plain, and an
+            // auto that explored every new request there ran at 0.91 of plain decoding.
+            guard seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true),
+                  let k = (1...maxK).max(by: { hopeful[$0] < hopeful[$1] }), hopeful[k] > 1.1 * hopeful[0] else { return 0 }
             offAt.remove(B)
             return k
         }
@@ -349,10 +341,12 @@ public struct AdaptiveK: Sendable {
         // pooled prior or a few rounds), and settling on plain decoding from a guess leaves only probes to learn
         // from — each paying the draft's catch-up. At batch 1 a prior of 0.75 kept auto plain where k = 5 ran at
         // 1.1–1.2× (this draft's acceptance comes in runs: ~0.9 per tested position). Kept up for good, the same
-        // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting does not win clearly
-        // even at the upper estimate (batch 32), nothing changes (`exploring`).
+        // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting loses even at the
+        // upper estimate (batch 32), nothing changes.
         var best = rates.indices.max { rates[$0] < rates[$1] }!
-        if best == 0, let k = exploring(seqs) { best = k }
+        if best == 0, seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true) {
+            best = hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
+        }
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
         // Leaving drafting for plain steps before `closest` is measured at this batch size means drafting again at a
         // probe, which first pays the draft's catch-up; so it is left only when plain decoding leads by more than
