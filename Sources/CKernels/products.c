@@ -10,8 +10,8 @@
 // llama.cpp's q4_0 × q8_0 does (vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): one instruction per group instead of two,
 // which matters because int4 products are bound by arithmetic rather than bytes, and 2^-8 is far below int4's own
 // rounding (2^-3).
-// f32 / f16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs. bf16: the same where the
-// CPU lacks AVX512_BF16; with it, vdpbf16ps on the stored values (see the bf16 section below).
+// f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs; draft models'
+// bf16 products use vdpbf16ps on bf16-rounded activations instead (see the bf16 section below).
 //
 // Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
 // rows T and however rows are split over threads, so a token's result does not depend on its batch (speculative
@@ -426,16 +426,15 @@ static void h_range(const h_ctx *c, size_t r0, size_t r1) {
 
 static void h_task(void *p, size_t r0, size_t r1) { h_range((const h_ctx *)p, r0, r1); }
 
-// ---- bf16 with AVX512_BF16 (vdpbf16ps) -------------------------------------------------------------------------
-// Widening bf16 to f32 (a zero-extend and a shift per 16 values) is the bottleneck of a product with one input row:
-// in L2 it streams ~60 GB/s a core against ~100 for f32. vdpbf16ps multiplies 32 bf16 pairs per instruction
-// straight from the stored weights, but needs the activations in bf16 too. Each activation x is split into
-// hi = bf16(x) and lo = bf16(x − hi), so hi + lo carries 16 significant bits (relative error ≤ 2^-17, far below the
-// weights' own 2^-9) and each product is two instructions, hi and lo into their own accumulators (one chain of both
-// would wait on the instruction's latency): with one input row, 1.8× the in-L2 rate of the widening kernel; with
-// several, the same (both then run at the FMA rate). The products of bf16 pairs are exact in f32, so each step is
-// an exact multiply and one rounded add, as an FMA; the instruction flushes denormals, which only touches values
-// below 1e-38.
+// ---- bf16 weights × bf16 activations with AVX512_BF16 (vdpbf16ps), for draft models ----------------------------
+// Under kern_bf16_activations(1) (draft models), bf16 products multiply activations rounded to bf16 (to nearest,
+// ties to even) by the stored weights with vdpbf16ps: 32 pairs per instruction, where the default widens each weight
+// to f32 (a zero-extend and a shift per 16 values) for f32 FMAs. One core, weights in L2, 1 / 2 / 4 / 16 / 64 input
+// rows: 2.1 / 1.5 / 1.8 / 1.85 / 1.76× the default's rate (a draft at batch 8+ is bound by arithmetic). The products of bf16 pairs
+// are exact in f32, so each step is an exact multiply and one rounded add, as an FMA; the instruction flushes
+// denormals. Tried as the default too, with each activation split into a bf16 hi and lo (16 significant bits, two
+// instructions): 1.7× the in-L2 rate at one input row, but 2–5% slower from three rows on (prefill of 512 tokens
+// −3%, four interleaved pairs) and no decode gain measurable at ~35 GB/s; not kept.
 
 #define BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 
@@ -450,24 +449,23 @@ static int has_bf16_dot(void) {
 
 int kern_has_bf16_dot(void) { return has_bf16_dot(); }
 
-// Split activations: per input row, per 32 values, 32 hi then 32 lo (128 bytes: both loads of a step from adjacent
-// lines), rows `ldx2` values apart, padded by one line so rows do not alias in L1/L2 (as separate hi and lo arrays
-// 128 KB apart they shared L2 sets: 0.7× the rate at 64 inputs).
+// Activations as bf16: T rows of `ldx2` values (cols rounded up to 32 with zeros, then one line of padding so rows do
+// not alias in L1/L2).
 typedef struct {
     const void *W; size_t ld, cols;
     const uint16_t *X2; size_t ldx2;
     size_t T;
     float *Y; size_t ldy;
-    int lo;                                  // 0: activations rounded to bf16 (kern_bf16_activations)
 } bd_ctx;
 
 typedef struct { const char *W; size_t rowBytes, cols; const uint16_t *X2; size_t ldx2; float *Y; size_t ldy; } bd_ops;
 
-// LO (where ROW_BLOCKS passes a format): 1 multiplies hi and lo, 0 hi alone (activations rounded to bf16).
+// Expects `FMT` as ROW_BLOCKS passes it (bf16 only: unused).
 __attribute__((target(BF16_TARGET)))
-AI void bd_block(const bd_ops o, const size_t *rows, size_t t0, const int LO, const int NR, const int NT) {
-    __m512 hi[4][4], lo[4][4];
-    for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) { hi[i][j] = _mm512_setzero_ps(); lo[i][j] = hi[i][j]; }
+AI void bd_block(const bd_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
+    (void)FMT;
+    __m512 acc[4][4];
+    for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
     const char *wrow[4];
     const uint16_t *x2[4];
     for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
@@ -480,12 +478,8 @@ AI void bd_block(const bd_ops o, const size_t *rows, size_t t0, const int LO, co
             for (int i = 0; i < NR; i++) _mm_prefetch(wrow[i] + o.rowBytes + k * 2, _MM_HINT_T1);
         for (int i = 0; i < NR; i++) w[i] = (__m512bh)_mm512_loadu_si512((const void *)(wrow[i] + k * 2));
         for (int j = 0; j < NT; j++) {
-            __m512bh h = (__m512bh)_mm512_load_si512((const void *)(x2[j] + 2 * k));
-            for (int i = 0; i < NR; i++) hi[i][j] = _mm512_dpbf16_ps(hi[i][j], w[i], h);
-            if (LO) {
-                __m512bh l = (__m512bh)_mm512_load_si512((const void *)(x2[j] + 2 * k + 32));
-                for (int i = 0; i < NR; i++) lo[i][j] = _mm512_dpbf16_ps(lo[i][j], w[i], l);
-            }
+            __m512bh x = (__m512bh)_mm512_load_si512((const void *)(x2[j] + k));
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], w[i], x);
         }
     }
     if (full < o.cols) {
@@ -493,59 +487,36 @@ AI void bd_block(const bd_ops o, const size_t *rows, size_t t0, const int LO, co
         __m512bh w[4];
         for (int i = 0; i < NR; i++) w[i] = (__m512bh)_mm512_maskz_loadu_epi16(m, wrow[i] + full * 2);
         for (int j = 0; j < NT; j++) {
-            __m512bh h = (__m512bh)_mm512_load_si512((const void *)(x2[j] + 2 * full));   // zero past cols
-            for (int i = 0; i < NR; i++) hi[i][j] = _mm512_dpbf16_ps(hi[i][j], w[i], h);
-            if (LO) {
-                __m512bh l = (__m512bh)_mm512_load_si512((const void *)(x2[j] + 2 * full + 32));
-                for (int i = 0; i < NR; i++) lo[i][j] = _mm512_dpbf16_ps(lo[i][j], w[i], l);
-            }
+            __m512bh x = (__m512bh)_mm512_load_si512((const void *)(x2[j] + full));   // zero past cols
+            for (int i = 0; i < NR; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], w[i], x);
         }
     }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < NR; i++)
-            o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(LO ? _mm512_add_ps(hi[i][j], lo[i][j]) : hi[i][j]);
-}
-
-// Hi and lo: 3 inputs at a time (2 × 12 accumulators + 4 weight vectors + 2 activations fill the 32 registers).
-__attribute__((target(BF16_TARGET)))
-static void bd_range_hl(const bd_ctx *c, size_t r0, size_t r1) {
-    const bd_ops o = {(const char *)c->W, c->ld * 2, c->cols, c->X2, c->ldx2, c->Y, c->ldy};
-    const size_t T = c->T;
-    const int FMT = 1;
-    ROW_BLOCKS(bd_block, 3)
+        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 __attribute__((target(BF16_TARGET)))
-static void bd_range_h(const bd_ctx *c, size_t r0, size_t r1) {
+static void bd_range(const bd_ctx *c, size_t r0, size_t r1) {
     const bd_ops o = {(const char *)c->W, c->ld * 2, c->cols, c->X2, c->ldx2, c->Y, c->ldy};
     const size_t T = c->T;
-    const int FMT = 0;
+    const int FMT = KERN_BF16;
     ROW_BLOCKS(bd_block, 4)
 }
 
-static void bd_task(void *p, size_t r0, size_t r1) {
-    const bd_ctx *c = (const bd_ctx *)p;
-    if (c->lo) bd_range_hl(c, r0, r1); else bd_range_h(c, r0, r1);
-}
+static void bd_task(void *p, size_t r0, size_t r1) { bd_range((const bd_ctx *)p, r0, r1); }
 
-typedef struct { const float *X; size_t ldx, cols; uint16_t *X2; size_t ldx2; int lo; } split_ctx;
+typedef struct { const float *X; size_t ldx, cols; uint16_t *X2; size_t ldx2; } round_ctx;
 
 __attribute__((target(BF16_TARGET)))
-static void split_task(void *p, size_t b, size_t e) {
-    const split_ctx *s = (const split_ctx *)p;
+static void round_task(void *p, size_t b, size_t e) {
+    const round_ctx *r = (const round_ctx *)p;
+    size_t padded = (r->cols + 31) & ~(size_t)31;
     for (size_t t = b; t < e; t++) {
-        const float *x = s->X + t * s->ldx;
-        uint16_t *x2 = s->X2 + t * s->ldx2;
-        size_t padded = (s->cols + 31) & ~(size_t)31;
+        const float *x = r->X + t * r->ldx;
+        uint16_t *x2 = r->X2 + t * r->ldx2;
         for (size_t k = 0; k < padded; k += 16) {    // past cols: zeros, so the last step needs no mask
-            __mmask16 m = k >= s->cols ? 0 : s->cols - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (s->cols - k)) - 1);
-            __m512 v = _mm512_maskz_loadu_ps(m, x + k);
-            __m256i hv = (__m256i)_mm512_cvtneps_pbh(v);
-            __m512 back = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hv), 16));
-            __m256i lv = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, back));
-            uint16_t *chunk = x2 + (k / 32) * 64 + (k % 32);
-            _mm256_store_si256((__m256i *)chunk, hv);
-            if (s->lo) _mm256_store_si256((__m256i *)(chunk + 32), lv);
+            __mmask16 m = k >= r->cols ? 0 : r->cols - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r->cols - k)) - 1);
+            _mm256_store_si256((__m256i *)(x2 + k), (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + k)));
         }
     }
 }
@@ -560,13 +531,12 @@ int kern_bf16_activations(int on) {
 
 static void gemm_bd_mt(const void *w, size_t ld, const float *X, size_t ldx, size_t T, size_t cols, float *Y,
                        size_t ldy, size_t rows) {
-    int lo = !bf16_round_activations;
-    size_t ldx2 = ((cols + 31) / 32) * 64 + 32;     // values: hi + lo of each 32, then one line of padding
+    size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;
     uint16_t *X2 = (uint16_t *)aligned_alloc(64, T * ldx2 * 2);
-    split_ctx s = {X, ldx, cols, X2, ldx2, lo};
-    if (T * cols < 65536) split_task(&s, 0, T);
-    else kern_parallel_for(T, 1, split_task, &s);
-    bd_ctx c = {w, ld, cols, X2, ldx2, T, Y, ldy, lo};
+    round_ctx r = {X, ldx, cols, X2, ldx2};
+    if (T * cols < 65536) round_task(&r, 0, T);
+    else kern_parallel_for(T, 1, round_task, &r);
+    bd_ctx c = {w, ld, cols, X2, ldx2, T, Y, ldy};
     if (rows * cols < 65536) bd_task(&c, 0, rows);
     else kern_parallel_for(rows, 16, bd_task, &c);
     free(X2);
@@ -626,7 +596,7 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
 static void gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                       size_t cols, float *Y, size_t ldy, size_t rows) {
     if (format == KERN_Q8 || format == KERN_Q4) { gemm_qq_mt(format, w, scales, X, ldx, T, cols, Y, ldy, rows); return; }
-    if (format == KERN_BF16 && has_bf16_dot()) { gemm_bd_mt(w, ld, X, ldx, T, cols, Y, ldy, rows); return; }
+    if (format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) { gemm_bd_mt(w, ld, X, ldx, T, cols, Y, ldy, rows); return; }
     h_ctx c = {format, w, ld, cols, X, ldx, T, Y, ldy};
     if (rows * cols < 65536) h_task(&c, 0, rows);
     else kern_parallel_for(rows, 16, h_task, &c);

@@ -72,11 +72,10 @@ void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 /// in elements (f32 only; converted formats are contiguous). Q8 rounds X to int16, Q4 to int8, per group of 32, and
 /// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
 /// On the calling thread, from now on: 1 makes bf16 products (on CPUs with AVX512_BF16) multiply activations
-/// rounded to bf16, one vdpbf16ps per 32 values, twice the arithmetic rate (as llama.cpp's bf16 does; for draft
-/// models); 0 (the default) keeps them to 16 significant bits (a hi and a lo bf16 part, two instructions), as
-/// accurate as f32 activations. Returns the previous setting. Other formats ignore it.
+/// rounded to bf16, one vdpbf16ps per 32 values, at twice the arithmetic rate (as llama.cpp's bf16 does; for draft
+/// models); 0 (the default) multiplies the f32 activations. Returns the previous setting. Other formats ignore it.
 int kern_bf16_activations(int on);
-/// 1 when bf16 products on this thread use vdpbf16ps (AVX512_BF16 present and the AVX-512 kernels active).
+/// 1 when bf16 products under kern_bf16_activations(1) use vdpbf16ps (AVX512_BF16 present, AVX-512 kernels active).
 int kern_has_bf16_dot(void);
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows);
