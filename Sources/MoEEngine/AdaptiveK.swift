@@ -111,6 +111,9 @@ public struct AdaptiveK: Sendable {
     var catchUpPerPosition: Double?
     /// The k the last step ran at.
     var lastK = 0
+    /// Tokens plain steps have decoded since the last drafting step: the draft reads them all (its catch-up) before
+    /// it drafts again.
+    var missedByDraft = 0
 
     public init(maxK: Int, denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int) {
         self.maxK = maxK
@@ -308,7 +311,20 @@ public struct AdaptiveK: Sendable {
     /// plain decoding at batch 32.
     public mutating func choose(_ seqs: [Int]) -> Int {
         lastK = decide(seqs)
+        missedByDraft = lastK == 0 ? missedByDraft + seqs.count : 0
         return lastK
+    }
+
+    /// How much faster than plain decoding drafting must rate to start again after plain steps: the draft's catch-up
+    /// on the tokens it missed, as a fraction of the next 16 plain steps (what a start is weighed over, the probe
+    /// interval). Leaving drafting is priced (`leavingMargin`); entering was not: at batch 32, where k = 1 rates
+    /// within a few percent of plain decoding, auto went back to k = 1 after 46 plain steps (sequences had finished,
+    /// so a batch size not yet ruled on) and its draft first read 46 × 32 tokens, 0.74 s, six plain steps' time;
+    /// such returns cost auto 0.85–0.91 of plain decoding there. Zero until a catch-up is measured.
+    func enteringMargin(batch B: Int) -> Double {
+        guard let c = catchUpPerPosition, missedByDraft > 0 else { return 0 }
+        let plainStep = stepSeconds(B) * (overheadFactor(batch: B, drafting: false) ?? 1)
+        return speed * c * Double(missedByDraft) / (16 * plainStep)
     }
 
     mutating func decide(_ seqs: [Int]) -> Int {
@@ -342,10 +358,12 @@ public struct AdaptiveK: Sendable {
         // 1.1–1.2× (this draft's acceptance comes in runs: ~0.9 per tested position). Kept up for good, the same
         // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting loses even at the
         // upper estimate (batch 32), nothing changes.
-        var best = rates.indices.max { rates[$0] < rates[$1] }!
+        var best = rates.indices.max { rates[$0] < rates[$1] }!, chosenBy = rates
         if best == 0, seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true) {
             best = hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
+            chosenBy = hopeful
         }
+        if best > 0, lastK == 0, chosenBy[best] < chosenBy[0] * (1 + enteringMargin(batch: B)) { best = 0 }
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
         // Leaving drafting for plain steps before `closest` is measured at this batch size means drafting again at a
         // probe, which first pays the draft's catch-up; so it is left only when plain decoding leads by more than

@@ -480,6 +480,35 @@ import Testing
         #expect(tight.choose([3]) == 0 && tight.offAt == [1])
     }
 
+    /// Starting to draft again after plain steps first feeds the draft every token it missed: drafting must rate
+    /// ahead of plain decoding by more than that catch-up over the next 16 plain steps. Right after drafting steps
+    /// (nothing missed), the rates alone decide.
+    @Test func draftingStartsAgainAfterPlainStepsOnlyWhenItPaysTheCatchUp() throws {
+        var a = AdaptiveK(maxK: 2, denseBytes: 1, expertBytes: 1, experts: 8, topK: 2, moeLayers: 1)
+        let seqs = Array(0..<4)
+        // Plain 100 ms; verifying 8 positions 150 ms; a draft step 10 ms: k = 1 at 0.9 acceptance rates ~1.19×.
+        a.recordStep(positions: 4, seconds: 0.1)
+        a.recordStep(positions: 8, seconds: 0.15)
+        a.recordStep(positions: 12, seconds: 0.25)
+        a.recordDraft(batch: 4, seconds: 0.01)
+        for s in seqs { for r in 0..<20 { a.recordOutcome(seq: s, k: 1, accepted: r % 10 == 0 ? 0 : 1) } }
+        let rates = try #require(a.rates(seqs))
+        try #require(rates[1] > 1.1 * rates[0] && rates[1] < 1.3 * rates[0])
+        a.recordCatchUp(CatchUp(seconds: 0.2, positions: 100, promptSeconds: 0))     // 2 ms a missed token
+        a.lastK = 1
+        #expect(a.choose(seqs) == 1)
+        // 10 plain steps missed 40 tokens (80 ms of catch-up, 5% of 16 plain steps): still worth starting.
+        a.lastK = 0
+        a.missedByDraft = 40
+        #expect(abs(a.enteringMargin(batch: 4) - 0.08 / 1.6) < 1e-9)
+        #expect(a.choose(seqs) == 1)
+        // 100 plain steps missed 400 (0.8 s, half of 16 plain steps): not worth it.
+        a.lastK = 0
+        a.missedByDraft = 400
+        #expect(a.choose(seqs) == 0)
+        #expect(a.missedByDraft == 404)
+    }
+
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few
     /// percent above the closest k, none measured there: going plain would mean a probe later, which first feeds the
     /// draft the tokens it missed. Auto keeps drafting until the closest k has had two counted steps, then goes plain
