@@ -33,14 +33,18 @@
 #define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define AVX2_TARGET "avx2,fma,f16c"
 
-static int has_vnni(void) {
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+// An AVX-512 extension, checked once, usable while the AVX-512 kernels are active (tests may force narrower paths).
+#define AVX512_EXTENSION(NAME, FEATURE)                                                                            \
+    static int NAME(void) {                                                                                        \
+        static int v = -1;                                                                                         \
+        if (v < 0) {                                                                                               \
+            __builtin_cpu_init();                                                                                  \
+            v = __builtin_cpu_supports(FEATURE) ? 1 : 0;                                                           \
+        }                                                                                                          \
+        return v && kern_isa_active() >= KERN_ISA_AVX512;                                                          \
     }
-    return v && kern_isa_active() >= KERN_ISA_AVX512;
-}
+
+AVX512_EXTENSION(has_vnni, "avx512vnni")
 
 size_t kern_format_row_bytes(int format, size_t cols) {
     switch (format) {
@@ -433,19 +437,12 @@ static void h_task(void *p, size_t r0, size_t r1) { h_range((const h_ctx *)p, r0
 // rows: 2.1 / 1.5 / 1.8 / 1.85 / 1.76× the default's rate (a draft at batch 8+ is bound by arithmetic). The products of bf16 pairs
 // are exact in f32, so each step is an exact multiply and one rounded add, as an FMA; the instruction flushes
 // denormals. Tried as the default too, with each activation split into a bf16 hi and lo (16 significant bits, two
-// instructions): 1.7× the in-L2 rate at one input row, but 2–5% slower from three rows on (prefill of 512 tokens
-// −3%, four interleaved pairs) and no decode gain measurable at ~35 GB/s; not kept.
+// instructions): 1.7× the in-L2 rate at one input row, but 2–4% slower from three rows on (prefill of 512 tokens
+// 2.4% slower, four interleaved pairs) and no decode gain measurable at ~35 GB/s; not kept.
 
 #define BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 
-static int has_bf16_dot(void) {
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
-    }
-    return v && kern_isa_active() >= KERN_ISA_AVX512;
-}
+AVX512_EXTENSION(has_bf16_dot, "avx512bf16")
 
 int kern_has_bf16_dot(void) { return has_bf16_dot(); }
 

@@ -111,9 +111,9 @@ public struct AdaptiveK: Sendable {
     var catchUpPerPosition: Double?
     /// The k the last step ran at.
     var lastK = 0
-    /// Tokens plain steps have decoded since the last drafting step: the draft reads them all (its catch-up) before
-    /// it drafts again.
-    var missedByDraft = 0
+    /// Per sequence, tokens plain steps have decoded since its last drafting step: the draft reads them (its catch-up)
+    /// before it drafts for it again. Finished sequences leave (`forget`): their tokens are never caught up.
+    var missedByDraft: [Int: Int] = [:]
 
     public init(maxK: Int, denseBytes: Double, expertBytes: Double, experts: Int, topK: Int, moeLayers: Int) {
         self.maxK = maxK
@@ -227,7 +227,10 @@ public struct AdaptiveK: Sendable {
         pooled = (0.98 * pooled.accepted + Double(accepted), 0.98 * pooled.tested + Double(positions))
     }
 
-    public mutating func forget(_ seq: Int) { acceptance[seq] = nil }
+    public mutating func forget(_ seq: Int) {
+        acceptance[seq] = nil
+        missedByDraft[seq] = nil
+    }
 
     /// The draft read `positions` tokens it had not seen in one pass of `seconds`.
     public mutating func recordCatchUp(_ c: CatchUp) {
@@ -311,7 +314,7 @@ public struct AdaptiveK: Sendable {
     /// plain decoding at batch 32.
     public mutating func choose(_ seqs: [Int]) -> Int {
         lastK = decide(seqs)
-        missedByDraft = lastK == 0 ? missedByDraft + seqs.count : 0
+        for s in seqs { missedByDraft[s] = lastK == 0 ? (missedByDraft[s] ?? 0) + 1 : nil }
         return lastK
     }
 
@@ -321,10 +324,18 @@ public struct AdaptiveK: Sendable {
     /// within a few percent of plain decoding, auto went back to k = 1 after 46 plain steps (sequences had finished,
     /// so a batch size not yet ruled on) and its draft first read 46 × 32 tokens, 0.74 s, six plain steps' time;
     /// such returns cost auto 0.85–0.91 of plain decoding there. Zero until a catch-up is measured.
-    func enteringMargin(batch B: Int) -> Double {
-        guard let c = catchUpPerPosition, missedByDraft > 0 else { return 0 }
-        let plainStep = stepSeconds(B) * (overheadFactor(batch: B, drafting: false) ?? 1)
-        return speed * c * Double(missedByDraft) / (16 * plainStep)
+    func enteringMargin(_ seqs: [Int]) -> Double {
+        let missed = seqs.reduce(0) { $0 + (missedByDraft[$1] ?? 0) }
+        guard let c = catchUpPerPosition, missed > 0 else { return 0 }
+        let plainStep = stepSeconds(seqs.count) * (overheadFactor(batch: seqs.count, drafting: false) ?? 1)
+        return speed * c * Double(missed) / (16 * plainStep)
+    }
+
+    /// While a request in `seqs` is still being explored (fewer than 16 positions tested): the k that rates best with
+    /// the acceptance of those requests one standard deviation above their estimates (0 included), and those rates.
+    func hopeful(_ seqs: [Int]) -> (best: Int, rates: [Double])? {
+        guard seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let r = rates(seqs, upper: true) else { return nil }
+        return (r.indices.max { r[$0] < r[$1] }!, r)
     }
 
     mutating func decide(_ seqs: [Int]) -> Int {
@@ -346,10 +357,9 @@ public struct AdaptiveK: Sendable {
             // decoding: exploring pays the draft's prefill of the new prompt and steps at a k the estimate may not
             // keep. After the warm-up at batch 1 the new request rated 1.5× plain at the upper estimate; at batch 32,
             // where k = 1 runs within a few percent of plain decoding, new requests rated k = 1 ~4% over plain.
-            guard seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true),
-                  let k = (1...maxK).max(by: { hopeful[$0] < hopeful[$1] }), hopeful[k] > 1.1 * hopeful[0] else { return 0 }
+            guard let h = hopeful(seqs), h.best > 0, h.rates[h.best] > 1.1 * h.rates[0] else { return 0 }
             offAt.remove(B)
-            return k
+            return h.best
         }
         // Drafting is chosen while it would pay with the acceptance of sequences still being explored one standard
         // deviation above its estimate: until a sequence has been tested for a while, its acceptance is a guess (the
@@ -359,11 +369,8 @@ public struct AdaptiveK: Sendable {
         // optimism drafted at 0.92 of plain decoding where the two were equal. Where drafting loses even at the
         // upper estimate (batch 32), nothing changes.
         var best = rates.indices.max { rates[$0] < rates[$1] }!, chosenBy = rates
-        if best == 0, seqs.contains(where: { acceptance[$0]?.total ?? 0 < 16 }), let hopeful = self.rates(seqs, upper: true) {
-            best = hopeful.indices.max { hopeful[$0] < hopeful[$1] }!
-            chosenBy = hopeful
-        }
-        if best > 0, lastK == 0, chosenBy[best] < chosenBy[0] * (1 + enteringMargin(batch: B)) { best = 0 }
+        if best == 0, let h = hopeful(seqs) { (best, chosenBy) = h }
+        if best > 0, lastK == 0, chosenBy[best] < chosenBy[0] * (1 + enteringMargin(seqs)) { best = 0 }
         let closest = (1...maxK).max { rates[$0] < rates[$1] }!
         // Leaving drafting for plain steps before `closest` is measured at this batch size means drafting again at a
         // probe, which first pays the draft's catch-up; so it is left only when plain decoding leads by more than

@@ -499,14 +499,17 @@ import Testing
         #expect(a.choose(seqs) == 1)
         // 10 plain steps missed 40 tokens (80 ms of catch-up, 5% of 16 plain steps): still worth starting.
         a.lastK = 0
-        a.missedByDraft = 40
-        #expect(abs(a.enteringMargin(batch: 4) - 0.08 / 1.6) < 1e-9)
+        for s in seqs { a.missedByDraft[s] = 10 }
+        #expect(abs(a.enteringMargin(seqs) - 0.08 / 1.6) < 1e-9)
         #expect(a.choose(seqs) == 1)
         // 100 plain steps missed 400 (0.8 s, half of 16 plain steps): not worth it.
         a.lastK = 0
-        a.missedByDraft = 400
+        for s in seqs { a.missedByDraft[s] = 100 }
         #expect(a.choose(seqs) == 0)
-        #expect(a.missedByDraft == 404)
+        #expect(a.missedByDraft.values.reduce(0, +) == 404)
+        // A finished sequence's missed tokens are never caught up: they leave with it.
+        a.forget(0)
+        #expect(abs(a.enteringMargin(seqs) - 0.002 * 303 / 1.6) < 1e-9)
     }
 
     /// Drafting at batch 1 (a batch-2 run whose other sequence finished) where the model rates plain decoding a few

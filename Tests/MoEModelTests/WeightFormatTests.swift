@@ -32,10 +32,8 @@ import Testing
         #expect(w.byteCount == rows * format.rowBytes(cols))
         let x = randoms(T * cols, seed: 12)
         let y = product(x, rows: T, w)
-        var wrow = [Float](repeating: 0, count: cols), xin = [Float](repeating: 0, count: cols)
-        var worst = 0.0
-        for t in 0..<T {
-            xin = Array(x[t * cols..<(t + 1) * cols])
+        let worst = worstRelativeError(y, w, inputs: T) { t in
+            var xin = Array(x[t * cols..<(t + 1) * cols])
             var s = [Float](repeating: 0, count: cols / 32)
             if format == .int8 {
                 var q = [Int16](repeating: 0, count: cols)
@@ -46,14 +44,25 @@ import Testing
                 kern_quantize_q8(xin, cols, &q, &s)
                 for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
             }
-            for r in 0..<rows {
-                w.dequantizedRow(r, into: &wrow)
-                var ref = 0.0, mag = 0.0
-                for c in 0..<cols { ref += Double(wrow[c]) * Double(xin[c]); mag += abs(Double(wrow[c]) * Double(xin[c])) }
-                worst = max(worst, abs(Double(y[t * rows + r]) - ref) / mag)
-            }
+            return xin
         }
         #expect(worst < 1e-5, "\(format): worst relative error \(worst)")
+    }
+
+    /// Worst |y − Σ w·x| ÷ Σ |w·x| over every output of a product `y` of `inputs` rows: the reference in double
+    /// precision, on the weights as stored and on `activations(t)`, the values the kernel is meant to multiply.
+    func worstRelativeError(_ y: [Float], _ w: Matrix, inputs T: Int, activations: (Int) -> [Float]) -> Double {
+        var wrow = [Float](repeating: 0, count: w.cols), worst = 0.0
+        for t in 0..<T {
+            let xin = activations(t)
+            for r in 0..<w.rows {
+                w.dequantizedRow(r, into: &wrow)
+                var ref = 0.0, mag = 0.0
+                for c in 0..<w.cols { ref += Double(wrow[c]) * Double(xin[c]); mag += abs(Double(wrow[c]) * Double(xin[c])) }
+                worst = max(worst, abs(Double(y[t * w.rows + r]) - ref) / mag)
+            }
+        }
+        return worst
     }
 
     /// int4 products round activations to int8 per group of 32: scale amax/127, round half to even, every value
@@ -127,20 +136,13 @@ import Testing
         let x = randoms(T * cols, seed: 42)
         let y = withBF16Activations { product(x, rows: T, w) }
         let rounds = kern_has_bf16_dot() != 0
-        var wrow = [Float](repeating: 0, count: cols), half = [UInt16](repeating: 0, count: cols)
-        var worst = 0.0
-        for t in 0..<T {
-            var xin = Array(x[t * cols..<(t + 1) * cols])
+        let worst = worstRelativeError(y, w, inputs: T) { t in
+            var xin = Array(x[t * cols..<(t + 1) * cols]), half = [UInt16](repeating: 0, count: cols)
             if rounds {
                 f32ToBF16(xin, &half, cols)
                 bf16ToF32(half, &xin, cols)
             }
-            for r in 0..<rows {
-                w.dequantizedRow(r, into: &wrow)
-                var ref = 0.0, mag = 0.0
-                for c in 0..<cols { ref += Double(wrow[c]) * Double(xin[c]); mag += abs(Double(wrow[c]) * Double(xin[c])) }
-                worst = max(worst, abs(Double(y[t * rows + r]) - ref) / mag)
-            }
+            return xin
         }
         #expect(worst < 1e-5, "worst relative error \(worst)")
         for n in [1, 4, 5, 7, 13] {
