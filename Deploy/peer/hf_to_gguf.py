@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Write a Mixtral-style Hugging Face checkpoint (as `moe-serve synth` makes) as a GGUF file for llama.cpp.
+
+Only for the side-by-side benchmark (Deploy/peer/llama-cpp-bench.sh): the same weights, so that llama-bench reads
+the same bytes per token as moe-bench. Uses the `gguf` package from llama.cpp's own source tree (GGUF_PY) and numpy;
+no torch. Tensor names, the q/k row permutation (Hugging Face's rotate-half layout -> llama.cpp's interleaved rope)
+and the stacking of experts into one [experts, rows, cols] tensor per projection follow llama.cpp's converter for
+MixtralForCausalLM. The vocabulary is written as a plain SentencePiece-style list (the tokenizer.json's tokens, padded
+to vocab_size): llama-bench feeds token ids and never tokenizes text.
+
+usage: hf_to_gguf.py MODEL_DIR OUT.gguf {f32,f16}
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.environ["GGUF_PY"])
+import gguf  # noqa: E402
+
+
+def read_safetensors(path):
+    """name -> float32 array, for every tensor of the file (f32, f16 or bf16 on disk)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = data[start:end]
+        dtype = info["dtype"]
+        if dtype == "F32":
+            a = raw.view(np.float32)
+        elif dtype == "F16":
+            a = raw.view(np.float16).astype(np.float32)
+        elif dtype == "BF16":
+            a = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            sys.exit(f"{name}: dtype {dtype} is not supported (f32, f16 or bf16)")
+        out[name] = a.reshape(info["shape"])
+    return out
+
+
+def permute(w, n_head):
+    """Rows of q_proj/k_proj from rotate-half pairs (i, i + d/2) to adjacent pairs (2i, 2i + 1), per head."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in ("f32", "f16"):
+        sys.exit(__doc__)
+    model_dir, out_path, ftype = sys.argv[1:]
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    if cfg.get("model_type") != "mixtral":
+        sys.exit(f"model_type {cfg.get('model_type')!r}: only mixtral checkpoints are converted")
+    files = sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors"))
+    t = {}
+    for f in files:
+        t.update(read_safetensors(os.path.join(model_dir, f)))
+
+    hidden, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    experts, vocab = cfg["num_local_experts"], cfg["vocab_size"]
+    mat = np.float16 if ftype == "f16" else np.float32
+
+    w = gguf.GGUFWriter(out_path, "llama")
+    w.add_name(os.path.basename(os.path.normpath(model_dir)))
+    w.add_context_length(cfg.get("max_position_embeddings", 4096))
+    w.add_embedding_length(hidden)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
+    w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
+    w.add_expert_count(experts)
+    w.add_expert_used_count(cfg["num_experts_per_tok"])
+    w.add_vocab_size(vocab)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if ftype == "f16" else gguf.LlamaFileType.ALL_F32)
+
+    tok = json.load(open(os.path.join(model_dir, "tokenizer.json")))
+    names = {i: s for s, i in tok["model"]["vocab"].items()}
+    special = {a["id"]: a["content"] for a in tok.get("added_tokens", [])}
+    names.update(special)
+    tokens, types = [], []
+    for i in range(vocab):
+        tokens.append(names.get(i, f"<unused{i}>"))
+        types.append(gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * vocab)
+    w.add_token_types(types)
+    w.add_bos_token_id(cfg.get("bos_token_id", 1))
+    w.add_eos_token_id(cfg.get("eos_token_id", 2))
+
+    def put(name, a, as_matrix=True):
+        # Norms and the router stay f32, as llama.cpp's converter keeps 1-d and small tensors.
+        w.add_tensor(name, np.ascontiguousarray(a.astype(mat if as_matrix else np.float32)))
+
+    put("token_embd.weight", t["model.embed_tokens.weight"])
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        put(f"blk.{i}.attn_norm.weight", t[p + "input_layernorm.weight"], False)
+        put(f"blk.{i}.attn_q.weight", permute(t[p + "self_attn.q_proj.weight"], heads))
+        put(f"blk.{i}.attn_k.weight", permute(t[p + "self_attn.k_proj.weight"], kv_heads))
+        put(f"blk.{i}.attn_v.weight", t[p + "self_attn.v_proj.weight"])
+        put(f"blk.{i}.attn_output.weight", t[p + "self_attn.o_proj.weight"])
+        put(f"blk.{i}.ffn_norm.weight", t[p + "post_attention_layernorm.weight"], False)
+        put(f"blk.{i}.ffn_gate_inp.weight", t[p + "block_sparse_moe.gate.weight"], False)
+        for proj, gg in (("w1", "ffn_gate_exps"), ("w2", "ffn_down_exps"), ("w3", "ffn_up_exps")):
+            stacked = np.stack([t[f"{p}block_sparse_moe.experts.{e}.{proj}.weight"] for e in range(experts)])
+            put(f"blk.{i}.{gg}.weight", stacked)
+    put("output_norm.weight", t["model.norm.weight"], False)
+    put("output.weight", t["lm_head.weight"] if "lm_head.weight" in t else t["model.embed_tokens.weight"])
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"wrote {out_path} ({ftype})")
+
+
+if __name__ == "__main__":
+    main()
