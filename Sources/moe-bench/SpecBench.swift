@@ -43,11 +43,17 @@ struct SpecBench: ParsableCommand {
             // Settings run interleaved, `repeats` rounds, plain decoding at the start and the end of each: this
             // machine's speed moves by tens of percent within minutes, so a setting is compared with plain decoding
             // of the same round (the geometric mean of its two runs) and rows report the median over rounds.
+            // The settings' order within a round is shuffled (seeded): in a fixed order a setting always meets the
+            // same phase of any periodic swing of the bandwidth. (With a fixed order, at batch 1, k = 5's median
+            // rate was once 1.3x that of every other k, plain decoding's included.)
             var rounds: [[String: Row]] = []
+            var order = SeededRNG(seed: 7 + UInt64(B))
             for _ in 0..<repeats {
                 var round: [String: Row] = [:]
                 let first = try measure(m, draftModel, batch: B, setting: "0")
-                for setting in settings where setting != "0" { round[setting] = try measure(m, draftModel, batch: B, setting: setting) }
+                for setting in settings.filter({ $0 != "0" }).shuffled(using: &order) {
+                    round[setting] = try measure(m, draftModel, batch: B, setting: setting)
+                }
                 let last = try measure(m, draftModel, batch: B, setting: "0")
                 round["0"] = Row(rate: (first.rate * last.rate).squareRoot(), spec: first.spec, experts: (first.experts + last.experts) / 2)
                 rounds.append(round)
@@ -60,6 +66,7 @@ struct SpecBench: ParsableCommand {
                 let r = rows.sorted { $0.rate < $1.rate }[(rows.count - 1) / 2]
                 if json {
                     let obj: [String: Any] = ["batch": B, "k": setting, "tok_s": rate, "speedup": table.speedup(setting),
+                                              "rounds_tok_s": rows.map(\.rate),
                                               "acceptance_rate": r.spec.acceptanceRate, "mean_acceptance_length": r.spec.meanAcceptanceLength,
                                               "experts_per_layer": r.experts]
                     print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
