@@ -44,8 +44,15 @@ import Testing
         print(len(fams))
         """
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script]
+        // The Debian interpreter first: .ci/run installs prometheus_client as python3-prometheus-client, which serves
+        // /usr/bin/python3 only, and a pyenv or venv python3 earlier in PATH would not see it.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            p.arguments = ["-c", script]
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", "-c", script]
+        }
         let input = Pipe(), output = Pipe(), err = Pipe()
         p.standardInput = input
         p.standardOutput = output
