@@ -33,7 +33,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 def run(cmd, **kw):
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, check=True, **kw)
+    r = subprocess.run(cmd, **kw)
+    if r.returncode != 0:
+        detail = (r.stderr or "").strip().splitlines()[-5:] if kw.get("capture_output") else []
+        sys.exit(f"{os.path.basename(cmd[0])} exited with {r.returncode}" + "".join(f"\n  {l}" for l in detail))
+    return r
 
 
 def fetch_source(work):
@@ -122,6 +126,8 @@ def main():
     for f in formats:
         if f not in GGUF_TYPE:
             sys.exit(f"--formats: {f!r} is not one of {', '.join(GGUF_TYPE)}")
+    if not os.path.isfile(os.path.join(a.model, "config.json")):
+        sys.exit(f"--model {a.model}: no config.json there (make one with `moe-serve synth`, see README)")
     if not os.access(a.moe_bench, os.X_OK):
         sys.exit(f"{a.moe_bench} not found: run `swift build -c release` first")
     os.makedirs(a.work, exist_ok=True)
@@ -159,6 +165,7 @@ def main():
                    if abs(o["bandwidth"] / t["bandwidth"] - 1) <= 0.1]
         print(f"| {f} | {po:.0f} / {pt:.0f} | {ro:.2f} / {rt:.2f}{'' if f in ('f32', 'f16') else ' (approx.)'} | "
               f"{'; '.join(matched) or 'none'} |")
+
 
 if __name__ == "__main__":
     main()
