@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a Mixtral-style Hugging Face checkpoint (as `moe-serve synth` makes) as a GGUF file for llama.cpp.
 
-Only for the side-by-side benchmark (Deploy/peer/llama-cpp-bench.sh): the same weights, so that llama-bench reads
+Only for the side-by-side benchmark (Deploy/peer/llama_cpp_bench.py, which sets GGUF_PY): the same weights, so that llama-bench reads
 the same bytes per token as moe-bench. Uses the `gguf` package from llama.cpp's own source tree (GGUF_PY) and numpy;
 no torch. Tensor names, the q/k row permutation (Hugging Face's rotate-half layout -> llama.cpp's interleaved rope)
 and the stacking of experts into one [experts, rows, cols] tensor per projection follow llama.cpp's converter for
@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+if "GGUF_PY" not in os.environ:
+    sys.exit("GGUF_PY: set it to the gguf-py directory of a llama.cpp source tree (llama_cpp_bench.py does)")
 sys.path.insert(0, os.environ["GGUF_PY"])
 import gguf  # noqa: E402
 

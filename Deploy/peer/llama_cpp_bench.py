@@ -5,9 +5,10 @@ around every run: the same weights, the same two threads, the same minutes of th
     python3 Deploy/peer/llama_cpp_bench.py --model /tmp/bench-model [--formats f32,f16,int8,int4] [--rounds 3]
 
 First run: fetches llama.cpp's source as vendored in the llama-cpp-python sdist from PyPI (pinned; no model hub),
-installs cmake and numpy with pip if missing, builds llama-bench and llama-quantize (GGML_NATIVE, ~10 min on two
+installs cmake and numpy with pip if missing, builds llama-bench and llama-quantize (GGML_NATIVE, ~4 min on two
 cores) and writes the checkpoint as GGUF (f32 and f16 by hf_to_gguf.py; q8_0 and q4_0 by llama-quantize from f32,
-with llama-quantize's own choices for the output and attention tensors). All of it is cached in --work.
+with llama-quantize's own choices for the output and attention tensors). All of it is cached in --work, the
+GGUF files by the checkpoint's path and the modification times of its files.
 
 Per round and format: `moe-bench model --format F --json` (prefill 512; decode at batch 1 after 16 prompt tokens,
 best of three rounds of 32 steps, each round between two bandwidth samples), then `llama-bench -t 2 -p 512 -n 128
@@ -15,6 +16,7 @@ best of three rounds of 32 steps, each round between two bandwidth samples), the
 table gives each side's median ratio to its roofline and the rounds in which both met about the same bandwidth.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -75,20 +77,24 @@ def ggufs(model, src, quantize, work, formats):
     except ImportError:
         run([sys.executable, "-m", "pip", "install", "-q", "numpy"])
     env = dict(os.environ, GGUF_PY=os.path.join(src, "gguf-py"))
-    name = os.path.basename(os.path.normpath(model))
-    path = lambda t: os.path.join(work, f"{name}-{t}.gguf")
-    out = {}
+    # A regenerated checkpoint (same directory, new weights) must not reuse the old files.
+    model = os.path.abspath(model)
+    stamp = hashlib.sha1(repr((model, sorted((f, os.path.getmtime(os.path.join(model, f)))
+                                                for f in os.listdir(model)))).encode()).hexdigest()[:10]
+    path = lambda t: os.path.join(work, f"{os.path.basename(model)}-{stamp}-{t}.gguf")
+
+    def make(t):
+        if os.path.exists(path(t)):
+            return
+        if t in ("f32", "f16"):
+            run([sys.executable, os.path.join(HERE, "hf_to_gguf.py"), model, path(t), t], env=env)
+        else:
+            make("f32")
+            run([quantize, path("f32"), path(t), t.upper()], stdout=subprocess.DEVNULL)
+
     for f in formats:
-        t = GGUF_TYPE[f]
-        if not os.path.exists(path(t)):
-            if t in ("f32", "f16"):
-                run([sys.executable, os.path.join(HERE, "hf_to_gguf.py"), model, path(t), t], env=env)
-            else:
-                if not os.path.exists(path("f32")):
-                    run([sys.executable, os.path.join(HERE, "hf_to_gguf.py"), model, path("f32"), "f32"], env=env)
-                run([quantize, path("f32"), path(t), t.upper()], stdout=subprocess.DEVNULL)
-        out[f] = path(t)
-    return out
+        make(GGUF_TYPE[f])
+    return {f: path(GGUF_TYPE[f]) for f in formats}
 
 
 def bandwidth(moe_bench):

@@ -4,9 +4,10 @@
 //
 // int8 / int4 (groups of 32 with one f32 scale, layout in quant.c): the activations are rounded on the fly with one
 // scale per group of 32, and each 32-value group dot runs in integer lanes, then is scaled by scale_x and added
-// times scale_w (one multiply and one multiply-add per group). int8 weights take int16 activations (AVX-512 VNNI vpdpwssd on 256-bit vectors, or AVX2
-// vpmaddwd: the same integers): their rounding, 2^-15 of a group's largest value, adds nothing measurable to the
-// weights' own error, so int8 stays greedy-identical to f32 on the fixtures. int4 weights take int8 activations, as
+// times scale_w (one multiply and one multiply-add per group; int4 does both for two groups at once). int8 weights
+// take int16 activations (AVX-512 VNNI vpdpwssd on 256-bit vectors, or AVX2 vpmaddwd: the same integers): their
+// rounding, 2^-15 of a group's largest value, adds nothing measurable to the weights' own error, so int8 stays
+// greedy-identical to f32 on the fixtures. int4 weights take int8 activations, as
 // llama.cpp's q4_0 × q8_0 does (vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): one instruction per group instead of two,
 // which matters because int4 products are bound by arithmetic rather than bytes, and 2^-8 is far below int4's own
 // rounding (2^-3).

@@ -105,6 +105,8 @@ public struct AdaptiveK: Sendable {
     /// plain decoding, where it had been 0.98–1.00).
     public private(set) var offAt: Set<Int> = []
     private(set) var lostAt: [Int: [Double]] = [:]
+    /// Whether the machine's speed now is within a quarter of a speed at which speculation lost (`lostAt`).
+    func nearSpeed(_ s: Double) -> Bool { max(speed / s, s / speed) <= 1.25 }
     /// Seconds per position of the draft's passes over tokens it had not seen (EMA, divided by `speed`): a new
     /// prompt, or the text decoded while speculation was off, which the first drafting step after plain steps feeds
     /// it. Nil until one is measured (a streaming draft node catches up on its own time and reports none).
@@ -343,7 +345,7 @@ public struct AdaptiveK: Sendable {
         let B = seqs.count
         guard let rates = rates(seqs) else { return 0 }
         if offAt.contains(B) {
-            if (lostAt[B] ?? []).allSatisfy({ max(speed / $0, $0 / speed) > 1.25 }) {
+            if !(lostAt[B] ?? []).contains(where: nearSpeed) {
                 offAt.remove(B)
                 steps[B] = nil
                 stepsSinceProbe = 0
@@ -383,7 +385,7 @@ public struct AdaptiveK: Sendable {
         // Off for good only on a measured step (the first at a (batch size, k) is not counted: it pays one-off costs).
         if best == 0, steps[B]?[closest] ?? 0 >= 2 {
             offAt.insert(B)
-            if !(lostAt[B] ?? []).contains(where: { max(speed / $0, $0 / speed) <= 1.25 }) { lostAt[B, default: []].append(speed) }
+            if !(lostAt[B] ?? []).contains(where: nearSpeed) { lostAt[B, default: []].append(speed) }
             return 0
         }
         let every = probeEvery[B] ?? 16

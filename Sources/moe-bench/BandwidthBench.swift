@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import MoECore
 
-/// The machine's limits alone: read bandwidth over both threads (the decode roofline's numerator), triad and the
-/// f32 GEMM rate. For scripts that time another program between two samples (Deploy/peer/llama-cpp-bench.sh).
+/// The machine's limits alone: read bandwidth over every compute thread (the decode roofline's numerator) and,
+/// unless --read-only, triad and the f32 GEMM rate. For scripts that time another program between two samples
+/// (Deploy/peer/llama_cpp_bench.py).
 struct BandwidthBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bandwidth",
@@ -14,21 +15,16 @@ struct BandwidthBench: ParsableCommand {
 
     func run() throws {
         ComputeThreads.ensureConfigured()
-        var obj: [String: Any] = ["threads": ComputeThreads.count, "isa": ComputeThreads.isa,
-                                  "bandwidth_gb_s": Roofline.readBandwidth() / 1e9]
-        if !readOnly {
-            obj["triad_gb_s"] = Roofline.triadBandwidth() / 1e9
-            obj["gemm_gflop_s"] = Roofline.gemmFlops() / 1e9
-        }
+        let read = Roofline.readBandwidth() / 1e9
+        let rest = readOnly ? nil : (triad: Roofline.triadBandwidth() / 1e9, gemm: Roofline.gemmFlops() / 1e9)
         if json {
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            var obj: [String: Any] = ["threads": ComputeThreads.count, "isa": ComputeThreads.isa, "bandwidth_gb_s": read]
+            if let r = rest { obj["triad_gb_s"] = r.triad; obj["gemm_gflop_s"] = r.gemm }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        var line = String(format: "read bandwidth %.1f GB/s", obj["bandwidth_gb_s"] as! Double)
-        if let t = obj["triad_gb_s"] as? Double, let g = obj["gemm_gflop_s"] as? Double {
-            line += String(format: ", triad %.1f GB/s, f32 GEMM %.0f GFLOP/s", t, g)
-        }
+        var line = String(format: "read bandwidth %.1f GB/s", read)
+        if let r = rest { line += String(format: ", triad %.1f GB/s, f32 GEMM %.0f GFLOP/s", r.triad, r.gemm) }
         print(line + " (\(ComputeThreads.count) threads, \(ComputeThreads.isa))")
     }
 }
