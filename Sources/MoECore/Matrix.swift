@@ -104,8 +104,7 @@ public struct Matrix: @unchecked Sendable {
             for i in 0..<m.rows {
                 let dst = q.data + r * q.rowDataBytes, sc = q.scales + r * (cols / 32)
                 switch f {
-                case .int8: kern_quantize_q8(m.row(i), cols, dst.assumingMemoryBound(to: Int8.self), sc)
-                case .int4: kern_quantize_q4(m.row(i), cols, dst.assumingMemoryBound(to: UInt8.self), sc)
+                case .int8, .int4: kern_quantize_weights(f.kernelCode, m.row(i), cols, dst, sc)
                 case .f16: kern_f32_to_f16(m.row(i), dst.assumingMemoryBound(to: UInt16.self), cols)
                 case .bf16: kern_f32_to_bf16(m.row(i), dst.assumingMemoryBound(to: UInt16.self), cols)
                 case .f32: break

@@ -26,28 +26,57 @@ import Testing
     @Test(arguments: narrow)
     func productsEqualTheirStoredValuesTimesTheInputs(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        // 70: a remainder after blocks of 4; 301: a tail; 352 = 11 groups, of which int4 takes 10 in pairs and 1 alone.
+        // 70: a remainder after blocks of 4; 301: a tail; 352 = 11 groups, of which int8/int4 take 10 in pairs and
+        // 1 alone; T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2, AVX-512) reads
+        // the same stored layout.
         let rows = 70, cols = format.isGrouped ? 352 : 301, T = 9
         let f32 = Matrix(FloatBuffer(randoms(rows * cols, seed: 11)), rows: rows, cols: cols)
         let w = try #require(f32.converted(to: format))
         #expect(w.byteCount == rows * format.rowBytes(cols))
         let x = randoms(T * cols, seed: 12)
-        let y = product(x, rows: T, w)
-        let worst = worstRelativeError(y, w, inputs: T) { t in
-            var xin = Array(x[t * cols..<(t + 1) * cols])
-            var s = [Float](repeating: 0, count: cols / 32)
-            if format == .int8 {
-                var q = [Int16](repeating: 0, count: cols)
-                kern_quantize_act(xin, cols, &q, &s)
-                for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
-            } else if format == .int4 {
-                var q = [Int8](repeating: 0, count: cols)
-                kern_quantize_q8(xin, cols, &q, &s)
-                for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
+        defer { kern_isa_force(-1) }
+        for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            let y = product(x, rows: T, w)
+            let worst = worstRelativeError(y, w, inputs: T) { t in
+                var xin = Array(x[t * cols..<(t + 1) * cols])
+                var s = [Float](repeating: 0, count: cols / 32)
+                if format == .int8 {
+                    var q = [Int16](repeating: 0, count: cols)
+                    kern_quantize_act(xin, cols, &q, &s)
+                    for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
+                } else if format == .int4 {
+                    var q = [Int8](repeating: 0, count: cols)
+                    kern_quantize_q8(xin, cols, &q, &s)
+                    for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
+                }
+                return xin
             }
-            return xin
+            #expect(worst < 1e-5, "\(format) isa \(isa): worst relative error \(worst)")
         }
-        #expect(worst < 1e-5, "\(format): worst relative error \(worst)")
+    }
+
+    /// int8 and int4 weights are stored in the products' paired order (groups in pairs, their values alternating
+    /// per dot lane) and come back in value order: each value within its group's rounding step of the original
+    /// (amax/127, amax/7), at every row width with pairs only, pairs and a last group alone, or one group.
+    @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
+    func groupedWeightsComeBackInValueOrder(format: WeightFormat, levels: Float) throws {
+        for cols in [32, 64, 96, 128, 352] {
+            // Values that identify their place: a ramp over the row, with a different amplitude in each group.
+            let src: [Float] = (0..<cols).map { (i: Int) -> Float in Float(i % 32 - 16) * Float(1 + i / 32) / 16 }
+            let w = try #require(Matrix(FloatBuffer(src), rows: 1, cols: cols).converted(to: format))
+            var back = [Float](repeating: .nan, count: cols)
+            w.dequantizedRow(0, into: &back)
+            for g in 0..<(cols / 32) {
+                let amax: Float = src[(g * 32)..<(g * 32 + 32)].map { abs($0) }.max()!
+                let step: Float = amax / levels
+                for j in 0..<32 {
+                    let i = g * 32 + j
+                    let err: Float = abs(back[i] - src[i])
+                    #expect(err <= step / 2 * 1.0001, "\(format) cols \(cols) group \(g) value \(j)")
+                }
+            }
+        }
     }
 
     /// Worst |y − Σ w·x| ÷ Σ |w·x| over every output of a product `y` of `inputs` rows: the reference in double

@@ -61,10 +61,12 @@ void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
 size_t kern_format_row_bytes(int format, size_t cols);
-/// n must be a multiple of 32. q8: n bytes; q4: n/2 bytes. scales: n/32 floats. q8 (amax/127, round half to even)
-/// also rounds the activations of int4 products.
+/// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
+/// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
-void kern_quantize_q4(const float *src, size_t n, uint8_t *q, float *scales);
+/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes) or KERN_Q4 (n/2 bytes, amax/7) with n/32 scales,
+/// in the order the products read (groups in pairs, see grouplayout.h); kern_dequantize gives them back in order.
+void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
