@@ -36,6 +36,20 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// Lets the kernel drop the resident pages of bytes [from, from + count) once their contents have been converted
+    /// into owned storage, so that a model loaded as f16/int8/int4 does not keep its f32/bf16 file in memory too.
+    /// Whole pages only (a page shared with a tensor still in use stays). The mapping is private and never written:
+    /// a later read of these bytes reads the file again, so this only frees memory, never changes what is read.
+    public func release(from pointer: UnsafeRawPointer, count: Int) {
+        guard size > 0, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: pointer), lo = Int(bitPattern: base), hi = lo + size
+        guard start >= lo, start + count <= hi else { return }
+        let first = (start + page - 1) / page * page, last = (start + count) / page * page
+        guard last > first else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, MADV_DONTNEED)
+    }
+
     deinit {
         if size > 0 { munmap(UnsafeMutableRawPointer(mutating: base), size) }
         else { UnsafeMutableRawPointer(mutating: base).deallocate() }

@@ -111,6 +111,8 @@ public struct Matrix: @unchecked Sendable {
                 }
                 r += 1
             }
+            // An f32 part read in place from a checkpoint's mapping is now held converted: its pages may go.
+            if let file = m.owner as? MappedFile { file.release(from: UnsafeRawPointer(m.row(0)), count: ((m.rows - 1) * m.ld + m.cols) * 4) }
         }
         return Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
                       scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q)

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import MoECore
 
@@ -15,6 +16,8 @@ public final class Checkpoint: @unchecked Sendable {
 
     public init(directory: URL) throws {
         self.directory = directory
+        // Loading converts tensors through large f32 temporaries: their memory must not stay with the process.
+        kern_large_blocks_unmapped_on_free()
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError.missingFile("\(directory.path) (expected a checkpoint directory)")
@@ -119,6 +122,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
             let buf = FloatBuffer(count: n, zeroed: false)
             UnsafeMutableRawPointer(buf.pointer).copyMemory(from: src, byteCount: n * 4)
+            file.mapping.release(from: src, count: n * 4)
             return Matrix(buf, rows: rows, cols: cols)
         case .bf16, .f16:
             let buf = FloatBuffer(count: n, zeroed: false)
@@ -133,6 +137,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
             if dtype == .bf16 { bf16ToF32(halfs, buf.pointer, n) } else { f16ToF32(halfs, buf.pointer, n) }
             tmp?.deallocate()
+            file.mapping.release(from: src, count: n * 2)
             return Matrix(buf, rows: rows, cols: cols)
         }
     }

@@ -123,6 +123,61 @@ import Testing
         #expect(store.weights(layer: 1, expert: 7)!.down.owner is MappedFile)
     }
 
+    /// Resident kB of the mapping that starts at `base`, from /proc/self/smaps (this mapping only, whatever else
+    /// the test process holds).
+    func residentKB(ofMappingAt base: UnsafeRawPointer) throws -> Int {
+        // /proc files report size 0: read to the end rather than by size.
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/smaps"))
+        defer { try? handle.close() }
+        let smaps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+        let start = String(UInt(bitPattern: base), radix: 16)
+        var inside = false
+        for line in smaps.split(separator: "\n") {
+            if let dash = line.firstIndex(of: "-"), !line.hasPrefix(" "), line[..<dash].allSatisfy(\.isHexDigit) {
+                inside = line[..<dash].drop { $0 == "0" } == start.drop { $0 == "0" }
+            } else if inside, line.hasPrefix("Rss:") {
+                return Int(line.split(separator: " ")[1])!
+            }
+        }
+        throw CocoaError(.fileReadUnknown)
+    }
+
+    /// Once a tensor is converted into owned storage its pages of the mapping are released: the mapping's resident
+    /// size falls by the whole pages inside the range (a page shared with a neighbour stays), and reading the range
+    /// again gives the file's bytes.
+    @Test func releasedMappingPagesLeaveMemoryAndReadBackTheSame() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (0..<(8 * page)).map { UInt8(truncatingIfNeeded: $0 * 31 + $0 / 7) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("release-\(UUID().uuidString).bin")
+        try Data(bytes).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let file = try MappedFile(url: url)
+        var sum = 0
+        for i in stride(from: 0, to: file.size, by: 64) { sum &+= Int(file.base.load(fromByteOffset: i, as: UInt8.self)) }
+        #expect(sum != 0)
+        #expect(try residentKB(ofMappingAt: file.base) == 8 * page / 1024)
+        // Bytes [100, 100 + 3 pages + 50): pages 1 and 2 lie wholly inside it.
+        file.release(from: file.base + 100, count: 3 * page + 50)
+        #expect(try residentKB(ofMappingAt: file.base) == 6 * page / 1024)
+        file.release(from: file.base + 10 * page, count: page)     // outside the mapping: ignored
+        #expect((0..<file.size).allSatisfy { file.base.load(fromByteOffset: $0, as: UInt8.self) == bytes[$0] })
+    }
+
+    /// Loading a bf16 checkpoint releases each tensor's pages of the mapping once converted: what stays resident of
+    /// the file is the pages tensors share at their boundaries, not the file (a synthesized model whose tensors
+    /// span many pages: 64–128 KB each, 2.3 MB in all).
+    @Test func aConvertedCheckpointDoesNotStayResident() throws {
+        var o = SynthOptions()
+        (o.hidden, o.intermediate, o.layers, o.experts, o.heads, o.kvHeads, o.vocab) = (128, 256, 2, 4, 4, 2, 512)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resident-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Synthesizer.write(o, to: dir)
+        let m = try LoadedModel(directory: dir)
+        let file = m.checkpoint.files[0]
+        let resident = try residentKB(ofMappingAt: file.mapping.base) * 1024
+        #expect(resident < file.mapping.size / 8, "\(resident) of \(file.mapping.size) bytes resident")
+    }
+
     @Test func bf16WeightsAreConvertedOnceAtLoad() throws {
         let m = try LoadedModel(directory: Fixtures.model("tiny-mixtral-bf16"))
         #expect(m.transformer.weights.embed.owner is FloatBuffer)
