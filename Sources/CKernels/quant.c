@@ -29,8 +29,11 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
     }
 }
 
+static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s);
+
 // Byte j of each group holds value j (low nibble) and j + 16 (high nibble), as v + 8.
 static void quantize_q4_values(const float *src, size_t n, uint8_t *q, float *scales) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_q4_avx2(src, n, q, scales); return; }
     for (size_t g = 0; g < n / 32; g++) {
         float d = amax32(src + g * 32) / 7.0f, id = d > 0 ? 1.0f / d : 0;
         scales[g] = d;
@@ -109,6 +112,26 @@ static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s) {
         // packs works within 128-bit lanes: 32 → 16 → 8 bits leaves the values in lane order 0,4,1,5,2,6,3,7 (of 4).
         __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
         _mm256_storeu_si256((__m256i *)(q + g * 32), _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+}
+
+// int4 weights: amax/7 (|v · id| ≤ 7, so the scalar path's clamp at −8 is never reached), as v + 8 in nibbles.
+__attribute__((target("avx2,fma,f16c")))
+static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s) {
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (size_t g = 0; g < n / 32; g++) {
+        __m256 v[4];
+        float d = load_amax32(x + g * 32, v) / 7.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        s[g] = d;
+        __m256i i32[4];
+        round_clamp32(v, id, 7.0f, i32);
+        // Values j and j + 16 share byte j: (lo + 8) | (hi + 8) << 4 for j in 0..7 and 8..15.
+        __m256i a = _mm256_or_si256(_mm256_add_epi32(i32[0], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[2], eight), 4));
+        __m256i b = _mm256_or_si256(_mm256_add_epi32(i32[1], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[3], eight), 4));
+        // 32 → 16 bits (within 128-bit lanes, reordered by the 64-bit permute), then 16 → 8 bits.
+        __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(w, w), 0x08);
+        _mm_storeu_si128((__m128i *)(q + g * 16), _mm256_castsi256_si128(bytes));
     }
 }
 

@@ -56,6 +56,30 @@ import Testing
         }
     }
 
+    /// Weights round to the same bytes and scales on every instruction set (the vector paths round half to even and
+    /// pack nibbles as the portable one does), ties included: a group with amax 7 has scale 1, so x.5 values tie.
+    @Test(arguments: [WeightFormat.int8, .int4])
+    func weightsQuantizeTheSameOnEveryInstructionSet(format: WeightFormat) {
+        let cols = 352
+        var src = randoms(cols, seed: 41).map { $0 * 3 }
+        let ties: [Float] = [7, -7, 2.5, -2.5, 0.5, -0.5, 3.5, -3.5, 1.5, 6.5, -6.5, 0]
+        for (i, v) in ties.enumerated() { src[32 + i] = v }
+        for i in 44..<64 { src[i] = Float(i % 15 - 7) }
+        if format == .int8 { for i in 32..<64 { src[i] *= 127.0 / 7.0 } }
+        var reference: ([UInt8], [Float])?
+        defer { kern_isa_force(-1) }
+        for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            var q = [UInt8](repeating: 0, count: format.valueBytes(cols)), s = [Float](repeating: 0, count: cols / 32)
+            kern_quantize_weights(format.kernelCode, src, cols, &q, &s)
+            if let (rq, rs) = reference {
+                #expect(q == rq && s == rs, "\(format) isa \(isa)")
+            } else {
+                reference = (q, s)
+            }
+        }
+    }
+
     /// int8 and int4 weights are stored in the products' paired order (groups in pairs, their values alternating
     /// per dot lane) and come back in value order: each value within its group's rounding step of the original
     /// (amax/127, amax/7), at every row width with pairs only, pairs and a last group alone, or one group.
