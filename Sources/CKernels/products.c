@@ -315,23 +315,6 @@ static void act_task(void *p, size_t b, size_t e) {
     }
 }
 
-static void gemm_qq_mt(int format, const void *q, const float *scales, const float *X, size_t ldx, size_t T,
-                       size_t cols, float *Y, size_t ldy, size_t rows) {
-    size_t groups = cols / 32, xbytes = format == KERN_Q8 ? 2 : 1;
-    void *Xq = aligned_alloc(64, ((T * cols * xbytes) + 63) & ~(size_t)63);
-    float *Xs = (float *)aligned_alloc(64, ((T * groups * sizeof(float)) + 63) & ~(size_t)63);
-    int32_t *Xc = format == KERN_Q4 ? (int32_t *)aligned_alloc(64, ((T * groups * 8 * sizeof(int32_t)) + 63) & ~(size_t)63) : NULL;
-    act_ctx a = {format, X, ldx, cols, groups, Xq, Xs, Xc};
-    if (T * cols < 65536) act_task(&a, 0, T);
-    else kern_parallel_for(T, 1, act_task, &a);
-    qq_ctx c = {format, (const uint8_t *)q, scales, format == KERN_Q8 ? cols : cols / 2, groups, cols, Xq, Xs, Xc, T, Y, ldy};
-    if (rows * cols < 65536) qq_task(&c, 0, rows);
-    else kern_parallel_for(rows, 16, qq_task, &c);
-    free(Xq);
-    free(Xs);
-    free(Xc);
-}
-
 // ---- f32 / f16 / bf16 ------------------------------------------------------------------------------------------
 
 // Weights of row stride `ld` elements (f32 matrices may be views into a wider tensor; converted ones have ld = cols).
@@ -584,18 +567,6 @@ int kern_bf16_activations(int on) {
     return prev;
 }
 
-static void gemm_bd_mt(const void *w, size_t ld, const float *X, size_t ldx, size_t T, size_t cols, float *Y,
-                       size_t ldy, size_t rows) {
-    size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;
-    uint16_t *X2 = (uint16_t *)aligned_alloc(64, T * ldx2 * 2);
-    round_ctx r = {X, ldx, cols, X2, ldx2};
-    if (T * cols < 65536) round_task(&r, 0, T);
-    else kern_parallel_for(T, 1, round_task, &r);
-    bd_ctx c = {w, ld, cols, X2, ldx2, T, Y, ldy};
-    if (rows * cols < 65536) bd_task(&c, 0, rows);
-    else kern_parallel_for(rows, 16, bd_task, &c);
-    free(X2);
-}
 
 void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1) {
     h_ctx c = {KERN_F32, W, ld, cols, x, cols, 1, y, 0};
@@ -648,22 +619,106 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
     pthread_mutex_unlock(&profile_lock);
 }
 
-static void gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
-                      size_t cols, float *Y, size_t ldy, size_t rows) {
-    if (format == KERN_Q8 || format == KERN_Q4) { gemm_qq_mt(format, w, scales, X, ldx, T, cols, Y, ldy, rows); return; }
-    if (format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) { gemm_bd_mt(w, ld, X, ldx, T, cols, Y, ldy, rows); return; }
-    h_ctx c = {format, w, ld, cols, X, ldx, T, Y, ldy};
-    if (rows * cols < 65536) h_task(&c, 0, rows);
-    else kern_parallel_for(rows, 16, h_task, &c);
+// ---- one product, or several in one parallel region ------------------------------------------------------------
+
+// A product made ready to run over its rows: the activations rounded or packed as its format needs (the scratch it
+// owns), and the task that computes any range of its rows.
+typedef struct {
+    kern_task_fn fn;
+    size_t rows, work;                       // work: rows × cols, below which a product runs on the calling thread
+    union { qq_ctx q; h_ctx h; bd_ctx b; } c;
+    void *owned[3];
+} prepared;
+
+static void *scratch_alloc(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
+
+static void prepare(prepared *p, const kern_product *d) {
+    const size_t T = d->T, cols = d->cols;
+    p->rows = d->rows;
+    p->work = d->rows * cols;
+    p->owned[0] = p->owned[1] = p->owned[2] = NULL;
+    if (d->format == KERN_Q8 || d->format == KERN_Q4) {
+        size_t groups = cols / 32, xbytes = d->format == KERN_Q8 ? 2 : 1;
+        void *Xq = p->owned[0] = scratch_alloc(T * cols * xbytes);
+        float *Xs = p->owned[1] = scratch_alloc(T * groups * sizeof(float));
+        int32_t *Xc = p->owned[2] = d->format == KERN_Q4 ? scratch_alloc(T * groups * 8 * sizeof(int32_t)) : NULL;
+        act_ctx a = {d->format, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
+        if (T * cols < 65536) act_task(&a, 0, T);
+        else kern_parallel_for(T, 1, act_task, &a);
+        p->c.q = (qq_ctx){d->format, (const uint8_t *)d->w, d->scales, d->format == KERN_Q8 ? cols : cols / 2, groups,
+                          cols, Xq, Xs, Xc, T, d->Y, d->ldy};
+        p->fn = qq_task;
+    } else if (d->format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) {
+        size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;
+        uint16_t *X2 = p->owned[0] = scratch_alloc(T * ldx2 * 2);
+        round_ctx r = {d->X, d->ldx, cols, X2, ldx2};
+        if (T * cols < 65536) round_task(&r, 0, T);
+        else kern_parallel_for(T, 1, round_task, &r);
+        p->c.b = (bd_ctx){d->w, d->ld, cols, X2, ldx2, T, d->Y, d->ldy};
+        p->fn = bd_task;
+    } else {
+        p->c.h = (h_ctx){d->format, d->w, d->ld, cols, d->X, d->ldx, T, d->Y, d->ldy};
+        p->fn = h_task;
+    }
+}
+
+static void finish(prepared *p) { for (int i = 0; i < 3; i++) free(p->owned[i]); }
+
+// Several products as one range of work: product i spans its 16-row tiles × its T inputs (so a split by work gives
+// each thread the same arithmetic and bytes when the products' T differ, as experts' token counts do in a prefill),
+// and a piece of the range runs the whole tiles of each product it covers.
+typedef struct { prepared *p; const size_t *start, *T; size_t n; } many_ctx;
+
+static void many_task(void *v, size_t b, size_t e) {
+    const many_ctx *m = (const many_ctx *)v;
+    for (size_t i = 0; i < m->n; i++) {
+        size_t T = m->T[i], s = m->start[i], t = s + (m->p[i].rows + 15) / 16 * T;
+        size_t lo = b > s ? b : s, hi = e < t ? e : t;
+        if (lo >= hi) continue;
+        size_t r0 = (lo - s + T - 1) / T * 16, r1 = (hi - s + T - 1) / T * 16;
+        if (r0 > m->p[i].rows) r0 = m->p[i].rows;
+        if (r1 > m->p[i].rows) r1 = m->p[i].rows;
+        if (r0 < r1) m->p[i].fn(&m->p[i].c, r0, r1);
+    }
+}
+
+static void gemm_many(const kern_product *d, size_t n) {
+    prepared one[4], *p = n <= 4 ? one : (prepared *)malloc(n * sizeof(prepared));
+    size_t startOne[4], TOne[4];
+    size_t *start = n <= 4 ? startOne : (size_t *)malloc(n * sizeof(size_t)), *T = n <= 4 ? TOne : (size_t *)malloc(n * sizeof(size_t));
+    size_t total = 0, work = 0;
+    for (size_t i = 0; i < n; i++) {
+        prepare(&p[i], &d[i]);
+        start[i] = total;
+        T[i] = d[i].T > 0 ? d[i].T : 1;
+        total += (p[i].rows + 15) / 16 * T[i];
+        work += p[i].work;
+    }
+    many_ctx m = {p, start, T, n};
+    if (work < 65536) many_task(&m, 0, total);
+    else kern_parallel_for(total, 1, many_task, &m);
+    for (size_t i = 0; i < n; i++) finish(&p[i]);
+    if (p != one) free(p);
+    if (start != startOne) free(start);
+    if (T != TOne) free(T);
+}
+
+static double weight_bytes(const kern_product *d) { return (double)d->rows * (double)kern_format_row_bytes(d->format, d->cols); }
+
+void kern_gemm_w_many(const kern_product *d, size_t n) {
+    if (n == 0) return;
+    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_many(d, n); return; }
+    double t0 = profile_now();
+    gemm_many(d, n);
+    double seconds = profile_now() - t0, total = 0;
+    for (size_t i = 0; i < n; i++) total += weight_bytes(&d[i]);
+    // One region's time, shared among its products by the weight bytes each read.
+    for (size_t i = 0; i < n; i++)
+        profile_record(d[i].format, d[i].rows, d[i].cols, d[i].T, total > 0 ? seconds * weight_bytes(&d[i]) / total : seconds / n);
 }
 
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows) {
-    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) {
-        gemm_w_mt(format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows);
-        return;
-    }
-    double t0 = profile_now();
-    gemm_w_mt(format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows);
-    profile_record(format, rows, cols, T, profile_now() - t0);
+    kern_product d = {format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows};
+    kern_gemm_w_many(&d, 1);
 }
