@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import MoECore
 
@@ -16,8 +15,6 @@ public final class Checkpoint: @unchecked Sendable {
 
     public init(directory: URL) throws {
         self.directory = directory
-        // Loading converts tensors through large f32 temporaries: their memory must not stay with the process.
-        kern_large_blocks_unmapped_on_free()
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError.missingFile("\(directory.path) (expected a checkpoint directory)")

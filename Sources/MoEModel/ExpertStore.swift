@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import MoECore
 
@@ -22,6 +23,7 @@ public final class ExpertStore: @unchecked Sendable {
                 try load(ckpt, layer: l, expert: e)
             }
         }
+        kern_return_free_memory()     // the f32 temporaries of conversion
     }
 
     public func load(_ ckpt: Checkpoint, layer l: Int, expert e: Int) throws {
@@ -96,22 +98,26 @@ struct MLPJob {
 /// product in another, so that at batch 1 the two threads split two experts' rows between them in one fork and join
 /// per stage rather than one per expert and stage (`moe-bench sequence --fused`: a step's products ran at 0.99 of one
 /// long product's rate against 0.94 at ~35 GB/s, 1.02–1.04 against 0.84–0.90 at 36–45). Each output is computed
-/// exactly as for one expert alone. Experts go together while their intermediates fit in 8 M floats (32 MB), so a
-/// long prefill keeps one expert's intermediates at a time, as before.
+/// exactly as for one expert alone. Only experts with at most 64 rows go together (the kernels' input tile: one
+/// pass over the weights): an expert with more makes several passes, which hit the cache only while each thread's
+/// share of the rows is half of one matrix, as when it runs alone (with a prefill's experts sharing a region, f32
+/// prefill of 512 tokens fell from 452–472 to 417–425 tok/s). Together, their intermediates stay within 8 M floats.
 func runMLPs(_ jobs: [MLPJob], scratch: ExpertScratch) {
-    let cap = 8 << 20
+    let cap = 8 << 20, tile = 64
     var batch: [MLPJob] = [], floats = 0
+    func flush() {
+        if !batch.isEmpty { runMLPBatch(batch, scratch: scratch) }
+        batch.removeAll(keepingCapacity: true)
+        floats = 0
+    }
     for j in jobs {
+        if j.rows > tile { runMLPBatch([j], scratch: scratch); continue }
         let need = j.rows * 3 * j.w.gate.rows
-        if !batch.isEmpty && floats + need > cap {
-            runMLPBatch(batch, scratch: scratch)
-            batch.removeAll(keepingCapacity: true)
-            floats = 0
-        }
+        if floats + need > cap { flush() }
         batch.append(j)
         floats += need
     }
-    if !batch.isEmpty { runMLPBatch(batch, scratch: scratch) }
+    flush()
 }
 
 private func runMLPBatch(_ jobs: [MLPJob], scratch: ExpertScratch) {

@@ -121,9 +121,8 @@ void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size
 /// Asks the kernel to SIGKILL this process when its parent (mpirun or orted) dies, so a job killed with -9 leaves
 /// no orphan ranks. Returns 0, -1 on failure, -2 when the parent is already gone.
 int kern_die_with_parent(void);
-/// Blocks of 1 MB or more get their own mapping and go back to the system when freed (glibc's adaptive threshold
-/// would keep converted-away temporaries resident). Idempotent.
-void kern_large_blocks_unmapped_on_free(void);
+/// Returns the heap's free pages to the system (after loading, whose temporaries the heap would otherwise keep).
+void kern_return_free_memory(void);
 
 #ifdef __cplusplus
 }
