@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoECluster
 import MoECore
 import MoEModel
 
@@ -36,6 +37,8 @@ struct ModelBench: ParsableCommand {
     struct Row {
         var format: WeightFormat
         var weightBytes: Int
+        /// Resident bytes of the process right after loading this format.
+        var residentBytes: Int
         var prefill: Prefill
         var decode: Decode
         var batchDecode: Decode?
@@ -63,7 +66,9 @@ struct ModelBench: ParsableCommand {
             let t0 = monotonicSeconds()
             let m = try LoadedModel(directory: URL(fileURLWithPath: dir), formats: WeightFormats(experts: f, dense: f))
             let spec = m.spec
-            log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s")
+            // Resident memory once loaded (the previous format's model is gone): weights plus what loading kept.
+            let resident = residentBytes()
+            log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s, resident \(String(format: "%.2f", Double(resident) / 1e9)) GB")
             let prefill = measurePrefill(m)
             // (round, the better of the samples just before and just after it)
             var rounds: [(decode: Decode, bandwidth: Double)] = []
@@ -76,8 +81,8 @@ struct ModelBench: ParsableCommand {
             let best = rounds.max { $0.decode.tokensPerSecond < $1.decode.tokensPerSecond }!
             let decode = best.decode
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
-            let row = Row(format: f, weightBytes: m.bytesHeld, prefill: prefill, decode: decode, batchDecode: batched,
-                          bandwidth: best.bandwidth)
+            let row = Row(format: f, weightBytes: m.bytesHeld, residentBytes: resident, prefill: prefill, decode: decode,
+                          batchDecode: batched, bandwidth: best.bandwidth)
             rows.append(row)
             let profile = products ? profileDecode(m, format: f) : nil
             if let p = profile, !json { profiles.append((f, p)) }
@@ -85,7 +90,7 @@ struct ModelBench: ParsableCommand {
                 let roofline = row.roofline
                 var obj: [String: Any] = [
                     "model": dir, "format": f.rawValue, "threads": ComputeThreads.count, "isa": ComputeThreads.isa,
-                    "weight_bytes": m.bytesHeld,
+                    "weight_bytes": m.bytesHeld, "resident_bytes_after_load": resident,
                     "prefill_tokens": promptTokens, "prefill_tok_s": prefill.tokensPerSecond, "prefill_gflop_s": prefill.flops / 1e9,
                     "gemm_gflop_s": gemm / 1e9, "prefill_gemm_ratio": prefill.flops / gemm,
                     "decode_tok_s": decode.tokensPerSecond, "bytes_per_token": decode.bytesPerStep,
@@ -101,14 +106,14 @@ struct ModelBench: ParsableCommand {
         }
         if json { return }
         print("moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa); read bandwidth at start \(String(format: "%.1f", bandwidth / 1e9)) GB/s (triad \(String(format: "%.1f", triad / 1e9))), f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
-        var header = "| format | weights (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | bandwidth (GB/s) | roofline (tok/s) | ratio |"
+        var header = "| format | weights (GB) | resident (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | bandwidth (GB/s) | roofline (tok/s) | ratio |"
         if batch > 1 { header += " decode batch \(batch) (tok/s) |" }
         print(header)
-        print(String(repeating: "| --- ", count: batch > 1 ? 10 : 9) + "|")
+        print(String(repeating: "| --- ", count: batch > 1 ? 11 : 10) + "|")
         for r in rows {
             let roofline = r.roofline
-            var line = String(format: "| %@ | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | %.1f | **%.2f** |", r.format.rawValue,
-                              Double(r.weightBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
+            var line = String(format: "| %@ | %.2f | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | %.1f | **%.2f** |", r.format.rawValue,
+                              Double(r.weightBytes) / 1e9, Double(r.residentBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
                               r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, r.bandwidth / 1e9, roofline,
                               r.decode.tokensPerSecond / roofline)
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }

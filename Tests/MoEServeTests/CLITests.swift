@@ -49,6 +49,9 @@ import Testing
         for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio"] {
             #expect((obj[k] as? Double ?? 0) > 0, "\(k) in \(obj)")
         }
+        // The process's resident memory once the format is loaded holds at least the weights.
+        let weights = try #require(obj["weight_bytes"] as? Int), resident = try #require(obj["resident_bytes_after_load"] as? Int)
+        #expect(resident >= weights, "resident \(resident) of \(weights) weight bytes")
         let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tiny + "/config.json"))) as? [String: Any])
         let layers = try #require(config["num_hidden_layers"] as? Int)
         let products = try #require(obj["products"] as? [[String: Any]])
