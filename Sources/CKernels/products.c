@@ -9,7 +9,7 @@
 // rounding, 2^-15 of a group's largest value, adds nothing measurable to the weights' own error, so int8 stays
 // greedy-identical to f32 on the fixtures. int4 weights take int8 activations, as
 // llama.cpp's q4_0 × q8_0 does (vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): one instruction per group instead of two,
-// which matters because int4 products are bound by arithmetic rather than bytes, and 2^-8 is far below int4's own
+// which matters because int4 products do the most arithmetic per byte of weights, and 2^-8 is far below int4's own
 // rounding (2^-3).
 // f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs; draft models'
 // bf16 products use vdpbf16ps on bf16-rounded activations instead (see the bf16 section below).
