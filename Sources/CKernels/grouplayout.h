@@ -23,9 +23,12 @@
 #define Q8_UNIT 2
 #define Q4_UNIT 4
 
+/// True for the last group of a row of an odd number of groups: it has no partner and stays in value order.
+static inline int lone_group(size_t groups, size_t g) { return (g & 1) == 0 && g + 1 >= groups; }
+
 /// Index (in values) of value j of group g in a row of `groups` groups packed with `unit` values per lane.
 static inline size_t group_pos(size_t groups, size_t g, size_t j, size_t unit) {
-    if ((g & 1) == 0 && g + 1 >= groups) return g * 32 + j;
+    if (lone_group(groups, g)) return g * 32 + j;
     size_t h = g & 1;
     return (g - h) * 32 + (2 * (j / unit) + h) * unit + j % unit;
 }
@@ -51,7 +54,7 @@ static inline void pack_groups(uint8_t *row, size_t groups, size_t gbytes, size_
 
 /// Value j of group g of an int4 weight row (−8…7).
 static inline int q4_value(const uint8_t *row, size_t groups, size_t g, size_t j) {
-    if ((g & 1) == 0 && g + 1 >= groups) {
+    if (lone_group(groups, g)) {
         uint8_t b = row[g * 16 + j % 16];
         return (j < 16 ? (b & 15) : (b >> 4)) - 8;
     }

@@ -148,7 +148,7 @@ typedef struct {
 // in pairs, laid out (grouplayout.h) so that a dot leaves group g in the even int32 lanes and g + 1 in the odd ones;
 // one conversion, one multiply by the two activation scales and one multiply-add with the two weight scales (an
 // 8-byte broadcast from memory, no shuffle) then serve both groups. Against one group at a time with each pair's
-// scales put together by a shuffle per row, int4 streamed +20–27% in cache at 1–4 inputs.
+// scales put together by a shuffle per row, int4 streamed +22–32% in cache at 1–4 inputs.
 #define QQ_BLOCK(NAME, TARGET, DOT, DOT8)                                                                           \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {       \
@@ -289,7 +289,7 @@ static void q4_lane_sums(const int8_t *q, size_t groups, int32_t *xc) {
         const int8_t *x = q + g * 32;
         for (int l = 0; l < 8; l++) {
             int32_t s = (int32_t)x[4 * l] + x[4 * l + 1] + x[4 * l + 2] + x[4 * l + 3];
-            if (g + 1 < groups) s += (int32_t)x[32 + 4 * l] + x[33 + 4 * l] + x[34 + 4 * l] + x[35 + 4 * l];
+            if (!lone_group(groups, g)) s += (int32_t)x[32 + 4 * l] + x[33 + 4 * l] + x[34 + 4 * l] + x[35 + 4 * l];
             xc[g * 8 + l] = -8 * s;
         }
     }
@@ -619,7 +619,14 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
     pthread_mutex_unlock(&profile_lock);
 }
 
-// ---- one product, or several in one parallel region ------------------------------------------------------------
+// ---- one product -------------------------------------------------------------------------------------------------
+
+// The arguments of kern_gemm_w_mt.
+typedef struct {
+    int format; const void *w; size_t ld; const float *scales;
+    const float *X; size_t ldx, T, cols;
+    float *Y; size_t ldy, rows;
+} product_args;
 
 // A product made ready to run over its rows: the activations rounded or packed as its format needs (the scratch it
 // owns), and the task that computes any range of its rows.
@@ -632,7 +639,13 @@ typedef struct {
 
 static void *scratch_alloc(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
 
-static void prepare(prepared *p, const kern_product *d) {
+// Rounds or packs T inputs of `cols` values: on the calling thread when small, else over the pool.
+static void per_input(size_t T, size_t cols, kern_task_fn fn, void *ctx) {
+    if (T * cols < 65536) fn(ctx, 0, T);
+    else kern_parallel_for(T, 1, fn, ctx);
+}
+
+static void prepare(prepared *p, const product_args *d) {
     const size_t T = d->T, cols = d->cols;
     p->rows = d->rows;
     p->work = d->rows * cols;
@@ -643,8 +656,7 @@ static void prepare(prepared *p, const kern_product *d) {
         float *Xs = p->owned[1] = scratch_alloc(T * groups * sizeof(float));
         int32_t *Xc = p->owned[2] = d->format == KERN_Q4 ? scratch_alloc(T * groups * 8 * sizeof(int32_t)) : NULL;
         act_ctx a = {d->format, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
-        if (T * cols < 65536) act_task(&a, 0, T);
-        else kern_parallel_for(T, 1, act_task, &a);
+        per_input(T, cols, act_task, &a);
         p->c.q = (qq_ctx){d->format, (const uint8_t *)d->w, d->scales, d->format == KERN_Q8 ? cols : cols / 2, groups,
                           cols, Xq, Xs, Xc, T, d->Y, d->ldy};
         p->fn = qq_task;
@@ -652,8 +664,7 @@ static void prepare(prepared *p, const kern_product *d) {
         size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;
         uint16_t *X2 = p->owned[0] = scratch_alloc(T * ldx2 * 2);
         round_ctx r = {d->X, d->ldx, cols, X2, ldx2};
-        if (T * cols < 65536) round_task(&r, 0, T);
-        else kern_parallel_for(T, 1, round_task, &r);
+        per_input(T, cols, round_task, &r);
         p->c.b = (bd_ctx){d->w, d->ld, cols, X2, ldx2, T, d->Y, d->ldy};
         p->fn = bd_task;
     } else {
@@ -664,61 +675,19 @@ static void prepare(prepared *p, const kern_product *d) {
 
 static void finish(prepared *p) { for (int i = 0; i < 3; i++) free(p->owned[i]); }
 
-// Several products as one range of work: product i spans its 16-row tiles × its T inputs (so a split by work gives
-// each thread the same arithmetic and bytes when the products' T differ, as experts' token counts do in a prefill),
-// and a piece of the range runs the whole tiles of each product it covers.
-typedef struct { prepared *p; const size_t *start, *T; size_t n; } many_ctx;
-
-static void many_task(void *v, size_t b, size_t e) {
-    const many_ctx *m = (const many_ctx *)v;
-    for (size_t i = 0; i < m->n; i++) {
-        size_t T = m->T[i], s = m->start[i], t = s + (m->p[i].rows + 15) / 16 * T;
-        size_t lo = b > s ? b : s, hi = e < t ? e : t;
-        if (lo >= hi) continue;
-        size_t r0 = (lo - s + T - 1) / T * 16, r1 = (hi - s + T - 1) / T * 16;
-        if (r0 > m->p[i].rows) r0 = m->p[i].rows;
-        if (r1 > m->p[i].rows) r1 = m->p[i].rows;
-        if (r0 < r1) m->p[i].fn(&m->p[i].c, r0, r1);
-    }
-}
-
-static void gemm_many(const kern_product *d, size_t n) {
-    prepared one[4], *p = n <= 4 ? one : (prepared *)malloc(n * sizeof(prepared));
-    size_t startOne[4], TOne[4];
-    size_t *start = n <= 4 ? startOne : (size_t *)malloc(n * sizeof(size_t)), *T = n <= 4 ? TOne : (size_t *)malloc(n * sizeof(size_t));
-    size_t total = 0, work = 0;
-    for (size_t i = 0; i < n; i++) {
-        prepare(&p[i], &d[i]);
-        start[i] = total;
-        T[i] = d[i].T > 0 ? d[i].T : 1;
-        total += (p[i].rows + 15) / 16 * T[i];
-        work += p[i].work;
-    }
-    many_ctx m = {p, start, T, n};
-    if (work < 65536) many_task(&m, 0, total);
-    else kern_parallel_for(total, 1, many_task, &m);
-    for (size_t i = 0; i < n; i++) finish(&p[i]);
-    if (p != one) free(p);
-    if (start != startOne) free(start);
-    if (T != TOne) free(T);
-}
-
-static double weight_bytes(const kern_product *d) { return (double)d->rows * (double)kern_format_row_bytes(d->format, d->cols); }
-
-void kern_gemm_w_many(const kern_product *d, size_t n) {
-    if (n == 0) return;
-    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_many(d, n); return; }
-    double t0 = profile_now();
-    gemm_many(d, n);
-    double seconds = profile_now() - t0, total = 0;
-    for (size_t i = 0; i < n; i++) total += weight_bytes(&d[i]);
-    // One region's time, shared among its products by the weight bytes each read.
-    for (size_t i = 0; i < n; i++)
-        profile_record(d[i].format, d[i].rows, d[i].cols, d[i].T, total > 0 ? seconds * weight_bytes(&d[i]) / total : seconds / n);
+static void gemm_one(const product_args *d) {
+    prepared p;
+    prepare(&p, d);
+    if (p.work < 65536) p.fn(&p.c, 0, p.rows);
+    else kern_parallel_for(p.rows, 16, p.fn, &p.c);
+    finish(&p);
 }
 
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows) {
-    kern_product d = {format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows};
-    kern_gemm_w_many(&d, 1);
+    product_args d = {format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows};
+    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_one(&d); return; }
+    double t0 = profile_now();
+    gemm_one(&d);
+    profile_record(format, rows, cols, T, profile_now() - t0);
 }

@@ -58,11 +58,12 @@ void kern_quantize_weights(int format, const float *src, size_t n, void *q, floa
 
 // ---- vector rounding (groups of 32, round half to even) ---------------------------------------------------------
 
-// Loads the 32 values at p into v and returns their largest magnitude.
+// The 32 values at p as integers of magnitude at most `levels`: scale amax/levels (stored at *scale), each value
+// times 1/scale rounded half to even and clamped, as int32 (the same arithmetic as the scalar paths: rintf(x · id)).
 __attribute__((target("avx2,fma,f16c")))
-static inline float load_amax32(const float *p, __m256 v[4]) {
+static inline void round_group(const float *p, float levels, float *scale, __m256i out[4]) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
+    __m256 v[4], m = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(p + 8 * i);
         m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, v[i]));
@@ -70,13 +71,9 @@ static inline float load_amax32(const float *p, __m256 v[4]) {
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
-// v · id rounded half to even, clamped to ±lim, as int32 (the same arithmetic as the scalar paths: rintf(x · id)).
-__attribute__((target("avx2,fma,f16c")))
-static inline void round_clamp32(const __m256 v[4], float id, float lim, __m256i out[4]) {
-    const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(lim), lo = _mm256_set1_ps(-lim);
+    float d = _mm_cvtss_f32(h) / levels, id = d > 0 ? 1.0f / d : 0.0f;
+    *scale = d;
+    const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(levels), lo = _mm256_set1_ps(-levels);
     for (int i = 0; i < 4; i++) {
         __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         out[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, hi), lo));
@@ -87,11 +84,8 @@ static inline void round_clamp32(const __m256 v[4], float id, float lim, __m256i
 __attribute__((target("avx2,fma,f16c")))
 static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
     for (size_t g = 0; g < n / 32; g++) {
-        __m256 v[4];
-        float d = load_amax32(x + g * 32, v) / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        s[g] = d;
         __m256i i32[4];
-        round_clamp32(v, id, 32767.0f, i32);
+        round_group(x + g * 32, 32767.0f, &s[g], i32);
         // packs works within 128-bit lanes: restore the order with a 64-bit permute.
         __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
         __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
@@ -104,11 +98,8 @@ static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
 __attribute__((target("avx2,fma,f16c")))
 static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s) {
     for (size_t g = 0; g < n / 32; g++) {
-        __m256 v[4];
-        float d = load_amax32(x + g * 32, v) / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        s[g] = d;
         __m256i i32[4];
-        round_clamp32(v, id, 127.0f, i32);
+        round_group(x + g * 32, 127.0f, &s[g], i32);
         // packs works within 128-bit lanes: 32 → 16 → 8 bits leaves the values in lane order 0,4,1,5,2,6,3,7 (of 4).
         __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
         _mm256_storeu_si256((__m256i *)(q + g * 32), _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
@@ -120,11 +111,8 @@ __attribute__((target("avx2,fma,f16c")))
 static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s) {
     const __m256i eight = _mm256_set1_epi32(8);
     for (size_t g = 0; g < n / 32; g++) {
-        __m256 v[4];
-        float d = load_amax32(x + g * 32, v) / 7.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        s[g] = d;
         __m256i i32[4];
-        round_clamp32(v, id, 7.0f, i32);
+        round_group(x + g * 32, 7.0f, &s[g], i32);
         // Values j and j + 16 share byte j: (lo + 8) | (hi + 8) << 4 for j in 0..7 and 8..15.
         __m256i a = _mm256_or_si256(_mm256_add_epi32(i32[0], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[2], eight), 4));
         __m256i b = _mm256_or_si256(_mm256_add_epi32(i32[1], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[3], eight), 4));

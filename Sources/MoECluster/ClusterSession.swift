@@ -135,6 +135,7 @@ public final class ClusterSession {
             let store = try agree("loaded its experts") {
                 try ExpertStore(ckpt, spec, format: formats.experts) { l, e in placement!.holds(i, layer: l, expert: e) }
             }
+            returnFreeMemory()     // loading is done: its f32 temporaries of conversion
             workerStore = store
             workerCheckpoint = ckpt
             logLine("\(tag): holds \(store.count) experts as \(formats.experts), \(formatGB(store.byteCount)) of weights; RSS \(formatGB(residentBytes()))")

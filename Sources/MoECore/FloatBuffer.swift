@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Owned, 64-byte-aligned storage of `count` floats. A class so that views (`Matrix`) can keep it alive.
@@ -31,6 +32,10 @@ public final class FloatBuffer: @unchecked Sendable {
         set { pointer[i] = newValue }
     }
 }
+
+/// Gives the heap's free pages back to the system. For the end of loading: its f32 temporaries of conversion come
+/// from the heap once glibc has raised its mmap threshold, and would otherwise stay with the process.
+public func returnFreeMemory() { kern_return_free_memory() }
 
 /// A growable scratch area reused across forward passes: `ensure` only reallocates when asked for more.
 public final class Scratch: @unchecked Sendable {

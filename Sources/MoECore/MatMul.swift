@@ -14,34 +14,6 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
     kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
 }
 
-/// One product for `matmulMany`: out[t, r] = Σ_c x[t, c] · w[r, c] over `rows` inputs.
-public struct MatProduct {
-    public let x: UnsafePointer<Float>
-    public let rows: Int
-    public let w: Matrix
-    public let out: UnsafeMutablePointer<Float>
-    public init(_ x: UnsafePointer<Float>, rows: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>) {
-        self.x = x
-        self.rows = rows
-        self.w = w
-        self.out = out
-    }
-}
-
-/// Independent products (no product reads another's output) in one parallel region over all their weight rows,
-/// each computed exactly as `matmul` computes it. For products too small to keep both threads streaming alone:
-/// the experts of one decode step share one fork and join per stage instead of one per expert.
-public func matmulMany(_ products: [MatProduct]) {
-    let live = products.filter { $0.rows > 0 && $0.w.rows > 0 }
-    if live.isEmpty { return }
-    // The matrices stay alive through `live` until the call returns.
-    let specs = live.map { p in
-        kern_product(format: p.w.format.kernelCode, w: p.w.raw, ld: p.w.ld, scales: p.w.scales, X: p.x, ldx: p.w.cols,
-                     T: p.rows, cols: p.w.cols, Y: p.out, ldy: p.w.rows, rows: p.w.rows)
-    }
-    withExtendedLifetime(live) { kern_gemm_w_many(specs, specs.count) }
-}
-
 /// Runs `body` with the bf16 products it makes on this thread multiplying activations rounded to bf16 (one
 /// `vdpbf16ps` per 32 values on CPUs with AVX512_BF16, where the default widens every weight to f32: 1.5–2.1× the
 /// rate in L2 at 1–64 input rows). For draft models: their products bound by arithmetic (several sequences) run faster, and their

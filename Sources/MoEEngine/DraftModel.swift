@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import MoECore
 import MoEModel
@@ -28,7 +27,7 @@ public enum DraftModel {
             if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize.rawValue): \(e)") }
             throw e
         }
-        kern_return_free_memory()     // the f32 temporaries of conversion
+        returnFreeMemory()     // loading is done: its f32 temporaries of conversion
         let t = Transformer(spec: spec, weights: dense, experts: experts.map { LocalExperts(store: $0) })
         return (t, dense.byteCount + (experts?.byteCount ?? 0))
     }

@@ -43,21 +43,17 @@ extension ExpertStore {
                            into acc: UnsafeMutablePointer<Float>) {
         let H = spec.hiddenSize
         let sorted = entries.sorted { ($0.expert, $0.slot) < ($1.expert, $1.slot) }
-        // Entry i's input and result are row i of x and y; each expert's rows are consecutive.
-        let x = gathered.ensure(sorted.count * H), y = results.ensure(sorted.count * H)
-        for (i, e) in sorted.enumerated() { load(Int(e.slot), x + i * H) }
-        var runs: [(expert: Int, first: Int, rows: Int)] = []
         var i = 0
         while i < sorted.count {
             var j = i
             while j < sorted.count && sorted[j].expert == sorted[i].expert { j += 1 }
-            runs.append((Int(sorted[i].expert), i, j - i))
+            let rows = j - i
+            let x = gathered.ensure(rows * H), y = results.ensure(rows * H)
+            for r in 0..<rows { load(Int(sorted[i + r].slot), x + r * H) }
+            compute(layer: layer, expert: Int(sorted[i].expert), x: x, rows: rows, out: y)
+            for r in 0..<rows { axpy(acc + Int(sorted[i + r].slot) * H, sorted[i + r].weight, y + r * H, H) }
             i = j
         }
-        var jobs: [(expert: Int, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>)] = []
-        for r in runs { jobs.append((r.expert, UnsafePointer(x + r.first * H), r.rows, y + r.first * H)) }
-        compute(layer: layer, runs: jobs)
-        for (i, e) in sorted.enumerated() { axpy(acc + Int(e.slot) * H, e.weight, y + i * H, H) }
     }
 }
 

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import MoECore
 
@@ -23,7 +22,6 @@ public final class ExpertStore: @unchecked Sendable {
                 try load(ckpt, layer: l, expert: e)
             }
         }
-        kern_return_free_memory()     // the f32 temporaries of conversion
     }
 
     public func load(_ ckpt: Checkpoint, layer l: Int, expert e: Int) throws {
@@ -63,16 +61,6 @@ public final class ExpertStore: @unchecked Sendable {
         }
         runMLP(w, x: x, rows: n, out: out, scratch: scratch)
     }
-
-    /// Several experts' rows at once (out[n, H] = expert(x[n, H]) for each), their products sharing parallel regions.
-    func compute(layer: Int, runs: [(expert: Int, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>)]) {
-        runMLPs(runs.map { r in
-            guard let w = experts[key(layer, r.expert)] else {
-                fatalError("expert \(r.expert) of layer \(layer) is not held by this process")
-            }
-            return MLPJob(w: w, x: r.x, rows: r.rows, out: r.out)
-        }, scratch: scratch)
-    }
 }
 
 /// Reused buffers for MLP intermediates ([n, I] twice).
@@ -83,75 +71,23 @@ final class ExpertScratch: @unchecked Sendable {
 
 /// out[n, H] = down(silu(gate·x + bg) ⊙ (up·x + bu)) + bd.
 func runMLP(_ w: MLPWeights, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>, scratch: ExpertScratch) {
-    runMLPs([MLPJob(w: w, x: x, rows: n, out: out)], scratch: scratch)
-}
-
-/// One expert's rows for `runMLPs`: out[rows, H] = MLP(x[rows, H]).
-struct MLPJob {
-    let w: MLPWeights
-    let x: UnsafePointer<Float>
-    let rows: Int
-    let out: UnsafeMutablePointer<Float>
-}
-
-/// Several experts' MLPs at once: every gate|up (or gate and up) product in one parallel region, then every down
-/// product in another, so that at batch 1 the two threads split two experts' rows between them in one fork and join
-/// per stage rather than one per expert and stage (`moe-bench sequence --fused`: a step's products ran at 0.99 of one
-/// long product's rate against 0.94 at ~35 GB/s, 1.02–1.04 against 0.84–0.90 at 36–45). Each output is computed
-/// exactly as for one expert alone. Only experts with at most 64 rows go together (the kernels' input tile: one
-/// pass over the weights): an expert with more makes several passes, which hit the cache only while each thread's
-/// share of the rows is half of one matrix, as when it runs alone (with a prefill's experts sharing a region, f32
-/// prefill of 512 tokens fell from 452–472 to 417–425 tok/s). Together, their intermediates stay within 8 M floats.
-func runMLPs(_ jobs: [MLPJob], scratch: ExpertScratch) {
-    let cap = 8 << 20, tile = 64
-    var batch: [MLPJob] = [], floats = 0
-    func flush() {
-        if !batch.isEmpty { runMLPBatch(batch, scratch: scratch) }
-        batch.removeAll(keepingCapacity: true)
-        floats = 0
+    let I = w.gate.rows
+    let g = scratch.gate.ensure(n * I)
+    if let gu = w.gateUp {
+        // [n, 2I]: each row is gate then up; the activation goes into g, rows packed to [n, I].
+        let both = scratch.up.ensure(n * 2 * I)
+        matmul(x, rows: n, gu, out: both)
+        for t in 0..<n { swiglu(both + t * 2 * I, both + t * 2 * I + I, g + t * I, count: I) }
+    } else {
+        let u = scratch.up.ensure(n * I)
+        matmul(x, rows: n, w.gate, out: g)
+        matmul(x, rows: n, w.up, out: u)
+        if let b = w.gateBias { addBias(g, b, rows: n) }
+        if let b = w.upBias { addBias(u, b, rows: n) }
+        swiglu(g, u, g, count: n * I)
     }
-    for j in jobs {
-        if j.rows > tile { runMLPBatch([j], scratch: scratch); continue }
-        let need = j.rows * 3 * j.w.gate.rows
-        if floats + need > cap { flush() }
-        batch.append(j)
-        floats += need
-    }
-    flush()
-}
-
-private func runMLPBatch(_ jobs: [MLPJob], scratch: ExpertScratch) {
-    // Intermediates of job k: gate/activation rows at g + gOff[k] ([n, I]), gate|up or up rows at u + uOff[k].
-    var gOff: [Int] = [], uOff: [Int] = [], gTotal = 0, uTotal = 0
-    for j in jobs {
-        let I = j.w.gate.rows
-        gOff.append(gTotal); uOff.append(uTotal)
-        gTotal += j.rows * I
-        uTotal += j.rows * (j.w.gateUp == nil ? I : 2 * I)
-    }
-    let g = scratch.gate.ensure(gTotal), u = scratch.up.ensure(uTotal)
-    var first: [MatProduct] = []
-    for (k, j) in jobs.enumerated() {
-        if let gu = j.w.gateUp {
-            first.append(MatProduct(j.x, rows: j.rows, gu, out: u + uOff[k]))   // [n, 2I]: each row gate then up
-        } else {
-            first.append(MatProduct(j.x, rows: j.rows, j.w.gate, out: g + gOff[k]))
-            first.append(MatProduct(j.x, rows: j.rows, j.w.up, out: u + uOff[k]))
-        }
-    }
-    matmulMany(first)
-    for (k, j) in jobs.enumerated() {
-        let I = j.w.gate.rows, gk = g + gOff[k], uk = u + uOff[k]
-        if j.w.gateUp != nil {
-            for t in 0..<j.rows { swiglu(uk + t * 2 * I, uk + t * 2 * I + I, gk + t * I, count: I) }
-        } else {
-            if let b = j.w.gateBias { addBias(gk, b, rows: j.rows) }
-            if let b = j.w.upBias { addBias(uk, b, rows: j.rows) }
-            swiglu(gk, uk, gk, count: j.rows * I)
-        }
-    }
-    matmulMany(jobs.indices.map { k in MatProduct(g + gOff[k], rows: jobs[k].rows, jobs[k].w.down, out: jobs[k].out) })
-    for j in jobs { if let b = j.w.downBias { addBias(j.out, b, rows: j.rows) } }
+    matmul(g, rows: n, w.down, out: out)
+    if let b = w.downBias { addBias(out, b, rows: n) }
 }
 
 /// y[r, :] += b for each of `rows` rows (b: one row).

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import MoECore
 
@@ -31,7 +30,7 @@ public final class LoadedModel: @unchecked Sendable {
             backend = LocalExperts(store: store!)
         }
         bytesHeld = dense.byteCount + (store?.byteCount ?? 0)
-        kern_return_free_memory()     // the f32 temporaries of conversion
+        returnFreeMemory()     // loading is done: its f32 temporaries of conversion
         transformer = Transformer(spec: spec, weights: dense, experts: backend)
         eosTokenIds = GenerationConfig.eosTokenIds(directory: directory, spec: spec)
     }

@@ -20,8 +20,6 @@ struct SequenceBench: ParsableCommand {
     @Option var kvHeads = 4
     @Option var vocab = 32000
     @Option(help: "Interleaved rounds.") var rounds = 30
-    @Flag(help: "Each layer's experts as one product per stage (all gate|up rows in one matrix, all down rows in one), as a step's experts share one parallel region per stage.")
-    var fused = false
 
     func run() throws {
         ComputeThreads.ensureConfigured()
@@ -32,12 +30,7 @@ struct SequenceBench: ParsableCommand {
         for _ in 0..<layers {
             shapes.append(((heads + 2 * kvHeads) * headDim, hidden))
             shapes.append((hidden, heads * headDim))
-            if fused {
-                shapes.append((2 * intermediate * topK, hidden))
-                shapes.append((hidden * topK, intermediate))
-            } else {
-                for _ in 0..<topK { shapes.append((2 * intermediate, hidden)); shapes.append((hidden, intermediate)) }
-            }
+            for _ in 0..<topK { shapes.append((2 * intermediate, hidden)); shapes.append((hidden, intermediate)) }
         }
         shapes.append((vocab, hidden))
         func source(_ rows: Int, _ cols: Int) -> Matrix {
@@ -61,7 +54,7 @@ struct SequenceBench: ParsableCommand {
         let probe = FloatBuffer(count: readFloats)
         for i in 0..<readFloats { probe[i] = 1 }
         let maxCols = max(hidden, intermediate)
-        let x = FloatBuffer(count: maxCols), y = FloatBuffer(count: max(vocab, 2 * intermediate * topK, hidden * topK, bigRows))
+        let x = FloatBuffer(count: maxCols), y = FloatBuffer(count: max(vocab, 2 * intermediate, bigRows))
         for i in 0..<maxCols { x[i] = Float(i % 11) * 0.1 - 0.5 }
 
         func timed(_ body: () -> Void) -> Double { let t0 = monotonicSeconds(); body(); return monotonicSeconds() - t0 }

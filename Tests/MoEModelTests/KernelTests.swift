@@ -159,37 +159,6 @@ import Testing
         #expect(Matrix.stacking([a, b], as: .f32) == nil)
     }
 
-    /// Products run together in one parallel region (the experts of a step) give each output exactly as the product
-    /// alone: every format, a row view of a wider f32 tensor, row counts off the 16-row tiles, different input counts
-    /// (the threads split the work by rows × inputs), one product with no inputs, and the bf16-activation path.
-    @Test func productsInOneRegionEqualEachAlone() throws {
-        ComputeThreads.ensureConfigured()
-        let cols = 352
-        let wide = Matrix(FloatBuffer(randoms(300 * (cols + 40), seed: 51)), rows: 300, cols: cols + 40)
-        let f32View = Matrix(rows: 300, cols: cols, ld: cols + 40, base: wide.base, owner: wide.owner)
-        var mats = [f32View]
-        for (i, f) in [WeightFormat.f16, .bf16, .int8, .int4].enumerated() {
-            let rows = [203, 77, 1030, 9][i]
-            mats.append(try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: UInt64(52 + i))), rows: rows, cols: cols).converted(to: f)))
-        }
-        for bf16Dot in [false, true] {
-            let Ts = [1, 3, 9, 0, 5]
-            // FloatBuffers: stable pointers for the whole call.
-            let xs = Ts.enumerated().map { FloatBuffer(randoms(max($0.element, 1) * cols, seed: UInt64(60 + $0.offset))) }
-            let alone = zip(mats, Ts).map { FloatBuffer(count: max($1, 1) * $0.rows) }
-            let together = zip(mats, Ts).map { FloatBuffer([Float](repeating: .nan, count: max($1, 1) * $0.rows)) }
-            func run(_ body: () -> Void) { if bf16Dot { withBF16Activations(body) } else { body() } }
-            run {
-                for k in mats.indices where Ts[k] > 0 { matmul(xs[k].pointer, rows: Ts[k], mats[k], out: alone[k].pointer) }
-                matmulMany(mats.indices.map { MatProduct(xs[$0].pointer, rows: Ts[$0], mats[$0], out: together[$0].pointer) })
-            }
-            for k in mats.indices where Ts[k] > 0 {
-                #expect(together[k].array == alone[k].array, "\(mats[k].format) T \(Ts[k]) bf16 activations \(bf16Dot)")
-            }
-            #expect(together[3].array.allSatisfy { $0.isNaN }, "a product with no inputs writes nothing")
-        }
-    }
-
     @Test func matmulSplitAcrossThreadsEqualsOneThread() {
         ComputeThreads.ensureConfigured()
         let T = 5, inF = 130, outF = 700
@@ -264,4 +233,3 @@ import Testing
         #expect(try Data(contentsOf: dir.appendingPathComponent("model.safetensors")) == Data(contentsOf: dir2.appendingPathComponent("model.safetensors")))
     }
 }
-

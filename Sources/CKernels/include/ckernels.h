@@ -81,16 +81,6 @@ int kern_bf16_activations(int on);
 int kern_has_bf16_dot(void);
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
                     size_t cols, float *Y, size_t ldy, size_t rows);
-/// One product of kern_gemm_w_mt's arguments.
-typedef struct {
-    int format; const void *w; size_t ld; const float *scales;
-    const float *X; size_t ldx, T, cols;
-    float *Y; size_t ldy, rows;
-} kern_product;
-/// Several independent products (no product's Y may be another's X) in one parallel region over all their rows: the
-/// threads split the rows of all of them, so products too small to keep both threads streaming alone (one expert's
-/// matrices at batch 1) share one fork and join. Each output element is computed as kern_gemm_w_mt computes it.
-void kern_gemm_w_many(const kern_product *products, size_t n);
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
 typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
