@@ -26,10 +26,17 @@ import Testing
     @Test(arguments: narrow)
     func productsEqualTheirStoredValuesTimesTheInputs(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        // 70: a remainder after blocks of 4; 301: a tail; 352 = 11 groups, of which int8/int4 take 10 in pairs and
-        // 1 alone; T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2, AVX-512) reads
-        // the same stored layout.
-        let rows = 70, cols = format.isGrouped ? 352 : 301, T = 9
+        // 70: a remainder after blocks of 4; 301: a tail; int8/int4 take groups of 32 in fours, then a tail of 0–3
+        // groups each in value order: 128, 352, 288 and 320 columns are 4 + 0, 8 + 3, 8 + 1 and 8 + 2 groups, and
+        // 64 has a tail only. T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2,
+        // AVX-512) reads the same stored layout.
+        for cols in format.isGrouped ? [352, 128, 288, 320, 64] : [301] {
+            try checkProductAgainstStoredValues(format: format, cols: cols)
+        }
+    }
+
+    func checkProductAgainstStoredValues(format: WeightFormat, cols: Int) throws {
+        let rows = 70, T = 9
         let f32 = Matrix(FloatBuffer(randoms(rows * cols, seed: 11)), rows: rows, cols: cols)
         let w = try #require(f32.converted(to: format))
         #expect(w.byteCount == rows * format.rowBytes(cols))
@@ -52,7 +59,7 @@ import Testing
                 }
                 return xin
             }
-            #expect(worst < 1e-5, "\(format) isa \(isa): worst relative error \(worst)")
+            #expect(worst < 1e-5, "\(format) cols \(cols) isa \(isa): worst relative error \(worst)")
         }
     }
 
@@ -80,12 +87,13 @@ import Testing
         }
     }
 
-    /// int8 and int4 weights are stored in the products' paired order (groups in pairs, their values alternating
-    /// per dot lane) and come back in value order: each value within its group's rounding step of the original
-    /// (amax/127, amax/7), at every row width with pairs only, pairs and a last group alone, or one group.
+    /// int8 and int4 weights are stored in the products' order (groups in fours, their values taking turns per dot
+    /// lane, then a tail of 1–3 groups in value order) and come back in value order: each value within its group's
+    /// rounding step of the original (amax/127, amax/7), at row widths of a tail only, quads only and quads with a
+    /// tail of each length.
     @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
     func groupedWeightsComeBackInValueOrder(format: WeightFormat, levels: Float) throws {
-        for cols in [32, 64, 96, 128, 352] {
+        for cols in [32, 64, 96, 128, 160, 192, 224, 256, 352] {
             // Values that identify their place: a ramp over the row, with a different amplitude in each group.
             let src: [Float] = (0..<cols).map { (i: Int) -> Float in Float(i % 32 - 16) * Float(1 + i / 32) / 16 }
             let w = try #require(Matrix(FloatBuffer(src), rows: 1, cols: cols).converted(to: format))
@@ -166,7 +174,7 @@ import Testing
     @Test(arguments: [WeightFormat.f32] + narrow)
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        let rows = 300, cols = 288   // 9 groups of 32: int4's pairs and a last group alone
+        let rows = 300, cols = 288   // 9 groups of 32: int8/int4 take 8 in fours and 1 alone
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 31)), rows: rows, cols: cols).converted(to: format))
         for T in [6, 7, 13] {
             let x = randoms(T * cols, seed: 32)
