@@ -184,6 +184,20 @@ import Testing
         #expect((0..<n).allSatisfy { hits[$0] == 50 })
     }
 
+    /// The bandwidth probe reads each thread's share as four streams: every element exactly once, whatever the
+    /// length (whole 64-byte steps per stream, then a remainder), on every instruction set.
+    @Test func readProbeReadsEveryElementOnce() {
+        ComputeThreads.ensureConfigured()
+        defer { kern_isa_force(-1) }
+        for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            for n in [1, 63, 4096, 8191, 100_003, 1_000_003] {
+                let a = [Float](repeating: 1, count: n)
+                #expect(kern_read_mt(a, n) == Int64(n), "isa \(isa) n \(n)")
+            }
+        }
+    }
+
     @Test func halfPrecisionConversionsRoundTrip() {
         let v: [Float] = [0, -0.0, 1, -2.5, 65504, 1e-7, 3.14159, 6.1e-5, -1e30]
         var h = [UInt16](repeating: 0, count: v.count), back = [Float](repeating: 0, count: v.count)
