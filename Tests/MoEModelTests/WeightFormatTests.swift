@@ -174,8 +174,9 @@ import Testing
     @Test(arguments: [WeightFormat.f32] + narrow)
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail.
-        for cols in format.isGrouped ? [288] : [288, 301] {
+        // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
+        // 2080 makes f16/bf16 rows longer than 4 KB, which one input row takes in blocks of 8 rows instead of 4.
+        for cols in format.isGrouped ? [288] : [288, 301, 2080] {
             try checkBatchInvariance(format: format, cols: cols)
         }
     }
