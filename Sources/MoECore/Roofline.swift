@@ -33,6 +33,29 @@ public enum Roofline {
         return Double(n * MemoryLayout<Float>.stride) / best
     }
 
+    /// A measured round between two read-bandwidth samples (bytes/s), with its rate (units/s).
+    public struct SampledRound: Equatable, Sendable {
+        public var rate: Double
+        public var before: Double
+        public var after: Double
+        public init(rate: Double, before: Double, after: Double) { self.rate = rate; self.before = before; self.after = after }
+        /// The limit the round is compared with: the better of its two samples, so a slow sample never flatters it.
+        public var bandwidth: Double { max(before, after) }
+        /// The samples agree within `tolerance` of the better one: the bandwidth held still through the round, so
+        /// the ratio of its rate to that bandwidth means what it says. (On a shared VM the bandwidth can move by 2×
+        /// within seconds; a round between a fast and a slow sample may have run at either.)
+        public func isSteady(tolerance: Double = 0.15) -> Bool { abs(before - after) <= tolerance * bandwidth }
+    }
+
+    /// The round to report: the fastest of the steady ones, or of all when none was steady (then the ratio is
+    /// uncertain, and `steady` says so). nil for no rounds.
+    public static func reportedRound(_ rounds: [SampledRound], tolerance: Double = 0.15) -> (index: Int, steady: Bool)? {
+        let steady = rounds.indices.filter { rounds[$0].isSteady(tolerance: tolerance) }
+        let pool = steady.isEmpty ? Array(rounds.indices) : steady
+        guard let best = pool.max(by: { rounds[$0].rate < rounds[$1].rate }) else { return nil }
+        return (best, !steady.isEmpty)
+    }
+
     /// f32 GEMM rate (FLOP/s) of OpenBLAS SGEMM on an n×n×n product over the pool, best of `repeats`: the prefill
     /// roofline.
     public static func gemmFlops(n: Int = 1024, repeats: Int = 4) -> Double {

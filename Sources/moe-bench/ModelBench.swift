@@ -44,6 +44,10 @@ struct ModelBench: ParsableCommand {
         var batchDecode: Decode?
         /// The read bandwidth around the reported decode round: the better of the samples just before and just after it.
         var bandwidth: Double
+        /// Whether the two samples agreed (Roofline.SampledRound.isSteady); if not, the ratio is uncertain.
+        var steady: Bool
+        /// Decode rounds run (3, or up to 6 while none was steady).
+        var rounds: Int
         var roofline: Double { bandwidth / decode.bytesPerStep }
     }
 
@@ -53,9 +57,10 @@ struct ModelBench: ParsableCommand {
         }
         ComputeThreads.ensureConfigured()
         // The bandwidth this machine gives varies from minute to minute, sometimes within seconds (it is shared,
-        // 30–65 GB/s): bandwidth is sampled before the first of three decode rounds and after each, and the best
-        // round is compared with the better of the two samples around it, so the ratio compares a decode with the
-        // limit of the same moment and a slow moment never flatters it.
+        // 30–70 GB/s): bandwidth is sampled before the first decode round and after each, and the fastest steady
+        // round (its two samples within 15%) is compared with the better of the two samples around it, so the ratio
+        // compares a decode with the limit of the same moment and a slow moment never flatters it. Rounds go on, up
+        // to six, until one of at least three is steady; if none is, the ratio is marked uncertain.
         let bandwidth = Roofline.readBandwidth()
         let triad = Roofline.triadBandwidth()
         let gemm = Roofline.gemmFlops()
@@ -70,19 +75,19 @@ struct ModelBench: ParsableCommand {
             let resident = residentBytes()
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s, resident \(String(format: "%.2f", Double(resident) / 1e9)) GB")
             let prefill = measurePrefill(m)
-            // (round, the better of the samples just before and just after it)
-            var rounds: [(decode: Decode, bandwidth: Double)] = []
+            var decodes: [Decode] = [], sampled: [Roofline.SampledRound] = []
             var before = Roofline.readBandwidth()
-            for _ in 0..<3 {
+            while decodes.count < 3 || (decodes.count < 6 && !sampled.contains { $0.isSteady() }) {
                 let d = measureDecode(m, format: f, batch: 1), after = Roofline.readBandwidth()
-                rounds.append((d, max(before, after)))
+                decodes.append(d)
+                sampled.append(.init(rate: d.tokensPerSecond, before: before, after: after))
                 before = after
             }
-            let best = rounds.max { $0.decode.tokensPerSecond < $1.decode.tokensPerSecond }!
-            let decode = best.decode
+            let (best, steady) = Roofline.reportedRound(sampled)!
+            let decode = decodes[best]
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
             let row = Row(format: f, weightBytes: m.bytesHeld, residentBytes: resident, prefill: prefill, decode: decode,
-                          batchDecode: batched, bandwidth: best.bandwidth)
+                          batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, rounds: decodes.count)
             rows.append(row)
             let profile = products ? profileDecode(m, format: f) : nil
             if let p = profile, !json { profiles.append((f, p)) }
@@ -96,6 +101,7 @@ struct ModelBench: ParsableCommand {
                     "decode_tok_s": decode.tokensPerSecond, "bytes_per_token": decode.bytesPerStep,
                     "bandwidth_gb_s": row.bandwidth / 1e9, "triad_gb_s": triad / 1e9,
                     "roofline_tok_s": roofline, "roofline_ratio": decode.tokensPerSecond / roofline,
+                    "bandwidth_steady": row.steady, "decode_rounds": row.rounds,
                 ]
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
                 if let p = profile { obj["products"] = p.jsonRows }
@@ -116,8 +122,12 @@ struct ModelBench: ParsableCommand {
                               Double(r.weightBytes) / 1e9, Double(r.residentBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
                               r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, r.bandwidth / 1e9, roofline,
                               r.decode.tokensPerSecond / roofline)
+            if !r.steady { line = line.replacingOccurrences(of: "** |", with: "** (uncertain) |") }
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
             print(line)
+        }
+        if rows.contains(where: { !$0.steady }) {
+            print("(uncertain: in every decode round of that format, six, the bandwidth samples before and after it differed by more than 15%)")
         }
         for (f, p) in profiles { p.print(format: f) }
     }

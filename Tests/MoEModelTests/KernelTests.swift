@@ -198,6 +198,29 @@ import Testing
         }
     }
 
+    struct RoundCase: Sendable, CustomTestStringConvertible {
+        var rates: [Double], samples: [[Double]], index: Int, steady: Bool, why: String
+        var testDescription: String { why }
+    }
+
+    /// The decode round a benchmark reports: the fastest whose two bandwidth samples agree within 15%, compared with
+    /// the better sample; the fastest of all, marked unsteady, when none agree.
+    @Test(arguments: [
+        RoundCase(rates: [100, 120, 110], samples: [[30, 31], [30, 60], [31, 32]], index: 2, steady: true,
+                  why: "the fastest round's bandwidth moved 2x: the fastest steady one is reported"),
+        RoundCase(rates: [100, 90], samples: [[60, 52], [50, 51]], index: 0, steady: true, why: "52 is within 15% of 60"),
+        RoundCase(rates: [100, 130], samples: [[30, 60], [60, 30]], index: 1, steady: false,
+                  why: "none steady: the fastest, flagged"),
+        RoundCase(rates: [80], samples: [[40, 40]], index: 0, steady: true, why: "one round"),
+    ])
+    func benchmarksReportTheFastestSteadyRound(_ c: RoundCase) throws {
+        let rounds = zip(c.rates, c.samples).map { Roofline.SampledRound(rate: $0, before: $1[0], after: $1[1]) }
+        let picked = try #require(Roofline.reportedRound(rounds))
+        #expect(picked.index == c.index && picked.steady == c.steady)
+        #expect(rounds[picked.index].bandwidth == c.samples[c.index].max())
+        #expect(Roofline.reportedRound([]) == nil)
+    }
+
     @Test func halfPrecisionConversionsRoundTrip() {
         let v: [Float] = [0, -0.0, 1, -2.5, 65504, 1e-7, 3.14159, 6.1e-5, -1e30]
         var h = [UInt16](repeating: 0, count: v.count), back = [Float](repeating: 0, count: v.count)

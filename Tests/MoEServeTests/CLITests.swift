@@ -49,6 +49,9 @@ import Testing
         for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio"] {
             #expect((obj[k] as? Double ?? 0) > 0, "\(k) in \(obj)")
         }
+        // Three decode rounds, or up to six while the bandwidth samples around each disagreed.
+        let rounds = try #require(obj["decode_rounds"] as? Int), steady = try #require(obj["bandwidth_steady"] as? Bool)
+        #expect(steady ? (3...6).contains(rounds) : rounds == 6, "\(rounds) rounds, steady \(steady)")
         // The process's resident memory once the format is loaded holds at least the weights.
         let weights = try #require(obj["weight_bytes"] as? Int), resident = try #require(obj["resident_bytes_after_load"] as? Int)
         #expect(resident >= weights, "resident \(resident) of \(weights) weight bytes")
