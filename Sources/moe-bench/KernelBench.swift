@@ -54,9 +54,13 @@ struct KernelBench: ParsableCommand {
         let x = FloatBuffer(count: maxT * cols), y = FloatBuffer(count: maxT * rows)
         for i in 0..<(maxT * cols) { x[i] = Float(i % 11) * 0.1 - 0.5 }
         print("")
-        print("narrow formats [\(rows) × \(cols)], read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s")
-        print("| format | T | GB/s of stored weights | ÷ read bandwidth | GFLOP/s |")
-        print("| --- | --- | --- | --- | --- |")
+        print("narrow formats [\(rows) × \(cols)], read bandwidth \(String(format: "%.1f", bandwidth / 1e9)) GB/s at the start")
+        // The bandwidth is sampled again after each measurement and each is compared with the better of its two
+        // samples (this VM's bandwidth can move by 2× within seconds; one sample at the start gave ratios of 0.57
+        // and 1.26 for products that ran at the rate of the read).
+        print("| format | T | GB/s of stored weights | read bandwidth around it (GB/s) | ÷ read bandwidth | GFLOP/s |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        var before = bandwidth
         for f in WeightFormat.allCases {
             let ws = f32.compactMap { $0.converted(to: f) }
             let bytes = ws.reduce(0) { $0 + $1.byteCount }
@@ -67,8 +71,11 @@ struct KernelBench: ParsableCommand {
                     for w in ws { matmul(x.pointer, rows: T, w, out: y.pointer) }
                     best = min(best, monotonicSeconds() - t0)
                 }
+                let after = Roofline.readBandwidth(), around = max(before, after)
+                before = after
                 let flops = 2.0 * Double(T * rows * cols * ws.count) / best
-                print(String(format: "| %@ | %d | %.1f | %.2f | %.0f |", f.rawValue, T, Double(bytes) / best / 1e9, Double(bytes) / best / bandwidth, flops / 1e9))
+                print(String(format: "| %@ | %d | %.1f | %.1f | %.2f | %.0f |", f.rawValue, T, Double(bytes) / best / 1e9, around / 1e9,
+                             Double(bytes) / best / around, flops / 1e9))
             }
         }
     }

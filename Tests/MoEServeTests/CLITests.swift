@@ -36,6 +36,21 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be one of f32, f16, bf16, int8, int4 (got 'q5')"), "\(bad.stderr)")
     }
 
+    /// `moe-bench kernels`: every format's streaming rate at each T, beside the read bandwidth sampled around it.
+    @Test func kernelBenchPrintsEveryFormatBesideTheBandwidthAroundIt() throws {
+        let r = try Binaries.run(Binaries.path("moe-bench"), ["kernels", "--rows", "256", "--cols", "256", "--copies", "1",
+                                                              "--ts", "1,4"], timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = r.stdout.split(separator: "\n").map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        for f in ["f32", "f16", "bf16", "int8", "int4"] {
+            for t in ["1", "4"] {
+                let row = rows.first { $0.count == 6 && $0[0] == f && $0[1] == t }
+                let numbers = (row ?? []).dropFirst(2).compactMap(Double.init)
+                #expect(numbers.count == 4 && numbers.allSatisfy { $0 > 0 }, "\(f) T=\(t): \(String(describing: row))")
+            }
+        }
+    }
+
     /// `moe-bench --format FMT --json`: one object with the figures the issue names, for comparisons across commits;
     /// with `--products`, the decode time split by matrix product, each counted as often as a token runs it.
     @Test func benchPrintsOneJSONObjectPerFormat() throws {
