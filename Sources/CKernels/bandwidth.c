@@ -18,8 +18,8 @@ void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n) 
 
 // Read-only streaming (what decode does to its weights): each thread reads its chunk as four sequential streams, a
 // quarter of the chunk apart (64 bytes from each in turn), as the products read their rows. On this VM that reads
-// more than one stream per thread does: 1.08–1.10× below 40 GB/s and 1.15–1.24× at 40–60 (median ratios over
-// 5,500 interleaved rounds), so one stream would understate the machine's limit and flatter the rooflines. The
+// more than one stream per thread does: 1.09–1.10× below 40 GB/s and 1.15–1.24× at 40–60 (median ratios over
+// 5,467 interleaved rounds), so one stream would understate the machine's limit and flatter the rooflines. The
 // sum is returned so the loads cannot be optimised away.
 #include <immintrin.h>
 #include <stdatomic.h>

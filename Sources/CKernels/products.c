@@ -342,16 +342,17 @@ static void qq_task(void *p, size_t r0, size_t r1) {
 // 16 lanes at its first group, lane l the sum of the activations the 512-bit dot adds into lane l (bytes 4l..4l+3
 // of the quad's low and of its high half, grouplayout.h); for a tail group, 8 lanes, lane l its values 4l..4l+3.
 static void q4_lane_sums(const int8_t *q, size_t groups, int32_t *xc) {
-    for (size_t g = 0; g < groups; g++) {
-        const int8_t *x = q + g * 32;
-        int quad = !tail_group(groups, g);
-        if (quad && g % QUAD) continue;
-        for (int l = 0; l < (quad ? 16 : 8); l++) {
-            int32_t s = (int32_t)x[4 * l] + x[4 * l + 1] + x[4 * l + 2] + x[4 * l + 3];
-            if (quad) s += (int32_t)x[64 + 4 * l] + x[65 + 4 * l] + x[66 + 4 * l] + x[67 + 4 * l];
-            xc[g * 8 + l] = -8 * s;
+    const size_t quads = quad_groups(groups);
+    for (size_t g = 0; g < quads; g += QUAD)
+        for (int l = 0; l < 16; l++) {
+            const int8_t *lo = q + g * 32 + 4 * l, *hi = lo + 64;
+            xc[g * 8 + l] = -8 * ((int32_t)lo[0] + lo[1] + lo[2] + lo[3] + hi[0] + hi[1] + hi[2] + hi[3]);
         }
-    }
+    for (size_t g = quads; g < groups; g++)
+        for (int l = 0; l < 8; l++) {
+            const int8_t *x = q + g * 32 + 4 * l;
+            xc[g * 8 + l] = -8 * ((int32_t)x[0] + x[1] + x[2] + x[3]);
+        }
 }
 
 // Activations of an int8 product as int16, of an int4 product as int8 (vpdpbusd multiplies unsigned 4-bit weights
@@ -473,13 +474,13 @@ static float h_value(int format, const char *row, size_t k) {
 
 __attribute__((target(AVX2_TARGET)))
 AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
-    __m256 acc[8][2];
+    __m256 acc[4][2];
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();
-    const char *wrow[8];
+    const char *wrow[4];
     for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
     size_t full = o.cols & ~(size_t)7;
     for (size_t k = 0; k < full; k += 8) {
-        __m256 w[8];
+        __m256 w[4];
         for (int i = 0; i < NR; i++) w[i] = widen8(FMT, wrow[i] + k * ELEM(FMT));
         for (int j = 0; j < NT; j++) {
             __m256 x = _mm256_loadu_ps(o.X + (t0 + j) * o.ldx + k);
@@ -499,17 +500,18 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
 // block passes over in full while its weight rows stream through L1 and evict it: confining the input to 4 KB (a
 // wrong product, as an experiment) took such rows from 0.72 to 0.87 of the read probe at ~60 GB/s. Eight rows per
 // block halve the input's traffic per weight byte: f16 rows of 3584 values streamed 0.79 of the read against 0.72
-// at 45–66 GB/s and 0.88 against 0.77 at ~43 (125 and 35 interleaved rounds), 1.04–1.17× in a later run's 23 rounds
-// above 40 GB/s (bf16 1.12×, 5 rounds), and 1.00–1.01× below 40 (337 and 355 rounds). f32 rows of 3584 (14 KB)
-// came out 0.99× in both, and short rows lost 4–6% (their input stays in L1), so those keep four. Which rows share
-// a block never changes a row's arithmetic, so outputs stay the same whatever T.
-// NAME##_body over rows [r0, r1) with BLOCK; H_FORMAT then makes one entry point per format it serves.
-#define H_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                         \
+// above 45 GB/s (median 53) and 0.88 against 0.77 at ~43 (125 and 35 interleaved rounds), 1.04–1.17× in a later
+// run's 23 rounds above 40 GB/s (bf16 1.12×, 5 rounds), and 1.00–1.01× below 40 (337 and 355 rounds). f32 rows of
+// 3584 (14 KB) came out 0.99× below 40 GB/s and 0.99–1.05× above (165 and 15 rounds), and short rows lost 4–6%
+// (their input stays in L1), so those keep four. Which rows share a block never changes a row's arithmetic, so
+// outputs stay the same whatever T.
+// EIGHTS: whether BLOCK takes the 8-row blocks above (h_block512; AVX2's 16 registers hold 4 rows).
+#define H_RANGE(NAME, TARGET, BLOCK, MAXT, EIGHTS)                                                                 \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME##_body(const h_ctx *c, size_t r0, size_t r1, const int FMT) {                                     \
         const h_ops o = {(const char *)c->W, c->ld * ELEM(FMT), c->cols, c->X, c->ldx, c->Y, c->ldy};              \
         const size_t T = c->T;                                                                                     \
-        if (MAXT == 4 && T == 1 && FMT != KERN_F32 && c->cols * ELEM(FMT) > 4096) {                                \
+        if (EIGHTS && T == 1 && FMT != KERN_F32 && c->cols * ELEM(FMT) > 4096) {                                   \
             size_t q = (r1 - r0) / 8;                                                                              \
             for (size_t b = 0; b < q; b++) {                                                                       \
                 size_t rows[8];                                                                                    \
@@ -520,20 +522,19 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
             return;                                                                                                \
         }                                                                                                          \
         ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
-    }
-#define H_FORMAT(NAME, TARGET, SUFFIX, FMT)                                                                        \
-    __attribute__((target(TARGET))) static void NAME##_##SUFFIX(const h_ctx *c, size_t r0, size_t r1) {           \
-        NAME##_body(c, r0, r1, FMT);                                                                               \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_f32(const h_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_F32);                                                                          \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_f16(const h_ctx *c, size_t r0, size_t r1) {                \
+        NAME##_body(c, r0, r1, KERN_F16);                                                                          \
+    }                                                                                                              \
+    __attribute__((target(TARGET))) static void NAME##_bf16(const h_ctx *c, size_t r0, size_t r1) {               \
+        NAME##_body(c, r0, r1, KERN_BF16);                                                                         \
     }
 
-H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4)
-H_FORMAT(h_range512, "avx512f,avx512bw,avx512vl", f32, KERN_F32)
-H_FORMAT(h_range512, "avx512f,avx512bw,avx512vl", f16, KERN_F16)
-H_FORMAT(h_range512, "avx512f,avx512bw,avx512vl", bf16, KERN_BF16)
-H_RANGE(h_range256, AVX2_TARGET, h_block256, 2)
-H_FORMAT(h_range256, AVX2_TARGET, f32, KERN_F32)
-H_FORMAT(h_range256, AVX2_TARGET, f16, KERN_F16)
-H_FORMAT(h_range256, AVX2_TARGET, bf16, KERN_BF16)
+H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4, 1)
+H_RANGE(h_range256, AVX2_TARGET, h_block256, 2, 0)
 
 static void h_range(const h_ctx *c, size_t r0, size_t r1) {
     switch (kern_isa_active()) {

@@ -34,7 +34,7 @@ public enum Roofline {
     }
 
     /// A measured round between two read-bandwidth samples (bytes/s), with its rate (units/s).
-    public struct SampledRound: Equatable, Sendable {
+    public struct SampledRound: Sendable {
         public var rate: Double
         public var before: Double
         public var after: Double

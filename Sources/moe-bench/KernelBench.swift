@@ -71,11 +71,11 @@ struct KernelBench: ParsableCommand {
                     for w in ws { matmul(x.pointer, rows: T, w, out: y.pointer) }
                     best = min(best, monotonicSeconds() - t0)
                 }
-                let after = Roofline.readBandwidth(), around = max(before, after)
-                before = after
+                let round = Roofline.SampledRound(rate: Double(bytes) / best, before: before, after: Roofline.readBandwidth())
+                before = round.after
                 let flops = 2.0 * Double(T * rows * cols * ws.count) / best
-                print(String(format: "| %@ | %d | %.1f | %.1f | %.2f | %.0f |", f.rawValue, T, Double(bytes) / best / 1e9, around / 1e9,
-                             Double(bytes) / best / around, flops / 1e9))
+                print(String(format: "| %@ | %d | %.1f | %.1f | %.2f | %.0f |", f.rawValue, T, round.rate / 1e9, round.bandwidth / 1e9,
+                             round.rate / round.bandwidth, flops / 1e9))
             }
         }
     }
