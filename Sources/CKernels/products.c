@@ -5,9 +5,10 @@
 // int8 / int4 (groups of 32 with one f32 scale, layout in grouplayout.h): the activations are rounded on the fly with
 // one scale per group of 32, and each 32-value group dot runs in integer lanes, then is scaled by scale_x and added
 // times scale_w (one multiply and one multiply-add per four groups, laid out so that no shuffle is needed). int8
-// weights take int16 activations (AVX-512 VNNI vpdpwssd, or AVX2 vpmaddwd: the same integers): their
-// rounding, 2^-15 of a group's largest value, adds nothing measurable to the weights' own error, so int8 stays
-// greedy-identical to f32 on the fixtures. int4 weights take int8 activations, as
+// weights take int16 activations (AVX-512 VNNI: vpdpbusd of the stored v + 128 by the activations' high and low
+// bytes; AVX2: vpmaddwd; the same integers): their rounding, 2^-15 of a group's largest value, adds nothing
+// measurable to the weights' own error, so int8 stays greedy-identical to f32 on the fixtures. int4 weights take
+// int8 activations, as
 // llama.cpp's q4_0 × q8_0 does (vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): one instruction per group instead of two,
 // which matters because int4 products do the most arithmetic per byte of weights, and 2^-8 is far below int4's own
 // rounding (2^-3).
@@ -57,30 +58,37 @@ size_t kern_format_row_bytes(int format, size_t cols) {
     }
 }
 
-// int4 rows are read 256 bytes ahead of use (one cache line, one quad of groups, at a time): at one input row the
-// int4 loop is short enough per byte that the hardware prefetcher alone leaves it waiting (measured with groups in
-// pairs: decode +4%, 6 of 8 A/B pairs; 1024 bytes ahead was slower; with quads 512 ahead was 0.986×).
-#define Q4_PREFETCH 256
+// int8 and int4 rows are read 256 bytes ahead of use (a quad of groups, 2 cache lines of int8 or 1 of int4, at a
+// time): at one input row their loops are short enough per byte that the hardware prefetcher alone leaves them
+// waiting (int4 with groups in pairs: decode +4%, 6 of 8 A/B pairs; 1024 bytes ahead was slower; with quads 512
+// ahead was 0.986×. int8 with quads, as loaded by vpdpbusd: 1.16× at four input rows and 1.00× at one in minutes
+// at 60+ GB/s, where without it one row ran at 0.96–0.98×, and 384 or 512 ahead at 0.97× and 0.92×).
+#define Q_PREFETCH 256
 
 // ---- int8 / int4 group dots ------------------------------------------------------------------------------------
 
+// Which kernels an int8 / int4 product runs: chosen once per product, since int8 activations are packed for them.
+enum { QQ_PORTABLE, QQ_AVX2, QQ_VNNI };
+
+// Activations of an int8 product, 2 · cols bytes per input row (t at Xq + 2t · cols bytes), rounded to int16 per
+// group (KERN_Q8_ACT_LEVELS) and held as the path multiplies them:
+//   QQ_VNNI: two signed bytes per value, a = 256 · high + low, in the weights' order (grouplayout.h): a quad's 128
+//     high bytes then its 128 low ones, a tail group's 32 high then 32 low (group g's at byte 64g). vpdpbusd
+//     multiplies the stored v + 128 by each: one instruction per 64 weights and byte, with the weights as loaded
+//     (widened to int16 for vpdpwssd they took as many instructions again; in L2, one thread, one input row, 43 →
+//     64 GB/s of weights).
+//   QQ_AVX2: int16 in the weights' order (vpmaddwd on the weights widened to int16 as stored).
+//   QQ_PORTABLE: int16 in value order.
+// An int4 product's are int8 in the weights' order, one byte per value, on every path.
 typedef struct {
-    int format;
+    int format, path;
     const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
     size_t rowData, groups, cols;
-    const void *Xq; const float *Xs;         // activations: T × cols (int16 for int8, int8 for int4), T × groups scales
-    const int32_t *Xc;                       // int4 only: T × groups × 8 lanes of −8·Σx (see load_q4)
+    const void *Xq; const float *Xs;         // activations (see above), T × groups scales
+    const int32_t *Xc;                       // T × groups × 8 int32 that start each dot (see LANE_SUMS)
     size_t T;
     float *Y; size_t ldy;
 } qq_ctx;
-
-// A tail group g of an int8 weight row (value order) as two vectors of 16 int16 (values 0..15 and 16..31).
-__attribute__((target(AVX2_TARGET)))
-AI void load_q8(const uint8_t *row, size_t g, __m256i *lo, __m256i *hi) {
-    __m256i v = _mm256_loadu_si256((const __m256i *)(row + g * 32));
-    *lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
-    *hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
-}
 
 // A tail group g of an int4 weight row as 32 unsigned bytes in value order. Byte j of the group holds value j (low
 // nibble) and j+16 (high nibble) as v+8: the 16 bytes go to both halves, the upper half shifted right by 4, then
@@ -99,22 +107,68 @@ AI __m256 quad_scales8(const float *p) { return _mm256_broadcast_ps((const __m12
 __attribute__((target(VNNI_TARGET)))
 AI __m512 quad_scales16(const float *p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
 
-// init + 32 int16 products summed pairwise into 8 int32 lanes (lane l: elements 2l, 2l+1, 16+2l, 17+2l).
-__attribute__((target(VNNI_TARGET)))
-AI __m256i dot_vnni(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh) {
-    return _mm256_dpwssd_epi32(_mm256_dpwssd_epi32(init, wl, xl), wh, xh);
-}
+// The four scales of a quad for the AVX2 int8 dot, whose lane l holds group l/2 (vpmaddwd adds pairs of int16 of
+// the layout's 4-value units): p[0], p[0], p[1], p[1], … p[3].
 __attribute__((target(AVX2_TARGET)))
-AI __m256i dot_avx2(__m256i init, __m256i wl, __m256i wh, __m256i xl, __m256i xh) {
-    return _mm256_add_epi32(init, _mm256_add_epi32(_mm256_madd_epi16(wl, xl), _mm256_madd_epi16(wh, xh)));
+AI __m256 quad_scales8_pairs(const float *p) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
 }
-// init + 32 (unsigned 0..15) × (int8) products, four consecutive ones per int32 lane (lane l: values 4l..4l+3).
-// AVX2's maddubs pairs stay far from int16 saturation (2 · 15 · 127), so both give the same integers.
+
+// init + 32 (unsigned) × (int8) products, four consecutive ones per int32 lane (lane l: values 4l..4l+3).
+// For int4 (0..15) AVX2's maddubs pairs stay far from int16 saturation (2 · 15 · 127), so both give the same integers.
 __attribute__((target(VNNI_TARGET)))
 AI __m256i dot8_vnni(__m256i init, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(init, w, x); }
 __attribute__((target(AVX2_TARGET)))
 AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
     return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+}
+
+// Σ (v + 128) · a over a quad's 128 int8 weights as stored (w0, w1) and the activations' high and low bytes (h0, h1,
+// l0, l1): 256 · the high bytes' dot + the low bytes', from init = −128 · Σa (see LANE_SUMS), which leaves Σ v · a.
+__attribute__((target(VNNI_TARGET)))
+AI __m512i dot_q8_vnni(__m512i init, __m512i w0, __m512i w1, __m512i h0, __m512i h1, __m512i l0, __m512i l1) {
+    __m512i dh = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, h0), w1, h1);
+    __m512i dl = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, w0, l0), w1, l1);
+    return _mm512_add_epi32(_mm512_slli_epi32(dh, 8), dl);
+}
+
+// The operands of one product, copied into locals so the compiler keeps them in registers (a pointer to a context
+// would be reloaded around every store).
+typedef struct {
+    const uint8_t *W; const float *ws; size_t rowData, groups, cols;
+    const void *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
+} qq_ops;
+
+// Where input t's int8-product activations start (see qq_ctx).
+AI const uint8_t *q8_input(const qq_ops *o, size_t t) { return (const uint8_t *)o->Xq + 2 * t * o->cols; }
+
+// The dot of a tail group g (value order) of weight row `row` with input t, from its lane sums: 8 int32 lanes.
+__attribute__((target(VNNI_TARGET)))
+AI __m256i tail_dot_vnni(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {
+    __m256i init = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->groups + g) * 8));
+    if (FMT == KERN_Q4) {
+        const int8_t *xp = (const int8_t *)o->Xq + t * o->cols + g * 32;
+        return dot8_vnni(init, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));
+    }
+    const uint8_t *hp = q8_input(o, t) + g * 64;
+    __m256i w = _mm256_loadu_si256((const __m256i *)(row + g * 32));
+    __m256i dh = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, _mm256_loadu_si256((const __m256i *)hp));
+    __m256i dl = _mm256_dpbusd_epi32(init, w, _mm256_loadu_si256((const __m256i *)(hp + 32)));
+    return _mm256_add_epi32(_mm256_slli_epi32(dh, 8), dl);
+}
+__attribute__((target(AVX2_TARGET)))
+AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {
+    __m256i d = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->groups + g) * 8));
+    if (FMT == KERN_Q4) {
+        const int8_t *xp = (const int8_t *)o->Xq + t * o->cols + g * 32;
+        return dot8_avx2(d, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));
+    }
+    const int16_t *xp = (const int16_t *)q8_input(o, t) + g * 32;
+    for (int c = 0; c < 2; c++) {
+        __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(row + g * 32 + 16 * c)));
+        d = _mm256_add_epi32(d, _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)(xp + 16 * c))));
+    }
+    return d;
 }
 
 // Rows [r0, r1) in blocks of 4 taken a quarter of the range apart (rows b, b+q, b+2q, b+3q): each of the four is
@@ -140,35 +194,6 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
             for (size_t t = tt; t < te; t++) BLOCK(o, &r, t, FMT, 1, 1);                                           \
     }
 
-// The operands of one product, copied into locals so the compiler keeps them in registers (a pointer to a context
-// would be reloaded around every store).
-typedef struct {
-    const uint8_t *W; const float *ws; size_t rowData, groups, cols;
-    const void *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
-} qq_ops;
-
-// cvt(d) × the activation's scale of a tail group g (value order), for weight row `row` and input t: 8 lanes whose
-// sum is the group's dot in activation units (the caller multiplies by the weight scale).
-#define QQ_TAIL(NAME, TARGET, DOT, DOT8)                                                                           \
-    __attribute__((target(TARGET)))                                                                                \
-    AI __m256 NAME(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {                        \
-        __m256i d;                                                                                                 \
-        if (FMT == KERN_Q4) {                                                                                      \
-            const int8_t *xp = (const int8_t *)o->Xq + t * o->cols + g * 32;                                       \
-            __m256i init = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->groups + g) * 8));                 \
-            d = DOT8(init, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));                              \
-        } else {                                                                                                   \
-            const int16_t *xp = (const int16_t *)o->Xq + t * o->cols + g * 32;                                     \
-            __m256i wl, wh;                                                                                        \
-            load_q8(row, g, &wl, &wh);                                                                             \
-            d = DOT(_mm256_setzero_si256(), wl, wh, _mm256_loadu_si256((const __m256i *)xp),                       \
-                    _mm256_loadu_si256((const __m256i *)(xp + 16)));                                               \
-        }                                                                                                          \
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(o->Xs[t * o->groups + g]));                    \
-    }
-
-QQ_TAIL(qq_tail_vnni, VNNI_TARGET, dot_vnni, dot8_vnni)
-QQ_TAIL(qq_tail_avx2, AVX2_TARGET, dot_avx2, dot8_avx2)
 
 // NR weight rows (1 or 4) from row r × NT inputs (1..4) from input t0, with AVX-512 VNNI; FMT a compile-time
 // constant. Groups are taken in fours, laid out (grouplayout.h) so that a dot leaves group g + h in the int32 lanes
@@ -190,7 +215,7 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
             // and mask the high ones (64..127).
             __m512i wl[4], wh[4];
             for (int i = 0; i < NR; i++) {
-                _mm_prefetch((const char *)(wrow[i] + g * 16 + Q4_PREFETCH), _MM_HINT_T0);
+                _mm_prefetch((const char *)(wrow[i] + g * 16 + Q_PREFETCH), _MM_HINT_T0);
                 __m512i b = _mm512_loadu_si512(wrow[i] + g * 16);
                 wl[i] = _mm512_and_si512(b, _mm512_set1_epi8(15));
                 wh[i] = _mm512_and_si512(_mm512_srli_epi16(b, 4), _mm512_set1_epi8(15));
@@ -207,19 +232,25 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
                 }
             }
         } else {
-            // A quad's 128 stored bytes, widened to int16 a row at a time (four rows' worth would not fit in
-            // registers beside the accumulators); the inputs' loads are shared by the rows from L1.
+            // A quad's 128 stored bytes as two 64-byte vectors per row, multiplied as loaded (read as 32-byte
+            // halves, as f32 rows are, they streamed the same), prefetched like int4 rows (see Q_PREFETCH).
+            __m512i w0[4], w1[4];
             for (int i = 0; i < NR; i++) {
-                __m512i w[4];
-                for (int k = 0; k < 4; k++)
-                    w[k] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wrow[i] + g * 32 + 32 * k)));
-                __m512 wsv = quad_scales16(wsrow[i] + g);
-                for (int j = 0; j < NT; j++) {
-                    const int16_t *xp = (const int16_t *)o.Xq + (t0 + j) * o.cols + g * 32;
-                    __m512i d = _mm512_setzero_si512();
-                    for (int k = 0; k < 4; k++) d = _mm512_dpwssd_epi32(d, w[k], _mm512_loadu_si512(xp + 32 * k));
-                    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), quad_scales16(o.Xs + (t0 + j) * o.groups + g));
-                    acc[i][j] = _mm512_fmadd_ps(v, wsv, acc[i][j]);
+                _mm_prefetch((const char *)(wrow[i] + g * 32 + Q_PREFETCH), _MM_HINT_T0);
+                _mm_prefetch((const char *)(wrow[i] + g * 32 + Q_PREFETCH + 64), _MM_HINT_T0);
+                w0[i] = _mm512_loadu_si512(wrow[i] + g * 32);
+                w1[i] = _mm512_loadu_si512(wrow[i] + g * 32 + 64);
+            }
+            for (int j = 0; j < NT; j++) {
+                const uint8_t *hp = q8_input(&o, t0 + j) + g * 64, *lp = hp + 128;
+                __m512i h0 = _mm512_loadu_si512(hp), h1 = _mm512_loadu_si512(hp + 64);
+                __m512i l0 = _mm512_loadu_si512(lp), l1 = _mm512_loadu_si512(lp + 64);
+                __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.groups + g) * 8);
+                __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.groups + g);
+                for (int i = 0; i < NR; i++) {
+                    __m512i d = dot_q8_vnni(init, w0[i], w1[i], h0, h1, l0, l1);
+                    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), sxv);
+                    acc[i][j] = _mm512_fmadd_ps(v, quad_scales16(wsrow[i] + g), acc[i][j]);
                 }
             }
         }
@@ -227,16 +258,18 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
     for (size_t g = quads; g < o.groups; g++)
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < NR; i++) {
-                __m256 v = _mm256_mul_ps(qq_tail_vnni(&o, wrow[i], t0 + j, g, FMT), _mm256_broadcast_ss(wsrow[i] + g));
+                __m256 d = _mm256_cvtepi32_ps(tail_dot_vnni(&o, wrow[i], t0 + j, g, FMT));
+                __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.groups + g])),
+                                         _mm256_broadcast_ss(wsrow[i] + g));
                 acc[i][j] = _mm512_add_ps(acc[i][j], _mm512_zextps256_ps512(v));
             }
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-// The same with AVX2 (16 vector registers: weights are unpacked a row at a time, a quad in two 64-value halves
-// for int8). Each 8-lane dot spans the quad's 16 lanes l and l + 8 (both of group l mod 4), so an int4 dot starts
-// from the sum of those two lanes' −8·Σx.
+// The same with AVX2 (16 vector registers: weights are unpacked a row at a time). Each 8-lane int4 dot spans the
+// quad's 16 lanes l and l + 8 (both of group l mod 4), so it starts from the sum of those two lanes' −8·Σx; an int8
+// dot leaves group l/2 in lane l and starts from its own lane sums.
 __attribute__((target(AVX2_TARGET)))
 AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m256 acc[4][2];
@@ -247,10 +280,10 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     const size_t quads = quad_groups(o.groups);
     for (size_t g = 0; g < quads; g += QUAD) {
         for (int i = 0; i < NR; i++) {
-            __m256 wsv = quad_scales8(wsrow[i] + g);
+            __m256 wsv = FMT == KERN_Q4 ? quad_scales8(wsrow[i] + g) : quad_scales8_pairs(wsrow[i] + g);
             __m256i d[2];
             if (FMT == KERN_Q4) {
-                _mm_prefetch((const char *)(wrow[i] + g * 16 + Q4_PREFETCH), _MM_HINT_T0);
+                _mm_prefetch((const char *)(wrow[i] + g * 16 + Q_PREFETCH), _MM_HINT_T0);
                 __m256i b0 = _mm256_loadu_si256((const __m256i *)(wrow[i] + g * 16));
                 __m256i b1 = _mm256_loadu_si256((const __m256i *)(wrow[i] + g * 16 + 32));
                 const __m256i m = _mm256_set1_epi8(15);
@@ -263,29 +296,37 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                     for (int k = 0; k < 4; k++) d[j] = dot8_avx2(d[j], w[k], _mm256_loadu_si256((const __m256i *)(xp + 32 * k)));
                 }
             } else {
-                for (int j = 0; j < NT; j++) d[j] = _mm256_setzero_si256();
+                // 16 stored bytes at a time widened to int16 as stored (v + 128): lane l of each product holds
+                // group l/2 (see quad_scales8_pairs), and the dot starts from −128·Σa.
+                for (int j = 0; j < NT; j++) d[j] = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.groups + g) * 8));
                 for (int half = 0; half < 2; half++) {
                     __m256i w[4];
                     for (int k = 0; k < 4; k++)
-                        w[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wrow[i] + g * 32 + 64 * half + 16 * k)));
+                        w[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow[i] + g * 32 + 64 * half + 16 * k)));
                     for (int j = 0; j < NT; j++) {
-                        const int16_t *xp = (const int16_t *)o.Xq + (t0 + j) * o.cols + g * 32 + 64 * half;
-                        __m256i x[4];
-                        for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_si256((const __m256i *)(xp + 16 * k));
-                        d[j] = dot_avx2(dot_avx2(d[j], w[0], w[1], x[0], x[1]), w[2], w[3], x[2], x[3]);
+                        const int16_t *xp = (const int16_t *)q8_input(&o, t0 + j) + g * 32 + 64 * half;
+                        __m256i p0 = _mm256_add_epi32(_mm256_madd_epi16(w[0], _mm256_loadu_si256((const __m256i *)xp)),
+                                                      _mm256_madd_epi16(w[1], _mm256_loadu_si256((const __m256i *)(xp + 16))));
+                        __m256i p1 = _mm256_add_epi32(_mm256_madd_epi16(w[2], _mm256_loadu_si256((const __m256i *)(xp + 32))),
+                                                      _mm256_madd_epi16(w[3], _mm256_loadu_si256((const __m256i *)(xp + 48))));
+                        d[j] = _mm256_add_epi32(d[j], _mm256_add_epi32(p0, p1));
                     }
                 }
             }
             for (int j = 0; j < NT; j++) {
-                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[j]), quad_scales8(o.Xs + (t0 + j) * o.groups + g));
+                const float *xs = o.Xs + (t0 + j) * o.groups + g;
+                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[j]), FMT == KERN_Q4 ? quad_scales8(xs) : quad_scales8_pairs(xs));
                 acc[i][j] = _mm256_fmadd_ps(v, wsv, acc[i][j]);
             }
         }
     }
     for (size_t g = quads; g < o.groups; g++)
         for (int j = 0; j < NT; j++)
-            for (int i = 0; i < NR; i++)
-                acc[i][j] = _mm256_fmadd_ps(qq_tail_avx2(&o, wrow[i], t0 + j, g, FMT), _mm256_broadcast_ss(wsrow[i] + g), acc[i][j]);
+            for (int i = 0; i < NR; i++) {
+                __m256 d = _mm256_cvtepi32_ps(tail_dot_avx2(&o, wrow[i], t0 + j, g, FMT));
+                __m256 v = _mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.groups + g]));
+                acc[i][j] = _mm256_fmadd_ps(v, _mm256_broadcast_ss(wsrow[i] + g), acc[i][j]);
+            }
     for (int j = 0; j < NT; j++)
         for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = kern_hsum8(acc[i][j]);
 }
@@ -308,7 +349,6 @@ QQ_RANGE(qq_range_vnni, VNNI_TARGET, qq_block_vnni, 4)
 QQ_RANGE(qq_range_avx2, AVX2_TARGET, qq_block_avx2, 2)
 
 static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
-    const size_t unit = c->format == KERN_Q8 ? Q8_UNIT : Q4_UNIT;
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *row = c->W + r * c->rowData;
         for (size_t t = 0; t < c->T; t++) {
@@ -316,10 +356,10 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
             for (size_t g = 0; g < c->groups; g++) {
                 int32_t s = 0;
                 for (size_t j = 0; j < 32; j++) {
-                    size_t k = t * c->cols + group_pos(c->groups, g, j, unit);
-                    int32_t x = c->format == KERN_Q4 ? ((const int8_t *)c->Xq)[k] : ((const int16_t *)c->Xq)[k];
-                    int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j)
-                                                     : ((const int8_t *)row)[group_pos(c->groups, g, j, unit)];
+                    size_t k = t * c->cols + group_pos(c->groups, g, j);
+                    int32_t x = c->format == KERN_Q4 ? ((const int8_t *)c->Xq)[k]
+                                                     : ((const int16_t *)c->Xq)[t * c->cols + g * 32 + j];
+                    int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j) : q8_value(row, c->groups, g, j);
                     s += w * x;
                 }
                 float ws = c->ws[r * c->groups + g], xs = c->Xs[t * c->groups + g];
@@ -333,45 +373,94 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
 static void qq_task(void *p, size_t r0, size_t r1) {
     const qq_ctx *c = (const qq_ctx *)p;
     int q8 = c->format == KERN_Q8;
-    if (has_vnni()) { if (q8) qq_range_vnni_q8(c, r0, r1); else qq_range_vnni_q4(c, r0, r1); }
-    else if (kern_isa_active() >= KERN_ISA_AVX2) { if (q8) qq_range_avx2_q8(c, r0, r1); else qq_range_avx2_q4(c, r0, r1); }
+    if (c->path == QQ_VNNI) { if (q8) qq_range_vnni_q8(c, r0, r1); else qq_range_vnni_q4(c, r0, r1); }
+    else if (c->path == QQ_AVX2) { if (q8) qq_range_avx2_q8(c, r0, r1); else qq_range_avx2_q4(c, r0, r1); }
     else qq_range_portable(c, r0, r1);
 }
 
-// The −8·Σx that starts each int4 dot (weights are stored as v + 8), 8 int32 per group at Xc + 8g: for a quad,
-// 16 lanes at its first group, lane l the sum of the activations the 512-bit dot adds into lane l (bytes 4l..4l+3
-// of the quad's low and of its high half, grouplayout.h); for a tail group, 8 lanes, lane l its values 4l..4l+3.
-static void q4_lane_sums(const int8_t *q, size_t groups, int32_t *xc) {
+// An int8 product's int16 activations (one input row in the weights' order, |a| ≤ KERN_Q8_ACT_LEVELS = 127 · 256
+// + 127) split in place into the two signed bytes VNNI multiplies, a = 256 · high + low: each 32 values' 64 bytes
+// become 32 high bytes and 32 low ones, so a quad's 256 bytes hold its high bytes in order, then its low ones (see
+// qq_ctx). And the lane sums that start each dot (as lane_sums16(q, groups, 64, 32, 4, −128, xc) would give): lane
+// l of a quad adds values 4l..4l+3 of its low and of its high half, of a tail group its values 4l..4l+3.
+__attribute__((target(VNNI_TARGET)))
+static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
     const size_t quads = quad_groups(groups);
-    for (size_t g = 0; g < quads; g += QUAD)
-        for (int l = 0; l < 16; l++) {
-            const int8_t *lo = q + g * 32 + 4 * l, *hi = lo + 64;
-            xc[g * 8 + l] = -8 * ((int32_t)lo[0] + lo[1] + lo[2] + lo[3] + hi[0] + hi[1] + hi[2] + hi[3]);
+    const __m512i ones = _mm512_set1_epi16(1);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (size_t g = 0; g < groups; g += g < quads ? QUAD : 1) {
+        const int n = g < quads ? 4 : 1;        // vectors of 32 values
+        __m512i a[4];
+        for (int k = 0; k < n; k++) a[k] = _mm512_loadu_si512(q + g * 32 + 32 * k);
+        // Sums of value pairs; a quad's values 64..127 add into the same lanes as 0..63.
+        __m512i p0 = _mm512_madd_epi16(a[0], ones), p1 = _mm512_setzero_si512();
+        if (n == 4) {
+            p0 = _mm512_add_epi32(p0, _mm512_madd_epi16(a[2], ones));
+            p1 = _mm512_add_epi32(_mm512_madd_epi16(a[1], ones), _mm512_madd_epi16(a[3], ones));
         }
-    for (size_t g = quads; g < groups; g++)
-        for (int l = 0; l < 8; l++) {
-            const int8_t *x = q + g * 32 + 4 * l;
-            xc[g * 8 + l] = -8 * ((int32_t)x[0] + x[1] + x[2] + x[3]);
+        __m512i lanes = _mm512_add_epi32(_mm512_permutex2var_epi32(p0, even, p1), _mm512_permutex2var_epi32(p0, odd, p1));
+        lanes = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(-128));
+        if (n == 4) _mm512_storeu_si512(xc + g * 8, lanes);
+        else _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm512_castsi512_si256(lanes));
+        int8_t *hi = (int8_t *)(q + g * 32), *lo = hi + 32 * n;
+        for (int k = 0; k < n; k++) {
+            _mm256_storeu_si256((__m256i *)(lo + 32 * k), _mm512_cvtepi16_epi8(a[k]));
+            __m512i h = _mm512_srai_epi16(_mm512_add_epi16(a[k], _mm512_set1_epi16(128)), 8);
+            _mm256_storeu_si256((__m256i *)(hi + 32 * k), _mm512_cvtepi16_epi8(h));
         }
+    }
 }
 
-// Activations of an int8 product as int16, of an int4 product as int8 (vpdpbusd multiplies unsigned 4-bit weights
-// by signed bytes, 32 per instruction; the int8 rounding, 2^-8 of a group's largest value, is far below int4's own).
-typedef struct { int format; const float *X; size_t ldx, cols, groups; void *Xq; float *Xs; int32_t *Xc; } act_ctx;
+// What starts each dot whose weights are stored with an offset (int4 v + 8, int8 v + 128): factor (−8, −128) times
+// the sum of the activations the dot adds into each int32 lane, 8 int32 per group at xc + 8g. For a quad, at its
+// first group, one lane per `per` values of a `qchunk`-value vector, summed over the quad's 128 values (VNNI: 64 and
+// 4, 16 lanes; AVX2 int8, whose int16 products add in pairs: 16 and 2, 8 lanes); for a tail group, the same with
+// `tchunk`-value vectors over its 32 values. x: one input row in the weights' order (grouplayout.h).
+#define LANE_SUMS(NAME, TYPE)                                                                                      \
+    AI void NAME(const TYPE *x, size_t groups, size_t qchunk, size_t tchunk, size_t per, int32_t factor,          \
+                 int32_t *xc) {                                                                                    \
+        const size_t quads = quad_groups(groups);                                                                  \
+        for (size_t g = 0; g < groups; g += g < quads ? QUAD : 1) {                                                \
+            const size_t n = g < quads ? 128 : 32, chunk = g < quads ? qchunk : tchunk;                            \
+            const TYPE *v = x + g * 32;                                                                            \
+            for (size_t l = 0; l < chunk / per; l++) {                                                             \
+                int32_t sum = 0;                                                                                   \
+                for (size_t c = 0; c < n; c += chunk)                                                              \
+                    for (size_t m = 0; m < per; m++) sum += v[c + per * l + m];                                    \
+                xc[g * 8 + l] = factor * sum;                                                                      \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+LANE_SUMS(lane_sums8, int8_t)
+LANE_SUMS(lane_sums16, int16_t)
+
+// Activations of an int8 product as int16 (see qq_ctx for how each path holds them), of an int4 product as int8
+// (vpdpbusd multiplies unsigned 4-bit weights by signed bytes, 32 per instruction; the int8 rounding, 2^-8 of a
+// group's largest value, is far below int4's own).
+typedef struct { int format, path; const float *X; size_t ldx, cols, groups; void *Xq; float *Xs; int32_t *Xc; } act_ctx;
 
 static void act_task(void *p, size_t b, size_t e) {
     act_ctx *a = (act_ctx *)p;
+    const size_t cols = a->cols, groups = a->groups;
     for (size_t t = b; t < e; t++) {
-        if (a->format == KERN_Q8) {
-            int16_t *q = (int16_t *)a->Xq + t * a->cols;
-            kern_quantize_act(a->X + t * a->ldx, a->cols, q, a->Xs + t * a->groups);
-            pack_groups((uint8_t *)q, a->groups, 64, 2 * Q8_UNIT);
+        int32_t *xc = a->Xc + t * groups * 8;
+        if (a->format == KERN_Q4) {
+            int8_t *q = (int8_t *)a->Xq + t * cols;
+            kern_quantize_q8(a->X + t * a->ldx, cols, q, a->Xs + t * groups);
+            pack_groups((uint8_t *)q, groups, 32, UNIT);
+            lane_sums8(q, groups, 64, 32, 4, -8, xc);
             continue;
         }
-        int8_t *q = (int8_t *)a->Xq + t * a->cols;
-        kern_quantize_q8(a->X + t * a->ldx, a->cols, q, a->Xs + t * a->groups);
-        pack_groups((uint8_t *)q, a->groups, 32, Q4_UNIT);
-        q4_lane_sums(q, a->groups, a->Xc + t * a->groups * 8);
+        int16_t *q = (int16_t *)a->Xq + t * cols;
+        kern_quantize_act(a->X + t * a->ldx, cols, q, a->Xs + t * groups);
+        if (a->path == QQ_PORTABLE) continue;
+        pack_groups((uint8_t *)q, groups, 64, 2 * UNIT);
+        if (a->path == QQ_AVX2) {
+            lane_sums16(q, groups, 16, 16, 2, -128, xc);
+            continue;
+        }
+        split_q8_vnni(q, groups, xc);
     }
 }
 
@@ -744,11 +833,12 @@ static void prepare(prepared *p, const product_args *d) {
         size_t groups = cols / 32, xbytes = d->format == KERN_Q8 ? 2 : 1;
         void *Xq = p->owned[0] = scratch_alloc(T * cols * xbytes);
         float *Xs = p->owned[1] = scratch_alloc(T * groups * sizeof(float));
-        int32_t *Xc = p->owned[2] = d->format == KERN_Q4 ? scratch_alloc(T * groups * 8 * sizeof(int32_t)) : NULL;
-        act_ctx a = {d->format, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
+        int32_t *Xc = p->owned[2] = scratch_alloc(T * groups * 8 * sizeof(int32_t));
+        int path = has_vnni() ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
+        act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
-        p->c.q = (qq_ctx){d->format, (const uint8_t *)d->w, d->scales, d->format == KERN_Q8 ? cols : cols / 2, groups,
-                          cols, Xq, Xs, Xc, T, d->Y, d->ldy};
+        p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, d->format == KERN_Q8 ? cols : cols / 2,
+                          groups, cols, Xq, Xs, Xc, T, d->Y, d->ldy};
         p->fn = qq_task;
     } else if (d->format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) {
         size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;

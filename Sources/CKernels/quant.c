@@ -1,5 +1,5 @@
-// Group quantisation (32 values per group, one f32 scale each): int8 (q8) and int4 (q4, two values per byte, stored
-// as v+8) for weights at load, packed in the products' layout (grouplayout.h), and activations in every int8 (int16
+// Group quantisation (32 values per group, one f32 scale each): int8 (q8, stored as v+128) and int4 (q4, two values
+// per byte, stored as v+8) for weights at load, packed in the products' layout (grouplayout.h), and activations in every int8 (int16
 // values) or int4 (int8 values, the q8 rounding) product, in value order. Rounding is to
 // nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
@@ -48,11 +48,15 @@ static void quantize_q4_values(const float *src, size_t n, uint8_t *q, float *sc
 
 void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales) {
     if (format == KERN_Q8) {
+        // Stored as v + 128 (1…255): the unsigned operand of vpdpbusd, which then multiplies them by activations in
+        // two signed byte planes (products.c).
+        uint8_t *b = (uint8_t *)q;
         kern_quantize_q8(src, n, (int8_t *)q, scales);
-        pack_groups((uint8_t *)q, n / 32, 32, Q8_UNIT);
+        for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
+        pack_groups(b, n / 32, 32, UNIT);
     } else {
         quantize_q4_values(src, n, (uint8_t *)q, scales);
-        pack_groups((uint8_t *)q, n / 32, 16, Q4_UNIT);
+        pack_groups((uint8_t *)q, n / 32, 16, UNIT);
     }
 }
 
@@ -80,12 +84,12 @@ static inline void round_group(const float *p, float levels, float *scale, __m25
     }
 }
 
-// int16 activations of int8 products: amax/32767 per group.
+// int16 activations of int8 products: amax/KERN_Q8_ACT_LEVELS per group.
 __attribute__((target("avx2,fma,f16c")))
 static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
     for (size_t g = 0; g < n / 32; g++) {
         __m256i i32[4];
-        round_group(x + g * 32, 32767.0f, &s[g], i32);
+        round_group(x + g * 32, KERN_Q8_ACT_LEVELS, &s[g], i32);
         // packs works within 128-bit lanes: restore the order with a 64-bit permute.
         __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
         __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
@@ -126,11 +130,11 @@ static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s) {
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales) {
     if (kern_isa_active() >= KERN_ISA_AVX2) { quant_act_avx2(x, n, q, scales); return; }
     for (size_t g = 0; g < n / 32; g++) {
-        float d = amax32(x + g * 32) / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        float d = amax32(x + g * 32) / KERN_Q8_ACT_LEVELS, id = d > 0 ? 1.0f / d : 0.0f;
         scales[g] = d;
         for (int i = 0; i < 32; i++) {
             float r = nearbyintf(x[g * 32 + i] * id);
-            q[g * 32 + i] = (int16_t)(r > 32767 ? 32767 : (r < -32767 ? -32767 : r));
+            q[g * 32 + i] = (int16_t)(r > KERN_Q8_ACT_LEVELS ? KERN_Q8_ACT_LEVELS : (r < -KERN_Q8_ACT_LEVELS ? -KERN_Q8_ACT_LEVELS : r));
         }
     }
 }
@@ -141,7 +145,7 @@ void kern_dequantize(int format, const void *q, const float *scales, size_t n, f
     size_t groups = n / 32;
     for (size_t g = 0; g < groups; g++)
         for (size_t j = 0; j < 32; j++) {
-            int v = format == KERN_Q8 ? ((const int8_t *)q)[group_pos(groups, g, j, Q8_UNIT)]
+            int v = format == KERN_Q8 ? q8_value((const uint8_t *)q, groups, g, j)
                                       : q4_value((const uint8_t *)q, groups, g, j);
             out[g * 32 + j] = (float)v * scales[g];
         }

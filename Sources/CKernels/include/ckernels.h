@@ -64,11 +64,15 @@ size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
-/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes) or KERN_Q4 (n/2 bytes, amax/7) with n/32 scales,
+/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128) or KERN_Q4 (n/2 bytes, amax/7) with n/32 scales,
 /// in the order the products read (groups in fours, see grouplayout.h); kern_dequantize gives them back in order.
 void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
-/// Activations to int16 with one scale per group of 32 (amax/32767, round half to even). n a multiple of 32.
+/// The largest magnitude of an int8 product's int16 activations: 127 · 256 + 127, so that each splits into two signed
+/// bytes (a high and a low one, which AVX-512 VNNI multiplies by the weights with vpdpbusd).
+#define KERN_Q8_ACT_LEVELS 32639
+/// Activations to int16 with one scale per group of 32 (amax/KERN_Q8_ACT_LEVELS, round half to even). n a multiple
+/// of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 /// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
 /// in elements (f32 only; converted formats are contiguous). Q8 rounds X to int16, Q4 to int8, per group of 32, and
