@@ -63,6 +63,28 @@ import Testing
         }
     }
 
+    /// int8 products round activations to int16 with ±KERN_Q8_ACT_LEVELS (127 · 256 + 127) as the largest value,
+    /// and AVX-512 VNNI multiplies each as two signed bytes, a = 256 · high + low. Values at the ends of that range
+    /// and where the low byte wraps (±128, −129, 255, 256…) give the exact product on every instruction set: with
+    /// a group's largest value at the limit its scale is 1, so these integers are the activations themselves.
+    @Test func int8ActivationsSplitExactlyAtTheEndsOfTheirRange() throws {
+        ComputeThreads.ensureConfigured()
+        let top = Float(KERN_Q8_ACT_LEVELS)
+        let edges: [Float] = [top, -top, 128, -128, 127, -129, 255, 256, -256, -255, 0, 1, -1, 32512, -32512, 32511,
+                              -32513, 383, -384, 129, -127, 32385, -32385, 16384, -16384, 511, -511, 1023, 7, -7, 2, -2]
+        // 5 groups: a quad and a tail, every group holding the edges in a different order.
+        let cols = 160, rows = 8
+        var x = [Float](repeating: 0, count: cols)
+        for g in 0..<(cols / 32) { for j in 0..<32 { x[g * 32 + j] = edges[(j + 7 * g) % 32] } }
+        let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 51)), rows: rows, cols: cols).converted(to: .int8))
+        defer { kern_isa_force(-1) }
+        for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            let worst = worstRelativeError(product(x, rows: 1, w), w, inputs: 1) { _ in x }
+            #expect(worst < 1e-6, "isa \(isa): worst relative error \(worst)")
+        }
+    }
+
     /// Weights round to the same bytes and scales on every instruction set (the vector paths round half to even and
     /// pack nibbles as the portable one does), ties included: a group with amax 7 has scale 1, so x.5 values tie.
     @Test(arguments: [WeightFormat.int8, .int4])
