@@ -15,6 +15,10 @@
 // f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs; draft models'
 // bf16 products use vdpbf16ps on bf16-rounded activations instead (see the bf16 section below).
 //
+// Converted matrices whose rows are over 1024 values come in column panels (kern_panels, Matrix.panelWidth): a
+// product goes panel by panel over its rows, each adding its part to Y, so the panel's input columns (4 KB of f32)
+// stay in L1 while its weights stream; over a whole long row they were evicted by the weights at every block.
+//
 // Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
 // rows T and however rows are split over threads, so a token's result does not depend on its batch (speculative
 // verification and batched decode stay bit-identical to decoding alone). Weight rows are taken 4 at a time and
@@ -32,6 +36,9 @@
 #include <time.h>
 
 #define AI __attribute__((always_inline)) static inline
+
+// Stores an output, or adds it to what an earlier panel of the same row left there (see kern_panels).
+AI void put(float *y, int acc, float v) { *y = acc ? *y + v : v; }
 #define T_TILE 64
 #define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
 #define AVX2_TARGET "avx2,fma,f16c"
@@ -84,10 +91,11 @@ typedef struct {
     int format, path;
     const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
     size_t rowData, groups, cols;
-    const void *Xq; const float *Xs;         // activations (see above), T × groups scales
-    const int32_t *Xc;                       // T × groups × 8 int32 that start each dot (see LANE_SUMS)
+    const void *Xq; const float *Xs;         // activations (see above), T × xgroups scales
+    const int32_t *Xc;                       // T × xgroups × 8 int32 that start each dot (see LANE_SUMS)
+    size_t xcols, xgroups;                   // an input row's values and groups (cols, groups but in a panel)
     size_t T;
-    float *Y; size_t ldy;
+    float *Y; size_t ldy; int acc;           // acc: add to Y (panels after the first)
 } qq_ctx;
 
 // A tail group g of an int4 weight row as 32 unsigned bytes in value order. Byte j of the group holds value j (low
@@ -136,18 +144,18 @@ AI __m512i dot_q8_vnni(__m512i init, __m512i w0, __m512i w1, __m512i h0, __m512i
 // would be reloaded around every store).
 typedef struct {
     const uint8_t *W; const float *ws; size_t rowData, groups, cols;
-    const void *Xq; const float *Xs; const int32_t *Xc; float *Y; size_t ldy;
+    const void *Xq; const float *Xs; const int32_t *Xc; size_t xcols, xgroups; float *Y; size_t ldy; int acc;
 } qq_ops;
 
 // Where input t's int8-product activations start (see qq_ctx).
-AI const uint8_t *q8_input(const qq_ops *o, size_t t) { return (const uint8_t *)o->Xq + 2 * t * o->cols; }
+AI const uint8_t *q8_input(const qq_ops *o, size_t t) { return (const uint8_t *)o->Xq + 2 * t * o->xcols; }
 
 // The dot of a tail group g (value order) of weight row `row` with input t, from its lane sums: 8 int32 lanes.
 __attribute__((target(VNNI_TARGET)))
 AI __m256i tail_dot_vnni(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {
-    __m256i init = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->groups + g) * 8));
+    __m256i init = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->xgroups + g) * 8));
     if (FMT == KERN_Q4) {
-        const int8_t *xp = (const int8_t *)o->Xq + t * o->cols + g * 32;
+        const int8_t *xp = (const int8_t *)o->Xq + t * o->xcols + g * 32;
         return dot8_vnni(init, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));
     }
     const uint8_t *hp = q8_input(o, t) + g * 64;
@@ -158,9 +166,9 @@ AI __m256i tail_dot_vnni(const qq_ops *o, const uint8_t *row, size_t t, size_t g
 }
 __attribute__((target(AVX2_TARGET)))
 AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {
-    __m256i d = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->groups + g) * 8));
+    __m256i d = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->xgroups + g) * 8));
     if (FMT == KERN_Q4) {
-        const int8_t *xp = (const int8_t *)o->Xq + t * o->cols + g * 32;
+        const int8_t *xp = (const int8_t *)o->Xq + t * o->xcols + g * 32;
         return dot8_avx2(d, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));
     }
     const int16_t *xp = (const int16_t *)q8_input(o, t) + g * 32;
@@ -221,10 +229,10 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
                 wh[i] = _mm512_and_si512(_mm512_srli_epi16(b, 4), _mm512_set1_epi8(15));
             }
             for (int j = 0; j < NT; j++) {
-                const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.cols + g * 32;
+                const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32;
                 __m512i xl = _mm512_loadu_si512(xp), xh = _mm512_loadu_si512(xp + 64);
-                __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.groups + g) * 8);
-                __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.groups + g);
+                __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.xgroups + g) * 8);
+                __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.xgroups + g);
                 for (int i = 0; i < NR; i++) {
                     __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(init, wl[i], xl), wh[i], xh);
                     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), sxv);
@@ -245,8 +253,8 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
                 const uint8_t *hp = q8_input(&o, t0 + j) + g * 64, *lp = hp + 128;
                 __m512i h0 = _mm512_loadu_si512(hp), h1 = _mm512_loadu_si512(hp + 64);
                 __m512i l0 = _mm512_loadu_si512(lp), l1 = _mm512_loadu_si512(lp + 64);
-                __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.groups + g) * 8);
-                __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.groups + g);
+                __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.xgroups + g) * 8);
+                __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.xgroups + g);
                 for (int i = 0; i < NR; i++) {
                     __m512i d = dot_q8_vnni(init, w0[i], w1[i], h0, h1, l0, l1);
                     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), sxv);
@@ -259,12 +267,12 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < NR; i++) {
                 __m256 d = _mm256_cvtepi32_ps(tail_dot_vnni(&o, wrow[i], t0 + j, g, FMT));
-                __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.groups + g])),
+                __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.xgroups + g])),
                                          _mm256_broadcast_ss(wsrow[i] + g));
                 acc[i][j] = _mm512_add_ps(acc[i][j], _mm512_zextps256_ps512(v));
             }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
+        for (int i = 0; i < NR; i++) put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, _mm512_reduce_add_ps(acc[i][j]));
 }
 
 // The same with AVX2 (16 vector registers: weights are unpacked a row at a time). Each 8-lane int4 dot spans the
@@ -290,15 +298,15 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                 __m256i w[4] = {_mm256_and_si256(b0, m), _mm256_and_si256(b1, m),
                                 _mm256_and_si256(_mm256_srli_epi16(b0, 4), m), _mm256_and_si256(_mm256_srli_epi16(b1, 4), m)};
                 for (int j = 0; j < NT; j++) {
-                    const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.cols + g * 32;
-                    const int32_t *xc = o.Xc + ((t0 + j) * o.groups + g) * 8;
+                    const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32;
+                    const int32_t *xc = o.Xc + ((t0 + j) * o.xgroups + g) * 8;
                     d[j] = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)xc), _mm256_loadu_si256((const __m256i *)(xc + 8)));
                     for (int k = 0; k < 4; k++) d[j] = dot8_avx2(d[j], w[k], _mm256_loadu_si256((const __m256i *)(xp + 32 * k)));
                 }
             } else {
                 // 16 stored bytes at a time widened to int16 as stored (v + 128): lane l of each product holds
                 // group l/2 (see quad_scales8_pairs), and the dot starts from −128·Σa.
-                for (int j = 0; j < NT; j++) d[j] = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.groups + g) * 8));
+                for (int j = 0; j < NT; j++) d[j] = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8));
                 for (int half = 0; half < 2; half++) {
                     __m256i w[4];
                     for (int k = 0; k < 4; k++)
@@ -314,7 +322,7 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                 }
             }
             for (int j = 0; j < NT; j++) {
-                const float *xs = o.Xs + (t0 + j) * o.groups + g;
+                const float *xs = o.Xs + (t0 + j) * o.xgroups + g;
                 __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[j]), FMT == KERN_Q4 ? quad_scales8(xs) : quad_scales8_pairs(xs));
                 acc[i][j] = _mm256_fmadd_ps(v, wsv, acc[i][j]);
             }
@@ -324,17 +332,18 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
         for (int j = 0; j < NT; j++)
             for (int i = 0; i < NR; i++) {
                 __m256 d = _mm256_cvtepi32_ps(tail_dot_avx2(&o, wrow[i], t0 + j, g, FMT));
-                __m256 v = _mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.groups + g]));
+                __m256 v = _mm256_mul_ps(d, _mm256_set1_ps(o.Xs[(t0 + j) * o.xgroups + g]));
                 acc[i][j] = _mm256_fmadd_ps(v, _mm256_broadcast_ss(wsrow[i] + g), acc[i][j]);
             }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = kern_hsum8(acc[i][j]);
+        for (int i = 0; i < NR; i++) put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, kern_hsum8(acc[i][j]));
 }
 
 #define QQ_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                        \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME##_body(const qq_ctx *c, size_t r0, size_t r1, const int FMT) {                                    \
-        const qq_ops o = {c->W, c->ws, c->rowData, c->groups, c->cols, c->Xq, c->Xs, c->Xc, c->Y, c->ldy};         \
+        const qq_ops o = {c->W, c->ws, c->rowData, c->groups, c->cols, c->Xq, c->Xs, c->Xc, c->xcols, c->xgroups,   \
+                          c->Y, c->ldy, c->acc};         \
         const size_t T = c->T;                                                                                     \
         ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
     }                                                                                                              \
@@ -356,16 +365,16 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
             for (size_t g = 0; g < c->groups; g++) {
                 int32_t s = 0;
                 for (size_t j = 0; j < 32; j++) {
-                    size_t k = t * c->cols + group_pos(c->groups, g, j);
+                    size_t k = t * c->xcols + group_pos(c->groups, g, j);
                     int32_t x = c->format == KERN_Q4 ? ((const int8_t *)c->Xq)[k]
-                                                     : ((const int16_t *)c->Xq)[t * c->cols + g * 32 + j];
+                                                     : ((const int16_t *)c->Xq)[t * c->xcols + g * 32 + j];
                     int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j) : q8_value(row, c->groups, g, j);
                     s += w * x;
                 }
-                float ws = c->ws[r * c->groups + g], xs = c->Xs[t * c->groups + g];
+                float ws = c->ws[r * c->groups + g], xs = c->Xs[t * c->xgroups + g];
                 acc += ((float)s * xs) * ws;
             }
-            c->Y[t * c->ldy + r] = acc;
+            put(c->Y + t * c->ldy + r, c->acc, acc);
         }
     }
 }
@@ -471,7 +480,7 @@ typedef struct {
     int format;
     const void *W; size_t ld, cols;
     const float *X; size_t ldx, T;
-    float *Y; size_t ldy;
+    float *Y; size_t ldy; int acc;           // acc: add to Y (panels after the first)
 } h_ctx;
 
 #define ELEM(FMT) ((FMT) == KERN_F32 ? 4 : 2)
@@ -501,13 +510,13 @@ AI __m512 widen16_tail(int format, const void *p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-typedef struct { const char *W; size_t rowBytes, cols; const float *X; size_t ldx; float *Y; size_t ldy; } h_ops;
+typedef struct { const char *W; size_t rowBytes, cols; const float *X; size_t ldx; float *Y; size_t ldy; int acc; } h_ops;
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
-    __m512 acc[8][4];
+    __m512 acc[4][4];
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
-    const char *wrow[8];
+    const char *wrow[4];
     const float *xrow[4];
     for (int i = 0; i < NR; i++) wrow[i] = o.W + rows[i] * o.rowBytes;
     for (int j = 0; j < NT; j++) xrow[j] = o.X + (t0 + j) * o.ldx;
@@ -519,7 +528,7 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     const int prefetch = NT > 1;
     size_t full = o.cols & ~(size_t)15;
     for (size_t k = 0; k < full; k += 16) {
-        __m512 w[8];
+        __m512 w[4];
         if (prefetch && ((k * ELEM(FMT)) & 63) == 0)
             for (int i = 0; i < NR; i++) _mm_prefetch(wrow[i] + o.rowBytes + k * ELEM(FMT), _MM_HINT_T1);
         for (int i = 0; i < NR; i++) w[i] = widen16(FMT, wrow[i] + k * ELEM(FMT));
@@ -530,7 +539,7 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
     }
     if (full < o.cols) {
         __mmask16 m = (__mmask16)((1u << (o.cols - full)) - 1);
-        __m512 w[8];
+        __m512 w[4];
         for (int i = 0; i < NR; i++) w[i] = widen16_tail(FMT, wrow[i] + full * ELEM(FMT), m);
         for (int j = 0; j < NT; j++) {
             __m512 x = _mm512_maskz_loadu_ps(m, xrow[j] + full);
@@ -538,7 +547,7 @@ AI void h_block512(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
         }
     }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
+        for (int i = 0; i < NR; i++) put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, _mm512_reduce_add_ps(acc[i][j]));
 }
 
 __attribute__((target(AVX2_TARGET)))
@@ -580,36 +589,15 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
         for (int i = 0; i < NR; i++) {
             float s = kern_hsum8(acc[i][j]);
             for (size_t k = full; k < o.cols; k++) s += h_value(FMT, wrow[i], k) * o.X[(t0 + j) * o.ldx + k];
-            o.Y[(t0 + j) * o.ldy + rows[i]] = s;
+            put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, s);
         }
 }
 
-// Long f16 / bf16 rows at one input row (over 4 KB: the expert down products' 3584 values) go in blocks of 8 rows,
-// an eighth of the range apart, where the rest take 4 (ROW_BLOCKS). The input row is then 14 KB of f32 that each
-// block passes over in full while its weight rows stream through L1 and evict it: confining the input to 4 KB (a
-// wrong product, as an experiment) took such rows from 0.72 to 0.87 of the read probe at ~60 GB/s. Eight rows per
-// block halve the input's traffic per weight byte: f16 rows of 3584 values streamed 0.79 of the read against 0.72
-// above 45 GB/s (median 53) and 0.88 against 0.77 at ~43 (125 and 35 interleaved rounds), 1.04–1.17× in a later
-// run's 23 rounds above 40 GB/s (bf16 1.12×, 5 rounds), and 1.00–1.01× below 40 (337 and 355 rounds). f32 rows of
-// 3584 (14 KB) came out 0.99× below 40 GB/s and 0.99–1.05× above (165 and 15 rounds), and short rows lost 4–6%
-// (their input stays in L1), so those keep four. Which rows share a block never changes a row's arithmetic, so
-// outputs stay the same whatever T.
-// EIGHTS: whether BLOCK takes the 8-row blocks above (h_block512; AVX2's 16 registers hold 4 rows).
-#define H_RANGE(NAME, TARGET, BLOCK, MAXT, EIGHTS)                                                                 \
+#define H_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                         \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME##_body(const h_ctx *c, size_t r0, size_t r1, const int FMT) {                                     \
-        const h_ops o = {(const char *)c->W, c->ld * ELEM(FMT), c->cols, c->X, c->ldx, c->Y, c->ldy};              \
+        const h_ops o = {(const char *)c->W, c->ld * ELEM(FMT), c->cols, c->X, c->ldx, c->Y, c->ldy, c->acc};      \
         const size_t T = c->T;                                                                                     \
-        if (EIGHTS && T == 1 && FMT != KERN_F32 && c->cols * ELEM(FMT) > 4096) {                                   \
-            size_t q = (r1 - r0) / 8;                                                                              \
-            for (size_t b = 0; b < q; b++) {                                                                       \
-                size_t rows[8];                                                                                    \
-                for (int i = 0; i < 8; i++) rows[i] = r0 + (size_t)i * q + b;                                      \
-                BLOCK(o, rows, 0, FMT, 8, 1);                                                                      \
-            }                                                                                                      \
-            for (size_t r = r0 + 8 * q; r < r1; r++) BLOCK(o, &r, 0, FMT, 1, 1);                                   \
-            return;                                                                                                \
-        }                                                                                                          \
         ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
     }                                                                                                              \
     __attribute__((target(TARGET))) static void NAME##_f32(const h_ctx *c, size_t r0, size_t r1) {                \
@@ -622,8 +610,8 @@ AI void h_block256(const h_ops o, const size_t *rows, size_t t0, const int FMT, 
         NAME##_body(c, r0, r1, KERN_BF16);                                                                         \
     }
 
-H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4, 1)
-H_RANGE(h_range256, AVX2_TARGET, h_block256, 2, 0)
+H_RANGE(h_range512, "avx512f,avx512bw,avx512vl", h_block512, 4)
+H_RANGE(h_range256, AVX2_TARGET, h_block256, 2)
 
 static void h_range(const h_ctx *c, size_t r0, size_t r1) {
     switch (kern_isa_active()) {
@@ -643,7 +631,7 @@ static void h_range(const h_ctx *c, size_t r0, size_t r1) {
                 const char *row = (const char *)c->W + r * c->ld * ELEM(c->format);
                 float s = 0;
                 for (size_t k = 0; k < c->cols; k++) s += h_value(c->format, row, k) * c->X[t * c->ldx + k];
-                c->Y[t * c->ldy + r] = s;
+                put(c->Y + t * c->ldy + r, c->acc, s);
             }
     }
 }
@@ -672,10 +660,10 @@ typedef struct {
     const void *W; size_t ld, cols;
     const uint16_t *X2; size_t ldx2;
     size_t T;
-    float *Y; size_t ldy;
+    float *Y; size_t ldy; int acc;
 } bd_ctx;
 
-typedef struct { const char *W; size_t rowBytes, cols; const uint16_t *X2; size_t ldx2; float *Y; size_t ldy; } bd_ops;
+typedef struct { const char *W; size_t rowBytes, cols; const uint16_t *X2; size_t ldx2; float *Y; size_t ldy; int acc; } bd_ops;
 
 // Expects `FMT` as ROW_BLOCKS passes it (bf16 only: unused).
 __attribute__((target(BF16_TARGET)))
@@ -709,12 +697,12 @@ AI void bd_block(const bd_ops o, const size_t *rows, size_t t0, const int FMT, c
         }
     }
     for (int j = 0; j < NT; j++)
-        for (int i = 0; i < NR; i++) o.Y[(t0 + j) * o.ldy + rows[i]] = _mm512_reduce_add_ps(acc[i][j]);
+        for (int i = 0; i < NR; i++) put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, _mm512_reduce_add_ps(acc[i][j]));
 }
 
 __attribute__((target(BF16_TARGET)))
 static void bd_range(const bd_ctx *c, size_t r0, size_t r1) {
-    const bd_ops o = {(const char *)c->W, c->ld * 2, c->cols, c->X2, c->ldx2, c->Y, c->ldy};
+    const bd_ops o = {(const char *)c->W, c->ld * 2, c->cols, c->X2, c->ldx2, c->Y, c->ldy, c->acc};
     const size_t T = c->T;
     const int FMT = KERN_BF16;
     ROW_BLOCKS(bd_block, 4)
@@ -748,7 +736,7 @@ int kern_bf16_activations(int on) {
 
 
 void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float *y, size_t r0, size_t r1) {
-    h_ctx c = {KERN_F32, W, ld, cols, x, cols, 1, y, 0};
+    h_ctx c = {KERN_F32, W, ld, cols, x, cols, 1, y, 0, 0};
     h_range(&c, r0, r1);
 }
 
@@ -802,17 +790,24 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
 
 // The arguments of kern_gemm_w_mt.
 typedef struct {
-    int format; const void *w; size_t ld; const float *scales;
+    int format; const void *w; size_t ld; const float *scales; kern_panels panels;
     const float *X; size_t ldx, T, cols;
     float *Y; size_t ldy, rows;
 } product_args;
 
 // A product made ready to run over its rows: the activations rounded or packed as its format needs (the scratch it
-// owns), and the task that computes any range of its rows.
+// owns), and the task that computes any range of its rows (in `c`; for a matrix in panels, `inner` computes one
+// panel's share of them from a copy of `c` moved to that panel).
+typedef union { qq_ctx q; h_ctx h; bd_ctx b; } product_ctx;
+
 typedef struct {
-    kern_task_fn fn;
+    kern_task_fn fn, inner;
     size_t rows, work;                       // work: rows × cols, below which a product runs on the calling thread
-    union { qq_ctx q; h_ctx h; bd_ctx b; } c;
+    product_ctx c;
+    enum { PRODUCT_QQ, PRODUCT_H, PRODUCT_BD } kind;
+    int format;
+    size_t cols, panels;                     // panels: how many (1: rows contiguous)
+    kern_panels layout;
     void *owned[3];
 } prepared;
 
@@ -824,10 +819,74 @@ static void per_input(size_t T, size_t cols, kern_task_fn fn, void *ctx) {
     else kern_parallel_for(T, 1, fn, ctx);
 }
 
+// Bytes of n stored values (scales apart).
+static size_t value_bytes(int format, size_t n) {
+    switch (format) {
+    case KERN_Q8: return n;
+    case KERN_Q4: return n / 2;
+    case KERN_F16: case KERN_BF16: return 2 * n;
+    default: return 4 * n;
+    }
+}
+
+// Panel k of a product in panels: its weights (row0's row of it), width and first column, and the same product's
+// context moved there, adding to Y after the first panel. Each (row, input) pair then sums its panels in one order
+// whatever T and the thread split, so batch invariance holds.
+static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
+    const kern_panels L = p->layout;
+    for (size_t k = 0; k < p->panels; k++) {
+        const size_t c0 = k * L.width, w = p->cols - c0 < L.width ? p->cols - c0 : L.width;
+        product_ctx c = p->c;
+        switch (p->kind) {
+        case PRODUCT_QQ:
+            c.q.W += k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.q.ws += k * L.rows * (L.width / 32) + L.row0 * (w / 32);
+            c.q.rowData = value_bytes(p->format, w);
+            c.q.cols = w;
+            c.q.groups = w / 32;
+            c.q.Xq = (const uint8_t *)c.q.Xq + (p->format == KERN_Q8 ? 2 : 1) * c0;
+            c.q.Xs += c0 / 32;
+            c.q.Xc += c0 / 32 * 8;
+            c.q.acc = k > 0;
+            break;
+        case PRODUCT_H:
+            c.h.W = (const char *)c.h.W + k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.h.ld = c.h.cols = w;
+            c.h.X += c0;
+            c.h.acc = k > 0;
+            break;
+        case PRODUCT_BD:
+            c.b.W = (const char *)c.b.W + k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.b.ld = c.b.cols = w;
+            c.b.X2 += c0;
+            c.b.acc = k > 0;
+            break;
+        }
+        p->inner(&c, r0, r1);
+    }
+}
+
+// With more input rows than one block takes, the panels go a chunk of PANEL_CHUNK rows at a time, so that the
+// outputs each panel adds to (T × chunk floats) stay in L2: over a whole range they were T × range floats read and
+// written again per panel (int8 prefill of rows of 14336 values 8% slower than in rows; Mixtral-like model). With
+// one block of inputs (decode, verification) each panel goes over the whole range, which is what keeps its input
+// columns in L1 over many weight rows.
+#define PANEL_CHUNK 64
+static void panel_task(void *ctx, size_t r0, size_t r1) {
+    const prepared *p = (const prepared *)ctx;
+    const size_t T = p->kind == PRODUCT_QQ ? p->c.q.T : p->kind == PRODUCT_H ? p->c.h.T : p->c.b.T;
+    if (T <= 4) { panels_of_rows(p, r0, r1); return; }
+    for (size_t r = r0; r < r1; r += PANEL_CHUNK) panels_of_rows(p, r, r + PANEL_CHUNK < r1 ? r + PANEL_CHUNK : r1);
+}
+
 static void prepare(prepared *p, const product_args *d) {
     const size_t T = d->T, cols = d->cols;
     p->rows = d->rows;
     p->work = d->rows * cols;
+    p->format = d->format;
+    p->cols = cols;
+    p->layout = d->panels;
+    p->panels = d->panels.width && d->panels.width < cols ? (cols + d->panels.width - 1) / d->panels.width : 1;
     p->owned[0] = p->owned[1] = p->owned[2] = NULL;
     if (d->format == KERN_Q8 || d->format == KERN_Q4) {
         size_t groups = cols / 32, xbytes = d->format == KERN_Q8 ? 2 : 1;
@@ -837,20 +896,24 @@ static void prepare(prepared *p, const product_args *d) {
         int path = has_vnni() ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
         act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
-        p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, d->format == KERN_Q8 ? cols : cols / 2,
-                          groups, cols, Xq, Xs, Xc, T, d->Y, d->ldy};
-        p->fn = qq_task;
+        p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups, cols,
+                          Xq, Xs, Xc, cols, groups, T, d->Y, d->ldy, 0};
+        p->kind = PRODUCT_QQ;
+        p->inner = qq_task;
     } else if (d->format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) {
         size_t ldx2 = ((cols + 31) & ~(size_t)31) + 32;
         uint16_t *X2 = p->owned[0] = scratch_alloc(T * ldx2 * 2);
         round_ctx r = {d->X, d->ldx, cols, X2, ldx2};
         per_input(T, cols, round_task, &r);
-        p->c.b = (bd_ctx){d->w, d->ld, cols, X2, ldx2, T, d->Y, d->ldy};
-        p->fn = bd_task;
+        p->c.b = (bd_ctx){d->w, d->ld, cols, X2, ldx2, T, d->Y, d->ldy, 0};
+        p->kind = PRODUCT_BD;
+        p->inner = bd_task;
     } else {
-        p->c.h = (h_ctx){d->format, d->w, d->ld, cols, d->X, d->ldx, T, d->Y, d->ldy};
-        p->fn = h_task;
+        p->c.h = (h_ctx){d->format, d->w, d->ld, cols, d->X, d->ldx, T, d->Y, d->ldy, 0};
+        p->kind = PRODUCT_H;
+        p->inner = h_task;
     }
+    p->fn = p->panels > 1 ? panel_task : p->inner;
 }
 
 static void finish(prepared *p) { for (int i = 0; i < 3; i++) free(p->owned[i]); }
@@ -858,14 +921,15 @@ static void finish(prepared *p) { for (int i = 0; i < 3; i++) free(p->owned[i]);
 static void gemm_one(const product_args *d) {
     prepared p;
     prepare(&p, d);
-    if (p.work < 65536) p.fn(&p.c, 0, p.rows);
-    else kern_parallel_for(p.rows, 16, p.fn, &p.c);
+    void *ctx = p.panels > 1 ? (void *)&p : (void *)&p.c;
+    if (p.work < 65536) p.fn(ctx, 0, p.rows);
+    else kern_parallel_for(p.rows, 16, p.fn, ctx);
     finish(&p);
 }
 
-void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
-                    size_t cols, float *Y, size_t ldy, size_t rows) {
-    product_args d = {format, w, ld, scales, X, ldx, T, cols, Y, ldy, rows};
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, kern_panels panels, const float *X,
+                    size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows) {
+    product_args d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows};
     if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_one(&d); return; }
     double t0 = profile_now();
     gemm_one(&d);

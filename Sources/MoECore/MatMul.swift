@@ -11,7 +11,7 @@ import COpenBLAS
 public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w: Matrix,
                    out: UnsafeMutablePointer<Float>, ldo: Int? = nil) {
     if T == 0 || w.rows == 0 { return }
-    kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
+    kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, w.panels, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
 }
 
 /// Runs `body` with the bf16 products it makes on this thread multiplying activations rounded to bf16 (one

@@ -29,8 +29,10 @@ import Testing
         // 70: a remainder after blocks of 4; 301: a tail; int8/int4 take groups of 32 in fours, then a tail of 0–3
         // groups each in value order: 128, 352, 288 and 320 columns are 4 + 0, 8 + 3, 8 + 1 and 8 + 2 groups, and
         // 64 has a tail only. T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2,
-        // AVX-512) reads the same stored layout.
-        for cols in format.isGrouped ? [352, 128, 288, 320, 64] : [301] {
+        // AVX-512) reads the same stored layout. Rows over 1024 values are held in column panels: 2048 in two of
+        // 1024, 3584 in four of 896, 1184 in 1024 and 160 (a quad and a tail group), 1056 in 1024 and a tail group
+        // alone; 1100 (f16/bf16) in 1024 and 76.
+        for cols in format.isGrouped ? [352, 128, 288, 320, 64, 2048, 3584, 1184, 1056] : [301, 2048, 1100] {
             try checkProductAgainstStoredValues(format: format, cols: cols)
         }
     }
@@ -82,6 +84,42 @@ import Testing
             kern_isa_force(Int32(isa))
             let worst = worstRelativeError(product(x, rows: 1, w), w, inputs: 1) { _ in x }
             #expect(worst < 1e-6, "isa \(isa): worst relative error \(worst)")
+        }
+    }
+
+    /// Rows of converted matrices over 1024 values go in column panels of at most 1024, split evenly where the
+    /// panels can be a multiple of 128 values wide (int8/int4 groups are taken in fours).
+    @Test func longRowsGoInPanelsOfAtMost1024Values() {
+        let table: [(cols: Int, width: Int)] = [(64, 0), (1024, 0), (1025, 1024), (1056, 1024), (1184, 1024),
+                                                 (1536, 768), (2048, 1024), (3584, 896), (4096, 1024), (5120, 1024),
+                                                 (11008, 1024), (14336, 1024), (18944, 1024)]
+        for (cols, width) in table { #expect(Matrix.panelWidth(cols: cols) == width, "cols \(cols)") }
+        let m = Matrix(FloatBuffer(randoms(3 * 3584, seed: 5)), rows: 3, cols: 3584)
+        #expect(m.converted(to: .int8)?.panels.width == 896 && m.panels.width == 0, "f32 stays in rows")
+    }
+
+    /// A row range of a matrix in panels (the stacked q|k|v and gate|up are split this way) multiplies and reads
+    /// back as those rows of the whole.
+    @Test(arguments: narrow)
+    func rowRangesOfAMatrixInPanelsAreThoseRows(format: WeightFormat) throws {
+        ComputeThreads.ensureConfigured()
+        let rows = 40, cols = 1184, T = 3
+        let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 61)), rows: rows, cols: cols).converted(to: format))
+        #expect(w.panels.width == 1024)
+        let x = randoms(T * cols, seed: 62), all = product(x, rows: T, w)
+        var whole = [Float](repeating: 0, count: cols), part = [Float](repeating: 0, count: cols)
+        for range in [0..<40, 7..<19, 33..<40] {
+            let view = w.rows(range), y = product(x, rows: T, view)
+            for t in 0..<T {
+                for (i, r) in range.enumerated() {
+                    #expect(y[t * range.count + i] == all[t * rows + r], "\(format) rows \(range) row \(r) input \(t)")
+                }
+            }
+            for (i, r) in range.enumerated() {
+                w.dequantizedRow(r, into: &whole)
+                view.dequantizedRow(i, into: &part)
+                #expect(part == whole, "\(format) rows \(range) row \(r)")
+            }
         }
     }
 
@@ -197,8 +235,9 @@ import Testing
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
         // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
-        // 2080 makes f16/bf16 rows longer than 4 KB, which one input row takes in blocks of 8 rows instead of 4.
-        for cols in format.isGrouped ? [288] : [288, 301, 2080] {
+        // 2080 and 1184 are held in column panels (1024, 1024 and 32; 1024 and 160) whose sums must not depend on T
+        // either.
+        for cols in format.isGrouped ? [288, 1184] : [288, 301, 2080] {
             try checkBatchInvariance(format: format, cols: cols)
         }
     }
@@ -221,9 +260,11 @@ import Testing
     /// A draft's bf16 products (`withBF16Activations`) multiply the stored weights by the activations rounded to
     /// bf16 (to nearest, ties to even) where the CPU has AVX512_BF16, and by the activations as they are elsewhere;
     /// each row of a batch is still computed as if alone, and the setting ends with the closure.
-    @Test func bf16ActivationsRoundToBF16AndKeepBatchInvariance() throws {
+    @Test(arguments: [301, 1100])
+    func bf16ActivationsRoundToBF16AndKeepBatchInvariance(cols: Int) throws {
+        // 1100: rows in panels of 1024 and 76 values.
         ComputeThreads.ensureConfigured()
-        let rows = 70, cols = 301, T = 9
+        let rows = 70, T = 9
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 41)), rows: rows, cols: cols).converted(to: .bf16))
         let x = randoms(T * cols, seed: 42)
         let y = withBF16Activations { product(x, rows: T, w) }

@@ -83,8 +83,15 @@ void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 int kern_bf16_activations(int on);
 /// 1 when bf16 products under kern_bf16_activations(1) use vdpbf16ps (AVX512_BF16 present, AVX-512 kernels active).
 int kern_has_bf16_dot(void);
-void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, const float *X, size_t ldx, size_t T,
-                    size_t cols, float *Y, size_t ldy, size_t rows);
+/// How a converted matrix holds its columns. width 0 (or ≥ cols): rows one after another. Otherwise in panels of
+/// `width` columns (a multiple of 128; the last panel narrower when width does not divide cols): each panel holds
+/// its columns of every row of the allocation (`rows` rows, row-major, rows of the panel's width), one panel after
+/// another; int8/int4 scales likewise, per panel. A product then reads rows [row0, row0 + its rows) of each panel,
+/// with `w` and `scales` pointing at the allocation's start. Each panel's input columns stay in L1 while its weight
+/// rows stream, where a long row's input (16 KB and more of f32 for rows of 4096 values) is evicted by them.
+typedef struct { size_t width, rows, row0; } kern_panels;
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, kern_panels panels, const float *X,
+                    size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows);
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
 typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
