@@ -49,8 +49,8 @@ public enum WeightFormat: String, Sendable, CaseIterable {
 
 /// A weight matrix [rows, cols], kept alive by `owner` (a `FloatBuffer` or `QuantBuffer` for converted weights, or
 /// a `MappedFile` for f32 checkpoints used in place). f32 rows have stride `ld`. Converted ones (f16, bf16, int8,
-/// int4, with per-group scales beside them) are row-major when rows have at most `Matrix.panelLimit` values, and
-/// otherwise held in column panels (`panels`, see `kern_panels`).
+/// int4, with per-group scales beside them) are row-major, or in column panels (`panels`, see `kern_panels`) when a
+/// product's input row and a block of weight rows would not fit in L1 together (`Matrix.panelWidth`).
 public struct Matrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
@@ -63,17 +63,24 @@ public struct Matrix: @unchecked Sendable {
     /// Column panels: width 0 when rows are held one after another.
     public let panels: kern_panels
 
-    /// Rows of converted matrices longer than this many values are held in column panels of at most as many: each
-    /// panel's 4 KB of f32 input then stays in L1 while the weights stream (a long row's input is evicted by them).
-    /// f16 rows of 4096 and 14336 values (Mixtral-8x7B's experts) streamed 1.23× and 1.16× as fast in panels in
-    /// minutes at 60+ GB/s, 1.03× and 1.01× below 40 (products of one input row, interleaved with the read probe).
+    /// The widest panel, in values: its input columns (4 KB of f32) stay in L1 while the weights stream.
     public static let panelLimit = 1024
 
-    /// The panel width for rows of `cols` values: 0 up to `panelLimit`; else the widest even split into panels of
-    /// at most `panelLimit` values that is a multiple of 128 (int8/int4 groups are taken in fours), or `panelLimit`
-    /// with a narrower last panel.
-    public static func panelWidth(cols: Int) -> Int {
-        guard cols > panelLimit else { return 0 }
+    /// Bytes of L1 that a product's input row and a block of four weight rows may take before the rows go in
+    /// panels: beyond it the weight rows evict the input at every block. f16 rows of 3584, 4096 and 14336 values
+    /// (the bench's and Mixtral-8x7B's experts: 42 KB and more) streamed 1.07×, 1.23× and 1.16× as fast in panels
+    /// in minutes at 60+ GB/s, level below 40; int8 rows of 3584 (25 KB) 1.03×; int4 rows of 3584 (15 KB) lost
+    /// 4–7% in panels (a panel's fixed work per block weighs most on int4's short rows), so they stay whole.
+    public static let panelL1Bytes = 24 * 1024
+
+    /// The panel width for rows of `cols` values in `format`: 0 (rows whole) while the input row (f32 for f32, f16
+    /// and bf16 products; int8 products' two bytes and int4's one per value, and their lane sums, a byte per value)
+    /// and four weight rows fit in `panelL1Bytes`; else the widest even split into panels of at most `panelLimit`
+    /// values that is a multiple of 128 (int8/int4 groups are taken in fours), or `panelLimit` with a narrower last
+    /// panel.
+    public static func panelWidth(cols: Int, format: WeightFormat) -> Int {
+        let input = format == .int8 ? 3 : format == .int4 ? 2 : 4
+        guard cols > panelLimit, cols * input + 4 * format.rowBytes(cols) > panelL1Bytes else { return 0 }
         let n = (cols + panelLimit - 1) / panelLimit
         return cols % n == 0 && (cols / n) % 128 == 0 ? cols / n : panelLimit
     }
@@ -130,7 +137,7 @@ public struct Matrix: @unchecked Sendable {
         let q = QuantBuffer(format: f, rows: rows, cols: cols)
         let stack = Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
                            scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q,
-                           panels: kern_panels(width: Matrix.panelWidth(cols: cols), rows: rows, row0: 0))
+                           panels: kern_panels(width: Matrix.panelWidth(cols: cols, format: f), rows: rows, row0: 0))
         var r = 0
         for m in parts {
             for i in 0..<m.rows {

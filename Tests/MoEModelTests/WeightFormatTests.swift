@@ -29,10 +29,12 @@ import Testing
         // 70: a remainder after blocks of 4; 301: a tail; int8/int4 take groups of 32 in fours, then a tail of 0–3
         // groups each in value order: 128, 352, 288 and 320 columns are 4 + 0, 8 + 3, 8 + 1 and 8 + 2 groups, and
         // 64 has a tail only. T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2,
-        // AVX-512) reads the same stored layout. Rows over 1024 values are held in column panels: 2048 in two of
-        // 1024, 3584 in four of 896, 1184 in 1024 and 160 (a quad and a tail group), 1056 in 1024 and a tail group
-        // alone; 1100 (f16/bf16) in 1024 and 76.
-        for cols in format.isGrouped ? [352, 128, 288, 320, 64, 2048, 3584, 1184, 1056] : [301, 2048, 1100] {
+        // AVX-512) reads the same stored layout. Long rows are held in column panels (see Matrix.panelWidth):
+        // 6176 in six of 1024 and a tail group alone, 6272 in seven of 896; for int8 also 3584 in four of 896 and
+        // 4384 in four of 1024 and 288 (two quads and a tail group); for f16/bf16 2080 in 1024, 1024 and 32, 2200
+        // in 1024, 1024 and 152.
+        for cols in format.isGrouped ? [352, 128, 288, 320, 64, 6176, 6272] + (format == .int8 ? [3584, 4384] : [])
+                                     : [301, 2080, 2200] {
             try checkProductAgainstStoredValues(format: format, cols: cols)
         }
     }
@@ -87,15 +89,21 @@ import Testing
         }
     }
 
-    /// Rows of converted matrices over 1024 values go in column panels of at most 1024, split evenly where the
+    /// Rows go in column panels of at most 1024 values when a product's input row and four weight rows would
+    /// not fit in 24 KB of L1 (f16/bf16 over 2048 values, int8 over 3276, int4 over 5461), split evenly where the
     /// panels can be a multiple of 128 values wide (int8/int4 groups are taken in fours).
     @Test func longRowsGoInPanelsOfAtMost1024Values() {
-        let table: [(cols: Int, width: Int)] = [(64, 0), (1024, 0), (1025, 1024), (1056, 1024), (1184, 1024),
-                                                 (1536, 768), (2048, 1024), (3584, 896), (4096, 1024), (5120, 1024),
-                                                 (11008, 1024), (14336, 1024), (18944, 1024)]
-        for (cols, width) in table { #expect(Matrix.panelWidth(cols: cols) == width, "cols \(cols)") }
+        let table: [(cols: Int, format: WeightFormat, width: Int)] = [
+            (1024, .f16, 0), (2048, .f16, 0), (2080, .f16, 1024), (3584, .bf16, 896), (4096, .f16, 1024),
+            (5120, .bf16, 1024), (11008, .f16, 1024), (14336, .f16, 1024), (18944, .bf16, 1024),
+            (2048, .int8, 0), (3264, .int8, 0), (3584, .int8, 896), (4096, .int8, 1024), (4384, .int8, 1024),
+            (3584, .int4, 0), (5440, .int4, 0), (5632, .int4, 1024), (6272, .int4, 896), (14336, .int4, 1024), (1536, .f16, 0)]
+        for (cols, format, width) in table {
+            #expect(Matrix.panelWidth(cols: cols, format: format) == width, "\(format) cols \(cols)")
+        }
         let m = Matrix(FloatBuffer(randoms(3 * 3584, seed: 5)), rows: 3, cols: 3584)
         #expect(m.converted(to: .int8)?.panels.width == 896 && m.panels.width == 0, "f32 stays in rows")
+        #expect(m.converted(to: .int4)?.panels.width == 0)
     }
 
     /// A row range of a matrix in panels (the stacked q|k|v and gate|up are split this way) multiplies and reads
@@ -103,7 +111,7 @@ import Testing
     @Test(arguments: narrow)
     func rowRangesOfAMatrixInPanelsAreThoseRows(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        let rows = 40, cols = 1184, T = 3
+        let rows = 40, cols = 6176, T = 3
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 61)), rows: rows, cols: cols).converted(to: format))
         #expect(w.panels.width == 1024)
         let x = randoms(T * cols, seed: 62), all = product(x, rows: T, w)
@@ -235,9 +243,9 @@ import Testing
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
         // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
-        // 2080 and 1184 are held in column panels (1024, 1024 and 32; 1024 and 160) whose sums must not depend on T
-        // either.
-        for cols in format.isGrouped ? [288, 1184] : [288, 301, 2080] {
+        // 2080 and 6176 are held in column panels (1024, 1024 and 32; six of 1024 and 32) whose sums must not depend
+        // on T either.
+        for cols in format.isGrouped ? [288, 6176] : [288, 301, 2080] {
             try checkBatchInvariance(format: format, cols: cols)
         }
     }
@@ -260,9 +268,9 @@ import Testing
     /// A draft's bf16 products (`withBF16Activations`) multiply the stored weights by the activations rounded to
     /// bf16 (to nearest, ties to even) where the CPU has AVX512_BF16, and by the activations as they are elsewhere;
     /// each row of a batch is still computed as if alone, and the setting ends with the closure.
-    @Test(arguments: [301, 1100])
+    @Test(arguments: [301, 2200])
     func bf16ActivationsRoundToBF16AndKeepBatchInvariance(cols: Int) throws {
-        // 1100: rows in panels of 1024 and 76 values.
+        // 2200: rows in panels of 1024, 1024 and 152 values.
         ComputeThreads.ensureConfigured()
         let rows = 70, T = 9
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 41)), rows: rows, cols: cols).converted(to: .bf16))
