@@ -75,7 +75,7 @@ void kern_dequantize(int format, const void *q, const float *scales, size_t n, f
 /// of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 /// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
-/// in elements (f32 only; converted formats are contiguous). Q8 rounds X to int16, Q4 to int8, per group of 32, and
+/// in elements (f32 only; converted formats are contiguous or in `panels`, below). Q8 rounds X to int16, Q4 to int8, per group of 32, and
 /// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
 /// On the calling thread, from now on: 1 makes bf16 products (on CPUs with AVX512_BF16) multiply activations
 /// rounded to bf16, one vdpbf16ps per 32 values, at twice the arithmetic rate (as llama.cpp's bf16 does; for draft
