@@ -15,9 +15,10 @@
 // f32 / f16 / bf16: rows are loaded (and widened to f32) in registers and multiplied with f32 FMAs; draft models'
 // bf16 products use vdpbf16ps on bf16-rounded activations instead (see the bf16 section below).
 //
-// Converted matrices whose rows are over 1024 values come in column panels (kern_panels, Matrix.panelWidth): a
-// product goes panel by panel over its rows, each adding its part to Y, so the panel's input columns (4 KB of f32)
-// stay in L1 while its weights stream; over a whole long row they were evicted by the weights at every block.
+// Converted matrices whose rows are too long for their input and a block of weight rows to share L1 come in column
+// panels (kern_panels, Matrix.panelWidth): a product goes panel by panel over its rows, each adding its part to Y,
+// so the panel's input columns (4 KB of f32) stay in L1 while its weights stream; over a whole long row they were
+// evicted by the weights at every block.
 //
 // Every (weight row, input row) pair goes through the same operations in the same order whatever the number of input
 // rows T and however rows are split over threads, so a token's result does not depend on its batch (speculative
