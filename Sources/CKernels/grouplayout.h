@@ -7,8 +7,8 @@
 // their four scales broadcast as one 16-byte block, with no shuffle per row. The last groups%4 groups of a row (a
 // tail of 1–3 groups) stay each in value order.
 //
-//   int8 weights (bytes, stored as v + 128: vpdpbusd's unsigned operand), int8-product activations (int16, and the
-//   two byte planes VNNI multiplies, see products.c) and int4-product activations (int8): value j of group 4q + h
+//   int8 weights (bytes, stored as v + 128: vpdpbusd's unsigned operand), int8-product activations (int16, then
+//   for VNNI their high and low bytes, see products.c) and int4-product activations (int8): value j of group 4q + h
 //   at 128q + 16(j/4) + 4h + j%4 (values 16..31 of the groups thus fill values 64..127 of the quad: its "high" half).
 //   int4 weights: the low nibble of byte k of a quad's 64 bytes is the activation at 128q + k, the high nibble the
 //     activation at 128q + 64 + k; stored as v + 8. A tail group: byte j holds value j (low) and j + 16 (high).

@@ -148,6 +148,11 @@ typedef struct {
     const void *Xq; const float *Xs; const int32_t *Xc; size_t xcols, xgroups; float *Y; size_t ldy; int acc;
 } qq_ops;
 
+// The values and scales of weight rows rows[0..NR).
+AI void qq_rows(const qq_ops *o, const size_t *rows, int NR, const uint8_t **wrow, const float **wsrow) {
+    for (int i = 0; i < NR; i++) { wrow[i] = o->W + rows[i] * o->rowData; wsrow[i] = o->ws + rows[i] * o->groups; }
+}
+
 // Where input t's int8-product activations start (see qq_ctx).
 AI const uint8_t *q8_input(const qq_ops *o, size_t t) { return (const uint8_t *)o->Xq + 2 * t * o->xcols; }
 
@@ -209,14 +214,15 @@ AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g
 // l with l mod 4 = h: one conversion, one multiply by the four activation scales and one multiply-add with the four
 // weight scales (16-byte broadcasts from memory, no shuffle) serve four groups, in 512-bit vectors (one int4 quad is
 // one 64-byte load). Against groups in pairs in 256-bit vectors (half the instructions per byte), int4 streamed
-// +19% from L2 and +31% from L3 at one input row, one thread; int8 +2% and +14%.
+// +19% from L2 and +31% from L3 at one input row, one thread; int8, then still widened to int16 for vpdpwssd, +2%
+// and +14% (its vpdpbusd form is described at qq_ctx).
 __attribute__((target(VNNI_TARGET)))
 AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m512 acc[4][4];
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *wrow[4];
     const float *wsrow[4];
-    for (int i = 0; i < NR; i++) { wrow[i] = o.W + rows[i] * o.rowData; wsrow[i] = o.ws + rows[i] * o.groups; }
+    qq_rows(&o, rows, NR, wrow, wsrow);
     const size_t quads = quad_groups(o.groups);
     for (size_t g = 0; g < quads; g += QUAD) {
         if (FMT == KERN_Q4) {
@@ -285,7 +291,7 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     for (int i = 0; i < NR; i++) for (int j = 0; j < NT; j++) acc[i][j] = _mm256_setzero_ps();
     const uint8_t *wrow[4];
     const float *wsrow[4];
-    for (int i = 0; i < NR; i++) { wrow[i] = o.W + rows[i] * o.rowData; wsrow[i] = o.ws + rows[i] * o.groups; }
+    qq_rows(&o, rows, NR, wrow, wsrow);
     const size_t quads = quad_groups(o.groups);
     for (size_t g = 0; g < quads; g += QUAD) {
         for (int i = 0; i < NR; i++) {
@@ -803,7 +809,7 @@ typedef union { qq_ctx q; h_ctx h; bd_ctx b; } product_ctx;
 
 typedef struct {
     kern_task_fn fn, inner;
-    size_t rows, work;                       // work: rows × cols, below which a product runs on the calling thread
+    size_t rows, T, work;                    // work: rows × cols, below which a product runs on the calling thread
     product_ctx c;
     enum { PRODUCT_QQ, PRODUCT_H, PRODUCT_BD } kind;
     int format;
@@ -837,10 +843,11 @@ static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
     const kern_panels L = p->layout;
     for (size_t k = 0; k < p->panels; k++) {
         const size_t c0 = k * L.width, w = p->cols - c0 < L.width ? p->cols - c0 : L.width;
+        const size_t wbytes = k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
         product_ctx c = p->c;
         switch (p->kind) {
         case PRODUCT_QQ:
-            c.q.W += k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.q.W += wbytes;
             c.q.ws += k * L.rows * (L.width / 32) + L.row0 * (w / 32);
             c.q.rowData = value_bytes(p->format, w);
             c.q.cols = w;
@@ -851,13 +858,13 @@ static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
             c.q.acc = k > 0;
             break;
         case PRODUCT_H:
-            c.h.W = (const char *)c.h.W + k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.h.W = (const char *)c.h.W + wbytes;
             c.h.ld = c.h.cols = w;
             c.h.X += c0;
             c.h.acc = k > 0;
             break;
         case PRODUCT_BD:
-            c.b.W = (const char *)c.b.W + k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+            c.b.W = (const char *)c.b.W + wbytes;
             c.b.ld = c.b.cols = w;
             c.b.X2 += c0;
             c.b.acc = k > 0;
@@ -869,20 +876,21 @@ static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
 
 // With more input rows than one block takes, the panels go a chunk of PANEL_CHUNK rows at a time, so that the
 // outputs each panel adds to (T × chunk floats) stay in L2: over a whole range they were T × range floats read and
-// written again per panel (int8 prefill of rows of 14336 values 8% slower than in rows; Mixtral-like model). With
+// written again per panel (int8 prefill of rows of 14336 values, Mixtral-like model: 145–146 tok/s, 149–150 in
+// chunks of 64 rows, 145–147 of 16, 153 of 256, against 157–160 in rows). With
 // one block of inputs (decode, verification) each panel goes over the whole range, which is what keeps its input
 // columns in L1 over many weight rows.
 #define PANEL_CHUNK 64
 static void panel_task(void *ctx, size_t r0, size_t r1) {
     const prepared *p = (const prepared *)ctx;
-    const size_t T = p->kind == PRODUCT_QQ ? p->c.q.T : p->kind == PRODUCT_H ? p->c.h.T : p->c.b.T;
-    if (T <= 4) { panels_of_rows(p, r0, r1); return; }
+    if (p->T <= 4) { panels_of_rows(p, r0, r1); return; }
     for (size_t r = r0; r < r1; r += PANEL_CHUNK) panels_of_rows(p, r, r + PANEL_CHUNK < r1 ? r + PANEL_CHUNK : r1);
 }
 
 static void prepare(prepared *p, const product_args *d) {
     const size_t T = d->T, cols = d->cols;
     p->rows = d->rows;
+    p->T = T;
     p->work = d->rows * cols;
     p->format = d->format;
     p->cols = cols;

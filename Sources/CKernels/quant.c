@@ -1,6 +1,6 @@
 // Group quantisation (32 values per group, one f32 scale each): int8 (q8, stored as v+128) and int4 (q4, two values
-// per byte, stored as v+8) for weights at load, packed in the products' layout (grouplayout.h), and activations in every int8 (int16
-// values) or int4 (int8 values, the q8 rounding) product, in value order. Rounding is to
+// per byte, stored as v+8) for weights at load, packed in the products' layout (grouplayout.h), and activations in
+// every int8 (int16 values) or int4 (int8 values, the q8 rounding) product, in value order. Rounding is to
 // nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
 #include "grouplayout.h"

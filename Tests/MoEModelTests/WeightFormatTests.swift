@@ -243,8 +243,8 @@ import Testing
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
         // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
-        // 2080 and 6176 are held in column panels (1024, 1024 and 32; six of 1024 and 32) whose sums must not depend
-        // on T either.
+        // f16/bf16 rows of 2080 and int8/int4 rows of 6176 are held in column panels (1024, 1024 and 32; six of 1024
+        // and 32) whose sums must not depend on T either (f32 rows of 2080 stay whole).
         for cols in format.isGrouped ? [288, 6176] : [288, 301, 2080] {
             try checkBatchInvariance(format: format, cols: cols)
         }

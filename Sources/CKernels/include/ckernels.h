@@ -64,8 +64,9 @@ size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
-/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128) or KERN_Q4 (n/2 bytes, amax/7) with n/32 scales,
-/// in the order the products read (groups in fours, see grouplayout.h); kern_dequantize gives them back in order.
+/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128) or KERN_Q4 (n/2 bytes, amax/7) with n/32
+/// scales, in the order the products read (groups in fours, see grouplayout.h); kern_dequantize gives them back in
+/// order.
 void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// The largest magnitude of an int8 product's int16 activations: 127 · 256 + 127, so that each splits into two signed
@@ -75,8 +76,8 @@ void kern_dequantize(int format, const void *q, const float *scales, size_t n, f
 /// of 32.
 void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales);
 /// Y[t, r] = dot(W[r, :], X[t, :]) for a W of `rows` rows stored in `format`, over the pool. `ld` is the row stride
-/// in elements (f32 only; converted formats are contiguous or in `panels`, below). Q8 rounds X to int16, Q4 to int8, per group of 32, and
-/// both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
+/// in elements (f32 only; converted formats are contiguous or in `panels`, below). Q8 rounds X to int16, Q4 to int8,
+/// per group of 32, and both multiply in integer lanes. Each output element is computed the same way whatever T is and however rows are split.
 /// On the calling thread, from now on: 1 makes bf16 products (on CPUs with AVX512_BF16) multiply activations
 /// rounded to bf16, one vdpbf16ps per 32 values, at twice the arithmetic rate (as llama.cpp's bf16 does; for draft
 /// models); 0 (the default) multiplies the f32 activations. Returns the previous setting. Other formats ignore it.
