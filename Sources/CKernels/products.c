@@ -80,8 +80,9 @@ enum { QQ_PORTABLE, QQ_AVX2, QQ_VNNI };
 
 // Activations of an int8 product, 2 · cols bytes per input row (t at Xq + 2t · cols bytes), rounded to int16 per
 // group (KERN_Q8_ACT_LEVELS) and held as the path multiplies them:
-//   QQ_VNNI: two signed bytes per value, a = 256 · high + low, in the weights' order (grouplayout.h): a quad's 128
-//     high bytes then its 128 low ones, a tail group's 32 high then 32 low (group g's at byte 64g). vpdpbusd
+//   QQ_VNNI: two signed bytes per value, a = 256 · high + low, in the weights' order (grouplayout.h): each of a
+//     span's 8 units (64 values) as 64 high bytes then 64 low ones, a quad's 128 high bytes then its 128 low ones,
+//     a tail group's 32 high then 32 low (a block starting at group g at byte 64g). vpdpbusd
 //     multiplies the stored v + 128 by each: one instruction per 64 weights and byte, with the weights as loaded
 //     (widened to int16 for vpdpwssd they took as many instructions again; in L2, one thread, one input row, 43 →
 //     64 GB/s of weights).
@@ -223,8 +224,68 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
     const uint8_t *wrow[4];
     const float *wsrow[4];
     qq_rows(&o, rows, NR, wrow, wsrow);
-    const size_t quads = quad_groups(o.groups);
-    for (size_t g = 0; g < quads; g += QUAD) {
+    const size_t spans = span_groups(o.groups), quads = quad_groups(o.groups);
+    // Spans: int32 dots over a span's 16 groups, one per lane, then one conversion and scaling per span. With three
+    // or four inputs the dots of all rows and inputs would not fit the 32 registers beside the weights, so the rows
+    // then go one at a time (the inputs' vectors are reloaded per row, from L1).
+    const int ROWS_TOGETHER = 1;
+    for (size_t g = 0; g < spans; g += SPAN) {
+        for (int i0 = 0; i0 < NR; i0 += ROWS_TOGETHER ? NR : 1) {
+            const int i1 = ROWS_TOGETHER ? NR : i0 + 1;
+            __m512i d[4][4], dh[4][4];
+            for (int i = i0; i < i1; i++)
+                for (int j = 0; j < NT; j++) {
+                    d[i][j] = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.xgroups + g) * 8);
+                    dh[i][j] = _mm512_setzero_si512();
+                }
+            if (FMT == KERN_Q4) {
+                // The span's 256 stored bytes as four vectors: vector u's low nibbles hold unit u of every group,
+                // its high nibbles unit u + 4.
+                for (int u = 0; u < 4; u++) {
+                    __m512i wl[4], wh[4];
+                    for (int i = i0; i < i1; i++) {
+                        _mm_prefetch((const char *)(wrow[i] + g * 16 + 64 * u + Q_PREFETCH), _MM_HINT_T0);
+                        __m512i b = _mm512_loadu_si512(wrow[i] + g * 16 + 64 * u);
+                        wl[i] = _mm512_and_si512(b, _mm512_set1_epi8(15));
+                        wh[i] = _mm512_and_si512(_mm512_srli_epi16(b, 4), _mm512_set1_epi8(15));
+                    }
+                    for (int j = 0; j < NT; j++) {
+                        const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32 + 64 * u;
+                        __m512i xl = _mm512_loadu_si512(xp), xh = _mm512_loadu_si512(xp + 256);
+                        for (int i = i0; i < i1; i++)
+                            d[i][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d[i][j], wl[i], xl), wh[i], xh);
+                    }
+                }
+            } else {
+                // The span's 512 stored bytes as eight vectors, unit u in vector u; the activations' unit u as its
+                // 64 high bytes, then its 64 low ones.
+                for (int u = 0; u < 8; u++) {
+                    __m512i w[4];
+                    for (int i = i0; i < i1; i++) {
+                        _mm_prefetch((const char *)(wrow[i] + g * 32 + 64 * u + Q_PREFETCH), _MM_HINT_T0);
+                        w[i] = _mm512_loadu_si512(wrow[i] + g * 32 + 64 * u);
+                    }
+                    for (int j = 0; j < NT; j++) {
+                        const uint8_t *hp = q8_input(&o, t0 + j) + g * 64 + 128 * u;
+                        __m512i h = _mm512_loadu_si512(hp), l = _mm512_loadu_si512(hp + 64);
+                        for (int i = i0; i < i1; i++) {
+                            dh[i][j] = _mm512_dpbusd_epi32(dh[i][j], w[i], h);
+                            d[i][j] = _mm512_dpbusd_epi32(d[i][j], w[i], l);
+                        }
+                    }
+                }
+            }
+            for (int j = 0; j < NT; j++) {
+                __m512 sxv = _mm512_loadu_ps(o.Xs + (t0 + j) * o.xgroups + g);
+                for (int i = i0; i < i1; i++) {
+                    __m512i dd = FMT == KERN_Q4 ? d[i][j] : _mm512_add_epi32(_mm512_slli_epi32(dh[i][j], 8), d[i][j]);
+                    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(dd), sxv);
+                    acc[i][j] = _mm512_fmadd_ps(v, _mm512_loadu_ps(wsrow[i] + g), acc[i][j]);
+                }
+            }
+        }
+    }
+    for (size_t g = spans; g < quads; g += QUAD) {
         if (FMT == KERN_Q4) {
             // A quad's 64 stored bytes: one mask gives the low nibbles (activations 0..63 of the quad), one shift
             // and mask the high ones (64..127).
@@ -292,8 +353,64 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     const uint8_t *wrow[4];
     const float *wsrow[4];
     qq_rows(&o, rows, NR, wrow, wsrow);
-    const size_t quads = quad_groups(o.groups);
-    for (size_t g = 0; g < quads; g += QUAD) {
+    const size_t spans = span_groups(o.groups), quads = quad_groups(o.groups);
+    for (size_t g = 0; g < spans; g += SPAN) {
+        for (int i = 0; i < NR; i++) {
+            if (FMT == KERN_Q4) {
+                // Half hh of the span (groups 8hh..8hh+7, one per lane): 32 bytes of each of its four vectors. The
+                // eight vpmaddubsw products are summed as int16 before one vpmaddwd widens them: each is at most
+                // 2 · 15 · 127 = 3810 in magnitude, so eight stay below 32767.
+                for (int hh = 0; hh < 2; hh++) {
+                    __m256i s16[2];
+                    for (int j = 0; j < NT; j++) s16[j] = _mm256_setzero_si256();
+                    for (int u = 0; u < 4; u++) {
+                        const uint8_t *wp = wrow[i] + g * 16 + 64 * u + 32 * hh;
+                        if (hh == 0) _mm_prefetch((const char *)(wp + Q_PREFETCH), _MM_HINT_T0);
+                        __m256i b = _mm256_loadu_si256((const __m256i *)wp);
+                        const __m256i m = _mm256_set1_epi8(15);
+                        __m256i wl = _mm256_and_si256(b, m), wh = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+                        for (int j = 0; j < NT; j++) {
+                            const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32 + 64 * u + 32 * hh;
+                            s16[j] = _mm256_add_epi16(s16[j], _mm256_add_epi16(
+                                _mm256_maddubs_epi16(wl, _mm256_loadu_si256((const __m256i *)xp)),
+                                _mm256_maddubs_epi16(wh, _mm256_loadu_si256((const __m256i *)(xp + 256)))));
+                        }
+                    }
+                    for (int j = 0; j < NT; j++) {
+                        __m256i d = _mm256_add_epi32(
+                            _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8 + 8 * hh)),
+                            _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
+                        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(o.Xs + (t0 + j) * o.xgroups + g + 8 * hh));
+                        acc[i][j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(wsrow[i] + g + 8 * hh), acc[i][j]);
+                    }
+                }
+            } else {
+                // Chunk c (16 bytes) of each unit's 64 holds groups 4c..4c+3; widened to int16, vpmaddwd leaves
+                // group 4c + l/2 in lane l of its dot (see quad_scales8_pairs).
+                __m256i d[4][2];
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < NT; j++)
+                        d[c][j] = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8 + 8 * c));
+                for (int u = 0; u < 8; u++) {
+                    const uint8_t *wp = wrow[i] + g * 32 + 64 * u;
+                    _mm_prefetch((const char *)(wp + Q_PREFETCH), _MM_HINT_T0);
+                    for (int c = 0; c < 4; c++) {
+                        __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wp + 16 * c)));
+                        for (int j = 0; j < NT; j++) {
+                            const int16_t *xp = (const int16_t *)q8_input(&o, t0 + j) + g * 32 + 64 * u + 16 * c;
+                            d[c][j] = _mm256_add_epi32(d[c][j], _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)xp)));
+                        }
+                    }
+                }
+                for (int c = 0; c < 4; c++)
+                    for (int j = 0; j < NT; j++) {
+                        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[c][j]), quad_scales8_pairs(o.Xs + (t0 + j) * o.xgroups + g + 4 * c));
+                        acc[i][j] = _mm256_fmadd_ps(v, quad_scales8_pairs(wsrow[i] + g + 4 * c), acc[i][j]);
+                    }
+            }
+        }
+    }
+    for (size_t g = spans; g < quads; g += QUAD) {
         for (int i = 0; i < NR; i++) {
             __m256 wsv = FMT == KERN_Q4 ? quad_scales8(wsrow[i] + g) : quad_scales8_pairs(wsrow[i] + g);
             __m256i d[2];
@@ -395,17 +512,36 @@ static void qq_task(void *p, size_t r0, size_t r1) {
 }
 
 // An int8 product's int16 activations (one input row in the weights' order, |a| ≤ KERN_Q8_ACT_LEVELS = 127 · 256
-// + 127) split in place into the two signed bytes VNNI multiplies, a = 256 · high + low: each 32 values' 64 bytes
-// become 32 high bytes and 32 low ones, so a quad's 256 bytes hold its high bytes in order, then its low ones (see
-// qq_ctx). And the lane sums that start each dot (as lane_sums16(q, groups, 64, 32, 4, −128, xc) would give): lane
-// l of a quad adds values 4l..4l+3 of its low and of its high half, of a tail group its values 4l..4l+3.
+// + 127) split in place into the two signed bytes VNNI multiplies, a = 256 · high + low (the order is at qq_ctx).
+// And the lane sums that start each dot (as lane_sums16(q, groups, 64, 64, 32, 4, −128, xc) would give): lane l of
+// a span adds group l's values, of a quad values 4l..4l+3 of its low and of its high half, of a tail group its
+// values 4l..4l+3.
 __attribute__((target(VNNI_TARGET)))
 static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
-    const size_t quads = quad_groups(groups);
+    const size_t spans = span_groups(groups), quads = quad_groups(groups);
     const __m512i ones = _mm512_set1_epi16(1);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    for (size_t g = 0; g < groups; g += g < quads ? QUAD : 1) {
+    for (size_t g = 0; g < spans; g += SPAN) {
+        // Unit u (64 values: one of each group's 4-value units) becomes its 64 high bytes, then its 64 low ones;
+        // lane h of the sums adds group h's values over the span's 8 units.
+        __m512i lanes = _mm512_setzero_si512();
+        for (int u = 0; u < 8; u++) {
+            int16_t *v = q + g * 32 + 64 * u;
+            __m512i a0 = _mm512_loadu_si512(v), a1 = _mm512_loadu_si512(v + 32);
+            __m512i p0 = _mm512_madd_epi16(a0, ones), p1 = _mm512_madd_epi16(a1, ones);
+            lanes = _mm512_add_epi32(lanes, _mm512_add_epi32(_mm512_permutex2var_epi32(p0, even, p1),
+                                                             _mm512_permutex2var_epi32(p0, odd, p1)));
+            int8_t *hi = (int8_t *)v, *lo = hi + 64;
+            const __m512i round = _mm512_set1_epi16(128);
+            _mm256_storeu_si256((__m256i *)lo, _mm512_cvtepi16_epi8(a0));
+            _mm256_storeu_si256((__m256i *)(lo + 32), _mm512_cvtepi16_epi8(a1));
+            _mm256_storeu_si256((__m256i *)hi, _mm512_cvtepi16_epi8(_mm512_srai_epi16(_mm512_add_epi16(a0, round), 8)));
+            _mm256_storeu_si256((__m256i *)(hi + 32), _mm512_cvtepi16_epi8(_mm512_srai_epi16(_mm512_add_epi16(a1, round), 8)));
+        }
+        _mm512_storeu_si512(xc + g * 8, _mm512_mullo_epi32(lanes, _mm512_set1_epi32(-128)));
+    }
+    for (size_t g = spans; g < groups; g += g < quads ? QUAD : 1) {
         const int n = g < quads ? 4 : 1;        // vectors of 32 values
         __m512i a[4];
         for (int k = 0; k < n; k++) a[k] = _mm512_loadu_si512(q + g * 32 + 32 * k);
@@ -429,16 +565,17 @@ static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
 }
 
 // What starts each dot whose weights are stored with an offset (int4 v + 8, int8 v + 128): factor (−8, −128) times
-// the sum of the activations the dot adds into each int32 lane, 8 int32 per group at xc + 8g. For a quad, at its
-// first group, one lane per `per` values of a `qchunk`-value vector, summed over the quad's 128 values (VNNI: 64 and
-// 4, 16 lanes; AVX2 int8, whose int16 products add in pairs: 16 and 2, 8 lanes); for a tail group, the same with
-// `tchunk`-value vectors over its 32 values. x: one input row in the weights' order (grouplayout.h).
+// the sum of the activations the dot adds into each int32 lane, at xc + 8g for the block starting at group g (8 int32
+// per group are set aside). A block's dot vectors are `chunk` values long, `schunk`, `qchunk`, `tchunk` for a span, a
+// quad and a tail group; lane l sums values per·l … per·l + per − 1 of every chunk of the block (VNNI: 64 and 4,
+// 16 lanes, for spans and quads, a tail 32 and 4; AVX2 int8, whose int16 products add in pairs, spans 64 and 2 (32
+// lanes: chunk c of 16 values is lanes 8c…8c+7), quads and tails 16 and 2). x: one input row in the weights' order.
 #define LANE_SUMS(NAME, TYPE)                                                                                      \
-    AI void NAME(const TYPE *x, size_t groups, size_t qchunk, size_t tchunk, size_t per, int32_t factor,          \
-                 int32_t *xc) {                                                                                    \
-        const size_t quads = quad_groups(groups);                                                                  \
-        for (size_t g = 0; g < groups; g += g < quads ? QUAD : 1) {                                                \
-            const size_t n = g < quads ? 128 : 32, chunk = g < quads ? qchunk : tchunk;                            \
+    AI void NAME(const TYPE *x, size_t groups, size_t schunk, size_t qchunk, size_t tchunk, size_t per,            \
+                 int32_t factor, int32_t *xc) {                                                                    \
+        for (size_t g = 0, S; g < groups; g += S) {                                                                \
+            block_of(groups, g, &S);                                                                               \
+            const size_t n = 32 * S, chunk = S == SPAN ? schunk : S == QUAD ? qchunk : tchunk;                     \
             const TYPE *v = x + g * 32;                                                                            \
             for (size_t l = 0; l < chunk / per; l++) {                                                             \
                 int32_t sum = 0;                                                                                   \
@@ -454,29 +591,44 @@ LANE_SUMS(lane_sums16, int16_t)
 // Activations of an int8 product as int16 (see qq_ctx for how each path holds them), of an int4 product as int8
 // (vpdpbusd multiplies unsigned 4-bit weights by signed bytes, 32 per instruction; the int8 rounding, 2^-8 of a
 // group's largest value, is far below int4's own).
-typedef struct { int format, path; const float *X; size_t ldx, cols, groups; void *Xq; float *Xs; int32_t *Xc; } act_ctx;
+typedef struct {
+    int format, path; const float *X; size_t ldx, cols, groups, panel; void *Xq; float *Xs; int32_t *Xc;
+} act_ctx;
+
+// Packs one input row's quantized values in the weights' order and sets its lane sums, panel by panel (`panel`
+// values wide, 0 for none): each panel's rows are laid out as rows of their own (grouplayout.h), so the input's
+// columns of a panel are too.
+static void pack_activations(const act_ctx *a, void *q, int32_t *xc) {
+    const size_t width = a->panel ? a->panel : a->cols;
+    for (size_t c0 = 0; c0 < a->cols; c0 += width) {
+        const size_t groups = (a->cols - c0 < width ? a->cols - c0 : width) / 32;
+        int32_t *pc = xc + c0 / 32 * 8;
+        if (a->format == KERN_Q4) {
+            int8_t *pq = (int8_t *)q + c0;
+            pack_groups((uint8_t *)pq, groups, 32, UNIT);
+            lane_sums8(pq, groups, 64, 64, 32, 4, -8, pc);
+            continue;
+        }
+        int16_t *pq = (int16_t *)q + c0;
+        pack_groups((uint8_t *)pq, groups, 64, 2 * UNIT);
+        if (a->path == QQ_AVX2) lane_sums16(pq, groups, 64, 16, 16, 2, -128, pc);
+        else split_q8_vnni(pq, groups, pc);
+    }
+}
 
 static void act_task(void *p, size_t b, size_t e) {
     act_ctx *a = (act_ctx *)p;
     const size_t cols = a->cols, groups = a->groups;
     for (size_t t = b; t < e; t++) {
-        int32_t *xc = a->Xc + t * groups * 8;
         if (a->format == KERN_Q4) {
             int8_t *q = (int8_t *)a->Xq + t * cols;
             kern_quantize_q8(a->X + t * a->ldx, cols, q, a->Xs + t * groups);
-            pack_groups((uint8_t *)q, groups, 32, UNIT);
-            lane_sums8(q, groups, 64, 32, 4, -8, xc);
+            pack_activations(a, q, a->Xc + t * groups * 8);
             continue;
         }
         int16_t *q = (int16_t *)a->Xq + t * cols;
         kern_quantize_act(a->X + t * a->ldx, cols, q, a->Xs + t * groups);
-        if (a->path == QQ_PORTABLE) continue;
-        pack_groups((uint8_t *)q, groups, 64, 2 * UNIT);
-        if (a->path == QQ_AVX2) {
-            lane_sums16(q, groups, 16, 16, 2, -128, xc);
-            continue;
-        }
-        split_q8_vnni(q, groups, xc);
+        if (a->path != QQ_PORTABLE) pack_activations(a, q, a->Xc + t * groups * 8);
     }
 }
 
@@ -903,7 +1055,7 @@ static void prepare(prepared *p, const product_args *d) {
         float *Xs = p->owned[1] = scratch_alloc(T * groups * sizeof(float));
         int32_t *Xc = p->owned[2] = scratch_alloc(T * groups * 8 * sizeof(int32_t));
         int path = has_vnni() ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
-        act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, Xq, Xs, Xc};
+        act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, p->panels > 1 ? d->panels.width : 0, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
         p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups, cols,
                           Xq, Xs, Xc, cols, groups, T, d->Y, d->ldy, 0};

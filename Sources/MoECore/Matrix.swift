@@ -76,13 +76,13 @@ public struct Matrix: @unchecked Sendable {
     /// The panel width for rows of `cols` values in `format`: 0 (rows whole) while the input row (f32 for f32, f16
     /// and bf16 products; int8 products' two bytes and int4's one per value, and their lane sums, a byte per value)
     /// and four weight rows fit in `panelL1Bytes`; else the widest even split into panels of at most `panelLimit`
-    /// values that is a multiple of 128 (int8/int4 groups are taken in fours), or `panelLimit` with a narrower last
-    /// panel.
+    /// values that is a multiple of 128 (512 for int8/int4, whose groups are taken in spans of 16 where they can
+    /// be), or `panelLimit` with a narrower last panel.
     public static func panelWidth(cols: Int, format: WeightFormat) -> Int {
         let input = format == .int8 ? 3 : format == .int4 ? 2 : 4
         guard cols > panelLimit, cols * input + 4 * format.rowBytes(cols) > panelL1Bytes else { return 0 }
-        let n = (cols + panelLimit - 1) / panelLimit
-        return cols % n == 0 && (cols / n) % 128 == 0 ? cols / n : panelLimit
+        let n = (cols + panelLimit - 1) / panelLimit, multiple = format.isGrouped ? 512 : 128
+        return cols % n == 0 && (cols / n) % multiple == 0 ? cols / n : panelLimit
     }
 
     /// Panel k's first column and width.

@@ -26,14 +26,16 @@ import Testing
     @Test(arguments: narrow)
     func productsEqualTheirStoredValuesTimesTheInputs(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        // 70: a remainder after blocks of 4; 301: a tail; int8/int4 take groups of 32 in fours, then a tail of 0–3
-        // groups each in value order: 128, 352, 288 and 320 columns are 4 + 0, 8 + 3, 8 + 1 and 8 + 2 groups, and
-        // 64 has a tail only. T = 9: blocks of 4 inputs and one alone. Every instruction set (portable, AVX2,
-        // AVX-512) reads the same stored layout. Long rows are held in column panels (see Matrix.panelWidth):
-        // 6176 in six of 1024 and a tail group alone, 6272 in seven of 896; for int8 also 3584 in four of 896 and
-        // 4384 in four of 1024 and 288 (two quads and a tail group); for f16/bf16 2080 in 1024, 1024 and 32, 2200
-        // in 1024, 1024 and 152.
-        for cols in format.isGrouped ? [352, 128, 288, 320, 64, 6176, 6272] + (format == .int8 ? [3584, 4384] : [])
+        // 70: a remainder after blocks of 4; 301: a tail; int8/int4 take groups of 32 in spans of 16, then in
+        // quads, then a tail of 0–3 groups each in value order: 128, 352, 288 and 320 columns are 4 + 0, 8 + 3, 8 + 1
+        // and 8 + 2 groups, 64 has a tail only, 544, 800 and 1120 are 16 + 1, 16 + 8 + 1 and 32 + 3. T = 9: blocks
+        // of 4 inputs and one alone. Every instruction set (portable, AVX2, AVX-512) reads the same stored layout.
+        // Long rows are held in column panels (see Matrix.panelWidth): 6176 in six of 1024 and a tail group alone,
+        // 6272 in six of 1024 and a quad; for int8 also 3584 in three of 1024 and one of 512, and 4384 in four of
+        // 1024 and 288 (two quads and a tail group); for f16/bf16 2080 in 1024, 1024 and 32, 2200 in 1024, 1024 and
+        // 152.
+        for cols in format.isGrouped ? [352, 128, 288, 320, 64, 544, 800, 1120, 6176, 6272]
+                                       + (format == .int8 ? [3584, 4384] : [])
                                      : [301, 2080, 2200] {
             try checkProductAgainstStoredValues(format: format, cols: cols)
         }
@@ -76,8 +78,8 @@ import Testing
         let top = Float(KERN_Q8_ACT_LEVELS)
         let edges: [Float] = [top, -top, 128, -128, 127, -129, 255, 256, -256, -255, 0, 1, -1, 32512, -32512, 32511,
                               -32513, 383, -384, 129, -127, 32385, -32385, 16384, -16384, 511, -511, 1023, 7, -7, 2, -2]
-        // 5 groups: a quad and a tail, every group holding the edges in a different order.
-        let cols = 160, rows = 8
+        // 25 groups: a span, two quads and a tail, every group holding the edges in a different order.
+        let cols = 800, rows = 8
         var x = [Float](repeating: 0, count: cols)
         for g in 0..<(cols / 32) { for j in 0..<32 { x[g * 32 + j] = edges[(j + 7 * g) % 32] } }
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 51)), rows: rows, cols: cols).converted(to: .int8))
@@ -91,18 +93,18 @@ import Testing
 
     /// Rows go in column panels of at most 1024 values when a product's input row and four weight rows would
     /// not fit in 24 KB of L1 (f16/bf16 over 2048 values, int8 over 3276, int4 over 5461), split evenly where the
-    /// panels can be a multiple of 128 values wide (int8/int4 groups are taken in fours).
+    /// panels can be a multiple of 128 values wide (512 for int8/int4, whose groups are taken in spans of 16).
     @Test func longRowsGoInPanelsOfAtMost1024Values() {
         let table: [(cols: Int, format: WeightFormat, width: Int)] = [
             (1024, .f16, 0), (2048, .f16, 0), (2080, .f16, 1024), (3584, .bf16, 896), (4096, .f16, 1024),
             (5120, .bf16, 1024), (11008, .f16, 1024), (14336, .f16, 1024), (18944, .bf16, 1024),
-            (2048, .int8, 0), (3264, .int8, 0), (3584, .int8, 896), (4096, .int8, 1024), (4384, .int8, 1024),
-            (3584, .int4, 0), (5440, .int4, 0), (5632, .int4, 1024), (6272, .int4, 896), (14336, .int4, 1024), (1536, .f16, 0)]
+            (2048, .int8, 0), (3264, .int8, 0), (3584, .int8, 1024), (4096, .int8, 1024), (4384, .int8, 1024),
+            (3584, .int4, 0), (5440, .int4, 0), (5632, .int4, 1024), (6272, .int4, 1024), (14336, .int4, 1024), (1536, .f16, 0)]
         for (cols, format, width) in table {
             #expect(Matrix.panelWidth(cols: cols, format: format) == width, "\(format) cols \(cols)")
         }
         let m = Matrix(FloatBuffer(randoms(3 * 3584, seed: 5)), rows: 3, cols: 3584)
-        #expect(m.converted(to: .int8)?.panels.width == 896 && m.panels.width == 0, "f32 stays in rows")
+        #expect(m.converted(to: .int8)?.panels.width == 1024 && m.panels.width == 0, "f32 stays in rows")
         #expect(m.converted(to: .int4)?.panels.width == 0)
     }
 
@@ -155,13 +157,13 @@ import Testing
         }
     }
 
-    /// int8 and int4 weights are stored in the products' order (groups in fours, their values taking turns per dot
-    /// lane, then a tail of 1–3 groups in value order) and come back in value order: each value within its group's
-    /// rounding step of the original (amax/127, amax/7), at row widths of a tail only, quads only and quads with a
-    /// tail of each length.
+    /// int8 and int4 weights are stored in the products' order (groups in spans of 16, then in fours, their values
+    /// taking turns per dot lane, then a tail of 1–3 groups in value order) and come back in value order: each value
+    /// within its group's rounding step of the original (amax/127, amax/7), at row widths of a tail only, quads
+    /// only, quads with a tail of each length, a span alone and spans with quads and a tail.
     @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
     func groupedWeightsComeBackInValueOrder(format: WeightFormat, levels: Float) throws {
-        for cols in [32, 64, 96, 128, 160, 192, 224, 256, 352] {
+        for cols in [32, 64, 96, 128, 160, 192, 224, 256, 352, 512, 544, 800, 1120] {
             // Values that identify their place: a ramp over the row, with a different amplitude in each group.
             let src: [Float] = (0..<cols).map { (i: Int) -> Float in Float(i % 32 - 16) * Float(1 + i / 32) / 16 }
             let w = try #require(Matrix(FloatBuffer(src), rows: 1, cols: cols).converted(to: format))
@@ -242,10 +244,10 @@ import Testing
     @Test(arguments: [WeightFormat.f32] + narrow)
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
-        // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
+        // 288 = 9 groups of 32 (int8/int4 take 8 in fours and 1 alone), 800 = 25 (16 in a span, 8 in quads, 1 alone); 301 leaves f32/f16/bf16 rows a scalar tail;
         // f16/bf16 rows of 2080 and int8/int4 rows of 6176 are held in column panels (1024, 1024 and 32; six of 1024
         // and 32) whose sums must not depend on T either (f32 rows of 2080 stay whole).
-        for cols in format.isGrouped ? [288, 6176] : [288, 301, 2080] {
+        for cols in format.isGrouped ? [288, 800, 6176] : [288, 301, 2080] {
             try checkBatchInvariance(format: format, cols: cols)
         }
     }
