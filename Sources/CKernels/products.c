@@ -4,7 +4,8 @@
 //
 // int8 / int4 (groups of 32 with one f32 scale, layout in grouplayout.h): the activations are rounded on the fly with
 // one scale per group of 32, and each 32-value group dot runs in integer lanes, then is scaled by scale_x and added
-// times scale_w (one multiply and one multiply-add per four groups, laid out so that no shuffle is needed). int8
+// times scale_w (one conversion, multiply and multiply-add per span of 16 groups, or per quad of four where a row's
+// spans end, laid out so that no shuffle is needed). int8
 // weights take int16 activations (AVX-512 VNNI: vpdpbusd of the stored v + 128 by the activations' high and low
 // bytes; AVX2: vpmaddwd; the same integers): their rounding, 2^-15 of a group's largest value, adds nothing
 // measurable to the weights' own error, so int8 stays greedy-identical to f32 on the fixtures. int4 weights take
@@ -211,12 +212,14 @@ AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g
 
 
 // NR weight rows (1 or 4) from row r × NT inputs (1..4) from input t0, with AVX-512 VNNI; FMT a compile-time
-// constant. Groups are taken in fours, laid out (grouplayout.h) so that a dot leaves group g + h in the int32 lanes
-// l with l mod 4 = h: one conversion, one multiply by the four activation scales and one multiply-add with the four
-// weight scales (16-byte broadcasts from memory, no shuffle) serve four groups, in 512-bit vectors (one int4 quad is
-// one 64-byte load). Against groups in pairs in 256-bit vectors (half the instructions per byte), int4 streamed
-// +19% from L2 and +31% from L3 at one input row, one thread; int8, then still widened to int16 for vpdpwssd, +2%
-// and +14% (its vpdpbusd form is described at qq_ctx).
+// constant. Groups are taken in spans of 16, laid out (grouplayout.h) so that a dot leaves group g + h in int32 lane
+// h: one conversion, one multiply by the 16 activation scales and one multiply-add with the 16 weight scales (both
+// loaded as stored) serve 16 groups (in cache, against quads alone: int4 +15% at one input row, +35% at four, +39%
+// at 64; int8 +23%, +13%, +18%). What is left of a row after its spans goes in quads, a dot leaving group g + h in
+// the lanes l with l mod 4 = h, scaled by 16-byte broadcasts of four scales (one int4 quad is one 64-byte load).
+// Against groups in pairs in 256-bit vectors (half the instructions per byte), quads had streamed int4 +19% from L2
+// and +31% from L3 at one input row, one thread; int8, then still widened to int16 for vpdpwssd, +2% and +14% (its
+// vpdpbusd form is described at qq_ctx).
 __attribute__((target(VNNI_TARGET)))
 AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m512 acc[4][4];
@@ -343,9 +346,10 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
         for (int i = 0; i < NR; i++) put(o.Y + (t0 + j) * o.ldy + rows[i], o.acc, _mm512_reduce_add_ps(acc[i][j]));
 }
 
-// The same with AVX2 (16 vector registers: weights are unpacked a row at a time). Each 8-lane int4 dot spans the
-// quad's 16 lanes l and l + 8 (both of group l mod 4), so it starts from the sum of those two lanes' −8·Σx; an int8
-// dot leaves group l/2 in lane l and starts from its own lane sums.
+// The same with AVX2 (16 vector registers: weights are unpacked a row at a time). In a span, an int4 dot over half
+// its vectors leaves one group per lane (groups 8hh + l); in a quad each 8-lane int4 dot spans the quad's 16 lanes l
+// and l + 8 (both of group l mod 4), so it starts from the sum of those two lanes' −8·Σx. An int8 dot leaves group
+// l/2 of its 16 bytes' four in lane l and starts from its own lane sums.
 __attribute__((target(AVX2_TARGET)))
 AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int FMT, const int NR, const int NT) {
     __m256 acc[4][2];
