@@ -95,7 +95,7 @@ typedef struct {
     const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
     size_t rowData, groups, cols;
     const void *Xq; const float *Xs;         // activations (see above), T × xgroups scales
-    const int32_t *Xc;                       // T × xgroups × 8 int32 that start each dot (see LANE_SUMS)
+    const int32_t *Xc;                       // T × xgroups × 8 int32 that start each dot (see lane_sums_q4)
     size_t xcols, xgroups;                   // an input row's values and groups (cols, groups but in a panel)
     size_t T;
     float *Y; size_t ldy; int acc;           // acc: add to Y (panels after the first)
@@ -135,7 +135,7 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
 }
 
 // Σ (v + 128) · a over a quad's 128 int8 weights as stored (w0, w1) and the activations' high and low bytes (h0, h1,
-// l0, l1): 256 · the high bytes' dot + the low bytes', from init = −128 · Σa (see LANE_SUMS), which leaves Σ v · a.
+// l0, l1): 256 · the high bytes' dot + the low bytes', from init = −128 · Σa (see lane_sums_q4), which leaves Σ v · a.
 __attribute__((target(VNNI_TARGET)))
 AI __m512i dot_q8_vnni(__m512i init, __m512i w0, __m512i w1, __m512i h0, __m512i h1, __m512i l0, __m512i l1) {
     __m512i dh = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, h0), w1, h1);
@@ -517,9 +517,8 @@ static void qq_task(void *p, size_t r0, size_t r1) {
 
 // An int8 product's int16 activations (one input row in the weights' order, |a| ≤ KERN_Q8_ACT_LEVELS = 127 · 256
 // + 127) split in place into the two signed bytes VNNI multiplies, a = 256 · high + low (the order is at qq_ctx).
-// And the lane sums that start each dot (as lane_sums16(q, groups, 64, 64, 32, 4, −128, xc) would give): lane l of
-// a span adds group l's values, of a quad values 4l..4l+3 of its low and of its high half, of a tail group its
-// values 4l..4l+3.
+// And the lane sums that start each dot (see lane_sums_q4): lane l of a span adds group l's values, of a quad
+// values 4l..4l+3 of its low and of its high half, of a tail group its values 4l..4l+3.
 __attribute__((target(VNNI_TARGET)))
 static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
     const size_t spans = span_groups(groups), quads = quad_groups(groups);
@@ -570,27 +569,50 @@ static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
 
 // What starts each dot whose weights are stored with an offset (int4 v + 8, int8 v + 128): factor (−8, −128) times
 // the sum of the activations the dot adds into each int32 lane, at xc + 8g for the block starting at group g (8 int32
-// per group are set aside). A block's dot vectors are `chunk` values long, `schunk`, `qchunk`, `tchunk` for a span, a
-// quad and a tail group; lane l sums values per·l … per·l + per − 1 of every chunk of the block (VNNI: 64 and 4,
-// 16 lanes, for spans and quads, a tail 32 and 4; AVX2 int8, whose int16 products add in pairs, spans 64 and 2 (32
-// lanes: chunk c of 16 values is lanes 8c…8c+7), quads and tails 16 and 2). x: one input row in the weights' order.
-#define LANE_SUMS(NAME, TYPE)                                                                                      \
-    AI void NAME(const TYPE *x, size_t groups, size_t schunk, size_t qchunk, size_t tchunk, size_t per,            \
-                 int32_t factor, int32_t *xc) {                                                                    \
-        for (size_t g = 0, S; g < groups; g += S) {                                                                \
-            block_of(groups, g, &S);                                                                               \
-            const size_t n = 32 * S, chunk = S == SPAN ? schunk : S == QUAD ? qchunk : tchunk;                     \
-            const TYPE *v = x + g * 32;                                                                            \
-            for (size_t l = 0; l < chunk / per; l++) {                                                             \
-                int32_t sum = 0;                                                                                   \
-                for (size_t c = 0; c < n; c += chunk)                                                              \
-                    for (size_t m = 0; m < per; m++) sum += v[c + per * l + m];                                    \
-                xc[g * 8 + l] = factor * sum;                                                                      \
-            }                                                                                                      \
-        }                                                                                                          \
+// per group are set aside). x: one input row in the weights' order.
+//   int4 products (int8 activations; both paths): lane l of a span or a quad sums values 4l … 4l + 3 of each of the
+//   block's 64-value units (16 lanes; one group per lane in a span), of a tail group values 4l … 4l + 3 (8 lanes).
+//   int8 products on AVX2 (int16 activations, whose products vpmaddwd adds in pairs): lane l of a span sums values
+//   2l, 2l + 1 of each unit (32 lanes: the 16-value chunk c of a unit is lanes 8c … 8c + 7), of a quad or a tail
+//   group values 2l, 2l + 1 of each 16-value chunk (8 lanes). (VNNI int8 sums are set by split_q8_vnni.)
+__attribute__((target(AVX2_TARGET)))
+static void lane_sums_q4(const int8_t *x, size_t groups, int32_t *xc) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (size_t g = 0, S; g < groups; g += S) {
+        block_of(groups, g, &S);
+        const int8_t *v = x + g * 32;
+        // Sums of 4 consecutive values per int32 lane: vpmaddubsw by ones (pairs), then vpmaddwd by ones.
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (size_t c = 0; c < 32 * S; c += S == 1 ? 32 : 64) {
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(v + c))), ones16));
+            if (S > 1)
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(v + c + 32))), ones16));
+        }
+        _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm256_mullo_epi32(lo, _mm256_set1_epi32(-8)));
+        if (S > 1) _mm256_storeu_si256((__m256i *)(xc + g * 8 + 8), _mm256_mullo_epi32(hi, _mm256_set1_epi32(-8)));
     }
-LANE_SUMS(lane_sums8, int8_t)
-LANE_SUMS(lane_sums16, int16_t)
+}
+
+__attribute__((target(AVX2_TARGET)))
+static void lane_sums_q8_avx2(const int16_t *x, size_t groups, int32_t *xc) {
+    const __m256i ones = _mm256_set1_epi16(1), factor = _mm256_set1_epi32(-128);
+    for (size_t g = 0, S; g < groups; g += S) {
+        block_of(groups, g, &S);
+        const int16_t *v = x + g * 32;
+        if (S == SPAN) {
+            __m256i l[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (size_t u = 0; u < 8; u++)
+                for (int c = 0; c < 4; c++)
+                    l[c] = _mm256_add_epi32(l[c], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(v + 64 * u + 16 * c)), ones));
+            for (int c = 0; c < 4; c++) _mm256_storeu_si256((__m256i *)(xc + g * 8 + 8 * c), _mm256_mullo_epi32(l[c], factor));
+            continue;
+        }
+        __m256i l = _mm256_setzero_si256();
+        for (size_t c = 0; c < 32 * S; c += 16)
+            l = _mm256_add_epi32(l, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(v + c)), ones));
+        _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm256_mullo_epi32(l, factor));
+    }
+}
 
 // Activations of an int8 product as int16 (see qq_ctx for how each path holds them), of an int4 product as int8
 // (vpdpbusd multiplies unsigned 4-bit weights by signed bytes, 32 per instruction; the int8 rounding, 2^-8 of a
@@ -610,12 +632,12 @@ static void pack_activations(const act_ctx *a, void *q, int32_t *xc) {
         if (a->format == KERN_Q4) {
             int8_t *pq = (int8_t *)q + c0;
             pack_groups((uint8_t *)pq, groups, 32, UNIT);
-            lane_sums8(pq, groups, 64, 64, 32, 4, -8, pc);
+            if (a->path != QQ_PORTABLE) lane_sums_q4(pq, groups, pc);
             continue;
         }
         int16_t *pq = (int16_t *)q + c0;
         pack_groups((uint8_t *)pq, groups, 64, 2 * UNIT);
-        if (a->path == QQ_AVX2) lane_sums16(pq, groups, 64, 16, 16, 2, -128, pc);
+        if (a->path == QQ_AVX2) lane_sums_q8_avx2(pq, groups, pc);
         else split_q8_vnni(pq, groups, pc);
     }
 }
