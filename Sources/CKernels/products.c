@@ -267,22 +267,30 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
         } else {
             // The span's 512 stored bytes as eight vectors, unit u in vector u; the activations' unit u as its 64
             // high bytes, then its 64 low ones.
-            for (int u = 0; u < 8; u++) {
-                __m512i w[4];
+            // At one input row two units at a time (two lines of each row, as a quad's were; one at a time it
+            // streamed 0.93–0.94 of the quads' rate from memory, and 0.97 like this), each into its own dots.
+            for (int u = 0; u < 8; u += SPLIT ? 2 : 1) {
+                __m512i w[4], w2[4];
                 for (int i = 0; i < NR; i++) {
                     _mm_prefetch((const char *)(wrow[i] + g * 32 + 64 * u + Q_PREFETCH), _MM_HINT_T0);
                     w[i] = _mm512_loadu_si512(wrow[i] + g * 32 + 64 * u);
+                    if (SPLIT) {
+                        _mm_prefetch((const char *)(wrow[i] + g * 32 + 64 * u + Q_PREFETCH + 64), _MM_HINT_T0);
+                        w2[i] = _mm512_loadu_si512(wrow[i] + g * 32 + 64 * u + 64);
+                    }
                 }
                 for (int j = 0; j < NT; j++) {
                     const uint8_t *hp = q8_input(&o, t0 + j) + g * 64 + 128 * u;
                     __m512i h = _mm512_loadu_si512(hp), l = _mm512_loadu_si512(hp + 64);
                     for (int i = 0; i < NR; i++) {
-                        if (SPLIT && (u & 1)) {
-                            dh2[i] = _mm512_dpbusd_epi32(dh2[i], w[i], h);
-                            d2[i] = _mm512_dpbusd_epi32(d2[i], w[i], l);
-                        } else {
-                            dh[i][j] = _mm512_dpbusd_epi32(dh[i][j], w[i], h);
-                            d[i][j] = _mm512_dpbusd_epi32(d[i][j], w[i], l);
+                        dh[i][j] = _mm512_dpbusd_epi32(dh[i][j], w[i], h);
+                        d[i][j] = _mm512_dpbusd_epi32(d[i][j], w[i], l);
+                    }
+                    if (SPLIT) {
+                        __m512i h2 = _mm512_loadu_si512(hp + 128), l2 = _mm512_loadu_si512(hp + 192);
+                        for (int i = 0; i < NR; i++) {
+                            dh2[i] = _mm512_dpbusd_epi32(dh2[i], w2[i], h2);
+                            d2[i] = _mm512_dpbusd_epi32(d2[i], w2[i], l2);
                         }
                     }
                 }
