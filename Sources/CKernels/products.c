@@ -268,7 +268,7 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
             // The span's 512 stored bytes as eight vectors, unit u in vector u; the activations' unit u as its 64
             // high bytes, then its 64 low ones.
             // At one input row two units at a time (two lines of each row, as a quad's were; one at a time it
-            // streamed 0.93–0.94 of the quads' rate from memory, and 0.97 like this), each into its own dots.
+            // streamed 0.93–0.96 of the quads' rate from memory, 0.96–1.08 like this), each into its own dots.
             for (int u = 0; u < 8; u += SPLIT ? 2 : 1) {
                 __m512i w[4], w2[4];
                 for (int i = 0; i < NR; i++) {
