@@ -81,9 +81,9 @@ enum { QQ_PORTABLE, QQ_AVX2, QQ_VNNI };
 
 // Activations of an int8 product, 2 · cols bytes per input row (t at Xq + 2t · cols bytes), rounded to int16 per
 // group (KERN_Q8_ACT_LEVELS) and held as the path multiplies them:
-//   QQ_VNNI: two signed bytes per value, a = 256 · high + low, in the weights' order (grouplayout.h): each of a
-//     span's 8 units (64 values) as 64 high bytes then 64 low ones, a quad's 128 high bytes then its 128 low ones,
-//     a tail group's 32 high then 32 low (a block starting at group g at byte 64g). vpdpbusd
+//   QQ_VNNI: two signed bytes per value, a = 256 · high + low, in the weights' order (grouplayout.h): each 64-value
+//     unit of a span or a quad as 64 high bytes then 64 low ones, a tail group's 32 high then 32 low (a block
+//     starting at group g at byte 64g). vpdpbusd
 //     multiplies the stored v + 128 by each: one instruction per 64 weights and byte, with the weights as loaded
 //     (widened to int16 for vpdpwssd they took as many instructions again; in L2, one thread, one input row, 43 →
 //     64 GB/s of weights).
@@ -93,7 +93,7 @@ enum { QQ_PORTABLE, QQ_AVX2, QQ_VNNI };
 typedef struct {
     int format, path;
     const uint8_t *W; const float *ws;       // weights: rows × rowData bytes, rows × groups scales
-    size_t rowData, groups, cols;
+    size_t rowData, groups;
     const void *Xq; const float *Xs;         // activations (see above), T × xgroups scales
     const int32_t *Xc;                       // T × xgroups × 8 int32 that start each dot (see lane_sums_q4)
     size_t xcols, xgroups;                   // an input row's values and groups (cols, groups but in a panel)
@@ -146,7 +146,7 @@ AI __m512i dot_q8_vnni(__m512i init, __m512i w0, __m512i w1, __m512i h0, __m512i
 // The operands of one product, copied into locals so the compiler keeps them in registers (a pointer to a context
 // would be reloaded around every store).
 typedef struct {
-    const uint8_t *W; const float *ws; size_t rowData, groups, cols;
+    const uint8_t *W; const float *ws; size_t rowData, groups;
     const void *Xq; const float *Xs; const int32_t *Xc; size_t xcols, xgroups; float *Y; size_t ldy; int acc;
 } qq_ops;
 
@@ -214,8 +214,8 @@ AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g
 // NR weight rows (1 or 4) from row r × NT inputs (1..4) from input t0, with AVX-512 VNNI; FMT a compile-time
 // constant. Groups are taken in spans of 16, laid out (grouplayout.h) so that a dot leaves group g + h in int32 lane
 // h: one conversion, one multiply by the 16 activation scales and one multiply-add with the 16 weight scales (both
-// loaded as stored) serve 16 groups (in cache, against quads alone: int4 +15% at one input row, +35% at four, +39%
-// at 64; int8 +23%, +13%, +18%). What is left of a row after its spans goes in quads, a dot leaving group g + h in
+// loaded as stored) serve 16 groups (in cache, against quads alone: int4 +30% at one input row, +40% at four, +33%
+// at 64; int8 +30%, +17%, +18%). What is left of a row after its spans goes in quads, a dot leaving group g + h in
 // the lanes l with l mod 4 = h, scaled by 16-byte broadcasts of four scales (one int4 quad is one 64-byte load).
 // Against groups in pairs in 256-bit vectors (half the instructions per byte), quads had streamed int4 +19% from L2
 // and +31% from L3 at one input row, one thread; int8, then still widened to int16 for vpdpwssd, +2% and +14% (its
@@ -229,10 +229,10 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
     qq_rows(&o, rows, NR, wrow, wsrow);
     const size_t spans = span_groups(o.groups), quads = quad_groups(o.groups);
     // Spans: int32 dots over a span's 16 groups, one per lane, then one conversion and scaling per span. At one
-    // input row the four rows' dots alone would be chains of 8 dependent vpdpbusd per span (latency-bound: int4 and
-    // int8 streamed 0.85× as fast as quads from memory), so each row's dot is split over two (int4: low and high
-    // nibbles) or four (int8: high and low bytes of even and odd units) accumulators; with more inputs there are
-    // enough independent chains, and not enough registers for more.
+    // input row the four rows' dots alone would be chains of 8 dependent vpdpbusd per span, so each row's dot is
+    // split over two (int4: low and high nibbles) or four (int8: high and low bytes of even and odd units)
+    // accumulators (in cache int4 86 → 100 GB/s, int8 129 → 136); with more inputs there are enough independent
+    // chains, and not enough registers for more.
     const int SPLIT = NT == 1;
     for (size_t g = 0; g < spans; g += SPAN) {
         __m512i d[4][4], dh[4][4], d2[4], dh2[4];
@@ -344,9 +344,9 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
                 w1[i] = _mm512_loadu_si512(wrow[i] + g * 32 + 64);
             }
             for (int j = 0; j < NT; j++) {
-                const uint8_t *hp = q8_input(&o, t0 + j) + g * 64, *lp = hp + 128;
-                __m512i h0 = _mm512_loadu_si512(hp), h1 = _mm512_loadu_si512(hp + 64);
-                __m512i l0 = _mm512_loadu_si512(lp), l1 = _mm512_loadu_si512(lp + 64);
+                const uint8_t *hp = q8_input(&o, t0 + j) + g * 64;
+                __m512i h0 = _mm512_loadu_si512(hp), l0 = _mm512_loadu_si512(hp + 64);
+                __m512i h1 = _mm512_loadu_si512(hp + 128), l1 = _mm512_loadu_si512(hp + 192);
                 __m512i init = _mm512_loadu_si512(o.Xc + ((t0 + j) * o.xgroups + g) * 8);
                 __m512 sxv = quad_scales16(o.Xs + (t0 + j) * o.xgroups + g);
                 for (int i = 0; i < NR; i++) {
@@ -493,7 +493,7 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
 #define QQ_RANGE(NAME, TARGET, BLOCK, MAXT)                                                                        \
     __attribute__((target(TARGET)))                                                                                \
     AI void NAME##_body(const qq_ctx *c, size_t r0, size_t r1, const int FMT) {                                    \
-        const qq_ops o = {c->W, c->ws, c->rowData, c->groups, c->cols, c->Xq, c->Xs, c->Xc, c->xcols, c->xgroups,   \
+        const qq_ops o = {c->W, c->ws, c->rowData, c->groups, c->Xq, c->Xs, c->Xc, c->xcols, c->xgroups,   \
                           c->Y, c->ldy, c->acc};         \
         const size_t T = c->T;                                                                                     \
         ROW_BLOCKS(BLOCK, MAXT)                                                                                    \
@@ -540,53 +540,34 @@ static void qq_task(void *p, size_t r0, size_t r1) {
 
 // An int8 product's int16 activations (one input row in the weights' order, |a| ≤ KERN_Q8_ACT_LEVELS = 127 · 256
 // + 127) split in place into the two signed bytes VNNI multiplies, a = 256 · high + low (the order is at qq_ctx).
-// And the lane sums that start each dot (see lane_sums_q4): lane l of a span adds group l's values, of a quad
-// values 4l..4l+3 of its low and of its high half, of a tail group its values 4l..4l+3.
+// And the lane sums that start each dot (see lane_sums_q4): lane l adds values 4l..4l+3 of each of a span's or a
+// quad's 64-value units (in a span, group l's values), of a tail group its values 4l..4l+3.
 __attribute__((target(VNNI_TARGET)))
 static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
-    const size_t spans = span_groups(groups), quads = quad_groups(groups);
-    const __m512i ones = _mm512_set1_epi16(1);
+    const __m512i ones = _mm512_set1_epi16(1), round = _mm512_set1_epi16(128);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    for (size_t g = 0; g < spans; g += SPAN) {
-        // Unit u (64 values: one of each group's 4-value units) becomes its 64 high bytes, then its 64 low ones;
-        // lane h of the sums adds group h's values over the span's 8 units.
+    for (size_t g = 0, S; g < groups; g += S) {
+        block_of(groups, g, &S);
+        // A unit (a tail group: 32 values) becomes its high bytes, then its low ones.
+        const int unit = S == 1 ? 32 : 64;
         __m512i lanes = _mm512_setzero_si512();
-        for (int u = 0; u < 8; u++) {
-            int16_t *v = q + g * 32 + 64 * u;
-            __m512i a0 = _mm512_loadu_si512(v), a1 = _mm512_loadu_si512(v + 32);
+        for (int u = 0; u < 32 * (int)S; u += unit) {
+            int16_t *v = q + g * 32 + u;
+            __m512i a0 = _mm512_loadu_si512(v), a1 = S == 1 ? _mm512_setzero_si512() : _mm512_loadu_si512(v + 32);
             __m512i p0 = _mm512_madd_epi16(a0, ones), p1 = _mm512_madd_epi16(a1, ones);
             lanes = _mm512_add_epi32(lanes, _mm512_add_epi32(_mm512_permutex2var_epi32(p0, even, p1),
                                                              _mm512_permutex2var_epi32(p0, odd, p1)));
-            int8_t *hi = (int8_t *)v, *lo = hi + 64;
-            const __m512i round = _mm512_set1_epi16(128);
+            int8_t *hi = (int8_t *)v, *lo = hi + unit;
             _mm256_storeu_si256((__m256i *)lo, _mm512_cvtepi16_epi8(a0));
-            _mm256_storeu_si256((__m256i *)(lo + 32), _mm512_cvtepi16_epi8(a1));
             _mm256_storeu_si256((__m256i *)hi, _mm512_cvtepi16_epi8(_mm512_srai_epi16(_mm512_add_epi16(a0, round), 8)));
+            if (S == 1) continue;
+            _mm256_storeu_si256((__m256i *)(lo + 32), _mm512_cvtepi16_epi8(a1));
             _mm256_storeu_si256((__m256i *)(hi + 32), _mm512_cvtepi16_epi8(_mm512_srai_epi16(_mm512_add_epi16(a1, round), 8)));
         }
-        _mm512_storeu_si512(xc + g * 8, _mm512_mullo_epi32(lanes, _mm512_set1_epi32(-128)));
-    }
-    for (size_t g = spans; g < groups; g += g < quads ? QUAD : 1) {
-        const int n = g < quads ? 4 : 1;        // vectors of 32 values
-        __m512i a[4];
-        for (int k = 0; k < n; k++) a[k] = _mm512_loadu_si512(q + g * 32 + 32 * k);
-        // Sums of value pairs; a quad's values 64..127 add into the same lanes as 0..63.
-        __m512i p0 = _mm512_madd_epi16(a[0], ones), p1 = _mm512_setzero_si512();
-        if (n == 4) {
-            p0 = _mm512_add_epi32(p0, _mm512_madd_epi16(a[2], ones));
-            p1 = _mm512_add_epi32(_mm512_madd_epi16(a[1], ones), _mm512_madd_epi16(a[3], ones));
-        }
-        __m512i lanes = _mm512_add_epi32(_mm512_permutex2var_epi32(p0, even, p1), _mm512_permutex2var_epi32(p0, odd, p1));
         lanes = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(-128));
-        if (n == 4) _mm512_storeu_si512(xc + g * 8, lanes);
+        if (S > 1) _mm512_storeu_si512(xc + g * 8, lanes);
         else _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm512_castsi512_si256(lanes));
-        int8_t *hi = (int8_t *)(q + g * 32), *lo = hi + 32 * n;
-        for (int k = 0; k < n; k++) {
-            _mm256_storeu_si256((__m256i *)(lo + 32 * k), _mm512_cvtepi16_epi8(a[k]));
-            __m512i h = _mm512_srai_epi16(_mm512_add_epi16(a[k], _mm512_set1_epi16(128)), 8);
-            _mm256_storeu_si256((__m256i *)(hi + 32 * k), _mm512_cvtepi16_epi8(h));
-        }
     }
 }
 
@@ -1051,25 +1032,17 @@ static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
             c.q.W += wbytes;
             c.q.ws += k * L.rows * (L.width / 32) + L.row0 * (w / 32);
             c.q.rowData = value_bytes(p->format, w);
-            c.q.cols = w;
             c.q.groups = w / 32;
             c.q.Xq = (const uint8_t *)c.q.Xq + (p->format == KERN_Q8 ? 2 : 1) * c0;
             c.q.Xs += c0 / 32;
             c.q.Xc += c0 / 32 * 8;
             c.q.acc = k > 0;
             break;
-        case PRODUCT_H:
-            c.h.W = (const char *)c.h.W + wbytes;
-            c.h.ld = c.h.cols = w;
-            c.h.X += c0;
-            c.h.acc = k > 0;
-            break;
-        case PRODUCT_BD:
-            c.b.W = (const char *)c.b.W + wbytes;
-            c.b.ld = c.b.cols = w;
-            c.b.X2 += c0;
-            c.b.acc = k > 0;
-            break;
+        // f16/bf16 rows (h_ctx, bd_ctx): the panel's rows, w values each, and its columns of the input.
+#define TO_PANEL(ctx, X) ((ctx).W = (const char *)(ctx).W + wbytes, (ctx).ld = (ctx).cols = w, (ctx).X += c0, (ctx).acc = k > 0)
+        case PRODUCT_H: TO_PANEL(c.h, X); break;
+        case PRODUCT_BD: TO_PANEL(c.b, X2); break;
+#undef TO_PANEL
         }
         p->inner(&c, r0, r1);
     }
@@ -1106,7 +1079,7 @@ static void prepare(prepared *p, const product_args *d) {
         int path = has_vnni() ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
         act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, p->panels > 1 ? d->panels.width : 0, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
-        p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups, cols,
+        p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups,
                           Xq, Xs, Xc, cols, groups, T, d->Y, d->ldy, 0};
         p->kind = PRODUCT_QQ;
         p->inner = qq_task;

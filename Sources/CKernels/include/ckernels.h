@@ -65,8 +65,8 @@ size_t kern_format_row_bytes(int format, size_t cols);
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 /// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128) or KERN_Q4 (n/2 bytes, amax/7) with n/32
-/// scales, in the order the products read (groups in fours, see grouplayout.h); kern_dequantize gives them back in
-/// order.
+/// scales, in the order the products read (groups in spans of 16, then fours, see grouplayout.h); kern_dequantize
+/// gives them back in order.
 void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales);
 void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
 /// The largest magnitude of an int8 product's int16 activations: 127 · 256 + 127, so that each splits into two signed
