@@ -1,6 +1,6 @@
-// Group quantisation (32 values per group, one f32 scale each): int8 (q8, stored as v+128) and int4 (q4, two values
-// per byte, stored as v+8) for weights at load, packed in the products' layout (grouplayout.h), and activations in
-// every int8 (int16 values) or int4 (int8 values, the q8 rounding) product, in value order. Rounding is to
+// Group quantisation (32 values per group, one scale each): int8 (q8, stored as v+128) and int4 (q4, two values per
+// byte, stored as v+8) weights at load, with f16 scales, packed in the products' layout (grouplayout.h), and the
+// activations of every int8 (int16 values) or int4 (int8 values) product, with f32 scales, in value order. Rounding is to
 // nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
 #include "ckernels.h"
 #include "grouplayout.h"
@@ -14,14 +14,33 @@ static float amax32(const float *p) {
     return m;
 }
 
-static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s);
+// A group's scale, amax/levels, and the multiplier 1/scale that rounds its values. Weights (s16 set) keep the scale
+// in f16, rounded up, so that every |v · id| stays within levels (the values are rounded against the scale as stored:
+// a value's error stays under half the stored scale, which is at most 2^-10 above amax/levels for normal f16
+// scales); 0 when amax/levels exceeds f16's largest finite value, 65504 (KERN_Q_MAX_SCALE; the caller reports it).
+static float group_scale(float amax, float levels, float *s32, uint16_t *s16) {
+    float d = amax / levels;
+    if (s16) {
+        if (!(d <= KERN_Q_MAX_SCALE)) { *s16 = 0; return 0; }
+        uint16_t h;
+        float back;
+        kern_f32_to_f16(&d, &h, 1);
+        kern_f16_to_f32(&h, &back, 1);
+        if (back < d) { h++; kern_f16_to_f32(&h, &back, 1); }    // the next f16 up (positive patterns are ordered)
+        *s16 = h;
+        d = back;
+    } else *s32 = d;
+    return d > 0 ? 1.0f / d : 0;
+}
 
-// int8 weights at load, and the int8 activations of int4 products: the same rounding.
-void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
-    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_q8_avx2(src, n, q, scales); return; }
+static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s32, uint16_t *s16);
+
+// int8 weights at load (f16 scales in s16) and the int8 activations of int4 products (f32 scales in s32): the
+// same rounding.
+static void quantize_q8(const float *src, size_t n, int8_t *q, float *s32, uint16_t *s16) {
+    if (kern_isa_active() >= KERN_ISA_AVX2) { quant_q8_avx2(src, n, q, s32, s16); return; }
     for (size_t g = 0; g < n / 32; g++) {
-        float d = amax32(src + g * 32) / 127.0f, id = d > 0 ? 1.0f / d : 0;
-        scales[g] = d;
+        float id = group_scale(amax32(src + g * 32), 127.0f, s32 ? s32 + g : NULL, s16 ? s16 + g : NULL);
         for (int i = 0; i < 32; i++) {
             float v = rintf(src[g * 32 + i] * id);
             q[g * 32 + i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
@@ -29,14 +48,15 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) {
     }
 }
 
-static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s);
+void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales) { quantize_q8(src, n, q, scales, NULL); }
+
+static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, uint16_t *s);
 
 // Byte j of each group holds value j (low nibble) and j + 16 (high nibble), as v + 8.
-static void quantize_q4_values(const float *src, size_t n, uint8_t *q, float *scales) {
+static void quantize_q4_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
     if (kern_isa_active() >= KERN_ISA_AVX2) { quant_q4_avx2(src, n, q, scales); return; }
     for (size_t g = 0; g < n / 32; g++) {
-        float d = amax32(src + g * 32) / 7.0f, id = d > 0 ? 1.0f / d : 0;
-        scales[g] = d;
+        float id = group_scale(amax32(src + g * 32), 7.0f, NULL, scales + g);
         for (int j = 0; j < 16; j++) {
             int lo = (int)rintf(src[g * 32 + j] * id), hi = (int)rintf(src[g * 32 + j + 16] * id);
             lo = lo < -8 ? -8 : (lo > 7 ? 7 : lo);
@@ -46,26 +66,31 @@ static void quantize_q4_values(const float *src, size_t n, uint8_t *q, float *sc
     }
 }
 
-void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales) {
+int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales) {
+    const float limit = (format == KERN_Q8 ? 127.0f : 7.0f) * KERN_Q_MAX_SCALE;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(src[i]) <= limit)) return -1;                    // NaN too
     if (format == KERN_Q8) {
         // Stored as v + 128 (1…255): the unsigned operand of vpdpbusd, which then multiplies them by activations in
         // two signed byte planes (products.c).
         uint8_t *b = (uint8_t *)q;
-        kern_quantize_q8(src, n, (int8_t *)q, scales);
+        quantize_q8(src, n, (int8_t *)q, NULL, scales);
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
         quantize_q4_values(src, n, (uint8_t *)q, scales);
         pack_groups((uint8_t *)q, n / 32, 16, UNIT);
     }
+    return 0;
 }
 
 // ---- vector rounding (groups of 32, round half to even) ---------------------------------------------------------
 
-// The 32 values at p as integers of magnitude at most `levels`: scale amax/levels (stored at *scale), each value
-// times 1/scale rounded half to even and clamped, as int32 (the same arithmetic as the scalar paths: rintf(x · id)).
+// The 32 values at p as integers of magnitude at most `levels`: scale amax/levels (stored at *s32, or for weights in
+// f16 at *s16, see group_scale), each value times 1/scale rounded half to even and clamped, as int32 (the same
+// arithmetic as the scalar paths: rintf(x · id)).
 __attribute__((target("avx2,fma,f16c")))
-static inline void round_group(const float *p, float levels, float *scale, __m256i out[4]) {
+static inline void round_group(const float *p, float levels, float *s32, uint16_t *s16, __m256i out[4]) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
     __m256 v[4], m = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
@@ -75,8 +100,7 @@ static inline void round_group(const float *p, float levels, float *scale, __m25
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    float d = _mm_cvtss_f32(h) / levels, id = d > 0 ? 1.0f / d : 0.0f;
-    *scale = d;
+    const float id = group_scale(_mm_cvtss_f32(h), levels, s32, s16);
     const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(levels), lo = _mm256_set1_ps(-levels);
     for (int i = 0; i < 4; i++) {
         __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -89,7 +113,7 @@ __attribute__((target("avx2,fma,f16c")))
 static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
     for (size_t g = 0; g < n / 32; g++) {
         __m256i i32[4];
-        round_group(x + g * 32, KERN_Q8_ACT_LEVELS, &s[g], i32);
+        round_group(x + g * 32, KERN_Q8_ACT_LEVELS, &s[g], NULL, i32);
         // packs works within 128-bit lanes: restore the order with a 64-bit permute.
         __m256i a = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[0], i32[1]), 0xD8);
         __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi32(i32[2], i32[3]), 0xD8);
@@ -100,10 +124,10 @@ static void quant_act_avx2(const float *x, size_t n, int16_t *q, float *s) {
 
 // int8 values: amax/127 per group.
 __attribute__((target("avx2,fma,f16c")))
-static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s) {
+static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s32, uint16_t *s16) {
     for (size_t g = 0; g < n / 32; g++) {
         __m256i i32[4];
-        round_group(x + g * 32, 127.0f, &s[g], i32);
+        round_group(x + g * 32, 127.0f, s32 ? s32 + g : NULL, s16 ? s16 + g : NULL, i32);
         // packs works within 128-bit lanes: 32 → 16 → 8 bits leaves the values in lane order 0,4,1,5,2,6,3,7 (of 4).
         __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
         _mm256_storeu_si256((__m256i *)(q + g * 32), _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
@@ -112,11 +136,11 @@ static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s) {
 
 // int4 weights: amax/7 (|v · id| ≤ 7, so the scalar path's clamp at −8 is never reached), as v + 8 in nibbles.
 __attribute__((target("avx2,fma,f16c")))
-static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, float *s) {
+static void quant_q4_avx2(const float *x, size_t n, uint8_t *q, uint16_t *s) {
     const __m256i eight = _mm256_set1_epi32(8);
     for (size_t g = 0; g < n / 32; g++) {
         __m256i i32[4];
-        round_group(x + g * 32, 7.0f, &s[g], i32);
+        round_group(x + g * 32, 7.0f, NULL, s + g, i32);
         // Values j and j + 16 share byte j: (lo + 8) | (hi + 8) << 4 for j in 0..7 and 8..15.
         __m256i a = _mm256_or_si256(_mm256_add_epi32(i32[0], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[2], eight), 4));
         __m256i b = _mm256_or_si256(_mm256_add_epi32(i32[1], eight), _mm256_slli_epi32(_mm256_add_epi32(i32[3], eight), 4));
@@ -139,14 +163,17 @@ void kern_quantize_act(const float *x, size_t n, int16_t *q, float *scales) {
     }
 }
 
-void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out) {
+void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n, float *out) {
     if (format == KERN_F16) { kern_f16_to_f32((const uint16_t *)q, out, n); return; }
     if (format == KERN_BF16) { kern_bf16_to_f32((const uint16_t *)q, out, n); return; }
     size_t groups = n / 32;
-    for (size_t g = 0; g < groups; g++)
+    for (size_t g = 0; g < groups; g++) {
+        float s;
+        kern_f16_to_f32(scales + g, &s, 1);
         for (size_t j = 0; j < 32; j++) {
             int v = format == KERN_Q8 ? q8_value((const uint8_t *)q, groups, g, j)
                                       : q4_value((const uint8_t *)q, groups, g, j);
-            out[g * 32 + j] = (float)v * scales[g];
+            out[g * 32 + j] = (float)v * s;
         }
+    }
 }

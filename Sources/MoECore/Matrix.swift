@@ -7,9 +7,9 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     case f16
     /// bfloat16 (the top half of an f32).
     case bf16
-    /// int8, groups of 32 values along a row with one f32 scale each.
+    /// int8, groups of 32 values along a row with one f16 scale each (llama.cpp's q8_0: 34 bytes per 32 values).
     case int8
-    /// int4 (two per byte), groups of 32 with one f32 scale each.
+    /// int4 (two per byte), groups of 32 with one f16 scale each (q4_0: 18 bytes per 32 values).
     case int4
 
     /// The C kernels' code for this format.
@@ -30,7 +30,30 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     public func rowBytes(_ cols: Int) -> Int { kern_format_row_bytes(kernelCode, cols) }
 
     /// Bytes of one row's values alone (int8/int4 keep their scales in a separate array).
-    public func valueBytes(_ cols: Int) -> Int { isGrouped ? rowBytes(cols) - cols / 32 * 4 : rowBytes(cols) }
+    public func valueBytes(_ cols: Int) -> Int { isGrouped ? rowBytes(cols) - cols / 32 * 2 : rowBytes(cols) }
+
+    /// The largest weight magnitude a group can hold: int8/int4 scales (amax/127, amax/7) are f16, at most 65504.
+    public var maxMagnitude: Float {
+        switch self {
+        case .int8: return 127 * KERN_Q_MAX_SCALE
+        case .int4: return 7 * KERN_Q_MAX_SCALE
+        default: return .greatestFiniteMagnitude
+        }
+    }
+
+    /// Why the f32 matrix `m` cannot be held in this format, or nil when it can: int8/int4 need rows of a multiple
+    /// of 32 values and finite values within `maxMagnitude`.
+    public func reasonCannotHold(_ m: Matrix) -> String? {
+        guard isGrouped else { return nil }
+        if m.cols % 32 != 0 { return "its rows have \(m.cols) values, not a multiple of the group size 32" }
+        for r in 0..<m.rows {
+            let row = m.row(r)
+            for c in 0..<m.cols where !(abs(row[c]) <= maxMagnitude) {
+                return "row \(r) holds \(row[c]) at column \(c), beyond the ±\(maxMagnitude) that \(rawValue)'s f16 group scales can hold"
+            }
+        }
+        return nil
+    }
 
     /// Accepted spellings in configs and flags (`q8_0`/`q4_0` as llama.cpp names them).
     public init?(name: String) {
@@ -58,7 +81,8 @@ public struct Matrix: @unchecked Sendable {
     public let format: WeightFormat
     /// The allocation's start (a row view of a matrix in panels shares it and moves `panels.row0` instead).
     public let raw: UnsafeRawPointer
-    public let scales: UnsafePointer<Float>?
+    /// int8/int4: one f16 scale per group of 32, row after row (in panels like the values).
+    public let scales: UnsafePointer<UInt16>?
     public let owner: AnyObject
     /// Column panels: width 0 when rows are held one after another.
     public let panels: kern_panels
@@ -122,7 +146,7 @@ public struct Matrix: @unchecked Sendable {
     public var byteCount: Int { rows * format.rowBytes(cols) }
 
     /// This matrix converted to `format` (a copy; same format returns self). Only f32 matrices convert; int8/int4
-    /// need cols divisible by 32 (nil otherwise).
+    /// need cols divisible by 32 and finite values within `maxMagnitude` (nil otherwise: `reasonCannotHold` says why).
     public func converted(to f: WeightFormat) -> Matrix? {
         if f == format { return self }
         return Matrix.stacking([self], as: f)
@@ -145,8 +169,9 @@ public struct Matrix: @unchecked Sendable {
                     let (start, width) = stack.panel(k), (dst, sc) = stack.location(row: r, panel: k)
                     let src = m.row(i) + start
                     switch f {
-                    case .int8, .int4: kern_quantize_weights(f.kernelCode, src, width, UnsafeMutableRawPointer(mutating: dst),
-                                                             UnsafeMutablePointer(mutating: sc))
+                    case .int8, .int4:
+                        guard kern_quantize_weights(f.kernelCode, src, width, UnsafeMutableRawPointer(mutating: dst),
+                                                    UnsafeMutablePointer(mutating: sc)) == 0 else { return nil }
                     case .f16: kern_f32_to_f16(src, UnsafeMutableRawPointer(mutating: dst).assumingMemoryBound(to: UInt16.self), width)
                     case .bf16: kern_f32_to_bf16(src, UnsafeMutableRawPointer(mutating: dst).assumingMemoryBound(to: UInt16.self), width)
                     case .f32: break
@@ -161,7 +186,7 @@ public struct Matrix: @unchecked Sendable {
     }
 
     /// Where row r's values (and scales, for int8/int4) of panel k are (k = 0 for a matrix without panels).
-    func location(row r: Int, panel k: Int) -> (values: UnsafeRawPointer, scales: UnsafePointer<Float>?) {
+    func location(row r: Int, panel k: Int) -> (values: UnsafeRawPointer, scales: UnsafePointer<UInt16>?) {
         if panels.width == 0 {
             return (raw + r * format.valueBytes(cols), scales.map { $0 + r * (cols / 32) })
         }
@@ -191,7 +216,7 @@ public struct Matrix: @unchecked Sendable {
         }
     }
 
-    private init(rows: Int, cols: Int, ld: Int, format: WeightFormat, raw: UnsafeRawPointer, scales: UnsafePointer<Float>?,
+    private init(rows: Int, cols: Int, ld: Int, format: WeightFormat, raw: UnsafeRawPointer, scales: UnsafePointer<UInt16>?,
                  owner: AnyObject, panels: kern_panels) {
         self.rows = rows
         self.cols = cols
@@ -204,10 +229,10 @@ public struct Matrix: @unchecked Sendable {
     }
 }
 
-/// Owned storage of a converted matrix: packed values, then (int8/int4) one f32 scale per group of 32.
+/// Owned storage of a converted matrix: packed values, then (int8/int4) one f16 scale per group of 32.
 public final class QuantBuffer: @unchecked Sendable {
     public let data: UnsafeMutableRawPointer
-    public let scales: UnsafeMutablePointer<Float>
+    public let scales: UnsafeMutablePointer<UInt16>
     public let rowDataBytes: Int
 
     init(format: WeightFormat, rows: Int, cols: Int) {

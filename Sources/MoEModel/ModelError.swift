@@ -11,7 +11,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(tensor: String, expected: [Int], found: [Int])
     case unsupportedDType(tensor: String, dtype: String)
     case unsupported(String)
-    case cannotConvert(tensor: String, cols: Int, to: String)
+    case cannotConvert(tensor: String, to: String, reason: String)
 
     public var description: String {
         switch self {
@@ -33,8 +33,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16)"
         case .unsupported(let what):
             return "unsupported: \(what)"
-        case .cannotConvert(let n, let c, let f):
-            return "\(n) cannot be stored as \(f): its rows have \(c) values, not a multiple of the group size 32 (use f32, f16 or bf16 for this role)"
+        case .cannotConvert(let n, let f, let reason):
+            return "\(n) cannot be stored as \(f): \(reason) (use f32, f16 or bf16 for this role)"
         }
     }
 }

@@ -159,9 +159,11 @@ public struct WeightFormats: Sendable, Equatable {
 }
 
 extension Matrix {
-    /// This matrix stored in `f`; throws naming the tensor when a grouped format does not fit its width.
+    /// This matrix stored in `f`; throws naming the tensor when a grouped format cannot hold it (width, range).
     func converting(to f: WeightFormat, _ name: @autoclosure () -> String) throws -> Matrix {
-        guard let c = converted(to: f) else { throw ModelError.cannotConvert(tensor: name(), cols: cols, to: f.rawValue) }
+        guard let c = converted(to: f) else {
+            throw ModelError.cannotConvert(tensor: name(), to: f.rawValue, reason: f.reasonCannotHold(self) ?? "conversion failed")
+        }
         return c
     }
 }

@@ -178,8 +178,8 @@ import Testing
         let m = try LoadedModel(directory: Fixtures.model("tiny-mixtral"))
         let f32 = AdaptiveK.forModel(m.transformer, maxK: 4), int4 = AdaptiveK.forModel(m.transformer, maxK: 4, expertFormat: .int4)
         let ratio = int4.expertBytes / f32.expertBytes
-        // 4 bits and one f32 scale per 32 values against 32 bits: 0.625 / 4.
-        #expect(abs(ratio - 0.625 / 4) < 0.01, "int4/f32 expert bytes \(ratio)")
+        // 4 bits and one f16 scale per 32 values against 32 bits: 0.5625 / 4.
+        #expect(abs(ratio - 0.5625 / 4) < 0.01, "int4/f32 expert bytes \(ratio)")
         #expect(int4.prior(5) < f32.prior(5))
     }
 

@@ -34,7 +34,7 @@ import Testing
         #expect(stats.map(\.format) == [.f16, .f16, .int4])
         #expect(stats[0].rows == 64 && stats[0].weightBytes == Double(2 * 64 * cols * 2))
         // int4: half a byte per value plus a float scale per group of 32.
-        #expect(stats[2].rows == 32 && stats[2].weightBytes == Double(32 * (cols / 2 + cols / 32 * 4)))
+        #expect(stats[2].rows == 32 && stats[2].weightBytes == Double(32 * (cols / 2 + cols / 32 * 2)))
         #expect(stats.allSatisfy { $0.seconds > 0 })
         ProductProfile.start()
         #expect(mine(ProductProfile.stop()).isEmpty)

@@ -92,14 +92,15 @@ import Testing
     }
 
     /// Rows go in column panels of at most 1024 values when a product's input row and four weight rows would
-    /// not fit in 24 KB of L1 (f16/bf16 over 2048 values, int8 over 3276, int4 over 5461), split evenly where the
+    /// not fit in 24 KB of L1 (f16/bf16 over 2048 values, int8 over 3389, int4 over 5782), split evenly where the
     /// panels can be a multiple of 128 values wide (512 for int8/int4, whose groups are taken in spans of 16).
     @Test func longRowsGoInPanelsOfAtMost1024Values() {
         let table: [(cols: Int, format: WeightFormat, width: Int)] = [
             (1024, .f16, 0), (2048, .f16, 0), (2080, .f16, 1024), (3584, .bf16, 896), (4096, .f16, 1024),
             (5120, .bf16, 1024), (11008, .f16, 1024), (14336, .f16, 1024), (18944, .bf16, 1024),
-            (2048, .int8, 0), (3264, .int8, 0), (3584, .int8, 1024), (4096, .int8, 1024), (4384, .int8, 1024),
-            (3584, .int4, 0), (5440, .int4, 0), (5632, .int4, 1024), (6272, .int4, 1024), (14336, .int4, 1024), (1536, .f16, 0)]
+            (2048, .int8, 0), (3360, .int8, 0), (3392, .int8, 1024), (3584, .int8, 1024), (4096, .int8, 1024),
+            (4384, .int8, 1024), (3584, .int4, 0), (5760, .int4, 0), (5792, .int4, 1024), (6272, .int4, 1024),
+            (14336, .int4, 1024), (1536, .f16, 0)]
         for (cols, format, width) in table {
             #expect(Matrix.panelWidth(cols: cols, format: format) == width, "\(format) cols \(cols)")
         }
@@ -143,12 +144,12 @@ import Testing
         for (i, v) in ties.enumerated() { src[32 + i] = v }
         for i in 44..<64 { src[i] = Float(i % 15 - 7) }
         if format == .int8 { for i in 32..<64 { src[i] *= 127.0 / 7.0 } }
-        var reference: ([UInt8], [Float])?
+        var reference: ([UInt8], [UInt16])?
         defer { kern_isa_force(-1) }
         for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
             kern_isa_force(Int32(isa))
-            var q = [UInt8](repeating: 0, count: format.valueBytes(cols)), s = [Float](repeating: 0, count: cols / 32)
-            kern_quantize_weights(format.kernelCode, src, cols, &q, &s)
+            var q = [UInt8](repeating: 0, count: format.valueBytes(cols)), s = [UInt16](repeating: 0, count: cols / 32)
+            #expect(kern_quantize_weights(format.kernelCode, src, cols, &q, &s) == 0)
             if let (rq, rs) = reference {
                 #expect(q == rq && s == rs, "\(format) isa \(isa)")
             } else {
@@ -159,7 +160,8 @@ import Testing
 
     /// int8 and int4 weights are stored in the products' order (groups in spans of 16, then in fours, their values
     /// taking turns per dot lane, then a tail of 1–3 groups in value order) and come back in value order: each value
-    /// within its group's rounding step of the original (amax/127, amax/7), at row widths of a tail only, quads
+    /// within half its group's stored step of the original (amax/127, amax/7 rounded up to f16: at most 2^-10 above),
+    /// at row widths of a tail only, quads
     /// only, quads with a tail of each length, a span alone and spans with quads and a tail.
     @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
     func groupedWeightsComeBackInValueOrder(format: WeightFormat, levels: Float) throws {
@@ -171,7 +173,7 @@ import Testing
             w.dequantizedRow(0, into: &back)
             for g in 0..<(cols / 32) {
                 let amax: Float = src[(g * 32)..<(g * 32 + 32)].map { abs($0) }.max()!
-                let step: Float = amax / levels
+                let step: Float = amax / levels * (1 + 1 / 1024)
                 for j in 0..<32 {
                     let i = g * 32 + j
                     let err: Float = abs(back[i] - src[i])
@@ -302,10 +304,59 @@ import Testing
 
     @Test func groupedFormatsNameTheTensorWhoseWidthDoesNotFit() {
         let m = Matrix(FloatBuffer(randoms(4 * 48, seed: 1)), rows: 4, cols: 48)
-        #expect(throws: ModelError.cannotConvert(tensor: "layer 3 expert 5 gate", cols: 48, to: "int8")) {
+        #expect(throws: ModelError.cannotConvert(tensor: "layer 3 expert 5 gate", to: "int8",
+                                                 reason: "its rows have 48 values, not a multiple of the group size 32")) {
             try m.converting(to: .int8, "layer 3 expert 5 gate")
         }
         #expect(m.converted(to: .f16) != nil && m.converted(to: .bf16) != nil)
+    }
+
+    /// int8/int4 group scales are f16, so a group holds magnitudes up to 127 · 65504 (int8) or 7 · 65504 (int4):
+    /// beyond that, or a value that is not finite, the conversion fails naming the tensor, row and column, and
+    /// nothing is half-converted. Right at the limit the values come back within half a step.
+    @Test func groupedFormatsNameTheValueTheirScalesCannotHold() throws {
+        var v = randoms(2 * 64, seed: 3)
+        v[64 + 37] = 5e5                                    // beyond int4's 458528, within int8's 8.3e6
+        let m = Matrix(FloatBuffer(v), rows: 2, cols: 64)
+        #expect(throws: ModelError.cannotConvert(tensor: "lm_head", to: "int4",
+                                                 reason: "row 1 holds 500000.0 at column 37, beyond the ±458528.0 that int4's f16 group scales can hold")) {
+            try m.converting(to: .int4, "lm_head")
+        }
+        let q8 = try #require(m.converted(to: .int8))
+        var back = [Float](repeating: 0, count: 64)
+        q8.dequantizedRow(1, into: &back)
+        let halfStep: Float = 5e5 / 127 / 2 * (1 + 1.0 / 1024)
+        #expect(abs(back[37] - 5e5) <= halfStep)
+        v[5] = .nan
+        #expect(Matrix(FloatBuffer(v), rows: 2, cols: 64).converted(to: .int8) == nil)
+        #expect(WeightFormat.int8.reasonCannotHold(Matrix(FloatBuffer(v), rows: 2, cols: 64))?.hasPrefix("row 0 holds nan at column 5") == true)
+        // At the limit itself: scale 65504 exactly.
+        var edge = [Float](repeating: 1, count: 32)
+        edge[3] = -7 * 65504
+        let e = try #require(Matrix(FloatBuffer(edge), rows: 1, cols: 32).converted(to: .int4))
+        e.dequantizedRow(0, into: &back)
+        #expect(back[3] == -7 * 65504)
+    }
+
+    /// The f16 scale of a group is amax/levels rounded up (never below, so no value is clamped), at most one f16 step
+    /// above, down to subnormal scales: a group of tiny weights keeps its values within half its step.
+    @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
+    func groupScalesRoundUpToF16(format: WeightFormat, levels: Float) throws {
+        for amax: Float in [1, 0.02, 3.3e-3, 1e-5, 2e-7, 0.7, 1234.5] {
+            let src: [Float] = (0..<32).map { Float($0 - 16) / 16 * amax * ($0 == 0 ? -1 : 1) }
+            var q = [UInt8](repeating: 0, count: format.valueBytes(32)), s: [UInt16] = [0]
+            #expect(kern_quantize_weights(format.kernelCode, src, 32, &q, &s) == 0)
+            var scale: Float = 0
+            kern_f16_to_f32(&s, &scale, 1)
+            let exact = amax / levels
+            #expect(scale >= exact, "\(format) amax \(amax)")
+            var below = s[0] - 1, prev: Float = 0
+            kern_f16_to_f32(&below, &prev, 1)
+            #expect(prev < exact, "\(format) amax \(amax): the smallest f16 not below amax/levels")
+            var back = [Float](repeating: 0, count: 32)
+            kern_dequantize(format.kernelCode, q, s, 32, &back)
+            for j in 0..<32 { #expect(abs(back[j] - src[j]) <= scale / 2 * 1.0001, "\(format) amax \(amax) value \(j)") }
+        }
     }
 
     @Test func formatNamesIncludeLlamaCppSpellings() {

@@ -56,7 +56,8 @@ long long kern_read_mt(const float *a, size_t n);
 void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 
 // ---- Weight formats and products --------------------------------------------------------------------------------
-// int8 / int4: groups of 32 along a row, one f32 scale per group (rows contiguous, scales in a separate array).
+// int8 / int4: groups of 32 along a row, one f16 scale per group (as llama.cpp's q8_0 and q4_0: 34 and 18 bytes per
+// 32 values; rows contiguous, scales in a separate array).
 // f16 / bf16: rows of 16-bit values, no scales. f32: rows of floats, row stride `ld`.
 enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
@@ -64,11 +65,15 @@ size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
-/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128) or KERN_Q4 (n/2 bytes, amax/7) with n/32
-/// scales, in the order the products read (groups in spans of 16, then fours, see grouplayout.h); kern_dequantize
-/// gives them back in order.
-void kern_quantize_weights(int format, const float *src, size_t n, void *q, float *scales);
-void kern_dequantize(int format, const void *q, const float *scales, size_t n, float *out);
+/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128, scale amax/127) or KERN_Q4 (n/2 bytes, v + 8,
+/// amax/7) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
+/// in spans of 16, then fours, see grouplayout.h); kern_dequantize gives them back in order. Returns 0, or −1 (nothing
+/// written) when a group's scale would exceed KERN_Q_MAX_SCALE (|w| over 8.3e6 for int8, 4.6e5 for int4) or a value
+/// is not finite.
+int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales);
+void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n, float *out);
+/// The largest finite f16: the largest group scale int8/int4 weights can hold.
+#define KERN_Q_MAX_SCALE 65504.0f
 /// The largest magnitude of an int8 product's int16 activations: 127 · 256 + 127, so that each splits into two signed
 /// bytes (a high and a low one, which AVX-512 VNNI multiplies by the weights with vpdpbusd).
 #define KERN_Q8_ACT_LEVELS 32639
@@ -91,7 +96,7 @@ int kern_has_bf16_dot(void);
 /// with `w` and `scales` pointing at the allocation's start. Each panel's input columns stay in L1 while its weight
 /// rows stream, where a long row's input (16 KB and more of f32 for rows of 4096 values) is evicted by them.
 typedef struct { size_t width, rows, row0; } kern_panels;
-void kern_gemm_w_mt(int format, const void *w, size_t ld, const float *scales, kern_panels panels, const float *X,
+void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows);
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
