@@ -268,7 +268,10 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
                     _mm_prefetch((const char *)(wrow[i] + g * 16 + 64 * u + Q_PREFETCH), _MM_HINT_T0);
                     __m512i b = _mm512_loadu_si512(wrow[i] + g * 16 + 64 * u);
                     wl[i] = _mm512_and_si512(b, _mm512_set1_epi8(15));
-                    wh[i] = _mm512_and_si512(_mm512_srli_epi16(b, 4), _mm512_set1_epi8(15));
+                    // At one input row the high nibbles are multiplied in place, as 16 · (v + 8), into dh alone,
+                    // shifted back once per span (exact: dh is a multiple of 16): one instruction fewer per 64 bytes.
+                    wh[i] = SPLIT ? _mm512_and_si512(b, _mm512_set1_epi8((char)0xF0))
+                                  : _mm512_and_si512(_mm512_srli_epi16(b, 4), _mm512_set1_epi8(15));
                 }
                 for (int j = 0; j < NT; j++) {
                     const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32 + 64 * u;
@@ -316,7 +319,7 @@ AI void qq_block_vnni(const qq_ops o, const size_t *rows, size_t t0, const int F
             __m512 sxv = _mm512_loadu_ps(o.Xs + (t0 + j) * o.xgroups + g);
             for (int i = 0; i < NR; i++) {
                 __m512i dd;
-                if (FMT == KERN_Q4) dd = SPLIT ? _mm512_add_epi32(d[i][j], dh[i][j]) : d[i][j];
+                if (FMT == KERN_Q4) dd = SPLIT ? _mm512_add_epi32(d[i][j], _mm512_srai_epi32(dh[i][j], 4)) : d[i][j];
                 else {
                     __m512i hi = SPLIT ? _mm512_add_epi32(dh[i][j], dh2[i]) : dh[i][j];
                     __m512i lo = SPLIT ? _mm512_add_epi32(d[i][j], d2[i]) : d[i][j];
