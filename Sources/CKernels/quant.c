@@ -14,24 +14,31 @@ static float amax32(const float *p) {
     return m;
 }
 
+// One value to f16 (to nearest even) and back: portable, and by F16C where round_group runs.
+static inline uint16_t to_f16(float d) { uint16_t h; kern_f32_to_f16(&d, &h, 1); return h; }
+static inline float from_f16(uint16_t h) { float d; kern_f16_to_f32(&h, &d, 1); return d; }
+__attribute__((target("f16c"))) static inline uint16_t to_f16_f16c(float d) { return _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT); }
+__attribute__((target("f16c"))) static inline float from_f16_f16c(uint16_t h) { return _cvtsh_ss(h); }
+
 // A group's scale, amax/levels, and the multiplier 1/scale that rounds its values. Weights (s16 set) keep the scale
 // in f16, rounded up, so that every |v · id| stays within levels (the values are rounded against the scale as stored:
 // a value's error stays under half the stored scale, which is at most 2^-10 above amax/levels for normal f16
-// scales); 0 when amax/levels exceeds f16's largest finite value, 65504 (KERN_Q_MAX_SCALE; the caller reports it).
-static float group_scale(float amax, float levels, float *s32, uint16_t *s16) {
-    float d = amax / levels;
-    if (s16) {
-        if (!(d <= KERN_Q_MAX_SCALE)) { *s16 = 0; return 0; }
-        uint16_t h;
-        float back;
-        kern_f32_to_f16(&d, &h, 1);
-        kern_f16_to_f32(&h, &back, 1);
-        if (back < d) { h++; kern_f16_to_f32(&h, &back, 1); }    // the next f16 up (positive patterns are ordered)
-        *s16 = h;
-        d = back;
-    } else *s32 = d;
-    return d > 0 ? 1.0f / d : 0;
-}
+// scales); kern_quantize_weights has checked that amax/levels is at most f16's largest finite value.
+#define GROUP_SCALE(NAME, TARGET, TO16, FROM16)                                                                    \
+    __attribute__((target(TARGET), always_inline))                                                                 \
+    static inline float NAME(float amax, float levels, float *s32, uint16_t *s16) {                               \
+        float d = amax / levels;                                                                                   \
+        if (s16) {                                                                                                 \
+            uint16_t h = TO16(d);                                                                                  \
+            float back = FROM16(h);                                                                                \
+            if (back < d) back = FROM16(++h);    /* the next f16 up (positive patterns are ordered) */             \
+            *s16 = h;                                                                                              \
+            d = back;                                                                                              \
+        } else *s32 = d;                                                                                           \
+        return d > 0 ? 1.0f / d : 0;                                                                               \
+    }
+GROUP_SCALE(group_scale, "sse2", to_f16, from_f16)
+GROUP_SCALE(group_scale_f16c, "avx2,fma,f16c", to_f16_f16c, from_f16_f16c)
 
 static void quant_q8_avx2(const float *x, size_t n, int8_t *q, float *s32, uint16_t *s16);
 
@@ -68,8 +75,9 @@ static void quantize_q4_values(const float *src, size_t n, uint8_t *q, uint16_t 
 
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales) {
     const float limit = (format == KERN_Q8 ? 127.0f : 7.0f) * KERN_Q_MAX_SCALE;
-    for (size_t i = 0; i < n; i++)
-        if (!(fabsf(src[i]) <= limit)) return -1;                    // NaN too
+    int out_of_range = 0;                                             // NaN too; one branch-free (vectorized) pass
+    for (size_t i = 0; i < n; i++) out_of_range |= !(fabsf(src[i]) <= limit);
+    if (out_of_range) return -1;
     if (format == KERN_Q8) {
         // Stored as v + 128 (1…255): the unsigned operand of vpdpbusd, which then multiplies them by activations in
         // two signed byte planes (products.c).
@@ -100,7 +108,7 @@ static inline void round_group(const float *p, float levels, float *s32, uint16_
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    const float id = group_scale(_mm_cvtss_f32(h), levels, s32, s16);
+    const float id = group_scale_f16c(_mm_cvtss_f32(h), levels, s32, s16);
     const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(levels), lo = _mm256_set1_ps(-levels);
     for (int i = 0; i < 4; i++) {
         __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
