@@ -48,6 +48,9 @@ struct ModelBench: ParsableCommand {
         var steady: Bool
         /// Decode rounds run (3, or up to 6 while none was steady).
         var rounds: Int
+        /// The format's one-input-row products from cache (Roofline.inCacheProductRate), bytes/s: the better of a
+        /// sample before the decode rounds and one after.
+        var inCache: Double
         var roofline: Double { bandwidth / decode.bytesPerStep }
     }
 
@@ -75,6 +78,7 @@ struct ModelBench: ParsableCommand {
             let resident = residentBytes()
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s, resident \(String(format: "%.2f", Double(resident) / 1e9)) GB")
             let prefill = measurePrefill(m)
+            let cacheBefore = Roofline.inCacheProductRate(format: f)
             var decodes: [Decode] = [], sampled: [Roofline.SampledRound] = []
             var before = Roofline.readBandwidth()
             while decodes.count < 3 || (decodes.count < 6 && !sampled.contains { $0.isSteady() }) {
@@ -86,8 +90,10 @@ struct ModelBench: ParsableCommand {
             let (best, steady) = Roofline.reportedRound(sampled)!
             let decode = decodes[best]
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
+            let inCache = max(cacheBefore, Roofline.inCacheProductRate(format: f))
             let row = Row(format: f, weightBytes: m.bytesHeld, residentBytes: resident, prefill: prefill, decode: decode,
-                          batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, rounds: decodes.count)
+                          batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, rounds: decodes.count,
+                          inCache: inCache)
             rows.append(row)
             let profile = products ? profileDecode(m, format: f) : nil
             if let p = profile, !json { profiles.append((f, p)) }
@@ -102,6 +108,7 @@ struct ModelBench: ParsableCommand {
                     "bandwidth_gb_s": row.bandwidth / 1e9, "triad_gb_s": triad / 1e9,
                     "roofline_tok_s": roofline, "roofline_ratio": decode.tokensPerSecond / roofline,
                     "bandwidth_steady": row.steady, "decode_rounds": row.rounds,
+                    "in_cache_product_gb_s": row.inCache / 1e9,
                 ]
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
                 if let p = profile { obj["products"] = p.jsonRows }
@@ -112,20 +119,21 @@ struct ModelBench: ParsableCommand {
         }
         if json { return }
         print("moe-bench \(dir) — \(ComputeThreads.count) threads, \(ComputeThreads.isa); read bandwidth at start \(String(format: "%.1f", bandwidth / 1e9)) GB/s (triad \(String(format: "%.1f", triad / 1e9))), f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
-        var header = "| format | weights (GB) | resident (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | bandwidth (GB/s) | roofline (tok/s) | ratio |"
+        var header = "| format | weights (GB) | resident (GB) | prefill \(promptTokens) (tok/s) | prefill GFLOP/s (÷ f32 GEMM) | decode (tok/s) | bytes/token (GB) | bandwidth (GB/s) | roofline (tok/s) | ratio | products from cache (GB/s) |"
         if batch > 1 { header += " decode batch \(batch) (tok/s) |" }
         print(header)
-        print(String(repeating: "| --- ", count: batch > 1 ? 11 : 10) + "|")
+        print(String(repeating: "| --- ", count: batch > 1 ? 12 : 11) + "|")
         for r in rows {
             let roofline = r.roofline
-            var line = String(format: "| %@ | %.2f | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | %.1f | **%.2f** |", r.format.rawValue,
+            var line = String(format: "| %@ | %.2f | %.2f | %.0f | %.0f (%.2f) | %.1f | %.3f | %.1f | %.1f | **%.2f** | %.0f |", r.format.rawValue,
                               Double(r.weightBytes) / 1e9, Double(r.residentBytes) / 1e9, r.prefill.tokensPerSecond, r.prefill.flops / 1e9, r.prefill.flops / gemm,
                               r.decode.tokensPerSecond, r.decode.bytesPerStep / 1e9, r.bandwidth / 1e9, roofline,
-                              r.decode.tokensPerSecond / roofline)
+                              r.decode.tokensPerSecond / roofline, r.inCache / 1e9)
             if !r.steady { line = line.replacingOccurrences(of: "** |", with: "** (uncertain) |") }
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
             print(line)
         }
+        print("(products from cache: the format's one-input-row products on a 2048 × 1024 matrix held in cache, the better of a sample before and after the decode rounds: decode streams no faster, so near the bandwidth it bounds decode by arithmetic)")
         if rows.contains(where: { !$0.steady }) {
             print("(uncertain: in every decode round of that format, six, the bandwidth samples before and after it differed by more than 15%)")
         }

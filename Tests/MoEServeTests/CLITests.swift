@@ -67,7 +67,7 @@ import Testing
         #expect(lines.count == 1)
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
         #expect(obj["format"] as? String == "int8")
-        for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio"] {
+        for k in ["decode_tok_s", "prefill_tok_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio", "in_cache_product_gb_s"] {
             #expect((obj[k] as? Double ?? 0) > 0, "\(k) in \(obj)")
         }
         // Three decode rounds, or up to six while the bandwidth samples around each disagreed.
