@@ -174,6 +174,22 @@ import Testing
         for i in 0..<outF { #expect(abs(c[i] - b[i]) < 1e-4) }
     }
 
+    /// The pool splits a job in proportion to each thread's learnt speed: contiguous parts, each boundary a multiple
+    /// of the grain (or n), a faster thread a larger part; equal speeds split as evenly as the grain allows, the
+    /// first part taking the odd unit.
+    @Test func jobsSplitInProportionToThreadSpeeds() {
+        let table: [(n: Int, grain: Int, speeds: [Double], bounds: [Int])] = [
+            (100, 16, [1, 1], [0, 64, 100]), (96, 16, [1, 1], [0, 48, 96]), (100, 16, [1, 3], [0, 32, 100]),
+            (100, 16, [3, 1], [0, 80, 100]), (10, 1, [1, 1, 1], [0, 3, 7, 10]), (7168, 16, [1, 1.5], [0, 2864, 7168]),
+            (5, 16, [1, 1], [0, 5, 5]), (1000, 1, [1], [0, 1000]), (64, 16, [0.25, 4], [0, 0, 64]),
+        ]
+        for (n, grain, speeds, bounds) in table {
+            var out = [Int](repeating: -1, count: speeds.count + 1)
+            kern_split(n, grain, Int32(speeds.count), speeds, &out)
+            #expect(out == bounds, "n \(n) grain \(grain) speeds \(speeds)")
+        }
+    }
+
     @Test func parallelForCoversEveryIndexOnce() {
         ComputeThreads.ensureConfigured()
         let n = 1001

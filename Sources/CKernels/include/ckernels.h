@@ -27,9 +27,14 @@ typedef void (*kern_task_fn)(void *ctx, size_t begin, size_t end);
 /// Starts the pool with `n` threads in all (the caller counts as one). Calling again resizes it.
 void kern_threads_init(int n);
 int kern_threads_count(void);
-/// Runs fn over [0, n) split into contiguous chunks (multiples of `grain`), one per thread, and waits.
+/// Runs fn over [0, n) split into contiguous chunks (multiples of `grain`), one per thread in proportion to its
+/// learnt speed (kern_split), and waits.
 /// Runs serially in the caller when the pool is busy (another thread is using it) or when nested.
 void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx);
+/// How kern_parallel_for splits [0, n) over `parts` threads of relative speeds `speeds`: bounds[0..parts], each a
+/// multiple of `grain` (or n), part i [bounds[i], bounds[i + 1]) in proportion to speeds[i]. The pool learns each
+/// thread's speed from the jobs it runs (a vCPU can run at half speed for seconds when its core is shared).
+void kern_split(size_t n, size_t grain, int parts, const double *speeds, size_t *bounds);
 
 // ---- Conversions ------------------------------------------------------------------------------------------------
 void kern_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
