@@ -78,7 +78,8 @@ static void run_part(int i) {
 // After a job: each thread's items per tick against the mean, folded into its speed (a tenth at a time). A vCPU
 // that shares its core with a busy neighbour can run its half of every product at half speed for seconds at a
 // time (traced: the worker's halves of int8 products took 1.5–1.8× the coordinator's), which fixed halves turn
-// into the other thread idling; jobs under ~10 µs, or with an empty part, teach nothing.
+// into the other thread idling; jobs under ~8 µs (20000 ticks of a 2.6 GHz TSC), or with an empty part, teach
+// nothing.
 #define SPEED_MIN_TICKS 20000
 static void learn_speeds(void) {
     double rate[MAX_THREADS], mean = 0;
