@@ -1036,20 +1036,14 @@ static void kept_init(void) { pthread_key_create(&kept_key, kept_free); }
 
 static void *scratch_alloc(prepared *p, int slot, size_t bytes) {
     bytes = (bytes + 63) & ~(size_t)63;
-    if (bytes > SCRATCH_KEEP) return p->owned[slot] = aligned_alloc(64, bytes);
     pthread_once(&kept_once, kept_init);
     kept_scratch *k = (kept_scratch *)pthread_getspecific(kept_key);
-    if (!k) {
-        k = (kept_scratch *)calloc(1, sizeof *k);
-        if (!k) return p->owned[slot] = aligned_alloc(64, bytes);
-        pthread_setspecific(kept_key, k);
-    }
+    if (!k && bytes <= SCRATCH_KEEP && (k = (kept_scratch *)calloc(1, sizeof *k))) pthread_setspecific(kept_key, k);
+    if (!k || bytes > SCRATCH_KEEP) return p->owned[slot] = aligned_alloc(64, bytes);   // owned: freed by finish
     if (k->cap[slot] < bytes) {
         free(k->p[slot]);
-        size_t cap = bytes < 65536 ? 65536 : bytes;
-        k->p[slot] = aligned_alloc(64, cap);
-        k->cap[slot] = k->p[slot] ? cap : 0;
-        if (!k->p[slot]) return p->owned[slot] = aligned_alloc(64, bytes);
+        k->p[slot] = aligned_alloc(64, bytes);
+        k->cap[slot] = k->p[slot] ? bytes : 0;
     }
     return k->p[slot];
 }

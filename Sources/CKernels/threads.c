@@ -20,7 +20,6 @@
 typedef struct {
     kern_task_fn fn;
     void *ctx;
-    size_t n, grain;
     int parts;
     size_t bounds[MAX_THREADS + 1];      // thread i runs [bounds[i], bounds[i + 1])
     unsigned long long ticks[MAX_THREADS];   // how long each took (TSC ticks)
@@ -50,9 +49,8 @@ void kern_split(size_t n, size_t grain, int parts, const double *speeds, size_t 
     bounds[0] = 0;
     for (int i = 1; i < parts; i++) {
         acc += speeds[i - 1];
-        size_t u = (size_t)(units * (acc / total) + 0.5);
+        size_t u = (size_t)(units * (acc / total) + 0.5);   // non-decreasing in i: speeds are positive
         if (u > units) u = units;
-        if (u < bounds[i - 1] / grain) u = bounds[i - 1] / grain;
         bounds[i] = u * grain < n ? u * grain : n;
     }
     bounds[parts] = n;
@@ -153,7 +151,7 @@ void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) {
         return;
     }
     int parts = nthreads < (int)units ? nthreads : (int)units;
-    job.fn = fn; job.ctx = ctx; job.n = n; job.grain = grain; job.parts = parts;
+    job.fn = fn; job.ctx = ctx; job.parts = parts;
     kern_split(n, grain, parts, speed, job.bounds);
     atomic_store(&remaining, nthreads - 1);
     publish();

@@ -39,21 +39,30 @@ public enum Roofline {
     /// whatever memory gives: decode cannot stream weights faster, so where this is near the read bandwidth a decode
     /// step is bound by arithmetic, not memory. (On this project's VM it drops by about a quarter for int8 and int4,
     /// not f16, in the minutes when the read bandwidth is high; see README.md.)
-    public static func inCacheProductRate(format: WeightFormat, rows: Int = 2048, cols: Int = 1024, calls: Int = 100,
-                                          repeats: Int = 5) -> Double {
-        let src = FloatBuffer(count: rows * cols)
-        for i in 0..<(rows * cols) { src[i] = Float((i * 7919) % 255) / 255 - 0.5 }
-        let w = Matrix(src, rows: rows, cols: cols).converted(to: format) ?? Matrix(src, rows: rows, cols: cols)
-        let x = FloatBuffer(count: cols), y = FloatBuffer(count: rows)
-        for i in 0..<cols { x[i] = Float(i % 11) * 0.1 - 0.5 }
-        matmul(x.pointer, rows: 1, w, out: y.pointer)
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            let t0 = monotonicSeconds()
-            for _ in 0..<calls { matmul(x.pointer, rows: 1, w, out: y.pointer) }
-            best = min(best, monotonicSeconds() - t0)
+    public struct InCacheProducts {
+        let w: Matrix
+        let x: FloatBuffer, y: FloatBuffer
+
+        /// The matrix is made and converted once; `rate()` samples as often as wanted.
+        public init(format: WeightFormat, rows: Int = 2048, cols: Int = 1024) {
+            let src = FloatBuffer(count: rows * cols)
+            for i in 0..<(rows * cols) { src[i] = Float((i * 7919) % 255) / 255 - 0.5 }
+            w = Matrix(src, rows: rows, cols: cols).converted(to: format) ?? Matrix(src, rows: rows, cols: cols)
+            x = FloatBuffer(count: cols)
+            y = FloatBuffer(count: rows)
+            for i in 0..<cols { x[i] = Float(i % 11) * 0.1 - 0.5 }
+            matmul(x.pointer, rows: 1, w, out: y.pointer)
         }
-        return Double(calls * w.byteCount) / best
+
+        public func rate(calls: Int = 100, repeats: Int = 5) -> Double {
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let t0 = monotonicSeconds()
+                for _ in 0..<calls { matmul(x.pointer, rows: 1, w, out: y.pointer) }
+                best = min(best, monotonicSeconds() - t0)
+            }
+            return Double(calls * w.byteCount) / best
+        }
     }
 
     /// A measured round between two read-bandwidth samples (bytes/s), with its rate (units/s).

@@ -48,7 +48,7 @@ struct ModelBench: ParsableCommand {
         var steady: Bool
         /// Decode rounds run (3, or up to 6 while none was steady).
         var rounds: Int
-        /// The format's one-input-row products from cache (Roofline.inCacheProductRate), bytes/s: the better of a
+        /// The format's one-input-row products from cache (Roofline.InCacheProducts), bytes/s: the better of a
         /// sample before the decode rounds and one after.
         var inCache: Double
         var roofline: Double { bandwidth / decode.bytesPerStep }
@@ -78,7 +78,7 @@ struct ModelBench: ParsableCommand {
             let resident = residentBytes()
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s, resident \(String(format: "%.2f", Double(resident) / 1e9)) GB")
             let prefill = measurePrefill(m)
-            let cacheBefore = Roofline.inCacheProductRate(format: f)
+            let probe = Roofline.InCacheProducts(format: f), cacheBefore = probe.rate()
             var decodes: [Decode] = [], sampled: [Roofline.SampledRound] = []
             var before = Roofline.readBandwidth()
             while decodes.count < 3 || (decodes.count < 6 && !sampled.contains { $0.isSteady() }) {
@@ -90,7 +90,7 @@ struct ModelBench: ParsableCommand {
             let (best, steady) = Roofline.reportedRound(sampled)!
             let decode = decodes[best]
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
-            let inCache = max(cacheBefore, Roofline.inCacheProductRate(format: f))
+            let inCache = max(cacheBefore, probe.rate())
             let row = Row(format: f, weightBytes: m.bytesHeld, residentBytes: resident, prefill: prefill, decode: decode,
                           batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, rounds: decodes.count,
                           inCache: inCache)
