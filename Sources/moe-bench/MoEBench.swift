@@ -7,6 +7,6 @@ struct MoEBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe-bench",
         abstract: "Benchmarks: model decode/prefill against the memory and GEMM rooflines; tokenizer throughput.",
-        subcommands: [ModelBench.self, BandwidthBench.self, SplitBench.self, SequenceBench.self, SpecBench.self, KVBench.self, KernelBench.self, TokenizerBench.self, LoadBench.self, RebalanceBench.self, CapacityBench.self],
+        subcommands: [ModelBench.self, BandwidthBench.self, SplitBench.self, SequenceBench.self, AttentionBench.self, SpecBench.self, KVBench.self, KernelBench.self, TokenizerBench.self, LoadBench.self, RebalanceBench.self, CapacityBench.self],
         defaultSubcommand: ModelBench.self)
 }

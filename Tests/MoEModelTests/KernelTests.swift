@@ -133,6 +133,40 @@ import Testing
         }
     }
 
+    /// A query group's attention output is the same, bit for bit, however the cache cuts positions into blocks: the
+    /// kernels take a block's rows in runs (and AVX-512 in fours within a run), but every score and every output
+    /// value goes through the same operations in the same order wherever its row falls.
+    @Test func attentionDoesNotDependOnHowPositionsFallIntoBlocks() {
+        let D = 72, kvHeads = 3, group = 5, n = 83, p0 = 7, kvHead = 2     // 72: a masked tail; 5 heads: four and one
+        let keys = randoms(n * kvHeads * D, seed: 21), values = randoms(n * kvHeads * D, seed: 22)
+        let q = randoms(group * D, seed: 23), scale = 1 / Float(D).squareRoot()
+        defer { kern_isa_force(-1) }
+        for dtype in KVDType.allCases {
+            for isa in [KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+                kern_isa_force(Int32(isa))
+                var outputs: [[Float]] = []
+                for blockSize in [1, 3, 16, 32] {
+                    let blocks = (n + blockSize - 1) / blockSize
+                    let table: [Int32] = (0..<Int32(blocks)).reversed().map { $0 }     // not in order
+                    let cache = KVCache(layers: 1, kvHeads: kvHeads, headDim: D, blockSize: blockSize, numBlocks: blocks, dtype: dtype)
+                    var out = [Float](repeating: .nan, count: group * D), scores = [Float](repeating: 0, count: group * n)
+                    table.withUnsafeBufferPointer { bt in
+                        for p in 0..<n {
+                            cache.store(layer: 0, blockTable: bt.baseAddress!, position: p,
+                                        key: keys.withUnsafeBufferPointer { $0.baseAddress! + p * kvHeads * D },
+                                        value: values.withUnsafeBufferPointer { $0.baseAddress! + p * kvHeads * D })
+                        }
+                        cache.attend(layer: 0, q: q, heads: group, blocks: bt.baseAddress!, kvHead: kvHead, p0: p0, p1: n,
+                                     scale: scale, scores: &scores, out: &out)
+                    }
+                    outputs.append(out)
+                }
+                #expect(!outputs[0].contains { $0.isNaN })
+                for o in outputs.dropFirst() { #expect(o == outputs[0], "\(dtype) isa \(isa)") }
+            }
+        }
+    }
+
     /// gate|up and q|k|v are converted into one stacked matrix so one product computes them: every output of the
     /// stacked product, and of a row view of it, must equal the product with that part converted alone, bit for bit.
     @Test func aStackedProductEqualsItsPartsExactly() throws {

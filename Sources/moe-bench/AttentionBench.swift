@@ -1,0 +1,128 @@
+import ArgumentParser
+import CKernels
+import Foundation
+import MoECore
+import MoEModel
+
+/// Decode attention over a long cached context alone: one step's attention of every layer (each KV head's group of
+/// query heads against every cached position, the KV heads split over the threads as the forward pass splits
+/// them), as GB/s of K and V read, against the read bandwidth sampled around each round.
+struct AttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract: "Decode attention over a paged KV cache of a long context, per KV-cache type: GB/s of K/V read against the read bandwidth.")
+
+    @Option(help: "Cached positions, comma-separated.") var context = "1024,4096"
+    @Option(help: "KV-cache types, comma-separated: f32, f16, int8.") var kv = "f32,f16,int8"
+    @Option var layers = 8
+    @Option var heads = 16
+    @Option(name: .customLong("kv-heads")) var kvHeads = 4
+    @Option(name: .customLong("head-dim")) var headDim = 64
+    @Option(name: .customLong("block-size")) var blockSize = 16
+    @Option(help: "Interleaved rounds.") var rounds = 5
+
+    func validate() throws {
+        guard layers > 0, kvHeads > 0, heads % kvHeads == 0, headDim > 0, blockSize > 0, rounds > 0 else {
+            throw ValidationError("--layers, --kv-heads, --head-dim, --block-size and --rounds must be positive, --heads a multiple of --kv-heads")
+        }
+    }
+
+    /// One layer's K and V pools of one type, holding `positions` random rows per KV head in blocks 0, 1, 2, … (the
+    /// order a fresh block allocator hands them out).
+    final class Pools {
+        let kind: Int32
+        let k: [UnsafeMutableRawPointer], v: [UnsafeMutableRawPointer]
+        let ks: [UnsafeMutablePointer<Float>], vs: [UnsafeMutablePointer<Float>]
+        let table: [Int32]
+        /// K and V bytes one step reads over all layers (int8 scales included).
+        let bytes: Int
+
+        init(kind: Int32, elem: Int, layers: Int, kvHeads: Int, D: Int, blockSize: Int, positions: Int) {
+            self.kind = kind
+            let blocks = (positions + blockSize - 1) / blockSize, slots = blocks * kvHeads * blockSize
+            table = (0..<Int32(blocks)).map { $0 }
+            var rng = SeededRNG(seed: 7)
+            let row = (0..<D).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+            func pool() -> UnsafeMutableRawPointer { .allocate(byteCount: slots * D * elem, alignment: 64) }
+            k = (0..<layers).map { _ in pool() }
+            v = (0..<layers).map { _ in pool() }
+            ks = (0..<layers).map { _ in .allocate(capacity: slots) }
+            vs = (0..<layers).map { _ in .allocate(capacity: slots) }
+            for l in 0..<layers {
+                for s in 0..<slots {
+                    kern_kv_store(kind, row, k[l], ks[l], s, Int32(D))
+                    kern_kv_store(kind, row, v[l], vs[l], s, Int32(D))
+                }
+            }
+            bytes = 2 * layers * kvHeads * positions * (D * elem + (kind == KERN_KV_I8 ? 4 : 0))
+        }
+
+        deinit {
+            for p in k + v { p.deallocate() }
+            for p in ks + vs { p.deallocate() }
+        }
+    }
+
+    func run() throws {
+        ComputeThreads.ensureConfigured()
+        let contexts = context.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        let types: [(String, Int32, Int)] = try kv.split(separator: ",").map {
+            switch $0 {
+            case "f32": return ("f32", Int32(KERN_KV_F32), 4)
+            case "f16": return ("f16", Int32(KERN_KV_F16), 2)
+            case "int8": return ("int8", Int32(KERN_KV_I8), 1)
+            default: throw ValidationError("--kv: '\($0)' is not f32, f16 or int8")
+            }
+        }
+        let D = headDim, group = heads / kvHeads
+        var rng = SeededRNG(seed: 3)
+        let q = (0..<(heads * D)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+        print("decode attention, \(layers) layers, \(heads) heads / \(kvHeads) KV heads of \(D), blocks of \(blockSize) positions, \(ComputeThreads.count) threads (\(ComputeThreads.isa)); median of \(rounds) interleaved rounds")
+        print("| context | KV type | KV MB/step | ms/step | GB/s | read bandwidth (GB/s) | ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for ctx in contexts {
+            let pools = types.map { Pools(kind: $0.1, elem: $0.2, layers: layers, kvHeads: kvHeads, D: D, blockSize: blockSize, positions: ctx) }
+            let scale = 1 / Float(D).squareRoot()
+            // One step's attention over every layer; seconds.
+            func step(_ p: Pools) -> Double {
+                let t0 = monotonicSeconds()
+                for l in 0..<layers {
+                    p.table.withUnsafeBufferPointer { bt in
+                        q.withUnsafeBufferPointer { qp in
+                            parallelFor(kvHeads) { range in
+                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * ctx)
+                                let out = UnsafeMutablePointer<Float>.allocate(capacity: group * D)
+                                defer { scores.deallocate(); out.deallocate() }
+                                for h in range {
+                                    kern_attend_group(p.kind, qp.baseAddress! + h * group * D, D, Int32(group), p.k[l], p.v[l],
+                                                      p.ks[l], p.vs[l], bt.baseAddress!, Int32(blockSize), Int32(kvHeads),
+                                                      Int32(D), Int32(h), 0, Int32(ctx), scale, scores, out, D)
+                                }
+                            }
+                        }
+                    }
+                }
+                return monotonicSeconds() - t0
+            }
+            var seconds = Array(repeating: [Double](), count: types.count), ratios = seconds, bws = seconds
+            for _ in 0..<rounds {
+                for (i, p) in pools.enumerated() {
+                    let before = Roofline.readBandwidth()
+                    // Steps for about 0.2 s, so that one round is long against a bandwidth sample.
+                    var n = 0, t = 0.0
+                    while t < 0.2 || n < 3 { t += step(p); n += 1 }
+                    let after = Roofline.readBandwidth(), bw = max(before, after)
+                    seconds[i].append(t / Double(n))
+                    ratios[i].append(Double(p.bytes) / (t / Double(n)) / bw)
+                    bws[i].append(bw)
+                }
+            }
+            func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
+            for (i, p) in pools.enumerated() {
+                let s = median(seconds[i])
+                print(String(format: "| %d | %@ | %.1f | %.3f | %.1f | %.1f | %.2f |", ctx, types[i].0, Double(p.bytes) / 1e6,
+                             s * 1e3, Double(p.bytes) / s / 1e9, median(bws[i]) / 1e9, median(ratios[i])))
+            }
+        }
+    }
+}
