@@ -6,7 +6,9 @@ import MoEModel
 
 /// Decode attention over a long cached context alone: one step's attention of every layer (each KV head's group of
 /// query heads against every cached position, the KV heads split over the threads as the forward pass splits
-/// them), as GB/s of K and V read, against the read bandwidth sampled around each round.
+/// them), as GB/s of K and V read against the read bandwidth sampled around each round, and as GFLOP/s against the
+/// f32 GEMM rate: with a group of four query heads a K/V byte of int8 takes 16 multiply-adds, so f16 and int8 are
+/// bound by arithmetic where f32 is bound by memory.
 struct AttentionBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
@@ -77,9 +79,10 @@ struct AttentionBench: ParsableCommand {
         let D = headDim, group = heads / kvHeads
         var rng = SeededRNG(seed: 3)
         let q = (0..<(heads * D)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
-        print("decode attention, \(layers) layers, \(heads) heads / \(kvHeads) KV heads of \(D), blocks of \(blockSize) positions, \(ComputeThreads.count) threads (\(ComputeThreads.isa)); median of \(rounds) interleaved rounds")
-        print("| context | KV type | KV MB/step | ms/step | GB/s | read bandwidth (GB/s) | ratio |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        let gemm = Roofline.gemmFlops()
+        print("decode attention, \(layers) layers, \(heads) heads / \(kvHeads) KV heads of \(D), blocks of \(blockSize) positions, \(ComputeThreads.count) threads (\(ComputeThreads.isa)); median of \(rounds) interleaved rounds; f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
+        print("| context | KV type | KV MB/step | ms/step | GB/s | read bandwidth (GB/s) | ÷ bandwidth | GFLOP/s | ÷ f32 GEMM |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for ctx in contexts {
             let pools = types.map { Pools(kind: $0.1, elem: $0.2, layers: layers, kvHeads: kvHeads, D: D, blockSize: blockSize, positions: ctx) }
             let scale = 1 / Float(D).squareRoot()
@@ -118,10 +121,13 @@ struct AttentionBench: ParsableCommand {
                 }
             }
             func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
+            // Multiply-adds ×2 of a step: each of the `heads` query heads against every position's key and value.
+            let flops = 2.0 * 2 * Double(heads * D * ctx * layers)
             for (i, p) in pools.enumerated() {
                 let s = median(seconds[i])
-                print(String(format: "| %d | %@ | %.1f | %.3f | %.1f | %.1f | %.2f |", ctx, types[i].0, Double(p.bytes) / 1e6,
-                             s * 1e3, Double(p.bytes) / s / 1e9, median(bws[i]) / 1e9, median(ratios[i])))
+                print(String(format: "| %d | %@ | %.1f | %.3f | %.1f | %.1f | %.2f | %.0f | %.2f |", ctx, types[i].0, Double(p.bytes) / 1e6,
+                             s * 1e3, Double(p.bytes) / s / 1e9, median(bws[i]) / 1e9, median(ratios[i]), flops / s / 1e9,
+                             flops / s / gemm))
             }
         }
     }
