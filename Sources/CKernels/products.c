@@ -1190,6 +1190,56 @@ static void gemm_one(const product_args *d) {
     finish(&p);
 }
 
+// Products of kern_gemm_w_many run as one range of rows: product i holds [start[i], start[i] + rows).
+typedef struct { prepared *p; size_t *start; int n; } many_ctx;
+
+// A thread's part of the joined range: the rows of each product it overlaps, each product's inputs rounded by this
+// thread for itself (as own_inputs_task does for one product).
+static void many_task(void *ctx, size_t b, size_t e) {
+    const many_ctx *m = (const many_ctx *)ctx;
+    for (int i = 0; i < m->n; i++) {
+        const size_t s0 = m->start[i], s1 = s0 + m->p[i].rows;
+        if (s1 <= b || s0 >= e) continue;
+        own_inputs_task(&m->p[i], (b > s0 ? b : s0) - s0, (e < s1 ? e : s1) - s0);
+    }
+}
+
+#define MANY_MAX 64
+void kern_gemm_w_many(const kern_product *ps, int n) {
+    int joined = n > 1 && n <= MANY_MAX;
+    for (int i = 0; i < n && joined; i++) joined = ps[i].T * ps[i].cols < 65536;
+    if (!joined) {
+        for (int i = 0; i < n; i++) {
+            const kern_product *d = &ps[i];
+            kern_gemm_w_mt(d->format, d->w, d->ld, d->scales, d->panels, d->X, d->ldx, d->T, d->cols, d->Y, d->ldy, d->rows);
+        }
+        return;
+    }
+    prepared p[MANY_MAX];
+    size_t start[MANY_MAX], total = 0;
+    for (int i = 0; i < n; i++) {
+        const kern_product *d = &ps[i];
+        product_args a = {d->format, d->w, d->ld, d->scales, d->panels, d->X, d->ldx, d->T, d->cols, d->Y, d->ldy, d->rows};
+        prepare(&p[i], &a);
+        start[i] = total;
+        total += d->rows;
+    }
+    many_ctx m = {p, start, n};
+    const int profiled = atomic_load_explicit(&profiling, memory_order_relaxed);
+    const double t0 = profiled ? profile_now() : 0;
+    size_t work = 0;
+    for (int i = 0; i < n; i++) work += ps[i].rows * ps[i].cols;
+    if (work < 65536) many_task(&m, 0, total);
+    else kern_parallel_for(total, 16, many_task, &m);
+    if (!profiled) return;
+    // The region's time, shared among its products in proportion to their weight bytes.
+    double seconds = profile_now() - t0, bytes = 0;
+    for (int i = 0; i < n; i++) bytes += (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols);
+    for (int i = 0; i < n; i++)
+        profile_record(ps[i].format, ps[i].rows, ps[i].cols, ps[i].T,
+                       seconds * (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols) / bytes);
+}
+
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows) {
     product_args d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows};

@@ -14,6 +14,34 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
     kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, w.panels, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
 }
 
+/// One product of `matmulMany`: out = x · Wᵀ for T rows of x, as `matmul` computes it (rows packed: ldx = W.cols,
+/// ldo = W.rows).
+public struct ProductCall {
+    public var x: UnsafePointer<Float>
+    public var rows: Int
+    public var w: Matrix
+    public var out: UnsafeMutablePointer<Float>
+    public init(x: UnsafePointer<Float>, rows: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>) {
+        self.x = x
+        self.rows = rows
+        self.w = w
+        self.out = out
+    }
+}
+
+/// Independent products in one parallel region when each has few input rows (decode, verification), else one
+/// after another: a fine-grained MoE layer's experts (e.g. 8 of 768 × 2048 per token) then pay one fork and join
+/// per stage instead of one per expert. Every output equals `matmul`'s for that product alone.
+public func matmulMany(_ calls: [ProductCall]) {
+    let live = calls.filter { $0.rows > 0 && $0.w.rows > 0 }
+    if live.count == 1 { matmul(live[0].x, rows: live[0].rows, live[0].w, out: live[0].out); return }
+    let products = live.map { c in
+        kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
+                     X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows)
+    }
+    products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }
+}
+
 /// Runs `body` with the bf16 products it makes on this thread multiplying activations rounded to bf16 (one
 /// `vdpbf16ps` per 32 values on CPUs with AVX512_BF16, where the default widens every weight to f32: 1.5–2.1× the
 /// rate in L2 at 1–64 input rows). For draft models: their products bound by arithmetic (several sequences) run faster, and their

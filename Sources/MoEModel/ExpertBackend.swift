@@ -41,20 +41,39 @@ extension ExpertStore {
     /// the experts over processes adds the same terms in the same order). `load(slot, dst)` writes input row `slot`.
     public func accumulate(layer: Int, entries: [ExpertEntry], load: (Int, UnsafeMutablePointer<Float>) -> Void,
                            into acc: UnsafeMutablePointer<Float>) {
-        let H = spec.hiddenSize
+        let H = spec.hiddenSize, I = spec.layers[layer].moe!.intermediate
         let sorted = entries.sorted { ($0.expert, $0.slot) < ($1.expert, $1.slot) }
+        var groups: [Range<Int>] = []          // one expert's entries each, in expert order
         var i = 0
         while i < sorted.count {
             var j = i
             while j < sorted.count && sorted[j].expert == sorted[i].expert { j += 1 }
-            let rows = j - i
-            let x = gathered.ensure(rows * H), y = results.ensure(rows * H)
-            for r in 0..<rows { load(Int(sorted[i + r].slot), x + r * H) }
-            compute(layer: layer, expert: Int(sorted[i].expert), x: x, rows: rows, out: y)
-            for r in 0..<rows { axpy(acc + Int(sorted[i + r].slot) * H, sorted[i + r].weight, y + r * H, H) }
+            groups.append(i..<j)
             i = j
         }
+        // Few rows in all (decode, verification): every expert's gate|up in one parallel region, then every down in
+        // another (matmulMany). More: one expert at a time, in the scratch one expert needs.
+        let chunks = sorted.count <= Self.rowsRunTogether ? [groups] : groups.map { [$0] }
+        for chunk in chunks where !chunk.isEmpty {
+            let base = chunk[0].lowerBound, rows = chunk.last!.upperBound - base
+            let x = gathered.ensure(rows * H), y = results.ensure(rows * H)
+            let gate = scratch.gate.ensure(rows * I), up = scratch.up.ensure(rows * 2 * I)
+            for r in 0..<rows { load(Int(sorted[base + r].slot), x + r * H) }
+            let stages = chunk.map { g in
+                let o = g.lowerBound - base
+                return MLPStage(held(layer: layer, expert: Int(sorted[g.lowerBound].expert)), rows: g.count, x: x + o * H,
+                                gate: gate + o * I, up: up + o * 2 * I, out: y + o * H)
+            }
+            matmulMany(stages.flatMap(\.first))
+            for s in stages { s.activate() }
+            matmulMany(stages.map(\.second))
+            for s in stages { s.finish() }
+            for r in 0..<rows { axpy(acc + Int(sorted[base + r].slot) * H, sorted[base + r].weight, y + r * H, H) }
+        }
     }
+
+    /// Routed rows of a layer up to which its experts' products run together (each then has few input rows).
+    static let rowsRunTogether = 64
 }
 
 /// All experts in this process.

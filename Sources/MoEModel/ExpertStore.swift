@@ -9,7 +9,7 @@ public final class ExpertStore: @unchecked Sendable {
     public let format: WeightFormat
     private var experts: [Int: MLPWeights] = [:]   // key layer * numExperts + expert
     public private(set) var byteCount = 0
-    private let scratch = ExpertScratch()
+    let scratch = ExpertScratch()
     let gathered = Scratch(), results = Scratch()
 
     /// Loads the experts for which `select(layer, expert)` is true.
@@ -56,10 +56,15 @@ public final class ExpertStore: @unchecked Sendable {
 
     /// out[n, H] = expert(x[n, H]) for `n` rows routed to one expert: one batched product per weight, never per token.
     public func compute(layer: Int, expert: Int, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>) {
+        runMLP(held(layer: layer, expert: expert), x: x, rows: n, out: out, scratch: scratch)
+    }
+
+    /// The weights of an expert this process must hold.
+    func held(layer: Int, expert: Int) -> MLPWeights {
         guard let w = experts[key(layer, expert)] else {
             fatalError("expert \(expert) of layer \(layer) is not held by this process")
         }
-        runMLP(w, x: x, rows: n, out: out, scratch: scratch)
+        return w
     }
 }
 
@@ -72,22 +77,54 @@ final class ExpertScratch: @unchecked Sendable {
 /// out[n, H] = down(silu(gate·x + bg) ⊙ (up·x + bu)) + bd.
 func runMLP(_ w: MLPWeights, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>, scratch: ExpertScratch) {
     let I = w.gate.rows
-    let g = scratch.gate.ensure(n * I)
-    if let gu = w.gateUp {
-        // [n, 2I]: each row is gate then up; the activation goes into g, rows packed to [n, I].
-        let both = scratch.up.ensure(n * 2 * I)
-        matmul(x, rows: n, gu, out: both)
-        for t in 0..<n { swiglu(both + t * 2 * I, both + t * 2 * I + I, g + t * I, count: I) }
-    } else {
-        let u = scratch.up.ensure(n * I)
-        matmul(x, rows: n, w.gate, out: g)
-        matmul(x, rows: n, w.up, out: u)
-        if let b = w.gateBias { addBias(g, b, rows: n) }
-        if let b = w.upBias { addBias(u, b, rows: n) }
-        swiglu(g, u, g, count: n * I)
+    let stage = MLPStage(w, rows: n, x: x, gate: scratch.gate.ensure(n * I), up: scratch.up.ensure(n * 2 * I), out: out)
+    matmulMany(stage.first)
+    stage.activate()
+    matmulMany([stage.second])
+    stage.finish()
+}
+
+/// One MLP's work in two stages of products, so that several experts' stages can run together (`matmulMany`):
+/// gate and up (one stacked product where they were converted together), then the activation, then down.
+/// gate: n · I floats, up: n · 2I (the stacked product's [n, 2I] rows, or up's [n, I]); the activation ends in gate.
+struct MLPStage {
+    let w: MLPWeights
+    let n: Int
+    let x: UnsafePointer<Float>
+    let gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>
+    let out: UnsafeMutablePointer<Float>
+
+    init(_ w: MLPWeights, rows n: Int, x: UnsafePointer<Float>, gate: UnsafeMutablePointer<Float>,
+         up: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        self.w = w
+        self.n = n
+        self.x = x
+        self.gate = gate
+        self.up = up
+        self.out = out
     }
-    matmul(g, rows: n, w.down, out: out)
-    if let b = w.downBias { addBias(out, b, rows: n) }
+
+    var first: [ProductCall] {
+        if let gu = w.gateUp { return [ProductCall(x: x, rows: n, gu, out: up)] }
+        return [ProductCall(x: x, rows: n, w.gate, out: gate), ProductCall(x: x, rows: n, w.up, out: up)]
+    }
+
+    /// gate ← silu(gate·x + bg) ⊙ (up·x + bu), [n, I].
+    func activate() {
+        let I = w.gate.rows
+        if w.gateUp != nil {
+            // [n, 2I]: each row is gate then up; the activation goes into gate, rows packed to [n, I].
+            for t in 0..<n { swiglu(up + t * 2 * I, up + t * 2 * I + I, gate + t * I, count: I) }
+            return
+        }
+        if let b = w.gateBias { addBias(gate, b, rows: n) }
+        if let b = w.upBias { addBias(up, b, rows: n) }
+        swiglu(gate, up, gate, count: n * I)
+    }
+
+    var second: ProductCall { ProductCall(x: gate, rows: n, w.down, out: out) }
+
+    func finish() { if let b = w.downBias { addBias(out, b, rows: n) } }
 }
 
 /// y[r, :] += b for each of `rows` rows (b: one row).

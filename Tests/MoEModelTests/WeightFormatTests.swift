@@ -269,6 +269,43 @@ import Testing
         }
     }
 
+    /// A fine-grained MoE layer's experts run their products together (`matmulMany`: one parallel region, the rows
+    /// of all split over the threads as one range, so a thread's part starts and ends inside any of them): each
+    /// output equals its product run alone, bit for bit, in every format, with panels (6176 columns), an f32 view of
+    /// a wider tensor, and 1–9 input rows; and with one product's inputs too many to run together, one by one.
+    @Test func productsRunTogetherEqualEachAlone() throws {
+        ComputeThreads.ensureConfigured()
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        defer { for b in buffers { b.deallocate() } }
+        func call(_ w: Matrix, rows T: Int, seed: UInt64) -> ProductCall {
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: T * w.cols), y = UnsafeMutablePointer<Float>.allocate(capacity: T * w.rows)
+            buffers += [x, y]
+            for (i, v) in randoms(T * w.cols, seed: seed).enumerated() { x[i] = v }
+            return ProductCall(x: x, rows: T, w, out: y)
+        }
+        let wide = FloatBuffer(randoms(300 * 96, seed: 50))
+        var small = [call(Matrix(rows: 300, cols: 64, ld: 96, base: wide.pointer, owner: wide), rows: 3, seed: 51)]
+        var panels: Matrix?
+        for (k, f) in WeightFormat.allCases.enumerated() {
+            for (j, (rows, cols)) in [(77, 288), (160, 800), (40, 6176)].enumerated() {
+                let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: UInt64(60 + 3 * k + j))), rows: rows, cols: cols).converted(to: f))
+                if cols == 6176 { panels = w }
+                small.append(call(w, rows: 1 + (k + j) % 9, seed: UInt64(90 + 3 * k + j)))
+            }
+        }
+        let big = call(try #require(panels), rows: 11, seed: 99)                       // 11 · 6176 inputs: not together
+        for many in [small, small.prefix(4) + [big]] {
+            for c in many { c.out.update(repeating: .nan, count: c.rows * c.w.rows) }
+            matmulMany(Array(many))
+            for c in many {
+                var alone = [Float](repeating: 0, count: c.rows * c.w.rows)
+                matmul(c.x, rows: c.rows, c.w, out: &alone)
+                #expect(Array(UnsafeBufferPointer(start: c.out, count: alone.count)) == alone,
+                        "\(c.w.format) \(c.w.rows) × \(c.w.cols), \(c.rows) rows")
+            }
+        }
+    }
+
     /// A draft's bf16 products (`withBF16Activations`) multiply the stored weights by the activations rounded to
     /// bf16 (to nearest, ties to even) where the CPU has AVX512_BF16, and by the activations as they are elsewhere;
     /// each row of a batch is still computed as if alone, and the setting ends with the closure.

@@ -103,6 +103,16 @@ int kern_has_bf16_dot(void);
 typedef struct { size_t width, rows, row0; } kern_panels;
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows);
+/// One product of kern_gemm_w_many: the arguments of kern_gemm_w_mt.
+typedef struct {
+    int format; const void *w; size_t ld; const uint16_t *scales; kern_panels panels;
+    const float *X; size_t ldx, T, cols; float *Y; size_t ldy, rows;
+} kern_product;
+/// n independent products in one parallel region when each has few inputs (T · cols < 65536: decode,
+/// verification): their rows are split over the threads as one range, so small products (a fine-grained MoE's
+/// experts) pay one fork and join, and one thread's imbalance, per region instead of each. Every output equals
+/// kern_gemm_w_mt's for that product alone. Otherwise the products run one after another.
+void kern_gemm_w_many(const kern_product *products, int n);
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
 typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
