@@ -1,11 +1,13 @@
 // Scaled dot-product attention over a paged KV cache, for the query heads that share one KV head (a GQA group).
 // Each key and value row is read once per group, not once per query head, and rows are taken a run at a time
 // (contiguous positions of one block, at most RUN), so the block lookup is per run and the inner loops are plain
-// vector code. int8 rows carry one f32 scale per (token, head) in a parallel array with the same slot layout. With
-// AVX-512, f16 and int8 rows are converted in registers as they are multiplied; the other paths convert a run to
-// f32 first. The AVX-512 and AVX2 loops are written out per
-// instruction set: one body left to the compiler's vectoriser was measured 15–30% slower (it reloads the output
-// per row and sums each dot product on its own), and the portable loops below are that body.
+// vector code. Keys are stored transposed within each (block, head): a run's scores are then vectors of positions,
+// multiply-added over the head's dimensions with each query value broadcast, with no horizontal sums (row-major
+// keys took one reduction per four scores, as many instructions as the multiply-adds). Values stay rows. int8
+// rows carry one f32 scale per (token, head) in a parallel array with the same slot layout. With AVX-512, f16 and
+// int8 keys and values are converted in registers as they are multiplied; the AVX2 and portable paths convert a
+// run to f32 first. The loops are written out per instruction set: one body left to the compiler's vectoriser
+// was measured 15–30% slower (it reloads the output per row and sums each dot product on its own).
 #include "ckernels.h"
 #include <immintrin.h>
 #include "simd.h"
@@ -13,24 +15,11 @@
 
 #define RUN 16
 
-// res[g·rs + r] = dot(q + g·qs, k + r·D) for g < nq, r < nr.
-typedef void (*dots_fn)(const float *q, size_t qs, int nq, const float *k, int nr, int D, float *res, size_t rs);
+// res[g·rs + r] = Σ_d q[g·qs + d] · kt[d·RUN + r] for g < nq, r < nr: a run's keys as f32, transposed and padded
+// to RUN positions (kt_run_f32).
+typedef void (*dots_fn)(const float *q, size_t qs, int nq, const float *kt, int nr, int D, float *res, size_t rs);
 // out[g·os + d] += Σ_r w[g·ws + r] · v[r·D + d] for g < nq, d < D.
 typedef void (*axpys_fn)(float *out, size_t os, int nq, const float *w, size_t ws, const float *v, int nr, int D);
-
-__attribute__((target("avx512f")))
-static inline __m256 hi256(__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); }
-
-// The horizontal sums of four vectors, in one vector: 13 shuffles and adds instead of 4 × 8.
-__attribute__((target("avx512f")))
-static inline __m128 reduce4_avx512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-    __m256 b0 = _mm256_add_ps(_mm512_castps512_ps256(a0), hi256(a0));
-    __m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a1), hi256(a1));
-    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(a2), hi256(a2));
-    __m256 b3 = _mm256_add_ps(_mm512_castps512_ps256(a3), hi256(a3));
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
 
 #define A512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 #define AI512 A512 __attribute__((always_inline)) static inline
@@ -49,85 +38,54 @@ AI512 __m512 kv16(int kind, const void *row, int d, __mmask16 m) {
 
 static inline size_t kv_row_bytes(int kind, int D) { return (size_t)D * (kind == KERN_KV_F32 ? 4 : kind == KERN_KV_F16 ? 2 : 1); }
 
-// The 16-value chunks of d (the last masked) that every (head, row) sum goes through, in this order, whatever the
-// blocking below: each score is the same whichever rows and heads it was computed beside.
-#define CHUNKS(D, ...)                                                                                           \
-    for (int d = 0; d < (D); d += 16) {                                                                          \
-        const __mmask16 m = (D) - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ((D) - d)) - 1);          \
-        __VA_ARGS__                                                                                              \
-    }
+// Positions s..s+15 (m: which exist) of key dimension d of a (block, head) group stored transposed at kt (block
+// size bs), as f32; int8 unscaled.
+AI512 __m512 kt16(int kind, const void *kt, int bs, int s, int d, __mmask16 m) {
+    return kv16(kind, kt, d * bs + s, m);
+}
 
-// res[g·rs + r] = s_r · Σ_d q_g[d] · row_r[d] for g < nq, r < nr (s_r: an int8 row's scale, else 1). Four heads
-// by four rows at a time, so that each chunk of a query is loaded once per four rows and each chunk of a row once
-// per four heads (one row at a time, the queries' loads outnumbered the multiply-adds); each row's four sums are
-// then reduced together.
-AI512 void dots512(int kind, const float *q, size_t qs, int nq, const void *k, const float *ks, int nr, int D,
-                   float *res, size_t rs) {
-    const size_t rb = kv_row_bytes(kind, D);
-    const char *kb = (const char *)k;
+// res[g·rs + r] = s_r · Σ_d q_g[d] · key_r[d] for g < nq, r < nr (s_r: an int8 row's scale, else 1), the run's nr ≤
+// 16 keys at positions s.. of a transposed group. Each score is a lane: its even and its odd dimensions summed in
+// two chains of multiply-adds (eight chains in flight over four heads), then added and scaled, the same whichever
+// heads and positions it is computed beside.
+AI512 void dots512(int kind, const float *q, size_t qs, int nq, const void *kt, int bs, int s, const float *ks, int nr,
+                   int D, float *res, size_t rs) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    const __m512 sc = kind == KERN_KV_I8 ? _mm512_maskz_loadu_ps(m, ks) : _mm512_set1_ps(1);
     int g = 0;
     for (; g + 4 <= nq; g += 4) {
         const float *q0 = q + (size_t)g * qs, *q1 = q0 + qs, *q2 = q1 + qs, *q3 = q2 + qs;
+        __m512 e0 = _mm512_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+        int d = 0;
+        for (; d + 2 <= D; d += 2) {
+            __m512 y = kt16(kind, kt, bs, s, d, m);
+            e0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[d]), y, e0); e1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[d]), y, e1);
+            e2 = _mm512_fmadd_ps(_mm512_set1_ps(q2[d]), y, e2); e3 = _mm512_fmadd_ps(_mm512_set1_ps(q3[d]), y, e3);
+            y = kt16(kind, kt, bs, s, d + 1, m);
+            o0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[d + 1]), y, o0); o1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[d + 1]), y, o1);
+            o2 = _mm512_fmadd_ps(_mm512_set1_ps(q2[d + 1]), y, o2); o3 = _mm512_fmadd_ps(_mm512_set1_ps(q3[d + 1]), y, o3);
+        }
+        if (d < D) {
+            __m512 y = kt16(kind, kt, bs, s, d, m);
+            e0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[d]), y, e0); e1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[d]), y, e1);
+            e2 = _mm512_fmadd_ps(_mm512_set1_ps(q2[d]), y, e2); e3 = _mm512_fmadd_ps(_mm512_set1_ps(q3[d]), y, e3);
+        }
         float *o = res + (size_t)g * rs;
-        int r = 0;
-        for (; r + 4 <= nr; r += 4) {
-            const char *k0 = kb + (size_t)r * rb, *k1 = k0 + rb, *k2 = k1 + rb, *k3 = k2 + rb;
-            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
-                   a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-            CHUNKS(D, {
-                __m512 x0 = _mm512_maskz_loadu_ps(m, q0 + d), x1 = _mm512_maskz_loadu_ps(m, q1 + d);
-                __m512 x2 = _mm512_maskz_loadu_ps(m, q2 + d), x3 = _mm512_maskz_loadu_ps(m, q3 + d);
-                __m512 y = kv16(kind, k0, d, m);
-                a00 = _mm512_fmadd_ps(x0, y, a00); a10 = _mm512_fmadd_ps(x1, y, a10);
-                a20 = _mm512_fmadd_ps(x2, y, a20); a30 = _mm512_fmadd_ps(x3, y, a30);
-                y = kv16(kind, k1, d, m);
-                a01 = _mm512_fmadd_ps(x0, y, a01); a11 = _mm512_fmadd_ps(x1, y, a11);
-                a21 = _mm512_fmadd_ps(x2, y, a21); a31 = _mm512_fmadd_ps(x3, y, a31);
-                y = kv16(kind, k2, d, m);
-                a02 = _mm512_fmadd_ps(x0, y, a02); a12 = _mm512_fmadd_ps(x1, y, a12);
-                a22 = _mm512_fmadd_ps(x2, y, a22); a32 = _mm512_fmadd_ps(x3, y, a32);
-                y = kv16(kind, k3, d, m);
-                a03 = _mm512_fmadd_ps(x0, y, a03); a13 = _mm512_fmadd_ps(x1, y, a13);
-                a23 = _mm512_fmadd_ps(x2, y, a23); a33 = _mm512_fmadd_ps(x3, y, a33);
-            })
-            // Row j's four sums, one per head, transposed to head i's four rows.
-            __m128 s0 = reduce4_avx512(a00, a10, a20, a30), s1 = reduce4_avx512(a01, a11, a21, a31);
-            __m128 s2 = reduce4_avx512(a02, a12, a22, a32), s3 = reduce4_avx512(a03, a13, a23, a33);
-            _MM_TRANSPOSE4_PS(s0, s1, s2, s3);
-            if (kind == KERN_KV_I8) {
-                const __m128 sc = _mm_loadu_ps(ks + r);
-                s0 = _mm_mul_ps(s0, sc); s1 = _mm_mul_ps(s1, sc); s2 = _mm_mul_ps(s2, sc); s3 = _mm_mul_ps(s3, sc);
-            }
-            _mm_storeu_ps(o + r, s0);
-            _mm_storeu_ps(o + rs + r, s1);
-            _mm_storeu_ps(o + 2 * rs + r, s2);
-            _mm_storeu_ps(o + 3 * rs + r, s3);
-        }
-        for (; r < nr; r++) {
-            const char *k0 = kb + (size_t)r * rb;
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            CHUNKS(D, {
-                __m512 y = kv16(kind, k0, d, m);
-                a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q0 + d), y, a0);
-                a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q1 + d), y, a1);
-                a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q2 + d), y, a2);
-                a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q3 + d), y, a3);
-            })
-            __m128 s4 = reduce4_avx512(a0, a1, a2, a3);
-            float t[4];
-            _mm_storeu_ps(t, kind == KERN_KV_I8 ? _mm_mul_ps(s4, _mm_set1_ps(ks[r])) : s4);
-            for (int i = 0; i < 4; i++) o[(size_t)i * rs + r] = t[i];
-        }
+        _mm512_mask_storeu_ps(o, m, _mm512_mul_ps(_mm512_add_ps(e0, o0), sc));
+        _mm512_mask_storeu_ps(o + rs, m, _mm512_mul_ps(_mm512_add_ps(e1, o1), sc));
+        _mm512_mask_storeu_ps(o + 2 * rs, m, _mm512_mul_ps(_mm512_add_ps(e2, o2), sc));
+        _mm512_mask_storeu_ps(o + 3 * rs, m, _mm512_mul_ps(_mm512_add_ps(e3, o3), sc));
     }
     for (; g < nq; g++) {
         const float *qg = q + (size_t)g * qs;
-        for (int r = 0; r < nr; r++) {
-            const char *k0 = kb + (size_t)r * rb;
-            __m512 a = _mm512_setzero_ps();
-            CHUNKS(D, { a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg + d), kv16(kind, k0, d, m), a); })
-            float t = _mm512_reduce_add_ps(a);
-            res[(size_t)g * rs + r] = kind == KERN_KV_I8 ? t * ks[r] : t;
+        __m512 e = _mm512_setzero_ps(), od = e;
+        int d = 0;
+        for (; d + 2 <= D; d += 2) {
+            e = _mm512_fmadd_ps(_mm512_set1_ps(qg[d]), kt16(kind, kt, bs, s, d, m), e);
+            od = _mm512_fmadd_ps(_mm512_set1_ps(qg[d + 1]), kt16(kind, kt, bs, s, d + 1, m), od);
         }
+        if (d < D) e = _mm512_fmadd_ps(_mm512_set1_ps(qg[d]), kt16(kind, kt, bs, s, d, m), e);
+        _mm512_mask_storeu_ps(res + (size_t)g * rs, m, _mm512_mul_ps(_mm512_add_ps(e, od), sc));
     }
 }
 
@@ -186,37 +144,30 @@ AI512 void axpys512(int kind, float *out, size_t os, int nq, const float *w, siz
     }
 }
 
+// Per head, the even and the odd dimensions in two chains per 8 positions, then added (as the AVX-512 path does).
 __attribute__((target("avx2,fma")))
-static void dots_avx2(const float *q, size_t qs, int nq, const float *k, int nr, int D, float *res, size_t rs) {
-    int full = D & ~7;
-    for (int r = 0; r < nr; r++) {
-        const float *kr = k + (size_t)r * D;
-        int g = 0;
-        for (; g + 4 <= nq; g += 4) {
-            const float *q0 = q + (size_t)g * qs, *q1 = q0 + qs, *q2 = q1 + qs, *q3 = q2 + qs;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int d = 0; d < full; d += 8) {
-                __m256 kv = _mm256_loadu_ps(kr + d);
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, a1);
-                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), kv, a2);
-                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), kv, a3);
-            }
-            float s0 = kern_hsum8(a0), s1 = kern_hsum8(a1), s2 = kern_hsum8(a2), s3 = kern_hsum8(a3);
-            for (int d = full; d < D; d++) { s0 += q0[d] * kr[d]; s1 += q1[d] * kr[d]; s2 += q2[d] * kr[d]; s3 += q3[d] * kr[d]; }
-            res[(size_t)g * rs + r] = s0;
-            res[(size_t)(g + 1) * rs + r] = s1;
-            res[(size_t)(g + 2) * rs + r] = s2;
-            res[(size_t)(g + 3) * rs + r] = s3;
+static void dots_avx2(const float *q, size_t qs, int nq, const float *kt, int nr, int D, float *res, size_t rs) {
+    for (int g = 0; g < nq; g++) {
+        const float *qg = q + (size_t)g * qs;
+        __m256 e0 = _mm256_setzero_ps(), e1 = e0, o0 = e0, o1 = e0;
+        int d = 0;
+        for (; d + 2 <= D; d += 2) {
+            const __m256 a = _mm256_set1_ps(qg[d]), b = _mm256_set1_ps(qg[d + 1]);
+            const float *k0 = kt + (size_t)d * RUN, *k1 = k0 + RUN;
+            e0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(k0), e0);
+            e1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(k0 + 8), e1);
+            o0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k1), o0);
+            o1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k1 + 8), o1);
         }
-        for (; g < nq; g++) {
-            const float *qg = q + (size_t)g * qs;
-            __m256 a = _mm256_setzero_ps();
-            for (int d = 0; d < full; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(kr + d), a);
-            float s = kern_hsum8(a);
-            for (int d = full; d < D; d++) s += qg[d] * kr[d];
-            res[(size_t)g * rs + r] = s;
+        if (d < D) {
+            const __m256 a = _mm256_set1_ps(qg[d]);
+            e0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(kt + (size_t)d * RUN), e0);
+            e1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(kt + (size_t)d * RUN + 8), e1);
         }
+        float t[RUN];
+        _mm256_storeu_ps(t, _mm256_add_ps(e0, o0));
+        _mm256_storeu_ps(t + 8, _mm256_add_ps(e1, o1));
+        for (int r = 0; r < nr; r++) res[(size_t)g * rs + r] = t[r];
     }
 }
 
@@ -253,13 +204,15 @@ static void axpys_avx2(float *out, size_t os, int nq, const float *w, size_t ws,
     }
 }
 
-static void dots_portable(const float *q, size_t qs, int nq, const float *k, int nr, int D, float *res, size_t rs) {
-    for (int r = 0; r < nr; r++)
-        for (int g = 0; g < nq; g++) {
-            const float *qg = q + (size_t)g * qs, *kr = k + (size_t)r * D;
-            float s = 0;
-            for (int d = 0; d < D; d++) s += qg[d] * kr[d];
-            res[(size_t)g * rs + r] = s;
+static void dots_portable(const float *q, size_t qs, int nq, const float *kt, int nr, int D, float *res, size_t rs) {
+    for (int g = 0; g < nq; g++)
+        for (int r = 0; r < nr; r++) {
+            const float *qg = q + (size_t)g * qs;
+            float e = 0, o = 0;
+            for (int d = 0; d < D; d++) {
+                if (d % 2 == 0) e += qg[d] * kt[(size_t)d * RUN + r]; else o += qg[d] * kt[(size_t)d * RUN + r];
+            }
+            res[(size_t)g * rs + r] = e + o;
         }
 }
 
@@ -309,6 +262,20 @@ static const float *rows_f32(int kvtype, const void *pool, const float *scales, 
     return buf;
 }
 
+// A run's keys (positions s.. s+nr−1 of a transposed group at kt, block size bs) as f32 in buf[d·RUN + r], int8
+// values times their row's scale, positions nr.. RUN−1 zero.
+static const float *kt_run_f32(int kind, const void *kt, int bs, int s, const float *ks, int nr, int D, float *buf) {
+    for (int d = 0; d < D; d++) {
+        float *o = buf + (size_t)d * RUN;
+        const size_t at = (size_t)d * bs + s;
+        if (kind == KERN_KV_F32) for (int r = 0; r < nr; r++) o[r] = ((const float *)kt)[at + r];
+        else if (kind == KERN_KV_F16) kern_f16_to_f32((const uint16_t *)kt + at, o, (size_t)nr);
+        else for (int r = 0; r < nr; r++) o[r] = (float)((const int8_t *)kt)[at + r] * ks[r];
+        for (int r = nr; r < RUN; r++) o[r] = 0;
+    }
+    return buf;
+}
+
 // The run of positions that starts at p (< p1): its length (to the end of p's block, p1 or RUN, whichever is first)
 // and, in *slot, the slot of its first row.
 static int run_at(int p, int p1, const int32_t *blocks, int block_size, int kv_heads, int kv_head, size_t *slot) {
@@ -322,44 +289,55 @@ static int run_at(int p, int p1, const int32_t *blocks, int block_size, int kv_h
 #ifndef KV_AHEAD
 #define KV_AHEAD 8
 #endif
-// Asks for the rows of the run at p (< p1) into L2 and their int8 scales into L1; returns the run's length. A run
-// is one block's rows of one KV head (16 positions: 1–4 KB), and a head's consecutive blocks lie kv_heads runs
+// Asks for the run at p (< p1) into L2 and its int8 scales into L1; returns the run's length. `transposed`: keys,
+// the run's positions of every dimension of its (block, head) group (the whole group, 1–4 KB, for blocks of up to
+// RUN positions); else value rows. A run's group is contiguous, but a head's consecutive blocks lie kv_heads groups
 // apart in the pool, so each run starts a new page and the hardware prefetcher, which stops at pages, begins cold
 // on each: without asking ahead, decode attention over 4096 positions of f32 K/V read 12–14 GB/s at ~34 GB/s of
 // read bandwidth; 8 runs ahead into L2, 22–23 (4 runs ahead into L1: 12–15; `moe-bench attention`).
 static int prefetch_run(int p, int p1, const int32_t *blocks, int block_size, int kv_heads, int kv_head,
-                        const void *pool, const float *scales, size_t row_bytes) {
+                        const void *pool, const float *scales, size_t elem, int D, int transposed) {
     size_t slot;
-    int nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);
-    const char *a = (const char *)pool + slot * row_bytes;
-    for (size_t o = 0; o < (size_t)nr * row_bytes; o += 64) _mm_prefetch(a + o, _MM_HINT_T1);
+    const int nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot), s = p % block_size;
+    const char *base = (const char *)pool;
+    if (!transposed || block_size <= RUN) {
+        // Rows [slot, slot + nr); for keys the group's D × block_size values.
+        const size_t from = transposed ? (slot - s) * D * elem : slot * D * elem;
+        const size_t bytes = transposed ? (size_t)D * block_size * elem : (size_t)nr * D * elem;
+        for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(base + from + o, _MM_HINT_T1);
+    } else {
+        for (int d = 0; d < D; d++) _mm_prefetch(base + ((slot - s) * D + (size_t)d * block_size + s) * elem, _MM_HINT_T1);
+    }
     if (scales) _mm_prefetch((const char *)(scales + slot), _MM_HINT_T0);
     return nr;
 }
 
 // The loops over a group's runs: scores of every run, the softmax, then the weighted values of every run, asking
-// for rows KV_AHEAD runs ahead of each pass. `dots` and `axpys` take the run's rows as stored (AVX-512) or as f32
-// (the other paths convert them into buf first).
+// for runs KV_AHEAD ahead of each pass. In DOTS, `kt` is the run's transposed key group and `s` the run's first
+// position in it; in AXPYS, `vrow` is the run's first value row.
 #define ATTEND_RUNS(DOTS, AXPYS)                                                                                   \
     do {                                                                                                           \
-        const size_t row_bytes = kv_row_bytes(kvtype, D);                                                          \
+        const size_t elem = kvtype == KERN_KV_F32 ? 4 : kvtype == KERN_KV_F16 ? 2 : 1;                            \
         const float *ks = kvtype == KERN_KV_I8 ? kscale : NULL, *vs = kvtype == KERN_KV_I8 ? vscale : NULL;      \
         size_t slot;                                                                                               \
         int ahead = p0;                                                                                            \
         for (int k = 0; k < KV_AHEAD && ahead < p1; k++)                                                          \
-            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, kpool, ks, row_bytes);         \
+            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, kpool, ks, elem, D, 1);        \
         for (int p = p0, nr; p < p1; p += nr) {                                                                   \
             nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);                                      \
-            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, kpool, ks, row_bytes); \
+            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, kpool, ks, elem, D, 1); \
+            const int s = p % block_size;                                                                          \
+            const void *kt = (const char *)kpool + (slot - s) * D * elem;                                          \
             DOTS;                                                                                                  \
         }                                                                                                          \
         for (int g = 0; g < nq; g++) kern_softmax_scaled_f32(scores + (size_t)g * n, (size_t)n, scale);          \
         ahead = p0;                                                                                                \
         for (int k = 0; k < KV_AHEAD && ahead < p1; k++)                                                          \
-            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, row_bytes);         \
+            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, elem, D, 0);        \
         for (int p = p0, nr; p < p1; p += nr) {                                                                   \
             nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);                                      \
-            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, row_bytes); \
+            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, elem, D, 0); \
+            const void *vrow = (const char *)vpool + slot * D * elem;                                              \
             AXPYS;                                                                                                 \
         }                                                                                                          \
     } while (0)
@@ -368,10 +346,8 @@ AI512 void attend512(const int kvtype, const float *q, size_t q_stride, int nq, 
                      const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
                      int D, int kv_head, int p0, int p1, float scale, float *scores, float *out, size_t out_stride) {
     const int n = p1 - p0;
-    ATTEND_RUNS(dots512(kvtype, q, q_stride, nq, (const char *)kpool + slot * row_bytes, ks ? ks + slot : NULL, nr, D,
-                        scores + (p - p0), (size_t)n),
-                axpys512(kvtype, out, out_stride, nq, scores + (p - p0), (size_t)n,
-                         (const char *)vpool + slot * row_bytes, vs ? vs + slot : NULL, nr, D));
+    ATTEND_RUNS(dots512(kvtype, q, q_stride, nq, kt, block_size, s, ks ? ks + slot : NULL, nr, D, scores + (p - p0), (size_t)n),
+                axpys512(kvtype, out, out_stride, nq, scores + (p - p0), (size_t)n, vrow, vs ? vs + slot : NULL, nr, D));
 }
 
 A512 static void attend_avx512(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool,
@@ -402,25 +378,30 @@ void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, cons
     dots_fn dots = kern_isa_active() == KERN_ISA_AVX2 ? dots_avx2 : dots_portable;
     axpys_fn axpys = kern_isa_active() == KERN_ISA_AVX2 ? axpys_avx2 : axpys_portable;
     float buf[RUN * D];
-    ATTEND_RUNS(dots(q, q_stride, nq, rows_f32(kvtype, kpool, kscale, slot, nr, D, buf), nr, D, scores + (p - p0), (size_t)n),
+    ATTEND_RUNS(dots(q, q_stride, nq, kt_run_f32(kvtype, kt, block_size, s, ks ? ks + slot : NULL, nr, D, buf), nr, D,
+                     scores + (p - p0), (size_t)n),
                 axpys(out, out_stride, nq, scores + (p - p0), (size_t)n, rows_f32(kvtype, vpool, vscale, slot, nr, D, buf), nr, D));
 }
 
-void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim) {
+void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim, int block_size) {
+    // Where value d goes: row `slot`, or column s of the transposed (block, head) group that holds it.
+    const size_t s = block_size > 0 ? slot % (size_t)block_size : 0;
+    const size_t base = block_size > 0 ? (slot - s) * head_dim + s : slot * head_dim;
+    const size_t step = block_size > 0 ? (size_t)block_size : 1;
     if (kvtype == KERN_KV_F32) {
-        float *d = (float *)pool + slot * head_dim;
-        for (int i = 0; i < head_dim; i++) d[i] = src[i];
+        for (int i = 0; i < head_dim; i++) ((float *)pool)[base + i * step] = src[i];
     } else if (kvtype == KERN_KV_F16) {
-        kern_f32_to_f16(src, (uint16_t *)pool + slot * head_dim, head_dim);
+        uint16_t h[head_dim];
+        kern_f32_to_f16(src, h, head_dim);
+        for (int i = 0; i < head_dim; i++) ((uint16_t *)pool)[base + i * step] = h[i];
     } else {
         float amax = 0;
         for (int i = 0; i < head_dim; i++) amax = fmaxf(amax, fabsf(src[i]));
-        float s = amax / 127.0f, inv = s > 0 ? 1.0f / s : 0;
-        int8_t *d = (int8_t *)pool + slot * head_dim;
+        float sc = amax / 127.0f, inv = sc > 0 ? 1.0f / sc : 0;
         for (int i = 0; i < head_dim; i++) {
             float v = roundf(src[i] * inv);
-            d[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+            ((int8_t *)pool)[base + i * step] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
         }
-        scales[slot] = s;
+        scales[slot] = sc;
     }
 }

@@ -25,8 +25,9 @@ public enum KVDType: String, Sendable, CaseIterable {
 }
 
 /// Paged key/value storage: a pool of fixed-size blocks shared by all sequences; one block id addresses the same
-/// slots in every layer. Per layer, K and V are [blocks, kvHeads, blockSize, headDim] so that one head's keys in a
-/// block are contiguous for the attention scan. Which blocks a sequence owns is decided outside (a block table).
+/// slots in every layer. Per layer, V is [blocks, kvHeads, blockSize, headDim] and K [blocks, kvHeads, headDim,
+/// blockSize] (transposed per block and head, so that a run of positions' scores are vectors; see attention.c):
+/// one head's keys and values in a block are contiguous for the attention scan. Which blocks a sequence owns is decided outside (a block table).
 public final class KVCache: @unchecked Sendable {
     public let layers: Int
     public let kvHeads: Int
@@ -89,8 +90,8 @@ public final class KVCache: @unchecked Sendable {
         precondition(block >= 0 && Int(block) < numBlocks, "KV write to a block the sequence does not own (position \(position))")
         for h in 0..<kvHeads {
             let s = slot(block: block, head: h, offset: off)
-            kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim))
-            kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim))
+            kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim), Int32(blockSize))
+            kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim), 0)
         }
     }
 

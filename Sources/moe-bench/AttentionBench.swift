@@ -52,8 +52,8 @@ struct AttentionBench: ParsableCommand {
             vs = (0..<layers).map { _ in .allocate(capacity: slots) }
             for l in 0..<layers {
                 for s in 0..<slots {
-                    kern_kv_store(kind, row, k[l], ks[l], s, Int32(D))
-                    kern_kv_store(kind, row, v[l], vs[l], s, Int32(D))
+                    kern_kv_store(kind, row, k[l], ks[l], s, Int32(D), Int32(blockSize))
+                    kern_kv_store(kind, row, v[l], vs[l], s, Int32(D), 0)
                 }
             }
             bytes = 2 * layers * kvHeads * positions * (D * elem + (kind == KERN_KV_I8 ? 4 : 0))

@@ -128,7 +128,9 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 
 // ---- Attention over a paged KV cache ------------------------------------------------------------------------------
 /// KV-cache storage types. A slot is (block, kv head, position in block): slot = (block*kv_heads + head)*block_size + s.
-/// K/V pools of one layer: element (slot, dim d) at slot*head_dim + d. int8 rows carry kscale/vscale[slot].
+/// V pool of one layer: element (slot, dim d) at slot*head_dim + d. K pool: each (block, head) group of block_size
+/// slots stored transposed, element (slot, d) at (slot - s)*head_dim + d*block_size + s. int8 rows carry
+/// kscale/vscale[slot].
 enum { KERN_KV_F32 = 0, KERN_KV_F16 = 1, KERN_KV_I8 = 2 };
 /// The `nq` query heads that share KV head `kv_head` (rows q + g*q_stride, g < nq) against positions [p0, p1) of
 /// one sequence, whose `blocks` map position/block_size to a block id. Writes out + g*out_stride [head_dim].
@@ -137,8 +139,9 @@ void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, cons
                        const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
                        int head_dim, int kv_head, int p0, int p1, float scale, float *scores, float *out,
                        size_t out_stride);
-/// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales).
-void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim);
+/// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales):
+/// as a row (block_size 0: values) or as column s of its transposed group (block_size: keys).
+void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim, int block_size);
 
 /// Asks the kernel to SIGKILL this process when its parent (mpirun or orted) dies, so a job killed with -9 leaves
 /// no orphan ranks. Returns 0, -1 on failure, -2 when the parent is already gone.
