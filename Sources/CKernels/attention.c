@@ -10,7 +10,6 @@
 // was measured 15–30% slower (it reloads the output per row and sums each dot product on its own).
 #include "ckernels.h"
 #include <immintrin.h>
-#include "simd.h"
 #include <math.h>
 
 #define RUN 16
