@@ -997,12 +997,8 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
 
 // ---- one product -------------------------------------------------------------------------------------------------
 
-// The arguments of kern_gemm_w_mt.
-typedef struct {
-    int format; const void *w; size_t ld; const uint16_t *scales; kern_panels panels;
-    const float *X; size_t ldx, T, cols;
-    float *Y; size_t ldy, rows;
-} product_args;
+// The arguments of kern_gemm_w_mt (those of one product of kern_gemm_w_many).
+typedef kern_product product_args;
 
 // A product made ready to run over its rows: the activations rounded or packed as its format needs (the scratch it
 // owns), and the task that computes any range of its rows (in `c`; for a matrix in panels, `inner` computes one
@@ -1218,11 +1214,9 @@ void kern_gemm_w_many(const kern_product *ps, int n) {
     prepared p[MANY_MAX];
     size_t start[MANY_MAX], total = 0;
     for (int i = 0; i < n; i++) {
-        const kern_product *d = &ps[i];
-        product_args a = {d->format, d->w, d->ld, d->scales, d->panels, d->X, d->ldx, d->T, d->cols, d->Y, d->ldy, d->rows};
-        prepare(&p[i], &a);
+        prepare(&p[i], &ps[i]);
         start[i] = total;
-        total += d->rows;
+        total += ps[i].rows;
     }
     many_ctx m = {p, start, n};
     const int profiled = atomic_load_explicit(&profiling, memory_order_relaxed);

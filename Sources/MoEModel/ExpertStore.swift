@@ -68,7 +68,7 @@ public final class ExpertStore: @unchecked Sendable {
     }
 }
 
-/// Reused buffers for MLP intermediates ([n, I] twice).
+/// Reused buffers for MLP intermediates: gate [n, I] and up [n, 2I] (see MLPStage).
 final class ExpertScratch: @unchecked Sendable {
     let gate = Scratch()
     let up = Scratch()
