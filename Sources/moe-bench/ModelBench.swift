@@ -133,7 +133,7 @@ struct ModelBench: ParsableCommand {
             if let b = r.batchDecode { line += String(format: " %.1f |", b.tokensPerSecond) }
             print(line)
         }
-        print("(products from cache: the format's one-input-row products on a 2048 × 1024 matrix held in cache, the better of a sample before and after the decode rounds: decode streams no faster, so near the bandwidth it bounds decode by arithmetic)")
+        print("(products from cache: the format's one-input-row products on a 2048 × 1024 matrix held in cache, the better of a sample before and after the decode rounds: decode streams no faster, so near the bandwidth the products' own work bounds decode: arithmetic, and both threads' fork, join and hand-overs)")
         if rows.contains(where: { !$0.steady }) {
             print("(uncertain: in every decode round of that format, six, the bandwidth samples before and after it differed by more than 15%)")
         }
