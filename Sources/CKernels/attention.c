@@ -35,7 +35,8 @@ AI512 __m512 kv16(int kind, const void *row, int d, __mmask16 m) {
     }
 }
 
-static inline size_t kv_row_bytes(int kind, int D) { return (size_t)D * (kind == KERN_KV_F32 ? 4 : kind == KERN_KV_F16 ? 2 : 1); }
+static inline size_t kv_elem(int kind) { return kind == KERN_KV_F32 ? 4 : kind == KERN_KV_F16 ? 2 : 1; }
+static inline size_t kv_row_bytes(int kind, int D) { return (size_t)D * kv_elem(kind); }
 
 // Positions s..s+15 (m: which exist) of key dimension d of a (block, head) group stored transposed at kt (block
 // size bs), as f32; int8 unscaled.
@@ -316,7 +317,7 @@ static int prefetch_run(int p, int p1, const int32_t *blocks, int block_size, in
 // position in it; in AXPYS, `vrow` is the run's first value row.
 #define ATTEND_RUNS(DOTS, AXPYS)                                                                                   \
     do {                                                                                                           \
-        const size_t elem = kvtype == KERN_KV_F32 ? 4 : kvtype == KERN_KV_F16 ? 2 : 1;                            \
+        const size_t elem = kv_elem(kvtype);                                                                       \
         const float *ks = kvtype == KERN_KV_I8 ? kscale : NULL, *vs = kvtype == KERN_KV_I8 ? vscale : NULL;      \
         size_t slot;                                                                                               \
         int ahead = p0;                                                                                            \

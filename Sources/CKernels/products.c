@@ -1045,9 +1045,13 @@ static void *scratch_alloc(prepared *p, int slot, size_t bytes) {
     return k->p[slot];
 }
 
+// Below this many values a product's inputs are rounded where they are needed (on the calling thread, or by each
+// thread for itself, see gemm_one), and below this many weights a product runs on the calling thread alone.
+#define FEW 65536
+
 // Rounds or packs T inputs of `cols` values: on the calling thread when small, else over the pool.
 static void per_input(size_t T, size_t cols, kern_task_fn fn, void *ctx) {
-    if (T * cols < 65536) fn(ctx, 0, T);
+    if (T * cols < FEW) fn(ctx, 0, T);
     else kern_parallel_for(T, 1, fn, ctx);
 }
 
@@ -1160,50 +1164,62 @@ static void run_rows(const prepared *p, size_t r0, size_t r1) {
     if (p->panels > 1) panel_task((void *)p, r0, r1); else p->inner((void *)&p->c, r0, r1);
 }
 
-// One thread's rows of a product whose inputs each thread rounds for itself (see gemm_one).
-static void own_inputs_task(void *ctx, size_t r0, size_t r1) {
-    prepared mine = *(const prepared *)ctx;
+// One thread's rows [r0, r1) of a product, its inputs rounded by this thread for itself (see run_together).
+static void own_inputs(const prepared *p, size_t r0, size_t r1) {
+    prepared mine = *p;
     round_inputs(&mine);
     run_rows(&mine, r0, r1);
     finish(&mine);
 }
 
-// A product whose inputs are few (decode, verification: under 65536 values in all) has each thread round them for
-// itself after the fork instead of the calling thread before it, so that the rounding (0.6–0.7 µs a product at
-// 1024 values, 1.7 at 3584; two to three times that in the minutes when this VM's integer arithmetic slows) is
-// not time in which the other thread waits. Both round the same values the same way.
-static void gemm_one(const product_args *d) {
-    prepared p;
-    prepare(&p, d);
-    const int rounded = p.kind != PRODUCT_H;
-    if (p.work >= 65536 && rounded && d->T * d->cols < 65536) {
-        kern_parallel_for(p.rows, 16, own_inputs_task, &p);
-        return;
-    }
-    round_inputs(&p);
-    if (p.work < 65536) run_rows(&p, 0, p.rows);
-    else kern_parallel_for(p.rows, 16, p.fn, p.panels > 1 ? (void *)&p : (void *)&p.c);
-    finish(&p);
-}
+#define MANY_MAX 64      // products kern_gemm_w_many runs in one region
 
-// Products of kern_gemm_w_many run as one range of rows: product i holds [start[i], start[i] + rows).
+// Prepared products run as one range of rows: product i holds [start[i], start[i] + rows).
 typedef struct { prepared *p; size_t *start; int n; } many_ctx;
 
 // A thread's part of the joined range: the rows of each product it overlaps, each product's inputs rounded by this
-// thread for itself (as own_inputs_task does for one product).
+// thread for itself.
 static void many_task(void *ctx, size_t b, size_t e) {
     const many_ctx *m = (const many_ctx *)ctx;
     for (int i = 0; i < m->n; i++) {
         const size_t s0 = m->start[i], s1 = s0 + m->p[i].rows;
         if (s1 <= b || s0 >= e) continue;
-        own_inputs_task(&m->p[i], (b > s0 ? b : s0) - s0, (e < s1 ? e : s1) - s0);
+        own_inputs(&m->p[i], (b > s0 ? b : s0) - s0, (e < s1 ? e : s1) - s0);
     }
 }
 
-#define MANY_MAX 64
+// Products whose inputs are few (decode, verification: under FEW values each) run in one parallel region with
+// each thread rounding the inputs of the products it touches for itself, after the fork: the rounding (0.6–0.7 µs
+// a product at 1024 values, 1.7 at 3584, more in this VM's fast-bandwidth minutes) is then not time in which the
+// other thread waits, and several products (a layer's experts) pay one fork and join. Both threads round the same
+// values the same way.
+static int few_inputs(const product_args *d) { return d->T * d->cols < FEW; }
+
+static void run_together(prepared *p, int n) {
+    size_t start[MANY_MAX], total = 0, work = 0;
+    for (int i = 0; i < n; i++) {
+        start[i] = total;
+        total += p[i].rows;
+        work += p[i].work;
+    }
+    many_ctx m = {p, start, n};
+    if (work < FEW) many_task(&m, 0, total);
+    else kern_parallel_for(total, 16, many_task, &m);
+}
+
+static void gemm_one(const product_args *d) {
+    prepared p;
+    prepare(&p, d);
+    if (p.kind != PRODUCT_H && few_inputs(d)) { run_together(&p, 1); return; }
+    round_inputs(&p);
+    if (p.work < FEW) run_rows(&p, 0, p.rows);
+    else kern_parallel_for(p.rows, 16, p.fn, p.panels > 1 ? (void *)&p : (void *)&p.c);
+    finish(&p);
+}
+
 void kern_gemm_w_many(const kern_product *ps, int n) {
     int joined = n > 1 && n <= MANY_MAX;
-    for (int i = 0; i < n && joined; i++) joined = ps[i].T * ps[i].cols < 65536;
+    for (int i = 0; i < n && joined; i++) joined = few_inputs(&ps[i]);
     if (!joined) {
         for (int i = 0; i < n; i++) {
             const kern_product *d = &ps[i];
@@ -1212,19 +1228,10 @@ void kern_gemm_w_many(const kern_product *ps, int n) {
         return;
     }
     prepared p[MANY_MAX];
-    size_t start[MANY_MAX], total = 0;
-    for (int i = 0; i < n; i++) {
-        prepare(&p[i], &ps[i]);
-        start[i] = total;
-        total += ps[i].rows;
-    }
-    many_ctx m = {p, start, n};
+    for (int i = 0; i < n; i++) prepare(&p[i], &ps[i]);
     const int profiled = atomic_load_explicit(&profiling, memory_order_relaxed);
     const double t0 = profiled ? profile_now() : 0;
-    size_t work = 0;
-    for (int i = 0; i < n; i++) work += ps[i].rows * ps[i].cols;
-    if (work < 65536) many_task(&m, 0, total);
-    else kern_parallel_for(total, 16, many_task, &m);
+    run_together(p, n);
     if (!profiled) return;
     // The region's time, shared among its products in proportion to their weight bytes.
     double seconds = profile_now() - t0, bytes = 0;

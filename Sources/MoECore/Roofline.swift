@@ -35,10 +35,11 @@ public enum Roofline {
 
     /// Bytes of stored weights per second that one-input-row products in `format` stream from cache: `calls`
     /// products of a `rows` × `cols` matrix (int4 1.2 MB, int8 2.2 MB: within L2 and L3), over the pool as decode's
-    /// run, fixed costs per call included; best of `repeats`. What the products' arithmetic allows at this moment,
+    /// run, fixed costs per call included; best of `repeats`. What the products' own work allows at this moment,
     /// whatever memory gives: decode cannot stream weights faster, so where this is near the read bandwidth a decode
-    /// step is bound by arithmetic, not memory. (On this project's VM it drops by about a quarter for int8 and int4,
-    /// not f16, in the minutes when the read bandwidth is high; see README.md.)
+    /// step is bound by that work (arithmetic, and the two threads' fork, join and hand-overs per product), not by
+    /// memory. (On this project's VM the int8/int4 figures drop by about a third in the minutes when the two vCPUs
+    /// are far apart, which are the minutes of high read bandwidth; one thread's do not: see README.md.)
     public struct InCacheProducts {
         let w: Matrix
         let x: FloatBuffer, y: FloatBuffer

@@ -27,7 +27,8 @@ public enum KVDType: String, Sendable, CaseIterable {
 /// Paged key/value storage: a pool of fixed-size blocks shared by all sequences; one block id addresses the same
 /// slots in every layer. Per layer, V is [blocks, kvHeads, blockSize, headDim] and K [blocks, kvHeads, headDim,
 /// blockSize] (transposed per block and head, so that a run of positions' scores are vectors; see attention.c):
-/// one head's keys and values in a block are contiguous for the attention scan. Which blocks a sequence owns is decided outside (a block table).
+/// one head's keys and values in a block are contiguous for the attention scan. Which blocks a sequence owns is
+/// decided outside (a block table).
 public final class KVCache: @unchecked Sendable {
     public let layers: Int
     public let kvHeads: Int

@@ -33,7 +33,7 @@ import Testing
         #expect(stats.map(\.inputRows) == [1, 3, 1])
         #expect(stats.map(\.format) == [.f16, .f16, .int4])
         #expect(stats[0].rows == 64 && stats[0].weightBytes == Double(2 * 64 * cols * 2))
-        // int4: half a byte per value plus a float scale per group of 32.
+        // int4: half a byte per value plus an f16 scale per group of 32.
         #expect(stats[2].rows == 32 && stats[2].weightBytes == Double(32 * (cols / 2 + cols / 32 * 2)))
         #expect(stats.allSatisfy { $0.seconds > 0 })
         ProductProfile.start()
@@ -134,8 +134,8 @@ import Testing
     }
 
     /// A query group's attention output is the same, bit for bit, however the cache cuts positions into blocks: the
-    /// kernels take a block's rows in runs (and AVX-512 in fours within a run), but every score and every output
-    /// value goes through the same operations in the same order wherever its row falls.
+    /// kernels take a block's positions in runs (a run's scores as one vector, the heads four at a time), but every
+    /// score and every output value goes through the same operations in the same order wherever its position falls.
     @Test func attentionDoesNotDependOnHowPositionsFallIntoBlocks() {
         let D = 72, kvHeads = 3, group = 5, n = 83, p0 = 7, kvHead = 2     // 72: a masked tail; 5 heads: four and one
         let keys = randoms(n * kvHeads * D, seed: 21), values = randoms(n * kvHeads * D, seed: 22)
