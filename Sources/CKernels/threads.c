@@ -17,24 +17,33 @@
 #define MAX_THREADS 64
 #define SPIN_ROUNDS 20000
 
+// What one worker is to run, on a cache line of its own that only the calling thread writes, and what it reports
+// back, on a line only the worker writes. A product's hand-over is then one line each way: the worker spinning on
+// `job` gets the range with the job number, and the caller spinning on `done` gets the time with it. (A shared
+// generation, a job struct and a shared counter were ~5 dependent line transfers a product; when the two vCPUs sit
+// on different core complexes a transfer costs ~170 ns, see PERFORMANCE.md.) The caller publishes with plain
+// release stores: a locked instruction would hold it until the worker's copy of the line was invalidated.
 typedef struct {
-    kern_task_fn fn;
+    _Alignas(64) atomic_ulong job;           // job number; fn, ctx, begin, end below are its
+    kern_task_fn fn;                         // NULL: exit
     void *ctx;
-    int parts;
-    size_t bounds[MAX_THREADS + 1];      // thread i runs [bounds[i], bounds[i + 1])
-    unsigned long long ticks[MAX_THREADS];   // how long each took (TSC ticks)
-} job_t;
+    size_t begin, end;
+} mailbox_t;
+typedef struct {
+    _Alignas(64) atomic_ulong done;          // the last job number finished
+    unsigned long long ticks;                // how long its part took (TSC ticks)
+} report_t;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;   // one job at a time
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
 static pthread_t workers[MAX_THREADS];
 static int nthreads = 1;
-static job_t job;
-static atomic_ulong generation = 0;
-static atomic_int remaining = 0;
-static atomic_int stop_gen = 0;           // workers with index >= active count exit
-static unsigned long start_generation = 0;   // generation when the workers were created
+static mailbox_t mailbox[MAX_THREADS];
+static report_t report[MAX_THREADS];
+static unsigned long job_number = 0;      // written by the caller holding pool_lock
+static unsigned long start_number = 0;    // job_number when the workers were created
+static _Alignas(64) atomic_int sleepers = 0;   // workers in (or going into) pthread_cond_wait
 static _Thread_local int in_pool = 0;
 
 // Each thread's relative speed, learnt from the jobs it ran (see learn_speeds); a job's items are split in
@@ -66,60 +75,90 @@ static inline unsigned long long ticks_now(void) {
 #endif
 }
 
-static void run_part(int i) {
-    size_t b = job.bounds[i], e = job.bounds[i + 1];
-    unsigned long long t0 = ticks_now();
-    if (b < e) job.fn(job.ctx, b, e);
-    job.ticks[i] = ticks_now() - t0;
-}
-
 // After a job: each thread's items per tick against the mean, folded into its speed (a tenth at a time). A vCPU
 // that shares its core with a busy neighbour can run its half of every product at half speed for seconds at a
 // time (traced: the worker's halves of int8 products took 1.5–1.8× the coordinator's), which fixed halves turn
 // into the other thread idling; jobs under ~8 µs (20000 ticks of a 2.6 GHz TSC), or with an empty part, teach
 // nothing.
 #define SPEED_MIN_TICKS 20000
-static void learn_speeds(void) {
+static void learn_speeds(int parts, const size_t *bounds, const unsigned long long *ticks) {
     double rate[MAX_THREADS], mean = 0;
-    for (int i = 0; i < job.parts; i++) {
-        size_t items = job.bounds[i + 1] - job.bounds[i];
-        if (items == 0 || job.ticks[i] < SPEED_MIN_TICKS) return;
-        rate[i] = (double)items / (double)job.ticks[i];
-        mean += rate[i] / job.parts;
+    for (int i = 0; i < parts; i++) {
+        size_t items = bounds[i + 1] - bounds[i];
+        if (items == 0 || ticks[i] < SPEED_MIN_TICKS) return;
+        rate[i] = (double)items / (double)ticks[i];
+        mean += rate[i] / parts;
     }
-    for (int i = 0; i < job.parts; i++) {
+    for (int i = 0; i < parts; i++) {
         double r = speed[i] * 0.9 + 0.1 * (rate[i] / mean);
         speed[i] = r < 0.25 ? 0.25 : (r > 4 ? 4 : r);
     }
 }
 
+// Spins, then sleeps until the caller posts a job after `seen`. A worker announces that it sleeps (sleepers) before
+// it checks the job number under wake_lock; the caller broadcasts when it sees a sleeper, and when a join has spun
+// long without an answer (the store of the job number and the load of `sleepers` may pass each other, so a worker
+// that went to sleep just as the job came may be missed once; the join then wakes it).
+static unsigned long wait_job(int index, unsigned long seen) {
+    unsigned long g;
+    for (int spins = 0; spins < SPIN_ROUNDS; spins++) {
+        if ((g = atomic_load_explicit(&mailbox[index].job, memory_order_acquire)) != seen) return g;
+        CPU_RELAX();
+    }
+    pthread_mutex_lock(&wake_lock);
+    atomic_fetch_add(&sleepers, 1);
+    while ((g = atomic_load(&mailbox[index].job)) == seen) pthread_cond_wait(&wake_cond, &wake_lock);
+    atomic_fetch_sub(&sleepers, 1);
+    pthread_mutex_unlock(&wake_lock);
+    return g;
+}
+
+static void wake_all(void) {
+    pthread_mutex_lock(&wake_lock);
+    pthread_cond_broadcast(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
+}
+
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg;
     in_pool = 1;
-    // Not atomic_load(&generation): a job published before this thread first runs must not be missed.
-    unsigned long seen = start_generation;
+    // Not the mailbox's current number: a job posted before this thread first runs must not be missed.
+    unsigned long seen = start_number;
     for (;;) {
-        unsigned long g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
-            if (++spins < SPIN_ROUNDS) { CPU_RELAX(); continue; }
-            pthread_mutex_lock(&wake_lock);
-            while ((g = atomic_load(&generation)) == seen) pthread_cond_wait(&wake_cond, &wake_lock);
-            pthread_mutex_unlock(&wake_lock);
-            break;
-        }
-        seen = g;
-        if (index >= atomic_load(&stop_gen)) return NULL;
-        if (index < job.parts) run_part(index);
-        atomic_fetch_sub_explicit(&remaining, 1, memory_order_acq_rel);
+        seen = wait_job(index, seen);
+        mailbox_t *m = &mailbox[index];
+        kern_task_fn fn = m->fn;
+        if (!fn) return NULL;
+        void *ctx = m->ctx;
+        size_t b = m->begin, e = m->end;
+        unsigned long long t0 = ticks_now();
+        fn(ctx, b, e);
+        report[index].ticks = ticks_now() - t0;
+        atomic_store_explicit(&report[index].done, seen, memory_order_release);
     }
 }
 
-static void publish(void) {
-    pthread_mutex_lock(&wake_lock);
-    atomic_fetch_add_explicit(&generation, 1, memory_order_release);
-    pthread_cond_broadcast(&wake_cond);
-    pthread_mutex_unlock(&wake_lock);
+// Posts job `number` to workers 1..<parts, part i of bounds to worker i (fn NULL: exit).
+static void post(int parts, const size_t *bounds, kern_task_fn fn, void *ctx, unsigned long number) {
+    for (int i = 1; i < parts; i++) {
+        mailbox_t *m = &mailbox[i];
+        m->fn = fn; m->ctx = ctx;
+        if (bounds) { m->begin = bounds[i]; m->end = bounds[i + 1]; }
+        atomic_store_explicit(&m->job, number, memory_order_release);
+    }
+    if (atomic_load_explicit(&sleepers, memory_order_relaxed) > 0) wake_all();
+}
+
+// Waits for workers 1..<parts to report job `number`.
+static void join(int parts, unsigned long number) {
+    for (int i = 1; i < parts; i++) {
+        int spins = 0;
+        while (atomic_load_explicit(&report[i].done, memory_order_acquire) != number) {
+            if (spins < SPIN_ROUNDS) { spins++; CPU_RELAX(); continue; }
+            if (spins == SPIN_ROUNDS) { spins++; wake_all(); }
+            sched_yield();
+        }
+    }
 }
 
 void kern_threads_init(int n) {
@@ -127,15 +166,17 @@ void kern_threads_init(int n) {
     if (n > MAX_THREADS) n = MAX_THREADS;
     pthread_mutex_lock(&pool_lock);
     if (nthreads > 1) {                       // stop the old workers
-        atomic_store(&stop_gen, 0);
-        atomic_store(&remaining, nthreads - 1);
-        publish();
+        post(nthreads, NULL, NULL, NULL, ++job_number);
+        wake_all();
         for (int i = 1; i < nthreads; i++) pthread_join(workers[i], NULL);
     }
     nthreads = n;
-    for (int i = 0; i < MAX_THREADS; i++) speed[i] = 1;
-    atomic_store(&stop_gen, n);
-    start_generation = atomic_load(&generation);
+    for (int i = 0; i < MAX_THREADS; i++) {
+        speed[i] = 1;
+        atomic_store(&mailbox[i].job, job_number);
+        atomic_store(&report[i].done, job_number);
+    }
+    start_number = job_number;
     for (int i = 1; i < n; i++) pthread_create(&workers[i], NULL, worker_main, (void *)(intptr_t)i);
     pthread_mutex_unlock(&pool_lock);
 }
@@ -151,17 +192,18 @@ void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) {
         return;
     }
     int parts = nthreads < (int)units ? nthreads : (int)units;
-    job.fn = fn; job.ctx = ctx; job.parts = parts;
-    kern_split(n, grain, parts, speed, job.bounds);
-    atomic_store(&remaining, nthreads - 1);
-    publish();
+    size_t bounds[MAX_THREADS + 1];
+    unsigned long long ticks[MAX_THREADS];
+    kern_split(n, grain, parts, speed, bounds);
+    unsigned long number = ++job_number;
+    post(parts, bounds, fn, ctx, number);
     in_pool = 1;
-    run_part(0);
+    unsigned long long t0 = ticks_now();
+    if (bounds[0] < bounds[1]) fn(ctx, bounds[0], bounds[1]);
+    ticks[0] = ticks_now() - t0;
     in_pool = 0;
-    int spins = 0;
-    while (atomic_load_explicit(&remaining, memory_order_acquire) > 0) {
-        if (++spins < SPIN_ROUNDS) CPU_RELAX(); else sched_yield();
-    }
-    learn_speeds();
+    join(parts, number);
+    for (int i = 1; i < parts; i++) ticks[i] = report[i].ticks;
+    learn_speeds(parts, bounds, ticks);
     pthread_mutex_unlock(&pool_lock);
 }

@@ -234,6 +234,49 @@ import Testing
         #expect((0..<n).allSatisfy { hits[$0] == 50 })
     }
 
+    /// The pool's hand-over (a line per worker each way) loses no part and runs none twice: after its workers have
+    /// gone to sleep, with fewer parts than threads (the idle workers must not answer for a job they were not given),
+    /// after a resize in either direction, and with several threads calling at once (all but one run serially).
+    @Test func poolRunsEveryPartOnceAcrossSleepResizeAndConcurrentCallers() async {
+        ComputeThreads.ensureConfigured()
+        let before = ComputeThreads.count
+        defer { ComputeThreads.configure(count: before) }
+        let n = 997
+        let hits = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        defer { hits.deallocate() }
+        func covered(_ size: Int, grain: Int, rounds: Int = 20) -> Bool {
+            hits.initialize(repeating: 0, count: n)
+            for _ in 0..<rounds { parallelFor(size, grain: grain) { r in for i in r { hits[i] += 1 } } }
+            return (0..<size).allSatisfy { hits[$0] == Int32(rounds) }
+        }
+        for threads in [3, 2, 4, 1, 2] {
+            ComputeThreads.configure(count: threads)
+            #expect(ComputeThreads.count == threads)
+            #expect(covered(n, grain: 1), "\(threads) threads")
+            #expect(covered(2, grain: 1), "\(threads) threads, two parts")
+            usleep(30_000)   // past the workers' spinning: they sleep and must be woken
+            #expect(covered(n, grain: 5, rounds: 1), "\(threads) threads, after sleeping")
+            #expect(covered(n, grain: 64), "\(threads) threads, grain 64")
+        }
+        // Callers on several threads at once: every call covers its own range exactly once.
+        let sums = await withTaskGroup(of: Bool.self) { group in
+            for c in 0..<4 {
+                group.addTask {
+                    let m = 5000 + c
+                    let counts = UnsafeMutablePointer<Int32>.allocate(capacity: m)
+                    defer { counts.deallocate() }
+                    counts.initialize(repeating: 0, count: m)
+                    for _ in 0..<200 { parallelFor(m, grain: 3) { r in for i in r { counts[i] += 1 } } }
+                    return (0..<m).allSatisfy { counts[$0] == 200 }
+                }
+            }
+            var all = true
+            for await ok in group { all = all && ok }
+            return all
+        }
+        #expect(sums)
+    }
+
     /// The bandwidth probe reads each thread's share as four streams: every element exactly once, whatever the
     /// length (whole 64-byte steps per stream, then a remainder), on every instruction set.
     @Test func readProbeReadsEveryElementOnce() {
