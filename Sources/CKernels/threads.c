@@ -132,7 +132,7 @@ static void *worker_main(void *arg) {
         void *ctx = m->ctx;
         size_t b = m->begin, e = m->end;
         unsigned long long t0 = ticks_now();
-        fn(ctx, b, e);
+        if (b < e) fn(ctx, b, e);
         report[index].ticks = ticks_now() - t0;
         atomic_store_explicit(&report[index].done, seen, memory_order_release);
     }
@@ -183,7 +183,8 @@ void kern_threads_init(int n) {
 
 int kern_threads_count(void) { return nthreads; }
 
-void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) {
+// kern_parallel_for; `learn` 0 for a job whose parts' times say nothing of the threads' speeds.
+static void run_job(size_t n, size_t grain, kern_task_fn fn, void *ctx, int learn) {
     if (n == 0) return;
     if (grain == 0) grain = 1;
     size_t units = (n + grain - 1) / grain;
@@ -204,6 +205,74 @@ void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) {
     in_pool = 0;
     join(parts, number);
     for (int i = 1; i < parts; i++) ticks[i] = report[i].ticks;
-    learn_speeds(parts, bounds, ticks);
+    if (learn) learn_speeds(parts, bounds, ticks);
     pthread_mutex_unlock(&pool_lock);
+}
+
+void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) { run_job(n, grain, fn, ctx, 1); }
+
+// A cache line bounced between the calling thread and a pool worker inside one job: the cost of every line that
+// passes between two threads (a product's hand-over, its inputs and outputs). On this VM it reads ~60 ns while the
+// two vCPUs share a core complex and ~330 ns while they sit on different ones (PERFORMANCE.md), which is what
+// separates its slow and fast bandwidth minutes. Each side gives up 50 ms (plus 2 µs a round) after it starts (a
+// worker not running at the same time, e.g. on an oversubscribed core), and then the result is negative.
+typedef struct {
+    _Alignas(64) atomic_long ball;
+    _Alignas(64) atomic_int quit;
+    atomic_int answering;                    // a worker has taken the answering side (with 3+ threads, only one may)
+    long rounds;
+    double ns;
+} pingpong_t;
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Waits until the ball reads `want`; 0 when the other side gave up or the deadline passed.
+static int catch_ball(pingpong_t *p, long want, double deadline) {
+    for (unsigned spins = 1; atomic_load_explicit(&p->ball, memory_order_acquire) != want; spins++) {
+        CPU_RELAX();
+        if (spins % 1024 == 0 && (atomic_load(&p->quit) || seconds_now() > deadline)) {
+            atomic_store(&p->quit, 1);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// The job's items: the caller's part starts at 0 and serves; the worker's (a learnt share of them, never empty:
+// speeds stay within 16× of each other) answers.
+#define PINGPONG_ITEMS 1000
+static void pingpong_task(void *ctx, size_t b, size_t e) {
+    pingpong_t *p = (pingpong_t *)ctx;
+    if (b == 0 && e == PINGPONG_ITEMS) { p->ns = -1; return; }   // one thread got both sides (a busy pool)
+    const double deadline = seconds_now() + 0.05 + 2e-6 * (double)p->rounds;
+    if (b == 0) {
+        const double t0 = seconds_now();
+        for (long i = 0; i < p->rounds; i++) {
+            atomic_store_explicit(&p->ball, 2 * i + 1, memory_order_release);
+            if (!catch_ball(p, 2 * i + 2, deadline)) { p->ns = -1; return; }
+        }
+        p->ns = (seconds_now() - t0) / (double)p->rounds * 1e9;
+    } else {
+        if (atomic_exchange(&p->answering, 1)) return;
+        for (long i = 0; i < p->rounds; i++) {
+            if (!catch_ball(p, 2 * i + 1, deadline)) return;
+            atomic_store_explicit(&p->ball, 2 * i + 2, memory_order_release);
+        }
+    }
+}
+
+double kern_thread_round_trip_ns(int rounds) {
+    if (nthreads < 2 || rounds < 1) return -1;
+    pingpong_t p;
+    atomic_init(&p.ball, 0);
+    atomic_init(&p.quit, 0);
+    atomic_init(&p.answering, 0);
+    p.rounds = rounds;
+    p.ns = -1;
+    run_job(PINGPONG_ITEMS, 1, pingpong_task, &p, 0);
+    return p.ns;
 }

@@ -4,6 +4,19 @@ import Foundation
 
 /// Physical limits measured in the same run as a benchmark, so results are reported as a ratio to them.
 public enum Roofline {
+    /// The mean round trip of a cache line between two compute threads, in ns (the best of `repeats` runs of
+    /// `rounds` round trips), or nil with one thread or when no run finished (the pool busy, or the other thread not
+    /// running). Every product's hand-over, inputs and outputs cross between the threads at this cost; on a VM it
+    /// shows whether the vCPUs share a core complex (tens of ns) or not (hundreds).
+    public static func threadRoundTrip(rounds: Int = 20000, repeats: Int = 3) -> Double? {
+        var best: Double?
+        for _ in 0..<repeats {
+            let ns = kern_thread_round_trip_ns(Int32(rounds))
+            if ns > 0 { best = min(best ?? ns, ns) }
+        }
+        return best
+    }
+
     /// STREAM triad bandwidth over the compute pool, in bytes/s (best of `repeats`; counts 3 arrays of `floats` floats,
     /// as STREAM does, not the write-allocate traffic).
     public static func triadBandwidth(floats n: Int = 32 << 20, repeats: Int = 6) -> Double {

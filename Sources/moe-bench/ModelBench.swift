@@ -46,6 +46,9 @@ struct ModelBench: ParsableCommand {
         var bandwidth: Double
         /// Whether the two samples agreed (Roofline.SampledRound.isSteady); if not, the ratio is uncertain.
         var steady: Bool
+        /// A cache line's round trip between the two compute threads just after the reported round (ns; nil with one
+        /// thread): on a VM, whether the vCPUs shared a core complex then.
+        var roundTrip: Double?
         /// Decode rounds run (3, or up to 6 while none was steady).
         var rounds: Int
         /// The format's one-input-row products from cache (Roofline.InCacheProducts), bytes/s: the better of a
@@ -79,10 +82,11 @@ struct ModelBench: ParsableCommand {
             log("\(f): \(spec.modelType), \(spec.numLayers) layers, \(spec.numExperts) experts, weights \(String(format: "%.2f", Double(m.bytesHeld) / 1e9)) GB, loaded in \(String(format: "%.1f", monotonicSeconds() - t0)) s, resident \(String(format: "%.2f", Double(resident) / 1e9)) GB")
             let prefill = measurePrefill(m)
             let probe = Roofline.InCacheProducts(format: f), cacheBefore = probe.rate()
-            var decodes: [Decode] = [], sampled: [Roofline.SampledRound] = []
+            var decodes: [Decode] = [], sampled: [Roofline.SampledRound] = [], trips: [Double?] = []
             var before = Roofline.readBandwidth()
             while decodes.count < 3 || (decodes.count < 6 && !sampled.contains { $0.isSteady() }) {
                 let d = measureDecode(m, format: f, batch: 1), after = Roofline.readBandwidth()
+                trips.append(Roofline.threadRoundTrip())
                 decodes.append(d)
                 sampled.append(.init(rate: d.tokensPerSecond, before: before, after: after))
                 before = after
@@ -92,8 +96,8 @@ struct ModelBench: ParsableCommand {
             let batched = batch > 1 ? measureDecode(m, format: f, batch: batch) : nil
             let inCache = max(cacheBefore, probe.rate())
             let row = Row(format: f, weightBytes: m.bytesHeld, residentBytes: resident, prefill: prefill, decode: decode,
-                          batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, rounds: decodes.count,
-                          inCache: inCache)
+                          batchDecode: batched, bandwidth: sampled[best].bandwidth, steady: steady, roundTrip: trips[best],
+                          rounds: decodes.count, inCache: inCache)
             rows.append(row)
             let profile = products ? profileDecode(m, format: f) : nil
             if let p = profile, !json { profiles.append((f, p)) }
@@ -110,6 +114,7 @@ struct ModelBench: ParsableCommand {
                     "bandwidth_steady": row.steady, "decode_rounds": row.rounds,
                     "in_cache_product_gb_s": row.inCache / 1e9,
                 ]
+                if let ns = row.roundTrip { obj["thread_round_trip_ns"] = ns }
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
                 if let p = profile { obj["products"] = p.jsonRows }
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
@@ -134,6 +139,10 @@ struct ModelBench: ParsableCommand {
             print(line)
         }
         print("(products from cache: the format's one-input-row products on a 2048 × 1024 matrix held in cache, the better of a sample before and after the decode rounds: decode streams no faster, so near the bandwidth the products' own work bounds decode: arithmetic, and both threads' fork, join and hand-overs)")
+        let trips = rows.compactMap { r in r.roundTrip.map { "\(r.format.rawValue) \(Int($0.rounded())) ns" } }
+        if !trips.isEmpty {
+            print("(a cache line's round trip between the two threads just after each reported round: \(trips.joined(separator: ", ")); on a VM, tens of ns when the vCPUs share a core complex, hundreds when they do not)")
+        }
         if rows.contains(where: { !$0.steady }) {
             print("(uncertain: in every decode round of that format, six, the bandwidth samples before and after it differed by more than 15%)")
         }

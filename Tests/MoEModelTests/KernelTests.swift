@@ -236,8 +236,10 @@ import Testing
 
     /// The pool's hand-over (a line per worker each way) loses no part and runs none twice: after its workers have
     /// gone to sleep, with fewer parts than threads (the idle workers must not answer for a job they were not given),
-    /// after a resize in either direction, and with several threads calling at once (all but one run serially).
-    @Test func poolRunsEveryPartOnceAcrossSleepResizeAndConcurrentCallers() async {
+    /// after a resize in either direction, and with several threads calling at once (all but one run serially). Its
+    /// round-trip probe times two threads (a positive, sub-millisecond figure whenever a run finishes; other tests
+    /// may hold the pool, so a few tries) and reports nothing with one thread.
+    @Test func poolRunsEveryPartOnceAndTimesItsRoundTripAcrossSleepResizeAndConcurrentCallers() async {
         ComputeThreads.ensureConfigured()
         let before = ComputeThreads.count
         defer { ComputeThreads.configure(count: before) }
@@ -257,6 +259,13 @@ import Testing
             usleep(30_000)   // past the workers' spinning: they sleep and must be woken
             #expect(covered(n, grain: 5, rounds: 1), "\(threads) threads, after sleeping")
             #expect(covered(n, grain: 64), "\(threads) threads, grain 64")
+            if threads == 1 {
+                #expect(kern_thread_round_trip_ns(100) < 0)
+            } else {
+                let trips = (0..<20).map { _ in kern_thread_round_trip_ns(2000) }
+                #expect(trips.contains { $0 > 0 && $0 < 1e6 }, "\(threads) threads: \(trips)")
+                #expect(covered(n, grain: 1), "\(threads) threads, after the round trip")
+            }
         }
         // Callers on several threads at once: every call covers its own range exactly once.
         let sums = await withTaskGroup(of: Bool.self) { group in

@@ -35,6 +35,10 @@ void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx);
 /// multiple of `grain` (or n), part i [bounds[i], bounds[i + 1]) in proportion to speeds[i]. The pool learns each
 /// thread's speed from the jobs it runs (a vCPU can run at half speed for seconds when its core is shared).
 void kern_split(size_t n, size_t grain, int parts, const double *speeds, size_t *bounds);
+/// Mean time (ns) of a cache line's round trip between the calling thread and a pool worker, over `rounds` round
+/// trips inside one job; negative with one thread, when the pool is busy, or when the worker did not answer in time
+/// (50 ms plus 2 µs a round).
+double kern_thread_round_trip_ns(int rounds);
 
 // ---- Conversions ------------------------------------------------------------------------------------------------
 void kern_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
