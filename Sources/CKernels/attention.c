@@ -286,9 +286,7 @@ static int run_at(int p, int p1, const int32_t *blocks, int block_size, int kv_h
     return nr;
 }
 
-#ifndef KV_AHEAD
 #define KV_AHEAD 8
-#endif
 // Asks for the run at p (< p1) into L2 and its int8 scales into L1; returns the run's length. `transposed`: keys,
 // the run's positions of every dimension of its (block, head) group (the whole group, 1–4 KB, for blocks of up to
 // RUN positions); else value rows. A run's group is contiguous, but a head's consecutive blocks lie kv_heads groups

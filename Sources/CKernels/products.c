@@ -32,12 +32,12 @@
 #include <immintrin.h>
 #include "simd.h"
 #include "grouplayout.h"
+#include "monotonic.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 #define AI __attribute__((always_inline)) static inline
 
@@ -958,11 +958,6 @@ static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static kern_product_stat profile[KERN_PROFILE_SHAPES];
 static int profile_count = 0;
 
-static double profile_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 void kern_products_profile(int on) {
     pthread_mutex_lock(&profile_lock);
@@ -997,25 +992,22 @@ static void profile_record(int format, size_t rows, size_t cols, size_t T, doubl
 
 // ---- one product -------------------------------------------------------------------------------------------------
 
-// The arguments of kern_gemm_w_mt (those of one product of kern_gemm_w_many).
-typedef kern_product product_args;
-
 // A product made ready to run over its rows: the activations rounded or packed as its format needs (the scratch it
 // owns), and the task that computes any range of its rows (in `c`; for a matrix in panels, `inner` computes one
 // panel's share of them from a copy of `c` moved to that panel).
 typedef union { qq_ctx q; h_ctx h; bd_ctx b; } product_ctx;
 
 typedef struct {
+    kern_product args;                       // kern_gemm_w_mt's arguments
     kern_task_fn fn, inner;
-    size_t rows, T, work;                    // work: rows × cols, below which a product runs on the calling thread
     product_ctx c;
     enum { PRODUCT_QQ, PRODUCT_H, PRODUCT_BD } kind;
-    int format;
-    size_t cols, panels;                     // panels: how many (1: rows contiguous)
-    kern_panels layout;
-    product_args args;
+    size_t panels;                           // how many (1: rows contiguous)
     void *owned[3];
 } prepared;
+
+// Weights of a product: below FEW of them it runs on the calling thread alone.
+static size_t work_of(const kern_product *d) { return d->rows * d->cols; }
 
 // Scratch for a product's rounded activations, slot by slot. Up to SCRATCH_KEEP bytes a slot are kept by the calling
 // thread from one product to the next (decode runs ~60 products a token, and an aligned_alloc and free each cost
@@ -1069,18 +1061,19 @@ static size_t value_bytes(int format, size_t n) {
 // context moved there, adding to Y after the first panel. Each (row, input) pair then sums its panels in one order
 // whatever T and the thread split, so batch invariance holds.
 static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
-    const kern_panels L = p->layout;
+    const kern_panels L = p->args.panels;
+    const int format = p->args.format;
     for (size_t k = 0; k < p->panels; k++) {
-        const size_t c0 = k * L.width, w = p->cols - c0 < L.width ? p->cols - c0 : L.width;
-        const size_t wbytes = k * L.rows * value_bytes(p->format, L.width) + L.row0 * value_bytes(p->format, w);
+        const size_t c0 = k * L.width, w = p->args.cols - c0 < L.width ? p->args.cols - c0 : L.width;
+        const size_t wbytes = k * L.rows * value_bytes(format, L.width) + L.row0 * value_bytes(format, w);
         product_ctx c = p->c;
         switch (p->kind) {
         case PRODUCT_QQ:
             c.q.W += wbytes;
             c.q.ws += k * L.rows * (L.width / 32) + L.row0 * (w / 32);
-            c.q.rowData = value_bytes(p->format, w);
+            c.q.rowData = value_bytes(format, w);
             c.q.groups = w / 32;
-            c.q.Xq = (const uint8_t *)c.q.Xq + (p->format == KERN_Q8 ? 2 : 1) * c0;
+            c.q.Xq = (const uint8_t *)c.q.Xq + (format == KERN_Q8 ? 2 : 1) * c0;
             c.q.Xs += c0 / 32;
             c.q.Xc += c0 / 32 * 8;
             c.q.acc = k > 0;
@@ -1104,20 +1097,14 @@ static void panels_of_rows(const prepared *p, size_t r0, size_t r1) {
 #define PANEL_CHUNK 64
 static void panel_task(void *ctx, size_t r0, size_t r1) {
     const prepared *p = (const prepared *)ctx;
-    if (p->T <= 4) { panels_of_rows(p, r0, r1); return; }
+    if (p->args.T <= 4) { panels_of_rows(p, r0, r1); return; }
     for (size_t r = r0; r < r1; r += PANEL_CHUNK) panels_of_rows(p, r, r + PANEL_CHUNK < r1 ? r + PANEL_CHUNK : r1);
 }
 
 // The product's own fields, its task and the kind of activations it takes; they are rounded by round_inputs.
-static void prepare(prepared *p, const product_args *d) {
+static void prepare(prepared *p, const kern_product *d) {
     const size_t T = d->T, cols = d->cols;
     p->args = *d;
-    p->rows = d->rows;
-    p->T = T;
-    p->work = d->rows * cols;
-    p->format = d->format;
-    p->cols = cols;
-    p->layout = d->panels;
     p->panels = d->panels.width && d->panels.width < cols ? (cols + d->panels.width - 1) / d->panels.width : 1;
     p->owned[0] = p->owned[1] = p->owned[2] = NULL;
     if (d->format == KERN_Q8 || d->format == KERN_Q4) {
@@ -1137,7 +1124,7 @@ static void prepare(prepared *p, const product_args *d) {
 // Rounds or packs the inputs as the product's kind needs, into scratch of the calling thread (or owned by p), and
 // points p's context at them. f32/f16 products and bf16 ones with f32 activations read X as it is.
 static void round_inputs(prepared *p) {
-    const product_args *d = &p->args;
+    const kern_product *d = &p->args;
     const size_t T = d->T, cols = d->cols;
     if (p->kind == PRODUCT_QQ) {
         size_t groups = cols / 32, xbytes = d->format == KERN_Q8 ? 2 : 1;
@@ -1182,7 +1169,7 @@ typedef struct { prepared *p; size_t *start; int n; } many_ctx;
 static void many_task(void *ctx, size_t b, size_t e) {
     const many_ctx *m = (const many_ctx *)ctx;
     for (int i = 0; i < m->n; i++) {
-        const size_t s0 = m->start[i], s1 = s0 + m->p[i].rows;
+        const size_t s0 = m->start[i], s1 = s0 + m->p[i].args.rows;
         if (s1 <= b || s0 >= e) continue;
         own_inputs(&m->p[i], (b > s0 ? b : s0) - s0, (e < s1 ? e : s1) - s0);
     }
@@ -1193,59 +1180,59 @@ static void many_task(void *ctx, size_t b, size_t e) {
 // a product at 1024 values, 1.7 at 3584, more in this VM's fast-bandwidth minutes) is then not time in which the
 // other thread waits, and several products (a layer's experts) pay one fork and join. Both threads round the same
 // values the same way.
-static int few_inputs(const product_args *d) { return d->T * d->cols < FEW; }
+static int few_inputs(const kern_product *d) { return d->T * d->cols < FEW; }
 
 static void run_together(prepared *p, int n) {
     size_t start[MANY_MAX], total = 0, work = 0;
     for (int i = 0; i < n; i++) {
         start[i] = total;
-        total += p[i].rows;
-        work += p[i].work;
+        total += p[i].args.rows;
+        work += work_of(&p[i].args);
     }
     many_ctx m = {p, start, n};
     if (work < FEW) many_task(&m, 0, total);
     else kern_parallel_for(total, 16, many_task, &m);
 }
 
-static void gemm_one(const product_args *d) {
+static void gemm_one(const kern_product *d) {
     prepared p;
     prepare(&p, d);
     if (p.kind != PRODUCT_H && few_inputs(d)) { run_together(&p, 1); return; }
     round_inputs(&p);
-    if (p.work < FEW) run_rows(&p, 0, p.rows);
-    else kern_parallel_for(p.rows, 16, p.fn, p.panels > 1 ? (void *)&p : (void *)&p.c);
+    if (work_of(d) < FEW) run_rows(&p, 0, d->rows);
+    else kern_parallel_for(d->rows, 16, p.fn, p.panels > 1 ? (void *)&p : (void *)&p.c);
     finish(&p);
+}
+
+// One product, timed into the profile while profiling.
+static void product(const kern_product *d) {
+    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_one(d); return; }
+    const double t0 = kern_monotonic_seconds();
+    gemm_one(d);
+    profile_record(d->format, d->rows, d->cols, d->T, kern_monotonic_seconds() - t0);
 }
 
 void kern_gemm_w_many(const kern_product *ps, int n) {
     int joined = n > 1 && n <= MANY_MAX;
     for (int i = 0; i < n && joined; i++) joined = few_inputs(&ps[i]);
     if (!joined) {
-        for (int i = 0; i < n; i++) {
-            const kern_product *d = &ps[i];
-            kern_gemm_w_mt(d->format, d->w, d->ld, d->scales, d->panels, d->X, d->ldx, d->T, d->cols, d->Y, d->ldy, d->rows);
-        }
+        for (int i = 0; i < n; i++) product(&ps[i]);
         return;
     }
     prepared p[MANY_MAX];
     for (int i = 0; i < n; i++) prepare(&p[i], &ps[i]);
     const int profiled = atomic_load_explicit(&profiling, memory_order_relaxed);
-    const double t0 = profiled ? profile_now() : 0;
+    const double t0 = profiled ? kern_monotonic_seconds() : 0;
     run_together(p, n);
     if (!profiled) return;
     // The region's time, shared among its products in proportion to their weight bytes.
-    double seconds = profile_now() - t0, bytes = 0;
-    for (int i = 0; i < n; i++) bytes += (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols);
-    for (int i = 0; i < n; i++)
-        profile_record(ps[i].format, ps[i].rows, ps[i].cols, ps[i].T,
-                       seconds * (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols) / bytes);
+    double seconds = kern_monotonic_seconds() - t0, bytes[MANY_MAX], total = 0;
+    for (int i = 0; i < n; i++) total += bytes[i] = (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols);
+    for (int i = 0; i < n; i++) profile_record(ps[i].format, ps[i].rows, ps[i].cols, ps[i].T, seconds * bytes[i] / total);
 }
 
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows) {
-    product_args d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows};
-    if (!atomic_load_explicit(&profiling, memory_order_relaxed)) { gemm_one(&d); return; }
-    double t0 = profile_now();
-    gemm_one(&d);
-    profile_record(format, rows, cols, T, profile_now() - t0);
+    const kern_product d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows};
+    product(&d);
 }

@@ -2,6 +2,7 @@
 // token, so waking through the kernel each time would cost several percent), then sleep on a condition variable so
 // that oversubscribed MPI ranks do not burn each other's cores.
 #include "ckernels.h"
+#include "monotonic.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -224,17 +225,11 @@ typedef struct {
     double ns;
 } pingpong_t;
 
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 // Waits until the ball reads `want`; 0 when the other side gave up or the deadline passed.
 static int catch_ball(pingpong_t *p, long want, double deadline) {
     for (unsigned spins = 1; atomic_load_explicit(&p->ball, memory_order_acquire) != want; spins++) {
         CPU_RELAX();
-        if (spins % 1024 == 0 && (atomic_load(&p->quit) || seconds_now() > deadline)) {
+        if (spins % 1024 == 0 && (atomic_load(&p->quit) || kern_monotonic_seconds() > deadline)) {
             atomic_store(&p->quit, 1);
             return 0;
         }
@@ -248,14 +243,14 @@ static int catch_ball(pingpong_t *p, long want, double deadline) {
 static void pingpong_task(void *ctx, size_t b, size_t e) {
     pingpong_t *p = (pingpong_t *)ctx;
     if (b == 0 && e == PINGPONG_ITEMS) { p->ns = -1; return; }   // one thread got both sides (a busy pool)
-    const double deadline = seconds_now() + 0.05 + 2e-6 * (double)p->rounds;
+    const double deadline = kern_monotonic_seconds() + 0.05 + 2e-6 * (double)p->rounds;
     if (b == 0) {
-        const double t0 = seconds_now();
+        const double t0 = kern_monotonic_seconds();
         for (long i = 0; i < p->rounds; i++) {
             atomic_store_explicit(&p->ball, 2 * i + 1, memory_order_release);
             if (!catch_ball(p, 2 * i + 2, deadline)) { p->ns = -1; return; }
         }
-        p->ns = (seconds_now() - t0) / (double)p->rounds * 1e9;
+        p->ns = (kern_monotonic_seconds() - t0) / (double)p->rounds * 1e9;
     } else {
         if (atomic_exchange(&p->answering, 1)) return;
         for (long i = 0; i < p->rounds; i++) {

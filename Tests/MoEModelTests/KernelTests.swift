@@ -238,7 +238,7 @@ import Testing
     /// gone to sleep, with fewer parts than threads (the idle workers must not answer for a job they were not given),
     /// after a resize in either direction, and with several threads calling at once (all but one run serially). Its
     /// round-trip probe times two threads (a positive, sub-millisecond figure whenever a run finishes; other tests
-    /// may hold the pool, so a few tries) and reports nothing with one thread.
+    /// may hold the pool, so it tries again) and reports nothing with one thread.
     @Test func poolRunsEveryPartOnceAndTimesItsRoundTripAcrossSleepResizeAndConcurrentCallers() async {
         ComputeThreads.ensureConfigured()
         let before = ComputeThreads.count
@@ -262,7 +262,12 @@ import Testing
             if threads == 1 {
                 #expect(kern_thread_round_trip_ns(100) < 0)
             } else {
-                let trips = (0..<20).map { _ in kern_thread_round_trip_ns(2000) }
+                // Up to ~2 s of tries: a try while another test holds the pool runs serially and reports nothing.
+                var trips: [Double] = []
+                for _ in 0..<200 where !trips.contains(where: { $0 > 0 }) {
+                    trips.append(kern_thread_round_trip_ns(2000))
+                    if trips.last! <= 0 { usleep(10_000) }
+                }
                 #expect(trips.contains { $0 > 0 && $0 < 1e6 }, "\(threads) threads: \(trips)")
                 #expect(covered(n, grain: 1), "\(threads) threads, after the round trip")
             }
