@@ -7,7 +7,8 @@ public final class ExpertStore: @unchecked Sendable {
     public let spec: ModelSpec
     /// How held experts are stored (converted as each is loaded, so the f32 copy never exists for all at once).
     public let format: WeightFormat
-    private var experts: [Int: MLPWeights] = [:]   // key layer * numExperts + expert
+    private var experts: [Int: MLPWeights] = [:]   // key layer * expertsPerLayer + expert
+    private let expertsPerLayer: Int                // spec.numExperts, which is computed, at least 1
     public private(set) var byteCount = 0
     let scratch = ExpertScratch()
     let gathered = Scratch(), results = Scratch()
@@ -17,6 +18,7 @@ public final class ExpertStore: @unchecked Sendable {
                 select: (Int, Int) -> Bool = { _, _ in true }) throws {
         self.spec = spec
         self.format = format
+        expertsPerLayer = max(spec.numExperts, 1)
         for l in spec.moeLayers {
             for e in 0..<spec.layers[l].moe!.experts where select(l, e) {
                 try load(ckpt, layer: l, expert: e)
@@ -52,7 +54,7 @@ public final class ExpertStore: @unchecked Sendable {
     public func weights(layer: Int, expert: Int) -> MLPWeights? { experts[key(layer, expert)] }
     public var count: Int { experts.count }
 
-    private func key(_ l: Int, _ e: Int) -> Int { l * max(spec.numExperts, 1) + e }
+    private func key(_ l: Int, _ e: Int) -> Int { l * expertsPerLayer + e }
 
     /// out[n, H] = expert(x[n, H]) for `n` rows routed to one expert: one batched product per weight, never per token.
     public func compute(layer: Int, expert: Int, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>) {
