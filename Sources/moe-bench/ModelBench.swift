@@ -116,7 +116,10 @@ struct ModelBench: ParsableCommand {
                 ]
                 if let ns = row.roundTrip { obj["thread_round_trip_ns"] = ns }
                 if let b = batched { obj["batch"] = batch; obj["batch_decode_tok_s"] = b.tokensPerSecond }
-                if let p = profile { obj["products"] = p.jsonRows }
+                if let p = profile {
+                    obj["products"] = p.jsonRows
+                    if let parts = p.outsideByPart { obj["outside_products_us_per_token"] = Dictionary(uniqueKeysWithValues: parts.map { ($0.key, $0.us) }) }
+                }
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 FileHandle.standardOutput.synchronizeFile()
@@ -155,6 +158,29 @@ struct ModelBench: ParsableCommand {
         var tokens: Int
         var seconds: Double
         var bandwidth: Double
+        /// The forward passes' own split of the round's time (products included), to place the time outside them.
+        var phases: StepProfile
+
+        /// Time outside products per token (µs), by the part of a step it falls in: the part's time less its
+        /// products' (attention: q|k|v and o; routing: the router; experts: theirs; head: lm_head), then what no
+        /// part holds (embeddings, the steps' own work). nil when a product's shape names more than one kind.
+        var outsideByPart: [(key: String, label: String, us: Double)]? {
+            var inside: [String: Double] = [:]
+            for (l, st) in stats {
+                let part = l.hasPrefix("attention") ? "attention" : l == "router" ? "routing" : l.hasPrefix("expert") ? "experts"
+                    : l == "lm_head" ? "head" : nil
+                guard let part, !l.contains(" or ") else { return nil }
+                inside[part, default: 0] += st.seconds
+            }
+            let perToken = 1e6 / Double(tokens)
+            func outside(_ part: String, _ t: Double) -> Double { max(0, t - (inside[part] ?? 0)) * perToken }
+            return [("attention", "attention: norm, rope, KV store, attention over the cache, residual", outside("attention", phases.attention)),
+                    ("routing", "routing: norm, top-k", outside("routing", phases.routing)),
+                    ("experts", "experts: gather, activation, weighted sum", outside("experts", phases.experts)),
+                    ("dense", "dense MLP layers", phases.dense * perToken),
+                    ("head", "lm_head: final norm", outside("head", phases.head)),
+                    ("rest", "the rest: embeddings, step set-up", max(0, seconds - phases.total) * perToken)]
+        }
 
         /// Per token and per call, the share of the round's decode time, GB/s and ÷ the read bandwidth.
         func figures(_ s: ProductStat) -> (perToken: Double, mbPerCall: Double, usPerCall: Double, share: Double, gbs: Double, ratio: Double) {
@@ -183,6 +209,13 @@ struct ModelBench: ParsableCommand {
                                    f.perToken, f.mbPerCall, f.usPerCall, f.share, f.gbs, f.ratio))
             }
             Swift.print(String(format: "| outside products (attention, norms, routing, sampling) | | | | | %.3f | | |", 1 - inside / seconds))
+            guard let parts = outsideByPart else { return }
+            Swift.print("\n\(f.rawValue) decode outside products, by part of the step")
+            Swift.print("| part | µs/token | share of decode time |")
+            Swift.print("| --- | --- | --- |")
+            for (_, label, us) in parts where us > 0 {
+                Swift.print(String(format: "| %@ | %.1f | %.3f |", label, us, us * 1e-6 * Double(tokens) / seconds))
+            }
         }
     }
 
@@ -191,8 +224,16 @@ struct ModelBench: ParsableCommand {
         var h = DecodeHarness(m.transformer, batch: 1, steps: decodeSteps)   // its prompt's prefill is not profiled
         ProductProfile.start()
         var seconds = 0.0
+        let p0 = m.transformer.profile
         for _ in 0..<decodeSteps { seconds += h.next() }
+        let p1 = m.transformer.profile
         let stats = ProductProfile.stop()
+        var phases = StepProfile()
+        phases.attention = p1.attention - p0.attention
+        phases.routing = p1.routing - p0.routing
+        phases.experts = p1.experts - p0.experts
+        phases.dense = p1.dense - p0.dense
+        phases.head = p1.head - p0.head
         let after = Roofline.readBandwidth()
         let s = m.spec, H = s.hiddenSize
         // Products are told apart by shape only: a shape that two kinds of product share (small models) is labelled
@@ -213,7 +254,7 @@ struct ModelBench: ParsableCommand {
             return names.isEmpty ? "other" : names.joined(separator: " or ")
         }
         return ProductsProfile(stats: stats.map { (label($0), $0) }.sorted { $0.stat.seconds > $1.stat.seconds },
-                               tokens: decodeSteps, seconds: seconds, bandwidth: max(before, after))
+                               tokens: decodeSteps, seconds: seconds, bandwidth: max(before, after), phases: phases)
     }
 
     struct Prefill { var tokensPerSecond: Double; var flops: Double }

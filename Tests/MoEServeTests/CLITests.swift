@@ -58,7 +58,8 @@ import Testing
     }
 
     /// `moe-bench --format FMT --json`: one object with the figures the issue names, for comparisons across commits;
-    /// with `--products`, the decode time split by matrix product, each counted as often as a token runs it.
+    /// with `--products`, the decode time split by matrix product, each counted as often as a token runs it, and the
+    /// time outside products by part of the step.
     @Test func benchPrintsOneJSONObjectPerFormat() throws {
         let r = try Binaries.run(Binaries.path("moe-bench"), ["--model", tiny, "--format", "int8", "--json", "--prompt-tokens", "32",
                                                               "--decode-steps", "4", "--products"], timeout: 300)
@@ -86,6 +87,12 @@ import Testing
         let shares = products.compactMap { $0["share"] as? Double }
         #expect(shares.count == products.count && shares.allSatisfy { $0 > 0 } && shares.reduce(0, +) < 1)
         #expect(products.allSatisfy { ($0["gb_s"] as? Double ?? 0) > 0 && $0["input_rows"] as? Int == 1 })
+        // The time outside products, per token, by the part of the step it falls in (this model's product shapes
+        // are told apart, so every part is placed).
+        let outside = try #require(obj["outside_products_us_per_token"] as? [String: Double])
+        #expect(Set(outside.keys) == ["attention", "routing", "experts", "dense", "head", "rest"])
+        #expect(outside.values.allSatisfy { $0 >= 0 } && outside["dense"] == 0, "\(outside)")
+        #expect((outside["attention"] ?? 0) > 0 && (outside["experts"] ?? 0) > 0, "\(outside)")
     }
 
     /// `moe-bench spec --json`: one object per (batch size, setting), plain decoding at 1×, acceptance figures for the
