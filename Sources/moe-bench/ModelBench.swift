@@ -163,14 +163,17 @@ struct ModelBench: ParsableCommand {
 
         /// Time outside products per token (µs), by the part of a step it falls in: the part's time less its
         /// products' (attention: q|k|v and o; routing: the router; experts: theirs; head: lm_head), then what no
-        /// part holds (embeddings, the steps' own work). nil when a product's shape names more than one kind.
+        /// part holds (embeddings, the steps' own work). nil when a product's shape is shared by kinds of two parts.
         var outsideByPart: [(key: String, label: String, us: Double)]? {
             var inside: [String: Double] = [:]
+            func part(_ kind: Substring) -> String? {
+                kind.hasPrefix("attention") ? "attention" : kind == "router" ? "routing" : kind.hasPrefix("expert") ? "experts"
+                    : kind == "lm_head" ? "head" : nil
+            }
             for (l, st) in stats {
-                let part = l.hasPrefix("attention") ? "attention" : l == "router" ? "routing" : l.hasPrefix("expert") ? "experts"
-                    : l == "lm_head" ? "head" : nil
-                guard let part, !l.contains(" or ") else { return nil }
-                inside[part, default: 0] += st.seconds
+                let parts = Set(l.split(separator: " or ", omittingEmptySubsequences: false).map(part))
+                guard parts.count == 1, let p = parts.first!, l != "other" else { return nil }
+                inside[p, default: 0] += st.seconds
             }
             let perToken = 1e6 / Double(tokens)
             func outside(_ part: String, _ t: Double) -> Double { max(0, t - (inside[part] ?? 0)) * perToken }
