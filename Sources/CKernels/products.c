@@ -1151,28 +1151,61 @@ static void run_rows(const prepared *p, size_t r0, size_t r1) {
     if (p->panels > 1) panel_task((void *)p, r0, r1); else p->inner((void *)&p->c, r0, r1);
 }
 
-// One thread's rows [r0, r1) of a product, its inputs rounded by this thread for itself (see run_together).
-static void own_inputs(const prepared *p, size_t r0, size_t r1) {
-    prepared mine = *p;
-    round_inputs(&mine);
-    run_rows(&mine, r0, r1);
-    finish(&mine);
-}
-
 #define MANY_MAX 64      // products kern_gemm_w_many runs in one region
 
 // Prepared products run as one range of rows: product i holds [start[i], start[i] + rows).
 typedef struct { prepared *p; size_t *start; int n; } many_ctx;
 
+// Whether two prepared products round the same inputs the same way (a layer's experts' gate|up all take the
+// layer's hidden state): then the second can use what the first rounded.
+static int same_inputs(const prepared *a, const prepared *b) {
+    const kern_product *x = &a->args, *y = &b->args;
+    return a->kind == b->kind && a->kind != PRODUCT_H && x->format == y->format && x->X == y->X && x->ldx == y->ldx &&
+           x->T == y->T && x->cols == y->cols && a->panels == b->panels && (a->panels == 1 || x->panels.width == y->panels.width);
+}
+
+// p's own context, pointed at the inputs `rounded` holds (rounded by round_inputs for a product of the same inputs).
+static void use_rounded(prepared *p, const prepared *rounded) {
+    const kern_product *d = &p->args;
+    p->c = rounded->c;
+    if (p->kind == PRODUCT_QQ) {
+        p->c.q.W = (const uint8_t *)d->w;
+        p->c.q.ws = d->scales;
+        p->c.q.Y = d->Y;
+        p->c.q.ldy = d->ldy;
+    } else {
+        p->c.b.W = d->w;
+        p->c.b.ld = d->ld;
+        p->c.b.Y = d->Y;
+        p->c.b.ldy = d->ldy;
+    }
+}
+
 // A thread's part of the joined range: the rows of each product it overlaps, each product's inputs rounded by this
-// thread for itself.
+// thread for itself, once for products that share them (with top-8 of 2 threads, each rounded the hidden state for
+// each of the ~4 experts' gate|up it touched).
 static void many_task(void *ctx, size_t b, size_t e) {
     const many_ctx *m = (const many_ctx *)ctx;
+    prepared rounded;
+    int have = 0;
     for (int i = 0; i < m->n; i++) {
         const size_t s0 = m->start[i], s1 = s0 + m->p[i].args.rows;
         if (s1 <= b || s0 >= e) continue;
-        own_inputs(&m->p[i], (b > s0 ? b : s0) - s0, (e < s1 ? e : s1) - s0);
+        const size_t r0 = (b > s0 ? b : s0) - s0, r1 = (e < s1 ? e : s1) - s0;
+        if (have && same_inputs(&rounded, &m->p[i])) {
+            prepared mine = m->p[i];
+            use_rounded(&mine, &rounded);
+            run_rows(&mine, r0, r1);
+            continue;
+        }
+        if (have) finish(&rounded);
+        rounded = m->p[i];
+        round_inputs(&rounded);
+        have = rounded.kind != PRODUCT_H;
+        run_rows(&rounded, r0, r1);
+        if (!have) finish(&rounded);
     }
+    if (have) finish(&rounded);
 }
 
 // Products whose inputs are few (decode, verification: under FEW values each) run in one parallel region with

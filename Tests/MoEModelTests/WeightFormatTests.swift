@@ -306,6 +306,60 @@ import Testing
         }
     }
 
+    /// A layer's experts' gate|up products all take the same inputs, which each thread rounds once for all the
+    /// products it touches in a region: with several products on one input (every format, rows in panels, bf16
+    /// activations for a draft), others on their own inputs between them, and the same input at another width,
+    /// every output still equals its product run alone, bit for bit.
+    @Test func productsSharingInputsRunTogetherEqualEachAlone() throws {
+        ComputeThreads.ensureConfigured()
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        defer { for b in buffers { b.deallocate() } }
+        func input(_ n: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            buffers.append(x)
+            for (i, v) in randoms(n, seed: seed).enumerated() { x[i] = v }
+            return x
+        }
+        func call(_ w: Matrix, x: UnsafeMutablePointer<Float>, rows T: Int) -> ProductCall {
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: T * w.rows)
+            buffers.append(y)
+            return ProductCall(x: x, rows: T, w, out: y)
+        }
+        for (k, f) in WeightFormat.allCases.enumerated() {
+            for (cols, T) in [(1024, 1), (6176, 2)] {
+                let shared = input(T * cols, seed: UInt64(200 + k)), other = input(T * cols, seed: UInt64(300 + k))
+                var calls: [ProductCall] = []
+                for e in 0..<6 {
+                    let rows = [96, 160, 48][e % 3]
+                    let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: UInt64(400 + 10 * k + e))), rows: rows,
+                                                cols: cols).converted(to: f))
+                    // Product 3 takes another input; 5 reads the shared input as rows of 96 values (three groups,
+                    // held in value order where a whole row's first three are interleaved with the rest of their
+                    // span), the same pointer at another width, after 4 on whole rows.
+                    if e == 5 {
+                        let narrow = 96
+                        let half = try #require(Matrix(FloatBuffer(randoms(rows * narrow, seed: UInt64(500 + k))), rows: rows,
+                                                       cols: narrow).converted(to: f))
+                        calls.append(call(half, x: shared, rows: T))
+                    } else {
+                        calls.append(call(w, x: e == 3 ? other : shared, rows: T))
+                    }
+                }
+                for bf16 in f == .bf16 ? [false, true] : [false] {
+                    for c in calls { c.out.update(repeating: .nan, count: c.rows * c.w.rows) }
+                    if bf16 { withBF16Activations { matmulMany(calls) } } else { matmulMany(calls) }
+                    for (i, c) in calls.enumerated() {
+                        var alone = [Float](repeating: 0, count: c.rows * c.w.rows)
+                        if bf16 { withBF16Activations { matmul(c.x, rows: c.rows, c.w, out: &alone) } }
+                        else { matmul(c.x, rows: c.rows, c.w, out: &alone) }
+                        #expect(Array(UnsafeBufferPointer(start: c.out, count: alone.count)) == alone,
+                                "\(f) cols \(c.w.cols) product \(i), bf16 activations \(bf16)")
+                    }
+                }
+            }
+        }
+    }
+
     /// A draft's bf16 products (`withBF16Activations`) multiply the stored weights by the activations rounded to
     /// bf16 (to nearest, ties to even) where the CPU has AVX512_BF16, and by the activations as they are elsewhere;
     /// each row of a batch is still computed as if alone, and the setting ends with the closure.
