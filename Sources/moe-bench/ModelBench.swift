@@ -16,7 +16,7 @@ struct ModelBench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length for the prefill measurement.") var promptTokens = 512
     @Option(name: .customLong("decode-steps"), help: "Decode steps to time.") var decodeSteps = 32
     @Flag(help: "Print one JSON object per format (one line each).") var json = false
-    @Flag(help: "After the decode rounds, profile one more by product shape: time share, GB/s and its ratio to the read bandwidth of each matrix product.")
+    @Flag(help: "After the decode rounds, profile one more by product shape (time share, GB/s and its ratio to the read bandwidth of each matrix product) and split the time outside products by part of the step.")
     var products = false
 
     var formats: [WeightFormat] {
