@@ -1153,8 +1153,52 @@ static void run_rows(const prepared *p, size_t r0, size_t r1) {
 
 #define MANY_MAX 64      // products kern_gemm_w_many runs in one region
 
-// Prepared products run as one range of rows: product i holds [start[i], start[i] + rows).
-typedef struct { prepared *p; size_t *start; int n; } many_ctx;
+// Prepared products run as one range of rows: product i holds [start[i], start[i] + rows). For products with an
+// activation (kern_product.act), the ranges of j each thread applied it to: covered[i][k] for k < ncovered[i].
+#define ACT_PARTS 8
+typedef struct { size_t lo, hi; } act_range;
+typedef struct {
+    prepared *p; size_t *start; int n;
+    act_range (*covered)[ACT_PARTS];
+    atomic_int *ncovered;
+} many_ctx;
+
+// SwiGLU of a stacked gate|up product's T rows for j in [lo, hi) (see kern_product.act).
+static void activate_range(const kern_product *d, size_t lo, size_t hi) {
+    const size_t I = d->rows / 2;
+    for (size_t t = 0; t < d->T; t++) kern_swiglu_f32(d->Y + t * d->ldy + lo, d->Y + t * d->ldy + I + lo, d->act + t * I + lo, hi - lo);
+}
+
+// After a product's rows [r0, r1) are done on this thread: the activation of the j whose gate and up rows both lie
+// there ([r0, r1 − I) within [0, I)), noted in the region's list for the calling thread to complete.
+static void activate_own(const many_ctx *m, int i, size_t r0, size_t r1) {
+    const kern_product *d = &m->p[i].args;
+    const size_t I = d->rows / 2, hi = r1 > I ? r1 - I : 0;     // r1 ≤ 2I, so hi ≤ I
+    if (!d->act || r0 >= hi) return;
+    const int k = atomic_fetch_add_explicit(&m->ncovered[i], 1, memory_order_relaxed);
+    if (k >= ACT_PARTS) return;                  // not noted: the calling thread will do it again, the same way
+    activate_range(d, r0, hi);
+    m->covered[i][k] = (act_range){r0, hi};
+}
+
+// The activation of every j of product i that no thread applied (in order of lo; ranges never overlap).
+static void activate_rest(const many_ctx *m, int i) {
+    const kern_product *d = &m->p[i].args;
+    if (!d->act) return;
+    const size_t I = d->rows / 2;
+    int n = atomic_load_explicit(&m->ncovered[i], memory_order_relaxed);
+    if (n > ACT_PARTS) n = 0;                    // some part not noted: all again (identical values)
+    act_range r[ACT_PARTS];
+    for (int k = 0; k < n; k++) r[k] = m->covered[i][k];
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && r[b].lo < r[b - 1].lo; b--) { act_range x = r[b]; r[b] = r[b - 1]; r[b - 1] = x; }
+    size_t at = 0;
+    for (int k = 0; k < n; k++) {
+        if (r[k].lo > at) activate_range(d, at, r[k].lo);
+        at = r[k].hi;
+    }
+    if (at < I) activate_range(d, at, I);
+}
 
 // Whether two prepared products round the same inputs the same way (a layer's experts' gate|up all take the
 // layer's hidden state): then the second can use what the first rounded.
@@ -1196,14 +1240,15 @@ static void many_task(void *ctx, size_t b, size_t e) {
             prepared mine = m->p[i];
             use_rounded(&mine, &rounded);
             run_rows(&mine, r0, r1);
-            continue;
+        } else {
+            if (have) finish(&rounded);
+            rounded = m->p[i];
+            round_inputs(&rounded);
+            have = rounded.kind != PRODUCT_H;
+            run_rows(&rounded, r0, r1);
+            if (!have) finish(&rounded);
         }
-        if (have) finish(&rounded);
-        rounded = m->p[i];
-        round_inputs(&rounded);
-        have = rounded.kind != PRODUCT_H;
-        run_rows(&rounded, r0, r1);
-        if (!have) finish(&rounded);
+        activate_own(m, i, r0, r1);
     }
     if (have) finish(&rounded);
 }
@@ -1217,14 +1262,18 @@ static int few_inputs(const kern_product *d) { return d->T * d->cols < FEW; }
 
 static void run_together(prepared *p, int n) {
     size_t start[MANY_MAX], total = 0, work = 0;
+    act_range covered[MANY_MAX][ACT_PARTS];
+    atomic_int ncovered[MANY_MAX];
     for (int i = 0; i < n; i++) {
         start[i] = total;
         total += p[i].args.rows;
         work += work_of(&p[i].args);
+        atomic_init(&ncovered[i], 0);
     }
-    many_ctx m = {p, start, n};
+    many_ctx m = {p, start, n, covered, ncovered};
     if (work < FEW) many_task(&m, 0, total);
     else kern_parallel_for(total, 16, many_task, &m);
+    for (int i = 0; i < n; i++) activate_rest(&m, i);
 }
 
 static void gemm_one(const kern_product *d) {
@@ -1235,6 +1284,7 @@ static void gemm_one(const kern_product *d) {
     if (work_of(d) < FEW) run_rows(&p, 0, d->rows);
     else kern_parallel_for(d->rows, 16, p.fn, p.panels > 1 ? (void *)&p : (void *)&p.c);
     finish(&p);
+    if (d->act) activate_range(d, 0, d->rows / 2);
 }
 
 // One product, timed into the profile while profiling.
@@ -1266,6 +1316,6 @@ void kern_gemm_w_many(const kern_product *ps, int n) {
 
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows) {
-    const kern_product d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows};
+    const kern_product d = {format, w, ld, scales, panels, X, ldx, T, cols, Y, ldy, rows, NULL};
     product(&d);
 }

@@ -15,17 +15,23 @@ public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w:
 }
 
 /// One product of `matmulMany`: out = x · Wᵀ for T rows of x, as `matmul` computes it (rows packed: ldx = W.cols,
-/// ldo = W.rows).
+/// ldo = W.rows). With `swiglu`, W is an MLP's gate and up stacked ([2I, H]: gate rows, then up rows) and
+/// swiglu[t, j] = silu(out[t, j]) · out[t, I + j] for j < I, [T, I], as `swiglu(_:_:_:count:)` computes it: each
+/// thread applies it to the rows it computed, where it has both halves, before the products' region ends.
 public struct ProductCall {
     public var x: UnsafePointer<Float>
     public var rows: Int
     public var w: Matrix
     public var out: UnsafeMutablePointer<Float>
-    public init(x: UnsafePointer<Float>, rows: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>) {
+    public var swiglu: UnsafeMutablePointer<Float>?
+    public init(x: UnsafePointer<Float>, rows: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>,
+                swiglu: UnsafeMutablePointer<Float>? = nil) {
+        precondition(swiglu == nil || w.rows % 2 == 0, "a stacked gate|up matrix has an even number of rows")
         self.x = x
         self.rows = rows
         self.w = w
         self.out = out
+        self.swiglu = swiglu
     }
 }
 
@@ -34,10 +40,10 @@ public struct ProductCall {
 /// per stage instead of one per expert. Every output equals `matmul`'s for that product alone.
 public func matmulMany(_ calls: [ProductCall]) {
     let live = calls.filter { $0.rows > 0 && $0.w.rows > 0 }
-    if live.count == 1 { matmul(live[0].x, rows: live[0].rows, live[0].w, out: live[0].out); return }
     let products = live.map { c in
         kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
-                     X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows)
+                     X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows,
+                     act: c.swiglu)
     }
     products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }
 }

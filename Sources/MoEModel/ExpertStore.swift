@@ -106,19 +106,17 @@ struct MLPStage {
         self.out = out
     }
 
+    /// The stacked product ([n, 2I] rows of gate then up, into `up`) also leaves the activation in `gate`, each
+    /// thread taking the values whose gate and up rows it computed (see ProductCall.swiglu).
     var first: [ProductCall] {
-        if let gu = w.gateUp { return [ProductCall(x: x, rows: n, gu, out: up)] }
+        if let gu = w.gateUp { return [ProductCall(x: x, rows: n, gu, out: up, swiglu: gate)] }
         return [ProductCall(x: x, rows: n, w.gate, out: gate), ProductCall(x: x, rows: n, w.up, out: up)]
     }
 
-    /// gate ← silu(gate·x + bg) ⊙ (up·x + bu), [n, I].
+    /// gate ← silu(gate·x + bg) ⊙ (up·x + bu), [n, I] (already there after a stacked `first`).
     func activate() {
+        if w.gateUp != nil { return }
         let I = w.gate.rows
-        if w.gateUp != nil {
-            // [n, 2I]: each row is gate then up; the activation goes into gate, rows packed to [n, I].
-            for t in 0..<n { swiglu(up + t * 2 * I, up + t * 2 * I + I, gate + t * I, count: I) }
-            return
-        }
         if let b = w.gateBias { addBias(gate, b, rows: n) }
         if let b = w.upBias { addBias(up, b, rows: n) }
         swiglu(gate, up, gate, count: n * I)

@@ -306,6 +306,46 @@ import Testing
         }
     }
 
+    /// A stacked gate|up product leaves its SwiGLU too (`ProductCall.swiglu`), each thread applying it to the rows
+    /// it computed where it has both halves and the calling thread to the rest: with 1–3 products in a region (the
+    /// threads' split falling inside one), 1–3 input rows, every format and rows in panels, the activation equals
+    /// `swiglu` of the product's own output, and the output equals the product run alone, bit for bit.
+    @Test func stackedProductsLeaveTheirActivationAsSwigluComputesIt() throws {
+        ComputeThreads.ensureConfigured()
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        defer { for b in buffers { b.deallocate() } }
+        func buffer(_ n: Int, seed: UInt64? = nil) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            buffers.append(p)
+            if let seed { for (i, v) in randoms(n, seed: seed).enumerated() { p[i] = v } }
+            return p
+        }
+        for (k, f) in WeightFormat.allCases.enumerated() {
+            for (cols, sizes) in [(512, [176]), (512, [96, 208]), (2176, [64, 144, 80])] {
+                for T in 1...3 {
+                    let x = buffer(T * cols, seed: UInt64(700 + k * 10 + T))
+                    let calls = try sizes.enumerated().map { (e, I) -> ProductCall in
+                        let w = try #require(Matrix(FloatBuffer(randoms(2 * I * cols, seed: UInt64(800 + 10 * k + e))), rows: 2 * I,
+                                                    cols: cols).converted(to: f))
+                        return ProductCall(x: x, rows: T, w, out: buffer(T * 2 * I), swiglu: buffer(T * I))
+                    }
+                    for c in calls { c.swiglu!.update(repeating: .nan, count: T * c.w.rows / 2) }
+                    matmulMany(calls)
+                    for (e, c) in calls.enumerated() {
+                        let I = c.w.rows / 2
+                        var alone = [Float](repeating: 0, count: T * 2 * I)
+                        matmul(x, rows: T, c.w, out: &alone)
+                        #expect(Array(UnsafeBufferPointer(start: c.out, count: alone.count)) == alone, "\(f) \(cols) T=\(T) product \(e)")
+                        var act = [Float](repeating: 0, count: T * I)
+                        for t in 0..<T { swiglu(alone, from: t * 2 * I, alone, from: t * 2 * I + I, into: &act, at: t * I, count: I) }
+                        #expect(Array(UnsafeBufferPointer(start: c.swiglu!, count: act.count)) == act,
+                                "\(f) \(cols) T=\(T) product \(e) of \(sizes.count): activation")
+                    }
+                }
+            }
+        }
+    }
+
     /// A layer's experts' gate|up products all take the same inputs, which each thread rounds once for all the
     /// products it touches in a region: with several products on one input (every format, rows in panels, bf16
     /// activations for a draft), others on their own inputs between them, and the same input at another width,
@@ -529,5 +569,14 @@ import Testing
         let f = try LoadedModel(directory: Fixtures.model("tiny-mixtral"))
         let q = try LoadedModel(directory: Fixtures.model("tiny-mixtral"), formats: WeightFormats(experts: .int4, dense: .int8))
         #expect(q.bytesHeld < f.bytesHeld / 2, "f32 \(f.bytesHeld) B, int4/int8 \(q.bytesHeld) B")
+    }
+}
+
+/// `swiglu` on parts of arrays: out[at ..< at + count] = silu(g[gi ..< …]) · u[ui ..< …].
+private func swiglu(_ g: [Float], from gi: Int, _ u: [Float], from ui: Int, into out: inout [Float], at: Int, count: Int) {
+    g.withUnsafeBufferPointer { gp in
+        u.withUnsafeBufferPointer { up in
+            out.withUnsafeMutableBufferPointer { op in swiglu(gp.baseAddress! + gi, up.baseAddress! + ui, op.baseAddress! + at, count: count) }
+        }
     }
 }

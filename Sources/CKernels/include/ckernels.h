@@ -107,10 +107,14 @@ int kern_has_bf16_dot(void);
 typedef struct { size_t width, rows, row0; } kern_panels;
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,
                     size_t ldx, size_t T, size_t cols, float *Y, size_t ldy, size_t rows);
-/// One product of kern_gemm_w_many: the arguments of kern_gemm_w_mt.
+/// One product of kern_gemm_w_many: the arguments of kern_gemm_w_mt, and `act`: NULL, or (for an MLP's stacked
+/// gate|up product, `rows` = 2I: gate rows then up rows) where its SwiGLU goes, T rows of I values:
+/// act[t·I + j] = silu(Y[t·ldy + j]) · Y[t·ldy + I + j], as kern_swiglu_f32 computes it. A thread that computed
+/// both rows j and I + j applies it to them at once, from its own cache; the calling thread does the rest.
 typedef struct {
     int format; const void *w; size_t ld; const uint16_t *scales; kern_panels panels;
     const float *X; size_t ldx, T, cols; float *Y; size_t ldy, rows;
+    float *act;
 } kern_product;
 /// n independent products in one parallel region when each has few inputs (T · cols < 65536: decode,
 /// verification): their rows are split over the threads as one range, so small products (a fine-grained MoE's
