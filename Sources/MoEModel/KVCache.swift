@@ -87,13 +87,17 @@ public final class KVCache: @unchecked Sendable {
 
     /// Stores one token's keys and values [kvHeads · headDim] at `position` of the sequence with `blockTable`.
     func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        for h in 0..<kvHeads { store(layer: layer, blockTable: blockTable, position: position, head: h, key: key, value: value) }
+    }
+
+    /// Head `h` of one position's keys and values (key, value: every KV head's, [kvHeads × headDim]).
+    func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, head h: Int, key: UnsafePointer<Float>,
+               value: UnsafePointer<Float>) {
         let block = blockTable[position / blockSize], off = position % blockSize
         precondition(block >= 0 && Int(block) < numBlocks, "KV write to a block the sequence does not own (position \(position))")
-        for h in 0..<kvHeads {
-            let s = slot(block: block, head: h, offset: off)
-            kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim), Int32(blockSize))
-            kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim), 0)
-        }
+        let s = slot(block: block, head: h, offset: off)
+        kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim), Int32(blockSize))
+        kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim), 0)
     }
 
     /// The `heads` query heads [heads × headDim, contiguous] that share `kvHead`, against positions [p0, p1) of a

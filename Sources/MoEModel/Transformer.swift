@@ -243,11 +243,17 @@ public final class Transformer: @unchecked Sendable {
             for hd in 0..<nh { Rope.apply(q + t * qd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
             for hd in 0..<nkv { Rope.apply(k + t * kd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
         }
-        // Keys and values of every new token go into the cache first; then each query reads its causal window.
-        for t in 0..<T {
-            let s = Int(seqOf[t])
-            seqs[s].blockTable.withUnsafeBufferPointer { bt in
-                cache.store(layer: l, blockTable: bt.baseAddress!, position: Int(posOf[t]), key: k + t * kd, value: v + t * kd)
+        // Keys and values of every new token go into the cache before any query reads its causal window. Where each
+        // token is its sequence's only new one (decode), no other token reads what it stores, so the thread that
+        // attends a (token, KV head) stores that head itself: the lines it writes (a block's transposed keys are 128
+        // lines a head) are then in its own cache when it reads them back, not the calling thread's.
+        let storeInJob = T == 1 || Set(seqOf).count == T
+        if !storeInJob {
+            for t in 0..<T {
+                let s = Int(seqOf[t])
+                seqs[s].blockTable.withUnsafeBufferPointer { bt in
+                    cache.store(layer: l, blockTable: bt.baseAddress!, position: Int(posOf[t]), key: k + t * kd, value: v + t * kd)
+                }
             }
         }
         let attnOut = buf("attn", T * qd)
@@ -269,6 +275,9 @@ public final class Transformer: @unchecked Sendable {
                 let lo = window.map { max(0, p - $0 + 1) } ?? 0
                 let head = t * qd + kvh * group * D
                 tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
+                    if storeInJob {
+                        cache.store(layer: l, blockTable: bt.baseAddress!, position: p, head: kvh, key: k + t * kd, value: v + t * kd)
+                    }
                     cache.attend(layer: l, q: q + head, heads: group, blocks: bt.baseAddress!, kvHead: kvh, p0: lo, p1: p + 1,
                                  scale: scale, scores: scores, out: attnOut + head)
                 }
