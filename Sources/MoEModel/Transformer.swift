@@ -218,38 +218,49 @@ public final class Transformer: @unchecked Sendable {
         let D = spec.headDim, half = D / 2, nh = spec.numHeads, nkv = spec.numKVHeads
         let qd = spec.qDim, kd = spec.kvDim, H = spec.hiddenSize
         let q = buf("q", T * qd), k = buf("k", T * kd), v = buf("v", T * kd)
-        if let qkv = a.qkv {
-            // [T, qd + 2·kd] rows of q | k | v, split into the packed buffers the rest of the layer reads.
-            let w = qd + 2 * kd, both = buf("qkv", T * w)
+        let group = nh / nkv
+        // Where each token is its sequence's only new one (decode), nothing else reads what a (token, KV head) item
+        // of the attention job stores, and its query heads, key and value head are its alone: the thread that
+        // attends the item also prepares and stores them (copy out of the stacked projection, biases, per-head
+        // norms, RoPE: per-head operations, the same arithmetic as over whole rows), so the lines it writes (a
+        // block's transposed keys are 128 lines a head) are in its own cache when it reads them back. Otherwise
+        // (prompts, verification: a token attends to others of its sequence) every token is prepared and stored
+        // first.
+        let perItem = T == 1 || Set(seqOf).count == T
+        let w = qd + 2 * kd
+        // With q, k and v stacked: [T, qd + 2·kd] rows of q | k | v, split by `prepare` into the packed buffers the
+        // rest of the layer reads.
+        let both = a.qkv != nil ? buf("qkv", T * w) : nil
+        if let qkv = a.qkv, let both {
             matmul(h, rows: T, qkv, out: both)
-            for t in 0..<T {
-                (q + t * qd).update(from: both + t * w, count: qd)
-                (k + t * kd).update(from: both + t * w + qd, count: kd)
-                (v + t * kd).update(from: both + t * w + qd + kd, count: kd)
-            }
         } else {
             matmul(h, rows: T, a.q, out: q)
             matmul(h, rows: T, a.k, out: k)
             matmul(h, rows: T, a.v, out: v)
         }
-        if let b = a.qBias { addBias(q, b, rows: T) }
-        if let b = a.kBias { addBias(k, b, rows: T) }
-        if let b = a.vBias { addBias(v, b, rows: T) }
-        if let qn = a.qNorm, let kn = a.kNorm {
-            rmsNorm(q, qn.base, q, rows: T * nh, n: D, eps: spec.rmsNormEps)
-            rmsNorm(k, kn.base, k, rows: T * nkv, n: D, eps: spec.rmsNormEps)
+        /// Token t's query heads of KV head kvh (or all of them), its key and value heads.
+        func prepare(token t: Int, kvHead kvh: Int?) {
+            let h0 = (kvh ?? 0) * group, hn = kvh == nil ? nh : group, k0 = kvh ?? 0, kn = kvh == nil ? nkv : 1
+            let qh = q + t * qd + h0 * D, kh = k + t * kd + k0 * D, vh = v + t * kd + k0 * D
+            if let both {
+                let row = both + t * w
+                qh.update(from: row + h0 * D, count: hn * D)
+                kh.update(from: row + qd + k0 * D, count: kn * D)
+                vh.update(from: row + qd + kd + k0 * D, count: kn * D)
+            }
+            if let b = a.qBias { axpy(qh, 1, b.base + h0 * D, hn * D) }
+            if let b = a.kBias { axpy(kh, 1, b.base + k0 * D, kn * D) }
+            if let b = a.vBias { axpy(vh, 1, b.base + k0 * D, kn * D) }
+            if let qn = a.qNorm, let knw = a.kNorm {
+                rmsNorm(qh, qn.base, qh, rows: hn, n: D, eps: spec.rmsNormEps)
+                rmsNorm(kh, knw.base, kh, rows: kn, n: D, eps: spec.rmsNormEps)
+            }
+            for i in 0..<hn { Rope.apply(qh + i * D, half: half, cos: cos + t * half, sin: sin + t * half) }
+            for i in 0..<kn { Rope.apply(kh + i * D, half: half, cos: cos + t * half, sin: sin + t * half) }
         }
-        for t in 0..<T {
-            for hd in 0..<nh { Rope.apply(q + t * qd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
-            for hd in 0..<nkv { Rope.apply(k + t * kd + hd * D, half: half, cos: cos + t * half, sin: sin + t * half) }
-        }
-        // Keys and values of every new token go into the cache before any query reads its causal window. Where each
-        // token is its sequence's only new one (decode), no other token reads what it stores, so the thread that
-        // attends a (token, KV head) stores that head itself: the lines it writes (a block's transposed keys are 128
-        // lines a head) are then in its own cache when it reads them back, not the calling thread's.
-        let storeInJob = T == 1 || Set(seqOf).count == T
-        if !storeInJob {
+        if !perItem {
             for t in 0..<T {
+                prepare(token: t, kvHead: nil)
                 let s = Int(seqOf[t])
                 seqs[s].blockTable.withUnsafeBufferPointer { bt in
                     cache.store(layer: l, blockTable: bt.baseAddress!, position: Int(posOf[t]), key: k + t * kd, value: v + t * kd)
@@ -259,7 +270,6 @@ public final class Transformer: @unchecked Sendable {
         let attnOut = buf("attn", T * qd)
         let window = spec.slidingWindows[l]
         let scale = 1 / Float(D).squareRoot()
-        let group = nh / nkv
         let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
         let tables = seqs.map(\.blockTable)
         // One item per (token, KV head): the group's query heads read each key and value row once. Causal windows
@@ -275,7 +285,8 @@ public final class Transformer: @unchecked Sendable {
                 let lo = window.map { max(0, p - $0 + 1) } ?? 0
                 let head = t * qd + kvh * group * D
                 tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
-                    if storeInJob {
+                    if perItem {
+                        prepare(token: t, kvHead: kvh)
                         cache.store(layer: l, blockTable: bt.baseAddress!, position: p, head: kvh, key: k + t * kd, value: v + t * kd)
                     }
                     cache.attend(layer: l, q: q + head, heads: group, blocks: bt.baseAddress!, kvHead: kvh, p0: lo, p1: p + 1,
