@@ -39,6 +39,17 @@ public struct StepProfile: Sendable {
     public var attention = 0.0, routing = 0.0, experts = 0.0, dense = 0.0, head = 0.0
     public var total: Double { attention + routing + experts + dense + head }
     public init() {}
+
+    /// The seconds accumulated between two readings (`later - earlier`), part by part.
+    public static func - (a: StepProfile, b: StepProfile) -> StepProfile {
+        var d = StepProfile()
+        d.attention = a.attention - b.attention
+        d.routing = a.routing - b.routing
+        d.experts = a.experts - b.experts
+        d.dense = a.dense - b.dense
+        d.head = a.head - b.head
+        return d
+    }
 }
 
 /// The decoder: embeddings → layers (attention over the paged KV cache, then a dense or MoE feed-forward) → norm →

@@ -172,7 +172,7 @@ struct ModelBench: ParsableCommand {
             }
             for (l, st) in stats {
                 let parts = Set(l.split(separator: " or ", omittingEmptySubsequences: false).map(part))
-                guard parts.count == 1, let p = parts.first!, l != "other" else { return nil }
+                guard parts.count == 1, let p = parts.first! else { return nil }     // "other" has no part
                 inside[p, default: 0] += st.seconds
             }
             let perToken = 1e6 / Double(tokens)
@@ -231,12 +231,6 @@ struct ModelBench: ParsableCommand {
         for _ in 0..<decodeSteps { seconds += h.next() }
         let p1 = m.transformer.profile
         let stats = ProductProfile.stop()
-        var phases = StepProfile()
-        phases.attention = p1.attention - p0.attention
-        phases.routing = p1.routing - p0.routing
-        phases.experts = p1.experts - p0.experts
-        phases.dense = p1.dense - p0.dense
-        phases.head = p1.head - p0.head
         let after = Roofline.readBandwidth()
         let s = m.spec, H = s.hiddenSize
         // Products are told apart by shape only: a shape that two kinds of product share (small models) is labelled
@@ -257,7 +251,7 @@ struct ModelBench: ParsableCommand {
             return names.isEmpty ? "other" : names.joined(separator: " or ")
         }
         return ProductsProfile(stats: stats.map { (label($0), $0) }.sorted { $0.stat.seconds > $1.stat.seconds },
-                               tokens: decodeSteps, seconds: seconds, bandwidth: max(before, after), phases: phases)
+                               tokens: decodeSteps, seconds: seconds, bandwidth: max(before, after), phases: p1 - p0)
     }
 
     struct Prefill { var tokensPerSecond: Double; var flops: Double }

@@ -48,8 +48,9 @@ struct SplitBench: ParsableCommand {
             let wall = timed()
             let p1 = m.transformer.profile, s1 = session.remote?.split
             let n = Double(passes)
-            let attention = (p1.attention - p0.attention) / n, routing = (p1.routing - p0.routing) / n
-            var dispatch = 0.0, compute = (p1.experts - p0.experts) / n, combine = 0.0
+            let d = p1 - p0
+            let attention = d.attention / n, routing = d.routing / n
+            var dispatch = 0.0, compute = d.experts / n, combine = 0.0
             if let a = s0, let b = s1 {
                 dispatch = (b.dispatchSeconds - a.dispatchSeconds) / n
                 compute = (b.expertSeconds - a.expertSeconds) / n
