@@ -1260,27 +1260,17 @@ static void many_task(void *ctx, size_t b, size_t e) {
 // values the same way.
 static int few_inputs(const kern_product *d) { return d->T * d->cols < FEW; }
 
-// The region of n prepared products, their rows one range [0, returned); `work`: their weights in all.
-static size_t join_rows(many_ctx *m, prepared *p, int n, size_t *start, act_range (*covered)[ACT_PARTS],
-                        atomic_int *ncovered, size_t *work) {
-    size_t total = 0;
-    *work = 0;
+static void run_together(prepared *p, int n) {
+    size_t start[MANY_MAX], total = 0, work = 0;
+    act_range covered[MANY_MAX][ACT_PARTS];
+    atomic_int ncovered[MANY_MAX];
     for (int i = 0; i < n; i++) {
         start[i] = total;
         total += p[i].args.rows;
-        *work += work_of(&p[i].args);
+        work += work_of(&p[i].args);
         atomic_init(&ncovered[i], 0);
     }
-    *m = (many_ctx){p, start, n, covered, ncovered};
-    return total;
-}
-
-static void run_together(prepared *p, int n) {
-    size_t start[MANY_MAX], work;
-    act_range covered[MANY_MAX][ACT_PARTS];
-    atomic_int ncovered[MANY_MAX];
-    many_ctx m;
-    const size_t total = join_rows(&m, p, n, start, covered, ncovered, &work);
+    many_ctx m = {p, start, n, covered, ncovered};
     if (work < FEW) many_task(&m, 0, total);
     else kern_parallel_for(total, 16, many_task, &m);
     for (int i = 0; i < n; i++) activate_rest(&m, i);
@@ -1305,13 +1295,6 @@ static void product(const kern_product *d) {
     profile_record(d->format, d->rows, d->cols, d->T, kern_monotonic_seconds() - t0);
 }
 
-// A region's time in the profile, shared among its n products in proportion to their weight bytes.
-static void profile_region(const kern_product *const *ps, int n, double seconds) {
-    double bytes[2 * MANY_MAX], total = 0;
-    for (int i = 0; i < n; i++) total += bytes[i] = (double)ps[i]->rows * (double)kern_format_row_bytes(ps[i]->format, ps[i]->cols);
-    for (int i = 0; i < n; i++) profile_record(ps[i]->format, ps[i]->rows, ps[i]->cols, ps[i]->T, seconds * bytes[i] / total);
-}
-
 void kern_gemm_w_many(const kern_product *ps, int n) {
     int joined = n > 1 && n <= MANY_MAX;
     for (int i = 0; i < n && joined; i++) joined = few_inputs(&ps[i]);
@@ -1325,67 +1308,10 @@ void kern_gemm_w_many(const kern_product *ps, int n) {
     const double t0 = profiled ? kern_monotonic_seconds() : 0;
     run_together(p, n);
     if (!profiled) return;
-    const kern_product *list[MANY_MAX];
-    for (int i = 0; i < n; i++) list[i] = &ps[i];
-    profile_region(list, n, kern_monotonic_seconds() - t0);
-}
-
-// MLPs of one shape each, with few inputs and a stacked gate|up (act set), and enough work to fork for: then each
-// thread can take whole ones.
-static int even_mlps(const kern_product *first, const kern_product *second, int n) {
-    if (n < 2 || n > MANY_MAX) return 0;
-    size_t work = 0;
-    for (int i = 0; i < n; i++) {
-        const kern_product *a = &first[i], *b = &second[i], *a0 = &first[0], *b0 = &second[0];
-        if (!a->act || !few_inputs(a) || !few_inputs(b) || a->format != a0->format || a->rows != a0->rows ||
-            a->cols != a0->cols || a->T != a0->T || b->format != b0->format || b->rows != b0->rows ||
-            b->cols != b0->cols || b->T != b0->T)
-            return 0;
-        work += work_of(a) + work_of(b);
-    }
-    return work >= FEW;
-}
-
-// The two stages of n MLPs, each a region of its own products (many_task over their joined rows).
-typedef struct { many_ctx first, second; } mlp_ctx;
-
-// MLPs [b, e) whole on this thread: their gate|up products (the shared input rounded once) and SwiGLUs, then their
-// down products, which read the SwiGLUs this thread just wrote.
-static void mlp_task(void *ctx, size_t b, size_t e) {
-    const mlp_ctx *c = (const mlp_ctx *)ctx;
-    for (int s = 0; s < 2; s++) {
-        const many_ctx *m = s == 0 ? &c->first : &c->second;
-        many_task((void *)m, m->start[b], m->start[e - 1] + m->p[e - 1].args.rows);
-    }
-}
-
-int kern_mlp_many(const kern_product *first, const kern_product *second, int n, double tolerance) {
-    if (even_mlps(first, second, n)) {
-        prepared p1[MANY_MAX], p2[MANY_MAX];
-        size_t start1[MANY_MAX], start2[MANY_MAX], work;
-        act_range covered1[MANY_MAX][ACT_PARTS], covered2[MANY_MAX][ACT_PARTS];
-        atomic_int ncovered1[MANY_MAX], ncovered2[MANY_MAX];
-        mlp_ctx c;
-        for (int i = 0; i < n; i++) {
-            prepare(&p1[i], &first[i]);
-            prepare(&p2[i], &second[i]);
-        }
-        join_rows(&c.first, p1, n, start1, covered1, ncovered1, &work);
-        join_rows(&c.second, p2, n, start2, covered2, ncovered2, &work);
-        const int profiled = atomic_load_explicit(&profiling, memory_order_relaxed);
-        const double t0 = profiled ? kern_monotonic_seconds() : 0;
-        if (kern_parallel_for_even((size_t)n, tolerance, mlp_task, &c)) {
-            if (profiled) {
-                const kern_product *list[2 * MANY_MAX];
-                for (int i = 0; i < n; i++) list[i] = &first[i], list[n + i] = &second[i];
-                profile_region(list, 2 * n, kern_monotonic_seconds() - t0);
-            }
-            return 1;
-        }
-    }
-    kern_gemm_w_many(first, n);
-    kern_gemm_w_many(second, n);
-    return 0;
+    // The region's time, shared among its products in proportion to their weight bytes.
+    double seconds = kern_monotonic_seconds() - t0, bytes[MANY_MAX], total = 0;
+    for (int i = 0; i < n; i++) total += bytes[i] = (double)ps[i].rows * (double)kern_format_row_bytes(ps[i].format, ps[i].cols);
+    for (int i = 0; i < n; i++) profile_record(ps[i].format, ps[i].rows, ps[i].cols, ps[i].T, seconds * bytes[i] / total);
 }
 
 void kern_gemm_w_mt(int format, const void *w, size_t ld, const uint16_t *scales, kern_panels panels, const float *X,

@@ -184,10 +184,19 @@ void kern_threads_init(int n) {
 
 int kern_threads_count(void) { return nthreads; }
 
-// Runs a job split at `bounds` over `parts` threads, holding pool_lock (released here); `learn` 0 for a job whose
-// parts' times say nothing of the threads' speeds.
-static void run_split(int parts, const size_t *bounds, kern_task_fn fn, void *ctx, int learn) {
+// kern_parallel_for; `learn` 0 for a job whose parts' times say nothing of the threads' speeds.
+static void run_job(size_t n, size_t grain, kern_task_fn fn, void *ctx, int learn) {
+    if (n == 0) return;
+    if (grain == 0) grain = 1;
+    size_t units = (n + grain - 1) / grain;
+    if (nthreads <= 1 || units < 2 || in_pool || pthread_mutex_trylock(&pool_lock) != 0) {
+        fn(ctx, 0, n);
+        return;
+    }
+    int parts = nthreads < (int)units ? nthreads : (int)units;
+    size_t bounds[MAX_THREADS + 1];
     unsigned long long ticks[MAX_THREADS];
+    kern_split(n, grain, parts, speed, bounds);
     unsigned long number = ++job_number;
     post(parts, bounds, fn, ctx, number);
     in_pool = 1;
@@ -199,38 +208,6 @@ static void run_split(int parts, const size_t *bounds, kern_task_fn fn, void *ct
     for (int i = 1; i < parts; i++) ticks[i] = report[i].ticks;
     if (learn) learn_speeds(parts, bounds, ticks);
     pthread_mutex_unlock(&pool_lock);
-}
-
-// kern_parallel_for; `learn` as run_split's.
-static void run_job(size_t n, size_t grain, kern_task_fn fn, void *ctx, int learn) {
-    if (n == 0) return;
-    if (grain == 0) grain = 1;
-    size_t units = (n + grain - 1) / grain;
-    if (nthreads <= 1 || units < 2 || in_pool || pthread_mutex_trylock(&pool_lock) != 0) {
-        fn(ctx, 0, n);
-        return;
-    }
-    int parts = nthreads < (int)units ? nthreads : (int)units;
-    size_t bounds[MAX_THREADS + 1];
-    kern_split(n, grain, parts, speed, bounds);
-    run_split(parts, bounds, fn, ctx, learn);
-}
-
-int kern_parallel_for_even(size_t n, double tolerance, kern_task_fn fn, void *ctx) {
-    if (nthreads <= 1 || n == 0 || n % (size_t)nthreads != 0 || in_pool || pthread_mutex_trylock(&pool_lock) != 0) return 0;
-    double lo = speed[0], hi = speed[0];
-    for (int i = 1; i < nthreads; i++) {
-        if (speed[i] < lo) lo = speed[i];
-        if (speed[i] > hi) hi = speed[i];
-    }
-    if (hi > lo * tolerance) {
-        pthread_mutex_unlock(&pool_lock);
-        return 0;
-    }
-    size_t bounds[MAX_THREADS + 1];
-    for (int i = 0; i <= nthreads; i++) bounds[i] = n / (size_t)nthreads * (size_t)i;
-    run_split(nthreads, bounds, fn, ctx, 1);
-    return 1;
 }
 
 void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx) { run_job(n, grain, fn, ctx, 1); }

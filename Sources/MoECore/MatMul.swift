@@ -39,33 +39,13 @@ public struct ProductCall {
 /// after another: a fine-grained MoE layer's experts (e.g. 8 of 768 × 2048 per token) then pay one fork and join
 /// per stage instead of one per expert. Every output equals `matmul`'s for that product alone.
 public func matmulMany(_ calls: [ProductCall]) {
-    let products = calls.filter { $0.rows > 0 && $0.w.rows > 0 }.map(kernelProduct)
-    products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }
-}
-
-/// MLPs' two stages of products: first[i] a stacked gate|up product with its `swiglu`, second[i] the down product
-/// reading that SwiGLU. When they are all of one shape with few inputs (one decode token's experts), their count is
-/// a multiple of the threads' and the threads run at about the same speed (fastest ÷ slowest learnt speed within
-/// `speedTolerance`), each thread takes whole MLPs (returns true): one parallel region where `matmulMany` of each
-/// stage takes two, and no activation passes between threads. Otherwise each stage in one `matmulMany`. Every
-/// output equals `matmul`'s for that product alone either way. The tolerance: whole MLPs go in equal numbers, so
-/// a thread slowed by a busy neighbour on its core is waited for, where the row split follows the learnt speeds.
-@discardableResult
-public func matmulMLPs(first: [ProductCall], second: [ProductCall], speedTolerance: Double = 1.2) -> Bool {
-    precondition(first.count == second.count && zip(first, second).allSatisfy { f, s in
-        f.swiglu != nil && UnsafePointer(f.swiglu!) == s.x
-    }, "each MLP's down product reads its stacked gate|up product's SwiGLU")
-    let live = zip(first, second).filter { f, s in f.rows > 0 && f.w.rows > 0 && s.w.rows > 0 }
-    let a = live.map { kernelProduct($0.0) }, b = live.map { kernelProduct($0.1) }
-    return a.withUnsafeBufferPointer { a in
-        b.withUnsafeBufferPointer { b in kern_mlp_many(a.baseAddress, b.baseAddress, Int32(a.count), speedTolerance) != 0 }
+    let live = calls.filter { $0.rows > 0 && $0.w.rows > 0 }
+    let products = live.map { c in
+        kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
+                     X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows,
+                     act: c.swiglu)
     }
-}
-
-private func kernelProduct(_ c: ProductCall) -> kern_product {
-    kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
-                 X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows,
-                 act: c.swiglu)
+    products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }
 }
 
 /// Runs `body` with the bf16 products it makes on this thread multiplying activations rounded to bf16 (one

@@ -51,9 +51,8 @@ extension ExpertStore {
             groups.append(i..<j)
             i = j
         }
-        // Few rows in all (decode, verification): the experts' products together (MLPStage.run: every gate|up in one
-        // parallel region and every down in another, or whole experts per thread). More: one expert at a time, in
-        // the scratch one expert needs.
+        // Few rows in all (decode, verification): every expert's gate|up in one parallel region, then every down in
+        // another (matmulMany). More: one expert at a time, in the scratch one expert needs.
         let chunks = sorted.count <= Self.rowsRunTogether ? [groups] : groups.map { [$0] }
         for chunk in chunks where !chunk.isEmpty {
             let base = chunk[0].lowerBound, rows = chunk.last!.upperBound - base
@@ -65,7 +64,10 @@ extension ExpertStore {
                 return MLPStage(held(layer: layer, expert: Int(sorted[g.lowerBound].expert)), rows: g.count, x: x + o * H,
                                 gate: gate + o * I, up: up + o * 2 * I, out: y + o * H)
             }
-            MLPStage.run(stages)
+            matmulMany(stages.flatMap(\.first))
+            for s in stages { s.activate() }
+            matmulMany(stages.map(\.second))
+            for s in stages { s.finish() }
             for r in 0..<rows { axpy(acc + Int(sorted[base + r].slot) * H, sorted[base + r].weight, y + r * H, H) }
         }
     }

@@ -79,7 +79,11 @@ final class ExpertScratch: @unchecked Sendable {
 /// out[n, H] = down(silu(gate·x + bg) ⊙ (up·x + bu)) + bd.
 func runMLP(_ w: MLPWeights, x: UnsafePointer<Float>, rows n: Int, out: UnsafeMutablePointer<Float>, scratch: ExpertScratch) {
     let I = w.gate.rows
-    MLPStage.run([MLPStage(w, rows: n, x: x, gate: scratch.gate.ensure(n * I), up: scratch.up.ensure(n * 2 * I), out: out)])
+    let stage = MLPStage(w, rows: n, x: x, gate: scratch.gate.ensure(n * I), up: scratch.up.ensure(n * 2 * I), out: out)
+    matmulMany(stage.first)
+    stage.activate()
+    matmulMany([stage.second])
+    stage.finish()
 }
 
 /// One MLP's work in two stages of products, so that several experts' stages can run together (`matmulMany`):
@@ -121,19 +125,6 @@ struct MLPStage {
     var second: ProductCall { ProductCall(x: gate, rows: n, w.down, out: out) }
 
     func finish() { if let b = w.downBias { addBias(out, b, rows: n) } }
-
-    /// Every stage's MLP, their products together: through `matmulMLPs` where all are stacked (one decode token's
-    /// experts then go whole to the threads), else each stage's products in one `matmulMany`.
-    static func run(_ stages: [MLPStage]) {
-        if stages.allSatisfy({ $0.w.gateUp != nil }) {
-            matmulMLPs(first: stages.flatMap(\.first), second: stages.map(\.second))
-        } else {
-            matmulMany(stages.flatMap(\.first))
-            for s in stages { s.activate() }
-            matmulMany(stages.map(\.second))
-        }
-        for s in stages { s.finish() }
-    }
 }
 
 /// y[r, :] += b for each of `rows` rows (b: one row).

@@ -346,64 +346,6 @@ import Testing
         }
     }
 
-    /// One decode token's experts go whole to the threads (`matmulMLPs`: each thread its experts' gate|up, SwiGLU
-    /// and down in one region): with 2 and 4 MLPs (whole, on 2+ threads) and 3 (each stage split by rows), 1–2
-    /// input rows, every format that stacks gate|up and down products in panels, every output, activation and
-    /// down product equals the products run alone, bit for bit.
-    @Test func wholeMLPsPerThreadEqualTheirProductsAlone() throws {
-        ComputeThreads.ensureConfigured()
-        var buffers: [UnsafeMutablePointer<Float>] = []
-        defer { for b in buffers { b.deallocate() } }
-        func buffer(_ n: Int, seed: UInt64? = nil) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            buffers.append(p)
-            p.update(repeating: .nan, count: n)
-            if let seed { for (i, v) in randoms(n, seed: seed).enumerated() { p[i] = v } }
-            return p
-        }
-        for (k, f) in Self.narrow.enumerated() {
-            for (H, I, ns) in [(512, 192, [2, 3, 4]), (128, 6176, [2])] {       // 6176: the down products' rows in panels
-                let weights = try (0..<ns.max()!).map { e in
-                    let seed = UInt64(1000 + 100 * k + 10 * e)
-                    return (try #require(Matrix(FloatBuffer(randoms(2 * I * H, seed: seed)), rows: 2 * I, cols: H).converted(to: f)),
-                            try #require(Matrix(FloatBuffer(randoms(H * I, seed: seed + 1)), rows: H, cols: I).converted(to: f)))
-                }
-                for T in 1...2 {
-                    for n in ns {
-                        let x = buffer(T * H, seed: UInt64(900 + 10 * k + T))
-                        var first: [ProductCall] = [], second: [ProductCall] = []
-                        for (gu, down) in weights.prefix(n) {
-                            let act = buffer(T * I)
-                            first.append(ProductCall(x: x, rows: T, gu, out: buffer(T * 2 * I), swiglu: act))
-                            second.append(ProductCall(x: act, rows: T, down, out: buffer(T * H)))
-                        }
-                        // Whole MLPs when their count is a multiple of the threads' and the pool is free: tried again
-                        // while the outcome and the pool's size disagree (another test may hold or resize the pool).
-                        var agreed = false
-                        for _ in 0..<200 where !agreed {
-                            let tookWhole = matmulMLPs(first: first, second: second, speedTolerance: .infinity)
-                            let threads = ComputeThreads.count
-                            agreed = tookWhole == (threads > 1 && n % threads == 0)
-                            if !agreed { usleep(1000) }
-                        }
-                        #expect(agreed, "\(f) \(H) × \(I) T=\(T), \(n) MLPs on \(ComputeThreads.count) threads")
-                        let what = "\(f) \(H) × \(I) T=\(T), MLP %d of \(n)"
-                        for (e, (a, b)) in zip(first, second).enumerated() {
-                            var gu = [Float](repeating: 0, count: T * 2 * I), act = [Float](repeating: 0, count: T * I)
-                            var out = [Float](repeating: 0, count: T * H)
-                            matmul(x, rows: T, a.w, out: &gu)
-                            for t in 0..<T { swiglu(gu, from: t * 2 * I, gu, from: t * 2 * I + I, into: &act, at: t * I, count: I) }
-                            matmul(act, rows: T, b.w, out: &out)
-                            #expect(Array(UnsafeBufferPointer(start: a.out, count: gu.count)) == gu, "\(String(format: what, e)): gate|up")
-                            #expect(Array(UnsafeBufferPointer(start: a.swiglu!, count: act.count)) == act, "\(String(format: what, e)): SwiGLU")
-                            #expect(Array(UnsafeBufferPointer(start: b.out, count: out.count)) == out, "\(String(format: what, e)): down")
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// A layer's experts' gate|up products all take the same inputs, which each thread rounds once for all the
     /// products it touches in a region: with several products on one input (every format, rows in panels, bf16
     /// activations for a draft), others on their own inputs between them, and the same input at another width,

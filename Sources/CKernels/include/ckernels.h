@@ -31,11 +31,6 @@ int kern_threads_count(void);
 /// learnt speed (kern_split), and waits.
 /// Runs serially in the caller when the pool is busy (another thread is using it) or when nested.
 void kern_parallel_for(size_t n, size_t grain, kern_task_fn fn, void *ctx);
-/// Runs fn over [0, n) with every thread taking n / threads items (whole tasks of equal cost, e.g. one MoE token's
-/// experts), when n is a multiple of the thread count and the threads' learnt speeds are within `tolerance`
-/// (fastest ÷ slowest) of each other; returns 1. Otherwise (also with one thread, when nested or the pool is
-/// busy) runs nothing and returns 0, for the caller to split the work finer.
-int kern_parallel_for_even(size_t n, double tolerance, kern_task_fn fn, void *ctx);
 /// How kern_parallel_for splits [0, n) over `parts` threads of relative speeds `speeds`: bounds[0..parts], each a
 /// multiple of `grain` (or n), part i [bounds[i], bounds[i + 1]) in proportion to speeds[i]. The pool learns each
 /// thread's speed from the jobs it runs (a vCPU can run at half speed for seconds when its core is shared).
@@ -126,13 +121,6 @@ typedef struct {
 /// experts) pay one fork and join, and one thread's imbalance, per region instead of each. Every output equals
 /// kern_gemm_w_mt's for that product alone. Otherwise the products run one after another.
 void kern_gemm_w_many(const kern_product *products, int n);
-/// n MLPs' products: first[i] a stacked gate|up product with its SwiGLU into first[i].act, second[i] the down
-/// product reading it (second[i].X = first[i].act). When all n are of one shape with few inputs (one decode
-/// token's experts), n is a multiple of the thread count and the threads' learnt speeds are within `tolerance`
-/// (fastest ÷ slowest) of each other, each thread takes n / threads MLPs whole: one parallel region instead of
-/// two, and no activation passes between threads; returns 1. Otherwise as kern_gemm_w_many(first), then
-/// kern_gemm_w_many(second); returns 0. Every output equals kern_gemm_w_mt's for each product alone.
-int kern_mlp_many(const kern_product *first, const kern_product *second, int n, double tolerance);
 /// Products of one shape (format, rows × cols, T input rows) while profiling: calls, seconds inside
 /// kern_gemm_w_mt (the pool's fork and join included) and weight bytes read.
 typedef struct { int format; size_t rows, cols, T; unsigned long calls; double seconds, weight_bytes; } kern_product_stat;
