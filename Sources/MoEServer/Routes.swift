@@ -143,19 +143,25 @@ struct Routes: Sendable {
         let prepared = try prompts.map { try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens) }
         let id = randomId("cmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if o.stream == true {
-            guard prepared.count == 1 else { throw APIError.invalid("stream supports one prompt at a time", param: "prompt") }
-            let includeUsage = o.includeUsage
-            return sse(try service.start(prepared[0])) { e in
+            // Every prompt's chunks as they come, each choice by its index (as vLLM streams a list of prompts); the
+            // usage chunk, when asked for, once the last has finished, with the totals.
+            let includeUsage = o.includeUsage, count = prepared.count
+            final class Totals: @unchecked Sendable { var finished = 0, prompt = 0, completion = 0 }
+            let totals = Totals()
+            return sse(Self.merged(try service.start(prepared))) { i, e in
                 switch e {
                 case .text(let t):
                     return [wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                                        choices: [CompletionChoice(index: 0, text: t, finishReason: nil)]))]
+                                                        choices: [CompletionChoice(index: i, text: t, finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
                     var out = [wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                                           choices: [CompletionChoice(index: 0, text: "", finishReason: why)]))]
-                    if includeUsage {
+                                                           choices: [CompletionChoice(index: i, text: "", finishReason: why)]))]
+                    totals.finished += 1
+                    totals.prompt += pt
+                    totals.completion += ct
+                    if includeUsage && totals.finished == count {
                         out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [],
-                                                               usage: Usage(prompt: pt, completion: ct))))
+                                                               usage: Usage(prompt: totals.prompt, completion: totals.completion))))
                     }
                     return out
                 }
@@ -224,9 +230,25 @@ struct Routes: Sendable {
                                          usage: out.usage))
     }
 
-    /// Server-sent events: each generation event becomes zero or more `data:` lines, then `data: [DONE]`. A client
-    /// that goes away makes a write fail, which ends the iteration and cancels the generation.
-    func sse(_ events: AsyncStream<GenerationEvent>, _ render: @escaping @Sendable (GenerationEvent) -> [String]) -> Response {
+    /// Several generations' events as one stream of (index, event), each generation's in order. Ending the
+    /// iteration (a client that went away) ends every generation's, which cancels them.
+    static func merged(_ streams: [AsyncStream<GenerationEvent>]) -> AsyncStream<(Int, GenerationEvent)> {
+        let (out, continuation) = AsyncStream<(Int, GenerationEvent)>.makeStream(bufferingPolicy: .unbounded)
+        let pump = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (i, s) in streams.enumerated() {
+                    group.addTask { for await e in s { continuation.yield((i, e)) } }
+                }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in pump.cancel() }
+        return out
+    }
+
+    /// Server-sent events: each event becomes zero or more `data:` lines, then `data: [DONE]`. A client that goes
+    /// away makes a write fail, which ends the iteration and cancels the generation.
+    func sse<E: Sendable>(_ events: AsyncStream<E>, _ render: @escaping @Sendable (E) -> [String]) -> Response {
         Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
             for await e in events {
                 for chunk in render(e) { try await writer.write(ByteBuffer(string: "data: \(chunk)\n\n")) }

@@ -54,6 +54,40 @@ import Testing
         #expect((a.json?["choices"] as? [[String: Any]])?.first?["text"] as? String == (b.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
     }
 
+    /// A list of prompts streams as vLLM streams it: chunks of either choice by its index, interleaved as they
+    /// come; each choice's pieces concatenate to its text without streaming, each ends with its finish reason, and
+    /// the usage chunk comes once, last, with the totals.
+    @Test func streamingSeveralPromptsSendsEachChoiceByItsIndex() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let body: [String: Any] = ["prompt": ["The quick brown fox", "Once upon", "Hello"], "max_tokens": 10, "temperature": 0]
+        let whole = try await HTTP.post(s.base + "/v1/completions", body)
+        let texts = (whole.json?["choices"] as? [[String: Any]])?.map { $0["text"] as? String ?? "?" } ?? []
+        try #require(texts.count == 3)
+        var streamed = body
+        streamed["stream"] = true
+        streamed["stream_options"] = ["include_usage": true]
+        let sse = try await HTTP.post(s.base + "/v1/completions", streamed)
+        #expect(sse.status == 200)
+        let events = HTTP.events(sse.text)
+        #expect(events.last == "[DONE]")
+        let chunks = events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        var pieces = [String](repeating: "", count: 3), finish = [String?](repeating: nil, count: 3)
+        for c in chunks {
+            for choice in c["choices"] as? [[String: Any]] ?? [] {
+                let i = try #require(choice["index"] as? Int)
+                #expect(finish[i] == nil, "choice \(i) has text after its finish")
+                pieces[i] += choice["text"] as? String ?? ""
+                if let f = choice["finish_reason"] as? String { finish[i] = f }
+            }
+        }
+        #expect(pieces == texts)
+        #expect(finish == ["length", "length", "length"])
+        let usage = chunks.filter { $0["usage"] is [String: Int] }
+        #expect(usage.count == 1 && (usage.first?["choices"] as? [Any])?.isEmpty == true)
+        #expect((chunks.last?["usage"] as? [String: Int]) == (whole.json?["usage"] as? [String: Int]))
+    }
+
     @Test func stopStringsEndTheTextBeforeThem() async throws {
         let s = try await LiveServer()
         defer { Task { await s.stop() } }
@@ -272,30 +306,33 @@ import Testing
         #expect(r.headers["retry-after"] == "1")
     }
 
+    /// One prompt or a list of them streamed: hanging up mid-stream cancels every generation of the request.
     @Test func aClientThatDisconnectsMidStreamFreesItsRequest() async throws {
         let s = try await LiveServer(kvBlocks: 128)
         defer { Task { await s.stop() } }
         let engine = s.server.service.engine
-        // Read a few bytes of a long stream with a raw socket, then hang up.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(URL(string: s.base)!.port!).bigEndian
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        try #require(ok == 0)
-        let body = #"{"prompt": "Once", "max_tokens": 1500, "temperature": 0, "ignore_eos": true, "stream": true}"#
-        let req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        _ = req.withCString { send(fd, $0, strlen($0), 0) }
-        var buf = [UInt8](repeating: 0, count: 4096)
-        _ = recv(fd, &buf, buf.count, 0)
-        #expect(engine.outstandingRequests == 1)
-        close(fd)
-        // The load snapshot is refreshed by the engine's next step after the cancel: wait for both.
-        for _ in 0..<200 where engine.outstandingRequests > 0 || engine.loadSnapshot.running > 0 {
-            try await Task.sleep(nanoseconds: 20_000_000)
+        for (prompt, count) in [(#""Once""#, 1), (#"["Once", "Upon a", "The"]"#, 3)] {
+            // Read a few bytes of a long stream with a raw socket, then hang up.
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(URL(string: s.base)!.port!).bigEndian
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            try #require(ok == 0)
+            let body = #"{"prompt": "# + prompt + #", "max_tokens": 1500, "temperature": 0, "ignore_eos": true, "stream": true}"#
+            let req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            _ = req.withCString { send(fd, $0, strlen($0), 0) }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            _ = recv(fd, &buf, buf.count, 0)
+            #expect(engine.outstandingRequests == count)
+            close(fd)
+            // The load snapshot is refreshed by the engine's next step after the cancel: wait for both.
+            for _ in 0..<200 where engine.outstandingRequests > 0 || engine.loadSnapshot.running > 0 {
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+            #expect(engine.outstandingRequests == 0, "\(count) prompts")
+            #expect(engine.loadSnapshot.running == 0, "\(count) prompts")
         }
-        #expect(engine.outstandingRequests == 0)
-        #expect(engine.loadSnapshot.running == 0)
     }
 }
