@@ -152,6 +152,16 @@ public final class GenerationService: @unchecked Sendable {
         return streams
     }
 
+    /// `n` generations of one prepared prompt (a request's `n` choices), run as separate sequences: with a seed,
+    /// choice j samples with seed + j (as vLLM seeds its parallel samples), so each differs and each replays.
+    static func choices(_ p: PreparedRequest, n: Int) -> [PreparedRequest] {
+        (0..<n).map { j in
+            var c = p
+            c.params.seed = p.params.seed.map { $0 &+ UInt64(j) }
+            return c
+        }
+    }
+
     /// Runs a generation to the end: its text, finish reason and usage.
     func complete(_ p: PreparedRequest) async throws -> Completed {
         await Self.collect(try start(p), promptTokens: p.ids.count)

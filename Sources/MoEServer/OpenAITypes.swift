@@ -126,6 +126,17 @@ struct GenerationOptions: Decodable, Sendable {
     }
 
     var includeUsage: Bool { streamOptions?.includeUsage ?? false }
+
+    /// Choices per prompt (`n`, default 1): a 400 outside 1...maxChoices.
+    func choices() throws -> Int {
+        let n = self.n ?? 1
+        guard (1...Self.maxChoices).contains(n) else {
+            throw APIError.invalid("n must be between 1 and \(Self.maxChoices) (got \(n))", param: "n")
+        }
+        return n
+    }
+
+    static let maxChoices = 64
 }
 
 struct CompletionRequest: Decodable, Sendable {

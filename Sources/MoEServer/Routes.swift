@@ -136,11 +136,14 @@ struct Routes: Sendable {
         let r = try await decode(CompletionRequest.self, req)
         let o = r.options
         try service.checkModel(o.model)
-        guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        let n = try o.choices()
         try o.checkSupported()
         let prompts = promptIds(r.prompt)
         guard !prompts.isEmpty else { throw APIError.invalid("the prompt list is empty", param: "prompt") }
-        let prepared = try prompts.map { try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens) }
+        // Choice k is prompt k / n's sample k % n (vLLM's order); usage counts each prompt's tokens once.
+        let prepared = try prompts.flatMap {
+            GenerationService.choices(try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens), n: n)
+        }
         let id = randomId("cmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if o.stream == true {
             // Every prompt's chunks as they come, each choice by its index (as vLLM streams a list of prompts); the
@@ -157,7 +160,7 @@ struct Routes: Sendable {
                     var out = [wireJSON(CompletionResponse(id: id, created: created, model: model,
                                                            choices: [CompletionChoice(index: i, text: "", finishReason: why)]))]
                     totals.finished += 1
-                    totals.prompt += pt
+                    if i % n == 0 { totals.prompt += pt }
                     totals.completion += ct
                     if includeUsage && totals.finished == count {
                         out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [],
@@ -175,7 +178,7 @@ struct Routes: Sendable {
         for (i, (p, events)) in zip(prepared, streams).enumerated() {
             let out = await GenerationService.collect(events, promptTokens: p.ids.count)
             choices.append(CompletionChoice(index: i, text: out.text, finishReason: out.finish))
-            promptTokens += out.usage.promptTokens
+            if i % n == 0 { promptTokens += out.usage.promptTokens }
             completionTokens += out.usage.completionTokens
         }
         return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices,
@@ -186,7 +189,7 @@ struct Routes: Sendable {
         let r = try await decode(ChatRequest.self, req)
         let o = r.options
         try service.checkModel(o.model)
-        guard (o.n ?? 1) == 1 else { throw APIError.invalid("n must be 1", param: "n") }
+        let n = try o.choices()
         try o.checkSupported()
         guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
@@ -201,33 +204,41 @@ struct Routes: Sendable {
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         let p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
+        let samples = GenerationService.choices(p, n: n)
         if o.stream == true {
             let includeUsage = o.includeUsage
-            // The render closure runs once per event, in order, on the one task writing the stream.
-            final class First: @unchecked Sendable { var yes = true }
-            let first = First()
-            return sse(try service.start(p)) { e in
+            // The render closure runs once per event, in order, on the one task writing the stream: each choice's
+            // first chunk carries the role; the usage chunk follows the last choice's end.
+            final class Progress: @unchecked Sendable { var started = Set<Int>(), finished = 0, completion = 0 }
+            let progress = Progress()
+            return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
                 case .text(let t):
-                    let delta = ChatDelta(role: first.yes ? "assistant" : nil, content: t)
-                    first.yes = false
+                    let delta = ChatDelta(role: progress.started.insert(i).inserted ? "assistant" : nil, content: t)
                     return [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                  choices: [ChatChoice(index: 0, delta: delta, finishReason: nil)]))]
+                                                  choices: [ChatChoice(index: i, delta: delta, finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
                     var out = [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                     choices: [ChatChoice(index: 0, delta: ChatDelta(), finishReason: why)]))]
-                    if includeUsage {
+                                                     choices: [ChatChoice(index: i, delta: ChatDelta(), finishReason: why)]))]
+                    progress.finished += 1
+                    progress.completion += ct
+                    if includeUsage && progress.finished == n {
                         out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                         choices: [], usage: Usage(prompt: pt, completion: ct))))
+                                                         choices: [], usage: Usage(prompt: pt, completion: progress.completion))))
                     }
                     return out
                 }
             }
         }
-        let out = try await service.complete(p)
-        return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model,
-                                         choices: [ChatChoice(index: 0, message: ChatMessage(role: "assistant", content: out.text), finishReason: out.finish)],
-                                         usage: out.usage))
+        var choices: [ChatChoice] = []
+        var completion = 0
+        for (i, events) in try service.start(samples).enumerated() {
+            let out = await GenerationService.collect(events, promptTokens: p.ids.count)
+            choices.append(ChatChoice(index: i, message: ChatMessage(role: "assistant", content: out.text), finishReason: out.finish))
+            completion += out.usage.completionTokens
+        }
+        return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
+                                         usage: Usage(prompt: p.ids.count, completion: completion)))
     }
 
     /// Several generations' events as one stream of (index, event), each generation's in order. Ending the

@@ -88,6 +88,58 @@ import Testing
         #expect((chunks.last?["usage"] as? [String: Int]) == (whole.json?["usage"] as? [String: Int]))
     }
 
+    /// `n` choices a prompt, in vLLM's order (choice k is prompt k / n's sample k % n): with a seed, sample j is
+    /// what one choice with seed + j gives; greedy samples are equal; usage counts each prompt once and every
+    /// choice's completion; streamed chat gives each choice its role once and the same texts; n outside 1...64 is
+    /// a 400 naming `n`.
+    @Test func nChoicesPerPromptAreSeparateSamplesInVLLMOrder() async throws {
+        let s = try await LiveServer(chatTemplate: Self.chatML)
+        defer { Task { await s.stop() } }
+        func texts(_ r: HTTP.Reply) -> [String] { (r.json?["choices"] as? [[String: Any]])?.map { $0["text"] as? String ?? "?" } ?? [] }
+        let prompts = ["The quick brown fox", "Once upon"]
+        let sampled = try await HTTP.post(s.base + "/v1/completions",
+                                          ["prompt": prompts, "n": 3, "max_tokens": 8, "temperature": 1.0, "seed": 5, "ignore_eos": true])
+        #expect(sampled.status == 200, "\(sampled.text)")
+        let got = texts(sampled)
+        try #require(got.count == 6)
+        #expect((sampled.json?["choices"] as? [[String: Any]])?.map { $0["index"] as? Int } == [0, 1, 2, 3, 4, 5])
+        var promptTokens = 0
+        for (k, text) in got.enumerated() {
+            let one = try await HTTP.post(s.base + "/v1/completions",
+                                          ["prompt": prompts[k / 3], "max_tokens": 8, "temperature": 1.0, "seed": 5 + k % 3, "ignore_eos": true])
+            #expect(texts(one) == [text], "choice \(k)")
+            if k % 3 == 0 { promptTokens += (one.json?["usage"] as? [String: Int])?["prompt_tokens"] ?? -1 }
+        }
+        #expect(Set(got.prefix(3)).count > 1, "three seeds, three samples: \(got)")
+        #expect((sampled.json?["usage"] as? [String: Int]) == ["prompt_tokens": promptTokens, "completion_tokens": 48, "total_tokens": promptTokens + 48])
+
+        let greedy = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "n": 2, "max_tokens": 6, "temperature": 0])
+        #expect(texts(greedy).count == 2 && Set(texts(greedy)).count == 1)
+
+        let msgs = [["role": "user", "content": "Hi"]]
+        let chat = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "n": 2, "max_tokens": 6, "temperature": 0.9, "seed": 1])
+        let chatTexts = (chat.json?["choices"] as? [[String: Any]])?.map { ($0["message"] as? [String: Any])?["content"] as? String ?? "?" } ?? []
+        #expect(chatTexts.count == 2)
+        let st = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "n": 2, "max_tokens": 6, "temperature": 0.9, "seed": 1,
+                                                                       "stream": true, "stream_options": ["include_usage": true]])
+        let chunks = HTTP.events(st.text).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        var pieces = ["", ""], roles = [0, 0]
+        for c in chunks {
+            for choice in c["choices"] as? [[String: Any]] ?? [] {
+                let i = try #require(choice["index"] as? Int)
+                let delta = choice["delta"] as? [String: Any]
+                pieces[i] += delta?["content"] as? String ?? ""
+                if delta?["role"] as? String == "assistant" { roles[i] += 1 }
+            }
+        }
+        #expect(pieces == chatTexts && roles == [1, 1])
+        #expect((chunks.last?["usage"] as? [String: Int]) == (chat.json?["usage"] as? [String: Int]))
+
+        for bad in [0, 65] {
+            expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "n": bad, "max_tokens": 2]), 400, "n must be", "n")
+        }
+    }
+
     @Test func stopStringsEndTheTextBeforeThem() async throws {
         let s = try await LiveServer()
         defer { Task { await s.stop() } }
