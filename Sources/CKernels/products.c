@@ -958,7 +958,6 @@ static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static kern_product_stat profile[KERN_PROFILE_SHAPES];
 static int profile_count = 0;
 
-
 void kern_products_profile(int on) {
     pthread_mutex_lock(&profile_lock);
     if (on) profile_count = 0;

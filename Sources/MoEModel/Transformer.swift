@@ -120,6 +120,8 @@ public final class Transformer: @unchecked Sendable {
         let bounds = (0...M).map { $0 * T / M }
         let ranges = (0..<M).map { bounds[$0]..<bounds[$0 + 1] }
         let seqOfMB = ranges.map { Array(seqOf[$0]) }, posOfMB = ranges.map { Array(posOf[$0]) }
+        // Whether every token of a micro-batch is its sequence's only new one (decode; see `attention`).
+        let perItemMB = seqOfMB.map { $0.count == 1 || Set($0).count == $0.count }
         let f = buf("ffn", T * H)
         // Shared-expert output and its gate per token, computed while the routed experts are away.
         let shared = buf("shared", T * H)
@@ -152,7 +154,7 @@ public final class Transformer: @unchecked Sendable {
                 let r = ranges[m], lo = r.lowerBound, Tm = r.count
                 let xm = x + lo * H, hm = h + lo * H, fm = f + lo * H
                 rmsNorm(xm, lw.inputNorm.base, hm, rows: Tm, n: H, eps: spec.rmsNormEps)
-                attention(layer: l, lw.attention, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m],
+                attention(layer: l, lw.attention, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m], perItem: perItemMB[m],
                           cos: cosT + lo * half, sin: sinT + lo * half, cache: cache, out: xm)
                 let t1 = monotonicSeconds()
                 profile.attention += t1 - t0
@@ -224,20 +226,19 @@ public final class Transformer: @unchecked Sendable {
 
     /// Self-attention of layer `l`; adds o_proj(attn) into `out` (the residual stream).
     private func attention(layer l: Int, _ a: AttentionWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
-                           seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],
+                           seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32], perItem: Bool,
                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache, out: UnsafeMutablePointer<Float>) {
         let D = spec.headDim, half = D / 2, nh = spec.numHeads, nkv = spec.numKVHeads
         let qd = spec.qDim, kd = spec.kvDim, H = spec.hiddenSize
         let q = buf("q", T * qd), k = buf("k", T * kd), v = buf("v", T * kd)
         let group = nh / nkv
-        // Where each token is its sequence's only new one (decode), nothing else reads what a (token, KV head) item
-        // of the attention job stores, and its query heads, key and value head are its alone: the thread that
-        // attends the item also prepares and stores them (copy out of the stacked projection, biases, per-head
+        // `perItem`: each token is its sequence's only new one (decode). Then nothing else reads what a (token, KV
+        // head) item of the attention job stores, and its query heads, key and value head are its alone: the thread
+        // that attends the item also prepares and stores them (copy out of the stacked projection, biases, per-head
         // norms, RoPE: per-head operations, the same arithmetic as over whole rows), so the lines it writes (a
         // block's transposed keys are 128 lines a head) are in its own cache when it reads them back. Otherwise
         // (prompts, verification: a token attends to others of its sequence) every token is prepared and stored
         // first.
-        let perItem = T == 1 || Set(seqOf).count == T
         let w = qd + 2 * kd
         // With q, k and v stacked: [T, qd + 2·kd] rows of q | k | v, split by `prepare` into the packed buffers the
         // rest of the layer reads.

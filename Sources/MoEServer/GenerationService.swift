@@ -162,6 +162,20 @@ public final class GenerationService: @unchecked Sendable {
         }
     }
 
+    /// Reads a request's started choices to their ends (choice k of prompt k / n, as `choices` made them): each
+    /// choice's text and finish, and the request's usage.
+    static func collect(_ streams: [AsyncStream<GenerationEvent>], _ ps: [PreparedRequest], choicesPerPrompt n: Int) async
+        -> (outs: [Completed], usage: Usage) {
+        let totals = UsageTotals(choicesPerPrompt: n)
+        var outs: [Completed] = []
+        for (i, (p, events)) in zip(ps, streams).enumerated() {
+            let out = await collect(events, promptTokens: p.ids.count)
+            totals.add(choice: i, promptTokens: out.usage.promptTokens, completionTokens: out.usage.completionTokens)
+            outs.append(out)
+        }
+        return (outs, totals.usage)
+    }
+
     /// Runs a generation to the end: its text, finish reason and usage.
     func complete(_ p: PreparedRequest) async throws -> Completed {
         await Self.collect(try start(p), promptTokens: p.ids.count)
@@ -210,4 +224,22 @@ private final class GenerationState: @unchecked Sendable {
         }
         if cancel { engine.cancel(id) }
     }
+}
+
+/// A request's usage as its choices end: each prompt's tokens once (choice k is prompt k / n's), every choice's
+/// completion tokens. Touched by one task at a time (a stream's render closure, or a collecting loop).
+final class UsageTotals: @unchecked Sendable {
+    let n: Int
+    private(set) var finished = 0
+    private var prompt = 0, completion = 0
+
+    init(choicesPerPrompt n: Int) { self.n = n }
+
+    func add(choice i: Int, promptTokens: Int, completionTokens: Int) {
+        finished += 1
+        if i % n == 0 { prompt += promptTokens }
+        completion += completionTokens
+    }
+
+    var usage: Usage { Usage(prompt: prompt, completion: completion) }
 }

@@ -149,8 +149,7 @@ struct Routes: Sendable {
             // Every prompt's chunks as they come, each choice by its index (as vLLM streams a list of prompts); the
             // usage chunk, when asked for, once the last has finished, with the totals.
             let includeUsage = o.includeUsage, count = prepared.count
-            final class Totals: @unchecked Sendable { var finished = 0, prompt = 0, completion = 0 }
-            let totals = Totals()
+            let totals = UsageTotals(choicesPerPrompt: n)
             return sse(Self.merged(try service.start(prepared))) { i, e in
                 switch e {
                 case .text(let t):
@@ -159,12 +158,9 @@ struct Routes: Sendable {
                 case .done(let why, let pt, let ct):
                     var out = [wireJSON(CompletionResponse(id: id, created: created, model: model,
                                                            choices: [CompletionChoice(index: i, text: "", finishReason: why)]))]
-                    totals.finished += 1
-                    if i % n == 0 { totals.prompt += pt }
-                    totals.completion += ct
+                    totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == count {
-                        out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [],
-                                                               usage: Usage(prompt: totals.prompt, completion: totals.completion))))
+                        out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [], usage: totals.usage)))
                     }
                     return out
                 }
@@ -172,17 +168,10 @@ struct Routes: Sendable {
         }
         // Every prompt is submitted at once, so the engine takes them into the same step; if they do not all fit in
         // the queue, none is started (429).
-        let streams = try service.start(prepared)
-        var choices: [CompletionChoice] = []
-        var promptTokens = 0, completionTokens = 0
-        for (i, (p, events)) in zip(prepared, streams).enumerated() {
-            let out = await GenerationService.collect(events, promptTokens: p.ids.count)
-            choices.append(CompletionChoice(index: i, text: out.text, finishReason: out.finish))
-            if i % n == 0 { promptTokens += out.usage.promptTokens }
-            completionTokens += out.usage.completionTokens
-        }
-        return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices,
-                                               usage: Usage(prompt: promptTokens, completion: completionTokens)))
+        let (outs, usage) = await GenerationService.collect(try service.start(prepared), prepared, choicesPerPrompt: n)
+        return jsonResponse(CompletionResponse(id: id, created: created, model: model,
+                                               choices: outs.enumerated().map { CompletionChoice(index: $0, text: $1.text, finishReason: $1.finish) },
+                                               usage: usage))
     }
 
     func chat(_ req: Request) async throws -> Response {
@@ -209,36 +198,32 @@ struct Routes: Sendable {
             let includeUsage = o.includeUsage
             // The render closure runs once per event, in order, on the one task writing the stream: each choice's
             // first chunk carries the role; the usage chunk follows the last choice's end.
-            final class Progress: @unchecked Sendable { var started = Set<Int>(), finished = 0, completion = 0 }
-            let progress = Progress()
+            final class Started: @unchecked Sendable { var choices = Set<Int>() }
+            let started = Started(), totals = UsageTotals(choicesPerPrompt: n)
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
                 case .text(let t):
-                    let delta = ChatDelta(role: progress.started.insert(i).inserted ? "assistant" : nil, content: t)
+                    let delta = ChatDelta(role: started.choices.insert(i).inserted ? "assistant" : nil, content: t)
                     return [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
                                                   choices: [ChatChoice(index: i, delta: delta, finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
                     var out = [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
                                                      choices: [ChatChoice(index: i, delta: ChatDelta(), finishReason: why)]))]
-                    progress.finished += 1
-                    progress.completion += ct
-                    if includeUsage && progress.finished == n {
+                    totals.add(choice: i, promptTokens: pt, completionTokens: ct)
+                    if includeUsage && totals.finished == n {
                         out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                         choices: [], usage: Usage(prompt: pt, completion: progress.completion))))
+                                                         choices: [], usage: totals.usage)))
                     }
                     return out
                 }
             }
         }
-        var choices: [ChatChoice] = []
-        var completion = 0
-        for (i, events) in try service.start(samples).enumerated() {
-            let out = await GenerationService.collect(events, promptTokens: p.ids.count)
-            choices.append(ChatChoice(index: i, message: ChatMessage(role: "assistant", content: out.text), finishReason: out.finish))
-            completion += out.usage.completionTokens
+        let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
+        let choices = outs.enumerated().map {
+            ChatChoice(index: $0, message: ChatMessage(role: "assistant", content: $1.text), finishReason: $1.finish)
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
-                                         usage: Usage(prompt: p.ids.count, completion: completion)))
+                                         usage: usage))
     }
 
     /// Several generations' events as one stream of (index, event), each generation's in order. Ending the
