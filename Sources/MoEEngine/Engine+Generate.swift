@@ -42,10 +42,11 @@ extension Engine {
             try submit(r) { e in
                 let now = monotonicSeconds()
                 switch e {
-                case .token(let t):
+                case .token(let t, _):
                     if box.results[i].tokens.isEmpty { box.results[i].prefillSeconds = now - t0; box.first[i] = now }
                     box.results[i].tokens.append(t)
                     tokenSink(i, t)
+                case .promptLogprobs: break
                 case .finished(let why):
                     box.results[i].stop = why
                     box.results[i].decodeSeconds = box.first[i] > 0 ? now - box.first[i] : 0

@@ -10,22 +10,50 @@ public struct EngineRequest: Sendable {
     public var maxTokens: Int
     public var eos: Set<Int32>
     public var ignoreEOS: Bool
+    /// Tokens that end the generation as EOS does (even with `ignoreEOS`); each is generated, then it stops.
+    public var stopTokenIds: Set<Int32>
+    /// EOS (unless ignored) and the stop tokens cannot be generated before this many tokens.
+    public var minTokens: Int
+    /// With each generated token, its log-probability and this many most likely alternatives (nil: none).
+    public var logprobs: Int?
+    /// Before the first token, the log-probability of every prompt token after the first, each with this many
+    /// alternatives (nil: none). Such a prompt is computed whole: the prefix cache is not read for it.
+    public var promptLogprobs: Int?
 
-    public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false) {
+    public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false,
+                stopTokenIds: Set<Int32> = [], minTokens: Int = 0, logprobs: Int? = nil, promptLogprobs: Int? = nil) {
         self.prompt = prompt
         self.params = params
         self.maxTokens = maxTokens
         self.eos = eos
         self.ignoreEOS = ignoreEOS
+        self.stopTokenIds = stopTokenIds
+        self.minTokens = minTokens
+        self.logprobs = logprobs
+        self.promptLogprobs = promptLogprobs
     }
+
+    /// What the request's penalties and min_tokens do to its logits; nil when they do nothing.
+    var adjustment: LogitsAdjustment? {
+        let a = LogitsAdjustment(repetitionPenalty: params.repetitionPenalty, frequencyPenalty: params.frequencyPenalty,
+                                 presencePenalty: params.presencePenalty, minTokens: minTokens,
+                                 suppressed: stopTokenIds.union(ignoreEOS ? [] : eos), bias: params.logitBias)
+        return a.isIdentity ? nil : a
+    }
+
+    /// Whether generating `t` ends the request.
+    func stops(at t: Int32) -> Bool { (!ignoreEOS && eos.contains(t)) || stopTokenIds.contains(t) }
 }
 
 /// Why a generation ended.
 public enum StopReason: String, Sendable, Codable { case eos, length, cancelled }
 
-/// What a request's stream receives: tokens as they are accepted, then exactly one `.finished`.
+/// What a request's stream receives: its prompt's log-probabilities first when asked for, then tokens as they are
+/// accepted (each with its log-probabilities when asked for), then exactly one `.finished`. Entry 0 of the prompt's
+/// is nil (nothing predicts the first token).
 public enum EngineEvent: Sendable, Equatable {
-    case token(Int32)
+    case promptLogprobs([PositionLogprobs?])
+    case token(Int32, PositionLogprobs?)
     case finished(StopReason)
 }
 
@@ -109,6 +137,31 @@ public final class Engine: @unchecked Sendable {
         var generated = 0
         var draftStarted = false
         var proposal: Proposal?
+        /// Penalties and min_tokens, and the history they read (both nil when the request has none).
+        let adjustment: LogitsAdjustment?
+        var history: TokenHistory?
+        /// Filled as prompt chunks are computed (when the request asks for them), sent before the first token.
+        var promptLogprobs: [PositionLogprobs?]
+        var promptLogprobsSent: Bool
+
+        init(request: EngineRequest, onEvent: @escaping @Sendable (EngineEvent) -> Void, submitted: Double) {
+            self.request = request
+            sampler = Sampler(request.params)
+            self.onEvent = onEvent
+            self.submitted = submitted
+            adjustment = request.adjustment
+            history = adjustment.map { TokenHistory(prompt: request.prompt, keepPrompt: $0.repetitionPenalty != 1) }
+            promptLogprobs = request.promptLogprobs == nil ? [] : Array(repeating: nil, count: request.prompt.count)
+            promptLogprobsSent = request.promptLogprobs == nil
+        }
+
+        /// Runs `body` on logits row `row` as sampling reads it: adjusted, when the request has adjustments, for a
+        /// history extended by `extra` (the drafts before that row, in verification).
+        func sampling<T>(_ row: UnsafeBufferPointer<Float>, after extra: ArraySlice<Int32> = [],
+                         _ body: (UnsafeBufferPointer<Float>) -> T) -> T {
+            guard let adjustment, let history else { return body(row) }
+            return adjustment.applied(row, history.appending(extra)).withUnsafeBufferPointer(body)
+        }
     }
     var live: [Int: Live] = [:]
 
@@ -241,8 +294,8 @@ public final class Engine: @unchecked Sendable {
         inboxLock.unlock()
         for t in work { t() }
         for (id, r, cb, t) in new {
-            live[id] = Live(request: r, sampler: Sampler(r.params), onEvent: cb, submitted: t)
-            scheduler.add(id: id, prompt: r.prompt)
+            live[id] = Live(request: r, onEvent: cb, submitted: t)
+            scheduler.add(id: id, prompt: r.prompt, reusePrefix: r.promptLogprobs == nil)
             stats.promptTokens += r.prompt.count
         }
         for id in gone where live[id] != nil { finish(id, .cancelled) }
@@ -320,7 +373,7 @@ public final class Engine: @unchecked Sendable {
         guard !plan.work.isEmpty else { return true }
         let inputs = plan.work.map { w in
             SequenceInput(tokens: w.tokens + w.spec, start: w.start, blockTable: w.table,
-                          logits: !w.samples ? .none : (w.spec.isEmpty ? .last : .all))
+                          logits: wantsPromptLogprobs(w) || !w.spec.isEmpty ? .all : (w.samples ? .last : .none))
         }
         let tForward = monotonicSeconds()
         let out = transformer.forward(inputs, cache: cache)
@@ -339,16 +392,30 @@ public final class Engine: @unchecked Sendable {
         // its answer and then reads /v1/stats sees the step that produced it.
         var deliveries: [() -> Void] = []
         for (j, w) in plan.work.enumerated() {
+            if wantsPromptLogprobs(w) { recordPromptLogprobs(w, rows: out.rows[j], out: out) }
             guard w.samples, var l = live[w.id] else { scheduler.update(w); continue }
+            if l.request.maxTokens == 0 {
+                // Only the prompt was asked for (a completion that echoes it, to score it): nothing is sampled.
+                scheduler.update(w)
+                let prompt = l.promptLogprobsSent ? nil : l.promptLogprobs, onEvent = l.onEvent
+                live[w.id]!.promptLogprobsSent = true
+                deliveries.append { [unowned self] in
+                    if let prompt { onEvent(.promptLogprobs(prompt)) }
+                    self.finish(w.id, .length)
+                }
+                continue
+            }
             let rows = out.rows[j]
             let position = w.start + w.tokens.count     // where the next token goes
+            // Row of emitted token i: the drafts' rows and the bonus row follow the real token's; else the last.
+            let firstRow = w.spec.isEmpty ? rows.upperBound - 1 : rows.lowerBound + w.tokens.count - 1
             var verdict = Verification(accepted: 0, next: 0)
             if !w.spec.isEmpty, let p = l.proposal {
-                verdict = verify(p, rows: rows, out: out, sampler: l.sampler, position: position)
+                verdict = verify(p, k: w.spec.count, firstRow: firstRow, out: out, live: l, position: position)
                 stats.spec.record(k: w.spec.count, accepted: verdict.accepted)
                 adaptive?.recordOutcome(seq: w.id, k: w.spec.count, accepted: verdict.accepted)
             } else {
-                verdict.next = Int32(l.sampler.next(out.row(rows.upperBound - 1), position: position))
+                verdict.next = Int32(l.sampling(out.row(firstRow)) { l.sampler.next($0, position: position) })
             }
             let emitted = Array(w.spec.prefix(verdict.accepted)) + [verdict.next]
             emittedThisStep += emitted.count
@@ -358,9 +425,15 @@ public final class Engine: @unchecked Sendable {
             for t in emitted {
                 delivered.append(t)
                 l.generated += 1
-                if !l.request.ignoreEOS && l.request.eos.contains(t) { stop = .eos; break }
+                l.history?.append(t)
+                if l.request.stops(at: t) { stop = .eos; break }
                 if l.generated >= l.request.maxTokens || position + delivered.count >= transformer.spec.maxPositions { stop = .length; break }
             }
+            let logprobs = delivered.indices.map { i in
+                l.request.logprobs.map { positionLogprobs(out.row(firstRow + i), chosen: delivered[i], top: $0) }
+            }
+            let prompt = l.promptLogprobsSent ? nil : l.promptLogprobs
+            l.promptLogprobsSent = true
             let before = scheduler.request(w.id)!.tokens
             scheduler.update(w, accepted: verdict.accepted, emitted: delivered)
             stats.generatedTokens += delivered.count
@@ -373,7 +446,10 @@ public final class Engine: @unchecked Sendable {
             l.proposal = nil
             live[w.id] = l
             let onEvent = l.onEvent
-            deliveries.append { for t in delivered { onEvent(.token(t)) } }
+            deliveries.append {
+                if let prompt { onEvent(.promptLogprobs(prompt)) }
+                for (t, lp) in zip(delivered, logprobs) { onEvent(.token(t, lp)) }
+            }
             if let stop {
                 deliveries.append { [unowned self] in self.finish(w.id, stop) }
             } else if let draft {
@@ -412,15 +488,37 @@ public final class Engine: @unchecked Sendable {
         return true
     }
 
-    /// Speculative verification of one sequence's proposal against the target's k+1 logit rows.
-    func verify(_ p: Proposal, rows: Range<Int>, out: ForwardOutput, sampler: Sampler, position L: Int) -> Verification {
+    /// Speculative verification of the first k tokens of a proposal (those the step computed) against the
+    /// target's k+1 logit rows from `firstRow`, row i read as sampling reads it after drafts 0..<i.
+    func verify(_ p: Proposal, k: Int, firstRow: Int, out: ForwardOutput, live l: Live, position L: Int) -> Verification {
+        let sampler = l.sampler, drafts = Array(p.tokens.prefix(k)), rows = 0...k
         if sampler.params.isGreedy {
-            return greedyVerify(draft: p.tokens, targetArgmax: rows.map { Int32(argmax(out.row($0))) })
+            return greedyVerify(draft: drafts, targetArgmax: rows.map { i in
+                l.sampling(out.row(firstRow + i), after: drafts.prefix(i)) { Int32(argmax($0)) }
+            })
         }
-        let target = rows.map { samplingDistribution(out.row($0), sampler.params) }
+        let target = rows.map { i in
+            l.sampling(out.row(firstRow + i), after: drafts.prefix(i)) { samplingDistribution($0, sampler.params) }
+        }
         var rng = sampler.rng(position: L, stream: 1)
-        let draws = (0..<(p.tokens.count + 1)).map { _ in rng.nextUnit() }
-        return speculativeVerify(draft: p.tokens, q: p.q ?? [], p: target) { draws[$0] }
+        let draws = (0..<(k + 1)).map { _ in rng.nextUnit() }
+        return speculativeVerify(draft: drafts, q: Array((p.q ?? []).prefix(k)), p: target) { draws[$0] }
+    }
+
+    /// Whether this work's rows are wanted for its prompt's log-probabilities: a chunk with prompt tokens still to
+    /// predict, of a request that asked for them and has not had them.
+    func wantsPromptLogprobs(_ w: ScheduledWork) -> Bool {
+        guard let l = live[w.id], !l.promptLogprobsSent else { return false }
+        return w.start < l.request.prompt.count - 1
+    }
+
+    /// Row r of a prompt chunk predicts the prompt token after position start + r.
+    func recordPromptLogprobs(_ w: ScheduledWork, rows: Range<Int>, out: ForwardOutput) {
+        guard let n = live[w.id]?.request.promptLogprobs, let prompt = live[w.id]?.request.prompt else { return }
+        for r in 0..<w.tokens.count where w.start + r + 1 < prompt.count {
+            let next = w.start + r + 1
+            live[w.id]!.promptLogprobs[next] = positionLogprobs(out.row(rows.lowerBound + r), chosen: prompt[next], top: n)
+        }
     }
 
     /// Re-places experts from the statistics window's load (between steps). Throws if there is nothing to rebalance.

@@ -1,17 +1,29 @@
 import Foundation
 
 /// How to pick the next token. temperature 0 means greedy (argmax, ties to the lowest id); topK 0 and topP 1 mean off.
+/// The penalties (vLLM's; see `LogitsAdjustment`) change the logits before any of them, greedy included.
 public struct SamplingParams: Sendable, Codable, Equatable {
     public var temperature: Float
     public var topK: Int
     public var topP: Float
     public var seed: UInt64?
+    public var repetitionPenalty: Float
+    public var frequencyPenalty: Float
+    public var presencePenalty: Float
+    /// Added to the logits of these tokens (OpenAI's logit_bias).
+    public var logitBias: [Int32: Float]
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil) {
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil,
+                repetitionPenalty: Float = 1, frequencyPenalty: Float = 0, presencePenalty: Float = 0,
+                logitBias: [Int32: Float] = [:]) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
+        self.repetitionPenalty = repetitionPenalty
+        self.frequencyPenalty = frequencyPenalty
+        self.presencePenalty = presencePenalty
+        self.logitBias = logitBias
     }
 
     public var isGreedy: Bool { temperature <= 0 }

@@ -65,11 +65,12 @@ public struct BlockManager: Sendable {
         return n
     }
 
-    /// Starts a sequence on the cached blocks of its longest cached prefix; returns the number of tokens covered.
-    public mutating func start(_ seq: Int, tokens: [Int32]) -> Int {
+    /// Starts a sequence on the cached blocks of its longest cached prefix (none unless `reuse`); returns the number of
+    /// tokens covered.
+    public mutating func start(_ seq: Int, tokens: [Int32], reuse: Bool = true) -> Int {
         precondition(tables[seq] == nil, "sequence \(seq) already has blocks")
         var table: [Int32] = [], h: UInt64 = 0, n = 0
-        while n + blockSize <= tokens.count {
+        while reuse && n + blockSize <= tokens.count {
             let nh = Self.hash(prefix: h, tokens: tokens[n..<(n + blockSize)])
             guard let b = cached.removeValue(forKey: nh) ?? liveIndex[nh] else { break }
             clock += 1

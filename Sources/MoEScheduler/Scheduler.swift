@@ -24,6 +24,9 @@ public struct SchedRequest: Sendable {
     /// Draft tokens to verify after the newest token in the next step (set before `schedule`).
     public var spec: [Int32] = []
     public var started = false
+    /// Whether its prompt may start from blocks in the prefix cache (not when every prompt position must be computed,
+    /// e.g. for its log-probabilities).
+    public var reusePrefix = true
 }
 
 /// A request's share of one step: feed `tokens` (then `spec`) at positions from `start`, reading and writing K/V
@@ -64,9 +67,10 @@ public struct Scheduler: Sendable {
 
     public var hasWork: Bool { !waiting.isEmpty || !running.isEmpty }
 
-    public mutating func add(id: Int, prompt: [Int32]) {
+    public mutating func add(id: Int, prompt: [Int32], reusePrefix: Bool = true) {
         precondition(requests[id] == nil && !prompt.isEmpty)
         requests[id] = SchedRequest(id: id, tokens: prompt)
+        requests[id]!.reusePrefix = reusePrefix
         waiting.append(id)
     }
 
@@ -105,7 +109,7 @@ public struct Scheduler: Sendable {
         // Admit waiting requests in arrival order; stop at the first that does not fit (no overtaking).
         while budget > 0 && running.count < config.maxSeqs, let id = waiting.first, var r = requests[id] {
             if !r.started {
-                let hit = blocks.start(id, tokens: r.tokens)
+                let hit = blocks.start(id, tokens: r.tokens, reuse: r.reusePrefix)
                 // The last token must be computed to get logits; its K/V is rewritten with identical values.
                 r.computed = min(hit, r.tokens.count - 1)
                 cachedPromptTokens += r.computed

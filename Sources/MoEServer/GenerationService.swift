@@ -3,9 +3,13 @@ import MoEEngine
 import MoEModel
 import MoETokenizer
 
-/// What one generation streams to its HTTP handler.
+/// What one generation streams to its HTTP handler: its prompt's log-probabilities first (when asked for), then
+/// text as it can be released with the log-probabilities of the tokens generated since the last event (when asked
+/// for; a token's text may come in a later event than its log-probabilities, when it is held back for a stop string
+/// or an unfinished UTF-8 character), then its end.
 enum GenerationEvent: Sendable {
-    case text(String)
+    case prompt([PositionLogprobs?])
+    case text(String, [PositionLogprobs])
     case done(finishReason: String, promptTokens: Int, completionTokens: Int)
 }
 
@@ -16,6 +20,11 @@ struct PreparedRequest: Sendable {
     var maxTokens: Int
     var stops: [String]
     var ignoreEOS: Bool
+    var stopTokenIds: Set<Int32> = []
+    var minTokens = 0
+    /// Alternatives per generated token's log-probabilities, and per prompt token's (nil: none).
+    var logprobs: Int?
+    var promptLogprobs: Int?
 }
 
 /// What a generation run to its end produced.
@@ -23,6 +32,8 @@ struct Completed: Sendable {
     var text: String
     var finish: String
     var usage: Usage
+    var prompt: [PositionLogprobs?] = []
+    var logprobs: [PositionLogprobs] = []
 }
 
 /// The bridge between HTTP handlers and the engine: validation with OpenAI-style errors, tokenisation, stop strings,
@@ -68,8 +79,13 @@ public final class GenerationService: @unchecked Sendable {
         }
     }
 
-    /// Checks sampling fields and lengths. `defaultMaxTokens` nil means "the rest of the context".
-    func prepare(_ ids: [Int32], _ f: SamplingFields, defaultMaxTokens: Int?, maxTokensOverride: Int? = nil) throws -> PreparedRequest {
+    /// Most log-probability alternatives a request may ask for per token (vLLM's default max_logprobs).
+    static let maxLogprobs = 20
+
+    /// Checks sampling fields and lengths. `defaultMaxTokens` nil means "the rest of the context"; max_tokens 0 is
+    /// accepted only when `allowNoTokens` (a completion that echoes its prompt to score it).
+    func prepare(_ ids: [Int32], _ f: SamplingFields, defaultMaxTokens: Int?, maxTokensOverride: Int? = nil,
+                 allowNoTokens: Bool = false) throws -> PreparedRequest {
         guard !ids.isEmpty else { throw APIError.invalid("the prompt is empty", param: "prompt") }
         let vocab = engine.transformer.spec.vocabSize
         if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
@@ -81,7 +97,11 @@ public final class GenerationService: @unchecked Sendable {
         }
         let requested = maxTokensOverride ?? f.maxTokens
         if let m = requested {
-            guard m >= 1 else { throw APIError.invalid("max_tokens must be at least 1 (got \(m))", param: "max_tokens") }
+            let least = allowNoTokens ? 0 : 1
+            guard m >= least else {
+                throw APIError.invalid("max_tokens must be at least \(least) (got \(m))" + (allowNoTokens ? "" : "; 0 only with echo"),
+                                       param: "max_tokens")
+            }
             guard m <= room else {
                 throw APIError.invalid("This model's maximum context length is \(contextLimit) tokens. However, you requested \(ids.count + m) tokens (\(ids.count) in the prompt, \(m) for the completion).", param: "max_tokens", code: "context_length_exceeded")
             }
@@ -94,10 +114,43 @@ public final class GenerationService: @unchecked Sendable {
         guard topK >= 0 || topK == -1 else { throw APIError.invalid("top_k must be >= 0 (or -1 for off)", param: "top_k") }
         let stops = f.stop?.values ?? []
         guard stops.count <= 16 else { throw APIError.invalid("at most 16 stop strings", param: "stop") }
+        for (name, v) in [("presence_penalty", f.presencePenalty), ("frequency_penalty", f.frequencyPenalty)] {
+            if let v, !(v >= -2 && v <= 2) { throw APIError.invalid("\(name) must be between -2 and 2 (got \(v))", param: name) }
+        }
+        let repetition = f.repetitionPenalty ?? 1
+        guard repetition > 0 && repetition.isFinite else {
+            throw APIError.invalid("repetition_penalty must be greater than 0 (got \(repetition))", param: "repetition_penalty")
+        }
+        let maxTokens = requested ?? min(defaultMaxTokens ?? room, room)
+        let minTokens = f.minTokens ?? 0
+        guard minTokens >= 0 && minTokens <= maxTokens else {
+            throw APIError.invalid("min_tokens must be between 0 and max_tokens (\(maxTokens)); got \(minTokens)", param: "min_tokens")
+        }
+        func token(_ t: Int, _ param: String) throws -> Int32 {
+            guard t >= 0 && t < vocab else { throw APIError.invalid("token id \(t) in \(param) is outside the vocabulary (0..<\(vocab))", param: param) }
+            return Int32(t)
+        }
+        let stopIds = try Set((f.stopTokenIds ?? []).map { try token($0, "stop_token_ids") })
+        var bias: [Int32: Float] = [:]
+        for (key, b) in f.logitBias ?? [:] {
+            guard let t = Int(key) else { throw APIError.invalid("logit_bias keys must be token ids (got \"\(key)\")", param: "logit_bias") }
+            guard b >= -100 && b <= 100 else { throw APIError.invalid("logit_bias values must be between -100 and 100 (got \(b))", param: "logit_bias") }
+            bias[try token(t, "logit_bias")] = Float(b)
+        }
         let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
-                                    seed: f.seed.map { UInt64(bitPattern: Int64($0)) })
-        return PreparedRequest(ids: ids, params: params, maxTokens: requested ?? min(defaultMaxTokens ?? room, room),
-                               stops: stops, ignoreEOS: f.ignoreEOS ?? false)
+                                    seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),
+                                    frequencyPenalty: Float(f.frequencyPenalty ?? 0), presencePenalty: Float(f.presencePenalty ?? 0),
+                                    logitBias: bias)
+        return PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
+                               stopTokenIds: stopIds, minTokens: minTokens)
+    }
+
+    /// Checks a count of log-probability alternatives (`logprobs` of a completion, `top_logprobs` of a chat).
+    static func logprobsCount(_ n: Int, param: String) throws -> Int {
+        guard (0...maxLogprobs).contains(n) else {
+            throw APIError.invalid("\(param) must be between 0 and \(maxLogprobs) (got \(n))", param: param)
+        }
+        return n
     }
 
     /// Starts a generation. Its events arrive in order; ending the consumer's iteration (or dropping the stream)
@@ -117,18 +170,25 @@ public final class GenerationService: @unchecked Sendable {
         for p in ps {
             let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
             let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops))
+            // The token that ends a generation (EOS, a stop token id) is counted, not shown, as vLLM does.
+            let eos = self.eos, ignoreEOS = p.ignoreEOS, stopIds = p.stopTokenIds
             continuation.onTermination = { reason in
                 if case .cancelled = reason { state.cancel(engine) }
             }
             let prompt = p.ids.count
-            let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS)
+            let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS,
+                                        stopTokenIds: p.stopTokenIds, minTokens: p.minTokens, logprobs: p.logprobs,
+                                        promptLogprobs: p.promptLogprobs)
             submissions.append((request, { event in
                 guard !state.done else { return }
                 switch event {
-                case .token(let t):
+                case .promptLogprobs(let lps):
+                    continuation.yield(.prompt(lps))
+                case .token(let t, let lp):
                     state.count += 1
-                    let (text, stopped) = state.assembler.push(t)
-                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    let ends = stopIds.contains(t) || (!ignoreEOS && eos.contains(t))
+                    let (text, stopped) = ends ? ("", false) : state.assembler.push(t)
+                    if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [])) }
                     if stopped {
                         state.done = true
                         state.cancel(engine)
@@ -138,7 +198,7 @@ public final class GenerationService: @unchecked Sendable {
                 case .finished(let why):
                     state.done = true
                     let (text, stopped) = state.assembler.finish()
-                    if !text.isEmpty { continuation.yield(.text(text)) }
+                    if !text.isEmpty { continuation.yield(.text(text, [])) }
                     let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
                     continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
                     continuation.finish()
@@ -186,7 +246,10 @@ public final class GenerationService: @unchecked Sendable {
         var out = Completed(text: "", finish: "length", usage: Usage(prompt: promptTokens, completion: 0))
         for await e in events {
             switch e {
-            case .text(let t): out.text += t
+            case .prompt(let lps): out.prompt = lps
+            case .text(let t, let lps):
+                out.text += t
+                out.logprobs += lps
             case .done(let why, let pt, let ct):
                 out.finish = why
                 out.usage = Usage(prompt: pt, completion: ct)

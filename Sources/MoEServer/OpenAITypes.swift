@@ -47,16 +47,29 @@ struct SamplingFields: Codable, Sendable {
     var seed: Int?
     var stop: StopInput?
     var ignoreEOS: Bool?
+    var presencePenalty: Double?
+    var frequencyPenalty: Double?
+    var repetitionPenalty: Double?
+    var minTokens: Int?
+    var stopTokenIds: [Int]?
+    /// Token id (as a JSON object key, a string) → bias added to its logit, in [-100, 100].
+    var logitBias: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", seed, stop, ignoreEOS = "ignore_eos"
+        case presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
+        case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
+        case logitBias = "logit_bias"
     }
 
     /// These fields, each one not set here taken from `defaults` (a job prompt's own fields over the job's).
     func over(_ defaults: SamplingFields) -> SamplingFields {
-        SamplingFields(maxTokens: maxTokens ?? defaults.maxTokens, temperature: temperature ?? defaults.temperature,
-                       topP: topP ?? defaults.topP, topK: topK ?? defaults.topK, seed: seed ?? defaults.seed,
-                       stop: stop ?? defaults.stop, ignoreEOS: ignoreEOS ?? defaults.ignoreEOS)
+        var f = self
+        func take<T>(_ k: WritableKeyPath<SamplingFields, T?>) { if f[keyPath: k] == nil { f[keyPath: k] = defaults[keyPath: k] } }
+        take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.seed); take(\.stop); take(\.ignoreEOS)
+        take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
+        take(\.stopTokenIds); take(\.logitBias)
+        return f
     }
 }
 
@@ -68,11 +81,22 @@ struct GenerationOptions: Decodable, Sendable {
     var stream: Bool?
     var streamOptions: StreamOptions?
     var n: Int?
+    /// Completions: `logprobs` as a count of alternatives (0–20); chat: `logprobs` as a flag, with `top_logprobs`.
+    var logprobsCount: Int?
+    var logprobsFlag: Bool?
+    var topLogprobs: Int?
+    /// Completions: the prompt's text (and, with `logprobs`, its tokens' log-probabilities) before the completion.
+    var echo: Bool?
+    /// vLLM's: tokens in log-probabilities as "token_id:N" instead of their text.
+    var returnTokensAsTokenIds: Bool?
     /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
     /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
     var unsupported: (field: String, accepted: String)?
 
-    enum CodingKeys: String, CodingKey { case model, stream, streamOptions = "stream_options", n }
+    enum CodingKeys: String, CodingKey {
+        case model, stream, streamOptions = "stream_options", n, logprobs, topLogprobs = "top_logprobs", echo
+        case returnTokensAsTokenIds = "return_tokens_as_token_ids"
+    }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -80,6 +104,11 @@ struct GenerationOptions: Decodable, Sendable {
         stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
         streamOptions = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)
         n = try c.decodeIfPresent(Int.self, forKey: .n)
+        if let v = try? c.decodeIfPresent(Int.self, forKey: .logprobs) { logprobsCount = v }
+        else { logprobsFlag = try c.decodeIfPresent(Bool.self, forKey: .logprobs) }
+        topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
+        echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
+        returnTokensAsTokenIds = try c.decodeIfPresent(Bool.self, forKey: .returnTokensAsTokenIds)
         sampling = try SamplingFields(from: decoder)
         unsupported = Self.firstUnsupported(try decoder.container(keyedBy: AnyKey.self))
     }
@@ -94,22 +123,16 @@ struct GenerationOptions: Decodable, Sendable {
     /// Defaults pass (null, 0, 1, false, {}, []), as clients such as LangChain send them on every request.
     static func firstUnsupported(_ c: KeyedDecodingContainer<AnyKey>) -> (field: String, accepted: String)? {
         func number(_ k: String) -> Double? { (try? c.decodeIfPresent(Double.self, forKey: AnyKey(stringValue: k))) ?? nil }
-        func flag(_ k: String) -> Bool? { (try? c.decodeIfPresent(Bool.self, forKey: AnyKey(stringValue: k))) ?? nil }
         func count(_ k: String) -> Int {
             let key = AnyKey(stringValue: k)
             if let n = (try? c.nestedUnkeyedContainer(forKey: key))?.count { return n }
             return (try? c.nestedContainer(keyedBy: AnyKey.self, forKey: key))?.allKeys.count ?? 0
         }
-        if flag("logprobs") == true || number("logprobs") != nil { return ("logprobs", "null or false") }
-        for (k, d) in [("top_logprobs", 0.0), ("presence_penalty", 0), ("frequency_penalty", 0), ("repetition_penalty", 1),
-                       ("best_of", 1), ("min_tokens", 0)] {
-            if let v = number(k), v != d { return (k, String(Int(d))) }
-        }
-        if flag("echo") == true { return ("echo", "false") }
+        if let v = number("best_of"), v != 1 { return ("best_of", "1") }
         if let s = (try? c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "suffix"))) ?? nil, !s.isEmpty {
             return ("suffix", "an empty string")
         }
-        for k in ["logit_bias", "tools"] where count(k) > 0 { return (k, "empty") }
+        if count("tools") > 0 { return ("tools", "empty") }
         if let f = try? c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey(stringValue: "response_format")),
            let t = (try? f.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "type"))) ?? nil, t != "text" {
             return ("response_format", #"{"type": "text"}"#)
@@ -126,6 +149,28 @@ struct GenerationOptions: Decodable, Sendable {
     }
 
     var includeUsage: Bool { streamOptions?.includeUsage ?? false }
+
+    /// A completion's `logprobs`: alternatives per token (0–20), or nil when not asked for.
+    func completionLogprobs() throws -> Int? {
+        if logprobsFlag == true {
+            throw APIError.invalid("logprobs of a completion is a number of alternatives per token (0–\(GenerationService.maxLogprobs)), not true",
+                                   param: "logprobs")
+        }
+        return try logprobsCount.map { try GenerationService.logprobsCount($0, param: "logprobs") }
+    }
+
+    /// A chat completion's `logprobs` (true or false) and `top_logprobs` (0–20, only with logprobs): alternatives per
+    /// token, or nil when not asked for.
+    func chatLogprobs() throws -> Int? {
+        if logprobsCount != nil {
+            throw APIError.invalid("logprobs of a chat completion is true or false (with top_logprobs for alternatives)", param: "logprobs")
+        }
+        guard logprobsFlag == true else {
+            if let t = topLogprobs, t > 0 { throw APIError.invalid("top_logprobs needs logprobs: true", param: "top_logprobs") }
+            return nil
+        }
+        return try GenerationService.logprobsCount(topLogprobs ?? 0, param: "top_logprobs")
+    }
 
     /// Choices per prompt (`n`, default 1): a 400 outside 1...maxChoices.
     func choices() throws -> Int {
@@ -285,10 +330,11 @@ extension Usage {
     init(prompt: Int, completion: Int) { self.init(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion) }
 }
 
-/// A completion choice; `logprobs` is always sent as null (moe-serve does not return log probabilities).
+/// A completion choice; `logprobs` is null unless the request asked for them.
 struct CompletionChoice: Encodable, Sendable {
     var index: Int
     var text: String
+    var logprobs: CompletionLogprobs? = nil
     var finishReason: String?
     enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
 
@@ -296,7 +342,7 @@ struct CompletionChoice: Encodable, Sendable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
         try c.encode(text, forKey: .text)
-        try c.encodeNil(forKey: .logprobs)
+        try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finishReason, forKey: .finishReason)
     }
 }
@@ -310,18 +356,21 @@ struct CompletionResponse: Encodable, Sendable {
     var usage: Usage?
 }
 
+/// A chat choice (`message`) or chunk choice (`delta`); `logprobs` is null unless the request asked for them.
 struct ChatChoice: Encodable, Sendable {
     var index: Int
     var message: ChatMessage?
     var delta: ChatDelta?
+    var logprobs: ChatLogprobs? = nil
     var finishReason: String?
-    enum CodingKeys: String, CodingKey { case index, message, delta, finishReason = "finish_reason" }
+    enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason = "finish_reason" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(index, forKey: .index)
         try c.encodeIfPresent(message, forKey: .message)
         try c.encodeIfPresent(delta, forKey: .delta)
+        try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finishReason, forKey: .finishReason)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import MoEEngine
+import MoEModel
 import NIOCore
 
 /// Requires `Authorization: Bearer <token>` on every route but /health when a token is configured.
@@ -110,12 +111,15 @@ struct Routes: Sendable {
         }
     }
 
-    func promptIds(_ p: PromptInput) -> [[Int32]] {
+    /// Each prompt's token ids, and its text as echo returns it (as sent, or the ids decoded).
+    func prompts(_ p: PromptInput) -> [(ids: [Int32], text: String)] {
+        func text(_ s: String) -> (ids: [Int32], text: String) { (service.tokenize(s), s) }
+        func ids(_ a: [Int]) -> (ids: [Int32], text: String) { (a.map(Int32.init), service.tokenizer.decode(a)) }
         switch p {
-        case .text(let s): return [service.tokenize(s)]
-        case .texts(let a): return a.map { service.tokenize($0) }
-        case .ids(let a): return [a.map(Int32.init)]
-        case .idLists(let a): return a.map { $0.map(Int32.init) }
+        case .text(let s): return [text(s)]
+        case .texts(let a): return a.map(text)
+        case .ids(let a): return [ids(a)]
+        case .idLists(let a): return a.map(ids)
         }
     }
 
@@ -138,26 +142,53 @@ struct Routes: Sendable {
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
-        let prompts = promptIds(r.prompt)
+        let logprobs = try o.completionLogprobs(), echo = o.echo ?? false
+        let prompts = prompts(r.prompt)
         guard !prompts.isEmpty else { throw APIError.invalid("the prompt list is empty", param: "prompt") }
-        // Choice k is prompt k / n's sample k % n (vLLM's order); usage counts each prompt's tokens once.
-        let prepared = try prompts.flatMap {
-            GenerationService.choices(try service.prepare($0, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens), n: n)
+        // Choice k is prompt k / n's sample k % n (vLLM's order); usage counts each prompt's tokens once. An echoed
+        // prompt's log-probabilities are computed with it; max_tokens 0 then only scores the prompt.
+        let prepared = try prompts.flatMap { prompt in
+            var p = try service.prepare(prompt.ids, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens, allowNoTokens: echo)
+            p.logprobs = logprobs
+            p.promptLogprobs = echo ? logprobs : nil
+            return GenerationService.choices(p, n: n)
+        }
+        let echoed = prepared.indices.map { echo ? prompts[$0 / n] : nil }
+        let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
+        // Completion entries for generated tokens (the prompt's with its own first entry nil), each choice's text
+        // offsets counted on from where its last chunk's ended.
+        @Sendable func entries(_ lps: [PositionLogprobs]) -> [(token: Int32, logprobs: PositionLogprobs?)] { lps.map { ($0.chosen.token, $0) } }
+        @Sendable func promptEntries(_ i: Int, _ lps: [PositionLogprobs?]) -> [(token: Int32, logprobs: PositionLogprobs?)] {
+            Array(zip(prepared[i].ids, lps)).map { ($0, $1) }
         }
         let id = randomId("cmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if o.stream == true {
             // Every prompt's chunks as they come, each choice by its index (as vLLM streams a list of prompts); the
-            // usage chunk, when asked for, once the last has finished, with the totals.
+            // usage chunk, when asked for, once the last has finished, with the totals. An echoed prompt is each
+            // choice's first chunk.
             let includeUsage = o.includeUsage, count = prepared.count
             let totals = UsageTotals(choicesPerPrompt: n)
+            final class Progress: @unchecked Sendable { var offsets: [Int]; var echoed: Set<Int> = []; init(_ n: Int) { offsets = Array(repeating: 0, count: n) } }
+            let progress = Progress(count)
+            @Sendable func chunk(_ i: Int, _ text: String, _ lp: CompletionLogprobs?, _ why: String?) -> String {
+                wireJSON(CompletionResponse(id: id, created: created, model: model,
+                                            choices: [CompletionChoice(index: i, text: text, logprobs: lp, finishReason: why)]))
+            }
+            @Sendable func echoChunk(_ i: Int, _ lps: [PositionLogprobs?]) -> [String] {
+                guard let prompt = echoed[i], progress.echoed.insert(i).inserted else { return [] }
+                let lp = logprobs == nil ? nil : format.completion(promptEntries(i, lps), offset: &progress.offsets[i])
+                progress.offsets[i] = prompt.text.unicodeScalars.count
+                return [chunk(i, prompt.text, lp, nil)]
+            }
             return sse(Self.merged(try service.start(prepared))) { i, e in
                 switch e {
-                case .text(let t):
-                    return [wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                                        choices: [CompletionChoice(index: i, text: t, finishReason: nil)]))]
+                case .prompt(let lps):
+                    return echoChunk(i, lps)
+                case .text(let t, let lps):
+                    let lp = logprobs == nil ? nil : format.completion(entries(lps), offset: &progress.offsets[i])
+                    return echoChunk(i, []) + [chunk(i, t, lp, nil)]
                 case .done(let why, let pt, let ct):
-                    var out = [wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                                           choices: [CompletionChoice(index: i, text: "", finishReason: why)]))]
+                    var out = echoChunk(i, []) + [chunk(i, "", nil, why)]
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == count {
                         out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [], usage: totals.usage)))
@@ -169,9 +200,20 @@ struct Routes: Sendable {
         // Every prompt is submitted at once, so the engine takes them into the same step; if they do not all fit in
         // the queue, none is started (429).
         let (outs, usage) = await GenerationService.collect(try service.start(prepared), prepared, choicesPerPrompt: n)
-        return jsonResponse(CompletionResponse(id: id, created: created, model: model,
-                                               choices: outs.enumerated().map { CompletionChoice(index: $0, text: $1.text, finishReason: $1.finish) },
-                                               usage: usage))
+        let choices = outs.enumerated().map { i, out in
+            let prompt = echoed[i]
+            var lp: CompletionLogprobs?
+            if logprobs != nil {
+                var offset = 0
+                var all = prompt == nil ? CompletionLogprobs() : format.completion(promptEntries(i, out.prompt), offset: &offset)
+                // Generated tokens' offsets count from the end of the echoed text as sent.
+                offset = prompt?.text.unicodeScalars.count ?? 0
+                all.append(format.completion(entries(out.logprobs), offset: &offset))
+                lp = all
+            }
+            return CompletionChoice(index: i, text: (prompt?.text ?? "") + out.text, logprobs: lp, finishReason: out.finish)
+        }
+        return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices, usage: usage))
     }
 
     func chat(_ req: Request) async throws -> Response {
@@ -180,6 +222,8 @@ struct Routes: Sendable {
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
+        let logprobs = try o.chatLogprobs()
+        if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
@@ -191,7 +235,9 @@ struct Routes: Sendable {
         }
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
-        let p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
+        var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
+        p.logprobs = logprobs
+        let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)
         if o.stream == true {
@@ -202,10 +248,12 @@ struct Routes: Sendable {
             let started = Started(), totals = UsageTotals(choicesPerPrompt: n)
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
-                case .text(let t):
+                case .prompt: return []
+                case .text(let t, let lps):
                     let delta = ChatDelta(role: started.choices.insert(i).inserted ? "assistant" : nil, content: t)
                     return [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                  choices: [ChatChoice(index: i, delta: delta, finishReason: nil)]))]
+                                                  choices: [ChatChoice(index: i, delta: delta, logprobs: logprobs.map { _ in format.chat(lps) },
+                                                                       finishReason: nil)]))]
                 case .done(let why, let pt, let ct):
                     var out = [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
                                                      choices: [ChatChoice(index: i, delta: ChatDelta(), finishReason: why)]))]
@@ -220,7 +268,8 @@ struct Routes: Sendable {
         }
         let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
         let choices = outs.enumerated().map {
-            ChatChoice(index: $0, message: ChatMessage(role: "assistant", content: $1.text), finishReason: $1.finish)
+            ChatChoice(index: $0, message: ChatMessage(role: "assistant", content: $1.text),
+                       logprobs: logprobs.map { [out = $1] _ in format.chat(out.logprobs) }, finishReason: $1.finish)
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
                                          usage: usage))

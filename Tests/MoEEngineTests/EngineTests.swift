@@ -35,7 +35,7 @@ import Testing
         let sink = Sink()
         for i in 0..<32 {
             try e.submit(EngineRequest(prompt: ps[i], maxTokens: maxNew[i], eos: [2])) { ev in
-                if case .token(let t) = ev { sink.out[i].append(t) }
+                if case .token(let t, _) = ev { sink.out[i].append(t) }
             }
         }
         e.runUntilIdle()

@@ -1,0 +1,86 @@
+/// What changes a position's raw logits before temperature, top-k and top-p (and before greedy's argmax), as vLLM
+/// applies it: the logit bias first (added), then `min_tokens` (its stop tokens masked to −∞ while fewer than
+/// `minTokens` tokens have been generated), then the repetition penalty (on every token of the prompt or the output: a positive logit divided
+/// by it, any other multiplied), then the frequency penalty (minus penalty × the token's count in the output), then
+/// the presence penalty (minus penalty once for a token the output holds). The output is what has been generated so
+/// far at that position: in speculative verification, row i of a proposal sees drafts 0..<i as output.
+public struct LogitsAdjustment: Sendable, Equatable {
+    /// > 0; 1 is off.
+    public var repetitionPenalty: Float
+    /// In [-2, 2]; 0 is off.
+    public var frequencyPenalty: Float
+    public var presencePenalty: Float
+    /// Tokens masked while fewer than `minTokens` have been generated (EOS unless ignored, and the stop token ids).
+    public var minTokens: Int
+    public var suppressed: Set<Int32>
+    /// Added to these tokens' logits.
+    public var bias: [Int32: Float]
+
+    public init(repetitionPenalty: Float = 1, frequencyPenalty: Float = 0, presencePenalty: Float = 0,
+                minTokens: Int = 0, suppressed: Set<Int32> = [], bias: [Int32: Float] = [:]) {
+        self.repetitionPenalty = repetitionPenalty
+        self.frequencyPenalty = frequencyPenalty
+        self.presencePenalty = presencePenalty
+        self.minTokens = minTokens
+        self.suppressed = suppressed
+        self.bias = bias
+    }
+
+    /// Nothing to do: sampling reads the model's row as it is.
+    public var isIdentity: Bool {
+        repetitionPenalty == 1 && frequencyPenalty == 0 && presencePenalty == 0 && (minTokens == 0 || suppressed.isEmpty)
+            && bias.allSatisfy { $0.value == 0 }
+    }
+
+    /// Applies the adjustments to one position's logits (the vocabulary, in place), given the sequence's history.
+    public func apply(_ logits: UnsafeMutableBufferPointer<Float>, _ h: TokenHistory) {
+        for (t, b) in bias where Int(t) < logits.count { logits[Int(t)] += b }
+        if h.generated < minTokens {
+            for t in suppressed where Int(t) < logits.count { logits[Int(t)] = -.infinity }
+        }
+        if repetitionPenalty != 1 {
+            func penalise(_ t: Int32) {
+                let i = Int(t)
+                guard i < logits.count else { return }
+                logits[i] = logits[i] > 0 ? logits[i] / repetitionPenalty : logits[i] * repetitionPenalty
+            }
+            for t in h.promptTokens { penalise(t) }
+            for t in h.outputCounts.keys where !h.promptTokens.contains(t) { penalise(t) }
+        }
+        if frequencyPenalty != 0 || presencePenalty != 0 {
+            for (t, n) in h.outputCounts where Int(t) < logits.count {
+                logits[Int(t)] -= frequencyPenalty * Float(n) + presencePenalty
+            }
+        }
+    }
+
+    /// The adjusted copy of a row.
+    public func applied(_ row: UnsafeBufferPointer<Float>, _ h: TokenHistory) -> [Float] {
+        var out = Array(row)
+        out.withUnsafeMutableBufferPointer { apply($0, h) }
+        return out
+    }
+}
+
+/// A sequence's tokens as the adjustments read them: the prompt's distinct tokens (only kept when the repetition
+/// penalty needs them) and each output token's count.
+public struct TokenHistory: Sendable, Equatable {
+    public private(set) var promptTokens: Set<Int32>
+    public private(set) var outputCounts: [Int32: Int] = [:]
+    public private(set) var generated = 0
+
+    public init(prompt: some Sequence<Int32>, keepPrompt: Bool = true) {
+        promptTokens = keepPrompt ? Set(prompt) : []
+    }
+
+    public mutating func append(_ t: Int32) {
+        outputCounts[t, default: 0] += 1
+        generated += 1
+    }
+
+    public func appending(_ ts: some Sequence<Int32>) -> TokenHistory {
+        var h = self
+        for t in ts { h.append(t) }
+        return h
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// A token and its log-probability (natural log).
+public struct TokenLogprob: Sendable, Equatable {
+    public var token: Int32
+    public var logprob: Float
+    public init(token: Int32, logprob: Float) {
+        self.token = token
+        self.logprob = logprob
+    }
+}
+
+/// One position's log-probabilities: the token that stands there and the `top` most likely, most likely first
+/// (ties to the lower id).
+public struct PositionLogprobs: Sendable, Equatable {
+    public var chosen: TokenLogprob
+    public var top: [TokenLogprob]
+    public init(chosen: TokenLogprob, top: [TokenLogprob]) {
+        self.chosen = chosen
+        self.top = top
+    }
+}
+
+/// Log-probabilities from one position's raw logits: log-softmax of the model's output, before penalties,
+/// temperature, top-k and top-p (what vLLM reports by default, `raw_logprobs`), so they describe the model whatever
+/// the request's sampling. `top` is clamped to the vocabulary.
+public func positionLogprobs(_ logits: UnsafeBufferPointer<Float>, chosen: Int32, top n: Int) -> PositionLogprobs {
+    let V = logits.count
+    var m = -Float.infinity
+    for x in logits { m = max(m, x) }
+    // Summed in Double: 32k–150k terms, and the result is compared with transformers' log_softmax.
+    var sum = 0.0
+    for x in logits { sum += Foundation.exp(Double(x - m)) }
+    let lse = Double(m) + Foundation.log(sum)
+    func lp(_ i: Int) -> Float { Float(Double(logits[i]) - lse) }
+    // The n largest by insertion into a short sorted list: n ≤ 20 against a vocabulary of tens of thousands.
+    let k = max(0, min(n, V))
+    var best: [Int] = []
+    best.reserveCapacity(k + 1)
+    if k > 0 {
+        for i in 0..<V {
+            if best.count == k && !(logits[i] > logits[best[k - 1]]) { continue }
+            var j = best.count
+            while j > 0 && logits[i] > logits[best[j - 1]] { j -= 1 }
+            best.insert(i, at: j)
+            if best.count > k { best.removeLast() }
+        }
+    }
+    return PositionLogprobs(chosen: TokenLogprob(token: chosen, logprob: lp(Int(chosen))),
+                            top: best.map { TokenLogprob(token: Int32($0), logprob: lp($0)) })
+}

@@ -1,0 +1,164 @@
+import Foundation
+import MoETestSupport
+import Testing
+@testable import MoEServer
+
+/// logprobs, echo, penalties, min_tokens, stop_token_ids and logit_bias through the HTTP API, in OpenAI's shapes.
+@Suite(.serialized) struct LogprobsAPITests {
+    func choice(_ r: HTTP.Reply) -> [String: Any] { ((r.json?["choices"] as? [[String: Any]])?.first) ?? [:] }
+
+    func chunks(_ r: HTTP.Reply) -> [[String: Any]] {
+        HTTP.events(r.text).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .compactMap { ($0["choices"] as? [[String: Any]])?.first }
+    }
+
+    func expectError(_ r: HTTP.Reply, _ fragment: String, _ param: String) {
+        #expect(r.status == 400, "\(r.text)")
+        let e = r.json?["error"] as? [String: Any]
+        #expect((e?["message"] as? String)?.contains(fragment) == true, "\(r.text)")
+        #expect(e?["param"] as? String == param, "\(r.text)")
+    }
+
+    /// What lm-evaluation-harness sends to score a text (echo, logprobs 1, max_tokens 0): the prompt back as the
+    /// text, and each of its tokens' log-probabilities as transformers' log_softmax gives them (the first null).
+    @Test func echoWithLogprobsScoresThePromptAsTransformersDoes() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let g = try Fixtures.golden("tiny-mixtral"), p = g.prompts[1], V = p.logitsShape[1]
+        let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": p.text, "echo": true, "logprobs": 1, "max_tokens": 0])
+        #expect(r.status == 200, "\(r.text)")
+        let c = choice(r)
+        #expect(c["text"] as? String == p.text && c["finish_reason"] as? String == "length")
+        #expect((r.json?["usage"] as? [String: Int])?["completion_tokens"] == 0)
+        let lp = try #require(c["logprobs"] as? [String: Any])
+        let tokens = try #require(lp["tokens"] as? [String]), values = try #require(lp["token_logprobs"] as? [Any])
+        let tops = try #require(lp["top_logprobs"] as? [Any]), offsets = try #require(lp["text_offset"] as? [Int])
+        #expect(tokens.count == p.ids.count && values.count == p.ids.count && tops.count == p.ids.count)
+        #expect(values[0] is NSNull && tops[0] is NSNull && offsets.first == 0 && offsets == offsets.sorted())
+        #expect(tokens.joined() == p.text)
+        let logits = try g.logits(p)
+        for t in 1..<p.ids.count {
+            let row = logits[((t - 1) * V)..<(t * V)]
+            let m = Double(row.max()!), lse = m + Foundation.log(row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+            let expected = Double(row[row.startIndex + p.ids[t]]) - lse
+            #expect(abs((values[t] as? Double ?? 0) - expected) < 1e-4, "position \(t)")
+            // The token itself and the most likely one: one entry, or two.
+            let top = try #require(tops[t] as? [String: Double])
+            #expect((1...2).contains(top.count) && top[tokens[t]] != nil)
+        }
+    }
+
+    /// Generated tokens' logprobs: as many entries as completion tokens, each with up to logprobs + 1
+    /// alternatives; streamed, the chunks' entries concatenate to the same; with echo, the prompt's come first and
+    /// the completion's offsets continue from the echoed text.
+    @Test func completionLogprobsStreamedOrNotAgree() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let body: [String: Any] = ["prompt": "The quick brown fox", "max_tokens": 8, "temperature": 0, "logprobs": 3]
+        let whole = try await HTTP.post(s.base + "/v1/completions", body)
+        let lp = try #require(choice(whole)["logprobs"] as? [String: Any])
+        let tokens = lp["tokens"] as? [String] ?? [], values = lp["token_logprobs"] as? [Double] ?? []
+        #expect(tokens.count == 8 && values.count == 8 && values.allSatisfy { $0 <= 0 })
+        // Keyed by text, alternatives that decode alike (parts of one UTF-8 character) share a key; by id, none do.
+        for top in lp["top_logprobs"] as? [[String: Double]] ?? [] { #expect((1...4).contains(top.count)) }
+        let byId = try await HTTP.post(s.base + "/v1/completions", body.merging(["return_tokens_as_token_ids": true]) { $1 })
+        let idLP = try #require(choice(byId)["logprobs"] as? [String: Any])
+        for top in idLP["top_logprobs"] as? [[String: Double]] ?? [] {
+            #expect((3...4).contains(top.count) && top.keys.allSatisfy { $0.hasPrefix("token_id:") })
+        }
+        #expect(idLP["token_logprobs"] as? [Double] == values)
+        // Greedy: each token is its position's most likely, so its own log-probability is the largest listed.
+        for (t, top) in zip(values, lp["top_logprobs"] as? [[String: Double]] ?? []) { #expect(abs(top.values.max()! - t) < 1e-6) }
+
+        var streamed = body
+        streamed["stream"] = true
+        let cs = chunks(try await HTTP.post(s.base + "/v1/completions", streamed))
+        let parts = cs.compactMap { $0["logprobs"] as? [String: Any] }
+        #expect(parts.flatMap { $0["tokens"] as? [String] ?? [] } == tokens)
+        #expect(parts.flatMap { $0["token_logprobs"] as? [Double] ?? [] } == values)
+        #expect(cs.map { $0["text"] as? String ?? "" }.joined() == choice(whole)["text"] as? String)
+
+        var echoed = body
+        echoed["echo"] = true
+        let e = try await HTTP.post(s.base + "/v1/completions", echoed)
+        let elp = try #require(choice(e)["logprobs"] as? [String: Any])
+        let etokens = elp["tokens"] as? [String] ?? [], eoffsets = elp["text_offset"] as? [Int] ?? []
+        #expect(choice(e)["text"] as? String == "The quick brown fox" + (choice(whole)["text"] as? String ?? "?"))
+        #expect(Array(etokens.suffix(8)) == tokens && eoffsets[etokens.count - 8] == "The quick brown fox".count)
+        let estream = chunks(try await HTTP.post(s.base + "/v1/completions", echoed.merging(["stream": true]) { $1 }))
+        #expect(estream.first?["text"] as? String == "The quick brown fox")
+        #expect(estream.map { $0["text"] as? String ?? "" }.joined() == choice(e)["text"] as? String)
+    }
+
+    /// Chat: `logprobs: true` with `top_logprobs` gives {"content": [...]}, one entry per completion token with its
+    /// UTF-8 bytes and that many alternatives, most likely first; streamed, the deltas' entries concatenate to it.
+    @Test func chatLogprobsHaveOpenAIsShape() async throws {
+        let s = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await s.stop() } }
+        let body: [String: Any] = ["messages": [["role": "user", "content": "hello"]], "max_tokens": 6, "temperature": 0,
+                                   "logprobs": true, "top_logprobs": 2]
+        let r = try await HTTP.post(s.base + "/v1/chat/completions", body)
+        #expect(r.status == 200, "\(r.text)")
+        let content = try #require((choice(r)["logprobs"] as? [String: Any])?["content"] as? [[String: Any]])
+        #expect(content.count == (r.json?["usage"] as? [String: Int])?["completion_tokens"])
+        for entry in content {
+            let token = try #require(entry["token"] as? String)
+            #expect((entry["bytes"] as? [Int]) == Array(token.utf8).map(Int.init))
+            let top = try #require(entry["top_logprobs"] as? [[String: Any]])
+            let values = top.compactMap { $0["logprob"] as? Double }
+            #expect(top.count == 2 && values == values.sorted(by: >) && top[0]["token"] as? String == token)
+        }
+        let cs = chunks(try await HTTP.post(s.base + "/v1/chat/completions", body.merging(["stream": true]) { $1 }))
+        let streamed = cs.flatMap { ($0["logprobs"] as? [String: Any])?["content"] as? [[String: Any]] ?? [] }
+        #expect(streamed.map { $0["token"] as? String } == content.map { $0["token"] as? String })
+        let without = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "user", "content": "hello"]], "max_tokens": 2])
+        #expect(choice(without)["logprobs"] is NSNull)
+    }
+
+    /// A stop token id ends the completion as EOS does: finish_reason "stop", the token counted but not shown.
+    /// min_tokens keeps it (and EOS) from ending the text early; penalties and logit_bias change greedy text.
+    @Test func stopTokenIdsMinTokensPenaltiesAndBias() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/completions"
+        let g = try Fixtures.golden("tiny-mixtral").prompts[1]
+        let stopAt = g.greedy.newTokens[3]
+        #expect(!g.greedy.newTokens.prefix(3).contains(stopAt))
+        let short = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 3, "temperature": 0])
+        let stopped = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt]])
+        #expect(choice(stopped)["finish_reason"] as? String == "stop" && choice(stopped)["text"] as? String == choice(short)["text"] as? String)
+        #expect((stopped.json?["usage"] as? [String: Int])?["completion_tokens"] == 4)
+        let held = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt], "min_tokens": 8])
+        #expect((held.json?["usage"] as? [String: Int])?["completion_tokens"] ?? 0 >= 8)
+
+        let greedy = choice(try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0]))["text"] as? String
+        for extra in [["repetition_penalty": 1.5], ["presence_penalty": 2.0], ["frequency_penalty": 2.0],
+                      ["logit_bias": [String(g.greedy.newTokens[0]): -100.0]]] as [[String: Any]] {
+            let r = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0].merging(extra) { $1 })
+            #expect(r.status == 200 && choice(r)["text"] as? String != greedy, "\(extra)")
+        }
+    }
+
+    @Test func badValuesAreFourHundredsNamingTheField() async throws {
+        let s = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/completions", chat = s.base + "/v1/chat/completions"
+        let messages = [["role": "user", "content": "hi"]]
+        expectError(try await HTTP.post(url, ["prompt": "hi", "logprobs": 21]), "between 0 and 20", "logprobs")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "logprobs": true]), "number of alternatives", "logprobs")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 0]), "0 only with echo", "max_tokens")
+        expectError(try await HTTP.post(chat, ["messages": messages, "logprobs": 2]), "true or false", "logprobs")
+        expectError(try await HTTP.post(chat, ["messages": messages, "top_logprobs": 2]), "needs logprobs: true", "top_logprobs")
+        expectError(try await HTTP.post(chat, ["messages": messages, "logprobs": true, "top_logprobs": 30]), "between 0 and 20", "top_logprobs")
+        expectError(try await HTTP.post(chat, ["messages": messages, "echo": true]), "echo is for /v1/completions", "echo")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "presence_penalty": 2.5]), "between -2 and 2", "presence_penalty")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "frequency_penalty": -3]), "between -2 and 2", "frequency_penalty")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "repetition_penalty": 0]), "greater than 0", "repetition_penalty")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 4, "min_tokens": 5]), "min_tokens must be between 0 and max_tokens", "min_tokens")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "stop_token_ids": [512]]), "outside the vocabulary", "stop_token_ids")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "logit_bias": ["x": 1]]), "keys must be token ids", "logit_bias")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "logit_bias": ["5": 101]]), "between -100 and 100", "logit_bias")
+        expectError(try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["hi"], "presence_penalty": 9]), "between -2 and 2", "presence_penalty")
+        #expect(try await HTTP.post(url, ["prompt": "still here", "max_tokens": 2]).status == 200)
+    }
+}
