@@ -19,9 +19,27 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("stop"), help: ArgumentHelp("Stop when this text is generated (repeatable).", valueName: "STR"))
     var stop: [String] = []
 
+    @Option(name: .customLong("presence-penalty"), help: "Subtract this from the logit of every token already generated, in [-2, 2].")
+    var presencePenalty: Double?
+
+    @Option(name: .customLong("frequency-penalty"), help: "Subtract this times its count from each generated token's logit, in [-2, 2].")
+    var frequencyPenalty: Double?
+
+    @Option(name: .customLong("repetition-penalty"),
+            help: "Divide positive (multiply negative) logits of tokens in the prompt or output by this; 1 is off.")
+    var repetitionPenalty: Double?
+
+    @Option(name: .customLong("min-tokens"), help: "Generate at least this many tokens before EOS or a stop token id.")
+    var minTokens: Int?
+
+    @Option(name: .customLong("stop-token-id"), help: ArgumentHelp("Stop after generating this token id (repeatable).", valueName: "ID"))
+    var stopTokenIds: [Int] = []
+
     func parameters(maxTokens: Int?) -> SamplingParameters {
         SamplingParameters(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
-                           stop: stop.isEmpty ? nil : stop)
+                           stop: stop.isEmpty ? nil : stop, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty,
+                           repetitionPenalty: repetitionPenalty, minTokens: minTokens,
+                           stopTokenIds: stopTokenIds.isEmpty ? nil : stopTokenIds)
     }
 
     /// Same checks as for prompt-file fields, phrased with flag names.
@@ -36,7 +54,9 @@ private extension String {
     func replacingFieldNamesWithFlags() -> String {
         var text = self
         for (field, flag) in [("max_tokens", "--max-tokens"), ("temperature", "--temperature"),
-                              ("top_p", "--top-p"), ("top_k", "--top-k")] where text.hasPrefix(field) {
+                              ("top_p", "--top-p"), ("top_k", "--top-k"), ("presence_penalty", "--presence-penalty"),
+                              ("frequency_penalty", "--frequency-penalty"), ("repetition_penalty", "--repetition-penalty"),
+                              ("min_tokens", "--min-tokens"), ("stop_token_ids", "--stop-token-id")] where text.hasPrefix(field) {
             text = flag + text.dropFirst(field.count)
         }
         return text

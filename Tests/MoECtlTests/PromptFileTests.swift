@@ -17,11 +17,14 @@ struct PromptFileTests {
         let items = try PromptFile.parse("""
             {"prompt": "a", "max_tokens": 32, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\\n"]}
             {"prompt": "b", "stop": "END", "seed": null}
+            {"prompt": "c", "presence_penalty": 0.5, "frequency_penalty": 1, "repetition_penalty": 1.2, "min_tokens": 3, "stop_token_ids": [2, 7]}
             """)
         #expect(items == [
             PromptItem(prompt: "a", overrides: SamplingParameters(maxTokens: 32, temperature: 0.5, topP: 0.9, topK: 40,
                                                                   seed: 7, stop: ["\n"])),
             PromptItem(prompt: "b", overrides: SamplingParameters(stop: ["END"])),
+            PromptItem(prompt: "c", overrides: SamplingParameters(presencePenalty: 0.5, frequencyPenalty: 1, repetitionPenalty: 1.2,
+                                                                  minTokens: 3, stopTokenIds: [2, 7])),
         ])
     }
 

@@ -17,7 +17,9 @@ public struct PromptFileError: Error, Equatable, Sendable {
 public enum PromptFile {
     /// Per-prompt fields the server accepts. Anything else is rejected: a misspelt `max_token` that the
     /// server silently ignored would only show up after a long batch had run with the wrong settings.
-    public static let allowedKeys: Set<String> = ["prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop"]
+    public static let allowedKeys: Set<String> = ["prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop",
+                                                  "presence_penalty", "frequency_penalty", "repetition_penalty",
+                                                  "min_tokens", "stop_token_ids"]
 
     /// Reads a file (or standard input for "-") and maps every problem to a usage error naming the line.
     public static func load(path: String) throws -> [PromptItem] {
@@ -108,6 +110,11 @@ private struct PromptLine: Decodable {
         overrides.topP = try Self.field(fields, "top_p", Double.self, "a number")
         overrides.topK = try Self.field(fields, "top_k", Int.self, "an integer")
         overrides.seed = try Self.field(fields, "seed", Int.self, "an integer")
+        overrides.presencePenalty = try Self.field(fields, "presence_penalty", Double.self, "a number")
+        overrides.frequencyPenalty = try Self.field(fields, "frequency_penalty", Double.self, "a number")
+        overrides.repetitionPenalty = try Self.field(fields, "repetition_penalty", Double.self, "a number")
+        overrides.minTokens = try Self.field(fields, "min_tokens", Int.self, "an integer")
+        overrides.stopTokenIds = try Self.field(fields, "stop_token_ids", [Int].self, "an array of token ids")
         if let stop = try? Self.field(fields, "stop", String.self, "") {
             overrides.stop = [stop]
         } else {
