@@ -34,6 +34,10 @@ struct StartMessage {
         var w = ByteWriter()
         w.put(Int64(seq)); w.put(Int32(k)); w.put(params.temperature); w.put(Int32(params.topK)); w.put(params.topP)
         w.put(params.seed ?? 0); w.put(prompt)
+        // The penalties and logit bias: the draft proposes with them, as the verifier will judge.
+        w.put(params.repetitionPenalty); w.put(params.frequencyPenalty); w.put(params.presencePenalty)
+        let bias = params.logitBias.sorted { $0.key < $1.key }
+        w.put(bias.map(\.key)); w.put(bias.map(\.value))
         return w.bytes
     }
 
@@ -45,8 +49,10 @@ struct StartMessage {
         var r = ByteReader(b)
         seq = Int(r.get(Int64.self)); k = Int(r.get(Int32.self))
         let t = r.float(), tk = Int(r.get(Int32.self)), tp = r.float(), seed = r.get(UInt64.self)
-        params = SamplingParams(temperature: t, topK: tk, topP: tp, seed: seed)
         prompt = r.ints()
+        let rp = r.float(), fp = r.float(), pp = r.float(), ids = r.ints(), values = r.floats()
+        params = SamplingParams(temperature: t, topK: tk, topP: tp, seed: seed, repetitionPenalty: rp, frequencyPenalty: fp,
+                                presencePenalty: pp, logitBias: Dictionary(uniqueKeysWithValues: zip(ids, values)))
     }
 }
 

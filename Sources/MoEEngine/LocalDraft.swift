@@ -21,6 +21,29 @@ public final class LocalDraft: DraftSource {
         var table: [Int32] = []
         var sampler: Sampler
         var drafted = 0           // tokens of the last proposal
+        let promptCount: Int
+        /// The request's penalties and logit bias, applied to the draft's logits as the verifier applies them to the
+        /// target's, so that drafts it will penalise are not proposed (acceptance; exactness does not depend on it).
+        let adjustment: LogitsAdjustment?
+
+        /// The history the adjustment reads at the end of `tokens`.
+        var history: TokenHistory? {
+            adjustment.map {
+                TokenHistory(prompt: tokens.prefix(promptCount), keepPrompt: $0.repetitionPenalty != 1).appending(tokens[promptCount...])
+            }
+        }
+
+        /// The draft's token (and, when sampling, the distribution it was drawn from) from one position's logits.
+        func pick(_ logits: UnsafeBufferPointer<Float>, history h: TokenHistory?, position: Int) -> (Int32, [Float]?) {
+            func choose(_ l: UnsafeBufferPointer<Float>) -> (Int32, [Float]?) {
+                if sampler.params.isGreedy { return (Int32(argmax(l)), nil) }
+                let q = samplingDistribution(l, sampler.params)
+                var rng = sampler.rng(position: position, stream: 2)
+                return (Int32(sample(q, &rng)), q)
+            }
+            guard let adjustment, let h else { return choose(logits) }
+            return adjustment.applied(logits, h).withUnsafeBufferPointer(choose)
+        }
     }
     var seqs: [Int: Seq] = [:]
 
@@ -43,7 +66,11 @@ public final class LocalDraft: DraftSource {
     }
 
     public func start(_ seq: Int, prompt: [Int32], params: SamplingParams) {
-        seqs[seq] = Seq(tokens: prompt, verified: prompt.count, cached: 0, sampler: Sampler(params))
+        let p = params
+        let a = LogitsAdjustment(repetitionPenalty: p.repetitionPenalty, frequencyPenalty: p.frequencyPenalty,
+                                 presencePenalty: p.presencePenalty, bias: p.logitBias)
+        seqs[seq] = Seq(tokens: prompt, verified: prompt.count, cached: 0, sampler: Sampler(params), promptCount: prompt.count,
+                        adjustment: a.isIdentity ? nil : a)
     }
 
     public func outcome(_ seq: Int, accepted: [Int32], next: Int32) {
@@ -84,10 +111,7 @@ public final class LocalDraft: DraftSource {
         let out = forward([SequenceInput(tokens: Array(s.tokens[s.cached...]), start: s.cached, blockTable: s.table)], cache: cache)
         s.cached = s.tokens.count
         seqs[seq] = s
-        let logits = out.row(out.rows[0].lowerBound)
-        if s.sampler.params.isGreedy { return Int32(argmax(logits)) }
-        var rng = s.sampler.rng(position: s.tokens.count, stream: 2)
-        return Int32(sample(samplingDistribution(logits, s.sampler.params), &rng))
+        return s.pick(out.row(out.rows[0].lowerBound), history: s.history, position: s.tokens.count).0
     }
 
     public func finish(_ seq: Int) {
@@ -127,6 +151,7 @@ public final class LocalDraft: DraftSource {
             let seconds = monotonicSeconds() - t
             lastCatchUp = CatchUp(seconds: seconds, positions: all, promptSeconds: seconds * Double(prompt) / Double(max(all, 1)))
         }
+        var histories = Dictionary(uniqueKeysWithValues: live.compactMap { r in seqs[r.seq]!.history.map { (r.seq, $0) } })
         var steadySeconds = 0.0
         defer { if kmax > 0 { lastStepSeconds = steadySeconds / Double(kmax) } }
         for step in 0..<kmax {
@@ -143,17 +168,9 @@ public final class LocalDraft: DraftSource {
             for (i, r) in batch.enumerated() {
                 var s = seqs[r.seq]!
                 s.cached = s.tokens.count
-                let logits = result.row(result.rows[i].lowerBound)
-                let position = s.tokens.count
-                let token: Int32
-                if s.sampler.params.isGreedy {
-                    token = Int32(argmax(logits))
-                } else {
-                    let q = samplingDistribution(logits, s.sampler.params)
-                    var rng = s.sampler.rng(position: position, stream: 2)
-                    token = Int32(sample(q, &rng))
-                    out[r.seq]!.q!.append(q)
-                }
+                let (token, q) = s.pick(result.row(result.rows[i].lowerBound), history: histories[r.seq], position: s.tokens.count)
+                if let q { out[r.seq]!.q!.append(q) }
+                histories[r.seq]?.append(token)
                 s.tokens.append(token)
                 s.drafted += 1
                 out[r.seq]!.tokens.append(token)

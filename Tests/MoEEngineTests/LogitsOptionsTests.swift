@@ -122,6 +122,22 @@ import Testing
         }
     }
 
+    /// The draft proposes with the request's penalties and bias: with the target itself as draft, greedy
+    /// penalised drafts are then all accepted (without them the draft would propose the repeats the target's
+    /// penalties turn down).
+    @Test func theDraftProposesWithThePenalties() throws {
+        let p = try Fixtures.golden("tiny-mixtral-spec").prompts[2]
+        let m = try LoadedModel(directory: Self.spec)
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        c.speculation = .fixed(3)
+        let draft = LocalDraft(model: try DraftModel.load("self", target: Self.spec, quantize: .f32).0, capacityTokens: 512)
+        let e = Engine(transformer: m.transformer, config: c, draft: draft)
+        let params = SamplingParams(repetitionPenalty: 1.3, frequencyPenalty: 0.2, logitBias: [413: -1])
+        _ = try e.generate(prompts: [p.ids.map(Int32.init)], maxNewTokens: 24, params: [params], eos: [])
+        #expect(e.stats.spec.draftTokens > 0 && e.stats.spec.acceptedTokens == e.stats.spec.draftTokens, "\(e.stats.spec)")
+    }
+
     /// A repetition penalty so large that any unseen token with a positive logit beats every seen one: greedy
     /// output then repeats nothing, neither itself nor the prompt.
     @Test func aHugeRepetitionPenaltyRepeatsNoToken() throws {
