@@ -37,7 +37,7 @@ struct StartMessage {
         // The penalties and logit bias: the draft proposes with them, as the verifier will judge.
         w.put(params.repetitionPenalty); w.put(params.frequencyPenalty); w.put(params.presencePenalty)
         let bias = params.logitBias.sorted { $0.key < $1.key }
-        w.put(bias.map(\.key)); w.put(bias.map(\.value))
+        w.put(bias.map(\.key)); w.put(bias.map(\.value)); w.put(params.minP)
         return w.bytes
     }
 
@@ -50,9 +50,9 @@ struct StartMessage {
         seq = Int(r.get(Int64.self)); k = Int(r.get(Int32.self))
         let t = r.float(), tk = Int(r.get(Int32.self)), tp = r.float(), seed = r.get(UInt64.self)
         prompt = r.ints()
-        let rp = r.float(), fp = r.float(), pp = r.float(), ids = r.ints(), values = r.floats()
+        let rp = r.float(), fp = r.float(), pp = r.float(), ids = r.ints(), values = r.floats(), minP = r.float()
         params = SamplingParams(temperature: t, topK: tk, topP: tp, seed: seed, repetitionPenalty: rp, frequencyPenalty: fp,
-                                presencePenalty: pp, logitBias: Dictionary(uniqueKeysWithValues: zip(ids, values)))
+                                presencePenalty: pp, logitBias: Dictionary(uniqueKeysWithValues: zip(ids, values)), minP: minP)
     }
 }
 

@@ -1,11 +1,14 @@
 import Foundation
 
-/// How to pick the next token. temperature 0 means greedy (argmax, ties to the lowest id); topK 0 and topP 1 mean off.
+/// How to pick the next token. temperature 0 means greedy (argmax, ties to the lowest id); topK 0, topP 1 and minP 0
+/// mean off.
 /// The penalties (vLLM's; see `LogitsAdjustment`) change the logits before any of them, greedy included.
 public struct SamplingParams: Sendable, Codable, Equatable {
     public var temperature: Float
     public var topK: Int
     public var topP: Float
+    /// Tokens less likely than minP × the most likely one's probability (after temperature) are not drawn.
+    public var minP: Float
     public var seed: UInt64?
     public var repetitionPenalty: Float
     public var frequencyPenalty: Float
@@ -15,8 +18,9 @@ public struct SamplingParams: Sendable, Codable, Equatable {
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil,
                 repetitionPenalty: Float = 1, frequencyPenalty: Float = 0, presencePenalty: Float = 0,
-                logitBias: [Int32: Float] = [:]) {
+                logitBias: [Int32: Float] = [:], minP: Float = 0) {
         self.temperature = temperature
+        self.minP = minP
         self.topK = topK
         self.topP = topP
         self.seed = seed
@@ -65,9 +69,11 @@ public func argmax(_ v: UnsafeBufferPointer<Float>) -> Int {
     return best
 }
 
-/// The full-vocabulary distribution sampling draws from: softmax(logits / T), restricted to the top-k logits
-/// (ties at the k-th value kept, as transformers does) and then to the smallest set of most likely tokens whose
-/// mass reaches top-p, renormalised. Same order as transformers: temperature, top-k, top-p.
+/// The full-vocabulary distribution sampling draws from: softmax(logits / T), restricted to the tokens at least
+/// min-p times as likely as the most likely one and to the top-k logits (ties at the k-th value kept, as
+/// transformers does), then to the smallest set of most likely tokens whose mass reaches top-p, renormalised.
+/// vLLM's order: temperature, min-p, top-k, top-p (min-p and top-k each keep a prefix of the tokens by logit, so
+/// their order does not matter).
 /// Speculative decoding applies this same function to target and draft logits.
 public func samplingDistribution(_ logits: UnsafeBufferPointer<Float>, _ p: SamplingParams) -> [Float] {
     let V = logits.count
@@ -84,6 +90,11 @@ public func samplingDistribution(_ logits: UnsafeBufferPointer<Float>, _ p: Samp
     }
     var m = -Float.infinity
     for i in 0..<V where keep[i] { m = max(m, logits[i] * invT) }
+    if p.minP > 0 {
+        // p_i / p_max = exp(l_i / T − m): below min-p, out.
+        let cut = Foundation.log(Double(p.minP))
+        for i in 0..<V where keep[i] && Double(logits[i] * invT - m) < cut { keep[i] = false }
+    }
     var sum = 0.0
     for i in 0..<V where keep[i] {
         let e = Foundation.exp(Double(logits[i] * invT - m))

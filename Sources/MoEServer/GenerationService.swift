@@ -110,6 +110,8 @@ public final class GenerationService: @unchecked Sendable {
         guard temperature >= 0 && temperature <= 100 else { throw APIError.invalid("temperature must be between 0 and 100", param: "temperature") }
         let topP = f.topP ?? 1
         guard topP > 0 && topP <= 1 else { throw APIError.invalid("top_p must be in (0, 1]", param: "top_p") }
+        let minP = f.minP ?? 0
+        guard minP >= 0 && minP <= 1 else { throw APIError.invalid("min_p must be in [0, 1] (got \(minP))", param: "min_p") }
         let topK = f.topK ?? 0
         guard topK >= 0 || topK == -1 else { throw APIError.invalid("top_k must be >= 0 (or -1 for off)", param: "top_k") }
         let stops = f.stop?.values ?? []
@@ -140,7 +142,7 @@ public final class GenerationService: @unchecked Sendable {
         let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
                                     seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),
                                     frequencyPenalty: Float(f.frequencyPenalty ?? 0), presencePenalty: Float(f.presencePenalty ?? 0),
-                                    logitBias: bias)
+                                    logitBias: bias, minP: Float(minP))
         return PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
                                stopTokenIds: stopIds, minTokens: minTokens)
     }

@@ -44,6 +44,7 @@ struct SamplingFields: Codable, Sendable {
     var temperature: Double?
     var topP: Double?
     var topK: Int?
+    var minP: Double?
     var seed: Int?
     var stop: StopInput?
     var ignoreEOS: Bool?
@@ -56,7 +57,7 @@ struct SamplingFields: Codable, Sendable {
     var logitBias: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
-        case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", seed, stop, ignoreEOS = "ignore_eos"
+        case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
         case presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
         case logitBias = "logit_bias"
@@ -66,7 +67,7 @@ struct SamplingFields: Codable, Sendable {
     func over(_ defaults: SamplingFields) -> SamplingFields {
         var f = self
         func take<T>(_ k: WritableKeyPath<SamplingFields, T?>) { if f[keyPath: k] == nil { f[keyPath: k] = defaults[keyPath: k] } }
-        take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.seed); take(\.stop); take(\.ignoreEOS)
+        take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
         take(\.stopTokenIds); take(\.logitBias)
         return f

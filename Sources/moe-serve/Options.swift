@@ -6,6 +6,7 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0
     @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: off).") var topK: Int = 0
     @Option(name: .customLong("top-p"), help: "Keep the smallest set of tokens whose probability reaches p (1: off).") var topP: Float = 1
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than p × the most likely one (0: off).") var minP: Float = 0
     @Option(help: "Random seed (same seed, same output).") var seed: UInt64?
     @Option(name: .customLong("repetition-penalty"), help: "Divide positive (multiply negative) logits of tokens in the prompt or output by this (1: off).")
     var repetitionPenalty: Float = 1
@@ -18,6 +19,7 @@ struct SamplingOptions: ParsableArguments {
         guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0") }
         guard topK >= 0 else { throw ValidationError("--top-k must be >= 0") }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0 && minP <= 1 else { throw ValidationError("--min-p must be in [0, 1]") }
         guard repetitionPenalty > 0 && repetitionPenalty.isFinite else { throw ValidationError("--repetition-penalty must be > 0") }
         guard abs(presencePenalty) <= 2 else { throw ValidationError("--presence-penalty must be in [-2, 2]") }
         guard abs(frequencyPenalty) <= 2 else { throw ValidationError("--frequency-penalty must be in [-2, 2]") }
@@ -25,7 +27,7 @@ struct SamplingOptions: ParsableArguments {
 
     var params: SamplingParams {
         SamplingParams(temperature: temperature, topK: topK, topP: topP, seed: seed, repetitionPenalty: repetitionPenalty,
-                       frequencyPenalty: frequencyPenalty, presencePenalty: presencePenalty)
+                       frequencyPenalty: frequencyPenalty, presencePenalty: presencePenalty, minP: minP)
     }
 }
 

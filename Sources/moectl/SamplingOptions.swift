@@ -13,6 +13,9 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("top-k"), help: "Sample from the K most likely tokens; 0 disables.")
     var topK: Int?
 
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than this times the most likely one, in [0, 1].")
+    var minP: Double?
+
     @Option(help: "Random seed, for reproducible sampling.")
     var seed: Int?
 
@@ -39,7 +42,7 @@ struct SamplingOptions: ParsableArguments {
         SamplingParameters(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                            stop: stop.isEmpty ? nil : stop, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty,
                            repetitionPenalty: repetitionPenalty, minTokens: minTokens,
-                           stopTokenIds: stopTokenIds.isEmpty ? nil : stopTokenIds)
+                           stopTokenIds: stopTokenIds.isEmpty ? nil : stopTokenIds, minP: minP)
     }
 
     /// Same checks as for prompt-file fields, phrased with flag names.
@@ -54,7 +57,7 @@ private extension String {
     func replacingFieldNamesWithFlags() -> String {
         var text = self
         for (field, flag) in [("max_tokens", "--max-tokens"), ("temperature", "--temperature"),
-                              ("top_p", "--top-p"), ("top_k", "--top-k"), ("presence_penalty", "--presence-penalty"),
+                              ("top_p", "--top-p"), ("top_k", "--top-k"), ("min_p", "--min-p"), ("presence_penalty", "--presence-penalty"),
                               ("frequency_penalty", "--frequency-penalty"), ("repetition_penalty", "--repetition-penalty"),
                               ("min_tokens", "--min-tokens"), ("stop_token_ids", "--stop-token-id")] where text.hasPrefix(field) {
             text = flag + text.dropFirst(field.count)

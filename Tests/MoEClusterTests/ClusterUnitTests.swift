@@ -146,7 +146,7 @@ import Testing
     /// A draft start message carries what the draft samples with, penalties and logit bias included.
     @Test func draftStartMessageCarriesTheSamplingParameters() {
         let params = SamplingParams(temperature: 0.7, topK: 5, topP: 0.9, seed: 11, repetitionPenalty: 1.2, frequencyPenalty: -0.5,
-                                    presencePenalty: 0.25, logitBias: [3: -100, 7: 2.5])
+                                    presencePenalty: 0.25, logitBias: [3: -100, 7: 2.5], minP: 0.05)
         let m = StartMessage(StartMessage(seq: 4, k: 3, params: params, prompt: [1, 2, 3]).encode())
         #expect(m.seq == 4 && m.k == 3 && m.prompt == [1, 2, 3] && m.params == params)
     }

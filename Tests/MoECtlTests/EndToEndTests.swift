@@ -54,7 +54,7 @@ extension EndToEndTests {
                                                 "--top-k", "40", "--seed", "3", "--stop", "A", "--stop", "\n\n",
                                                 "--presence-penalty", "0.5", "--frequency-penalty=-0.25",
                                                 "--repetition-penalty", "1.1", "--min-tokens", "2", "--max-tokens", "8",
-                                                "--stop-token-id", "7", "--stop-token-id", "9"],
+                                                "--stop-token-id", "7", "--stop-token-id", "9", "--min-p", "0.05"],
                                                against: server)
                 #expect(run.status == 0, "\(run.stderr)")
                 let body = try #require(try await server.recordedRequests().last?.body)
@@ -65,7 +65,7 @@ extension EndToEndTests {
                 #expect(body["stop"] == .array([.string("A"), .string("\n\n")]))
                 #expect(body["presence_penalty"] == .number(0.5) && body["frequency_penalty"] == .number(-0.25))
                 #expect(body["repetition_penalty"] == .number(1.1) && body["min_tokens"] == .number(2))
-                #expect(body["stop_token_ids"] == .array([.number(7), .number(9)]))
+                #expect(body["stop_token_ids"] == .array([.number(7), .number(9)]) && body["min_p"] == .number(0.05))
                 let bad = try await Moectl.run(["generate", "hi", "--presence-penalty", "3"], against: server)
                 #expect(bad.status == 64 && bad.stderr.contains("--presence-penalty must be between -2 and 2"), "\(bad.stderr)")
             }

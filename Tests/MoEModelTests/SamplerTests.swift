@@ -20,6 +20,17 @@ import Testing
         #expect(abs(q[1] - Float(3.0.squareRoot() / (1 + 3.0.squareRoot()))) < 1e-6)
     }
 
+    /// min-p after temperature: of probabilities ∝ 8, 4, 2, 1 (logits log 8 …) it keeps those ≥ min-p × 8.
+    @Test func minPKeepsTokensAtLeastMinPTimesTheMostLikely() {
+        let l: [Float] = [log(8), log(4), log(2), log(1)]
+        let p = dist(l, SamplingParams(temperature: 1, minP: 0.2))          // cut at 1.6: keeps 8, 4, 2
+        #expect(p[3] == 0 && abs(p[0] - 8 / 14) < 1e-6 && abs(p[2] - 2 / 14) < 1e-6)
+        let hot = dist(l, SamplingParams(temperature: 2, minP: 0.25))       // ∝ √8, 2, √2, 1: cut at √8 / 4 keeps all
+        #expect(hot.allSatisfy { $0 > 0 })
+        let both = dist(l, SamplingParams(temperature: 1, topK: 2, minP: 0.1))   // top-k is the stricter
+        #expect(both[2] == 0 && both[3] == 0 && abs(both[0] - 2 / 3) < 1e-6)
+    }
+
     @Test func topKKeepsTheKLargestAndTiesAtTheKth() {
         let p = dist([1, 4, 3, 2], SamplingParams(temperature: 1, topK: 2))
         #expect(p[0] == 0 && p[3] == 0 && p[1] > p[2] && abs(p[1] + p[2] - 1) < 1e-6)

@@ -139,6 +139,18 @@ import Testing
         }
     }
 
+    /// min_p 1 keeps only the most likely token: sampling at any temperature then gives the greedy text.
+    @Test func minPOfOneSamplesTheGreedyText() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/completions"
+        let greedy = try await HTTP.post(url, ["prompt": "The quick brown fox", "max_tokens": 12, "temperature": 0])
+        let sampled = try await HTTP.post(url, ["prompt": "The quick brown fox", "max_tokens": 12, "temperature": 1.5, "min_p": 1, "seed": 5])
+        #expect(choice(sampled)["text"] as? String == choice(greedy)["text"] as? String)
+        let loose = try await HTTP.post(url, ["prompt": "The quick brown fox", "max_tokens": 12, "temperature": 1.5, "seed": 5])
+        #expect(choice(loose)["text"] as? String != choice(greedy)["text"] as? String)
+    }
+
     @Test func badValuesAreFourHundredsNamingTheField() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
@@ -152,6 +164,7 @@ import Testing
         expectError(try await HTTP.post(chat, ["messages": messages, "logprobs": true, "top_logprobs": 30]), "between 0 and 20", "top_logprobs")
         expectError(try await HTTP.post(chat, ["messages": messages, "echo": true]), "echo is for /v1/completions", "echo")
         expectError(try await HTTP.post(url, ["prompt": "hi", "presence_penalty": 2.5]), "between -2 and 2", "presence_penalty")
+        expectError(try await HTTP.post(url, ["prompt": "hi", "min_p": 1.5]), "min_p must be in [0, 1]", "min_p")
         expectError(try await HTTP.post(url, ["prompt": "hi", "frequency_penalty": -3]), "between -2 and 2", "frequency_penalty")
         expectError(try await HTTP.post(url, ["prompt": "hi", "repetition_penalty": 0]), "greater than 0", "repetition_penalty")
         expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 4, "min_tokens": 5]), "min_tokens must be between 0 and max_tokens", "min_tokens")

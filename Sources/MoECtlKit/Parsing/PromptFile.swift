@@ -17,7 +17,7 @@ public struct PromptFileError: Error, Equatable, Sendable {
 public enum PromptFile {
     /// Per-prompt fields the server accepts. Anything else is rejected: a misspelt `max_token` that the
     /// server silently ignored would only show up after a long batch had run with the wrong settings.
-    public static let allowedKeys: Set<String> = ["prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop",
+    public static let allowedKeys: Set<String> = ["prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "min_p",
                                                   "presence_penalty", "frequency_penalty", "repetition_penalty",
                                                   "min_tokens", "stop_token_ids"]
 
@@ -109,6 +109,7 @@ private struct PromptLine: Decodable {
         overrides.temperature = try Self.field(fields, "temperature", Double.self, "a number")
         overrides.topP = try Self.field(fields, "top_p", Double.self, "a number")
         overrides.topK = try Self.field(fields, "top_k", Int.self, "an integer")
+        overrides.minP = try Self.field(fields, "min_p", Double.self, "a number")
         overrides.seed = try Self.field(fields, "seed", Int.self, "an integer")
         overrides.presencePenalty = try Self.field(fields, "presence_penalty", Double.self, "a number")
         overrides.frequencyPenalty = try Self.field(fields, "frequency_penalty", Double.self, "a number")

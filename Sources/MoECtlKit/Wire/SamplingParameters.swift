@@ -7,6 +7,7 @@ public struct SamplingParameters: Sendable, Equatable {
     public var topK: Int?
     public var seed: Int?
     public var stop: [String]?
+    public var minP: Double?
     public var presencePenalty: Double?
     public var frequencyPenalty: Double?
     public var repetitionPenalty: Double?
@@ -16,7 +17,8 @@ public struct SamplingParameters: Sendable, Equatable {
     public init(maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil,
                 topK: Int? = nil, seed: Int? = nil, stop: [String]? = nil, presencePenalty: Double? = nil,
                 frequencyPenalty: Double? = nil, repetitionPenalty: Double? = nil, minTokens: Int? = nil,
-                stopTokenIds: [Int]? = nil) {
+                stopTokenIds: [Int]? = nil, minP: Double? = nil) {
+        self.minP = minP
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.topP = topP
@@ -41,6 +43,7 @@ public struct SamplingParameters: Sendable, Equatable {
         }
         if let topP, !(topP > 0 && topP <= 1) { return "top_p must be in (0, 1] (got \(topP))" }
         if let topK, topK < 0 { return "top_k must be 0 or more (got \(topK))" }
+        if let minP, !(minP >= 0 && minP <= 1) { return "min_p must be in [0, 1] (got \(minP))" }
         for (name, v) in [("presence_penalty", presencePenalty), ("frequency_penalty", frequencyPenalty)] {
             if let v, !(v >= -2 && v <= 2) { return "\(name) must be between -2 and 2 (got \(v))" }
         }
@@ -59,6 +62,7 @@ public struct SamplingParameters: Sendable, Equatable {
         try container.encodeIfPresent(temperature, forKey: "temperature")
         try container.encodeIfPresent(topP, forKey: "top_p")
         try container.encodeIfPresent(topK, forKey: "top_k")
+        try container.encodeIfPresent(minP, forKey: "min_p")
         try container.encodeIfPresent(seed, forKey: "seed")
         try container.encodeIfPresent(stop, forKey: "stop")
         try container.encodeIfPresent(presencePenalty, forKey: "presence_penalty")
