@@ -217,6 +217,28 @@ struct ChatRequest: Decodable, Sendable {
     }
 }
 
+/// POST /tokenize (vLLM's): a prompt, or chat messages rendered with the model's template.
+struct TokenizeRequest: Decodable, Sendable {
+    var model: String?
+    var prompt: String?
+    var messages: [ChatMessage]?
+    var addSpecialTokens: Bool?
+    enum CodingKeys: String, CodingKey { case model, prompt, messages, addSpecialTokens = "add_special_tokens" }
+}
+
+struct TokenizeResponse: Encodable, Sendable {
+    var count: Int
+    var maxModelLen: Int
+    var tokens: [Int]
+    enum CodingKeys: String, CodingKey { case count, maxModelLen = "max_model_len", tokens }
+}
+
+/// POST /detokenize (vLLM's).
+struct DetokenizeRequest: Decodable, Sendable {
+    var model: String?
+    var tokens: [Int]
+}
+
 /// POST /v1/rebalance.
 struct RebalanceRequest: Decodable, Sendable {
     var dryRun: Bool?

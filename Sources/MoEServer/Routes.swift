@@ -43,6 +43,16 @@ struct Routes: Sendable {
         }
         router.post("/v1/completions") { req, _ in try await completions(req) }
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
+        router.post("/tokenize") { req, _ in try await tokenize(req) }
+        router.post("/detokenize") { req, _ in
+            let r = try await decode(DetokenizeRequest.self, req)
+            try service.checkModel(r.model)
+            let vocab = service.engine.transformer.spec.vocabSize
+            if let bad = r.tokens.first(where: { $0 < 0 || $0 >= vocab }) {
+                throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "tokens")
+            }
+            return jsonResponse(object: ["prompt": service.tokenizer.decode(r.tokens)])
+        }
         router.post("/v1/jobs") { req, _ in try await createJob(req) }
         router.get("/v1/jobs") { _, _ in jsonResponse(ListResponse(data: try store.jobs())) }
         router.get("/v1/jobs/:id") { _, ctx in jsonResponse(try job(ctx)) }
@@ -224,15 +234,7 @@ struct Routes: Sendable {
         try o.checkSupported()
         let logprobs = try o.chatLogprobs()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
-        guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
-        guard let template = service.chatTemplate else {
-            throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
-                                   code: "chat_template_missing")
-        }
-        let text: String
-        do { text = try template.render(r.messages) } catch let e as ChatTemplate.Unsupported {
-            throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
-        }
+        let text = try renderChat(r.messages)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
@@ -273,6 +275,32 @@ struct Routes: Sendable {
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
                                          usage: usage))
+    }
+
+    /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless
+    /// `add_special_tokens` is false), or chat messages' as /v1/chat/completions would.
+    func tokenize(_ req: Request) async throws -> Response {
+        let r = try await decode(TokenizeRequest.self, req)
+        try service.checkModel(r.model)
+        let ids: [Int]
+        switch (r.prompt, r.messages) {
+        case (let p?, nil): ids = service.tokenizer.encode(p, addSpecialTokens: r.addSpecialTokens ?? true)
+        case (nil, let m?): ids = service.tokenizer.encode(try renderChat(m), addSpecialTokens: r.addSpecialTokens ?? false)
+        default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
+        }
+        return jsonResponse(TokenizeResponse(count: ids.count, maxModelLen: service.contextLimit, tokens: ids))
+    }
+
+    /// Chat messages as the model's template renders them (with the assistant's turn opened).
+    func renderChat(_ messages: [ChatMessage]) throws -> String {
+        guard !messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
+        guard let template = service.chatTemplate else {
+            throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
+                                   code: "chat_template_missing")
+        }
+        do { return try template.render(messages) } catch let e as ChatTemplate.Unsupported {
+            throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
+        }
     }
 
     /// Several generations' events as one stream of (index, event), each generation's in order. Ending the

@@ -151,6 +151,29 @@ import Testing
         #expect(choice(loose)["text"] as? String != choice(greedy)["text"] as? String)
     }
 
+    /// vLLM's /tokenize and /detokenize give what the tokenizers library gives for the fixture's tokenizer.
+    @Test func tokenizeAndDetokenizeMatchTheTokenizersLibrary() async throws {
+        let s = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await s.stop() } }
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("tokenizer-cases/bytelevel.json"))
+        let cases = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["cases"] as? [[String: Any]])
+        for c in cases {
+            let text = try #require(c["text"] as? String)
+            let t = try await HTTP.post(s.base + "/tokenize", ["prompt": text])
+            #expect(t.json?["tokens"] as? [Int] == c["ids"] as? [Int], "\(c["name"] ?? "")")
+            #expect(t.json?["count"] as? Int == (c["ids"] as? [Int])?.count && t.json?["max_model_len"] is Int)
+            let d = try await HTTP.post(s.base + "/detokenize", ["tokens": c["ids"] ?? []])
+            #expect(d.json?["prompt"] as? String == c["decoded"] as? String, "\(c["name"] ?? "")")
+        }
+        // Messages count as the chat route counts its prompt.
+        let messages = [["role": "user", "content": "hello"]]
+        let tokens = try await HTTP.post(s.base + "/tokenize", ["messages": messages])
+        let chat = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": messages, "max_tokens": 1])
+        #expect(tokens.json?["count"] as? Int == (chat.json?["usage"] as? [String: Int])?["prompt_tokens"])
+        expectError(try await HTTP.post(s.base + "/tokenize", ["model": "tiny-mixtral"]), "either `prompt` (text) or `messages`", "prompt")
+        expectError(try await HTTP.post(s.base + "/detokenize", ["tokens": [1, 600]]), "outside the vocabulary", "tokens")
+    }
+
     @Test func badValuesAreFourHundredsNamingTheField() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
