@@ -22,6 +22,8 @@ struct PreparedRequest: Sendable {
     var ignoreEOS: Bool
     var stopTokenIds: Set<Int32> = []
     var minTokens = 0
+    var includeStop = false
+    var skipSpecialTokens = true
     /// Alternatives per generated token's log-probabilities, and per prompt token's (nil: none).
     var logprobs: Int?
     var promptLogprobs: Int?
@@ -144,7 +146,8 @@ public final class GenerationService: @unchecked Sendable {
                                     frequencyPenalty: Float(f.frequencyPenalty ?? 0), presencePenalty: Float(f.presencePenalty ?? 0),
                                     logitBias: bias, minP: Float(minP))
         return PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
-                               stopTokenIds: stopIds, minTokens: minTokens)
+                               stopTokenIds: stopIds, minTokens: minTokens, includeStop: f.includeStopStrInOutput ?? false,
+                               skipSpecialTokens: f.skipSpecialTokens ?? true)
     }
 
     /// Checks a count of log-probability alternatives (`logprobs` of a completion, `top_logprobs` of a chat).
@@ -171,9 +174,10 @@ public final class GenerationService: @unchecked Sendable {
         var submissions: [(EngineRequest, @Sendable (EngineEvent) -> Void)] = []
         for p in ps {
             let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
-            let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops))
-            // The token that ends a generation (EOS, a stop token id) is counted, not shown, as vLLM does.
-            let eos = self.eos, ignoreEOS = p.ignoreEOS, stopIds = p.stopTokenIds
+            let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops, includeStop: p.includeStop,
+                                                      skipSpecialTokens: p.skipSpecialTokens))
+            // The token that ends a generation (EOS, a stop token id) is counted, not shown (unless asked), as vLLM does.
+            let eos = self.eos, ignoreEOS = p.ignoreEOS, stopIds = p.stopTokenIds, includeStop = p.includeStop
             continuation.onTermination = { reason in
                 if case .cancelled = reason { state.cancel(engine) }
             }
@@ -188,7 +192,7 @@ public final class GenerationService: @unchecked Sendable {
                     continuation.yield(.prompt(lps))
                 case .token(let t, let lp):
                     state.count += 1
-                    let ends = stopIds.contains(t) || (!ignoreEOS && eos.contains(t))
+                    let ends = !includeStop && (stopIds.contains(t) || (!ignoreEOS && eos.contains(t)))
                     let (text, stopped) = ends ? ("", false) : state.assembler.push(t)
                     if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [])) }
                     if stopped {

@@ -55,12 +55,16 @@ struct SamplingFields: Codable, Sendable {
     var stopTokenIds: [Int]?
     /// Token id (as a JSON object key, a string) → bias added to its logit, in [-100, 100].
     var logitBias: [String: Double]?
+    /// vLLM's: the stop string or stop token's text kept at the end of the text; special tokens' text shown.
+    var includeStopStrInOutput: Bool?
+    var skipSpecialTokens: Bool?
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
         case presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
-        case logitBias = "logit_bias"
+        case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
+        case skipSpecialTokens = "skip_special_tokens"
     }
 
     /// These fields, each one not set here taken from `defaults` (a job prompt's own fields over the job's).
@@ -69,7 +73,7 @@ struct SamplingFields: Codable, Sendable {
         func take<T>(_ k: WritableKeyPath<SamplingFields, T?>) { if f[keyPath: k] == nil { f[keyPath: k] = defaults[keyPath: k] } }
         take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
-        take(\.stopTokenIds); take(\.logitBias)
+        take(\.stopTokenIds); take(\.logitBias); take(\.includeStopStrInOutput); take(\.skipSpecialTokens)
         return f
     }
 }

@@ -1,16 +1,19 @@
 import MoETokenizer
 
 /// Turns generated token ids into text pieces for a response: incremental detokenisation (never splitting a UTF-8
-/// character) and OpenAI stop strings — generation ends at the first stop string, which is not returned, and text
-/// that could still be the beginning of one is held back until it is not.
+/// character; special tokens left out unless `skipSpecialTokens` is false) and OpenAI stop strings — generation ends
+/// at the first stop string, which is not returned (unless `includeStop`, vLLM's include_stop_str_in_output), and
+/// text that could still be the beginning of one is held back until it is not.
 struct TextAssembler {
     var decoder: StreamDecoder
     let stops: [String]
+    let includeStop: Bool
     private var pending = ""
 
-    init(tokenizer: Tokenizer, stops: [String]) {
-        decoder = tokenizer.streamDecoder(skipSpecialTokens: true)
+    init(tokenizer: Tokenizer, stops: [String], includeStop: Bool = false, skipSpecialTokens: Bool = true) {
+        decoder = tokenizer.streamDecoder(skipSpecialTokens: skipSpecialTokens)
         self.stops = stops.filter { !$0.isEmpty }
+        self.includeStop = includeStop
     }
 
     /// The text that can be sent after token `id`, and whether a stop string ended the generation.
@@ -34,8 +37,8 @@ struct TextAssembler {
             defer { pending = "" }
             return (pending, false)
         }
-        if let cut = stops.compactMap({ pending.range(of: $0)?.lowerBound }).min() {
-            let out = String(pending[..<cut])
+        if let hit = stops.compactMap({ pending.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
+            let out = String(pending[..<(includeStop ? hit.upperBound : hit.lowerBound)])
             pending = ""
             return (out, true)
         }

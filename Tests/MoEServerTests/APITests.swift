@@ -160,6 +160,23 @@ import Testing
                 #expect(c?["text"] as? String == cut && c?["finish_reason"] as? String == "stop")
             }
         }
+        // vLLM's include_stop_str_in_output keeps the stop string at the end.
+        let kept = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 24, "temperature": 0,
+                                                                    "stop": [stop], "include_stop_str_in_output": true])
+        #expect((kept.json?["choices"] as? [[String: Any]])?.first?["text"] as? String == cut + stop)
+    }
+
+    /// Special tokens' text is left out unless skip_special_tokens is false (EOS forced by logit_bias, then ignored).
+    @Test func specialTokensShowOnlyWhenNotSkipped() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        func text(_ extra: [String: Any]) async throws -> String {
+            let body: [String: Any] = ["prompt": "The", "max_tokens": 2, "temperature": 0, "ignore_eos": true, "logit_bias": ["2": 100]]
+            let r = try await HTTP.post(s.base + "/v1/completions", body.merging(extra) { $1 })
+            return ((r.json?["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? "?"
+        }
+        #expect(try await text([:]) == "")
+        #expect(try await text(["skip_special_tokens": false]) == "</s></s>")
     }
 
     @Test func chatCompletionsRenderKnownTemplatesAndRefuseOthers() async throws {

@@ -128,6 +128,10 @@ import Testing
         let stopped = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt]])
         #expect(choice(stopped)["finish_reason"] as? String == "stop" && choice(stopped)["text"] as? String == choice(short)["text"] as? String)
         #expect((stopped.json?["usage"] as? [String: Int])?["completion_tokens"] == 4)
+        let shown = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt],
+                                              "include_stop_str_in_output": true])
+        let four = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 4, "temperature": 0])
+        #expect(choice(shown)["text"] as? String == choice(four)["text"] as? String)
         let held = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt], "min_tokens": 8])
         #expect((held.json?["usage"] as? [String: Int])?["completion_tokens"] ?? 0 >= 8)
 
