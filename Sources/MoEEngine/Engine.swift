@@ -19,9 +19,14 @@ public struct EngineRequest: Sendable {
     /// Before the first token, the log-probability of every prompt token after the first, each with this many
     /// alternatives (nil: none). Such a prompt is computed whole: the prefix cache is not read for it.
     public var promptLogprobs: Int?
+    /// Output constrained to one JSON object (`response_format` json_object): tokens that cannot continue it are
+    /// masked before anything else reads the logits.
+    public var grammar: JSONObjectGrammar?
 
     public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false,
-                stopTokenIds: Set<Int32> = [], minTokens: Int = 0, logprobs: Int? = nil, promptLogprobs: Int? = nil) {
+                stopTokenIds: Set<Int32> = [], minTokens: Int = 0, logprobs: Int? = nil, promptLogprobs: Int? = nil,
+                grammar: JSONObjectGrammar? = nil) {
+        self.grammar = grammar
         self.prompt = prompt
         self.params = params
         self.maxTokens = maxTokens
@@ -143,6 +148,8 @@ public final class Engine: @unchecked Sendable {
         /// Filled as prompt chunks are computed (when the request asks for them), sent before the first token.
         var promptLogprobs: [PositionLogprobs?]
         var promptLogprobsSent: Bool
+        /// Where the output stands in the request's grammar (nil without one).
+        var grammarState: JSONObjectGrammar.State?
 
         init(request: EngineRequest, onEvent: @escaping @Sendable (EngineEvent) -> Void, submitted: Double) {
             self.request = request
@@ -153,14 +160,21 @@ public final class Engine: @unchecked Sendable {
             history = adjustment.map { TokenHistory(prompt: request.prompt, keepPrompt: $0.repetitionPenalty != 1) }
             promptLogprobs = request.promptLogprobs == nil ? [] : Array(repeating: nil, count: request.prompt.count)
             promptLogprobsSent = request.promptLogprobs == nil
+            grammarState = request.grammar == nil ? nil : JSONObjectGrammar.State()
         }
 
-        /// Runs `body` on logits row `row` as sampling reads it: adjusted, when the request has adjustments, for a
-        /// history extended by `extra` (the drafts before that row, in verification).
+        /// Runs `body` on logits row `row` as sampling reads it: masked by the grammar, then adjusted, for the output
+        /// so far extended by `extra` (the drafts before that row, in verification). Drafts that left the grammar
+        /// leave their row unmasked: such a row is never read, as the draft before it is rejected.
         func sampling<T>(_ row: UnsafeBufferPointer<Float>, after extra: ArraySlice<Int32> = [],
                          _ body: (UnsafeBufferPointer<Float>) -> T) -> T {
-            guard let adjustment, let history else { return body(row) }
-            return adjustment.applied(row, history.appending(extra)).withUnsafeBufferPointer(body)
+            if adjustment == nil && grammarState == nil { return body(row) }
+            var out = Array(row)
+            out.withUnsafeMutableBufferPointer { buf in
+                if let g = request.grammar, let state = grammarState, let s = g.advance(state, by: extra) { g.mask(buf, after: s) }
+                if let adjustment, let history { adjustment.apply(buf, history.appending(extra)) }
+            }
+            return out.withUnsafeBufferPointer(body)
         }
     }
     var live: [Int: Live] = [:]
@@ -426,6 +440,7 @@ public final class Engine: @unchecked Sendable {
                 delivered.append(t)
                 l.generated += 1
                 l.history?.append(t)
+                if let g = l.request.grammar, let s = l.grammarState { l.grammarState = g.advance(s, by: [t]) }
                 if l.request.stops(at: t) { stop = .eos; break }
                 if l.generated >= l.request.maxTokens || position + delivered.count >= transformer.spec.maxPositions { stop = .length; break }
             }

@@ -24,6 +24,8 @@ struct PreparedRequest: Sendable {
     var minTokens = 0
     var includeStop = false
     var skipSpecialTokens = true
+    /// One JSON object (response_format json_object).
+    var grammar: JSONObjectGrammar?
     /// Alternatives per generated token's log-probabilities, and per prompt token's (nil: none).
     var logprobs: Int?
     var promptLogprobs: Int?
@@ -65,6 +67,32 @@ public final class GenerationService: @unchecked Sendable {
     }
 
     public var contextLimit: Int { engine.contextLimit }
+
+    /// The json_object grammar over this model's vocabulary: each token's bytes are the text it adds after another
+    /// token (so a SentencePiece "▁x" counts its space, which only a text's first token loses; special tokens add
+    /// none; a piece of a UTF-8 character decodes to U+FFFD, which the grammar takes as string content). Built on
+    /// first use (a pass over the vocabulary), then shared by every such request.
+    var jsonGrammar: JSONObjectGrammar {
+        grammarLock.withLock {
+            if let g = builtGrammar { return g }
+            let before = tokenizer.encode("a", addSpecialTokens: false).first
+            let lead = before.map { Array(tokenizer.decode([$0]).utf8) } ?? []
+            let ids = 0..<engine.transformer.spec.vocabSize
+            let bytes = ids.map { id in
+                let text = Array(tokenizer.decode(before.map { [$0, id] } ?? [id], skipSpecialTokens: true).utf8)
+                return text.starts(with: lead) ? Array(text.dropFirst(lead.count)) : []
+            }
+            let classes = ids.map { id -> UInt8 in
+                guard tokenizer.isGroupedByteToken(id) else { return 0 }
+                return bytes[id].count == 1 && bytes[id][0] < 0x80 ? 1 : 2
+            }
+            let g = JSONObjectGrammar(tokenBytes: bytes, byteClass: classes, eos: eos)
+            builtGrammar = g
+            return g
+        }
+    }
+    private let grammarLock = NSLock()
+    private var builtGrammar: JSONObjectGrammar?
 
     func checkModel(_ name: String?) throws {
         if let n = name, n != modelName {
@@ -184,7 +212,7 @@ public final class GenerationService: @unchecked Sendable {
             let prompt = p.ids.count
             let request = EngineRequest(prompt: p.ids, params: p.params, maxTokens: p.maxTokens, eos: eos, ignoreEOS: p.ignoreEOS,
                                         stopTokenIds: p.stopTokenIds, minTokens: p.minTokens, logprobs: p.logprobs,
-                                        promptLogprobs: p.promptLogprobs)
+                                        promptLogprobs: p.promptLogprobs, grammar: p.grammar)
             submissions.append((request, { event in
                 guard !state.done else { return }
                 switch event {

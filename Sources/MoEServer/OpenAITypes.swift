@@ -94,6 +94,8 @@ struct GenerationOptions: Decodable, Sendable {
     var echo: Bool?
     /// vLLM's: tokens in log-probabilities as "token_id:N" instead of their text.
     var returnTokensAsTokenIds: Bool?
+    /// `response_format: {"type": "json_object"}`: the output is one JSON object.
+    var jsonObject = false
     /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
     /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
     var unsupported: (field: String, accepted: String)?
@@ -115,7 +117,9 @@ struct GenerationOptions: Decodable, Sendable {
         echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
         returnTokensAsTokenIds = try c.decodeIfPresent(Bool.self, forKey: .returnTokensAsTokenIds)
         sampling = try SamplingFields(from: decoder)
-        unsupported = Self.firstUnsupported(try decoder.container(keyedBy: AnyKey.self))
+        let any = try decoder.container(keyedBy: AnyKey.self)
+        unsupported = Self.firstUnsupported(any)
+        jsonObject = Self.responseFormatType(any) == "json_object"
     }
 
     struct AnyKey: CodingKey {
@@ -138,11 +142,15 @@ struct GenerationOptions: Decodable, Sendable {
             return ("suffix", "an empty string")
         }
         if count("tools") > 0 { return ("tools", "empty") }
-        if let f = try? c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey(stringValue: "response_format")),
-           let t = (try? f.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "type"))) ?? nil, t != "text" {
-            return ("response_format", #"{"type": "text"}"#)
+        if let t = responseFormatType(c), t != "text" && t != "json_object" {
+            return ("response_format", #"{"type": "text"} or {"type": "json_object"}"#)
         }
         return nil
+    }
+
+    static func responseFormatType(_ c: KeyedDecodingContainer<AnyKey>) -> String? {
+        guard let f = try? c.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey(stringValue: "response_format")) else { return nil }
+        return (try? f.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "type"))) ?? nil
     }
 
     /// A 400 for the first unsupported option, if any.

@@ -12,9 +12,10 @@ final class LiveServer: @unchecked Sendable {
     let task: Task<Void, Error>
     let dir: URL
 
-    /// `chatTemplate` is written into a copy of the fixture's tokenizer_config.json.
+    /// `chatTemplate` is written into a copy of the fixture's tokenizer_config.json; with `draft` (a fixture) the
+    /// engine speculates k tokens a step with it.
     init(model: String = "tiny-mixtral", token: String? = nil, maxQueued: Int = 64, maxBody: Int = 1 << 20,
-         kvBlocks: Int = 128, chatTemplate: String? = nil) async throws {
+         kvBlocks: Int = 128, chatTemplate: String? = nil, draft: String? = nil, k: Int = 3) async throws {
         dir = try Fixtures.copy(model)
         if let t = chatTemplate {
             let url = dir.appendingPathComponent("tokenizer_config.json")
@@ -25,7 +26,12 @@ final class LiveServer: @unchecked Sendable {
         let m = try LoadedModel(directory: dir)
         var e = EngineConfig()
         e.kvBlocks = kvBlocks
-        let engine = Engine(transformer: m.transformer, config: e)
+        var source: DraftSource?
+        if let draft {
+            e.speculation = .fixed(k)
+            source = LocalDraft(model: try DraftModel.load(Fixtures.model(draft).path, target: dir, quantize: .f32).0, capacityTokens: 4096)
+        }
+        let engine = Engine(transformer: m.transformer, config: e, draft: source)
         let service = GenerationService(engine: engine, tokenizer: try Tokenizer(directory: dir), modelName: model,
                                         eos: m.eosTokenIds, maxOutstanding: maxQueued)
         var c = ServerConfig()

@@ -1,0 +1,255 @@
+/// Where a JSON text stands after some of its bytes: the pushdown automaton behind `response_format`
+/// `{"type": "json_object"}`. It accepts exactly the prefixes of one JSON object (RFC 8259), byte by byte, starting
+/// at its '{', with runs of at most `maxSpaces` whitespace bytes between tokens (as llama.cpp's JSON grammar bounds
+/// them: a model must not be able to fill its answer with blank lines) and after it, nested at most `maxDepth`
+/// deep. Bytes ≥ 0x80 are string content (the UTF-8 of a non-ASCII character, or part of one). A plain value
+/// (no heap storage), so that trying a token against a copy costs nothing beyond its bytes.
+public struct JSONPrefix: Sendable, Equatable, Hashable {
+    enum Mode: UInt8, Sendable {
+        case start                 // before the top-level object: whitespace or '{'
+        case keyOrClose            // after '{': whitespace, '"' or '}'
+        case key                   // after ',' in an object: whitespace or '"'
+        case colon                 // after a key: whitespace or ':'
+        case value                 // after ':' or ',' in an array: a value
+        case valueOrClose          // after '[': a value or ']'
+        case afterValue            // whitespace, ',' or the container's close
+        case string, escape, hex   // inside a string (a key when `inKey`)
+        case minus, zero, integer, dot, fraction, exponent, exponentSign, exponentDigits
+        case literal               // inside true / false / null
+        case done                  // the top-level object has closed: nothing more
+    }
+    var mode = Mode.start
+    /// Open containers as bits, innermost lowest: 1 for '[', 0 for '{'; `depth` of them.
+    var containers: UInt64 = 0
+    var depth: UInt8 = 0
+    public static let maxDepth: UInt8 = 64
+    var inKey = false
+    var hexLeft: UInt8 = 0
+    /// The rest of a literal being read, as an index into `literals`, and how far.
+    var literal: UInt8 = 0
+    var literalAt: UInt8 = 0
+    var spaces: UInt8 = 0
+    public static let maxSpaces: UInt8 = 20
+
+    static let literals: [[UInt8]] = [Array("true".utf8), Array("false".utf8), Array("null".utf8)]
+
+    public init() {}
+
+    /// The top-level object has closed.
+    public var isComplete: Bool { mode == .done }
+
+    @inline(__always) static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+    @inline(__always) static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+
+    /// Takes one byte; false (and the state is then meaningless) when no JSON object has this prefix.
+    public mutating func feed(_ b: UInt8) -> Bool {
+        let inText = mode == .string || mode == .escape || mode == .hex
+        if Self.isSpace(b) && !inText && mode != .start {
+            // Whitespace ends a number or stands between tokens.
+            if mode.rawValue >= Mode.minus.rawValue && mode.rawValue <= Mode.exponentDigits.rawValue {
+                guard mode == .zero || mode == .integer || mode == .fraction || mode == .exponentDigits else { return false }
+                mode = .afterValue
+            }
+            guard mode != .literal, spaces < Self.maxSpaces else { return false }
+            spaces += 1
+            return true
+        }
+        if !inText { spaces = 0 }
+        switch mode {
+        case .start:
+            guard b == UInt8(ascii: "{") else { return false }
+            open(array: false)
+            mode = .keyOrClose
+        case .keyOrClose, .key:
+            if b == UInt8(ascii: "\"") { mode = .string; inKey = true; return true }
+            guard mode == .keyOrClose && b == UInt8(ascii: "}") else { return false }
+            close()
+        case .colon:
+            guard b == UInt8(ascii: ":") else { return false }
+            mode = .value
+        case .value, .valueOrClose:
+            if mode == .valueOrClose && b == UInt8(ascii: "]") { close(); return true }
+            return startValue(b)
+        case .afterValue:
+            return afterValue(b)
+        case .string:
+            if b == UInt8(ascii: "\"") {
+                if inKey { inKey = false; mode = .colon } else { mode = .afterValue }
+            } else if b == UInt8(ascii: "\\") {
+                mode = .escape
+            } else if b < 0x20 {
+                return false
+            }
+        case .escape:
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"): mode = .string
+            case UInt8(ascii: "u"): mode = .hex; hexLeft = 4
+            default: return false
+            }
+        case .hex:
+            let isHex = Self.isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))
+            guard isHex else { return false }
+            hexLeft -= 1
+            if hexLeft == 0 { mode = .string }
+        case .minus:
+            if b == UInt8(ascii: "0") { mode = .zero } else if Self.isDigit(b) { mode = .integer } else { return false }
+        case .zero, .integer:
+            if mode == .integer && Self.isDigit(b) { return true }
+            if b == UInt8(ascii: ".") { mode = .dot; return true }
+            if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { mode = .exponent; return true }
+            return afterValue(b)
+        case .dot:
+            guard Self.isDigit(b) else { return false }
+            mode = .fraction
+        case .fraction:
+            if Self.isDigit(b) { return true }
+            if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { mode = .exponent; return true }
+            return afterValue(b)
+        case .exponent:
+            if b == UInt8(ascii: "+") || b == UInt8(ascii: "-") { mode = .exponentSign; return true }
+            guard Self.isDigit(b) else { return false }
+            mode = .exponentDigits
+        case .exponentSign:
+            guard Self.isDigit(b) else { return false }
+            mode = .exponentDigits
+        case .exponentDigits:
+            if Self.isDigit(b) { return true }
+            return afterValue(b)
+        case .literal:
+            let word = Self.literals[Int(literal)]
+            guard b == word[Int(literalAt)] else { return false }
+            literalAt += 1
+            if Int(literalAt) == word.count { mode = .afterValue }
+        case .done:
+            return false
+        }
+        return true
+    }
+
+    /// Takes bytes; false as soon as one is refused.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) -> Bool {
+        for b in bytes where !feed(b) { return false }
+        return true
+    }
+
+    private mutating func startValue(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth < Self.maxDepth else { return false }
+            let array = b == UInt8(ascii: "[")
+            open(array: array)
+            mode = array ? .valueOrClose : .keyOrClose
+        case UInt8(ascii: "\""): mode = .string; inKey = false
+        case UInt8(ascii: "-"): mode = .minus
+        case UInt8(ascii: "0"): mode = .zero
+        case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+            literal = b == UInt8(ascii: "t") ? 0 : (b == UInt8(ascii: "f") ? 1 : 2)
+            literalAt = 1
+            mode = .literal
+        default:
+            guard Self.isDigit(b) else { return false }
+            mode = .integer
+        }
+        return true
+    }
+
+    /// After a complete value: a comma, or the innermost container's close (whitespace is taken before).
+    private mutating func afterValue(_ b: UInt8) -> Bool {
+        mode = .afterValue
+        guard depth > 0 else { return false }
+        let inArray = containers & 1 == 1
+        if b == UInt8(ascii: ",") { mode = inArray ? .value : .key; return true }
+        guard b == (inArray ? UInt8(ascii: "]") : UInt8(ascii: "}")) else { return false }
+        close()
+        return true
+    }
+
+    private mutating func open(array: Bool) {
+        containers = containers << 1 | (array ? 1 : 0)
+        depth += 1
+    }
+
+    private mutating func close() {
+        containers >>= 1
+        depth -= 1
+        mode = depth == 0 ? .done : .afterValue
+    }
+}
+
+/// Which tokens may come next under `response_format` json_object: each token's bytes (the text it adds; special
+/// tokens add none and are never allowed), and the EOS tokens, allowed only once the object has closed (and then
+/// alone). Byte-fallback tokens (`<0x22>`, `<0xE6>`) are decoded in runs, and a run that is not valid UTF-8 becomes one
+/// U+FFFD per byte, ASCII ones included: so a run never mixes ASCII bytes (which may be structure: a quote, a brace)
+/// with others (`byteClass` 1 and 2; 0 for every other token).
+public final class JSONObjectGrammar: Sendable {
+    public let tokenBytes: [[UInt8]]
+    public let byteClass: [UInt8]
+    public let eos: Set<Int32>
+    /// Tokens whose bytes inside a string leave it a string: no quote, backslash or control byte (most of a
+    /// vocabulary, so the mask inside strings tries only the rest).
+    let plainInString: [Bool]
+
+    /// The text so far, and the byte class of its last token.
+    public struct State: Sendable, Equatable {
+        public var text = JSONPrefix()
+        public var lastByteClass: UInt8 = 0
+        public init() {}
+        public var isComplete: Bool { text.isComplete }
+    }
+
+    public init(tokenBytes: [[UInt8]], byteClass: [UInt8] = [], eos: Set<Int32>) {
+        self.tokenBytes = tokenBytes
+        self.byteClass = byteClass.isEmpty ? Array(repeating: 0, count: tokenBytes.count) : byteClass
+        self.eos = eos
+        plainInString = tokenBytes.map { !$0.isEmpty && $0.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") } }
+    }
+
+    /// Whether token `i` may follow `state`, and the state after it.
+    @inline(__always)
+    func step(_ state: State, _ i: Int) -> State? {
+        guard i < tokenBytes.count, !tokenBytes[i].isEmpty else { return nil }
+        let c = byteClass[i]
+        if c != 0 && state.lastByteClass != 0 && c != state.lastByteClass { return nil }
+        var s = state
+        guard s.text.feed(tokenBytes[i]) else { return nil }
+        s.lastByteClass = c
+        return s
+    }
+
+    /// The state after `tokens` (nil if they leave the grammar, which sampling under the mask never does).
+    public func advance(_ state: State, by tokens: some Sequence<Int32>) -> State? {
+        var s = state
+        for t in tokens {
+            if s.isComplete && eos.contains(t) { continue }
+            guard let n = step(s, Int(t)) else { return nil }
+            s = n
+        }
+        return s
+    }
+
+    /// Sets the logits of tokens that cannot come next to −∞ (vocabulary rows beyond the tokenizer's are masked too).
+    /// The bytes the state takes first are found once (256 tries), so most tokens are refused by their first byte.
+    public func mask(_ logits: UnsafeMutableBufferPointer<Float>, after state: State) {
+        if state.isComplete {
+            let kept = eos.filter { Int($0) < logits.count }.map { ($0, logits[Int($0)]) }
+            for i in 0..<logits.count { logits[i] = -.infinity }
+            for (t, v) in kept { logits[Int(t)] = v }
+            return
+        }
+        let inString = state.text.mode == .string
+        var first = [Bool](repeating: false, count: 256)
+        for b in 0..<256 {
+            var t = state.text
+            first[b] = t.feed(UInt8(b))
+        }
+        for i in 0..<logits.count {
+            if inString && i < tokenBytes.count && plainInString[i]
+                && (byteClass[i] == 0 || state.lastByteClass == 0 || byteClass[i] == state.lastByteClass) { continue }
+            guard i < tokenBytes.count, let b = tokenBytes[i].first, first[Int(b)], step(state, i) != nil else {
+                logits[i] = -.infinity
+                continue
+            }
+        }
+    }
+}

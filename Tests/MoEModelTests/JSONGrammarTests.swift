@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+@testable import MoEModel
+
+/// The json_object automaton: which byte strings are prefixes of one JSON object, and which are one whole.
+@Suite struct JSONGrammarTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var text: String
+        var prefix: Bool
+        var complete: Bool
+        var testDescription: String { text.debugDescription }
+    }
+
+    static let cases: [Case] = [
+        Case(text: "{", prefix: true, complete: false),
+        Case(text: "{}", prefix: true, complete: true),
+        Case(text: "{} \n", prefix: true, complete: true),
+        Case(text: "{}x", prefix: false, complete: false),
+        Case(text: " {}", prefix: false, complete: false),                 // starts at its '{'
+        Case(text: "[1]", prefix: false, complete: false),                 // an object, not any value
+        Case(text: "{\"a\": 1, \"b\": [true, false, null, -0.5e+3, \"x\\u00e9\\n\"], \"c\": {}}", prefix: true, complete: true),
+        Case(text: "{\"a\":[{\"b\":[]}, 12E3]}", prefix: true, complete: true),
+        Case(text: "{\"a\": tru", prefix: true, complete: false),
+        Case(text: "{\"a\": trux", prefix: false, complete: false),
+        Case(text: "{\"a\": tr ue}", prefix: false, complete: false),
+        Case(text: "{\"a\": 01}", prefix: false, complete: false),         // no leading zeros
+        Case(text: "{\"a\": 1.}", prefix: false, complete: false),
+        Case(text: "{\"a\": -}", prefix: false, complete: false),
+        Case(text: "{\"a\": 1e}", prefix: false, complete: false),
+        Case(text: "{\"a\": 1 2}", prefix: false, complete: false),
+        Case(text: "{\"a\" 1}", prefix: false, complete: false),
+        Case(text: "{a: 1}", prefix: false, complete: false),              // keys are strings
+        Case(text: "{\"a\": 1,}", prefix: false, complete: false),         // no trailing comma
+        Case(text: "{\"a\": [1,]}", prefix: false, complete: false),
+        Case(text: "{\"a\": [1}", prefix: false, complete: false),         // closes match opens
+        Case(text: "{\"a\": \"\\q\"}", prefix: false, complete: false),    // bad escape
+        Case(text: "{\"a\": \"\\u12G4\"}", prefix: false, complete: false),
+        Case(text: "{\"a\": \"line\nbreak\"}", prefix: false, complete: false),   // control characters are escaped
+        Case(text: "{\"é\": \"日本\"}", prefix: true, complete: true),     // UTF-8 inside strings
+        Case(text: "{\"a\": 1}}", prefix: false, complete: false),
+        Case(text: "{" + String(repeating: " ", count: 20) + "}", prefix: true, complete: true),
+        Case(text: "{" + String(repeating: "\n", count: 21) + "}", prefix: false, complete: false),   // runs of blank space are bounded
+        Case(text: "{\"a\":" + String(repeating: "[", count: 63) + String(repeating: "]", count: 63) + "}", prefix: true, complete: true),
+        Case(text: "{\"a\":" + String(repeating: "[", count: 64), prefix: false, complete: false),              // nested 64 deep at most
+        Case(text: "{\"a\":[{\"b\":[1,{}]},[]],\"c\":{\"d\":[[]]}}", prefix: true, complete: true),
+    ]
+
+    @Test(arguments: cases)
+    func acceptsExactlyThePrefixesOfOneObject(_ c: Case) {
+        var s = JSONPrefix()
+        let ok = s.feed(Array(c.text.utf8))
+        #expect(ok == c.prefix)
+        if ok { #expect(s.isComplete == c.complete) }
+        // Every JSON text this accepts whole, Foundation's parser reads as an object.
+        if c.complete { #expect((try? JSONSerialization.jsonObject(with: Data(c.text.utf8))) is [String: Any]) }
+    }
+
+    /// The mask leaves exactly the tokens whose bytes continue the prefix; EOS only once the object has closed;
+    /// tokens without bytes (special tokens) never.
+    @Test func maskKeepsTheTokensThatContinueThePrefix() {
+        let vocab: [[UInt8]] = ["{", "}", "\"", "a", "\":", " 1", "x", "", "}\n", "{\"", ",\""].map { Array($0.utf8) }
+        let g = JSONObjectGrammar(tokenBytes: vocab, eos: [7])
+        func allowed(_ prefix: String) -> [Int] {
+            var s = JSONObjectGrammar.State()
+            let ok = s.text.feed(Array(prefix.utf8))
+            #expect(ok)
+            var logits = [Float](repeating: 0, count: vocab.count + 1)
+            logits.withUnsafeMutableBufferPointer { g.mask($0, after: s) }
+            return logits.indices.filter { logits[$0] == 0 }
+        }
+        #expect(allowed("") == [0, 9])                  // "{" and "{\""
+        #expect(allowed("{") == [1, 2, 4, 8])           // "}", "\"", "\":" (a key that starts with a colon), "}\n"
+        #expect(allowed("{\"a") == [0, 1, 2, 3, 4, 5, 6, 9, 10])     // in a key: all but the newline's and EOS
+        #expect(allowed("{\"a\": 1") == [1, 8, 10])    // close, or ",\"" (" 1" would put a space in the number)
+        #expect(allowed("{}") == [7])                   // EOS alone
+        #expect(g.advance(JSONObjectGrammar.State(), by: [0, 1, 7])?.isComplete == true)
+        #expect(g.advance(JSONObjectGrammar.State(), by: [6]) == nil)
+    }
+
+    /// Byte-fallback tokens in one run never mix ASCII (structure) and other bytes: a run that is not UTF-8 would
+    /// decode to U+FFFD for every byte, a quote included.
+    @Test func byteTokenRunsDoNotMixASCIIWithOtherBytes() {
+        // 0 "{", 1 "\"", 2 <0x22> (a quote as a byte token), 3 <0xE6>, 4 "a"
+        let g = JSONObjectGrammar(tokenBytes: [[0x7B], [0x22], [0x22], [0xEF, 0xBF, 0xBD], [0x61]], byteClass: [0, 0, 1, 2, 0], eos: [])
+        let inString = g.advance(JSONObjectGrammar.State(), by: [0, 1])!
+        #expect(g.advance(inString, by: [3, 3, 4]) != nil)       // non-ASCII bytes in a string
+        #expect(g.advance(inString, by: [3, 2]) == nil)          // then a quote byte: the run would lose it
+        #expect(g.advance(inString, by: [3, 4, 2]) != nil)       // another token ends the run first
+        #expect(g.advance(g.advance(JSONObjectGrammar.State(), by: [0])!, by: [2, 3]) == nil)
+    }
+}

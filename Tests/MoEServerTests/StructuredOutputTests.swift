@@ -1,0 +1,104 @@
+import Foundation
+import MoEModel
+import MoETestSupport
+import Testing
+@testable import MoEServer
+
+/// `response_format: {"type": "json_object"}`: whatever the model, the sampling or speculation, the text is a
+/// prefix of one JSON object, and a whole one (Foundation's parser reads it) when generation stopped by itself.
+@Suite(.serialized) struct StructuredOutputTests {
+    func choice(_ r: HTTP.Reply) -> [String: Any] { ((r.json?["choices"] as? [[String: Any]])?.first) ?? [:] }
+
+    /// Checks one answer; returns whether it was a whole object.
+    func check(_ text: String, _ finish: String?, _ what: String) -> Bool {
+        var s = JSONPrefix()
+        let prefix = s.feed(Array(text.utf8))
+        #expect(prefix, "\(what): \(text.debugDescription)")
+        guard finish == "stop" else { #expect(finish == "length", "\(what)"); return false }
+        #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) is [String: Any], "\(what): \(text.debugDescription)")
+        return true
+    }
+
+    func run(model: String, draft: String? = nil, prompt: Any) async throws -> Int {
+        let s = try await LiveServer(model: model, draft: draft)
+        defer { Task { await s.stop() } }
+        var whole = 0
+        for (i, sampling) in ([["temperature": 0]] + (1...5).map { ["temperature": 0.9, "seed": $0] }).enumerated() {
+            let body: [String: Any] = ["prompt": prompt, "max_tokens": 160, "response_format": ["type": "json_object"]]
+            let r = try await HTTP.post(s.base + "/v1/completions", body.merging(sampling) { $1 })
+            #expect(r.status == 200, "\(r.text)")
+            if check(choice(r)["text"] as? String ?? "?", choice(r)["finish_reason"] as? String, "\(model) run \(i)") { whole += 1 }
+        }
+        return whole
+    }
+
+    @Test func byteLevelModelsAnswerWithJSONObjects() async throws {
+        #expect(try await run(model: "tiny-mixtral", prompt: "The answer:") >= 1)
+        _ = try await run(model: "tiny-qwen3-moe", prompt: [5, 6, 7])
+    }
+
+    /// SentencePiece pieces carry their leading space ("▁x"): the grammar counts it, as the text shows it. With
+    /// the tokens that close an object forbidden (logit_bias), the model must write keys and values.
+    @Test func sentencePieceModelAnswersWithJSONObjects() async throws {
+        _ = try await run(model: "tiny-mistral-sp", prompt: "The answer:")
+        let s = try await LiveServer(model: "tiny-mistral-sp")
+        defer { Task { await s.stop() } }
+        let g = s.server.service.jsonGrammar
+        let closing = g.tokenBytes.indices.filter { g.tokenBytes[$0].contains(UInt8(ascii: "}")) }
+        #expect(!closing.isEmpty)
+        for seed in 1...4 {
+            let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The answer:", "max_tokens": 40, "temperature": 1, "seed": seed,
+                                                                     "response_format": ["type": "json_object"],
+                                                                     "logit_bias": Dictionary(uniqueKeysWithValues: closing.map { (String($0), -100) })])
+            let text = choice(r)["text"] as? String ?? "?"
+            _ = check(text, choice(r)["finish_reason"] as? String, "sp seed \(seed)")
+            #expect(text.count > 10 && text.hasPrefix("{"), "\(text.debugDescription)")
+        }
+    }
+
+    /// A token's grammar bytes are the text it adds to what came before, as the response's text shows it: over
+    /// random token sequences, the first token's decoding followed by the others' bytes is the decoding of all.
+    @Test func grammarBytesAreWhatEachTokenAddsToTheText() async throws {
+        for model in ["tiny-mixtral", "tiny-mistral-sp"] {
+            let s = try await LiveServer(model: model)
+            defer { Task { await s.stop() } }
+            let service = s.server.service, g = service.jsonGrammar
+            let ordinary = g.tokenBytes.indices.filter { !g.tokenBytes[$0].isEmpty && g.tokenBytes[$0].allSatisfy { $0 < 0x80 } }
+            var rng = SeededRNG(seed: 3)
+            for _ in 0..<200 {
+                let ids = (0..<6).map { _ in ordinary[Int(rng.next() % UInt64(ordinary.count))] }
+                let whole = Array(service.tokenizer.decode(ids).utf8), first = Array(service.tokenizer.decode([ids[0]]).utf8)
+                #expect(whole == first + ids.dropFirst().flatMap { g.tokenBytes[$0] }, "\(model) \(ids)")
+            }
+        }
+    }
+
+    /// Verification masks each draft's row with the drafts before it: the same guarantees with speculation, and
+    /// greedy text identical to that without it.
+    @Test func speculationKeepsTheGrammarAndTheGreedyText() async throws {
+        _ = try await run(model: "tiny-mixtral-spec", draft: "tiny-mixtral-spec-draft", prompt: "Say it in JSON:")
+        let body: [String: Any] = ["prompt": "Say it in JSON:", "max_tokens": 60, "temperature": 0, "response_format": ["type": "json_object"]]
+        let plain = try await LiveServer(model: "tiny-mixtral-spec")
+        defer { Task { await plain.stop() } }
+        let spec = try await LiveServer(model: "tiny-mixtral-spec", draft: "tiny-mixtral-spec-draft")
+        defer { Task { await spec.stop() } }
+        let a = try await HTTP.post(plain.base + "/v1/completions", body), b = try await HTTP.post(spec.base + "/v1/completions", body)
+        #expect(choice(a)["text"] as? String == choice(b)["text"] as? String)
+    }
+
+    @Test func chatStreamedAndRefusedFormats() async throws {
+        let s = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await s.stop() } }
+        let body: [String: Any] = ["messages": [["role": "user", "content": "JSON please"]], "max_tokens": 80, "temperature": 0,
+                                   "response_format": ["type": "json_object"]]
+        let r = try await HTTP.post(s.base + "/v1/chat/completions", body)
+        let message = choice(r)["message"] as? [String: Any]
+        _ = check(message?["content"] as? String ?? "?", choice(r)["finish_reason"] as? String, "chat")
+        let streamed = try await HTTP.post(s.base + "/v1/chat/completions", body.merging(["stream": true]) { $1 })
+        let pieces = HTTP.events(streamed.text).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }
+        #expect(pieces.joined() == message?["content"] as? String)
+        let schema = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "json_schema"]])
+        #expect(schema.status == 400 && schema.text.contains("json_object"), "\(schema.text)")
+    }
+}
