@@ -91,6 +91,17 @@ public final class GenerationService: @unchecked Sendable {
             return g
         }
     }
+    /// Constrains a request to one JSON object (response_format json_object). min_tokens cannot be kept with it: once
+    /// the object closes only EOS may follow.
+    func constrain(_ p: inout PreparedRequest, jsonObject: Bool) throws {
+        guard jsonObject else { return }
+        if p.minTokens > 0 {
+            throw APIError.invalid("min_tokens cannot be used with response_format json_object (only EOS may follow the object)",
+                                   param: "min_tokens")
+        }
+        p.grammar = jsonGrammar
+    }
+
     private let grammarLock = NSLock()
     private var builtGrammar: JSONObjectGrammar?
 

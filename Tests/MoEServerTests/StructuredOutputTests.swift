@@ -100,5 +100,7 @@ import Testing
         #expect(pieces.joined() == message?["content"] as? String)
         let schema = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "json_schema"]])
         #expect(schema.status == 400 && schema.text.contains("json_object"), "\(schema.text)")
+        let minTokens = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "min_tokens": 3, "response_format": ["type": "json_object"]])
+        #expect(minTokens.status == 400 && minTokens.text.contains("min_tokens cannot be used"), "\(minTokens.text)")
     }
 }
