@@ -156,6 +156,28 @@ extension LiveClusterTests {
         let jobs = try moectl(["jobs"], port: port)
         #expect(jobs.stdout.contains(id) && jobs.stdout.contains("completed"))
 
+        // Penalties (the draft node drafts with them), logprobs with echo and json_object through the cluster give
+        // what one process gives without speculation.
+        let embedded = try await LiveServer(model: "tiny-mixtral-spec")
+        defer { Task { await embedded.stop() } }
+        let bodies: [[String: Any]] = [
+            ["prompt": "The quick brown fox", "max_tokens": 16, "temperature": 0, "repetition_penalty": 1.3, "presence_penalty": 0.5],
+            ["prompt": "The quick brown fox", "max_tokens": 8, "temperature": 0, "logprobs": 2, "echo": true],
+            ["prompt": "Say it in JSON:", "max_tokens": 40, "temperature": 0, "response_format": ["type": "json_object"]],
+        ]
+        for body in bodies {
+            let a = try await HTTP.post("http://127.0.0.1:\(port)/v1/completions", body)
+            let b = try await HTTP.post(embedded.base + "/v1/completions", body)
+            let ca = (a.json?["choices"] as? [[String: Any]])?.first, cb = (b.json?["choices"] as? [[String: Any]])?.first
+            #expect(a.status == 200 && ca?["text"] as? String == cb?["text"] as? String, "\(body) \(a.text) \(b.text)")
+            let la = (ca?["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any]
+            let lb = (cb?["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any]
+            #expect(la?.count == lb?.count)
+            for (x, y) in zip(la ?? [], lb ?? []) {
+                #expect((x is NSNull && y is NSNull) || abs((x as? Double ?? 0) - (y as? Double ?? 1)) < 1e-3)
+            }
+        }
+
         // cancel a long job.
         let big = dir.appendingPathComponent("big.jsonl")
         try Array(repeating: "\"Once upon a time\"", count: 40).joined(separator: "\n").write(to: big, atomically: true, encoding: .utf8)
