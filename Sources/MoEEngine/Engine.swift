@@ -19,13 +19,13 @@ public struct EngineRequest: Sendable {
     /// Before the first token, the log-probability of every prompt token after the first, each with this many
     /// alternatives (nil: none). Such a prompt is computed whole: the prefix cache is not read for it.
     public var promptLogprobs: Int?
-    /// Output constrained to one JSON object (`response_format` json_object): tokens that cannot continue it are
-    /// masked before anything else reads the logits.
-    public var grammar: JSONObjectGrammar?
+    /// Output constrained to one JSON object or one value of a JSON schema (`response_format`): tokens that cannot
+    /// continue it are masked before anything else reads the logits.
+    public var grammar: TokenGrammar?
 
     public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false,
                 stopTokenIds: Set<Int32> = [], minTokens: Int = 0, logprobs: Int? = nil, promptLogprobs: Int? = nil,
-                grammar: JSONObjectGrammar? = nil) {
+                grammar: TokenGrammar? = nil) {
         self.grammar = grammar
         self.prompt = prompt
         self.params = params
@@ -149,7 +149,7 @@ public final class Engine: @unchecked Sendable {
         var promptLogprobs: [PositionLogprobs?]
         var promptLogprobsSent: Bool
         /// Where the output stands in the request's grammar (nil without one).
-        var grammarState: JSONObjectGrammar.State?
+        var grammarState: TokenGrammar.State?
 
         init(request: EngineRequest, onEvent: @escaping @Sendable (EngineEvent) -> Void, submitted: Double) {
             self.request = request
@@ -160,7 +160,7 @@ public final class Engine: @unchecked Sendable {
             history = adjustment.map { TokenHistory(prompt: request.prompt, keepPrompt: $0.repetitionPenalty != 1) }
             promptLogprobs = request.promptLogprobs == nil ? [] : Array(repeating: nil, count: request.prompt.count)
             promptLogprobsSent = request.promptLogprobs == nil
-            grammarState = request.grammar == nil ? nil : JSONObjectGrammar.State()
+            grammarState = request.grammar?.start
         }
 
         /// Runs `body` on logits row `row` as sampling reads it: masked by the grammar, then adjusted, for the output

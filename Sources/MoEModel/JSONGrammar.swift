@@ -177,12 +177,12 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
     }
 }
 
-/// Which tokens may come next under `response_format` json_object: each token's bytes (the text it adds; special
-/// tokens add none and are never allowed), and the EOS tokens, allowed only once the object has closed (and then
-/// alone). Byte-fallback tokens (`<0x22>`, `<0xE6>`) are decoded in runs, and a run that is not valid UTF-8 becomes one
-/// U+FFFD per byte, ASCII ones included: so a run never mixes ASCII bytes (which may be structure: a quote, a brace)
-/// with others (`byteClass` 1 and 2; 0 for every other token).
-public final class JSONObjectGrammar: Sendable {
+/// A vocabulary as constrained decoding reads it, built once per model: each token's bytes (the text it adds; special
+/// tokens add none and are never allowed), the EOS tokens, and which tokens are byte-fallback ones. Those
+/// (`<0x22>`, `<0xE6>`) are decoded in runs, and a run that is not valid UTF-8 becomes one U+FFFD per byte, ASCII ones
+/// included: so a run never mixes ASCII bytes (which may be structure: a quote, a brace) with others (`byteClass` 1
+/// and 2; 0 for every other token).
+public final class TokenTable: Sendable {
     public let tokenBytes: [[UInt8]]
     public let byteClass: [UInt8]
     public let eos: Set<Int32>
@@ -190,29 +190,83 @@ public final class JSONObjectGrammar: Sendable {
     /// vocabulary, so the mask inside strings tries only the rest).
     let plainInString: [Bool]
 
-    /// The text so far, and the byte class of its last token.
-    public struct State: Sendable, Equatable {
-        public var text = JSONPrefix()
-        public var lastByteClass: UInt8 = 0
-        public init() {}
-        public var isComplete: Bool { text.isComplete }
-    }
-
     public init(tokenBytes: [[UInt8]], byteClass: [UInt8] = [], eos: Set<Int32>) {
         self.tokenBytes = tokenBytes
         self.byteClass = byteClass.isEmpty ? Array(repeating: 0, count: tokenBytes.count) : byteClass
         self.eos = eos
         plainInString = tokenBytes.map { !$0.isEmpty && $0.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") } }
     }
+}
+
+/// Which tokens may come next when the output must be one JSON object (`response_format` json_object) or one value
+/// of a JSON schema (json_schema): those whose bytes continue the text so far; EOS once the text is a whole value
+/// (alone, once nothing but whitespace could follow).
+public final class TokenGrammar: Sendable {
+    public enum Language: Sendable {
+        case jsonObject
+        case schema(JSONSchema)
+    }
+    public let table: TokenTable
+    public let language: Language
+
+    public init(table: TokenTable, language: Language) {
+        self.table = table
+        self.language = language
+    }
+
+    enum Text: Sendable, Equatable {
+        case object(JSONPrefix)
+        case schema(JSONSchemaState)
+    }
+
+    /// The text so far, and the byte class of its last token.
+    public struct State: Sendable, Equatable {
+        var text: Text
+        var lastByteClass: UInt8 = 0
+
+        /// The text is a whole value: EOS may come.
+        public var isComplete: Bool {
+            switch text {
+            case .object(let p): return p.isComplete
+            case .schema(let s): return s.isComplete
+            }
+        }
+        /// Nothing but whitespace could follow: EOS alone may come.
+        var isClosed: Bool {
+            switch text {
+            case .object(let p): return p.isComplete
+            case .schema(let s): return s.isClosed
+            }
+        }
+    }
+
+    public var start: State {
+        switch language {
+        case .jsonObject: return State(text: .object(JSONPrefix()))
+        case .schema(let schema): return State(text: .schema(JSONSchemaState(schema)))
+        }
+    }
+
+    func feed(_ text: inout Text, _ bytes: [UInt8]) -> Bool {
+        switch text {
+        case .object(var p):
+            defer { text = .object(p) }
+            return p.feed(bytes)
+        case .schema(var s):
+            guard case .schema(let schema) = language else { return false }
+            defer { text = .schema(s) }
+            return s.feed(bytes, schema)
+        }
+    }
 
     /// Whether token `i` may follow `state`, and the state after it.
-    @inline(__always)
     func step(_ state: State, _ i: Int) -> State? {
-        guard i < tokenBytes.count, !tokenBytes[i].isEmpty else { return nil }
-        let c = byteClass[i]
+        let t = table
+        guard i < t.tokenBytes.count, !t.tokenBytes[i].isEmpty else { return nil }
+        let c = t.byteClass[i]
         if c != 0 && state.lastByteClass != 0 && c != state.lastByteClass { return nil }
         var s = state
-        guard s.text.feed(tokenBytes[i]) else { return nil }
+        guard feed(&s.text, t.tokenBytes[i]) else { return nil }
         s.lastByteClass = c
         return s
     }
@@ -221,7 +275,7 @@ public final class JSONObjectGrammar: Sendable {
     public func advance(_ state: State, by tokens: some Sequence<Int32>) -> State? {
         var s = state
         for t in tokens {
-            if s.isComplete && eos.contains(t) { continue }
+            if s.isComplete && table.eos.contains(t) { continue }
             guard let n = step(s, Int(t)) else { return nil }
             s = n
         }
@@ -231,22 +285,27 @@ public final class JSONObjectGrammar: Sendable {
     /// Sets the logits of tokens that cannot come next to −∞ (vocabulary rows beyond the tokenizer's are masked too).
     /// The bytes the state takes first are found once (256 tries), so most tokens are refused by their first byte.
     public func mask(_ logits: UnsafeMutableBufferPointer<Float>, after state: State) {
-        if state.isComplete {
-            let kept = eos.filter { Int($0) < logits.count }.map { ($0, logits[Int($0)]) }
+        let t = table
+        let eosKept = state.isComplete ? t.eos.filter { Int($0) < logits.count }.map { ($0, logits[Int($0)]) } : []
+        defer { for (e, v) in eosKept { logits[Int(e)] = v } }
+        if state.isClosed {
             for i in 0..<logits.count { logits[i] = -.infinity }
-            for (t, v) in kept { logits[Int(t)] = v }
             return
         }
-        let inString = state.text.mode == .string
+        let inString: Bool
+        switch state.text {
+        case .object(let p): inString = p.mode == .string
+        case .schema(let s): inString = s.inFreeString
+        }
         var first = [Bool](repeating: false, count: 256)
         for b in 0..<256 {
-            var t = state.text
-            first[b] = t.feed(UInt8(b))
+            var text = state.text
+            first[b] = feed(&text, [UInt8(b)])
         }
         for i in 0..<logits.count {
-            if inString && i < tokenBytes.count && plainInString[i]
-                && (byteClass[i] == 0 || state.lastByteClass == 0 || byteClass[i] == state.lastByteClass) { continue }
-            guard i < tokenBytes.count, let b = tokenBytes[i].first, first[Int(b)], step(state, i) != nil else {
+            if inString && i < t.tokenBytes.count && t.plainInString[i]
+                && (t.byteClass[i] == 0 || state.lastByteClass == 0 || t.byteClass[i] == state.lastByteClass) { continue }
+            guard i < t.tokenBytes.count, let b = t.tokenBytes[i].first, first[Int(b)], step(state, i) != nil else {
                 logits[i] = -.infinity
                 continue
             }

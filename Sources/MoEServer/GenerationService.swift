@@ -24,8 +24,8 @@ struct PreparedRequest: Sendable {
     var minTokens = 0
     var includeStop = false
     var skipSpecialTokens = true
-    /// One JSON object (response_format json_object).
-    var grammar: JSONObjectGrammar?
+    /// One JSON object or one value of a schema (response_format json_object or json_schema).
+    var grammar: TokenGrammar?
     /// Alternatives per generated token's log-probabilities, and per prompt token's (nil: none).
     var logprobs: Int?
     var promptLogprobs: Int?
@@ -68,11 +68,11 @@ public final class GenerationService: @unchecked Sendable {
 
     public var contextLimit: Int { engine.contextLimit }
 
-    /// The json_object grammar over this model's vocabulary: each token's bytes are the text it adds after another
-    /// token (so a SentencePiece "▁x" counts its space, which only a text's first token loses; special tokens add
-    /// none; a piece of a UTF-8 character decodes to U+FFFD, which the grammar takes as string content). Built on
-    /// first use (a pass over the vocabulary), then shared by every such request.
-    var jsonGrammar: JSONObjectGrammar {
+    /// This model's vocabulary as constrained decoding reads it: each token's bytes are the text it adds after
+    /// another token (so a SentencePiece "▁x" counts its space, which only a text's first token loses; special tokens
+    /// add none; a piece of a UTF-8 character decodes to U+FFFD, which the grammars take as string content). Built on
+    /// first use (a pass over the vocabulary), then shared by every constrained request.
+    var tokenTable: TokenTable {
         grammarLock.withLock {
             if let g = builtGrammar { return g }
             let before = tokenizer.encode("a", addSpecialTokens: false).first
@@ -86,24 +86,32 @@ public final class GenerationService: @unchecked Sendable {
                 guard tokenizer.isGroupedByteToken(id) else { return 0 }
                 return bytes[id].count == 1 && bytes[id][0] < 0x80 ? 1 : 2
             }
-            let g = JSONObjectGrammar(tokenBytes: bytes, byteClass: classes, eos: eos)
+            let g = TokenTable(tokenBytes: bytes, byteClass: classes, eos: eos)
             builtGrammar = g
             return g
         }
     }
-    /// Constrains a request to one JSON object (response_format json_object). min_tokens cannot be kept with it: once
-    /// the object closes only EOS may follow.
-    func constrain(_ p: inout PreparedRequest, jsonObject: Bool) throws {
-        guard jsonObject else { return }
+    /// Constrains a request to one JSON object (response_format json_object) or one value of a schema (json_schema,
+    /// or vLLM's guided_json). min_tokens cannot be kept with either: once the value closes only EOS may follow.
+    func constrain(_ p: inout PreparedRequest, _ format: OutputFormat) throws {
+        let language: TokenGrammar.Language
+        switch format {
+        case .text: return
+        case .jsonObject: language = .jsonObject
+        case .jsonSchema(let schema):
+            do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
+                throw APIError.invalid(e.description, param: "response_format", code: "unsupported_schema")
+            }
+        }
         if p.minTokens > 0 {
-            throw APIError.invalid("min_tokens cannot be used with response_format json_object (only EOS may follow the object)",
+            throw APIError.invalid("min_tokens cannot be used with a JSON response_format (only EOS may follow the value)",
                                    param: "min_tokens")
         }
-        p.grammar = jsonGrammar
+        p.grammar = TokenGrammar(table: tokenTable, language: language)
     }
 
     private let grammarLock = NSLock()
-    private var builtGrammar: JSONObjectGrammar?
+    private var builtGrammar: TokenTable?
 
     func checkModel(_ name: String?) throws {
         if let n = name, n != modelName {

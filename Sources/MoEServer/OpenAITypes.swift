@@ -18,6 +18,39 @@ enum PromptInput: Decodable, Sendable {
     }
 }
 
+/// What a response's text must be.
+enum OutputFormat: Sendable {
+    case text, jsonObject
+    case jsonSchema(JSONValue)
+}
+
+/// Any JSON value, as a request carries a schema.
+indirect enum JSONValue: Decodable, Sendable {
+    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    /// As JSONSerialization would have read it (integers as Int, so `minItems: 2` reads as a count).
+    var foundation: Any {
+        switch self {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .number(let n): return n.rounded() == n && abs(n) < 1e15 ? Int(n) as Any : n
+        case .string(let s): return s
+        case .array(let a): return a.map(\.foundation)
+        case .object(let o): return o.mapValues(\.foundation)
+        }
+    }
+}
+
 /// `stop` as a string or a list of strings (stored, in job items, as a list).
 struct StopInput: Codable, Sendable {
     var values: [String]
@@ -94,8 +127,9 @@ struct GenerationOptions: Decodable, Sendable {
     var echo: Bool?
     /// vLLM's: tokens in log-probabilities as "token_id:N" instead of their text.
     var returnTokensAsTokenIds: Bool?
-    /// `response_format: {"type": "json_object"}`: the output is one JSON object.
-    var jsonObject = false
+    /// `response_format` json_object or json_schema (or vLLM's `guided_json`): the output is one JSON object, or one
+    /// value of the schema.
+    var format = OutputFormat.text
     /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
     /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
     var unsupported: (field: String, accepted: String)?
@@ -103,6 +137,14 @@ struct GenerationOptions: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, stream, streamOptions = "stream_options", n, logprobs, topLogprobs = "top_logprobs", echo
         case returnTokensAsTokenIds = "return_tokens_as_token_ids"
+        case responseFormat = "response_format", guidedJSON = "guided_json"
+    }
+
+    struct ResponseFormat: Decodable {
+        struct Schema: Decodable { var schema: JSONValue? }
+        var type: String
+        var jsonSchema: Schema?
+        enum CodingKeys: String, CodingKey { case type, jsonSchema = "json_schema" }
     }
 
     init(from decoder: any Decoder) throws {
@@ -119,7 +161,19 @@ struct GenerationOptions: Decodable, Sendable {
         sampling = try SamplingFields(from: decoder)
         let any = try decoder.container(keyedBy: AnyKey.self)
         unsupported = Self.firstUnsupported(any)
-        jsonObject = Self.responseFormatType(any) == "json_object"
+        let rf = try? c.decodeIfPresent(ResponseFormat.self, forKey: .responseFormat)
+        if let schema = try c.decodeIfPresent(JSONValue.self, forKey: .guidedJSON) {
+            format = .jsonSchema(schema)
+        } else if rf?.type == "json_object" {
+            format = .jsonObject
+        } else if rf?.type == "json_schema" {
+            guard let schema = rf?.jsonSchema?.schema else {
+                throw DecodingError.keyNotFound(AnyKey(stringValue: "schema"), .init(
+                    codingPath: [CodingKeys.responseFormat, AnyKey(stringValue: "json_schema")],
+                    debugDescription: "response_format json_schema needs json_schema.schema"))
+            }
+            format = .jsonSchema(schema)
+        }
     }
 
     struct AnyKey: CodingKey {
@@ -142,8 +196,8 @@ struct GenerationOptions: Decodable, Sendable {
             return ("suffix", "an empty string")
         }
         if count("tools") > 0 { return ("tools", "empty") }
-        if let t = responseFormatType(c), t != "text" && t != "json_object" {
-            return ("response_format", #"{"type": "text"} or {"type": "json_object"}"#)
+        if let t = responseFormatType(c), !["text", "json_object", "json_schema"].contains(t) {
+            return ("response_format", #"{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", …}"#)
         }
         return nil
     }

@@ -161,7 +161,7 @@ struct Routes: Sendable {
             var p = try service.prepare(prompt.ids, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens, allowNoTokens: echo)
             p.logprobs = logprobs
             p.promptLogprobs = echo ? logprobs : nil
-            try service.constrain(&p, jsonObject: o.jsonObject)
+            try service.constrain(&p, o.format)
             return GenerationService.choices(p, n: n)
         }
         let echoed = prepared.indices.map { echo ? prompts[$0 / n] : nil }
@@ -240,7 +240,7 @@ struct Routes: Sendable {
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
         p.logprobs = logprobs
-        try service.constrain(&p, jsonObject: o.jsonObject)
+        try service.constrain(&p, o.format)
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)

@@ -59,10 +59,10 @@ import Testing
     /// tokens without bytes (special tokens) never.
     @Test func maskKeepsTheTokensThatContinueThePrefix() {
         let vocab: [[UInt8]] = ["{", "}", "\"", "a", "\":", " 1", "x", "", "}\n", "{\"", ",\""].map { Array($0.utf8) }
-        let g = JSONObjectGrammar(tokenBytes: vocab, eos: [7])
+        let g = TokenGrammar(table: TokenTable(tokenBytes: vocab, eos: [7]), language: .jsonObject)
         func allowed(_ prefix: String) -> [Int] {
-            var s = JSONObjectGrammar.State()
-            let ok = s.text.feed(Array(prefix.utf8))
+            var s = g.start
+            let ok = g.feed(&s.text, Array(prefix.utf8))
             #expect(ok)
             var logits = [Float](repeating: 0, count: vocab.count + 1)
             logits.withUnsafeMutableBufferPointer { g.mask($0, after: s) }
@@ -73,19 +73,20 @@ import Testing
         #expect(allowed("{\"a") == [0, 1, 2, 3, 4, 5, 6, 9, 10])     // in a key: all but the newline's and EOS
         #expect(allowed("{\"a\": 1") == [1, 8, 10])    // close, or ",\"" (" 1" would put a space in the number)
         #expect(allowed("{}") == [7])                   // EOS alone
-        #expect(g.advance(JSONObjectGrammar.State(), by: [0, 1, 7])?.isComplete == true)
-        #expect(g.advance(JSONObjectGrammar.State(), by: [6]) == nil)
+        #expect(g.advance(g.start, by: [0, 1, 7])?.isComplete == true)
+        #expect(g.advance(g.start, by: [6]) == nil)
     }
 
     /// Byte-fallback tokens in one run never mix ASCII (structure) and other bytes: a run that is not UTF-8 would
     /// decode to U+FFFD for every byte, a quote included.
     @Test func byteTokenRunsDoNotMixASCIIWithOtherBytes() {
         // 0 "{", 1 "\"", 2 <0x22> (a quote as a byte token), 3 <0xE6>, 4 "a"
-        let g = JSONObjectGrammar(tokenBytes: [[0x7B], [0x22], [0x22], [0xEF, 0xBF, 0xBD], [0x61]], byteClass: [0, 0, 1, 2, 0], eos: [])
-        let inString = g.advance(JSONObjectGrammar.State(), by: [0, 1])!
+        let table = TokenTable(tokenBytes: [[0x7B], [0x22], [0x22], [0xEF, 0xBF, 0xBD], [0x61]], byteClass: [0, 0, 1, 2, 0], eos: [])
+        let g = TokenGrammar(table: table, language: .jsonObject)
+        let inString = g.advance(g.start, by: [0, 1])!
         #expect(g.advance(inString, by: [3, 3, 4]) != nil)       // non-ASCII bytes in a string
         #expect(g.advance(inString, by: [3, 2]) == nil)          // then a quote byte: the run would lose it
         #expect(g.advance(inString, by: [3, 4, 2]) != nil)       // another token ends the run first
-        #expect(g.advance(g.advance(JSONObjectGrammar.State(), by: [0])!, by: [2, 3]) == nil)
+        #expect(g.advance(g.advance(g.start, by: [0])!, by: [2, 3]) == nil)
     }
 }

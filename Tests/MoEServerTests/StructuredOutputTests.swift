@@ -43,7 +43,7 @@ import Testing
         _ = try await run(model: "tiny-mistral-sp", prompt: "The answer:")
         let s = try await LiveServer(model: "tiny-mistral-sp")
         defer { Task { await s.stop() } }
-        let g = s.server.service.jsonGrammar
+        let g = s.server.service.tokenTable
         let closing = g.tokenBytes.indices.filter { g.tokenBytes[$0].contains(UInt8(ascii: "}")) }
         #expect(!closing.isEmpty)
         for seed in 1...4 {
@@ -62,7 +62,7 @@ import Testing
         for model in ["tiny-mixtral", "tiny-mistral-sp"] {
             let s = try await LiveServer(model: model)
             defer { Task { await s.stop() } }
-            let service = s.server.service, g = service.jsonGrammar
+            let service = s.server.service, g = service.tokenTable
             let ordinary = g.tokenBytes.indices.filter { !g.tokenBytes[$0].isEmpty && g.tokenBytes[$0].allSatisfy { $0 < 0x80 } }
             var rng = SeededRNG(seed: 3)
             for _ in 0..<200 {
@@ -86,6 +86,46 @@ import Testing
         #expect(choice(a)["text"] as? String == choice(b)["text"] as? String)
     }
 
+    /// A Pydantic-like schema: every whole answer has the required keys, no others, each value of its type; an
+    /// answer cut by max_tokens is a prefix of one. Through response_format json_schema and vLLM's guided_json, with
+    /// speculation too.
+    @Test func jsonSchemaAnswersFollowTheSchema() async throws {
+        let schema: [String: Any] = [
+            "type": "object", "additionalProperties": false, "required": ["name", "age", "role"],
+            "properties": ["name": ["type": "string"], "age": ["type": "integer"], "role": ["enum": ["admin", "user", 7]],
+                           "tags": ["type": "array", "items": ["type": "string"], "maxItems": 2],
+                           "boss": ["anyOf": [["type": "null"], ["$ref": "#/$defs/Ref"]]]],
+            "$defs": ["Ref": ["type": "object", "properties": ["id": ["type": "number"]], "required": ["id"]]],
+        ]
+        let compiled = try JSONSchema(schema)
+        var whole = 0
+        for (model, draft) in [("tiny-mixtral", nil), ("tiny-mixtral-spec", "tiny-mixtral-spec-draft"), ("tiny-mistral-sp", nil)] as [(String, String?)] {
+            let s = try await LiveServer(model: model, draft: draft)
+            defer { Task { await s.stop() } }
+            for (i, sampling) in ([["temperature": 0]] + (1...6).map { ["temperature": 1.0, "seed": $0] }).enumerated() {
+                var body: [String: Any] = ["prompt": "Person:", "max_tokens": 300]
+                if i % 2 == 0 { body["response_format"] = ["type": "json_schema", "json_schema": ["name": "person", "schema": schema, "strict": true]] }
+                else { body["guided_json"] = schema }
+                let r = try await HTTP.post(s.base + "/v1/completions", body.merging(sampling) { $1 })
+                #expect(r.status == 200, "\(r.text)")
+                let text = choice(r)["text"] as? String ?? "?"
+                var state = JSONSchemaState(compiled)
+                let prefix = state.feed(Array(text.utf8), compiled)
+                #expect(prefix, "\(model) \(i): \(text.debugDescription)")
+                guard choice(r)["finish_reason"] as? String == "stop" else { continue }
+                let obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                #expect(obj?["name"] is String && obj?["age"] is Int, "\(text.debugDescription)")
+                let keys = Set((obj ?? [:]).keys)
+                #expect(keys.isSubset(of: ["name", "age", "role", "tags", "boss"]))
+                #expect((obj?["tags"] as? [String]).map { $0.count <= 2 } ?? (obj?["tags"] == nil))
+                let role = obj?["role"]
+                #expect(role as? String == "admin" || role as? String == "user" || role as? Int == 7)
+                whole += 1
+            }
+        }
+        #expect(whole >= 3)
+    }
+
     @Test func chatStreamedAndRefusedFormats() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
@@ -98,8 +138,13 @@ import Testing
         let pieces = HTTP.events(streamed.text).dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }
         #expect(pieces.joined() == message?["content"] as? String)
-        let schema = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "json_schema"]])
-        #expect(schema.status == 400 && schema.text.contains("json_object"), "\(schema.text)")
+        let noSchema = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "json_schema"]])
+        #expect(noSchema.status == 400 && noSchema.text.contains("json_schema.schema"), "\(noSchema.text)")
+        let pattern = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "json_schema",
+            "json_schema": ["name": "p", "schema": ["type": "object", "properties": ["a": ["type": "string", "pattern": "^x"]]]]]])
+        #expect(pattern.status == 400 && pattern.text.contains("/properties/a: the keyword pattern is not supported"), "\(pattern.text)")
+        let grammar = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "response_format": ["type": "grammar"]])
+        #expect(grammar.status == 400 && grammar.text.contains("json_schema"), "\(grammar.text)")
         let minTokens = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "min_tokens": 3, "response_format": ["type": "json_object"]])
         #expect(minTokens.status == 400 && minTokens.text.contains("min_tokens cannot be used"), "\(minTokens.text)")
     }

@@ -1,0 +1,366 @@
+import Foundation
+
+/// A JSON Schema compiled for constrained decoding (`response_format` json_schema): the subset structured outputs
+/// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys may come in any order, each at
+/// most once, the `required` ones before the object closes, no others (`additionalProperties` must be false or left
+/// out, as in strict mode). Arrays take `items` with `minItems`/`maxItems`; strings, numbers, integers, booleans and
+/// null; `enum` and `const` of plain values; `anyOf` (and a list of types) of any of these; `$ref` into `$defs` (or
+/// `definitions`), recursion included. Annotations (`title`, `description`, `default`, `examples`, `$schema`) are
+/// ignored; any other keyword would constrain the output in a way this does not check, so it is refused, by name.
+public struct JSONSchema: Sendable {
+    public indirect enum Node: Sendable {
+        case object(properties: [(key: [UInt8], node: Int)], required: UInt64)
+        case array(items: Int, min: Int, max: Int?)
+        case string
+        case number(integerOnly: Bool)
+        /// Each value as JSON bytes: `enum`, `const`, booleans, null.
+        case literals([[UInt8]])
+        case anyOf([Int])
+    }
+
+    public let nodes: [Node]
+    public let root: Int
+
+    public struct Unsupported: Error, CustomStringConvertible, Equatable {
+        public var path: String
+        public var reason: String
+        public var description: String { "json_schema at \(path.isEmpty ? "the root" : path): \(reason)" }
+    }
+
+    static let annotations: Set<String> = ["title", "description", "default", "examples", "$schema", "$id", "$comment",
+                                           "deprecated", "readOnly", "writeOnly", "strict"]
+
+    /// Compiles a schema given as Foundation JSON (what JSONSerialization returns).
+    public init(_ schema: Any) throws {
+        var b = Builder(document: schema)
+        root = try b.compile(schema, path: "")
+        nodes = b.nodes.map { $0! }
+    }
+
+    struct Builder {
+        let document: Any
+        var nodes: [Node?] = []
+        var refs: [String: Int] = [:]
+
+        mutating func compile(_ s: Any, path: String) throws -> Int {
+            guard let obj = s as? [String: Any] else {
+                throw Unsupported(path: path, reason: "a schema must be an object (true, false and {} are not supported)")
+            }
+            if let ref = obj["$ref"] as? String {
+                if let known = refs[ref] { return known }
+                let prefixes = ["#/$defs/", "#/definitions/"]
+                guard let p = prefixes.first(where: { ref.hasPrefix($0) }),
+                      let defs = (document as? [String: Any])?[p == "#/$defs/" ? "$defs" : "definitions"] as? [String: Any],
+                      let target = defs[String(ref.dropFirst(p.count))] else {
+                    throw Unsupported(path: path, reason: "$ref \(ref) does not name an entry of $defs or definitions")
+                }
+                let i = reserve()
+                refs[ref] = i
+                nodes[i] = .anyOf([try compile(target, path: ref)])
+                return i
+            }
+            let known: Set<String> = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+                                      "enum", "const", "anyOf", "oneOf", "$defs", "definitions"]
+            if let other = obj.keys.sorted().first(where: { !known.contains($0) && !JSONSchema.annotations.contains($0) }) {
+                throw Unsupported(path: path, reason: "the keyword \(other) is not supported")
+            }
+            let i = reserve()
+            nodes[i] = try node(obj, path: path)
+            return i
+        }
+
+        mutating func reserve() -> Int {
+            nodes.append(nil)
+            return nodes.count - 1
+        }
+
+        mutating func node(_ obj: [String: Any], path: String) throws -> Node {
+            if let values = obj["enum"] as? [Any] { return .literals(try values.map { try literal($0, path: path + "/enum") }) }
+            if let value = obj["const"] { return .literals([try literal(value, path: path + "/const")]) }
+            if let alternatives = (obj["anyOf"] ?? obj["oneOf"]) as? [Any] {
+                guard !alternatives.isEmpty else { throw Unsupported(path: path, reason: "anyOf is empty") }
+                // oneOf is taken as anyOf: of structured outputs' alternatives (null or a value, distinct objects) at
+                // most one can match a text anyway.
+                return .anyOf(try alternatives.enumerated().map { try compile($1, path: path + "/anyOf/\($0)") })
+            }
+            if let types = obj["type"] as? [String] {
+                var one = obj
+                return .anyOf(try types.map { t in
+                    one["type"] = t
+                    let i = reserve()
+                    nodes[i] = try node(one, path: path)
+                    return i
+                })
+            }
+            guard let type = obj["type"] as? String else {
+                throw Unsupported(path: path, reason: "a schema needs a type, enum, const, anyOf or $ref")
+            }
+            switch type {
+            case "object":
+                if let extra = obj["additionalProperties"], (extra as? Bool) != false {
+                    throw Unsupported(path: path, reason: "additionalProperties must be false or left out")
+                }
+                let props = obj["properties"] as? [String: Any] ?? [:]
+                guard props.count <= 64 else { throw Unsupported(path: path, reason: "more than 64 properties") }
+                // Declared order where the document keeps it is lost in a dictionary: keys may come in any order anyway.
+                let names = props.keys.sorted()
+                var required: UInt64 = 0
+                for r in obj["required"] as? [String] ?? [] {
+                    guard let k = names.firstIndex(of: r) else {
+                        throw Unsupported(path: path, reason: "required property \(r) is not among the properties")
+                    }
+                    required |= 1 << UInt64(k)
+                }
+                return .object(properties: try names.map { name in
+                    (Array(try JSONSerialization.data(withJSONObject: name, options: [.fragmentsAllowed, .withoutEscapingSlashes])),
+                     try compile(props[name]!, path: path + "/properties/\(name)"))
+                }, required: required)
+            case "array":
+                guard let items = obj["items"] else { throw Unsupported(path: path, reason: "an array needs items") }
+                let min = obj["minItems"] as? Int ?? 0, max = obj["maxItems"] as? Int
+                return .array(items: try compile(items, path: path + "/items"), min: min, max: max)
+            case "string": return .string
+            case "number": return .number(integerOnly: false)
+            case "integer": return .number(integerOnly: true)
+            case "boolean": return .literals([Array("true".utf8), Array("false".utf8)])
+            case "null": return .literals([Array("null".utf8)])
+            default: throw Unsupported(path: path, reason: "type \(type) is not a JSON type")
+            }
+        }
+
+        func literal(_ v: Any, path: String) throws -> [UInt8] {
+            if v is [Any] || v is [String: Any] { throw Unsupported(path: path, reason: "enum and const values must be plain values") }
+            return Array(try JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .withoutEscapingSlashes]))
+        }
+    }
+}
+
+/// Where a text stands against a compiled schema: the possible parses (several while an anyOf has not been decided),
+/// each a stack of frames, innermost last. As in json_object, the text starts at its value and whitespace between
+/// tokens comes in runs of at most `JSONPrefix.maxSpaces` bytes.
+public struct JSONSchemaState: Sendable, Equatable {
+    enum Frame: Sendable, Equatable {
+        case value(Int)                                  // a value of this node, not yet begun
+        /// Phases: 0 after '{', 1 before ':' (with the property whose value follows), 2 after a value, 3 after ','.
+        case object(Int, seen: UInt64, phase: UInt8, pending: Int)
+        case key(Int, seen: UInt64, typed: [UInt8])      // inside a key: its JSON bytes so far, opening quote included
+        case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
+        case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
+        case number(integerOnly: Bool, lex: UInt8)       // JSONPrefix's number modes
+        case literal(candidates: [[UInt8]], at: Int)
+    }
+    struct Parse: Sendable, Equatable {
+        var frames: [Frame]
+        var spaces: UInt8 = 0
+        /// The text starts at its value: no whitespace before it (as json_object starts at its '{').
+        var began = false
+    }
+    var parses: [Parse]
+
+    public init(_ schema: JSONSchema) { parses = [Parse(frames: [.value(schema.root)])] }
+
+    /// Some parse has read a whole value.
+    public var isComplete: Bool { parses.contains { Self.complete($0) } }
+    /// Every parse has read a whole value and can take nothing but whitespace.
+    public var isClosed: Bool { parses.allSatisfy { $0.frames.isEmpty } }
+
+    /// A whole value: nothing open, or only a top-level number or literal that could also go on (`12` of `123`).
+    static func complete(_ p: Parse) -> Bool {
+        guard p.frames.count <= 1 else { return false }
+        switch p.frames.first {
+        case nil: return true
+        case .number(_, let lex)?:
+            return [JSONPrefix.Mode.zero, .integer, .fraction, .exponentDigits].map(\.rawValue).contains(lex)
+        case .literal(let candidates, let at)?: return candidates.contains { $0.count == at }
+        default: return false
+        }
+    }
+
+    /// Most parses kept at once (an anyOf of near-identical alternatives), and most frames deep.
+    static let maxParses = 64, maxFrames = 128
+    /// Every parse is inside a free string: bytes other than quote, backslash and control bytes keep it so.
+    public var inFreeString: Bool { parses.allSatisfy { $0.frames.last == .string(escape: 0) } }
+
+    public mutating func feed(_ b: UInt8, _ schema: JSONSchema) -> Bool {
+        var next: [Parse] = []
+        for p in parses { Self.feed(p, b, schema, into: &next, expansions: 0) }
+        parses = Array(next.prefix(Self.maxParses))
+        return !parses.isEmpty
+    }
+
+    public mutating func feed(_ bytes: some Sequence<UInt8>, _ schema: JSONSchema) -> Bool {
+        for b in bytes where !feed(b, schema) { return false }
+        return true
+    }
+
+    static func isSpace(_ b: UInt8) -> Bool { JSONPrefix.isSpace(b) }
+    static func isDigit(_ b: UInt8) -> Bool { JSONPrefix.isDigit(b) }
+
+    /// Feeds one byte to one parse; what survives (several parses when an anyOf opens) goes to `out`.
+    static func feed(_ parse: Parse, _ b: UInt8, _ schema: JSONSchema, into out: inout [Parse], expansions: Int) {
+        var p = parse
+        guard p.frames.count < maxFrames, expansions < 32 else { return }
+        guard let top = p.frames.last else {
+            if isSpace(b) && p.spaces < JSONPrefix.maxSpaces { p.spaces += 1; out.append(p) }
+            return
+        }
+        let structural: Bool
+        switch top {
+        case .value, .object, .array: structural = true
+        default: structural = false
+        }
+        if structural && isSpace(b) {
+            guard p.began, p.spaces < JSONPrefix.maxSpaces else { return }
+            p.spaces += 1
+            out.append(p)
+            return
+        }
+        if case .string = top {} else if case .key = top {} else { p.spaces = 0 }
+        p.began = true
+        p.frames.removeLast()
+        switch top {
+        case .value(let n):
+            switch schema.nodes[n] {
+            case .anyOf(let alternatives):
+                for a in alternatives {
+                    var q = p
+                    q.frames.append(.value(a))
+                    feed(q, b, schema, into: &out, expansions: expansions + 1)
+                }
+                return
+            case .object:
+                guard b == UInt8(ascii: "{") else { return }
+                p.frames.append(.object(n, seen: 0, phase: 0, pending: -1))
+            case .array:
+                guard b == UInt8(ascii: "[") else { return }
+                p.frames.append(.array(n, count: 0, phase: 0))
+            case .string:
+                guard b == UInt8(ascii: "\"") else { return }
+                p.frames.append(.string(escape: 0))
+            case .number(let integerOnly):
+                let lex: JSONPrefix.Mode
+                if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
+                else if isDigit(b) { lex = .integer } else { return }
+                p.frames.append(.number(integerOnly: integerOnly, lex: lex.rawValue))
+            case .literals(let values):
+                let c = values.filter { $0.first == b }
+                guard !c.isEmpty else { return }
+                p.frames.append(.literal(candidates: c, at: 1))
+            }
+            out.append(p)
+        case .object(let n, let seen, let phase, let pending):
+            guard case .object(let props, let required) = schema.nodes[n] else { return }
+            let unseen = props.indices.contains { seen & (1 << UInt64($0)) == 0 }
+            switch (phase, b) {
+            case (0, UInt8(ascii: "}")), (2, UInt8(ascii: "}")):
+                guard seen & required == required else { return }
+                out.append(contentsOf: afterValue(p, schema))
+                return
+            case (0, UInt8(ascii: "\"")), (3, UInt8(ascii: "\"")):
+                guard unseen else { return }
+                p.frames.append(.key(n, seen: seen, typed: [b]))
+            case (1, UInt8(ascii: ":")):
+                p.frames.append(.object(n, seen: seen, phase: 2, pending: -1))
+                p.frames.append(.value(pending))
+            case (2, UInt8(ascii: ",")):
+                guard unseen else { return }
+                p.frames.append(.object(n, seen: seen, phase: 3, pending: -1))
+            default: return
+            }
+            out.append(p)
+        case .key(let n, let seen, let typed):
+            guard case .object(let props, _) = schema.nodes[n] else { return }
+            let t = typed + [b]
+            var matched: Int?
+            var any = false
+            for (i, prop) in props.enumerated() where seen & (1 << UInt64(i)) == 0 && prop.key.starts(with: t) {
+                any = true
+                if prop.key.count == t.count { matched = i }
+            }
+            guard any else { return }
+            if let i = matched {
+                p.frames.append(.object(n, seen: seen | (1 << UInt64(i)), phase: 1, pending: props[i].node))
+            } else {
+                p.frames.append(.key(n, seen: seen, typed: t))
+            }
+            out.append(p)
+        case .array(let n, let count, let phase):
+            guard case .array(let items, let min, let max) = schema.nodes[n] else { return }
+            if (phase == 0 || phase == 2) && b == UInt8(ascii: "]") {
+                guard count >= min else { return }
+                out.append(contentsOf: afterValue(p, schema))
+                return
+            }
+            if phase == 2 {
+                guard b == UInt8(ascii: ","), max.map({ count < $0 }) ?? true else { return }
+                p.frames.append(.array(n, count: count, phase: 3))
+                out.append(p)
+                return
+            }
+            guard max.map({ count < $0 }) ?? true else { return }
+            p.frames.append(.array(n, count: count + 1, phase: 2))
+            p.frames.append(.value(items))
+            feed(p, b, schema, into: &out, expansions: expansions + 1)
+        case .string(let escape):
+            switch escape {
+            case 0:
+                if b == UInt8(ascii: "\"") { out.append(contentsOf: afterValue(p, schema)); return }
+                if b == UInt8(ascii: "\\") { p.frames.append(.string(escape: 1)) }
+                else if b < 0x20 { return } else { p.frames.append(.string(escape: 0)) }
+            case 1:
+                if b == UInt8(ascii: "u") { p.frames.append(.string(escape: 5)) }
+                else if Array("\"\\/bfnrt".utf8).contains(b) { p.frames.append(.string(escape: 0)) }
+                else { return }
+            default:
+                let hex = isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))
+                guard hex else { return }
+                p.frames.append(.string(escape: escape == 2 ? 0 : escape - 1))
+            }
+            out.append(p)
+        case .number(let integerOnly, let lex):
+            // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.
+            var m = JSONPrefix()
+            m.mode = JSONPrefix.Mode(rawValue: lex)!
+            let terminable = [JSONPrefix.Mode.zero, .integer, .fraction, .exponentDigits].contains(m.mode)
+            let continues = isDigit(b) || b == UInt8(ascii: "-") || b == UInt8(ascii: "+") || b == UInt8(ascii: ".")
+                || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")
+            if continues {
+                if integerOnly && (b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")) { return }
+                guard m.feed(b), m.mode.rawValue >= JSONPrefix.Mode.minus.rawValue,
+                      m.mode.rawValue <= JSONPrefix.Mode.exponentDigits.rawValue else { return }
+                p.frames.append(.number(integerOnly: integerOnly, lex: m.mode.rawValue))
+                out.append(p)
+                return
+            }
+            guard terminable else { return }
+            // The number ended: this byte belongs to what holds it.
+            for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
+        case .literal(let candidates, let at):
+            let c = candidates.filter { $0.count > at && $0[at] == b }
+            if !c.isEmpty {
+                if c.count == 1 && c[0].count == at + 1 {
+                    out.append(contentsOf: afterValue(p, schema))
+                } else {
+                    p.frames.append(.literal(candidates: c, at: at + 1))
+                    out.append(p)
+                }
+                return
+            }
+            // A shorter candidate may have ended here (enum [1, 12] after "1"): the byte belongs to what holds it.
+            guard candidates.contains(where: { $0.count == at }) else { return }
+            for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
+        }
+    }
+
+    /// After a value closed (its frame already removed): the container's next phase, or the end of the text.
+    static func afterValue(_ parse: Parse, _ schema: JSONSchema) -> [Parse] {
+        var p = parse
+        guard let top = p.frames.popLast() else { return [p] }
+        switch top {
+        case .object(let n, let seen, _, _): p.frames.append(.object(n, seen: seen, phase: 2, pending: -1))
+        case .array(let n, let count, _): p.frames.append(.array(n, count: count, phase: 2))
+        default: return []
+        }
+        return [p]
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+@testable import MoEModel
+
+/// The json_schema automaton: which texts are prefixes of a value the schema accepts, which are whole ones, and
+/// which schemas are refused.
+@Suite struct JSONSchemaTests {
+    static func schema(_ json: String) -> JSONSchema {
+        try! JSONSchema(try! JSONSerialization.jsonObject(with: Data(json.utf8)))
+    }
+
+    /// What a Pydantic model with a nested model, an optional field, an enum and a list gives.
+    static let person = schema("""
+        {"type": "object", "title": "Person",
+         "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                        "email": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null},
+                        "role": {"enum": ["admin", "user"]},
+                        "address": {"$ref": "#/$defs/Address"},
+                        "scores": {"type": "array", "items": {"type": "number"}, "maxItems": 3}},
+         "required": ["name", "age"], "additionalProperties": false,
+         "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "integer"]}},
+                               "required": ["city"]}}}
+        """)
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        var text: String
+        var prefix: Bool
+        var complete: Bool
+        var testDescription: String { text.debugDescription }
+    }
+
+    static let personCases: [Case] = [
+        Case(text: "{", prefix: true, complete: false),
+        Case(text: " {", prefix: false, complete: false),                                           // starts at its value
+        Case(text: "{\"name\": \"Ada\", \"age\": 36}", prefix: true, complete: true),
+        Case(text: "{\"age\":36,\"name\":\"Ada\"}", prefix: true, complete: true),                  // any order
+        Case(text: "{\"name\": \"Ada\"}", prefix: false, complete: false),                          // age is required
+        Case(text: "{\"name\": \"Ada\", \"name\": \"Bo\"}", prefix: false, complete: false),        // each key once
+        Case(text: "{\"nick\"", prefix: false, complete: false),                                    // no other keys
+        Case(text: "{\"na", prefix: true, complete: false),
+        Case(text: "{\"age\": 36.5}", prefix: false, complete: false),                              // an integer
+        Case(text: "{\"age\": -7, \"name\": \"x\", \"email\": null, \"role\": \"user\"}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"email\": \"a@b\"}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"email\": 3}", prefix: false, complete: false),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"role\": \"root\"}", prefix: false, complete: false),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"role\": \"adm", prefix: true, complete: false),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"address\": {\"city\": \"Oslo\", \"zip\": 150}}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"address\": {\"zip\": \"0150\"}}", prefix: false, complete: false),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": [1, 2.5e3, -0.25]}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": [1, 2, 3, 4]}", prefix: false, complete: false),   // maxItems
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": []}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": [1,]}", prefix: false, complete: false),
+        Case(text: "{\"age\": 1 , \"name\" : \"x\\n\\u00e9\" }", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\"}  ", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\"} x", prefix: false, complete: false),
+    ]
+
+    @Test(arguments: personCases)
+    func personSchemaAcceptsExactlyItsValues(_ c: Case) {
+        var s = JSONSchemaState(Self.person)
+        let ok = s.feed(Array(c.text.utf8), Self.person)
+        #expect(ok == c.prefix)
+        if ok { #expect(s.isComplete == c.complete) }
+    }
+
+    /// Top-level scalars: a number or a literal is whole where it could also go on.
+    @Test func scalarsAndLiteralsEndWhereTheyMay() {
+        func feed(_ s: inout JSONSchemaState, _ text: String, _ schema: JSONSchema) -> Bool { s.feed(Array(text.utf8), schema) }
+        let n = Self.schema(#"{"enum": [1, 12, "a"]}"#)
+        var s = JSONSchemaState(n)
+        let one = feed(&s, "1", n), oneWhole = s.isComplete
+        let twelve = feed(&s, "2", n), twelveWhole = s.isComplete
+        let more = feed(&s, "3", n)
+        #expect(one && oneWhole && twelve && twelveWhole && !more)
+        let b = Self.schema(#"{"type": "array", "items": {"type": "boolean"}, "minItems": 2}"#)
+        var t = JSONSchemaState(b)
+        let open = feed(&t, "[true", b), early = feed(&t, "]", b)
+        #expect(open && !early)
+        var u = JSONSchemaState(b)
+        let pair = feed(&u, "[true, false]", b)
+        #expect(pair && u.isComplete && u.isClosed)
+        let recursive = Self.schema(##"{"$ref": "#/$defs/T", "$defs": {"T": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/T"}}}}}}"##)
+        var r = JSONSchemaState(recursive)
+        let tree = feed(&r, #"{"kids": [{"kids": []}, {}]}"#, recursive)
+        #expect(tree && r.isComplete)
+    }
+
+    @Test func unsupportedKeywordsAreRefusedByName() {
+        func reason(_ json: String) -> String {
+            do { _ = try JSONSchema(try JSONSerialization.jsonObject(with: Data(json.utf8))); return "" } catch { return "\(error)" }
+        }
+        #expect(reason(#"{"type": "string", "pattern": "^a"}"#).contains("the keyword pattern is not supported"))
+        #expect(reason(#"{"type": "object", "additionalProperties": true}"#).contains("additionalProperties must be false"))
+        #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}}"#)
+            .contains("/properties/a: the keyword minimum is not supported"))
+        #expect(reason(##"{"$ref": "#/$defs/Nope"}"##).contains("does not name an entry"))
+        #expect(reason(#"{"type": "object", "required": ["x"]}"#).contains("required property x is not among the properties"))
+        #expect(reason(#"{}"#).contains("needs a type"))
+    }
+}
