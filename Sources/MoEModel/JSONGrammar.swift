@@ -283,7 +283,8 @@ public final class TokenGrammar: Sendable {
     }
 
     /// Sets the logits of tokens that cannot come next to −∞ (vocabulary rows beyond the tokenizer's are masked too).
-    /// The bytes the state takes first are found once (256 tries), so most tokens are refused by their first byte.
+    /// The states after each first byte, and which second bytes each takes, are found once (at most 256 + 256 × the
+    /// first bytes taken tries), so most tokens are settled by their first two bytes and only the rest are fed whole.
     public func mask(_ logits: UnsafeMutableBufferPointer<Float>, after state: State) {
         let t = table
         let eosKept = state.isComplete ? t.eos.filter { Int($0) < logits.count }.map { ($0, logits[Int($0)]) } : []
@@ -297,18 +298,31 @@ public final class TokenGrammar: Sendable {
         case .object(let p): inString = p.mode == .string
         case .schema(let s): inString = s.inFreeString
         }
-        var first = [Bool](repeating: false, count: 256)
+        var after = [Text?](repeating: nil, count: 256)
         for b in 0..<256 {
             var text = state.text
-            first[b] = feed(&text, [UInt8(b)])
+            if feed(&text, [UInt8(b)]) { after[b] = text }
         }
+        var second = [[Bool]?](repeating: nil, count: 256)
+        let last = state.lastByteClass
         for i in 0..<logits.count {
-            if inString && i < t.tokenBytes.count && t.plainInString[i]
-                && (t.byteClass[i] == 0 || state.lastByteClass == 0 || t.byteClass[i] == state.lastByteClass) { continue }
-            guard i < t.tokenBytes.count, let b = t.tokenBytes[i].first, first[Int(b)], step(state, i) != nil else {
-                logits[i] = -.infinity
-                continue
+            guard i < t.tokenBytes.count else { logits[i] = -.infinity; continue }
+            let c = t.byteClass[i]
+            guard c == 0 || last == 0 || c == last else { logits[i] = -.infinity; continue }
+            if inString && t.plainInString[i] { continue }
+            let bytes = t.tokenBytes[i]
+            guard let b0 = bytes.first, let text1 = after[Int(b0)] else { logits[i] = -.infinity; continue }
+            if bytes.count == 1 { continue }
+            if second[Int(b0)] == nil {
+                second[Int(b0)] = (0..<256).map { b in
+                    var text = text1
+                    return feed(&text, [UInt8(b)])
+                }
             }
+            guard second[Int(b0)]![Int(bytes[1])] else { logits[i] = -.infinity; continue }
+            if bytes.count == 2 { continue }
+            var text = text1
+            if !feed(&text, Array(bytes.dropFirst())) { logits[i] = -.infinity }
         }
     }
 }
