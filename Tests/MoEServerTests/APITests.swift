@@ -233,7 +233,7 @@ import Testing
         defer { Task { await s.stop() } }
         let url = s.base + "/v1/completions"
         let refused: [(String, Any)] = [("best_of", 3), ("suffix", "end"), ("tools", [["type": "function"]]),
-                                        ("response_format", ["type": "json_schema"])]
+                                        ("response_format", ["type": "structural_tag"])]
         for (field, value) in refused {
             expectError(try await HTTP.post(url, ["prompt": "hi", "max_tokens": 2, field: value]), 400, "`\(field)` is not supported", field)
         }
