@@ -192,9 +192,11 @@ public final class GenerationService: @unchecked Sendable {
                                     seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),
                                     frequencyPenalty: Float(f.frequencyPenalty ?? 0), presencePenalty: Float(f.presencePenalty ?? 0),
                                     logitBias: bias, minP: Float(minP))
-        return PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
-                               stopTokenIds: stopIds, minTokens: minTokens, includeStop: f.includeStopStrInOutput ?? false,
-                               skipSpecialTokens: f.skipSpecialTokens ?? true)
+        var p = PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
+                                stopTokenIds: stopIds, minTokens: minTokens, includeStop: f.includeStopStrInOutput ?? false,
+                                skipSpecialTokens: f.skipSpecialTokens ?? true)
+        try constrain(&p, try f.outputFormat())
+        return p
     }
 
     /// Checks a count of log-probability alternatives (`logprobs` of a completion, `top_logprobs` of a chat).

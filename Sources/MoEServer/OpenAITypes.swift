@@ -25,7 +25,7 @@ enum OutputFormat: Sendable {
 }
 
 /// Any JSON value, as a request carries a schema.
-indirect enum JSONValue: Decodable, Sendable {
+indirect enum JSONValue: Codable, Sendable {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
     init(from decoder: any Decoder) throws {
@@ -36,6 +36,18 @@ indirect enum JSONValue: Decodable, Sendable {
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
         else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let n): try c.encode(n)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
     }
 
     /// As JSONSerialization would have read it (integers as Int, so `minItems: 2` reads as a count).
@@ -91,13 +103,41 @@ struct SamplingFields: Codable, Sendable {
     /// vLLM's: the stop string or stop token's text kept at the end of the text; special tokens' text shown.
     var includeStopStrInOutput: Bool?
     var skipSpecialTokens: Bool?
+    /// `response_format` json_object or json_schema (or vLLM's `guided_json`, a schema): the output is one JSON
+    /// object, or one value of the schema.
+    var responseFormat: ResponseFormat?
+    var guidedJSON: JSONValue?
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
         case presencePenalty = "presence_penalty", frequencyPenalty = "frequency_penalty"
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
         case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
-        case skipSpecialTokens = "skip_special_tokens"
+        case skipSpecialTokens = "skip_special_tokens", responseFormat = "response_format", guidedJSON = "guided_json"
+    }
+
+    struct ResponseFormat: Codable, Sendable {
+        struct Schema: Codable, Sendable {
+            var name: String?
+            var schema: JSONValue?
+        }
+        var type: String
+        var jsonSchema: Schema?
+        enum CodingKeys: String, CodingKey { case type, jsonSchema = "json_schema" }
+    }
+
+    /// What the text must be; a 400 for a json_schema format without its schema.
+    func outputFormat() throws -> OutputFormat {
+        if let schema = guidedJSON { return .jsonSchema(schema) }
+        switch responseFormat?.type {
+        case "json_object": return .jsonObject
+        case "json_schema":
+            guard let schema = responseFormat?.jsonSchema?.schema else {
+                throw APIError.invalid("response_format json_schema needs json_schema.schema", param: "response_format")
+            }
+            return .jsonSchema(schema)
+        default: return .text
+        }
     }
 
     /// These fields, each one not set here taken from `defaults` (a job prompt's own fields over the job's).
@@ -107,6 +147,7 @@ struct SamplingFields: Codable, Sendable {
         take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
         take(\.stopTokenIds); take(\.logitBias); take(\.includeStopStrInOutput); take(\.skipSpecialTokens)
+        take(\.responseFormat); take(\.guidedJSON)
         return f
     }
 }
@@ -127,9 +168,6 @@ struct GenerationOptions: Decodable, Sendable {
     var echo: Bool?
     /// vLLM's: tokens in log-probabilities as "token_id:N" instead of their text.
     var returnTokensAsTokenIds: Bool?
-    /// `response_format` json_object or json_schema (or vLLM's `guided_json`): the output is one JSON object, or one
-    /// value of the schema.
-    var format = OutputFormat.text
     /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
     /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
     var unsupported: (field: String, accepted: String)?
@@ -137,14 +175,6 @@ struct GenerationOptions: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, stream, streamOptions = "stream_options", n, logprobs, topLogprobs = "top_logprobs", echo
         case returnTokensAsTokenIds = "return_tokens_as_token_ids"
-        case responseFormat = "response_format", guidedJSON = "guided_json"
-    }
-
-    struct ResponseFormat: Decodable {
-        struct Schema: Decodable { var schema: JSONValue? }
-        var type: String
-        var jsonSchema: Schema?
-        enum CodingKeys: String, CodingKey { case type, jsonSchema = "json_schema" }
     }
 
     init(from decoder: any Decoder) throws {
@@ -161,19 +191,6 @@ struct GenerationOptions: Decodable, Sendable {
         sampling = try SamplingFields(from: decoder)
         let any = try decoder.container(keyedBy: AnyKey.self)
         unsupported = Self.firstUnsupported(any)
-        let rf = try? c.decodeIfPresent(ResponseFormat.self, forKey: .responseFormat)
-        if let schema = try c.decodeIfPresent(JSONValue.self, forKey: .guidedJSON) {
-            format = .jsonSchema(schema)
-        } else if rf?.type == "json_object" {
-            format = .jsonObject
-        } else if rf?.type == "json_schema" {
-            guard let schema = rf?.jsonSchema?.schema else {
-                throw DecodingError.keyNotFound(AnyKey(stringValue: "schema"), .init(
-                    codingPath: [CodingKeys.responseFormat, AnyKey(stringValue: "json_schema")],
-                    debugDescription: "response_format json_schema needs json_schema.schema"))
-            }
-            format = .jsonSchema(schema)
-        }
     }
 
     struct AnyKey: CodingKey {
@@ -365,6 +382,7 @@ struct JobRequest: Decodable, Sendable {
     struct Entry: Decodable, Sendable {
         var prompt: JobPrompt?
         var sampling: SamplingFields
+        var unsupported: (field: String, accepted: String)?
 
         init(from decoder: any Decoder) throws {
             if let s = try? decoder.singleValueContainer().decode(String.self) {
@@ -378,12 +396,16 @@ struct JobRequest: Decodable, Sendable {
             }
             prompt = try? c.decodeIfPresent(JobPrompt.self, forKey: .prompt)
             sampling = try SamplingFields(from: decoder)
+            unsupported = JobRequest.firstUnsupported(try decoder.container(keyedBy: GenerationOptions.AnyKey.self))
         }
     }
 
     var model: String?
     var prompts: [Entry]
     var sampling: SamplingFields
+    /// The first option of the job, or of one of its prompts, that jobs do not carry out (their results are text,
+    /// one choice a prompt), with the value they accept.
+    var unsupported: (field: String, accepted: String)?
 
     enum CodingKeys: String, CodingKey { case model, prompts }
 
@@ -392,6 +414,23 @@ struct JobRequest: Decodable, Sendable {
         model = try c.decodeIfPresent(String.self, forKey: .model)
         prompts = try c.decode([Entry].self, forKey: .prompts)
         sampling = try SamplingFields(from: decoder)
+        unsupported = Self.firstUnsupported(try decoder.container(keyedBy: GenerationOptions.AnyKey.self))
+            ?? prompts.lazy.compactMap(\.unsupported).first
+    }
+
+    /// What the completion routes refuse, and what only they carry out: log-probabilities, echo, several choices,
+    /// streaming (defaults pass).
+    static func firstUnsupported(_ c: KeyedDecodingContainer<GenerationOptions.AnyKey>) -> (field: String, accepted: String)? {
+        if let u = GenerationOptions.firstUnsupported(c) { return u }
+        func key(_ k: String) -> GenerationOptions.AnyKey { GenerationOptions.AnyKey(stringValue: k) }
+        if let v = (try? c.decodeIfPresent(Int.self, forKey: key("logprobs"))) ?? nil { return ("logprobs", "null (got \(v))") }
+        for k in ["logprobs", "echo", "stream"] where ((try? c.decodeIfPresent(Bool.self, forKey: key(k))) ?? nil) == true {
+            return (k, "false")
+        }
+        for (k, d) in [("top_logprobs", 0), ("n", 1)] {
+            if let v = (try? c.decodeIfPresent(Int.self, forKey: key(k))) ?? nil, v != d { return (k, "\(d)") }
+        }
+        return nil
     }
 }
 

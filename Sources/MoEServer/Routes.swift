@@ -161,7 +161,6 @@ struct Routes: Sendable {
             var p = try service.prepare(prompt.ids, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens, allowNoTokens: echo)
             p.logprobs = logprobs
             p.promptLogprobs = echo ? logprobs : nil
-            try service.constrain(&p, o.format)
             return GenerationService.choices(p, n: n)
         }
         let echoed = prepared.indices.map { echo ? prompts[$0 / n] : nil }
@@ -240,7 +239,6 @@ struct Routes: Sendable {
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
         p.logprobs = logprobs
-        try service.constrain(&p, o.format)
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)
@@ -338,6 +336,10 @@ struct Routes: Sendable {
     func createJob(_ req: Request) async throws -> Response {
         let r = try await decode(JobRequest.self, req)
         try service.checkModel(r.model)
+        if let u = r.unsupported {
+            throw APIError.invalid("`\(u.field)` is not supported in jobs; leave it out or send \(u.accepted)", param: u.field,
+                                   code: "unsupported_parameter")
+        }
         guard !r.prompts.isEmpty else { throw APIError.invalid("'prompts' must be a non-empty list", param: "prompts") }
         guard r.prompts.count <= Self.maxJobPrompts else {
             throw APIError.invalid("at most \(Self.maxJobPrompts) prompts per job", param: "prompts")

@@ -126,6 +126,42 @@ import Testing
         #expect(whole >= 3)
     }
 
+    /// A job's prompts take response_format (the job's, or their own) and keep it across the database: each result
+    /// is a prefix of one value, whole when it stopped; options jobs do not carry out are a 400 naming them.
+    @Test func jobsTakeResponseFormatAndRefuseWhatTheyCannotReturn() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let schema: [String: Any] = ["type": "object", "properties": ["ok": ["type": "boolean"]], "required": ["ok"]]
+        let create = try await HTTP.post(s.base + "/v1/jobs", [
+            "prompts": ["A:", ["prompt": "B:", "response_format": ["type": "json_schema", "json_schema": ["name": "s", "schema": schema]]]],
+            "max_tokens": 200, "temperature": 0, "response_format": ["type": "json_object"]])
+        #expect(create.status == 202, "\(create.text)")
+        let id = create.json?["id"] as? String ?? "?"
+        var job: [String: Any]? = nil
+        for _ in 0..<500 {
+            job = try await HTTP.get(s.base + "/v1/jobs/\(id)").json
+            if job?["status"] as? String == "completed" { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let lines = try await HTTP.get(s.base + "/v1/jobs/\(id)/results").text.split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.count == 2, "\(job ?? [:])")
+        for line in lines { _ = check(line["text"] as? String ?? "?", line["finish_reason"] as? String, "job item \(line["index"] ?? "")") }
+        let second = lines.first { $0["index"] as? Int == 1 }
+        if second?["finish_reason"] as? String == "stop" {
+            let obj = try JSONSerialization.jsonObject(with: Data((second?["text"] as? String ?? "").utf8)) as? [String: Any]
+            #expect(obj?["ok"] is Bool && obj?.count == 1)
+        }
+        for (field, value) in [("logprobs", 2), ("echo", true), ("n", 3), ("stream", true)] as [(String, Any)] {
+            let job = try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["x"], field: value])
+            #expect(job.status == 400 && job.text.contains("`\(field)` is not supported in jobs"), "\(job.text)")
+            let item = try await HTTP.post(s.base + "/v1/jobs", ["prompts": [["prompt": "x", field: value]]])
+            #expect(item.status == 400 && item.text.contains("`\(field)` is not supported in jobs"), "\(item.text)")
+        }
+        let bad = try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["x"], "guided_json": ["type": "string", "format": "date"]])
+        #expect(bad.status == 400 && bad.text.contains("the keyword format is not supported"), "\(bad.text)")
+    }
+
     @Test func chatStreamedAndRefusedFormats() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
