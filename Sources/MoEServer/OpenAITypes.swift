@@ -280,9 +280,44 @@ struct CompletionRequest: Decodable, Sendable {
     }
 }
 
+/// A chat message. `content` may be a string, a list of text parts (`[{"type": "text", "text": …}]`, joined with
+/// newlines, as vLLM joins them), or null (an assistant turn without text); OpenAI's `developer` role is the system
+/// role. Parts of other types (images, audio) are refused: this server reads text.
 struct ChatMessage: Codable, Sendable {
     var role: String
     var content: String
+
+    init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+
+    enum CodingKeys: String, CodingKey { case role, content }
+
+    struct Part: Decodable {
+        var type: String
+        var text: String?
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let role = try c.decode(String.self, forKey: .role)
+        self.role = role == "developer" ? "system" : role
+        if let s = try? c.decodeIfPresent(String.self, forKey: .content) {
+            content = s
+        } else if let parts = try? c.decodeIfPresent([Part].self, forKey: .content) {
+            if let other = parts.first(where: { $0.type != "text" || $0.text == nil }) {
+                throw DecodingError.dataCorruptedError(forKey: .content, in: c, debugDescription:
+                    "only text parts ({\"type\": \"text\", \"text\": …}) are supported, not \(other.type)")
+            }
+            content = parts.compactMap(\.text).joined(separator: "\n")
+        } else if (try? c.decodeNil(forKey: .content)) ?? true {
+            content = ""
+        } else {
+            throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
+                debugDescription: "content must be a string or a list of text parts"))
+        }
+    }
 }
 
 struct ChatRequest: Decodable, Sendable {

@@ -109,6 +109,9 @@ struct Routes: Sendable {
         } catch let DecodingError.valueNotFound(_, c) {
             let path = Self.path(c.codingPath)
             throw APIError.invalid("field '\(path)' must not be null", param: path)
+        } catch let DecodingError.dataCorrupted(c) where !c.codingPath.isEmpty {
+            let path = Self.path(c.codingPath)
+            throw APIError.invalid("field '\(path)': \(c.debugDescription)", param: path)
         } catch {
             throw APIError.invalid("request body is not valid JSON")
         }

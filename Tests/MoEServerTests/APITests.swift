@@ -194,6 +194,17 @@ import Testing
         let st = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "max_tokens": 4, "temperature": 0, "stream": true])
         #expect(HTTP.events(st.text).last == "[DONE]" && st.text.contains("chat.completion.chunk"))
         expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "tool", "content": "x"]]]), 400, "unsupported message role")
+        // Content as text parts (joined by newlines, as vLLM joins them) and the developer role read as plain content
+        // and the system role; other parts are a 400 naming the field.
+        let plain = try await HTTP.post(s.base + "/tokenize", ["messages": [["role": "system", "content": "Be brief"],
+                                                                            ["role": "user", "content": "hi\nthere"]]])
+        let parts = try await HTTP.post(s.base + "/tokenize", ["messages": [["role": "developer", "content": [["type": "text", "text": "Be brief"]]],
+                                                                            ["role": "user", "content": [["type": "text", "text": "hi"], ["type": "text", "text": "there"]]]]])
+        #expect(plain.json?["tokens"] as? [Int] != nil && plain.json?["tokens"] as? [Int] == parts.json?["tokens"] as? [Int], "\(parts.text)")
+        let withParts = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "user", "content": [["type": "text", "text": "hi"]]]], "max_tokens": 2])
+        #expect(withParts.status == 200, "\(withParts.text)")
+        expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "user", "content": [["type": "image_url", "image_url": ["url": "x"]]]]]]),
+                    400, "only text parts", "messages[0].content")
 
         let odd = try await LiveServer(chatTemplate: "{{ messages[0].content }} ### {% raw %}")
         defer { Task { await odd.stop() } }
