@@ -22,6 +22,9 @@ import Testing
         #expect(h.status == 200 && h.json?["status"] as? String == "ok")
         let m = try await HTTP.get(s.base + "/v1/models")
         #expect(((m.json?["data"] as? [[String: Any]])?.first?["id"] as? String) == "tiny-mixtral")
+        let one = try await HTTP.get(s.base + "/v1/models/tiny-mixtral")
+        #expect(one.json?["id"] as? String == "tiny-mixtral" && one.json?["object"] as? String == "model")
+        expectError(try await HTTP.get(s.base + "/v1/models/gpt-4"), 404, "does not exist", "model")
 
         // Token-id prompt, greedy: the golden continuation, with usage.
         let g = try Fixtures.golden("tiny-mixtral").prompts[1]
