@@ -100,7 +100,9 @@ public struct JSONSchema: Sendable {
                 if let extra = obj["additionalProperties"], (extra as? Bool) != false {
                     throw Unsupported(path: path, reason: "additionalProperties must be false or left out")
                 }
-                let props = obj["properties"] as? [String: Any] ?? [:]
+                guard let props = obj["properties"] as? [String: Any] else {
+                    throw Unsupported(path: path, reason: "an object needs properties (a free-form object is json_object's)")
+                }
                 guard props.count <= 64 else { throw Unsupported(path: path, reason: "more than 64 properties") }
                 // Declared order where the document keeps it is lost in a dictionary: keys may come in any order anyway.
                 let names = props.keys.sorted()

@@ -90,11 +90,12 @@ import Testing
             do { _ = try JSONSchema(try JSONSerialization.jsonObject(with: Data(json.utf8))); return "" } catch { return "\(error)" }
         }
         #expect(reason(#"{"type": "string", "pattern": "^a"}"#).contains("the keyword pattern is not supported"))
-        #expect(reason(#"{"type": "object", "additionalProperties": true}"#).contains("additionalProperties must be false"))
+        #expect(reason(#"{"type": "object", "properties": {}, "additionalProperties": true}"#).contains("additionalProperties must be false"))
         #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}}"#)
             .contains("/properties/a: the keyword minimum is not supported"))
         #expect(reason(##"{"$ref": "#/$defs/Nope"}"##).contains("does not name an entry"))
-        #expect(reason(#"{"type": "object", "required": ["x"]}"#).contains("required property x is not among the properties"))
+        #expect(reason(#"{"type": "object", "properties": {}, "required": ["x"]}"#).contains("required property x is not among the properties"))
         #expect(reason(#"{}"#).contains("needs a type"))
+        #expect(reason(#"{"type": "object"}"#).contains("an object needs properties"))
     }
 }
