@@ -24,7 +24,7 @@ public final class ClusterSession {
     private var draftNode: DraftNode?
 
     public init(mpi: MPIRuntime, config: ClusterConfig) throws {
-        let hasDraft = config.draftModel != nil
+        let hasDraft = config.hasDraftModel
         self.mpi = mpi
         self.config = config
         world = Communicator.world
@@ -40,8 +40,8 @@ public final class ClusterSession {
     }
 
     public var isCoordinator: Bool { role == .coordinator }
-    public var workers: Int { Role.workerCount(size: world.size, hasDraft: config.draftModel != nil) }
-    public var hasDraftNode: Bool { Role.draftNode(size: world.size, hasDraft: config.draftModel != nil) }
+    public var workers: Int { Role.workerCount(size: world.size, hasDraft: config.hasDraftModel) }
+    public var hasDraftNode: Bool { Role.draftNode(size: world.size, hasDraft: config.hasDraftModel) }
 
     /// How speculation runs, from the config: off without a draft model.
     public var speculation: Speculation {
@@ -112,7 +112,12 @@ public final class ClusterSession {
         case .coordinator:
             let m = try agree("loaded its weights") { () -> LoadedModel in
                 let m = try LoadedModel(checkpoint: ckpt, spec: spec, localExperts: W == 0, formats: formats)
-                if config.draftModel != nil && !hasDraftNode { draft = try loadDraft(target: directory) }
+                if config.draftIsNGram {
+                    draft = NGramDraft(vocabSize: spec.vocabSize, maxN: config.ngramMax, minN: config.ngramMin)
+                    logLine("\(tag): drafts by prompt lookup (n-grams of \(config.ngramMax) down to \(config.ngramMin) tokens)")
+                } else if config.draftModel != nil && !hasDraftNode {
+                    draft = try loadDraft(target: directory)
+                }
                 return m
             }
             if hasDraftNode {

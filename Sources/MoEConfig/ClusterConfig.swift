@@ -34,8 +34,16 @@ public struct ClusterConfig: Sendable, Equatable {
     public var microBatchMinTokens: Int = 256
     /// Compute threads per rank (0: every core, or MOE_THREADS).
     public var threads: Int = 0
-    /// Draft model for speculative decoding: a checkpoint directory, "self" (the target, quantised), or nil (off).
+    /// Draft model for speculative decoding: a checkpoint directory, "self" (the target, quantised), "ngram" (no model:
+    /// prompt lookup in the sequence's own text), or nil (off).
     public var draftModel: String?
+    /// n-gram lengths prompt lookup tries, longest first (`draft.ngram_max`, `draft.ngram_min`).
+    public var ngramMax: Int = 4
+    public var ngramMin: Int = 2
+    /// Drafts come from prompt lookup, not a model: they run on the coordinator, never on a draft node.
+    public var draftIsNGram: Bool { draftModel == "ngram" }
+    /// A draft model is loaded (on the last rank under mpirun with 3 or more ranks, else on the coordinator).
+    public var hasDraftModel: Bool { draftModel != nil && !draftIsNGram }
     /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling).
     public var draftDType: WeightFormat = .f32
     /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`).
@@ -150,7 +158,9 @@ public struct ClusterConfig: Sendable, Equatable {
         if let t = top["threads"] { c.threads = Int(try r.number(t, "threads")) }
         if let d = top["draft"] {
             let dm = try r.map(d, "draft")
-            try r.keys(dm, allowed: ["model", "dtype", "quantize", "max_tokens"], at: "draft.")
+            try r.keys(dm, allowed: ["model", "dtype", "quantize", "max_tokens", "ngram_max", "ngram_min"], at: "draft.")
+            if let v = dm["ngram_max"] { c.ngramMax = Int(try r.number(v, "draft.ngram_max")) }
+            if let v = dm["ngram_min"] { c.ngramMin = Int(try r.number(v, "draft.ngram_min")) }
             if let v = dm["model"] { c.draftModel = try r.optionalString(v, "draft.model") }
             for key in ["quantize", "dtype"] {
                 if let v = dm[key] { c.draftDType = try weightFormat(try r.string(v, "draft." + key), key: "draft." + key) }
@@ -210,6 +220,9 @@ public struct ClusterConfig: Sendable, Equatable {
         guard microBatchMinTokens >= 1 else { throw Invalid("mpi.micro_batch_min_tokens must be positive") }
         guard threads >= 0 else { throw Invalid("threads must be >= 0") }
         guard draftMaxTokens >= 64 else { throw Invalid("draft.max_tokens must be at least 64") }
+        guard ngramMin >= 1 && ngramMax >= ngramMin && ngramMax <= 64 else {
+            throw Invalid("draft.ngram_min and draft.ngram_max must satisfy 1 <= ngram_min <= ngram_max <= 64 (got \(ngramMin), \(ngramMax))")
+        }
         guard speculativeK == "auto" || (Int(speculativeK).map { $0 >= 1 && $0 <= 16 } ?? false) else {
             throw Invalid("speculative.k must be a number from 1 to 16, or auto (got '\(speculativeK)')")
         }

@@ -6,7 +6,7 @@ import MoEModel
 
 /// Flags that turn on speculative decoding; they override the config's draft/speculative sections.
 struct SpeculationOptions: ParsableArguments {
-    @Option(name: .customLong("draft-model"), help: "Draft checkpoint directory, or 'self' (the target, quantised). Default with --speculative-k: the bundled demo draft.")
+    @Option(name: .customLong("draft-model"), help: "Draft checkpoint directory, 'self' (the target, quantised) or 'ngram' (no model: prompt lookup in the sequence's own text). Default with --speculative-k: the bundled demo draft.")
     var draftModel: String?
     @Option(name: [.customLong("draft-dtype"), .customLong("draft-quantize")], help: "The draft's weights: f32, f16, bf16, int8 or int4 (groups of 32).")
     var draftQuantize: String?

@@ -93,6 +93,15 @@ import Testing
         #expect(c == ClusterConfig())   // the file documents the defaults
     }
 
+    /// model: ngram is prompt lookup: no draft model, so no draft node.
+    @Test func ngramDraftSettingsParseAndBadLengthsAreErrors() throws {
+        let c = try ClusterConfig.parse(yaml: "draft: {model: ngram, ngram_max: 5, ngram_min: 1}")
+        #expect(c.draftIsNGram && !c.hasDraftModel && c.ngramMax == 5 && c.ngramMin == 1)
+        #expect(throws: ClusterConfig.Invalid("draft.ngram_min and draft.ngram_max must satisfy 1 <= ngram_min <= ngram_max <= 64 (got 3, 2)")) {
+            try ClusterConfig.parse(yaml: "draft: {model: ngram, ngram_max: 2, ngram_min: 3}").validate()
+        }
+    }
+
     @Test func microBatchSettingsParseAndOutOfRangeValuesAreErrors() throws {
         let c = try ClusterConfig.parse(yaml: "mpi: {micro_batches: 3, micro_batch_min_tokens: 64}")
         #expect(c.microBatches == 3 && c.microBatchMinTokens == 64)

@@ -36,6 +36,24 @@ import MoEModel
         #expect(accepted > 0 && accepted < drafted, "accepted \(accepted) of \(drafted)")
     }
 
+    /// Prompt lookup drafts need no draft node: with 3 ranks both others hold experts, greedy output is
+    /// transformers', and the repeating prompt's drafts are accepted.
+    @Test func ngramDraftsRunOnTheCoordinatorAndKeepGreedyOutput() throws {
+        let g = try Fixtures.golden("tiny-mixtral-spec")
+        var accepted = 0
+        for p in g.prompts {
+            let r = try Binaries.mpirun(np: 3, ["run", "--model", target, "--draft-model", "ngram", "--speculative-k", "3",
+                                                "--prompt-ids", p.ids.map(String.init).joined(separator: ","),
+                                                "--max-tokens", "\(p.greedy.maxNew)", "--json"], timeout: 120)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("drafts by prompt lookup") && !r.stderr.contains("(draft)"), "\(r.stderr)")
+            let obj = json(r)
+            #expect(obj?["ids"] as? [Int] == p.greedy.newTokens && obj?["workers"] as? Int == 2, "prompt \(p.index): \(r.stdout)")
+            accepted += (obj?["spec"] as? [String: Any])?["accepted_tokens"] as? Int ?? 0
+        }
+        #expect(accepted > 0)
+    }
+
     @Test func sampledSpeculationThroughTheDraftNodeCompletes() throws {
         let r = try Binaries.mpirun(np: 3, ["run", "--model", target, "--draft-model", draft, "--speculative-k", "3",
                                             "--temperature", "0.8", "--seed", "7", "--prompt-ids", "54,74,272", "--max-tokens", "40",
