@@ -198,13 +198,15 @@ public final class TokenTable: Sendable {
     }
 }
 
-/// Which tokens may come next when the output must be one JSON object (`response_format` json_object) or one value
-/// of a JSON schema (json_schema): those whose bytes continue the text so far; EOS once the text is a whole value
-/// (alone, once nothing but whitespace could follow).
+/// Which tokens may come next when the output must be one JSON object (`response_format` json_object), one value of a
+/// JSON schema (json_schema), or exactly one of some strings (vLLM's guided_choice): those whose bytes continue the
+/// text so far; EOS once the text is whole (alone, once nothing else could follow).
 public final class TokenGrammar: Sendable {
     public enum Language: Sendable {
         case jsonObject
         case schema(JSONSchema)
+        /// The UTF-8 of each choice.
+        case choice([[UInt8]])
     }
     public let table: TokenTable
     public let language: Language
@@ -217,18 +219,23 @@ public final class TokenGrammar: Sendable {
     enum Text: Sendable, Equatable {
         case object(JSONPrefix)
         case schema(JSONSchemaState)
+        /// The bytes so far, a prefix of some choice.
+        case choice([UInt8])
     }
 
     /// The text so far, and the byte class of its last token.
     public struct State: Sendable, Equatable {
         var text: Text
         var lastByteClass: UInt8 = 0
+        /// The choices of a guided_choice grammar (empty otherwise), kept here so the state answers alone.
+        var choices: [[UInt8]] = []
 
         /// The text is a whole value: EOS may come.
         public var isComplete: Bool {
             switch text {
             case .object(let p): return p.isComplete
             case .schema(let s): return s.isComplete
+            case .choice(let typed): return choices.contains(typed)
             }
         }
         /// Nothing but whitespace could follow: EOS alone may come.
@@ -236,6 +243,7 @@ public final class TokenGrammar: Sendable {
             switch text {
             case .object(let p): return p.isComplete
             case .schema(let s): return s.isClosed
+            case .choice(let typed): return choices.contains(typed) && !choices.contains { $0.count > typed.count && $0.starts(with: typed) }
             }
         }
     }
@@ -244,6 +252,7 @@ public final class TokenGrammar: Sendable {
         switch language {
         case .jsonObject: return State(text: .object(JSONPrefix()))
         case .schema(let schema): return State(text: .schema(JSONSchemaState(schema)))
+        case .choice(let options): return State(text: .choice([]), choices: options)
         }
     }
 
@@ -256,6 +265,12 @@ public final class TokenGrammar: Sendable {
             guard case .schema(let schema) = language else { return false }
             defer { text = .schema(s) }
             return s.feed(bytes, schema)
+        case .choice(let typed):
+            guard case .choice(let options) = language else { return false }
+            let t = typed + bytes
+            guard options.contains(where: { $0.starts(with: t) }) else { return false }
+            text = .choice(t)
+            return true
         }
     }
 
@@ -297,6 +312,7 @@ public final class TokenGrammar: Sendable {
         switch state.text {
         case .object(let p): inString = p.mode == .string
         case .schema(let s): inString = s.inFreeString
+        case .choice: inString = false
         }
         var after = [Text?](repeating: nil, count: 256)
         for b in 0..<256 {

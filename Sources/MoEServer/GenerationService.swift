@@ -98,13 +98,14 @@ public final class GenerationService: @unchecked Sendable {
         switch format {
         case .text: return
         case .jsonObject: language = .jsonObject
+        case .choice(let options): language = .choice(options.map { Array($0.utf8) })
         case .jsonSchema(let schema):
             do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
                 throw APIError.invalid(e.description, param: "response_format", code: "unsupported_schema")
             }
         }
         if p.minTokens > 0 {
-            throw APIError.invalid("min_tokens cannot be used with a JSON response_format (only EOS may follow the value)",
+            throw APIError.invalid("min_tokens cannot be used with a JSON response_format or guided_choice (only EOS may follow)",
                                    param: "min_tokens")
         }
         p.grammar = TokenGrammar(table: tokenTable, language: language)

@@ -22,6 +22,7 @@ enum PromptInput: Decodable, Sendable {
 enum OutputFormat: Sendable {
     case text, jsonObject
     case jsonSchema(JSONValue)
+    case choice([String])
 }
 
 /// Any JSON value, as a request carries a schema.
@@ -107,6 +108,8 @@ struct SamplingFields: Codable, Sendable {
     /// object, or one value of the schema.
     var responseFormat: ResponseFormat?
     var guidedJSON: JSONValue?
+    /// vLLM's guided_choice: the text is exactly one of these.
+    var guidedChoice: [String]?
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
@@ -114,6 +117,7 @@ struct SamplingFields: Codable, Sendable {
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
         case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
         case skipSpecialTokens = "skip_special_tokens", responseFormat = "response_format", guidedJSON = "guided_json"
+        case guidedChoice = "guided_choice"
     }
 
     struct ResponseFormat: Codable, Sendable {
@@ -128,6 +132,12 @@ struct SamplingFields: Codable, Sendable {
 
     /// What the text must be; a 400 for a json_schema format without its schema.
     func outputFormat() throws -> OutputFormat {
+        if let choices = guidedChoice {
+            guard !choices.isEmpty, choices.allSatisfy({ !$0.isEmpty }) else {
+                throw APIError.invalid("guided_choice must be a non-empty list of non-empty strings", param: "guided_choice")
+            }
+            return .choice(choices)
+        }
         if let schema = guidedJSON { return .jsonSchema(schema) }
         switch responseFormat?.type {
         case "json_object": return .jsonObject
@@ -147,7 +157,7 @@ struct SamplingFields: Codable, Sendable {
         take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
         take(\.stopTokenIds); take(\.logitBias); take(\.includeStopStrInOutput); take(\.skipSpecialTokens)
-        take(\.responseFormat); take(\.guidedJSON)
+        take(\.responseFormat); take(\.guidedJSON); take(\.guidedChoice)
         return f
     }
 }

@@ -77,6 +77,23 @@ import Testing
         #expect(g.advance(g.start, by: [6]) == nil)
     }
 
+    /// guided_choice: tokens that continue some choice; EOS where a choice is whole, alone where none goes on.
+    @Test func choiceGrammarKeepsTheTextOneOfTheChoices() {
+        let vocab: [[UInt8]] = ["pos", "itive", "neg", "ative", "p", "x", ""].map { Array($0.utf8) }
+        let g = TokenGrammar(table: TokenTable(tokenBytes: vocab, eos: [6]), language: .choice(["positive", "negative", "pos"].map { Array($0.utf8) }))
+        func allowed(_ tokens: [Int32]) -> [Int] {
+            let s = g.advance(g.start, by: tokens)!
+            var logits = [Float](repeating: 0, count: vocab.count)
+            logits.withUnsafeMutableBufferPointer { g.mask($0, after: s) }
+            return logits.indices.filter { logits[$0] == 0 }
+        }
+        #expect(allowed([]) == [0, 2, 4])        // "pos", "neg", "p"
+        #expect(allowed([0]) == [1, 6])          // "itive", or EOS: "pos" is a choice
+        #expect(allowed([0, 1]) == [6])          // "positive": EOS alone
+        #expect(allowed([2]) == [3])             // "neg" must go on
+        #expect(g.advance(g.start, by: [5]) == nil)
+    }
+
     /// Byte-fallback tokens in one run never mix ASCII (structure) and other bytes: a run that is not UTF-8 would
     /// decode to U+FFFD for every byte, a quote included.
     @Test func byteTokenRunsDoNotMixASCIIWithOtherBytes() {

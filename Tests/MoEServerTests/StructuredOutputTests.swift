@@ -162,6 +162,23 @@ import Testing
         #expect(bad.status == 400 && bad.text.contains("the keyword format is not supported"), "\(bad.text)")
     }
 
+    /// vLLM's guided_choice: the text is one of the choices, whatever the sampling, and generation ends with it.
+    @Test func guidedChoiceAnswersWithOneChoice() async throws {
+        for model in ["tiny-mixtral", "tiny-mistral-sp"] {
+            let s = try await LiveServer(model: model)
+            defer { Task { await s.stop() } }
+            let choices = ["positive", "negative", "neutral", "pos"]
+            for sampling in [["temperature": 0]] + (1...5).map({ ["temperature": 1.0, "seed": $0] }) as [[String: Any]] {
+                let r = try await HTTP.post(s.base + "/v1/completions", (["prompt": "Sentiment:", "max_tokens": 20, "guided_choice": choices] as [String: Any])
+                    .merging(sampling) { $1 })
+                let text = choice(r)["text"] as? String ?? "?"
+                #expect(choices.contains(text) && choice(r)["finish_reason"] as? String == "stop", "\(model) \(sampling): \(text.debugDescription) \(r.text)")
+            }
+            let bad = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "guided_choice": [String]()])
+            #expect(bad.status == 400 && bad.text.contains("guided_choice must be"), "\(bad.text)")
+        }
+    }
+
     @Test func chatStreamedAndRefusedFormats() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
