@@ -207,6 +207,8 @@ public final class TokenGrammar: Sendable {
         case schema(JSONSchema)
         /// The UTF-8 of each choice.
         case choice([[UInt8]])
+        /// vLLM's guided_regex: the whole text matches.
+        case regex(RegexDFA)
     }
     public let table: TokenTable
     public let language: Language
@@ -221,14 +223,18 @@ public final class TokenGrammar: Sendable {
         case schema(JSONSchemaState)
         /// The bytes so far, a prefix of some choice.
         case choice([UInt8])
+        /// The automaton's state.
+        case regex(Int32)
     }
 
     /// The text so far, and the byte class of its last token.
     public struct State: Sendable, Equatable {
         var text: Text
         var lastByteClass: UInt8 = 0
-        /// The choices of a guided_choice grammar (empty otherwise), kept here so the state answers alone.
+        /// The choices of a guided_choice grammar (empty otherwise) and the automaton of a guided_regex one, kept here
+        /// so the state answers alone.
         var choices: [[UInt8]] = []
+        var dfa: RegexDFA?
 
         /// The text is a whole value: EOS may come.
         public var isComplete: Bool {
@@ -236,6 +242,7 @@ public final class TokenGrammar: Sendable {
             case .object(let p): return p.isComplete
             case .schema(let s): return s.isComplete
             case .choice(let typed): return choices.contains(typed)
+            case .regex(let s): return dfa?.accepts(s) ?? false
             }
         }
         /// Nothing but whitespace could follow: EOS alone may come.
@@ -244,6 +251,7 @@ public final class TokenGrammar: Sendable {
             case .object(let p): return p.isComplete
             case .schema(let s): return s.isClosed
             case .choice(let typed): return choices.contains(typed) && !choices.contains { $0.count > typed.count && $0.starts(with: typed) }
+            case .regex(let s): return (dfa?.accepts(s) ?? false) && (dfa?.closed(s) ?? false)
             }
         }
     }
@@ -253,6 +261,7 @@ public final class TokenGrammar: Sendable {
         case .jsonObject: return State(text: .object(JSONPrefix()))
         case .schema(let schema): return State(text: .schema(JSONSchemaState(schema)))
         case .choice(let options): return State(text: .choice([]), choices: options)
+        case .regex(let dfa): return State(text: .regex(dfa.start), dfa: dfa)
         }
     }
 
@@ -270,6 +279,14 @@ public final class TokenGrammar: Sendable {
             let t = typed + bytes
             guard options.contains(where: { $0.starts(with: t) }) else { return false }
             text = .choice(t)
+            return true
+        case .regex(var s):
+            guard case .regex(let dfa) = language else { return false }
+            for b in bytes {
+                s = dfa.next(s, b)
+                if s < 0 { return false }
+            }
+            text = .regex(s)
             return true
         }
     }
@@ -308,11 +325,20 @@ public final class TokenGrammar: Sendable {
             for i in 0..<logits.count { logits[i] = -.infinity }
             return
         }
+        if case .regex(let s) = state.text, case .regex(let dfa) = language {
+            let last = state.lastByteClass
+            dfa.run(from: s, t.tokenBytes) { i, x in
+                let c = t.byteClass[i]
+                if i < logits.count && (x < 0 || t.tokenBytes[i].isEmpty || !(c == 0 || last == 0 || c == last)) { logits[i] = -.infinity }
+            }
+            for i in t.tokenBytes.count..<max(logits.count, t.tokenBytes.count) { logits[i] = -.infinity }
+            return
+        }
         let inString: Bool
         switch state.text {
         case .object(let p): inString = p.mode == .string
         case .schema(let s): inString = s.inFreeString
-        case .choice: inString = false
+        case .choice, .regex: inString = false
         }
         var after = [Text?](repeating: nil, count: 256)
         for b in 0..<256 {

@@ -99,13 +99,17 @@ public final class GenerationService: @unchecked Sendable {
         case .text: return
         case .jsonObject: language = .jsonObject
         case .choice(let options): language = .choice(options.map { Array($0.utf8) })
+        case .regex(let pattern):
+            do { language = .regex(RegexDFA(try RegexNFA(pattern))) } catch let e as RegexNFA.Invalid {
+                throw APIError.invalid("guided_regex: \(e.description)", param: "guided_regex", code: "unsupported_regex")
+            }
         case .jsonSchema(let schema):
             do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
                 throw APIError.invalid(e.description, param: "response_format", code: "unsupported_schema")
             }
         }
         if p.minTokens > 0 {
-            throw APIError.invalid("min_tokens cannot be used with a JSON response_format or guided_choice (only EOS may follow)",
+            throw APIError.invalid("min_tokens cannot be used with a JSON response_format, guided_choice or guided_regex (only EOS may follow)",
                                    param: "min_tokens")
         }
         p.grammar = TokenGrammar(table: tokenTable, language: language)

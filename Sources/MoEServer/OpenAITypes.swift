@@ -23,6 +23,7 @@ enum OutputFormat: Sendable {
     case text, jsonObject
     case jsonSchema(JSONValue)
     case choice([String])
+    case regex(String)
 }
 
 /// Any JSON value, as a request carries a schema.
@@ -108,8 +109,9 @@ struct SamplingFields: Codable, Sendable {
     /// object, or one value of the schema.
     var responseFormat: ResponseFormat?
     var guidedJSON: JSONValue?
-    /// vLLM's guided_choice: the text is exactly one of these.
+    /// vLLM's guided_choice: the text is exactly one of these; guided_regex: the whole text matches.
     var guidedChoice: [String]?
+    var guidedRegex: String?
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
@@ -117,7 +119,7 @@ struct SamplingFields: Codable, Sendable {
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
         case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
         case skipSpecialTokens = "skip_special_tokens", responseFormat = "response_format", guidedJSON = "guided_json"
-        case guidedChoice = "guided_choice"
+        case guidedChoice = "guided_choice", guidedRegex = "guided_regex"
     }
 
     struct ResponseFormat: Codable, Sendable {
@@ -138,6 +140,7 @@ struct SamplingFields: Codable, Sendable {
             }
             return .choice(choices)
         }
+        if let r = guidedRegex { return .regex(r) }
         if let schema = guidedJSON { return .jsonSchema(schema) }
         switch responseFormat?.type {
         case "json_object": return .jsonObject
@@ -157,7 +160,7 @@ struct SamplingFields: Codable, Sendable {
         take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
         take(\.stopTokenIds); take(\.logitBias); take(\.includeStopStrInOutput); take(\.skipSpecialTokens)
-        take(\.responseFormat); take(\.guidedJSON); take(\.guidedChoice)
+        take(\.responseFormat); take(\.guidedJSON); take(\.guidedChoice); take(\.guidedRegex)
         return f
     }
 }

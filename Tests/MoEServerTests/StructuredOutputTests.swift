@@ -179,6 +179,28 @@ import Testing
         }
     }
 
+    /// vLLM's guided_regex: with bounded patterns every answer ends by itself and matches the whole pattern
+    /// (checked with NSRegularExpression); bad patterns are a 400 naming the problem.
+    @Test func guidedRegexAnswersMatchThePattern() async throws {
+        let patterns = [#"\d{3}-\d{4}"#, "(yes|no|maybe)", #"[A-Z][a-z]{1,6} [A-Z][a-z]{1,6}"#, #"-?[1-9]\d{0,3}(\.\d{1,2})?"#]
+        for model in ["tiny-mixtral", "tiny-mistral-sp"] {
+            let s = try await LiveServer(model: model)
+            defer { Task { await s.stop() } }
+            for pattern in patterns {
+                let re = try NSRegularExpression(pattern: "^(?:" + pattern + ")$")
+                for sampling in [["temperature": 0], ["temperature": 1.0, "seed": 4]] as [[String: Any]] {
+                    let r = try await HTTP.post(s.base + "/v1/completions", (["prompt": "Answer:", "max_tokens": 30, "guided_regex": pattern] as [String: Any])
+                        .merging(sampling) { $1 })
+                    let text = choice(r)["text"] as? String ?? "?"
+                    #expect(re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil && choice(r)["finish_reason"] as? String == "stop",
+                            "\(model) \(pattern) \(sampling): \(text.debugDescription) \(r.text)")
+                }
+            }
+            let bad = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "guided_regex": "(?<=a)b"])
+            #expect(bad.status == 400 && bad.text.contains("guided_regex: only (?: … ) groups"), "\(bad.text)")
+        }
+    }
+
     @Test func chatStreamedAndRefusedFormats() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }
