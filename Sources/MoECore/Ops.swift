@@ -26,3 +26,6 @@ public func f32ToBF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<U
 public func f32ToF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, _ n: Int) { kern_f32_to_f16(src, dst, n) }
 
 public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+
+/// row = softmax(scale · row), in place (vectorised exp).
+public func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) { kern_softmax_scaled_f32(row, n, scale) }

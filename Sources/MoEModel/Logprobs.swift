@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 
 /// A token and its log-probability (natural log).
 public struct TokenLogprob: Sendable, Equatable {
@@ -26,12 +27,14 @@ public struct PositionLogprobs: Sendable, Equatable {
 /// the request's sampling. `top` is clamped to the vocabulary.
 public func positionLogprobs(_ logits: UnsafeBufferPointer<Float>, chosen: Int32, top n: Int) -> PositionLogprobs {
     let V = logits.count
-    var m = -Float.infinity
-    for x in logits { m = max(m, x) }
-    // Summed in Double: 32k–150k terms, and the result is compared with transformers' log_softmax.
-    var sum = 0.0
-    for x in logits { sum += Foundation.exp(Double(x - m)) }
-    let lse = Double(m) + Foundation.log(sum)
+    var m = -Float.infinity, top1 = 0
+    for i in 0..<V where logits[i] > m { m = logits[i]; top1 = i }
+    // log Σ exp(x − m) = −log p(top1), with p from the vectorised softmax (222 → ~60 µs a token over 32k logits): p of
+    // the most likely token is at least 1/V, so it carries the sum to float precision, and every logprob is then
+    // its own logit minus the log-sum-exp, exact however unlikely the token.
+    var probs = Array(logits)
+    probs.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, V) }
+    let lse = Double(m) - Foundation.log(Double(probs[top1]))
     func lp(_ i: Int) -> Float { Float(Double(logits[i]) - lse) }
     // The n largest by insertion into a short sorted list: n ≤ 20 against a vocabulary of tens of thousands.
     let k = max(0, min(n, V))
