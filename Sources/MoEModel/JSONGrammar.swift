@@ -1,8 +1,7 @@
 /// Where a JSON text stands after some of its bytes: the pushdown automaton behind `response_format`
 /// `{"type": "json_object"}`. It accepts exactly the prefixes of one JSON object (RFC 8259), byte by byte, starting
-/// at its '{', with runs of at most `maxSpaces` whitespace bytes between tokens (as llama.cpp's JSON grammar bounds
-/// them: a model must not be able to fill its answer with blank lines) and after it, nested at most `maxDepth`
-/// deep. Bytes ≥ 0x80 are string content (the UTF-8 of a non-ASCII character, or part of one). A plain value
+/// at its '{', with whitespace between tokens and after it as llama.cpp's JSON grammar allows it (`takeSpace`: a
+/// model must not be able to fill its answer with blank lines), nested at most `maxDepth` deep. Bytes ≥ 0x80 are string content (the UTF-8 of a non-ASCII character, or part of one). A plain value
 /// (no heap storage), so that trying a token against a copy costs nothing beyond its bytes.
 public struct JSONPrefix: Sendable, Equatable, Hashable {
     enum Mode: UInt8, Sendable {
@@ -14,7 +13,7 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
         case valueOrClose          // after '[': a value or ']'
         case afterValue            // whitespace, ',' or the container's close
         case string, escape, hex   // inside a string (a key when `inKey`)
-        case minus, zero, integer, dot, fraction, exponent, exponentSign, exponentDigits
+        case minus, zero, integer, dot, fraction, exponent, exponentSign, exponentDigits, exponentFull
         case literal               // inside true / false / null
         case done                  // the top-level object has closed: nothing more
     }
@@ -29,9 +28,28 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
     var literal: UInt8 = 0
     var literalAt: UInt8 = 0
     var spaces: UInt8 = 0
-    public static let maxSpaces: UInt8 = 20
+    public static let maxIndent: UInt8 = 20
+
+    /// Whitespace between tokens as llama.cpp's JSON grammar allows it (`ws ::= | " " | "\n" [ \t]{0,20}`): none,
+    /// one space, or a newline and up to 20 spaces or tabs of indentation. `run` counts the gap so far: 0 nothing, 1
+    /// one space, 2 + n a newline and n indentation bytes. False when b may not come next.
+    static func takeSpace(_ b: UInt8, _ run: inout UInt8) -> Bool {
+        switch run {
+        case 0:
+            if b == 0x20 { run = 1; return true }
+            if b == 0x0A { run = 2; return true }
+            return false
+        case 1: return false
+        default:
+            guard (b == 0x20 || b == 0x09) && run < 2 + maxIndent else { return false }
+            run += 1
+            return true
+        }
+    }
 
     static let literals: [[UInt8]] = [Array("true".utf8), Array("false".utf8), Array("null".utf8)]
+    /// Number modes where a number may end.
+    static let numberEnds: [Mode] = [.zero, .integer, .fraction, .exponentDigits, .exponentFull]
 
     public init() {}
 
@@ -46,13 +64,12 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
         let inText = mode == .string || mode == .escape || mode == .hex
         if Self.isSpace(b) && !inText && mode != .start {
             // Whitespace ends a number or stands between tokens.
-            if mode.rawValue >= Mode.minus.rawValue && mode.rawValue <= Mode.exponentDigits.rawValue {
-                guard mode == .zero || mode == .integer || mode == .fraction || mode == .exponentDigits else { return false }
+            if mode.rawValue >= Mode.minus.rawValue && mode.rawValue <= Mode.exponentFull.rawValue {
+                guard Self.numberEnds.contains(mode) else { return false }
                 mode = .afterValue
             }
-            guard mode != .literal, spaces < Self.maxSpaces else { return false }
-            spaces += 1
-            return true
+            guard mode != .literal else { return false }
+            return Self.takeSpace(b, &spaces)
         }
         if !inText { spaces = 0 }
         switch mode {
@@ -114,7 +131,10 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
             guard Self.isDigit(b) else { return false }
             mode = .exponentDigits
         case .exponentDigits:
-            if Self.isDigit(b) { return true }
+            // At most two exponent digits: a double's range (1e308) is all a parser can hold anyway.
+            if Self.isDigit(b) { mode = .exponentFull; return true }
+            return afterValue(b)
+        case .exponentFull:
             return afterValue(b)
         case .literal:
             let word = Self.literals[Int(literal)]

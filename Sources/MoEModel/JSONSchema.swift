@@ -139,7 +139,7 @@ public struct JSONSchema: Sendable {
 
 /// Where a text stands against a compiled schema: the possible parses (several while an anyOf has not been decided),
 /// each a stack of frames, innermost last. As in json_object, the text starts at its value and whitespace between
-/// tokens comes in runs of at most `JSONPrefix.maxSpaces` bytes.
+/// tokens is what `JSONPrefix.takeSpace` allows.
 public struct JSONSchemaState: Sendable, Equatable {
     enum Frame: Sendable, Equatable {
         case value(Int)                                  // a value of this node, not yet begun
@@ -148,7 +148,7 @@ public struct JSONSchemaState: Sendable, Equatable {
         case key(Int, seen: UInt64, typed: [UInt8])      // inside a key: its JSON bytes so far, opening quote included
         case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
         case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
-        case number(integerOnly: Bool, lex: UInt8)       // JSONPrefix's number modes
+        case number(integerOnly: Bool, lex: UInt8, digits: UInt8)   // JSONPrefix's number modes; integer digits so far
         case literal(candidates: [[UInt8]], at: Int)
     }
     struct Parse: Sendable, Equatable {
@@ -171,8 +171,8 @@ public struct JSONSchemaState: Sendable, Equatable {
         guard p.frames.count <= 1 else { return false }
         switch p.frames.first {
         case nil: return true
-        case .number(_, let lex)?:
-            return [JSONPrefix.Mode.zero, .integer, .fraction, .exponentDigits].map(\.rawValue).contains(lex)
+        case .number(_, let lex, _)?:
+            return JSONPrefix.numberEnds.map(\.rawValue).contains(lex)
         case .literal(let candidates, let at)?: return candidates.contains { $0.count == at }
         default: return false
         }
@@ -203,7 +203,7 @@ public struct JSONSchemaState: Sendable, Equatable {
         var p = parse
         guard p.frames.count < maxFrames, expansions < 32 else { return }
         guard let top = p.frames.last else {
-            if isSpace(b) && p.spaces < JSONPrefix.maxSpaces { p.spaces += 1; out.append(p) }
+            if JSONPrefix.takeSpace(b, &p.spaces) { out.append(p) }
             return
         }
         let structural: Bool
@@ -212,8 +212,7 @@ public struct JSONSchemaState: Sendable, Equatable {
         default: structural = false
         }
         if structural && isSpace(b) {
-            guard p.began, p.spaces < JSONPrefix.maxSpaces else { return }
-            p.spaces += 1
+            guard p.began, JSONPrefix.takeSpace(b, &p.spaces) else { return }
             out.append(p)
             return
         }
@@ -243,7 +242,7 @@ public struct JSONSchemaState: Sendable, Equatable {
                 let lex: JSONPrefix.Mode
                 if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
                 else if isDigit(b) { lex = .integer } else { return }
-                p.frames.append(.number(integerOnly: integerOnly, lex: lex.rawValue))
+                p.frames.append(.number(integerOnly: integerOnly, lex: lex.rawValue, digits: lex == .minus ? 0 : 1))
             case .literals(let values):
                 let c = values.filter { $0.first == b }
                 guard !c.isEmpty else { return }
@@ -319,18 +318,21 @@ public struct JSONSchemaState: Sendable, Equatable {
                 p.frames.append(.string(escape: escape == 2 ? 0 : escape - 1))
             }
             out.append(p)
-        case .number(let integerOnly, let lex):
+        case .number(let integerOnly, let lex, let digits):
             // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.
             var m = JSONPrefix()
             m.mode = JSONPrefix.Mode(rawValue: lex)!
-            let terminable = [JSONPrefix.Mode.zero, .integer, .fraction, .exponentDigits].contains(m.mode)
+            let terminable = JSONPrefix.numberEnds.contains(m.mode)
             let continues = isDigit(b) || b == UInt8(ascii: "-") || b == UInt8(ascii: "+") || b == UInt8(ascii: ".")
                 || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")
             if continues {
                 if integerOnly && (b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")) { return }
+                // An integer keeps to 15 digits, which a double (and so every JSON parser) holds exactly.
+                let more = m.mode == .minus || m.mode == .integer ? digits + 1 : digits
+                if integerOnly && more > 15 { return }
                 guard m.feed(b), m.mode.rawValue >= JSONPrefix.Mode.minus.rawValue,
-                      m.mode.rawValue <= JSONPrefix.Mode.exponentDigits.rawValue else { return }
-                p.frames.append(.number(integerOnly: integerOnly, lex: m.mode.rawValue))
+                      m.mode.rawValue <= JSONPrefix.Mode.exponentFull.rawValue else { return }
+                p.frames.append(.number(integerOnly: integerOnly, lex: m.mode.rawValue, digits: more))
                 out.append(p)
                 return
             }

@@ -27,7 +27,7 @@ struct Generate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let parameters = sampling.parameters(maxTokens: maxTokens)
+        let parameters = try sampling.parameters(maxTokens: maxTokens)
         try await execute(connection) { client, console in
             let action = GenerateAction(prompt: try PromptInput.read(prompt), sampling: parameters,
                                         stream: !noStream, json: json)

@@ -38,7 +38,37 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("stop-token-id"), help: ArgumentHelp("Stop after generating this token id (repeatable).", valueName: "ID"))
     var stopTokenIds: [Int] = []
 
-    func parameters(maxTokens: Int?) -> SamplingParameters {
+    @Flag(name: .customLong("json-object"), help: "The text is one JSON object.")
+    var jsonObject = false
+
+    @Option(name: .customLong("json-schema"), help: ArgumentHelp("The text is one value of the JSON schema in this file.", valueName: "FILE"))
+    var jsonSchema: String?
+
+    @Option(help: ArgumentHelp("The text matches this regular expression, whole.", valueName: "PATTERN"))
+    var regex: String?
+
+    @Option(name: .customLong("choice"), help: ArgumentHelp("The text is exactly one of these (repeatable).", valueName: "STR"))
+    var choices: [String] = []
+
+    /// The output constraint the flags ask for (at most one).
+    func constraint() throws -> OutputConstraint? {
+        let asked = [jsonObject, jsonSchema != nil, regex != nil, !choices.isEmpty].filter { $0 }.count
+        guard asked <= 1 else { throw ValidationError("use at most one of --json-object, --json-schema, --regex and --choice") }
+        if jsonObject { return .jsonObject }
+        if let jsonSchema {
+            do { return try OutputConstraint.schema(fromFile: jsonSchema) } catch { throw ValidationError("--json-schema: \(error)") }
+        }
+        if let regex { return .regex(regex) }
+        return choices.isEmpty ? nil : .choice(choices)
+    }
+
+    func parameters(maxTokens: Int?) throws -> SamplingParameters {
+        var p = plainParameters(maxTokens: maxTokens)
+        p.constraint = try constraint()
+        return p
+    }
+
+    func plainParameters(maxTokens: Int?) -> SamplingParameters {
         SamplingParameters(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                            stop: stop.isEmpty ? nil : stop, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty,
                            repetitionPenalty: repetitionPenalty, minTokens: minTokens,

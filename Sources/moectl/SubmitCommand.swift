@@ -40,7 +40,7 @@ struct Submit: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let action = SubmitAction(path: file, sampling: sampling.parameters(maxTokens: maxTokens), wait: wait,
+        let action = SubmitAction(path: file, sampling: try sampling.parameters(maxTokens: maxTokens), wait: wait,
                                   json: json, pollInterval: pollInterval)
         try await execute(connection) { client, console in try await action.run(client: client, console: console) }
     }

@@ -71,6 +71,36 @@ extension EndToEndTests {
             }
         }
 
+        /// --json-object, --json-schema FILE, --regex and --choice become the server's response_format,
+        /// guided_regex and guided_choice; more than one, or a schema file that is not a JSON object, is a usage error.
+        @Test func outputConstraintFlagsAreSentAsTheServersFields() async throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moectl-schema-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let schema = dir.appendingPathComponent("s.json"), bad = dir.appendingPathComponent("bad.json")
+            try #"{"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2.5]}}, "required": ["n"]}"#
+                .write(to: schema, atomically: true, encoding: .utf8)
+            try "[1, 2]".write(to: bad, atomically: true, encoding: .utf8)
+            try await FakeServer.with { server in
+                func body(_ flags: [String]) async throws -> JSONValue? {
+                    let run = try await Moectl.run(["generate", "hi", "--no-stream"] + flags, against: server)
+                    #expect(run.status == 0, "\(run.stderr)")
+                    return try await server.recordedRequests().last?.body
+                }
+                #expect(try await body(["--json-object"])?["response_format"] == .object(["type": .string("json_object")]))
+                let s = try await body(["--json-schema", schema.path])?["response_format"]
+                #expect(s?["type"] == .string("json_schema"))
+                #expect(s?["json_schema"]?["schema"]?["properties"]?["n"]?["enum"] == .array([.number(1), .number(2.5)]))
+                #expect(s?["json_schema"]?["schema"]?["required"] == .array([.string("n")]))
+                #expect(try await body(["--regex", #"\d+"#])?["guided_regex"] == .string(#"\d+"#))
+                #expect(try await body(["--choice", "yes", "--choice", "no"])?["guided_choice"] == .array([.string("yes"), .string("no")]))
+                let two = try await Moectl.run(["generate", "hi", "--json-object", "--regex", "a"], against: server)
+                #expect(two.status == 64 && two.stderr.contains("at most one of"), "\(two.stderr)")
+                let notObject = try await Moectl.run(["generate", "hi", "--json-schema", bad.path], against: server)
+                #expect(notObject.status == 64 && notObject.stderr.contains("is not a JSON object"), "\(notObject.stderr)")
+            }
+        }
+
         @Test func promptDashIsReadFromStandardInput() async throws {
             try await FakeServer.with { server in
                 let run = try await Moectl.run(["generate", "-", "--no-stream"], against: server, stdin: "from stdin\n")

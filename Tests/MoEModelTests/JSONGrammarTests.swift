@@ -14,7 +14,8 @@ import Testing
     static let cases: [Case] = [
         Case(text: "{", prefix: true, complete: false),
         Case(text: "{}", prefix: true, complete: true),
-        Case(text: "{} \n", prefix: true, complete: true),
+        Case(text: "{}\n  ", prefix: true, complete: true),
+        Case(text: "{} \n", prefix: false, complete: false),              // a space, or a newline and indentation
         Case(text: "{}x", prefix: false, complete: false),
         Case(text: " {}", prefix: false, complete: false),                 // starts at its '{'
         Case(text: "[1]", prefix: false, complete: false),                 // an object, not any value
@@ -38,8 +39,15 @@ import Testing
         Case(text: "{\"a\": \"line\nbreak\"}", prefix: false, complete: false),   // control characters are escaped
         Case(text: "{\"é\": \"日本\"}", prefix: true, complete: true),     // UTF-8 inside strings
         Case(text: "{\"a\": 1}}", prefix: false, complete: false),
-        Case(text: "{" + String(repeating: " ", count: 20) + "}", prefix: true, complete: true),
-        Case(text: "{" + String(repeating: "\n", count: 21) + "}", prefix: false, complete: false),   // runs of blank space are bounded
+        // Whitespace between tokens as llama.cpp's JSON grammar has it: "", " ", or "\n" and up to 20 of [ \t].
+        Case(text: "{\n" + String(repeating: " ", count: 20) + "}", prefix: true, complete: true),
+        Case(text: "{\n\t\t\"a\": 1,\n\t\t\"b\": 2\n}", prefix: true, complete: true),
+        Case(text: "{\n" + String(repeating: "\t", count: 21) + "}", prefix: false, complete: false),
+        Case(text: "{\n\n}", prefix: false, complete: false),
+        Case(text: "{  }", prefix: false, complete: false),
+        Case(text: "{\t}", prefix: false, complete: false),
+        Case(text: "{\"a\": 1e12, \"b\": -2.5E-7}", prefix: true, complete: true),
+        Case(text: "{\"a\": 1e123}", prefix: false, complete: false),    // two exponent digits at most
         Case(text: "{\"a\":" + String(repeating: "[", count: 63) + String(repeating: "]", count: 63) + "}", prefix: true, complete: true),
         Case(text: "{\"a\":" + String(repeating: "[", count: 64), prefix: false, complete: false),              // nested 64 deep at most
         Case(text: "{\"a\":[{\"b\":[1,{}]},[]],\"c\":{\"d\":[[]]}}", prefix: true, complete: true),

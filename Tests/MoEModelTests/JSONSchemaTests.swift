@@ -51,7 +51,10 @@ import Testing
         Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": []}", prefix: true, complete: true),
         Case(text: "{\"age\": 1, \"name\": \"x\", \"scores\": [1,]}", prefix: false, complete: false),
         Case(text: "{\"age\": 1 , \"name\" : \"x\\n\\u00e9\" }", prefix: true, complete: true),
-        Case(text: "{\"age\": 1, \"name\": \"x\"}  ", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\"}\n", prefix: true, complete: true),
+        Case(text: "{\"age\": 1, \"name\": \"x\"}  ", prefix: false, complete: false),            // one space, or newline + indent
+        Case(text: "{\"age\": 123456789012345, \"name\": \"x\"}", prefix: true, complete: true),
+        Case(text: "{\"age\": 1234567890123456", prefix: false, complete: false),             // integers keep to 15 digits
         Case(text: "{\"age\": 1, \"name\": \"x\"} x", prefix: false, complete: false),
     ]
 

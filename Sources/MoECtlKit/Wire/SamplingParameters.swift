@@ -13,11 +13,13 @@ public struct SamplingParameters: Sendable, Equatable {
     public var repetitionPenalty: Double?
     public var minTokens: Int?
     public var stopTokenIds: [Int]?
+    public var constraint: OutputConstraint?
 
     public init(maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil,
                 topK: Int? = nil, seed: Int? = nil, stop: [String]? = nil, presencePenalty: Double? = nil,
                 frequencyPenalty: Double? = nil, repetitionPenalty: Double? = nil, minTokens: Int? = nil,
-                stopTokenIds: [Int]? = nil, minP: Double? = nil) {
+                stopTokenIds: [Int]? = nil, minP: Double? = nil, constraint: OutputConstraint? = nil) {
+        self.constraint = constraint
         self.minP = minP
         self.maxTokens = maxTokens
         self.temperature = temperature
@@ -70,5 +72,6 @@ public struct SamplingParameters: Sendable, Equatable {
         try container.encodeIfPresent(repetitionPenalty, forKey: "repetition_penalty")
         try container.encodeIfPresent(minTokens, forKey: "min_tokens")
         try container.encodeIfPresent(stopTokenIds, forKey: "stop_token_ids")
+        try constraint?.encode(into: &container)
     }
 }
