@@ -12,6 +12,9 @@ public struct JSONSchema: Sendable {
         case object(properties: [(key: [UInt8], node: Int)], required: UInt64)
         case array(items: Int, min: Int, max: Int?)
         case string
+        /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
+        /// `minLength`/`maxLength` (counted in bytes, which is characters for ASCII).
+        case constrainedString(RegexDFA)
         case number(integerOnly: Bool)
         /// Each value as JSON bytes: `enum`, `const`, booleans, null.
         case literals([[UInt8]])
@@ -60,6 +63,7 @@ public struct JSONSchema: Sendable {
                 return i
             }
             let known: Set<String> = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+                                      "pattern", "format", "minLength", "maxLength",
                                       "enum", "const", "anyOf", "oneOf", "$defs", "definitions"]
             if let other = obj.keys.sorted().first(where: { !known.contains($0) && !JSONSchema.annotations.contains($0) }) {
                 throw Unsupported(path: path, reason: "the keyword \(other) is not supported")
@@ -121,12 +125,53 @@ public struct JSONSchema: Sendable {
                 guard let items = obj["items"] else { throw Unsupported(path: path, reason: "an array needs items") }
                 let min = obj["minItems"] as? Int ?? 0, max = obj["maxItems"] as? Int
                 return .array(items: try compile(items, path: path + "/items"), min: min, max: max)
-            case "string": return .string
+            case "string": return try string(obj, path: path)
             case "number": return .number(integerOnly: false)
             case "integer": return .number(integerOnly: true)
             case "boolean": return .literals([Array("true".utf8), Array("false".utf8)])
             case "null": return .literals([Array("null".utf8)])
             default: throw Unsupported(path: path, reason: "type \(type) is not a JSON type")
+            }
+        }
+
+        /// Regular expressions of the string formats Pydantic and OpenAI schemas use (their syntax; a date's day is not
+        /// checked against its month).
+        static let formats: [String: String] = [
+            "date": #"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"#,
+            "time": #"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"#,
+            "date-time": #"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"#,
+            "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            "email": #"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63}){1,8}"#,
+            "ipv4": #"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"#,
+        ]
+
+        /// A string node: free, or constrained by one of pattern, format, or a length range.
+        func string(_ obj: [String: Any], path: String) throws -> Node {
+            let pattern = obj["pattern"] as? String, format = obj["format"] as? String
+            let minLength = obj["minLength"] as? Int, maxLength = obj["maxLength"] as? Int
+            let lengths = minLength != nil || maxLength != nil
+            guard [pattern != nil, format != nil, lengths].filter({ $0 }).count <= 1 else {
+                throw Unsupported(path: path, reason: "pattern, format and minLength/maxLength cannot be combined")
+            }
+            let regex: String
+            if let pattern {
+                regex = pattern
+            } else if let format {
+                guard let r = Self.formats[format] else {
+                    throw Unsupported(path: path, reason: "the format \(format) is not supported (supported: \(Self.formats.keys.sorted().joined(separator: ", ")))")
+                }
+                regex = r
+            } else if lengths {
+                let lo = minLength ?? 0
+                guard lo >= 0, maxLength.map({ $0 >= lo && $0 <= 1000 }) ?? true, lo <= 1000 else {
+                    throw Unsupported(path: path, reason: "minLength and maxLength must satisfy 0 <= minLength <= maxLength <= 1000")
+                }
+                regex = #"[^"\\]"# + "{\(lo),\(maxLength.map(String.init) ?? "")}"
+            } else {
+                return .string
+            }
+            do { return .constrainedString(RegexDFA(try RegexNFA(regex))) } catch let e as RegexNFA.Invalid {
+                throw Unsupported(path: path, reason: "pattern: \(e.description)")
             }
         }
 
@@ -148,6 +193,7 @@ public struct JSONSchemaState: Sendable, Equatable {
         case key(Int, seen: UInt64, typed: [UInt8])      // inside a key: its JSON bytes so far, opening quote included
         case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
         case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
+        case constrained(Int, state: Int32)              // inside a constrained string: its pattern's automaton state
         case number(integerOnly: Bool, lex: UInt8, digits: UInt8)   // JSONPrefix's number modes; integer digits so far
         case literal(candidates: [[UInt8]], at: Int)
     }
@@ -216,7 +262,10 @@ public struct JSONSchemaState: Sendable, Equatable {
             out.append(p)
             return
         }
-        if case .string = top {} else if case .key = top {} else { p.spaces = 0 }
+        switch top {
+        case .string, .key, .constrained: break
+        default: p.spaces = 0
+        }
         p.began = true
         p.frames.removeLast()
         switch top {
@@ -238,6 +287,9 @@ public struct JSONSchemaState: Sendable, Equatable {
             case .string:
                 guard b == UInt8(ascii: "\"") else { return }
                 p.frames.append(.string(escape: 0))
+            case .constrainedString(let dfa):
+                guard b == UInt8(ascii: "\"") else { return }
+                p.frames.append(.constrained(n, state: dfa.start))
             case .number(let integerOnly):
                 let lex: JSONPrefix.Mode
                 if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
@@ -317,6 +369,18 @@ public struct JSONSchemaState: Sendable, Equatable {
                 guard hex else { return }
                 p.frames.append(.string(escape: escape == 2 ? 0 : escape - 1))
             }
+            out.append(p)
+        case .constrained(let n, let state):
+            guard case .constrainedString(let dfa) = schema.nodes[n] else { return }
+            if b == UInt8(ascii: "\"") {
+                if dfa.accepts(state) { out.append(contentsOf: afterValue(p, schema)) }
+                return
+            }
+            // The content is matched as written: no escapes, and no bytes JSON would need escaped.
+            guard b != UInt8(ascii: "\\"), b >= 0x20 else { return }
+            let next = dfa.next(state, b)
+            guard next >= 0 else { return }
+            p.frames.append(.constrained(n, state: next))
             out.append(p)
         case .number(let integerOnly, let lex, let digits):
             // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.

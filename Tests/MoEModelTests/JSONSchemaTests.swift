@@ -88,11 +88,33 @@ import Testing
         #expect(tree && r.isComplete)
     }
 
+    /// Strings with a format, a pattern or a length range: their content (unescaped) must match, whole.
+    @Test func constrainedStringsMatchTheirFormatPatternOrLength() {
+        let s = Self.schema(#"""
+            {"type": "object", "properties": {
+                "when": {"type": "string", "format": "date-time"}, "day": {"type": "string", "format": "date"},
+                "id": {"type": "string", "format": "uuid"}, "mail": {"type": "string", "format": "email"},
+                "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"}, "nick": {"type": "string", "minLength": 2, "maxLength": 4}}}
+            """#)
+        func whole(_ text: String) -> Bool {
+            var st = JSONSchemaState(s)
+            return st.feed(Array(text.utf8), s) && st.isComplete
+        }
+        #expect(whole(#"{"when": "2024-02-29T13:05:59.25Z", "day": "1999-12-31", "id": "123e4567-e89b-12d3-a456-426614174000"}"#))
+        #expect(whole(#"{"when": "2024-02-29T13:05:59+05:30", "mail": "a.b@c-d.org", "code": "AB-123", "nick": "xy"}"#))
+        #expect(whole(#"{"nick": "abcd"}"#) && whole("{}"))
+        for bad in [#"{"when": "2024-13-01T00:00:00Z"}"#, #"{"when": "2024-01-01 00:00:00Z"}"#, #"{"day": "99-01-01"}"#,
+                    #"{"id": "123e4567-e89b-12d3-a456"}"#, #"{"mail": "nobody"}"#, #"{"code": "ab-123"}"#, #"{"code": "AB-1234"}"#,
+                    #"{"nick": "a"}"#, #"{"nick": "abcde"}"#, #"{"nick": "a"b"}"#] {
+            #expect(!whole(bad), "\(bad)")
+        }
+    }
+
     @Test func unsupportedKeywordsAreRefusedByName() {
         func reason(_ json: String) -> String {
             do { _ = try JSONSchema(try JSONSerialization.jsonObject(with: Data(json.utf8))); return "" } catch { return "\(error)" }
         }
-        #expect(reason(#"{"type": "string", "pattern": "^a"}"#).contains("the keyword pattern is not supported"))
+        #expect(reason(#"{"type": "integer", "minimum": 3}"#).contains("the keyword minimum is not supported"))
         #expect(reason(#"{"type": "object", "properties": {}, "additionalProperties": true}"#).contains("additionalProperties must be false"))
         #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}}"#)
             .contains("/properties/a: the keyword minimum is not supported"))
@@ -100,5 +122,8 @@ import Testing
         #expect(reason(#"{"type": "object", "properties": {}, "required": ["x"]}"#).contains("required property x is not among the properties"))
         #expect(reason(#"{}"#).contains("needs a type"))
         #expect(reason(#"{"type": "object"}"#).contains("an object needs properties"))
+        #expect(reason(#"{"type": "string", "format": "uri"}"#).contains("the format uri is not supported"))
+        #expect(reason(#"{"type": "string", "format": "date", "maxLength": 3}"#).contains("cannot be combined"))
+        #expect(reason(#"{"type": "string", "pattern": "(?=x)"}"#).contains("pattern: only (?: … ) groups"))
     }
 }

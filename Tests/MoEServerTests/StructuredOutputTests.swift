@@ -162,6 +162,38 @@ import Testing
         #expect(bad.status == 400 && bad.text.contains("the keyword format is not supported"), "\(bad.text)")
     }
 
+    /// What Pydantic writes for date, UUID and constrained-string fields: every whole answer's strings match
+    /// their format or pattern.
+    @Test func formattedStringsFollowTheirFormats() async throws {
+        let schema: [String: Any] = ["type": "object", "required": ["day", "id", "code"], "properties": [
+            "day": ["type": "string", "format": "date"], "id": ["type": "string", "format": "uuid"],
+            "code": ["type": "string", "pattern": "^[A-Z]{3}[0-9]{2}$"]]]
+        let compiled = try JSONSchema(schema)
+        let checks = ["day": #"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"#, "id": "^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$",
+                      "code": "^[A-Z]{3}[0-9]{2}$"].mapValues { try! NSRegularExpression(pattern: $0) }
+        var whole = 0
+        for model in ["tiny-mixtral", "tiny-mistral-sp"] {
+            let s = try await LiveServer(model: model)
+            defer { Task { await s.stop() } }
+            for sampling in [["temperature": 0]] + (1...4).map({ ["temperature": 1.0, "seed": $0] }) as [[String: Any]] {
+                let r = try await HTTP.post(s.base + "/v1/completions", (["prompt": "Record:", "max_tokens": 160, "guided_json": schema] as [String: Any])
+                    .merging(sampling) { $1 })
+                let text = choice(r)["text"] as? String ?? "?"
+                var state = JSONSchemaState(compiled)
+                let prefix = state.feed(Array(text.utf8), compiled)
+                #expect(prefix, "\(model) \(sampling): \(text.debugDescription)")
+                guard choice(r)["finish_reason"] as? String == "stop" else { continue }
+                let obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                for (key, re) in checks {
+                    let v = obj[key] as? String ?? "?"
+                    #expect(re.firstMatch(in: v, range: NSRange(v.startIndex..., in: v)) != nil, "\(key): \(v)")
+                }
+                whole += 1
+            }
+        }
+        #expect(whole >= 3)
+    }
+
     /// vLLM's guided_choice: the text is one of the choices, whatever the sampling, and generation ends with it.
     @Test func guidedChoiceAnswersWithOneChoice() async throws {
         for model in ["tiny-mixtral", "tiny-mistral-sp"] {
