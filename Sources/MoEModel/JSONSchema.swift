@@ -15,6 +15,8 @@ public struct JSONSchema: Sendable {
         /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
         /// `minLength`/`maxLength` (counted in bytes, which is characters for ASCII).
         case constrainedString(RegexDFA)
+        /// An integer within [lo, hi] (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`).
+        case boundedInteger(lo: Int, hi: Int)
         case number(integerOnly: Bool)
         /// Each value as JSON bytes: `enum`, `const`, booleans, null.
         case literals([[UInt8]])
@@ -63,7 +65,8 @@ public struct JSONSchema: Sendable {
                 return i
             }
             let known: Set<String> = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-                                      "pattern", "format", "minLength", "maxLength",
+                                      "pattern", "format", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+                                      "exclusiveMaximum",
                                       "enum", "const", "anyOf", "oneOf", "$defs", "definitions"]
             if let other = obj.keys.sorted().first(where: { !known.contains($0) && !JSONSchema.annotations.contains($0) }) {
                 throw Unsupported(path: path, reason: "the keyword \(other) is not supported")
@@ -126,8 +129,25 @@ public struct JSONSchema: Sendable {
                 let min = obj["minItems"] as? Int ?? 0, max = obj["maxItems"] as? Int
                 return .array(items: try compile(items, path: path + "/items"), min: min, max: max)
             case "string": return try string(obj, path: path)
-            case "number": return .number(integerOnly: false)
-            case "integer": return .number(integerOnly: true)
+            case "number":
+                if ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"].contains(where: { obj[$0] != nil }) {
+                    throw Unsupported(path: path, reason: "bounds are supported for integers only (not for number)")
+                }
+                return .number(integerOnly: false)
+            case "integer":
+                let limit = 999_999_999_999_999           // 15 digits: what a double holds exactly
+                func bound(_ k: String) throws -> Double? {
+                    guard let v = obj[k] else { return nil }
+                    guard let d = (v as? Double) ?? (v as? Int).map(Double.init) else { throw Unsupported(path: path, reason: "\(k) must be a number") }
+                    return d
+                }
+                var lo = -limit, hi = limit
+                if let m = try bound("minimum") { lo = max(lo, Int(max(min(m.rounded(.up), 1e15), -1e15))) }
+                if let m = try bound("exclusiveMinimum") { lo = max(lo, Int(max(min(m.rounded(.down), 1e15), -1e15)) + 1) }
+                if let m = try bound("maximum") { hi = min(hi, Int(max(min(m.rounded(.down), 1e15), -1e15))) }
+                if let m = try bound("exclusiveMaximum") { hi = min(hi, Int(max(min(m.rounded(.up), 1e15), -1e15)) - 1) }
+                guard lo <= hi else { throw Unsupported(path: path, reason: "no integer lies within the minimum and maximum") }
+                return lo == -limit && hi == limit ? .number(integerOnly: true) : .boundedInteger(lo: lo, hi: hi)
             case "boolean": return .literals([Array("true".utf8), Array("false".utf8)])
             case "null": return .literals([Array("null".utf8)])
             default: throw Unsupported(path: path, reason: "type \(type) is not a JSON type")
@@ -194,6 +214,7 @@ public struct JSONSchemaState: Sendable, Equatable {
         case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
         case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
         case constrained(Int, state: Int32)              // inside a constrained string: its pattern's automaton state
+        case bounded(lo: Int, hi: Int, negative: Bool, value: Int, digits: Int)   // a bounded integer so far
         case number(integerOnly: Bool, lex: UInt8, digits: UInt8)   // JSONPrefix's number modes; integer digits so far
         case literal(candidates: [[UInt8]], at: Int)
     }
@@ -220,6 +241,8 @@ public struct JSONSchemaState: Sendable, Equatable {
         case .number(_, let lex, _)?:
             return JSONPrefix.numberEnds.map(\.rawValue).contains(lex)
         case .literal(let candidates, let at)?: return candidates.contains { $0.count == at }
+        case .bounded(let lo, let hi, let negative, let value, let digits)?:
+            return digits >= 1 && (negative ? -value : value) >= lo && (negative ? -value : value) <= hi
         default: return false
         }
     }
@@ -290,6 +313,13 @@ public struct JSONSchemaState: Sendable, Equatable {
             case .constrainedString(let dfa):
                 guard b == UInt8(ascii: "\"") else { return }
                 p.frames.append(.constrained(n, state: dfa.start))
+            case .boundedInteger(let lo, let hi):
+                let start: Frame
+                if b == UInt8(ascii: "-") { start = .bounded(lo: lo, hi: hi, negative: true, value: 0, digits: 0) }
+                else if isDigit(b) { start = .bounded(lo: lo, hi: hi, negative: false, value: Int(b - 0x30), digits: 1) }
+                else { return }
+                guard case .bounded(_, _, let neg, let v, let d) = start, Self.viable(neg, v, d, lo, hi) else { return }
+                p.frames.append(start)
             case .number(let integerOnly):
                 let lex: JSONPrefix.Mode
                 if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
@@ -382,6 +412,20 @@ public struct JSONSchemaState: Sendable, Equatable {
             guard next >= 0 else { return }
             p.frames.append(.constrained(n, state: next))
             out.append(p)
+        case .bounded(let lo, let hi, let negative, let value, let digits):
+            if isDigit(b) {
+                // No digit after a leading zero; 15 at most.
+                guard !(digits >= 1 && value == 0), digits < 15 else { return }
+                let v = value * 10 + Int(b - 0x30)
+                guard Self.viable(negative, v, digits + 1, lo, hi) else { return }
+                p.frames.append(.bounded(lo: lo, hi: hi, negative: negative, value: v, digits: digits + 1))
+                out.append(p)
+                return
+            }
+            // Anything else ends the integer, which must then lie within the bounds.
+            let v = negative ? -value : value
+            guard digits >= 1, v >= lo, v <= hi else { return }
+            for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
         case .number(let integerOnly, let lex, let digits):
             // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.
             var m = JSONPrefix()
@@ -418,6 +462,21 @@ public struct JSONSchemaState: Sendable, Equatable {
             guard candidates.contains(where: { $0.count == at }) else { return }
             for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
         }
+    }
+
+    /// Whether an integer begun with these digits (`digits` of them, magnitude `value`, or only its sign) can still end
+    /// within [lo, hi]: some length j of further digits puts its range of values across the bounds.
+    static func viable(_ negative: Bool, _ value: Int, _ digits: Int, _ lo: Int, _ hi: Int) -> Bool {
+        if digits == 0 { return lo <= 0 }                       // "-": a negative number, or -0
+        if value == 0 { return lo <= 0 && 0 <= hi }             // "0" or "-0": nothing may follow
+        var scale = 1
+        for _ in 0...(15 - digits) {
+            let low = value * scale, high = value * scale + scale - 1
+            let (a, b) = negative ? (-high, -low) : (low, high)
+            if a <= hi && b >= lo { return true }
+            scale *= 10
+        }
+        return false
     }
 
     /// After a value closed (its frame already removed): the container's next phase, or the end of the text.

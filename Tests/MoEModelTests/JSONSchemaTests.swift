@@ -110,14 +110,39 @@ import Testing
         }
     }
 
+    /// Integer bounds, exhaustively: every integer from −1100 to 1100 is a whole value exactly when it lies within
+    /// them, and each of its prefixes is taken; leading zeros never are.
+    @Test(arguments: [(0, 100), (-130, 257), (10, 20), (-5, -3), (7, 7), (-1000, -999), (95, 1005), (0, 0), (-20, 0)])
+    func boundedIntegersAreExactlyThoseWithinTheBounds(lo: Int, hi: Int) {
+        let s = Self.schema(#"{"type": "integer", "minimum": \#(lo), "maximum": \#(hi)}"#)
+        for n in -1100...1100 {
+            let text = String(n)
+            var st = JSONSchemaState(s)
+            var prefixes = true
+            for b in text.utf8 where prefixes { prefixes = st.feed(b, s) }
+            let inRange = n >= lo && n <= hi
+            #expect((prefixes && st.isComplete) == inRange, "\(n) in [\(lo), \(hi)]")
+            if inRange { #expect(prefixes, "\(n): a prefix was refused") }
+        }
+        var z = JSONSchemaState(s)
+        #expect(!z.feed(Array("007".utf8), s) || !(lo...hi).contains(7))
+        let exclusive = Self.schema(#"{"type": "object", "properties": {"n": {"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 4}}}"#)
+        for (text, ok) in [(#"{"n": 2}"#, true), (#"{"n": 3}"#, true), (#"{"n": 1}"#, false), (#"{"n": 4}"#, false), (#"{"n": 30}"#, false)] {
+            var e = JSONSchemaState(exclusive)
+            let fed = e.feed(Array(text.utf8), exclusive)
+            #expect((fed && e.isComplete) == ok, "\(text)")
+        }
+    }
+
     @Test func unsupportedKeywordsAreRefusedByName() {
         func reason(_ json: String) -> String {
             do { _ = try JSONSchema(try JSONSerialization.jsonObject(with: Data(json.utf8))); return "" } catch { return "\(error)" }
         }
-        #expect(reason(#"{"type": "integer", "minimum": 3}"#).contains("the keyword minimum is not supported"))
+        #expect(reason(#"{"type": "number", "minimum": 3}"#).contains("bounds are supported for integers only"))
+        #expect(reason(#"{"type": "integer", "minimum": 5, "maximum": 4}"#).contains("no integer lies within"))
         #expect(reason(#"{"type": "object", "properties": {}, "additionalProperties": true}"#).contains("additionalProperties must be false"))
-        #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": 3}}}"#)
-            .contains("/properties/a: the keyword minimum is not supported"))
+        #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 3}}}"#)
+            .contains("/properties/a: the keyword multipleOf is not supported"))
         #expect(reason(##"{"$ref": "#/$defs/Nope"}"##).contains("does not name an entry"))
         #expect(reason(#"{"type": "object", "properties": {}, "required": ["x"]}"#).contains("required property x is not among the properties"))
         #expect(reason(#"{}"#).contains("needs a type"))
