@@ -19,8 +19,8 @@ public struct EngineRequest: Sendable {
     /// Before the first token, the log-probability of every prompt token after the first, each with this many
     /// alternatives (nil: none). Such a prompt is computed whole: the prefix cache is not read for it.
     public var promptLogprobs: Int?
-    /// Output constrained to one JSON object or one value of a JSON schema (`response_format`): tokens that cannot
-    /// continue it are masked before anything else reads the logits.
+    /// Output constrained to a JSON object, a JSON schema's value, a choice or a regex (`response_format`,
+    /// guided_choice, guided_regex): tokens that cannot continue it are masked before anything else reads the logits.
     public var grammar: TokenGrammar?
 
     public init(prompt: [Int32], params: SamplingParams = SamplingParams(), maxTokens: Int, eos: Set<Int32> = [], ignoreEOS: Bool = false,
@@ -39,15 +39,10 @@ public struct EngineRequest: Sendable {
     }
 
     /// What the request's penalties and min_tokens do to its logits; nil when they do nothing.
-    var adjustment: LogitsAdjustment? {
-        let a = LogitsAdjustment(repetitionPenalty: params.repetitionPenalty, frequencyPenalty: params.frequencyPenalty,
-                                 presencePenalty: params.presencePenalty, minTokens: minTokens,
-                                 suppressed: stopTokenIds.union(ignoreEOS ? [] : eos), bias: params.logitBias)
-        return a.isIdentity ? nil : a
-    }
+    var adjustment: LogitsAdjustment? { .of(params, minTokens: minTokens, suppressed: stopTokenIds.union(ignoreEOS ? [] : eos)) }
 
     /// Whether generating `t` ends the request.
-    func stops(at t: Int32) -> Bool { (!ignoreEOS && eos.contains(t)) || stopTokenIds.contains(t) }
+    public func stops(at t: Int32) -> Bool { (!ignoreEOS && eos.contains(t)) || stopTokenIds.contains(t) }
 }
 
 /// Why a generation ended.

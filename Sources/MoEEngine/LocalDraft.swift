@@ -25,13 +25,29 @@ public final class LocalDraft: DraftSource {
         /// The request's penalties and logit bias, applied to the draft's logits as the verifier applies them to the
         /// target's, so that drafts it will penalise are not proposed (acceptance; exactness does not depend on it).
         let adjustment: LogitsAdjustment?
+        /// What the adjustment reads at the end of the verified tokens, kept as they grow (nil without adjustment).
+        var verifiedHistory: TokenHistory?
 
-        /// The history the adjustment reads at the end of `tokens`.
-        var history: TokenHistory? {
+        init(tokens: [Int32], sampler: Sampler, adjustment: LogitsAdjustment?) {
+            self.tokens = tokens
+            verified = tokens.count
+            cached = 0
+            self.sampler = sampler
+            promptCount = tokens.count
+            self.adjustment = adjustment
+            verifiedHistory = historyFromScratch()
+        }
+
+        /// The history of `tokens[..<verified]`, counted anew (at start, and when a rewind replaces the context).
+        func historyFromScratch() -> TokenHistory? {
             adjustment.map {
-                TokenHistory(prompt: tokens.prefix(promptCount), keepPrompt: $0.repetitionPenalty != 1).appending(tokens[promptCount...])
+                let p = min(promptCount, verified)
+                return TokenHistory(prompt: tokens[..<p], keepPrompt: $0.repetitionPenalty != 1).appending(tokens[p..<verified])
             }
         }
+
+        /// The history the adjustment reads at the end of `tokens` (the verified ones and the drafts after them).
+        var history: TokenHistory? { verifiedHistory?.appending(tokens[verified...]) }
 
         /// The draft's token (and, when sampling, the distribution it was drawn from) from one position's logits.
         func pick(_ logits: UnsafeBufferPointer<Float>, history h: TokenHistory?, position: Int) -> (Int32, [Float]?) {
@@ -66,11 +82,7 @@ public final class LocalDraft: DraftSource {
     }
 
     public func start(_ seq: Int, prompt: [Int32], params: SamplingParams) {
-        let p = params
-        let a = LogitsAdjustment(repetitionPenalty: p.repetitionPenalty, frequencyPenalty: p.frequencyPenalty,
-                                 presencePenalty: p.presencePenalty, bias: p.logitBias)
-        seqs[seq] = Seq(tokens: prompt, verified: prompt.count, cached: 0, sampler: Sampler(params), promptCount: prompt.count,
-                        adjustment: a.isIdentity ? nil : a)
+        seqs[seq] = Seq(tokens: prompt, sampler: Sampler(params), adjustment: .of(params))
     }
 
     public func outcome(_ seq: Int, accepted: [Int32], next: Int32) {
@@ -81,6 +93,7 @@ public final class LocalDraft: DraftSource {
         s.cached = min(s.cached, s.verified + same)
         s.tokens = Array(s.tokens.prefix(s.verified)) + accepted + [next]
         s.verified = s.tokens.count
+        s.verifiedHistory = s.verifiedHistory?.appending(accepted + [next])
         s.drafted = 0
         seqs[seq] = s
     }
@@ -95,6 +108,7 @@ public final class LocalDraft: DraftSource {
         s.tokens = tokens
         s.verified = tokens.count
         s.drafted = 0
+        s.verifiedHistory = s.historyFromScratch()
         seqs[seq] = s
     }
 

@@ -3,21 +3,23 @@ import Foundation
 /// A JSON Schema compiled for constrained decoding (`response_format` json_schema): the subset structured outputs
 /// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys may come in any order, each at
 /// most once, the `required` ones before the object closes, no others (`additionalProperties` must be false or left
-/// out, as in strict mode). Arrays take `items` with `minItems`/`maxItems`; strings, numbers, integers, booleans and
+/// out, as in strict mode). Arrays take `items` with `minItems`/`maxItems`; strings (free, or with one of `format`,
+/// `pattern`, `minLength`/`maxLength`), numbers, integers (with `minimum`/`maximum`, exclusive or not), booleans and
 /// null; `enum` and `const` of plain values; `anyOf` (and a list of types) of any of these; `$ref` into `$defs` (or
 /// `definitions`), recursion included. Annotations (`title`, `description`, `default`, `examples`, `$schema`) are
 /// ignored; any other keyword would constrain the output in a way this does not check, so it is refused, by name.
 public struct JSONSchema: Sendable {
-    public indirect enum Node: Sendable {
+    public enum Node: Sendable {
         case object(properties: [(key: [UInt8], node: Int)], required: UInt64)
         case array(items: Int, min: Int, max: Int?)
         case string
         /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
         /// `minLength`/`maxLength` (counted in bytes, which is characters for ASCII).
         case constrainedString(RegexDFA)
-        /// An integer within [lo, hi] (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`).
-        case boundedInteger(lo: Int, hi: Int)
-        case number(integerOnly: Bool)
+        /// An integer within [lo, hi] (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`; without them, the
+        /// integers of at most 15 digits, which a double, and so every JSON parser, holds exactly).
+        case integer(lo: Int, hi: Int)
+        case number
         /// Each value as JSON bytes: `enum`, `const`, booleans, null.
         case literals([[UInt8]])
         case anyOf([Int])
@@ -133,21 +135,21 @@ public struct JSONSchema: Sendable {
                 if ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"].contains(where: { obj[$0] != nil }) {
                     throw Unsupported(path: path, reason: "bounds are supported for integers only (not for number)")
                 }
-                return .number(integerOnly: false)
+                return .number
             case "integer":
-                let limit = 999_999_999_999_999           // 15 digits: what a double holds exactly
-                func bound(_ k: String) throws -> Double? {
+                let limit = JSONSchemaState.integerLimit
+                /// A bound as the nearest integer inside it (`rounding`), moved by `shift` when exclusive.
+                func bound(_ k: String, _ rounding: FloatingPointRoundingRule, _ shift: Int) throws -> Int? {
                     guard let v = obj[k] else { return nil }
-                    guard let d = (v as? Double) ?? (v as? Int).map(Double.init) else { throw Unsupported(path: path, reason: "\(k) must be a number") }
-                    return d
+                    guard let d = (v as? Double) ?? (v as? Int).map(Double.init) else {
+                        throw Unsupported(path: path, reason: "\(k) must be a number")
+                    }
+                    return Int(max(min(d.rounded(rounding), 1e15), -1e15)) + shift
                 }
-                var lo = -limit, hi = limit
-                if let m = try bound("minimum") { lo = max(lo, Int(max(min(m.rounded(.up), 1e15), -1e15))) }
-                if let m = try bound("exclusiveMinimum") { lo = max(lo, Int(max(min(m.rounded(.down), 1e15), -1e15)) + 1) }
-                if let m = try bound("maximum") { hi = min(hi, Int(max(min(m.rounded(.down), 1e15), -1e15))) }
-                if let m = try bound("exclusiveMaximum") { hi = min(hi, Int(max(min(m.rounded(.up), 1e15), -1e15)) - 1) }
+                let lo = max(-limit, try bound("minimum", .up, 0) ?? -limit, try bound("exclusiveMinimum", .down, 1) ?? -limit)
+                let hi = min(limit, try bound("maximum", .down, 0) ?? limit, try bound("exclusiveMaximum", .up, -1) ?? limit)
                 guard lo <= hi else { throw Unsupported(path: path, reason: "no integer lies within the minimum and maximum") }
-                return lo == -limit && hi == limit ? .number(integerOnly: true) : .boundedInteger(lo: lo, hi: hi)
+                return .integer(lo: lo, hi: hi)
             case "boolean": return .literals([Array("true".utf8), Array("false".utf8)])
             case "null": return .literals([Array("null".utf8)])
             default: throw Unsupported(path: path, reason: "type \(type) is not a JSON type")
@@ -214,8 +216,8 @@ public struct JSONSchemaState: Sendable, Equatable {
         case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
         case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
         case constrained(Int, state: Int32)              // inside a constrained string: its pattern's automaton state
-        case bounded(lo: Int, hi: Int, negative: Bool, value: Int, digits: Int)   // a bounded integer so far
-        case number(integerOnly: Bool, lex: UInt8, digits: UInt8)   // JSONPrefix's number modes; integer digits so far
+        case integer(lo: Int, hi: Int, negative: Bool, value: Int, digits: Int)   // an integer so far, and its bounds
+        case number(lex: UInt8)                          // JSONPrefix's number modes
         case literal(candidates: [[UInt8]], at: Int)
     }
     struct Parse: Sendable, Equatable {
@@ -238,14 +240,17 @@ public struct JSONSchemaState: Sendable, Equatable {
         guard p.frames.count <= 1 else { return false }
         switch p.frames.first {
         case nil: return true
-        case .number(_, let lex, _)?:
+        case .number(let lex)?:
             return JSONPrefix.numberEnds.map(\.rawValue).contains(lex)
         case .literal(let candidates, let at)?: return candidates.contains { $0.count == at }
-        case .bounded(let lo, let hi, let negative, let value, let digits)?:
+        case .integer(let lo, let hi, let negative, let value, let digits)?:
             return digits >= 1 && (negative ? -value : value) >= lo && (negative ? -value : value) <= hi
         default: return false
         }
     }
+
+    /// The largest integer magnitude: 15 digits, which a double (and so every JSON parser) holds exactly.
+    static let integerLimit = 999_999_999_999_999
 
     /// Most parses kept at once (an anyOf of near-identical alternatives), and most frames deep.
     static let maxParses = 64, maxFrames = 128
@@ -313,18 +318,17 @@ public struct JSONSchemaState: Sendable, Equatable {
             case .constrainedString(let dfa):
                 guard b == UInt8(ascii: "\"") else { return }
                 p.frames.append(.constrained(n, state: dfa.start))
-            case .boundedInteger(let lo, let hi):
-                let start: Frame
-                if b == UInt8(ascii: "-") { start = .bounded(lo: lo, hi: hi, negative: true, value: 0, digits: 0) }
-                else if isDigit(b) { start = .bounded(lo: lo, hi: hi, negative: false, value: Int(b - 0x30), digits: 1) }
-                else { return }
-                guard case .bounded(_, _, let neg, let v, let d) = start, Self.viable(neg, v, d, lo, hi) else { return }
-                p.frames.append(start)
-            case .number(let integerOnly):
+            case .integer(let lo, let hi):
+                let negative = b == UInt8(ascii: "-")
+                guard negative || isDigit(b) else { return }
+                let value = negative ? 0 : Int(b - 0x30), digits = negative ? 0 : 1
+                guard Self.viable(negative, value, digits, lo, hi) else { return }
+                p.frames.append(.integer(lo: lo, hi: hi, negative: negative, value: value, digits: digits))
+            case .number:
                 let lex: JSONPrefix.Mode
                 if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
                 else if isDigit(b) { lex = .integer } else { return }
-                p.frames.append(.number(integerOnly: integerOnly, lex: lex.rawValue, digits: lex == .minus ? 0 : 1))
+                p.frames.append(.number(lex: lex.rawValue))
             case .literals(let values):
                 let c = values.filter { $0.first == b }
                 guard !c.isEmpty else { return }
@@ -412,13 +416,13 @@ public struct JSONSchemaState: Sendable, Equatable {
             guard next >= 0 else { return }
             p.frames.append(.constrained(n, state: next))
             out.append(p)
-        case .bounded(let lo, let hi, let negative, let value, let digits):
+        case .integer(let lo, let hi, let negative, let value, let digits):
             if isDigit(b) {
                 // No digit after a leading zero; 15 at most.
                 guard !(digits >= 1 && value == 0), digits < 15 else { return }
                 let v = value * 10 + Int(b - 0x30)
                 guard Self.viable(negative, v, digits + 1, lo, hi) else { return }
-                p.frames.append(.bounded(lo: lo, hi: hi, negative: negative, value: v, digits: digits + 1))
+                p.frames.append(.integer(lo: lo, hi: hi, negative: negative, value: v, digits: digits + 1))
                 out.append(p)
                 return
             }
@@ -426,7 +430,7 @@ public struct JSONSchemaState: Sendable, Equatable {
             let v = negative ? -value : value
             guard digits >= 1, v >= lo, v <= hi else { return }
             for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
-        case .number(let integerOnly, let lex, let digits):
+        case .number(let lex):
             // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.
             var m = JSONPrefix()
             m.mode = JSONPrefix.Mode(rawValue: lex)!
@@ -434,13 +438,9 @@ public struct JSONSchemaState: Sendable, Equatable {
             let continues = isDigit(b) || b == UInt8(ascii: "-") || b == UInt8(ascii: "+") || b == UInt8(ascii: ".")
                 || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")
             if continues {
-                if integerOnly && (b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E")) { return }
-                // An integer keeps to 15 digits, which a double (and so every JSON parser) holds exactly.
-                let more = m.mode == .minus || m.mode == .integer ? digits + 1 : digits
-                if integerOnly && more > 15 { return }
                 guard m.feed(b), m.mode.rawValue >= JSONPrefix.Mode.minus.rawValue,
                       m.mode.rawValue <= JSONPrefix.Mode.exponentFull.rawValue else { return }
-                p.frames.append(.number(integerOnly: integerOnly, lex: m.mode.rawValue, digits: more))
+                p.frames.append(.number(lex: m.mode.rawValue))
                 out.append(p)
                 return
             }

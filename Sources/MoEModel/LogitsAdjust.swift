@@ -1,7 +1,7 @@
 /// What changes a position's raw logits before temperature, top-k and top-p (and before greedy's argmax), as vLLM
 /// applies it: the logit bias first (added), then `min_tokens` (its stop tokens masked to −∞ while fewer than
-/// `minTokens` tokens have been generated), then the repetition penalty (on every token of the prompt or the output: a positive logit divided
-/// by it, any other multiplied), then the frequency penalty (minus penalty × the token's count in the output), then
+/// `minTokens` tokens have been generated), then the repetition penalty (on every token of the prompt or the output:
+/// a positive logit divided by it, any other multiplied), then the frequency penalty (minus penalty × the token's count in the output), then
 /// the presence penalty (minus penalty once for a token the output holds). The output is what has been generated so
 /// far at that position: in speculative verification, row i of a proposal sees drafts 0..<i as output.
 public struct LogitsAdjustment: Sendable, Equatable {
@@ -24,6 +24,14 @@ public struct LogitsAdjustment: Sendable, Equatable {
         self.minTokens = minTokens
         self.suppressed = suppressed
         self.bias = bias
+    }
+
+    /// A request's adjustments: its sampling parameters' penalties and bias, with `minTokens` held back for
+    /// `suppressed`; nil when they change nothing.
+    public static func of(_ p: SamplingParams, minTokens: Int = 0, suppressed: Set<Int32> = []) -> LogitsAdjustment? {
+        let a = LogitsAdjustment(repetitionPenalty: p.repetitionPenalty, frequencyPenalty: p.frequencyPenalty,
+                                 presencePenalty: p.presencePenalty, minTokens: minTokens, suppressed: suppressed, bias: p.logitBias)
+        return a.isIdentity ? nil : a
     }
 
     /// Nothing to do: sampling reads the model's row as it is.

@@ -24,7 +24,7 @@ struct PreparedRequest: Sendable {
     var minTokens = 0
     var includeStop = false
     var skipSpecialTokens = true
-    /// One JSON object or one value of a schema (response_format json_object or json_schema).
+    /// What the text must be (response_format, guided_choice, guided_regex).
     var grammar: TokenGrammar?
     /// Alternatives per generated token's log-probabilities, and per prompt token's (nil: none).
     var logprobs: Int?
@@ -73,8 +73,8 @@ public final class GenerationService: @unchecked Sendable {
     /// add none; a piece of a UTF-8 character decodes to U+FFFD, which the grammars take as string content). Built on
     /// first use (a pass over the vocabulary), then shared by every constrained request.
     var tokenTable: TokenTable {
-        grammarLock.withLock {
-            if let g = builtGrammar { return g }
+        tableLock.withLock {
+            if let t = builtTable { return t }
             let before = tokenizer.encode("a", addSpecialTokens: false).first
             let lead = before.map { Array(tokenizer.decode([$0]).utf8) } ?? []
             let ids = 0..<engine.transformer.spec.vocabSize
@@ -86,13 +86,17 @@ public final class GenerationService: @unchecked Sendable {
                 guard tokenizer.isGroupedByteToken(id) else { return 0 }
                 return bytes[id].count == 1 && bytes[id][0] < 0x80 ? 1 : 2
             }
-            let g = TokenTable(tokenBytes: bytes, byteClass: classes, eos: eos)
-            builtGrammar = g
-            return g
+            let t = TokenTable(tokenBytes: bytes, byteClass: classes, eos: eos)
+            builtTable = t
+            return t
         }
     }
-    /// Constrains a request to one JSON object (response_format json_object) or one value of a schema (json_schema,
-    /// or vLLM's guided_json). min_tokens cannot be kept with either: once the value closes only EOS may follow.
+    private let tableLock = NSLock()
+    private var builtTable: TokenTable?
+
+    /// Constrains a request to one JSON object (response_format json_object), one value of a schema (json_schema, or
+    /// vLLM's guided_json), one of some strings (guided_choice) or a regex's whole match (guided_regex). min_tokens
+    /// cannot be kept with any: once the text is whole only EOS may follow.
     func constrain(_ p: inout PreparedRequest, _ format: OutputFormat) throws {
         let language: TokenGrammar.Language
         switch format {
@@ -114,9 +118,6 @@ public final class GenerationService: @unchecked Sendable {
         }
         p.grammar = TokenGrammar(table: tokenTable, language: language)
     }
-
-    private let grammarLock = NSLock()
-    private var builtGrammar: TokenTable?
 
     func checkModel(_ name: String?) throws {
         if let n = name, n != modelName {
@@ -141,10 +142,7 @@ public final class GenerationService: @unchecked Sendable {
     func prepare(_ ids: [Int32], _ f: SamplingFields, defaultMaxTokens: Int?, maxTokensOverride: Int? = nil,
                  allowNoTokens: Bool = false) throws -> PreparedRequest {
         guard !ids.isEmpty else { throw APIError.invalid("the prompt is empty", param: "prompt") }
-        let vocab = engine.transformer.spec.vocabSize
-        if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
-            throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "prompt")
-        }
+        try checkVocabulary(ids.map(Int.init), param: "prompt")
         let room = contextLimit - ids.count
         if room < 1 {
             throw APIError.invalid("This model's maximum context length is \(contextLimit) tokens. However, your prompt has \(ids.count) tokens.", param: "prompt", code: "context_length_exceeded")
@@ -182,16 +180,14 @@ public final class GenerationService: @unchecked Sendable {
         guard minTokens >= 0 && minTokens <= maxTokens else {
             throw APIError.invalid("min_tokens must be between 0 and max_tokens (\(maxTokens)); got \(minTokens)", param: "min_tokens")
         }
-        func token(_ t: Int, _ param: String) throws -> Int32 {
-            guard t >= 0 && t < vocab else { throw APIError.invalid("token id \(t) in \(param) is outside the vocabulary (0..<\(vocab))", param: param) }
-            return Int32(t)
-        }
-        let stopIds = try Set((f.stopTokenIds ?? []).map { try token($0, "stop_token_ids") })
+        try checkVocabulary(f.stopTokenIds ?? [], param: "stop_token_ids")
+        let stopIds = Set((f.stopTokenIds ?? []).map(Int32.init))
         var bias: [Int32: Float] = [:]
         for (key, b) in f.logitBias ?? [:] {
             guard let t = Int(key) else { throw APIError.invalid("logit_bias keys must be token ids (got \"\(key)\")", param: "logit_bias") }
             guard b >= -100 && b <= 100 else { throw APIError.invalid("logit_bias values must be between -100 and 100 (got \(b))", param: "logit_bias") }
-            bias[try token(t, "logit_bias")] = Float(b)
+            try checkVocabulary([t], param: "logit_bias")
+            bias[Int32(t)] = Float(b)
         }
         let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
                                     seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),
@@ -202,6 +198,14 @@ public final class GenerationService: @unchecked Sendable {
                                 skipSpecialTokens: f.skipSpecialTokens ?? true)
         try constrain(&p, try f.outputFormat())
         return p
+    }
+
+    /// A 400 naming the first token id outside the model's vocabulary, and the field it came in.
+    func checkVocabulary(_ ids: some Sequence<Int>, param: String) throws {
+        let vocab = engine.transformer.spec.vocabSize
+        if let bad = ids.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw APIError.invalid("token id \(bad) in \(param) is outside the vocabulary (0..<\(vocab))", param: param)
+        }
     }
 
     /// Checks a count of log-probability alternatives (`logprobs` of a completion, `top_logprobs` of a chat).
@@ -230,8 +234,7 @@ public final class GenerationService: @unchecked Sendable {
             let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream(bufferingPolicy: .unbounded)
             let state = GenerationState(TextAssembler(tokenizer: tokenizer, stops: p.stops, includeStop: p.includeStop,
                                                       skipSpecialTokens: p.skipSpecialTokens))
-            // The token that ends a generation (EOS, a stop token id) is counted, not shown (unless asked), as vLLM does.
-            let eos = self.eos, ignoreEOS = p.ignoreEOS, stopIds = p.stopTokenIds, includeStop = p.includeStop
+            let includeStop = p.includeStop
             continuation.onTermination = { reason in
                 if case .cancelled = reason { state.cancel(engine) }
             }
@@ -246,8 +249,9 @@ public final class GenerationService: @unchecked Sendable {
                     continuation.yield(.prompt(lps))
                 case .token(let t, let lp):
                     state.count += 1
-                    let ends = !includeStop && (stopIds.contains(t) || (!ignoreEOS && eos.contains(t)))
-                    let (text, stopped) = ends ? ("", false) : state.assembler.push(t)
+                    // The token that ends a generation (EOS, a stop token id) is counted, not shown (unless asked), as
+                    // vLLM does.
+                    let (text, stopped) = !includeStop && request.stops(at: t) ? ("", false) : state.assembler.push(t)
                     if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [])) }
                     if stopped {
                         state.done = true

@@ -202,8 +202,7 @@ struct GenerationOptions: Decodable, Sendable {
         echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
         returnTokensAsTokenIds = try c.decodeIfPresent(Bool.self, forKey: .returnTokensAsTokenIds)
         sampling = try SamplingFields(from: decoder)
-        let any = try decoder.container(keyedBy: AnyKey.self)
-        unsupported = Self.firstUnsupported(any)
+        unsupported = Self.firstUnsupported(try decoder.container(keyedBy: AnyKey.self))
     }
 
     struct AnyKey: CodingKey {

@@ -52,10 +52,7 @@ struct Routes: Sendable {
         router.post("/detokenize") { req, _ in
             let r = try await decode(DetokenizeRequest.self, req)
             try service.checkModel(r.model)
-            let vocab = service.engine.transformer.spec.vocabSize
-            if let bad = r.tokens.first(where: { $0 < 0 || $0 >= vocab }) {
-                throw APIError.invalid("token id \(bad) is outside the vocabulary (0..<\(vocab))", param: "tokens")
-            }
+            try service.checkVocabulary(r.tokens, param: "tokens")
             return jsonResponse(object: ["prompt": service.tokenizer.decode(r.tokens)])
         }
         router.post("/v1/jobs") { req, _ in try await createJob(req) }
@@ -177,7 +174,7 @@ struct Routes: Sendable {
         // offsets counted on from where its last chunk's ended.
         @Sendable func entries(_ lps: [PositionLogprobs]) -> [(token: Int32, logprobs: PositionLogprobs?)] { lps.map { ($0.chosen.token, $0) } }
         @Sendable func promptEntries(_ i: Int, _ lps: [PositionLogprobs?]) -> [(token: Int32, logprobs: PositionLogprobs?)] {
-            Array(zip(prepared[i].ids, lps)).map { ($0, $1) }
+            zip(prepared[i].ids, lps).map { ($0, $1) }
         }
         let id = randomId("cmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if o.stream == true {

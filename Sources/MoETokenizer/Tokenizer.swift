@@ -126,13 +126,13 @@ public final class Tokenizer: Sendable {
 
     // MARK: - Vocabulary
 
-    /// The token string of an id (added tokens first, then the model vocab).
     /// Whether the token is a byte-fallback token (`<0xE6>`) that a ByteFallback decoder groups with its
     /// neighbours: a group that is not valid UTF-8 decodes to one U+FFFD per byte, ASCII bytes included.
     public func isGroupedByteToken(_ id: Int) -> Bool {
         (decoder?.groupsByteTokens ?? false) && id >= 0 && id < isByteToken.count && isByteToken[id]
     }
 
+    /// The token string of an id (added tokens first, then the model vocab).
     public func token(for id: Int) -> String? {
         id >= 0 && id < tokenStrings.count ? tokenStrings[id] : nil
     }

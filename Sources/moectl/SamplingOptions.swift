@@ -63,16 +63,10 @@ struct SamplingOptions: ParsableArguments {
     }
 
     func parameters(maxTokens: Int?) throws -> SamplingParameters {
-        var p = plainParameters(maxTokens: maxTokens)
-        p.constraint = try constraint()
-        return p
-    }
-
-    func plainParameters(maxTokens: Int?) -> SamplingParameters {
         SamplingParameters(maxTokens: maxTokens, temperature: temperature, topP: topP, topK: topK, seed: seed,
                            stop: stop.isEmpty ? nil : stop, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty,
                            repetitionPenalty: repetitionPenalty, minTokens: minTokens,
-                           stopTokenIds: stopTokenIds.isEmpty ? nil : stopTokenIds, minP: minP)
+                           stopTokenIds: stopTokenIds.isEmpty ? nil : stopTokenIds, minP: minP, constraint: try constraint())
     }
 
     /// Same checks as for prompt-file fields, phrased with flag names.

@@ -22,12 +22,8 @@ import Testing
                                "required": ["city"]}}}
         """)
 
-    struct Case: CustomTestStringConvertible, Sendable {
-        var text: String
-        var prefix: Bool
-        var complete: Bool
-        var testDescription: String { text.debugDescription }
-    }
+    /// A text, whether it is a prefix of an accepted value, and whether a whole one (as for json_object).
+    typealias Case = JSONGrammarTests.Case
 
     static let personCases: [Case] = [
         Case(text: "{", prefix: true, complete: false),

@@ -28,7 +28,7 @@ public enum OutputConstraint: Sendable, Equatable {
         switch self {
         case .jsonObject: try container.encode(["type": "json_object"], forKey: "response_format")
         case .jsonSchema(let text):
-            let schema = try JSONDecoder().decode(AnyJSON.self, from: Data(text.utf8))
+            let schema = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
             try container.encode(Format(type: "json_schema", jsonSchema: .init(name: "schema", schema: schema)), forKey: "response_format")
         case .regex(let pattern): try container.encode(pattern, forKey: "guided_regex")
         case .choice(let options): try container.encode(options, forKey: "guided_choice")
@@ -36,28 +36,33 @@ public enum OutputConstraint: Sendable, Equatable {
     }
 
     struct Format: Encodable {
-        struct Schema: Encodable { var name: String; var schema: AnyJSON }
+        struct Schema: Encodable { var name: String; var schema: JSONValue }
         var type: String
         var jsonSchema: Schema
         enum CodingKeys: String, CodingKey { case type, jsonSchema = "json_schema" }
     }
 }
 
-/// Any JSON value, carried through unchanged.
-indirect enum AnyJSON: Codable, Sendable, Equatable {
-    case null, bool(Bool), number(Double), string(String), array([AnyJSON]), object([String: AnyJSON])
+/// Any JSON value: a schema carried through unchanged, or a body read back (the tests' protocol stand-in).
+public indirect enum JSONValue: Codable, Sendable, Equatable {
+    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
         else if let n = try? c.decode(Double.self) { self = .number(n) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([AnyJSON].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: AnyJSON].self)) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
     }
 
-    func encode(to encoder: any Encoder) throws {
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let fields) = self { return fields[key] }
+        return nil
+    }
+
+    public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
         case .null: try c.encodeNil()
