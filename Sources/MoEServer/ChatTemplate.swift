@@ -2,8 +2,8 @@ import Foundation
 import MoETokenizer
 
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
-/// natively: ChatML (Qwen2/2.5/3), Llama 3 headers, and Mistral/Llama 2 [INST] turns. Any other template is refused
-/// with a clear error rather than rendered wrongly.
+/// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls and Qwen3's thinking), Llama 3 headers, and
+/// Mistral/Llama 2 [INST] turns. Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, unsupported }
     public let kind: Kind
@@ -11,23 +11,27 @@ public struct ChatTemplate: Sendable {
     let eos: String
     /// Qwen2.5's template adds this system message when the conversation has none.
     let defaultSystem: String?
+    /// ChatML templates that render tools as Qwen2.5 and Qwen3 do: a `# Tools` system block listing each tool as
+    /// JSON, assistant calls as `<tool_call>` blocks, tool results as `<tool_response>` blocks in a user turn.
+    public let rendersTools: Bool
+    /// Qwen3's: an assistant turn's <think> block is kept only after the last user query, and
+    /// `enable_thinking: false` opens the reply with an empty one.
+    let thinks: Bool
 
     public init(source: String, tokenizer: Tokenizer) {
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
         eos = tokenizer.eosTokenIds.first.flatMap { tokenizer.token(for: $0) } ?? ""
+        let qwenDefault = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
         if source.contains("<|im_start|>") {
             kind = .chatML
-            defaultSystem = source.contains("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
-                ? "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." : nil
-        } else if source.contains("<|start_header_id|>") {
-            kind = .llama3
-            defaultSystem = nil
-        } else if source.contains("[INST]") {
-            kind = .inst
-            defaultSystem = nil
+            defaultSystem = source.contains(qwenDefault) ? qwenDefault : nil
+            rendersTools = source.contains("<tool_call>") && source.contains("You may call one or more functions to assist with the user query.")
+            thinks = source.contains("reasoning_content")
         } else {
-            kind = .unsupported
+            kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst : .unsupported
             defaultSystem = nil
+            rendersTools = false
+            thinks = false
         }
     }
 
@@ -35,17 +39,18 @@ public struct ChatTemplate: Sendable {
         public let description: String
     }
 
-    /// The prompt text for these messages, ending where the assistant's reply begins.
-    func render(_ messages: [ChatMessage]) throws -> String {
-        for m in messages where !["system", "user", "assistant"].contains(m.role) {
-            throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant)")
+    /// The prompt text for these messages, ending where the assistant's reply begins. `tools` are the request's tool
+    /// definitions as sent; `enableThinking` is vLLM's chat_template_kwargs.enable_thinking.
+    func render(_ messages: [ChatMessage], tools: [OrderedJSON] = [], enableThinking: Bool? = nil) throws -> String {
+        for m in messages where !["system", "user", "assistant", "tool"].contains(m.role) {
+            throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
+        }
+        if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's and Qwen3's `<tool_call>` format); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
-            var out = ""
-            if let d = defaultSystem, messages.first?.role != "system" { out += "<|im_start|>system\n\(d)<|im_end|>\n" }
-            for m in messages { out += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n" }
-            return out + "<|im_start|>assistant\n"
+            return renderChatML(messages, tools: tools, enableThinking: enableThinking)
         case .llama3:
             var out = bos
             for m in messages {
@@ -77,5 +82,81 @@ public struct ChatTemplate: Sendable {
         case .unsupported:
             throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST]); use /v1/completions with a formatted prompt")
         }
+    }
+
+    /// ChatML as Qwen2's, Qwen2.5's and Qwen3's templates write it (their Jinja sources are in
+    /// Tests/Fixtures/chat-templates, with transformers' renderings of the cases the tests check).
+    private func renderChatML(_ messages: [ChatMessage], tools: [OrderedJSON], enableThinking: Bool?) -> String {
+        var out = ""
+        let system = messages.first?.role == "system" ? messages.first?.content : nil
+        if !tools.isEmpty {
+            out += "<|im_start|>system\n"
+            // Qwen3 writes the system message (if any) before the tools; Qwen2.5 the system message or its default.
+            if thinks { out += system.map { $0 + "\n\n" } ?? "" } else { out += (system ?? defaultSystem ?? "") + "\n\n" }
+            out += "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            out += "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+            for t in tools { out += "\n" + t.python }
+            out += "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+            out += "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
+        } else if let s = system ?? defaultSystem {
+            out += "<|im_start|>system\n\(s)<|im_end|>\n"
+        }
+        // Qwen3: the last user message that is not a tool result; assistant turns after it keep their thinking.
+        let lastQuery = messages.lastIndex { $0.role == "user" && !($0.content.hasPrefix("<tool_response>") && $0.content.hasSuffix("</tool_response>")) }
+            ?? messages.count - 1
+        for (i, m) in messages.enumerated() {
+            switch m.role {
+            case "system" where i == 0:
+                continue
+            case "user", "system":
+                out += "<|im_start|>\(m.role)\n\(m.content)<|im_end|>\n"
+            case "assistant" where !thinks:
+                guard !m.toolCalls.isEmpty else {
+                    out += "<|im_start|>assistant\n\(m.content)<|im_end|>\n"
+                    continue
+                }
+                out += "<|im_start|>assistant" + (m.content.isEmpty ? "" : "\n" + m.content)
+                for call in m.toolCalls { out += "\n" + Self.toolCallBlock(call) }
+                out += "<|im_end|>\n"
+            case "assistant":
+                // Qwen3 splits a reply at its </think>: the thinking before, the answer after.
+                var content = m.content, reasoning = m.reasoningContent ?? ""
+                if m.reasoningContent == nil, let close = content.range(of: "</think>") {
+                    let last = content.range(of: "</think>", options: .backwards)!
+                    reasoning = String(content[..<close.lowerBound]).rstrippingNewlines
+                    if let open = reasoning.range(of: "<think>", options: .backwards) { reasoning = String(reasoning[open.upperBound...]) }
+                    reasoning = reasoning.lstrippingNewlines
+                    content = String(content[last.upperBound...]).lstrippingNewlines
+                }
+                if i > lastQuery && (i == messages.count - 1 || !reasoning.isEmpty) {
+                    out += "<|im_start|>assistant\n<think>\n\(reasoning.lstrippingNewlines.rstrippingNewlines)\n</think>\n\n\(content.lstrippingNewlines)"
+                } else {
+                    out += "<|im_start|>assistant\n\(content)"
+                }
+                for (k, call) in m.toolCalls.enumerated() { out += (k > 0 || !content.isEmpty ? "\n" : "") + Self.toolCallBlock(call) }
+                out += "<|im_end|>\n"
+            default:                                     // tool: consecutive results share one user turn
+                if i == 0 || messages[i - 1].role != "tool" { out += "<|im_start|>user" }
+                out += "\n<tool_response>\n\(m.content)\n</tool_response>"
+                if i == messages.count - 1 || messages[i + 1].role != "tool" { out += "<|im_end|>\n" }
+            }
+        }
+        out += "<|im_start|>assistant\n"
+        if thinks && enableThinking == false { out += "<think>\n\n</think>\n\n" }
+        return out
+    }
+
+    static func toolCallBlock(_ call: ChatMessage.ToolCall) -> String {
+        "<tool_call>\n{\"name\": \"\(call.name)\", \"arguments\": \(call.arguments.python)}\n</tool_call>"
+    }
+}
+
+extension String {
+    /// Python's lstrip('\n') and rstrip('\n'), by scalar (a "\r\n" keeps its "\r").
+    var lstrippingNewlines: String { String(String.UnicodeScalarView(unicodeScalars.drop { $0 == "\n" })) }
+    var rstrippingNewlines: String {
+        var v = unicodeScalars
+        while v.last == "\n" { v.removeLast() }
+        return String(v)
     }
 }

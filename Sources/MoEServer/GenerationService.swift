@@ -97,7 +97,7 @@ public final class GenerationService: @unchecked Sendable {
     /// Constrains a request to one JSON object (response_format json_object), one value of a schema (json_schema, or
     /// vLLM's guided_json), one of some strings (guided_choice) or a regex's whole match (guided_regex). min_tokens
     /// cannot be kept with any: once the text is whole only EOS may follow.
-    func constrain(_ p: inout PreparedRequest, _ format: OutputFormat) throws {
+    func constrain(_ p: inout PreparedRequest, _ format: OutputFormat, param: String = "response_format") throws {
         let language: TokenGrammar.Language
         switch format {
         case .text: return
@@ -109,7 +109,7 @@ public final class GenerationService: @unchecked Sendable {
             }
         case .jsonSchema(let schema):
             do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
-                throw APIError.invalid(e.description, param: "response_format", code: "unsupported_schema")
+                throw APIError.invalid(e.description, param: param, code: "unsupported_schema")
             }
         }
         if p.minTokens > 0 {

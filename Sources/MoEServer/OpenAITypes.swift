@@ -215,20 +215,21 @@ struct GenerationOptions: Decodable, Sendable {
     /// Defaults pass (null, 0, 1, false, {}, []), as clients such as LangChain send them on every request.
     static func firstUnsupported(_ c: KeyedDecodingContainer<AnyKey>) -> (field: String, accepted: String)? {
         func number(_ k: String) -> Double? { (try? c.decodeIfPresent(Double.self, forKey: AnyKey(stringValue: k))) ?? nil }
-        func count(_ k: String) -> Int {
-            let key = AnyKey(stringValue: k)
-            if let n = (try? c.nestedUnkeyedContainer(forKey: key))?.count { return n }
-            return (try? c.nestedContainer(keyedBy: AnyKey.self, forKey: key))?.allKeys.count ?? 0
-        }
         if let v = number("best_of"), v != 1 { return ("best_of", "1") }
         if let s = (try? c.decodeIfPresent(String.self, forKey: AnyKey(stringValue: "suffix"))) ?? nil, !s.isEmpty {
             return ("suffix", "an empty string")
         }
-        if count("tools") > 0 { return ("tools", "empty") }
         if let t = responseFormatType(c), !["text", "json_object", "json_schema"].contains(t) {
             return ("response_format", #"{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", …}"#)
         }
         return nil
+    }
+
+    /// Items of a list field, or keys of an object field (0 when absent or null).
+    static func count(_ k: String, in c: KeyedDecodingContainer<AnyKey>) -> Int {
+        let key = AnyKey(stringValue: k)
+        if let n = (try? c.nestedUnkeyedContainer(forKey: key))?.count { return n }
+        return (try? c.nestedContainer(keyedBy: AnyKey.self, forKey: key))?.allKeys.count ?? 0
     }
 
     static func responseFormatType(_ c: KeyedDecodingContainer<AnyKey>) -> String? {
@@ -289,26 +290,48 @@ struct CompletionRequest: Decodable, Sendable {
     init(from decoder: any Decoder) throws {
         prompt = try decoder.container(keyedBy: CodingKeys.self).decode(PromptInput.self, forKey: .prompt)
         options = try GenerationOptions(from: decoder)
+        if options.unsupported == nil, GenerationOptions.count("tools", in: try decoder.container(keyedBy: GenerationOptions.AnyKey.self)) > 0 {
+            options.unsupported = ("tools", "none here (tools are for /v1/chat/completions)")
+        }
     }
 }
 
 /// A chat message. `content` may be a string, a list of text parts (`[{"type": "text", "text": …}]`, joined with
 /// newlines, as vLLM joins them), or null (an assistant turn without text); OpenAI's `developer` role is the system
-/// role. Parts of other types (images, audio) are refused: this server reads text.
-struct ChatMessage: Codable, Sendable {
+/// role. Parts of other types (images, audio) are refused: this server reads text. An assistant turn may carry the
+/// tool calls it made (their `arguments` a JSON text, read keeping its key order), a `tool` turn the answer to one.
+struct ChatMessage: Decodable, Sendable {
     var role: String
     var content: String
+    var toolCalls: [ToolCall] = []
+    /// vLLM's field for an assistant turn's reasoning (Qwen3's template shows it in a <think> block).
+    var reasoningContent: String?
 
-    init(role: String, content: String) {
-        self.role = role
-        self.content = content
+    /// A tool call in the conversation's history.
+    struct ToolCall: Sendable {
+        var name: String
+        var arguments: OrderedJSON
     }
 
-    enum CodingKeys: String, CodingKey { case role, content }
+    init(role: String, content: String, toolCalls: [ToolCall] = []) {
+        self.role = role
+        self.content = content
+        self.toolCalls = toolCalls
+    }
+
+    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content" }
 
     struct Part: Decodable {
         var type: String
         var text: String?
+    }
+
+    struct WireCall: Decodable {
+        struct Function: Decodable {
+            var name: String
+            var arguments: String?
+        }
+        var function: Function
     }
 
     init(from decoder: any Decoder) throws {
@@ -329,21 +352,107 @@ struct ChatMessage: Codable, Sendable {
             throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
                 debugDescription: "content must be a string or a list of text parts"))
         }
+        reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoningContent)
+        toolCalls = try (c.decodeIfPresent([WireCall].self, forKey: .toolCalls) ?? []).map { call in
+            let arguments: OrderedJSON
+            do { arguments = try OrderedJSON.parse(call.function.arguments ?? "{}") } catch {
+                throw DecodingError.dataCorruptedError(forKey: .toolCalls, in: c, debugDescription:
+                    "the arguments of tool call \(call.function.name) are not JSON (\(error)): send the arguments object as JSON text")
+            }
+            return ToolCall(name: call.function.name, arguments: arguments)
+        }
     }
+}
+
+/// The assistant's message in a response: its text (null when it only called tools) and its tool calls.
+struct ChatReply: Encodable, Sendable {
+    var role = "assistant"
+    var content: String?
+    var toolCalls: [ToolCallOut] = []
+
+    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls" }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(role, forKey: .role)
+        try c.encode(content, forKey: .content)
+        if !toolCalls.isEmpty { try c.encode(toolCalls, forKey: .toolCalls) }
+    }
+}
+
+/// A tool call as responses give it; in a stream's deltas with its `index` among the choice's calls, and (after the
+/// first delta of a call) only the arguments' next piece.
+struct ToolCallOut: Encodable, Sendable {
+    struct Function: Encodable, Sendable {
+        var name: String?
+        /// The arguments object as JSON text (or its next piece).
+        var arguments: String
+    }
+    var index: Int? = nil
+    var id: String?
+    var type: String? = "function"
+    var function: Function
 }
 
 struct ChatRequest: Decodable, Sendable {
     var messages: [ChatMessage]
     var maxCompletionTokens: Int?
     var options: GenerationOptions
+    var tools: [Tool]?
+    var toolChoice: ToolRequest.Choice?
+    var parallelToolCalls: Bool?
+    /// vLLM's chat_template_kwargs.enable_thinking (Qwen3).
+    var enableThinking: Bool?
 
-    enum CodingKeys: String, CodingKey { case messages, maxCompletionTokens = "max_completion_tokens" }
+    /// A tool as OpenAI's API defines it (`{"type": "function", "function": {"name", "description", "parameters"}}`).
+    struct Tool: Decodable, Sendable {
+        struct Function: Decodable, Sendable {
+            var name: String
+            var parameters: JSONValue?
+        }
+        var type: String
+        var function: Function
+    }
+
+    struct TemplateOptions: Decodable {
+        var enableThinking: Bool?
+        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking" }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case messages, maxCompletionTokens = "max_completion_tokens", tools, toolChoice = "tool_choice"
+        case parallelToolCalls = "parallel_tool_calls", chatTemplateKwargs = "chat_template_kwargs"
+    }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         messages = try c.decode([ChatMessage].self, forKey: .messages)
         maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
         options = try GenerationOptions(from: decoder)
+        tools = try c.decodeIfPresent([Tool].self, forKey: .tools)
+        parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
+        enableThinking = try c.decodeIfPresent(TemplateOptions.self, forKey: .chatTemplateKwargs)?.enableThinking
+        if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
+            switch s {
+            case "none": toolChoice = ToolRequest.Choice.none
+            case "auto": toolChoice = .auto
+            case "required": toolChoice = .required
+            default:
+                throw DecodingError.dataCorruptedError(forKey: .toolChoice, in: c, debugDescription:
+                    "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}} (got \"\(s)\")")
+            }
+        } else if c.contains(.toolChoice), !((try? c.decodeNil(forKey: .toolChoice)) ?? false) {
+            struct Named: Decodable {
+                struct Function: Decodable { var name: String }
+                var type: String
+                var function: Function
+            }
+            let named = try c.decode(Named.self, forKey: .toolChoice)
+            guard named.type == "function" else {
+                throw DecodingError.dataCorruptedError(forKey: .toolChoice, in: c, debugDescription: "type must be \"function\"")
+            }
+            toolChoice = .named(named.function.name)
+        }
     }
 }
 
@@ -534,7 +643,7 @@ struct CompletionResponse: Encodable, Sendable {
 /// A chat choice (`message`) or chunk choice (`delta`); `logprobs` is null unless the request asked for them.
 struct ChatChoice: Encodable, Sendable {
     var index: Int
-    var message: ChatMessage?
+    var message: ChatReply?
     var delta: ChatDelta?
     var logprobs: ChatLogprobs? = nil
     var finishReason: String?
@@ -553,6 +662,8 @@ struct ChatChoice: Encodable, Sendable {
 struct ChatDelta: Encodable, Sendable {
     var role: String?
     var content: String?
+    var toolCalls: [ToolCallOut]?
+    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls" }
 }
 
 struct ChatResponse: Encodable, Sendable {

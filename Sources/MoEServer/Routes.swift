@@ -94,11 +94,17 @@ struct Routes: Sendable {
     /// The request body as JSON of type T, with OpenAI-style 4xx errors for size, encoding and shape. An empty body
     /// is `ifEmpty` when one is given (a route whose fields are all optional), else invalid JSON.
     func decode<T: Decodable>(_ type: T.Type, _ req: Request, ifEmpty: T? = nil) async throws -> T {
-        let buffer: ByteBuffer
-        do { buffer = try await req.body.collect(upTo: config.maxBodyBytes) } catch {
+        try decode(type, try await body(req), ifEmpty: ifEmpty)
+    }
+
+    /// The request body, or a 413 past the configured size.
+    func body(_ req: Request) async throws -> Data {
+        do { return Data(buffer: try await req.body.collect(upTo: config.maxBodyBytes)) } catch {
             throw APIError(.contentTooLarge, "request body larger than \(config.maxBodyBytes) bytes")
         }
-        let data = Data(buffer: buffer)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ data: Data, ifEmpty: T? = nil) throws -> T {
         guard let text = String(data: data, encoding: .utf8) else { throw APIError.invalid("request body is not valid UTF-8") }
         if let ifEmpty, text.allSatisfy(\.isWhitespace) { return ifEmpty }
         do { return try JSONDecoder().decode(T.self, from: data) } catch let DecodingError.keyNotFound(key, c) {
@@ -232,17 +238,26 @@ struct Routes: Sendable {
     }
 
     func chat(_ req: Request) async throws -> Response {
-        let r = try await decode(ChatRequest.self, req)
+        let body = try await body(req)
+        let r = try decode(ChatRequest.self, body)
         let o = r.options
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
         let logprobs = try o.chatLogprobs()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
-        let text = try renderChat(r.messages)
+        let tools = try ToolRequest(r, body: body)
+        let text = try renderChat(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
+        if let format = try tools.outputFormat() {
+            guard case .text = try o.sampling.outputFormat() else {
+                throw APIError.invalid("tool_choice \(tools.choice == .required ? "required" : "naming a function") already constrains the reply; leave out response_format and guided_*",
+                                       param: "tool_choice")
+            }
+            try service.constrain(&p, format, param: "tools")
+        }
         p.logprobs = logprobs
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
@@ -251,19 +266,27 @@ struct Routes: Sendable {
             let includeUsage = o.includeUsage
             // The render closure runs once per event, in order, on the one task writing the stream: each choice's
             // first chunk carries the role; the usage chunk follows the last choice's end.
-            final class Started: @unchecked Sendable { var choices = Set<Int>() }
+            final class Started: @unchecked Sendable { var choices = Set<Int>(); var replies: [Int: StreamedReply] = [:] }
             let started = Started(), totals = UsageTotals(choicesPerPrompt: n)
+            @Sendable func chunk(_ i: Int, _ delta: ChatDelta, _ lp: ChatLogprobs?, _ why: String?) -> String {
+                var delta = delta
+                if started.choices.insert(i).inserted { delta.role = "assistant" }
+                return wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
+                                             choices: [ChatChoice(index: i, delta: delta, logprobs: lp, finishReason: why)]))
+            }
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
                 case .prompt: return []
                 case .text(let t, let lps):
-                    let delta = ChatDelta(role: started.choices.insert(i).inserted ? "assistant" : nil, content: t)
-                    return [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                  choices: [ChatChoice(index: i, delta: delta, logprobs: logprobs.map { _ in format.chat(lps) },
-                                                                       finishReason: nil)]))]
+                    let delta = started.replies[i, default: StreamedReply(tools)].add(t)
+                    guard delta.content != nil || delta.toolCalls != nil || logprobs != nil else { return [] }
+                    return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
                 case .done(let why, let pt, let ct):
-                    var out = [wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                                     choices: [ChatChoice(index: i, delta: ChatDelta(), finishReason: why)]))]
+                    var reply = started.replies[i] ?? StreamedReply(tools)
+                    let last = reply.finish()
+                    var out: [String] = []
+                    if last.content != nil || last.toolCalls != nil { out.append(chunk(i, last, nil, nil)) }
+                    out.append(chunk(i, ChatDelta(), nil, ToolRequest.finishReason(why, calls: reply.calls)))
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == n {
                         out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
@@ -274,9 +297,12 @@ struct Routes: Sendable {
             }
         }
         let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
-        let choices = outs.enumerated().map {
-            ChatChoice(index: $0, message: ChatMessage(role: "assistant", content: $1.text),
-                       logprobs: logprobs.map { [out = $1] _ in format.chat(out.logprobs) }, finishReason: $1.finish)
+        let choices = outs.enumerated().map { i, out in
+            let reply = tools.reply(out.text)
+            let calls = reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) }
+            return ChatChoice(index: i, message: ChatReply(content: reply.content, toolCalls: calls),
+                              logprobs: logprobs.map { _ in format.chat(out.logprobs) },
+                              finishReason: ToolRequest.finishReason(out.finish, calls: calls.count))
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
                                          usage: usage))
@@ -297,13 +323,13 @@ struct Routes: Sendable {
     }
 
     /// Chat messages as the model's template renders them (with the assistant's turn opened).
-    func renderChat(_ messages: [ChatMessage]) throws -> String {
+    func renderChat(_ messages: [ChatMessage], tools: [OrderedJSON] = [], enableThinking: Bool? = nil) throws -> String {
         guard !messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }
-        do { return try template.render(messages) } catch let e as ChatTemplate.Unsupported {
+        do { return try template.render(messages, tools: tools, enableThinking: enableThinking) } catch let e as ChatTemplate.Unsupported {
             throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
         }
     }

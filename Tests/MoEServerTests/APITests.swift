@@ -196,7 +196,7 @@ import Testing
         #expect(msg?["content"] as? String == (c.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
         let st = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "max_tokens": 4, "temperature": 0, "stream": true])
         #expect(HTTP.events(st.text).last == "[DONE]" && st.text.contains("chat.completion.chunk"))
-        expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "tool", "content": "x"]]]), 400, "unsupported message role")
+        expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "tool", "content": "x"]]]), 400, "no tool-call format")
         // Content as text parts (joined by newlines, as vLLM joins them) and the developer role read as plain content
         // and the system role; other parts are a 400 naming the field.
         let plain = try await HTTP.post(s.base + "/tokenize", ["messages": [["role": "system", "content": "Be brief"],

@@ -1,0 +1,278 @@
+import Foundation
+
+/// A chat request's `tools`, `tool_choice` and `parallel_tool_calls`, as OpenAI and vLLM define them:
+/// - `auto` (the default with tools): the template shows the tools and the reply is scanned for `<tool_call>` blocks
+///   (vLLM's Hermes parser, the format of Qwen2.5 and Qwen3);
+/// - `required`: the reply is constrained to a JSON list of one or more `{"name", "parameters"}` calls;
+/// - a named function: the reply is constrained to that function's arguments (its `parameters` schema);
+/// - `none` (the default without tools): tools are neither shown nor looked for.
+struct ToolRequest: Sendable {
+    enum Choice: Equatable, Sendable { case none, auto, required, named(String) }
+
+    struct Function: Sendable {
+        var name: String
+        /// The `parameters` schema (nil: the function takes no arguments).
+        var parameters: JSONValue?
+    }
+
+    /// Each tool as the client wrote it, for the template.
+    var definitions: [OrderedJSON]
+    var functions: [Function]
+    var choice: Choice
+    /// false: at most one call (`required` is constrained to one, `auto` keeps the first).
+    var parallel: Bool
+
+    /// OpenAI's rule for function names (they are written into the prompt's JSON unescaped, as the templates do).
+    static func validName(_ s: String) -> Bool {
+        !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-") }
+    }
+
+    /// From the decoded request and its body (read again keeping key order, for the tools' definitions).
+    init(_ r: ChatRequest, body: Data) throws {
+        let wire = r.tools ?? []
+        for (i, t) in wire.enumerated() {
+            guard t.type == "function" else {
+                throw APIError.invalid("tools[\(i)].type must be \"function\" (got \"\(t.type)\")", param: "tools")
+            }
+            guard Self.validName(t.function.name) else {
+                throw APIError.invalid("tools[\(i)].function.name must be 1–64 letters, digits, '_' or '-' (got \"\(t.function.name)\")", param: "tools")
+            }
+        }
+        functions = wire.map { Function(name: $0.function.name, parameters: $0.function.parameters) }
+        if Set(functions.map(\.name)).count < functions.count {
+            throw APIError.invalid("tools must have distinct function names", param: "tools")
+        }
+        if wire.isEmpty {
+            definitions = []
+        } else {
+            guard case .array(let defs)? = try? OrderedJSON.parse(String(decoding: body, as: UTF8.self))["tools"], defs.count == wire.count else {
+                throw APIError.invalid("tools could not be read", param: "tools")
+            }
+            definitions = defs
+        }
+        parallel = r.parallelToolCalls ?? true
+        switch r.toolChoice {
+        case nil: choice = wire.isEmpty ? .none : .auto
+        case .none?: choice = .none
+        case .auto?, .required?, .named?:
+            guard !wire.isEmpty else {
+                throw APIError.invalid("tool_choice needs tools", param: "tool_choice")
+            }
+            choice = r.toolChoice!
+        }
+        if case .named(let n) = choice, !functions.contains(where: { $0.name == n }) {
+            throw APIError.invalid("tool_choice names \(n), which is not among the tools (\(functions.map(\.name).joined(separator: ", ")))",
+                                   param: "tool_choice")
+        }
+    }
+
+    /// Tools as the template shows them: none when the choice is `none`.
+    var shown: [OrderedJSON] { choice == .none ? [] : definitions }
+
+    /// What the reply is constrained to, for `required` and a named function.
+    func outputFormat() throws -> OutputFormat? {
+        switch choice {
+        case .none, .auto: return nil
+        case .named(let n):
+            let f = functions.first { $0.name == n }!
+            guard let p = f.parameters else { return .jsonSchema(Self.noArguments) }
+            return Self.freeForm(p) ? .jsonObject : .jsonSchema(p)
+        case .required:
+            let calls: [JSONValue] = try functions.map { f in
+                let p = f.parameters ?? Self.noArguments
+                if Self.freeForm(p) {
+                    throw APIError.invalid("tool_choice required needs each tool's parameters to list its properties; \(f.name)'s is a free-form object",
+                                           param: "tool_choice")
+                }
+                return .object(["type": .string("object"),
+                                "properties": .object(["name": .object(["const": .string(f.name)]), "parameters": p]),
+                                "required": .array([.string("name"), .string("parameters")])])
+            }
+            var list: [String: JSONValue] = ["type": .string("array"), "minItems": .number(1), "items": .object(["anyOf": .array(calls)])]
+            if !parallel { list["maxItems"] = .number(1) }
+            return .jsonSchema(.object(list))
+        }
+    }
+
+    static let noArguments: JSONValue = .object(["type": .string("object"), "properties": .object([:])])
+
+    /// An object schema without properties (any object): json_object's language, not a schema's.
+    static func freeForm(_ p: JSONValue) -> Bool {
+        guard case .object(let o) = p, case .string("object")? = o["type"] else { return false }
+        return o["properties"] == nil
+    }
+
+    /// A reply's text and calls once it is whole. A constrained reply that does not parse (cut by max_tokens) stays
+    /// text.
+    func reply(_ text: String) -> (content: String?, calls: [ToolCallScanner.Call]) {
+        switch choice {
+        case .none: return (text, [])
+        case .auto:
+            var scanner = ToolCallScanner()
+            let pieces = scanner.feed(text) + scanner.finish()
+            var content = "", calls: [ToolCallScanner.Call] = []
+            for p in pieces {
+                switch p {
+                case .text(let t): content += t
+                case .call(let c): if parallel || calls.isEmpty { calls.append(c) }
+                }
+            }
+            return (calls.isEmpty || !content.isEmpty ? content : nil, calls)
+        case .named(let n):
+            guard (try? OrderedJSON.parse(text)) != nil else { return (text, []) }
+            return (nil, [ToolCallScanner.Call(name: n, arguments: text)])
+        case .required:
+            guard case .array(let items)? = try? OrderedJSON.parse(text) else { return (text, []) }
+            let calls = items.compactMap { item -> ToolCallScanner.Call? in
+                guard let name = item["name"]?.stringValue, let args = item["parameters"] else { return nil }
+                return ToolCallScanner.Call(name: name, arguments: args.python)
+            }
+            return calls.count == items.count && !calls.isEmpty ? (nil, calls) : (text, [])
+        }
+    }
+
+    /// OpenAI's finish reason "tool_calls" for a reply that ended by itself with calls.
+    static func finishReason(_ why: String, calls: Int) -> String { calls > 0 && why == "stop" ? "tool_calls" : why }
+}
+
+/// Splits a reply in the Hermes format (Qwen2.5, Qwen3) into text and tool calls as it streams: each
+/// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` block becomes a call (an unclosed last block too, if its
+/// JSON is whole), with its arguments written as Python's json.dumps writes them (as vLLM returns them). A block
+/// whose JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
+/// text the model wrote around blocks is kept. Fed the whole reply at once it gives what streaming gave, piece by piece.
+struct ToolCallScanner {
+    struct Call: Equatable, Sendable {
+        var name: String
+        var arguments: String
+    }
+    enum Piece: Equatable, Sendable {
+        case text(String)
+        case call(Call)
+    }
+
+    static let open = "<tool_call>", close = "</tool_call>"
+    private var buffer = ""
+    private var inside = false
+    /// Whitespace after the last text, kept back until it is known not to precede a block or end the reply.
+    private var held = ""
+    private var called = false
+
+    mutating func feed(_ text: String) -> [Piece] {
+        buffer += text
+        var out: [Piece] = []
+        while true {
+            if inside {
+                guard let r = buffer.range(of: Self.close) else { break }
+                out += block(String(buffer[..<r.lowerBound]), closed: true)
+                buffer = String(buffer[r.upperBound...])
+                inside = false
+            } else if let r = buffer.range(of: Self.open) {
+                out += emit(String(buffer[..<r.lowerBound]), beforeBlock: true)
+                buffer = String(buffer[r.upperBound...])
+                inside = true
+            } else {
+                // Keep back a tail that may be the start of "<tool_call>".
+                let keep = Self.partialOpen(buffer)
+                out += emit(String(buffer.dropLast(keep)), beforeBlock: false)
+                buffer = String(buffer.suffix(keep))
+                break
+            }
+        }
+        return out
+    }
+
+    /// The end of the reply.
+    mutating func finish() -> [Piece] {
+        var out: [Piece]
+        if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
+        buffer = ""
+        inside = false
+        if !called && !held.isEmpty { out.append(.text(held)) }
+        held = ""
+        return out
+    }
+
+    /// Characters at the end of `s` that begin "<tool_call>" (0 if none).
+    static func partialOpen(_ s: String) -> Int {
+        for n in stride(from: min(open.count - 1, s.count), to: 0, by: -1) where open.hasPrefix(s.suffix(n)) { return n }
+        return 0
+    }
+
+    private mutating func emit(_ text: String, beforeBlock: Bool) -> [Piece] {
+        let all = held + text
+        let body = String(all.reversed().drop { $0.isWhitespace }.reversed())
+        held = beforeBlock ? "" : String(all.dropFirst(body.count))
+        return body.isEmpty ? [] : [.text(body)]
+    }
+
+    private mutating func block(_ body: String, closed: Bool) -> [Piece] {
+        if let call = Self.call(body) {
+            called = true
+            held = ""
+            return [.call(call)]
+        }
+        return emit(Self.open + body + (closed ? Self.close : ""), beforeBlock: false)
+    }
+
+    /// A block's JSON as a call: {"name": string, "arguments": object (or a JSON text of one)}.
+    static func call(_ body: String) -> Call? {
+        guard let v = try? OrderedJSON.parse(body), let name = v["name"]?.stringValue else { return nil }
+        var args = v["arguments"] ?? .object([])
+        if case .string(let s) = args, let parsed = try? OrderedJSON.parse(s) { args = parsed }
+        guard case .object = args else { return nil }
+        return Call(name: name, arguments: args.python)
+    }
+}
+
+/// One choice's reply as it streams: the delta each piece of text makes under the request's tool choice. `auto`
+/// streams text and each call once its block is whole; a named function streams its arguments as they come (the
+/// first delta with the call's id and name, as OpenAI streams them); `required` sends its calls at the end, when the
+/// list is whole.
+struct StreamedReply: Sendable {
+    let tools: ToolRequest
+    private var scanner = ToolCallScanner()
+    private var buffered = ""
+    /// Calls sent so far.
+    private(set) var calls = 0
+
+    init(_ tools: ToolRequest) { self.tools = tools }
+
+    mutating func add(_ text: String) -> ChatDelta {
+        switch tools.choice {
+        case .none: return ChatDelta(content: text)
+        case .auto: return delta(scanner.feed(text))
+        case .named(let name):
+            let first = calls == 0
+            calls = 1
+            return ChatDelta(toolCalls: [ToolCallOut(index: 0, id: first ? randomId("call_") : nil, type: first ? "function" : nil,
+                                                     function: .init(name: first ? name : nil, arguments: text))])
+        case .required:
+            buffered += text
+            return ChatDelta()
+        }
+    }
+
+    mutating func finish() -> ChatDelta {
+        switch tools.choice {
+        case .none, .named: return ChatDelta()
+        case .auto: return delta(scanner.finish())
+        case .required:
+            let r = tools.reply(buffered)
+            return delta((r.content.map { [.text($0)] } ?? []) + r.calls.map { .call($0) })
+        }
+    }
+
+    private mutating func delta(_ pieces: [ToolCallScanner.Piece]) -> ChatDelta {
+        var text: String?, out: [ToolCallOut] = []
+        for p in pieces {
+            switch p {
+            case .text(let t): text = (text ?? "") + t
+            case .call(let c):
+                guard tools.parallel || calls == 0 else { continue }
+                out.append(ToolCallOut(index: calls, id: randomId("call_"), function: .init(name: c.name, arguments: c.arguments)))
+                calls += 1
+            }
+        }
+        return ChatDelta(content: text, toolCalls: out.isEmpty ? nil : out)
+    }
+}

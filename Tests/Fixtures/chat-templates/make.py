@@ -1,0 +1,25 @@
+"""Renders cases.json's conversations with the Qwen2.5 and Qwen3 chat templates (qwen2.5.jinja, qwen3.jinja, as
+published in those models' tokenizer_config.json) through transformers' apply_chat_template, the way vLLM passes an
+OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
+Writes goldens.json. Run: python3 make.py (transformers 5.x; tokenizer from ../tiny-qwen3-moe)."""
+import copy, json, os
+from transformers import AutoTokenizer
+
+here = os.path.dirname(os.path.abspath(__file__))
+tok = AutoTokenizer.from_pretrained(os.path.join(here, "..", "tiny-qwen3-moe"))
+cases = json.load(open(os.path.join(here, "cases.json")))
+out = []
+for case in cases:
+    template = open(os.path.join(here, case["template"])).read()
+    messages = copy.deepcopy(case["request"]["messages"])
+    for m in messages:
+        if m.get("content") is None:
+            m["content"] = ""
+        for call in m.get("tool_calls") or []:
+            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    kwargs = case["request"].get("chat_template_kwargs", {})
+    text = tok.apply_chat_template(messages, tools=case["request"].get("tools"), chat_template=template,
+                                   tokenize=False, add_generation_prompt=True, **kwargs)
+    out.append({"name": case["name"], "template": case["template"], "expected": text})
+json.dump(out, open(os.path.join(here, "goldens.json"), "w"), ensure_ascii=False, indent=1)
+print(len(out), "goldens")

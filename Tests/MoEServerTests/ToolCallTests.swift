@@ -1,0 +1,304 @@
+import Foundation
+import MoETestSupport
+import MoETokenizer
+import Testing
+@testable import MoEServer
+
+/// Tool calling: the Qwen2.5 and Qwen3 templates' tool and thinking rules against transformers' renderings, the
+/// Hermes-format reply scanner, and the request rules (tool_choice, constrained calls).
+struct ToolCallTests {
+    static let dir = Fixtures.root.appendingPathComponent("chat-templates")
+
+    static func json(_ name: String) throws -> [[String: Any]] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(name))) as! [[String: Any]]
+    }
+
+    @Test func orderedJSONWritesWhatPythonsJSONDumpsWrites() throws {
+        for c in try Self.json("json-dumps.json") {
+            let input = c["input"] as! String
+            #expect(try OrderedJSON.parse(input).python == c["python"] as! String, "\(input)")
+        }
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "tru", "{} x", "\"a\u{01}\""] {
+            #expect(throws: OrderedJSON.Malformed.self, "\(bad)") { try OrderedJSON.parse(bad) }
+        }
+    }
+
+    /// "template: case name" of every golden.
+    static let goldenNames: [String] = (try? json("goldens.json"))?.map { "\($0["template"] as! String): \($0["name"] as! String)" } ?? []
+
+    @Test(arguments: ToolCallTests.goldenNames)
+    func qwenTemplatesRenderToolsAndThinkingAsTransformersDoes(_ key: String) throws {
+        let golden = try Self.json("goldens.json").first { "\($0["template"] as! String): \($0["name"] as! String)" == key }!
+        let name = golden["name"] as! String, file = golden["template"] as! String
+        let cases = try String(contentsOf: Self.dir.appendingPathComponent("cases.json"), encoding: .utf8)
+        guard case .array(let all) = try OrderedJSON.parse(cases),
+              let c = all.first(where: { $0["name"]?.stringValue == name && $0["template"]?.stringValue == file }),
+              let request = c["request"] else { Issue.record("no case \(name) for \(file)"); return }
+        // The request as the server reads it: messages through Codable, tools in their written order.
+        let body = Data(request.python.utf8)
+        let r = try JSONDecoder().decode(ChatRequest.self, from: body)
+        let tools = try ToolRequest(r, body: body)
+        let source = try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(template.kind == .chatML && template.rendersTools)
+        let text = try template.render(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
+        #expect(text == golden["expected"] as! String, "\(file): \(name)")
+    }
+
+    typealias Piece = ToolCallScanner.Piece
+    static func call(_ name: String, _ args: String) -> Piece { .call(.init(name: name, arguments: args)) }
+
+    /// Reply text → pieces, each whether fed at once, a character at a time or in pieces that split the tags.
+    static let scans: [(String, [Piece])] = [
+        ("Hello there.\n", [.text("Hello there.\n")]),
+        ("  spaced  out  ", [.text("  spaced  out  ")]),
+        ("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\":\"Paris\",\"n\":1.50}}\n</tool_call>",
+         [call("get_weather", "{\"location\": \"Paris\", \"n\": 1.5}")]),
+        ("Let me check.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": {\"x\": [1, 2]}}\n</tool_call>\n",
+         [.text("Let me check."), call("a", "{}"), call("b", "{\"x\": [1, 2]}")]),
+        // Arguments as a JSON text, no arguments, and an unclosed last block whose JSON is whole.
+        ("<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"k\\\": true}\"}</tool_call><tool_call>{\"name\": \"b\"}</tool_call><tool_call>\n{\"name\": \"c\", \"arguments\": {\"q\": \"é\"}}",
+         [call("a", "{\"k\": true}"), call("b", "{}"), call("c", "{\"q\": \"é\"}")]),
+        // Blocks that are not calls stay text, as written; text between and after calls is kept.
+        ("<tool_call>not json</tool_call> then <tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\nDone.",
+         [.text("<tool_call>not json</tool_call> then"), call("a", "{}"), .text("\nDone.")]),
+        ("<tool_call>{\"arguments\": {}}", [.text("<tool_call>{\"arguments\": {}}")]),
+        ("a < b <tool_ca", [.text("a < b <tool_ca")]),
+        ("x <tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>", [.text("x"), .text("<tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>")]),
+    ]
+
+    @Test func hermesScannerFindsTheSameCallsHoweverTheReplyIsSplit() {
+        for (reply, expected) in Self.scans {
+            func scan(_ chunks: [String]) -> [Piece] {
+                var s = ToolCallScanner()
+                var pieces = chunks.flatMap { s.feed($0) } + s.finish()
+                // Adjacent text pieces are one text: streaming may split text anywhere.
+                var merged: [Piece] = []
+                for p in pieces {
+                    if case .text(let t) = p, case .text(let prev)? = merged.last { merged[merged.count - 1] = .text(prev + t) } else { merged.append(p) }
+                }
+                pieces = merged
+                return pieces
+            }
+            let whole = scan([reply])
+            #expect(whole == Self.mergedText(expected), "\(reply)")
+            #expect(scan(reply.map { String($0) }) == whole, "character by character: \(reply)")
+            for cut in stride(from: 1, to: reply.count, by: 3) {
+                #expect(scan([String(reply.prefix(cut)), String(reply.dropFirst(cut))]) == whole, "cut at \(cut): \(reply)")
+            }
+        }
+    }
+
+    static func mergedText(_ pieces: [Piece]) -> [Piece] {
+        var merged: [Piece] = []
+        for p in pieces {
+            if case .text(let t) = p, case .text(let prev)? = merged.last { merged[merged.count - 1] = .text(prev + t) } else { merged.append(p) }
+        }
+        return merged
+    }
+
+    static func request(_ fields: [String: Any]) throws -> (ChatRequest, Data) {
+        var body: [String: Any] = ["messages": [["role": "user", "content": "hi"]]]
+        body.merge(fields) { $1 }
+        let data = try JSONSerialization.data(withJSONObject: body)
+        return (try JSONDecoder().decode(ChatRequest.self, from: data), data)
+    }
+
+    static var weather: [String: Any] {
+        ["type": "function", "function": [
+        "name": "get_weather", "parameters": ["type": "object", "properties": ["city": ["type": "string"]], "required": ["city"]]]] }
+    static var anything: [String: Any] { ["type": "function", "function": ["name": "log", "parameters": ["type": "object"]]] }
+    static var noArgs: [String: Any] { ["type": "function", "function": ["name": "now"]] }
+
+    @Test func toolChoiceDecidesWhatIsShownAndHowTheReplyIsRead() throws {
+        // Defaults: auto with tools, none without; none shows no tools.
+        #expect(try ToolRequest(Self.request(["tools": [Self.weather]]).0, body: Self.request(["tools": [Self.weather]]).1).choice == .auto)
+        let (plain, plainBody) = try Self.request([:])
+        #expect(try ToolRequest(plain, body: plainBody).choice == ToolRequest.Choice.none)
+        let (none, noneBody) = try Self.request(["tools": [Self.weather], "tool_choice": "none"])
+        let off = try ToolRequest(none, body: noneBody)
+        #expect(off.shown.isEmpty && off.reply("<tool_call>{\"name\": \"get_weather\"}</tool_call>").calls.isEmpty)
+
+        // A named function: the reply is its arguments; a free-form object schema is json_object's language, a
+        // function without parameters an empty object.
+        let (named, namedBody) = try Self.request(["tools": [Self.weather, Self.anything, Self.noArgs],
+                                                   "tool_choice": ["type": "function", "function": ["name": "get_weather"]]])
+        let n = try ToolRequest(named, body: namedBody)
+        guard case .jsonSchema? = try n.outputFormat() else { Issue.record("named: not a schema"); return }
+        let r = n.reply("{\"city\":\"Oslo\"}")
+        #expect(r.content == nil && r.calls == [.init(name: "get_weather", arguments: "{\"city\":\"Oslo\"}")])
+        #expect(n.reply("{\"city\": \"Os").calls.isEmpty && n.reply("{\"city\": \"Os").content == "{\"city\": \"Os")
+        var free = n
+        free.choice = .named("log")
+        guard case .jsonObject? = try free.outputFormat() else { Issue.record("free-form: not json_object"); return }
+
+        // required: a list of {name, parameters}; at most one without parallel calls; a free-form tool is refused.
+        let (req, reqBody) = try Self.request(["tools": [Self.weather, Self.noArgs], "tool_choice": "required", "parallel_tool_calls": false])
+        let q = try ToolRequest(req, body: reqBody)
+        guard case .jsonSchema(.object(let schema))? = try q.outputFormat() else { Issue.record("required: not a schema"); return }
+        if case .number(let m)? = schema["maxItems"] { #expect(m == 1) } else { Issue.record("no maxItems") }
+        let calls = q.reply("[{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}, {\"name\": \"now\", \"parameters\": {}}]")
+        #expect(calls.content == nil && calls.calls.map(\.name) == ["get_weather", "now"] && calls.calls[0].arguments == "{\"city\": \"Rome\"}")
+        #expect(q.reply("[{\"name\": \"get_weather\"").calls.isEmpty)
+        let (freeReq, freeBody) = try Self.request(["tools": [Self.anything], "tool_choice": "required"])
+        #expect(throws: APIError.self) { try ToolRequest(freeReq, body: freeBody).outputFormat() }
+
+        #expect(ToolRequest.finishReason("stop", calls: 1) == "tool_calls")
+        #expect(ToolRequest.finishReason("length", calls: 1) == "length" && ToolRequest.finishReason("stop", calls: 0) == "stop")
+    }
+
+    @Test func badToolRequestsAreRefusedWithTheReason() throws {
+        func refused(_ fields: [String: Any], _ words: String) {
+            do {
+                let (r, body) = try Self.request(fields)
+                _ = try ToolRequest(r, body: body)
+                Issue.record("accepted: \(fields)")
+            } catch let e as APIError {
+                #expect(e.message.contains(words), "\(e.message)")
+            } catch {
+                #expect(String(describing: error).contains(words), "\(error)")
+            }
+        }
+        refused(["tools": [["type": "retrieval", "function": ["name": "x"]]]], "must be \"function\"")
+        refused(["tools": [["type": "function", "function": ["name": "has space"]]]], "letters, digits")
+        refused(["tools": [Self.weather, Self.weather]], "distinct")
+        refused(["tool_choice": "required"], "needs tools")
+        refused(["tools": [Self.weather], "tool_choice": ["type": "function", "function": ["name": "other"]]], "not among the tools")
+        refused(["tools": [Self.weather], "tool_choice": "sometimes"], "sometimes")
+    }
+}
+
+/// Tool calling through the server: a model with Qwen2.5's template, greedy.
+struct ToolCallAPITests {
+    static var qwen25: String {
+        (try? String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen2.5.jinja"), encoding: .utf8)) ?? ""
+    }
+    static var tools: [[String: Any]] {
+        [["type": "function", "function": ["name": "get_weather", "description": "Weather of a city.",
+          "parameters": ["type": "object", "properties": ["city": ["type": "string", "enum": ["Paris", "Rome"]],
+                                                          "days": ["type": "integer", "minimum": 1, "maximum": 7]],
+                         "required": ["city", "days"], "additionalProperties": false]]],
+         ["type": "function", "function": ["name": "now", "description": "The time."]]]
+    }
+    static var question: [[String: Any]] { [["role": "user", "content": "Weather in Paris for two days?"]] }
+
+    static func choice(_ r: HTTP.Reply) -> [String: Any]? { (r.json?["choices"] as? [[String: Any]])?.first }
+    static func calls(_ r: HTTP.Reply) -> [[String: Any]] {
+        ((choice(r)?["message"] as? [String: Any])?["tool_calls"] as? [[String: Any]]) ?? []
+    }
+    static func arguments(_ call: [String: Any]) -> [String: Any]? {
+        ((call["function"] as? [String: Any])?["arguments"] as? String).flatMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+    /// A stream's choice deltas, in order.
+    static func deltas(_ r: HTTP.Reply) -> [[String: Any]] {
+        HTTP.events(r.text).compactMap { e in
+            (try? JSONSerialization.jsonObject(with: Data(e.utf8)) as? [String: Any]).flatMap { ($0["choices"] as? [[String: Any]])?.first }
+        }
+    }
+
+    @Test func aNamedFunctionOrRequiredToolChoiceReturnsCallsWithValidArguments() async throws {
+        let s = try await LiveServer(chatTemplate: Self.qwen25)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/chat/completions"
+        let named: [String: Any] = ["messages": Self.question, "tools": Self.tools, "temperature": 0, "max_tokens": 48,
+                                    "tool_choice": ["type": "function", "function": ["name": "get_weather"]]]
+        let r = try await HTTP.post(url, named)
+        #expect(r.status == 200, "\(r.text)")
+        let message = Self.choice(r)?["message"] as? [String: Any]
+        #expect(message?.keys.contains("content") == true && message?["content"] is NSNull, "\(r.text)")
+        let call = Self.calls(r).first ?? [:]
+        #expect((call["function"] as? [String: Any])?["name"] as? String == "get_weather" && call["type"] as? String == "function")
+        #expect((call["id"] as? String)?.hasPrefix("call_") == true)
+        let args = Self.arguments(call)
+        #expect(["Paris", "Rome"].contains(args?["city"] as? String ?? "") && (1...7).contains(args?["days"] as? Int ?? 0), "\(r.text)")
+        #expect(Self.choice(r)?["finish_reason"] as? String == "tool_calls")
+
+        // Streamed: the first delta names the call, the rest carry its arguments' pieces; together valid arguments.
+        // (Not compared with the reply above byte for byte: the schema leaves the whitespace free, and this tiny
+        // random model's choices there are near ties that a prefix-cached prefill may tip.)
+        var streamed = named
+        streamed["stream"] = true
+        let st = Self.deltas(try await HTTP.post(url, streamed))
+        let pieces = st.compactMap { (($0["delta"] as? [String: Any])?["tool_calls"] as? [[String: Any]])?.first }
+        #expect((pieces.first?["function"] as? [String: Any])?["name"] as? String == "get_weather" && pieces.first?["id"] is String)
+        #expect(pieces.dropFirst().allSatisfy { $0["id"] == nil && $0["index"] as? Int == 0 })
+        let joined = pieces.compactMap { ($0["function"] as? [String: Any])?["arguments"] as? String }.joined()
+        let streamedArgs = try? JSONSerialization.jsonObject(with: Data(joined.utf8)) as? [String: Any]
+        #expect(["Paris", "Rome"].contains(streamedArgs?["city"] as? String ?? "") && (1...7).contains(streamedArgs?["days"] as? Int ?? 0), "\(joined)")
+        #expect(st.last?["finish_reason"] as? String == "tool_calls")
+
+        // required, one call at most: a call of one of the tools, its arguments valid for it.
+        var required = named
+        required["tool_choice"] = "required"
+        required["parallel_tool_calls"] = false
+        let q = try await HTTP.post(url, required)
+        let calls = Self.calls(q)
+        #expect(q.status == 200 && calls.count == 1, "\(q.text)")
+        let name = (calls.first?["function"] as? [String: Any])?["name"] as? String
+        #expect(name == "now" ? Self.arguments(calls[0])?.isEmpty == true : ["Paris", "Rome"].contains(Self.arguments(calls[0])?["city"] as? String ?? ""),
+                "\(q.text)")
+
+        // A constrained tool choice cannot take another constraint.
+        var both = required
+        both["response_format"] = ["type": "json_object"]
+        let b = try await HTTP.post(url, both)
+        #expect(b.status == 400 && b.text.contains("already constrains"), "\(b.text)")
+    }
+
+    @Test func autoToolChoiceReadsHermesBlocksOutOfTheReply() async throws {
+        let s = try await LiveServer(chatTemplate: Self.qwen25)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/chat/completions"
+        // The reply forced into a text and a Hermes tool-call block, as a Qwen model writes one.
+        let regex = #"Checking\.\n<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "(Paris|Rome)", "days": [1-7]\}\}\n</tool_call>"#
+        let body: [String: Any] = ["messages": Self.question, "tools": Self.tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex]
+        let r = try await HTTP.post(url, body)
+        let message = Self.choice(r)?["message"] as? [String: Any]
+        #expect(message?["content"] as? String == "Checking.", "\(r.text)")
+        let calls = Self.calls(r)
+        #expect(calls.count == 1 && (calls.first?["function"] as? [String: Any])?["name"] as? String == "get_weather", "\(r.text)")
+        let args = calls.first.flatMap(Self.arguments)
+        #expect(["Paris", "Rome"].contains(args?["city"] as? String ?? ""))
+        #expect(Self.choice(r)?["finish_reason"] as? String == "tool_calls")
+
+        var streamed = body
+        streamed["stream"] = true
+        let st = Self.deltas(try await HTTP.post(url, streamed))
+        let text = st.compactMap { ($0["delta"] as? [String: Any])?["content"] as? String }.joined()
+        let streamedCalls = st.compactMap { ($0["delta"] as? [String: Any])?["tool_calls"] as? [[String: Any]] }.flatMap { $0 }
+        #expect(text == "Checking." && streamedCalls.count == 1 && streamedCalls.first?["index"] as? Int == 0)
+        #expect(["Paris", "Rome"].contains(streamedCalls.first.flatMap(ToolCallAPITests.arguments)?["city"] as? String ?? ""))
+        #expect(st.last?["finish_reason"] as? String == "tool_calls")
+
+        // Without a block the reply is text, as it would be without tools.
+        let plain = try await HTTP.post(url, ["messages": Self.question, "tools": Self.tools, "temperature": 0, "max_tokens": 8])
+        #expect(Self.calls(plain).isEmpty && (Self.choice(plain)?["message"] as? [String: Any])?["content"] is String, "\(plain.text)")
+    }
+
+    @Test func toolHistoryRendersAndOtherTemplatesRefuseTools() async throws {
+        let s = try await LiveServer(chatTemplate: Self.qwen25)
+        defer { Task { await s.stop() } }
+        let history: [[String: Any]] = Self.question + [
+            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function",
+                                                                      "function": ["name": "get_weather", "arguments": "{\"city\": \"Paris\", \"days\": 2}"]]]],
+            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
+        let r = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": history, "tools": Self.tools, "max_tokens": 4])
+        #expect(r.status == 200, "\(r.text)")
+        var broken = history
+        broken[1]["tool_calls"] = [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": "{city: Paris}"]]]
+        let bad = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": broken, "tools": Self.tools])
+        #expect(bad.status == 400 && bad.text.contains("not JSON"), "\(bad.text)")
+        let completion = try await HTTP.post(s.base + "/v1/completions", ["prompt": "hi", "tools": Self.tools])
+        #expect(completion.status == 400 && completion.text.contains("unsupported_parameter"), "\(completion.text)")
+
+        let plain = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await plain.stop() } }
+        let refused = try await HTTP.post(plain.base + "/v1/chat/completions", ["messages": Self.question, "tools": Self.tools])
+        #expect(refused.status == 400 && refused.text.contains("no tool-call format"), "\(refused.text)")
+        let off = try await HTTP.post(plain.base + "/v1/chat/completions", ["messages": Self.question, "tools": Self.tools,
+                                                                             "tool_choice": "none", "max_tokens": 2])
+        #expect(off.status == 200, "\(off.text)")
+    }
+}
