@@ -18,7 +18,9 @@ public enum HTTP {
         var r = URLRequest(url: URL(string: url)!)
         r.httpMethod = method
         r.timeoutInterval = timeout
-        if let j = json { r.httpBody = try JSONSerialization.data(withJSONObject: j); r.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        // Keys sorted: a dictionary's order varies from one body to the next, and the server keeps what order it
+        // reads where it matters (tools in a prompt), so the same request must be the same bytes.
+        if let j = json { r.httpBody = try JSONSerialization.data(withJSONObject: j, options: .sortedKeys); r.setValue("application/json", forHTTPHeaderField: "Content-Type") }
         if let b = body { r.httpBody = b }
         for (k, v) in headers { r.setValue(v, forHTTPHeaderField: k) }
         let (data, resp) = try await URLSession.shared.data(for: r)
