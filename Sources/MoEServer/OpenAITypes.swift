@@ -364,18 +364,21 @@ struct ChatMessage: Decodable, Sendable {
     }
 }
 
-/// The assistant's message in a response: its text (null when it only called tools) and its tool calls.
+/// The assistant's message in a response: its text (null when it only called tools), a thinking model's reasoning
+/// and its tool calls.
 struct ChatReply: Encodable, Sendable {
     var role = "assistant"
     var content: String?
+    var reasoningContent: String?
     var toolCalls: [ToolCallOut] = []
 
-    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls" }
+    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", toolCalls = "tool_calls" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(role, forKey: .role)
         try c.encode(content, forKey: .content)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
         if !toolCalls.isEmpty { try c.encode(toolCalls, forKey: .toolCalls) }
     }
 }
@@ -403,6 +406,8 @@ struct ChatRequest: Decodable, Sendable {
     var parallelToolCalls: Bool?
     /// vLLM's chat_template_kwargs.enable_thinking (Qwen3).
     var enableThinking: Bool?
+    /// llama.cpp's: "none" leaves a thinking model's <think> block in `content` instead of `reasoning_content`.
+    var reasoningFormat: String?
 
     /// A tool as OpenAI's API defines it (`{"type": "function", "function": {"name", "description", "parameters"}}`).
     struct Tool: Decodable, Sendable {
@@ -422,6 +427,7 @@ struct ChatRequest: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case messages, maxCompletionTokens = "max_completion_tokens", tools, toolChoice = "tool_choice"
         case parallelToolCalls = "parallel_tool_calls", chatTemplateKwargs = "chat_template_kwargs"
+        case reasoningFormat = "reasoning_format"
     }
 
     init(from decoder: any Decoder) throws {
@@ -432,6 +438,7 @@ struct ChatRequest: Decodable, Sendable {
         tools = try c.decodeIfPresent([Tool].self, forKey: .tools)
         parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
         enableThinking = try c.decodeIfPresent(TemplateOptions.self, forKey: .chatTemplateKwargs)?.enableThinking
+        reasoningFormat = try c.decodeIfPresent(String.self, forKey: .reasoningFormat)
         if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
             switch s {
             case "none": toolChoice = ToolRequest.Choice.none
@@ -662,8 +669,11 @@ struct ChatChoice: Encodable, Sendable {
 struct ChatDelta: Encodable, Sendable {
     var role: String?
     var content: String?
+    var reasoningContent: String?
     var toolCalls: [ToolCallOut]?
-    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls" }
+    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", toolCalls = "tool_calls" }
+
+    var isEmpty: Bool { content == nil && reasoningContent == nil && toolCalls == nil }
 }
 
 struct ChatResponse: Encodable, Sendable {

@@ -247,6 +247,7 @@ struct Routes: Sendable {
         let logprobs = try o.chatLogprobs()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let tools = try ToolRequest(r, body: body)
+        let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
         let text = try renderChat(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
@@ -278,14 +279,14 @@ struct Routes: Sendable {
                 switch e {
                 case .prompt: return []
                 case .text(let t, let lps):
-                    let delta = started.replies[i, default: StreamedReply(tools)].add(t)
-                    guard delta.content != nil || delta.toolCalls != nil || logprobs != nil else { return [] }
+                    let delta = started.replies[i, default: StreamedReply(tools, reasoning: reasoning)].add(t)
+                    guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
                 case .done(let why, let pt, let ct):
-                    var reply = started.replies[i] ?? StreamedReply(tools)
+                    var reply = started.replies[i] ?? StreamedReply(tools, reasoning: reasoning)
                     let last = reply.finish()
                     var out: [String] = []
-                    if last.content != nil || last.toolCalls != nil { out.append(chunk(i, last, nil, nil)) }
+                    if !last.isEmpty { out.append(chunk(i, last, nil, nil)) }
                     out.append(chunk(i, ChatDelta(), nil, ToolRequest.finishReason(why, calls: reply.calls)))
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == n {
@@ -298,9 +299,10 @@ struct Routes: Sendable {
         }
         let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
         let choices = outs.enumerated().map { i, out in
-            let reply = tools.reply(out.text)
+            let split = ReasoningSplitter.split(out.text, enabled: reasoning)
+            let reply = tools.reply(split.content)
             let calls = reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) }
-            return ChatChoice(index: i, message: ChatReply(content: reply.content, toolCalls: calls),
+            return ChatChoice(index: i, message: ChatReply(content: reply.content, reasoningContent: split.reasoning, toolCalls: calls),
                               logprobs: logprobs.map { _ in format.chat(out.logprobs) },
                               finishReason: ToolRequest.finishReason(out.finish, calls: calls.count))
         }

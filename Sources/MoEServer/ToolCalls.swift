@@ -224,20 +224,44 @@ struct ToolCallScanner {
     }
 }
 
-/// One choice's reply as it streams: the delta each piece of text makes under the request's tool choice. `auto`
-/// streams text and each call once its block is whole; a named function streams its arguments as they come (the
-/// first delta with the call's id and name, as OpenAI streams them); `required` sends its calls at the end, when the
-/// list is whole.
+/// One choice's reply as it streams: the delta each piece of text makes. A thinking model's reasoning is split off
+/// first (`reasoning_content`); the rest is read under the request's tool choice: `auto` streams text and each call
+/// once its block is whole; a named function streams its arguments as they come (the first delta with the call's id
+/// and name, as OpenAI streams them); `required` sends its calls at the end, when the list is whole.
 struct StreamedReply: Sendable {
     let tools: ToolRequest
+    private var splitter: ReasoningSplitter
     private var scanner = ToolCallScanner()
     private var buffered = ""
     /// Calls sent so far.
     private(set) var calls = 0
 
-    init(_ tools: ToolRequest) { self.tools = tools }
+    init(_ tools: ToolRequest, reasoning: Bool) {
+        self.tools = tools
+        splitter = ReasoningSplitter(enabled: reasoning)
+    }
 
-    mutating func add(_ text: String) -> ChatDelta {
+    mutating func add(_ text: String) -> ChatDelta { route(splitter.feed(text), finishing: false) }
+
+    mutating func finish() -> ChatDelta { route(splitter.finish(), finishing: true) }
+
+    private mutating func route(_ pieces: [ReasoningSplitter.Piece], finishing: Bool) -> ChatDelta {
+        var delta = ChatDelta()
+        func merge(_ d: ChatDelta) {
+            if let c = d.content { delta.content = (delta.content ?? "") + c }
+            if let t = d.toolCalls { delta.toolCalls = (delta.toolCalls ?? []) + t }
+        }
+        for p in pieces {
+            switch p {
+            case .reasoning(let t): delta.reasoningContent = (delta.reasoningContent ?? "") + t
+            case .content(let t): merge(content(t))
+            }
+        }
+        if finishing { merge(endOfContent()) }
+        return delta
+    }
+
+    private mutating func content(_ text: String) -> ChatDelta {
         switch tools.choice {
         case .none: return ChatDelta(content: text)
         case .auto: return delta(scanner.feed(text))
@@ -252,7 +276,7 @@ struct StreamedReply: Sendable {
         }
     }
 
-    mutating func finish() -> ChatDelta {
+    private mutating func endOfContent() -> ChatDelta {
         switch tools.choice {
         case .none, .named: return ChatDelta()
         case .auto: return delta(scanner.finish())

@@ -299,3 +299,80 @@ struct ToolCallAPITests {
         #expect(off.status == 200, "\(off.text)")
     }
 }
+
+/// A thinking model's reply split into reasoning and content, whole or streamed.
+struct ReasoningSplitterTests {
+    typealias Piece = ReasoningSplitter.Piece
+    static let cases: [(String, String?, String)] = [
+        ("<think>\nI should add.\n</think>\n\n4", "I should add.", "4"),
+        ("4 is the answer.\n", nil, "4 is the answer.\n"),
+        ("<think>\ncut short\n", "cut short", ""),
+        ("<think>\n\n</think>\n\nHi", nil, "Hi"),
+        ("<thi", nil, "<thi"),
+        ("\n<think>x</think>y", nil, "\n<think>x</think>y"),
+        ("<think>a\n\nb\n</think>c\n\nd\n", "a\n\nb", "c\n\nd\n"),
+        ("<think>a</think>b</think>c", "a", "b</think>c"),
+        ("<think>a</thin", "a</thin", ""),
+        ("", nil, ""),
+    ]
+
+    @Test func reasoningIsSplitOffTheSameWayWholeOrStreamed() {
+        for (reply, reasoning, content) in Self.cases {
+            let whole = ReasoningSplitter.split(reply, enabled: true)
+            #expect(whole.reasoning == reasoning && whole.content == content, "\(reply.debugDescription) → \(whole)")
+            for size in [1, 2, 5] {
+                var s = ReasoningSplitter(enabled: true)
+                var r: String?, c = ""
+                var chunks: [String] = []
+                var rest = Substring(reply)
+                while !rest.isEmpty { chunks.append(String(rest.prefix(size))); rest = rest.dropFirst(size) }
+                for p in chunks.flatMap({ s.feed($0) }) + s.finish() {
+                    switch p {
+                    case .reasoning(let t): r = (r ?? "") + t
+                    case .content(let t): c += t
+                    }
+                }
+                #expect(r == reasoning && c == content, "\(reply.debugDescription) in pieces of \(size)")
+            }
+            // Off (a model that does not think, or reasoning_format "none"): all content, as written.
+            #expect(ReasoningSplitter.split(reply, enabled: false) == (nil, reply))
+        }
+    }
+}
+
+/// A Qwen3-template model's thinking and tool calls through the server.
+struct ReasoningAPITests {
+    @Test func qwen3RepliesCarryReasoningContentApartFromContentAndCalls() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen3.jinja"), encoding: .utf8)
+        let s = try await LiveServer(chatTemplate: template)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/chat/completions"
+        // Replies forced into the shape Qwen3 writes.
+        let thought = #"<think>\nIt is (sunny|rainy)\.\n</think>\n\nTake (a hat|an umbrella)\."#
+        let body: [String: Any] = ["messages": ToolCallAPITests.question, "temperature": 0, "max_tokens": 200, "guided_regex": thought]
+        let r = try await HTTP.post(url, body)
+        let m = ToolCallAPITests.choice(r)?["message"] as? [String: Any]
+        #expect((m?["reasoning_content"] as? String)?.hasPrefix("It is ") == true, "\(r.text)")
+        #expect((m?["content"] as? String)?.hasPrefix("Take ") == true, "\(r.text)")
+        var streamed = body
+        streamed["stream"] = true
+        let st = ToolCallAPITests.deltas(try await HTTP.post(url, streamed))
+        let reasoning = st.compactMap { ($0["delta"] as? [String: Any])?["reasoning_content"] as? String }.joined()
+        let content = st.compactMap { ($0["delta"] as? [String: Any])?["content"] as? String }.joined()
+        #expect(reasoning == m?["reasoning_content"] as? String && content == m?["content"] as? String)
+        // reasoning_format "none": the reply as written, in content.
+        var raw = body
+        raw["reasoning_format"] = "none"
+        let plain = try await HTTP.post(url, raw)
+        let text = (ToolCallAPITests.choice(plain)?["message"] as? [String: Any])?["content"] as? String
+        #expect(text?.hasPrefix("<think>\nIt is ") == true && (ToolCallAPITests.choice(plain)?["message"] as? [String: Any])?["reasoning_content"] == nil)
+
+        // Thinking, then a tool call: the call is read from the content after </think>.
+        let call = #"<think>\nI need the weather\.\n</think>\n\n<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "(Paris|Rome)", "days": 2\}\}\n</tool_call>"#
+        let t = try await HTTP.post(url, ["messages": ToolCallAPITests.question, "tools": ToolCallAPITests.tools, "temperature": 0,
+                                          "max_tokens": 300, "guided_regex": call])
+        let tm = ToolCallAPITests.choice(t)?["message"] as? [String: Any]
+        #expect(tm?["reasoning_content"] as? String == "I need the weather." && tm?["content"] is NSNull, "\(t.text)")
+        #expect(ToolCallAPITests.calls(t).count == 1 && ToolCallAPITests.choice(t)?["finish_reason"] as? String == "tool_calls")
+    }
+}
