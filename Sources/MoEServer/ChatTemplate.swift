@@ -152,6 +152,14 @@ public struct ChatTemplate: Sendable {
 }
 
 extension String {
+    /// How many characters at the end begin `tag` without being all of it (0 if none): text a stream keeps back
+    /// until it knows whether the tag follows.
+    func partialSuffix(of tag: String) -> Int {
+        for n in stride(from: min(tag.count - 1, count), to: 0, by: -1) where tag.hasPrefix(suffix(n)) { return n }
+        return 0
+    }
+
+
     /// Python's lstrip('\n') and rstrip('\n'), by scalar (a "\r\n" keeps its "\r").
     var lstrippingNewlines: String { String(String.UnicodeScalarView(unicodeScalars.drop { $0 == "\n" })) }
     var rstrippingNewlines: String {

@@ -48,7 +48,7 @@ struct ReasoningSplitter {
                     leading = true
                     continue
                 }
-                let keep = Self.partial(Self.close, at: buffer)
+                let keep = buffer.partialSuffix(of: Self.close)
                 out += reasoning(String(buffer.dropLast(keep)), final: false)
                 buffer = String(buffer.suffix(keep))
                 return out
@@ -71,12 +71,6 @@ struct ReasoningSplitter {
         case .thinking: return reasoning(buffer, final: true)
         case .answer: return []
         }
-    }
-
-    /// Characters at the end of `s` that begin `tag` (0 if none).
-    static func partial(_ tag: String, at s: String) -> Int {
-        for n in stride(from: min(tag.count - 1, s.count), to: 0, by: -1) where tag.hasPrefix(s.suffix(n)) { return n }
-        return 0
     }
 
     /// Reasoning text, less its leading newlines and (at its end, `final`) its trailing ones; trailing newlines are

@@ -172,7 +172,7 @@ struct ToolCallScanner {
                 inside = true
             } else {
                 // Keep back a tail that may be the start of "<tool_call>".
-                let keep = Self.partialOpen(buffer)
+                let keep = buffer.partialSuffix(of: Self.open)
                 out += emit(String(buffer.dropLast(keep)), beforeBlock: false)
                 buffer = String(buffer.suffix(keep))
                 break
@@ -190,12 +190,6 @@ struct ToolCallScanner {
         if !called && !held.isEmpty { out.append(.text(held)) }
         held = ""
         return out
-    }
-
-    /// Characters at the end of `s` that begin "<tool_call>" (0 if none).
-    static func partialOpen(_ s: String) -> Int {
-        for n in stride(from: min(open.count - 1, s.count), to: 0, by: -1) where open.hasPrefix(s.suffix(n)) { return n }
-        return 0
     }
 
     private mutating func emit(_ text: String, beforeBlock: Bool) -> [Piece] {
