@@ -17,6 +17,9 @@ public struct ChatTemplate: Sendable {
     /// Qwen3's: an assistant turn's <think> block is kept only after the last user query, and
     /// `enable_thinking: false` opens the reply with an empty one.
     let thinks: Bool
+    /// Qwen3 thinking models' (2507): the reply is opened with "<think>\n", so the model writes its reasoning, then
+    /// </think>, then the answer.
+    let opensThinking: Bool
 
     public init(source: String, tokenizer: Tokenizer) {
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
@@ -27,11 +30,14 @@ public struct ChatTemplate: Sendable {
             defaultSystem = source.contains(qwenDefault) ? qwenDefault : nil
             rendersTools = source.contains("<tool_call>") && source.contains("You may call one or more functions to assist with the user query.")
             thinks = source.contains("reasoning_content")
+            // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
+            opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst : .unsupported
             defaultSystem = nil
             rendersTools = false
             thinks = false
+            opensThinking = false
         }
     }
 
@@ -142,7 +148,7 @@ public struct ChatTemplate: Sendable {
             }
         }
         out += "<|im_start|>assistant\n"
-        if thinks && enableThinking == false { out += "<think>\n\n</think>\n\n" }
+        if opensThinking { out += "<think>\n" } else if thinks && enableThinking == false { out += "<think>\n\n</think>\n\n" }
         return out
     }
 

@@ -18,9 +18,10 @@ struct ReasoningSplitter {
     /// Still at the start of reasoning or content (leading newlines dropped).
     private var leading = true
 
-    /// `enabled` false: everything is content.
-    init(enabled: Bool) {
-        state = enabled ? .start : .answer
+    /// `enabled` false: everything is content. `opened`: the prompt ended in "<think>\n" (a thinking model's
+    /// template), so the reply starts inside the reasoning.
+    init(enabled: Bool, opened: Bool = false) {
+        state = !enabled ? .answer : opened ? .thinking : .start
         leading = enabled
     }
 
@@ -86,8 +87,8 @@ struct ReasoningSplitter {
     }
 
     /// A whole reply's reasoning (nil when it has none) and content.
-    static func split(_ text: String, enabled: Bool) -> (reasoning: String?, content: String) {
-        var s = ReasoningSplitter(enabled: enabled)
+    static func split(_ text: String, enabled: Bool, opened: Bool = false) -> (reasoning: String?, content: String) {
+        var s = ReasoningSplitter(enabled: enabled, opened: opened)
         var reasoning: String?, content = ""
         for p in s.feed(text) + s.finish() {
             switch p {

@@ -248,6 +248,7 @@ struct Routes: Sendable {
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let tools = try ToolRequest(r, body: body)
         let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
+        let opened = reasoning && service.chatTemplate?.opensThinking == true
         let text = try renderChat(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
@@ -279,11 +280,11 @@ struct Routes: Sendable {
                 switch e {
                 case .prompt: return []
                 case .text(let t, let lps):
-                    let delta = started.replies[i, default: StreamedReply(tools, reasoning: reasoning)].add(t)
+                    let delta = started.replies[i, default: StreamedReply(tools, reasoning: reasoning, opened: opened)].add(t)
                     guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
                 case .done(let why, let pt, let ct):
-                    var reply = started.replies[i] ?? StreamedReply(tools, reasoning: reasoning)
+                    var reply = started.replies[i] ?? StreamedReply(tools, reasoning: reasoning, opened: opened)
                     let last = reply.finish()
                     var out: [String] = []
                     if !last.isEmpty { out.append(chunk(i, last, nil, nil)) }
@@ -299,7 +300,7 @@ struct Routes: Sendable {
         }
         let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
         let choices = outs.enumerated().map { i, out in
-            let split = ReasoningSplitter.split(out.text, enabled: reasoning)
+            let split = ReasoningSplitter.split(out.text, enabled: reasoning, opened: opened)
             let reply = tools.reply(split.content)
             let calls = reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) }
             return ChatChoice(index: i, message: ChatReply(content: reply.content, reasoningContent: split.reasoning, toolCalls: calls),

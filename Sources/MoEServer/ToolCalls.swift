@@ -230,9 +230,9 @@ struct StreamedReply: Sendable {
     /// Calls sent so far.
     private(set) var calls = 0
 
-    init(_ tools: ToolRequest, reasoning: Bool) {
+    init(_ tools: ToolRequest, reasoning: Bool, opened: Bool = false) {
         self.tools = tools
-        splitter = ReasoningSplitter(enabled: reasoning)
+        splitter = ReasoningSplitter(enabled: reasoning, opened: opened)
     }
 
     mutating func add(_ text: String) -> ChatDelta { route(splitter.feed(text), finishing: false) }

@@ -71,14 +71,8 @@ struct ToolCallTests {
         for (reply, expected) in Self.scans {
             func scan(_ chunks: [String]) -> [Piece] {
                 var s = ToolCallScanner()
-                var pieces = chunks.flatMap { s.feed($0) } + s.finish()
                 // Adjacent text pieces are one text: streaming may split text anywhere.
-                var merged: [Piece] = []
-                for p in pieces {
-                    if case .text(let t) = p, case .text(let prev)? = merged.last { merged[merged.count - 1] = .text(prev + t) } else { merged.append(p) }
-                }
-                pieces = merged
-                return pieces
+                return Self.mergedText(chunks.flatMap { s.feed($0) } + s.finish())
             }
             let whole = scan([reply])
             #expect(whole == Self.mergedText(expected), "\(reply)")
@@ -316,26 +310,47 @@ struct ReasoningSplitterTests {
         ("", nil, ""),
     ]
 
+    /// The reply fed in pieces of `size` characters: its reasoning and content.
+    static func streamed(_ reply: String, size: Int, opened: Bool = false) -> (String?, String) {
+        var s = ReasoningSplitter(enabled: true, opened: opened)
+        var r: String?, c = ""
+        var chunks: [String] = []
+        var rest = Substring(reply)
+        while !rest.isEmpty { chunks.append(String(rest.prefix(size))); rest = rest.dropFirst(size) }
+        for p in chunks.flatMap({ s.feed($0) }) + s.finish() {
+            switch p {
+            case .reasoning(let t): r = (r ?? "") + t
+            case .content(let t): c += t
+            }
+        }
+        return (r, c)
+    }
+
     @Test func reasoningIsSplitOffTheSameWayWholeOrStreamed() {
         for (reply, reasoning, content) in Self.cases {
             let whole = ReasoningSplitter.split(reply, enabled: true)
             #expect(whole.reasoning == reasoning && whole.content == content, "\(reply.debugDescription) → \(whole)")
             for size in [1, 2, 5] {
-                var s = ReasoningSplitter(enabled: true)
-                var r: String?, c = ""
-                var chunks: [String] = []
-                var rest = Substring(reply)
-                while !rest.isEmpty { chunks.append(String(rest.prefix(size))); rest = rest.dropFirst(size) }
-                for p in chunks.flatMap({ s.feed($0) }) + s.finish() {
-                    switch p {
-                    case .reasoning(let t): r = (r ?? "") + t
-                    case .content(let t): c += t
-                    }
-                }
+                let (r, c) = Self.streamed(reply, size: size)
                 #expect(r == reasoning && c == content, "\(reply.debugDescription) in pieces of \(size)")
             }
             // Off (a model that does not think, or reasoning_format "none"): all content, as written.
             #expect(ReasoningSplitter.split(reply, enabled: false) == (nil, reply))
+        }
+    }
+
+    /// After a prompt that ends in "<think>\n" (Qwen3 thinking models), the reply starts as reasoning.
+    @Test func aReplyOpenedInsideThinkingIsReasoningUntilItsEnd() {
+        let cases: [(String, String?, String)] = [
+            ("Let me see.\n</think>\n\n42", "Let me see.", "42"),
+            ("still thinking\n", "still thinking", ""),
+            ("</think>\n\nDirect.", nil, "Direct."),
+        ]
+        for (reply, reasoning, content) in cases {
+            let whole = ReasoningSplitter.split(reply, enabled: true, opened: true)
+            #expect(whole.reasoning == reasoning && whole.content == content, "\(reply.debugDescription) → \(whole)")
+            let (r, c) = Self.streamed(reply, size: 1, opened: true)
+            #expect(r == reasoning && c == content, "\(reply.debugDescription) a character at a time")
         }
     }
 }
