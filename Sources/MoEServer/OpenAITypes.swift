@@ -463,7 +463,8 @@ struct ChatRequest: Decodable, Sendable {
     }
 }
 
-/// POST /tokenize (vLLM's): a prompt, or chat messages rendered with the model's template.
+/// POST /tokenize (vLLM's): a prompt, or chat messages rendered with the model's template (with the fields of a chat
+/// request that change the prompt: tools, tool_choice, chat_template_kwargs).
 struct TokenizeRequest: Decodable, Sendable {
     var model: String?
     var prompt: String?

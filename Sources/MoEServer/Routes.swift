@@ -314,12 +314,18 @@ struct Routes: Sendable {
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless
     /// `add_special_tokens` is false), or chat messages' as /v1/chat/completions would.
     func tokenize(_ req: Request) async throws -> Response {
-        let r = try await decode(TokenizeRequest.self, req)
+        let body = try await body(req)
+        let r = try decode(TokenizeRequest.self, body)
         try service.checkModel(r.model)
         let ids: [Int]
         switch (r.prompt, r.messages) {
         case (let p?, nil): ids = service.tokenizer.encode(p, addSpecialTokens: r.addSpecialTokens ?? true)
-        case (nil, let m?): ids = service.tokenizer.encode(try renderChat(m), addSpecialTokens: r.addSpecialTokens ?? false)
+        case (nil, _?):
+            // As the chat route renders them: with the request's tools and template options.
+            let chat = try decode(ChatRequest.self, body)
+            let tools = try ToolRequest(chat, body: body)
+            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown, enableThinking: chat.enableThinking),
+                                           addSpecialTokens: r.addSpecialTokens ?? false)
         default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
         }
         return jsonResponse(TokenizeResponse(count: ids.count, maxModelLen: service.contextLimit, tokens: ids))

@@ -277,6 +277,12 @@ struct ToolCallAPITests {
             ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
         let r = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": history, "tools": Self.tools, "max_tokens": 4])
         #expect(r.status == 200, "\(r.text)")
+        // /tokenize counts the prompt the chat route runs: the tools' block included.
+        let counted = try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])
+        let bare = try await HTTP.post(s.base + "/tokenize", ["messages": history])
+        let usage = r.json?["usage"] as? [String: Any]
+        #expect(counted.json?["count"] as? Int == usage?["prompt_tokens"] as? Int, "\(counted.text)")
+        #expect((bare.json?["count"] as? Int ?? .max) < (counted.json?["count"] as? Int ?? 0))
         var broken = history
         broken[1]["tool_calls"] = [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": "{city: Paris}"]]]
         let bad = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": broken, "tools": Self.tools])
