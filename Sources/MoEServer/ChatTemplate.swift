@@ -20,6 +20,11 @@ public struct ChatTemplate: Sendable {
     /// Qwen3 thinking models' (2507): the reply is opened with "<think>\n", so the model writes its reasoning, then
     /// </think>, then the answer.
     let opensThinking: Bool
+    /// The [INST] templates: Llama 2's (BOS before every user turn, <<SYS>> in the first, contents stripped),
+    /// Mixtral-8x7B-Instruct-v0.1's current one (" [INST] …", the system message before the first user message's
+    /// content) and its first one (no system message).
+    enum InstStyle: Sendable { case llama2, mistral, mistralFirst }
+    let instStyle: InstStyle
 
     public init(source: String, tokenizer: Tokenizer) {
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
@@ -39,6 +44,7 @@ public struct ChatTemplate: Sendable {
             thinks = false
             opensThinking = false
         }
+        instStyle = source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
@@ -64,30 +70,46 @@ public struct ChatTemplate: Sendable {
             }
             return out + "<|start_header_id|>assistant<|end_header_id|>\n\n"
         case .inst:
-            // A system message goes in front of the first user turn (Llama 2 wraps it in <<SYS>>).
-            var system: String?
-            var turns = messages
-            if turns.first?.role == "system" { system = turns.removeFirst().content }
-            var out = bos
-            var first = true
-            for m in turns {
-                switch m.role {
-                case "user":
-                    var content = m.content
-                    if first, let s = system { content = "<<SYS>>\n\(s)\n<</SYS>>\n\n" + content }
-                    out += "[INST] \(content) [/INST]"
-                    first = false
-                default:
-                    out += "\(m.content)\(eos)"
-                }
-            }
-            guard turns.last?.role == "user" else {
-                throw Unsupported(description: "the [INST] chat format needs the conversation to end with a user message")
-            }
-            return out
+            return try renderInst(messages)
         case .unsupported:
             throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST]); use /v1/completions with a formatted prompt")
         }
+    }
+
+    /// [INST] turns as Llama 2's and Mixtral's templates write them (checked against transformers in the tests).
+    /// The templates refuse turns that do not alternate user/assistant (after an optional system message); a reply
+    /// needs the conversation to end with a user turn.
+    private func renderInst(_ messages: [ChatMessage]) throws -> String {
+        var turns = messages
+        let system = turns.first?.role == "system" ? turns.removeFirst().content : nil
+        if system != nil && instStyle == .mistralFirst {
+            throw Unsupported(description: "this model's chat template (Mixtral's first) takes no system message; put it in the first user message")
+        }
+        for (i, m) in turns.enumerated() where m.role != (i % 2 == 0 ? "user" : "assistant") {
+            throw Unsupported(description: "this model's chat template needs user and assistant turns to alternate, starting with user (after an optional system message); message \(i + (system == nil ? 0 : 1)) is \(m.role)")
+        }
+        guard turns.last?.role == "user" else {
+            throw Unsupported(description: "the [INST] chat format needs the conversation to end with a user message")
+        }
+        var out = instStyle == .llama2 ? "" : bos
+        for (i, m) in turns.enumerated() {
+            switch (instStyle, m.role) {
+            case (.llama2, "user"):
+                let content = i == 0 ? system.map { "<<SYS>>\n\($0)\n<</SYS>>\n\n" + m.content } ?? m.content : m.content
+                out += bos + "[INST] " + content.trimmingCharacters(in: .whitespacesAndNewlines) + " [/INST]"
+            case (.llama2, _):
+                out += " " + m.content.trimmingCharacters(in: .whitespacesAndNewlines) + " " + eos
+            case (.mistral, "user"):
+                out += " [INST] " + (i == 0 ? system.map { $0 + "\n\n" } ?? "" : "") + m.content + " [/INST]"
+            case (.mistral, _):
+                out += " " + m.content + eos
+            case (_, "user"):
+                out += "[INST] " + m.content + " [/INST]"
+            default:
+                out += m.content + eos
+            }
+        }
+        return out
     }
 
     /// ChatML as Qwen2's, Qwen2.5's and Qwen3's templates write it (their Jinja sources are in

@@ -4,8 +4,8 @@ import MoETokenizer
 import Testing
 @testable import MoEServer
 
-/// Tool calling: the Qwen2.5 and Qwen3 templates' tool and thinking rules against transformers' renderings, the
-/// Hermes-format reply scanner, and the request rules (tool_choice, constrained calls).
+/// Chat templates against transformers' renderings (Qwen2.5's and Qwen3's with tools and thinking, Llama 2's, Llama
+/// 3's, Mixtral's), the Hermes-format reply scanner, and the tool request rules (tool_choice, constrained calls).
 struct ToolCallTests {
     static let dir = Fixtures.root.appendingPathComponent("chat-templates")
 
@@ -27,7 +27,7 @@ struct ToolCallTests {
     static let goldenNames: [String] = (try? json("goldens.json"))?.map { "\($0["template"] as! String): \($0["name"] as! String)" } ?? []
 
     @Test(arguments: ToolCallTests.goldenNames)
-    func qwenTemplatesRenderToolsAndThinkingAsTransformersDoes(_ key: String) throws {
+    func chatTemplatesRenderAsTransformersDoes(_ key: String) throws {
         let golden = try Self.json("goldens.json").first { "\($0["template"] as! String): \($0["name"] as! String)" == key }!
         let name = golden["name"] as! String, file = golden["template"] as! String
         let cases = try String(contentsOf: Self.dir.appendingPathComponent("cases.json"), encoding: .utf8)
@@ -39,10 +39,32 @@ struct ToolCallTests {
         let r = try JSONDecoder().decode(ChatRequest.self, from: body)
         let tools = try ToolRequest(r, body: body)
         let source = try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8)
-        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
-        #expect(template.kind == .chatML && template.rendersTools)
+        let tokenizer = c["tokenizer"]?.stringValue ?? "tiny-qwen3-moe"
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model(tokenizer)))
+        #expect(template.kind != .unsupported && template.rendersTools == file.hasPrefix("qwen"))
         let text = try template.render(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
         #expect(text == golden["expected"] as! String, "\(file): \(name)")
+    }
+
+    /// What the [INST] templates refuse (they raise), a clear error here too.
+    @Test func instTemplatesRefuseWhatTheirJinjaRefuses() throws {
+        let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-mixtral"))
+        func template(_ file: String) throws -> ChatTemplate {
+            ChatTemplate(source: try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8), tokenizer: tokenizer)
+        }
+        let twoUsers = [ChatMessage(role: "user", content: "a"), ChatMessage(role: "user", content: "b")]
+        for file in ["llama2.jinja", "mixtral-v0.1.jinja", "mixtral-v0.1-first.jinja"] {
+            #expect(throws: ChatTemplate.Unsupported.self, "\(file)") { try template(file).render(twoUsers) }
+            #expect(throws: ChatTemplate.Unsupported.self, "\(file)") {
+                try template(file).render([ChatMessage(role: "user", content: "a"), ChatMessage(role: "assistant", content: "b")])
+            }
+        }
+        do {
+            _ = try template("mixtral-v0.1-first.jinja").render([ChatMessage(role: "system", content: "s"), ChatMessage(role: "user", content: "u")])
+            Issue.record("a system message was rendered with a template that has none")
+        } catch let e as ChatTemplate.Unsupported {
+            #expect(e.description.contains("no system message"))
+        }
     }
 
     typealias Piece = ToolCallScanner.Piece

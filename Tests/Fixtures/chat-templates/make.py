@@ -1,12 +1,14 @@
 """Renders cases.json's conversations with the Qwen2.5 and Qwen3 chat templates (qwen2.5.jinja, qwen3.jinja, as
 published in those models' tokenizer_config.json) through transformers' apply_chat_template, the way vLLM passes an
 OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
-Writes goldens.json. Run: python3 make.py (transformers 5.x; tokenizer from ../tiny-qwen3-moe)."""
+Writes goldens.json. Run: python3 make.py (transformers 5.x; each case's tokenizer, for its BOS and EOS, from the
+fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3 and Mixtral-8x7B-Instruct-v0.1 templates (the
+first and the current one) are rendered the same way."""
 import copy, json, os
 from transformers import AutoTokenizer
 
 here = os.path.dirname(os.path.abspath(__file__))
-tok = AutoTokenizer.from_pretrained(os.path.join(here, "..", "tiny-qwen3-moe"))
+tokenizers = {}
 cases = json.load(open(os.path.join(here, "cases.json")))
 out = []
 for case in cases:
@@ -18,6 +20,8 @@ for case in cases:
         for call in m.get("tool_calls") or []:
             call["function"]["arguments"] = json.loads(call["function"]["arguments"])
     kwargs = case["request"].get("chat_template_kwargs", {})
+    name = case.get("tokenizer", "tiny-qwen3-moe")
+    tok = tokenizers.setdefault(name, AutoTokenizer.from_pretrained(os.path.join(here, "..", name)))
     text = tok.apply_chat_template(messages, tools=case["request"].get("tools"), chat_template=template,
                                    tokenize=False, add_generation_prompt=True, **kwargs)
     out.append({"name": case["name"], "template": case["template"], "expected": text})
