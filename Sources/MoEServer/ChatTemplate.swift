@@ -25,6 +25,10 @@ public struct ChatTemplate: Sendable {
     /// content) and its first one (no system message).
     enum InstStyle: Sendable { case llama2, mistral, mistralFirst }
     let instStyle: InstStyle
+    /// Llama 3.1+'s system block date: 3.1's fixed "26 Jul 2024", or 3.2's and 3.3's today (transformers'
+    /// strftime_now); nil for Llama 3, which has no such block.
+    enum DateRule: Sendable { case fixed(String), today }
+    let llamaDate: DateRule?
 
     public init(source: String, tokenizer: Tokenizer) {
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
@@ -45,15 +49,24 @@ public struct ChatTemplate: Sendable {
             opensThinking = false
         }
         instStyle = source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
+        llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
         public let description: String
     }
 
+    /// Template variables a request may set (vLLM's `chat_template_kwargs`): Qwen3's `enable_thinking`, Llama 3.1+'s
+    /// `date_string` (the "Today Date" of its system block).
+    struct Options: Decodable, Sendable {
+        var enableThinking: Bool?
+        var dateString: String?
+        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking", dateString = "date_string" }
+    }
+
     /// The prompt text for these messages, ending where the assistant's reply begins. `tools` are the request's tool
-    /// definitions as sent; `enableThinking` is vLLM's chat_template_kwargs.enable_thinking.
-    func render(_ messages: [ChatMessage], tools: [OrderedJSON] = [], enableThinking: Bool? = nil) throws -> String {
+    /// definitions as sent.
+    func render(_ messages: [ChatMessage], tools: [OrderedJSON] = [], options: Options = .init()) throws -> String {
         for m in messages where !["system", "user", "assistant", "tool"].contains(m.role) {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
@@ -62,9 +75,21 @@ public struct ChatTemplate: Sendable {
         }
         switch kind {
         case .chatML:
-            return renderChatML(messages, tools: tools, enableThinking: enableThinking)
+            return renderChatML(messages, tools: tools, enableThinking: options.enableThinking)
         case .llama3:
             var out = bos
+            var messages = messages
+            if let rule = llamaDate {
+                // Llama 3.1+: a system block always, with the knowledge cut-off and the date, then the system message.
+                let date = options.dateString ?? {
+                    switch rule {
+                    case .fixed(let d): return d
+                    case .today: return Self.today()
+                    }
+                }()
+                let system = messages.first?.role == "system" ? messages.removeFirst().content.trimmingCharacters(in: .whitespacesAndNewlines) : ""
+                out += "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: \(date)\n\n\(system)<|eot_id|>"
+            }
             for m in messages {
                 out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content.trimmingCharacters(in: .whitespacesAndNewlines))<|eot_id|>"
             }
@@ -172,6 +197,14 @@ public struct ChatTemplate: Sendable {
         out += "<|im_start|>assistant\n"
         if opensThinking { out += "<think>\n" } else if thinks && enableThinking == false { out += "<think>\n\n</think>\n\n" }
         return out
+    }
+
+    /// Today as strftime's "%d %b %Y" (English month abbreviations), as transformers' strftime_now gives it.
+    static func today() -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "dd MMM yyyy"
+        return f.string(from: Date())
     }
 
     static func toolCallBlock(_ call: ChatMessage.ToolCall) -> String {

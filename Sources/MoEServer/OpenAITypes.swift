@@ -404,8 +404,8 @@ struct ChatRequest: Decodable, Sendable {
     var tools: [Tool]?
     var toolChoice: ToolRequest.Choice?
     var parallelToolCalls: Bool?
-    /// vLLM's chat_template_kwargs.enable_thinking (Qwen3).
-    var enableThinking: Bool?
+    /// vLLM's chat_template_kwargs: the template variables this server's templates read.
+    var templateOptions = ChatTemplate.Options()
     /// llama.cpp's: "none" leaves a thinking model's <think> block in `content` instead of `reasoning_content`.
     var reasoningFormat: String?
 
@@ -417,11 +417,6 @@ struct ChatRequest: Decodable, Sendable {
         }
         var type: String
         var function: Function
-    }
-
-    struct TemplateOptions: Decodable {
-        var enableThinking: Bool?
-        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking" }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -437,7 +432,7 @@ struct ChatRequest: Decodable, Sendable {
         options = try GenerationOptions(from: decoder)
         tools = try c.decodeIfPresent([Tool].self, forKey: .tools)
         parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
-        enableThinking = try c.decodeIfPresent(TemplateOptions.self, forKey: .chatTemplateKwargs)?.enableThinking
+        templateOptions = try c.decodeIfPresent(ChatTemplate.Options.self, forKey: .chatTemplateKwargs) ?? .init()
         reasoningFormat = try c.decodeIfPresent(String.self, forKey: .reasoningFormat)
         if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
             switch s {

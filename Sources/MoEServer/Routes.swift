@@ -249,7 +249,7 @@ struct Routes: Sendable {
         let tools = try ToolRequest(r, body: body)
         let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
         let opened = reasoning && service.chatTemplate?.opensThinking == true
-        let text = try renderChat(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
+        let text = try renderChat(r.messages, tools: tools.shown, options: r.templateOptions)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
@@ -324,7 +324,7 @@ struct Routes: Sendable {
             // As the chat route renders them: with the request's tools and template options.
             let chat = try decode(ChatRequest.self, body)
             let tools = try ToolRequest(chat, body: body)
-            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown, enableThinking: chat.enableThinking),
+            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown, options: chat.templateOptions),
                                            addSpecialTokens: r.addSpecialTokens ?? false)
         default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
         }
@@ -332,13 +332,13 @@ struct Routes: Sendable {
     }
 
     /// Chat messages as the model's template renders them (with the assistant's turn opened).
-    func renderChat(_ messages: [ChatMessage], tools: [OrderedJSON] = [], enableThinking: Bool? = nil) throws -> String {
+    func renderChat(_ messages: [ChatMessage], tools: [OrderedJSON] = [], options: ChatTemplate.Options = .init()) throws -> String {
         guard !messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         guard let template = service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }
-        do { return try template.render(messages, tools: tools, enableThinking: enableThinking) } catch let e as ChatTemplate.Unsupported {
+        do { return try template.render(messages, tools: tools, options: options) } catch let e as ChatTemplate.Unsupported {
             throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
         }
     }

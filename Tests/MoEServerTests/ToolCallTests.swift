@@ -42,7 +42,7 @@ struct ToolCallTests {
         let tokenizer = c["tokenizer"]?.stringValue ?? "tiny-qwen3-moe"
         let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model(tokenizer)))
         #expect(template.kind != .unsupported && template.rendersTools == file.hasPrefix("qwen"))
-        let text = try template.render(r.messages, tools: tools.shown, enableThinking: r.enableThinking)
+        let text = try template.render(r.messages, tools: tools.shown, options: r.templateOptions)
         #expect(text == golden["expected"] as! String, "\(file): \(name)")
     }
 
@@ -65,6 +65,17 @@ struct ToolCallTests {
         } catch let e as ChatTemplate.Unsupported {
             #expect(e.description.contains("no system message"))
         }
+    }
+
+    /// Llama 3.2's template dates its system block today when the request gives no date_string (strftime "%d %b %Y").
+    @Test func llamaTemplatesDateTheSystemBlockToday() throws {
+        let source = try String(contentsOf: Self.dir.appendingPathComponent("llama3.2.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-mixtral")))
+        let text = try template.render([ChatMessage(role: "user", content: "hi")])
+        let year = Calendar.current.component(.year, from: Date())
+        let date = try #require(text.components(separatedBy: "Today Date: ").last?.components(separatedBy: "\n").first)
+        #expect(date.range(of: #"^[0-3][0-9] (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4}$"#, options: .regularExpression) != nil
+                && date.hasSuffix(String(year)), "\(date)")
     }
 
     typealias Piece = ToolCallScanner.Piece
