@@ -4,7 +4,7 @@ import Foundation
 /// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys may come in any order, each at
 /// most once, the `required` ones before the object closes, no others (`additionalProperties` must be false or left
 /// out, as in strict mode). Arrays take `items` with `minItems`/`maxItems`; strings (free, or with one of `format`,
-/// `pattern`, `minLength`/`maxLength`), numbers, integers (with `minimum`/`maximum`, exclusive or not), booleans and
+/// `pattern`, `minLength`/`maxLength`), numbers and integers (with `minimum`/`maximum`, exclusive or not), booleans and
 /// null; `enum` and `const` of plain values; `anyOf` (and a list of types) of any of these; `$ref` into `$defs` (or
 /// `definitions`), recursion included. Annotations (`title`, `description`, `default`, `examples`, `$schema`) are
 /// ignored; any other keyword would constrain the output in a way this does not check, so it is refused, by name.
@@ -20,6 +20,8 @@ public struct JSONSchema: Sendable {
         /// integers of at most 15 digits, which a double, and so every JSON parser, holds exactly).
         case integer(lo: Int, hi: Int)
         case number
+        /// A number within bounds, written without an exponent, 17 digits at most (so the text is the value).
+        case boundedNumber(NumberBounds)
         /// Each value as JSON bytes: `enum`, `const`, booleans, null.
         case literals([[UInt8]])
         case anyOf([Int])
@@ -132,10 +134,29 @@ public struct JSONSchema: Sendable {
                 return .array(items: try compile(items, path: path + "/items"), min: min, max: max)
             case "string": return try string(obj, path: path)
             case "number":
-                if ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"].contains(where: { obj[$0] != nil }) {
-                    throw Unsupported(path: path, reason: "bounds are supported for integers only (not for number)")
+                /// A bound in units of 10^−17 (NumberBounds.scale): the shortest digits of the double the schema's JSON
+                /// read to, rounded inward at the 17th decimal.
+                func bound(_ k: String, _ rounding: NSDecimalNumber.RoundingMode) throws -> Int128? {
+                    guard let v = obj[k] else { return nil }
+                    guard let d = (v as? Double) ?? (v as? Int).map(Double.init), d.isFinite, var x = Decimal(string: "\(d)") else {
+                        throw Unsupported(path: path, reason: "\(k) must be a number")
+                    }
+                    let limit = Decimal(string: "1e20")!
+                    x = min(max(x, -limit), limit) * pow(Decimal(10), NumberBounds.scale)
+                    var r = Decimal()
+                    NSDecimalRound(&r, &x, 0, rounding)
+                    return Int128(NSDecimalNumber(decimal: r).stringValue)
                 }
-                return .number
+                var b = NumberBounds()
+                if let x = try bound("minimum", .up) { b.lo = x }
+                if let x = try bound("exclusiveMinimum", .up), b.lo.map({ x >= $0 }) ?? true { b.lo = x; b.loStrict = true }
+                if let x = try bound("maximum", .down) { b.hi = x }
+                if let x = try bound("exclusiveMaximum", .down), b.hi.map({ x <= $0 }) ?? true { b.hi = x; b.hiStrict = true }
+                if b.lo == nil && b.hi == nil { return .number }
+                guard [false, true].contains(where: { JSONSchemaState.viableNumber(b, negative: $0, mantissa: 0, digits: 0, fraction: -1) }) else {
+                    throw Unsupported(path: path, reason: "no number of at most 17 digits lies within the minimum and maximum")
+                }
+                return .boundedNumber(b)
             case "integer":
                 let limit = JSONSchemaState.integerLimit
                 /// A bound as the nearest integer inside it (`rounding`), moved by `shift` when exclusive.
@@ -218,6 +239,9 @@ public struct JSONSchemaState: Sendable, Equatable {
         case constrained(Int, state: Int32)              // inside a constrained string: its pattern's automaton state
         case integer(lo: Int, hi: Int, negative: Bool, value: Int, digits: Int)   // an integer so far, and its bounds
         case number(lex: UInt8)                          // JSONPrefix's number modes
+        /// A bounded number so far: its digits as an integer (`digits` of them), and `fraction` digits after the
+        /// point (−1 before any point).
+        case decimal(NumberBounds, negative: Bool, mantissa: Int, digits: Int, fraction: Int)
         case literal(candidates: [[UInt8]], at: Int)
     }
     struct Parse: Sendable, Equatable {
@@ -245,6 +269,8 @@ public struct JSONSchemaState: Sendable, Equatable {
         case .literal(let candidates, let at)?: return candidates.contains { $0.count == at }
         case .integer(let lo, let hi, let negative, let value, let digits)?:
             return digits >= 1 && (negative ? -value : value) >= lo && (negative ? -value : value) <= hi
+        case .decimal(let b, let negative, let mantissa, let digits, let fraction)?:
+            return endable(b, negative, mantissa, digits, fraction)
         default: return false
         }
     }
@@ -324,6 +350,12 @@ public struct JSONSchemaState: Sendable, Equatable {
                 let value = negative ? 0 : Int(b - 0x30), digits = negative ? 0 : 1
                 guard Self.viable(negative, value, digits, lo, hi) else { return }
                 p.frames.append(.integer(lo: lo, hi: hi, negative: negative, value: value, digits: digits))
+            case .boundedNumber(let bounds):
+                let negative = b == UInt8(ascii: "-")
+                guard negative || isDigit(b) else { return }
+                let mantissa = negative ? 0 : Int(b - 0x30), digits = negative ? 0 : 1
+                guard viableNumber(bounds, negative: negative, mantissa: mantissa, digits: digits, fraction: -1) else { return }
+                p.frames.append(.decimal(bounds, negative: negative, mantissa: mantissa, digits: digits, fraction: -1))
             case .number:
                 let lex: JSONPrefix.Mode
                 if b == UInt8(ascii: "-") { lex = .minus } else if b == UInt8(ascii: "0") { lex = .zero }
@@ -430,6 +462,24 @@ public struct JSONSchemaState: Sendable, Equatable {
             let v = negative ? -value : value
             guard digits >= 1, v >= lo, v <= hi else { return }
             for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
+        case .decimal(let bounds, let negative, let mantissa, let digits, let fraction):
+            var next: (mantissa: Int, digits: Int, fraction: Int)?
+            if isDigit(b) {
+                // No digit after a leading zero of the integer part; 17 digits at most.
+                guard !(fraction < 0 && digits >= 1 && mantissa == 0), digits < maxNumberDigits else { return }
+                next = (mantissa * 10 + Int(b - 0x30), digits + 1, fraction < 0 ? -1 : fraction + 1)
+            } else if b == UInt8(ascii: "."), fraction < 0, digits >= 1 {
+                next = (mantissa, digits, 0)
+            }
+            if let n = next {
+                guard viableNumber(bounds, negative: negative, mantissa: n.mantissa, digits: n.digits, fraction: n.fraction) else { return }
+                p.frames.append(.decimal(bounds, negative: negative, mantissa: n.mantissa, digits: n.digits, fraction: n.fraction))
+                out.append(p)
+                return
+            }
+            // Anything else ends the number, which must then lie within the bounds.
+            guard endable(bounds, negative, mantissa, digits, fraction) else { return }
+            for q in afterValue(p, schema) { feed(q, b, schema, into: &out, expansions: expansions + 1) }
         case .number(let lex):
             // JSONPrefix's number lexer reads the bytes that continue a number; any other byte ends it.
             var m = JSONPrefix()
@@ -479,6 +529,47 @@ public struct JSONSchemaState: Sendable, Equatable {
         return false
     }
 
+    /// Most digits of a bounded number (integer and fraction together): a double holds 17 significant digits.
+    static let maxNumberDigits = 17
+
+    /// The value a bounded number's text stands for, ±mantissa / 10^fraction, in units of 10^−17.
+    static func value(_ negative: Bool, _ mantissa: Int, _ fraction: Int) -> Int128 {
+        let m = Int128(mantissa) * NumberBounds.power(NumberBounds.scale - max(fraction, 0))
+        return negative ? -m : m
+    }
+
+    /// Whether the number can end here: some digits, not right after its point, within the bounds.
+    static func endable(_ b: NumberBounds, _ negative: Bool, _ mantissa: Int, _ digits: Int, _ fraction: Int) -> Bool {
+        digits >= 1 && fraction != 0 && b.admits(value(negative, mantissa, fraction))
+    }
+
+    /// Whether a bounded number begun so (`digits` digits read as `mantissa`, `fraction` of them after the point, −1
+    /// before it) can still end within the bounds with at most `maxNumberDigits` digits. The values it can end at are
+    /// a grid: before the point, j more integer digits then up to r − j fraction digits ([v·10^j, (v+1)·10^j) in steps
+    /// of 10^−(r−j)); after it, [x, x + 10^−k) in steps of 10^−(k+r), r being the digits left. Checked exactly (in
+    /// decimal), so every token the mask lets through leaves a number that can still be finished.
+    static func viableNumber(_ b: NumberBounds, negative: Bool, mantissa: Int, digits: Int, fraction: Int) -> Bool {
+        let left = maxNumberDigits - digits
+        if digits == 0 {                                          // only "-" (or nothing): some first digit
+            return (0...9).contains { viableNumber(b, negative: negative, mantissa: $0, digits: 1, fraction: -1) }
+        }
+        let p = NumberBounds.power, scale = NumberBounds.scale
+        if fraction >= 0 {
+            // Right after the point ("1.") a digit must follow, which can still make x itself ("1.0").
+            let x = value(false, mantissa, fraction)
+            if left == 0 { return fraction > 0 && b.admits(negative ? -x : x) }
+            return b.meetsGrid(from: x, below: x + p(scale - fraction), step: p(scale - fraction - left), negative: negative)
+        }
+        if mantissa == 0 {                                        // "0": a fraction may follow
+            return b.meetsGrid(from: 0, below: p(scale), step: p(scale - left), negative: negative)
+        }
+        for j in 0...left {
+            let v = Int128(mantissa) * p(scale + j)
+            if b.meetsGrid(from: v, below: v + p(scale + j), step: p(scale - (left - j)), negative: negative) { return true }
+        }
+        return false
+    }
+
     /// After a value closed (its frame already removed): the container's next phase, or the end of the text.
     static func afterValue(_ parse: Parse, _ schema: JSONSchema) -> [Parse] {
         var p = parse
@@ -489,5 +580,43 @@ public struct JSONSchemaState: Sendable, Equatable {
         default: return []
         }
         return [p]
+    }
+}
+
+/// `minimum`/`maximum` of a number, each inclusive or (`exclusiveMinimum`/`exclusiveMaximum`) strict, as exact
+/// integers in units of 10^−17 (a bounded number's text has at most 17 digits, so every value it can stand for is
+/// one; bounds are held to ±10^20).
+public struct NumberBounds: Sendable, Equatable {
+    public var lo: Int128?
+    public var loStrict = false
+    public var hi: Int128?
+    public var hiStrict = false
+
+    public init() {}
+
+    static let scale = 17
+    static let powers: [Int128] = (0...36).map { k in (0..<k).reduce(Int128(1)) { r, _ in r * 10 } }
+    static func power(_ k: Int) -> Int128 { powers[k] }
+
+    func admits(_ x: Int128) -> Bool {
+        if let lo, loStrict ? x <= lo : x < lo { return false }
+        if let hi, hiStrict ? x >= hi : x > hi { return false }
+        return true
+    }
+
+    /// Whether some grid point a + n·step (n ≥ 0) below `b`, negated when `negative`, lies within the bounds.
+    func meetsGrid(from a: Int128, below b: Int128, step: Int128, negative: Bool) -> Bool {
+        // The bounds on the magnitude (the value is its negation when negative).
+        let low = negative ? hi.map { -$0 } : lo, high = negative ? lo.map { -$0 } : hi
+        let lowStrict = negative ? hiStrict : loStrict, highStrict = negative ? loStrict : hiStrict
+        var p = a
+        if let l = low, l >= a {
+            // The first grid point at or above l (above it when strict).
+            p = a + (l - a + step - 1) / step * step
+            if lowStrict && p == l { p += step }
+        }
+        guard p < b else { return false }
+        if let h = high { return highStrict ? p < h : p <= h }
+        return true
     }
 }

@@ -130,11 +130,83 @@ import Testing
         }
     }
 
+    /// Number bounds: every decimal of up to two fraction digits from −20 to 20 (and the same written with a
+    /// trailing zero) is a whole value exactly when it lies within them, with each of its prefixes taken; every
+    /// prefix of three bytes the automaton takes can still be finished (taking the first byte it allows each time).
+    @Test(arguments: [#""minimum": 0, "maximum": 1"#, #""minimum": 0.5, "maximum": 2.25"#, #""minimum": -1.5, "maximum": -0.25"#,
+                      #""exclusiveMinimum": 0, "exclusiveMaximum": 1"#, #""exclusiveMinimum": -3, "maximum": 3"#,
+                      #""minimum": 0.1, "maximum": 0.1"#, #""minimum": 2.5"#, #""maximum": -0.75"#, #""exclusiveMinimum": 0.07"#,
+                      #""minimum": 10.5, "exclusiveMaximum": 12"#])
+    func boundedNumbersAreExactlyThoseWithinTheBounds(_ bounds: String) throws {
+        let s = Self.schema(#"{"type": "number", \#(bounds)}"#)
+        let b = try JSONSerialization.jsonObject(with: Data("{\(bounds)}".utf8)) as! [String: Double]
+        func within(_ x: Double) -> Bool {
+            (b["minimum"].map { x >= $0 } ?? true) && (b["maximum"].map { x <= $0 } ?? true)
+                && (b["exclusiveMinimum"].map { x > $0 } ?? true) && (b["exclusiveMaximum"].map { x < $0 } ?? true)
+        }
+        func take(_ text: String) -> (prefixes: Bool, whole: Bool) {
+            var st = JSONSchemaState(s)
+            for c in text.utf8 where !st.feed(c, s) { return (false, false) }
+            return (true, st.isComplete)
+        }
+        for k in -2000...2000 {
+            let x = Double(k) / 100
+            var text = String(format: "%.2f", x)
+            while text.hasSuffix("0") && text.contains(".") { text.removeLast() }
+            if text.hasSuffix(".") { text.removeLast() }
+            if text == "-0" { text = "0" }
+            for t in [text, text.contains(".") ? text + "0" : text + ".0"] {
+                let r = take(t)
+                #expect(r.prefixes && r.whole == within(x) || !within(x) && !r.whole, "\(t) with \(bounds)")
+            }
+        }
+        #expect(!take("1e2").whole && !take("01").prefixes && !take("1.").whole)
+        let alphabet = Array("-0123456789.".utf8)
+        for a in alphabet { for c in alphabet { for d in alphabet {
+            var st = JSONSchemaState(s)
+            guard st.feed([a, c, d], s) else { continue }
+            var steps = 0
+            while !st.isComplete && steps < 20 {
+                guard let next = alphabet.first(where: { var t = st; return t.feed($0, s) }) else { break }
+                _ = st.feed(next, s)
+                steps += 1
+            }
+            #expect(st.isComplete, "\(String(decoding: [a, c, d], as: UTF8.self)) cannot be finished with \(bounds)")
+        } } }
+    }
+
+    /// The grid test behind number bounds (values in units): whether a + n·step below b, negated or not, lies within.
+    @Test func numberGridsMeetBoundsExactly() {
+        func bounds(_ lo: Int128?, _ loStrict: Bool, _ hi: Int128?, _ hiStrict: Bool) -> NumberBounds {
+            var b = NumberBounds()
+            b.lo = lo; b.loStrict = loStrict; b.hi = hi; b.hiStrict = hiStrict
+            return b
+        }
+        // Grid 0, 10, …, 90.
+        let table: [(NumberBounds, Bool, Bool)] = [          // bounds, negative, meets
+            (bounds(25, false, 30, false), false, true),     // 30
+            (bounds(25, false, 30, true), false, false),     // 30 excluded, 20 below
+            (bounds(30, true, 40, false), false, true),      // 40
+            (bounds(30, true, 39, false), false, false),
+            (bounds(91, false, nil, false), false, false),   // past the grid's end (below 100)
+            (bounds(nil, false, -95, false), false, false),
+            (bounds(nil, false, 0, false), false, true),     // 0
+            (bounds(nil, false, 0, true), false, false),
+            (bounds(-30, false, -25, false), true, true),    // −30
+            (bounds(-30, true, -25, false), true, false),
+            (bounds(-90, false, nil, false), true, true),
+            (bounds(-5, true, nil, false), true, true),      // −0
+        ]
+        for (i, (b, negative, meets)) in table.enumerated() {
+            #expect(b.meetsGrid(from: 0, below: 100, step: 10, negative: negative) == meets, "row \(i)")
+        }
+    }
+
     @Test func unsupportedKeywordsAreRefusedByName() {
         func reason(_ json: String) -> String {
             do { _ = try JSONSchema(try JSONSerialization.jsonObject(with: Data(json.utf8))); return "" } catch { return "\(error)" }
         }
-        #expect(reason(#"{"type": "number", "minimum": 3}"#).contains("bounds are supported for integers only"))
+        #expect(reason(#"{"type": "number", "minimum": 3, "exclusiveMaximum": 3}"#).contains("no number of at most 17 digits"))
         #expect(reason(#"{"type": "integer", "minimum": 5, "maximum": 4}"#).contains("no integer lies within"))
         #expect(reason(#"{"type": "object", "properties": {}, "additionalProperties": true}"#).contains("additionalProperties must be false"))
         #expect(reason(#"{"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 3}}}"#)

@@ -91,8 +91,9 @@ import Testing
     /// speculation too.
     @Test func jsonSchemaAnswersFollowTheSchema() async throws {
         let schema: [String: Any] = [
-            "type": "object", "additionalProperties": false, "required": ["name", "age", "role"],
+            "type": "object", "additionalProperties": false, "required": ["name", "age", "role", "score"],
             "properties": ["name": ["type": "string"], "age": ["type": "integer", "minimum": 0, "maximum": 120], "role": ["enum": ["admin", "user", 7]],
+                           "score": ["type": "number", "minimum": -1.5, "exclusiveMaximum": 2.5],
                            "tags": ["type": "array", "items": ["type": "string"], "maxItems": 2],
                            "boss": ["anyOf": [["type": "null"], ["$ref": "#/$defs/Ref"]]]],
             "$defs": ["Ref": ["type": "object", "properties": ["id": ["type": "number"]], "required": ["id"]]],
@@ -116,7 +117,9 @@ import Testing
                 let obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
                 #expect(obj?["name"] is String && (obj?["age"] as? Int).map { (0...120).contains($0) } == true, "\(text.debugDescription)")
                 let keys = Set((obj ?? [:]).keys)
-                #expect(keys.isSubset(of: ["name", "age", "role", "tags", "boss"]))
+                #expect(keys.isSubset(of: ["name", "age", "role", "score", "tags", "boss"]))
+                let score = (obj?["score"] as? NSNumber)?.doubleValue
+                #expect(score.map { $0 >= -1.5 && $0 < 2.5 } == true, "\(text.debugDescription)")
                 #expect((obj?["tags"] as? [String]).map { $0.count <= 2 } ?? (obj?["tags"] == nil))
                 let role = obj?["role"]
                 #expect(role as? String == "admin" || role as? String == "user" || role as? Int == 7)
