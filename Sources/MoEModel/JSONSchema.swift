@@ -2,15 +2,17 @@ import Foundation
 
 /// A JSON Schema compiled for constrained decoding (`response_format` json_schema): the subset structured outputs
 /// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys may come in any order, each at
-/// most once, the `required` ones before the object closes, no others (`additionalProperties` must be false or left
-/// out, as in strict mode). Arrays take `items` with `minItems`/`maxItems`; strings (free, or with one of `format`,
+/// most once, the `required` ones before the object closes; other keys only as `additionalProperties` allows (left
+/// out: none when properties are listed, as strict mode and xgrammar read it, any without them). `true` and `{}` are
+/// any value. Arrays take `items` with `minItems`/`maxItems`; strings (free, or with one of `format`,
 /// `pattern`, `minLength`/`maxLength`), numbers and integers (with `minimum`/`maximum`, exclusive or not), booleans and
 /// null; `enum` and `const` of plain values; `anyOf` (and a list of types) of any of these; `$ref` into `$defs` (or
 /// `definitions`), recursion included. Annotations (`title`, `description`, `default`, `examples`, `$schema`) are
 /// ignored; any other keyword would constrain the output in a way this does not check, so it is refused, by name.
 public struct JSONSchema: Sendable {
     public enum Node: Sendable {
-        case object(properties: [(key: [UInt8], node: Int)], required: UInt64)
+        /// `additional`: the node of other keys' values (`additionalProperties` true or a schema), nil for none.
+        case object(properties: [(key: [UInt8], node: Int)], required: UInt64, additional: Int?)
         case array(items: Int, min: Int, max: Int?)
         case string
         /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
@@ -51,9 +53,28 @@ public struct JSONSchema: Sendable {
         var nodes: [Node?] = []
         var refs: [String: Int] = [:]
 
+        /// The node of any JSON value (`true`, `{}`, an object's free keys): one of string, number, true, false,
+        /// null, an object of any keys and values, an array of any values.
+        var anyValue: Int?
+
+        mutating func any() -> Int {
+            if let a = anyValue { return a }
+            let a = reserve(), object = reserve(), array = reserve()
+            anyValue = a
+            let string = reserve(), number = reserve(), literals = reserve()
+            nodes[string] = .string
+            nodes[number] = .number
+            nodes[literals] = .literals([Array("true".utf8), Array("false".utf8), Array("null".utf8)])
+            nodes[object] = .object(properties: [], required: 0, additional: a)
+            nodes[array] = .array(items: a, min: 0, max: nil)
+            nodes[a] = .anyOf([string, number, literals, object, array])
+            return a
+        }
+
         mutating func compile(_ s: Any, path: String) throws -> Int {
+            if (s as? Bool) == true || (s as? [String: Any])?.isEmpty == true { return any() }
             guard let obj = s as? [String: Any] else {
-                throw Unsupported(path: path, reason: "a schema must be an object (true, false and {} are not supported)")
+                throw Unsupported(path: path, reason: "a schema must be an object, true or {} (false is not supported)")
             }
             if let ref = obj["$ref"] as? String {
                 if let known = refs[ref] { return known }
@@ -108,11 +129,15 @@ public struct JSONSchema: Sendable {
             }
             switch type {
             case "object":
-                if let extra = obj["additionalProperties"], (extra as? Bool) != false {
-                    throw Unsupported(path: path, reason: "additionalProperties must be false or left out")
-                }
-                guard let props = obj["properties"] as? [String: Any] else {
-                    throw Unsupported(path: path, reason: "an object needs properties (a free-form object is json_object's)")
+                // Other keys: none when properties are listed and additionalProperties is false or left out (as
+                // OpenAI's strict mode and xgrammar read it); any with no properties listed; else additionalProperties'
+                // schema (true: any value).
+                let props = obj["properties"] as? [String: Any] ?? [:]
+                var additional: Int?
+                switch obj["additionalProperties"] {
+                case nil: additional = obj["properties"] == nil ? any() : nil
+                case let b as Bool: additional = b ? any() : nil
+                case let extra?: additional = try compile(extra, path: path + "/additionalProperties")
                 }
                 guard props.count <= 64 else { throw Unsupported(path: path, reason: "more than 64 properties") }
                 // Declared order where the document keeps it is lost in a dictionary: keys may come in any order anyway.
@@ -127,7 +152,7 @@ public struct JSONSchema: Sendable {
                 return .object(properties: try names.map { name in
                     (Array(try JSONSerialization.data(withJSONObject: name, options: [.fragmentsAllowed, .withoutEscapingSlashes])),
                      try compile(props[name]!, path: path + "/properties/\(name)"))
-                }, required: required)
+                }, required: required, additional: additional)
             case "array":
                 guard let items = obj["items"] else { throw Unsupported(path: path, reason: "an array needs items") }
                 let min = obj["minItems"] as? Int ?? 0, max = obj["maxItems"] as? Int
@@ -234,6 +259,9 @@ public struct JSONSchemaState: Sendable, Equatable {
         /// Phases: 0 after '{', 1 before ':' (with the property whose value follows), 2 after a value, 3 after ','.
         case object(Int, seen: UInt64, phase: UInt8, pending: Int)
         case key(Int, seen: UInt64, typed: [UInt8])      // inside a key: its JSON bytes so far, opening quote included
+        /// Inside a key that is none of the listed properties: its bytes so far while they begin one (nil once they
+        /// cannot be one), and the string escape state (as `string`).
+        case freeKey(Int, seen: UInt64, typed: [UInt8]?, escape: UInt8)
         case array(Int, count: Int, phase: UInt8)        // phases: 0 after '[', 2 after a value, 3 after ','
         case string(escape: UInt8)                       // 0 plain, 1 after '\', 2…5 hex digits left + 1
         case constrained(Int, state: Int32)              // inside a constrained string: its pattern's automaton state
@@ -280,8 +308,16 @@ public struct JSONSchemaState: Sendable, Equatable {
 
     /// Most parses kept at once (an anyOf of near-identical alternatives), and most frames deep.
     static let maxParses = 64, maxFrames = 128
-    /// Every parse is inside a free string: bytes other than quote, backslash and control bytes keep it so.
-    public var inFreeString: Bool { parses.allSatisfy { $0.frames.last == .string(escape: 0) } }
+    /// Every parse is inside a free string (a string value, or a key that can be none of the listed ones): bytes other
+    /// than quote, backslash and control bytes keep it so.
+    public var inFreeString: Bool {
+        parses.allSatisfy {
+            switch $0.frames.last {
+            case .string(escape: 0)?, .freeKey(_, _, typed: nil, escape: 0)?: return true
+            default: return false
+            }
+        }
+    }
 
     public mutating func feed(_ b: UInt8, _ schema: JSONSchema) -> Bool {
         var next: [Parse] = []
@@ -368,7 +404,7 @@ public struct JSONSchemaState: Sendable, Equatable {
             }
             out.append(p)
         case .object(let n, let seen, let phase, let pending):
-            guard case .object(let props, let required) = schema.nodes[n] else { return }
+            guard case .object(let props, let required, let additional) = schema.nodes[n] else { return }
             let unseen = props.indices.contains { seen & (1 << UInt64($0)) == 0 }
             switch (phase, b) {
             case (0, UInt8(ascii: "}")), (2, UInt8(ascii: "}")):
@@ -376,19 +412,48 @@ public struct JSONSchemaState: Sendable, Equatable {
                 out.append(contentsOf: afterValue(p, schema))
                 return
             case (0, UInt8(ascii: "\"")), (3, UInt8(ascii: "\"")):
+                guard unseen || additional != nil else { return }
+                // A listed property's key, or (with additionalProperties) any other: both parses go on.
+                if additional != nil {
+                    var q = p
+                    q.frames.append(.freeKey(n, seen: seen, typed: props.isEmpty ? nil : [b], escape: 0))
+                    out.append(q)
+                }
                 guard unseen else { return }
                 p.frames.append(.key(n, seen: seen, typed: [b]))
             case (1, UInt8(ascii: ":")):
                 p.frames.append(.object(n, seen: seen, phase: 2, pending: -1))
                 p.frames.append(.value(pending))
             case (2, UInt8(ascii: ",")):
-                guard unseen else { return }
+                guard unseen || additional != nil else { return }
                 p.frames.append(.object(n, seen: seen, phase: 3, pending: -1))
             default: return
             }
             out.append(p)
+        case .freeKey(let n, let seen, let typed, let escape):
+            guard case .object(let props, _, let additional?) = schema.nodes[n] else { return }
+            var t = typed
+            switch escape {
+            case 0:
+                if b == UInt8(ascii: "\"") {
+                    // A listed property's name is read as that property (its own parse), never as another key.
+                    if let t, props.contains(where: { $0.key == t + [b] }) { return }
+                    p.frames.append(.object(n, seen: seen, phase: 1, pending: additional))
+                    out.append(p)
+                    return
+                }
+                guard let next = stringEscape(after: 0, b) else { return }
+                // An escaped key is taken as none of the listed names (they are matched as written, unescaped).
+                t = next == 0 ? t.map { $0 + [b] } : nil
+                if let k = t, !props.contains(where: { $0.key.starts(with: k) }) { t = nil }
+                p.frames.append(.freeKey(n, seen: seen, typed: t, escape: next))
+            default:
+                guard let next = stringEscape(after: escape, b) else { return }
+                p.frames.append(.freeKey(n, seen: seen, typed: nil, escape: next))
+            }
+            out.append(p)
         case .key(let n, let seen, let typed):
-            guard case .object(let props, _) = schema.nodes[n] else { return }
+            guard case .object(let props, _, _) = schema.nodes[n] else { return }
             let t = typed + [b]
             var matched: Int?
             var any = false
@@ -421,20 +486,9 @@ public struct JSONSchemaState: Sendable, Equatable {
             p.frames.append(.value(items))
             feed(p, b, schema, into: &out, expansions: expansions + 1)
         case .string(let escape):
-            switch escape {
-            case 0:
-                if b == UInt8(ascii: "\"") { out.append(contentsOf: afterValue(p, schema)); return }
-                if b == UInt8(ascii: "\\") { p.frames.append(.string(escape: 1)) }
-                else if b < 0x20 { return } else { p.frames.append(.string(escape: 0)) }
-            case 1:
-                if b == UInt8(ascii: "u") { p.frames.append(.string(escape: 5)) }
-                else if Array("\"\\/bfnrt".utf8).contains(b) { p.frames.append(.string(escape: 0)) }
-                else { return }
-            default:
-                let hex = isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))
-                guard hex else { return }
-                p.frames.append(.string(escape: escape == 2 ? 0 : escape - 1))
-            }
+            if escape == 0 && b == UInt8(ascii: "\"") { out.append(contentsOf: afterValue(p, schema)); return }
+            guard let next = stringEscape(after: escape, b) else { return }
+            p.frames.append(.string(escape: next))
             out.append(p)
         case .constrained(let n, let state):
             guard case .constrainedString(let dfa) = schema.nodes[n] else { return }
@@ -568,6 +622,18 @@ public struct JSONSchemaState: Sendable, Equatable {
             if b.meetsGrid(from: v, below: v + p(scale + j), step: p(scale - (left - j)), negative: negative) { return true }
         }
         return false
+    }
+
+    /// Inside a JSON string (not at its closing quote): the escape state after byte b (0 plain, 1 after '\\', 2…5 hex
+    /// digits left + 1), or nil when b cannot stand there.
+    static func stringEscape(after escape: UInt8, _ b: UInt8) -> UInt8? {
+        switch escape {
+        case 0: return b == UInt8(ascii: "\\") ? 1 : b < 0x20 ? nil : 0
+        case 1: return b == UInt8(ascii: "u") ? 5 : Array("\"\\/bfnrt".utf8).contains(b) ? 0 : nil
+        default:
+            let hex = isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))
+            return hex ? (escape == 2 ? 0 : escape - 1) : nil
+        }
     }
 
     /// After a value closed (its frame already removed): the container's next phase, or the end of the text.

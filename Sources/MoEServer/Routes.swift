@@ -253,7 +253,7 @@ struct Routes: Sendable {
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
-        if let format = try tools.outputFormat() {
+        if let format = tools.outputFormat() {
             guard case .text = try o.sampling.outputFormat() else {
                 throw APIError.invalid("tool_choice \(tools.choice == .required ? "required" : "naming a function") already constrains the reply; leave out response_format and guided_*",
                                        param: "tool_choice")

@@ -70,20 +70,14 @@ struct ToolRequest: Sendable {
     var shown: [OrderedJSON] { choice == .none ? [] : definitions }
 
     /// What the reply is constrained to, for `required` and a named function.
-    func outputFormat() throws -> OutputFormat? {
+    func outputFormat() -> OutputFormat? {
         switch choice {
         case .none, .auto: return nil
         case .named(let n):
-            let f = functions.first { $0.name == n }!
-            guard let p = f.parameters else { return .jsonSchema(Self.noArguments) }
-            return Self.freeForm(p) ? .jsonObject : .jsonSchema(p)
+            return .jsonSchema(functions.first { $0.name == n }!.parameters ?? Self.noArguments)
         case .required:
-            let calls: [JSONValue] = try functions.map { f in
+            let calls: [JSONValue] = functions.map { f in
                 let p = f.parameters ?? Self.noArguments
-                if Self.freeForm(p) {
-                    throw APIError.invalid("tool_choice required needs each tool's parameters to list its properties; \(f.name)'s is a free-form object",
-                                           param: "tool_choice")
-                }
                 return .object(["type": .string("object"),
                                 "properties": .object(["name": .object(["const": .string(f.name)]), "parameters": p]),
                                 "required": .array([.string("name"), .string("parameters")])])
@@ -94,13 +88,8 @@ struct ToolRequest: Sendable {
         }
     }
 
+    /// A function without `parameters` takes an empty object.
     static let noArguments: JSONValue = .object(["type": .string("object"), "properties": .object([:])])
-
-    /// An object schema without properties (any object): json_object's language, not a schema's.
-    static func freeForm(_ p: JSONValue) -> Bool {
-        guard case .object(let o) = p, case .string("object")? = o["type"] else { return false }
-        return o["properties"] == nil
-    }
 
     /// A reply's text and calls once it is whole. A constrained reply that does not parse (cut by max_tokens) stays
     /// text.

@@ -1,5 +1,6 @@
 import Foundation
 import MoETestSupport
+import MoEModel
 import MoETokenizer
 import Testing
 @testable import MoEServer
@@ -146,29 +147,32 @@ struct ToolCallTests {
         let off = try ToolRequest(none, body: noneBody)
         #expect(off.shown.isEmpty && off.reply("<tool_call>{\"name\": \"get_weather\"}</tool_call>").calls.isEmpty)
 
-        // A named function: the reply is its arguments; a free-form object schema is json_object's language, a
-        // function without parameters an empty object.
+        // A named function: the reply is its arguments (a function without parameters: an empty object).
         let (named, namedBody) = try Self.request(["tools": [Self.weather, Self.anything, Self.noArgs],
                                                    "tool_choice": ["type": "function", "function": ["name": "get_weather"]]])
         let n = try ToolRequest(named, body: namedBody)
-        guard case .jsonSchema? = try n.outputFormat() else { Issue.record("named: not a schema"); return }
+        guard case .jsonSchema? = n.outputFormat() else { Issue.record("named: not a schema"); return }
         let r = n.reply("{\"city\":\"Oslo\"}")
         #expect(r.content == nil && r.calls == [.init(name: "get_weather", arguments: "{\"city\":\"Oslo\"}")])
         #expect(n.reply("{\"city\": \"Os").calls.isEmpty && n.reply("{\"city\": \"Os").content == "{\"city\": \"Os")
-        var free = n
-        free.choice = .named("log")
-        guard case .jsonObject? = try free.outputFormat() else { Issue.record("free-form: not json_object"); return }
+        var noParameters = n
+        noParameters.choice = .named("now")
+        guard case .jsonSchema(.object(let empty))? = noParameters.outputFormat(), case .object(let props)? = empty["properties"], props.isEmpty else {
+            Issue.record("no parameters: not an empty object"); return
+        }
 
-        // required: a list of {name, parameters}; at most one without parallel calls; a free-form tool is refused.
+        // required: a list of {name, parameters}; at most one without parallel calls.
         let (req, reqBody) = try Self.request(["tools": [Self.weather, Self.noArgs], "tool_choice": "required", "parallel_tool_calls": false])
         let q = try ToolRequest(req, body: reqBody)
-        guard case .jsonSchema(.object(let schema))? = try q.outputFormat() else { Issue.record("required: not a schema"); return }
+        guard case .jsonSchema(.object(let schema))? = q.outputFormat() else { Issue.record("required: not a schema"); return }
         if case .number(let m)? = schema["maxItems"] { #expect(m == 1) } else { Issue.record("no maxItems") }
         let calls = q.reply("[{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}, {\"name\": \"now\", \"parameters\": {}}]")
         #expect(calls.content == nil && calls.calls.map(\.name) == ["get_weather", "now"] && calls.calls[0].arguments == "{\"city\": \"Rome\"}")
         #expect(q.reply("[{\"name\": \"get_weather\"").calls.isEmpty)
-        let (freeReq, freeBody) = try Self.request(["tools": [Self.anything], "tool_choice": "required"])
-        #expect(throws: APIError.self) { try ToolRequest(freeReq, body: freeBody).outputFormat() }
+        // Every tool's schema compiles, a free-form one included.
+        let (all, allBody) = try Self.request(["tools": [Self.weather, Self.anything, Self.noArgs], "tool_choice": "required"])
+        guard case .jsonSchema(let every)? = try ToolRequest(all, body: allBody).outputFormat() else { Issue.record("required: not a schema"); return }
+        #expect(throws: Never.self) { try JSONSchema(every.foundation) }
 
         #expect(ToolRequest.finishReason("stop", calls: 1) == "tool_calls")
         #expect(ToolRequest.finishReason("length", calls: 1) == "length" && ToolRequest.finishReason("stop", calls: 0) == "stop")
