@@ -248,8 +248,7 @@ struct Routes: Sendable {
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let tools = try ToolRequest(r, body: body)
         let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
-        let opened = reasoning && service.chatTemplate?.opensThinking == true
-        let text = try renderChat(r.messages, tools: tools.shown, options: r.templateOptions)
+        let text = try renderChat(r.messages, tools: tools.shown(rendersTools: service.chatTemplate?.rendersTools == true), options: r.templateOptions)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
@@ -261,6 +260,9 @@ struct Routes: Sendable {
             try service.constrain(&p, format, param: "tools")
         }
         p.logprobs = logprobs
+        // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
+        // (a schema, a call): then it is that value from its first token.
+        let opened = reasoning && service.chatTemplate?.opensThinking == true && p.grammar == nil
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)
@@ -324,7 +326,8 @@ struct Routes: Sendable {
             // As the chat route renders them: with the request's tools and template options.
             let chat = try decode(ChatRequest.self, body)
             let tools = try ToolRequest(chat, body: body)
-            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown, options: chat.templateOptions),
+            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown(rendersTools: service.chatTemplate?.rendersTools == true),
+                                                                    options: chat.templateOptions),
                                            addSpecialTokens: r.addSpecialTokens ?? false)
         default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
         }

@@ -66,8 +66,16 @@ struct ToolRequest: Sendable {
         }
     }
 
-    /// Tools as the template shows them: none when the choice is `none`.
-    var shown: [OrderedJSON] { choice == .none ? [] : definitions }
+    /// Tools as the template shows them: none when the choice is `none`. A template without a tool format shows none
+    /// to a reply constrained to calls (`required`, a named function), which needs no format, as vLLM's guided
+    /// function calls work with any model; `auto` needs one, and such a template refuses the tools.
+    func shown(rendersTools: Bool) -> [OrderedJSON] {
+        switch choice {
+        case .none: return []
+        case .required, .named: return rendersTools ? definitions : []
+        case .auto: return definitions
+        }
+    }
 
     /// What the reply is constrained to, for `required` and a named function.
     func outputFormat() -> OutputFormat? {
