@@ -11,13 +11,15 @@ public struct TokenLogprob: Sendable, Equatable {
     }
 }
 
-/// One position's log-probabilities: the token that stands there and the `top` most likely, most likely first
-/// (ties to the lower id).
+/// One position's log-probabilities: the token that stands there, its rank (1 for the most likely: one more than the
+/// tokens more likely than it) and the `top` most likely, most likely first (ties to the lower id).
 public struct PositionLogprobs: Sendable, Equatable {
     public var chosen: TokenLogprob
+    public var rank: Int
     public var top: [TokenLogprob]
-    public init(chosen: TokenLogprob, top: [TokenLogprob]) {
+    public init(chosen: TokenLogprob, rank: Int = 1, top: [TokenLogprob]) {
         self.chosen = chosen
+        self.rank = rank
         self.top = top
     }
 }
@@ -49,6 +51,9 @@ public func positionLogprobs(_ logits: UnsafeBufferPointer<Float>, chosen: Int32
             if best.count > k { best.removeLast() }
         }
     }
-    return PositionLogprobs(chosen: TokenLogprob(token: chosen, logprob: lp(Int(chosen))),
+    let x = logits[Int(chosen)]
+    var above = 0
+    for i in 0..<V where logits[i] > x { above += 1 }
+    return PositionLogprobs(chosen: TokenLogprob(token: chosen, logprob: lp(Int(chosen))), rank: above + 1,
                             top: best.map { TokenLogprob(token: Int32($0), logprob: lp($0)) })
 }

@@ -39,6 +39,17 @@ struct ChatLogprobs: Encodable, Sendable {
     var content: [Entry]
 }
 
+/// One prompt position's entry of vLLM's `prompt_logprobs`: token id (a JSON key) → its log-probability, its rank
+/// and its text, for the most likely tokens and the prompt's own token.
+typealias PromptLogprobs = [String: PromptLogprob]
+
+struct PromptLogprob: Encodable, Sendable {
+    var logprob: Float
+    var rank: Int
+    var decodedToken: String
+    enum CodingKeys: String, CodingKey { case logprob, rank, decodedToken = "decoded_token" }
+}
+
 /// Turns the engine's log-probabilities into OpenAI's shapes. A token's text is its own decoding, special tokens
 /// included (as vLLM shows them), so tokens that are parts of one UTF-8 character all read "\u{FFFD}" and share a
 /// key of a completion's `top_logprobs`; with `asIds` (vLLM's `return_tokens_as_token_ids`) each is "token_id:N".
@@ -71,6 +82,21 @@ struct LogprobsFormat: Sendable {
             out.topLogprobs.append(top)
         }
         return out
+    }
+
+    /// vLLM's prompt_logprobs: per prompt position (the first null) its `n` most likely tokens (ranks 1…n) and the
+    /// prompt's token with its own rank.
+    func prompt(_ lps: [PositionLogprobs?], n: Int) -> [PromptLogprobs?] {
+        lps.map { lp in
+            guard let lp else { return nil }
+            var entry: PromptLogprobs = [:]
+            for (i, t) in lp.top.prefix(n).enumerated() {
+                entry[String(t.token)] = PromptLogprob(logprob: Self.clamp(t.logprob), rank: i + 1, decodedToken: text(t.token))
+            }
+            entry[String(lp.chosen.token)] = PromptLogprob(logprob: Self.clamp(lp.chosen.logprob), rank: lp.rank,
+                                                           decodedToken: text(lp.chosen.token))
+            return entry
+        }
     }
 
     /// Chat entries for generated tokens.

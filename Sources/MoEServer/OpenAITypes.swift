@@ -181,13 +181,15 @@ struct GenerationOptions: Decodable, Sendable {
     var echo: Bool?
     /// vLLM's: tokens in log-probabilities as "token_id:N" instead of their text.
     var returnTokensAsTokenIds: Bool?
+    /// vLLM's: each prompt token's log-probability and rank with this many most likely alternatives.
+    var promptLogprobs: Int?
     /// The first OpenAI/vLLM option in the request that would change the output and that this server does not
     /// implement, with the value it accepts: answered with a 400 naming it instead of output that ignores it.
     var unsupported: (field: String, accepted: String)?
 
     enum CodingKeys: String, CodingKey {
         case model, stream, streamOptions = "stream_options", n, logprobs, topLogprobs = "top_logprobs", echo
-        case returnTokensAsTokenIds = "return_tokens_as_token_ids"
+        case returnTokensAsTokenIds = "return_tokens_as_token_ids", promptLogprobs = "prompt_logprobs"
     }
 
     init(from decoder: any Decoder) throws {
@@ -201,6 +203,7 @@ struct GenerationOptions: Decodable, Sendable {
         topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
         echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
         returnTokensAsTokenIds = try c.decodeIfPresent(Bool.self, forKey: .returnTokensAsTokenIds)
+        promptLogprobs = try c.decodeIfPresent(Int.self, forKey: .promptLogprobs)
         sampling = try SamplingFields(from: decoder)
         unsupported = Self.firstUnsupported(try decoder.container(keyedBy: AnyKey.self))
     }
@@ -267,6 +270,15 @@ struct GenerationOptions: Decodable, Sendable {
             return nil
         }
         return try GenerationService.logprobsCount(topLogprobs ?? 0, param: "top_logprobs")
+    }
+
+    /// vLLM's `prompt_logprobs` (0–20 alternatives), or nil when not asked for; not in streams (as vLLM refuses it).
+    func promptLogprobsCount() throws -> Int? {
+        guard let n = promptLogprobs else { return nil }
+        if stream == true {
+            throw APIError.invalid("prompt_logprobs are not returned in streams; send stream: false", param: "prompt_logprobs")
+        }
+        return try GenerationService.logprobsCount(n, param: "prompt_logprobs")
     }
 
     /// Choices per prompt (`n`, default 1): a 400 outside 1...maxChoices.
@@ -582,7 +594,9 @@ struct JobRequest: Decodable, Sendable {
     static func firstUnsupported(_ c: KeyedDecodingContainer<GenerationOptions.AnyKey>) -> (field: String, accepted: String)? {
         if let u = GenerationOptions.firstUnsupported(c) { return u }
         func key(_ k: String) -> GenerationOptions.AnyKey { GenerationOptions.AnyKey(stringValue: k) }
-        if let v = (try? c.decodeIfPresent(Int.self, forKey: key("logprobs"))) ?? nil { return ("logprobs", "null (got \(v))") }
+        for k in ["logprobs", "prompt_logprobs"] {
+            if let v = (try? c.decodeIfPresent(Int.self, forKey: key(k))) ?? nil { return (k, "null (got \(v))") }
+        }
         for k in ["logprobs", "echo", "stream"] where ((try? c.decodeIfPresent(Bool.self, forKey: key(k))) ?? nil) == true {
             return (k, "false")
         }
@@ -623,7 +637,9 @@ struct CompletionChoice: Encodable, Sendable {
     var text: String
     var logprobs: CompletionLogprobs? = nil
     var finishReason: String?
-    enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
+    /// Present when the request asked for prompt_logprobs.
+    var promptLogprobs: [PromptLogprobs?]? = nil
+    enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason", promptLogprobs = "prompt_logprobs" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -631,6 +647,7 @@ struct CompletionChoice: Encodable, Sendable {
         try c.encode(text, forKey: .text)
         try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finishReason, forKey: .finishReason)
+        try c.encodeIfPresent(promptLogprobs, forKey: .promptLogprobs)
     }
 }
 
@@ -679,6 +696,9 @@ struct ChatResponse: Encodable, Sendable {
     var model: String
     var choices: [ChatChoice]
     var usage: Usage?
+    /// Present when the request asked for prompt_logprobs (vLLM puts a chat prompt's here, not in a choice).
+    var promptLogprobs: [PromptLogprobs?]? = nil
+    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage, promptLogprobs = "prompt_logprobs" }
 }
 
 struct ModelCard: Encodable, Sendable {

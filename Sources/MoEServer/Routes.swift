@@ -163,15 +163,16 @@ struct Routes: Sendable {
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
-        let logprobs = try o.completionLogprobs(), echo = o.echo ?? false
+        let logprobs = try o.completionLogprobs(), echo = o.echo ?? false, promptLogprobs = try o.promptLogprobsCount()
         let prompts = prompts(r.prompt)
         guard !prompts.isEmpty else { throw APIError.invalid("the prompt list is empty", param: "prompt") }
         // Choice k is prompt k / n's sample k % n (vLLM's order); usage counts each prompt's tokens once. An echoed
         // prompt's log-probabilities are computed with it; max_tokens 0 then only scores the prompt.
         let prepared = try prompts.flatMap { prompt in
-            var p = try service.prepare(prompt.ids, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens, allowNoTokens: echo)
+            var p = try service.prepare(prompt.ids, o.sampling, defaultMaxTokens: GenerationService.defaultMaxTokens,
+                                        allowNoTokens: echo || promptLogprobs != nil)
             p.logprobs = logprobs
-            p.promptLogprobs = echo ? logprobs : nil
+            p.promptLogprobs = [echo ? logprobs : nil, promptLogprobs].compactMap { $0 }.max()
             return GenerationService.choices(p, n: n)
         }
         let echoed = prepared.indices.map { echo ? prompts[$0 / n] : nil }
@@ -232,7 +233,8 @@ struct Routes: Sendable {
                 all.append(format.completion(entries(out.logprobs), offset: &offset))
                 lp = all
             }
-            return CompletionChoice(index: i, text: (prompt?.text ?? "") + out.text, logprobs: lp, finishReason: out.finish)
+            return CompletionChoice(index: i, text: (prompt?.text ?? "") + out.text, logprobs: lp, finishReason: out.finish,
+                                    promptLogprobs: promptLogprobs.map { format.prompt(out.prompt, n: $0) })
         }
         return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices, usage: usage))
     }
@@ -244,7 +246,7 @@ struct Routes: Sendable {
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
-        let logprobs = try o.chatLogprobs()
+        let logprobs = try o.chatLogprobs(), promptLogprobs = try o.promptLogprobsCount()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let tools = try ToolRequest(r, body: body)
         let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
@@ -260,6 +262,7 @@ struct Routes: Sendable {
             try service.constrain(&p, format, param: "tools")
         }
         p.logprobs = logprobs
+        p.promptLogprobs = promptLogprobs
         // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
         // (a schema, a call): then it is that value from its first token.
         let opened = reasoning && service.chatTemplate?.opensThinking == true && p.grammar == nil
@@ -310,7 +313,7 @@ struct Routes: Sendable {
                               finishReason: ToolRequest.finishReason(out.finish, calls: calls.count))
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
-                                         usage: usage))
+                                         usage: usage, promptLogprobs: promptLogprobs.map { format.prompt(outs.first?.prompt ?? [], n: $0) }))
     }
 
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless

@@ -48,6 +48,40 @@ import Testing
         }
     }
 
+    /// vLLM's prompt_logprobs: per prompt position (the first null) the prompt token keyed by its id with its
+    /// log-probability and rank, and the most likely tokens with ranks 1…n, as transformers' logits give them; a
+    /// chat's at the top of the response; refused in streams and jobs.
+    @Test func promptLogprobsGiveEachPromptTokenItsLogprobAndRank() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let g = try Fixtures.golden("tiny-mixtral"), p = g.prompts[1], V = p.logitsShape[1]
+        let r = try await HTTP.post(s.base + "/v1/completions", ["prompt": p.ids, "prompt_logprobs": 2, "max_tokens": 1])
+        #expect(r.status == 200, "\(r.text)")
+        let entries = try #require(choice(r)["prompt_logprobs"] as? [Any])
+        #expect(entries.count == p.ids.count && entries[0] is NSNull)
+        let logits = try g.logits(p)
+        for t in 1..<p.ids.count {
+            let row = Array(logits[((t - 1) * V)..<(t * V)])
+            let m = Double(row.max()!), lse = m + Foundation.log(row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+            let entry = try #require(entries[t] as? [String: [String: Any]])
+            let own = try #require(entry[String(p.ids[t])])
+            #expect(abs((own["logprob"] as? Double ?? 0) - (Double(row[p.ids[t]]) - lse)) < 1e-4, "position \(t)")
+            #expect(own["rank"] as? Int == row.filter { $0 > row[p.ids[t]] }.count + 1, "position \(t)")
+            #expect(own["decoded_token"] is String)
+            let best = row.indices.max { row[$0] < row[$1] }!
+            #expect(entry[String(best)]?["rank"] as? Int == 1 && (2...3).contains(entry.count), "position \(t)")
+        }
+        let chat = try await LiveServer(chatTemplate: APITests.chatML)
+        defer { Task { await chat.stop() } }
+        let c = try await HTTP.post(chat.base + "/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "prompt_logprobs": 0, "max_tokens": 1])
+        let top = try #require(c.json?["prompt_logprobs"] as? [Any], "\(c.text)")
+        #expect(top.first is NSNull && top.dropFirst().allSatisfy { ($0 as? [String: Any])?.count == 1 })
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "a", "prompt_logprobs": 1, "stream": true]), "not returned in streams", "prompt_logprobs")
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "a", "prompt_logprobs": 21]), "between 0 and 20", "prompt_logprobs")
+        let job = try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["a"], "prompt_logprobs": 1])
+        #expect(job.status == 400 && job.text.contains("prompt_logprobs"), "\(job.text)")
+    }
+
     /// Generated tokens' logprobs: as many entries as completion tokens, each with up to logprobs + 1
     /// alternatives; streamed, the chunks' entries concatenate to the same; with echo, the prompt's come first and
     /// the completion's offsets continue from the echoed text.
