@@ -72,7 +72,10 @@ public struct JSONSchema: Sendable {
         }
 
         mutating func compile(_ s: Any, path: String) throws -> Int {
-            if (s as? Bool) == true || (s as? [String: Any])?.isEmpty == true { return any() }
+            // true, {} and a schema of annotations alone (Pydantic's Any field: {"title": …}) take any value.
+            if (s as? Bool) == true || (s as? [String: Any]).map({ $0.keys.allSatisfy(JSONSchema.annotations.contains) }) == true {
+                return any()
+            }
             guard let obj = s as? [String: Any] else {
                 throw Unsupported(path: path, reason: "a schema must be an object, true or {} (false is not supported)")
             }

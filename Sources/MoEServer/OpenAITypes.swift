@@ -225,6 +225,8 @@ struct GenerationOptions: Decodable, Sendable {
         if let t = responseFormatType(c), !["text", "json_object", "json_schema"].contains(t) {
             return ("response_format", #"{"type": "text"}, {"type": "json_object"} or {"type": "json_schema", …}"#)
         }
+        // Last, so that the chat route, which takes tools, can clear it alone.
+        if count("tools", in: c) > 0 { return ("tools", "none here (tools are for /v1/chat/completions)") }
         return nil
     }
 
@@ -302,9 +304,6 @@ struct CompletionRequest: Decodable, Sendable {
     init(from decoder: any Decoder) throws {
         prompt = try decoder.container(keyedBy: CodingKeys.self).decode(PromptInput.self, forKey: .prompt)
         options = try GenerationOptions(from: decoder)
-        if options.unsupported == nil, GenerationOptions.count("tools", in: try decoder.container(keyedBy: GenerationOptions.AnyKey.self)) > 0 {
-            options.unsupported = ("tools", "none here (tools are for /v1/chat/completions)")
-        }
     }
 }
 
@@ -442,6 +441,7 @@ struct ChatRequest: Decodable, Sendable {
         messages = try c.decode([ChatMessage].self, forKey: .messages)
         maxCompletionTokens = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
         options = try GenerationOptions(from: decoder)
+        if options.unsupported?.field == "tools" { options.unsupported = nil }
         tools = try c.decodeIfPresent([Tool].self, forKey: .tools)
         parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
         templateOptions = try c.decodeIfPresent(ChatTemplate.Options.self, forKey: .chatTemplateKwargs) ?? .init()

@@ -326,6 +326,8 @@ struct ToolCallAPITests {
         #expect(bad.status == 400 && bad.text.contains("not JSON"), "\(bad.text)")
         let completion = try await HTTP.post(s.base + "/v1/completions", ["prompt": "hi", "tools": Self.tools])
         #expect(completion.status == 400 && completion.text.contains("unsupported_parameter"), "\(completion.text)")
+        let job = try await HTTP.post(s.base + "/v1/jobs", ["prompts": ["hi"], "tools": Self.tools])
+        #expect(job.status == 400 && job.text.contains("tools"), "\(job.text)")
 
         let plain = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await plain.stop() } }
