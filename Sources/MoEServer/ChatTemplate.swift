@@ -37,7 +37,9 @@ public struct ChatTemplate: Sendable {
         if source.contains("<|im_start|>") {
             kind = .chatML
             defaultSystem = source.contains(qwenDefault) ? qwenDefault : nil
-            rendersTools = source.contains("<tool_call>") && source.contains("You may call one or more functions to assist with the user query.")
+            // Qwen's wording exactly (Hermes-style templates share some of it but lay tools out otherwise).
+            rendersTools = source.contains("<tool_call>") && source.contains("# Tools")
+                && source.contains("You are provided with function signatures within <tools></tools> XML tags:")
             thinks = source.contains("reasoning_content")
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))

@@ -68,6 +68,16 @@ struct ToolCallTests {
         }
     }
 
+    /// Only Qwen's tool layout is taken for it: a ChatML template that words its tools otherwise (as Hermes' do) is
+    /// not rendered as if it were Qwen's.
+    @Test func onlyQwensToolLayoutIsRenderedAsQwens() throws {
+        let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe"))
+        let other = "{{- '<|im_start|>system\\nYou are provided with function signatures within <tools></tools> XML tags. You may call one or more functions to assist with the user query. <tools>' }}{%- for tool in tools %}{{- tool | tojson }}{%- endfor %}{{- '</tools> <tool_call>' }}"
+        #expect(!ChatTemplate(source: other, tokenizer: tokenizer).rendersTools)
+        let qwen = try String(contentsOf: Self.dir.appendingPathComponent("qwen2.5.jinja"), encoding: .utf8)
+        #expect(ChatTemplate(source: qwen, tokenizer: tokenizer).rendersTools)
+    }
+
     /// Llama 3.2's template dates its system block today when the request gives no date_string (strftime "%d %b %Y").
     @Test func llamaTemplatesDateTheSystemBlockToday() throws {
         let source = try String(contentsOf: Self.dir.appendingPathComponent("llama3.2.jinja"), encoding: .utf8)
