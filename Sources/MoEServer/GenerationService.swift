@@ -56,14 +56,15 @@ public final class GenerationService: @unchecked Sendable {
     /// completions default to the rest of the context instead.
     static let defaultMaxTokens = 16
 
-    public init(engine: Engine, tokenizer: Tokenizer, modelName: String, eos: [Int], maxOutstanding: Int) {
+    /// `chatTemplate`: a template to render chats with instead of the model's (vLLM's --chat-template).
+    public init(engine: Engine, tokenizer: Tokenizer, modelName: String, eos: [Int], maxOutstanding: Int, chatTemplate source: String? = nil) {
         self.engine = engine
         self.tokenizer = tokenizer
         self.modelName = modelName
         self.eos = Set(eos.map(Int32.init))
         self.maxOutstanding = maxOutstanding
         created = Int(Date().timeIntervalSince1970)
-        chatTemplate = tokenizer.chatTemplate.map { ChatTemplate(source: $0, tokenizer: tokenizer) }
+        chatTemplate = (source ?? tokenizer.chatTemplate).map { ChatTemplate(source: $0, tokenizer: tokenizer) }
     }
 
     public var contextLimit: Int { engine.contextLimit }

@@ -20,7 +20,9 @@ struct ModelConfigs: Sendable {
             eosToken = Self.tokenName(root["eos_token"])
             addBosToken = root["add_bos_token"].bool
             addEosToken = root["add_eos_token"].bool
+            // A string, or (older tool-use models) a list of named templates: the default one.
             chatTemplate = root["chat_template"].string
+                ?? (root["chat_template"].array as? [[String: Any]])?.first { $0["name"] as? String == "default" }?["template"] as? String
         }
         if let data = generationConfig {
             let root = try JSONNode.parse(data, file: "generation_config.json")

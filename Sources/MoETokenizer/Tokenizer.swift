@@ -45,11 +45,16 @@ public final class Tokenizer: Sendable {
         func optional(_ name: String) -> Data? {
             try? Data(contentsOf: directory.appendingPathComponent(name))
         }
+        // transformers (4.43+) saves the chat template as chat_template.jinja beside tokenizer_config.json, and reads
+        // it first.
+        let jinja = optional("chat_template.jinja").map { String(decoding: $0, as: UTF8.self) }
         try self.init(tokenizerJSON: data, tokenizerConfigJSON: optional("tokenizer_config.json"),
-                      generationConfigJSON: optional("generation_config.json"))
+                      generationConfigJSON: optional("generation_config.json"), chatTemplate: jinja)
     }
 
-    public init(tokenizerJSON: Data, tokenizerConfigJSON: Data? = nil, generationConfigJSON: Data? = nil) throws {
+    /// `chatTemplate`: a template given apart (chat_template.jinja), over tokenizer_config.json's.
+    public init(tokenizerJSON: Data, tokenizerConfigJSON: Data? = nil, generationConfigJSON: Data? = nil,
+                chatTemplate template: String? = nil) throws {
         let root = try JSONNode.parse(tokenizerJSON, file: "tokenizer.json")
         guard root.object != nil else { throw TokenizerError("malformed JSON in tokenizer.json: expected an object") }
         if !root["truncation"].isNull {
@@ -112,7 +117,7 @@ public final class Tokenizer: Sendable {
         let eosFromConfig = resolve(configs.eosToken)
         bosTokenId = bos
         eosTokenIds = configs.generationEosIds ?? eosFromConfig.map { [$0] } ?? []
-        chatTemplate = configs.chatTemplate
+        chatTemplate = template ?? configs.chatTemplate
         let probe = postProcessor?.process([]) ?? []
         let postAddsBOS = bos != nil && probe.first.map(Int.init) == bos
         let postAddsEOS = eosFromConfig != nil && probe.last.map(Int.init) == eosFromConfig

@@ -16,6 +16,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Port (default 8080; 0 picks a free one).") var port: Int?
     @Option(name: .customLong("jobs-db"), help: "SQLite file of the job store.") var jobsDB: String?
     @Option(help: "Bearer token required on every route but /health (also MOE_API_TOKEN).") var token: String?
+    @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to render chats with instead of the model's (one of the families moe-serve renders).")
+    var chatTemplate: String?
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var speculation: SpeculationOptions
 
@@ -33,6 +35,11 @@ struct Serve: ParsableCommand {
             throw CLIError("\(tokenizerFile.path) is missing: serve needs the model's tokenizer.json to turn prompts into tokens and tokens into text")
         }
         let tok = try Tokenizer(directory: dir)
+        let template = try chatTemplate.map { path in
+            do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw CLIError("cannot read the chat template \(path): \(error.localizedDescription)")
+            }
+        }
         let c = session.config
         var s = ServerConfig()
         s.host = host ?? c.apiHost
@@ -46,7 +53,8 @@ struct Serve: ParsableCommand {
         let eos = loaded.eosTokenIds.isEmpty ? tok.eosTokenIds : loaded.eosTokenIds
         let engine = session.makeEngine()
         let name = dir.lastPathComponent
-        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: c.apiMaxQueued)
+        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: c.apiMaxQueued,
+                                        chatTemplate: template)
         let server = try APIServer(service: service, config: s, info: ClusterInfo(workers: session.workers, draft: session.config.draftModel != nil))
         let done = DispatchSemaphore(value: 0)
         final class Outcome: @unchecked Sendable { var error: Error? }

@@ -37,6 +37,24 @@ import Testing
         #expect(!r.stderr.contains("serving"))
     }
 
+    /// `--chat-template FILE` renders chats with that template (the fixture has none of its own); an unreadable file
+    /// is refused at start.
+    @Test func serveTakesAChatTemplateFile() async throws {
+        let dir = Fixtures.tempDir("template")
+        let file = dir.appendingPathComponent("qwen2.5.jinja")
+        try FileManager.default.copyItem(at: Fixtures.root.appendingPathComponent("chat-templates/qwen2.5.jinja"), to: file)
+        let (server, port) = try await start(np: nil, db: dir.appendingPathComponent("j.sqlite").path, extraFirst: ["--chat-template", file.path])
+        defer { server.stop() }
+        let r = try await HTTP.post("http://127.0.0.1:\(port)/tokenize", ["messages": [["role": "user", "content": "Hi"]]])
+        let expected = try await HTTP.post("http://127.0.0.1:\(port)/tokenize",
+            ["prompt": "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+             "add_special_tokens": false])
+        #expect(r.status == 200 && r.json?["tokens"] as? [Int] == expected.json?["tokens"] as? [Int], "\(r.text)")
+        let missing = try Binaries.moeServe(["serve", "--model", Fixtures.model("tiny-mixtral").path, "--port", "0", "--chat-template", dir.appendingPathComponent("none.jinja").path,
+                                             "--jobs-db", dir.appendingPathComponent("k.sqlite").path], timeout: 120)
+        #expect(missing.status == 1 && missing.stderr.contains("cannot read the chat template"), "\(missing.stderr)")
+    }
+
     @Test func sigtermLetsRunningRequestsFinishAndExitsZero() async throws {
         let db = Fixtures.tempDir("db").appendingPathComponent("j.sqlite").path
         let (server, port) = try await start(np: nil, db: db)

@@ -45,9 +45,20 @@ struct SpecialTokenConfigTests {
         #expect(bare.eosTokenIds.isEmpty && bare.bosTokenId == nil && !bare.addsBOS)
     }
 
-    @Test("chat_template is exposed when it is a string")
+    @Test("chat_template: a string, the default of a list of named ones, or chat_template.jinja beside the config")
     func chatTemplate() throws {
         #expect(try Self.make("bytelevel", config: ["chat_template": "{{ messages }}"]).chatTemplate == "{{ messages }}")
         #expect(try Self.make("bytelevel", config: ["chat_template": [["name": "x"]]]).chatTemplate == nil)
+        let named: [[String: Any]] = [["name": "tool_use", "template": "tools"], ["name": "default", "template": "plain"]]
+        #expect(try Self.make("bytelevel", config: ["chat_template": named]).chatTemplate == "plain")
+        // transformers 4.43+ saves the template as chat_template.jinja, read before tokenizer_config.json's.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chat-template-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Fixtures.data("tokenizer-cases/bytelevel.tokenizer.json").write(to: dir.appendingPathComponent("tokenizer.json"))
+        try JSONSerialization.data(withJSONObject: ["chat_template": "old"]).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+        #expect(try Tokenizer(directory: dir).chatTemplate == "old")
+        try Data("{{ bos_token }}new".utf8).write(to: dir.appendingPathComponent("chat_template.jinja"))
+        #expect(try Tokenizer(directory: dir).chatTemplate == "{{ bos_token }}new")
     }
 }
