@@ -59,16 +59,37 @@ public struct ChatTemplate: Sendable {
     }
 
     /// Template variables a request may set (vLLM's `chat_template_kwargs`): Qwen3's `enable_thinking`, Llama 3.1+'s
-    /// `date_string` (the "Today Date" of its system block).
+    /// `date_string` (the "Today Date" of its system block); and how the prompt ends (vLLM's request fields): with
+    /// the assistant's turn opened (`add_generation_prompt`, the default), or inside the last message, which the
+    /// reply then continues (`continue_final_message`: an assistant prefill).
     struct Options: Decodable, Sendable {
         var enableThinking: Bool?
         var dateString: String?
+        var addGenerationPrompt = true
+        var continueFinalMessage = false
         enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking", dateString = "date_string" }
     }
 
-    /// The prompt text for these messages, ending where the assistant's reply begins. `tools` are the request's tool
-    /// definitions as sent.
+    /// The prompt text for these messages, ending where the reply begins (see Options). `tools` are the request's
+    /// tool definitions as sent.
     func render(_ messages: [ChatMessage], tools: [OrderedJSON] = [], options: Options = .init()) throws -> String {
+        guard options.continueFinalMessage, !messages.isEmpty else { return try renderTurns(messages, tools: tools, options: options) }
+        // As transformers does it: the last message is rendered with a tag after its text, and the prompt is cut at
+        // the tag (and its trailing whitespace too when the template trimmed the tag's).
+        let tag = "CONTINUE_FINAL_MESSAGE_TAG "
+        var marked = messages
+        marked[marked.count - 1].content += tag
+        var closed = options
+        closed.addGenerationPrompt = false
+        let text = try renderTurns(marked, tools: tools, options: closed)
+        guard let at = text.range(of: tag.trimmingCharacters(in: .whitespaces), options: .backwards) else {
+            throw Unsupported(description: "continue_final_message: this model's chat template does not show the last message's text, so the reply cannot continue it")
+        }
+        if text[at.lowerBound...].hasPrefix(tag) { return String(text[..<at.lowerBound]) }
+        return String(String(text[..<at.lowerBound]).reversed().drop { $0.isWhitespace }.reversed())
+    }
+
+    private func renderTurns(_ messages: [ChatMessage], tools: [OrderedJSON], options: Options) throws -> String {
         for m in messages where !["system", "user", "assistant", "tool"].contains(m.role) {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
@@ -77,7 +98,7 @@ public struct ChatTemplate: Sendable {
         }
         switch kind {
         case .chatML:
-            return renderChatML(messages, tools: tools, enableThinking: options.enableThinking)
+            return renderChatML(messages, tools: tools, options: options)
         case .llama3:
             var out = bos
             var messages = messages
@@ -95,9 +116,9 @@ public struct ChatTemplate: Sendable {
             for m in messages {
                 out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content.trimmingCharacters(in: .whitespacesAndNewlines))<|eot_id|>"
             }
-            return out + "<|start_header_id|>assistant<|end_header_id|>\n\n"
+            return out + (options.addGenerationPrompt ? "<|start_header_id|>assistant<|end_header_id|>\n\n" : "")
         case .inst:
-            return try renderInst(messages)
+            return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
             throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST]); use /v1/completions with a formatted prompt")
         }
@@ -106,7 +127,7 @@ public struct ChatTemplate: Sendable {
     /// [INST] turns as Llama 2's and Mixtral's templates write them (checked against transformers in the tests).
     /// The templates refuse turns that do not alternate user/assistant (after an optional system message); a reply
     /// needs the conversation to end with a user turn.
-    private func renderInst(_ messages: [ChatMessage]) throws -> String {
+    private func renderInst(_ messages: [ChatMessage], opensReply: Bool) throws -> String {
         var turns = messages
         let system = turns.first?.role == "system" ? turns.removeFirst().content : nil
         if system != nil && instStyle == .mistralFirst {
@@ -115,7 +136,7 @@ public struct ChatTemplate: Sendable {
         for (i, m) in turns.enumerated() where m.role != (i % 2 == 0 ? "user" : "assistant") {
             throw Unsupported(description: "this model's chat template needs user and assistant turns to alternate, starting with user (after an optional system message); message \(i + (system == nil ? 0 : 1)) is \(m.role)")
         }
-        guard turns.last?.role == "user" else {
+        guard turns.last?.role == "user" || !opensReply else {
             throw Unsupported(description: "the [INST] chat format needs the conversation to end with a user message")
         }
         var out = instStyle == .llama2 ? "" : bos
@@ -141,7 +162,7 @@ public struct ChatTemplate: Sendable {
 
     /// ChatML as Qwen2's, Qwen2.5's and Qwen3's templates write it (their Jinja sources are in
     /// Tests/Fixtures/chat-templates, with transformers' renderings of the cases the tests check).
-    private func renderChatML(_ messages: [ChatMessage], tools: [OrderedJSON], enableThinking: Bool?) -> String {
+    private func renderChatML(_ messages: [ChatMessage], tools: [OrderedJSON], options: Options) -> String {
         var out = ""
         let system = messages.first?.role == "system" ? messages.first?.content : nil
         if !tools.isEmpty {
@@ -196,8 +217,9 @@ public struct ChatTemplate: Sendable {
                 if i == messages.count - 1 || messages[i + 1].role != "tool" { out += "<|im_end|>\n" }
             }
         }
+        guard options.addGenerationPrompt else { return out }
         out += "<|im_start|>assistant\n"
-        if opensThinking { out += "<think>\n" } else if thinks && enableThinking == false { out += "<think>\n\n</think>\n\n" }
+        if opensThinking { out += "<think>\n" } else if thinks && options.enableThinking == false { out += "<think>\n\n</think>\n\n" }
         return out
     }
 

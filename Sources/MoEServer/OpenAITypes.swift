@@ -433,7 +433,8 @@ struct ChatRequest: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case messages, maxCompletionTokens = "max_completion_tokens", tools, toolChoice = "tool_choice"
         case parallelToolCalls = "parallel_tool_calls", chatTemplateKwargs = "chat_template_kwargs"
-        case reasoningFormat = "reasoning_format"
+        case reasoningFormat = "reasoning_format", addGenerationPrompt = "add_generation_prompt"
+        case continueFinalMessage = "continue_final_message"
     }
 
     init(from decoder: any Decoder) throws {
@@ -445,6 +446,14 @@ struct ChatRequest: Decodable, Sendable {
         tools = try c.decodeIfPresent([Tool].self, forKey: .tools)
         parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
         templateOptions = try c.decodeIfPresent(ChatTemplate.Options.self, forKey: .chatTemplateKwargs) ?? .init()
+        let cont = try c.decodeIfPresent(Bool.self, forKey: .continueFinalMessage) ?? false
+        let opens = try c.decodeIfPresent(Bool.self, forKey: .addGenerationPrompt)
+        if cont && opens == true {
+            throw DecodingError.dataCorruptedError(forKey: .continueFinalMessage, in: c, debugDescription:
+                "continue_final_message and add_generation_prompt cannot both be true (the reply either continues the last message or opens a new one)")
+        }
+        templateOptions.continueFinalMessage = cont
+        templateOptions.addGenerationPrompt = opens ?? !cont
         reasoningFormat = try c.decodeIfPresent(String.self, forKey: .reasoningFormat)
         if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
             switch s {

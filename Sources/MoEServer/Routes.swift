@@ -266,6 +266,7 @@ struct Routes: Sendable {
         // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
         // (a schema, a call): then it is that value from its first token.
         let opened = reasoning && service.chatTemplate?.opensThinking == true && p.grammar == nil
+            && r.templateOptions.addGenerationPrompt
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)

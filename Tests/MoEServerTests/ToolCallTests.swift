@@ -315,6 +315,23 @@ struct ToolCallAPITests {
         #expect(Self.calls(plain).isEmpty && (Self.choice(plain)?["message"] as? [String: Any])?["content"] is String, "\(plain.text)")
     }
 
+    /// vLLM's continue_final_message: the prompt ends inside the last (assistant) message, which the reply continues;
+    /// with add_generation_prompt also true it is a 400.
+    @Test func aReplyCanContinueTheLastMessage() async throws {
+        let s = try await LiveServer(chatTemplate: Self.qwen25)
+        defer { Task { await s.stop() } }
+        let prefill: [[String: Any]] = Self.question + [["role": "assistant", "content": "The weather is "]]
+        let body: [String: Any] = ["messages": prefill, "continue_final_message": true, "add_generation_prompt": false]
+        let tokens = try await HTTP.post(s.base + "/tokenize", body)
+        let text = try await HTTP.post(s.base + "/tokenize", ["prompt": "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWeather in Paris for two days?<|im_end|>\n<|im_start|>assistant\nThe weather is ",
+                                                              "add_special_tokens": false])
+        #expect(tokens.json?["tokens"] as? [Int] != nil && tokens.json?["tokens"] as? [Int] == text.json?["tokens"] as? [Int], "\(tokens.text)")
+        let r = try await HTTP.post(s.base + "/v1/chat/completions", body.merging(["max_tokens": 3]) { $1 })
+        #expect(r.status == 200 && (r.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int == tokens.json?["count"] as? Int, "\(r.text)")
+        let both = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": prefill, "continue_final_message": true, "add_generation_prompt": true])
+        #expect(both.status == 400 && both.text.contains("cannot both be true"), "\(both.text)")
+    }
+
     @Test func toolHistoryRendersAndOtherTemplatesRefuseTools() async throws {
         let s = try await LiveServer(chatTemplate: Self.qwen25)
         defer { Task { await s.stop() } }

@@ -22,8 +22,12 @@ for case in cases:
     kwargs = case["request"].get("chat_template_kwargs", {})
     name = case.get("tokenizer", "tiny-qwen3-moe")
     tok = tokenizers.setdefault(name, AutoTokenizer.from_pretrained(os.path.join(here, "..", name)))
-    text = tok.apply_chat_template(messages, tools=case["request"].get("tools"), chat_template=template,
-                                   tokenize=False, add_generation_prompt=True, **kwargs)
+    # vLLM's request fields: add_generation_prompt (default true) and continue_final_message (the reply goes on
+    # from the last message).
+    cont = case["request"].get("continue_final_message", False)
+    gen = case["request"].get("add_generation_prompt", not cont)
+    text = tok.apply_chat_template(messages, tools=case["request"].get("tools"), chat_template=template, tokenize=False,
+                                   add_generation_prompt=gen, continue_final_message=cont, **kwargs)
     out.append({"name": case["name"], "template": case["template"], "expected": text})
 json.dump(out, open(os.path.join(here, "goldens.json"), "w"), ensure_ascii=False, indent=1)
 print(len(out), "goldens")
