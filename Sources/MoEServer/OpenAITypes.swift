@@ -419,6 +419,8 @@ struct ChatRequest: Decodable, Sendable {
     var templateOptions = ChatTemplate.Options()
     /// llama.cpp's: "none" leaves a thinking model's <think> block in `content` instead of `reasoning_content`.
     var reasoningFormat: String?
+    /// vLLM's: a Jinja chat template for this request instead of the model's (one of the families rendered).
+    var chatTemplate: String?
 
     /// A tool as OpenAI's API defines it (`{"type": "function", "function": {"name", "description", "parameters"}}`).
     struct Tool: Decodable, Sendable {
@@ -434,7 +436,7 @@ struct ChatRequest: Decodable, Sendable {
         case messages, maxCompletionTokens = "max_completion_tokens", tools, toolChoice = "tool_choice"
         case parallelToolCalls = "parallel_tool_calls", chatTemplateKwargs = "chat_template_kwargs"
         case reasoningFormat = "reasoning_format", addGenerationPrompt = "add_generation_prompt"
-        case continueFinalMessage = "continue_final_message"
+        case continueFinalMessage = "continue_final_message", chatTemplate = "chat_template"
     }
 
     init(from decoder: any Decoder) throws {
@@ -455,6 +457,7 @@ struct ChatRequest: Decodable, Sendable {
         templateOptions.continueFinalMessage = cont
         templateOptions.addGenerationPrompt = opens ?? !cont
         reasoningFormat = try c.decodeIfPresent(String.self, forKey: .reasoningFormat)
+        chatTemplate = try c.decodeIfPresent(String.self, forKey: .chatTemplate)
         if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
             switch s {
             case "none": toolChoice = ToolRequest.Choice.none

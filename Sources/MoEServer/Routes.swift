@@ -249,8 +249,10 @@ struct Routes: Sendable {
         let logprobs = try o.chatLogprobs(), promptLogprobs = try o.promptLogprobsCount()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let tools = try ToolRequest(r, body: body)
-        let reasoning = service.chatTemplate?.thinks == true && r.reasoningFormat != "none"
-        let text = try renderChat(r.messages, tools: tools.shown(rendersTools: service.chatTemplate?.rendersTools == true), options: r.templateOptions)
+        let template = chatTemplate(r)
+        let reasoning = template?.thinks == true && r.reasoningFormat != "none"
+        let text = try renderChat(r.messages, with: template, tools: tools.shown(rendersTools: template?.rendersTools == true),
+                                  options: r.templateOptions)
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
@@ -265,7 +267,7 @@ struct Routes: Sendable {
         p.promptLogprobs = promptLogprobs
         // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
         // (a schema, a call): then it is that value from its first token.
-        let opened = reasoning && service.chatTemplate?.opensThinking == true && p.grammar == nil
+        let opened = reasoning && template?.opensThinking == true && p.grammar == nil
             && r.templateOptions.addGenerationPrompt
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
@@ -330,7 +332,8 @@ struct Routes: Sendable {
             // As the chat route renders them: with the request's tools and template options.
             let chat = try decode(ChatRequest.self, body)
             let tools = try ToolRequest(chat, body: body)
-            ids = service.tokenizer.encode(try renderChat(chat.messages, tools: tools.shown(rendersTools: service.chatTemplate?.rendersTools == true),
+            let template = chatTemplate(chat)
+            ids = service.tokenizer.encode(try renderChat(chat.messages, with: template, tools: tools.shown(rendersTools: template?.rendersTools == true),
                                                                     options: chat.templateOptions),
                                            addSpecialTokens: r.addSpecialTokens ?? false)
         default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
@@ -339,9 +342,15 @@ struct Routes: Sendable {
     }
 
     /// Chat messages as the model's template renders them (with the assistant's turn opened).
-    func renderChat(_ messages: [ChatMessage], tools: [OrderedJSON] = [], options: ChatTemplate.Options = .init()) throws -> String {
+    /// The request's own template (vLLM's `chat_template` field), else the model's.
+    func chatTemplate(_ r: ChatRequest) -> ChatTemplate? {
+        r.chatTemplate.map { ChatTemplate(source: $0, tokenizer: service.tokenizer) } ?? service.chatTemplate
+    }
+
+    func renderChat(_ messages: [ChatMessage], with template: ChatTemplate?, tools: [OrderedJSON] = [],
+                    options: ChatTemplate.Options = .init()) throws -> String {
         guard !messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
-        guard let template = service.chatTemplate else {
+        guard let template else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }

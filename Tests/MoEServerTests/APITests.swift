@@ -194,6 +194,7 @@ import Testing
         let rendered = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         let c = try await HTTP.post(s.base + "/v1/completions", ["prompt": rendered, "max_tokens": 6, "temperature": 0])
         #expect(msg?["content"] as? String == (c.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        let plainRendered = try await HTTP.post(s.base + "/tokenize", ["messages": msgs])
         let st = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": msgs, "max_tokens": 4, "temperature": 0, "stream": true])
         #expect(HTTP.events(st.text).last == "[DONE]" && st.text.contains("chat.completion.chunk"))
         expectError(try await HTTP.post(s.base + "/v1/chat/completions", ["messages": [["role": "tool", "content": "x"]]]), 400, "no tool-call format")
@@ -215,6 +216,10 @@ import Testing
         let none = try await LiveServer()
         defer { Task { await none.stop() } }
         expectError(try await HTTP.post(none.base + "/v1/chat/completions", ["messages": msgs]), 400, "has no chat template")
+        // vLLM's per-request chat_template: the same prompt as a model that has it.
+        let own = try await HTTP.post(none.base + "/tokenize", ["messages": msgs, "chat_template": Self.chatML])
+        #expect(own.json?["tokens"] as? [Int] != nil && own.json?["tokens"] as? [Int] == plainRendered.json?["tokens"] as? [Int], "\(own.text)")
+        #expect(try await HTTP.post(none.base + "/v1/chat/completions", ["messages": msgs, "chat_template": Self.chatML, "max_tokens": 2]).status == 200)
     }
 
     @Test func badRequestsAreFourHundredsAndTheServerKeepsServing() async throws {
