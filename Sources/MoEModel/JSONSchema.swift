@@ -311,12 +311,13 @@ public struct JSONSchemaState: Sendable, Equatable {
 
     /// Most parses kept at once (an anyOf of near-identical alternatives), and most frames deep.
     static let maxParses = 64, maxFrames = 128
-    /// Every parse is inside a free string (a string value, or a key that can be none of the listed ones): bytes other
-    /// than quote, backslash and control bytes keep it so.
+    /// Some parse is inside a free string (a string value, or a key other than the listed ones) where bytes other than
+    /// quote, backslash and control bytes keep it going: a token of such bytes is allowed whatever the other parses
+    /// make of it (in a key that may be a listed property or another, 3.6 → 0.3 ms a mask over 32k tokens).
     public var inFreeString: Bool {
-        parses.allSatisfy {
+        parses.contains {
             switch $0.frames.last {
-            case .string(escape: 0)?, .freeKey(_, _, typed: nil, escape: 0)?: return true
+            case .string(escape: 0)?, .freeKey(_, _, _, escape: 0)?: return true
             default: return false
             }
         }
