@@ -150,6 +150,9 @@ struct ToolCallScanner {
     static let open = "<tool_call>", close = "</tool_call>"
     private var buffer = ""
     private var inside = false
+    /// UTF-8 bytes at the start of the buffer already searched for the closing tag: a long block (a tool writing a
+    /// file) is searched once, not again at every token.
+    private var searched = 0
     /// Whitespace after the last text, kept back until it is known not to precede a block or end the reply.
     private var held = ""
     private var called = false
@@ -159,14 +162,27 @@ struct ToolCallScanner {
         var out: [Piece] = []
         while true {
             if inside {
-                guard let r = buffer.range(of: Self.close) else { break }
-                out += block(String(buffer[..<r.lowerBound]), closed: true)
-                buffer = String(buffer[r.upperBound...])
+                // The tag may begin in the last bytes searched before.
+                let tag = Array(Self.close.utf8), from = max(0, searched - tag.count + 1)
+                let found: Int? = buffer.withUTF8 { b in
+                    guard b.count >= tag.count, from <= b.count - tag.count else { return nil }
+                    return (from...(b.count - tag.count)).first { i in (0..<tag.count).allSatisfy { b[i + $0] == tag[$0] } }
+                }
+                guard let at = found else {
+                    searched = buffer.utf8.count
+                    break
+                }
+                // The tag starts with an ASCII byte, so its offset is a scalar boundary.
+                let start = buffer.utf8.index(buffer.utf8.startIndex, offsetBy: at)
+                let end = buffer.utf8.index(start, offsetBy: tag.count)
+                out += block(String(buffer[..<start]), closed: true)
+                buffer = String(buffer[end...])
                 inside = false
             } else if let r = buffer.range(of: Self.open) {
                 out += emit(String(buffer[..<r.lowerBound]), beforeBlock: true)
                 buffer = String(buffer[r.upperBound...])
                 inside = true
+                searched = 0
             } else {
                 // Keep back a tail that may be the start of "<tool_call>".
                 let keep = buffer.partialSuffix(of: Self.open)
@@ -184,6 +200,7 @@ struct ToolCallScanner {
         if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
         buffer = ""
         inside = false
+        searched = 0
         if !called && !held.isEmpty { out.append(.text(held)) }
         held = ""
         return out

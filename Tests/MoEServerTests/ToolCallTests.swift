@@ -108,6 +108,8 @@ struct ToolCallTests {
          [.text("<tool_call>not json</tool_call> then"), call("a", "{}"), .text("\nDone.")]),
         ("<tool_call>{\"arguments\": {}}", [.text("<tool_call>{\"arguments\": {}}")]),
         ("a < b <tool_ca", [.text("a < b <tool_ca")]),
+        // Non-ASCII text and a partial closing tag inside the arguments.
+        ("<tool_call>{\"name\": \"w\", \"arguments\": {\"t\": \"日本語 </tool é\"}}</tool_call>", [call("w", "{\"t\": \"日本語 </tool é\"}")]),
         ("x <tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>", [.text("x"), .text("<tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>")]),
     ]
 
