@@ -127,30 +127,19 @@ indirect enum OrderedJSON: Equatable, Sendable {
             guard at < bytes.count else { throw fail("a value was expected") }
             switch bytes[at] {
             case UInt8(ascii: "{"):
-                at += 1
                 var members: [Member] = []
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "}") { at += 1; return .object(members) }
-                while true {
-                    skipSpace()
-                    guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("an object key was expected") }
-                    let key = try string()
-                    skipSpace()
-                    try expect(":")
-                    members.append(Member(key: key, value: try value(depth: depth + 1)))
-                    skipSpace()
-                    if try separator(closing: "}") { return .object(members) }
+                try items(closing: "}") { p in
+                    guard p.at < p.bytes.count, p.bytes[p.at] == UInt8(ascii: "\"") else { throw p.fail("an object key was expected") }
+                    let key = try p.string()
+                    p.skipSpace()
+                    try p.expect(":")
+                    members.append(Member(key: key, value: try p.value(depth: depth + 1)))
                 }
+                return .object(members)
             case UInt8(ascii: "["):
-                at += 1
-                var items: [OrderedJSON] = []
-                skipSpace()
-                if at < bytes.count, bytes[at] == UInt8(ascii: "]") { at += 1; return .array(items) }
-                while true {
-                    items.append(try value(depth: depth + 1))
-                    skipSpace()
-                    if try separator(closing: "]") { return .array(items) }
-                }
+                var elements: [OrderedJSON] = []
+                try items(closing: "]") { p in elements.append(try p.value(depth: depth + 1)) }
+                return .array(elements)
             case UInt8(ascii: "\""): return .string(try string())
             case UInt8(ascii: "t"): try literal("true"); return .bool(true)
             case UInt8(ascii: "f"): try literal("false"); return .bool(false)
@@ -159,12 +148,21 @@ indirect enum OrderedJSON: Equatable, Sendable {
             }
         }
 
-        /// After an item: true at the closing bracket, false at a comma.
-        mutating func separator(closing: Unicode.Scalar) throws -> Bool {
-            guard at < bytes.count else { throw fail("unterminated \(closing == "}" ? "object" : "array")") }
-            if bytes[at] == UInt8(ascii: ",") { at += 1; return false }
-            if bytes[at] == UInt8(closing.value) { at += 1; return true }
-            throw fail("',' or '\(closing)' was expected")
+        /// A container's items, its opening bracket just read, up to its closing one: each read by `item` (from its
+        /// first non-space byte), separated by commas.
+        mutating func items(closing: Unicode.Scalar, _ item: (inout Parser) throws -> Void) throws {
+            at += 1
+            skipSpace()
+            if at < bytes.count, bytes[at] == UInt8(closing.value) { at += 1; return }
+            while true {
+                skipSpace()
+                try item(&self)
+                skipSpace()
+                guard at < bytes.count else { throw fail("unterminated \(closing == "}" ? "object" : "array")") }
+                if bytes[at] == UInt8(closing.value) { at += 1; return }
+                guard bytes[at] == UInt8(ascii: ",") else { throw fail("',' or '\(closing)' was expected") }
+                at += 1
+            }
         }
 
         mutating func expect(_ c: Unicode.Scalar) throws {

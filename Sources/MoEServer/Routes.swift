@@ -248,11 +248,8 @@ struct Routes: Sendable {
         try o.checkSupported()
         let logprobs = try o.chatLogprobs(), promptLogprobs = try o.promptLogprobsCount()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
-        let tools = try ToolRequest(r, body: body)
-        let template = chatTemplate(r)
-        let reasoning = template?.thinks == true && r.reasoningFormat != "none"
-        let text = try renderChat(r.messages, with: template, tools: tools.shown(rendersTools: template?.rendersTools == true),
-                                  options: r.templateOptions)
+        let (text, template, tools) = try chatPrompt(r, body: body)
+        let reasoning = template.thinks && r.reasoningFormat != "none"
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
@@ -267,7 +264,7 @@ struct Routes: Sendable {
         p.promptLogprobs = promptLogprobs
         // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
         // (a schema, a call): then it is that value from its first token.
-        let opened = reasoning && template?.opensThinking == true && p.grammar == nil
+        let opened = reasoning && template.opensThinking && p.grammar == nil
             && r.templateOptions.addGenerationPrompt
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
@@ -330,11 +327,7 @@ struct Routes: Sendable {
         case (let p?, nil): ids = service.tokenizer.encode(p, addSpecialTokens: r.addSpecialTokens ?? true)
         case (nil, _?):
             // As the chat route renders them: with the request's tools and template options.
-            let chat = try decode(ChatRequest.self, body)
-            let tools = try ToolRequest(chat, body: body)
-            let template = chatTemplate(chat)
-            ids = service.tokenizer.encode(try renderChat(chat.messages, with: template, tools: tools.shown(rendersTools: template?.rendersTools == true),
-                                                                    options: chat.templateOptions),
+            ids = service.tokenizer.encode(try chatPrompt(try decode(ChatRequest.self, body), body: body).text,
                                            addSpecialTokens: r.addSpecialTokens ?? false)
         default: throw APIError.invalid("send either `prompt` (text) or `messages`", param: "prompt")
         }
@@ -342,19 +335,19 @@ struct Routes: Sendable {
     }
 
     /// Chat messages as the model's template renders them (with the assistant's turn opened).
-    /// The request's own template (vLLM's `chat_template` field), else the model's.
-    func chatTemplate(_ r: ChatRequest) -> ChatTemplate? {
-        r.chatTemplate.map { ChatTemplate(source: $0, tokenizer: service.tokenizer) } ?? service.chatTemplate
-    }
-
-    func renderChat(_ messages: [ChatMessage], with template: ChatTemplate?, tools: [OrderedJSON] = [],
-                    options: ChatTemplate.Options = .init()) throws -> String {
-        guard !messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
-        guard let template else {
+    /// A chat request's prompt as its template renders it (the request's own `chat_template`, vLLM's field, else the
+    /// model's), with that template and the request's tools, which the reply is read against.
+    func chatPrompt(_ r: ChatRequest, body: Data) throws -> (text: String, template: ChatTemplate, tools: ToolRequest) {
+        guard !r.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
+        guard let template = r.chatTemplate.map({ ChatTemplate(source: $0, tokenizer: service.tokenizer) }) ?? service.chatTemplate else {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }
-        do { return try template.render(messages, tools: tools, options: options) } catch let e as ChatTemplate.Unsupported {
+        let tools = try ToolRequest(r, body: body)
+        do {
+            return (try template.render(r.messages, tools: tools.shown(rendersTools: template.rendersTools), options: r.templateOptions),
+                    template, tools)
+        } catch let e as ChatTemplate.Unsupported {
             throw APIError.invalid(e.description, param: "messages", code: "chat_template_unsupported")
         }
     }
