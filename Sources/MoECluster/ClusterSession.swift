@@ -50,11 +50,13 @@ public final class ClusterSession {
     }
 
     var draftFormat: WeightFormat { config.draftDType }
+    var configOverrides: Data? { config.hfOverrides.map { Data($0.utf8) } }
     /// How this rank stores the target's weights.
     var formats: WeightFormats { WeightFormats(experts: config.expertsDType, dense: config.attentionDType) }
 
     func loadDraft(target: URL) throws -> LocalDraft {
-        let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat)
+        let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat,
+                                                 targetOverrides: configOverrides)
         logLine("\(tag): draft \(config.draftModel!) (\(model.spec.modelType), \(draftFormat.rawValue)) holds \(formatGB(bytes)) of weights; RSS \(formatGB(residentBytes()))")
         return LocalDraft(model: model, capacityTokens: config.draftMaxTokens)
     }
@@ -90,8 +92,15 @@ public final class ClusterSession {
     /// Opens and loads `directory` in the layout of this job. Returns on every rank; workers then call `serve()`.
     public func load(directory: URL) throws {
         let (ckpt, spec) = try agree("opened the checkpoint") { () -> (Checkpoint, ModelSpec) in
-            let c = try Checkpoint(directory: directory)
-            return (c, try ModelFamilies.spec(configData: c.configData))
+            let c = try Checkpoint(directory: directory, configOverrides: configOverrides)
+            var spec = try ModelFamilies.spec(configData: c.configData)
+            if let n = config.maxModelLen {
+                guard n <= spec.maxPositions else {
+                    throw Stop(message: "max_model_len \(n) is more than the model's context of \(spec.maxPositions) tokens (max_position_embeddings, stretched by any rope scaling)")
+                }
+                spec.maxPositions = n
+            }
+            return (c, spec)
         }
         if world.size > 1 {
             let prints = try world.allgather(ckpt.fingerprint, what: "comparing model fingerprints")

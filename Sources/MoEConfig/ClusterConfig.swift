@@ -10,6 +10,10 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// Checkpoint directory of the target model (nil: the bundled demo model).
     public var model: String?
+    /// vLLM's hf_overrides: a JSON object whose keys replace the target's config.json keys (e.g. YaRN's rope_scaling).
+    public var hfOverrides: String?
+    /// vLLM's max_model_len: a context (prompt + completion, tokens) below the model's own (nil: the model's).
+    public var maxModelLen: Int?
     /// How experts are spread over the expert workers.
     public var placementStrategy: PlacementStrategy = .contiguous
     /// `explicit` only: MoE layer → the worker rank (1…W) of each expert; the key `default` covers unlisted layers.
@@ -100,7 +104,7 @@ public struct ClusterConfig: Sendable, Equatable {
         guard let root = loaded else { return c }
         guard let top = root as? [String: Any] else { throw Invalid("\(source): the top level must be a mapping of keys") }
         let r = Reader(source: source)
-        try r.keys(top, allowed: ["model", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api", "router", "stats", "experts", "attention"], at: "")
+        try r.keys(top, allowed: ["model", "hf_overrides", "max_model_len", "placement", "wire_dtype", "mpi", "threads", "draft", "speculative", "kv_cache", "scheduler", "api", "router", "stats", "experts", "attention"], at: "")
         for role in ["experts", "attention"] {
             guard let v = top[role] else { continue }
             let m = try r.map(v, role)
@@ -121,6 +125,18 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = sm["window_steps"] { c.statsWindowSteps = Int(try r.number(v, "stats.window_steps")) }
         }
         if let v = top["model"] { c.model = try r.optionalString(v, "model") }
+        if let v = top["hf_overrides"], !(v is NSNull) {
+            // A mapping in YAML, or the JSON text the command-line flag takes.
+            if let text = v as? String { c.hfOverrides = text } else {
+                let m = try r.map(v, "hf_overrides")
+                guard JSONSerialization.isValidJSONObject(m),
+                      let d = try? JSONSerialization.data(withJSONObject: m, options: [.sortedKeys]) else {
+                    throw Invalid("\(source): hf_overrides must hold plain values (mappings, lists, strings, numbers, booleans)")
+                }
+                c.hfOverrides = String(decoding: d, as: UTF8.self)
+            }
+        }
+        if let v = top["max_model_len"], !(v is NSNull) { c.maxModelLen = Int(try r.number(v, "max_model_len")) }
         if let p = top["placement"] {
             let pm = try r.map(p, "placement")
             try r.keys(pm, allowed: ["strategy", "map", "redundant_experts", "rebalance_every_steps"], at: "placement.")
@@ -232,6 +248,12 @@ public struct ClusterConfig: Sendable, Equatable {
         guard kvMemoryGB > 0 else { throw Invalid("kv_cache.memory_gb must be positive") }
         guard [8, 16, 32, 64, 128].contains(kvBlockSize) else { throw Invalid("kv_cache.block_size must be 8, 16, 32, 64 or 128") }
         guard maxBatchedTokens >= 1 else { throw Invalid("scheduler.max_num_batched_tokens must be positive") }
+        guard maxModelLen.map({ $0 >= 1 }) ?? true else { throw Invalid("max_model_len must be positive") }
+        if let o = hfOverrides {
+            guard (try? JSONSerialization.jsonObject(with: Data(o.utf8))) is [String: Any] else {
+                throw Invalid("hf_overrides must be a JSON object of config.json keys (got \(o))")
+            }
+        }
         guard maxSeqs >= 1 else { throw Invalid("scheduler.max_num_seqs must be positive") }
         guard redundantExperts.map({ $0 >= 0 }) ?? true else { throw Invalid("placement.redundant_experts must be >= 0") }
         guard rebalanceEverySteps >= 0 else { throw Invalid("placement.rebalance_every_steps must be >= 0") }

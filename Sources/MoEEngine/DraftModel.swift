@@ -11,9 +11,11 @@ public enum DraftModel {
     }
 
     /// The draft's transformer (its experts, if any, in this process) and the bytes of weights it holds.
-    public static func load(_ path: String, target: URL, quantize: WeightFormat) throws -> (Transformer, Int) {
+    /// `targetOverrides` (--hf-overrides) apply to the target's config, so also to "self".
+    public static func load(_ path: String, target: URL, quantize: WeightFormat,
+                            targetOverrides: Data? = nil) throws -> (Transformer, Int) {
         let dir = path == "self" ? target : URL(fileURLWithPath: path)
-        let ckpt = try Checkpoint(directory: dir)
+        let ckpt = try Checkpoint(directory: dir, configOverrides: path == "self" ? targetOverrides : nil)
         let spec = try ModelFamilies.spec(configData: ckpt.configData)
         if path != "self" {
             let targetSpec = try ModelFamilies.spec(configData: try Checkpoint(directory: target).configData)

@@ -13,7 +13,8 @@ public final class Checkpoint: @unchecked Sendable {
     public private(set) var bytesHeld = 0
     private let lock = NSLock()
 
-    public init(directory: URL) throws {
+    /// `configOverrides` (vLLM's --hf-overrides, a JSON object) replaces config.json's top-level keys.
+    public init(directory: URL, configOverrides: Data? = nil) throws {
         self.directory = directory
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
@@ -23,7 +24,7 @@ public final class Checkpoint: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: configURL.path) else {
             throw ModelError.missingFile(configURL.path)
         }
-        configData = data
+        configData = try configOverrides.map { try ConfigOverrides.apply($0, to: data) } ?? data
         let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
         var shardNames: [String]
         if FileManager.default.fileExists(atPath: indexURL.path) {

@@ -9,11 +9,20 @@ struct RopeParameters: Codable, Sendable {
     var lowFreqFactor: Double?
     var highFreqFactor: Double?
     var originalMaxPositionEmbeddings: Int?
+    // YaRN
+    var attentionFactor: Double?
+    var betaFast: Double?
+    var betaSlow: Double?
+    var mscale: Double?
+    var mscaleAllDim: Double?
+    var truncate: Bool?
 
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta", ropeType = "rope_type", type, factor
         case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case attentionFactor = "attention_factor", betaFast = "beta_fast", betaSlow = "beta_slow", mscale
+        case mscaleAllDim = "mscale_all_dim", truncate
     }
 }
 
@@ -49,22 +58,39 @@ enum ConfigRules {
         }
     }
 
-    static func rope(theta: Double?, parameters: RopeParameters?, scaling: RopeParameters?, defaultTheta: Double = 10000) throws -> RopeSpec {
+    /// The rope of config.json and the context it gives, as transformers reads the one and vLLM derives the other:
+    /// `original_max_position_embeddings` defaults to `max_position_embeddings`; linear scaling stretches the
+    /// context by its factor, YaRN makes it original × factor, Llama 3's keeps the configured one.
+    static func rope(theta: Double?, parameters: RopeParameters?, scaling: RopeParameters?, maxPositions: Int,
+                     defaultTheta: Double = 10000) throws -> (rope: RopeSpec, context: Int) {
         let p = parameters ?? scaling
         let th = Float(p?.ropeTheta ?? theta ?? defaultTheta)
         let kind = p?.ropeType ?? p?.type ?? "default"
+        let original = p?.originalMaxPositionEmbeddings ?? maxPositions
+        func need(_ value: Double?, _ key: String) throws -> Double {
+            guard let v = value else { throw ModelError.badConfig(file: "config.json", reason: "\(kind) rope needs \(key)") }
+            guard v.isFinite, v > 0 else { throw ModelError.badConfig(file: "config.json", reason: "\(kind) rope's \(key) must be positive (got \(v))") }
+            return v
+        }
         switch kind {
         case "default":
-            return RopeSpec(theta: th)
+            return (RopeSpec(theta: th), maxPositions)
         case "linear":
-            return RopeSpec(theta: th, scaling: .linear(factor: Float(p?.factor ?? 1)))
+            let f = try need(p?.factor, "factor")
+            return (RopeSpec(theta: th, scaling: .linear(factor: Float(f))), Int(Double(maxPositions) * f))
         case "llama3":
-            guard let f = p?.factor, let lo = p?.lowFreqFactor, let hi = p?.highFreqFactor, let om = p?.originalMaxPositionEmbeddings else {
-                throw ModelError.badConfig(file: "config.json", reason: "llama3 rope needs factor, low_freq_factor, high_freq_factor, original_max_position_embeddings")
-            }
-            return RopeSpec(theta: th, scaling: .llama3(factor: Float(f), lowFreqFactor: Float(lo), highFreqFactor: Float(hi), originalMaxPositions: om))
+            let f = try need(p?.factor, "factor"), lo = try need(p?.lowFreqFactor, "low_freq_factor")
+            let hi = try need(p?.highFreqFactor, "high_freq_factor")
+            return (RopeSpec(theta: th, scaling: .llama3(factor: Float(f), lowFreqFactor: Float(lo), highFreqFactor: Float(hi),
+                                                         originalMaxPositions: original)), maxPositions)
+        case "yarn":
+            let f = try need(p?.factor ?? Double(maxPositions) / Double(original), "factor")
+            let yarn = YarnParameters(factor: f, originalMaxPositions: original, betaFast: p?.betaFast, betaSlow: p?.betaSlow,
+                                      truncate: p?.truncate, attentionFactor: p?.attentionFactor, mscale: p?.mscale,
+                                      mscaleAllDim: p?.mscaleAllDim)
+            return (RopeSpec(theta: th, scaling: .yarn(yarn)), Int(Double(original) * f))
         default:
-            throw ModelError.unsupported("rope_type '\(kind)' in config.json (supported: default, linear, llama3)")
+            throw ModelError.unsupported("rope_type '\(kind)' in config.json (supported: default, linear, llama3, yarn)")
         }
     }
 
@@ -145,13 +171,14 @@ struct TransformerConfig: Codable, Sendable {
             ? ConfigRules.slidingWindows(layers: numHiddenLayers, window: slidingWindow, layerTypes: layerTypes,
                                          useSlidingWindow: useSlidingWindow ?? false, maxWindowLayers: maxWindowLayers)
             : ConfigRules.slidingWindows(layers: numHiddenLayers, window: slidingWindow, layerTypes: layerTypes)
+        let rope = try ConfigRules.rope(theta: ropeTheta, parameters: ropeParameters, scaling: ropeScaling,
+                                        maxPositions: maxPositionEmbeddings ?? 32768, defaultTheta: defaultTheta)
         let spec = ModelSpec(
             modelType: modelType, vocabSize: vocabSize, hiddenSize: hiddenSize, numLayers: numHiddenLayers,
             numHeads: numAttentionHeads, numKVHeads: numKeyValueHeads ?? numAttentionHeads,
             headDim: ConfigRules.headDim(headDim, hidden: hiddenSize, heads: numAttentionHeads),
             rmsNormEps: Float(rmsNormEps ?? defaultEps),
-            rope: try ConfigRules.rope(theta: ropeTheta, parameters: ropeParameters, scaling: ropeScaling, defaultTheta: defaultTheta),
-            maxPositions: maxPositionEmbeddings ?? 32768, tieWordEmbeddings: tieWordEmbeddings ?? false,
+            rope: rope.rope, maxPositions: rope.context, tieWordEmbeddings: tieWordEmbeddings ?? false,
             slidingWindows: windows, qkvBias: qkvBias, oBias: oBias, qkNorm: qkNorm,
             layers: (0..<numHiddenLayers).map(ffn),
             bosTokenId: bosTokenId, eosTokenIds: eosTokenId?.values ?? [], declaredDType: torchDtype ?? dtype)

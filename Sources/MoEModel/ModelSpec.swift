@@ -1,15 +1,31 @@
 import Foundation
 
-/// Rotary position embedding: transformers' rotate-half convention on the first `rotaryDim` dims of each head.
+/// Rotary position embedding: transformers' rotate-half convention over the whole head.
 public struct RopeSpec: Sendable, Equatable {
     public enum Scaling: Sendable, Equatable {
         case none
         case linear(factor: Float)
         /// Llama 3.x: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
         case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
+        /// YaRN (Qwen's long-context setting, DeepSeek): frequencies that turn fewer than `betaSlow` times in the
+        /// original context divided by `factor`, those turning more than `betaFast` times kept, a linear ramp
+        /// between; cos and sin scaled by an attention factor.
+        case yarn(YarnParameters)
     }
     public var theta: Float
     public var scaling: Scaling = .none
+}
+
+/// YaRN's keys of `rope_scaling` / `rope_parameters`; nil means transformers' default.
+public struct YarnParameters: Sendable, Equatable {
+    public var factor: Double
+    public var originalMaxPositions: Int
+    public var betaFast: Double?          // default 32
+    public var betaSlow: Double?          // default 1
+    public var truncate: Bool?            // default true: the ramp's ends rounded out to whole dimensions
+    public var attentionFactor: Double?   // default from factor (and mscale / mscale_all_dim when both are set)
+    public var mscale: Double?
+    public var mscaleAllDim: Double?
 }
 
 /// A SwiGLU MLP's tensor names: out = down(silu(gate(x)) · up(x)).

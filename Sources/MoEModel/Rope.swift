@@ -4,9 +4,12 @@ import Foundation
 /// family's scaling applied.
 public struct Rope: Sendable {
     public let invFreq: [Float]   // [D/2]
+    /// Multiplies cos and sin (YaRN's attention factor; 1 otherwise), so q·k scales by its square.
+    public let attentionScaling: Float
 
     public init(_ spec: RopeSpec, headDim D: Int) {
         var f = (0..<(D / 2)).map { i in 1 / powf(spec.theta, Float(2 * i) / Float(D)) }
+        var scaling: Float = 1
         switch spec.scaling {
         case .none:
             break
@@ -21,16 +24,51 @@ public struct Rope: Sendable {
                 let smooth = (Float(original) / wavelen - lo) / (hi - lo)
                 return (1 - smooth) * freq / factor + smooth * freq
             }
+        case .yarn(let y):
+            let ramp = Self.yarnRamp(y, theta: Double(spec.theta), dim: D)
+            let factor = Float(y.factor)
+            f = zip(f, ramp).map { freq, r in
+                // r = 0 keeps the frequency (extrapolation), r = 1 divides it by the factor (interpolation);
+                // computed as transformers does: pos = θ^(2i/D), 1/(factor·pos)·r + 1/pos·(1−r).
+                let pos = 1 / freq, kept = 1 - r
+                return 1 / (factor * pos) * (1 - kept) + freq * kept
+            }
+            scaling = Float(Self.yarnAttentionFactor(y))
         }
         invFreq = f
+        attentionScaling = scaling
+    }
+
+    /// YaRN's ramp over the D/2 frequencies: 0 up to the dimension where a frequency turns `betaFast` times in the
+    /// original context, 1 from where it turns `betaSlow` times (ends rounded out unless `truncate` is false).
+    static func yarnRamp(_ y: YarnParameters, theta: Double, dim D: Int) -> [Float] {
+        func dimension(turns: Double) -> Double {
+            Double(D) * log(Double(y.originalMaxPositions) / (turns * 2 * Double.pi)) / (2 * log(theta))
+        }
+        var low = dimension(turns: y.betaFast ?? 32), high = dimension(turns: y.betaSlow ?? 1)
+        if y.truncate ?? true { low = low.rounded(.down); high = high.rounded(.up) }
+        low = max(low, 0)
+        high = min(high, Double(D - 1))
+        if low == high { high += 0.001 }
+        let lo = Float(low), span = Float(high - low)
+        return (0..<(D / 2)).map { i in min(max((Float(i) - lo) / span, 0), 1) }
+    }
+
+    /// cos/sin multiplier: `attention_factor` if given, else 0.1·ln(factor) + 1, or with DeepSeek's `mscale` and
+    /// `mscale_all_dim` the ratio of that formula at each.
+    static func yarnAttentionFactor(_ y: YarnParameters) -> Double {
+        if let a = y.attentionFactor { return a }
+        func m(_ scale: Double, _ k: Double) -> Double { scale <= 1 ? 1 : 0.1 * k * log(scale) + 1 }
+        if let ms = y.mscale, let all = y.mscaleAllDim, ms != 0, all != 0 { return m(y.factor, ms) / m(y.factor, all) }
+        return m(y.factor, 1)
     }
 
     /// cos/sin [D/2] of position p. The angle is rounded to f32 before cos/sin, as transformers computes it.
     public func table(position p: Int, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
         for i in 0..<invFreq.count {
             let angle = Float(p) * invFreq[i]
-            c[i] = Float(Foundation.cos(Double(angle)))
-            s[i] = Float(Foundation.sin(Double(angle)))
+            c[i] = Float(Foundation.cos(Double(angle))) * attentionScaling
+            s[i] = Float(Foundation.sin(Double(angle))) * attentionScaling
         }
     }
 

@@ -19,6 +19,10 @@ struct ClusterOptions: ParsableArguments {
     var microBatches: Int?
     @Option(name: .customLong("micro-batch-min-tokens"), help: "Steps with fewer tokens stay whole (mpi.micro_batch_min_tokens).")
     var microBatchMinTokens: Int?
+    @Option(name: .customLong("hf-overrides"), help: "A JSON object of config.json keys to replace, as vLLM's (e.g. '{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 32768}}').")
+    var hfOverrides: String?
+    @Option(name: .customLong("max-model-len"), help: "Context in tokens (prompt + completion), at most the model's own.")
+    var maxModelLen: Int?
 
     /// The config file (or defaults) with flags applied, validated before anything loads.
     func resolve(model: String?, speculation: SpeculationOptions? = nil) throws -> ClusterConfig {
@@ -37,6 +41,8 @@ struct ClusterOptions: ParsableArguments {
         if let d = kvDType { c.kvDType = d }
         if let n = microBatches { c.microBatches = n }
         if let n = microBatchMinTokens { c.microBatchMinTokens = n }
+        if let o = hfOverrides { c.hfOverrides = o }
+        if let n = maxModelLen { c.maxModelLen = n }
         if let d = expertsDType { c.expertsDType = try ClusterConfig.weightFormat(d, key: "experts.dtype") }
         if let d = attentionDType { c.attentionDType = try ClusterConfig.weightFormat(d, key: "attention.dtype") }
         try speculation?.apply(to: &c)

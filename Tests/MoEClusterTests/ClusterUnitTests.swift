@@ -102,6 +102,23 @@ import Testing
         }
     }
 
+    /// hf_overrides as a YAML mapping (or the flag's JSON text) and max_model_len; bad ones named before loading.
+    @Test func hfOverridesAndMaxModelLenParseAndBadOnesAreErrors() throws {
+        let c = try ClusterConfig.parse(yaml: "hf_overrides: {rope_scaling: {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}}\nmax_model_len: 65536")
+        let o = try JSONSerialization.jsonObject(with: Data(c.hfOverrides!.utf8)) as? [String: [String: Any]]
+        #expect(o?["rope_scaling"]?["rope_type"] as? String == "yarn" && o?["rope_scaling"]?["factor"] as? Double == 4)
+        #expect(c.maxModelLen == 65536)
+        #expect(try ClusterConfig.parse(yaml: #"hf_overrides: '{"sliding_window": 64}'"#).hfOverrides == #"{"sliding_window": 64}"#)
+        #expect(throws: ClusterConfig.Invalid("hf_overrides must be a JSON object of config.json keys (got [1])")) {
+            var bad = ClusterConfig()
+            bad.hfOverrides = "[1]"
+            try bad.validate()
+        }
+        #expect(throws: ClusterConfig.Invalid("max_model_len must be positive")) {
+            try ClusterConfig.parse(yaml: "max_model_len: 0").validate()
+        }
+    }
+
     @Test func microBatchSettingsParseAndOutOfRangeValuesAreErrors() throws {
         let c = try ClusterConfig.parse(yaml: "mpi: {micro_batches: 3, micro_batch_min_tokens: 64}")
         #expect(c.microBatches == 3 && c.microBatchMinTokens == 64)
@@ -115,7 +132,7 @@ import Testing
     }
 
     @Test func unknownKeysAndBadValuesAreClearErrors() {
-        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, attention, draft, experts, kv_cache, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
+        #expect(throws: ClusterConfig.Invalid("c: unknown key 'wire_dtyp' (known: api, attention, draft, experts, hf_overrides, kv_cache, max_model_len, model, mpi, placement, router, scheduler, speculative, stats, threads, wire_dtype)")) {
             try ClusterConfig.parse(yaml: "wire_dtyp: bf16", source: "c")
         }
         #expect(throws: ClusterConfig.Invalid("c: placement.strategy must be one of contiguous, round_robin, explicit (got 'random')")) {

@@ -55,8 +55,8 @@ import Testing
     }
 
     @Test func unsupportedRopeTypeIsAClearError() {
-        #expect(throws: ModelError.unsupported("rope_type 'yarn' in config.json (supported: default, linear, llama3)")) {
-            try spec("{\(mixtralBase),\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":4}}")
+        #expect(throws: ModelError.unsupported("rope_type 'dynamic' in config.json (supported: default, linear, llama3, yarn)")) {
+            try spec("{\(mixtralBase),\"rope_parameters\":{\"rope_type\":\"dynamic\",\"factor\":4}}")
         }
     }
 

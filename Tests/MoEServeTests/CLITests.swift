@@ -158,6 +158,29 @@ import Testing
         #expect(r.status == 1 && r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
     }
 
+    /// --hf-overrides turns on YaRN as Qwen's model card tells vLLM users to (logits as transformers gives them for
+    /// the edited config.json); --max-model-len caps the context, and above the model's own it is an error.
+    @Test func hfOverridesAndMaxModelLen() throws {
+        let dir = Fixtures.root.appendingPathComponent("rope-scaling")
+        let goldens = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("goldens.json"))) as! [String: Any]
+        let c = (goldens["cases"] as! [[String: Any]]).first { $0["name"] as? String == "qwen3-moe-yarn" }!
+        let ids = (c["ids"] as! [Int]).map(String.init).joined(separator: ",")
+        let qwen = Fixtures.model("tiny-qwen3-moe").path, out = Fixtures.tempDir().appendingPathComponent("l.f32").path
+        let yarn = #"{"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512}}"#
+        let r = try Binaries.moeServe(["logits", "--model", qwen, "--ids", ids, "--out", out, "--hf-overrides", yarn])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ours = try Data(contentsOf: URL(fileURLWithPath: out)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let ref = try Data(contentsOf: dir.appendingPathComponent("qwen3-moe-yarn.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        #expect(ours.count == ref.count && zip(ours, ref).allSatisfy { abs($0 - $1) < 1e-3 })
+
+        let short = try Binaries.moeServe(["run", "--model", qwen, "--prompt-ids", ids, "--max-model-len", "30"])
+        #expect(short.status != 0 && short.stderr.contains("the prompt has 40 tokens; the model's context is 30"), "\(short.stderr)")
+        let long = try Binaries.moeServe(["run", "--model", qwen, "--prompt-ids", "1", "--max-model-len", "4096", "--hf-overrides", yarn])
+        #expect(long.status != 0 && long.stderr.contains("max_model_len 4096 is more than the model's context of 2048 tokens"), "\(long.stderr)")
+        let bad = try Binaries.moeServe(["run", "--model", qwen, "--prompt-ids", "1", "--hf-overrides", "rope_scaling=yarn"])
+        #expect(bad.status != 0 && bad.stderr.contains("hf_overrides must be a JSON object"), "\(bad.stderr)")
+    }
+
     @Test func textPromptStreamsTheDecodedText() throws {
         let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
