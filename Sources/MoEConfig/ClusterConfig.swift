@@ -82,6 +82,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var apiMaxQueued = 256
     public var apiJobConcurrency = 16
     public var apiShutdownTimeout = 30.0
+    /// A thinking model's constrained reply (json_schema, guided_*, a required tool call) is constrained inside its
+    /// <think> block too, not only after it (vLLM's structured_outputs_config.enable_in_reasoning).
+    public var apiStructuredOutputsInReasoning = false
     public var jobsDB = "moe-jobs.sqlite"
     /// Scheduler limits per step.
     public var maxBatchedTokens: Int = 2048
@@ -194,7 +197,7 @@ public struct ClusterConfig: Sendable, Equatable {
         if let api = top["api"] {
             let am = try r.map(api, "api")
             try r.keys(am, allowed: ["host", "port", "token", "max_body_bytes", "max_queued_requests", "job_concurrency",
-                                     "shutdown_timeout_s", "jobs_db"], at: "api.")
+                                     "shutdown_timeout_s", "jobs_db", "structured_outputs_in_reasoning"], at: "api.")
             if let v = am["host"] { c.apiHost = try r.string(v, "api.host") }
             if let v = am["port"] { c.apiPort = Int(try r.number(v, "api.port")) }
             if let v = am["token"] { c.apiToken = try r.optionalString(v, "api.token") }
@@ -202,6 +205,10 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = am["max_queued_requests"] { c.apiMaxQueued = Int(try r.number(v, "api.max_queued_requests")) }
             if let v = am["job_concurrency"] { c.apiJobConcurrency = Int(try r.number(v, "api.job_concurrency")) }
             if let v = am["shutdown_timeout_s"] { c.apiShutdownTimeout = try r.number(v, "api.shutdown_timeout_s") }
+            if let v = am["structured_outputs_in_reasoning"] {
+                guard let b = v as? Bool else { throw Invalid("\(source): api.structured_outputs_in_reasoning must be true or false") }
+                c.apiStructuredOutputsInReasoning = b
+            }
             if let v = am["jobs_db"] { c.jobsDB = try r.string(v, "api.jobs_db") }
         }
         if let sc = top["scheduler"] {

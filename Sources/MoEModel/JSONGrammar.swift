@@ -233,10 +233,45 @@ public final class TokenGrammar: Sendable {
     }
     public let table: TokenTable
     public let language: Language
+    public let reasoning: Reasoning
 
-    public init(table: TokenTable, language: Language) {
+    /// vLLM's structured outputs under a reasoning parser: a thinking model's `<think>…</think>` block is free text,
+    /// and the language holds from the first byte after it that is not whitespace.
+    public enum Reasoning: Sendable, Equatable {
+        /// The language holds from the first token.
+        case none
+        /// The reply may open with `<think>` (Qwen3's hybrid templates: the model chooses), or begin the answer.
+        case optional
+        /// The prompt ended inside `<think>` (thinking templates): the reply starts as reasoning.
+        case opened
+    }
+
+    public init(table: TokenTable, language: Language, reasoning: Reasoning = .none) {
         self.table = table
         self.language = language
+        self.reasoning = reasoning
+        closers = reasoning == .none ? [] : table.tokenBytes.indices.filter { table.tokenBytes[$0].contains(0x3E) }
+    }
+
+    /// Tokens holding a '>': the only ones that can end a reasoning block, so the only ones checked while in it.
+    let closers: [Int]
+
+    /// This grammar with its language after a reasoning block.
+    public func reasoning(_ r: Reasoning) -> TokenGrammar { TokenGrammar(table: table, language: language, reasoning: r) }
+
+    static let thinkOpen = Array("<think>".utf8), thinkClose = Array("</think>".utf8)
+
+    /// Where the reply is relative to its reasoning block.
+    enum Phase: Sendable, Equatable {
+        /// Under the language.
+        case answer
+        /// At the reply's start: the bytes so far are a proper prefix of "<think>" (they go to the answer if the
+        /// next byte departs from it).
+        case start([UInt8])
+        /// Inside the block; the last bytes, to spot "</think>" across tokens.
+        case thinking([UInt8])
+        /// After "</think>": whitespace until the answer begins.
+        case closed
     }
 
     enum Text: Sendable, Equatable {
@@ -252,19 +287,28 @@ public final class TokenGrammar: Sendable {
     public struct State: Sendable, Equatable {
         var text: Text
         var lastByteClass: UInt8 = 0
+        var phase = Phase.answer
     }
 
     public var start: State {
+        var s: State
         switch language {
-        case .jsonObject: return State(text: .object(JSONPrefix()))
-        case .schema(let schema): return State(text: .schema(JSONSchemaState(schema)))
-        case .choice: return State(text: .choice([]))
-        case .regex(let dfa): return State(text: .regex(dfa.start))
+        case .jsonObject: s = State(text: .object(JSONPrefix()))
+        case .schema(let schema): s = State(text: .schema(JSONSchemaState(schema)))
+        case .choice: s = State(text: .choice([]))
+        case .regex(let dfa): s = State(text: .regex(dfa.start))
         }
+        switch reasoning {
+        case .none: break
+        case .optional: s.phase = .start([])
+        case .opened: s.phase = .thinking([])
+        }
+        return s
     }
 
     /// The text is whole: EOS may come.
     public func isComplete(_ state: State) -> Bool {
+        guard state.phase == .answer else { return false }
         switch (state.text, language) {
         case (.object(let p), _): return p.isComplete
         case (.schema(let s), _): return s.isComplete
@@ -276,6 +320,7 @@ public final class TokenGrammar: Sendable {
 
     /// Nothing but whitespace could follow: EOS alone may come.
     func isClosed(_ state: State) -> Bool {
+        guard state.phase == .answer else { return false }
         switch (state.text, language) {
         case (.object(let p), _): return p.isComplete
         case (.schema(let s), _): return s.isClosed
@@ -312,14 +357,47 @@ public final class TokenGrammar: Sendable {
         }
     }
 
+    /// Feeds bytes through the reasoning phases into the language.
+    func feed(_ s: inout State, _ bytes: [UInt8]) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            switch s.phase {
+            case .answer:
+                return feed(&s.text, Array(bytes[i...]))
+            case .start(let typed):
+                let t = typed + [bytes[i]]
+                if Self.thinkOpen.starts(with: t) {
+                    s.phase = t.count == Self.thinkOpen.count ? .thinking([]) : .start(t)
+                    i += 1
+                } else {
+                    s.phase = .answer     // no reasoning block: what was typed is the answer's start
+                    return feed(&s.text, typed + bytes[i...])
+                }
+            case .thinking(let tail):
+                let t = Array((tail + [bytes[i]]).suffix(Self.thinkClose.count))
+                s.phase = t == Self.thinkClose ? .closed : .thinking(t)
+                i += 1
+            case .closed:
+                if bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 } else { s.phase = .answer }
+            }
+        }
+        return true
+    }
+
     /// Whether token `i` may follow `state`, and the state after it.
     func step(_ state: State, _ i: Int) -> State? {
         let t = table
         guard i < t.tokenBytes.count, !t.tokenBytes[i].isEmpty else { return nil }
+        if case .thinking = state.phase {
+            var s = state
+            guard feed(&s, t.tokenBytes[i]) else { return nil }
+            s.lastByteClass = 0    // reasoning is free text: the answer's first token may be of any class
+            return s
+        }
         let c = t.byteClass[i]
         if c != 0 && state.lastByteClass != 0 && c != state.lastByteClass { return nil }
         var s = state
-        guard feed(&s.text, t.tokenBytes[i]) else { return nil }
+        guard feed(&s, t.tokenBytes[i]) else { return nil }
         s.lastByteClass = c
         return s
     }
@@ -340,6 +418,18 @@ public final class TokenGrammar: Sendable {
     /// first bytes taken tries), so most tokens are settled by their first two bytes and only the rest are fed whole.
     public func mask(_ logits: UnsafeMutableBufferPointer<Float>, after state: State) {
         let t = table
+        switch state.phase {
+        case .answer: break
+        case .thinking:
+            // Free text, EOS included (as vLLM leaves a reasoning block), but a token that ends the block must
+            // begin a valid answer.
+            for i in closers where i < logits.count && step(state, i) == nil { logits[i] = -.infinity }
+            return
+        case .start, .closed:
+            // One or two tokens a reply (its first, the one after </think>): each token fed whole.
+            for i in 0..<logits.count where step(state, i) == nil { logits[i] = -.infinity }
+            return
+        }
         let eosKept = isComplete(state) ? t.eos.filter { Int($0) < logits.count }.map { ($0, logits[Int($0)]) } : []
         defer { for (e, v) in eosKept { logits[Int(e)] = v } }
         if isClosed(state) {

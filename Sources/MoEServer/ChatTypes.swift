@@ -10,7 +10,8 @@ struct ChatMessage: Decodable, Sendable {
     var role: String
     var content: String
     var toolCalls: [ToolCall] = []
-    /// vLLM's field for an assistant turn's reasoning (Qwen3's template shows it in a <think> block).
+    /// vLLM's field for an assistant turn's reasoning (Qwen3's template shows it in a <think> block): `reasoning`
+    /// (vLLM 0.11+) or `reasoning_content`.
     var reasoningContent: String?
 
     /// A tool call in the conversation's history.
@@ -25,7 +26,7 @@ struct ChatMessage: Decodable, Sendable {
         self.toolCalls = toolCalls
     }
 
-    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content" }
+    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content", reasoning }
 
     struct Part: Decodable {
         var type: String
@@ -58,7 +59,7 @@ struct ChatMessage: Decodable, Sendable {
             throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
                 debugDescription: "content must be a string or a list of text parts"))
         }
-        reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoningContent)
+        reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoning) ?? c.decodeIfPresent(String.self, forKey: .reasoningContent)
         toolCalls = try (c.decodeIfPresent([WireCall].self, forKey: .toolCalls) ?? []).map { call in
             let arguments: OrderedJSON
             do { arguments = try OrderedJSON.parse(call.function.arguments ?? "{}") } catch {
@@ -71,19 +72,21 @@ struct ChatMessage: Decodable, Sendable {
 }
 
 /// The assistant's message in a response: its text (null when it only called tools), a thinking model's reasoning
-/// and its tool calls.
+/// and its tool calls. The reasoning goes out under both names clients read: `reasoning_content` (llama.cpp, vLLM
+/// before 0.11) and `reasoning` (vLLM since).
 struct ChatReply: Encodable, Sendable {
     var role = "assistant"
     var content: String?
     var reasoningContent: String?
     var toolCalls: [ToolCallOut] = []
 
-    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", toolCalls = "tool_calls" }
+    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", reasoning, toolCalls = "tool_calls" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(role, forKey: .role)
         try c.encode(content, forKey: .content)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoning)
         try c.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
         if !toolCalls.isEmpty { try c.encode(toolCalls, forKey: .toolCalls) }
     }
@@ -196,12 +199,22 @@ struct ChatChoice: Encodable, Sendable {
     }
 }
 
+/// A stream's delta; reasoning under both names, as in `ChatReply`.
 struct ChatDelta: Encodable, Sendable {
     var role: String?
     var content: String?
     var reasoningContent: String?
     var toolCalls: [ToolCallOut]?
-    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", toolCalls = "tool_calls" }
+    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content", reasoning, toolCalls = "tool_calls" }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(role, forKey: .role)
+        try c.encodeIfPresent(content, forKey: .content)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoning)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
+        try c.encodeIfPresent(toolCalls, forKey: .toolCalls)
+    }
 
     var isEmpty: Bool { content == nil && reasoningContent == nil && toolCalls == nil }
 }

@@ -52,6 +52,9 @@ public final class GenerationService: @unchecked Sendable {
     /// Requests accepted at once (queued + running); more get 429.
     public let maxOutstanding: Int
     public let chatTemplate: ChatTemplate?
+    /// vLLM's structured_outputs_config.enable_in_reasoning: a constrained reply is constrained inside its
+    /// reasoning block too (by default the block is free text and the constraint holds after it).
+    public var structuredOutputsInReasoning = false
     /// max_tokens of a completion or job item that sets none (OpenAI's default for /v1/completions); chat
     /// completions default to the rest of the context instead.
     static let defaultMaxTokens = 16

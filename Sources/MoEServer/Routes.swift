@@ -262,10 +262,16 @@ struct Routes: Sendable {
         }
         p.logprobs = logprobs
         p.promptLogprobs = promptLogprobs
-        // A template that opens the reply with <think> has it start as reasoning, unless the reply is constrained
-        // (a schema, a call): then it is that value from its first token.
-        let opened = reasoning && template.opensThinking && p.grammar == nil
-            && r.templateOptions.addGenerationPrompt
+        // A template that opens the reply with <think> has it start as reasoning. A constrained reply (a schema, a
+        // call) is free text inside its reasoning block and the constrained value after it, as vLLM's structured
+        // outputs under a reasoning parser; with thinking turned off in the prompt it is the value from the start.
+        // Constrained in reasoning too (structuredOutputsInReasoning), the reply is the value from its first token.
+        let afterReasoning = !service.structuredOutputsInReasoning
+        let opened = reasoning && template.opensThinking && r.templateOptions.addGenerationPrompt && (p.grammar == nil || afterReasoning)
+        if reasoning, r.templateOptions.addGenerationPrompt, afterReasoning, let g = p.grammar {
+            let thinkingOff = !template.opensThinking && r.templateOptions.enableThinking == false
+            p.grammar = g.reasoning(opened ? .opened : thinkingOff ? .none : .optional)
+        }
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         let samples = GenerationService.choices(p, n: n)

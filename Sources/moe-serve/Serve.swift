@@ -18,6 +18,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Bearer token required on every route but /health (also MOE_API_TOKEN).") var token: String?
     @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to render chats with instead of the model's (one of the families moe-serve renders).")
     var chatTemplate: String?
+    @Flag(name: .customLong("structured-outputs-in-reasoning"), help: "Constrain a thinking model's reply (json_schema, guided_*, required tool calls) inside its <think> block too, not only after it (vLLM's structured_outputs_config.enable_in_reasoning).")
+    var structuredOutputsInReasoning = false
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var speculation: SpeculationOptions
 
@@ -55,6 +57,7 @@ struct Serve: ParsableCommand {
         let name = dir.lastPathComponent
         let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: c.apiMaxQueued,
                                         chatTemplate: template)
+        service.structuredOutputsInReasoning = structuredOutputsInReasoning || c.apiStructuredOutputsInReasoning
         let server = try APIServer(service: service, config: s, info: ClusterInfo(workers: session.workers, draft: session.config.draftModel != nil))
         let done = DispatchSemaphore(value: 0)
         final class Outcome: @unchecked Sendable { var error: Error? }

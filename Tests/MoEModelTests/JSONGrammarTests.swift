@@ -102,6 +102,33 @@ import Testing
         #expect(g.advance(g.start, by: [5]) == nil)
     }
 
+    /// A thinking model's reply under a constraint (vLLM with a reasoning parser): the <think> block is free text,
+    /// whitespace after </think> is skipped, and the language holds from the answer's first byte.
+    @Test func reasoningBlockIsFreeAndTheLanguageHoldsAfterIt() {
+        // 0 "<think>", 1 "<", 2 "think>", 3 "x", 4 "</think>", 5 "\n\n", 6 "{", 7 "}", 8 EOS, 9 "</think>\n\n{", 10 "</think>x"
+        let vocab: [[UInt8]] = ["<think>", "<", "think>", "x", "</think>", "\n\n", "{", "}", "", "</think>\n\n{", "</think>x"].map { Array($0.utf8) }
+        let plain = TokenGrammar(table: TokenTable(tokenBytes: vocab, eos: [8]), language: .jsonObject)
+        func allowed(_ g: TokenGrammar, _ tokens: [Int32]) -> [Int] {
+            guard let s = g.advance(g.start, by: tokens) else { return [-1] }
+            var logits = [Float](repeating: 0, count: vocab.count)
+            logits.withUnsafeMutableBufferPointer { g.mask($0, after: s) }
+            return logits.indices.filter { logits[$0] == 0 }
+        }
+        let optional = plain.reasoning(.optional)
+        #expect(allowed(optional, []) == [0, 1, 6])              // open the block, or answer at once
+        #expect(allowed(optional, [1]) == [2])                   // "<" can only go on to "<think>" ('<' is no JSON)
+        #expect(allowed(optional, [0]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])   // free, EOS too; "</think>x" could not answer
+        #expect(allowed(optional, [1, 2, 3, 3]) == allowed(optional, [0]))
+        #expect(allowed(optional, [0, 3, 4]) == [5, 6])          // after </think>: whitespace or the answer
+        #expect(allowed(optional, [0, 3, 4, 5, 6]) == [7])       // then JSON as before
+        #expect(allowed(optional, [0, 3, 9]) == [7])             // closed and answered in one token
+        #expect(optional.advance(optional.start, by: [0, 3, 4, 5, 6, 7]).map(optional.isComplete) == true)
+        #expect(optional.advance(optional.start, by: [0, 3]).map(optional.isComplete) == false)
+        #expect(allowed(optional, [6]) == [7])                   // answered without thinking: JSON from the start
+        #expect(allowed(plain.reasoning(.opened), []) == allowed(optional, [0]))   // the prompt opened the block
+        #expect(allowed(plain, []) == [6])                       // no reasoning: constrained from the first token
+    }
+
     /// Byte-fallback tokens in one run never mix ASCII (structure) and other bytes: a run that is not UTF-8 would
     /// decode to U+FFFD for every byte, a quote included.
     @Test func byteTokenRunsDoNotMixASCIIWithOtherBytes() {

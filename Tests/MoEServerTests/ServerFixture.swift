@@ -15,7 +15,8 @@ final class LiveServer: @unchecked Sendable {
     /// `chatTemplate` is written into a copy of the fixture's tokenizer_config.json; with `draft` (a fixture) the
     /// engine speculates k tokens a step with it.
     init(model: String = "tiny-mixtral", token: String? = nil, maxQueued: Int = 64, maxBody: Int = 1 << 20,
-         kvBlocks: Int = 128, chatTemplate: String? = nil, draft: String? = nil, k: Int = 3) async throws {
+         kvBlocks: Int = 128, chatTemplate: String? = nil, draft: String? = nil, k: Int = 3,
+         structuredOutputsInReasoning: Bool = false) async throws {
         dir = try Fixtures.copy(model)
         if let t = chatTemplate {
             let url = dir.appendingPathComponent("tokenizer_config.json")
@@ -34,6 +35,7 @@ final class LiveServer: @unchecked Sendable {
         let engine = Engine(transformer: m.transformer, config: e, draft: source)
         let service = GenerationService(engine: engine, tokenizer: try Tokenizer(directory: dir), modelName: model,
                                         eos: m.eosTokenIds, maxOutstanding: maxQueued)
+        service.structuredOutputsInReasoning = structuredOutputsInReasoning
         var c = ServerConfig()
         c.port = 0                      // the kernel picks a free port: parallel tests never collide
         c.token = token

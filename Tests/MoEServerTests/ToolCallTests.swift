@@ -435,9 +435,11 @@ struct ReasoningSplitterTests {
 
 /// A Qwen3-template model's thinking and tool calls through the server.
 struct ReasoningAPITests {
+    /// Replies forced whole, <think> block included, by a regex constraining the reasoning too (vLLM's
+    /// enable_in_reasoning), so the server's split of a known reply is checked.
     @Test func qwen3RepliesCarryReasoningContentApartFromContentAndCalls() async throws {
         let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen3.jinja"), encoding: .utf8)
-        let s = try await LiveServer(chatTemplate: template)
+        let s = try await LiveServer(chatTemplate: template, structuredOutputsInReasoning: true)
         defer { Task { await s.stop() } }
         let url = s.base + "/v1/chat/completions"
         // Replies forced into the shape Qwen3 writes.
@@ -446,6 +448,7 @@ struct ReasoningAPITests {
         let r = try await HTTP.post(url, body)
         let m = ToolCallAPITests.choice(r)?["message"] as? [String: Any]
         #expect((m?["reasoning_content"] as? String)?.hasPrefix("It is ") == true, "\(r.text)")
+        #expect(m?["reasoning"] as? String == m?["reasoning_content"] as? String)   // vLLM 0.11+'s name
         #expect((m?["content"] as? String)?.hasPrefix("Take ") == true, "\(r.text)")
         var streamed = body
         streamed["stream"] = true
@@ -467,5 +470,29 @@ struct ReasoningAPITests {
         let tm = ToolCallAPITests.choice(t)?["message"] as? [String: Any]
         #expect(tm?["reasoning_content"] as? String == "I need the weather." && tm?["content"] is NSNull, "\(t.text)")
         #expect(ToolCallAPITests.calls(t).count == 1 && ToolCallAPITests.choice(t)?["finish_reason"] as? String == "tool_calls")
+    }
+}
+
+/// By default a constrained reply's <think> block is free text and the constraint holds after it (vLLM with a
+/// reasoning parser).
+struct ConstrainedReasoningAPITests {
+    @Test func aThinkingTemplatesConstrainedReplyThinksFreelyFirst() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen3-thinking.jinja"), encoding: .utf8)
+        let body: [String: Any] = ["messages": ToolCallAPITests.question, "temperature": 0, "max_tokens": 40,
+                                   "response_format": ["type": "json_object"]]
+        let free = try await LiveServer(chatTemplate: template)
+        defer { Task { await free.stop() } }
+        let r = try await HTTP.post(free.base + "/v1/chat/completions", body)
+        let m = ToolCallAPITests.choice(r)?["message"] as? [String: Any]
+        // The tiny model never writes </think>: its 40 tokens are all reasoning, and not JSON (no '{' first).
+        let reasoning = m?["reasoning_content"] as? String
+        #expect(reasoning?.isEmpty == false && reasoning?.hasPrefix("{") == false, "\(r.text)")
+        #expect((m?["content"] as? String ?? "").isEmpty && m?["reasoning"] as? String == reasoning)
+        // Constrained in reasoning too, the reply is the JSON object from its first token, as content.
+        let strict = try await LiveServer(chatTemplate: template, structuredOutputsInReasoning: true)
+        defer { Task { await strict.stop() } }
+        let s = try await HTTP.post(strict.base + "/v1/chat/completions", body)
+        let sm = ToolCallAPITests.choice(s)?["message"] as? [String: Any]
+        #expect((sm?["content"] as? String)?.hasPrefix("{") == true && sm?["reasoning_content"] == nil, "\(s.text)")
     }
 }
