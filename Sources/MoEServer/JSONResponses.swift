@@ -30,6 +30,12 @@ func jsonResponse(object: [String: Any], status: HTTPResponse.Status = .ok) -> R
                  status: status)
 }
 
+/// A dictionary as wire JSON text (sorted keys, no escaped slashes).
+func wireJSON(object: [String: Any]) -> String {
+    String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8),
+           as: UTF8.self)
+}
+
 /// `prefix` followed by 24 random lowercase hex digits: completion, chat and job ids.
 func randomId(_ prefix: String) -> String {
     prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)

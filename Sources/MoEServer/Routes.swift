@@ -48,6 +48,7 @@ struct Routes: Sendable {
         }
         router.post("/v1/completions") { req, _ in try await completions(req) }
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
+        router.post("/v1/responses") { req, _ in try await responses(req) }
         router.post("/tokenize") { req, _ in try await tokenize(req) }
         router.post("/detokenize") { req, _ in
             let r = try await decode(DetokenizeRequest.self, req)
@@ -239,14 +240,31 @@ struct Routes: Sendable {
         return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices, usage: usage))
     }
 
-    func chat(_ req: Request) async throws -> Response {
-        let body = try await body(req)
-        let r = try decode(ChatRequest.self, body)
+    /// A chat request made ready to run: its samples, and how each reply is read (reasoning, tool calls).
+    struct ChatRun: Sendable {
+        var samples: [PreparedRequest]
+        var n: Int
+        var tools: ToolRequest
+        var reasoning: Bool
+        var opened: Bool
+
+        func streamedReply() -> StreamedReply { StreamedReply(tools, reasoning: reasoning, opened: opened) }
+
+        /// A whole reply read as the stream reads it: reasoning, the answer's text, the calls it made.
+        func read(_ text: String) -> (reasoning: String?, content: String?, calls: [ToolCallOut]) {
+            let split = ReasoningSplitter.split(text, enabled: reasoning, opened: opened)
+            let reply = tools.reply(split.content)
+            return (split.reasoning, reply.content,
+                    reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) })
+        }
+    }
+
+    /// Renders, tokenizes and constrains a chat request (the chat and responses routes).
+    func prepareChat(_ r: ChatRequest, body: Data) throws -> ChatRun {
         let o = r.options
         try service.checkModel(o.model)
         let n = try o.choices()
         try o.checkSupported()
-        let logprobs = try o.chatLogprobs(), promptLogprobs = try o.promptLogprobsCount()
         if o.echo == true { throw APIError.invalid("echo is for /v1/completions; chat completions do not echo", param: "echo") }
         let (text, template, tools) = try chatPrompt(r, body: body)
         let reasoning = template.thinks && r.reasoningFormat != "none"
@@ -260,8 +278,8 @@ struct Routes: Sendable {
             }
             try service.constrain(&p, format, param: "tools")
         }
-        p.logprobs = logprobs
-        p.promptLogprobs = promptLogprobs
+        p.logprobs = try o.chatLogprobs()
+        p.promptLogprobs = try o.promptLogprobsCount()
         // A template that opens the reply with <think> has it start as reasoning. A constrained reply (a schema, a
         // call) is free text inside its reasoning block and the constrained value after it, as vLLM's structured
         // outputs under a reasoning parser; with thinking turned off in the prompt it is the value from the start.
@@ -272,9 +290,17 @@ struct Routes: Sendable {
             let thinkingOff = !template.opensThinking && r.templateOptions.enableThinking == false
             p.grammar = g.reasoning(opened ? .opened : thinkingOff ? .none : .optional)
         }
+        return ChatRun(samples: GenerationService.choices(p, n: n), n: n, tools: tools, reasoning: reasoning, opened: opened)
+    }
+
+    func chat(_ req: Request) async throws -> Response {
+        let body = try await body(req)
+        let r = try decode(ChatRequest.self, body)
+        let run = try prepareChat(r, body: body)
+        let o = r.options, n = run.n, samples = run.samples
+        let logprobs = samples[0].logprobs, promptLogprobs = samples[0].promptLogprobs
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
-        let samples = GenerationService.choices(p, n: n)
         if o.stream == true {
             let includeUsage = o.includeUsage
             // The render closure runs once per event, in order, on the one task writing the stream: each choice's
@@ -291,11 +317,11 @@ struct Routes: Sendable {
                 switch e {
                 case .prompt: return []
                 case .text(let t, let lps):
-                    let delta = started.replies[i, default: StreamedReply(tools, reasoning: reasoning, opened: opened)].add(t)
+                    let delta = started.replies[i, default: run.streamedReply()].add(t)
                     guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
                 case .done(let why, let pt, let ct):
-                    var reply = started.replies[i] ?? StreamedReply(tools, reasoning: reasoning, opened: opened)
+                    var reply = started.replies[i] ?? run.streamedReply()
                     let last = reply.finish()
                     var out: [String] = []
                     if !last.isEmpty { out.append(chunk(i, last, nil, nil)) }
@@ -311,15 +337,48 @@ struct Routes: Sendable {
         }
         let (outs, usage) = await GenerationService.collect(try service.start(samples), samples, choicesPerPrompt: n)
         let choices = outs.enumerated().map { i, out in
-            let split = ReasoningSplitter.split(out.text, enabled: reasoning, opened: opened)
-            let reply = tools.reply(split.content)
-            let calls = reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) }
-            return ChatChoice(index: i, message: ChatReply(content: reply.content, reasoningContent: split.reasoning, toolCalls: calls),
+            let reply = run.read(out.text)
+            let calls = reply.calls
+            return ChatChoice(index: i, message: ChatReply(content: reply.content, reasoningContent: reply.reasoning, toolCalls: calls),
                               logprobs: logprobs.map { _ in format.chat(out.logprobs) },
                               finishReason: ToolRequest.finishReason(out.finish, calls: calls.count))
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
                                          usage: usage, promptLogprobs: promptLogprobs.map { format.prompt(outs.first?.prompt ?? [], n: $0) }))
+    }
+
+    /// POST /v1/responses: OpenAI's Responses API as a chat completion (ResponsesAPI), whole or as its event stream.
+    func responses(_ req: Request) async throws -> Response {
+        let t = try ResponsesAPI.translate(try await body(req))
+        let r = try decode(ChatRequest.self, t.chatBody)
+        let run = try prepareChat(r, body: t.chatBody)
+        let id = randomId("resp_"), created = Int(Date().timeIntervalSince1970), model = service.modelName
+        if t.stream {
+            let stream = ResponsesStream(id: id, created: created, model: model, echo: t.echo)
+            final class Reading: @unchecked Sendable { var reply: StreamedReply; init(_ r: StreamedReply) { reply = r } }
+            let reading = Reading(run.streamedReply())
+            let events = Self.merged(try service.start(run.samples))
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+                func send(_ list: [(String, [String: Any])]) async throws {
+                    for (type, e) in list { try await writer.write(ByteBuffer(string: "event: \(type)\ndata: \(wireJSON(object: e))\n\n")) }
+                }
+                try await send(stream.start())
+                for await (_, e) in events {
+                    switch e {
+                    case .prompt: break
+                    case .text(let text, _): try await send(stream.add(reading.reply.add(text)))
+                    case .done(let why, let pt, let ct):
+                        try await send(stream.add(reading.reply.finish()) + stream.finish(why: why, usage: Usage(prompt: pt, completion: ct)))
+                    }
+                }
+                try await writer.finish(nil)
+            })
+        }
+        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
+        let reply = run.read(outs[0].text)
+        let output = ResponsesAPI.output(reasoning: reply.reasoning, content: reply.content, calls: reply.calls)
+        return jsonResponse(object: ResponsesAPI.response(id: id, created: created, model: model, echo: t.echo, output: output,
+                                                          status: outs[0].finish == "length" ? "incomplete" : "completed", usage: usage))
     }
 
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless
