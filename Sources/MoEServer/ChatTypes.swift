@@ -187,7 +187,9 @@ struct ChatChoice: Encodable, Sendable {
     var delta: ChatDelta?
     var logprobs: ChatLogprobs? = nil
     var finishReason: String?
-    enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason = "finish_reason" }
+    /// vLLM's: the stop string or stop token id that ended the choice (null for EOS or length); sent with its end.
+    var stopReason: StopMatch? = nil
+    enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason = "finish_reason", stopReason = "stop_reason" }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -196,6 +198,7 @@ struct ChatChoice: Encodable, Sendable {
         try c.encodeIfPresent(delta, forKey: .delta)
         try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finishReason, forKey: .finishReason)
+        if finishReason != nil { try c.encode(stopReason, forKey: .stopReason) }
     }
 }
 

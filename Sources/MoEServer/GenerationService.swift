@@ -10,7 +10,23 @@ import MoETokenizer
 enum GenerationEvent: Sendable {
     case prompt([PositionLogprobs?])
     case text(String, [PositionLogprobs])
-    case done(finishReason: String, promptTokens: Int, completionTokens: Int)
+    case done(finishReason: String, promptTokens: Int, completionTokens: Int, stopReason: StopMatch?)
+}
+
+/// vLLM's `stop_reason`: the stop string or stop token id that ended a generation (nil when EOS or a length cut did).
+enum StopMatch: Sendable, Equatable, Encodable {
+    case text(String)
+    case token(Int)
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .text(let s): try c.encode(s)
+        case .token(let t): try c.encode(t)
+        }
+    }
+
+    var text: String? { if case .text(let s) = self { return s } else { return nil } }
 }
 
 /// A validated request, ready for the engine.
@@ -36,6 +52,7 @@ struct Completed: Sendable {
     var text: String
     var finish: String
     var usage: Usage
+    var stopReason: StopMatch?
     var prompt: [PositionLogprobs?] = []
     var logprobs: [PositionLogprobs] = []
 }
@@ -253,22 +270,28 @@ public final class GenerationService: @unchecked Sendable {
                     continuation.yield(.prompt(lps))
                 case .token(let t, let lp):
                     state.count += 1
+                    state.last = t
                     // The token that ends a generation (EOS, a stop token id) is counted, not shown (unless asked), as
                     // vLLM does.
-                    let (text, stopped) = !includeStop && request.stops(at: t) ? ("", false) : state.assembler.push(t)
+                    let (text, stop) = !includeStop && request.stops(at: t) ? ("", nil) : state.assembler.push(t)
                     if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [])) }
-                    if stopped {
+                    if let stop {
                         state.done = true
                         state.cancel(engine)
-                        continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count))
+                        continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count,
+                                                 stopReason: .text(stop)))
                         continuation.finish()
                     }
                 case .finished(let why):
                     state.done = true
-                    let (text, stopped) = state.assembler.finish()
+                    let (text, stop) = state.assembler.finish()
                     if !text.isEmpty { continuation.yield(.text(text, [])) }
-                    let reason = stopped || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
-                    continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count))
+                    let reason = stop != nil || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
+                    // A stop token id ends it as EOS does; vLLM names the id (EOS itself is no reason).
+                    let stopReason: StopMatch? = stop.map { .text($0) }
+                        ?? (why == .eos && request.stopTokenIds.contains(state.last) ? .token(Int(state.last)) : nil)
+                    continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count,
+                                             stopReason: stopReason))
                     continuation.finish()
                 }
             }))
@@ -318,9 +341,10 @@ public final class GenerationService: @unchecked Sendable {
             case .text(let t, let lps):
                 out.text += t
                 out.logprobs += lps
-            case .done(let why, let pt, let ct):
+            case .done(let why, let pt, let ct, let stop):
                 out.finish = why
                 out.usage = Usage(prompt: pt, completion: ct)
+                out.stopReason = stop
             }
         }
         return out
@@ -333,6 +357,8 @@ public final class GenerationService: @unchecked Sendable {
 private final class GenerationState: @unchecked Sendable {
     var assembler: TextAssembler
     var count = 0
+    /// The last token generated.
+    var last: Int32 = -1
     var done = false
     private let lock = NSLock()
     private var id: Int?

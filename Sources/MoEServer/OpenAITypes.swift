@@ -476,7 +476,11 @@ struct CompletionChoice: Encodable, Sendable {
     var finishReason: String?
     /// Present when the request asked for prompt_logprobs.
     var promptLogprobs: [PromptLogprobs?]? = nil
-    enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason", promptLogprobs = "prompt_logprobs" }
+    /// vLLM's: the stop string or stop token id that ended the choice (null for EOS or length); sent with its end.
+    var stopReason: StopMatch? = nil
+    enum CodingKeys: String, CodingKey {
+        case index, text, logprobs, finishReason = "finish_reason", promptLogprobs = "prompt_logprobs", stopReason = "stop_reason"
+    }
 
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -484,6 +488,7 @@ struct CompletionChoice: Encodable, Sendable {
         try c.encode(text, forKey: .text)
         try c.encode(logprobs, forKey: .logprobs)
         try c.encode(finishReason, forKey: .finishReason)
+        if finishReason != nil { try c.encode(stopReason, forKey: .stopReason) }
         try c.encodeIfPresent(promptLogprobs, forKey: .promptLogprobs)
     }
 }

@@ -4,12 +4,14 @@ import MoEEngine
 import MoEModel
 import NIOCore
 
-/// Requires `Authorization: Bearer <token>` on every route but /health when a token is configured.
+/// Requires `Authorization: Bearer <token>` (or Anthropic clients' `x-api-key: <token>`) on every route but /health
+/// when a token is configured.
 struct BearerAuth<Context: RequestContext>: RouterMiddleware {
     let token: String
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path == "/health" { return try await next(request, context) }
-        guard request.headers[.authorization] == "Bearer \(token)" else {
+        let apiKey = request.headers.first { $0.name.canonicalName == "x-api-key" }?.value
+        guard request.headers[.authorization] == "Bearer \(token)" || apiKey == token else {
             return APIError(.unauthorized, "missing or wrong bearer token (Authorization: Bearer …)", type: "invalid_request_error",
                             code: "invalid_api_key").response
         }
@@ -49,6 +51,7 @@ struct Routes: Sendable {
         router.post("/v1/completions") { req, _ in try await completions(req) }
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
         router.post("/v1/responses") { req, _ in try await responses(req) }
+        router.post("/v1/messages") { req, _ in try await messages(req) }
         router.post("/tokenize") { req, _ in try await tokenize(req) }
         router.post("/detokenize") { req, _ in
             let r = try await decode(DetokenizeRequest.self, req)
@@ -193,9 +196,9 @@ struct Routes: Sendable {
             let totals = UsageTotals(choicesPerPrompt: n)
             final class Progress: @unchecked Sendable { var offsets: [Int]; var echoed: Set<Int> = []; init(_ n: Int) { offsets = Array(repeating: 0, count: n) } }
             let progress = Progress(count)
-            @Sendable func chunk(_ i: Int, _ text: String, _ lp: CompletionLogprobs?, _ why: String?) -> String {
+            @Sendable func chunk(_ i: Int, _ text: String, _ lp: CompletionLogprobs?, _ why: String?, _ stop: StopMatch? = nil) -> String {
                 wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                            choices: [CompletionChoice(index: i, text: text, logprobs: lp, finishReason: why)]))
+                                            choices: [CompletionChoice(index: i, text: text, logprobs: lp, finishReason: why, stopReason: stop)]))
             }
             @Sendable func echoChunk(_ i: Int, _ lps: [PositionLogprobs?]) -> [String] {
                 guard let prompt = echoed[i], progress.echoed.insert(i).inserted else { return [] }
@@ -210,8 +213,8 @@ struct Routes: Sendable {
                 case .text(let t, let lps):
                     let lp = logprobs == nil ? nil : format.completion(entries(lps), offset: &progress.offsets[i])
                     return echoChunk(i, []) + [chunk(i, t, lp, nil)]
-                case .done(let why, let pt, let ct):
-                    var out = echoChunk(i, []) + [chunk(i, "", nil, why)]
+                case .done(let why, let pt, let ct, let stop):
+                    var out = echoChunk(i, []) + [chunk(i, "", nil, why, stop)]
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == count {
                         out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [], usage: totals.usage)))
@@ -235,7 +238,7 @@ struct Routes: Sendable {
                 lp = all
             }
             return CompletionChoice(index: i, text: (prompt?.text ?? "") + out.text, logprobs: lp, finishReason: out.finish,
-                                    promptLogprobs: promptLogprobs.map { format.prompt(out.prompt, n: $0) })
+                                    promptLogprobs: promptLogprobs.map { format.prompt(out.prompt, n: $0) }, stopReason: out.stopReason)
         }
         return jsonResponse(CompletionResponse(id: id, created: created, model: model, choices: choices, usage: usage))
     }
@@ -307,11 +310,11 @@ struct Routes: Sendable {
             // first chunk carries the role; the usage chunk follows the last choice's end.
             final class Started: @unchecked Sendable { var choices = Set<Int>(); var replies: [Int: StreamedReply] = [:] }
             let started = Started(), totals = UsageTotals(choicesPerPrompt: n)
-            @Sendable func chunk(_ i: Int, _ delta: ChatDelta, _ lp: ChatLogprobs?, _ why: String?) -> String {
+            @Sendable func chunk(_ i: Int, _ delta: ChatDelta, _ lp: ChatLogprobs?, _ why: String?, _ stop: StopMatch? = nil) -> String {
                 var delta = delta
                 if started.choices.insert(i).inserted { delta.role = "assistant" }
                 return wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                             choices: [ChatChoice(index: i, delta: delta, logprobs: lp, finishReason: why)]))
+                                             choices: [ChatChoice(index: i, delta: delta, logprobs: lp, finishReason: why, stopReason: stop)]))
             }
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
@@ -320,12 +323,12 @@ struct Routes: Sendable {
                     let delta = started.replies[i, default: run.streamedReply()].add(t)
                     guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
-                case .done(let why, let pt, let ct):
+                case .done(let why, let pt, let ct, let stop):
                     var reply = started.replies[i] ?? run.streamedReply()
                     let last = reply.finish()
                     var out: [String] = []
                     if !last.isEmpty { out.append(chunk(i, last, nil, nil)) }
-                    out.append(chunk(i, ChatDelta(), nil, ToolRequest.finishReason(why, calls: reply.calls)))
+                    out.append(chunk(i, ChatDelta(), nil, ToolRequest.finishReason(why, calls: reply.calls), stop))
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == n {
                         out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
@@ -341,7 +344,7 @@ struct Routes: Sendable {
             let calls = reply.calls
             return ChatChoice(index: i, message: ChatReply(content: reply.content, reasoningContent: reply.reasoning, toolCalls: calls),
                               logprobs: logprobs.map { _ in format.chat(out.logprobs) },
-                              finishReason: ToolRequest.finishReason(out.finish, calls: calls.count))
+                              finishReason: ToolRequest.finishReason(out.finish, calls: calls.count), stopReason: out.stopReason)
         }
         return jsonResponse(ChatResponse(id: id, object: "chat.completion", created: created, model: model, choices: choices,
                                          usage: usage, promptLogprobs: promptLogprobs.map { format.prompt(outs.first?.prompt ?? [], n: $0) }))
@@ -367,7 +370,7 @@ struct Routes: Sendable {
                     switch e {
                     case .prompt: break
                     case .text(let text, _): try await send(stream.add(reading.reply.add(text)))
-                    case .done(let why, let pt, let ct):
+                    case .done(let why, let pt, let ct, _):
                         try await send(stream.add(reading.reply.finish()) + stream.finish(why: why, usage: Usage(prompt: pt, completion: ct)))
                     }
                 }
@@ -379,6 +382,56 @@ struct Routes: Sendable {
         let output = ResponsesAPI.output(reasoning: reply.reasoning, content: reply.content, calls: reply.calls)
         return jsonResponse(object: ResponsesAPI.response(id: id, created: created, model: model, echo: t.echo, output: output,
                                                           status: outs[0].finish == "length" ? "incomplete" : "completed", usage: usage))
+    }
+
+    /// POST /v1/messages: Anthropic's Messages API as a chat completion (MessagesAPI), whole or as its event stream;
+    /// errors in Anthropic's shape ({"type": "error", "error": {"type", "message"}}).
+    func messages(_ req: Request) async throws -> Response {
+        do { return try await anthropicMessages(req) } catch let e as APIError {
+            let type = switch e.status.code {
+            case 404: "not_found_error"
+            case 413: "request_too_large"
+            case 429: "rate_limit_error"
+            case 500...: "api_error"
+            default: "invalid_request_error"
+            }
+            var r = jsonResponse(object: ["type": "error", "error": ["type": type, "message": e.message]], status: e.status)
+            if let after = e.retryAfter { r.headers[.retryAfter] = String(after) }
+            return r
+        }
+    }
+
+    func anthropicMessages(_ req: Request) async throws -> Response {
+        let t = try MessagesAPI.translate(try await body(req))
+        let r = try decode(ChatRequest.self, t.chatBody)
+        let run = try prepareChat(r, body: t.chatBody)
+        let id = randomId("msg_"), model = service.modelName
+        if t.stream {
+            let stream = MessagesStream(id: id, model: model, promptTokens: run.samples[0].ids.count)
+            final class Reading: @unchecked Sendable { var reply: StreamedReply; init(_ r: StreamedReply) { reply = r } }
+            let reading = Reading(run.streamedReply())
+            let events = Self.merged(try service.start(run.samples))
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+                func send(_ list: [(String, [String: Any])]) async throws {
+                    for (type, e) in list { try await writer.write(ByteBuffer(string: "event: \(type)\ndata: \(wireJSON(object: e))\n\n")) }
+                }
+                try await send(stream.start())
+                for await (_, e) in events {
+                    switch e {
+                    case .prompt: break
+                    case .text(let text, _): try await send(stream.add(reading.reply.add(text)))
+                    case .done(let why, let pt, let ct, let stop):
+                        try await send(stream.add(reading.reply.finish()) + stream.finish(why: why, stop: stop, usage: Usage(prompt: pt, completion: ct)))
+                    }
+                }
+                try await writer.finish(nil)
+            })
+        }
+        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
+        let reply = run.read(outs[0].text)
+        let content = MessagesAPI.content(reasoning: reply.reasoning, text: reply.content, calls: reply.calls)
+        let stop = MessagesAPI.stopReason(finish: outs[0].finish, calls: reply.calls.count, stop: outs[0].stopReason)
+        return jsonResponse(object: MessagesAPI.message(id: id, model: model, content: content, stop: stop, usage: usage))
     }
 
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless

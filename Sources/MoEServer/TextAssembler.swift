@@ -16,31 +16,32 @@ struct TextAssembler {
         self.includeStop = includeStop
     }
 
-    /// The text that can be sent after token `id`, and whether a stop string ended the generation.
-    mutating func push(_ id: Int32) -> (text: String, stopped: Bool) {
+    /// The text that can be sent after token `id`, and the stop string that ended the generation, if one did.
+    mutating func push(_ id: Int32) -> (text: String, stop: String?) {
         pending += decoder.push(Int(id))
         return release()
     }
 
     /// What is left when generation ends without a stop string.
-    mutating func finish() -> (text: String, stopped: Bool) {
+    mutating func finish() -> (text: String, stop: String?) {
         pending += decoder.finish()
         let r = release()
-        if r.stopped { return r }
+        if r.stop != nil { return r }
         let rest = pending
         pending = ""
-        return (r.text + rest, false)
+        return (r.text + rest, nil)
     }
 
-    private mutating func release() -> (text: String, stopped: Bool) {
+    private mutating func release() -> (text: String, stop: String?) {
         if stops.isEmpty {
             defer { pending = "" }
-            return (pending, false)
+            return (pending, nil)
         }
-        if let hit = stops.compactMap({ pending.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
+        let hits = stops.compactMap { s in pending.range(of: s).map { (s, $0) } }
+        if let (stop, hit) = hits.min(by: { $0.1.lowerBound < $1.1.lowerBound }) {
             let out = String(pending[..<(includeStop ? hit.upperBound : hit.lowerBound)])
             pending = ""
-            return (out, true)
+            return (out, stop)
         }
         // Hold back the longest tail that is a proper prefix of some stop string.
         var hold = 0
@@ -51,6 +52,6 @@ struct TextAssembler {
         }
         let out = String(pending.dropLast(hold))
         pending = String(pending.suffix(hold))
-        return (out, false)
+        return (out, nil)
     }
 }

@@ -158,11 +158,14 @@ import Testing
                 let got = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }.joined()
                 #expect(got == cut)
                 #expect((chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String == "stop")
+                #expect((chunks.last?["choices"] as? [[String: Any]])?.first?["stop_reason"] as? String == stop)   // vLLM's
             } else {
                 let c = (r.json?["choices"] as? [[String: Any]])?.first
-                #expect(c?["text"] as? String == cut && c?["finish_reason"] as? String == "stop")
+                #expect(c?["text"] as? String == cut && c?["finish_reason"] as? String == "stop" && c?["stop_reason"] as? String == stop)
             }
         }
+        // Cut by length: stop_reason is there, null.
+        #expect((full.json?["choices"] as? [[String: Any]])?.first?["stop_reason"] is NSNull)
         // vLLM's include_stop_str_in_output keeps the stop string at the end.
         let kept = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 24, "temperature": 0,
                                                                     "stop": [stop], "include_stop_str_in_output": true])

@@ -161,6 +161,7 @@ import Testing
         let short = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 3, "temperature": 0])
         let stopped = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt]])
         #expect(choice(stopped)["finish_reason"] as? String == "stop" && choice(stopped)["text"] as? String == choice(short)["text"] as? String)
+        #expect(choice(stopped)["stop_reason"] as? Int == stopAt)   // vLLM names the stop token id
         #expect((stopped.json?["usage"] as? [String: Int])?["completion_tokens"] == 4)
         let shown = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt],
                                               "include_stop_str_in_output": true])
