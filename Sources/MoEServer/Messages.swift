@@ -217,7 +217,7 @@ final class MessagesStream: @unchecked Sendable {
         return out
     }
 
-    func finish(why: String, stop: StopMatch?, usage: Usage) -> [(String, [String: Any])] {
+    func finish(_ why: String, _ stop: StopMatch?, _ usage: Usage) -> [(String, [String: Any])] {
         let s = MessagesAPI.stopReason(finish: why, calls: toolCalls, stop: stop)
         return close() + [
             ("message_delta", ["type": "message_delta", "delta": ["stop_reason": s.reason, "stop_sequence": s.sequence],

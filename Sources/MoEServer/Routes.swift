@@ -350,6 +350,30 @@ struct Routes: Sendable {
                                          usage: usage, promptLogprobs: promptLogprobs.map { format.prompt(outs.first?.prompt ?? [], n: $0) }))
     }
 
+    /// A one-choice chat run told as another API's stream of named events (`event: <type>` and its JSON): `start`'s
+    /// events, then `add`'s for each of the reply's chat deltas, then `finish`'s with the finish reason, stop and usage.
+    func namedEvents(_ run: ChatRun, start: @escaping @Sendable () -> [(String, [String: Any])], add: @escaping @Sendable (ChatDelta) -> [(String, [String: Any])],
+                     finish: @escaping @Sendable (String, StopMatch?, Usage) -> [(String, [String: Any])]) throws -> Response {
+        final class Reading: @unchecked Sendable { var reply: StreamedReply; init(_ r: StreamedReply) { reply = r } }
+        let reading = Reading(run.streamedReply())
+        let events = Self.merged(try service.start(run.samples))
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+            func send(_ list: [(String, [String: Any])]) async throws {
+                for (type, e) in list { try await writer.write(ByteBuffer(string: "event: \(type)\ndata: \(wireJSON(object: e))\n\n")) }
+            }
+            try await send(start())
+            for await (_, e) in events {
+                switch e {
+                case .prompt: break
+                case .text(let text, _): try await send(add(reading.reply.add(text)))
+                case .done(let why, let pt, let ct, let stop):
+                    try await send(add(reading.reply.finish()) + finish(why, stop, Usage(prompt: pt, completion: ct)))
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
     /// POST /v1/responses: OpenAI's Responses API as a chat completion (ResponsesAPI), whole or as its event stream.
     func responses(_ req: Request) async throws -> Response {
         let t = try ResponsesAPI.translate(try await body(req))
@@ -358,24 +382,7 @@ struct Routes: Sendable {
         let id = randomId("resp_"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if t.stream {
             let stream = ResponsesStream(id: id, created: created, model: model, echo: t.echo)
-            final class Reading: @unchecked Sendable { var reply: StreamedReply; init(_ r: StreamedReply) { reply = r } }
-            let reading = Reading(run.streamedReply())
-            let events = Self.merged(try service.start(run.samples))
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                func send(_ list: [(String, [String: Any])]) async throws {
-                    for (type, e) in list { try await writer.write(ByteBuffer(string: "event: \(type)\ndata: \(wireJSON(object: e))\n\n")) }
-                }
-                try await send(stream.start())
-                for await (_, e) in events {
-                    switch e {
-                    case .prompt: break
-                    case .text(let text, _): try await send(stream.add(reading.reply.add(text)))
-                    case .done(let why, let pt, let ct, _):
-                        try await send(stream.add(reading.reply.finish()) + stream.finish(why: why, usage: Usage(prompt: pt, completion: ct)))
-                    }
-                }
-                try await writer.finish(nil)
-            })
+            return try namedEvents(run, start: stream.start, add: stream.add) { why, _, usage in stream.finish(why: why, usage: usage) }
         }
         let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
         let reply = run.read(outs[0].text)
@@ -408,24 +415,7 @@ struct Routes: Sendable {
         let id = randomId("msg_"), model = service.modelName
         if t.stream {
             let stream = MessagesStream(id: id, model: model, promptTokens: run.samples[0].ids.count)
-            final class Reading: @unchecked Sendable { var reply: StreamedReply; init(_ r: StreamedReply) { reply = r } }
-            let reading = Reading(run.streamedReply())
-            let events = Self.merged(try service.start(run.samples))
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                func send(_ list: [(String, [String: Any])]) async throws {
-                    for (type, e) in list { try await writer.write(ByteBuffer(string: "event: \(type)\ndata: \(wireJSON(object: e))\n\n")) }
-                }
-                try await send(stream.start())
-                for await (_, e) in events {
-                    switch e {
-                    case .prompt: break
-                    case .text(let text, _): try await send(stream.add(reading.reply.add(text)))
-                    case .done(let why, let pt, let ct, let stop):
-                        try await send(stream.add(reading.reply.finish()) + stream.finish(why: why, stop: stop, usage: Usage(prompt: pt, completion: ct)))
-                    }
-                }
-                try await writer.finish(nil)
-            })
+            return try namedEvents(run, start: stream.start, add: stream.add, finish: stream.finish)
         }
         let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
         let reply = run.read(outs[0].text)
