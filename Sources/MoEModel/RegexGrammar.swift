@@ -242,63 +242,13 @@ public struct RegexNFA: Sendable, Equatable {
     public func closed(_ states: [Int]) -> Bool { states.allSatisfy { nodes[$0].bytes == nil } }
 }
 
-/// The NFA determinised as it is used: each set of NFA states met gets an id and its 256 successors are found once,
-/// so feeding a byte is a table lookup (a pattern like `[a-z ]{1,200}` has hundreds of NFA states, and the token mask
-/// feeds tens of thousands of tokens a step). Shared by one request's steps; the lock makes it safe to share wider.
-public final class RegexDFA: @unchecked Sendable, Equatable {
-    public let nfa: RegexNFA
-    private var sets: [[Int]] = []
-    private var ids: [[Int]: Int32] = [:]
-    /// sets.count × 256 successors: −2 not yet found, −1 no match goes on.
-    private var table: [Int32] = []
-    private var accepting: [Bool] = []
-    private var closedSets: [Bool] = []
-    private let lock = NSLock()
-    /// Beyond this many sets, successors are still found but no longer stored.
-    static let maxStates = 50_000
+/// The NFA determinised as it is used (LazyDFA): a pattern like `[a-z ]{1,200}` has hundreds of NFA states, and the
+/// token mask feeds tens of thousands of tokens a step.
+public typealias RegexDFA = LazyDFA<[Int]>
 
-    public init(_ nfa: RegexNFA) { self.nfa = nfa }
-
-    public static func == (a: RegexDFA, b: RegexDFA) -> Bool { a === b }
-
-    public var start: Int32 { lock.withLock { intern(nfa.initial) } }
-
-    private func intern(_ set: [Int]) -> Int32 {
-        if let id = ids[set] { return id }
-        let id = Int32(sets.count)
-        if sets.count < Self.maxStates {
-            ids[set] = id
-            table += repeatElement(-2, count: 256)
-        }
-        sets.append(set)
-        accepting.append(nfa.accepts(set))
-        closedSets.append(nfa.closed(set))
-        return id
+extension LazyDFA where Node == [Int] {
+    public convenience init(_ nfa: RegexNFA) {
+        self.init(start: nfa.initial, step: { let n = nfa.step($0, $1); return n.isEmpty ? nil : n },
+                  accepts: { nfa.accepts($0) }, closed: { nfa.closed($0) })
     }
-
-    /// The state after byte b (−1: no match has this prefix).
-    public func next(_ s: Int32, _ b: UInt8) -> Int32 { lock.withLock { step(s, b) } }
-
-    /// The state after `bytes` from s for each of many byte strings, under one lock: the token mask's inner loop.
-    public func run(from s: Int32, _ strings: [[UInt8]], _ body: (Int, Int32) -> Void) {
-        lock.withLock {
-            for (i, bytes) in strings.enumerated() {
-                var x = s
-                for b in bytes where x >= 0 { x = step(x, b) }
-                body(i, x)
-            }
-        }
-    }
-
-    private func step(_ s: Int32, _ b: UInt8) -> Int32 {
-        let k = Int(s) * 256 + Int(b)
-        if k < table.count, table[k] != -2 { return table[k] }
-        let set = nfa.step(sets[Int(s)], b)
-        let n = set.isEmpty ? -1 : intern(set)
-        if k < table.count { table[k] = n }
-        return n
-    }
-
-    public func accepts(_ s: Int32) -> Bool { lock.withLock { accepting[Int(s)] } }
-    public func closed(_ s: Int32) -> Bool { lock.withLock { closedSets[Int(s)] } }
 }

@@ -132,9 +132,13 @@ public final class GenerationService: @unchecked Sendable {
             do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
                 throw APIError.invalid(e.description, param: param, code: "unsupported_schema")
             }
+        case .grammar(let source):
+            do { language = .gbnf(try GBNFGrammar(source).automaton()) } catch let e as GBNFGrammar.Invalid {
+                throw APIError.invalid("grammar: \(e.description)", param: "grammar", code: "invalid_grammar")
+            }
         }
         if p.minTokens > 0 {
-            throw APIError.invalid("min_tokens cannot be used with a JSON response_format, guided_choice or guided_regex (only EOS may follow)",
+            throw APIError.invalid("min_tokens cannot be used with a JSON response_format, guided_choice, guided_regex or a grammar (only EOS may follow)",
                                    param: "min_tokens")
         }
         p.grammar = TokenGrammar(table: tokenTable, language: language)

@@ -24,6 +24,8 @@ enum OutputFormat: Sendable {
     case jsonSchema(JSONValue)
     case choice([String])
     case regex(String)
+    /// A GBNF grammar's source.
+    case grammar(String)
 }
 
 /// Any JSON value, as a request carries a schema.
@@ -112,6 +114,20 @@ struct SamplingFields: Codable, Sendable {
     /// vLLM's guided_choice: the text is exactly one of these; guided_regex: the whole text matches.
     var guidedChoice: [String]?
     var guidedRegex: String?
+    /// llama.cpp's `grammar` and vLLM's `guided_grammar`: GBNF the whole text must match.
+    var grammar: String?
+    var guidedGrammar: String?
+    /// vLLM's newer spelling of all of these: {"json": schema, "json_object": true, "regex", "choice", "grammar"}.
+    var structuredOutputs: StructuredOutputs?
+
+    struct StructuredOutputs: Codable, Sendable {
+        var json: JSONValue?
+        var jsonObject: Bool?
+        var regex: String?
+        var choice: [String]?
+        var grammar: String?
+        enum CodingKeys: String, CodingKey { case json, jsonObject = "json_object", regex, choice, grammar }
+    }
 
     enum CodingKeys: String, CodingKey {
         case maxTokens = "max_tokens", temperature, topP = "top_p", topK = "top_k", minP = "min_p", seed, stop, ignoreEOS = "ignore_eos"
@@ -119,7 +135,8 @@ struct SamplingFields: Codable, Sendable {
         case repetitionPenalty = "repetition_penalty", minTokens = "min_tokens", stopTokenIds = "stop_token_ids"
         case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
         case skipSpecialTokens = "skip_special_tokens", responseFormat = "response_format", guidedJSON = "guided_json"
-        case guidedChoice = "guided_choice", guidedRegex = "guided_regex"
+        case guidedChoice = "guided_choice", guidedRegex = "guided_regex", grammar, guidedGrammar = "guided_grammar"
+        case structuredOutputs = "structured_outputs"
     }
 
     struct ResponseFormat: Codable, Sendable {
@@ -134,6 +151,17 @@ struct SamplingFields: Codable, Sendable {
 
     /// What the text must be; a 400 for a json_schema format without its schema.
     func outputFormat() throws -> OutputFormat {
+        if let so = structuredOutputs {
+            var f = self
+            f.structuredOutputs = nil
+            f.guidedJSON = so.json ?? f.guidedJSON
+            f.guidedRegex = so.regex ?? f.guidedRegex
+            f.guidedChoice = so.choice ?? f.guidedChoice
+            f.guidedGrammar = so.grammar ?? f.guidedGrammar
+            if so.jsonObject == true { f.responseFormat = ResponseFormat(type: "json_object") }
+            return try f.outputFormat()
+        }
+        if let g = grammar ?? guidedGrammar { return .grammar(g) }
         if let choices = guidedChoice {
             guard !choices.isEmpty, choices.allSatisfy({ !$0.isEmpty }) else {
                 throw APIError.invalid("guided_choice must be a non-empty list of non-empty strings", param: "guided_choice")
@@ -160,7 +188,8 @@ struct SamplingFields: Codable, Sendable {
         take(\.maxTokens); take(\.temperature); take(\.topP); take(\.topK); take(\.minP); take(\.seed); take(\.stop); take(\.ignoreEOS)
         take(\.presencePenalty); take(\.frequencyPenalty); take(\.repetitionPenalty); take(\.minTokens)
         take(\.stopTokenIds); take(\.logitBias); take(\.includeStopStrInOutput); take(\.skipSpecialTokens)
-        take(\.responseFormat); take(\.guidedJSON); take(\.guidedChoice); take(\.guidedRegex)
+        take(\.responseFormat); take(\.guidedJSON); take(\.guidedChoice); take(\.guidedRegex); take(\.grammar); take(\.guidedGrammar)
+        take(\.structuredOutputs)
         return f
     }
 }

@@ -50,10 +50,16 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("choice"), help: ArgumentHelp("The text is exactly one of these (repeatable).", valueName: "STR"))
     var choices: [String] = []
 
+    @Option(help: ArgumentHelp("The text is a whole `root` of the GBNF grammar in this file (llama.cpp's notation).", valueName: "FILE"))
+    var grammar: String?
+
     /// The output constraint the flags ask for (at most one).
     func constraint() throws -> OutputConstraint? {
-        let asked = [jsonObject, jsonSchema != nil, regex != nil, !choices.isEmpty].filter { $0 }.count
-        guard asked <= 1 else { throw ValidationError("use at most one of --json-object, --json-schema, --regex and --choice") }
+        let asked = [jsonObject, jsonSchema != nil, regex != nil, !choices.isEmpty, grammar != nil].filter { $0 }.count
+        guard asked <= 1 else { throw ValidationError("use at most one of --json-object, --json-schema, --regex, --choice and --grammar") }
+        if let grammar {
+            do { return try OutputConstraint.grammar(fromFile: grammar) } catch { throw ValidationError("--grammar: \(error)") }
+        }
         if jsonObject { return .jsonObject }
         if let jsonSchema {
             do { return try OutputConstraint.schema(fromFile: jsonSchema) } catch { throw ValidationError("--json-schema: \(error)") }

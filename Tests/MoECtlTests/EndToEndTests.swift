@@ -71,8 +71,8 @@ extension EndToEndTests {
             }
         }
 
-        /// --json-object, --json-schema FILE, --regex and --choice become the server's response_format,
-        /// guided_regex and guided_choice; more than one, or a schema file that is not a JSON object, is a usage error.
+        /// --json-object, --json-schema FILE, --regex, --choice and --grammar FILE become the server's response_format,
+        /// guided_regex, guided_choice and grammar; more than one, or a schema file that is not a JSON object, is a usage error.
         @Test func outputConstraintFlagsAreSentAsTheServersFields() async throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moectl-schema-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -94,6 +94,9 @@ extension EndToEndTests {
                 #expect(s?["json_schema"]?["schema"]?["required"] == .array([.string("n")]))
                 #expect(try await body(["--regex", #"\d+"#])?["guided_regex"] == .string(#"\d+"#))
                 #expect(try await body(["--choice", "yes", "--choice", "no"])?["guided_choice"] == .array([.string("yes"), .string("no")]))
+                let gbnf = schema.deletingLastPathComponent().appendingPathComponent("yes-no.gbnf")
+                try Data(#"root ::= "yes" | "no""#.utf8).write(to: gbnf)
+                #expect(try await body(["--grammar", gbnf.path])?["grammar"] == .string(#"root ::= "yes" | "no""#))
                 let two = try await Moectl.run(["generate", "hi", "--json-object", "--regex", "a"], against: server)
                 #expect(two.status == 64 && two.stderr.contains("at most one of"), "\(two.stderr)")
                 let notObject = try await Moectl.run(["generate", "hi", "--json-schema", bad.path], against: server)

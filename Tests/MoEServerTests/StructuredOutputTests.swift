@@ -236,6 +236,37 @@ import Testing
         }
     }
 
+    /// llama.cpp's `grammar` (GBNF), vLLM's `guided_grammar` and `structured_outputs.grammar`: every answer is a
+    /// whole text of the grammar (checked by the grammar itself and by an equivalent regex), on a byte-level and a
+    /// SentencePiece model; a bad grammar is a 400 naming the problem.
+    @Test func gbnfGrammarAnswersAreTextsOfTheGrammar() async throws {
+        let grammar = #"""
+        root ::= answer " " city
+        answer ::= "yes" | "no"
+        city ::= ("Paris" | "Rome" | [A-Z] [a-z]{2,5}) "!"?
+        """#
+        let re = try NSRegularExpression(pattern: #"^(yes|no) (Paris|Rome|[A-Z][a-z]{2,5})!?$"#)
+        let g = try GBNFGrammar(grammar)
+        for model in ["tiny-mixtral", "tiny-mistral-sp"] {
+            let s = try await LiveServer(model: model)
+            defer { Task { await s.stop() } }
+            for (field, sampling) in [("grammar", ["temperature": 0]), ("guided_grammar", ["temperature": 1.0, "seed": 3]),
+                                      ("structured_outputs", ["temperature": 1.0, "seed": 8])] as [(String, [String: Any])] {
+                let value: Any = field == "structured_outputs" ? ["grammar": grammar] : grammar
+                let r = try await HTTP.post(s.base + "/v1/completions", (["prompt": "Answer:", "max_tokens": 30, field: value] as [String: Any])
+                    .merging(sampling) { $1 })
+                let text = choice(r)["text"] as? String ?? "?"
+                var st = g.start
+                let fed = Array(text.utf8).allSatisfy { g.feed(&st, $0) }
+                #expect(fed && g.isComplete(st) && re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil,
+                        "\(model) \(field): \(text.debugDescription) \(r.text)")
+                #expect(choice(r)["finish_reason"] as? String == "stop" || !g.isClosed(st))
+            }
+            let bad = try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "grammar": #"root ::= root "a" | "b""#])
+            #expect(bad.status == 400 && bad.text.contains("grammar: rule `root` is left-recursive"), "\(bad.text)")
+        }
+    }
+
     @Test func chatStreamedAndRefusedFormats() async throws {
         let s = try await LiveServer(chatTemplate: APITests.chatML)
         defer { Task { await s.stop() } }

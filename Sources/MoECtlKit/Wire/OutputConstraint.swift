@@ -2,13 +2,24 @@ import Foundation
 
 /// What the generated text must be, as the server's structured outputs take it: one JSON object
 /// (`response_format` json_object), one value of a JSON schema (json_schema), a whole match of a regular expression
-/// (`guided_regex`) or exactly one of some strings (`guided_choice`).
+/// (`guided_regex`), exactly one of some strings (`guided_choice`) or a text of a GBNF grammar (`grammar`, as
+/// llama.cpp's server takes it).
 public enum OutputConstraint: Sendable, Equatable {
     case jsonObject
     /// The schema as JSON text (checked to be a JSON object when read).
     case jsonSchema(String)
     case regex(String)
     case choice([String])
+    /// GBNF source.
+    case grammar(String)
+
+    /// A GBNF file's contents.
+    public static func grammar(fromFile path: String) throws -> OutputConstraint {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConstraintError("cannot read the grammar file \(path)")
+        }
+        return .grammar(text)
+    }
 
     /// A schema file's contents, checked to be a JSON object.
     public static func schema(fromFile path: String) throws -> OutputConstraint {
@@ -32,6 +43,7 @@ public enum OutputConstraint: Sendable, Equatable {
             try container.encode(Format(type: "json_schema", jsonSchema: .init(name: "schema", schema: schema)), forKey: "response_format")
         case .regex(let pattern): try container.encode(pattern, forKey: "guided_regex")
         case .choice(let options): try container.encode(options, forKey: "guided_choice")
+        case .grammar(let source): try container.encode(source, forKey: "grammar")
         }
     }
 
