@@ -7,6 +7,8 @@ import MoETokenizer
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, unsupported }
     public let kind: Kind
+    /// The Jinja text it was read from.
+    let source: String
     let bos: String
     let eos: String
     /// Qwen2.5's template adds this system message when the conversation has none.
@@ -31,6 +33,7 @@ public struct ChatTemplate: Sendable {
     let llamaDate: DateRule?
 
     public init(source: String, tokenizer: Tokenizer) {
+        self.source = source
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
         eos = tokenizer.eosTokenIds.first.flatMap { tokenizer.token(for: $0) } ?? ""
         let qwenDefault = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."

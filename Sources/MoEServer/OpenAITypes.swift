@@ -336,14 +336,22 @@ struct CompletionRequest: Decodable, Sendable {
     }
 }
 
-/// POST /tokenize (vLLM's): a prompt, or chat messages rendered with the model's template (with the fields of a chat
-/// request that change the prompt: tools, tool_choice, chat_template_kwargs).
+/// POST /tokenize (vLLM's): a prompt (llama.cpp's `content`), or chat messages rendered with the model's template (with
+/// the fields of a chat request that change the prompt: tools, tool_choice, chat_template_kwargs).
 struct TokenizeRequest: Decodable, Sendable {
     var model: String?
     var prompt: String?
     var messages: [ChatMessage]?
     var addSpecialTokens: Bool?
-    enum CodingKeys: String, CodingKey { case model, prompt, messages, addSpecialTokens = "add_special_tokens" }
+    enum CodingKeys: String, CodingKey { case model, prompt, content, messages, addSpecialTokens = "add_special_tokens" }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        prompt = try c.decodeIfPresent(String.self, forKey: .prompt) ?? c.decodeIfPresent(String.self, forKey: .content)
+        messages = try c.decodeIfPresent([ChatMessage].self, forKey: .messages)
+        addSpecialTokens = try c.decodeIfPresent(Bool.self, forKey: .addSpecialTokens)
+    }
 }
 
 struct TokenizeResponse: Encodable, Sendable {

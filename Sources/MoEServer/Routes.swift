@@ -52,12 +52,16 @@ struct Routes: Sendable {
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
         router.post("/v1/responses") { req, _ in try await responses(req) }
         router.post("/v1/messages") { req, _ in try await messages(req) }
+        router.post("/completion") { req, _ in try await llamaCompletion(req) }
+        router.post("/completions") { req, _ in try await llamaCompletion(req) }
+        router.get("/props") { _, _ in props() }
         router.post("/tokenize") { req, _ in try await tokenize(req) }
         router.post("/detokenize") { req, _ in
             let r = try await decode(DetokenizeRequest.self, req)
             try service.checkModel(r.model)
             try service.checkVocabulary(r.tokens, param: "tokens")
-            return jsonResponse(object: ["prompt": service.tokenizer.decode(r.tokens)])
+            let text = service.tokenizer.decode(r.tokens)
+            return jsonResponse(object: ["prompt": text, "content": text])   // vLLM's name and llama.cpp's
         }
         router.post("/v1/jobs") { req, _ in try await createJob(req) }
         router.get("/v1/jobs") { _, _ in jsonResponse(ListResponse(data: try store.jobs())) }
@@ -422,6 +426,78 @@ struct Routes: Sendable {
         let content = MessagesAPI.content(reasoning: reply.reasoning, text: reply.content, calls: reply.calls)
         let stop = MessagesAPI.stopReason(finish: outs[0].finish, calls: reply.calls.count, stop: outs[0].stopReason)
         return jsonResponse(object: MessagesAPI.message(id: id, model: model, content: content, stop: stop, usage: usage))
+    }
+
+    /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks.
+    func llamaCompletion(_ req: Request) async throws -> Response {
+        let t = try LlamaCppAPI.translate(try await body(req))
+        let r = try decode(CompletionRequest.self, t.completions)
+        try service.checkModel(r.options.model)
+        try r.options.checkSupported()
+        let prompts = prompts(r.prompt)
+        guard prompts.count == 1 else { throw APIError.invalid("one prompt per request (text or token ids)", param: "prompt") }
+        let ids = prompts[0].ids
+        let p = try service.prepare(ids, r.options.sampling, defaultMaxTokens: nil,
+                                    maxTokensOverride: t.nPredict.map { min($0, max(service.contextLimit - ids.count, 0)) },
+                                    allowNoTokens: t.nPredict == 0)
+        let f = r.options.sampling, model = service.modelName, promptText = prompts[0].text
+        final class Clock: @unchecked Sendable { var first: Date?; var text = ""; var settings: [String: Any] = [:] }
+        let clock = Clock()
+        clock.settings = ["n_ctx": service.contextLimit, "n_predict": t.nPredict ?? -1, "model": model,
+                                       "temperature": f.temperature ?? 1, "top_k": f.topK ?? 0, "top_p": f.topP ?? 1, "min_p": f.minP ?? 0,
+                                       "repeat_penalty": f.repetitionPenalty ?? 1, "presence_penalty": f.presencePenalty ?? 0,
+                                       "frequency_penalty": f.frequencyPenalty ?? 0, "ignore_eos": f.ignoreEOS ?? false,
+                                       "seed": f.seed ?? -1, "grammar": f.grammar ?? "", "stream": t.stream]
+        let started = Date()
+        @Sendable func last(_ why: String, _ pt: Int, _ ct: Int, _ stop: StopMatch?) -> [String: Any] {
+            let end = Date(), first = clock.first ?? end
+            var o: [String: Any] = ["stop": true, "id_slot": 0, "index": 0, "model": model, "tokens_predicted": ct, "tokens_evaluated": pt,
+                                    "tokens_cached": 0, "truncated": false, "generation_settings": clock.settings, "prompt": promptText, "tokens": [],
+                                    "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started), predicted: ct,
+                                                                   predictedSeconds: end.timeIntervalSince(first))]
+            o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
+            return o
+        }
+        let events = try service.start(p)
+        if t.stream {
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+                for await e in events {
+                    switch e {
+                    case .prompt: break
+                    case .text(let text, _):
+                        if clock.first == nil { clock.first = Date() }
+                        guard !text.isEmpty else { continue }
+                        let chunk: [String: Any] = ["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]
+                        try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: chunk))\n\n"))
+                    case .done(let why, let pt, let ct, let stop):
+                        var o = last(why, pt, ct, stop)
+                        o["content"] = ""
+                        try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: o))\n\n"))
+                    }
+                }
+                try await writer.finish(nil)
+            })
+        }
+        var out: [String: Any] = [:]
+        for await e in events {
+            switch e {
+            case .prompt: break
+            case .text(let text, _):
+                if clock.first == nil { clock.first = Date() }
+                clock.text += text
+            case .done(let why, let pt, let ct, let stop):
+                out = last(why, pt, ct, stop)
+            }
+        }
+        out["content"] = clock.text
+        return jsonResponse(object: out)
+    }
+
+    /// GET /props: llama.cpp's server properties, for its clients and UIs.
+    func props() -> Response {
+        jsonResponse(object: ["model_path": service.modelName, "total_slots": service.engine.config.maxSeqs,
+                              "chat_template": service.chatTemplate?.source ?? "", "modalities": ["vision": false, "audio": false],
+                              "default_generation_settings": ["n_ctx": service.contextLimit, "params": LlamaCppAPI.defaults]])
     }
 
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless
