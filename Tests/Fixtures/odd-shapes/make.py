@@ -1,0 +1,49 @@
+"""Small checkpoints of odd shapes, saved by transformers, with their float32 logits and greedy continuations.
+
+Each case of cases.json gives a family and config keys (head_dim not hidden/heads, one KV head, three experts all
+used, top-1 routing, sparse-step and mlp-only layers, biases, tied embeddings, sliding windows shorter than the
+prompt, bf16 on disk). Weights are seeded random with unit-scale activations (matrices ~ N(0, 1/fan_in), norms near
+1). Each case's directory holds config.json and model.safetensors as save_pretrained writes them, and golden.json:
+the prompt ids, greedy continuation (12 tokens, EOS ignored) and logits of every prompt position as little-endian
+float32 in logits.f32. Computed by transformers from the saved files (float32, eager attention).
+Run: python3 make.py (transformers 5.x, torch)."""
+import json, os, random
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM
+
+here = os.path.dirname(os.path.abspath(__file__))
+cases = json.load(open(os.path.join(here, "cases.json")))
+for i, case in enumerate(cases):
+    cfg = dict(case["config"])
+    dtype = cfg.pop("save_dtype", "float32")
+    config = AutoConfig.for_model(case["family"], **cfg)
+    torch.manual_seed(1000 + i)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and p.dim() == 1:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif "bias" in name:
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+    d = os.path.join(here, case["name"])
+    (model.to(torch.bfloat16) if dtype == "bfloat16" else model).save_pretrained(d)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    model.generation_config.eos_token_id = None
+    rnd = random.Random(i)
+    ids = [rnd.randrange(cfg["vocab_size"]) for _ in range(case["prompt_tokens"])]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
+    gc = os.path.join(d, "generation_config.json")
+    if os.path.exists(gc):
+        os.remove(gc)
+    top2 = logits.topk(2, dim=-1).values
+    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
+               "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
+               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}},
+              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    print(case["name"], len(ids), dtype)

@@ -1,0 +1,44 @@
+import Foundation
+import MoETestSupport
+import Testing
+@testable import MoEModel
+import MoEEngine
+
+/// Checkpoints of shapes the other fixtures do not have (Tests/Fixtures/odd-shapes: head_dim apart from hidden/heads,
+/// one KV head, every expert used, top-1 routing, a window shorter than the prompt, sparse-step and mlp-only layers,
+/// biases, tied embeddings, bf16 on disk) against transformers: logits at every prompt position, greedy continuation.
+struct OddShapeTests {
+    static let dir = Fixtures.root.appendingPathComponent("odd-shapes")
+
+    struct Golden: Decodable {
+        let ids: [Int]
+        let greedy: [Int]
+        let shape: [Int]
+    }
+
+    static let names: [String] = {
+        guard let data = try? Data(contentsOf: dir.appendingPathComponent("cases.json")),
+              let cases = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [] }
+        return cases.compactMap { $0["name"] as? String }
+    }()
+
+    @Test func everyCaseIsThere() { #expect(Self.names.count == 5) }
+
+    @Test(arguments: names)
+    func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
+        let d = Self.dir.appendingPathComponent(name)
+        let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let m = try LoadedModel(directory: d)
+        let out = GoldenTests.forwardAll(m, g.ids)
+        #expect(ref.count == g.shape[0] * g.shape[1] && out.logits.count == ref.count)
+        let worst = (0..<ref.count).map { abs(out.logits[$0] - ref[$0]) }.max() ?? .infinity
+        #expect(worst < 1e-3, "\(name): max |diff| \(worst)")
+        // Greedy with the KV cache, EOS ignored as the golden's generate ran.
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        let r = try Engine(transformer: m.transformer, config: c)
+            .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
+        #expect(r.tokens.map(Int.init) == g.greedy, "\(name)")
+    }
+}
