@@ -275,6 +275,15 @@ public final class Engine: @unchecked Sendable {
     }
     private var snapshot = (running: 0, waiting: 0)
 
+    /// Share of the KV pool's blocks held by sequences (blocks kept only for prefix reuse count as free, as vLLM's
+    /// kv_cache_usage_perc counts them), as of the last step.
+    public var kvCacheUsage: Double {
+        inboxLock.lock()
+        defer { inboxLock.unlock() }
+        return kvUsage
+    }
+    private var kvUsage = 0.0
+
     public var isIdle: Bool {
         inboxLock.lock()
         defer { inboxLock.unlock() }
@@ -483,8 +492,10 @@ public final class Engine: @unchecked Sendable {
                                     spec: stats.spec))
         for d in deliveries { d() }
         stats.cachedPromptTokens = scheduler.cachedPromptTokens
+        let usage = 1 - Double(scheduler.blocks.freeBlocks) / Double(max(scheduler.blocks.numBlocks, 1))
         inboxLock.lock()
         snapshot = (scheduler.running.count, scheduler.waiting.count)
+        kvUsage = usage
         inboxLock.unlock()
         // The cost of k is only comparable between steps that are pure decoding of the same batch.
         let pureDecode = plan.work.count == drafting.count && Set(plan.work.map(\.id)) == Set(drafting)

@@ -1,7 +1,8 @@
 import Foundation
 
 /// The statistics snapshot in the Prometheus text exposition format: `moe_` names, labels for layer, expert and
-/// worker, and the speculative counters under vLLM's names (spec_decode_num_…).
+/// worker, and the speculative counters under vLLM's names (spec_decode_num_…); then the families vLLM's own
+/// dashboards read, under its `vllm:` names with its `model_name` label.
 enum PrometheusText {
     static func render(_ s: [String: Any]) -> String {
         var out = ""
@@ -56,6 +57,14 @@ enum PrometheusText {
         family("moe_spec_decode_num_accepted_tokens_per_pos_total", "counter", "Accepted draft tokens by position (vLLM: spec_decode_num_accepted_tokens_per_pos).",
                ((spec["accepted_per_position"] as? [Int]) ?? []).enumerated().map { (["position": "\($0)"], Double($1)) })
         family("moe_stats_overhead_share", "gauge", "Share of step time spent collecting these statistics.", [([:], num(s["collector_overhead_share"]))])
+        let model = ["model_name": s["model"] as? String ?? ""]
+        family("vllm:num_requests_running", "gauge", "Requests in the running batch.", [(model, num(tp["running"]))])
+        family("vllm:num_requests_waiting", "gauge", "Requests waiting to be scheduled.", [(model, num(tp["waiting"]))])
+        family("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage (1 is full).", [(model, num(s["kv_cache_usage"]))])
+        family("vllm:generation_tokens_total", "counter", "Generated tokens.", [(model, num(tp["generated_tokens"]))])
+        family("vllm:spec_decode_num_drafts_total", "counter", "Speculative verification rounds.", [(model, num(spec["drafts"]))])
+        family("vllm:spec_decode_num_draft_tokens_total", "counter", "Drafted tokens.", [(model, num(spec["draft_tokens"]))])
+        family("vllm:spec_decode_num_accepted_tokens_total", "counter", "Accepted draft tokens.", [(model, num(spec["accepted_tokens"]))])
         return out
     }
 

@@ -90,6 +90,7 @@ struct Routes: Sendable {
         let e = service.engine
         var s = e.collector.snapshot(load: e.loadSnapshot, workerRanks: Array(1...max(info.workers, 1)))
         s["model"] = service.modelName
+        s["kv_cache_usage"] = e.kvCacheUsage
         return s
     }
 

@@ -29,7 +29,8 @@ import Testing
     @Test func prometheusTextParsesWithPrometheusClient() async throws {
         let s = try await LiveServer()
         defer { Task { await s.stop() } }
-        _ = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello there", "max_tokens": 5])
+        let done = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello there", "max_tokens": 5, "temperature": 0])
+        #expect((done.json?["usage"] as? [String: Any])?["completion_tokens"] as? Int == 5)
         let text = try await HTTP.get(s.base + "/metrics").text
         let script = """
         import sys
@@ -41,6 +42,12 @@ import Testing
         assert sum(s.value for s in e.samples if s.name.endswith("_total")) > 0
         for name in ["moe_balancedness", "moe_imbalance_ratio", "moe_spec_decode_num_drafts", "moe_time_to_first_token_seconds"]:
             assert name in fams, name
+        # vLLM's names, for its dashboards: the model_name label, KV usage in [0, 1], the 5 generated tokens.
+        for name in ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:spec_decode_num_drafts"]:
+            assert name in fams, name
+            assert all(x.labels == {"model_name": "tiny-mixtral"} for x in fams[name].samples), fams[name].samples
+        assert 0 <= fams["vllm:kv_cache_usage_perc"].samples[0].value <= 1
+        assert fams["vllm:generation_tokens"].samples[0].value == 5, fams["vllm:generation_tokens"].samples
         print(len(fams))
         """
         let p = Process()
