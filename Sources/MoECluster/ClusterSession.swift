@@ -51,8 +51,8 @@ public final class ClusterSession {
 
     var draftFormat: WeightFormat { config.draftDType }
     var configOverrides: Data? { config.hfOverrides.map { Data($0.utf8) } }
-    /// How this rank stores the target's weights.
-    var formats: WeightFormats { WeightFormats(experts: config.expertsDType, dense: config.attentionDType) }
+    /// How this rank stores the target's weights: the config's formats, fitted to the model once it is read.
+    var formats = WeightFormats()
 
     func loadDraft(target: URL) throws -> LocalDraft {
         let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat,
@@ -112,6 +112,11 @@ public final class ClusterSession {
                 throw Stop(message: "", quiet: true, ranks: others)
             }
         }
+        // int8/int4 need rows in groups of 32: a role whose matrices are narrower otherwise is held as f16 (every rank
+        // computes the same from the same config.json).
+        let fitted = WeightFormats(experts: config.expertsDType, dense: config.attentionDType).fitting(spec)
+        formats = fitted.formats
+        if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
         let W = workers
         let placement = try agree("computed the expert placement") {
             W > 0 ? try ExpertPlacement.make(config, spec: spec, workers: W) : nil
@@ -206,7 +211,7 @@ public final class ClusterSession {
         e.maxBatchedTokens = config.maxBatchedTokens
         e.maxSeqs = config.maxSeqs
         e.speculation = speculation
-        e.expertFormat = config.expertsDType
+        e.expertFormat = formats.experts
         e.statsWindow = config.statsWindowSteps
         let engine = Engine(transformer: model!.transformer, config: e, draft: draft)
         if let remote {

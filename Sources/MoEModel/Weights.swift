@@ -156,6 +156,30 @@ public struct WeightFormats: Sendable, Equatable {
         self.dense = dense
     }
     public static let f32 = WeightFormats()
+
+    /// These formats, with a grouped one (int8, int4: rows in groups of 32) replaced by f16 for a role whose
+    /// matrices have rows of another width, as llama.cpp's quantizer falls back for such tensors; a note for each.
+    public func fitting(_ spec: ModelSpec) -> (formats: WeightFormats, notes: [String]) {
+        var out = self, notes: [String] = []
+        func misfit(_ widths: [(String, Int)]) -> (String, Int)? { widths.first { $0.1 % 32 != 0 } }
+        if experts.isGrouped, spec.isMoE,
+           let (key, w) = misfit([("hidden_size", spec.hiddenSize)] + spec.layers.compactMap(\.moe).map { ("moe_intermediate_size", $0.intermediate) }) {
+            out.experts = .f16
+            notes.append("experts held as f16, not \(experts.rawValue): \(key) \(w) is not a multiple of the group size 32")
+        }
+        var dense: [(String, Int)] = [("hidden_size", spec.hiddenSize), ("num_attention_heads × head_dim", spec.qDim)]
+        for l in spec.layers {
+            switch l {
+            case .dense(let i, _, _): dense.append(("intermediate_size", i))
+            case .moe(let m): if let s = m.shared { dense.append(("shared_expert_intermediate_size", s.intermediate)) }
+            }
+        }
+        if self.dense.isGrouped, let (key, w) = misfit(dense) {
+            out.dense = .f16
+            notes.append("attention and dense weights held as f16, not \(self.dense.rawValue): \(key) \(w) is not a multiple of the group size 32")
+        }
+        return (out, notes)
+    }
 }
 
 extension Matrix {

@@ -181,6 +181,24 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("hf_overrides must be a JSON object"), "\(bad.stderr)")
     }
 
+    /// int8/int4 need rows in groups of 32: a role whose rows are narrower is held as f16 with a note, as llama.cpp's
+    /// quantizer falls back, and then runs exactly as asking for f16 does.
+    @Test func groupedFormatsFallBackToF16WhereRowsDoNotFit() throws {
+        let odd = Fixtures.root.appendingPathComponent("odd-shapes/mixtral-headdim12-1kv-3experts").path
+        let asked = try Binaries.moeServe(["run", "--model", odd, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json",
+                                           "--experts-dtype", "int4", "--attention-dtype", "int8"])
+        #expect(asked.status == 0, "\(asked.stderr)")
+        #expect(asked.stderr.contains("note: experts held as f16, not int4: hidden_size 40 is not a multiple of the group size 32"))
+        #expect(asked.stderr.contains("note: attention and dense weights held as f16, not int8: hidden_size 40"))
+        let f16 = try Binaries.moeServe(["run", "--model", odd, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json",
+                                         "--experts-dtype", "f16", "--attention-dtype", "f16"])
+        func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
+        #expect(ids(asked) != nil && ids(asked) == ids(f16))
+        // A model whose rows fit keeps what was asked.
+        let fits = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "5,6,7", "--max-tokens", "2", "--experts-dtype", "int4"])
+        #expect(fits.status == 0 && !fits.stderr.contains("note:") && fits.stderr.contains("all experts as int4"), "\(fits.stderr)")
+    }
+
     @Test func textPromptStreamsTheDecodedText() throws {
         let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
