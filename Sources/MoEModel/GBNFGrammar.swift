@@ -12,7 +12,7 @@ import Foundation
 /// expanded until a character class is on top, an empty stack meaning the text may end there. Left recursion, which
 /// such stacks cannot follow, is refused when the grammar is read.
 public struct GBNFGrammar: Sendable {
-    public enum Element: Sendable, Equatable {
+    enum Element: Sendable, Equatable {
         /// One code point from the ranges (or, negated, outside them).
         case chars([ClosedRange<UInt32>], negated: Bool)
         case rule(Int)
@@ -96,27 +96,31 @@ public struct GBNFGrammar: Sendable {
         }
         guard b & 0xC0 == 0x80 else { return false }
         s.partial.append(b)
-        let lead = s.partial[0]
-        let length = lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
+        let length = Self.utf8Length(s.partial[0])
         guard s.partial.count == length else { return mayContinue(s) }
-        var c = UInt32(lead) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
-        for x in s.partial.dropFirst() { c = c << 6 | UInt32(x & 0x3F) }
+        let c = Self.bits(s.partial)
         s.partial = []
         // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
         guard c >= (length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000), c <= 0x10FFFF, !(0xD800...0xDFFF).contains(c) else { return false }
         return accept(&s, c)
     }
 
+    /// Bytes of the UTF-8 sequence a lead byte (0xC2…0xF4) begins.
+    static func utf8Length(_ lead: UInt8) -> Int { lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4 }
+
+    /// The code point bits the bytes of a sequence (whole or begun) carry.
+    static func bits(_ bytes: [UInt8]) -> UInt32 {
+        let length = utf8Length(bytes[0])
+        var c = UInt32(bytes[0]) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
+        for x in bytes.dropFirst() { c = c << 6 | UInt32(x & 0x3F) }
+        return c
+    }
+
     /// Whether some character a stack wants begins with the bytes of the unfinished one (so a token that ends inside
     /// a character never leads where no token can go on).
     func mayContinue(_ s: State) -> Bool {
-        let lead = s.partial[0]
-        let length = lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
-        var lo = UInt32(lead) & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07)
-        for x in s.partial.dropFirst() { lo = lo << 6 | UInt32(x & 0x3F) }
-        let free = 6 * (length - s.partial.count)
-        lo <<= UInt32(free)
-        let hi = lo | ((1 << UInt32(free)) - 1)
+        let free = UInt32(6 * (Self.utf8Length(s.partial[0]) - s.partial.count))
+        let lo = Self.bits(s.partial) << free, hi = lo | ((1 << free) - 1)
         return s.stacks.contains { stack in
             guard let top = stack.last, case .chars(let ranges, let negated) = elements[Int(top)] else { return false }
             if negated { return !ranges.contains { $0.lowerBound <= lo && $0.upperBound >= hi } }
@@ -147,7 +151,7 @@ public struct GBNFGrammar: Sendable {
         case .chars:
             out.insert(stack)
         case .end:
-            expand(Array(stack.dropLast()), into: &out)
+            preconditionFailure("a stack never holds an alternative's end: its successor is popped instead")
         case .rule(let r):
             var base = stack
             base.removeLast()

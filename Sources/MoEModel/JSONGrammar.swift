@@ -210,18 +210,23 @@ public final class TokenTable: Sendable {
     /// Tokens whose bytes inside a string leave it a string: no quote, backslash or control byte (most of a
     /// vocabulary, so the mask inside strings tries only the rest).
     let plainInString: [Bool]
+    /// Tokens holding a '>': the only ones that can end a reasoning block (`</think>`), so the only ones the mask
+    /// checks while in one.
+    let closers: [Int]
 
     public init(tokenBytes: [[UInt8]], byteClass: [UInt8] = [], eos: Set<Int32>) {
         self.tokenBytes = tokenBytes
         self.byteClass = byteClass.isEmpty ? Array(repeating: 0, count: tokenBytes.count) : byteClass
         self.eos = eos
         plainInString = tokenBytes.map { !$0.isEmpty && $0.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") } }
+        closers = tokenBytes.indices.filter { tokenBytes[$0].contains(UInt8(ascii: ">")) }
     }
 }
 
 /// Which tokens may come next when the output must be one JSON object (`response_format` json_object), one value of a
-/// JSON schema (json_schema), exactly one of some strings (vLLM's guided_choice) or a whole match of a regular
-/// expression (guided_regex): those whose bytes continue the text so far; EOS once the text is whole (alone, once nothing else could follow).
+/// JSON schema (json_schema), exactly one of some strings (vLLM's guided_choice), a whole match of a regular
+/// expression (guided_regex) or a whole text of a GBNF grammar: those whose bytes continue the text so far; EOS once
+/// the text is whole (alone, once nothing else could follow).
 public final class TokenGrammar: Sendable {
     public enum Language: Sendable {
         case jsonObject
@@ -252,11 +257,7 @@ public final class TokenGrammar: Sendable {
         self.table = table
         self.language = language
         self.reasoning = reasoning
-        closers = reasoning == .none ? [] : table.tokenBytes.indices.filter { table.tokenBytes[$0].contains(0x3E) }
     }
-
-    /// Tokens holding a '>': the only ones that can end a reasoning block, so the only ones checked while in it.
-    let closers: [Int]
 
     /// This grammar with its language after a reasoning block.
     public func reasoning(_ r: Reasoning) -> TokenGrammar { TokenGrammar(table: table, language: language, reasoning: r) }
@@ -353,21 +354,13 @@ public final class TokenGrammar: Sendable {
             guard options.contains(where: { $0.starts(with: t) }) else { return false }
             text = .choice(t)
             return true
-        case .regex(var s):
-            guard case .regex(let dfa) = language else { return false }
-            for b in bytes {
-                s = dfa.next(s, b)
-                if s < 0 { return false }
-            }
-            text = .regex(s)
+        case .regex(let s):
+            guard case .regex(let dfa) = language, let n = dfa.after(s, bytes) else { return false }
+            text = .regex(n)
             return true
-        case .gbnf(var s):
-            guard case .gbnf(let dfa) = language else { return false }
-            for b in bytes {
-                s = dfa.next(s, b)
-                if s < 0 { return false }
-            }
-            text = .gbnf(s)
+        case .gbnf(let s):
+            guard case .gbnf(let dfa) = language, let n = dfa.after(s, bytes) else { return false }
+            text = .gbnf(n)
             return true
         }
     }
@@ -448,7 +441,7 @@ public final class TokenGrammar: Sendable {
         case .thinking:
             // Free text, EOS included (as vLLM leaves a reasoning block), but a token that ends the block must
             // begin a valid answer.
-            for i in closers where i < logits.count && step(state, i) == nil { logits[i] = -.infinity }
+            for i in t.closers where i < logits.count && step(state, i) == nil { logits[i] = -.infinity }
             return
         case .start, .closed:
             // One or two tokens a reply (its first, the one after </think>): each token fed whole.

@@ -49,6 +49,15 @@ public final class LazyDFA<Node: Hashable & Sendable>: @unchecked Sendable, Equa
     /// The state after byte b (−1: nothing goes on).
     public func next(_ s: Int32, _ b: UInt8) -> Int32 { lock.withLock { advance(s, b) } }
 
+    /// The state after `bytes` from s, under one lock (nil: nothing goes on).
+    public func after(_ s: Int32, _ bytes: [UInt8]) -> Int32? {
+        lock.withLock {
+            var x = s
+            for b in bytes where x >= 0 { x = advance(x, b) }
+            return x >= 0 ? x : nil
+        }
+    }
+
     /// The state after `bytes` from s for each of many byte strings, under one lock: the token mask's inner loop.
     public func run(from s: Int32, _ strings: [[UInt8]], _ body: (Int, Int32) -> Void) {
         lock.withLock {

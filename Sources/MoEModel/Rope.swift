@@ -27,11 +27,11 @@ public struct Rope: Sendable {
         case .yarn(let y):
             let ramp = Self.yarnRamp(y, theta: Double(spec.theta), dim: D)
             let factor = Float(y.factor)
-            f = zip(f, ramp).map { freq, r in
+            f = ramp.enumerated().map { i, r in
                 // r = 0 keeps the frequency (extrapolation), r = 1 divides it by the factor (interpolation);
-                // computed as transformers does: pos = θ^(2i/D), 1/(factor·pos)·r + 1/pos·(1−r).
-                let pos = 1 / freq, kept = 1 - r
-                return 1 / (factor * pos) * (1 - kept) + freq * kept
+                // computed as transformers does: pos = θ^(2i/D), kept = 1 − r, 1/(factor·pos)·(1 − kept) + 1/pos·kept.
+                let pos = powf(spec.theta, Float(2 * i) / Float(D)), kept = 1 - r
+                return 1 / (factor * pos) * (1 - kept) + 1 / pos * kept
             }
             scaling = Float(Self.yarnAttentionFactor(y))
         }

@@ -24,16 +24,17 @@ func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -
     jsonResponse(data: (try? wireEncoder.encode(value)) ?? Data("{}".utf8), status: status)
 }
 
-/// A JSON object built as a dictionary (the engine's statistics snapshot) as a response body.
-func jsonResponse(object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
-    jsonResponse(data: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8),
-                 status: status)
+/// A JSON object built as a dictionary (the statistics snapshot, other APIs' answers) as wire JSON: sorted keys, no
+/// escaped slashes, as the encoder writes.
+func wireData(object: [String: Any]) -> Data {
+    (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
 }
 
-/// A dictionary as wire JSON text (sorted keys, no escaped slashes).
-func wireJSON(object: [String: Any]) -> String {
-    String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8),
-           as: UTF8.self)
+func wireJSON(object: [String: Any]) -> String { String(decoding: wireData(object: object), as: UTF8.self) }
+
+/// A dictionary as the JSON body of a response.
+func jsonResponse(object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
+    jsonResponse(data: wireData(object: object), status: status)
 }
 
 /// `prefix` followed by 24 random lowercase hex digits: completion, chat and job ids.

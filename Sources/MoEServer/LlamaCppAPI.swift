@@ -1,4 +1,6 @@
 import Foundation
+import Hummingbird
+import NIOCore
 
 /// llama.cpp's server's own completion API (`POST /completion`, also `/completions`), for its clients and UIs:
 /// `prompt` (text or token ids), `n_predict` (−1 or absent: until EOS or the context's end), llama.cpp's sampling
@@ -11,9 +13,7 @@ enum LlamaCppAPI {
 
     /// The body as /v1/completions fields.
     static func translate(_ body: Data) throws -> (completions: Data, stream: Bool, nPredict: Int?) {
-        guard let r = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
-            throw APIError.invalid("request body must be a JSON object")
-        }
+        let r = try APIRewrite.object(body)
         guard let prompt = r["prompt"] ?? r["content"] else { throw APIError.invalid("missing required field 'prompt'", param: "prompt") }
         var c: [String: Any] = ["prompt": prompt]
         for (k, v) in defaults { c[k] = r[k] ?? v }
@@ -46,8 +46,7 @@ enum LlamaCppAPI {
         // n_predict −1 or absent: the rest of the context (the route fits a larger one to it, as llama.cpp stops there).
         var nPredict: Int?
         if let n = r["n_predict"] as? Int, n >= 0 { nPredict = n }
-        guard JSONSerialization.isValidJSONObject(c) else { throw APIError.invalid("request body holds values JSON cannot carry") }
-        return (try JSONSerialization.data(withJSONObject: c, options: [.sortedKeys]), r["stream"] as? Bool ?? false, nPredict)
+        return (try APIRewrite.body(c), r["stream"] as? Bool ?? false, nPredict)
     }
 
     /// llama.cpp's stop fields for a finished generation.
@@ -63,5 +62,69 @@ enum LlamaCppAPI {
                 "prompt_per_second": pm > 0 ? Double(promptTokens) / promptSeconds : 0,
                 "predicted_n": predicted, "predicted_ms": dm, "predicted_per_token_ms": predicted > 0 ? dm / Double(predicted) : 0,
                 "predicted_per_second": dm > 0 ? Double(predicted) / predictedSeconds : 0]
+    }
+}
+
+extension Routes {
+    /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks.
+    func llamaCompletion(_ req: Request) async throws -> Response {
+        let t = try LlamaCppAPI.translate(try await body(req))
+        let r = try decode(CompletionRequest.self, t.completions)
+        try service.checkModel(r.options.model)
+        try r.options.checkSupported()
+        let prompts = prompts(r.prompt)
+        guard prompts.count == 1 else { throw APIError.invalid("one prompt per request (text or token ids)", param: "prompt") }
+        let ids = prompts[0].ids
+        let p = try service.prepare(ids, r.options.sampling, defaultMaxTokens: nil,
+                                    maxTokensOverride: t.nPredict.map { min($0, max(service.contextLimit - ids.count, 0)) },
+                                    allowNoTokens: t.nPredict == 0)
+        let f = r.options.sampling, model = service.modelName, promptText = prompts[0].text
+        // What the answer reports as it goes: when the first text came (prompt time), the text so far, the settings.
+        final class Progress: @unchecked Sendable { var first: Date?; var text = ""; var settings: [String: Any] = [:] }
+        let progress = Progress(), started = Date(), stream = t.stream
+        progress.settings = ["n_ctx": service.contextLimit, "n_predict": t.nPredict ?? -1, "model": model,
+                             "temperature": f.temperature ?? 1, "top_k": f.topK ?? 0, "top_p": f.topP ?? 1, "min_p": f.minP ?? 0,
+                             "repeat_penalty": f.repetitionPenalty ?? 1, "presence_penalty": f.presencePenalty ?? 0,
+                             "frequency_penalty": f.frequencyPenalty ?? 0, "ignore_eos": f.ignoreEOS ?? false,
+                             "seed": f.seed ?? -1, "grammar": f.grammar ?? "", "stream": stream]
+        // One event read the same way whole or streamed: the stream's chunk for it (a text piece, or the end with its
+        // counts and timings; the whole answer is the end's with all the text).
+        @Sendable func chunk(_ e: GenerationEvent) -> [String: Any]? {
+            switch e {
+            case .prompt: return nil
+            case .text(let text, _):
+                if progress.first == nil { progress.first = Date() }
+                progress.text += text
+                return text.isEmpty ? nil : ["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]
+            case .done(let why, let pt, let ct, let stop):
+                let end = Date(), first = progress.first ?? end
+                var o: [String: Any] = ["content": stream ? "" : progress.text, "stop": true, "id_slot": 0, "index": 0, "model": model,
+                                        "tokens_predicted": ct, "tokens_evaluated": pt, "tokens_cached": 0, "truncated": false,
+                                        "generation_settings": progress.settings, "prompt": promptText, "tokens": [],
+                                        "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started),
+                                                                       predicted: ct, predictedSeconds: end.timeIntervalSince(first))]
+                o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
+                return o
+            }
+        }
+        let events = try service.start(p)
+        if stream {
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+                for await e in events {
+                    if let c = chunk(e) { try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: c))\n\n")) }
+                }
+                try await writer.finish(nil)
+            })
+        }
+        var out: [String: Any] = [:]
+        for await e in events { if let c = chunk(e), c["stop"] as? Bool == true { out = c } }
+        return jsonResponse(object: out)
+    }
+
+    /// GET /props: llama.cpp's server properties, for its clients and UIs.
+    func props() -> Response {
+        jsonResponse(object: ["model_path": service.modelName, "total_slots": service.engine.config.maxSeqs,
+                              "chat_template": service.chatTemplate?.source ?? "", "modalities": ["vision": false, "audio": false],
+                              "default_generation_settings": ["n_ctx": service.contextLimit, "params": LlamaCppAPI.defaults]])
     }
 }

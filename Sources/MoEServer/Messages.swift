@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 /// Anthropic's Messages API (`POST /v1/messages`) over the chat pipeline, as vLLM and llama.cpp's server serve it:
 /// `system`, `messages` whose content is text or blocks (text, `tool_use` in assistant turns, `tool_result` in user
@@ -12,18 +13,14 @@ enum MessagesAPI {
         var stream: Bool
     }
 
-    static func invalid(_ message: String, _ param: String) -> APIError { APIError.invalid(message, param: param) }
-
     static func translate(_ body: Data) throws -> Translated {
-        guard let r = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
-            throw APIError.invalid("request body must be a JSON object")
-        }
-        guard r["max_tokens"] is NSNumber else { throw invalid("max_tokens: field required (a positive number of tokens)", "max_tokens") }
+        let r = try APIRewrite.object(body)
+        guard r["max_tokens"] is NSNumber else { throw APIRewrite.invalid("max_tokens: field required (a positive number of tokens)", "max_tokens") }
         var messages: [[String: Any]] = []
         if let s = r["system"], !(s is NSNull) {
             messages.append(["role": "system", "content": try text(s, at: "system")])
         }
-        guard let list = r["messages"] as? [[String: Any]] else { throw invalid("messages: field required (a list of messages)", "messages") }
+        guard let list = r["messages"] as? [[String: Any]] else { throw APIRewrite.invalid("messages: field required (a list of messages)", "messages") }
         for (i, m) in list.enumerated() { messages += try Self.messages(m, at: i) }
         var chat: [String: Any] = ["messages": messages, "max_tokens": r["max_tokens"]!]
         for key in ["model", "temperature", "top_p", "top_k", "min_p", "seed", "repetition_penalty", "chat_template_kwargs", "chat_template"] {
@@ -38,12 +35,12 @@ enum MessagesAPI {
         // Structured outputs: output_config.format (output_format before it) holds a JSON schema.
         if let f = (r["output_config"] as? [String: Any])?["format"] ?? r["output_format"], !(f is NSNull) {
             guard let format = f as? [String: Any], format["type"] as? String == "json_schema", let schema = format["schema"] else {
-                throw invalid("output_config.format must be {\"type\": \"json_schema\", \"schema\": …}", "output_config")
+                throw APIRewrite.invalid("output_config.format must be {\"type\": \"json_schema\", \"schema\": …}", "output_config")
             }
             chat["response_format"] = ["type": "json_schema", "json_schema": ["name": "output", "schema": schema]]
         }
         if let tools = r["tools"], !(tools is NSNull) {
-            guard let list = tools as? [[String: Any]] else { throw invalid("tools must be a list of tools", "tools") }
+            guard let list = tools as? [[String: Any]] else { throw APIRewrite.invalid("tools must be a list of tools", "tools") }
             chat["tools"] = try list.enumerated().map { i, t in
                 guard (t["type"] as? String ?? "custom") == "custom", let name = t["name"] as? String else {
                     throw APIError.invalid("tools[\(i)]: only custom tools ({\"name\": …, \"input_schema\": …}) are supported, not \(t["type"] ?? "a tool without a name")",
@@ -60,25 +57,23 @@ enum MessagesAPI {
             case "any": chat["tool_choice"] = "required"
             case "none": chat["tool_choice"] = "none"
             case "tool":
-                guard let name = c["name"] as? String else { throw invalid("tool_choice of type tool needs a name", "tool_choice") }
+                guard let name = c["name"] as? String else { throw APIRewrite.invalid("tool_choice of type tool needs a name", "tool_choice") }
                 chat["tool_choice"] = ["type": "function", "function": ["name": name]]
-            default: throw invalid("tool_choice.type must be auto, any, tool or none", "tool_choice")
+            default: throw APIRewrite.invalid("tool_choice.type must be auto, any, tool or none", "tool_choice")
             }
             if c["disable_parallel_tool_use"] as? Bool == true { chat["parallel_tool_calls"] = false }
         }
-        guard JSONSerialization.isValidJSONObject(chat) else { throw APIError.invalid("request body holds values JSON cannot carry") }
-        return Translated(chatBody: try JSONSerialization.data(withJSONObject: chat, options: [.sortedKeys]),
-                          stream: r["stream"] as? Bool ?? false)
+        return Translated(chatBody: try APIRewrite.body(chat), stream: r["stream"] as? Bool ?? false)
     }
 
     /// One Anthropic message as chat messages: its text (and thinking, and tool_use blocks as calls) as one message;
     /// each tool_result block a tool message, before the text that comes with them.
     static func messages(_ m: [String: Any], at i: Int) throws -> [[String: Any]] {
         guard let role = m["role"] as? String, role == "user" || role == "assistant" else {
-            throw invalid("messages[\(i)].role must be user or assistant", "messages")
+            throw APIRewrite.invalid("messages[\(i)].role must be user or assistant", "messages")
         }
         if let s = m["content"] as? String { return [["role": role, "content": s]] }
-        guard let blocks = m["content"] as? [[String: Any]] else { throw invalid("messages[\(i)].content must be text or a list of blocks", "messages") }
+        guard let blocks = m["content"] as? [[String: Any]] else { throw APIRewrite.invalid("messages[\(i)].content must be text or a list of blocks", "messages") }
         var out: [[String: Any]] = [], texts: [String] = [], calls: [[String: Any]] = [], thinking: String?
         for b in blocks {
             switch b["type"] as? String {
@@ -86,14 +81,14 @@ enum MessagesAPI {
             case "thinking": thinking = b["thinking"] as? String
             case "redacted_thinking": break
             case "tool_use" where role == "assistant":
-                guard let id = b["id"] as? String, let name = b["name"] as? String else { throw invalid("messages[\(i)]: tool_use needs id and name", "messages") }
+                guard let id = b["id"] as? String, let name = b["name"] as? String else { throw APIRewrite.invalid("messages[\(i)]: tool_use needs id and name", "messages") }
                 let input = b["input"] ?? [String: Any]()
                 guard JSONSerialization.isValidJSONObject(input), let json = try? JSONSerialization.data(withJSONObject: input, options: [.sortedKeys]) else {
-                    throw invalid("messages[\(i)]: tool_use input must be an object", "messages")
+                    throw APIRewrite.invalid("messages[\(i)]: tool_use input must be an object", "messages")
                 }
                 calls.append(["id": id, "type": "function", "function": ["name": name, "arguments": String(decoding: json, as: UTF8.self)]])
             case "tool_result" where role == "user":
-                guard let id = b["tool_use_id"] as? String else { throw invalid("messages[\(i)]: tool_result needs tool_use_id", "messages") }
+                guard let id = b["tool_use_id"] as? String else { throw APIRewrite.invalid("messages[\(i)]: tool_result needs tool_use_id", "messages") }
                 out.append(["role": "tool", "tool_call_id": id, "content": try b["content"].map { try text($0, at: "messages[\(i)]") } ?? ""])
             case let type:
                 throw APIError.invalid("messages[\(i)]: \(type ?? "untyped") blocks are not supported in \(role) turns (text, thinking, tool_use, tool_result)",
@@ -109,17 +104,9 @@ enum MessagesAPI {
         return out
     }
 
-    /// Text, or text blocks joined with newlines.
+    /// Text, or text blocks.
     static func text(_ v: Any, at place: String) throws -> String {
-        if let s = v as? String { return s }
-        guard let blocks = v as? [[String: Any]] else { throw invalid("\(place) must be text or a list of text blocks", place) }
-        return try blocks.map { b in
-            guard b["type"] as? String == "text", let t = b["text"] as? String else {
-                throw APIError.invalid("\(place): only text blocks are supported, not \(b["type"] ?? "an untyped block")", param: place,
-                                       code: "unsupported_content")
-            }
-            return t
-        }.joined(separator: "\n")
+        try APIRewrite.text(v, types: ["text"], at: place, param: place)
     }
 
     /// Anthropic's stop reason for a finished reply.
@@ -130,10 +117,12 @@ enum MessagesAPI {
         return ("end_turn", NSNull())
     }
 
-    static func toolUse(_ call: ToolCallOut) -> [String: Any] {
-        let input = (try? JSONSerialization.jsonObject(with: Data(call.function.arguments.utf8))) ?? [String: Any]()
-        return ["type": "tool_use", "id": "toolu_" + (call.id ?? randomId("")).replacingOccurrences(of: "call_", with: ""),
-                "name": call.function.name ?? "", "input": input]
+    /// A call as a tool_use block: its input the call's arguments, or `input` when given (a stream's block opens
+    /// empty and its arguments follow as deltas).
+    static func toolUse(_ call: ToolCallOut, input: Any? = nil) -> [String: Any] {
+        let input = input ?? (try? JSONSerialization.jsonObject(with: Data(call.function.arguments.utf8))) ?? [String: Any]()
+        let id = call.id.map { $0.hasPrefix("call_") ? String($0.dropFirst(5)) : $0 } ?? randomId("")
+        return ["type": "tool_use", "id": "toolu_" + id, "name": call.function.name ?? "", "input": input]
     }
 
     static func message(id: String, model: String, content: [[String: Any]], stop: (reason: String, sequence: Any)?, usage: Usage) -> [String: Any] {
@@ -148,7 +137,7 @@ enum MessagesAPI {
         var blocks: [[String: Any]] = []
         if let r = reasoning { blocks.append(["type": "thinking", "thinking": r, "signature": ""]) }
         if let t = text, !t.isEmpty { blocks.append(["type": "text", "text": t]) }
-        blocks += calls.map(toolUse)
+        blocks += calls.map { toolUse($0) }
         return blocks
     }
 }
@@ -208,9 +197,7 @@ final class MessagesStream: @unchecked Sendable {
             let k = call.index ?? 0
             if case .tool(let current) = open, current == k {} else {
                 toolCalls += 1
-                var block = MessagesAPI.toolUse(ToolCallOut(id: call.id, function: .init(name: call.function.name, arguments: "{}")))
-                block["input"] = [String: Any]()
-                out += begin(.tool(k), block)
+                out += begin(.tool(k), MessagesAPI.toolUse(call, input: [String: Any]()))
             }
             if !call.function.arguments.isEmpty { out.append(delta(["type": "input_json_delta", "partial_json": call.function.arguments])) }
         }
@@ -224,5 +211,40 @@ final class MessagesStream: @unchecked Sendable {
                                "usage": ["output_tokens": usage.completionTokens]]),
             ("message_stop", ["type": "message_stop"]),
         ]
+    }
+}
+
+extension Routes {
+    /// POST /v1/messages: Anthropic's Messages API as a chat completion (MessagesAPI), whole or as its event stream;
+    /// errors in Anthropic's shape ({"type": "error", "error": {"type", "message"}}).
+    func messages(_ req: Request) async throws -> Response {
+        do { return try await anthropicMessages(req) } catch let e as APIError {
+            let type = switch e.status.code {
+            case 404: "not_found_error"
+            case 413: "request_too_large"
+            case 429: "rate_limit_error"
+            case 500...: "api_error"
+            default: "invalid_request_error"
+            }
+            var r = jsonResponse(object: ["type": "error", "error": ["type": type, "message": e.message]], status: e.status)
+            if let after = e.retryAfter { r.headers[.retryAfter] = String(after) }
+            return r
+        }
+    }
+
+    func anthropicMessages(_ req: Request) async throws -> Response {
+        let t = try MessagesAPI.translate(try await body(req))
+        let r = try decode(ChatRequest.self, t.chatBody)
+        let run = try prepareChat(r, body: t.chatBody)
+        let id = randomId("msg_"), model = service.modelName
+        if t.stream {
+            let stream = MessagesStream(id: id, model: model, promptTokens: run.samples[0].ids.count)
+            return try namedEvents(run, start: stream.start, add: stream.add, finish: stream.finish)
+        }
+        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
+        let reply = run.read(outs[0].text)
+        let content = MessagesAPI.content(reasoning: reply.reasoning, text: reply.content, calls: reply.calls)
+        let stop = MessagesAPI.stopReason(finish: outs[0].finish, calls: reply.calls.count, stop: outs[0].stopReason)
+        return jsonResponse(object: MessagesAPI.message(id: id, model: model, content: content, stop: stop, usage: usage))
     }
 }

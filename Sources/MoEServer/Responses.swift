@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 /// OpenAI's Responses API (`POST /v1/responses`) over the chat pipeline, as vLLM serves it: `input` (text, or a list
 /// of messages, function calls and their outputs), `instructions`, function `tools`, `tool_choice`, `text.format`
@@ -14,13 +15,9 @@ enum ResponsesAPI {
         var echo: [String: Any]
     }
 
-    static func invalid(_ message: String, _ param: String) -> APIError { APIError.invalid(message, param: param) }
-
     /// Translates a Responses body into the chat-completions body that asks the same.
     static func translate(_ body: Data) throws -> Translated {
-        guard let r = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
-            throw APIError.invalid("request body must be a JSON object")
-        }
+        let r = try APIRewrite.object(body)
         for key in ["previous_response_id", "conversation"] where r[key] != nil && !(r[key] is NSNull) {
             throw APIError.invalid("`\(key)` needs stored responses, which this server does not keep: send the whole conversation in `input`",
                                    param: key, code: "unsupported_parameter")
@@ -30,7 +27,7 @@ enum ResponsesAPI {
         }
         var messages: [[String: Any]] = []
         if let i = r["instructions"], !(i is NSNull) {
-            guard let text = i as? String else { throw invalid("instructions must be a string", "instructions") }
+            guard let text = i as? String else { throw APIRewrite.invalid("instructions must be a string", "instructions") }
             messages.append(["role": "system", "content": text])
         }
         guard let input = r["input"], !(input is NSNull) else { throw APIError.invalid("missing required field 'input'", param: "input") }
@@ -48,7 +45,7 @@ enum ResponsesAPI {
                                    code: "unsupported_parameter")
         }
         if let tools = r["tools"], !(tools is NSNull) {
-            guard let list = tools as? [[String: Any]] else { throw invalid("tools must be a list of tools", "tools") }
+            guard let list = tools as? [[String: Any]] else { throw APIRewrite.invalid("tools must be a list of tools", "tools") }
             chat["tools"] = try list.enumerated().map { i, t in
                 guard t["type"] as? String == "function", let name = t["name"] as? String else {
                     throw APIError.invalid("tools[\(i)]: only function tools ({\"type\": \"function\", \"name\": …, \"parameters\": …}) are supported, not \(t["type"] ?? "a tool without a type")",
@@ -65,7 +62,7 @@ enum ResponsesAPI {
             } else if let o = c as? [String: Any], o["type"] as? String == "function", let name = o["name"] as? String {
                 chat["tool_choice"] = ["type": "function", "function": ["name": name]]
             } else {
-                throw invalid("tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"name\": …}", "tool_choice")
+                throw APIRewrite.invalid("tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"name\": …}", "tool_choice")
             }
         }
         if let text = r["text"] as? [String: Any], let format = text["format"] as? [String: Any] {
@@ -77,7 +74,7 @@ enum ResponsesAPI {
                 for k in ["name", "schema", "strict", "description"] { if let v = format[k] { schema[k] = v } }
                 chat["response_format"] = ["type": "json_schema", "json_schema": schema]
             case let other?:
-                throw invalid("text.format.type must be text, json_object or json_schema (got \(other))", "text")
+                throw APIRewrite.invalid("text.format.type must be text, json_object or json_schema (got \(other))", "text")
             }
         }
         let stream = r["stream"] as? Bool ?? false
@@ -87,8 +84,7 @@ enum ResponsesAPI {
         echo["tool_choice"] = r["tool_choice"] ?? "auto"
         echo["parallel_tool_calls"] = r["parallel_tool_calls"] ?? true
         if echo["text"] is NSNull { echo["text"] = ["format": ["type": "text"]] }
-        guard JSONSerialization.isValidJSONObject(chat) else { throw APIError.invalid("request body holds values JSON cannot carry") }
-        return Translated(chatBody: try JSONSerialization.data(withJSONObject: chat, options: [.sortedKeys]), stream: stream, echo: echo)
+        return Translated(chatBody: try APIRewrite.body(chat), stream: stream, echo: echo)
     }
 
     /// `input` as chat messages: text is one user message; items are messages (content as text or parts),
@@ -96,7 +92,7 @@ enum ResponsesAPI {
     /// A `reasoning` item goes with the assistant turn that follows it.
     static func messages(_ input: Any) throws -> [[String: Any]] {
         if let text = input as? String { return [["role": "user", "content": text]] }
-        guard let items = input as? [[String: Any]] else { throw invalid("input must be text or a list of items", "input") }
+        guard let items = input as? [[String: Any]] else { throw APIRewrite.invalid("input must be text or a list of items", "input") }
         var out: [[String: Any]] = []
         var reasoning: String?
         func assistant() -> Int {
@@ -108,13 +104,13 @@ enum ResponsesAPI {
             let type = item["type"] as? String ?? "message"
             switch type {
             case "message":
-                guard let role = item["role"] as? String else { throw invalid("input[\(i)] needs a role", "input") }
+                guard let role = item["role"] as? String else { throw APIRewrite.invalid("input[\(i)] needs a role", "input") }
                 var m: [String: Any] = ["role": role, "content": try text(item["content"], at: i)]
                 if role == "assistant", let r = reasoning { m["reasoning_content"] = r; reasoning = nil }
                 out.append(m)
             case "function_call":
                 guard let name = item["name"] as? String, let callId = item["call_id"] as? String else {
-                    throw invalid("input[\(i)]: a function_call needs name and call_id", "input")
+                    throw APIRewrite.invalid("input[\(i)]: a function_call needs name and call_id", "input")
                 }
                 let k = assistant()
                 if let r = reasoning { out[k]["reasoning_content"] = r; reasoning = nil }
@@ -123,7 +119,7 @@ enum ResponsesAPI {
                               "function": ["name": name, "arguments": item["arguments"] as? String ?? "{}"]])
                 out[k]["tool_calls"] = calls
             case "function_call_output":
-                guard let callId = item["call_id"] as? String else { throw invalid("input[\(i)]: a function_call_output needs call_id", "input") }
+                guard let callId = item["call_id"] as? String else { throw APIRewrite.invalid("input[\(i)]: a function_call_output needs call_id", "input") }
                 let output = item["output"] as? String ?? (try? text(item["output"], at: i)) ?? ""
                 out.append(["role": "tool", "tool_call_id": callId, "content": output])
             case "reasoning":
@@ -137,17 +133,9 @@ enum ResponsesAPI {
         return out
     }
 
-    /// A message's content: text, or its text parts joined with newlines (as chat completions join them).
+    /// A message's content: text, or its text parts.
     static func text(_ content: Any?, at i: Int) throws -> String {
-        if let s = content as? String { return s }
-        guard let parts = content as? [[String: Any]] else { throw invalid("input[\(i)].content must be text or a list of parts", "input") }
-        return try parts.map { p in
-            guard ["input_text", "output_text", "text"].contains(p["type"] as? String ?? ""), let t = p["text"] as? String else {
-                throw APIError.invalid("input[\(i)]: only text parts are supported, not \(p["type"] ?? "a part without a type")",
-                                       param: "input", code: "unsupported_input")
-            }
-            return t
-        }.joined(separator: "\n")
+        try APIRewrite.text(content, types: ["input_text", "output_text", "text"], at: "input[\(i)].content", param: "input")
     }
 
     /// A response object (`status` completed, or incomplete when cut by max_output_tokens).
@@ -215,7 +203,21 @@ final class ResponsesStream: @unchecked Sendable {
     let id: String, created: Int, model: String, echo: [String: Any]
     private var sequence = 0
     private var items: [[String: Any]] = []
-    private enum Open { case reasoning(id: String, text: String), message(id: String, text: String), calls }
+    /// The two items that carry text: its part's type, its delta and done events, and the item itself.
+    private enum TextItem {
+        case reasoning, message
+        var idPrefix: String { self == .reasoning ? "rs_" : "msg_" }
+        var eventPrefix: String { self == .reasoning ? "response.reasoning_text" : "response.output_text" }
+        /// Fields the text events carry besides the text (a message's logprobs, none here).
+        var extra: [String: Any] { self == .reasoning ? [:] : ["logprobs": []] }
+        func part(_ text: String) -> [String: Any] {
+            self == .reasoning ? ["type": "reasoning_text", "text": text] : ResponsesAPI.outputText(text)
+        }
+        func item(id: String, text: String, done: Bool) -> [String: Any] {
+            self == .reasoning ? ResponsesAPI.reasoningItem(id: id, text: text, done: done) : ResponsesAPI.messageItem(id: id, text: text, done: done)
+        }
+    }
+    private enum Open { case text(TextItem, id: String, text: String), calls }
     private var open: Open?
     /// Calls of the chat stream (by its index) → (output index, item id, call id, name, arguments so far).
     private var calls: [Int: (output: Int, id: String, callId: String, name: String, arguments: String)] = [:]
@@ -244,18 +246,11 @@ final class ResponsesStream: @unchecked Sendable {
         var out: [(String, [String: Any])] = []
         let index = items.count
         switch open {
-        case .reasoning(let itemId, let text):
-            let part: [String: Any] = ["type": "reasoning_text", "text": text]
-            out.append(event("response.reasoning_text.done", ["item_id": itemId, "output_index": index, "content_index": 0, "text": text]))
-            out.append(event("response.content_part.done", ["item_id": itemId, "output_index": index, "content_index": 0, "part": part]))
-            let item = ResponsesAPI.reasoningItem(id: itemId, text: text, done: true)
-            out.append(event("response.output_item.done", ["output_index": index, "item": item]))
-            items.append(item)
-        case .message(let itemId, let text):
-            out.append(event("response.output_text.done", ["item_id": itemId, "output_index": index, "content_index": 0, "text": text, "logprobs": []]))
-            out.append(event("response.content_part.done", ["item_id": itemId, "output_index": index, "content_index": 0,
-                                                            "part": ResponsesAPI.outputText(text)]))
-            let item = ResponsesAPI.messageItem(id: itemId, text: text, done: true)
+        case .text(let kind, let itemId, let text):
+            let at: [String: Any] = ["item_id": itemId, "output_index": index, "content_index": 0]
+            out.append(event(kind.eventPrefix + ".done", at.merging(kind.extra) { $1 }.merging(["text": text]) { $1 }))
+            out.append(event("response.content_part.done", at.merging(["part": kind.part(text)]) { $1 }))
+            let item = kind.item(id: itemId, text: text, done: true)
             out.append(event("response.output_item.done", ["output_index": index, "item": item]))
             items.append(item)
         case .calls:
@@ -274,40 +269,31 @@ final class ResponsesStream: @unchecked Sendable {
         return out
     }
 
+    /// A piece of reasoning or answer text: a delta of the open item of that kind, or a new item (the open one closed).
+    private func text(_ kind: TextItem, _ piece: String) -> [(String, [String: Any])] {
+        var out: [(String, [String: Any])] = []
+        let itemId: String, sofar: String
+        if case .text(let k, let i, let t) = open, k == kind {
+            (itemId, sofar) = (i, t)
+        } else {
+            out += close()
+            (itemId, sofar) = (randomId(kind.idPrefix), "")
+            out.append(event("response.output_item.added", ["output_index": items.count, "item": kind.item(id: itemId, text: "", done: false)]))
+            out.append(event("response.content_part.added", ["item_id": itemId, "output_index": items.count, "content_index": 0,
+                                                             "part": kind.part("")]))
+        }
+        open = .text(kind, id: itemId, text: sofar + piece)
+        if !piece.isEmpty {
+            let at: [String: Any] = ["item_id": itemId, "output_index": items.count, "content_index": 0, "delta": piece]
+            out.append(event(kind.eventPrefix + ".delta", at.merging(kind.extra) { $1 }))
+        }
+        return out
+    }
+
     func add(_ d: ChatDelta) -> [(String, [String: Any])] {
         var out: [(String, [String: Any])] = []
-        if let r = d.reasoningContent, !r.isEmpty {
-            if case .reasoning(let itemId, let text) = open {
-                open = .reasoning(id: itemId, text: text + r)
-                out.append(event("response.reasoning_text.delta", ["item_id": itemId, "output_index": items.count, "content_index": 0, "delta": r]))
-            } else {
-                out += close()
-                let itemId = randomId("rs_")
-                out.append(event("response.output_item.added", ["output_index": items.count,
-                                                                "item": ResponsesAPI.reasoningItem(id: itemId, text: "", done: false)]))
-                out.append(event("response.content_part.added", ["item_id": itemId, "output_index": items.count, "content_index": 0,
-                                                                 "part": ["type": "reasoning_text", "text": ""]]))
-                out.append(event("response.reasoning_text.delta", ["item_id": itemId, "output_index": items.count, "content_index": 0, "delta": r]))
-                open = .reasoning(id: itemId, text: r)
-            }
-        }
-        if let c = d.content, !c.isEmpty {
-            if case .message(let itemId, let text) = open {
-                open = .message(id: itemId, text: text + c)
-                out.append(event("response.output_text.delta", ["item_id": itemId, "output_index": items.count, "content_index": 0,
-                                                                "delta": c, "logprobs": []]))
-            } else {
-                out += close()
-                let itemId = randomId("msg_")
-                out.append(event("response.output_item.added", ["output_index": items.count,
-                                                                "item": ResponsesAPI.messageItem(id: itemId, text: "", done: false)]))
-                out.append(event("response.content_part.added", ["item_id": itemId, "output_index": items.count, "content_index": 0,
-                                                                 "part": ResponsesAPI.outputText("")]))
-                out.append(event("response.output_text.delta", ["item_id": itemId, "output_index": items.count, "content_index": 0,
-                                                                "delta": c, "logprobs": []]))
-                open = .message(id: itemId, text: c)
-            }
-        }
+        if let r = d.reasoningContent, !r.isEmpty { out += text(.reasoning, r) }
+        if let c = d.content, !c.isEmpty { out += text(.message, c) }
         for call in d.toolCalls ?? [] {
             let k = call.index ?? 0
             if case .calls = open {} else { out += close(); open = .calls }
@@ -333,17 +319,30 @@ final class ResponsesStream: @unchecked Sendable {
     /// The last events: open items closed, then the whole response.
     func finish(why: String, usage: Usage) -> [(String, [String: Any])] {
         var out = close()
-        if items.isEmpty {
-            // A reply with no text at all is still one (empty) message, as the whole response gives it.
-            let itemId = randomId("msg_")
-            out.append(event("response.output_item.added", ["output_index": 0, "item": ResponsesAPI.messageItem(id: itemId, text: "", done: false)]))
-            out.append(event("response.content_part.added", ["item_id": itemId, "output_index": 0, "content_index": 0, "part": ResponsesAPI.outputText("")]))
-            open = .message(id: itemId, text: "")
-            out += close()
-        }
+        // A reply with no text at all is still one (empty) message, as the whole response gives it.
+        if items.isEmpty { out += text(.message, "") + close() }
         let status = why == "length" ? "incomplete" : "completed"
         let r = ResponsesAPI.response(id: id, created: created, model: model, echo: echo, output: items, status: status, usage: usage)
         out.append(event(status == "completed" ? "response.completed" : "response.incomplete", ["response": r]))
         return out
+    }
+}
+
+extension Routes {
+    /// POST /v1/responses: OpenAI's Responses API as a chat completion (ResponsesAPI), whole or as its event stream.
+    func responses(_ req: Request) async throws -> Response {
+        let t = try ResponsesAPI.translate(try await body(req))
+        let r = try decode(ChatRequest.self, t.chatBody)
+        let run = try prepareChat(r, body: t.chatBody)
+        let id = randomId("resp_"), created = Int(Date().timeIntervalSince1970), model = service.modelName
+        if t.stream {
+            let stream = ResponsesStream(id: id, created: created, model: model, echo: t.echo)
+            return try namedEvents(run, start: stream.start, add: stream.add) { why, _, usage in stream.finish(why: why, usage: usage) }
+        }
+        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
+        let reply = run.read(outs[0].text)
+        let output = ResponsesAPI.output(reasoning: reply.reasoning, content: reply.content, calls: reply.calls)
+        return jsonResponse(object: ResponsesAPI.response(id: id, created: created, model: model, echo: t.echo, output: output,
+                                                          status: outs[0].finish == "length" ? "incomplete" : "completed", usage: usage))
     }
 }

@@ -379,128 +379,6 @@ struct Routes: Sendable {
         })
     }
 
-    /// POST /v1/responses: OpenAI's Responses API as a chat completion (ResponsesAPI), whole or as its event stream.
-    func responses(_ req: Request) async throws -> Response {
-        let t = try ResponsesAPI.translate(try await body(req))
-        let r = try decode(ChatRequest.self, t.chatBody)
-        let run = try prepareChat(r, body: t.chatBody)
-        let id = randomId("resp_"), created = Int(Date().timeIntervalSince1970), model = service.modelName
-        if t.stream {
-            let stream = ResponsesStream(id: id, created: created, model: model, echo: t.echo)
-            return try namedEvents(run, start: stream.start, add: stream.add) { why, _, usage in stream.finish(why: why, usage: usage) }
-        }
-        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
-        let reply = run.read(outs[0].text)
-        let output = ResponsesAPI.output(reasoning: reply.reasoning, content: reply.content, calls: reply.calls)
-        return jsonResponse(object: ResponsesAPI.response(id: id, created: created, model: model, echo: t.echo, output: output,
-                                                          status: outs[0].finish == "length" ? "incomplete" : "completed", usage: usage))
-    }
-
-    /// POST /v1/messages: Anthropic's Messages API as a chat completion (MessagesAPI), whole or as its event stream;
-    /// errors in Anthropic's shape ({"type": "error", "error": {"type", "message"}}).
-    func messages(_ req: Request) async throws -> Response {
-        do { return try await anthropicMessages(req) } catch let e as APIError {
-            let type = switch e.status.code {
-            case 404: "not_found_error"
-            case 413: "request_too_large"
-            case 429: "rate_limit_error"
-            case 500...: "api_error"
-            default: "invalid_request_error"
-            }
-            var r = jsonResponse(object: ["type": "error", "error": ["type": type, "message": e.message]], status: e.status)
-            if let after = e.retryAfter { r.headers[.retryAfter] = String(after) }
-            return r
-        }
-    }
-
-    func anthropicMessages(_ req: Request) async throws -> Response {
-        let t = try MessagesAPI.translate(try await body(req))
-        let r = try decode(ChatRequest.self, t.chatBody)
-        let run = try prepareChat(r, body: t.chatBody)
-        let id = randomId("msg_"), model = service.modelName
-        if t.stream {
-            let stream = MessagesStream(id: id, model: model, promptTokens: run.samples[0].ids.count)
-            return try namedEvents(run, start: stream.start, add: stream.add, finish: stream.finish)
-        }
-        let (outs, usage) = await GenerationService.collect(try service.start(run.samples), run.samples, choicesPerPrompt: 1)
-        let reply = run.read(outs[0].text)
-        let content = MessagesAPI.content(reasoning: reply.reasoning, text: reply.content, calls: reply.calls)
-        let stop = MessagesAPI.stopReason(finish: outs[0].finish, calls: reply.calls.count, stop: outs[0].stopReason)
-        return jsonResponse(object: MessagesAPI.message(id: id, model: model, content: content, stop: stop, usage: usage))
-    }
-
-    /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks.
-    func llamaCompletion(_ req: Request) async throws -> Response {
-        let t = try LlamaCppAPI.translate(try await body(req))
-        let r = try decode(CompletionRequest.self, t.completions)
-        try service.checkModel(r.options.model)
-        try r.options.checkSupported()
-        let prompts = prompts(r.prompt)
-        guard prompts.count == 1 else { throw APIError.invalid("one prompt per request (text or token ids)", param: "prompt") }
-        let ids = prompts[0].ids
-        let p = try service.prepare(ids, r.options.sampling, defaultMaxTokens: nil,
-                                    maxTokensOverride: t.nPredict.map { min($0, max(service.contextLimit - ids.count, 0)) },
-                                    allowNoTokens: t.nPredict == 0)
-        let f = r.options.sampling, model = service.modelName, promptText = prompts[0].text
-        final class Clock: @unchecked Sendable { var first: Date?; var text = ""; var settings: [String: Any] = [:] }
-        let clock = Clock()
-        clock.settings = ["n_ctx": service.contextLimit, "n_predict": t.nPredict ?? -1, "model": model,
-                                       "temperature": f.temperature ?? 1, "top_k": f.topK ?? 0, "top_p": f.topP ?? 1, "min_p": f.minP ?? 0,
-                                       "repeat_penalty": f.repetitionPenalty ?? 1, "presence_penalty": f.presencePenalty ?? 0,
-                                       "frequency_penalty": f.frequencyPenalty ?? 0, "ignore_eos": f.ignoreEOS ?? false,
-                                       "seed": f.seed ?? -1, "grammar": f.grammar ?? "", "stream": t.stream]
-        let started = Date()
-        @Sendable func last(_ why: String, _ pt: Int, _ ct: Int, _ stop: StopMatch?) -> [String: Any] {
-            let end = Date(), first = clock.first ?? end
-            var o: [String: Any] = ["stop": true, "id_slot": 0, "index": 0, "model": model, "tokens_predicted": ct, "tokens_evaluated": pt,
-                                    "tokens_cached": 0, "truncated": false, "generation_settings": clock.settings, "prompt": promptText, "tokens": [],
-                                    "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started), predicted: ct,
-                                                                   predictedSeconds: end.timeIntervalSince(first))]
-            o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
-            return o
-        }
-        let events = try service.start(p)
-        if t.stream {
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                for await e in events {
-                    switch e {
-                    case .prompt: break
-                    case .text(let text, _):
-                        if clock.first == nil { clock.first = Date() }
-                        guard !text.isEmpty else { continue }
-                        let chunk: [String: Any] = ["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]
-                        try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: chunk))\n\n"))
-                    case .done(let why, let pt, let ct, let stop):
-                        var o = last(why, pt, ct, stop)
-                        o["content"] = ""
-                        try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: o))\n\n"))
-                    }
-                }
-                try await writer.finish(nil)
-            })
-        }
-        var out: [String: Any] = [:]
-        for await e in events {
-            switch e {
-            case .prompt: break
-            case .text(let text, _):
-                if clock.first == nil { clock.first = Date() }
-                clock.text += text
-            case .done(let why, let pt, let ct, let stop):
-                out = last(why, pt, ct, stop)
-            }
-        }
-        out["content"] = clock.text
-        return jsonResponse(object: out)
-    }
-
-    /// GET /props: llama.cpp's server properties, for its clients and UIs.
-    func props() -> Response {
-        jsonResponse(object: ["model_path": service.modelName, "total_slots": service.engine.config.maxSeqs,
-                              "chat_template": service.chatTemplate?.source ?? "", "modalities": ["vision": false, "audio": false],
-                              "default_generation_settings": ["n_ctx": service.contextLimit, "params": LlamaCppAPI.defaults]])
-    }
-
     /// POST /tokenize: a prompt's token ids as /v1/completions would read it (special tokens added unless
     /// `add_special_tokens` is false), or chat messages' as /v1/chat/completions would.
     func tokenize(_ req: Request) async throws -> Response {
@@ -519,7 +397,6 @@ struct Routes: Sendable {
         return jsonResponse(TokenizeResponse(count: ids.count, maxModelLen: service.contextLimit, tokens: ids))
     }
 
-    /// Chat messages as the model's template renders them (with the assistant's turn opened).
     /// A chat request's prompt as its template renders it (the request's own `chat_template`, vLLM's field, else the
     /// model's), with that template and the request's tools, which the reply is read against.
     func chatPrompt(_ r: ChatRequest, body: Data) throws -> (text: String, template: ChatTemplate, tools: ToolRequest) {
