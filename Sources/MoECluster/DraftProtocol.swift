@@ -38,6 +38,10 @@ struct StartMessage {
         w.put(params.repetitionPenalty); w.put(params.frequencyPenalty); w.put(params.presencePenalty)
         let bias = params.logitBias.sorted { $0.key < $1.key }
         w.put(bias.map(\.key)); w.put(bias.map(\.value)); w.put(params.minP)
+        // allowed_token_ids (a flag, then the list) and the bad words (a count, then each sequence).
+        w.put(Int32(params.allowedTokens == nil ? 0 : 1)); w.put(params.allowedTokens ?? [])
+        let bad = params.badWords ?? []
+        w.put(Int32(bad.count)); for word in bad { w.put(word) }
         return w.bytes
     }
 
@@ -51,8 +55,11 @@ struct StartMessage {
         let t = r.float(), tk = Int(r.get(Int32.self)), tp = r.float(), seed = r.get(UInt64.self)
         prompt = r.ints()
         let rp = r.float(), fp = r.float(), pp = r.float(), ids = r.ints(), values = r.floats(), minP = r.float()
+        let hasAllowed = r.get(Int32.self) != 0, allowed = r.ints()
+        let bad = (0..<Int(r.get(Int32.self))).map { _ in r.ints() }
         params = SamplingParams(temperature: t, topK: tk, topP: tp, seed: seed, repetitionPenalty: rp, frequencyPenalty: fp,
-                                presencePenalty: pp, logitBias: Dictionary(uniqueKeysWithValues: zip(ids, values)), minP: minP)
+                                presencePenalty: pp, logitBias: Dictionary(uniqueKeysWithValues: zip(ids, values)), minP: minP,
+                                allowedTokens: hasAllowed ? allowed : nil, badWords: bad.isEmpty ? nil : bad)
     }
 }
 

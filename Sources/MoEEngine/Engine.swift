@@ -152,7 +152,7 @@ public final class Engine: @unchecked Sendable {
             self.onEvent = onEvent
             self.submitted = submitted
             adjustment = request.adjustment
-            history = adjustment.map { TokenHistory(prompt: request.prompt, keepPrompt: $0.repetitionPenalty != 1) }
+            history = adjustment.map { TokenHistory(prompt: request.prompt, keepPrompt: $0.repetitionPenalty != 1, keepRecent: $0.recentNeeded) }
             promptLogprobs = request.promptLogprobs == nil ? [] : Array(repeating: nil, count: request.prompt.count)
             promptLogprobsSent = request.promptLogprobs == nil
             grammarState = request.grammar?.start

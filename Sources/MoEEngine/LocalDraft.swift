@@ -42,7 +42,8 @@ public final class LocalDraft: DraftSource {
         func historyFromScratch() -> TokenHistory? {
             adjustment.map {
                 let p = min(promptCount, verified)
-                return TokenHistory(prompt: tokens[..<p], keepPrompt: $0.repetitionPenalty != 1).appending(tokens[p..<verified])
+                return TokenHistory(prompt: tokens[..<p], keepPrompt: $0.repetitionPenalty != 1, keepRecent: $0.recentNeeded)
+                    .appending(tokens[p..<verified])
             }
         }
 

@@ -15,10 +15,17 @@ public struct SamplingParams: Sendable, Codable, Equatable {
     public var presencePenalty: Float
     /// Added to the logits of these tokens (OpenAI's logit_bias).
     public var logitBias: [Int32: Float]
+    /// vLLM's allowed_token_ids: only these tokens can be generated (nil: every token).
+    public var allowedTokens: [Int32]?
+    /// vLLM's bad_words as token sequences: a sequence's last token cannot follow its other tokens in the output
+    /// (a one-token sequence is never generated). nil or empty: none.
+    public var badWords: [[Int32]]?
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil,
                 repetitionPenalty: Float = 1, frequencyPenalty: Float = 0, presencePenalty: Float = 0,
-                logitBias: [Int32: Float] = [:], minP: Float = 0) {
+                logitBias: [Int32: Float] = [:], minP: Float = 0, allowedTokens: [Int32]? = nil, badWords: [[Int32]]? = nil) {
+        self.allowedTokens = allowedTokens
+        self.badWords = badWords
         self.temperature = temperature
         self.minP = minP
         self.topK = topK

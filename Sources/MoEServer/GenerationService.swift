@@ -166,6 +166,19 @@ public final class GenerationService: @unchecked Sendable {
     /// accepted only when `allowNoTokens` (a completion that echoes its prompt to score it).
     func prepare(_ ids: [Int32], _ f: SamplingFields, defaultMaxTokens: Int?, maxTokensOverride: Int? = nil,
                  allowNoTokens: Bool = false) throws -> PreparedRequest {
+        var ids = ids
+        if let k = f.truncatePromptTokens {
+            guard k >= 1 || k == -1 else {
+                throw APIError.invalid("truncate_prompt_tokens must be an integer >= 1 or -1 (got \(k))", param: "truncate_prompt_tokens")
+            }
+            guard k <= contextLimit else {
+                throw APIError.invalid("truncate_prompt_tokens value (\(k)) is greater than max_model_len (\(contextLimit)). Please, select a smaller truncation size.",
+                                       param: "truncate_prompt_tokens")
+            }
+            // The prompt's end is kept (as vLLM truncates, from the left).
+            let keep = k == -1 ? contextLimit : k
+            if ids.count > keep { ids = Array(ids.suffix(keep)) }
+        }
         guard !ids.isEmpty else { throw APIError.invalid("the prompt is empty", param: "prompt") }
         try checkVocabulary(ids.map(Int.init), param: "prompt")
         let room = contextLimit - ids.count
@@ -214,15 +227,40 @@ public final class GenerationService: @unchecked Sendable {
             try checkVocabulary([t], param: "logit_bias")
             bias[Int32(t)] = Float(b)
         }
+        var allowed: [Int32]?
+        if let a = f.allowedTokenIds {
+            guard !a.isEmpty else { throw APIError.invalid("allowed_token_ids must not be empty", param: "allowed_token_ids") }
+            try checkVocabulary(a, param: "allowed_token_ids")
+            allowed = Set(a.map(Int32.init)).sorted()
+        }
         let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
                                     seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),
                                     frequencyPenalty: Float(f.frequencyPenalty ?? 0), presencePenalty: Float(f.presencePenalty ?? 0),
-                                    logitBias: bias, minP: Float(minP))
+                                    logitBias: bias, minP: Float(minP), allowedTokens: allowed, badWords: try badWords(f.badWords ?? []))
         var p = PreparedRequest(ids: ids, params: params, maxTokens: maxTokens, stops: stops, ignoreEOS: f.ignoreEOS ?? false,
                                 stopTokenIds: stopIds, minTokens: minTokens, includeStop: f.includeStopStrInOutput ?? false,
                                 skipSpecialTokens: f.skipSpecialTokens ?? true)
         try constrain(&p, try f.outputFormat())
         return p
+    }
+
+    /// vLLM's bad_words as token sequences: each word without its leading whitespace, and again after one space
+    /// when that spelling starts with another token and has as many (a word inside text, for tokenizers that mark
+    /// a word's start); no special tokens added.
+    func badWords(_ words: [String]) throws -> [[Int32]] {
+        var out: [[Int32]] = []
+        for word in words {
+            let bare = String(word.drop { $0.isWhitespace })
+            let plain = tokenizer.encode(bare, addSpecialTokens: false).map(Int32.init)
+            guard !plain.isEmpty else {
+                throw APIError.invalid("bad_words entries must tokenize to at least one token (got \"\(word)\")", param: "bad_words")
+            }
+            out.append(plain)
+            let spaced = tokenizer.encode(" " + bare, addSpecialTokens: false).map(Int32.init)
+            if spaced.first != plain.first && spaced.count == plain.count { out.append(spaced) }
+        }
+        try checkVocabulary(out.joined().map(Int.init), param: "bad_words")
+        return out
     }
 
     /// A 400 naming the first token id outside the model's vocabulary, and the field it came in.

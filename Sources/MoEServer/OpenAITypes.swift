@@ -107,6 +107,12 @@ struct SamplingFields: Codable, Sendable {
     /// vLLM's: the stop string or stop token's text kept at the end of the text; special tokens' text shown.
     var includeStopStrInOutput: Bool?
     var skipSpecialTokens: Bool?
+    /// vLLM's: only these token ids can be generated.
+    var allowedTokenIds: [Int]?
+    /// vLLM's: words (each also with a leading space) whose tokens the output never completes.
+    var badWords: [String]?
+    /// vLLM's: keep only the prompt's last k tokens (-1: as many as the context holds).
+    var truncatePromptTokens: Int?
     /// `response_format` json_object or json_schema (or vLLM's `guided_json`, a schema): the output is one JSON
     /// object, or one value of the schema.
     var responseFormat: ResponseFormat?
@@ -136,7 +142,8 @@ struct SamplingFields: Codable, Sendable {
         case logitBias = "logit_bias", includeStopStrInOutput = "include_stop_str_in_output"
         case skipSpecialTokens = "skip_special_tokens", responseFormat = "response_format", guidedJSON = "guided_json"
         case guidedChoice = "guided_choice", guidedRegex = "guided_regex", grammar, guidedGrammar = "guided_grammar"
-        case structuredOutputs = "structured_outputs"
+        case structuredOutputs = "structured_outputs", allowedTokenIds = "allowed_token_ids", badWords = "bad_words"
+        case truncatePromptTokens = "truncate_prompt_tokens"
     }
 
     struct ResponseFormat: Codable, Sendable {

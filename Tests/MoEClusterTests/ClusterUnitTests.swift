@@ -175,5 +175,12 @@ import Testing
                                     presencePenalty: 0.25, logitBias: [3: -100, 7: 2.5], minP: 0.05)
         let m = StartMessage(StartMessage(seq: 4, k: 3, params: params, prompt: [1, 2, 3]).encode())
         #expect(m.seq == 4 && m.k == 3 && m.prompt == [1, 2, 3] && m.params == params)
+        // vLLM's allowed_token_ids and bad_words too; an empty allowed list is not the same as none.
+        for (allowed, bad) in [([Int32]([5, 9]), [[Int32]]([[4], [2, 3, 8]])), ([], nil), (nil, [[1, 1]])] {
+            var p = params
+            p.allowedTokens = allowed
+            p.badWords = bad
+            #expect(StartMessage(StartMessage(seq: 1, k: 2, params: p, prompt: [7]).encode()).params == p)
+        }
     }
 }

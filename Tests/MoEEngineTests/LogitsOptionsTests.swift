@@ -122,6 +122,31 @@ import Testing
         }
     }
 
+    /// vLLM's bad_words and allowed_token_ids change greedy output, and speculation keeps it token for token: a
+    /// two-token word from the fixture's own greedy output and one of its tokens never appear, and with an allowed
+    /// set every token is in it.
+    @Test func badWordsAndAllowedTokensHoldWithSpeculation() throws {
+        let p = try Fixtures.golden("tiny-mixtral-spec").prompts[1], g = p.greedy.newTokens.map(Int32.init)
+        #expect(g.count >= 8)
+        let word = [g[3], g[4]], banned = g[6]
+        let allowed = Array(Set(g.prefix(5)).union([3, 4, 5, 6, 7])).sorted()
+        for params in [SamplingParams(badWords: [word, [banned]]), SamplingParams(allowedTokens: allowed),
+                       SamplingParams(temperature: 0.8, seed: 5, badWords: [word, [banned]])] {
+            let r = EngineRequest(prompt: p.ids.map(Int32.init), params: params, maxTokens: 16, eos: [2])
+            let plain = try run(Self.spec, r)
+            if let bad = params.badWords {
+                #expect(!plain.tokens.contains(banned))
+                for i in 1..<plain.tokens.count { #expect(Array(plain.tokens[i - 1...i]) != word, "at \(i)") }
+                if !params.isGreedy { continue }
+                // The first tokens are the golden ones up to the word's second token, which is then turned down.
+                #expect(Array(plain.tokens.prefix(4)) == Array(g.prefix(4)) && plain.tokens[4] != g[4], "\(bad)")
+            } else {
+                #expect(plain.tokens.allSatisfy { allowed.contains($0) } && plain.tokens.map(Int.init) != p.greedy.newTokens)
+            }
+            for k in [1, 3] { #expect(try run(Self.spec, r, mode: .fixed(k)).tokens == plain.tokens, "k \(k)") }
+        }
+    }
+
     /// The draft proposes with the request's penalties and bias: with the target itself as draft, greedy
     /// penalised drafts are then all accepted (without them the draft would propose the repeats the target's
     /// penalties turn down).

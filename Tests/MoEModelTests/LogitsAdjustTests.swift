@@ -47,11 +47,25 @@ import Testing
         Case(name: "logit bias before the repetition penalty",
              adjustment: LogitsAdjustment(repetitionPenalty: 2, bias: [0: 2, 3: -100]), prompt: [0], output: [],
              expected: [2, -1, 0.5, -103, 4, 0]),
+        // vLLM's allowed_token_ids: every other token masked.
+        Case(name: "allowed_token_ids keeps only its tokens", adjustment: LogitsAdjustment(allowed: [1, 4]), prompt: [], output: [],
+             expected: [ninf, -1, ninf, ninf, 4, ninf]),
+        // vLLM's bad words: a word's last token is masked where the output ends with the word's other tokens.
+        Case(name: "a one-token bad word is always masked", adjustment: LogitsAdjustment(badWords: [[4]]), prompt: [], output: [],
+             expected: [2, -1, 0.5, -3, ninf, 0]),
+        Case(name: "a bad word's last token after its other tokens", adjustment: LogitsAdjustment(badWords: [[2, 3, 0], [5, 1]]),
+             prompt: [], output: [1, 2, 3], expected: [ninf, -1, 0.5, -3, 4, 0]),
+        Case(name: "a bad word's tokens in another order mask nothing", adjustment: LogitsAdjustment(badWords: [[2, 3, 0]]),
+             prompt: [], output: [3, 2], expected: row),
+        Case(name: "a bad word's prefix in the prompt does not count", adjustment: LogitsAdjustment(badWords: [[2, 3, 0]]),
+             prompt: [2, 3], output: [3], expected: row),
+        Case(name: "a bad word's prefix earlier in the output does not count", adjustment: LogitsAdjustment(badWords: [[2, 3, 0]]),
+             prompt: [], output: [2, 3, 1], expected: row),
     ]
 
     @Test(arguments: cases)
     func adjustsLikeVLLM(_ c: Case) {
-        var h = TokenHistory(prompt: c.prompt)
+        var h = TokenHistory(prompt: c.prompt, keepRecent: c.adjustment.recentNeeded)
         for t in c.output { h.append(t) }
         let out = Self.row.withUnsafeBufferPointer { c.adjustment.applied($0, h) }
         #expect(out == c.expected)

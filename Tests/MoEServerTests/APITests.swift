@@ -426,4 +426,73 @@ import Testing
             #expect(engine.loadSnapshot.running == 0, "\(count) prompts")
         }
     }
+
+    /// vLLM's allowed_token_ids, bad_words and truncate_prompt_tokens: generated ids stay in the allowed set; no
+    /// generated sequence ends with a bad word's tokens (the word as /tokenize spells it, bare and after a space);
+    /// a truncated prompt is its last k tokens (the same text as that suffix sent as ids, k prompt tokens in usage);
+    /// bad values are 400s naming the field.
+    @Test func vllmAllowedTokensBadWordsAndPromptTruncation() async throws {
+        let s = try await LiveServer()
+        defer { Task { await s.stop() } }
+        let base: [String: Any] = ["prompt": "The quick brown fox", "max_tokens": 10, "temperature": 0, "ignore_eos": true,
+                                   "logprobs": 0, "return_tokens_as_token_ids": true]
+        func ids(_ extra: [String: Any]) async throws -> [Int] {
+            let r = try await HTTP.post(s.base + "/v1/completions", base.merging(extra) { $1 })
+            #expect(r.status == 200, "\(r.text)")
+            let lp = (r.json?["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any]
+            return (lp?["tokens"] as? [String] ?? []).compactMap { Int($0.dropFirst("token_id:".count)) }
+        }
+        let plain = try await ids([:])
+        #expect(plain.count == 10)
+
+        let allowed = [plain[2], 5, 6, 7]
+        let kept = try await ids(["allowed_token_ids": allowed])
+        #expect(kept.count == 10 && kept.allSatisfy(allowed.contains) && kept != plain, "\(kept)")
+        let sampled = try await ids(["allowed_token_ids": allowed, "temperature": 1, "seed": 3])
+        #expect(sampled.allSatisfy(allowed.contains), "\(sampled)")
+
+        // A generated token whose text, as a bad word, is spelled as that one token (bare or after a space): the
+        // output is the same up to it, then turns away.
+        func spellings(_ word: String) async throws -> [[Int]] {
+            var out: [[Int]] = []
+            for text in [String(word.drop { $0.isWhitespace }), " " + word.drop { $0.isWhitespace }] {
+                let t = try await HTTP.post(s.base + "/tokenize", ["prompt": text, "add_special_tokens": false])
+                out.append(t.json?["tokens"] as? [Int] ?? [])
+            }
+            return out[1].first != out[0].first && out[1].count == out[0].count ? out : [out[0]]
+        }
+        var chosen: (at: Int, word: String, spellings: [[Int]])?
+        for (i, t) in plain.enumerated() where !plain[..<i].contains(t) {
+            let word = (try await HTTP.post(s.base + "/detokenize", ["tokens": [t]])).json?["prompt"] as? String ?? ""
+            guard !word.allSatisfy(\.isWhitespace) else { continue }
+            let sp = try await spellings(word)
+            if sp.contains([t]) { chosen = (i, word, sp); break }
+        }
+        let bad = try #require(chosen)
+        let clean = try await ids(["bad_words": [bad.word]])
+        #expect(Array(clean.prefix(bad.at)) == Array(plain.prefix(bad.at)) && clean[bad.at] != plain[bad.at], "\(bad)")
+        for w in bad.spellings {
+            for end in 0..<clean.count where end + 1 >= w.count {
+                #expect(Array(clean[(end + 1 - w.count)...end]) != w, "\(bad) ends at \(end): \(clean)")
+            }
+        }
+
+        let prompt = try #require((try await HTTP.post(s.base + "/tokenize", ["prompt": "The quick brown fox"])).json?["tokens"] as? [Int])
+        #expect(prompt.count > 3)
+        let cut = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 6, "temperature": 0,
+                                                                   "truncate_prompt_tokens": 3])
+        let asIds = try await HTTP.post(s.base + "/v1/completions", ["prompt": Array(prompt.suffix(3)), "max_tokens": 6, "temperature": 0])
+        #expect((cut.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int == 3, "\(cut.text)")
+        #expect((cut.json?["choices"] as? [[String: Any]])?.first?["text"] as? String
+                == (asIds.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        let long = try await HTTP.post(s.base + "/v1/completions", ["prompt": "The quick brown fox", "max_tokens": 2, "truncate_prompt_tokens": -1])
+        #expect((long.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int == prompt.count)
+
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "allowed_token_ids": [Int]()]), 400, "must not be empty", "allowed_token_ids")
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "allowed_token_ids": [1, 1_000_000]]), 400, "outside the vocabulary", "allowed_token_ids")
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "bad_words": [" "]]), 400, "at least one token", "bad_words")
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "truncate_prompt_tokens": 0]), 400, ">= 1 or -1", "truncate_prompt_tokens")
+        expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "x", "truncate_prompt_tokens": 1_000_000]), 400,
+                    "greater than max_model_len", "truncate_prompt_tokens")
+    }
 }
