@@ -2,7 +2,8 @@ import Foundation
 import MoETokenizer
 
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
-/// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls and Qwen3's thinking), Llama 3 headers, and
+/// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
+/// calls), Llama 3 headers, and
 /// Mistral/Llama 2 [INST] turns. Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, unsupported }
@@ -16,6 +17,9 @@ public struct ChatTemplate: Sendable {
     /// ChatML templates that render tools as Qwen2.5 and Qwen3 do: a `# Tools` system block listing each tool as
     /// JSON, assistant calls as `<tool_call>` blocks, tool results as `<tool_response>` blocks in a user turn.
     public let rendersTools: Bool
+    /// Qwen3-Coder's: tools listed in XML and calls as `<function=…>` blocks with `<parameter=…>` values
+    /// (`renderQwenCoder`).
+    let xmlTools: Bool
     /// Qwen3's: an assistant turn's <think> block is kept only after the last user query, and
     /// `enable_thinking: false` opens the reply with an empty one.
     let thinks: Bool
@@ -41,8 +45,9 @@ public struct ChatTemplate: Sendable {
             kind = .chatML
             defaultSystem = source.contains(qwenDefault) ? qwenDefault : nil
             // Qwen's wording exactly (Hermes-style templates share some of it but lay tools out otherwise).
+            xmlTools = source.contains("<function=example_function_name>") && source.contains("<parameter=example_parameter_1>")
             rendersTools = source.contains("<tool_call>") && source.contains("# Tools")
-                && source.contains("You are provided with function signatures within <tools></tools> XML tags:")
+                && (source.contains("You are provided with function signatures within <tools></tools> XML tags:") || xmlTools)
             thinks = source.contains("reasoning_content")
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
@@ -50,6 +55,7 @@ public struct ChatTemplate: Sendable {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst : .unsupported
             defaultSystem = nil
             rendersTools = false
+            xmlTools = false
             thinks = false
             opensThinking = false
         }
@@ -97,11 +103,11 @@ public struct ChatTemplate: Sendable {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
         if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
-            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's and Qwen3's `<tool_call>` format); leave out tools, tool calls and tool messages")
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's and Qwen3-Coder's `<tool_call>` formats); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
-            return renderChatML(messages, tools: tools, options: options)
+            return xmlTools ? renderQwenCoder(messages, tools: tools, options: options) : renderChatML(messages, tools: tools, options: options)
         case .llama3:
             var out = bos
             var messages = messages

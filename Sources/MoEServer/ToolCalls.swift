@@ -105,7 +105,7 @@ struct ToolRequest: Sendable {
         switch choice {
         case .none: return (text, [])
         case .auto:
-            var scanner = ToolCallScanner()
+            var scanner = ToolCallScanner(tools: functions)
             let pieces = scanner.feed(text) + scanner.finish()
             var content = "", calls: [ToolCallScanner.Call] = []
             for p in pieces {
@@ -135,6 +135,7 @@ struct ToolRequest: Sendable {
 /// Splits a reply in the Hermes format (Qwen2.5, Qwen3) into text and tool calls as it streams: each
 /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` block becomes a call (an unclosed last block too, if its
 /// JSON is whole), with its arguments written as Python's json.dumps writes them (as vLLM returns them). A block
+/// holding Qwen3-Coder's `<function=…>` form instead is read as vLLM's qwen3_coder parser reads it (QwenCoderCalls). A block
 /// whose JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
 /// text the model wrote around blocks is kept. Fed the whole reply at once it gives what streaming gave, piece by piece.
 struct ToolCallScanner {
@@ -156,6 +157,13 @@ struct ToolCallScanner {
     /// Whitespace after the last text, kept back until it is known not to precede a block or end the reply.
     private var held = ""
     private var called = false
+    /// Each tool's `parameters` schema by name: Qwen3-Coder's XML calls write every value as text, which is
+    /// converted by its parameter's type.
+    let schemas: [String: JSONValue?]
+
+    init(tools: [ToolRequest.Function] = []) {
+        schemas = Dictionary(tools.map { ($0.name, $0.parameters) }) { first, _ in first }
+    }
 
     mutating func feed(_ text: String) -> [Piece] {
         buffer += text
@@ -214,10 +222,10 @@ struct ToolCallScanner {
     }
 
     private mutating func block(_ body: String, closed: Bool) -> [Piece] {
-        if let call = Self.call(body) {
+        if let calls = QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map({ [$0] }), !calls.isEmpty {
             called = true
             held = ""
-            return [.call(call)]
+            return calls.map { .call($0) }
         }
         return emit(Self.open + body + (closed ? Self.close : ""), beforeBlock: false)
     }
@@ -239,13 +247,14 @@ struct ToolCallScanner {
 struct StreamedReply: Sendable {
     let tools: ToolRequest
     private var splitter: ReasoningSplitter
-    private var scanner = ToolCallScanner()
+    private var scanner: ToolCallScanner
     private var buffered = ""
     /// Calls sent so far.
     private(set) var calls = 0
 
     init(_ tools: ToolRequest, reasoning: Bool, opened: Bool = false) {
         self.tools = tools
+        scanner = ToolCallScanner(tools: tools.functions)
         splitter = ReasoningSplitter(enabled: reasoning, opened: opened)
     }
 

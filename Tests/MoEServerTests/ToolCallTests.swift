@@ -5,7 +5,7 @@ import MoETokenizer
 import Testing
 @testable import MoEServer
 
-/// Chat templates against transformers' renderings (Qwen2.5's and Qwen3's with tools and thinking, Llama 2's, Llama
+/// Chat templates against transformers' renderings (Qwen2.5's, Qwen3's and Qwen3-Coder's with tools and thinking, Llama 2's, Llama
 /// 3's, Mixtral's), the Hermes-format reply scanner, and the tool request rules (tool_choice, constrained calls).
 struct ToolCallTests {
     static let dir = Fixtures.root.appendingPathComponent("chat-templates")
@@ -126,6 +126,53 @@ struct ToolCallTests {
             for cut in stride(from: 1, to: reply.count, by: 3) {
                 #expect(scan([String(reply.prefix(cut)), String(reply.dropFirst(cut))]) == whole, "cut at \(cut): \(reply)")
             }
+        }
+    }
+
+    /// Qwen3-Coder's XML calls, read as vLLM's qwen3_coder parser reads them: each value converted by its
+    /// parameter's schema type (arguments as Python's json.dumps writes them), however the reply is split.
+    @Test func qwenCoderCallsConvertEachValueByItsSchemaType() throws {
+        let schema = try OrderedJSON.parse(#"""
+            {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "ratio": {"type": "number"},
+             "hourly": {"type": "boolean"}, "filters": {"type": "object"}, "ids": {"type": "array"}, "tag": {"type": ["string", "null"]},
+             "mode": {"description": "no type"}}}
+            """#)
+        let data = Data(schema.python.utf8)
+        let tools = [ToolRequest.Function(name: "get_weather", parameters: try JSONDecoder().decode(JSONValue.self, from: data)),
+                     ToolRequest.Function(name: "now", parameters: nil)]
+        func xml(_ name: String, _ params: [(String, String)], close: Bool = true) -> String {
+            "<tool_call>\n<function=\(name)>\n" + params.map { "<parameter=\($0.0)>\n\($0.1)\n</parameter>\n" }.joined()
+                + "</function>\n" + (close ? "</tool_call>" : "")
+        }
+        let cases: [(String, [Piece])] = [
+            // Types: text stays text; int() and float() (whole numbers as integers); true only for "true" in any case;
+            // objects and arrays as JSON; "null" in any case is null whatever the type; an unlisted parameter is text.
+            ("Checking.\n" + xml("get_weather", [("city", "Paris, FR"), ("days", " 1_000 "), ("ratio", "2.50"), ("hourly", "TRUE"),
+                                                ("filters", "{\"year\": 2024, \"names\": [\"é\"]}"), ("ids", "[1, 2.0]"), ("extra", "7")]),
+             [.text("Checking."), Self.call("get_weather", #"{"city": "Paris, FR", "days": 1000, "ratio": 2.5, "hourly": true, "filters": {"year": 2024, "names": ["é"]}, "ids": [1, 2.0], "extra": "7"}"#)]),
+            (xml("get_weather", [("days", "-007"), ("ratio", "1e3"), ("hourly", "yes"), ("city", "NULL"), ("tag", "5"), ("mode", "12")]),
+             [Self.call("get_weather", #"{"days": -7, "ratio": 1000, "hourly": false, "city": null, "tag": 5, "mode": "12"}"#)]),
+            // Failed conversions stay text: not an integer, not finite, not JSON (nor a Python literal).
+            (xml("get_weather", [("days", "3.5"), ("ratio", "inf"), ("filters", "not json"), ("tag", "true"), ("ids", "[1,")]),
+             [Self.call("get_weather", #"{"days": "3.5", "ratio": "inf", "filters": "not json", "tag": "true", "ids": "[1,"}"#)]),
+            // Multi-line text keeps its inner newlines (one is trimmed at each end); a parameter left open ends at
+            // the next; a repeated one keeps its first place with the last value; a tool without parameters.
+            (xml("get_weather", [("city", "line one\n\nline two")]) + "\n" + xml("now", []),
+             [Self.call("get_weather", #"{"city": "line one\n\nline two"}"#), Self.call("now", "{}")]),
+            ("<tool_call>\n<function=get_weather>\n<parameter=city>\nRome\n<parameter=days>\n2\n</parameter>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+             [Self.call("get_weather", #"{"city": "Paris", "days": 2}"#)]),
+            // An unclosed last block (a reply cut by max_tokens) is still read; a block with no function stays text.
+            (xml("get_weather", [("days", "4")], close: false), [Self.call("get_weather", #"{"days": 4}"#)]),
+            ("<tool_call>\n<function=broken\n</tool_call>", [.text("<tool_call>\n<function=broken\n</tool_call>")]),
+        ]
+        for (reply, expected) in cases {
+            func scan(_ chunks: [String]) -> [Piece] {
+                var s = ToolCallScanner(tools: tools)
+                return Self.mergedText(chunks.flatMap { s.feed($0) } + s.finish())
+            }
+            let whole = scan([reply])
+            #expect(whole == Self.mergedText(expected), "\(reply)")
+            #expect(scan(reply.map { String($0) }) == whole, "character by character: \(reply)")
         }
     }
 
@@ -369,6 +416,37 @@ struct ToolCallAPITests {
         let named = try await HTTP.post(plain.base + "/v1/chat/completions", ["messages": Self.question, "tools": Self.tools, "max_tokens": 48,
                                                                                "temperature": 0, "tool_choice": ["type": "function", "function": ["name": "get_weather"]]])
         #expect(Self.calls(named).count == 1, "\(named.text)")
+    }
+
+    /// A Qwen3-Coder model's reply forced into its XML call (as the model writes one): auto tool choice returns the
+    /// call, its values typed by the tool's schema, streamed or not.
+    @Test func autoToolChoiceReadsQwenCoderCallsOutOfTheReply() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen3-coder.jinja"), encoding: .utf8)
+        let s = try await LiveServer(chatTemplate: template)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/chat/completions"
+        let regex = #"Checking\.\n<tool_call>\n<function=get_weather>\n<parameter=city>\n(Paris|Rome)\n</parameter>\n<parameter=days>\n[1-7]\n</parameter>\n</function>\n</tool_call>"#
+        let body: [String: Any] = ["messages": Self.question, "tools": Self.tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex]
+        let r = try await HTTP.post(url, body)
+        #expect((Self.choice(r)?["message"] as? [String: Any])?["content"] as? String == "Checking.", "\(r.text)")
+        let calls = Self.calls(r)
+        #expect(calls.count == 1 && (calls.first?["function"] as? [String: Any])?["name"] as? String == "get_weather", "\(r.text)")
+        let args = calls.first.flatMap(Self.arguments)
+        #expect(["Paris", "Rome"].contains(args?["city"] as? String ?? "") && (1...7).contains(args?["days"] as? Int ?? 0), "\(r.text)")
+        #expect(Self.choice(r)?["finish_reason"] as? String == "tool_calls")
+
+        var streamed = body
+        streamed["stream"] = true
+        let st = Self.deltas(try await HTTP.post(url, streamed))
+        let streamedCalls = st.compactMap { ($0["delta"] as? [String: Any])?["tool_calls"] as? [[String: Any]] }.flatMap { $0 }
+        #expect(streamedCalls.count == 1 && (streamedCalls.first?["function"] as? [String: Any])?["arguments"] as? String
+                == (calls.first?["function"] as? [String: Any])?["arguments"] as? String)
+
+        // The prompt shows the tools in Qwen3-Coder's XML, and the call goes back into the history as its template writes it.
+        let prompt = try await HTTP.post(s.base + "/tokenize", ["messages": Self.question, "tools": Self.tools])
+        let ids = prompt.json?["tokens"] as? [Int] ?? []
+        let text = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        #expect(text.contains("<function>\n<name>get_weather</name>\n<description>Weather of a city.</description>"), "\(text)")
     }
 }
 

@@ -2,8 +2,8 @@
 published in those models' tokenizer_config.json) through transformers' apply_chat_template, the way vLLM passes an
 OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
 Writes goldens.json. Run: python3 make.py (transformers 5.x; each case's tokenizer, for its BOS and EOS, from the
-fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3 and Mixtral-8x7B-Instruct-v0.1 templates (the
-first and the current one) are rendered the same way."""
+fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3, Mixtral-8x7B-Instruct-v0.1 (the first and the
+current one) and Qwen3-Coder templates are rendered the same way."""
 import copy, json, os
 from transformers import AutoTokenizer
 
