@@ -63,7 +63,9 @@ enum MessagesAPI {
             }
             if c["disable_parallel_tool_use"] as? Bool == true { chat["parallel_tool_calls"] = false }
         }
-        return Translated(chatBody: try APIRewrite.body(chat), stream: r["stream"] as? Bool ?? false)
+        let ordered = chat["tools"] == nil ? nil
+            : APIRewrite.orderedTools(body, schemaKey: "input_schema", defaultSchema: .object([.init(key: "type", value: .string("object"))]))
+        return Translated(chatBody: try APIRewrite.body(chat, tools: ordered), stream: r["stream"] as? Bool ?? false)
     }
 
     /// One Anthropic message as chat messages: its text (and thinking, and tool_use blocks as calls) as one message;

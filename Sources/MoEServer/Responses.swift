@@ -84,7 +84,8 @@ enum ResponsesAPI {
         echo["tool_choice"] = r["tool_choice"] ?? "auto"
         echo["parallel_tool_calls"] = r["parallel_tool_calls"] ?? true
         if echo["text"] is NSNull { echo["text"] = ["format": ["type": "text"]] }
-        return Translated(chatBody: try APIRewrite.body(chat), stream: stream, echo: echo)
+        let ordered = chat["tools"] == nil ? nil : APIRewrite.orderedTools(body, schemaKey: "parameters")
+        return Translated(chatBody: try APIRewrite.body(chat, tools: ordered), stream: stream, echo: echo)
     }
 
     /// `input` as chat messages: text is one user message; items are messages (content as text or parts),

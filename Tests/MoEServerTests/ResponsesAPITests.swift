@@ -1,5 +1,6 @@
 import Foundation
 import MoETestSupport
+import MoETokenizer
 import Testing
 @testable import MoEServer
 
@@ -23,6 +24,29 @@ struct ResponsesAPITests {
         let items = response?["output"] as? [[String: Any]] ?? []
         let texts = items.filter { $0["type"] as? String == "message" }.flatMap { ($0["content"] as? [[String: Any]]) ?? [] }
         return texts.isEmpty ? nil : texts.compactMap { $0["text"] as? String }.joined()
+    }
+
+    /// A tool sent to /v1/responses or /v1/messages reaches the template as the same tool sent to the chat route
+    /// does, its schema's keys in the client's order (Qwen3's template shows the JSON; Qwen3-Coder's lists the
+    /// parameters in that order): the prompts are the same text.
+    @Test func toolsKeepTheClientsKeyOrderThroughTheRewrites() throws {
+        let schema = #"{"type": "object", "properties": {"zeta": {"type": "string", "description": "last letter"}, "alpha": {"type": "integer"}}, "required": ["zeta"]}"#
+        let chat = #"{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "description": "Does f.", "parameters": "# + schema + "}}]}"
+        let responses = #"{"input": "hi", "tools": [{"type": "function", "name": "f", "description": "Does f.", "parameters": "# + schema + "}]}"
+        let messages = #"{"max_tokens": 8, "messages": [{"role": "user", "content": "hi"}], "tools": [{"name": "f", "description": "Does f.", "input_schema": "# + schema + "}]}"
+        let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe"))
+        func prompt(_ body: Data, template file: String) throws -> String {
+            let r = try JSONDecoder().decode(ChatRequest.self, from: body)
+            let tools = try ToolRequest(r, body: body)
+            let source = try String(contentsOf: ToolCallTests.dir.appendingPathComponent(file), encoding: .utf8)
+            return try ChatTemplate(source: source, tokenizer: tokenizer).render(r.messages, tools: tools.shown(rendersTools: true))
+        }
+        for file in ["qwen3.jinja", "qwen3-coder.jinja"] {
+            let expected = try prompt(Data(chat.utf8), template: file)
+            #expect(expected.contains(file == "qwen3.jinja" ? #"{"zeta": {"type": "string", "description": "last letter"}, "alpha""# : "<name>zeta</name>"))
+            #expect(try prompt(ResponsesAPI.translate(Data(responses.utf8)).chatBody, template: file) == expected, "\(file)")
+            #expect(try prompt(MessagesAPI.translate(Data(messages.utf8)).chatBody, template: file) == expected, "\(file)")
+        }
     }
 
     @Test func aResponseIsTheChatReplyAsOutputItems() async throws {
