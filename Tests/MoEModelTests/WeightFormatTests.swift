@@ -241,8 +241,9 @@ import Testing
     }
 
     /// A token's output must not depend on what else is in the batch (speculative verification relies on it): one
-    /// row at a time gives the same bits as 6, 7 or 13 rows together (blocks of 4 inputs and a rest of 2, 3 or 1),
-    /// on the threaded path too.
+    /// row at a time gives the same bits as 6, 7, 13 or 70 rows together (blocks of 4 inputs and a rest of 2, 3 or 1;
+    /// 70 fills a tile of 64, where AVX2 bf16 rows are widened once per tile), on the threaded path too, with each
+    /// vector instruction set.
     @Test(arguments: [WeightFormat.f32] + narrow)
     func eachRowOfABatchIsComputedAsIfAlone(format: WeightFormat) throws {
         ComputeThreads.ensureConfigured()
@@ -257,15 +258,19 @@ import Testing
     func checkBatchInvariance(format: WeightFormat, cols: Int) throws {
         let rows = 300
         let w = try #require(Matrix(FloatBuffer(randoms(rows * cols, seed: 31)), rows: rows, cols: cols).converted(to: format))
-        for T in [6, 7, 13] {
-            let x = randoms(T * cols, seed: 32)
-            let all = product(x, rows: T, w)
-            for t in 0..<T {
-                let one = product(Array(x[t * cols..<(t + 1) * cols]), rows: 1, w)
-                #expect(one == Array(all[t * rows..<(t + 1) * rows]), "\(format) cols \(cols) row \(t) of \(T)")
+        defer { kern_isa_force(-1) }
+        for isa in [KERN_ISA_AVX2, KERN_ISA_AVX512] where isa <= kern_isa_detected() {
+            kern_isa_force(Int32(isa))
+            for T in [6, 7, 13, 70] {
+                let x = randoms(T * cols, seed: 32)
+                let all = product(x, rows: T, w)
+                for t in 0..<T {
+                    let one = product(Array(x[t * cols..<(t + 1) * cols]), rows: 1, w)
+                    #expect(one == Array(all[t * rows..<(t + 1) * rows]), "\(format) cols \(cols) row \(t) of \(T) isa \(isa)")
+                }
+                let pair = product(Array(x[0..<(2 * cols)]), rows: 2, w)
+                #expect(pair == Array(all[0..<(2 * rows)]), "\(format) cols \(cols) first two of \(T) isa \(isa)")
             }
-            let pair = product(Array(x[0..<(2 * cols)]), rows: 2, w)
-            #expect(pair == Array(all[0..<(2 * rows)]), "\(format) cols \(cols) first two of \(T)")
         }
     }
 
