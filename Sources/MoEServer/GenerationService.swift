@@ -6,10 +6,10 @@ import MoETokenizer
 /// What one generation streams to its HTTP handler: its prompt's log-probabilities first (when asked for), then
 /// text as it can be released with the log-probabilities of the tokens generated since the last event (when asked
 /// for; a token's text may come in a later event than its log-probabilities, when it is held back for a stop string
-/// or an unfinished UTF-8 character), then its end.
+/// or an unfinished UTF-8 character) and the count of tokens generated so far, then its end.
 enum GenerationEvent: Sendable {
     case prompt([PositionLogprobs?])
-    case text(String, [PositionLogprobs])
+    case text(String, [PositionLogprobs], generated: Int)
     case done(finishReason: String, promptTokens: Int, completionTokens: Int, stopReason: StopMatch?)
 }
 
@@ -316,7 +316,7 @@ public final class GenerationService: @unchecked Sendable {
                     // The token that ends a generation (EOS, a stop token id) is counted, not shown (unless asked), as
                     // vLLM does.
                     let (text, stop) = !includeStop && request.stops(at: t) ? ("", nil) : state.assembler.push(t)
-                    if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [])) }
+                    if !text.isEmpty || lp != nil { continuation.yield(.text(text, lp.map { [$0] } ?? [], generated: state.count)) }
                     if let stop {
                         state.done = true
                         state.cancel(engine)
@@ -327,7 +327,7 @@ public final class GenerationService: @unchecked Sendable {
                 case .finished(let why):
                     state.done = true
                     let (text, stop) = state.assembler.finish()
-                    if !text.isEmpty { continuation.yield(.text(text, [])) }
+                    if !text.isEmpty { continuation.yield(.text(text, [], generated: state.count)) }
                     let reason = stop != nil || why == .eos ? "stop" : (why == .length ? "length" : "cancelled")
                     // A stop token id ends it as EOS does; vLLM names the id (EOS itself is no reason).
                     let stopReason: StopMatch? = stop.map { .text($0) }
@@ -380,7 +380,7 @@ public final class GenerationService: @unchecked Sendable {
         for await e in events {
             switch e {
             case .prompt(let lps): out.prompt = lps
-            case .text(let t, let lps):
+            case .text(let t, let lps, _):
                 out.text += t
                 out.logprobs += lps
             case .done(let why, let pt, let ct, let stop):

@@ -92,7 +92,7 @@ extension Routes {
         @Sendable func chunk(_ e: GenerationEvent) -> [String: Any]? {
             switch e {
             case .prompt: return nil
-            case .text(let text, _):
+            case .text(let text, _, _):
                 if progress.first == nil { progress.first = Date() }
                 progress.text += text
                 return text.isEmpty ? nil : ["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]

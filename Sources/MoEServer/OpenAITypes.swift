@@ -84,7 +84,9 @@ struct StopInput: Codable, Sendable {
 
 struct StreamOptions: Decodable, Sendable {
     var includeUsage: Bool?
-    enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+    /// vLLM's: with include_usage, every chunk also carries the usage so far (its choice's tokens).
+    var continuousUsageStats: Bool?
+    enum CodingKeys: String, CodingKey { case includeUsage = "include_usage", continuousUsageStats = "continuous_usage_stats" }
 }
 
 /// The sampling and length fields shared by completions, chat completions and jobs.
@@ -287,6 +289,7 @@ struct GenerationOptions: Decodable, Sendable {
     }
 
     var includeUsage: Bool { streamOptions?.includeUsage ?? false }
+    var continuousUsage: Bool { includeUsage && streamOptions?.continuousUsageStats == true }
 
     /// A completion's `logprobs`: alternatives per token (0–20), or nil when not asked for.
     func completionLogprobs() throws -> Int? {

@@ -197,13 +197,19 @@ struct Routes: Sendable {
             // Every prompt's chunks as they come, each choice by its index (as vLLM streams a list of prompts); the
             // usage chunk, when asked for, once the last has finished, with the totals. An echoed prompt is each
             // choice's first chunk.
-            let includeUsage = o.includeUsage, count = prepared.count
+            let includeUsage = o.includeUsage, continuous = o.continuousUsage, count = prepared.count
             let totals = UsageTotals(choicesPerPrompt: n)
-            final class Progress: @unchecked Sendable { var offsets: [Int]; var echoed: Set<Int> = []; init(_ n: Int) { offsets = Array(repeating: 0, count: n) } }
+            final class Progress: @unchecked Sendable {
+                var offsets: [Int], generated: [Int], echoed: Set<Int> = []
+                init(_ n: Int) { offsets = Array(repeating: 0, count: n); generated = offsets }
+            }
             let progress = Progress(count)
             @Sendable func chunk(_ i: Int, _ text: String, _ lp: CompletionLogprobs?, _ why: String?, _ stop: StopMatch? = nil) -> String {
-                wireJSON(CompletionResponse(id: id, created: created, model: model,
-                                            choices: [CompletionChoice(index: i, text: text, logprobs: lp, finishReason: why, stopReason: stop)]))
+                // vLLM's continuous_usage_stats: the choice's counts so far on every chunk.
+                let usage = continuous ? Usage(prompt: prepared[i].ids.count, completion: progress.generated[i]) : nil
+                return wireJSON(CompletionResponse(id: id, created: created, model: model,
+                                                   choices: [CompletionChoice(index: i, text: text, logprobs: lp, finishReason: why, stopReason: stop)],
+                                                   usage: usage))
             }
             @Sendable func echoChunk(_ i: Int, _ lps: [PositionLogprobs?]) -> [String] {
                 guard let prompt = echoed[i], progress.echoed.insert(i).inserted else { return [] }
@@ -215,10 +221,12 @@ struct Routes: Sendable {
                 switch e {
                 case .prompt(let lps):
                     return echoChunk(i, lps)
-                case .text(let t, let lps):
+                case .text(let t, let lps, let generated):
+                    progress.generated[i] = generated
                     let lp = logprobs == nil ? nil : format.completion(entries(lps), offset: &progress.offsets[i])
                     return echoChunk(i, []) + [chunk(i, t, lp, nil)]
                 case .done(let why, let pt, let ct, let stop):
+                    progress.generated[i] = ct
                     var out = echoChunk(i, []) + [chunk(i, "", nil, why, stop)]
                     totals.add(choice: i, promptTokens: pt, completionTokens: ct)
                     if includeUsage && totals.finished == count {
@@ -310,25 +318,32 @@ struct Routes: Sendable {
         let format = LogprobsFormat(tokenizer: service.tokenizer, asIds: o.returnTokensAsTokenIds ?? false)
         let id = randomId("chatcmpl-"), created = Int(Date().timeIntervalSince1970), model = service.modelName
         if o.stream == true {
-            let includeUsage = o.includeUsage
+            let includeUsage = o.includeUsage, continuous = o.continuousUsage
             // The render closure runs once per event, in order, on the one task writing the stream: each choice's
             // first chunk carries the role; the usage chunk follows the last choice's end.
-            final class Started: @unchecked Sendable { var choices = Set<Int>(); var replies: [Int: StreamedReply] = [:] }
+            final class Started: @unchecked Sendable {
+                var choices = Set<Int>(), replies: [Int: StreamedReply] = [:], generated: [Int: Int] = [:]
+            }
             let started = Started(), totals = UsageTotals(choicesPerPrompt: n)
             @Sendable func chunk(_ i: Int, _ delta: ChatDelta, _ lp: ChatLogprobs?, _ why: String?, _ stop: StopMatch? = nil) -> String {
                 var delta = delta
                 if started.choices.insert(i).inserted { delta.role = "assistant" }
+                // vLLM's continuous_usage_stats: the choice's counts so far on every chunk.
+                let usage = continuous ? Usage(prompt: samples[i].ids.count, completion: started.generated[i] ?? 0) : nil
                 return wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
-                                             choices: [ChatChoice(index: i, delta: delta, logprobs: lp, finishReason: why, stopReason: stop)]))
+                                             choices: [ChatChoice(index: i, delta: delta, logprobs: lp, finishReason: why, stopReason: stop)],
+                                             usage: usage))
             }
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
                 case .prompt: return []
-                case .text(let t, let lps):
+                case .text(let t, let lps, let generated):
+                    started.generated[i] = generated
                     let delta = started.replies[i, default: run.streamedReply()].add(t)
                     guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
                 case .done(let why, let pt, let ct, let stop):
+                    started.generated[i] = ct
                     var reply = started.replies[i] ?? run.streamedReply()
                     let last = reply.finish()
                     var out: [String] = []
@@ -370,7 +385,7 @@ struct Routes: Sendable {
             for await (_, e) in events {
                 switch e {
                 case .prompt: break
-                case .text(let text, _): try await send(add(reading.reply.add(text)))
+                case .text(let text, _, _): try await send(add(reading.reply.add(text)))
                 case .done(let why, let pt, let ct, let stop):
                     try await send(add(reading.reply.finish()) + finish(why, stop, Usage(prompt: pt, completion: ct)))
                 }

@@ -57,6 +57,44 @@ import Testing
         #expect((a.json?["choices"] as? [[String: Any]])?.first?["text"] as? String == (b.json?["choices"] as? [[String: Any]])?.first?["text"] as? String)
     }
 
+    /// vLLM's continuous_usage_stats (with include_usage): every chunk carries its choice's usage so far, the
+    /// completion tokens never decreasing and reaching the final count on the choice's last chunk; without it only
+    /// the last chunk has usage. For completions (two prompts, each counted alone) and chat.
+    @Test func continuousUsageStatsCountEachChoiceAsItStreams() async throws {
+        let s = try await LiveServer(chatTemplate: Self.chatML)
+        defer { Task { await s.stop() } }
+        let prompts = ["The quick brown fox", "Hello"]
+        var sizes: [Int] = []
+        for p in prompts {
+            sizes.append(((try await HTTP.post(s.base + "/tokenize", ["prompt": p])).json?["tokens"] as? [Int] ?? []).count)
+        }
+        let chatSize = ((try await HTTP.post(s.base + "/tokenize", ["messages": [["role": "user", "content": "Hi"]]])).json?["tokens"] as? [Int] ?? []).count
+        for (route, body, promptTokens) in [
+            ("/v1/completions", ["prompt": prompts] as [String: Any], sizes),
+            ("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]]] as [String: Any], [chatSize]),
+        ] {
+            var streamed = body.merging(["max_tokens": 7, "temperature": 0, "ignore_eos": true, "stream": true,
+                                         "stream_options": ["include_usage": true, "continuous_usage_stats": true]]) { $1 }
+            let events = HTTP.events(try await HTTP.post(s.base + route, streamed).text)
+            let chunks = events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            var last = [Int](repeating: 0, count: promptTokens.count)
+            for c in chunks.dropLast() {
+                let i = try #require((c["choices"] as? [[String: Any]])?.first?["index"] as? Int)
+                let u = try #require(c["usage"] as? [String: Int], "\(route): \(c)")
+                #expect(u["prompt_tokens"] == promptTokens[i] && u["total_tokens"] == promptTokens[i] + (u["completion_tokens"] ?? -1))
+                #expect((u["completion_tokens"] ?? -1) >= last[i] && (u["completion_tokens"] ?? 99) <= 7, "\(route) \(u)")
+                last[i] = u["completion_tokens"] ?? 0
+            }
+            #expect(last == [Int](repeating: 7, count: promptTokens.count), "\(route)")
+            #expect((chunks.last?["usage"] as? [String: Int])?["completion_tokens"] == 7 * promptTokens.count, "\(route)")
+
+            streamed["stream_options"] = ["include_usage": true]
+            let plain = HTTP.events(try await HTTP.post(s.base + route, streamed).text).dropLast()
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(plain.dropLast().allSatisfy { $0["usage"] == nil || $0["usage"] is NSNull } && plain.last?["usage"] is [String: Int], "\(route)")
+        }
+    }
+
     /// A list of prompts streams as vLLM streams it: chunks of either choice by its index, interleaved as they
     /// come; each choice's pieces concatenate to its text without streaming, each ends with its finish reason, and
     /// the usage chunk comes once, last, with the totals.
