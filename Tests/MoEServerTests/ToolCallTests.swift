@@ -176,6 +176,27 @@ struct ToolCallTests {
         }
     }
 
+    /// Any reply, however malformed, is read without a crash and the same whether fed whole or in pieces: replies
+    /// made of random tags, names, values and newlines (a fixed seed), with and without schemas.
+    @Test func malformedQwenCoderRepliesReadTheSameHoweverSplit() throws {
+        let tools = [ToolRequest.Function(name: "f", parameters: try JSONDecoder().decode(JSONValue.self, from: Data(
+            #"{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "array"}, "c": {"type": "boolean"}}}"#.utf8)))]
+        let parts = ["<tool_call>", "</tool_call>", "<function=", "</function>", "<parameter=", "</parameter>", ">", "\n", "f", "a", "b",
+                     "c", "1", "[1]", "null", "é", " ", "<", "{\"name\": \"f\"}", "true"]
+        var rng = SeededRNG(seed: 7)
+        for _ in 0..<400 {
+            let reply = (0..<Int(rng.next() % 24)).map { _ in parts[Int(rng.next() % UInt64(parts.count))] }.joined()
+            for schema in [tools, []] {
+                var whole = ToolCallScanner(tools: schema)
+                let once = Self.mergedText(whole.feed(reply) + whole.finish())
+                var split = ToolCallScanner(tools: schema)
+                let cut = reply.isEmpty ? 0 : Int(rng.next() % UInt64(reply.count))
+                let twice = Self.mergedText(split.feed(String(reply.prefix(cut))) + split.feed(String(reply.dropFirst(cut))) + split.finish())
+                #expect(once == twice, "\(reply) cut at \(cut)")
+            }
+        }
+    }
+
     static func mergedText(_ pieces: [Piece]) -> [Piece] {
         var merged: [Piece] = []
         for p in pieces {
