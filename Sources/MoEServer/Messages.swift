@@ -13,8 +13,10 @@ enum MessagesAPI {
         var stream: Bool
     }
 
-    static func translate(_ body: Data) throws -> Translated {
-        let r = try APIRewrite.object(body)
+    /// `counting`: for count_tokens, whose requests have no max_tokens.
+    static func translate(_ body: Data, counting: Bool = false) throws -> Translated {
+        var r = try APIRewrite.object(body)
+        if counting && r["max_tokens"] == nil { r["max_tokens"] = 1 }
         guard r["max_tokens"] is NSNumber else { throw APIRewrite.invalid("max_tokens: field required (a positive number of tokens)", "max_tokens") }
         var messages: [[String: Any]] = []
         if let s = r["system"], !(s is NSNull) {
@@ -219,8 +221,20 @@ final class MessagesStream: @unchecked Sendable {
 extension Routes {
     /// POST /v1/messages: Anthropic's Messages API as a chat completion (MessagesAPI), whole or as its event stream;
     /// errors in Anthropic's shape ({"type": "error", "error": {"type", "message"}}).
-    func messages(_ req: Request) async throws -> Response {
-        do { return try await anthropicMessages(req) } catch let e as APIError {
+    func messages(_ req: Request) async throws -> Response { try await anthropicErrors { try await anthropicMessages(req) } }
+
+    /// POST /v1/messages/count_tokens: the prompt's tokens as /v1/messages would render it ({"input_tokens": N}), as
+    /// Anthropic's API and llama.cpp's server answer it (clients such as Claude Code ask before sending).
+    func countMessageTokens(_ req: Request) async throws -> Response {
+        try await anthropicErrors {
+            let t = try MessagesAPI.translate(try await body(req), counting: true)
+            let run = try prepareChat(try decode(ChatRequest.self, t.chatBody), body: t.chatBody)
+            return jsonResponse(object: ["input_tokens": run.samples[0].ids.count])
+        }
+    }
+
+    private func anthropicErrors(_ route: () async throws -> Response) async throws -> Response {
+        do { return try await route() } catch let e as APIError {
             let type = switch e.status.code {
             case 404: "not_found_error"
             case 413: "request_too_large"

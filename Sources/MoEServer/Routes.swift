@@ -52,6 +52,7 @@ struct Routes: Sendable {
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
         router.post("/v1/responses") { req, _ in try await responses(req) }
         router.post("/v1/messages") { req, _ in try await messages(req) }
+        router.post("/v1/messages/count_tokens") { req, _ in try await countMessageTokens(req) }
         router.post("/completion") { req, _ in try await llamaCompletion(req) }
         router.post("/completions") { req, _ in try await llamaCompletion(req) }
         router.get("/props") { _, _ in props() }

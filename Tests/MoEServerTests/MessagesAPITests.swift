@@ -140,4 +140,22 @@ struct MessagesAPITests {
         let denied = try await HTTP.request("POST", s.base + "/v1/messages", json: ["max_tokens": 2, "messages": ToolCallAPITests.question], headers: ["x-api-key": "nope"])
         #expect(ok.status == 200 && denied.status == 401)
     }
+
+    /// count_tokens answers the prompt's token count as /v1/messages renders it (tools and system included), without
+    /// max_tokens; its errors come in Anthropic's shape.
+    @Test func countTokensIsThePromptAsMessagesRendersIt() async throws {
+        let s = try await LiveServer(chatTemplate: ToolCallAPITests.qwen25)
+        defer { Task { await s.stop() } }
+        let tools: [[String: Any]] = [["name": "get_weather", "description": "Weather of a city.",
+                                       "input_schema": ["type": "object", "properties": ["city": ["type": "string"]]]]]
+        let body: [String: Any] = ["system": "Be brief.", "messages": ToolCallAPITests.question, "tools": tools]
+        let counted = try await HTTP.post(s.base + "/v1/messages/count_tokens", body)
+        let n = try #require(counted.json?["input_tokens"] as? Int, "\(counted.text)")
+        let sent = try await HTTP.post(s.base + "/v1/messages", body.merging(["max_tokens": 1]) { $1 })
+        #expect((sent.json?["usage"] as? [String: Any])?["input_tokens"] as? Int == n, "\(sent.text)")
+        let plain = try await HTTP.post(s.base + "/v1/messages/count_tokens", ["messages": ToolCallAPITests.question])
+        #expect((plain.json?["input_tokens"] as? Int ?? .max) < n)
+        let bad = try await HTTP.post(s.base + "/v1/messages/count_tokens", ["messages": "hi"])
+        #expect(bad.status == 400 && bad.json?["type"] as? String == "error", "\(bad.text)")
+    }
 }
