@@ -130,8 +130,11 @@ enum QwenCoderCalls {
         case "False": return .bool(false)
         default: break
         }
-        if let i = pythonInt(t) { return .integer(i) }
-        if let d = pythonFloat(t), d.isFinite, t.rangeOfCharacter(from: .letters.subtracting(CharacterSet(charactersIn: "eE"))) == nil {
+        // A Python integer literal has no leading zeros (int() takes them).
+        if let i = pythonInt(t), !t.drop(while: { $0 == "+" || $0 == "-" }).hasPrefix("0") || i == "0" { return .integer(i) }
+        // A float literal has a point or an exponent (and no inf or nan).
+        if let d = pythonFloat(t), d.isFinite, t.rangeOfCharacter(from: CharacterSet(charactersIn: ".eE")) != nil,
+           t.rangeOfCharacter(from: .letters.subtracting(CharacterSet(charactersIn: "eE"))) == nil {
             return .double(d)
         }
         if t.count >= 2, let q = t.first, q == "'", t.last == q, !t.dropFirst().dropLast().contains(q), !t.contains("\\") {

@@ -152,6 +152,10 @@ struct ToolCallTests {
              [.text("Checking."), Self.call("get_weather", #"{"city": "Paris, FR", "days": 1000, "ratio": 2.5, "hourly": true, "filters": {"year": 2024, "names": ["é"]}, "ids": [1, 2.0], "extra": "7"}"#)]),
             (xml("get_weather", [("days", "-007"), ("ratio", "1e3"), ("hourly", "yes"), ("city", "NULL"), ("tag", "5"), ("mode", "12")]),
              [Self.call("get_weather", #"{"days": -7, "ratio": 1000, "hourly": false, "city": null, "tag": 5, "mode": "12"}"#)]),
+            // Other types, and arrays that are not JSON, are read as Python literals: no leading zeros there, Python's
+            // None, a quoted string.
+            (xml("get_weather", [("tag", "007"), ("mode", "x")]) + xml("get_weather", [("tag", "None"), ("ids", "'a'")]),
+             [Self.call("get_weather", #"{"tag": "007", "mode": "x"}"#), Self.call("get_weather", #"{"tag": null, "ids": "a"}"#)]),
             // Failed conversions stay text: not an integer, not finite, not JSON (nor a Python literal).
             (xml("get_weather", [("days", "3.5"), ("ratio", "inf"), ("filters", "not json"), ("tag", "true"), ("ids", "[1,")]),
              [Self.call("get_weather", #"{"days": "3.5", "ratio": "inf", "filters": "not json", "tag": "true", "ids": "[1,"}"#)]),
