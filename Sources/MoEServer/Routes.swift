@@ -4,12 +4,12 @@ import MoEEngine
 import MoEModel
 import NIOCore
 
-/// Requires `Authorization: Bearer <token>` (or Anthropic clients' `x-api-key: <token>`) on every route but /health
-/// when a token is configured.
+/// Requires `Authorization: Bearer <token>` (or Anthropic clients' `x-api-key: <token>`) on every route but the
+/// liveness checks (/health, /ping, /version) when a token is configured.
 struct BearerAuth<Context: RequestContext>: RouterMiddleware {
     let token: String
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/health" { return try await next(request, context) }
+        if ["/health", "/ping", "/version"].contains(request.uri.path) { return try await next(request, context) }
         let apiKey = request.headers.first { $0.name.canonicalName == "x-api-key" }?.value
         guard request.headers[.authorization] == "Bearer \(token)" || apiKey == token else {
             return APIError(.unauthorized, "missing or wrong bearer token (Authorization: Bearer …)", type: "invalid_request_error",
@@ -31,9 +31,16 @@ struct Routes: Sendable {
     /// Most prompts one job may hold.
     static let maxJobPrompts = 100_000
 
+    /// The server's version (GET /version).
+    static let version = "0.1.0"
+
     func register(_ router: Router<BasicRequestContext>) {
         if let t = config.token { router.add(middleware: BearerAuth(token: t)) }
         router.get("/health") { _, _ in health() }
+        // vLLM's liveness check (SageMaker's name) and version.
+        router.get("/ping") { _, _ in health() }
+        router.post("/ping") { _, _ in health() }
+        router.get("/version") { _, _ in jsonResponse(object: ["version": Self.version]) }
         router.get("/v1/stats") { _, _ in jsonResponse(object: statsSnapshot()) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -57,6 +64,11 @@ struct Routes: Sendable {
         router.post("/completions") { req, _ in try await llamaCompletion(req) }
         router.get("/props") { _, _ in props() }
         router.post("/tokenize") { req, _ in try await tokenize(req) }
+        // llama.cpp's: the chat prompt as the template renders it, not tokenized.
+        router.post("/apply-template") { req, _ in
+            let body = try await body(req)
+            return jsonResponse(object: ["prompt": try chatPrompt(try decode(ChatRequest.self, body), body: body).text])
+        }
         router.post("/detokenize") { req, _ in
             let r = try await decode(DetokenizeRequest.self, req)
             try service.checkModel(r.model)

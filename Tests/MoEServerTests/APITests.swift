@@ -353,10 +353,13 @@ import Testing
         #expect(steps1 - steps0 >= n && steps1 - steps0 < 2 * n - 4, "\(steps1 - steps0) steps for two prompts of \(n) tokens")
     }
 
-    @Test func bearerTokenGuardsEveryRouteButHealth() async throws {
+    @Test func bearerTokenGuardsEveryRouteButTheLivenessChecks() async throws {
         let s = try await LiveServer(token: "sesame")
         defer { Task { await s.stop() } }
         #expect(try await HTTP.get(s.base + "/health").status == 200)
+        #expect(try await HTTP.get(s.base + "/ping").status == 200)
+        #expect(try await HTTP.get(s.base + "/version").json?["version"] as? String == Routes.version)
+        expectError(try await HTTP.post(s.base + "/apply-template", ["messages": [["role": "user", "content": "hi"]]]), 401, "bearer token")
         expectError(try await HTTP.get(s.base + "/v1/models"), 401, "bearer token")
         expectError(try await HTTP.get(s.base + "/v1/jobs", headers: ["Authorization": "Bearer nope"]), 401, "bearer token")
         #expect(try await HTTP.get(s.base + "/v1/models", headers: ["Authorization": "Bearer sesame"]).status == 200)
@@ -463,6 +466,22 @@ import Testing
             #expect(engine.outstandingRequests == 0, "\(count) prompts")
             #expect(engine.loadSnapshot.running == 0, "\(count) prompts")
         }
+    }
+
+    /// llama.cpp's /apply-template answers the chat prompt as the chat route renders it (the same tokens as /tokenize
+    /// gives for the messages); vLLM's POST /ping answers as /health.
+    @Test func applyTemplateIsTheChatPrompt() async throws {
+        let s = try await LiveServer(chatTemplate: Self.chatML)
+        defer { Task { await s.stop() } }
+        let msgs: [[String: String]] = [["role": "system", "content": "Be brief."], ["role": "user", "content": "Hi"]]
+        let r = try await HTTP.post(s.base + "/apply-template", ["messages": msgs])
+        #expect(r.json?["prompt"] as? String == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                "\(r.text)")
+        let viaText = try await HTTP.post(s.base + "/tokenize", ["prompt": r.json?["prompt"] as? String ?? "", "add_special_tokens": false])
+        let viaMessages = try await HTTP.post(s.base + "/tokenize", ["messages": msgs])
+        #expect(viaText.json?["tokens"] as? [Int] == viaMessages.json?["tokens"] as? [Int])
+        expectError(try await HTTP.post(s.base + "/apply-template", ["messages": [[String: String]]()]), 400, "must not be empty", "messages")
+        #expect(try await HTTP.request("POST", s.base + "/ping", json: [String: Any]()).json?["status"] as? String == "ok")
     }
 
     /// vLLM's allowed_token_ids, bad_words and truncate_prompt_tokens: generated ids stay in the allowed set; no
