@@ -16,15 +16,15 @@ public struct LogitsAdjustment: Sendable, Equatable {
     public var suppressed: Set<Int32>
     /// Added to these tokens' logits.
     public var bias: [Int32: Float]
-    /// Only these tokens keep their logits (nil: all).
-    public var allowed: [Int32]?
+    /// Only these tokens keep their logits (nil: all); ascending, without repeats.
+    public let allowed: [Int32]?
     /// Token sequences whose last token is masked where the output ends with the others.
     public var badWords: [[Int32]]
 
     public init(repetitionPenalty: Float = 1, frequencyPenalty: Float = 0, presencePenalty: Float = 0,
                 minTokens: Int = 0, suppressed: Set<Int32> = [], bias: [Int32: Float] = [:], allowed: [Int32]? = nil,
                 badWords: [[Int32]] = []) {
-        self.allowed = allowed
+        self.allowed = allowed.map { Set($0).sorted() }
         self.badWords = badWords
         self.repetitionPenalty = repetitionPenalty
         self.frequencyPenalty = frequencyPenalty
@@ -55,9 +55,13 @@ public struct LogitsAdjustment: Sendable, Equatable {
     /// Applies the adjustments to one position's logits (the vocabulary, in place), given the sequence's history.
     public func apply(_ logits: UnsafeMutableBufferPointer<Float>, _ h: TokenHistory) {
         if let allowed {
-            var kept = [Float](repeating: -.infinity, count: logits.count)
-            for t in allowed where Int(t) < logits.count { kept[Int(t)] = logits[Int(t)] }
-            for i in 0..<logits.count { logits[i] = kept[i] }
+            // In place: every token between one allowed token and the next is masked.
+            var from = 0
+            for t in allowed.map(Int.init) + [logits.count] {
+                let end = min(t, logits.count)
+                if from < end { for i in from..<end { logits[i] = -.infinity } }
+                from = max(from, t + 1)
+            }
         }
         for word in badWords where Int(word[word.count - 1]) < logits.count && h.outputEnds(with: word.dropLast()) {
             logits[Int(word[word.count - 1])] = -.infinity

@@ -231,7 +231,7 @@ public final class GenerationService: @unchecked Sendable {
         if let a = f.allowedTokenIds {
             guard !a.isEmpty else { throw APIError.invalid("allowed_token_ids must not be empty", param: "allowed_token_ids") }
             try checkVocabulary(a, param: "allowed_token_ids")
-            allowed = Set(a.map(Int32.init)).sorted()
+            allowed = a.map(Int32.init)
         }
         let params = SamplingParams(temperature: Float(temperature), topK: max(topK, 0), topP: Float(topP),
                                     seed: f.seed.map { UInt64(bitPattern: Int64($0)) }, repetitionPenalty: Float(repetition),

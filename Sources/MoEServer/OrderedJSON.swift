@@ -87,27 +87,52 @@ indirect enum OrderedJSON: Equatable, Sendable {
     }
 
     /// A JSON string as Python writes it with ensure_ascii=False: only `"`, `\` and control characters escaped.
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
+    static func writeString(_ s: String, to out: inout String) { write(s, quote: "\"", pythonRepr: false, to: &out) }
+
+    /// A string as Python's repr() writes it: in single quotes (double when it holds a single quote and no double
+    /// one), control characters as \xNN.
+    static func writeRepr(_ s: String, to out: inout String) {
+        write(s, quote: s.contains("'") && !s.contains("\"") ? "\"" : "'", pythonRepr: true, to: &out)
+    }
+
+    private static func write(_ s: String, quote: Unicode.Scalar, pythonRepr: Bool, to out: inout String) {
+        out.unicodeScalars.append(quote)
         for u in s.unicodeScalars {
             switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
+            case quote, "\\": out += "\\"; out.unicodeScalars.append(u)
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
+            case "\u{08}" where !pythonRepr: out += "\\b"
+            case "\u{0C}" where !pythonRepr: out += "\\f"
             default:
-                if u.value < 0x20 {
+                if u.value < 0x20 || (pythonRepr && u.value == 0x7F) {
                     let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    out += pythonRepr ? "\\x" + String(repeating: "0", count: 2 - hex.count) + hex
+                                      : "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
                     out.unicodeScalars.append(u)
                 }
             }
         }
-        out += "\""
+        out.unicodeScalars.append(quote)
+    }
+
+    /// Python's repr() of the value as json.loads gives it (None, True, a float's repr, strings quoted as repr
+    /// quotes them): what Jinja's `| string` writes for it in a transformers chat template, but for a string itself.
+    var pythonRepr: String {
+        switch self {
+        case .null: return "None"
+        case .bool(let b): return b ? "True" : "False"
+        case .integer(let d): return d == "-0" ? "0" : d
+        case .double(let d): return d.isNaN ? "nan" : d.isInfinite ? (d < 0 ? "-inf" : "inf") : d.description
+        case .string(let s):
+            var out = ""
+            Self.writeRepr(s, to: &out)
+            return out
+        case .array(let a): return "[" + a.map(\.pythonRepr).joined(separator: ", ") + "]"
+        case .object(let m): return "{" + m.map { OrderedJSON.string($0.key).pythonRepr + ": " + $0.value.pythonRepr }.joined(separator: ", ") + "}"
+        }
     }
 
     private struct Parser {

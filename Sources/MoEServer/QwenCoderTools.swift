@@ -204,14 +204,7 @@ extension ChatTemplate {
                 for call in m.toolCalls {
                     out += "\n<tool_call>\n<function=" + call.name + ">\n"
                     if case .object(let args) = call.arguments {
-                        for a in args {
-                            let v: String
-                            switch a.value {
-                            case .object, .array: v = a.value.python
-                            default: v = Self.pythonString(a.value)
-                            }
-                            out += "<parameter=" + a.key + ">\n" + v + "\n</parameter>\n"
-                        }
+                        for a in args { out += "<parameter=" + a.key + ">\n" + Self.jinjaText(a.value) + "\n</parameter>\n" }
                     }
                     out += "</function>\n</tool_call>"
                 }
@@ -227,53 +220,23 @@ extension ChatTemplate {
         return out + (options.addGenerationPrompt ? "<|im_start|>assistant\n" : "")
     }
 
-    /// The template's render_extra_keys: each key not handled, in order, as `\n<key>value</key>`, objects and lists
-    /// as JSON (transformers' tojson), anything else as Python's str().
+    /// The template's render_extra_keys: each key not handled, in order, as `\n<key>value</key>` (`jinjaText`).
     static func extraKeys(_ v: OrderedJSON, handled: Set<String>) -> String {
         guard case .object(let members) = v else { return "" }
-        return members.filter { !handled.contains($0.key) }.map { m in
-            let value: String
-            switch m.value {
-            case .object, .array: value = m.value.python
-            default: value = pythonString(m.value)
-            }
-            return "\n<" + m.key + ">" + value + "</" + m.key + ">"
-        }.joined()
+        return members.filter { !handled.contains($0.key) }.map { "\n<" + $0.key + ">" + jinjaText($0.value) + "</" + $0.key + ">" }.joined()
     }
 
-    /// Jinja's `| string` of a JSON value as transformers holds it: Python's str() (True, None, a float's repr, a
-    /// list's repr with quoted strings).
+    /// A value as the template writes it: objects and lists as JSON (`tojson`), anything else as Jinja's `| string`.
+    static func jinjaText(_ v: OrderedJSON) -> String {
+        switch v {
+        case .object, .array: return v.python
+        default: return pythonString(v)
+        }
+    }
+
+    /// Jinja's `| string` of a JSON value as transformers holds it: Python's str() (the text itself for a string).
     static func pythonString(_ v: OrderedJSON) -> String {
-        switch v {
-        case .string(let s): return s
-        default: return pythonRepr(v)
-        }
-    }
-
-    static func pythonRepr(_ v: OrderedJSON) -> String {
-        switch v {
-        case .null: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .integer(let d): return d == "-0" ? "0" : d
-        case .double(let d): return d.isNaN ? "nan" : d.isInfinite ? (d < 0 ? "-inf" : "inf") : d.description
-        case .string(let s):
-            let q: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
-            var out = String(q)
-            for c in s.unicodeScalars {
-                switch c {
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                default:
-                    if Character(c) == q { out += "\\" + String(q) } else if c.value < 0x20 || c.value == 0x7F {
-                        out += String(format: "\\x%02x", c.value)
-                    } else { out.unicodeScalars.append(c) }
-                }
-            }
-            return out + String(q)
-        case .array(let a): return "[" + a.map(pythonRepr).joined(separator: ", ") + "]"
-        case .object(let m): return "{" + m.map { pythonRepr(.string($0.key)) + ": " + pythonRepr($0.value) }.joined(separator: ", ") + "}"
-        }
+        if case .string(let s) = v { return s }
+        return v.pythonRepr
     }
 }

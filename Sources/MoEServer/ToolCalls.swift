@@ -135,8 +135,8 @@ struct ToolRequest: Sendable {
 /// Splits a reply in the Hermes format (Qwen2.5, Qwen3) into text and tool calls as it streams: each
 /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` block becomes a call (an unclosed last block too, if its
 /// JSON is whole), with its arguments written as Python's json.dumps writes them (as vLLM returns them). A block
-/// holding Qwen3-Coder's `<function=…>` form instead is read as vLLM's qwen3_coder parser reads it (QwenCoderCalls). A block
-/// whose JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
+/// holding Qwen3-Coder's `<function=…>` form instead is read as vLLM's qwen3_coder parser reads it
+/// (QwenCoderCalls). A block whose JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
 /// text the model wrote around blocks is kept. Fed the whole reply at once it gives what streaming gave, piece by piece.
 struct ToolCallScanner {
     struct Call: Equatable, Sendable {

@@ -142,6 +142,8 @@ import Testing
                 #expect(Array(plain.tokens.prefix(4)) == Array(g.prefix(4)) && plain.tokens[4] != g[4], "\(bad)")
             } else {
                 #expect(plain.tokens.allSatisfy { allowed.contains($0) } && plain.tokens.map(Int.init) != p.greedy.newTokens)
+                // The golden tokens while they are allowed, then another where the golden one (440) is not.
+                #expect(Array(plain.tokens.prefix(5)) == Array(g.prefix(5)) && plain.tokens[5] != g[5] && !allowed.contains(g[5]))
             }
             for k in [1, 3] { #expect(try run(Self.spec, r, mode: .fixed(k)).tokens == plain.tokens, "k \(k)") }
         }

@@ -50,6 +50,8 @@ import Testing
         // vLLM's allowed_token_ids: every other token masked.
         Case(name: "allowed_token_ids keeps only its tokens", adjustment: LogitsAdjustment(allowed: [1, 4]), prompt: [], output: [],
              expected: [ninf, -1, ninf, ninf, 4, ninf]),
+        Case(name: "allowed_token_ids in any order, repeated or past the vocabulary",
+             adjustment: LogitsAdjustment(allowed: [9, 4, 1, 4, 7]), prompt: [], output: [], expected: [ninf, -1, ninf, ninf, 4, ninf]),
         // vLLM's bad words: a word's last token is masked where the output ends with the word's other tokens.
         Case(name: "a one-token bad word is always masked", adjustment: LogitsAdjustment(badWords: [[4]]), prompt: [], output: [],
              expected: [2, -1, 0.5, -3, ninf, 0]),
