@@ -3,8 +3,7 @@ import MoETokenizer
 
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
-/// calls), Llama 3 headers, and
-/// Mistral/Llama 2 [INST] turns. Any other template is refused with a clear error rather than rendered wrongly.
+/// calls), Llama 3 headers, and Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, unsupported }
     public let kind: Kind
@@ -28,8 +27,9 @@ public struct ChatTemplate: Sendable {
     let opensThinking: Bool
     /// The [INST] templates: Llama 2's (BOS before every user turn, <<SYS>> in the first, contents stripped),
     /// Mixtral-8x7B-Instruct-v0.1's current one (" [INST] …", the system message before the first user message's
-    /// content) and its first one (no system message).
-    enum InstStyle: Sendable { case llama2, mistral, mistralFirst }
+    /// content) and its first one (no system message), and mistral-common's v3 ones with tools (`spaced`: the
+    /// SentencePiece one's, Mixtral-8x22B's and Mistral-7B-v0.3's; else Tekken's).
+    enum InstStyle: Equatable, Sendable { case llama2, mistral, mistralFirst, mistralTools(spaced: Bool) }
     let instStyle: InstStyle
     /// Llama 3.1+'s system block date: 3.1's fixed "26 Jul 2024", or 3.2's and 3.3's today (transformers'
     /// strftime_now); nil for Llama 3, which has no such block.
@@ -54,13 +54,24 @@ public struct ChatTemplate: Sendable {
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst : .unsupported
             defaultSystem = nil
-            rendersTools = false
+            rendersTools = kind == .inst && Self.isMistralTools(source)
             xmlTools = false
             thinks = false
             opensThinking = false
         }
-        instStyle = source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
+        instStyle = Self.isMistralTools(source) ? .mistralTools(spaced: source.contains("'[INST] '"))
+            : source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
         llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
+    }
+
+    static func isMistralTools(_ source: String) -> Bool {
+        ["[AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[INST]"].allSatisfy(source.contains)
+    }
+
+    /// How calls are written in the prompt, and so read in a reply.
+    var toolFormat: ToolRequest.Format {
+        if kind == .inst, case .mistralTools = instStyle { return .mistral }
+        return .hermes
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
@@ -103,7 +114,7 @@ public struct ChatTemplate: Sendable {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
         if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
-            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's and Qwen3-Coder's `<tool_call>` formats); leave out tools, tool calls and tool messages")
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's and Qwen3-Coder's `<tool_call>` formats and Mistral's `[TOOL_CALLS]`); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
@@ -127,6 +138,7 @@ public struct ChatTemplate: Sendable {
             }
             return out + (options.addGenerationPrompt ? "<|start_header_id|>assistant<|end_header_id|>\n\n" : "")
         case .inst:
+            if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
             throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST]); use /v1/completions with a formatted prompt")

@@ -13,11 +13,15 @@ struct ChatMessage: Decodable, Sendable {
     /// vLLM's field for an assistant turn's reasoning (Qwen3's template shows it in a <think> block): `reasoning`
     /// (vLLM 0.11+) or `reasoning_content`.
     var reasoningContent: String?
+    /// A tool result's call: `tool_call_id` (OpenAI's), and `call_id`, which Mistral's templates read first.
+    var toolCallId: String?
+    var callId: String?
 
     /// A tool call in the conversation's history.
     struct ToolCall: Sendable {
         var name: String
         var arguments: OrderedJSON
+        var id: String? = nil
     }
 
     init(role: String, content: String, toolCalls: [ToolCall] = []) {
@@ -26,7 +30,9 @@ struct ChatMessage: Decodable, Sendable {
         self.toolCalls = toolCalls
     }
 
-    enum CodingKeys: String, CodingKey { case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content", reasoning }
+    enum CodingKeys: String, CodingKey {
+        case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content", reasoning, toolCallId = "tool_call_id", callId = "call_id"
+    }
 
     struct Part: Decodable {
         var type: String
@@ -39,6 +45,7 @@ struct ChatMessage: Decodable, Sendable {
             var arguments: String?
         }
         var function: Function
+        var id: String?
     }
 
     init(from decoder: any Decoder) throws {
@@ -66,8 +73,10 @@ struct ChatMessage: Decodable, Sendable {
                 throw DecodingError.dataCorruptedError(forKey: .toolCalls, in: c, debugDescription:
                     "the arguments of tool call \(call.function.name) are not JSON (\(error)): send the arguments object as JSON text")
             }
-            return ToolCall(name: call.function.name, arguments: arguments)
+            return ToolCall(name: call.function.name, arguments: arguments, id: call.id)
         }
+        toolCallId = try c.decodeIfPresent(String.self, forKey: .toolCallId)
+        callId = try c.decodeIfPresent(String.self, forKey: .callId)
     }
 }
 

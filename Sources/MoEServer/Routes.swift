@@ -284,7 +284,7 @@ struct Routes: Sendable {
             let split = ReasoningSplitter.split(text, enabled: reasoning, opened: opened)
             let reply = tools.reply(split.content)
             return (split.reasoning, reply.content,
-                    reply.calls.map { ToolCallOut(id: randomId("call_"), function: .init(name: $0.name, arguments: $0.arguments)) })
+                    reply.calls.map { ToolCallOut(id: tools.newCallId(), function: .init(name: $0.name, arguments: $0.arguments)) })
         }
     }
 
@@ -300,6 +300,9 @@ struct Routes: Sendable {
         // The template already holds BOS and role markers: no special tokens are added again.
         let ids = service.tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
         var p = try service.prepare(ids, o.sampling, defaultMaxTokens: nil, maxTokensOverride: r.maxCompletionTokens)
+        // Mistral's [TOOL_CALLS] is a special token: the reply keeps special tokens for the calls to be found (vLLM's
+        // mistral parser sets the same).
+        if tools.format == .mistral && tools.choice != .none { p.skipSpecialTokens = false }
         if let format = tools.outputFormat() {
             guard case .text = try o.sampling.outputFormat() else {
                 throw APIError.invalid("tool_choice \(tools.choice == .required ? "required" : "naming a function") already constrains the reply; leave out response_format and guided_*",
@@ -433,7 +436,8 @@ struct Routes: Sendable {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }
-        let tools = try ToolRequest(r, body: body)
+        var tools = try ToolRequest(r, body: body)
+        tools.format = template.toolFormat
         do {
             return (try template.render(r.messages, tools: tools.shown(rendersTools: template.rendersTools), options: r.templateOptions),
                     template, tools)

@@ -21,6 +21,13 @@ struct ToolRequest: Sendable {
     var choice: Choice
     /// false: at most one call (`required` is constrained to one, `auto` keeps the first).
     var parallel: Bool
+    /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen), or
+    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits (set from the template).
+    enum Format: Sendable { case hermes, mistral }
+    var format = Format.hermes
+
+    /// A new call's id in the reply: OpenAI's form, or Mistral's.
+    func newCallId() -> String { format == .mistral ? MistralCalls.newId() : randomId("call_") }
 
     /// OpenAI's rule for function names (they are written into the prompt's JSON unescaped, as the templates do).
     static func validName(_ s: String) -> Bool {
@@ -105,7 +112,7 @@ struct ToolRequest: Sendable {
         switch choice {
         case .none: return (text, [])
         case .auto:
-            var scanner = ToolCallScanner(tools: functions)
+            var scanner = ToolCallScanner(tools: functions, format: format)
             let pieces = scanner.feed(text) + scanner.finish()
             var content = "", calls: [ToolCallScanner.Call] = []
             for p in pieces {
@@ -161,13 +168,30 @@ struct ToolCallScanner {
     /// converted by its parameter's type.
     let schemas: [String: JSONValue?]
 
-    init(tools: [ToolRequest.Function] = []) {
+    /// Mistral's format: text up to `[TOOL_CALLS]`, then the calls, read when the reply is whole (MistralCalls).
+    let format: ToolRequest.Format
+
+    init(tools: [ToolRequest.Function] = [], format: ToolRequest.Format = .hermes) {
         schemas = Dictionary(tools.map { ($0.name, $0.parameters) }) { first, _ in first }
+        self.format = format
     }
 
     mutating func feed(_ text: String) -> [Piece] {
         buffer += text
         var out: [Piece] = []
+        if format == .mistral {
+            guard !inside else { return [] }
+            if let r = buffer.range(of: MistralCalls.marker) {
+                out += emit(String(buffer[..<r.lowerBound]), beforeBlock: true)
+                buffer = String(buffer[r.lowerBound...])
+                inside = true
+            } else {
+                let keep = buffer.partialSuffix(of: MistralCalls.marker)
+                out += emit(String(buffer.dropLast(keep)), beforeBlock: false)
+                buffer = String(buffer.suffix(keep))
+            }
+            return out
+        }
         while true {
             if inside {
                 // The tag may begin in the last bytes searched before.
@@ -205,7 +229,16 @@ struct ToolCallScanner {
     /// The end of the reply.
     mutating func finish() -> [Piece] {
         var out: [Piece]
-        if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
+        if inside && format == .mistral {
+            // Not a list of calls: the rest as text, without the markers (as vLLM gives it back).
+            if let calls = MistralCalls.calls(buffer) {
+                called = true
+                held = ""
+                out = calls.map { .call($0) }
+            } else {
+                out = emit(buffer.replacingOccurrences(of: MistralCalls.marker, with: "").trimmingCharacters(in: .whitespacesAndNewlines), beforeBlock: false)
+            }
+        } else if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
         buffer = ""
         inside = false
         searched = 0
@@ -231,8 +264,10 @@ struct ToolCallScanner {
     }
 
     /// A block's JSON as a call: {"name": string, "arguments": object (or a JSON text of one)}.
-    static func call(_ body: String) -> Call? {
-        guard let v = try? OrderedJSON.parse(body), let name = v["name"]?.stringValue else { return nil }
+    static func call(_ body: String) -> Call? { (try? OrderedJSON.parse(body)).flatMap(call) }
+
+    static func call(_ v: OrderedJSON) -> Call? {
+        guard let name = v["name"]?.stringValue else { return nil }
         var args = v["arguments"] ?? .object([])
         if case .string(let s) = args, let parsed = try? OrderedJSON.parse(s) { args = parsed }
         guard case .object = args else { return nil }
@@ -254,7 +289,7 @@ struct StreamedReply: Sendable {
 
     init(_ tools: ToolRequest, reasoning: Bool, opened: Bool = false) {
         self.tools = tools
-        scanner = ToolCallScanner(tools: tools.functions)
+        scanner = ToolCallScanner(tools: tools.functions, format: tools.format)
         splitter = ReasoningSplitter(enabled: reasoning, opened: opened)
     }
 
@@ -285,7 +320,7 @@ struct StreamedReply: Sendable {
         case .named(let name):
             let first = calls == 0
             calls = 1
-            return ChatDelta(toolCalls: [ToolCallOut(index: 0, id: first ? randomId("call_") : nil, type: first ? "function" : nil,
+            return ChatDelta(toolCalls: [ToolCallOut(index: 0, id: first ? tools.newCallId() : nil, type: first ? "function" : nil,
                                                      function: .init(name: first ? name : nil, arguments: text))])
         case .required:
             buffered += text
@@ -310,7 +345,7 @@ struct StreamedReply: Sendable {
             case .text(let t): text = (text ?? "") + t
             case .call(let c):
                 guard tools.parallel || calls == 0 else { continue }
-                out.append(ToolCallOut(index: calls, id: randomId("call_"), function: .init(name: c.name, arguments: c.arguments)))
+                out.append(ToolCallOut(index: calls, id: tools.newCallId(), function: .init(name: c.name, arguments: c.arguments)))
                 calls += 1
             }
         }

@@ -42,7 +42,7 @@ struct ToolCallTests {
         let source = try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8)
         let tokenizer = c["tokenizer"]?.stringValue ?? "tiny-qwen3-moe"
         let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model(tokenizer)))
-        #expect(template.kind != .unsupported && template.rendersTools == file.hasPrefix("qwen"))
+        #expect(template.kind != .unsupported && template.rendersTools == (file.hasPrefix("qwen") || file.hasPrefix("mistral-v3")))
         let text = try template.render(r.messages, tools: tools.shown(rendersTools: true), options: r.templateOptions)
         #expect(text == golden["expected"] as! String, "\(file): \(name)")
     }
@@ -113,10 +113,12 @@ struct ToolCallTests {
         ("x <tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>", [.text("x"), .text("<tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>")]),
     ]
 
-    @Test func hermesScannerFindsTheSameCallsHoweverTheReplyIsSplit() {
-        for (reply, expected) in Self.scans {
+    /// Each reply read by a fresh `scanner()` whole gives `expected`, and fed character by character or cut in two
+    /// anywhere gives the same.
+    static func expectSameHoweverSplit(_ scans: [(String, [Piece])], _ scanner: () -> ToolCallScanner) {
+        for (reply, expected) in scans {
             func scan(_ chunks: [String]) -> [Piece] {
-                var s = ToolCallScanner()
+                var s = scanner()
                 // Adjacent text pieces are one text: streaming may split text anywhere.
                 return Self.mergedText(chunks.flatMap { s.feed($0) } + s.finish())
             }
@@ -127,6 +129,77 @@ struct ToolCallTests {
                 #expect(scan([String(reply.prefix(cut)), String(reply.dropFirst(cut))]) == whole, "cut at \(cut): \(reply)")
             }
         }
+    }
+
+    @Test func hermesScannerFindsTheSameCallsHoweverTheReplyIsSplit() {
+        Self.expectSameHoweverSplit(Self.scans) { ToolCallScanner() }
+    }
+
+    /// Mistral replies as vLLM's `mistral` parser reads them (pre-v11 tokenizers): text up to `[TOOL_CALLS]`, then a
+    /// JSON list of calls (or one found from its first `[{` to its last `}]`); anything else after the marker is
+    /// text without it. Whole or split anywhere, the same pieces.
+    static let mistralScans: [(String, [Piece])] = [
+        ("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}]",
+         [call("get_weather", "{\"city\": \"Paris\", \"days\": 2}")]),
+        ("Let me check.[TOOL_CALLS] [{\"name\":\"a\",\"arguments\":{}}, {\"name\":\"b\",\"arguments\":{\"x\":[1,2.50,\"é\\n\"]}}]",
+         [.text("Let me check."), call("a", "{}"), call("b", "{\"x\": [1, 2.5, \"é\\n\"]}")]),
+        ("[TOOL_CALLS][{\"name\": \"a\", \"arguments\": \"{\\\"q\\\": 1}\"}]", [call("a", "{\"q\": 1}")]),
+        ("[TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {}}] and then some", [call("a", "{}")]),
+        ("[TOOL_CALLS] {\"name\": \"a\", \"arguments\": {}}", [.text("{\"name\": \"a\", \"arguments\": {}}")]),
+        ("Hi [TOOL_CALLS] [{\"name\": \"a\", \"argu", [.text("Hi"), .text("[{\"name\": \"a\", \"argu")]),
+        ("[TOOL_CALLS] []", [.text("[]")]),
+        ("[TOOL_CALLS] [{\"arguments\": {}}]", [.text("[{\"arguments\": {}}]")]),
+        ("Just text, [TOOL_ and [TOOL_CALL", [.text("Just text, [TOOL_ and [TOOL_CALL")]),
+    ]
+
+    @Test func mistralRepliesAreReadAsVLLMsMistralParserReadsThem() {
+        Self.expectSameHoweverSplit(Self.mistralScans) { ToolCallScanner(format: .mistral) }
+        // Ids of calls read in Mistral's format are its own: 9 letters and digits.
+        var tools = try! ToolRequest(Self.request(["tools": [Self.weather]]).0, body: Self.request(["tools": [Self.weather]]).1)
+        tools.format = .mistral
+        let ids = (0..<50).map { _ in tools.newCallId() }
+        #expect(ids.allSatisfy { $0.count == 9 && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } } && Set(ids).count == 50)
+    }
+
+    /// What mistral-common's templates raise on is refused with their words; ids longer than 9 are cut to their last
+    /// 9 on both sides of a call (as vLLM does for Mistral models), shorter ones refused.
+    @Test func mistralTemplatesRefuseWhatTheirJinjaRefusesAndCutLongIds() throws {
+        let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-mistral-sp"))
+        let call = ChatMessage.ToolCall(name: "f", arguments: .object([]), id: "call_0123456789abcdef")
+        var result = ChatMessage(role: "tool", content: "7")
+        result.toolCallId = "call_0123456789abcdef"
+        let user = ChatMessage(role: "user", content: "u"), reply = ChatMessage(role: "assistant", content: "r")
+        for file in ["mistral-v3-spm.jinja", "mistral-v3.jinja"] {
+            let t = ChatTemplate(source: try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8), tokenizer: tokenizer)
+            #expect(t.toolFormat == .mistral && t.rendersTools)
+            func refused(_ m: [ChatMessage], _ words: String) {
+                do { _ = try t.render(m); Issue.record("\(file): rendered \(m.map(\.role))") } catch let e as ChatTemplate.Unsupported {
+                    #expect(e.description.contains(words), "\(file): \(e)")
+                } catch { Issue.record("\(error)") }
+            }
+            refused([user, user], "must alternate")
+            refused([user, reply, reply], "must alternate")
+            refused([user, ChatMessage(role: "assistant", content: "x", toolCalls: [call])], "both content and tool calls")
+            refused([user, ChatMessage(role: "assistant", content: "")], "a list of tool calls")
+            refused([user, reply, ChatMessage(role: "system", content: "late"), user], "got system")
+            var short = call
+            short.id = "call_1"
+            refused([user, ChatMessage(role: "assistant", content: "", toolCalls: [short])], "Tool call must have an id of 9")
+            var anonymous = result
+            anonymous.toolCallId = nil
+            refused([user, ChatMessage(role: "assistant", content: "", toolCalls: [call]), anonymous], "call_id or tool_call_id")
+            let text = try t.render([user, ChatMessage(role: "assistant", content: "", toolCalls: [call]), result, reply, user])
+            #expect(text.contains("\"id\": \"789abcdef\"}]") && text.contains("{\"content\": 7, \"call_id\": \"789abcdef\"}"), "\(text)")
+            // call_id (Mistral's own field) is read before tool_call_id.
+            var both = result
+            both.callId = "ZZZZZZZZZ"
+            #expect(try t.render([user, ChatMessage(role: "assistant", content: "", toolCalls: [call]), both, reply, user]).contains("\"call_id\": \"ZZZZZZZZZ\""))
+        }
+        // A result's text is a number exactly when Python reads it back the same (Jinja's int and float filters).
+        let numbers: [(String, String)] = [("42", "42"), ("-3", "-3"), ("0", "0"), ("3.5", "3.5"), ("1e-05", "1e-05"), ("1e+16", "1e+16"),
+                                           ("inf", "Infinity"), ("nan", "NaN"), ("-0", "\"-0\""), ("007", "\"007\""), ("1e5", "\"1e5\""),
+                                           ("+5", "\"+5\""), (" 5", "\" 5\""), ("-nan", "\"-nan\""), ("0x10", "\"0x10\""), ("", "\"\""), ("٣", "\"٣\"")]
+        for (text, json) in numbers { #expect(ChatTemplate.mistralResult(text).python == json, "\(text)") }
     }
 
     /// Qwen3-Coder's XML calls, read as vLLM's qwen3_coder parser reads them: each value converted by its
@@ -443,35 +516,79 @@ struct ToolCallAPITests {
         #expect(Self.calls(named).count == 1, "\(named.text)")
     }
 
+    /// The reply forced by `regex` (the text "Checking." and a get_weather call, as the template's format writes
+    /// one), asked for whole and streamed: each has that one call, with valid arguments, and finishes with
+    /// "tool_calls". The whole reply's call and the streamed one.
+    static func forcedCall(_ s: LiveServer, _ regex: String) async throws -> (whole: [String: Any], streamed: [String: Any]) {
+        let url = s.base + "/v1/chat/completions"
+        let body: [String: Any] = ["messages": question, "tools": tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex]
+        let r = try await HTTP.post(url, body)
+        #expect((choice(r)?["message"] as? [String: Any])?["content"] as? String == "Checking.", "\(r.text)")
+        let calls = calls(r)
+        #expect(calls.count == 1 && (calls.first?["function"] as? [String: Any])?["name"] as? String == "get_weather", "\(r.text)")
+        let args = calls.first.flatMap(arguments)
+        #expect(["Paris", "Rome"].contains(args?["city"] as? String ?? "") && (1...7).contains(args?["days"] as? Int ?? 0), "\(r.text)")
+        #expect(choice(r)?["finish_reason"] as? String == "tool_calls")
+
+        var streamed = body
+        streamed["stream"] = true
+        let st = deltas(try await HTTP.post(url, streamed))
+        let streamedCalls = st.compactMap { ($0["delta"] as? [String: Any])?["tool_calls"] as? [[String: Any]] }.flatMap { $0 }
+        #expect(streamedCalls.count == 1 && (streamedCalls.first?["function"] as? [String: Any])?["arguments"] as? String
+                == (calls.first?["function"] as? [String: Any])?["arguments"] as? String)
+        #expect(st.last?["finish_reason"] as? String == "tool_calls")
+        return (calls.first ?? [:], streamedCalls.first ?? [:])
+    }
+
     /// A Qwen3-Coder model's reply forced into its XML call (as the model writes one): auto tool choice returns the
     /// call, its values typed by the tool's schema, streamed or not.
     @Test func autoToolChoiceReadsQwenCoderCallsOutOfTheReply() async throws {
         let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("qwen3-coder.jinja"), encoding: .utf8)
         let s = try await LiveServer(chatTemplate: template)
         defer { Task { await s.stop() } }
-        let url = s.base + "/v1/chat/completions"
-        let regex = #"Checking\.\n<tool_call>\n<function=get_weather>\n<parameter=city>\n(Paris|Rome)\n</parameter>\n<parameter=days>\n[1-7]\n</parameter>\n</function>\n</tool_call>"#
-        let body: [String: Any] = ["messages": Self.question, "tools": Self.tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex]
-        let r = try await HTTP.post(url, body)
-        #expect((Self.choice(r)?["message"] as? [String: Any])?["content"] as? String == "Checking.", "\(r.text)")
-        let calls = Self.calls(r)
-        #expect(calls.count == 1 && (calls.first?["function"] as? [String: Any])?["name"] as? String == "get_weather", "\(r.text)")
-        let args = calls.first.flatMap(Self.arguments)
-        #expect(["Paris", "Rome"].contains(args?["city"] as? String ?? "") && (1...7).contains(args?["days"] as? Int ?? 0), "\(r.text)")
-        #expect(Self.choice(r)?["finish_reason"] as? String == "tool_calls")
-
-        var streamed = body
-        streamed["stream"] = true
-        let st = Self.deltas(try await HTTP.post(url, streamed))
-        let streamedCalls = st.compactMap { ($0["delta"] as? [String: Any])?["tool_calls"] as? [[String: Any]] }.flatMap { $0 }
-        #expect(streamedCalls.count == 1 && (streamedCalls.first?["function"] as? [String: Any])?["arguments"] as? String
-                == (calls.first?["function"] as? [String: Any])?["arguments"] as? String)
+        _ = try await Self.forcedCall(s, #"Checking\.\n<tool_call>\n<function=get_weather>\n<parameter=city>\n(Paris|Rome)\n</parameter>\n<parameter=days>\n[1-7]\n</parameter>\n</function>\n</tool_call>"#)
 
         // The prompt shows the tools in Qwen3-Coder's XML, and the call goes back into the history as its template writes it.
         let prompt = try await HTTP.post(s.base + "/tokenize", ["messages": Self.question, "tools": Self.tools])
         let ids = prompt.json?["tokens"] as? [Int] ?? []
         let text = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
         #expect(text.contains("<function>\n<name>get_weather</name>\n<description>Weather of a city.</description>"), "\(text)")
+    }
+}
+
+extension ToolCallAPITests {
+    /// A Mistral model's reply forced into its `[TOOL_CALLS]` list (as Mixtral-8x22B writes one): auto tool choice
+    /// returns the call with a 9-character id, streamed or not; the call and its result go back into the history as
+    /// mistral-common's template writes them; and the reply keeps special tokens, as [TOOL_CALLS] is one.
+    @Test func autoToolChoiceReadsMistralCallsOutOfTheReply() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("mistral-v3-spm.jinja"), encoding: .utf8)
+        let s = try await LiveServer(chatTemplate: template)
+        defer { Task { await s.stop() } }
+        let url = s.base + "/v1/chat/completions"
+        let (call, streamedCall) = try await Self.forcedCall(s, #"Checking\. \[TOOL_CALLS\] \[\{"name": "get_weather", "arguments": \{"city": "(Paris|Rome)", "days": [1-7]\}\}\]"#)
+        let id = call["id"] as? String ?? ""
+        #expect(id.count == 9 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }, "\(id)")
+        #expect((streamedCall["id"] as? String)?.count == 9)
+
+        // The call and its result back in the history, as the template writes them.
+        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
+        let history: [[String: Any]] = Self.question + [
+            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": id, "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
+            ["role": "tool", "tool_call_id": id, "content": "sunny"]]
+        let next = try await HTTP.post(url, ["messages": history, "tools": Self.tools, "max_tokens": 2])
+        #expect(next.status == 200, "\(next.text)")
+        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])).json?["tokens"] as? [Int] ?? []
+        let prompt = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        #expect(prompt.contains("[/INST][TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": \(arguments), \"id\": \"\(id)\"}]</s>[TOOL_RESULTS] {\"content\": \"sunny\", \"call_id\": \"\(id)\"}[/TOOL_RESULTS]"), "\(prompt)")
+        // The tools as sent (this client sends keys sorted).
+        #expect(prompt.hasPrefix("<s>[AVAILABLE_TOOLS] [{\"function\": {\"description\": \"Weather of a city.\", \"name\": \"get_weather\""), "\(prompt)")
+
+        // Special tokens stay in a reply read for calls (the BOS forced here), and are left out without tools.
+        let forced: [String: Any] = ["messages": Self.question, "max_tokens": 2, "logit_bias": ["1": 100]]
+        let kept = try await HTTP.post(url, forced.merging(["tools": Self.tools]) { $1 })
+        let dropped = try await HTTP.post(url, forced)
+        #expect(((Self.choice(kept)?["message"] as? [String: Any])?["content"] as? String)?.contains("<s>") == true, "\(kept.text)")
+        #expect(((Self.choice(dropped)?["message"] as? [String: Any])?["content"] as? String)?.contains("<s>") == false, "\(dropped.text)")
     }
 }
 

@@ -3,7 +3,11 @@ published in those models' tokenizer_config.json) through transformers' apply_ch
 OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
 Writes goldens.json. Run: python3 make.py (transformers 5.x; each case's tokenizer, for its BOS and EOS, from the
 fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3, Mixtral-8x7B-Instruct-v0.1 (the first and the
-current one) and Qwen3-Coder templates are rendered the same way."""
+current one), Qwen3-Coder and Mistral v3 (mistral-common's, with tools) templates are rendered the same way, but for
+cases marked arguments_as_text: their tool-call arguments stay JSON text (written as json.dumps writes them). Mistral's
+templates, given the arguments as objects, concatenate plain strings to the `tojson|safe` Markup, and Jinja
+HTML-escapes the call's own quotes (`{&#34;name&#34;: …`): not the format mistral-common writes and the models were
+trained on."""
 import copy, json, os
 from transformers import AutoTokenizer
 
@@ -18,7 +22,8 @@ for case in cases:
         if m.get("content") is None:
             m["content"] = ""
         for call in m.get("tool_calls") or []:
-            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+            if not case.get("arguments_as_text"):
+                call["function"]["arguments"] = json.loads(call["function"]["arguments"])
     kwargs = case["request"].get("chat_template_kwargs", {})
     name = case.get("tokenizer", "tiny-qwen3-moe")
     tok = tokenizers.setdefault(name, AutoTokenizer.from_pretrained(os.path.join(here, "..", name)))
