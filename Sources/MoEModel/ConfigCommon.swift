@@ -166,7 +166,7 @@ struct TransformerConfig: Codable, Sendable {
     /// The spec with the shared fields filled in; `ffn` decides each layer's feed-forward block.
     /// Qwen families gate the sliding window behind use_sliding_window / max_window_layers; others use it as given.
     func spec(modelType: String, defaultTheta: Double = 10000, defaultEps: Double = 1e-6, qwenWindowRules: Bool,
-              qkvBias: Bool, oBias: Bool, qkNorm: Bool, ffn: (Int) -> FeedForwardSpec) throws -> ModelSpec {
+              qkvBias: Bool, oBias: Bool, qkNorm: QKNorm, ffn: (Int) -> FeedForwardSpec) throws -> ModelSpec {
         let windows = qwenWindowRules
             ? ConfigRules.slidingWindows(layers: numHiddenLayers, window: slidingWindow, layerTypes: layerTypes,
                                          useSlidingWindow: useSlidingWindow ?? false, maxWindowLayers: maxWindowLayers)
@@ -199,7 +199,7 @@ protocol ModelFamily {
 }
 
 public enum ModelFamilies {
-    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self,
+    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self, Olmoe.self,
                                               Mistral.self, Llama.self, Qwen2.self, Qwen3.self]
 
     public static var supportedTypes: [String] { all.flatMap { $0.modelTypes } }

@@ -17,6 +17,6 @@ enum Llama: ModelFamily {
         let ffn = try denseFFN(base, bias: c.mlpBias ?? false)
         let bias = c.attentionBias ?? false
         return try base.spec(modelType: "llama", defaultTheta: 10000, defaultEps: 1e-6, qwenWindowRules: false,
-                             qkvBias: bias, oBias: bias, qkNorm: false) { _ in ffn }
+                             qkvBias: bias, oBias: bias, qkNorm: .none) { _ in ffn }
     }
 }

@@ -8,6 +8,6 @@ enum Mistral: ModelFamily {
         let base = try ConfigRules.decode(TransformerConfig.self, data, family: "mistral")
         let ffn = try denseFFN(base)
         return try base.spec(modelType: "mistral", defaultTheta: 10000, defaultEps: 1e-6, qwenWindowRules: false,
-                             qkvBias: false, oBias: false, qkNorm: false) { _ in ffn }
+                             qkvBias: false, oBias: false, qkNorm: .none) { _ in ffn }
     }
 }

@@ -28,6 +28,6 @@ enum Mixtral: ModelFamily {
                                     .perExpert(prefix: "mlp", names: names), .fused(prefix: "block_sparse_moe")],
                           shared: nil)
         return try base.spec(modelType: "mixtral", defaultTheta: 1e6, defaultEps: 1e-5, qwenWindowRules: false,
-                             qkvBias: false, oBias: false, qkNorm: false) { _ in .moe(moe) }
+                             qkvBias: false, oBias: false, qkNorm: .none) { _ in .moe(moe) }
     }
 }

@@ -74,6 +74,8 @@ public enum FeedForwardSpec: Sendable, Equatable {
     public var moe: MoESpec? { if case .moe(let m) = self { return m } else { return nil } }
 }
 
+public enum QKNorm: Sendable, Equatable { case none, perHead, whole }
+
 /// Everything the forward pass needs to know about an architecture, filled in by a model family file from its
 /// `config.json`. Layer tensors are named "model.layers.<l>.<...>" as in every family here.
 public struct ModelSpec: Sendable, Equatable {
@@ -93,8 +95,11 @@ public struct ModelSpec: Sendable, Equatable {
     /// Biases on q/k/v projections (Qwen2) and on o_proj (Llama's attention_bias).
     public var qkvBias: Bool
     public var oBias: Bool
-    /// Qwen3: RMSNorm over head_dim on each query and key head, before RoPE.
-    public var qkNorm: Bool
+    /// RMSNorm on queries and keys before RoPE: over head_dim on each head (Qwen3), or over the whole projection
+    /// (OLMoE: q over num_heads · head_dim, k over num_kv_heads · head_dim, after the projections' biases).
+    public var qkNorm: QKNorm
+    /// OLMoE's clip_qkv: queries, keys and values clamped to [−c, c] after the projections (and their norms).
+    public var clipQKV: Float? = nil
     public var layers: [FeedForwardSpec]
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]

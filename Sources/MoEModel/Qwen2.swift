@@ -7,6 +7,6 @@ enum Qwen2: ModelFamily {
     static func spec(from data: Data) throws -> ModelSpec {
         let base = try ConfigRules.decode(TransformerConfig.self, data, family: "qwen2")
         let ffn = try denseFFN(base)
-        return try base.spec(modelType: "qwen2", qwenWindowRules: true, qkvBias: true, oBias: false, qkNorm: false) { _ in ffn }
+        return try base.spec(modelType: "qwen2", qwenWindowRules: true, qkvBias: true, oBias: false, qkNorm: .none) { _ in ffn }
     }
 }

@@ -39,6 +39,6 @@ enum Qwen2MoE: ModelFamily {
                                    mlpOnly: c.mlpOnlyLayers ?? [])
         let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: qwenMLPNames.prefixed("mlp"), bias: false)
         return try base.spec(modelType: "qwen2_moe", qwenWindowRules: true, qkvBias: c.qkvBias ?? true, oBias: false,
-                             qkNorm: false) { sparse[$0] ? .moe(moe) : dense }
+                             qkNorm: .none) { sparse[$0] ? .moe(moe) : dense }
     }
 }

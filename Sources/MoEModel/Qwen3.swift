@@ -14,6 +14,6 @@ enum Qwen3: ModelFamily {
         let c = try ConfigRules.decode(Qwen3Config.self, data, family: "qwen3")
         let ffn = try denseFFN(base)
         let bias = c.attentionBias ?? false
-        return try base.spec(modelType: "qwen3", qwenWindowRules: true, qkvBias: bias, oBias: bias, qkNorm: true) { _ in ffn }
+        return try base.spec(modelType: "qwen3", qwenWindowRules: true, qkvBias: bias, oBias: bias, qkNorm: .perHead) { _ in ffn }
     }
 }

@@ -35,6 +35,6 @@ enum Qwen3MoE: ModelFamily {
         let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: qwenMLPNames.prefixed("mlp"), bias: false)
         let bias = c.attentionBias ?? false
         return try base.spec(modelType: "qwen3_moe", qwenWindowRules: true, qkvBias: bias, oBias: bias,
-                             qkNorm: true) { sparse[$0] ? .moe(moe) : dense }
+                             qkNorm: .perHead) { sparse[$0] ? .moe(moe) : dense }
     }
 }

@@ -250,6 +250,26 @@ public final class Transformer: @unchecked Sendable {
             matmul(h, rows: T, a.k, out: k)
             matmul(h, rows: T, a.v, out: v)
         }
+        // OLMoE: the norms span all heads of a token's q and k, so they (after the biases), and clip_qkv, are applied
+        // to whole rows here, before any head is taken apart.
+        let whole = spec.qkNorm == .whole || spec.clipQKV != nil
+        if whole {
+            for t in 0..<T {
+                let qr = both.map { $0 + t * w } ?? q + t * qd
+                let kr = both.map { $0 + t * w + qd } ?? k + t * kd
+                let vr = both.map { $0 + t * w + qd + kd } ?? v + t * kd
+                if let b = a.qBias { axpy(qr, 1, b.base, qd) }
+                if let b = a.kBias { axpy(kr, 1, b.base, kd) }
+                if let b = a.vBias { axpy(vr, 1, b.base, kd) }
+                if spec.qkNorm == .whole, let qn = a.qNorm, let knw = a.kNorm {
+                    rmsNorm(qr, qn.base, qr, rows: 1, n: qd, eps: spec.rmsNormEps)
+                    rmsNorm(kr, knw.base, kr, rows: 1, n: kd, eps: spec.rmsNormEps)
+                }
+                if let c = spec.clipQKV {
+                    for (x, n) in [(qr, qd), (kr, kd), (vr, kd)] { for i in 0..<n { x[i] = min(max(x[i], -c), c) } }
+                }
+            }
+        }
         /// Token t's query heads of KV head kvh (or all of them), its key and value heads.
         func prepare(token t: Int, kvHead kvh: Int?) {
             let h0 = (kvh ?? 0) * group, hn = kvh == nil ? nh : group, k0 = kvh ?? 0, kn = kvh == nil ? nkv : 1
@@ -260,10 +280,10 @@ public final class Transformer: @unchecked Sendable {
                 kh.update(from: row + qd + k0 * D, count: kn * D)
                 vh.update(from: row + qd + kd + k0 * D, count: kn * D)
             }
-            if let b = a.qBias { axpy(qh, 1, b.base + h0 * D, hn * D) }
-            if let b = a.kBias { axpy(kh, 1, b.base + k0 * D, kn * D) }
-            if let b = a.vBias { axpy(vh, 1, b.base + k0 * D, kn * D) }
-            if let qn = a.qNorm, let knw = a.kNorm {
+            if !whole, let b = a.qBias { axpy(qh, 1, b.base + h0 * D, hn * D) }
+            if !whole, let b = a.kBias { axpy(kh, 1, b.base + k0 * D, kn * D) }
+            if !whole, let b = a.vBias { axpy(vh, 1, b.base + k0 * D, kn * D) }
+            if spec.qkNorm == .perHead, let qn = a.qNorm, let knw = a.kNorm {
                 rmsNorm(qh, qn.base, qh, rows: hn, n: D, eps: spec.rmsNormEps)
                 rmsNorm(kh, knw.base, kh, rows: kn, n: D, eps: spec.rmsNormEps)
             }

@@ -84,8 +84,8 @@ public final class DenseWeights: @unchecked Sendable {
                 kBias: try opt(a + "k_proj.bias", [spec.kvDim], spec.qkvBias),
                 vBias: try opt(a + "v_proj.bias", [spec.kvDim], spec.qkvBias),
                 oBias: try opt(a + "o_proj.bias", [H], spec.oBias),
-                qNorm: try opt(a + "q_norm.weight", [spec.headDim], spec.qkNorm),
-                kNorm: try opt(a + "k_norm.weight", [spec.headDim], spec.qkNorm))
+                qNorm: try opt(a + "q_norm.weight", [spec.qkNorm == .whole ? spec.qDim : spec.headDim], spec.qkNorm != .none),
+                kNorm: try opt(a + "k_norm.weight", [spec.qkNorm == .whole ? spec.kvDim : spec.headDim], spec.qkNorm != .none))
             let ffn: FeedForwardWeights
             switch spec.layers[l] {
             case .dense(let inter, let names, let bias):

@@ -43,7 +43,20 @@ import Testing
         let s = try spec("{\(q),\"decoder_sparse_step\":2,\"mlp_only_layers\":[3]}")
         #expect(s.layers.map { $0.moe != nil } == [false, true, false, false])
         #expect(s.layers[0] == .dense(intermediate: 48, names: MLPNames(gate: "mlp.gate_proj", up: "mlp.up_proj", down: "mlp.down_proj"), bias: false))
-        #expect(s.qkNorm && s.moeLayers == [1])
+        #expect(s.qkNorm == .perHead && s.moeLayers == [1])
+    }
+
+    /// OLMoE-1B-7B-0924's config: every layer sparse with its intermediate_size per expert, whole-projection q/k
+    /// norms, clip_qkv (null there); a clip that is not positive is refused.
+    @Test func olmoeConfigReadsAsItsModelCardGivesIt() throws {
+        let o = #""model_type":"olmoe","vocab_size":50304,"hidden_size":2048,"intermediate_size":1024,"num_hidden_layers":16,"num_attention_heads":16,"num_key_value_heads":16,"num_experts":64,"num_experts_per_tok":8,"norm_topk_prob":false,"rms_norm_eps":1e-05,"rope_theta":10000,"max_position_embeddings":4096,"pad_token_id":1,"eos_token_id":50279"#
+        let s = try spec("{\(o),\"clip_qkv\":null}")
+        #expect(s.qkNorm == .whole && s.clipQKV == nil && s.moeLayers == Array(0..<16) && s.headDim == 128 && s.eosTokenIds == [50279])
+        #expect(s.layers[0].moe.map { [$0.experts, $0.topK, $0.intermediate] } == [64, 8, 1024] && s.layers[0].moe?.normTopK == false)
+        #expect(try spec("{\(o),\"clip_qkv\":8.0}").clipQKV == 8)
+        #expect(throws: ModelError.badConfig(file: "config.json", reason: "clip_qkv must be positive or null (got -1.0)")) {
+            try spec("{\(o),\"clip_qkv\":-1}")
+        }
     }
 
     @Test func llama3RopeScalingChangesOnlyLongWavelengths() throws {

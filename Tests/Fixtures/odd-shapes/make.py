@@ -5,9 +5,10 @@ used, top-1 routing, sparse-step and mlp-only layers, biases, tied embeddings, s
 prompt, bf16 on disk). Weights are seeded random with unit-scale activations (matrices ~ N(0, 1/fan_in), norms near
 1). Each case's directory holds config.json and model.safetensors as save_pretrained writes them, and golden.json:
 the prompt ids, greedy continuation (12 tokens, EOS ignored) and logits of every prompt position as little-endian
-float32 in logits.f32. Computed by transformers from the saved files (float32, eager attention).
-Run: python3 make.py (transformers 5.x, torch)."""
-import json, os, random
+float32 in logits.f32. Computed by transformers from the saved files (float32, eager attention). pad_token_id is null
+where the family has a default (OLMoE: 1): generate would mask a prompt id equal to it.
+Run: python3 make.py [NAME …] (transformers 5.x, torch; the named cases only, each keeping its seed)."""
+import json, os, random, sys
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -15,6 +16,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 here = os.path.dirname(os.path.abspath(__file__))
 cases = json.load(open(os.path.join(here, "cases.json")))
 for i, case in enumerate(cases):
+    if sys.argv[1:] and case["name"] not in sys.argv[1:]:
+        continue
     cfg = dict(case["config"])
     dtype = cfg.pop("save_dtype", "float32")
     config = AutoConfig.for_model(case["family"], **cfg)
