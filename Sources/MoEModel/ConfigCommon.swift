@@ -42,6 +42,12 @@ enum IntOrList: Codable, Sendable {
 
 /// Rules shared by the families: where rope_theta lives, what a null head_dim or a zero sliding_window mean.
 enum ConfigRules {
+    /// The shared keys and a family's own, for a family whose intermediate_size is each expert's width.
+    static func moeConfig<C: Decodable>(_ type: C.Type, _ data: Data, family: String) throws -> (base: TransformerConfig, own: C, expertWidth: Int) {
+        let base = try decode(TransformerConfig.self, data, family: family)
+        return (base, try decode(C.self, data, family: family), try base.expertWidth(family: family))
+    }
+
     static func decode<C: Decodable>(_ type: C.Type, _ data: Data, family: String) throws -> C {
         do {
             return try JSONDecoder().decode(C.self, from: data)
@@ -163,6 +169,14 @@ struct TransformerConfig: Codable, Sendable {
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", torchDtype = "torch_dtype", dtype
     }
 
+    /// intermediate_size where it is each expert's width (Mixtral, OLMoE, Granite): required.
+    func expertWidth(family: String) throws -> Int {
+        guard let i = intermediateSize else {
+            throw ModelError.badConfig(file: "config.json", reason: "\(family) needs intermediate_size (each expert's width)")
+        }
+        return i
+    }
+
     /// The spec with the shared fields filled in; `ffn` decides each layer's feed-forward block.
     /// Qwen families gate the sliding window behind use_sliding_window / max_window_layers; others use it as given.
     func spec(modelType: String, defaultTheta: Double = 10000, defaultEps: Double = 1e-6, qwenWindowRules: Bool,
@@ -199,7 +213,7 @@ protocol ModelFamily {
 }
 
 public enum ModelFamilies {
-    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self, Olmoe.self,
+    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self, Olmoe.self, GraniteMoE.self,
                                               Mistral.self, Llama.self, Qwen2.self, Qwen3.self]
 
     public static var supportedTypes: [String] { all.flatMap { $0.modelTypes } }

@@ -34,8 +34,8 @@ public final class ExpertStore: @unchecked Sendable {
         switch try resolveExpertLayout(ckpt, spec, layer: l) {
         case .perExpert(let prefix, let names):
             w = try loadMLP(ckpt, prefix: "\(p)\(prefix).experts.\(e).", names: names, hidden: H, intermediate: I, bias: false)
-        case .fused(let prefix):
-            let gu = "\(p)\(prefix).experts.gate_up_proj", dn = "\(p)\(prefix).experts.down_proj"
+        case .fused(let prefix, let names):
+            let gu = "\(p)\(prefix).\(names.gateUp)", dn = "\(p)\(prefix).\(names.down)"
             // gate_up_proj [E, 2I, H]: expert e's gate rows then its up rows; down_proj [E, H, I].
             w = MLPWeights(gate: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I, rowCount: I),
                            up: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I + I, rowCount: I),

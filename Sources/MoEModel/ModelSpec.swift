@@ -38,13 +38,28 @@ public struct MLPNames: Sendable, Equatable {
 /// Where a layer's experts live on disk.
 public enum ExpertLayout: Sendable, Equatable {
     public var prefix: String {
-        switch self { case .perExpert(let p, _), .fused(let p): return p }
+        switch self { case .perExpert(let p, _), .fused(let p, _): return p }
+    }
+    /// The router's [E, H] weight.
+    public var router: String {
+        switch self {
+        case .perExpert(let p, _): return p + ".gate.weight"
+        case .fused(let p, let n): return p + "." + n.router
+        }
     }
     /// One tensor per expert: "<prefix>.experts.<e>.<gate|up|down>.weight".
     case perExpert(prefix: String, names: MLPNames)
     /// Fused over experts: "<prefix>.experts.gate_up_proj" [E, 2I, H] (each expert's gate rows, then its up rows)
-    /// and "<prefix>.experts.down_proj" [E, H, I].
-    case fused(prefix: String)
+    /// and "<prefix>.experts.down_proj" [E, H, I], or as `names` says (Granite's).
+    case fused(prefix: String, names: FusedNames = .standard)
+}
+
+/// The tensors of a fused expert layout, after its prefix.
+public struct FusedNames: Sendable, Equatable {
+    public var gateUp, down, router: String
+    public static let standard = FusedNames(gateUp: "experts.gate_up_proj", down: "experts.down_proj", router: "gate.weight")
+    /// Granite's checkpoints on the Hub; transformers 5 holds them as `standard` with the router at "router.weight".
+    public static let granite = FusedNames(gateUp: "input_linear.weight", down: "output_linear.weight", router: "router.layer.weight")
 }
 
 /// A mixture-of-experts feed-forward block. T tokens, E experts, K active per token, H hidden, I expert width.
@@ -54,7 +69,7 @@ public struct MoESpec: Sendable, Equatable {
     public var intermediate: Int
     /// Renormalise the K selected softmax probabilities to sum to 1 (Mixtral always; Qwen when norm_topk_prob).
     public var normTopK: Bool
-    /// Candidate on-disk layouts, tried in order at load; the router is "<prefix>.gate.weight" [E, H] of the layout found.
+    /// Candidate on-disk layouts, tried in order at load; the router is the found layout's `router` [E, H].
     public var layouts: [ExpertLayout]
     /// Qwen2-MoE: a dense expert every token uses, scaled by sigmoid(shared_expert_gate · x).
     public var shared: SharedExpertSpec?
@@ -100,6 +115,13 @@ public struct ModelSpec: Sendable, Equatable {
     public var qkNorm: QKNorm
     /// OLMoE's clip_qkv: queries, keys and values clamped to [−c, c] after the projections (and their norms).
     public var clipQKV: Float? = nil
+    /// Granite's scalars (1, or 1/√head_dim, elsewhere): token embeddings × embeddingMultiplier, attention scores ×
+    /// attentionScale, each block's output × residualMultiplier before it joins the residual stream, logits ÷
+    /// logitsScaling.
+    public var embeddingMultiplier: Float = 1
+    public var attentionScale: Float? = nil
+    public var residualMultiplier: Float = 1
+    public var logitsScaling: Float = 1
     public var layers: [FeedForwardSpec]
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]

@@ -21,11 +21,7 @@ enum Olmoe: ModelFamily {
     static let modelTypes = ["olmoe"]
 
     static func spec(from data: Data) throws -> ModelSpec {
-        let base = try ConfigRules.decode(TransformerConfig.self, data, family: "olmoe")
-        let c = try ConfigRules.decode(OlmoeConfig.self, data, family: "olmoe")
-        guard let inter = base.intermediateSize else {
-            throw ModelError.badConfig(file: "config.json", reason: "olmoe needs intermediate_size (each expert's width)")
-        }
+        let (base, c, inter) = try ConfigRules.moeConfig(OlmoeConfig.self, data, family: "olmoe")
         if let clip = c.clipQkv, !(clip > 0) {
             throw ModelError.badConfig(file: "config.json", reason: "clip_qkv must be positive or null (got \(clip))")
         }

@@ -108,6 +108,7 @@ public final class Transformer: @unchecked Sendable {
                 let id = Int(tok)
                 precondition(id >= 0 && id < spec.vocabSize, "token id \(id) outside the vocabulary (0..<\(spec.vocabSize))")
                 (x + t * H).update(from: weights.embed.row(id), count: H)
+                if spec.embeddingMultiplier != 1 { for i in 0..<H { x[t * H + i] *= spec.embeddingMultiplier } }
                 rope.table(position: Int(posOf[t]), cos: cosT + t * half, sin: sinT + t * half)
                 t += 1
             }
@@ -141,7 +142,8 @@ public final class Transformer: @unchecked Sendable {
             if case .moe(let router) = weights.layers[l].ffn, router.shared != nil {
                 for row in r { axpy(f + row * H, sharedGate[row], shared + row * H, H) }
             }
-            for i in (lo * H)..<(r.upperBound * H) { x[i] += f[i] }
+            let rm = spec.residualMultiplier
+            for i in (lo * H)..<(r.upperBound * H) { x[i] += rm * f[i] }
         }
 
         for l in 0..<spec.numLayers {
@@ -163,7 +165,7 @@ public final class Transformer: @unchecked Sendable {
                 switch lw.ffn {
                 case .dense(let mlp):
                     runMLP(mlp, x: hm, rows: Tm, out: fm, scratch: mlpScratch)
-                    for i in 0..<(Tm * H) { xm[i] += fm[i] }
+                    for i in 0..<(Tm * H) { xm[i] += spec.residualMultiplier * fm[i] }
                     let t2 = monotonicSeconds()
                     profile.dense += t2 - t0
                     t0 = t2
@@ -218,6 +220,7 @@ public final class Transformer: @unchecked Sendable {
             rmsNorm(x + r * H, weights.norm.base, h + i * H, rows: 1, n: H, eps: spec.rmsNormEps)
         }
         matmul(h, rows: pick.count, weights.lmHead, out: out.pointer)
+        if spec.logitsScaling != 1 { for i in 0..<(pick.count * V) { out.pointer[i] /= spec.logitsScaling } }
         profile.head += monotonicSeconds() - t0
         var result = ForwardOutput(logits: out, vocab: V, rows: rows, expertCounts: counts)
         result.dropped = dropped
@@ -301,7 +304,7 @@ public final class Transformer: @unchecked Sendable {
         }
         let attnOut = buf("attn", T * qd)
         let window = spec.slidingWindows[l]
-        let scale = 1 / Float(D).squareRoot()
+        let scale = spec.attentionScale ?? 1 / Float(D).squareRoot()
         let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
         let tables = seqs.map(\.blockTable)
         // One item per (token, KV head): the group's query heads read each key and value row once. Causal windows
@@ -329,6 +332,7 @@ public final class Transformer: @unchecked Sendable {
         let o = buf("o", T * H)
         matmul(attnOut, rows: T, a.o, out: o)
         if let b = a.oBias { addBias(o, b, rows: T) }
-        for i in 0..<(T * H) { out[i] += o[i] }
+        let rm = spec.residualMultiplier
+        for i in 0..<(T * H) { out[i] += rm * o[i] }
     }
 }

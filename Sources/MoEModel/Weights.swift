@@ -92,7 +92,7 @@ public final class DenseWeights: @unchecked Sendable {
                 ffn = .dense(try loadMLP(ckpt, prefix: p, names: names, hidden: H, intermediate: inter, bias: bias))
             case .moe(let moe):
                 let layout = try resolveExpertLayout(ckpt, spec, layer: l)
-                var router = RouterWeights(gate: try m(layout.prefix + ".gate.weight", [moe.experts, H]))
+                var router = RouterWeights(gate: try m(layout.router, [moe.experts, H]))
                 if let s = moe.shared {
                     router.shared = try loadMLP(ckpt, prefix: p, names: s.names, hidden: H, intermediate: s.intermediate, bias: false)
                     if let g = s.gateName { router.sharedGate = try m(g + ".weight", [1, H]) }
@@ -132,14 +132,14 @@ public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: 
         switch layout {
         case .perExpert(let prefix, let names):
             if ckpt.has("\(p)\(prefix).experts.0.\(names.gate).weight") { return layout }
-        case .fused(let prefix):
-            if ckpt.has("\(p)\(prefix).experts.gate_up_proj") { return layout }
+        case .fused(let prefix, let names):
+            if ckpt.has("\(p)\(prefix).\(names.gateUp)") { return layout }
         }
     }
     let first = moe.layouts.first.map { l -> String in
         switch l {
         case .perExpert(let prefix, let n): return "\(p)\(prefix).experts.0.\(n.gate).weight"
-        case .fused(let prefix): return "\(p)\(prefix).experts.gate_up_proj"
+        case .fused(let prefix, let names): return "\(p)\(prefix).\(names.gateUp)"
         }
     } ?? "\(p)experts"
     throw ModelError.missingTensor(first, where: ckpt.directory.path)

@@ -59,6 +59,16 @@ import Testing
         }
     }
 
+    /// granite-3.0-1b-a400m's config: its four scalars, 32 experts top-8 as Mixtral routes them, tied embeddings.
+    @Test func graniteMoEConfigReadsItsScalars() throws {
+        let g = #""model_type":"granitemoe","vocab_size":49155,"hidden_size":1024,"intermediate_size":512,"num_hidden_layers":24,"num_attention_heads":16,"num_key_value_heads":8,"num_local_experts":32,"num_experts_per_tok":8,"embedding_multiplier":12.0,"attention_multiplier":0.015625,"residual_multiplier":0.22,"rms_norm_eps":1e-06,"rope_theta":10000,"tie_word_embeddings":true,"max_position_embeddings":4096"#
+        let s = try spec("{\(g),\"logits_scaling\":6.0}")
+        #expect(s.embeddingMultiplier == 12 && s.attentionScale == 0.015625 && s.residualMultiplier == 0.22 && s.logitsScaling == 6)
+        #expect(s.tieWordEmbeddings && s.headDim == 64 && s.layers[0].moe.map { [$0.experts, $0.topK, $0.intermediate] } == [32, 8, 512])
+        #expect(s.layers[0].moe?.normTopK == true && s.layers[0].moe?.layouts.first?.router == "block_sparse_moe.router.layer.weight")
+        #expect(throws: ModelError.badConfig(file: "config.json", reason: "logits_scaling must not be 0")) { try spec("{\(g),\"logits_scaling\":0}") }
+    }
+
     @Test func llama3RopeScalingChangesOnlyLongWavelengths() throws {
         let j = #"{"model_type":"llama","vocab_size":100,"hidden_size":64,"intermediate_size":32,"num_hidden_layers":1,"num_attention_heads":2,"rope_theta":500000,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}"#
         let s = try spec(j)
