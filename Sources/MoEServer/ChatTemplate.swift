@@ -64,8 +64,11 @@ public struct ChatTemplate: Sendable {
         llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
     }
 
+    /// mistral-common's own v3 templates, by their wording: other templates with the same control tokens (vLLM's
+    /// older example writes the tools as Python's repr) lay them out otherwise, and are not taken for these.
     static func isMistralTools(_ source: String) -> Bool {
-        ["[AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[INST]"].allSatisfy(source.contains)
+        ["[AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[INST]", "ns.max_idx_user",
+         "Tool call must have an id of 9 characters or numbers."].allSatisfy(source.contains)
     }
 
     /// How calls are written in the prompt, and so read in a reply.

@@ -44,9 +44,16 @@ final class LiveServer: @unchecked Sendable {
         server = try APIServer(service: service, config: c, info: ClusterInfo(workers: 0, draft: false))
         let srv = server
         let (ports, portSink) = AsyncStream<Int>.makeStream()
-        task = Task { try await srv.run { portSink.yield($0) } }
+        // A server that fails before it listens ends the stream, so the test fails with its error instead of waiting.
+        task = Task {
+            defer { portSink.finish() }
+            try await srv.run { portSink.yield($0) }
+        }
         var it = ports.makeAsyncIterator()
-        let port = await it.next() ?? 0
+        guard let port = await it.next() else {
+            _ = try await task.value
+            throw CancellationError()
+        }
         base = "http://127.0.0.1:\(port)"
     }
 
