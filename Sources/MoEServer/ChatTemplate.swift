@@ -3,9 +3,10 @@ import MoETokenizer
 
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
-/// calls), Llama 3 headers, and Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
+/// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift), and
+/// Tulu's `<|user|>` turns (allenai's instruct models). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
-    public enum Kind: String, Sendable { case chatML, llama3, inst, unsupported }
+    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, unsupported }
     public let kind: Kind
     /// The Jinja text it was read from.
     let source: String
@@ -52,7 +53,8 @@ public struct ChatTemplate: Sendable {
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
         } else {
-            kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst : .unsupported
+            kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
+                : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
             defaultSystem = nil
             rendersTools = kind == .inst && Self.isMistralTools(source)
             xmlTools = false
@@ -140,11 +142,23 @@ public struct ChatTemplate: Sendable {
                 out += "<|start_header_id|>\(m.role)<|end_header_id|>\n\n\(m.content.trimmingCharacters(in: .whitespacesAndNewlines))<|eot_id|>"
             }
             return out + (options.addGenerationPrompt ? "<|start_header_id|>assistant<|end_header_id|>\n\n" : "")
+        case .tulu:
+            // As Tulu's template: BOS where it starts with one, a non-final reply's EOS followed by a newline, and the
+            // reply's turn opened after whatever message comes last.
+            var out = source.hasPrefix("{{ bos_token }}") ? bos : ""
+            for (i, m) in messages.enumerated() {
+                if m.role == "assistant" {
+                    out += "<|assistant|>\n" + m.content + eos + (i < messages.count - 1 ? "\n" : "")
+                } else {
+                    out += "<|\(m.role)|>\n" + m.content + "\n"
+                }
+            }
+            return out + (options.addGenerationPrompt ? "<|assistant|>\n" : "")
         case .inst:
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST]); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu); use /v1/completions with a formatted prompt")
         }
     }
 

@@ -6,7 +6,7 @@ import Testing
 @testable import MoEServer
 
 /// Chat templates against transformers' renderings (Qwen2.5's, Qwen3's and Qwen3-Coder's with tools and thinking, Llama 2's, Llama
-/// 3's, Mixtral's), the Hermes-format reply scanner, and the tool request rules (tool_choice, constrained calls).
+/// 3's, Mixtral's, mistral-common's v3 with tools, Tulu's), the Hermes-format reply scanner, and the tool request rules (tool_choice, constrained calls).
 struct ToolCallTests {
     static let dir = Fixtures.root.appendingPathComponent("chat-templates")
 

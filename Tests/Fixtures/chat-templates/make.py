@@ -3,7 +3,7 @@ published in those models' tokenizer_config.json) through transformers' apply_ch
 OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
 Writes goldens.json. Run: python3 make.py (transformers 5.x; each case's tokenizer, for its BOS and EOS, from the
 fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3, Mixtral-8x7B-Instruct-v0.1 (the first and the
-current one), Qwen3-Coder and Mistral v3 (mistral-common's, with tools) templates are rendered the same way, but for
+current one), Qwen3-Coder, Mistral v3 (mistral-common's, with tools) and Tulu templates are rendered the same way, but for
 cases marked arguments_as_text: their tool-call arguments stay JSON text (written as json.dumps writes them). Mistral's
 templates, given the arguments as objects, concatenate plain strings to the `tojson|safe` Markup, and Jinja
 HTML-escapes the call's own quotes (`{&#34;name&#34;: …`): not the format mistral-common writes and the models were
