@@ -29,10 +29,8 @@ enum GraniteMoE: ModelFamily {
         if let s = c.logitsScaling, s == 0 {
             throw ModelError.badConfig(file: "config.json", reason: "logits_scaling must not be 0")
         }
-        let standard = FusedNames(gateUp: FusedNames.standard.gateUp, down: FusedNames.standard.down, router: "router.weight")
         let moe = MoESpec(experts: c.numLocalExperts, topK: c.numExpertsPerTok, intermediate: inter, normTopK: true,
-                          layouts: [.fused(prefix: "block_sparse_moe", names: .granite), .fused(prefix: "block_sparse_moe", names: standard)],
-                          shared: nil)
+                          layouts: [.fused(prefix: "block_sparse_moe", names: .granite)], shared: nil)
         let bias = c.attentionBias ?? false
         var spec = try base.spec(modelType: "granitemoe", qwenWindowRules: false, qkvBias: bias, oBias: bias, qkNorm: .none) { _ in .moe(moe) }
         spec.embeddingMultiplier = Float(c.embeddingMultiplier ?? 1)

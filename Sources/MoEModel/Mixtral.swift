@@ -3,26 +3,21 @@
 import Foundation
 
 public struct MixtralConfig: Codable, Sendable {
-    var intermediateSize: Int
     var numLocalExperts: Int
     var numExpertsPerTok: Int
 
-    enum CodingKeys: String, CodingKey {
-        case intermediateSize = "intermediate_size", numLocalExperts = "num_local_experts"
-        case numExpertsPerTok = "num_experts_per_tok"
-    }
+    enum CodingKeys: String, CodingKey { case numLocalExperts = "num_local_experts", numExpertsPerTok = "num_experts_per_tok" }
 }
 
 enum Mixtral: ModelFamily {
     static let modelTypes = ["mixtral"]
 
     static func spec(from data: Data) throws -> ModelSpec {
-        let base = try ConfigRules.decode(TransformerConfig.self, data, family: "mixtral")
-        let c = try ConfigRules.decode(MixtralConfig.self, data, family: "mixtral")
+        let (base, c, inter) = try ConfigRules.moeConfig(MixtralConfig.self, data, family: "mixtral")
         // Classic checkpoints name the block "block_sparse_moe" with w1 (gate), w3 (up), w2 (down) per expert;
         // transformers 5 saves "mlp" with fused expert tensors.
         let names = MLPNames(gate: "w1", up: "w3", down: "w2")
-        let moe = MoESpec(experts: c.numLocalExperts, topK: c.numExpertsPerTok, intermediate: c.intermediateSize,
+        let moe = MoESpec(experts: c.numLocalExperts, topK: c.numExpertsPerTok, intermediate: inter,
                           normTopK: true,
                           layouts: [.perExpert(prefix: "block_sparse_moe", names: names), .fused(prefix: "mlp"),
                                     .perExpert(prefix: "mlp", names: names), .fused(prefix: "block_sparse_moe")],

@@ -58,7 +58,7 @@ public enum ExpertLayout: Sendable, Equatable {
 public struct FusedNames: Sendable, Equatable {
     public var gateUp, down, router: String
     public static let standard = FusedNames(gateUp: "experts.gate_up_proj", down: "experts.down_proj", router: "gate.weight")
-    /// Granite's checkpoints on the Hub; transformers 5 holds them as `standard` with the router at "router.weight".
+    /// Granite's, as its checkpoints on the Hub and transformers 5's save_pretrained write them.
     public static let granite = FusedNames(gateUp: "input_linear.weight", down: "output_linear.weight", router: "router.layer.weight")
 }
 

@@ -38,6 +38,7 @@ public struct ChatTemplate: Sendable {
     let llamaDate: DateRule?
 
     public init(source: String, tokenizer: Tokenizer) {
+        let mistralTools = Self.isMistralTools(source)
         self.source = source
         bos = tokenizer.bosTokenId.flatMap { tokenizer.token(for: $0) } ?? ""
         eos = tokenizer.eosTokenIds.first.flatMap { tokenizer.token(for: $0) } ?? ""
@@ -56,12 +57,12 @@ public struct ChatTemplate: Sendable {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
                 : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
             defaultSystem = nil
-            rendersTools = kind == .inst && Self.isMistralTools(source)
+            rendersTools = kind == .inst && mistralTools
             xmlTools = false
             thinks = false
             opensThinking = false
         }
-        instStyle = Self.isMistralTools(source) ? .mistralTools(spaced: source.contains("'[INST] '"))
+        instStyle = mistralTools ? .mistralTools(spaced: source.contains("'[INST] '"))
             : source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
         llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
     }

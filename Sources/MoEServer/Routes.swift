@@ -436,8 +436,7 @@ struct Routes: Sendable {
             throw APIError.invalid("model `\(service.modelName)` has no chat template in tokenizer_config.json; use /v1/completions", param: "messages",
                                    code: "chat_template_missing")
         }
-        var tools = try ToolRequest(r, body: body)
-        tools.format = template.toolFormat
+        let tools = try ToolRequest(r, body: body, format: template.toolFormat)
         do {
             return (try template.render(r.messages, tools: tools.shown(rendersTools: template.rendersTools), options: r.templateOptions),
                     template, tools)

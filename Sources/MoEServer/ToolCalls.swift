@@ -22,9 +22,9 @@ struct ToolRequest: Sendable {
     /// false: at most one call (`required` is constrained to one, `auto` keeps the first).
     var parallel: Bool
     /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen), or
-    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits (set from the template).
+    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits (the template's `toolFormat`).
     enum Format: Sendable { case hermes, mistral }
-    var format = Format.hermes
+    let format: Format
 
     /// A new call's id in the reply: OpenAI's form, or Mistral's.
     func newCallId() -> String { format == .mistral ? MistralCalls.newId() : randomId("call_") }
@@ -34,8 +34,10 @@ struct ToolRequest: Sendable {
         !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-") }
     }
 
-    /// From the decoded request and its body (read again keeping key order, for the tools' definitions).
-    init(_ r: ChatRequest, body: Data) throws {
+    /// From the decoded request and its body (read again keeping key order, for the tools' definitions), for a
+    /// template that writes calls in `format`.
+    init(_ r: ChatRequest, body: Data, format: Format = .hermes) throws {
+        self.format = format
         let wire = r.tools ?? []
         for (i, t) in wire.enumerated() {
             guard t.type == "function" else {
@@ -139,7 +141,8 @@ struct ToolRequest: Sendable {
     static func finishReason(_ why: String, calls: Int) -> String { calls > 0 && why == "stop" ? "tool_calls" : why }
 }
 
-/// Splits a reply in the Hermes format (Qwen2.5, Qwen3) into text and tool calls as it streams: each
+/// Splits a reply in the Hermes format (Qwen2.5, Qwen3), or in Mistral's (one block from `[TOOL_CALLS]` to the end),
+/// into text and tool calls as it streams: each
 /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` block becomes a call (an unclosed last block too, if its
 /// JSON is whole), with its arguments written as Python's json.dumps writes them (as vLLM returns them). A block
 /// holding Qwen3-Coder's `<function=…>` form instead is read as vLLM's qwen3_coder parser reads it
@@ -168,34 +171,24 @@ struct ToolCallScanner {
     /// converted by its parameter's type.
     let schemas: [String: JSONValue?]
 
-    /// Mistral's format: text up to `[TOOL_CALLS]`, then the calls, read when the reply is whole (MistralCalls).
+    /// Mistral's format is one block: it opens at `[TOOL_CALLS]` and closes at the reply's end (MistralCalls).
     let format: ToolRequest.Format
+    private let openTag: String, closeTag: String?
 
     init(tools: [ToolRequest.Function] = [], format: ToolRequest.Format = .hermes) {
         schemas = Dictionary(tools.map { ($0.name, $0.parameters) }) { first, _ in first }
         self.format = format
+        (openTag, closeTag) = format == .mistral ? (MistralCalls.marker, nil) : (Self.open, Self.close)
     }
 
     mutating func feed(_ text: String) -> [Piece] {
         buffer += text
         var out: [Piece] = []
-        if format == .mistral {
-            guard !inside else { return [] }
-            if let r = buffer.range(of: MistralCalls.marker) {
-                out += emit(String(buffer[..<r.lowerBound]), beforeBlock: true)
-                buffer = String(buffer[r.lowerBound...])
-                inside = true
-            } else {
-                let keep = buffer.partialSuffix(of: MistralCalls.marker)
-                out += emit(String(buffer.dropLast(keep)), beforeBlock: false)
-                buffer = String(buffer.suffix(keep))
-            }
-            return out
-        }
         while true {
             if inside {
+                guard let closeTag else { break }
                 // The tag may begin in the last bytes searched before.
-                let tag = Array(Self.close.utf8), from = max(0, searched - tag.count + 1)
+                let tag = Array(closeTag.utf8), from = max(0, searched - tag.count + 1)
                 let found: Int? = buffer.withUTF8 { b in
                     guard b.count >= tag.count, from <= b.count - tag.count else { return nil }
                     return (from...(b.count - tag.count)).first { i in (0..<tag.count).allSatisfy { b[i + $0] == tag[$0] } }
@@ -210,14 +203,14 @@ struct ToolCallScanner {
                 out += block(String(buffer[..<start]), closed: true)
                 buffer = String(buffer[end...])
                 inside = false
-            } else if let r = buffer.range(of: Self.open) {
+            } else if let r = buffer.range(of: openTag) {
                 out += emit(String(buffer[..<r.lowerBound]), beforeBlock: true)
                 buffer = String(buffer[r.upperBound...])
                 inside = true
                 searched = 0
             } else {
-                // Keep back a tail that may be the start of "<tool_call>".
-                let keep = buffer.partialSuffix(of: Self.open)
+                // Keep back a tail that may be the start of the opening tag.
+                let keep = buffer.partialSuffix(of: openTag)
                 out += emit(String(buffer.dropLast(keep)), beforeBlock: false)
                 buffer = String(buffer.suffix(keep))
                 break
@@ -229,16 +222,7 @@ struct ToolCallScanner {
     /// The end of the reply.
     mutating func finish() -> [Piece] {
         var out: [Piece]
-        if inside && format == .mistral {
-            // Not a list of calls: the rest as text, without the markers (as vLLM gives it back).
-            if let calls = MistralCalls.calls(buffer) {
-                called = true
-                held = ""
-                out = calls.map { .call($0) }
-            } else {
-                out = emit(buffer.replacingOccurrences(of: MistralCalls.marker, with: "").trimmingCharacters(in: .whitespacesAndNewlines), beforeBlock: false)
-            }
-        } else if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
+        if inside { out = block(buffer, closed: false) } else { out = emit(buffer, beforeBlock: false) }
         buffer = ""
         inside = false
         searched = 0
@@ -254,13 +238,18 @@ struct ToolCallScanner {
         return body.isEmpty ? [] : [.text(body)]
     }
 
+    /// A block's calls; else it stays text, as written (Mistral's: without its markers, as vLLM gives it back).
     private mutating func block(_ body: String, closed: Bool) -> [Piece] {
-        if let calls = QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map({ [$0] }), !calls.isEmpty {
+        let calls = format == .mistral ? MistralCalls.calls(body) : QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map { [$0] }
+        if let calls, !calls.isEmpty {
             called = true
             held = ""
             return calls.map { .call($0) }
         }
-        return emit(Self.open + body + (closed ? Self.close : ""), beforeBlock: false)
+        if format == .mistral {
+            return emit(body.replacingOccurrences(of: MistralCalls.marker, with: "").trimmingCharacters(in: .whitespacesAndNewlines), beforeBlock: false)
+        }
+        return emit(openTag + body + (closed ? closeTag ?? "" : ""), beforeBlock: false)
     }
 
     /// A block's JSON as a call: {"name": string, "arguments": object (or a JSON text of one)}.

@@ -155,8 +155,7 @@ struct ToolCallTests {
     @Test func mistralRepliesAreReadAsVLLMsMistralParserReadsThem() {
         Self.expectSameHoweverSplit(Self.mistralScans) { ToolCallScanner(format: .mistral) }
         // Ids of calls read in Mistral's format are its own: 9 letters and digits.
-        var tools = try! ToolRequest(Self.request(["tools": [Self.weather]]).0, body: Self.request(["tools": [Self.weather]]).1)
-        tools.format = .mistral
+        let tools = try! ToolRequest(Self.request(["tools": [Self.weather]]).0, body: Self.request(["tools": [Self.weather]]).1, format: .mistral)
         let ids = (0..<50).map { _ in tools.newCallId() }
         #expect(ids.allSatisfy { $0.count == 9 && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } } && Set(ids).count == 50)
     }
