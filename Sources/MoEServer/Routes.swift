@@ -23,6 +23,8 @@ struct BearerAuth<Context: RequestContext>: RouterMiddleware {
 struct Routes: Sendable {
     let service: GenerationService
     let store: JobStore
+    let responseStore: ResponseStore
+    let background: BackgroundResponses
     let runner: JobRunner
     let config: ServerConfig
     let info: ClusterInfo
@@ -58,6 +60,7 @@ struct Routes: Sendable {
         router.post("/v1/completions") { req, _ in try await completions(req) }
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }
         router.post("/v1/responses") { req, _ in try await responses(req) }
+        registerStoredResponses(router)
         router.post("/v1/messages") { req, _ in try await messages(req) }
         router.post("/v1/messages/count_tokens") { req, _ in try await countMessageTokens(req) }
         router.post("/completion") { req, _ in try await llamaCompletion(req) }

@@ -8,6 +8,8 @@ import ServiceLifecycle
 public final class APIServer: @unchecked Sendable {
     public let service: GenerationService
     public let store: JobStore
+    let responseStore: ResponseStore
+    let background = BackgroundResponses()
     public let runner: JobRunner
     public let config: ServerConfig
     let info: ClusterInfo
@@ -17,12 +19,13 @@ public final class APIServer: @unchecked Sendable {
         self.config = config
         self.info = info
         store = try JobStore(path: config.jobsDB)
+        responseStore = try ResponseStore(db: store.db)
         runner = JobRunner(store: store, service: service, maxConcurrent: config.jobConcurrency)
     }
 
     public func router() -> Router<BasicRequestContext> {
         let r = Router()
-        Routes(service: service, store: store, runner: runner, config: config, info: info).register(r)
+        Routes(service: service, store: store, responseStore: responseStore, background: background, runner: runner, config: config, info: info).register(r)
         return r
     }
 
@@ -43,6 +46,7 @@ public final class APIServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(config.shutdownTimeoutSeconds)
         while service.engine.outstandingRequests > 0 && Date() < deadline { try? await Task.sleep(nanoseconds: 50_000_000) }
         runner.cancelAll()
+        background.cancelAll()
         await runnerTask.value
         service.engine.stopLoop()
     }

@@ -14,7 +14,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Checkpoint directory (default: the config's, else the bundled demo model).") var model: String?
     @Option(help: "Address to bind (default 127.0.0.1).") var host: String?
     @Option(help: "Port (default 8080; 0 picks a free one).") var port: Int?
-    @Option(name: .customLong("jobs-db"), help: "SQLite file of the job store.") var jobsDB: String?
+    @Option(name: .customLong("jobs-db"), help: "SQLite file of the job store and the stored /v1/responses.") var jobsDB: String?
     @Option(help: "Bearer token required on every route but /health (also MOE_API_TOKEN).") var token: String?
     @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to render chats with instead of the model's (one of the families moe-serve renders).")
     var chatTemplate: String?

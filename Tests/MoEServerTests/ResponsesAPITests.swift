@@ -157,7 +157,8 @@ struct ResponsesAPITests {
             let message = (r.json?["error"] as? [String: Any])?["message"] as? String ?? ""
             #expect(r.status == status && message.contains(words), "\(body) → \(r.status) \(r.text)")
         }
-        try await refused(["input": "x", "previous_response_id": "resp_1"], "stored responses")
+        try await refused(["input": "x", "conversation": "conv_1"], "Conversations API")
+        try await refused(["input": "x", "previous_response_id": "resp_1"], "not found", status: 404)
         try await refused(["input": "x", "tools": [["type": "web_search"]]], "only function tools")
         try await refused(["input": [["role": "user", "content": [["type": "input_image", "image_url": "http://x"]]]]], "only text parts")
         try await refused(["input": [["type": "computer_call"]]], "computer_call")
