@@ -5,8 +5,9 @@ Only for the side-by-side benchmark (Deploy/peer/llama_cpp_bench.py, which sets 
 the same bytes per token as moe-bench. Uses the `gguf` package from llama.cpp's own source tree (GGUF_PY) and numpy;
 no torch. Tensor names, the q/k row permutation (Hugging Face's rotate-half layout -> llama.cpp's interleaved rope)
 and the stacking of experts into one [experts, rows, cols] tensor per projection follow llama.cpp's converter for
-MixtralForCausalLM. The vocabulary is written as a plain SentencePiece-style list (the tokenizer.json's tokens, padded
-to vocab_size): llama-bench feeds token ids and never tokenizes text.
+MixtralForCausalLM. A byte-level BPE tokenizer (GPT-2's pattern) is written as llama.cpp's gpt2 vocabulary with its
+merges; any other as a plain SentencePiece-style list (the tokens, padded to vocab_size), enough for llama-bench, which
+feeds token ids and never tokenizes text.
 
 usage: hf_to_gguf.py MODEL_DIR OUT.gguf {f32,f16}
 """
@@ -53,6 +54,12 @@ def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def bytelevel(tok):
+    """Whether the tokenizer is a byte-level BPE splitting words by GPT-2's pattern (ByteLevel with use_regex)."""
+    pre = tok.get("pre_tokenizer") or {}
+    return tok["model"].get("type") == "BPE" and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
+
+
 def main():
     if len(sys.argv) != 4 or sys.argv[3] not in ("f32", "f16"):
         sys.exit(__doc__)
@@ -91,15 +98,25 @@ def main():
 
     tok = json.load(open(os.path.join(model_dir, "tokenizer.json")))
     names = {i: s for s, i in tok["model"]["vocab"].items()}
-    special = {a["id"]: a["content"] for a in tok.get("added_tokens", [])}
-    names.update(special)
+    added = {a["id"]: a for a in tok.get("added_tokens", [])}
+    names.update({i: a["content"] for i, a in added.items()})
     tokens, types = [], []
     for i in range(vocab):
         tokens.append(names.get(i, f"<unused{i}>"))
-        types.append(gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL)
-    w.add_tokenizer_model("llama")
+        # As llama.cpp's converter types them: special added tokens are control tokens, the others user-defined.
+        types.append(gguf.TokenType.NORMAL if i not in added
+                     else gguf.TokenType.CONTROL if added[i].get("special") else gguf.TokenType.USER_DEFINED)
+    if bytelevel(tok):
+        # A GPT-2-style byte-level BPE (GPT-2's split pattern): written with its merges, so that llama.cpp
+        # tokenizes text as the tokenizer.json does (its /infill test reads text).
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("gpt-2")
+        w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+        w.add_add_bos_token(False)
+    else:
+        w.add_tokenizer_model("llama")
+        w.add_token_scores([0.0] * vocab)
     w.add_token_list(tokens)
-    w.add_token_scores([0.0] * vocab)
     w.add_token_types(types)
     w.add_bos_token_id(cfg.get("bos_token_id", 1))
     w.add_eos_token_id(cfg.get("eos_token_id", 2))

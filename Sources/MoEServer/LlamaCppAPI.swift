@@ -11,11 +11,13 @@ enum LlamaCppAPI {
     /// llama.cpp's sampling defaults for its own API.
     static let defaults: [String: Double] = ["temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05]
 
-    /// The body as /v1/completions fields.
-    static func translate(_ body: Data) throws -> (completions: Data, stream: Bool, nPredict: Int?) {
+    /// The body as /v1/completions fields; `prompt` (token ids) stands for the body's own (/infill builds it), and
+    /// generation also ends at `stopTokens`.
+    static func translate(_ body: Data, prompt ids: [Int]? = nil, stopTokens: [Int] = []) throws -> (completions: Data, stream: Bool, nPredict: Int?) {
         let r = try APIRewrite.object(body)
-        guard let prompt = r["prompt"] ?? r["content"] else { throw APIError.invalid("missing required field 'prompt'", param: "prompt") }
+        guard let prompt = ids ?? r["prompt"] ?? r["content"] else { throw APIError.invalid("missing required field 'prompt'", param: "prompt") }
         var c: [String: Any] = ["prompt": prompt]
+        if !stopTokens.isEmpty { c["stop_token_ids"] = stopTokens }
         for (k, v) in defaults { c[k] = r[k] ?? v }
         for key in ["seed", "stop", "presence_penalty", "frequency_penalty", "ignore_eos", "grammar", "model"] {
             if let v = r[key] { c[key] = v }
@@ -66,9 +68,10 @@ enum LlamaCppAPI {
 }
 
 extension Routes {
-    /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks.
-    func llamaCompletion(_ req: Request) async throws -> Response {
-        let t = try LlamaCppAPI.translate(try await body(req))
+    /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks;
+    /// `prompt` and `stopTokens` as LlamaCppAPI.translate takes them.
+    func llamaCompletion(_ body: Data, prompt ids: [Int]? = nil, stopTokens: [Int] = []) async throws -> Response {
+        let t = try LlamaCppAPI.translate(body, prompt: ids, stopTokens: stopTokens)
         let r = try decode(CompletionRequest.self, t.completions)
         try service.checkModel(r.options.model)
         try r.options.checkSupported()

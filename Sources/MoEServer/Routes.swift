@@ -63,8 +63,9 @@ struct Routes: Sendable {
         registerStoredResponses(router)
         router.post("/v1/messages") { req, _ in try await messages(req) }
         router.post("/v1/messages/count_tokens") { req, _ in try await countMessageTokens(req) }
-        router.post("/completion") { req, _ in try await llamaCompletion(req) }
-        router.post("/completions") { req, _ in try await llamaCompletion(req) }
+        router.post("/completion") { req, _ in try await llamaCompletion(try await body(req)) }
+        router.post("/completions") { req, _ in try await llamaCompletion(try await body(req)) }
+        router.post("/infill") { req, _ in try await infill(req) }
         router.get("/props") { _, _ in props() }
         router.post("/tokenize") { req, _ in try await tokenize(req) }
         // llama.cpp's: the chat prompt as the template renders it, not tokenized.

@@ -13,6 +13,10 @@ public final class Tokenizer: Sendable {
     let decoder: Decoder?
     let rawMatcher: AddedTokenMatcher
     let normalizedMatcher: AddedTokenMatcher
+    /// The same without the special added tokens: HF's `split_special_tokens` (llama.cpp's parse_special false),
+    /// where a special token's text in the input is read as text.
+    let rawMatcherNoSpecial: AddedTokenMatcher
+    let normalizedMatcherNoSpecial: AddedTokenMatcher
     let addedByContent: [String: Int32]
     /// ignore_merges: whole words found in the vocab skip merging.
     let wholeWords: ByteKeyTable?
@@ -84,13 +88,14 @@ public final class Tokenizer: Sendable {
         let ordered = vocabulary.registrationOrder
         let raw = ordered.filter { !$0.normalized }
         let norm = ordered.filter { $0.normalized }
-        rawMatcher = AddedTokenMatcher(patterns: raw.map { Array($0.content.utf8) },
-                                       tokenIds: raw.map { vocabulary.idByContent[$0.content]! },
-                                       flags: vocabulary.tokenById)
-        normalizedMatcher = AddedTokenMatcher(
-            patterns: norm.map { normalizer?.apply(Array($0.content.utf8)) ?? Array($0.content.utf8) },
-            tokenIds: norm.map { vocabulary.idByContent[$0.content]! },
-            flags: vocabulary.tokenById)
+        func matcher(_ tokens: [AddedToken], normalized: Bool) -> AddedTokenMatcher {
+            AddedTokenMatcher(patterns: tokens.map { normalized ? normalizer?.apply(Array($0.content.utf8)) ?? Array($0.content.utf8) : Array($0.content.utf8) },
+                              tokenIds: tokens.map { vocabulary.idByContent[$0.content]! }, flags: vocabulary.tokenById)
+        }
+        rawMatcher = matcher(raw, normalized: false)
+        normalizedMatcher = matcher(norm, normalized: true)
+        rawMatcherNoSpecial = matcher(raw.filter { !vocabulary.specialContents.contains($0.content) }, normalized: false)
+        normalizedMatcherNoSpecial = matcher(norm.filter { !vocabulary.specialContents.contains($0.content) }, normalized: true)
         addedByContent = vocabulary.idByContent
         specialTokenIds = Set(vocabulary.specialContents.compactMap { vocabulary.idByContent[$0].map(Int.init) })
 
@@ -148,8 +153,10 @@ public final class Tokenizer: Sendable {
 
     // MARK: - Encoding
 
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
-        encodeIds(text, addSpecialTokens: addSpecialTokens).map { Int($0) }
+    /// `splitSpecialTokens` is HF's `split_special_tokens`: special added tokens' text in `text` is tokenized as
+    /// text, not read as those tokens.
+    public func encode(_ text: String, addSpecialTokens: Bool = true, splitSpecialTokens: Bool = false) -> [Int] {
+        encodeIds(text, addSpecialTokens: addSpecialTokens, splitSpecialTokens: splitSpecialTokens).map { Int($0) }
     }
 
     public func encodeWithTokens(_ text: String, addSpecialTokens: Bool = true) -> (ids: [Int], tokens: [String]) {
@@ -160,8 +167,8 @@ public final class Tokenizer: Sendable {
     /// `addSpecialTokens` is HF's `add_special_tokens`: when false, the
     /// post-processor adds nothing (see `PostProcessor`) and neither do the
     /// tokenizer_config add_bos/add_eos flags.
-    func encodeIds(_ text: String, addSpecialTokens: Bool) -> [Int32] {
-        var ids = encodeNoSpecial(text)
+    func encodeIds(_ text: String, addSpecialTokens: Bool, splitSpecialTokens: Bool = false) -> [Int32] {
+        var ids = encodeNoSpecial(text, splitSpecialTokens: splitSpecialTokens)
         if addSpecialTokens {
             if let pp = postProcessor { ids = pp.process(ids) }
             if let b = extraBOS { ids.insert(b, at: 0) }
@@ -174,32 +181,35 @@ public final class Tokenizer: Sendable {
     /// from the raw text, normalize each remaining segment, extract
     /// normalized added tokens, pre-tokenize, run the model.
     /// `useCache` overrides the size heuristic (tests compare both paths).
-    func encodeNoSpecial(_ text: String, useCache: Bool? = nil) -> [Int32] {
+    func encodeNoSpecial(_ text: String, useCache: Bool? = nil, splitSpecialTokens: Bool = false) -> [Int32] {
+        let raw = splitSpecialTokens ? rawMatcherNoSpecial : rawMatcher
+        let normalized = splitSpecialTokens ? normalizedMatcherNoSpecial : normalizedMatcher
         let bytes = Array(text.utf8)
         let cache = useCache ?? (bytes.count >= 2048)
         var ctx = EncodeContext(expectedWords: cache ? max(64, bytes.count / 8) : 0)
         var out = [Int32]()
         out.reserveCapacity(bytes.count / 3 + 4)
-        let pieces = bytes.withUnsafeBufferPointer { rawMatcher.split($0, 0, bytes.count) }
+        let pieces = bytes.withUnsafeBufferPointer { raw.split($0, 0, bytes.count) }
         for piece in pieces {
             switch piece {
             case .token(let id):
                 out.append(id)
             case .text(let span):
                 let segment = span.start == 0 && span.end == bytes.count ? bytes : Array(bytes[span.start..<span.end])
-                encodeSegment(segment, atOrigin: span.start == 0, &ctx, &out)
+                encodeSegment(segment, atOrigin: span.start == 0, matcher: normalized, &ctx, &out)
             }
         }
         return out
     }
 
-    private func encodeSegment(_ segment: [UInt8], atOrigin: Bool, _ ctx: inout EncodeContext, _ out: inout [Int32]) {
+    private func encodeSegment(_ segment: [UInt8], atOrigin: Bool, matcher: AddedTokenMatcher, _ ctx: inout EncodeContext,
+                               _ out: inout [Int32]) {
         let normalized = normalizer?.apply(segment) ?? segment
-        if normalizedMatcher.isEmpty {
+        if matcher.isEmpty {
             encodeNormalized(normalized, atOrigin: atOrigin, &ctx, &out)
             return
         }
-        let pieces = normalized.withUnsafeBufferPointer { normalizedMatcher.split($0, 0, normalized.count) }
+        let pieces = normalized.withUnsafeBufferPointer { matcher.split($0, 0, normalized.count) }
         for piece in pieces {
             switch piece {
             case .token(let id): out.append(id)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""tiny-mixtral-fim: tiny-mixtral with Qwen's fill-in-the-middle tokens, and llama.cpp's /infill answers for it.
+
+1. The checkpoint: tiny-mixtral (../tiny-mixtral) loaded by transformers, its vocabulary grown from 512 to 520 by
+   `resize_token_embeddings` (seeded), saved by `save_pretrained`; its tokenizer.json gains Qwen2.5-Coder's FIM
+   tokens as special added tokens 512-517 (<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>, <|fim_pad|>,
+   <|repo_name|>, <|file_sep|>); max_position_embeddings 8192, so that llama.cpp's default batch (2048) leaves room
+   for extra context.
+2. The goldens (cases.json): each case's request and llama.cpp's answer to it: the prompt it built (detokenized with
+   its special tokens), its length in tokens (`tokens_evaluated`) and the greedy text. llama.cpp's server is built
+   from llama-cpp-python's vendored source (LLAMA_SERVER), and reads this checkpoint written as GGUF by
+   Deploy/peer/hf_to_gguf.py (a gpt2 vocabulary with the merges; GGUF_PY is that tree's gguf-py).
+
+usage: LLAMA_SERVER=.../llama-server GGUF_PY=.../gguf-py python3 make.py
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import torch
+import transformers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(HERE, "..", "tiny-mixtral")
+FIM = ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+PORT = 8097
+
+LONG_PREFIX = "".join(f"value_{i} = compute({i}, {i * 7 % 13})\n" for i in range(240))
+LONG_SUFFIX = "".join(f"assert check(value_{i})\n" for i in range(120))
+CASES = [
+    {"name": "prefix-and-suffix", "input_prefix": "def add(a, b):\n    ", "input_suffix": "\n\nprint(add(1, 2))\n"},
+    {"name": "prompt-and-extra", "input_prefix": "import util\n\ndef twice(x):\n    ", "input_suffix": "\n",
+     "prompt": "return", "input_extra": [{"filename": "util.py", "text": "def sub(a, b):\n    return a - b\n"},
+                                         {"filename": "README.md", "text": "Small helpers.\n"}]},
+    {"name": "extra-without-filename", "input_prefix": "x = ", "input_suffix": "", "input_extra": [{"text": "y = 2\n"}]},
+    {"name": "long-prefix-and-suffix-cut", "input_prefix": LONG_PREFIX, "input_suffix": LONG_SUFFIX, "prompt": "total = "},
+    {"name": "tokens-in-prefix-special-text-unparsed", "input_prefix": ["s = '<|fim_pad|>'\n", 300, " t = "],
+     "input_suffix": "# end <|file_sep|>\n", "prompt": "<|file_sep|>x"},
+    {"name": "unicode", "input_prefix": "# Grüße, 世界 🙂\nname = \"", "input_suffix": "\"\nprint(name)\n"},
+    {"name": "empty", "input_prefix": "", "input_suffix": ""},
+]
+
+
+def make_checkpoint():
+    torch.manual_seed(23)
+    model = transformers.AutoModelForCausalLM.from_pretrained(SOURCE, dtype=torch.float32)
+    model.resize_token_embeddings(520)
+    model.config.max_position_embeddings = 8192
+    model.save_pretrained(HERE)
+    for f in ["generation_config.json"]:
+        shutil.copy(os.path.join(SOURCE, f), os.path.join(HERE, f))
+    tok = json.load(open(os.path.join(SOURCE, "tokenizer.json")))
+    for k, content in enumerate(FIM):
+        tok["added_tokens"].append({"id": 512 + k, "content": content, "single_word": False, "lstrip": False,
+                                    "rstrip": False, "normalized": False, "special": True})
+    json.dump(tok, open(os.path.join(HERE, "tokenizer.json"), "w"), ensure_ascii=False)
+    config = json.load(open(os.path.join(SOURCE, "tokenizer_config.json")))
+    config["model_max_length"] = 8192
+    json.dump(config, open(os.path.join(HERE, "tokenizer_config.json"), "w"), indent=2)
+    # The tokenizer as transformers reads it: the FIM tokens are single special tokens.
+    t = transformers.AutoTokenizer.from_pretrained(HERE)
+    assert t.convert_tokens_to_ids(FIM) == list(range(512, 518)), t.convert_tokens_to_ids(FIM)
+
+
+def post(path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=120))
+
+
+def llama_cpp_goldens():
+    gguf = "/tmp/tiny-mixtral-fim.gguf"
+    subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "..", "Deploy", "peer", "hf_to_gguf.py"), HERE, gguf, "f32"],
+                   check=True)
+    server = subprocess.Popen([os.environ["LLAMA_SERVER"], "-m", gguf, "-c", "8192", "-np", "1", "-t", "2",
+                               "--port", str(PORT), "--no-warmup"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                if json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=2)).get("status") == "ok":
+                    break
+            except Exception:
+                time.sleep(0.2)
+        out = []
+        for case in CASES:
+            body = {k: v for k, v in case.items() if k != "name"}
+            body.update({"n_predict": 8, "temperature": 0, "cache_prompt": False, "seed": 1})
+            r = post("/infill", body)
+            out.append({"name": case["name"], "request": body, "prompt": r["prompt"], "tokens_evaluated": r["tokens_evaluated"],
+                        "content": r["content"], "tokens_predicted": r["tokens_predicted"], "stop_type": r["stop_type"]})
+        props = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/props", timeout=10))
+        settings = props.get("default_generation_settings", {})
+        return {"llama_cpp": {"build": props.get("build_info"), "n_ctx": settings.get("n_ctx"), "n_batch": 2048, "n_predict": -1},
+                "cases": out}
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    make_checkpoint()
+    goldens = llama_cpp_goldens()
+    goldens["made_with"] = {"transformers": transformers.__version__, "torch": torch.__version__}
+    json.dump(goldens, open(os.path.join(HERE, "cases.json"), "w"), indent=1, ensure_ascii=False)
