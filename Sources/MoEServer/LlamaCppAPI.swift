@@ -13,7 +13,8 @@ enum LlamaCppAPI {
 
     /// The body as /v1/completions fields; `prompt` (token ids) stands for the body's own (/infill builds it), and
     /// generation also ends at `stopTokens`.
-    static func translate(_ body: Data, prompt ids: [Int]? = nil, stopTokens: [Int] = []) throws -> (completions: Data, stream: Bool, nPredict: Int?) {
+    static func translate(_ body: Data, prompt ids: [Int]? = nil, stopTokens: [Int] = []) throws
+        -> (completions: Data, stream: Bool, nPredict: Int?, limits: CompletionLimits) {
         let r = try APIRewrite.object(body)
         guard let prompt = ids ?? r["prompt"] ?? r["content"] else { throw APIError.invalid("missing required field 'prompt'", param: "prompt") }
         var c: [String: Any] = ["prompt": prompt]
@@ -48,7 +49,16 @@ enum LlamaCppAPI {
         // n_predict −1 or absent: the rest of the context (the route fits a larger one to it, as llama.cpp stops there).
         var nPredict: Int?
         if let n = r["n_predict"] as? Int, n >= 0 { nPredict = n }
-        return (try APIRewrite.body(c), r["stream"] as? Bool ?? false, nPredict)
+        var limits = CompletionLimits()
+        if let v = r["n_indent"], !(v is NSNull) {
+            guard let n = v as? Int else { throw APIError.invalid("n_indent must be an integer", param: "n_indent") }
+            limits.indent = n
+        }
+        if let v = r["t_max_predict_ms"], !(v is NSNull) {
+            guard let ms = v as? Double else { throw APIError.invalid("t_max_predict_ms must be a number", param: "t_max_predict_ms") }
+            limits.maxPredictMs = ms
+        }
+        return (try APIRewrite.body(c), r["stream"] as? Bool ?? false, nPredict, limits)
     }
 
     /// llama.cpp's stop fields for a finished generation.
@@ -67,6 +77,46 @@ enum LlamaCppAPI {
     }
 }
 
+/// llama.cpp's limits for code completion, on the text as it is generated (its server's `n_indent` and
+/// `t_max_predict_ms`, checked after each token in its order): once a line has begun, a later line that has text but
+/// less than `n_indent` columns of indentation (spaces or tabs) ends the generation, cut just before that text; once
+/// a newline has come, a token with a newline after `t_max_predict_ms` of generation ends it. Offsets are UTF-8
+/// bytes, as llama.cpp's.
+struct CompletionLimits {
+    var indent = 0
+    var maxPredictMs = 0.0
+    private(set) var text: [UInt8] = []
+    private(set) var hasNewLine = false
+    private var lastNewLine = 0
+
+    init(indent: Int = 0, maxPredictMs: Double = 0) {
+        self.indent = indent
+        self.maxPredictMs = maxPredictMs
+    }
+
+    /// Adds one token's text, `elapsedMs` after generation began; true when the generation ends with it.
+    mutating func add(_ piece: String, elapsedMs: Double) -> Bool {
+        text += Array(piece.utf8)
+        var stop = false
+        if hasNewLine && indent > 0 {
+            if lastNewLine > 0 {
+                var pos = lastNewLine, columns = 0
+                while pos < text.count && (text[pos] == 0x20 || text[pos] == 0x09) { columns += 1; pos += 1 }
+                if pos < text.count && columns < indent {
+                    stop = true
+                    text.removeSubrange(pos...)
+                }
+            }
+            if let nl = text[lastNewLine...].firstIndex(of: 0x0A) { lastNewLine = nl + 1 }
+        }
+        if piece.utf8.contains(0x0A) {
+            hasNewLine = true
+            if maxPredictMs > 0 && elapsedMs > maxPredictMs { stop = true }
+        }
+        return stop
+    }
+}
+
 extension Routes {
     /// POST /completion: llama.cpp's own completion API (LlamaCppAPI), whole or streamed as its `data:` chunks;
     /// `prompt` and `stopTokens` as LlamaCppAPI.translate takes them.
@@ -82,45 +132,65 @@ extension Routes {
                                     maxTokensOverride: t.nPredict.map { min($0, max(service.contextLimit - ids.count, 0)) },
                                     allowNoTokens: t.nPredict == 0)
         let f = r.options.sampling, model = service.modelName, promptText = prompts[0].text
-        // What the answer reports as it goes: when the first text came (prompt time), the text so far, the settings.
-        final class Progress: @unchecked Sendable { var first: Date?; var text = ""; var settings: [String: Any] = [:] }
+        // What the answer reports as it goes: when the first text came (prompt time), the text so far (under the
+        // code-completion limits), the settings, and whether it has ended.
+        final class Progress: @unchecked Sendable {
+            var first: Date?
+            var limits = CompletionLimits()
+            var settings: [String: Any] = [:]
+            var ended = false
+        }
         let progress = Progress(), started = Date(), stream = t.stream
+        progress.limits = t.limits
         progress.settings = ["n_ctx": service.contextLimit, "n_predict": t.nPredict ?? -1, "model": model,
                              "temperature": f.temperature ?? 1, "top_k": f.topK ?? 0, "top_p": f.topP ?? 1, "min_p": f.minP ?? 0,
                              "repeat_penalty": f.repetitionPenalty ?? 1, "presence_penalty": f.presencePenalty ?? 0,
                              "frequency_penalty": f.frequencyPenalty ?? 0, "ignore_eos": f.ignoreEOS ?? false,
-                             "seed": f.seed ?? -1, "grammar": f.grammar ?? "", "stream": stream]
-        // One event read the same way whole or streamed: the stream's chunk for it (a text piece, or the end with its
-        // counts and timings; the whole answer is the end's with all the text).
-        @Sendable func chunk(_ e: GenerationEvent) -> [String: Any]? {
+                             "seed": f.seed ?? -1, "grammar": f.grammar ?? "", "stream": stream,
+                             "n_indent": t.limits.indent, "t_max_predict_ms": t.limits.maxPredictMs]
+        // The end: counts, timings and why (the whole answer is it with all the text).
+        @Sendable func end(_ why: String, _ stop: StopMatch?, promptTokens pt: Int, generated ct: Int) -> [String: Any] {
+            progress.ended = true
+            let end = Date(), first = progress.first ?? end
+            var o: [String: Any] = ["content": stream ? "" : String(decoding: progress.limits.text, as: UTF8.self), "stop": true,
+                                    "id_slot": 0, "index": 0, "model": model, "tokens_predicted": ct, "tokens_evaluated": pt,
+                                    "tokens_cached": 0, "truncated": false, "has_new_line": progress.limits.hasNewLine,
+                                    "generation_settings": progress.settings, "prompt": promptText, "tokens": [],
+                                    "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started),
+                                                                   predicted: ct, predictedSeconds: end.timeIntervalSince(first))]
+            o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
+            return o
+        }
+        // One event read the same way whole or streamed: the stream's chunks for it (a text piece, sent before the
+        // limits look at it as llama.cpp sends it; the end).
+        @Sendable func chunks(_ e: GenerationEvent) -> [[String: Any]] {
             switch e {
-            case .prompt: return nil
-            case .text(let text, _, _):
+            case .prompt: return []
+            case .text(let text, _, let generated):
                 if progress.first == nil { progress.first = Date() }
-                progress.text += text
-                return text.isEmpty ? nil : ["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]
+                let piece: [[String: Any]] = text.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]]
+                guard progress.limits.add(text, elapsedMs: Date().timeIntervalSince(progress.first!) * 1000) else { return piece }
+                return piece + [end("length", nil, promptTokens: ids.count, generated: generated)]
             case .done(let why, let pt, let ct, let stop):
-                let end = Date(), first = progress.first ?? end
-                var o: [String: Any] = ["content": stream ? "" : progress.text, "stop": true, "id_slot": 0, "index": 0, "model": model,
-                                        "tokens_predicted": ct, "tokens_evaluated": pt, "tokens_cached": 0, "truncated": false,
-                                        "generation_settings": progress.settings, "prompt": promptText, "tokens": [],
-                                        "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started),
-                                                                       predicted: ct, predictedSeconds: end.timeIntervalSince(first))]
-                o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
-                return o
+                return [end(why, stop, promptTokens: pt, generated: ct)]
             }
         }
+        // Leaving the loop early (a limit ended it) drops the stream, which cancels the generation.
         let events = try service.start(p)
         if stream {
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
                 for await e in events {
-                    if let c = chunk(e) { try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: c))\n\n")) }
+                    for c in chunks(e) { try await writer.write(ByteBuffer(string: "data: \(wireJSON(object: c))\n\n")) }
+                    if progress.ended { break }
                 }
                 try await writer.finish(nil)
             })
         }
         var out: [String: Any] = [:]
-        for await e in events { if let c = chunk(e), c["stop"] as? Bool == true { out = c } }
+        for await e in events {
+            if let c = chunks(e).last, c["stop"] as? Bool == true { out = c }
+            if progress.ended { break }
+        }
         return jsonResponse(object: out)
     }
 

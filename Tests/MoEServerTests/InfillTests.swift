@@ -5,8 +5,8 @@ import Testing
 @testable import MoEServer
 
 /// llama.cpp's fill-in-the-middle route (POST /infill) against llama.cpp's own server on the same checkpoint
-/// (Tests/Fixtures/tiny-mixtral-fim/cases.json, made by its make.py): the prompt it builds (text and length), and the
-/// greedy text that follows.
+/// (Tests/Fixtures/tiny-mixtral-fim/cases.json, made by its make.py): the prompt it builds (text and length), the
+/// greedy text that follows, and where llama.cpp's `n_indent` ends it (on /infill and /completion).
 struct InfillTests {
     typealias JSON = [String: Any]
 
@@ -21,16 +21,17 @@ struct InfillTests {
         // prompt takes depends on it.
         let s = try await LiveServer(model: "tiny-mixtral-fim", kvBlocks: 8192 / 16 + 1)
         defer { Task { await s.stop() } }
-        #expect(Self.cases.count == 7)
+        #expect(Self.cases.count == 10)
         for c in Self.cases {
             let name = c["name"] as? String ?? ""
-            let r = try await HTTP.post(s.base + "/infill", c["request"] ?? [:])
+            let r = try await HTTP.post(s.base + (c["endpoint"] as? String ?? ""), c["request"] ?? [:])
             #expect(r.status == 200, "\(name): \(r.text)")
             let o = r.json ?? [:]
             #expect(o["prompt"] as? String == c["prompt"] as? String, "\(name)")
             #expect(o["tokens_evaluated"] as? Int == c["tokens_evaluated"] as? Int, "\(name)")
             #expect(o["content"] as? String == c["content"] as? String && o["stop_type"] as? String == c["stop_type"] as? String, "\(name)")
             #expect(o["tokens_predicted"] as? Int == c["tokens_predicted"] as? Int, "\(name)")
+            #expect(o["has_new_line"] as? Bool == c["has_new_line"] as? Bool, "\(name)")
         }
         // Streamed: the same text in chunks, the last with the counts.
         var streamed = Self.cases[0]["request"] as? JSON ?? [:]
@@ -111,5 +112,29 @@ struct InfillTests {
         #expect(t.encode(text, addSpecialTokens: false, splitSpecialTokens: true)
             == [85, 223, 31, 223, 9, 30, 94, 72, 381, 65, 82, 67, 70, 94, 32, 9, 223, 30, 17, 85, 32, 223, 268, 70])
         #expect(try FIMTokens.find(t).get() == FIMTokens(prefix: 512, suffix: 514, middle: 513, pad: 515, repo: 516, fileSep: 517))
+    }
+
+    /// n_indent and t_max_predict_ms as llama.cpp checks them after each token.
+    @Test(arguments: [
+        // (n_indent, pieces) → text kept, the piece that ended it (nil: none did).
+        (4, ["def f():", "\n", "    x", " = 1\n", "print", "(x)"], "def f():\n    x = 1\n", 4),
+        (4, ["\n", "    x\n", "  ", "  y\n", "z"], "\n    x\n    y\n", 4),
+        // The line looked at moves on by one newline a token, so here it is still "\ta" (one column) when " b" comes.
+        (2, ["\n", "\ta\n", " b"], "\n\t", 2),
+        (0, ["\n", "a\n", "b"], "\na\nb", nil),
+        // The first line is never checked, and a line of only spaces so far is not yet short.
+        (4, ["x\n", "  "], "x\n  ", nil),
+    ] as [(Int, [String], String, Int?)])
+    func indentationEndsAGenerationAsLlamaCppDoes(indent: Int, pieces: [String], kept: String, endedAt: Int?) {
+        var limits = CompletionLimits(indent: indent)
+        let stopped = pieces.firstIndex { limits.add($0, elapsedMs: 0) }
+        #expect(stopped == endedAt && String(decoding: limits.text, as: UTF8.self) == (endedAt == nil ? pieces.joined() : kept))
+    }
+
+    @Test func aTimeLimitEndsItOnlyAtANewlineAfterTheFirst() {
+        var limits = CompletionLimits(maxPredictMs: 100)
+        #expect(!limits.add("a\n", elapsedMs: 50) && !limits.add("b", elapsedMs: 150) && limits.add("c\n", elapsedMs: 160))
+        var late = CompletionLimits(maxPredictMs: 100)
+        #expect(late.add("\n", elapsedMs: 500) && late.hasNewLine)
     }
 }

@@ -6,12 +6,13 @@
    tokens as special added tokens 512-517 (<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>, <|fim_pad|>,
    <|repo_name|>, <|file_sep|>); max_position_embeddings 8192, so that llama.cpp's default batch (2048) leaves room
    for extra context.
-2. The goldens (cases.json): each case's request and llama.cpp's answer to it: the prompt it built (detokenized with
-   its special tokens), its length in tokens (`tokens_evaluated`) and the greedy text. llama.cpp's server is built
+2. The goldens (cases.json): each case's request (to /infill, or /completion) and llama.cpp's answer to it: the
+   prompt it built (detokenized with its special tokens), its length in tokens (`tokens_evaluated`), the greedy text,
+   how many tokens it took and why it stopped (a grammar makes lines of code for the `n_indent` cases). llama.cpp's server is built
    from llama-cpp-python's vendored source (LLAMA_SERVER), and reads this checkpoint written as GGUF by
    Deploy/peer/hf_to_gguf.py (a gpt2 vocabulary with the merges; GGUF_PY is that tree's gguf-py).
 
-usage: LLAMA_SERVER=.../llama-server GGUF_PY=.../gguf-py python3 make.py
+usage: LLAMA_SERVER=.../llama-server GGUF_PY=.../gguf-py python3 make.py [goldens]
 """
 import json
 import os
@@ -42,6 +43,13 @@ CASES = [
      "input_suffix": "# end <|file_sep|>\n", "prompt": "<|file_sep|>x"},
     {"name": "unicode", "input_prefix": "# Grüße, 世界 🙂\nname = \"", "input_suffix": "\"\nprint(name)\n"},
     {"name": "empty", "input_prefix": "", "input_suffix": ""},
+    # llama.cpp's code-completion limit: a line indented less than n_indent ends the text (the grammar makes one).
+    {"name": "n-indent-cuts-the-dedented-line", "input_prefix": "def f():\n", "input_suffix": "\n", "n_indent": 4, "n_predict": 40,
+     "grammar": 'root ::= "    x = 1\\n    return x\\nprint(f())\\n"'},
+    {"name": "completion-n-indent", "endpoint": "/completion", "prompt": "def f():", "n_indent": 4, "n_predict": 40,
+     "grammar": 'root ::= "\\n    x = 1\\n\\ty = 2\\n  z = 3\\n"'},
+    {"name": "completion-n-indent-off", "endpoint": "/completion", "prompt": "def f():", "n_predict": 40,
+     "grammar": 'root ::= "\\n    x = 1\\n\\ty = 2\\n  z = 3\\n"'},
 ]
 
 
@@ -87,11 +95,13 @@ def llama_cpp_goldens():
                 time.sleep(0.2)
         out = []
         for case in CASES:
-            body = {k: v for k, v in case.items() if k != "name"}
-            body.update({"n_predict": 8, "temperature": 0, "cache_prompt": False, "seed": 1})
-            r = post("/infill", body)
-            out.append({"name": case["name"], "request": body, "prompt": r["prompt"], "tokens_evaluated": r["tokens_evaluated"],
-                        "content": r["content"], "tokens_predicted": r["tokens_predicted"], "stop_type": r["stop_type"]})
+            body = {"n_predict": 8, "temperature": 0, "cache_prompt": False, "seed": 1}
+            body.update({k: v for k, v in case.items() if k not in ("name", "endpoint")})
+            endpoint = case.get("endpoint", "/infill")
+            r = post(endpoint, body)
+            out.append({"name": case["name"], "endpoint": endpoint, "request": body, "prompt": r["prompt"],
+                        "tokens_evaluated": r["tokens_evaluated"], "content": r["content"], "tokens_predicted": r["tokens_predicted"],
+                        "stop_type": r["stop_type"], "has_new_line": r["has_new_line"]})
         props = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/props", timeout=10))
         settings = props.get("default_generation_settings", {})
         return {"llama_cpp": {"build": props.get("build_info"), "n_ctx": settings.get("n_ctx"), "n_batch": 2048, "n_predict": -1},
@@ -102,7 +112,8 @@ def llama_cpp_goldens():
 
 
 if __name__ == "__main__":
-    make_checkpoint()
+    if sys.argv[1:] != ["goldens"]:   # `make.py goldens`: only llama.cpp's answers, for the checkpoint as it is
+        make_checkpoint()
     goldens = llama_cpp_goldens()
     goldens["made_with"] = {"transformers": transformers.__version__, "torch": torch.__version__}
     json.dump(goldens, open(os.path.join(HERE, "cases.json"), "w"), indent=1, ensure_ascii=False)
