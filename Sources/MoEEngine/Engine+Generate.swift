@@ -46,7 +46,7 @@ extension Engine {
                     if box.results[i].tokens.isEmpty { box.results[i].prefillSeconds = now - t0; box.first[i] = now }
                     box.results[i].tokens.append(t)
                     tokenSink(i, t)
-                case .promptLogprobs: break
+                case .promptLogprobs, .prefilled: break
                 case .finished(let why):
                     box.results[i].stop = why
                     box.results[i].decodeSeconds = box.first[i] > 0 ? now - box.first[i] : 0

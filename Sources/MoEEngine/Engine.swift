@@ -55,6 +55,9 @@ public enum EngineEvent: Sendable, Equatable {
     case promptLogprobs([PositionLogprobs?])
     case token(Int32, PositionLogprobs?)
     case finished(StopReason)
+    /// Before a request's first token (or its prompt's log-probabilities when nothing is sampled): how many of its
+    /// prompt's tokens came from the prefix cache instead of being computed.
+    case prefilled(cachedPromptTokens: Int)
 }
 
 public struct EngineConfig: Sendable {
@@ -416,8 +419,10 @@ public final class Engine: @unchecked Sendable {
                 // Only the prompt was asked for (a completion that echoes it, to score it): nothing is sampled.
                 scheduler.update(w)
                 let prompt = l.promptLogprobsSent ? nil : l.promptLogprobs, onEvent = l.onEvent
+                let cached = scheduler.request(w.id)?.cachedPromptTokens ?? 0
                 live[w.id]!.promptLogprobsSent = true
                 deliveries.append { [unowned self] in
+                    onEvent(.prefilled(cachedPromptTokens: cached))
                     if let prompt { onEvent(.promptLogprobs(prompt)) }
                     self.finish(w.id, .length)
                 }
@@ -452,6 +457,8 @@ public final class Engine: @unchecked Sendable {
                 l.request.logprobs.map { positionLogprobs(out.row(firstRow + i), chosen: delivered[i], top: $0) }
             }
             let prompt = l.promptLogprobsSent ? nil : l.promptLogprobs
+            let first = l.generated == delivered.count
+            let cached = scheduler.request(w.id)?.cachedPromptTokens ?? 0
             l.promptLogprobsSent = true
             let before = scheduler.request(w.id)!.tokens
             scheduler.update(w, accepted: verdict.accepted, emitted: delivered)
@@ -466,6 +473,7 @@ public final class Engine: @unchecked Sendable {
             live[w.id] = l
             let onEvent = l.onEvent
             deliveries.append {
+                if first { onEvent(.prefilled(cachedPromptTokens: cached)) }
                 if let prompt { onEvent(.promptLogprobs(prompt)) }
                 for (t, lp) in zip(delivered, logprobs) { onEvent(.token(t, lp)) }
             }

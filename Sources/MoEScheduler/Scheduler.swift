@@ -27,6 +27,9 @@ public struct SchedRequest: Sendable {
     /// Whether its prompt may start from blocks in the prefix cache (not when every prompt position must be computed,
     /// e.g. for its log-probabilities).
     public var reusePrefix = true
+    /// Prompt tokens taken from the prefix cache when it first started (nil before; a preempted request that starts
+    /// again keeps its first count, as vLLM reports it).
+    public var cachedPromptTokens: Int?
 }
 
 /// A request's share of one step: feed `tokens` (then `spec`) at positions from `start`, reading and writing K/V
@@ -113,6 +116,7 @@ public struct Scheduler: Sendable {
                 // The last token must be computed to get logits; its K/V is rewritten with identical values.
                 r.computed = min(hit, r.tokens.count - 1)
                 cachedPromptTokens += r.computed
+                if r.cachedPromptTokens == nil { r.cachedPromptTokens = r.computed }
                 r.started = true
             }
             let n = min(r.tokens.count - r.computed, budget)

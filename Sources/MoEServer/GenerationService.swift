@@ -10,7 +10,8 @@ import MoETokenizer
 enum GenerationEvent: Sendable {
     case prompt([PositionLogprobs?])
     case text(String, [PositionLogprobs], generated: Int)
-    case done(finishReason: String, promptTokens: Int, completionTokens: Int, stopReason: StopMatch?)
+    /// The end; `cachedTokens` of the prompt's tokens came from the prefix cache instead of being computed.
+    case done(finishReason: String, promptTokens: Int, completionTokens: Int, stopReason: StopMatch?, cachedTokens: Int)
 }
 
 /// vLLM's `stop_reason`: the stop string or stop token id that ended a generation (nil when EOS or a length cut did).
@@ -308,6 +309,8 @@ public final class GenerationService: @unchecked Sendable {
             submissions.append((request, { event in
                 guard !state.done else { return }
                 switch event {
+                case .prefilled(let cached):
+                    state.cached = cached
                 case .promptLogprobs(let lps):
                     continuation.yield(.prompt(lps))
                 case .token(let t, let lp):
@@ -321,7 +324,7 @@ public final class GenerationService: @unchecked Sendable {
                         state.done = true
                         state.cancel(engine)
                         continuation.yield(.done(finishReason: "stop", promptTokens: prompt, completionTokens: state.count,
-                                                 stopReason: .text(stop)))
+                                                 stopReason: .text(stop), cachedTokens: state.cached))
                         continuation.finish()
                     }
                 case .finished(let why):
@@ -333,7 +336,7 @@ public final class GenerationService: @unchecked Sendable {
                     let stopReason: StopMatch? = stop.map { .text($0) }
                         ?? (why == .eos && request.stopTokenIds.contains(state.last) ? .token(Int(state.last)) : nil)
                     continuation.yield(.done(finishReason: reason, promptTokens: prompt, completionTokens: state.count,
-                                             stopReason: stopReason))
+                                             stopReason: stopReason, cachedTokens: state.cached))
                     continuation.finish()
                 }
             }))
@@ -363,7 +366,8 @@ public final class GenerationService: @unchecked Sendable {
         var outs: [Completed] = []
         for (i, (p, events)) in zip(ps, streams).enumerated() {
             let out = await collect(events, promptTokens: p.ids.count)
-            totals.add(choice: i, promptTokens: out.usage.promptTokens, completionTokens: out.usage.completionTokens)
+            totals.add(choice: i, promptTokens: out.usage.promptTokens, completionTokens: out.usage.completionTokens,
+                       cachedTokens: out.usage.cachedTokens)
             outs.append(out)
         }
         return (outs, totals.usage)
@@ -383,9 +387,9 @@ public final class GenerationService: @unchecked Sendable {
             case .text(let t, let lps, _):
                 out.text += t
                 out.logprobs += lps
-            case .done(let why, let pt, let ct, let stop):
+            case .done(let why, let pt, let ct, let stop, let cached):
                 out.finish = why
-                out.usage = Usage(prompt: pt, completion: ct)
+                out.usage = Usage(prompt: pt, completion: ct, cached: cached)
                 out.stopReason = stop
             }
         }
@@ -399,6 +403,8 @@ public final class GenerationService: @unchecked Sendable {
 private final class GenerationState: @unchecked Sendable {
     var assembler: TextAssembler
     var count = 0
+    /// Prompt tokens from the prefix cache (told before the first token).
+    var cached = 0
     /// The last token generated.
     var last: Int32 = -1
     var done = false
@@ -430,15 +436,15 @@ private final class GenerationState: @unchecked Sendable {
 final class UsageTotals: @unchecked Sendable {
     let n: Int
     private(set) var finished = 0
-    private var prompt = 0, completion = 0
+    private var prompt = 0, completion = 0, cached = 0
 
     init(choicesPerPrompt n: Int) { self.n = n }
 
-    func add(choice i: Int, promptTokens: Int, completionTokens: Int) {
+    func add(choice i: Int, promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0) {
         finished += 1
-        if i % n == 0 { prompt += promptTokens }
+        if i % n == 0 { prompt += promptTokens; cached += cachedTokens }
         completion += completionTokens
     }
 
-    var usage: Usage { Usage(prompt: prompt, completion: completion) }
+    var usage: Usage { Usage(prompt: prompt, completion: completion, cached: cached) }
 }

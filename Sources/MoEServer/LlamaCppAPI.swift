@@ -171,7 +171,7 @@ extension Routes {
                 let piece: [[String: Any]] = text.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]]
                 guard progress.limits.add(text, elapsedMs: Date().timeIntervalSince(progress.first!) * 1000) else { return piece }
                 return piece + [end("length", nil, promptTokens: ids.count, generated: generated)]
-            case .done(let why, let pt, let ct, let stop):
+            case .done(let why, let pt, let ct, let stop, _):
                 return [end(why, stop, promptTokens: pt, generated: ct)]
             }
         }

@@ -502,17 +502,41 @@ struct JobResultLine: Encodable, Sendable {
     enum CodingKeys: String, CodingKey { case index, prompt, text, finishReason = "finish_reason", usage, error }
 }
 
+/// Token counts, as OpenAI's usage object: `prompt_tokens_details.cached_tokens` is how many prompt tokens came from
+/// the prefix cache instead of being computed.
 struct Usage: Codable, Sendable {
     var promptTokens: Int
     var completionTokens: Int
     var totalTokens: Int
+    var cachedTokens = 0
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
+        case details = "prompt_tokens_details"
     }
-}
+    private struct Details: Codable {
+        var cachedTokens: Int
+        enum CodingKeys: String, CodingKey { case cachedTokens = "cached_tokens" }
+    }
 
-extension Usage {
-    init(prompt: Int, completion: Int) { self.init(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion) }
+    init(prompt: Int, completion: Int, cached: Int = 0) {
+        (promptTokens, completionTokens, totalTokens, cachedTokens) = (prompt, completion, prompt + completion, cached)
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        promptTokens = try c.decode(Int.self, forKey: .promptTokens)
+        completionTokens = try c.decode(Int.self, forKey: .completionTokens)
+        totalTokens = try c.decode(Int.self, forKey: .totalTokens)
+        cachedTokens = try c.decodeIfPresent(Details.self, forKey: .details)?.cachedTokens ?? 0
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(promptTokens, forKey: .promptTokens)
+        try c.encode(completionTokens, forKey: .completionTokens)
+        try c.encode(totalTokens, forKey: .totalTokens)
+        try c.encode(Details(cachedTokens: cachedTokens), forKey: .details)
+    }
 }
 
 /// A completion choice; `logprobs` is null unless the request asked for them.

@@ -207,7 +207,7 @@ enum ResponsesAPI {
         r["reasoning"] = ["effort": NSNull(), "summary": NSNull()]
         r["truncation"] = "disabled"
         if let u = usage {
-            r["usage"] = ["input_tokens": u.promptTokens, "input_tokens_details": ["cached_tokens": 0],
+            r["usage"] = ["input_tokens": u.promptTokens, "input_tokens_details": ["cached_tokens": u.cachedTokens],
                           "output_tokens": u.completionTokens, "output_tokens_details": ["reasoning_tokens": 0],
                           "total_tokens": u.totalTokens]
         } else {

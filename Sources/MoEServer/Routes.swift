@@ -242,10 +242,10 @@ struct Routes: Sendable {
                     progress.generated[i] = generated
                     let lp = logprobs == nil ? nil : format.completion(entries(lps), offset: &progress.offsets[i])
                     return echoChunk(i, []) + [chunk(i, t, lp, nil)]
-                case .done(let why, let pt, let ct, let stop):
+                case .done(let why, let pt, let ct, let stop, let cached):
                     progress.generated[i] = ct
                     var out = echoChunk(i, []) + [chunk(i, "", nil, why, stop)]
-                    totals.add(choice: i, promptTokens: pt, completionTokens: ct)
+                    totals.add(choice: i, promptTokens: pt, completionTokens: ct, cachedTokens: cached)
                     if includeUsage && totals.finished == count {
                         out.append(wireJSON(CompletionResponse(id: id, created: created, model: model, choices: [], usage: totals.usage)))
                     }
@@ -362,14 +362,14 @@ struct Routes: Sendable {
                     let delta = started.replies[i, default: run.streamedReply()].add(t)
                     guard !delta.isEmpty || logprobs != nil else { return [] }
                     return [chunk(i, delta, logprobs.map { _ in format.chat(lps) }, nil)]
-                case .done(let why, let pt, let ct, let stop):
+                case .done(let why, let pt, let ct, let stop, let cached):
                     started.generated[i] = ct
                     var reply = started.replies[i] ?? run.streamedReply()
                     let last = reply.finish()
                     var out: [String] = []
                     if !last.isEmpty { out.append(chunk(i, last, nil, nil)) }
                     out.append(chunk(i, ChatDelta(), nil, ToolRequest.finishReason(why, calls: reply.calls), stop))
-                    totals.add(choice: i, promptTokens: pt, completionTokens: ct)
+                    totals.add(choice: i, promptTokens: pt, completionTokens: ct, cachedTokens: cached)
                     if includeUsage && totals.finished == n {
                         out.append(wireJSON(ChatResponse(id: id, object: "chat.completion.chunk", created: created, model: model,
                                                          choices: [], usage: totals.usage)))
@@ -406,8 +406,8 @@ struct Routes: Sendable {
                 switch e {
                 case .prompt: break
                 case .text(let text, _, _): try await send(add(reading.reply.add(text)))
-                case .done(let why, let pt, let ct, let stop):
-                    try await send(add(reading.reply.finish()) + finish(why, stop, Usage(prompt: pt, completion: ct)))
+                case .done(let why, let pt, let ct, let stop, let cached):
+                    try await send(add(reading.reply.finish()) + finish(why, stop, Usage(prompt: pt, completion: ct, cached: cached)))
                 }
             }
             try await writer.finish(nil)

@@ -96,6 +96,24 @@ import Testing
         }
     }
 
+    /// Each request is told, once and before its first token, how many prompt tokens it read from the prefix cache:
+    /// none the first time; the second time, the first's whole blocks (all but the last token, which is computed for
+    /// its logits).
+    @Test(arguments: [(40, 32), (48, 47), (10, 0)])
+    func aRequestIsToldWhatItsPromptReadFromThePrefixCache(length: Int, cached: Int) throws {
+        let m = try LoadedModel(directory: Fixtures.model("tiny-mixtral"))
+        let e = engine(m)
+        final class Sink: @unchecked Sendable { var events: [[EngineEvent]] = [[], []] }
+        let sink = Sink()
+        let prompt = (0..<length).map { Int32(3 + $0 * 7 % 500) }
+        for k in 0..<2 {
+            _ = try e.submit(EngineRequest(prompt: prompt, maxTokens: 3, ignoreEOS: true)) { sink.events[k].append($0) }
+            e.runUntilIdle()
+        }
+        #expect(sink.events[0].first == .prefilled(cachedPromptTokens: 0) && sink.events[1].first == .prefilled(cachedPromptTokens: cached))
+        #expect(sink.events.allSatisfy { $0.filter { if case .prefilled = $0 { true } else { false } }.count == 1 && $0.count == 5 })
+    }
+
     @Test func cancellingFreesTheRequestsBlocksAtOnce() throws {
         let m = try LoadedModel(directory: Fixtures.model("tiny-mixtral"))
         let e = engine(m, blocks: 32)

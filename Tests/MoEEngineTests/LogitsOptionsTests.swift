@@ -34,6 +34,7 @@ import Testing
             case .promptLogprobs(let p): box.run.prompt = p
             case .token(let t, let lp): box.run.tokens.append(t); box.run.logprobs.append(lp)
             case .finished(let why): box.run.stop = why
+            case .prefilled: break
             }
         }
         e.runUntilIdle()

@@ -30,7 +30,7 @@ import Testing
         let g = try Fixtures.golden("tiny-mixtral").prompts[1]
         let c = try await HTTP.post(s.base + "/v1/completions", ["prompt": g.ids, "max_tokens": 16, "temperature": 0])
         #expect(c.status == 200)
-        let usage = c.json?["usage"] as? [String: Int]
+        let usage = HTTP.counts(c.json?["usage"])
         #expect(usage == ["prompt_tokens": 10, "completion_tokens": 16, "total_tokens": 26])
         let choice = (c.json?["choices"] as? [[String: Any]])?.first
         #expect(choice?["finish_reason"] as? String == "length" && c.json?["object"] as? String == "text_completion")
@@ -49,7 +49,7 @@ import Testing
         let chunks = events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let pieces = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }.joined()
         #expect(pieces == text)
-        #expect((chunks.last?["usage"] as? [String: Int]) == (whole.json?["usage"] as? [String: Int]))
+        #expect(HTTP.counts(chunks.last?["usage"]) == HTTP.counts(whole.json?["usage"]))
 
         // Sampling with a seed replays.
         let a = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "max_tokens": 10, "temperature": 1.2, "top_p": 0.9, "top_k": 50, "seed": 3])
@@ -80,18 +80,18 @@ import Testing
             var last = [Int](repeating: 0, count: promptTokens.count)
             for c in chunks.dropLast() {
                 let i = try #require((c["choices"] as? [[String: Any]])?.first?["index"] as? Int)
-                let u = try #require(c["usage"] as? [String: Int], "\(route): \(c)")
+                let u = try #require(HTTP.counts(c["usage"]), "\(route): \(c)")
                 #expect(u["prompt_tokens"] == promptTokens[i] && u["total_tokens"] == promptTokens[i] + (u["completion_tokens"] ?? -1))
                 #expect((u["completion_tokens"] ?? -1) >= last[i] && (u["completion_tokens"] ?? 99) <= 7, "\(route) \(u)")
                 last[i] = u["completion_tokens"] ?? 0
             }
             #expect(last == [Int](repeating: 7, count: promptTokens.count), "\(route)")
-            #expect((chunks.last?["usage"] as? [String: Int])?["completion_tokens"] == 7 * promptTokens.count, "\(route)")
+            #expect(HTTP.counts(chunks.last?["usage"])?["completion_tokens"] == 7 * promptTokens.count, "\(route)")
 
             streamed["stream_options"] = ["include_usage": true]
             let plain = HTTP.events(try await HTTP.post(s.base + route, streamed).text).dropLast()
                 .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            #expect(plain.dropLast().allSatisfy { $0["usage"] == nil || $0["usage"] is NSNull } && plain.last?["usage"] is [String: Int], "\(route)")
+            #expect(plain.dropLast().allSatisfy { $0["usage"] == nil || $0["usage"] is NSNull } && HTTP.counts(plain.last?["usage"]) != nil, "\(route)")
         }
     }
 
@@ -124,9 +124,9 @@ import Testing
         }
         #expect(pieces == texts)
         #expect(finish == ["length", "length", "length"])
-        let usage = chunks.filter { $0["usage"] is [String: Int] }
+        let usage = chunks.filter { HTTP.counts($0["usage"]) != nil }
         #expect(usage.count == 1 && (usage.first?["choices"] as? [Any])?.isEmpty == true)
-        #expect((chunks.last?["usage"] as? [String: Int]) == (whole.json?["usage"] as? [String: Int]))
+        #expect(HTTP.counts(chunks.last?["usage"]) == HTTP.counts(whole.json?["usage"]))
     }
 
     /// `n` choices a prompt, in vLLM's order (choice k is prompt k / n's sample k % n): with a seed, sample j is
@@ -149,10 +149,10 @@ import Testing
             let one = try await HTTP.post(s.base + "/v1/completions",
                                           ["prompt": prompts[k / 3], "max_tokens": 8, "temperature": 1.0, "seed": 5 + k % 3, "ignore_eos": true])
             #expect(texts(one) == [text], "choice \(k)")
-            if k % 3 == 0 { promptTokens += (one.json?["usage"] as? [String: Int])?["prompt_tokens"] ?? -1 }
+            if k % 3 == 0 { promptTokens += HTTP.counts(one.json?["usage"])?["prompt_tokens"] ?? -1 }
         }
         #expect(Set(got.prefix(3)).count > 1, "three seeds, three samples: \(got)")
-        #expect((sampled.json?["usage"] as? [String: Int]) == ["prompt_tokens": promptTokens, "completion_tokens": 48, "total_tokens": promptTokens + 48])
+        #expect(HTTP.counts(sampled.json?["usage"]) == ["prompt_tokens": promptTokens, "completion_tokens": 48, "total_tokens": promptTokens + 48])
 
         let greedy = try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "n": 2, "max_tokens": 6, "temperature": 0])
         #expect(texts(greedy).count == 2 && Set(texts(greedy)).count == 1)
@@ -174,7 +174,7 @@ import Testing
             }
         }
         #expect(pieces == chatTexts && roles == [1, 1])
-        #expect((chunks.last?["usage"] as? [String: Int]) == (chat.json?["usage"] as? [String: Int]))
+        #expect(HTTP.counts(chunks.last?["usage"]) == HTTP.counts(chat.json?["usage"]))
 
         for bad in [0, 65] {
             expectError(try await HTTP.post(s.base + "/v1/completions", ["prompt": "Hello", "n": bad, "max_tokens": 2]), 400, "n must be", "n")
@@ -347,7 +347,7 @@ import Testing
         let choices = both.json?["choices"] as? [[String: Any]] ?? []
         #expect(choices.map { $0["index"] as? Int } == [0, 1])
         #expect(choices.map { $0["text"] as? String } == alone.map { Optional($0) })
-        #expect(both.json?["usage"] as? [String: Int] == ["prompt_tokens": g[0].ids.count + g[1].ids.count, "completion_tokens": 2 * n,
+        #expect(HTTP.counts(both.json?["usage"]) == ["prompt_tokens": g[0].ids.count + g[1].ids.count, "completion_tokens": 2 * n,
                                                          "total_tokens": g[0].ids.count + g[1].ids.count + 2 * n])
         // Batched together: about n forward steps for both, where one after the other takes 2n.
         #expect(steps1 - steps0 >= n && steps1 - steps0 < 2 * n - 4, "\(steps1 - steps0) steps for two prompts of \(n) tokens")
@@ -386,7 +386,7 @@ import Testing
         #expect(lines.map { $0["index"] as? Int } == [0, 1, 2])
         // Each line carries its prompt as sent; the item's own max_tokens wins over the job's.
         #expect(lines[0]["prompt"] as? [Int] == g[0].ids && lines[2]["prompt"] as? String == "The quick")
-        #expect((lines[1]["usage"] as? [String: Int])?["completion_tokens"] ?? 99 <= 8)
+        #expect(HTTP.counts(lines[1]["usage"])?["completion_tokens"] ?? 99 <= 8)
         #expect(lines.allSatisfy { $0["finish_reason"] is String && $0["error"] == nil })
         // Token-id prompts: compare through the tokenizer-independent route: re-run as completions.
         let again = try await HTTP.post(s.base + "/v1/completions", ["prompt": g[1].ids, "max_tokens": 8, "temperature": 0])

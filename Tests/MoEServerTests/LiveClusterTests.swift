@@ -67,7 +67,7 @@ import Testing
         }
         kill(server.process.processIdentifier, SIGTERM)
         let reply = try await inflight.value
-        #expect(reply.status == 200 && (reply.json?["usage"] as? [String: Int])?["completion_tokens"] == 2000, "\(reply.text)")
+        #expect(reply.status == 200 && HTTP.counts(reply.json?["usage"])?["completion_tokens"] == 2000, "\(reply.text)")
         #expect(server.wait(timeout: 30))
         #expect(server.process.terminationStatus == 0, "\(server.stderr)")
         #expect(server.stderr.contains("moe-serve: stopped"))
@@ -170,7 +170,7 @@ extension LiveClusterTests {
         let res = try moectl(["results", id], port: port)
         let lines = res.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(lines.count == 3 && lines[0]["text"] as? String == text)
-        #expect((lines[2]["usage"] as? [String: Int])?["completion_tokens"] == 5)
+        #expect(HTTP.counts(lines[2]["usage"])?["completion_tokens"] == 5)
         let jobs = try moectl(["jobs"], port: port)
         #expect(jobs.stdout.contains(id) && jobs.stdout.contains("completed"))
 

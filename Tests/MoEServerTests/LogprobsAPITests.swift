@@ -29,7 +29,7 @@ import Testing
         #expect(r.status == 200, "\(r.text)")
         let c = choice(r)
         #expect(c["text"] as? String == p.text && c["finish_reason"] as? String == "length")
-        #expect((r.json?["usage"] as? [String: Int])?["completion_tokens"] == 0)
+        #expect(HTTP.counts(r.json?["usage"])?["completion_tokens"] == 0)
         let lp = try #require(c["logprobs"] as? [String: Any])
         let tokens = try #require(lp["tokens"] as? [String]), values = try #require(lp["token_logprobs"] as? [Any])
         let tops = try #require(lp["top_logprobs"] as? [Any]), offsets = try #require(lp["text_offset"] as? [Int])
@@ -134,7 +134,7 @@ import Testing
         let r = try await HTTP.post(s.base + "/v1/chat/completions", body)
         #expect(r.status == 200, "\(r.text)")
         let content = try #require((choice(r)["logprobs"] as? [String: Any])?["content"] as? [[String: Any]])
-        #expect(content.count == (r.json?["usage"] as? [String: Int])?["completion_tokens"])
+        #expect(content.count == HTTP.counts(r.json?["usage"])?["completion_tokens"])
         for entry in content {
             let token = try #require(entry["token"] as? String)
             #expect((entry["bytes"] as? [Int]) == Array(token.utf8).map(Int.init))
@@ -162,13 +162,13 @@ import Testing
         let stopped = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt]])
         #expect(choice(stopped)["finish_reason"] as? String == "stop" && choice(stopped)["text"] as? String == choice(short)["text"] as? String)
         #expect(choice(stopped)["stop_reason"] as? Int == stopAt)   // vLLM names the stop token id
-        #expect((stopped.json?["usage"] as? [String: Int])?["completion_tokens"] == 4)
+        #expect(HTTP.counts(stopped.json?["usage"])?["completion_tokens"] == 4)
         let shown = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt],
                                               "include_stop_str_in_output": true])
         let four = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 4, "temperature": 0])
         #expect(choice(shown)["text"] as? String == choice(four)["text"] as? String)
         let held = try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0, "stop_token_ids": [stopAt], "min_tokens": 8])
-        #expect((held.json?["usage"] as? [String: Int])?["completion_tokens"] ?? 0 >= 8)
+        #expect(HTTP.counts(held.json?["usage"])?["completion_tokens"] ?? 0 >= 8)
 
         let greedy = choice(try await HTTP.post(url, ["prompt": g.ids, "max_tokens": 16, "temperature": 0]))["text"] as? String
         for extra in [["repetition_penalty": 1.5], ["presence_penalty": 2.0], ["frequency_penalty": 2.0],
@@ -208,7 +208,7 @@ import Testing
         let messages = [["role": "user", "content": "hello"]]
         let tokens = try await HTTP.post(s.base + "/tokenize", ["messages": messages])
         let chat = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": messages, "max_tokens": 1])
-        #expect(tokens.json?["count"] as? Int == (chat.json?["usage"] as? [String: Int])?["prompt_tokens"])
+        #expect(tokens.json?["count"] as? Int == HTTP.counts(chat.json?["usage"])?["prompt_tokens"])
         expectError(try await HTTP.post(s.base + "/tokenize", ["model": "tiny-mixtral"]), "either `prompt` (text) or `messages`", "prompt")
         expectError(try await HTTP.post(s.base + "/detokenize", ["tokens": [1, 600]]), "outside the vocabulary", "tokens")
     }

@@ -114,6 +114,10 @@ struct StoredResponsesTests {
         #expect(ResponsesAPITests.outputText(final) == Self.chatText(chat) && final?["previous_response_id"] as? String == id1)
         #expect((final?["usage"] as? JSON)?["input_tokens"] as? Int == Self.usage(chat, "prompt_tokens"))
 
+        // The same prompt again on the chat route: its whole blocks (of 16) are read from the prefix cache.
+        let chatCached = (chat.json?["usage"] as? JSON).flatMap { ($0["prompt_tokens_details"] as? JSON)?["cached_tokens"] as? Int }
+        #expect(chatCached == (Self.usage(chat, "prompt_tokens")! - 1) / 16 * 16, "\(chat.text)")
+
         // Stored as returned; its input items are the conversation it continued, newest first.
         let got = try await HTTP.get(s.base + "/v1/responses/\(id2)")
         #expect(got.status == 200 && ResponsesAPITests.outputText(got.json) == ResponsesAPITests.outputText(final) && got.json?["status"] as? String == final?["status"] as? String)
@@ -129,6 +133,10 @@ struct StoredResponsesTests {
         #expect(try await HTTP.get(s.base + "/v1/responses/\(id1)").status == 404)
         let third = try await HTTP.post(s.base + "/v1/responses", ["previous_response_id": id2, "input": "Thanks", "temperature": 0, "max_output_tokens": 3])
         #expect(third.status == 200 && Self.usage(third, "input_tokens")! > Self.usage(chat, "prompt_tokens")!, "\(third.text)")
+        // It starts with the second's prompt, so at least that many whole blocks come from the prefix cache.
+        let cached = (third.json?["usage"] as? JSON).flatMap { ($0["input_tokens_details"] as? JSON)?["cached_tokens"] as? Int } ?? 0
+        #expect(cached >= Self.usage(chat, "prompt_tokens")! / 16 * 16 && cached % 16 == 0 && cached < Self.usage(third, "input_tokens")!,
+                "\(third.text)")
         let gone = try await HTTP.post(s.base + "/v1/responses", ["previous_response_id": id1, "input": "x"])
         #expect(gone.status == 404 && (gone.json?["error"] as? JSON)?["code"] as? String == "previous_response_not_found")
 

@@ -38,6 +38,11 @@ public enum HTTP {
         try await request("POST", url, json: json, headers: headers)
     }
 
+    /// A usage object's counts: its integer fields (prompt, completion and total tokens), its nested details left out.
+    public static func counts(_ usage: Any?) -> [String: Int]? {
+        (usage as? [String: Any])?.compactMapValues { $0 as? Int }
+    }
+
     /// The `data:` payloads of a server-sent-events body.
     public static func events(_ body: String) -> [String] {
         body.components(separatedBy: "\n\n").compactMap { block in
