@@ -86,6 +86,11 @@ public struct ClusterConfig: Sendable, Equatable {
     /// <think> block too, not only after it (vLLM's structured_outputs_config.enable_in_reasoning).
     public var apiStructuredOutputsInReasoning = false
     public var jobsDB = "moe-jobs.sqlite"
+    /// The names requests may use for the model, the first the one responses carry (vLLM's --served-model-name);
+    /// empty: the checkpoint directory's name.
+    public var servedModelNames: [String] = []
+    /// Days a stored /v1/responses response is kept (OpenAI's 30; 0: for ever).
+    public var responseRetentionDays = 30
     /// Scheduler limits per step.
     public var maxBatchedTokens: Int = 2048
     public var maxSeqs: Int = 64
@@ -197,7 +202,8 @@ public struct ClusterConfig: Sendable, Equatable {
         if let api = top["api"] {
             let am = try r.map(api, "api")
             try r.keys(am, allowed: ["host", "port", "token", "max_body_bytes", "max_queued_requests", "job_concurrency",
-                                     "shutdown_timeout_s", "jobs_db", "structured_outputs_in_reasoning"], at: "api.")
+                                     "shutdown_timeout_s", "jobs_db", "structured_outputs_in_reasoning", "served_model_name",
+                                     "response_retention_days"], at: "api.")
             if let v = am["host"] { c.apiHost = try r.string(v, "api.host") }
             if let v = am["port"] { c.apiPort = Int(try r.number(v, "api.port")) }
             if let v = am["token"] { c.apiToken = try r.optionalString(v, "api.token") }
@@ -210,6 +216,18 @@ public struct ClusterConfig: Sendable, Equatable {
                 c.apiStructuredOutputsInReasoning = b
             }
             if let v = am["jobs_db"] { c.jobsDB = try r.string(v, "api.jobs_db") }
+            if let v = am["response_retention_days"] {
+                let days = try r.number(v, "api.response_retention_days")
+                guard days >= 0, days == days.rounded() else { throw Invalid("\(source): api.response_retention_days must be a whole number of days, 0 or more") }
+                c.responseRetentionDays = Int(days)
+            }
+            if let v = am["served_model_name"] {
+                let names = try (v as? [Any] ?? [v]).map { try r.string($0, "api.served_model_name") }
+                guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty }) else {
+                    throw Invalid("\(source): api.served_model_name must be a name or a list of names, none empty")
+                }
+                c.servedModelNames = names
+            }
         }
         if let sc = top["scheduler"] {
             let sm = try r.map(sc, "scheduler")

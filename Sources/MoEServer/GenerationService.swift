@@ -64,7 +64,9 @@ public final class GenerationService: @unchecked Sendable {
     public let engine: Engine
     /// Every response is text, so a model is served only with its tokenizer.json.
     public let tokenizer: Tokenizer
+    /// The name responses carry (vLLM's first --served-model-name); `modelNames` are every name a request may use.
     public let modelName: String
+    public let modelNames: [String]
     public let created: Int
     let eos: Set<Int32>
     /// Requests accepted at once (queued + running); more get 429.
@@ -77,11 +79,14 @@ public final class GenerationService: @unchecked Sendable {
     /// completions default to the rest of the context instead.
     static let defaultMaxTokens = 16
 
-    /// `chatTemplate`: a template to render chats with instead of the model's (vLLM's --chat-template).
-    public init(engine: Engine, tokenizer: Tokenizer, modelName: String, eos: [Int], maxOutstanding: Int, chatTemplate source: String? = nil) {
+    /// `chatTemplate`: a template to render chats with instead of the model's (vLLM's --chat-template); `aliases`:
+    /// more names requests may use for the model (vLLM's further --served-model-name values).
+    public init(engine: Engine, tokenizer: Tokenizer, modelName: String, aliases: [String] = [], eos: [Int], maxOutstanding: Int,
+                chatTemplate source: String? = nil) {
         self.engine = engine
         self.tokenizer = tokenizer
         self.modelName = modelName
+        modelNames = [modelName] + aliases.filter { $0 != modelName }
         self.eos = Set(eos.map(Int32.init))
         self.maxOutstanding = maxOutstanding
         created = Int(Date().timeIntervalSince1970)
@@ -146,8 +151,9 @@ public final class GenerationService: @unchecked Sendable {
     }
 
     func checkModel(_ name: String?) throws {
-        if let n = name, n != modelName {
-            throw APIError(.notFound, "The model `\(n)` does not exist; this server serves `\(modelName)`.", param: "model", code: "model_not_found")
+        if let n = name, !modelNames.contains(n) {
+            let served = modelNames.map { "`\($0)`" }.joined(separator: ", ")
+            throw APIError(.notFound, "The model `\(n)` does not exist; this server serves \(served).", param: "model", code: "model_not_found")
         }
     }
 

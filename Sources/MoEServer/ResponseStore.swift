@@ -5,9 +5,11 @@ import GRDB
 /// jobs: each as the response object the client received and the items it continued (the conversation so far
 /// without instructions, each item with an id). A later request's `previous_response_id` goes on from those items
 /// and the response's output, so one row holds everything a continuation needs: deleting an earlier response of a
-/// chain does not break the later ones. Committed before the response is returned (or its last event sent).
+/// chain does not break the later ones. Committed before the response is returned (or its last event sent). Kept
+/// `retentionDays` (OpenAI keeps them 30 days; 0: for ever): older ones are deleted as new ones are stored.
 final class ResponseStore: Sendable {
     let db: DatabaseQueue
+    let retentionDays: Int
 
     /// A stored response: the object as returned, and the conversation items it continued.
     struct Stored {
@@ -17,12 +19,16 @@ final class ResponseStore: Sendable {
         var conversation: [[String: Any]] { input + (response["output"] as? [[String: Any]] ?? []) }
     }
 
-    init(db: DatabaseQueue) throws {
+    init(db: DatabaseQueue, retentionDays: Int = 30) throws {
         self.db = db
+        self.retentionDays = retentionDays
         var m = DatabaseMigrator()
         m.registerMigration("responses-v1") { db in
-            // body: the response object (JSON); input: the items it continued (JSON list).
-            try db.execute(sql: "CREATE TABLE response (id TEXT PRIMARY KEY, created INTEGER NOT NULL, body TEXT NOT NULL, input TEXT NOT NULL)")
+            // body: the response object (JSON); input: the items it continued (JSON list); created: Unix seconds.
+            try db.execute(sql: """
+                CREATE TABLE response (id TEXT PRIMARY KEY, created INTEGER NOT NULL, body TEXT NOT NULL, input TEXT NOT NULL);
+                CREATE INDEX response_created ON response(created);
+                """)
         }
         try m.migrate(db)
         // Background responses a stopped server left unfinished will not finish: they are failed, not queued forever.
@@ -39,9 +45,13 @@ final class ResponseStore: Sendable {
         guard let id = response["id"] as? String else { return }
         let created = response["created_at"] as? Int ?? Int(Date().timeIntervalSince1970)
         let items = String(decoding: try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys]), as: UTF8.self)
+        let now = Int(Date().timeIntervalSince1970)
         try db.write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO response (id, created, body, input) VALUES (?, ?, ?, ?)",
                            arguments: [id, created, wireJSON(object: response), items])
+            if retentionDays > 0 {
+                try db.execute(sql: "DELETE FROM response WHERE created < ?", arguments: [now - retentionDays * 86_400])
+            }
         }
     }
 

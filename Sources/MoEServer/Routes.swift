@@ -50,12 +50,12 @@ struct Routes: Sendable {
         }
         router.post("/v1/rebalance") { req, _ in try await rebalance(req) }
         router.get("/v1/models") { _, _ in
-            jsonResponse(ListResponse(data: [ModelCard(id: service.modelName, created: service.created, maxModelLen: service.contextLimit)]))
+            jsonResponse(ListResponse(data: service.modelNames.map { ModelCard(id: $0, created: service.created, maxModelLen: service.contextLimit) }))
         }
         router.get("/v1/models/:id") { _, ctx in
             let id = ctx.parameters.get("id") ?? ""
             try service.checkModel(id)
-            return jsonResponse(ModelCard(id: service.modelName, created: service.created, maxModelLen: service.contextLimit))
+            return jsonResponse(ModelCard(id: id, created: service.created, maxModelLen: service.contextLimit))
         }
         router.post("/v1/completions") { req, _ in try await completions(req) }
         router.post("/v1/chat/completions") { req, _ in try await chat(req) }

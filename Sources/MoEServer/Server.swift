@@ -19,7 +19,7 @@ public final class APIServer: @unchecked Sendable {
         self.config = config
         self.info = info
         store = try JobStore(path: config.jobsDB)
-        responseStore = try ResponseStore(db: store.db)
+        responseStore = try ResponseStore(db: store.db, retentionDays: config.responseRetentionDays)
         runner = JobRunner(store: store, service: service, maxConcurrent: config.jobConcurrency)
     }
 

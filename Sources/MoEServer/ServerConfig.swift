@@ -11,6 +11,8 @@ public struct ServerConfig: Sendable {
     /// On SIGTERM/SIGINT, how long running requests may take to finish.
     public var shutdownTimeoutSeconds = 30.0
     public var jobsDB = "moe-jobs.sqlite"
+    /// Days a stored /v1/responses response is kept (0: for ever).
+    public var responseRetentionDays = 30
     public init() {}
 }
 

@@ -16,6 +16,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Port (default 8080; 0 picks a free one).") var port: Int?
     @Option(name: .customLong("jobs-db"), help: "SQLite file of the job store and the stored /v1/responses.") var jobsDB: String?
     @Option(help: "Bearer token required on every route but /health (also MOE_API_TOKEN).") var token: String?
+    @Option(name: .customLong("served-model-name"), parsing: .upToNextOption,
+            help: "The model's name in the API (vLLM's flag): requests may use any of these, responses carry the first (default: the checkpoint directory's name).")
+    var servedModelName: [String] = []
     @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to render chats with instead of the model's (one of the families moe-serve renders).")
     var chatTemplate: String?
     @Flag(name: .customLong("structured-outputs-in-reasoning"), help: "Constrain a thinking model's reply (json_schema, guided_*, required tool calls) inside its <think> block too, not only after it (vLLM's structured_outputs_config.enable_in_reasoning).")
@@ -51,12 +54,15 @@ struct Serve: ParsableCommand {
         s.jobConcurrency = c.apiJobConcurrency
         s.shutdownTimeoutSeconds = c.apiShutdownTimeout
         s.jobsDB = jobsDB ?? c.jobsDB
+        s.responseRetentionDays = c.responseRetentionDays
         // Stop tokens: generation_config.json / config.json, else the tokenizer's.
         let eos = loaded.eosTokenIds.isEmpty ? tok.eosTokenIds : loaded.eosTokenIds
         let engine = session.makeEngine()
-        let name = dir.lastPathComponent
-        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, eos: eos, maxOutstanding: c.apiMaxQueued,
-                                        chatTemplate: template)
+        let names = !servedModelName.isEmpty ? servedModelName : !c.servedModelNames.isEmpty ? c.servedModelNames : [dir.lastPathComponent]
+        if let empty = names.firstIndex(where: \.isEmpty) { throw CLIError("--served-model-name: name \(empty + 1) is empty") }
+        let name = names[0]
+        let service = GenerationService(engine: engine, tokenizer: tok, modelName: name, aliases: Array(names.dropFirst()), eos: eos,
+                                        maxOutstanding: c.apiMaxQueued, chatTemplate: template)
         service.structuredOutputsInReasoning = structuredOutputsInReasoning || c.apiStructuredOutputsInReasoning
         let server = try APIServer(service: service, config: s, info: ClusterInfo(workers: session.workers, draft: session.config.draftModel != nil))
         let done = DispatchSemaphore(value: 0)

@@ -94,6 +94,18 @@ import Testing
     }
 
     /// model: ngram is prompt lookup: no draft model, so no draft node.
+    @Test func servedModelNamesAndResponseRetentionAreRead() throws {
+        #expect(try ClusterConfig.parse(yaml: "api: {served_model_name: mixtral}").servedModelNames == ["mixtral"])
+        #expect(try ClusterConfig.parse(yaml: "api: {served_model_name: [mixtral, gpt-4o]}").servedModelNames == ["mixtral", "gpt-4o"])
+        #expect(try ClusterConfig.parse(yaml: "api: {port: 1}").servedModelNames.isEmpty)
+        #expect(try ClusterConfig.parse(yaml: "api: {response_retention_days: 0}").responseRetentionDays == 0)
+        #expect(try ClusterConfig.parse(yaml: "api: {port: 1}").responseRetentionDays == 30)
+        for bad in ["api: {served_model_name: []}", "api: {served_model_name: ['']}", "api: {served_model_name: {a: 1}}",
+                    "api: {response_retention_days: -1}", "api: {response_retention_days: 1.5}"] {
+            #expect(throws: ClusterConfig.Invalid.self, "\(bad)") { try ClusterConfig.parse(yaml: bad) }
+        }
+    }
+
     @Test func ngramDraftSettingsParseAndBadLengthsAreErrors() throws {
         let c = try ClusterConfig.parse(yaml: "draft: {model: ngram, ngram_max: 5, ngram_min: 1}")
         #expect(c.draftIsNGram && !c.hasDraftModel && c.ngramMax == 5 && c.ngramMin == 1)

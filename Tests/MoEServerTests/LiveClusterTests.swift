@@ -55,6 +55,24 @@ import Testing
         #expect(missing.status == 1 && missing.stderr.contains("cannot read the chat template"), "\(missing.stderr)")
     }
 
+    /// `--served-model-name` as vLLM's: requests may name the model by any of the names, responses carry the first,
+    /// /v1/models lists them all; another name is a 404 listing them.
+    @Test func serveAnswersToItsServedModelNames() async throws {
+        let db = Fixtures.tempDir("db").appendingPathComponent("j.sqlite").path
+        let (server, port) = try await start(np: nil, db: db, extraFirst: ["--served-model-name", "mixtral", "gpt-4o"])
+        defer { server.stop() }
+        let base = "http://127.0.0.1:\(port)"
+        let models = try await HTTP.get(base + "/v1/models")
+        #expect((models.json?["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["mixtral", "gpt-4o"], "\(models.text)")
+        let r = try await HTTP.post(base + "/v1/completions", ["model": "gpt-4o", "prompt": "a", "max_tokens": 2])
+        #expect(r.status == 200 && r.json?["model"] as? String == "mixtral", "\(r.text)")
+        #expect(try await HTTP.get(base + "/v1/models/gpt-4o").json?["id"] as? String == "gpt-4o")
+        let other = try await HTTP.post(base + "/v1/completions", ["model": "tiny-mixtral", "prompt": "a", "max_tokens": 2])
+        let message = (other.json?["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(other.status == 404 && message.contains("`mixtral`, `gpt-4o`"), "\(other.text)")
+        #expect(server.stderr.contains("serving mixtral on"))
+    }
+
     @Test func sigtermLetsRunningRequestsFinishAndExitsZero() async throws {
         let db = Fixtures.tempDir("db").appendingPathComponent("j.sqlite").path
         let (server, port) = try await start(np: nil, db: db)

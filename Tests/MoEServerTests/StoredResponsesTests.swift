@@ -82,7 +82,7 @@ struct StoredResponsesTests {
         let path = dir.appendingPathComponent("jobs.sqlite").path
         do {
             let jobs = try JobStore(path: path)
-            try ResponseStore(db: jobs.db).save(["id": "resp_k", "created_at": 1, "output": [], "status": "completed"], input: try ResponsesAPI.items("hi"))
+            try ResponseStore(db: jobs.db).save(["id": "resp_k", "created_at": Int(Date().timeIntervalSince1970), "output": [], "status": "completed"], input: try ResponsesAPI.items("hi"))
         }
         let jobs = try JobStore(path: path)
         let store = try ResponseStore(db: jobs.db)
@@ -90,6 +90,20 @@ struct StoredResponsesTests {
         #expect(s?.response["status"] as? String == "completed" && s?.input.first?["role"] as? String == "user")
         #expect(try store.delete("resp_k") && !store.delete("resp_k") && store.get("resp_k") == nil)
         #expect(try jobs.jobs().isEmpty)
+    }
+
+    /// Responses older than the retention (OpenAI's 30 days by default) go as new ones are stored; 0 keeps them all.
+    @Test(arguments: [(30, false), (0, true)])
+    func oldResponsesAreDeletedAfterTheRetention(days: Int, kept: Bool) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("responses-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ResponseStore(db: try JobStore(path: dir.appendingPathComponent("jobs.sqlite").path).db, retentionDays: days)
+        let now = Int(Date().timeIntervalSince1970)
+        try store.save(["id": "resp_old", "created_at": now - 31 * 86_400, "output": []], input: [])
+        try store.save(["id": "resp_recent", "created_at": now - 29 * 86_400, "output": []], input: [])
+        try store.save(["id": "resp_new", "created_at": now, "output": []], input: [])
+        #expect(try (store.get("resp_old") != nil) == kept && store.get("resp_recent") != nil && store.get("resp_new") != nil)
     }
 
     /// Over HTTP: a chain of responses, each continuing the last by id, gives what the chat route gives for the
