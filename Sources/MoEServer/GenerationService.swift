@@ -8,6 +8,8 @@ import MoETokenizer
 /// for; a token's text may come in a later event than its log-probabilities, when it is held back for a stop string
 /// or an unfinished UTF-8 character) and the count of tokens generated so far, then its end.
 enum GenerationEvent: Sendable {
+    /// Before the first text: how many of the prompt's tokens came from the prefix cache.
+    case prefilled(cachedTokens: Int)
     case prompt([PositionLogprobs?])
     case text(String, [PositionLogprobs], generated: Int)
     /// The end; `cachedTokens` of the prompt's tokens came from the prefix cache instead of being computed.
@@ -317,6 +319,7 @@ public final class GenerationService: @unchecked Sendable {
                 switch event {
                 case .prefilled(let cached):
                     state.cached = cached
+                    continuation.yield(.prefilled(cachedTokens: cached))
                 case .promptLogprobs(let lps):
                     continuation.yield(.prompt(lps))
                 case .token(let t, let lp):
@@ -389,6 +392,7 @@ public final class GenerationService: @unchecked Sendable {
         var out = Completed(text: "", finish: "length", usage: Usage(prompt: promptTokens, completion: 0))
         for await e in events {
             switch e {
+            case .prefilled: break
             case .prompt(let lps): out.prompt = lps
             case .text(let t, let lps, _):
                 out.text += t

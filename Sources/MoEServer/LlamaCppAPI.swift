@@ -68,9 +68,10 @@ enum LlamaCppAPI {
                 "stopped_limit": type == "limit"]
     }
 
-    static func timings(promptTokens: Int, promptSeconds: Double, predicted: Int, predictedSeconds: Double) -> [String: Any] {
+    /// `promptTokens` computed, `cached` read from the prefix cache.
+    static func timings(promptTokens: Int, cached: Int = 0, promptSeconds: Double, predicted: Int, predictedSeconds: Double) -> [String: Any] {
         let pm = promptSeconds * 1000, dm = predictedSeconds * 1000
-        return ["prompt_n": promptTokens, "prompt_ms": pm, "prompt_per_token_ms": promptTokens > 0 ? pm / Double(promptTokens) : 0,
+        return ["cache_n": cached, "prompt_n": promptTokens, "prompt_ms": pm, "prompt_per_token_ms": promptTokens > 0 ? pm / Double(promptTokens) : 0,
                 "prompt_per_second": pm > 0 ? Double(promptTokens) / promptSeconds : 0,
                 "predicted_n": predicted, "predicted_ms": dm, "predicted_per_token_ms": predicted > 0 ? dm / Double(predicted) : 0,
                 "predicted_per_second": dm > 0 ? Double(predicted) / predictedSeconds : 0]
@@ -139,6 +140,7 @@ extension Routes {
             var limits = CompletionLimits()
             var settings: [String: Any] = [:]
             var ended = false
+            var cached = 0
         }
         let progress = Progress(), started = Date(), stream = t.stream
         progress.limits = t.limits
@@ -152,11 +154,14 @@ extension Routes {
         @Sendable func end(_ why: String, _ stop: StopMatch?, promptTokens pt: Int, generated ct: Int) -> [String: Any] {
             progress.ended = true
             let end = Date(), first = progress.first ?? end
+            // As llama.cpp counts them: tokens_cached is what the sequence's cache holds at the end (the last token's
+            // K/V never written), the prompt's timings count the tokens computed and cache_n those read instead.
             var o: [String: Any] = ["content": stream ? "" : String(decoding: progress.limits.text, as: UTF8.self), "stop": true,
                                     "id_slot": 0, "index": 0, "model": model, "tokens_predicted": ct, "tokens_evaluated": pt,
-                                    "tokens_cached": 0, "truncated": false, "has_new_line": progress.limits.hasNewLine,
+                                    "tokens_cached": max(pt + ct - 1, 0), "truncated": false, "has_new_line": progress.limits.hasNewLine,
                                     "generation_settings": progress.settings, "prompt": promptText, "tokens": [],
-                                    "timings": LlamaCppAPI.timings(promptTokens: pt, promptSeconds: first.timeIntervalSince(started),
+                                    "timings": LlamaCppAPI.timings(promptTokens: pt - progress.cached, cached: progress.cached,
+                                                                   promptSeconds: first.timeIntervalSince(started),
                                                                    predicted: ct, predictedSeconds: end.timeIntervalSince(first))]
             o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
             return o
@@ -165,6 +170,9 @@ extension Routes {
         // limits look at it as llama.cpp sends it; the end).
         @Sendable func chunks(_ e: GenerationEvent) -> [[String: Any]] {
             switch e {
+            case .prefilled(let cached):
+                progress.cached = cached
+                return []
             case .prompt: return []
             case .text(let text, _, let generated):
                 if progress.first == nil { progress.first = Date() }

@@ -132,8 +132,15 @@ enum MessagesAPI {
     static func message(id: String, model: String, content: [[String: Any]], stop: (reason: String, sequence: Any)?, usage: Usage) -> [String: Any] {
         ["id": id, "type": "message", "role": "assistant", "model": model, "content": content,
          "stop_reason": stop?.reason ?? NSNull(), "stop_sequence": stop?.sequence ?? NSNull(),
-         "usage": ["input_tokens": usage.promptTokens, "output_tokens": usage.completionTokens,
-                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0]]
+         "usage": counts(usage)]
+    }
+
+    /// Anthropic's usage: `input_tokens` are the prompt tokens computed, `cache_read_input_tokens` those read from the
+    /// prefix cache instead (as llama.cpp's server counts them; this cache needs no cache_control, so nothing is
+    /// written to it at a price: `cache_creation_input_tokens` 0).
+    static func counts(_ usage: Usage) -> [String: Any] {
+        ["input_tokens": usage.promptTokens - usage.cachedTokens, "output_tokens": usage.completionTokens,
+         "cache_creation_input_tokens": 0, "cache_read_input_tokens": usage.cachedTokens]
     }
 
     /// A whole reply's content blocks.
@@ -212,7 +219,8 @@ final class MessagesStream: @unchecked Sendable {
         let s = MessagesAPI.stopReason(finish: why, calls: toolCalls, stop: stop)
         return close() + [
             ("message_delta", ["type": "message_delta", "delta": ["stop_reason": s.reason, "stop_sequence": s.sequence],
-                               "usage": ["output_tokens": usage.completionTokens]]),
+                               // Cumulative, as Anthropic's API sends them: the prompt's counts are known by now.
+                               "usage": MessagesAPI.counts(usage)]),
             ("message_stop", ["type": "message_stop"]),
         ]
     }

@@ -236,6 +236,7 @@ struct Routes: Sendable {
             }
             return sse(Self.merged(try service.start(prepared))) { i, e in
                 switch e {
+                case .prefilled: return []
                 case .prompt(let lps):
                     return echoChunk(i, lps)
                 case .text(let t, let lps, let generated):
@@ -356,7 +357,7 @@ struct Routes: Sendable {
             }
             return sse(Self.merged(try service.start(samples))) { i, e in
                 switch e {
-                case .prompt: return []
+                case .prefilled, .prompt: return []
                 case .text(let t, let lps, let generated):
                     started.generated[i] = generated
                     let delta = started.replies[i, default: run.streamedReply()].add(t)
@@ -404,7 +405,7 @@ struct Routes: Sendable {
             try await send(start())
             for await (_, e) in events {
                 switch e {
-                case .prompt: break
+                case .prefilled, .prompt: break
                 case .text(let text, _, _): try await send(add(reading.reply.add(text)))
                 case .done(let why, let pt, let ct, let stop, let cached):
                     try await send(add(reading.reply.finish()) + finish(why, stop, Usage(prompt: pt, completion: ct, cached: cached)))

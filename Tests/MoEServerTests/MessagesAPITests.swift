@@ -22,6 +22,12 @@ struct MessagesAPITests {
 
     static func blocks(_ r: HTTP.Reply) -> [[String: Any]] { r.json?["content"] as? [[String: Any]] ?? [] }
 
+    /// A usage's whole prompt: the tokens computed and those read from the prefix cache.
+    static func prompt(_ usage: [String: Any]?) -> Int? {
+        guard let computed = usage?["input_tokens"] as? Int, let cached = usage?["cache_read_input_tokens"] as? Int else { return nil }
+        return computed + cached
+    }
+
     @Test func aMessageIsTheChatReplyAsContentBlocks() async throws {
         let s = try await LiveServer(chatTemplate: ToolCallAPITests.qwen25)
         defer { Task { await s.stop() } }
@@ -36,7 +42,11 @@ struct MessagesAPITests {
         #expect(Self.blocks(r).count == 1 && Self.blocks(r).first?["type"] as? String == "text" && Self.blocks(r).first?["text"] as? String == text)
         #expect(r.json?["stop_reason"] as? String == "max_tokens" && r.json?["stop_sequence"] is NSNull)
         let usage = r.json?["usage"] as? [String: Any]
-        #expect(usage?["input_tokens"] as? Int == (chat.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int && usage?["output_tokens"] as? Int == 8)
+        // The chat request before computed this prompt: its whole 16-token blocks are read from the prefix cache, the
+        // rest computed (input_tokens), as llama.cpp's server counts them.
+        let promptTokens = (chat.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0
+        #expect(Self.prompt(usage) == promptTokens && usage?["output_tokens"] as? Int == 8)
+        #expect(usage?["cache_read_input_tokens"] as? Int == (promptTokens - 1) / 16 * 16 && usage?["cache_creation_input_tokens"] as? Int == 0)
 
         // A stop sequence: the text before it, and which one it was.
         let stop = String(text.dropFirst(2).prefix(2))
@@ -58,7 +68,9 @@ struct MessagesAPITests {
         #expect(deltas == text)
         let end = ev.first { $0["type"] as? String == "message_delta" }
         #expect((end?["delta"] as? [String: Any])?["stop_reason"] as? String == "max_tokens" && (end?["usage"] as? [String: Any])?["output_tokens"] as? Int == 8)
-        #expect(((ev.first?["message"] as? [String: Any])?["usage"] as? [String: Any])?["input_tokens"] as? Int == usage?["input_tokens"] as? Int)
+        #expect(Self.prompt(end?["usage"] as? [String: Any]) == promptTokens)
+        // Sent before the prompt is read, message_start counts it whole; message_delta then splits it.
+        #expect(((ev.first?["message"] as? [String: Any])?["usage"] as? [String: Any])?["input_tokens"] as? Int == promptTokens)
     }
 
     /// A forced tool: one tool_use block with its input; its result sent back renders as the chat route's tool turn.
@@ -94,7 +106,7 @@ struct MessagesAPITests {
             ["role": "tool", "tool_call_id": "c", "content": "sunny"]]
         let chatTools = Self.tools.map { t in ["type": "function", "function": ["name": t["name"]!, "description": t["description"]!, "parameters": t["input_schema"]!]] }
         let chat = try await HTTP.post(s.base + "/v1/chat/completions", ["messages": history, "tools": chatTools, "temperature": 0, "max_tokens": 4])
-        #expect((next.json?["usage"] as? [String: Any])?["input_tokens"] as? Int == (chat.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int, "\(next.text)")
+        #expect(Self.prompt(next.json?["usage"] as? [String: Any]) == (chat.json?["usage"] as? [String: Any])?["prompt_tokens"] as? Int, "\(next.text)")
         #expect(Self.blocks(next).first?["text"] as? String == (ToolCallAPITests.choice(chat)?["message"] as? [String: Any])?["content"] as? String)
     }
 
@@ -152,7 +164,7 @@ struct MessagesAPITests {
         let counted = try await HTTP.post(s.base + "/v1/messages/count_tokens", body)
         let n = try #require(counted.json?["input_tokens"] as? Int, "\(counted.text)")
         let sent = try await HTTP.post(s.base + "/v1/messages", body.merging(["max_tokens": 1]) { $1 })
-        #expect((sent.json?["usage"] as? [String: Any])?["input_tokens"] as? Int == n, "\(sent.text)")
+        #expect(Self.prompt(sent.json?["usage"] as? [String: Any]) == n, "\(sent.text)")
         let plain = try await HTTP.post(s.base + "/v1/messages/count_tokens", ["messages": ToolCallAPITests.question])
         #expect((plain.json?["input_tokens"] as? Int ?? .max) < n)
         let bad = try await HTTP.post(s.base + "/v1/messages/count_tokens", ["messages": "hi"])
