@@ -119,8 +119,13 @@ public struct GBNFGrammar: Sendable {
     /// Whether some character a stack wants begins with the bytes of the unfinished one (so a token that ends inside
     /// a character never leads where no token can go on).
     func mayContinue(_ s: State) -> Bool {
-        let free = UInt32(6 * (Self.utf8Length(s.partial[0]) - s.partial.count))
-        let lo = Self.bits(s.partial) << free, hi = lo | ((1 << free) - 1)
+        let length = Self.utf8Length(s.partial[0])
+        let free = UInt32(6 * (length - s.partial.count))
+        // The code points the sequence can still become: its bits so far with any rest, less the overlong forms
+        // (below each length's first code point) and what lies past U+10FFFF; a begun overlong form becomes none.
+        let lo = max(Self.bits(s.partial) << free, length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000)
+        let hi = min(Self.bits(s.partial) << free | ((1 << free) - 1), 0x10FFFF)
+        guard lo <= hi else { return false }
         return s.stacks.contains { stack in
             guard let top = stack.last, case .chars(let ranges, let negated) = elements[Int(top)] else { return false }
             if negated { return !ranges.contains { $0.lowerBound <= lo && $0.upperBound >= hi } }

@@ -97,18 +97,20 @@ public final class GenerationService: @unchecked Sendable {
 
     public var contextLimit: Int { engine.contextLimit }
 
-    /// This model's vocabulary as constrained decoding reads it: each token's bytes are the text it adds after
-    /// another token (so a SentencePiece "▁x" counts its space, which only a text's first token loses; special tokens
-    /// add none; a piece of a UTF-8 character decodes to U+FFFD, which the grammars take as string content). Built on
-    /// first use (a pass over the vocabulary), then shared by every constrained request.
+    /// This model's vocabulary as constrained decoding reads it: each token's bytes are what it adds after another
+    /// token (so a SentencePiece "▁x" counts its space, which only a text's first token loses; special tokens add
+    /// none). A byte-level BPE token that ends inside a character adds that character's first bytes, which the
+    /// grammars then need the next tokens to complete, as llama.cpp's do (a lone continuation byte starts no
+    /// character); a SentencePiece byte-fallback piece of one decodes to U+FFFD (`byteClass`). Built on first use (a
+    /// pass over the vocabulary), then shared by every constrained request.
     var tokenTable: TokenTable {
         tableLock.withLock {
             if let t = builtTable { return t }
             let before = tokenizer.encode("a", addSpecialTokens: false).first
-            let lead = before.map { Array(tokenizer.decode([$0]).utf8) } ?? []
+            let lead = before.map { tokenizer.decodeBytes([$0]) } ?? []
             let ids = 0..<engine.transformer.spec.vocabSize
             let bytes = ids.map { id in
-                let text = Array(tokenizer.decode(before.map { [$0, id] } ?? [id], skipSpecialTokens: true).utf8)
+                let text = tokenizer.decodeBytes(before.map { [$0, id] } ?? [id], skipSpecialTokens: true)
                 return text.starts(with: lead) ? Array(text.dropFirst(lead.count)) : []
             }
             let classes = ids.map { id -> UInt8 in

@@ -267,6 +267,20 @@ public final class Tokenizer: Sendable {
         return decoder.decode(tokens)
     }
 
+    /// The bytes `ids` decode to before they are read as UTF-8: with a byte-level BPE the tokens' own bytes, so one
+    /// that ends inside a character gives that character's first bytes (where `decode` gives U+FFFD); with other
+    /// decoders the UTF-8 of `decode`.
+    public func decodeBytes(_ ids: [Int], skipSpecialTokens: Bool = false) -> [UInt8] {
+        guard case .byteLevel? = decoder else { return Array(decode(ids, skipSpecialTokens: skipSpecialTokens).utf8) }
+        var bytes = [UInt8]()
+        for id in ids {
+            guard id >= 0, id < tokenStrings.count, let t = tokenStrings[id] else { continue }
+            if skipSpecialTokens && skippable[id] { continue }
+            bytes += ByteLevelTables.decode(t) ?? Array(t.utf8)
+        }
+        return bytes
+    }
+
     public func streamDecoder(skipSpecialTokens: Bool = false) -> StreamDecoder {
         StreamDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens)
     }

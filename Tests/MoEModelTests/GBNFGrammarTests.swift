@@ -113,4 +113,25 @@ struct GBNFGrammarTests {
         #expect(allowed([7, 8]) == [5, 6, 7])        // "é": whole, or more of them
         #expect(g.advance(g.start, by: [4]) == nil)
     }
+
+    /// A token may end inside a character only where some character the grammar wants can begin with its bytes: not
+    /// where the only code points those bytes could still become are overlong forms (0xF0 and 0xE0 0x80 begin none
+    /// below U+10000 and U+0800), nor with a lone continuation byte.
+    @Test(arguments: [
+        (#"root ::= "{""#, [0xF0], false),
+        (#"root ::= [^a]"#, [0xF0], true),
+        (#"root ::= [^a]"#, [0xF0, 0x9F], true),
+        (#"root ::= [\u0100-\u07FF]"#, [0xE0], false),
+        (#"root ::= [^a]"#, [0xE0, 0x80], false),
+        (#"root ::= [^a]"#, [0xE0, 0xA0], true),
+        (#"root ::= [^a]"#, [0x85], false),
+        (#"root ::= [\u0080-\u00FF]"#, [0xC2], true),
+        (#"root ::= "é""#, [0xC3], true),
+        (#"root ::= "é""#, [0xC4], false),
+    ] as [(String, [UInt8], Bool)])
+    func aCharactersFirstBytesAreTakenOnlyWhereItCanBeWanted(grammar: String, bytes: [UInt8], taken: Bool) throws {
+        let g = try GBNFGrammar(grammar)
+        var s = g.start
+        #expect(bytes.allSatisfy { g.feed(&s, $0) } == taken)
+    }
 }

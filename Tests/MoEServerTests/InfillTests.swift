@@ -112,6 +112,8 @@ struct InfillTests {
         #expect(t.encode(text, addSpecialTokens: false, splitSpecialTokens: true)
             == [85, 223, 31, 223, 9, 30, 94, 72, 381, 65, 82, 67, 70, 94, 32, 9, 223, 30, 17, 85, 32, 223, 268, 70])
         #expect(try FIMTokens.find(t).get() == FIMTokens(prefix: 512, suffix: 514, middle: 513, pad: 515, repo: 516, fileSep: 517))
+        // A byte-level token that is half a character: its own byte, where the text reads U+FFFD (what grammars read).
+        #expect(t.decodeBytes([120]) == [0xB9] && t.decode([120]) == "\u{FFFD}" && t.decodeBytes([171, 108, 230]) == Array("쬅".utf8))
     }
 
     /// n_indent and t_max_predict_ms as llama.cpp checks them after each token.

@@ -8,7 +8,9 @@
    for extra context.
 2. The goldens (cases.json): each case's request (to /infill, or /completion) and llama.cpp's answer to it: the
    prompt it built (detokenized with its special tokens), its length in tokens (`tokens_evaluated`), the greedy text,
-   how many tokens it took and why it stopped (a grammar makes lines of code for the `n_indent` cases). llama.cpp's server is built
+   how many tokens it took and why it stopped (a grammar makes lines of code for the `n_indent` cases); and
+   `grammar_cases`: llama.cpp's example grammars (its grammars/ directory) on /completion, greedy, with the tokens
+   llama.cpp chose. llama.cpp's server is built
    from llama-cpp-python's vendored source (LLAMA_SERVER), and reads this checkpoint written as GGUF by
    Deploy/peer/hf_to_gguf.py (a gpt2 vocabulary with the merges; GGUF_PY is that tree's gguf-py).
 
@@ -51,6 +53,12 @@ CASES = [
     {"name": "completion-n-indent-off", "endpoint": "/completion", "prompt": "def f():", "n_predict": 40,
      "grammar": 'root ::= "\\n    x = 1\\n\\ty = 2\\n  z = 3\\n"'},
 ]
+
+
+GRAMMARS = ["json.gbnf", "json_arr.gbnf", "arithmetic.gbnf", "list.gbnf", "chess.gbnf", "english.gbnf", "japanese.gbnf", "c.gbnf"]
+GRAMMAR_PROMPTS = ["Answer:", "def f():", "x"]
+# Special tokens a grammar could take as text (not EOS, which ends the text as it ends any).
+SPECIAL = {0, 1} | set(range(512, 518))
 
 
 def make_checkpoint():
@@ -102,10 +110,30 @@ def llama_cpp_goldens():
             out.append({"name": case["name"], "endpoint": endpoint, "request": body, "prompt": r["prompt"],
                         "tokens_evaluated": r["tokens_evaluated"], "content": r["content"], "tokens_predicted": r["tokens_predicted"],
                         "stop_type": r["stop_type"], "has_new_line": r["has_new_line"]})
+        # Grammars: llama.cpp's own example grammars (its grammars/ directory) on /completion, greedy. llama.cpp matches
+        # a special token's text against the grammar (and leaves it out of the content); where it chose one, the
+        # content before it is what the same request must start with here (decoded by the tokenizers library).
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(os.path.join(HERE, "tokenizer.json"))
+        grammar_dir = os.path.join(os.environ["GGUF_PY"], "..", "grammars")
+        grammar_cases = []
+        for name in GRAMMARS:
+            grammar = open(os.path.join(grammar_dir, name)).read()
+            for prompt in GRAMMAR_PROMPTS:
+                body = {"prompt": prompt, "grammar": grammar, "n_predict": 24, "temperature": 0, "cache_prompt": False,
+                        "return_tokens": True}
+                r = post("/completion", body)
+                ids = r["tokens"]
+                first_special = next((i for i, t in enumerate(ids) if t in SPECIAL), None)
+                body.pop("return_tokens")
+                grammar_cases.append({"grammar_file": name, "request": body, "content": r["content"], "tokens": ids,
+                                      "tokens_predicted": r["tokens_predicted"], "stop_type": r["stop_type"],
+                                      "chose_special_token": first_special is not None,
+                                      "content_before_special": tok.decode(ids[:first_special]) if first_special is not None else r["content"]})
         props = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/props", timeout=10))
         settings = props.get("default_generation_settings", {})
         return {"llama_cpp": {"build": props.get("build_info"), "n_ctx": settings.get("n_ctx"), "n_batch": 2048, "n_predict": -1},
-                "cases": out}
+                "cases": out, "grammar_cases": grammar_cases}
     finally:
         server.terminate()
         server.wait()
