@@ -12,11 +12,7 @@ import Testing
 struct GrammarAgainstLlamaCppTests {
     typealias JSON = [String: Any]
 
-    static var cases: [JSON] {
-        let url = Fixtures.model("tiny-mixtral-fim").appendingPathComponent("cases.json")
-        let root = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? JSON
-        return root?["grammar_cases"] as? [JSON] ?? []
-    }
+    static var cases: [JSON] { InfillTests.llamaCppAnswers("grammar_cases") }
 
     @Test func llamaCppsExampleGrammarsGiveLlamaCppsText() async throws {
         let s = try await LiveServer(model: "tiny-mixtral-fim")

@@ -10,11 +10,14 @@ import Testing
 struct InfillTests {
     typealias JSON = [String: Any]
 
-    static var cases: [JSON] {
+    /// A list of llama.cpp's answers in tiny-mixtral-fim/cases.json: `cases` (these), `grammar_cases`.
+    static func llamaCppAnswers(_ key: String) -> [JSON] {
         let url = Fixtures.model("tiny-mixtral-fim").appendingPathComponent("cases.json")
         let root = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? JSON
-        return root?["cases"] as? [JSON] ?? []
+        return root?[key] as? [JSON] ?? []
     }
+
+    static var cases: [JSON] { llamaCppAnswers("cases") }
 
     @Test func theInfillPromptAndReplyAreLlamaCppsOnEveryCase() async throws {
         // A KV pool that holds llama.cpp's context (8192 tokens, the checkpoint's own): how much extra context the
