@@ -176,7 +176,8 @@ extension Routes {
             case .prompt: return []
             case .text(let text, _, let generated):
                 if progress.first == nil { progress.first = Date() }
-                let piece: [[String: Any]] = text.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": []]]
+                let piece: [[String: Any]] = text.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": [],
+                                                                   "tokens_predicted": generated, "tokens_evaluated": ids.count]]
                 guard progress.limits.add(text, elapsedMs: Date().timeIntervalSince(progress.first!) * 1000) else { return piece }
                 return piece + [end("length", nil, promptTokens: ids.count, generated: generated)]
             case .done(let why, let pt, let ct, let stop, _):

@@ -30,6 +30,10 @@ struct LlamaCppAPITests {
         #expect(chunks.compactMap { $0["content"] as? String }.joined() == o?["content"] as? String && !st.text.contains("[DONE]"))
         #expect(chunks.dropLast().allSatisfy { $0["stop"] as? Bool == false } && chunks.last?["stop"] as? Bool == true)
         #expect(chunks.last?["tokens_predicted"] as? Int == 8)
+        // Each piece with the counts so far, as llama.cpp's chunks carry them.
+        let counts = chunks.dropLast().compactMap { $0["tokens_predicted"] as? Int }
+        #expect(counts.count == chunks.count - 1 && counts == counts.sorted() && (counts.last ?? 0) <= 8)
+        #expect(chunks.allSatisfy { $0["tokens_evaluated"] as? Int == o?["tokens_evaluated"] as? Int })
 
         // A stop word: the text before it, and which it was.
         let full = o?["content"] as? String ?? ""
