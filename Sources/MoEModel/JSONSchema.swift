@@ -1,8 +1,10 @@
 import Foundation
 
 /// A JSON Schema compiled for constrained decoding (`response_format` json_schema): the subset structured outputs
-/// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys may come in any order, each at
-/// most once, the `required` ones before the object closes; other keys only as `additionalProperties` allows (left
+/// use (OpenAI's strict mode, Pydantic models). Objects list their `properties`; keys come in the schema's order when
+/// it is known (`propertyOrder`: as xgrammar, llguidance and OpenAI's strict mode write them, an optional one may be
+/// left out, a required one not), else in any order; each at most once, the `required` ones before the object
+/// closes; other keys only as `additionalProperties` allows (left
 /// out: none when properties are listed, as strict mode and xgrammar read it, any without them). `true` and `{}` are
 /// any value. Arrays take `items` with `minItems`/`maxItems`; strings (free, or with one of `format`,
 /// `pattern`, `minLength`/`maxLength`), numbers and integers (with `minimum`/`maximum`, exclusive or not), booleans and
@@ -11,8 +13,9 @@ import Foundation
 /// ignored; any other keyword would constrain the output in a way this does not check, so it is refused, by name.
 public struct JSONSchema: Sendable {
     public enum Node: Sendable {
-        /// `additional`: the node of other keys' values (`additionalProperties` true or a schema), nil for none.
-        case object(properties: [(key: [UInt8], node: Int)], required: UInt64, additional: Int?)
+        /// `additional`: the node of other keys' values (`additionalProperties` true or a schema), nil for none;
+        /// `ordered`: the properties, in the schema's order, come in that order.
+        case object(properties: [(key: [UInt8], node: Int)], required: UInt64, additional: Int?, ordered: Bool)
         case array(items: Int, min: Int, max: Int?)
         case string
         /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
@@ -41,15 +44,20 @@ public struct JSONSchema: Sendable {
     static let annotations: Set<String> = ["title", "description", "default", "examples", "$schema", "$id", "$comment",
                                            "deprecated", "readOnly", "writeOnly", "strict"]
 
-    /// Compiles a schema given as Foundation JSON (what JSONSerialization returns).
-    public init(_ schema: Any) throws {
-        var b = Builder(document: schema)
-        root = try b.compile(schema, path: "")
-        nodes = b.nodes.map { $0! }
+    /// Compiles a schema given as Foundation JSON (what JSONSerialization returns, whose objects do not keep their
+    /// keys' order); `propertyOrder` gives an object's property names in the order its document wrote them (from the
+    /// names; nil where unknown, which leaves that object's keys in any order).
+    public init(_ schema: Any, propertyOrder: (Set<String>) -> [String]? = { _ in nil }) throws {
+        (root, nodes) = try withoutActuallyEscaping(propertyOrder) { order in
+            var b = Builder(document: schema, propertyOrder: order)
+            let root = try b.compile(schema, path: "")
+            return (root, b.nodes.map { $0! })
+        }
     }
 
     struct Builder {
         let document: Any
+        let propertyOrder: (Set<String>) -> [String]?
         var nodes: [Node?] = []
         var refs: [String: Int] = [:]
 
@@ -65,7 +73,7 @@ public struct JSONSchema: Sendable {
             nodes[string] = .string
             nodes[number] = .number
             nodes[literals] = .literals([Array("true".utf8), Array("false".utf8), Array("null".utf8)])
-            nodes[object] = .object(properties: [], required: 0, additional: a)
+            nodes[object] = .object(properties: [], required: 0, additional: a, ordered: false)
             nodes[array] = .array(items: a, min: 0, max: nil)
             nodes[a] = .anyOf([string, number, literals, object, array])
             return a
@@ -143,8 +151,9 @@ public struct JSONSchema: Sendable {
                 case let extra?: additional = try compile(extra, path: path + "/additionalProperties")
                 }
                 guard props.count <= 64 else { throw Unsupported(path: path, reason: "more than 64 properties") }
-                // Declared order where the document keeps it is lost in a dictionary: keys may come in any order anyway.
-                let names = props.keys.sorted()
+                // The document's order, where it is known; else any order (the names sorted only to be stable).
+                let order = propertyOrder(Set(props.keys)).flatMap { $0.count == props.count && Set($0) == Set(props.keys) ? $0 : nil }
+                let names = order ?? props.keys.sorted()
                 var required: UInt64 = 0
                 for r in obj["required"] as? [String] ?? [] {
                     guard let k = names.firstIndex(of: r) else {
@@ -155,7 +164,7 @@ public struct JSONSchema: Sendable {
                 return .object(properties: try names.map { name in
                     (Array(try JSONSerialization.data(withJSONObject: name, options: [.fragmentsAllowed, .withoutEscapingSlashes])),
                      try compile(props[name]!, path: path + "/properties/\(name)"))
-                }, required: required, additional: additional)
+                }, required: required, additional: additional, ordered: order != nil)
             case "array":
                 guard let items = obj["items"] else { throw Unsupported(path: path, reason: "an array needs items") }
                 let min = obj["minItems"] as? Int ?? 0, max = obj["maxItems"] as? Int
@@ -302,6 +311,22 @@ public struct JSONSchemaState: Sendable, Equatable {
     static func isSpace(_ b: UInt8) -> Bool { JSONPrefix.isSpace(b) }
     static func isDigit(_ b: UInt8) -> Bool { JSONPrefix.isDigit(b) }
 
+    /// The properties (a bit each, in the schema's order) whose key may come next after those `seen`: any not seen
+    /// yet; in an ordered object, those after the last seen up to the first required one among them (a required
+    /// property cannot be passed over, nor an earlier one come back).
+    static func nextKeys(_ seen: UInt64, count: Int, required: UInt64, ordered: Bool) -> UInt64 {
+        let all: UInt64 = count == 64 ? ~0 : (1 << UInt64(count)) - 1
+        guard ordered else { return all & ~seen }
+        var next: UInt64 = 0
+        var j = seen == 0 ? 0 : 64 - seen.leadingZeroBitCount
+        while j < count {
+            next |= 1 << UInt64(j)
+            if required & (1 << UInt64(j)) != 0 { break }
+            j += 1
+        }
+        return next
+    }
+
     /// Feeds one byte to one parse; what survives (several parses when an anyOf opens) goes to `out`.
     static func feed(_ parse: Parse, _ b: UInt8, _ schema: JSONSchema, into out: inout [Parse], expansions: Int) {
         var p = parse
@@ -372,8 +397,8 @@ public struct JSONSchemaState: Sendable, Equatable {
             }
             out.append(p)
         case .object(let n, let seen, let phase, let pending):
-            guard case .object(let props, let required, let additional) = schema.nodes[n] else { return }
-            let unseen = props.indices.contains { seen & (1 << UInt64($0)) == 0 }
+            guard case .object(let props, let required, let additional, let ordered) = schema.nodes[n] else { return }
+            let unseen = Self.nextKeys(seen, count: props.count, required: required, ordered: ordered) != 0
             switch (phase, b) {
             case (0, UInt8(ascii: "}")), (2, UInt8(ascii: "}")):
                 guard seen & required == required else { return }
@@ -399,7 +424,7 @@ public struct JSONSchemaState: Sendable, Equatable {
             }
             out.append(p)
         case .freeKey(let n, let seen, let typed, let escape):
-            guard case .object(let props, _, let additional?) = schema.nodes[n] else { return }
+            guard case .object(let props, _, let additional?, _) = schema.nodes[n] else { return }
             var t = typed
             switch escape {
             case 0:
@@ -421,11 +446,12 @@ public struct JSONSchemaState: Sendable, Equatable {
             }
             out.append(p)
         case .key(let n, let seen, let typed):
-            guard case .object(let props, _, _) = schema.nodes[n] else { return }
+            guard case .object(let props, let required, _, let ordered) = schema.nodes[n] else { return }
             let t = typed + [b]
             var matched: Int?
             var any = false
-            for (i, prop) in props.enumerated() where seen & (1 << UInt64(i)) == 0 && prop.key.starts(with: t) {
+            let next = Self.nextKeys(seen, count: props.count, required: required, ordered: ordered)
+            for (i, prop) in props.enumerated() where next & (1 << UInt64(i)) != 0 && prop.key.starts(with: t) {
                 any = true
                 if prop.key.count == t.count { matched = i }
             }

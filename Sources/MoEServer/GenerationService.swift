@@ -139,7 +139,9 @@ public final class GenerationService: @unchecked Sendable {
                 throw APIError.invalid("guided_regex: \(e.description)", param: "guided_regex", code: "unsupported_regex")
             }
         case .jsonSchema(let schema):
-            do { language = .schema(try JSONSchema(schema.foundation)) } catch let e as JSONSchema.Unsupported {
+            // The schema's keys in the order the request wrote them (PropertyOrder), where a request is being served.
+            let order = PropertyOrder.current
+            do { language = .schema(try JSONSchema(schema.foundation) { order?.order($0) }) } catch let e as JSONSchema.Unsupported {
                 throw APIError.invalid(e.description, param: param, code: "unsupported_schema")
             }
         case .grammar(let source):

@@ -38,6 +38,7 @@ struct Routes: Sendable {
 
     func register(_ router: Router<BasicRequestContext>) {
         if let t = config.token { router.add(middleware: BearerAuth(token: t)) }
+        router.add(middleware: PropertyOrder.Middleware(maxBytes: config.maxBodyBytes))
         router.get("/health") { _, _ in health() }
         // vLLM's liveness check (SageMaker's name) and version.
         router.get("/ping") { _, _ in health() }

@@ -62,6 +62,35 @@ import Testing
         if ok { #expect(s.isComplete == c.complete) }
     }
 
+    /// With the schema's order known, keys come in it (as xgrammar, llguidance and OpenAI's strict mode generate
+    /// them): an optional property may be left out, a required one not, and none comes back after a later one.
+    @Test(arguments: [
+        (#"{"z": 1, "m": true, "a": 2}"#, true), (#"{"z": 1, "a": 2}"#, true), (#"{"z":1,"a":2}"#, true),
+        (#"{"a": 2, "z": 1}"#, false), (#"{"m": true, "z": 1, "a": 2}"#, false), (#"{"z": 1, "a": 2, "m": true}"#, false),
+        (#"{"m": true, "a": 2}"#, false), (#"{"z": 1}"#, false),
+    ])
+    func keysComeInTheSchemasOrderWhenItIsKnown(text: String, whole: Bool) {
+        let json = #"{"type": "object", "properties": {"z": {"type": "integer"}, "m": {"type": "boolean"}, "a": {"type": "integer"}}, "required": ["z", "a"]}"#
+        let order: [Set<String>: [String]] = [["z", "m", "a"]: ["z", "m", "a"]]
+        let schema = try! JSONSchema(try! JSONSerialization.jsonObject(with: Data(json.utf8))) { order[$0] }
+        var s = JSONSchemaState(schema)
+        #expect((s.feed(Array(text.utf8), schema) && s.isComplete) == whole, "\(text)")
+        // Without the order, any order of the same keys is whole.
+        let unordered = Self.schema(json)
+        var u = JSONSchemaState(unordered)
+        #expect((u.feed(Array(text.utf8), unordered) && u.isComplete) == (whole || [#"{"a": 2, "z": 1}"#, #"{"m": true, "z": 1, "a": 2}"#, #"{"z": 1, "a": 2, "m": true}"#].contains(text)))
+    }
+
+    @Test(arguments: [
+        // (seen, required, ordered) → the properties (of 4) whose key may come next.
+        (0b0000 as UInt64, 0b0000 as UInt64, false, 0b1111 as UInt64), (0b0101, 0, false, 0b1010),
+        (0b0000, 0b0100, true, 0b0111), (0b0001, 0b0100, true, 0b0110), (0b0100, 0b0100, true, 0b1000),
+        (0b1000, 0b0000, true, 0b0000), (0b0000, 0b0001, true, 0b0001),
+    ])
+    func theKeysThatMayComeNext(seen: UInt64, required: UInt64, ordered: Bool, next: UInt64) {
+        #expect(JSONSchemaState.nextKeys(seen, count: 4, required: required, ordered: ordered) == next)
+    }
+
     /// Top-level scalars: a number or a literal is whole where it could also go on.
     @Test func scalarsAndLiteralsEndWhereTheyMay() {
         func feed(_ s: inout JSONSchemaState, _ text: String, _ schema: JSONSchema) -> Bool { s.feed(Array(text.utf8), schema) }

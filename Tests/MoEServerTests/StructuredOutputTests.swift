@@ -89,6 +89,27 @@ import Testing
     /// A Pydantic-like schema: every whole answer has the required keys, no others, each value of its type; an
     /// answer cut by max_tokens is a prefix of one. Through response_format json_schema and vLLM's guided_json, with
     /// speculation too.
+    /// A schema's keys are generated in the order the request wrote them (a Pydantic model's fields in declaration
+    /// order), through every route that takes a schema; JSON decoding keeps no order, so it is read from the raw body.
+    @Test func schemaKeysComeInTheOrderTheRequestWroteThem() async throws {
+        let s = try await LiveServer(chatTemplate: ToolCallAPITests.qwen25)
+        defer { Task { await s.stop() } }
+        let schema = #"{"type": "object", "properties": {"zeta": {"type": "integer"}, "mid": {"type": "boolean"}, "alpha": {"type": "integer"}}, "required": ["zeta", "alpha"]}"#
+        let bodies = [
+            ("/v1/completions", #"{"prompt": "Answer:", "max_tokens": 80, "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": \#(schema)}}}"#),
+            ("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 80, "temperature": 0, "guided_json": \#(schema)}"#),
+            ("/v1/responses", #"{"input": "Hi", "max_output_tokens": 80, "temperature": 0, "text": {"format": {"type": "json_schema", "name": "x", "schema": \#(schema)}}}"#),
+        ]
+        for (route, body) in bodies {
+            let r = try await HTTP.request("POST", s.base + route, body: Data(body.utf8), headers: ["Content-Type": "application/json"])
+            let text = (choice(r)["text"] as? String) ?? ((choice(r)["message"] as? [String: Any])?["content"] as? String) ?? ResponsesAPITests.outputText(r.json) ?? ""
+            let at = ["\"zeta\"", "\"alpha\""].map { text.range(of: $0)?.lowerBound }
+            #expect(r.status == 200 && at[0] != nil && at[1] != nil && at[0]! < at[1]!, "\(route): \(text)")
+        }
+        let orders = PropertyOrder.orders(in: Data(#"[{"properties": {"b": 1, "a": {"properties": {"y": 1, "x": 2}}}}, {"properties": {"a": 1, "b": 2}}]"#.utf8))
+        #expect(orders == [["a", "b"]: ["b", "a"], ["x", "y"]: ["y", "x"]])
+    }
+
     @Test func jsonSchemaAnswersFollowTheSchema() async throws {
         let schema: [String: Any] = [
             "type": "object", "additionalProperties": false, "required": ["name", "age", "role", "score"],
