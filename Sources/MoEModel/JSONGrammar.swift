@@ -1,8 +1,45 @@
+/// UTF-8 read a byte at a time inside a JSON string, so that a string holds whole characters only (RFC 3629, as
+/// llama.cpp's and xgrammar's grammars match code points): 0 between characters; 9…11 expecting 1…3 continuation
+/// bytes; 12…15 expecting the restricted second byte after E0, ED, F0 or F4 (no overlong form, surrogate or value
+/// past U+10FFFF). A token may end inside a character; the next must go on with it.
+enum UTF8Step {
+    /// The state after byte b (b ≥ 0x20, not a quote or backslash when `state` is 0), or nil when b cannot come.
+    static func next(_ state: UInt8, _ b: UInt8) -> UInt8? {
+        switch state {
+        case 0:
+            switch b {
+            case 0..<0x80: return 0
+            case 0xC2...0xDF: return 9
+            case 0xE0: return 12
+            case 0xED: return 13
+            case 0xE1...0xEF: return 10
+            case 0xF0: return 14
+            case 0xF1...0xF3: return 11
+            case 0xF4: return 15
+            default: return nil
+            }
+        case 9...11: return (0x80...0xBF).contains(b) ? state - 9 == 0 ? 0 : state - 1 : nil
+        case 12: return (0xA0...0xBF).contains(b) ? 9 : nil
+        case 13: return (0x80...0x9F).contains(b) ? 9 : nil
+        case 14: return (0x90...0xBF).contains(b) ? 10 : nil
+        case 15: return (0x80...0x8F).contains(b) ? 10 : nil
+        default: return nil
+        }
+    }
+
+    /// Whether bytes are whole characters of UTF-8.
+    static func whole(_ bytes: [UInt8]) -> Bool {
+        var s: UInt8 = 0
+        for b in bytes { guard let n = next(s, b) else { return false }; s = n }
+        return s == 0
+    }
+}
+
 /// Where a JSON text stands after some of its bytes: the pushdown automaton behind `response_format`
 /// `{"type": "json_object"}`. It accepts exactly the prefixes of one JSON object (RFC 8259), byte by byte, starting
 /// at its '{', with whitespace between tokens and after it as llama.cpp's JSON grammar allows it (`takeSpace`: a
 /// model must not be able to fill its answer with blank lines), nested at most `maxDepth` deep. Bytes ≥ 0x80 are
-/// string content (the UTF-8 of a non-ASCII character, or part of one). A plain value (no heap storage), so that
+/// string content, whole UTF-8 characters only (`UTF8Step`). A plain value (no heap storage), so that
 /// trying a token against a copy costs nothing beyond its bytes.
 public struct JSONPrefix: Sendable, Equatable, Hashable {
     enum Mode: UInt8, Sendable {
@@ -29,6 +66,8 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
     var literal: UInt8 = 0
     var literalAt: UInt8 = 0
     var spaces: UInt8 = 0
+    /// Inside a string: where the UTF-8 of its current character stands (UTF8Step).
+    var utf8: UInt8 = 0
     public static let maxIndent: UInt8 = 20
 
     /// Whitespace between tokens as llama.cpp's JSON grammar allows it (`ws ::= | " " | "\n" [ \t]{0,20}`): none,
@@ -91,12 +130,18 @@ public struct JSONPrefix: Sendable, Equatable, Hashable {
         case .afterValue:
             return afterValue(b)
         case .string:
-            if b == UInt8(ascii: "\"") {
+            if utf8 != 0 {
+                guard let n = UTF8Step.next(utf8, b) else { return false }
+                utf8 = n
+            } else if b == UInt8(ascii: "\"") {
                 if inKey { inKey = false; mode = .colon } else { mode = .afterValue }
             } else if b == UInt8(ascii: "\\") {
                 mode = .escape
             } else if b < 0x20 {
                 return false
+            } else {
+                guard let n = UTF8Step.next(0, b) else { return false }
+                utf8 = n
             }
         case .escape:
             switch b {
@@ -218,7 +263,9 @@ public final class TokenTable: Sendable {
         self.tokenBytes = tokenBytes
         self.byteClass = byteClass.isEmpty ? Array(repeating: 0, count: tokenBytes.count) : byteClass
         self.eos = eos
-        plainInString = tokenBytes.map { !$0.isEmpty && $0.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") } }
+        plainInString = tokenBytes.map {
+            !$0.isEmpty && $0.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") } && UTF8Step.whole($0)
+        }
         closers = tokenBytes.indices.filter { tokenBytes[$0].contains(UInt8(ascii: ">")) }
     }
 }
@@ -463,7 +510,7 @@ public final class TokenGrammar: Sendable {
         }
         let inString: Bool
         switch state.text {
-        case .object(let p): inString = p.mode == .string
+        case .object(let p): inString = p.mode == .string && p.utf8 == 0   // not inside a character: plain tokens start one
         case .schema(let s): inString = s.inFreeString
         case .choice, .regex, .gbnf: inString = false
         }

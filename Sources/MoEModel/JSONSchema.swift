@@ -436,10 +436,16 @@ public struct JSONSchemaState: Sendable, Equatable {
                     return
                 }
                 guard let next = stringEscape(after: 0, b) else { return }
-                // An escaped key is taken as none of the listed names (they are matched as written, unescaped).
-                t = next == 0 ? t.map { $0 + [b] } : nil
+                // An escaped key is taken as none of the listed names (they are matched as written, unescaped); the
+                // bytes of a non-ASCII character are written as they are.
+                t = next == 1 ? nil : t.map { $0 + [b] }
                 if let k = t, !props.contains(where: { $0.key.starts(with: k) }) { t = nil }
                 p.frames.append(.freeKey(n, seen: seen, typed: t, escape: next))
+            case 9...15:
+                guard let next = stringEscape(after: escape, b) else { return }
+                var k = t.map { $0 + [b] }
+                if let x = k, !props.contains(where: { $0.key.starts(with: x) }) { k = nil }
+                p.frames.append(.freeKey(n, seen: seen, typed: k, escape: next))
             default:
                 guard let next = stringEscape(after: escape, b) else { return }
                 p.frames.append(.freeKey(n, seen: seen, typed: nil, escape: next))
@@ -563,10 +569,11 @@ public struct JSONSchemaState: Sendable, Equatable {
     }
 
     /// Inside a JSON string (not at its closing quote): the escape state after byte b (0 plain, 1 after '\\', 2…5 hex
-    /// digits left + 1), or nil when b cannot stand there.
+    /// digits left + 1, 9…15 inside a UTF-8 character as UTF8Step), or nil when b cannot stand there.
     static func stringEscape(after escape: UInt8, _ b: UInt8) -> UInt8? {
         switch escape {
-        case 0: return b == UInt8(ascii: "\\") ? 1 : b < 0x20 ? nil : 0
+        case 0: return b == UInt8(ascii: "\\") ? 1 : b < 0x20 ? nil : UTF8Step.next(0, b)
+        case 9...15: return UTF8Step.next(escape, b)
         case 1: return b == UInt8(ascii: "u") ? 5 : Array("\"\\/bfnrt".utf8).contains(b) ? 0 : nil
         default:
             let hex = isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))

@@ -65,6 +65,30 @@ import Testing
 
     /// The mask leaves exactly the tokens whose bytes continue the prefix; EOS only once the object has closed;
     /// tokens without bytes (special tokens) never.
+    /// Strings hold whole UTF-8 characters: a token may end inside one and the next must go on with it; a lone
+    /// continuation byte, an overlong form, a surrogate or a value past U+10FFFF never comes (as llama.cpp's and
+    /// xgrammar's grammars match code points). Both automata: json_object's and a schema's strings and free keys.
+    @Test(arguments: [
+        ([0xC3, 0xA9], true), ([0xF0, 0x9F, 0x99, 0x82], true), ([0xE4, 0xB8, 0xAD], true), ([0xEF, 0xBF, 0xBD], true),
+        ([0x85], false), ([0xC3], false), ([0xC3, 0x41], false), ([0xC0, 0x80], false), ([0xE0, 0x80, 0x80], false),
+        ([0xED, 0xA0, 0x80], false), ([0xF4, 0x90, 0x80, 0x80], false), ([0xF5, 0x80, 0x80, 0x80], false),
+    ] as [([UInt8], Bool)])
+    func stringsHoldWholeUTF8Characters(character: [UInt8], whole: Bool) {
+        let text = Array(#"{"a": ""#.utf8) + character + Array(#""}"#.utf8)
+        var p = JSONPrefix()
+        #expect((p.feed(text) && p.isComplete) == whole)
+        // A prefix that ends inside the character is a prefix whenever its bytes so far can begin one.
+        var q = JSONPrefix()
+        let begun = Array(#"{"a": ""#.utf8) + character.prefix(1)
+        #expect(q.feed(begun) == (character[0] >= 0xC2 && character[0] <= 0xF4))
+        let schema = try! JSONSchema(try! JSONSerialization.jsonObject(with: Data(#"{"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}"#.utf8)))
+        var s = JSONSchemaState(schema)
+        #expect((s.feed(text, schema) && s.isComplete) == whole)
+        var k = JSONSchemaState(schema)
+        let freeKey = Array(#"{""#.utf8) + character + Array(#"": "x"}"#.utf8)
+        #expect((k.feed(freeKey, schema) && k.isComplete) == whole)
+    }
+
     @Test func maskKeepsTheTokensThatContinueThePrefix() {
         let vocab: [[UInt8]] = ["{", "}", "\"", "a", "\":", " 1", "x", "", "}\n", "{\"", ",\""].map { Array($0.utf8) }
         let g = TokenGrammar(table: TokenTable(tokenBytes: vocab, eos: [7]), language: .jsonObject)
