@@ -19,7 +19,7 @@ public struct JSONSchema: Sendable {
         case array(items: Int, min: Int, max: Int?)
         case string
         /// A string whose content (between its quotes, without escapes) matches a pattern: `pattern`, `format`, or
-        /// `minLength`/`maxLength` (counted in bytes, which is characters for ASCII).
+        /// `minLength`/`maxLength` (counted in characters).
         case constrainedString(RegexDFA)
         /// An integer within [lo, hi] (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`; without them, the
         /// integers of at most 15 digits, which a double, and so every JSON parser, holds exactly).
@@ -210,7 +210,8 @@ public struct JSONSchema: Sendable {
                 guard lo >= 0, maxLength.map({ $0 >= lo && $0 <= 1000 }) ?? true, lo <= 1000 else {
                     throw Unsupported(path: path, reason: "minLength and maxLength must satisfy 0 <= minLength <= maxLength <= 1000")
                 }
-                regex = #"[^"\\]"# + "{\(lo),\(maxLength.map(String.init) ?? "")}"
+                // Characters (whole, as JSON Schema counts them), none a quote, a backslash or a control byte.
+                regex = "[^\"\\\\\u{00}-\u{1F}]" + "{\(lo),\(maxLength.map(String.init) ?? "")}"
             } else {
                 return .string
             }

@@ -4,8 +4,9 @@ import Foundation
 /// must match the whole pattern. The subset: literals and escapes (`\.`, `\n`, `\t`, …), `.` (any byte but a newline),
 /// classes `[a-z_]`, `[^"]` with `\d \w \s` (also inside classes; `\D \W \S` outside them), groups `( … )` and
 /// `(?: … )`, alternation `|`, and `* + ?` and `{m}`, `{m,}`, `{m,n}` after any atom; a leading `^` and trailing `$`
-/// are accepted (the whole text is matched anyway). Classes and `.` match one byte, so a multi-byte character is
-/// several bytes to `.`; non-ASCII literals match their UTF-8 bytes; non-ASCII inside a class is refused.
+/// are accepted (the whole text is matched anyway). `.`, a negated class and `\D \W \S` match one whole character
+/// (a multi-byte one is one match, as Python's `re` counts it, and only valid UTF-8); a non-ASCII literal matches its
+/// UTF-8 bytes as one atom; non-ASCII inside a class is refused.
 public struct RegexNFA: Sendable, Equatable {
     /// A state consumes one byte of `bytes` and goes to `next`, or (when `bytes` is nil) moves without consuming to
     /// `next` and `alt` (−1: none). State `accept` ends a match.
@@ -106,14 +107,38 @@ public struct RegexNFA: Sendable, Equatable {
                 guard peek == UInt8(ascii: ")") else { throw Invalid(description: "a group is not closed") }
                 i += 1
                 return inner
-            case UInt8(ascii: "["): return .bytes(try bracket())
-            case UInt8(ascii: "."): return .bytes((0..<256).map { $0 != 0x0A })
-            case UInt8(ascii: "\\"): return .bytes(try escape(inClass: false))
+            case UInt8(ascii: "["): return Self.character(try bracket())
+            case UInt8(ascii: "."): return Self.character((0..<256).map { $0 != 0x0A })
+            case UInt8(ascii: "\\"): return Self.character(try escape(inClass: false))
             case UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "?"):
                 throw Invalid(description: "nothing to repeat before '\(Character(Unicode.Scalar(c)))' at \(i - 1)")
             default:
-                return .bytes(Self.only(c))
+                // A non-ASCII character is one atom of its UTF-8 bytes (a repeat after it repeats all of them).
+                var atom = [Ast.bytes(Self.only(c))]
+                while c >= 0xC0, let b = peek, b & 0xC0 == 0x80 {
+                    atom.append(.bytes(Self.only(b)))
+                    i += 1
+                }
+                return atom.count == 1 ? atom[0] : .sequence(atom)
             }
+        }
+
+        /// One character of a set given as bytes: its ASCII members; and, when the set takes every byte from 0x80 up
+        /// (`.`, a negated class, `\D \W \S`: the characters it does not name), one whole UTF-8 character of two to
+        /// four bytes, no overlong form, surrogate or value past U+10FFFF.
+        static func character(_ set: [Bool]) -> Ast {
+            let ascii = Ast.bytes((0..<256).map { $0 < 0x80 && set[$0] })
+            guard (0x80..<256).allSatisfy({ set[$0] }) else { return .bytes(set) }
+            func range(_ r: ClosedRange<Int>) -> Ast { .bytes((0..<256).map { r.contains($0) }) }
+            let c = range(0x80...0xBF)
+            return .alternatives([ascii,
+                .sequence([range(0xC2...0xDF), c]),
+                .sequence([range(0xE0...0xE0), range(0xA0...0xBF), c]),
+                .sequence([.bytes((0..<256).map { (0xE1...0xEC).contains($0) || (0xEE...0xEF).contains($0) }), c, c]),
+                .sequence([range(0xED...0xED), range(0x80...0x9F), c]),
+                .sequence([range(0xF0...0xF0), range(0x90...0xBF), c, c]),
+                .sequence([range(0xF1...0xF3), c, c, c]),
+                .sequence([range(0xF4...0xF4), range(0x80...0x8F), c, c])])
         }
 
         static func only(_ c: UInt8) -> [Bool] { (0..<256).map { $0 == Int(c) } }
@@ -174,7 +199,7 @@ public struct RegexNFA: Sendable, Equatable {
             }
             guard peek == UInt8(ascii: "]") else { throw Invalid(description: "a class is not closed") }
             i += 1
-            // A negated class also takes any non-ASCII byte (the UTF-8 of characters it does not name), not newline.
+            // A negated class also takes the characters it does not name (non-ASCII ones whole: `character`), not newline.
             return negate ? (0..<256).map { !set[$0] && $0 != 0x0A } : set
         }
     }

@@ -81,6 +81,16 @@ import Testing
         #expect((u.feed(Array(text.utf8), unordered) && u.isComplete) == (whole || [#"{"a": 2, "z": 1}"#, #"{"m": true, "z": 1, "a": 2}"#, #"{"z": 1, "a": 2, "m": true}"#].contains(text)))
     }
 
+    /// minLength and maxLength count characters, as JSON Schema does; a string never holds a raw control byte.
+    @Test func stringLengthsCountCharacters() {
+        let schema = Self.schema(#"{"type": "string", "minLength": 2, "maxLength": 3}"#)
+        for (text, whole) in [(#""éé""#, true), (#""日本語""#, true), (#""日本語x""#, false), (#""é""#, false), (#""ab""#, true),
+                              ("\"a\tb\"", false), (#""😀😀""#, true)] {
+            var s = JSONSchemaState(schema)
+            #expect((s.feed(Array(text.utf8), schema) && s.isComplete) == whole, "\(text)")
+        }
+    }
+
     @Test(arguments: [
         // (seen, required, ordered) → the properties (of 4) whose key may come next.
         (0b0000 as UInt64, 0b0000 as UInt64, false, 0b1111 as UInt64), (0b0101, 0, false, 0b1010),

@@ -20,6 +20,26 @@ import Testing
                         "aa", "aaaab", "aaaaa", "a", "one,two", "one,two,three", ",x", "abcdab.", "abab..", "me@host.org", "me@host.net",
                         "", "xxyy", "yx", "color", "colour", "colouur"]
 
+    /// Non-ASCII text: `.`, a negated class and `\D \W \S` take a whole character (as NSRegularExpression counts
+    /// them), so `.{2}` is two characters of any length in bytes; and nothing takes a byte that is not UTF-8.
+    @Test func characterClassesTakeWholeCharacters() throws {
+        let patterns = ["..", ".{2}", "[^,]+,[^,]+", #"\D+"#, #"\W\w"#, "a.b", #"\S{3}"#, "é+"]
+        let texts = ["é", "éé", "日本", "a😀b", "ab", "日,本", "é,", "😀😀", "é🙂x", "ééé", "中文字", " x", "xé"]
+        for pattern in patterns {
+            let re = try NSRegularExpression(pattern: "^(?:" + pattern + ")$")
+            for text in texts {
+                let expected = re.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+                #expect(try run(pattern, text).match == expected, "\(pattern) on \(text)")
+            }
+        }
+        for bytes: [UInt8] in [[0x85], [0xC3, 0x41], [0xC0, 0x80], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80]] {
+            let nfa = try RegexNFA(".+")
+            var states = nfa.initial
+            for b in bytes { states = nfa.step(states, b) }
+            #expect(states.isEmpty || !nfa.accepts(states), "\(bytes)")
+        }
+    }
+
     /// Every (pattern, text): a whole match exactly when NSRegularExpression matches the whole text; and a text
     /// that matches is a prefix at every length.
     @Test(arguments: patterns)
