@@ -428,25 +428,20 @@ public struct JSONSchemaState: Sendable, Equatable {
             guard case .object(let props, _, let additional?, _) = schema.nodes[n] else { return }
             var t = typed
             switch escape {
-            case 0:
-                if b == UInt8(ascii: "\"") {
+            case 0, 9...15:
+                if escape == 0 && b == UInt8(ascii: "\"") {
                     // A listed property's name is read as that property (its own parse), never as another key.
                     if let t, props.contains(where: { $0.key == t + [b] }) { return }
                     p.frames.append(.object(n, seen: seen, phase: 1, pending: additional))
                     out.append(p)
                     return
                 }
-                guard let next = stringEscape(after: 0, b) else { return }
+                guard let next = stringEscape(after: escape, b) else { return }
                 // An escaped key is taken as none of the listed names (they are matched as written, unescaped); the
                 // bytes of a non-ASCII character are written as they are.
                 t = next == 1 ? nil : t.map { $0 + [b] }
                 if let k = t, !props.contains(where: { $0.key.starts(with: k) }) { t = nil }
                 p.frames.append(.freeKey(n, seen: seen, typed: t, escape: next))
-            case 9...15:
-                guard let next = stringEscape(after: escape, b) else { return }
-                var k = t.map { $0 + [b] }
-                if let x = k, !props.contains(where: { $0.key.starts(with: x) }) { k = nil }
-                p.frames.append(.freeKey(n, seen: seen, typed: k, escape: next))
             default:
                 guard let next = stringEscape(after: escape, b) else { return }
                 p.frames.append(.freeKey(n, seen: seen, typed: nil, escape: next))

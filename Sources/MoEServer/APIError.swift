@@ -26,6 +26,9 @@ public struct APIError: HTTPResponseError, CustomStringConvertible, Sendable {
         APIError(.badRequest, message, param: param, code: code)
     }
 
+    /// 413 for a request body past the configured size.
+    static func bodyTooLarge(_ maxBytes: Int) -> APIError { APIError(.contentTooLarge, "request body larger than \(maxBytes) bytes") }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response { response }
 
     public var response: Response {

@@ -74,17 +74,15 @@ enum Infill {
         return out
     }
 
-    /// A request's prefix or suffix: text, or a list of texts and token ids (llama.cpp's mixed prompt).
-    static func mixed(_ value: Any, field: String, text: (String) -> [Int], vocabSize: Int) throws -> [Int] {
+    /// A request's prefix or suffix: text, or a list of texts and token ids (llama.cpp's mixed prompt; the ids are
+    /// checked against the vocabulary by the route).
+    static func mixed(_ value: Any, field: String, text: (String) -> [Int]) throws -> [Int] {
         if let s = value as? String { return text(s) }
         guard let list = value as? [Any] else { throw APIError.invalid("\"\(field)\" must be text or a list of texts and token ids", param: field) }
         return try list.flatMap { v -> [Int] in
             if let s = v as? String { return text(s) }
             // JSON's true and false arrive as NSNumbers of their own class: not token ids.
-            if let n = v as? NSNumber, type(of: n) != type(of: NSNumber(value: true)), let id = Int(exactly: n.doubleValue) {
-                guard (0..<vocabSize).contains(id) else { throw APIError.invalid("\"\(field)\": token id \(id) is outside the vocabulary (0..<\(vocabSize))", param: field) }
-                return [id]
-            }
+            if let n = v as? NSNumber, type(of: n) != type(of: NSNumber(value: true)), let id = Int(exactly: n.doubleValue) { return [id] }
             throw APIError.invalid("\"\(field)\" must be text or a list of texts and token ids", param: field)
         }
     }
@@ -120,8 +118,12 @@ extension Routes {
         let tokenizer = service.tokenizer
         // Prefix, suffix and extra context read special tokens' text as text; the prompt reads it as the tokens.
         let text = { (s: String) in tokenizer.encode(s, addSpecialTokens: false, splitSpecialTokens: true) }
-        let ids = Infill.prompt(prefix: try Infill.mixed(prefix, field: "input_prefix", text: text, vocabSize: tokenizer.vocabSize),
-                                suffix: try Infill.mixed(suffix, field: "input_suffix", text: text, vocabSize: tokenizer.vocabSize),
+        func mixed(_ value: Any, _ field: String) throws -> [Int] {
+            let ids = try Infill.mixed(value, field: field, text: text)
+            try service.checkVocabulary(ids, param: field)
+            return ids
+        }
+        let ids = Infill.prompt(prefix: try mixed(prefix, "input_prefix"), suffix: try mixed(suffix, "input_suffix"),
                                 extra: try Infill.extra(r["input_extra"]),
                                 prompt: tokenizer.encode(r["prompt"] as? String ?? "", addSpecialTokens: false),
                                 fim: fim, bos: tokenizer.addsBOS ? tokenizer.bosTokenId : nil, contextLimit: service.contextLimit, text: text)

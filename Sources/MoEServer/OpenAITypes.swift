@@ -504,7 +504,7 @@ struct JobResultLine: Encodable, Sendable {
 
 /// Token counts, as OpenAI's usage object: `prompt_tokens_details.cached_tokens` is how many prompt tokens came from
 /// the prefix cache instead of being computed.
-struct Usage: Codable, Sendable {
+struct Usage: Encodable, Sendable {
     var promptTokens: Int
     var completionTokens: Int
     var totalTokens: Int
@@ -513,21 +513,9 @@ struct Usage: Codable, Sendable {
         case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
         case details = "prompt_tokens_details"
     }
-    private struct Details: Codable {
-        var cachedTokens: Int
-        enum CodingKeys: String, CodingKey { case cachedTokens = "cached_tokens" }
-    }
 
     init(prompt: Int, completion: Int, cached: Int = 0) {
         (promptTokens, completionTokens, totalTokens, cachedTokens) = (prompt, completion, prompt + completion, cached)
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        promptTokens = try c.decode(Int.self, forKey: .promptTokens)
-        completionTokens = try c.decode(Int.self, forKey: .completionTokens)
-        totalTokens = try c.decode(Int.self, forKey: .totalTokens)
-        cachedTokens = try c.decodeIfPresent(Details.self, forKey: .details)?.cachedTokens ?? 0
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -535,7 +523,7 @@ struct Usage: Codable, Sendable {
         try c.encode(promptTokens, forKey: .promptTokens)
         try c.encode(completionTokens, forKey: .completionTokens)
         try c.encode(totalTokens, forKey: .totalTokens)
-        try c.encode(Details(cachedTokens: cachedTokens), forKey: .details)
+        try c.encode(["cached_tokens": cachedTokens], forKey: .details)
     }
 }
 

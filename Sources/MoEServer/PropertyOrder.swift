@@ -55,7 +55,7 @@ final class PropertyOrder: @unchecked Sendable {
             var request = request
             let buffer: ByteBuffer
             do { buffer = try await request.collectBody(upTo: maxBytes) } catch {
-                throw APIError(.contentTooLarge, "request body larger than \(maxBytes) bytes")
+                throw APIError.bodyTooLarge(maxBytes)
             }
             return try await PropertyOrder.$current.withValue(PropertyOrder(Data(buffer: buffer))) { try await next(request, context) }
         }

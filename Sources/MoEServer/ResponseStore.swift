@@ -32,13 +32,23 @@ final class ResponseStore: Sendable {
         }
         try m.migrate(db)
         // Background responses a stopped server left unfinished will not finish: they are failed, not queued forever.
+        try mark(where: "json_extract(body, '$.status') IN ('queued', 'in_progress')", [], status: "failed",
+                 error: "the server stopped before this background response finished")
+    }
+
+    /// Sets the status (and error) of the stored responses `filter` selects, in place.
+    private func mark(where filter: String, _ arguments: StatementArguments, status: String, error: String?) throws {
+        let e = error.map { wireJSON(object: ["code": "server_error", "message": $0]) } ?? "null"
         try db.write { db in
-            try db.execute(sql: """
-                UPDATE response SET body = json_set(body, '$.status', 'failed', '$.error',
-                    json('{"code": "server_error", "message": "the server stopped before this background response finished"}'))
-                WHERE json_extract(body, '$.status') IN ('queued', 'in_progress')
-                """)
+            try db.execute(sql: "UPDATE response SET body = json_set(body, '$.status', ?, '$.error', json(?)) WHERE \(filter)",
+                           arguments: [status, e] + arguments)
         }
+    }
+
+    /// Sets one response's status (and error); the response as it now stands, nil when there is none.
+    func setStatus(_ id: String, _ status: String, error: String? = nil) throws -> [String: Any]? {
+        try mark(where: "id = ?", [id], status: status, error: error)
+        return try get(id)?.response
     }
 
     func save(_ response: [String: Any], input: [[String: Any]]) throws {
@@ -88,10 +98,7 @@ final class BackgroundResponses: @unchecked Sendable {
                 self.lock.withLock {
                     guard self.tasks.removeValue(forKey: id) != nil else { return }
                     do { try store.save(response, input: handed.value) } catch {
-                        var failed = response
-                        failed["status"] = "failed"
-                        failed["error"] = ["code": "server_error", "message": "the response could not be stored: \(error)"]
-                        try? store.save(failed, input: handed.value)
+                        _ = try? store.setStatus(id, "failed", error: "the response could not be stored: \(error)")
                     }
                 }
             }
@@ -102,11 +109,9 @@ final class BackgroundResponses: @unchecked Sendable {
     /// a background response).
     func cancel(_ id: String, store: ResponseStore) throws -> [String: Any]? {
         try lock.withLock {
-            guard let task = tasks.removeValue(forKey: id), var stored = try store.get(id) else { return nil }
+            guard let task = tasks.removeValue(forKey: id) else { return nil }
             task.cancel()
-            stored.response["status"] = "cancelled"
-            try store.save(stored.response, input: stored.input)
-            return stored.response
+            return try store.setStatus(id, "cancelled")
         }
     }
 

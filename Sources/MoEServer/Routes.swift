@@ -127,7 +127,7 @@ struct Routes: Sendable {
     /// The request body, or a 413 past the configured size.
     func body(_ req: Request) async throws -> Data {
         do { return Data(buffer: try await req.body.collect(upTo: config.maxBodyBytes)) } catch {
-            throw APIError(.contentTooLarge, "request body larger than \(config.maxBodyBytes) bytes")
+            throw APIError.bodyTooLarge(config.maxBodyBytes)
         }
     }
 

@@ -256,6 +256,13 @@ public final class Tokenizer: Sendable {
     // MARK: - Decoding
 
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        let tokens = tokenStrings(ids, skipSpecialTokens: skipSpecialTokens)
+        guard let decoder else { return tokens.joined(separator: " ") }
+        return decoder.decode(tokens)
+    }
+
+    /// The token strings of `ids` that decode (unknown ids left out; special ones too when asked).
+    private func tokenStrings(_ ids: [Int], skipSpecialTokens: Bool) -> [String] {
         var tokens = [String]()
         tokens.reserveCapacity(ids.count)
         for id in ids {
@@ -263,8 +270,7 @@ public final class Tokenizer: Sendable {
             if skipSpecialTokens && skippable[id] { continue }
             tokens.append(t)
         }
-        guard let decoder else { return tokens.joined(separator: " ") }
-        return decoder.decode(tokens)
+        return tokens
     }
 
     /// The bytes `ids` decode to before they are read as UTF-8: with a byte-level BPE the tokens' own bytes, so one
@@ -272,13 +278,7 @@ public final class Tokenizer: Sendable {
     /// decoders the UTF-8 of `decode`.
     public func decodeBytes(_ ids: [Int], skipSpecialTokens: Bool = false) -> [UInt8] {
         guard case .byteLevel? = decoder else { return Array(decode(ids, skipSpecialTokens: skipSpecialTokens).utf8) }
-        var bytes = [UInt8]()
-        for id in ids {
-            guard id >= 0, id < tokenStrings.count, let t = tokenStrings[id] else { continue }
-            if skipSpecialTokens && skippable[id] { continue }
-            bytes += ByteLevelTables.decode(t) ?? Array(t.utf8)
-        }
-        return bytes
+        return tokenStrings(ids, skipSpecialTokens: skipSpecialTokens).flatMap { ByteLevelTables.decode($0) ?? Array($0.utf8) }
     }
 
     public func streamDecoder(skipSpecialTokens: Bool = false) -> StreamDecoder {

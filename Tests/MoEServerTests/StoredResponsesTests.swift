@@ -8,6 +8,9 @@ import Testing
 struct StoredResponsesTests {
     typealias JSON = [String: Any]
 
+    /// A fresh SQLite file for a store (its directory removed when the test process ends).
+    static func database() -> String { Fixtures.tempDir("responses").appendingPathComponent("jobs.sqlite").path }
+
     static func usage(_ r: HTTP.Reply, _ key: String) -> Int? { (r.json?["usage"] as? JSON)?[key] as? Int }
     static func chatText(_ r: HTTP.Reply) -> String? { (ToolCallAPITests.choice(r)?["message"] as? JSON)?["content"] as? String }
 
@@ -76,12 +79,11 @@ struct StoredResponsesTests {
     /// Kept in the SQLite file: a store opened again on it (a restarted server) finds the response; deleting it
     /// leaves the jobs' tables alone.
     @Test func storedResponsesOutliveTheServer() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("responses-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("jobs.sqlite").path
+        let path = Self.database()
+        let job: String
         do {
             let jobs = try JobStore(path: path)
+            job = try jobs.create([try JSONDecoder().decode(JobItemRequest.self, from: Data(#"{"prompt": "a"}"#.utf8))])
             try ResponseStore(db: jobs.db).save(["id": "resp_k", "created_at": Int(Date().timeIntervalSince1970), "output": [], "status": "completed"], input: try ResponsesAPI.items("hi"))
         }
         let jobs = try JobStore(path: path)
@@ -89,16 +91,13 @@ struct StoredResponsesTests {
         let s = try store.get("resp_k")
         #expect(s?.response["status"] as? String == "completed" && s?.input.first?["role"] as? String == "user")
         #expect(try store.delete("resp_k") && !store.delete("resp_k") && store.get("resp_k") == nil)
-        #expect(try jobs.jobs().isEmpty)
+        #expect(try jobs.jobs().map(\.id) == [job])
     }
 
     /// Responses older than the retention (OpenAI's 30 days by default) go as new ones are stored; 0 keeps them all.
     @Test(arguments: [(30, false), (0, true)])
     func oldResponsesAreDeletedAfterTheRetention(days: Int, kept: Bool) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("responses-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let store = try ResponseStore(db: try JobStore(path: dir.appendingPathComponent("jobs.sqlite").path).db, retentionDays: days)
+        let store = try ResponseStore(db: try JobStore(path: Self.database()).db, retentionDays: days)
         let now = Int(Date().timeIntervalSince1970)
         try store.save(["id": "resp_old", "created_at": now - 31 * 86_400, "output": []], input: [])
         try store.save(["id": "resp_recent", "created_at": now - 29 * 86_400, "output": []], input: [])
@@ -190,7 +189,8 @@ struct StoredResponsesTests {
         let id = queued.json?["id"] as? String ?? ""
         #expect(queued.status == 200 && queued.json?["status"] as? String == "queued" && queued.json?["background"] as? Bool == true, "\(queued.text)")
         var polled = queued.json
-        for _ in 0..<600 where ["queued", "in_progress"].contains(polled?["status"] as? String ?? "") {
+        for _ in 0..<600 {
+            guard ["queued", "in_progress"].contains(polled?["status"] as? String ?? "") else { break }
             try await Task.sleep(nanoseconds: 20_000_000)
             polled = try await HTTP.get(s.base + "/v1/responses/\(id)").json
         }
@@ -218,10 +218,7 @@ struct StoredResponsesTests {
     /// A background response a stopped server left unfinished is failed when the store opens again, not queued
     /// forever.
     @Test func unfinishedBackgroundResponsesFailOnRestart() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("responses-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("jobs.sqlite").path
+        let path = Self.database()
         do {
             let store = try ResponseStore(db: try JobStore(path: path).db)
             try store.save(["id": "resp_q", "status": "queued", "error": NSNull(), "output": []], input: [])
