@@ -24,9 +24,14 @@ public struct ProductCall {
     public var w: Matrix
     public var out: UnsafeMutablePointer<Float>
     public var swiglu: UnsafeMutablePointer<Float>?
+    /// Row strides of x and out (default W.cols and W.rows: packed rows).
+    public var ldx: Int?, ldo: Int?
     public init(x: UnsafePointer<Float>, rows: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>,
-                swiglu: UnsafeMutablePointer<Float>? = nil) {
+                swiglu: UnsafeMutablePointer<Float>? = nil, ldx: Int? = nil, ldo: Int? = nil) {
         precondition(swiglu == nil || w.rows % 2 == 0, "a stacked gate|up matrix has an even number of rows")
+        precondition(swiglu == nil || ldo == nil, "a swiglu product writes packed rows")
+        self.ldx = ldx
+        self.ldo = ldo
         self.x = x
         self.rows = rows
         self.w = w
@@ -42,7 +47,7 @@ public func matmulMany(_ calls: [ProductCall]) {
     let live = calls.filter { $0.rows > 0 && $0.w.rows > 0 }
     let products = live.map { c in
         kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
-                     X: c.x, ldx: c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.w.rows, rows: c.w.rows,
+                     X: c.x, ldx: c.ldx ?? c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.ldo ?? c.w.rows, rows: c.w.rows,
                      act: c.swiglu)
     }
     products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }

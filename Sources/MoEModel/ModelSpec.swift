@@ -71,8 +71,47 @@ public struct MoESpec: Sendable, Equatable {
     public var normTopK: Bool
     /// Candidate on-disk layouts, tried in order at load; the router is the found layout's `router` [E, H].
     public var layouts: [ExpertLayout]
-    /// Qwen2-MoE: a dense expert every token uses, scaled by sigmoid(shared_expert_gate · x).
+    /// Qwen2-MoE: a dense expert every token uses, scaled by sigmoid(shared_expert_gate · x). DeepSeek: its
+    /// n_shared_experts as one MLP, unscaled.
     public var shared: SharedExpertSpec?
+    /// How router logits become choices and weights (softmax over all experts unless a family says otherwise).
+    public var rule = RouterRule()
+}
+
+/// DeepSeek's routing beyond softmax-then-top-k. Scores are softmax or sigmoid of the router logits; the choice
+/// ranks scores (plus the `e_score_correction_bias` when `correctionBias`, DeepSeek-V3's auxiliary-loss-free
+/// balancing) within the `topGroups` best of `groups` equal groups of experts (a group's rank: its best score,
+/// DeepSeek-V2's group_limited_greedy, or its two best summed, V3's noaux_tc); the weights are the chosen scores
+/// (bias left out), renormalised when the spec's normTopK, times `scale` (routed_scaling_factor).
+public struct RouterRule: Sendable, Equatable {
+    public enum Scoring: String, Sendable { case softmax, sigmoid }
+    public enum GroupRank: Sendable { case best, bestTwo }
+    public var scoring: Scoring = .softmax
+    public var groups = 1
+    public var topGroups = 1
+    public var groupRank: GroupRank = .best
+    public var correctionBias = false
+    public var scale: Float = 1
+    public init() {}
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3). Queries: q_proj [heads·(nope + rope), H], or q_a_proj [qLoraRank,
+/// H] → RMSNorm → q_b_proj [heads·(nope + rope), qLoraRank]; per token one latent c = RMSNorm(kv_a_proj_with_mqa(x)
+/// [:kvLoraRank]) and one rotary key k_r (its last `ropeDim`), shared by all heads; kv_b_proj [heads·(nope + v),
+/// kvLoraRank] expands c into each head's key (nope part) and value. The cache keeps [c | k_r] per token (one "KV
+/// head" of kvLoraRank + ropeDim), and attention runs in the latent space, as DeepSeek's and vLLM's absorbed form:
+/// head h's query becomes [W_UK[h]ᵀ q_nope | q_rope], its value out W_UV[h] · (attention-weighted c).
+public struct MLASpec: Sendable, Equatable {
+    public var qLoraRank: Int?
+    public var kvLoraRank: Int
+    public var nopeDim: Int
+    public var ropeDim: Int
+    public var vDim: Int
+    /// attention_bias: biases on q_a_proj (or nothing when q_proj), kv_a_proj_with_mqa and o_proj.
+    public var bias: Bool
+    /// Rotary pairs (x0, x1), (x2, x3), … (DeepSeek's own layout) instead of the two halves.
+    public var ropeInterleaved: Bool
+    public var qkHeadDim: Int { nopeDim + ropeDim }
 }
 
 public struct SharedExpertSpec: Sendable, Equatable {
@@ -123,6 +162,9 @@ public struct ModelSpec: Sendable, Equatable {
     public var residualMultiplier: Float = 1
     public var logitsScaling: Float = 1
     public var layers: [FeedForwardSpec]
+    /// Multi-head latent attention instead of q/k/v projections; then numKVHeads is 1 and headDim is a cached row's
+    /// width (kvLoraRank + ropeDim).
+    public var mla: MLASpec? = nil
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]
     /// The dtype config.json declares (torch_dtype / dtype), informational.
@@ -132,6 +174,15 @@ public struct ModelSpec: Sendable, Equatable {
     public var moeLayers: [Int] { layers.indices.filter { layers[$0].moe != nil } }
     public var numExperts: Int { layers.compactMap(\.moe).first?.experts ?? 0 }
     public var qDim: Int { numHeads * headDim }
+    /// Weights of one layer's attention products (values, whatever format holds them).
+    public var attentionParams: Int {
+        let H = hiddenSize
+        guard let m = mla else { return H * (2 * qDim + 2 * kvDim) }
+        let q = m.qLoraRank.map { H * $0 + $0 * numHeads * m.qkHeadDim } ?? H * numHeads * m.qkHeadDim
+        return q + H * (m.kvLoraRank + m.ropeDim) + numHeads * m.kvLoraRank * (m.nopeDim + m.vDim) + H * numHeads * m.vDim
+    }
+    /// Dimensions each head rotates: the rotary part of MLA's keys, else the whole head.
+    public var ropeDim: Int { mla?.ropeDim ?? headDim }
     public var kvDim: Int { numKVHeads * headDim }
 
     static func layerPrefix(_ l: Int) -> String { "model.layers.\(l)." }

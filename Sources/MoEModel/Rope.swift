@@ -81,4 +81,15 @@ public struct Rope: Sendable {
             x[i + half] = x2 * c[i] + x1 * s[i]
         }
     }
+
+    /// As `apply`, on the pairs (x[2i], x[2i+1]) (DeepSeek's layout: a complex number per frequency).
+    @inline(__always)
+    public static func applyInterleaved(_ x: UnsafeMutablePointer<Float>, half: Int, cos c: UnsafePointer<Float>,
+                                        sin s: UnsafePointer<Float>) {
+        for i in 0..<half {
+            let x1 = x[2 * i], x2 = x[2 * i + 1]
+            x[2 * i] = x1 * c[i] - x2 * s[i]
+            x[2 * i + 1] = x2 * c[i] + x1 * s[i]
+        }
+    }
 }

@@ -29,28 +29,67 @@ public struct Routing: Sendable, Equatable {
 /// norm_topk_prob) or use the raw probabilities (Qwen2-MoE with norm_topk_prob false).
 public func routeSoftmaxTopK(logits: UnsafePointer<Float>, tokens T: Int, experts E: Int, topK K: Int,
                              normalize: Bool) -> Routing {
+    route(logits: logits, tokens: T, experts: E, topK: K, rule: RouterRule(), normalize: normalize, bias: nil)
+}
+
+/// Routing by `rule` (see RouterRule): softmax or sigmoid scores in f32; when grouped, the `topGroups` groups of
+/// E / groups experts ranked highest by their best choice score (or their two best summed) hold the candidates; the
+/// K candidates of highest choice score (score + bias[e] when `bias`, else the score; ties: lower index first, as
+/// torch.topk) are taken, weighted by their scores, renormalised when `normalize`, times `rule.scale`.
+/// bias: [E] (DeepSeek-V3's e_score_correction_bias) or nil.
+public func route(logits: UnsafePointer<Float>, tokens T: Int, experts E: Int, topK K: Int, rule: RouterRule,
+                  normalize: Bool, bias: UnsafePointer<Float>?) -> Routing {
+    precondition(rule.groups >= 1 && E % rule.groups == 0 && rule.topGroups >= 1 && rule.topGroups <= rule.groups
+                 && K <= rule.topGroups * (E / rule.groups), "\(K) of \(E) experts in \(rule.topGroups) of \(rule.groups) groups")
     var experts = [Int32](repeating: 0, count: T * K)
     var weights = [Float](repeating: 0, count: T * K)
-    var probs = [Float](repeating: 0, count: E)
-    var taken = [Bool](repeating: false, count: E)
+    var scores = [Float](repeating: 0, count: E)
+    var choice = [Float](repeating: 0, count: E)
+    let G = rule.groups, size = E / G
+    var groupRank = [Float](repeating: 0, count: G)
+    var kept = [Bool](repeating: false, count: G), taken = [Bool](repeating: false, count: E)
+    /// Index of the largest of `values` where `open`, lower index on ties; −1 when none is.
+    func best(_ values: [Float], _ range: Range<Int>, _ open: (Int) -> Bool) -> Int {
+        var b = -1
+        for e in range where open(e) && (b < 0 || values[e] > values[b]) { b = e }
+        return b
+    }
     for t in 0..<T {
         let row = logits + t * E
-        var m = -Float.infinity
-        for e in 0..<E { m = max(m, row[e]) }
-        var sum: Float = 0
-        for e in 0..<E { probs[e] = expf(row[e] - m); sum += probs[e] }
-        for e in 0..<E { probs[e] /= sum; taken[e] = false }
-        var chosenSum: Float = 0
-        for k in 0..<K {
-            var best = -1
-            for e in 0..<E where !taken[e] && (best < 0 || probs[e] > probs[best]) { best = e }
-            taken[best] = true
-            experts[t * K + k] = Int32(best)
-            weights[t * K + k] = probs[best]
-            chosenSum += probs[best]
+        switch rule.scoring {
+        case .softmax:
+            var m = -Float.infinity
+            for e in 0..<E { m = max(m, row[e]) }
+            var sum: Float = 0
+            for e in 0..<E { scores[e] = expf(row[e] - m); sum += scores[e] }
+            for e in 0..<E { scores[e] /= sum }
+        case .sigmoid:
+            for e in 0..<E { scores[e] = 1 / (1 + expf(-row[e])) }
         }
-        if normalize {
-            for k in 0..<K { weights[t * K + k] /= chosenSum }
+        for e in 0..<E { choice[e] = scores[e] + (bias?[e] ?? 0) }
+        if G > 1 {
+            for g in 0..<G {
+                let members = (g * size)..<((g + 1) * size)
+                let first = best(choice, members) { _ in true }
+                let second = rule.groupRank == .bestTwo && size > 1 ? best(choice, members) { $0 != first } : -1
+                groupRank[g] = choice[first] + (second >= 0 ? choice[second] : 0)
+            }
+            for g in 0..<G { kept[g] = false }
+            for _ in 0..<rule.topGroups { kept[best(groupRank, 0..<G) { !kept[$0] }] = true }
+            for e in 0..<E where !kept[e / size] { choice[e] = -.infinity }
+        }
+        var chosenSum: Float = 0
+        for e in 0..<E { taken[e] = false }
+        for k in 0..<K {
+            let e = best(choice, 0..<E) { !taken[$0] }
+            taken[e] = true
+            experts[t * K + k] = Int32(e)
+            weights[t * K + k] = scores[e]
+            chosenSum += scores[e]
+        }
+        for k in 0..<K {
+            if normalize { weights[t * K + k] /= chosenSum }
+            weights[t * K + k] *= rule.scale
         }
     }
     return Routing(tokens: T, topK: K, experts: experts, weights: weights)

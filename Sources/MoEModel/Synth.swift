@@ -137,6 +137,9 @@ extension Synthesizer {
         guard let moe = spec.layers.first?.moe, spec.layers.allSatisfy({ $0.moe != nil }) else {
             throw ModelError.unsupported("synth-draft needs a target whose every layer is mixture-of-experts (got \(spec.modelType))")
         }
+        guard spec.mla == nil else {
+            throw ModelError.unsupported("synth-draft writes q/k/v attention; \(spec.modelType) has latent attention")
+        }
         guard L >= 1 && L <= spec.numLayers else { throw ModelError.unsupported("--layers must be between 1 and \(spec.numLayers)") }
         let dense = try DenseWeights.load(ckpt, spec)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -173,13 +176,13 @@ extension Synthesizer {
         func values(_ m: Matrix) -> [Float] { Array(UnsafeBufferPointer(start: m.base, count: m.rows * m.cols)) }
         try w.write("model.embed_tokens.weight", values(dense.embed))
         for l in 0..<L {
-            let p = "model.layers.\(l).", lw = dense.layers[l]
+            let p = "model.layers.\(l).", lw = dense.layers[l], attn = lw.attention!
             try w.write(p + "input_layernorm.weight", values(lw.inputNorm))
             try w.write(p + "post_attention_layernorm.weight", values(lw.postNorm))
-            try w.write(p + "self_attn.q_proj.weight", values(lw.attention.q))
-            try w.write(p + "self_attn.k_proj.weight", values(lw.attention.k))
-            try w.write(p + "self_attn.v_proj.weight", values(lw.attention.v))
-            try w.write(p + "self_attn.o_proj.weight", values(lw.attention.o))
+            try w.write(p + "self_attn.q_proj.weight", values(attn.q))
+            try w.write(p + "self_attn.k_proj.weight", values(attn.k))
+            try w.write(p + "self_attn.v_proj.weight", values(attn.v))
+            try w.write(p + "self_attn.o_proj.weight", values(attn.o))
             // The experts of this layer, one at a time, averaged.
             var g = [Float](repeating: 0, count: I * H), u = g, d = [Float](repeating: 0, count: H * I)
             for e in 0..<moe.experts {

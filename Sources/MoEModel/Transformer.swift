@@ -76,7 +76,7 @@ public final class Transformer: @unchecked Sendable {
         self.spec = spec
         self.weights = weights
         self.experts = experts
-        self.rope = Rope(spec.rope, headDim: spec.headDim)
+        self.rope = Rope(spec.rope, headDim: spec.ropeDim)
     }
 
     private func buf(_ name: String, _ count: Int) -> UnsafeMutablePointer<Float> {
@@ -87,7 +87,7 @@ public final class Transformer: @unchecked Sendable {
     }
 
     public func forward(_ seqs: [SequenceInput], cache: KVCache) -> ForwardOutput {
-        let H = spec.hiddenSize, D = spec.headDim, half = D / 2
+        let H = spec.hiddenSize, half = spec.ropeDim / 2
         let T = seqs.reduce(0) { $0 + $1.tokens.count }
         // Per token: its sequence and position.
         var seqOf = [Int32](repeating: 0, count: T), posOf = [Int32](repeating: 0, count: T)
@@ -156,8 +156,14 @@ public final class Transformer: @unchecked Sendable {
                 let r = ranges[m], lo = r.lowerBound, Tm = r.count
                 let xm = x + lo * H, hm = h + lo * H, fm = f + lo * H
                 rmsNorm(xm, lw.inputNorm.base, hm, rows: Tm, n: H, eps: spec.rmsNormEps)
-                attention(layer: l, lw.attention, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m], perItem: perItemMB[m],
-                          cos: cosT + lo * half, sin: sinT + lo * half, cache: cache, out: xm)
+                switch lw.block {
+                case .standard(let a):
+                    attention(layer: l, a, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m], perItem: perItemMB[m],
+                              cos: cosT + lo * half, sin: sinT + lo * half, cache: cache, out: xm)
+                case .latent(let a):
+                    latentAttention(layer: l, a, h: hm, tokens: Tm, seqs: seqs, seqOf: seqOfMB[m], posOf: posOfMB[m],
+                                    cos: cosT + lo * half, sin: sinT + lo * half, cache: cache, out: xm)
+                }
                 let t1 = monotonicSeconds()
                 profile.attention += t1 - t0
                 t0 = t1
@@ -173,7 +179,8 @@ public final class Transformer: @unchecked Sendable {
                     let moe = spec.layers[l].moe!
                     let logits = buf("router", Tm * moe.experts)
                     matmul(hm, rows: Tm, router.gate, out: logits)
-                    var routing = routeSoftmaxTopK(logits: logits, tokens: Tm, experts: moe.experts, topK: moe.topK, normalize: moe.normTopK)
+                    var routing = route(logits: logits, tokens: Tm, experts: moe.experts, topK: moe.topK, rule: moe.rule,
+                                        normalize: moe.normTopK, bias: router.bias?.base)
                     if let cf = capacityFactor { dropped += applyCapacity(&routing, experts: moe.experts, factor: cf) }
                     let c = routing.counts(numExperts: moe.experts)
                     counts[l] = counts[l].isEmpty ? c : zip(counts[l], c).map { $0 + $1 }
@@ -331,6 +338,92 @@ public final class Transformer: @unchecked Sendable {
         }
         let o = buf("o", T * H)
         matmul(attnOut, rows: T, a.o, out: o)
+        if let b = a.oBias { addBias(o, b, rows: T) }
+        let rm = spec.residualMultiplier
+        for i in 0..<(T * H) { out[i] += rm * o[i] }
+    }
+
+    /// Multi-head latent attention of layer `l` (see MLASpec), in the latent space: the cache holds one row
+    /// [c | k_r] (L + R) per token, read as both key and value; head h attends with [W_UK[h]ᵀ q_nope | q_rope] and
+    /// its value is W_UV[h] · (the first L of what it attended). Adds o_proj of the values into `out`.
+    private func latentAttention(layer l: Int, _ a: MLAWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
+                                 seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],
+                                 cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache,
+                                 out: UnsafeMutablePointer<Float>) {
+        let mla = spec.mla!, n = spec.numHeads, H = spec.hiddenSize, eps = spec.rmsNormEps
+        let L = mla.kvLoraRank, R = mla.ropeDim, N = mla.nopeDim, V = mla.vDim, D = L + R, qk = mla.qkHeadDim
+        let half = R / 2
+        let q = buf("mla.q", T * n * qk), kv = buf("mla.kv", T * D)
+        // q (or q_a) and kv_a: one product when stacked, [T, rows(q or q_a) + D].
+        let qInRows = (a.q ?? a.qA!).rows
+        let qIn = a.q != nil ? q : buf("mla.qa", T * qInRows)
+        if let both = a.inProj {
+            let w = both.rows, tmp = buf("mla.in", T * w)
+            matmul(h, rows: T, both, out: tmp)
+            for t in 0..<T {
+                (qIn + t * qInRows).update(from: tmp + t * w, count: qInRows)
+                (kv + t * D).update(from: tmp + t * w + qInRows, count: D)
+            }
+        } else {
+            matmul(h, rows: T, a.q ?? a.qA!, out: qIn)
+            matmul(h, rows: T, a.kvA, out: kv)
+        }
+        if let b = a.kvABias { addBias(kv, b, rows: T) }
+        if let qB = a.qB {
+            if let b = a.qABias { addBias(qIn, b, rows: T) }
+            rmsNorm(qIn, a.qANorm!.base, qIn, rows: T, n: qInRows, eps: eps)
+            matmul(qIn, rows: T, qB, out: q)
+        }
+        let rotate = mla.ropeInterleaved ? Rope.applyInterleaved : Rope.apply
+        let qAbs = buf("mla.qabs", T * n * D)
+        for t in 0..<T {
+            let c = cos + t * half, s = sin + t * half
+            rmsNorm(kv + t * D, a.kvANorm.base, kv + t * D, rows: 1, n: L, eps: eps)
+            rotate(kv + t * D + L, half, c, s)
+            for i in 0..<n {
+                let qr = q + (t * n + i) * qk + N
+                rotate(qr, half, c, s)
+                (qAbs + (t * n + i) * D + L).update(from: qr, count: R)
+            }
+            let sq = Int(seqOf[t])
+            seqs[sq].blockTable.withUnsafeBufferPointer { bt in
+                cache.store(layer: l, blockTable: bt.baseAddress!, position: Int(posOf[t]), key: kv + t * D, value: kv + t * D)
+            }
+        }
+        // Each head's nope query into the latent space: [T, N] (stride n·qk) × W_UK[h]ᵀ → [T, L] (stride n·D).
+        matmulMany((0..<n).map { i in
+            ProductCall(x: q + i * qk, rows: T, a.uk[i], out: qAbs + i * D, ldx: n * qk, ldo: n * D)
+        })
+        let attnOut = buf("mla.attn", T * n * D)
+        let window = spec.slidingWindows[l]
+        let scale = spec.attentionScale ?? 1 / Float(qk).squareRoot()
+        let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
+        let tables = seqs.map(\.blockTable)
+        // Items of (token, run of heads): all heads read the same latent rows, so a token's heads split over the
+        // threads only to use both at batch 1; tokens in the order 0, T−1, 1, … for balance under the causal mask.
+        let runs = T == 1 ? min(n, 2) : 1, perRun = (n + runs - 1) / runs
+        parallelFor(T * runs, grain: 1) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: perRun * max(maxCtx, 1))
+            defer { scores.deallocate() }
+            for item in range {
+                let j = item / runs, h0 = (item % runs) * perRun, hn = min(perRun, n - h0)
+                let t = j % 2 == 0 ? j / 2 : T - 1 - j / 2
+                let p = Int(posOf[t])
+                let lo = window.map { max(0, p - $0 + 1) } ?? 0
+                let at = (t * n + h0) * D
+                tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
+                    cache.attend(layer: l, q: qAbs + at, heads: hn, blocks: bt.baseAddress!, kvHead: 0, p0: lo, p1: p + 1,
+                                 scale: scale, scores: scores, out: attnOut + at)
+                }
+            }
+        }
+        // Values: the attended latent [T, L] (stride n·D) × W_UV[h] → [T, V] (stride n·V).
+        let values = buf("mla.v", T * n * V)
+        matmulMany((0..<n).map { i in
+            ProductCall(x: attnOut + i * D, rows: T, a.uv[i], out: values + i * V, ldx: n * D, ldo: n * V)
+        })
+        let o = buf("o", T * H)
+        matmul(values, rows: T, a.o, out: o)
         if let b = a.oBias { addBias(o, b, rows: T) }
         let rm = spec.residualMultiplier
         for i in 0..<(T * H) { out[i] += rm * o[i] }

@@ -35,9 +35,48 @@ public struct AttentionWeights: Sendable {
     public var qkv: Matrix?
 }
 
-/// The coordinator's part of an MoE layer: the router [E, H] and, for Qwen2-MoE, the shared expert and its gate.
+/// Multi-head latent attention's weights (see MLASpec; r = qLoraRank, L = kvLoraRank, R = ropeDim, n = heads).
+public struct MLAWeights: Sendable {
+    /// q_proj [n·(nope + R), H], or q_a_proj [r, H] (+ bias), its RMSNorm [r] and q_b_proj [n·(nope + R), r].
+    public var q: Matrix?
+    public var qA, qANorm, qB, qABias: Matrix?
+    /// kv_a_proj_with_mqa [L + R, H] (+ bias) and kv_a_layernorm [L].
+    public var kvA: Matrix
+    public var kvABias: Matrix?
+    public var kvANorm: Matrix
+    /// kv_b_proj [n·(nope + v), L] per head, for attention in the latent space: W_UK[h]ᵀ [L, nope] turns a head's
+    /// nope query into a latent one; W_UV[h] [v, L] turns the attended latent into the head's value.
+    public var uk: [Matrix]
+    public var uv: [Matrix]
+    /// o_proj [H, n·v] (+ bias).
+    public var o: Matrix
+    public var oBias: Matrix?
+    /// q_a_proj (or q_proj) and kv_a_proj stacked [rows(q) + L + R, H] when converted together: one product over
+    /// the activations for both.
+    public var inProj: Matrix?
+}
+
+/// A layer's attention: q/k/v projections, or multi-head latent attention.
+public enum AttentionBlock: Sendable {
+    case standard(AttentionWeights)
+    case latent(MLAWeights)
+}
+
+extension AttentionBlock {
+    /// Every matrix a token is multiplied by (q/k/v stacked or not, counted once).
+    public var products: [Matrix] {
+        switch self {
+        case .standard(let a): return [a.q, a.k, a.v, a.o]
+        case .latent(let a): return [a.q, a.qA, a.qB].compactMap { $0 } + [a.kvA, a.o] + a.uk + a.uv
+        }
+    }
+}
+
+/// The coordinator's part of an MoE layer: the router [E, H] (and DeepSeek-V3's e_score_correction_bias [E]) and,
+/// for Qwen2-MoE and DeepSeek, the shared expert (and Qwen2-MoE's gate for it).
 public struct RouterWeights: Sendable {
     public var gate: Matrix
+    public var bias: Matrix?
     public var shared: MLPWeights?
     public var sharedGate: Matrix?
 }
@@ -50,8 +89,11 @@ public enum FeedForwardWeights: Sendable {
 public struct LayerWeights: Sendable {
     public var inputNorm: Matrix
     public var postNorm: Matrix
-    public var attention: AttentionWeights
+    public var block: AttentionBlock
     public var ffn: FeedForwardWeights
+
+    /// The q/k/v projections, nil for multi-head latent attention.
+    public var attention: AttentionWeights? { if case .standard(let a) = block { return a } else { return nil } }
 }
 
 /// Everything but the routed experts: what the coordinator holds. embed: [V, H]; lmHead: [V, H].
@@ -77,15 +119,20 @@ public final class DenseWeights: @unchecked Sendable {
             func m(_ n: String, _ shape: [Int]) throws -> Matrix { try ckpt.matrix(p + n, shape: shape) }
             func opt(_ n: String, _ shape: [Int], _ present: Bool) throws -> Matrix? { present ? try m(n, shape) : nil }
             let a = "self_attn."
-            let attn = AttentionWeights(
-                q: try m(a + "q_proj.weight", [spec.qDim, H]), k: try m(a + "k_proj.weight", [spec.kvDim, H]),
-                v: try m(a + "v_proj.weight", [spec.kvDim, H]), o: try m(a + "o_proj.weight", [H, spec.qDim]),
-                qBias: try opt(a + "q_proj.bias", [spec.qDim], spec.qkvBias),
-                kBias: try opt(a + "k_proj.bias", [spec.kvDim], spec.qkvBias),
-                vBias: try opt(a + "v_proj.bias", [spec.kvDim], spec.qkvBias),
-                oBias: try opt(a + "o_proj.bias", [H], spec.oBias),
-                qNorm: try opt(a + "q_norm.weight", [spec.qkNorm == .whole ? spec.qDim : spec.headDim], spec.qkNorm != .none),
-                kNorm: try opt(a + "k_norm.weight", [spec.qkNorm == .whole ? spec.kvDim : spec.headDim], spec.qkNorm != .none))
+            let block: AttentionBlock
+            if let mla = spec.mla {
+                block = .latent(try loadMLA(ckpt, spec, mla, layer: l))
+            } else {
+                block = .standard(AttentionWeights(
+                    q: try m(a + "q_proj.weight", [spec.qDim, H]), k: try m(a + "k_proj.weight", [spec.kvDim, H]),
+                    v: try m(a + "v_proj.weight", [spec.kvDim, H]), o: try m(a + "o_proj.weight", [H, spec.qDim]),
+                    qBias: try opt(a + "q_proj.bias", [spec.qDim], spec.qkvBias),
+                    kBias: try opt(a + "k_proj.bias", [spec.kvDim], spec.qkvBias),
+                    vBias: try opt(a + "v_proj.bias", [spec.kvDim], spec.qkvBias),
+                    oBias: try opt(a + "o_proj.bias", [H], spec.oBias),
+                    qNorm: try opt(a + "q_norm.weight", [spec.qkNorm == .whole ? spec.qDim : spec.headDim], spec.qkNorm != .none),
+                    kNorm: try opt(a + "k_norm.weight", [spec.qkNorm == .whole ? spec.kvDim : spec.headDim], spec.qkNorm != .none)))
+            }
             let ffn: FeedForwardWeights
             switch spec.layers[l] {
             case .dense(let inter, let names, let bias):
@@ -93,6 +140,9 @@ public final class DenseWeights: @unchecked Sendable {
             case .moe(let moe):
                 let layout = try resolveExpertLayout(ckpt, spec, layer: l)
                 var router = RouterWeights(gate: try m(layout.router, [moe.experts, H]))
+                if moe.rule.correctionBias {
+                    router.bias = try m(layout.prefix + ".gate.e_score_correction_bias", [moe.experts])
+                }
                 if let s = moe.shared {
                     router.shared = try loadMLP(ckpt, prefix: p, names: s.names, hidden: H, intermediate: s.intermediate, bias: false)
                     if let g = s.gateName { router.sharedGate = try m(g + ".weight", [1, H]) }
@@ -101,7 +151,7 @@ public final class DenseWeights: @unchecked Sendable {
             }
             layers.append(LayerWeights(inputNorm: try m("input_layernorm.weight", [H]),
                                        postNorm: try m("post_attention_layernorm.weight", [H]),
-                                       attention: attn, ffn: ffn))
+                                       block: block, ffn: ffn))
         }
         let norm = try ckpt.matrix("model.norm.weight", shape: [H])
         let lmHead: Matrix
@@ -112,6 +162,38 @@ public final class DenseWeights: @unchecked Sendable {
         }
         return DenseWeights(embed: embed, layers: layers, norm: norm, lmHead: lmHead)
     }
+}
+
+/// Layer `l`'s latent attention; kv_b_proj split per head (W_UK[h] transposed into a new f32 matrix).
+func loadMLA(_ ckpt: Checkpoint, _ spec: ModelSpec, _ mla: MLASpec, layer l: Int) throws -> MLAWeights {
+    let p = ModelSpec.layerPrefix(l) + "self_attn.", H = spec.hiddenSize, n = spec.numHeads
+    let L = mla.kvLoraRank, R = mla.ropeDim, N = mla.nopeDim, V = mla.vDim
+    func m(_ name: String, _ shape: [Int]) throws -> Matrix { try ckpt.matrix(p + name, shape: shape) }
+    let qRows = n * mla.qkHeadDim
+    var w = MLAWeights(q: nil, kvA: try m("kv_a_proj_with_mqa.weight", [L + R, H]),
+                       kvABias: mla.bias ? try m("kv_a_proj_with_mqa.bias", [L + R]) : nil,
+                       kvANorm: try m("kv_a_layernorm.weight", [L]), uk: [], uv: [],
+                       o: try m("o_proj.weight", [H, n * V]), oBias: mla.bias ? try m("o_proj.bias", [H]) : nil)
+    if let r = mla.qLoraRank {
+        w.qA = try m("q_a_proj.weight", [r, H])
+        w.qABias = mla.bias ? try m("q_a_proj.bias", [r]) : nil
+        w.qANorm = try m("q_a_layernorm.weight", [r])
+        w.qB = try m("q_b_proj.weight", [qRows, r])
+    } else {
+        w.q = try m("q_proj.weight", [qRows, H])
+    }
+    let kvB = try m("kv_b_proj.weight", [n * (N + V), L])
+    for h in 0..<n {
+        let first = h * (N + V)
+        let ukT = FloatBuffer(count: L * N, zeroed: false)
+        for i in 0..<N {
+            let row = kvB.row(first + i)
+            for j in 0..<L { ukT.pointer[j * N + i] = row[j] }
+        }
+        w.uk.append(Matrix(ukT, rows: L, cols: N))
+        w.uv.append(kvB.rows((first + N)..<(first + N + V)))
+    }
+    return w
 }
 
 func loadMLP(_ ckpt: Checkpoint, prefix: String, names: MLPNames, hidden H: Int, intermediate I: Int, bias: Bool) throws -> MLPWeights {
@@ -167,7 +249,13 @@ public struct WeightFormats: Sendable, Equatable {
             out.experts = .f16
             notes.append("experts held as f16, not \(experts.rawValue): \(key) \(w) is not a multiple of the group size 32")
         }
-        var dense: [(String, Int)] = [("hidden_size", spec.hiddenSize), ("num_attention_heads × head_dim", spec.qDim)]
+        var dense: [(String, Int)] = [("hidden_size", spec.hiddenSize)]
+        if let mla = spec.mla {
+            dense.append(("num_attention_heads × v_head_dim", spec.numHeads * mla.vDim))
+            if let r = mla.qLoraRank { dense.append(("q_lora_rank", r)) }
+        } else {
+            dense.append(("num_attention_heads × head_dim", spec.qDim))
+        }
         for l in spec.layers {
             switch l {
             case .dense(let i, _, _): dense.append(("intermediate_size", i))
@@ -205,6 +293,29 @@ extension MLPWeights {
     }
 }
 
+extension MLAWeights {
+    /// A copy with its products in `f`: the two input projections stacked when they convert together; a per-head
+    /// part whose width a grouped format cannot hold stays f32 (they are a few MB a layer).
+    func converting(to f: WeightFormat, _ p: String) throws -> MLAWeights {
+        var c = self
+        let first = q ?? qA!
+        if let stacked = Matrix.stacking([first, kvA], as: f) {
+            c.inProj = stacked
+            if q != nil { c.q = stacked.rows(0..<first.rows) } else { c.qA = stacked.rows(0..<first.rows) }
+            c.kvA = stacked.rows(first.rows..<stacked.rows)
+        } else {
+            if let m = q { c.q = try m.converting(to: f, p + "q_proj") }
+            if let m = qA { c.qA = try m.converting(to: f, p + "q_a_proj") }
+            c.kvA = try kvA.converting(to: f, p + "kv_a_proj_with_mqa")
+        }
+        if let m = qB { c.qB = try m.converting(to: f, p + "q_b_proj") }
+        c.o = try o.converting(to: f, p + "o_proj")
+        c.uk = uk.map { $0.converted(to: f) ?? $0 }
+        c.uv = uv.map { $0.converted(to: f) ?? $0 }
+        return c
+    }
+}
+
 extension DenseWeights {
     /// A copy whose matrix products (attention projections, dense MLPs, shared experts, lm_head) are stored in
     /// `format`; embeddings, norms, biases and routers stay f32.
@@ -213,18 +324,25 @@ extension DenseWeights {
         var out: [LayerWeights] = []
         for (i, lw) in layers.enumerated() {
             var l = lw
-            let a = lw.attention, p = "layer \(i) self_attn."
-            if let qkv = Matrix.stacking([a.q, a.k, a.v], as: f) {
-                l.attention.qkv = qkv
-                l.attention.q = qkv.rows(0..<a.q.rows)
-                l.attention.k = qkv.rows(a.q.rows..<(a.q.rows + a.k.rows))
-                l.attention.v = qkv.rows((a.q.rows + a.k.rows)..<qkv.rows)
-            } else {
-                l.attention.q = try a.q.converting(to: f, p + "q_proj")
-                l.attention.k = try a.k.converting(to: f, p + "k_proj")
-                l.attention.v = try a.v.converting(to: f, p + "v_proj")
+            let p = "layer \(i) self_attn."
+            switch lw.block {
+            case .standard(let a):
+                var c = a
+                if let qkv = Matrix.stacking([a.q, a.k, a.v], as: f) {
+                    c.qkv = qkv
+                    c.q = qkv.rows(0..<a.q.rows)
+                    c.k = qkv.rows(a.q.rows..<(a.q.rows + a.k.rows))
+                    c.v = qkv.rows((a.q.rows + a.k.rows)..<qkv.rows)
+                } else {
+                    c.q = try a.q.converting(to: f, p + "q_proj")
+                    c.k = try a.k.converting(to: f, p + "k_proj")
+                    c.v = try a.v.converting(to: f, p + "v_proj")
+                }
+                c.o = try a.o.converting(to: f, p + "o_proj")
+                l.block = .standard(c)
+            case .latent(let a):
+                l.block = .latent(try a.converting(to: f, p))
             }
-            l.attention.o = try a.o.converting(to: f, p + "o_proj")
             switch lw.ffn {
             case .dense(let m):
                 l.ffn = .dense(try m.converting(to: f, "layer \(i) mlp"))
@@ -241,8 +359,9 @@ extension DenseWeights {
     func total(_ measure: (Matrix) -> Int) -> Int {
         var b = measure(embed) + measure(norm) + (lmHead.raw == embed.raw ? 0 : measure(lmHead))
         for l in layers {
-            let a = l.attention
-            b += [a.q, a.k, a.v, a.o, l.inputNorm, l.postNorm].reduce(0) { $0 + measure($1) }
+            b += measure(l.inputNorm) + measure(l.postNorm)
+            b += l.block.products.reduce(0) { $0 + measure($1) }
+            if case .latent(let a) = l.block { b += measure(a.kvANorm) + (a.qANorm.map(measure) ?? 0) }
             switch l.ffn {
             case .dense(let m): b += measure(m.gate) + measure(m.up) + measure(m.down)
             case .moe(let r):

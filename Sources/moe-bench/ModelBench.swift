@@ -237,7 +237,7 @@ struct ModelBench: ParsableCommand {
         // with both. q, k and v run as one product where they were stacked at load, gate and up likewise.
         let layer = m.transformer.weights.layers.first
         var kinds: [(name: String, rows: Int, cols: Int)] = [("lm_head", s.vocabSize, H), ("attention o", H, s.qDim)]
-        kinds += layer?.attention.qkv != nil ? [("attention q|k|v", s.qDim + 2 * s.kvDim, H)]
+        kinds += layer?.attention?.qkv != nil ? [("attention q|k|v", s.qDim + 2 * s.kvDim, H)]
             : [("attention q", s.qDim, H), ("attention k, v", s.kvDim, H)]
         if let l = s.moeLayers.first, let e = s.layers[l].moe {
             let store = (m.transformer.experts as? LocalExperts)?.store
@@ -293,8 +293,7 @@ struct ModelBench: ParsableCommand {
         let s = m.spec, w = m.transformer.weights
         var b = w.lmHead.byteCount + w.norm.byteCount
         for (l, lw) in w.layers.enumerated() {
-            let a = lw.attention
-            b += a.q.byteCount + a.k.byteCount + a.v.byteCount + a.o.byteCount + lw.inputNorm.byteCount + lw.postNorm.byteCount
+            b += lw.block.products.reduce(0) { $0 + $1.byteCount } + lw.inputNorm.byteCount + lw.postNorm.byteCount
             switch lw.ffn {
             case .dense(let mlp): b += mlp.byteCount
             case .moe(let r):
@@ -312,7 +311,7 @@ struct ModelBench: ParsableCommand {
         let H = s.hiddenSize
         var f = 2 * s.vocabSize * H
         for l in 0..<s.numLayers {
-            f += 2 * H * (2 * s.qDim + 2 * s.kvDim) + 4 * context * s.qDim
+            f += 2 * s.attentionParams + 4 * context * s.qDim
             switch s.layers[l] {
             case .dense(let i, _, _): f += 6 * H * i
             case .moe(let m): f += 2 * H * m.experts + m.topK * 6 * H * m.intermediate + (m.shared.map { 6 * H * $0.intermediate } ?? 0)

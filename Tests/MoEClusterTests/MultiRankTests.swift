@@ -42,8 +42,10 @@ import Testing
     }
 
     /// Odd shapes across workers (Tests/Fixtures/odd-shapes): three experts all used on two workers, top-1 routing
-    /// over five, sparse-step layers, a layer without experts: transformers' logits and greedy tokens, EOS ignored.
-    @Test(arguments: ["mixtral-headdim12-1kv-3experts", "mixtral-top1-window", "qwen2-moe-sparse-step", "qwen3-moe-bias-mlp-only"])
+    /// over five, sparse-step layers, a layer without experts, DeepSeek-V3's latent attention with shared experts and
+    /// grouped bias-corrected routing: transformers' logits and greedy tokens, EOS ignored.
+    @Test(arguments: ["mixtral-headdim12-1kv-3experts", "mixtral-top1-window", "qwen2-moe-sparse-step", "qwen3-moe-bias-mlp-only",
+                      "deepseek-v3-noaux-interleaved"])
     func oddShapesAcrossWorkersMatchTransformers(_ name: String) throws {
         let d = Fixtures.root.appendingPathComponent("odd-shapes").appendingPathComponent(name)
         let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]

@@ -6,7 +6,9 @@ import MoEEngine
 
 /// Checkpoints of shapes the other fixtures do not have (Tests/Fixtures/odd-shapes: head_dim apart from hidden/heads,
 /// one KV head, every expert used, top-1 routing, a window shorter than the prompt, sparse-step and mlp-only layers,
-/// biases, tied embeddings, bf16 on disk, OLMoE's whole-projection q/k norms and clip_qkv, Granite's scalars) against transformers: logits
+/// biases, tied embeddings, bf16 on disk, OLMoE's whole-projection q/k norms and clip_qkv, Granite's scalars, DeepSeek-V2
+/// and V3's latent attention with and without q_lora_rank, YaRN's mscale, interleaved and half-split RoPE, greedy,
+/// group-limited and bias-corrected sigmoid routing, shared experts and leading dense layers) against transformers: logits
 /// at every prompt position, greedy continuation.
 struct OddShapeTests {
     static let dir = Fixtures.root.appendingPathComponent("odd-shapes")
@@ -23,7 +25,7 @@ struct OddShapeTests {
         return cases.compactMap { $0["name"] as? String }
     }()
 
-    @Test func everyCaseIsThere() { #expect(Self.names.count == 8) }
+    @Test func everyCaseIsThere() { #expect(Self.names.count == 13) }
 
     @Test(arguments: names)
     func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {

@@ -31,6 +31,9 @@ for i, case in enumerate(cases):
                 p.copy_(0.1 * torch.randn_like(p))
             else:
                 p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):   # DeepSeek-V3's routing bias: zeros at init
+                b.copy_(0.1 * torch.randn_like(b))
     d = os.path.join(here, case["name"])
     (model.to(torch.bfloat16) if dtype == "bfloat16" else model).save_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
