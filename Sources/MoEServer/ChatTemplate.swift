@@ -6,7 +6,7 @@ import MoETokenizer
 /// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift), and
 /// Tulu's `<|user|>` turns (allenai's instruct models). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
-    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, unsupported }
+    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, unsupported }
     public let kind: Kind
     /// The Jinja text it was read from.
     let source: String
@@ -53,6 +53,15 @@ public struct ChatTemplate: Sendable {
             thinks = source.contains("reasoning_content")
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
+        } else if source.contains("<｜User｜>") && source.contains("<｜Assistant｜>") {
+            // DeepSeek-V3's and R1's: R1's drops an earlier reply's reasoning (up to its </think>) and opens the
+            // reply with "<think>\n".
+            kind = .deepseek
+            defaultSystem = nil
+            rendersTools = false
+            xmlTools = false
+            thinks = source.contains("</think>")
+            opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
                 : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
@@ -155,11 +164,26 @@ public struct ChatTemplate: Sendable {
                 }
             }
             return out + (options.addGenerationPrompt ? "<|assistant|>\n" : "")
+        case .deepseek:
+            // The system messages first (the last one; newer templates join them all with a blank line), then each
+            // turn, a reply closed by the template's own end-of-sentence token.
+            let systems = messages.filter { $0.role == "system" }.map(\.content)
+            var out = bos + (source.contains("is_first_sp") ? systems.joined(separator: "\n\n") : systems.last ?? "")
+            for m in messages {
+                switch m.role {
+                case "user": out += "<｜User｜>" + m.content
+                case "assistant":
+                    let content = thinks ? String(m.content.components(separatedBy: "</think>").last!) : m.content
+                    out += "<｜Assistant｜>" + content + "<｜end▁of▁sentence｜>"
+                default: continue
+                }
+            }
+            return out + (options.addGenerationPrompt ? "<｜Assistant｜>" + (opensThinking ? "<think>\n" : "") : "")
         case .inst:
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V3/R1); use /v1/completions with a formatted prompt")
         }
     }
 

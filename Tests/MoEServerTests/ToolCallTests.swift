@@ -47,6 +47,18 @@ struct ToolCallTests {
         #expect(text == golden["expected"] as! String, "\(file): \(name)")
     }
 
+    /// DeepSeek-R1's template opens the reply inside its reasoning, so a reply's text up to </think> is
+    /// reasoning_content (as vLLM's deepseek_r1 parser reads it); tools are refused with a clear error.
+    @Test func deepSeekR1RepliesBeginInsideTheirReasoning() throws {
+        let source = try String(contentsOf: Self.dir.appendingPathComponent("deepseek-r1.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(template.kind == .deepseek && template.thinks && template.opensThinking && !template.rendersTools)
+        let asked = ChatMessage(role: "assistant", content: "", toolCalls: [ChatMessage.ToolCall(name: "f", arguments: try OrderedJSON.parse("{}"))])
+        #expect(throws: ChatTemplate.Unsupported.self) {
+            try template.render([ChatMessage(role: "user", content: "a"), asked, ChatMessage(role: "tool", content: "1")])
+        }
+    }
+
     /// What the [INST] templates refuse (they raise), a clear error here too.
     @Test func instTemplatesRefuseWhatTheirJinjaRefuses() throws {
         let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-mixtral"))

@@ -2,7 +2,7 @@
 published in those models' tokenizer_config.json) through transformers' apply_chat_template, the way vLLM passes an
 OpenAI request to it: tool-call `arguments` (a JSON string on the wire) parsed into objects, null content as "".
 Writes goldens.json. Run: python3 make.py (transformers 5.x; each case's tokenizer, for its BOS and EOS, from the
-fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3, Mixtral-8x7B-Instruct-v0.1 (the first and the
+fixture it names, ../tiny-qwen3-moe by default). The Llama 2, Llama 3, DeepSeek-R1, Mixtral-8x7B-Instruct-v0.1 (the first and the
 current one), Qwen3-Coder, Mistral v3 (mistral-common's, with tools) and Tulu templates are rendered the same way, but for
 cases marked arguments_as_text: their tool-call arguments stay JSON text (written as json.dumps writes them). Mistral's
 templates, given the arguments as objects, concatenate plain strings to the `tojson|safe` Markup, and Jinja
