@@ -1,4 +1,5 @@
 // Scaled dot-product attention over a paged KV cache, for the query heads that share one KV head (a GQA group).
+// A cache may hold no values (vpool NULL): its keys are then also its values (multi-head latent attention's rows).
 // Each key and value row is read once per group, not once per query head, and rows are taken a run at a time
 // (contiguous positions of one block, at most RUN), so the block lookup is per run and the inner loops are plain
 // vector code. Keys are stored transposed within each (block, head): a run's scores are then vectors of positions,
@@ -276,6 +277,21 @@ static const float *kt_run_f32(int kind, const void *kt, int bs, int s, const fl
     return buf;
 }
 
+// The values of a cache whose keys are its values (multi-head latent attention's rows): a run's keys (positions
+// s.. s+nr−1 of a transposed group at kt, block size bs) as rows of f32, buf[r·D + d], int8 values times their
+// row's scale.
+static const float *kt_rows_f32(int kind, const void *kt, int bs, int s, const float *ks, int nr, int D, float *buf) {
+    float x[RUN];
+    for (int d = 0; d < D; d++) {
+        const size_t at = (size_t)d * bs + s;
+        if (kind == KERN_KV_F32) for (int r = 0; r < nr; r++) x[r] = ((const float *)kt)[at + r];
+        else if (kind == KERN_KV_F16) kern_f16_to_f32((const uint16_t *)kt + at, x, (size_t)nr);
+        else for (int r = 0; r < nr; r++) x[r] = (float)((const int8_t *)kt)[at + r] * ks[r];
+        for (int r = 0; r < nr; r++) buf[(size_t)r * D + d] = x[r];
+    }
+    return buf;
+}
+
 // The run of positions that starts at p (< p1): its length (to the end of p's block, p1 or RUN, whichever is first)
 // and, in *slot, the slot of its first row.
 static int run_at(int p, int p1, const int32_t *blocks, int block_size, int kv_heads, int kv_head, size_t *slot) {
@@ -329,13 +345,19 @@ static int prefetch_run(int p, int p1, const int32_t *blocks, int block_size, in
             DOTS;                                                                                                  \
         }                                                                                                          \
         for (int g = 0; g < nq; g++) kern_softmax_scaled_f32(scores + (size_t)g * n, (size_t)n, scale);          \
+        /* Without a value pool the keys are the values (vpool NULL): read them again, transposed. */            \
+        const void *vp = vpool ? vpool : kpool;                                                                   \
+        const float *vsc = vpool ? vs : ks;                                                                       \
         ahead = p0;                                                                                                \
         for (int k = 0; k < KV_AHEAD && ahead < p1; k++)                                                          \
-            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, elem, D, 0);        \
+            ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vp, vsc, elem, D, !vpool);     \
         for (int p = p0, nr; p < p1; p += nr) {                                                                   \
             nr = run_at(p, p1, blocks, block_size, kv_heads, kv_head, &slot);                                      \
-            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vpool, vs, elem, D, 0); \
-            const void *vrow = (const char *)vpool + slot * D * elem;                                              \
+            if (ahead < p1) ahead += prefetch_run(ahead, p1, blocks, block_size, kv_heads, kv_head, vp, vsc, elem, D, !vpool); \
+            const int s = p % block_size;                                                                          \
+            const void *kt = (const char *)kpool + (slot - s) * D * elem;                                          \
+            const void *vrow = vpool ? (const char *)vpool + slot * D * elem : NULL;                               \
+            (void)kt;                                                                                              \
             AXPYS;                                                                                                 \
         }                                                                                                          \
     } while (0)
@@ -344,8 +366,11 @@ AI512 void attend512(const int kvtype, const float *q, size_t q_stride, int nq, 
                      const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
                      int D, int kv_head, int p0, int p1, float scale, float *scores, float *out, size_t out_stride) {
     const int n = p1 - p0;
+    float rows[vpool ? 1 : RUN * D];
     ATTEND_RUNS(dots512(kvtype, q, q_stride, nq, kt, block_size, s, ks ? ks + slot : NULL, nr, D, scores + (p - p0), (size_t)n),
-                axpys512(kvtype, out, out_stride, nq, scores + (p - p0), (size_t)n, vrow, vs ? vs + slot : NULL, nr, D));
+                vpool ? axpys512(kvtype, out, out_stride, nq, scores + (p - p0), (size_t)n, vrow, vs ? vs + slot : NULL, nr, D)
+                      : axpys512(KERN_KV_F32, out, out_stride, nq, scores + (p - p0), (size_t)n,
+                                 kt_rows_f32(kvtype, kt, block_size, s, ks ? ks + slot : NULL, nr, D, rows), NULL, nr, D));
 }
 
 A512 static void attend_avx512(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool,
@@ -378,7 +403,9 @@ void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, cons
     float buf[RUN * D];
     ATTEND_RUNS(dots(q, q_stride, nq, kt_run_f32(kvtype, kt, block_size, s, ks ? ks + slot : NULL, nr, D, buf), nr, D,
                      scores + (p - p0), (size_t)n),
-                axpys(out, out_stride, nq, scores + (p - p0), (size_t)n, rows_f32(kvtype, vpool, vscale, slot, nr, D, buf), nr, D));
+                axpys(out, out_stride, nq, scores + (p - p0), (size_t)n,
+                      vpool ? rows_f32(kvtype, vpool, vscale, slot, nr, D, buf)
+                            : kt_rows_f32(kvtype, kt, block_size, s, ks ? ks + slot : NULL, nr, D, buf), nr, D));
 }
 
 void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim, int block_size) {

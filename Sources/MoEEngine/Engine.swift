@@ -219,9 +219,9 @@ public final class Engine: @unchecked Sendable {
         let s = transformer.spec, d = cache.dtype
         let width = s.mla.map { "\(s.headDim) (kv_lora_rank \($0.kvLoraRank) + qk_rope_head_dim \($0.ropeDim))" } ?? "\(s.headDim) head dim"
         let row = d == .int8 ? "(\(width) × 1 byte + a 4-byte scale)" : "\(width) × \(d == .f32 ? 4 : 2) bytes"
-        let heads = s.mla == nil ? "\(s.numKVHeads) kv heads" : "1 latent row"
+        let heads = s.mla == nil ? "2 × \(s.numLayers) layers × \(s.numKVHeads) kv heads" : "\(s.numLayers) layers × 1 latent row (key and value)"
         let per = KVCache.bytesPerToken(s, dtype: d)
-        return "KV cache (\(d.rawValue)): 2 × \(s.numLayers) layers × \(heads) × \(row) = \(per) bytes per token; pool of \(cache.numBlocks) blocks × \(cache.blockSize) tokens = \(cache.capacityTokens) tokens (\(String(format: "%.1f", Double(cache.byteCount) / Double(1 << 20))) MiB)"
+        return "KV cache (\(d.rawValue)): \(heads) × \(row) = \(per) bytes per token; pool of \(cache.numBlocks) blocks × \(cache.blockSize) tokens = \(cache.capacityTokens) tokens (\(String(format: "%.1f", Double(cache.byteCount) / Double(1 << 20))) MiB)"
     }
 
     // MARK: - Requests (any thread)

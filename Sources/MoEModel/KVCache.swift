@@ -29,6 +29,7 @@ public enum KVDType: String, Sendable, CaseIterable {
 /// blockSize] (transposed per block and head, so that a run of positions' scores are vectors; see attention.c):
 /// one head's keys and values in a block are contiguous for the attention scan. Which blocks a sequence owns is
 /// decided outside (a block table).
+/// With `valuesAreKeys` (multi-head latent attention) there is no V pool: attention reads each key row as its value.
 public final class KVCache: @unchecked Sendable {
     public let layers: Int
     public let kvHeads: Int
@@ -36,12 +37,16 @@ public final class KVCache: @unchecked Sendable {
     public let blockSize: Int
     public let numBlocks: Int
     public let dtype: KVDType
+    /// Keys that are also the values (multi-head latent attention's latent rows): no value pool is held.
+    public let valuesAreKeys: Bool
     let k: [UnsafeMutableRawPointer]
     let v: [UnsafeMutableRawPointer]
     let kScale: [UnsafeMutablePointer<Float>]
     let vScale: [UnsafeMutablePointer<Float>]
 
-    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int = 16, numBlocks: Int, dtype: KVDType = .f32) {
+    public init(layers: Int, kvHeads: Int, headDim: Int, blockSize: Int = 16, numBlocks: Int, dtype: KVDType = .f32,
+                valuesAreKeys: Bool = false) {
+        self.valuesAreKeys = valuesAreKeys
         self.layers = layers
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -57,10 +62,10 @@ public final class KVCache: @unchecked Sendable {
             return p
         }
         k = (0..<layers).map { _ in pool() }
-        v = (0..<layers).map { _ in pool() }
+        v = valuesAreKeys ? [] : (0..<layers).map { _ in pool() }
         let scaleSlots = dtype == .int8 ? slots : 1
         kScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
-        vScale = (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
+        vScale = valuesAreKeys ? [] : (0..<layers).map { _ in .allocate(capacity: scaleSlots) }
     }
 
     deinit {
@@ -68,24 +73,27 @@ public final class KVCache: @unchecked Sendable {
         for p in kScale + vScale { p.deallocate() }
     }
 
+    /// A model's cache: latent attention's rows are its keys and its values.
     public convenience init(spec: ModelSpec, blockSize: Int = 16, numBlocks: Int, dtype: KVDType = .f32) {
         self.init(layers: spec.numLayers, kvHeads: spec.numKVHeads, headDim: spec.headDim, blockSize: blockSize,
-                  numBlocks: numBlocks, dtype: dtype)
+                  numBlocks: numBlocks, dtype: dtype, valuesAreKeys: spec.mla != nil)
     }
 
-    /// Bytes of one token's K and V over all layers: 2 × layers × kvHeads × headDim × bytes (+ int8 scales).
+    /// Bytes of one token's K and V over all layers: 2 × layers × kvHeads × headDim × bytes (+ int8 scales), once
+    /// for latent attention's rows (keys that are the values).
     public static func bytesPerToken(_ spec: ModelSpec, dtype: KVDType) -> Int {
-        2 * spec.numLayers * spec.numKVHeads * dtype.rowBytes(headDim: spec.headDim)
+        (spec.mla == nil ? 2 : 1) * spec.numLayers * spec.numKVHeads * dtype.rowBytes(headDim: spec.headDim)
     }
 
-    public var bytesPerToken: Int { 2 * layers * kvHeads * dtype.rowBytes(headDim: headDim) }
+    public var bytesPerToken: Int { (valuesAreKeys ? 1 : 2) * layers * kvHeads * dtype.rowBytes(headDim: headDim) }
     public var capacityTokens: Int { numBlocks * blockSize }
     public var byteCount: Int { capacityTokens * bytesPerToken }
 
     @inline(__always)
     func slot(block: Int32, head: Int, offset: Int) -> Int { (Int(block) * kvHeads + head) * blockSize + offset }
 
-    /// Stores one token's keys and values [kvHeads · headDim] at `position` of the sequence with `blockTable`.
+    /// Stores one token's keys and values [kvHeads · headDim] at `position` of the sequence with `blockTable` (the
+    /// values unread when they are the keys).
     func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         for h in 0..<kvHeads { store(layer: layer, blockTable: blockTable, position: position, head: h, key: key, value: value) }
     }
@@ -97,7 +105,7 @@ public final class KVCache: @unchecked Sendable {
         precondition(block >= 0 && Int(block) < numBlocks, "KV write to a block the sequence does not own (position \(position))")
         let s = slot(block: block, head: h, offset: off)
         kern_kv_store(dtype.kernel, key + h * headDim, k[layer], kScale[layer], s, Int32(headDim), Int32(blockSize))
-        kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim), 0)
+        if !valuesAreKeys { kern_kv_store(dtype.kernel, value + h * headDim, v[layer], vScale[layer], s, Int32(headDim), 0) }
     }
 
     /// The `heads` query heads [heads × headDim, contiguous] that share `kvHead`, against positions [p0, p1) of a
@@ -105,7 +113,8 @@ public final class KVCache: @unchecked Sendable {
     @inline(__always)
     func attend(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int,
                 scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        kern_attend_group(dtype.kernel, q, headDim, Int32(heads), k[layer], v[layer], kScale[layer], vScale[layer], blocks,
+        kern_attend_group(dtype.kernel, q, headDim, Int32(heads), k[layer], valuesAreKeys ? nil : v[layer], kScale[layer],
+                          valuesAreKeys ? nil : vScale[layer], blocks,
                           Int32(blockSize), Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale,
                           scores, out, headDim)
     }

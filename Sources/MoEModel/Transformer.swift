@@ -344,7 +344,7 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Multi-head latent attention of layer `l` (see MLASpec), in the latent space: the cache holds one row
-    /// [c | k_r] (L + R) per token, read as both key and value; head h attends with [W_UK[h]ᵀ q_nope | q_rope] and
+    /// [c | k_r] (L + R) per token, read as both key and value (a cache of keys that are the values); head h attends with [W_UK[h]ᵀ q_nope | q_rope] and
     /// its value is W_UV[h] · (the first L of what it attended). Adds o_proj of the values into `out`.
     private func latentAttention(layer l: Int, _ a: MLAWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
                                  seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],

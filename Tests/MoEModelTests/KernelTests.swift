@@ -100,7 +100,11 @@ import Testing
             let q = randoms(group * D, seed: 13)
             let scale = 1 / Float(D).squareRoot()
             for dtype in KVDType.allCases {
-                let cache = KVCache(layers: 1, kvHeads: kvHeads, headDim: D, blockSize: blockSize, numBlocks: blocks + 2, dtype: dtype)
+              // A cache of keys that are the values (latent attention's) holds no value pool and reads the keys.
+              for shared in [false, true] {
+                let values = shared ? keys : values
+                let cache = KVCache(layers: 1, kvHeads: kvHeads, headDim: D, blockSize: blockSize, numBlocks: blocks + 2, dtype: dtype,
+                                    valuesAreKeys: shared)
                 table.withUnsafeBufferPointer { bt in
                     for p in 0..<n {
                         cache.store(layer: 0, blockTable: bt.baseAddress!, position: p, key: keys.withUnsafeBufferPointer { $0.baseAddress! + p * kvHeads * D },
@@ -126,9 +130,10 @@ import Testing
                                      scale: scale, scores: &scores, out: &out)
                     }
                     let err = zip(out, ref).map { abs(Double($0) - $1) }.max()!
-                    #expect(err < tolerance, "D \(D) block \(blockSize) group \(group) \(dtype) isa \(isa): max |Δ| \(err)")
+                    #expect(err < tolerance, "D \(D) block \(blockSize) group \(group) \(dtype) shared \(shared) isa \(isa): max |Δ| \(err)")
                 }
                 kern_isa_force(-1)
+              }
             }
         }
     }

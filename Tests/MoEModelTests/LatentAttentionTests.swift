@@ -6,7 +6,7 @@ import MoEEngine
 import MoECore
 
 /// DeepSeek's multi-head latent attention beyond the transformers comparisons of OddShapeTests: the cache keeps one
-/// latent row per token, narrow weight formats and KV types stay near f32, and a token's output does not depend on
+/// latent row per token (read as key and value), narrow weight formats and KV types stay near f32, and a token's output does not depend on
 /// the batch it decodes in (speculative verification and continuous batching rely on it).
 struct LatentAttentionTests {
     static let dir = Fixtures.root.appendingPathComponent("odd-shapes/deepseek-v3-widths-of-32")
@@ -30,8 +30,11 @@ struct LatentAttentionTests {
         let m = try LoadedModel(directory: Self.dir)
         let mla = try #require(m.spec.mla)
         #expect(m.spec.numKVHeads == 1 && m.spec.headDim == mla.kvLoraRank + mla.ropeDim)
-        // 2 (key, value) × 3 layers × (64 + 16) × 4 bytes, where q/k/v attention of 4 heads of 48 would cache 4608.
-        #expect(KVCache.bytesPerToken(m.spec, dtype: .f32) == 1920)
+        // 3 layers × (64 + 16) × 4 bytes, the row read as key and value; q/k/v attention's 4 heads of 48 (keys) and
+        // 16 (values) would cache 3 × 4 × 64 × 4 = 3072.
+        #expect(KVCache.bytesPerToken(m.spec, dtype: .f32) == 960)
+        let cache = KVCache(spec: m.spec, numBlocks: 4)
+        #expect(cache.valuesAreKeys && cache.bytesPerToken == 960)
     }
 
     /// Bounds as WeightFormatTests' typical ones for the other families.

@@ -142,7 +142,7 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 enum { KERN_KV_F32 = 0, KERN_KV_F16 = 1, KERN_KV_I8 = 2 };
 /// The `nq` query heads that share KV head `kv_head` (rows q + g*q_stride, g < nq) against positions [p0, p1) of
 /// one sequence, whose `blocks` map position/block_size to a block id. Writes out + g*out_stride [head_dim].
-/// `scores` needs room for nq * (p1 - p0) floats.
+/// `scores` needs room for nq * (p1 - p0) floats. vpool NULL: the keys are the values (vscale unused).
 void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool, const void *vpool,
                        const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
                        int head_dim, int kv_head, int p0, int p1, float scale, float *scores, float *out,
