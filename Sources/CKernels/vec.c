@@ -140,8 +140,9 @@ void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n) {
     }
 }
 
-// row[i] = e^(scale·row[i] − max) / Σ, in place. Lanes keep their own maxima and sums until the end.
-__attribute__((target("avx512f"))) static void softmax_avx512(float *row, size_t n, float scale) {
+// row[i] = e^(scale·row[i] − max), in place; returns Σ and the max in *max_out. Lanes keep their own maxima and sums
+// until the end.
+__attribute__((target("avx512f"))) static float exp_avx512(float *row, size_t n, float scale, float *max_out) {
     __m512 vs = _mm512_set1_ps(scale), vmax = _mm512_set1_ps(-INFINITY), vsum = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = lanes16(n, i);
@@ -149,21 +150,26 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *row, size_t
         _mm512_mask_storeu_ps(row + i, m, x);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
     }
-    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    *max_out = _mm512_reduce_max_ps(vmax);
+    __m512 mx = _mm512_set1_ps(*max_out);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = lanes16(n, i);
         __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + i), mx));
         _mm512_mask_storeu_ps(row + i, m, e);
         vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
     }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    return _mm512_reduce_add_ps(vsum);
+}
+
+__attribute__((target("avx512f"))) static void softmax_scale_avx512(float *row, size_t n, float inv) {
+    const __m512 v = _mm512_set1_ps(inv);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = lanes16(n, i);
-        _mm512_mask_storeu_ps(row + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), inv));
+        _mm512_mask_storeu_ps(row + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), v));
     }
 }
 
-__attribute__((target("avx2,fma"))) static void softmax_avx2(float *row, size_t n, float scale) {
+__attribute__((target("avx2,fma"))) static float exp_avx2(float *row, size_t n, float scale, float *max_out) {
     size_t body = n & ~(size_t)7;
     float maxv = -INFINITY, sum = 0;
     __m256 vs = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
@@ -176,6 +182,7 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *row, size_t 
     _mm256_storeu_ps(lanes, vmax);
     for (int j = 0; j < 8; j++) maxv = lanes[j] > maxv ? lanes[j] : maxv;
     for (size_t i = body; i < n; i++) { row[i] *= scale; maxv = row[i] > maxv ? row[i] : maxv; }
+    *max_out = maxv;
     __m256 mx = _mm256_set1_ps(maxv);
     for (size_t i = 0; i < body; i += 8) {
         __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + i), mx));
@@ -188,20 +195,31 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *row, size_t 
         _mm256_storeu_ps(t, exp256(_mm256_loadu_ps(t)));
         for (size_t j = 0; body + j < n; j++) { row[body + j] = t[j]; sum += t[j]; }
     }
-    float inv = 1.0f / (kern_hsum8(vsum) + sum);
-    for (size_t i = 0; i < n; i++) row[i] *= inv;
+    return kern_hsum8(vsum) + sum;
 }
 
-void kern_softmax_scaled_f32(float *row, size_t n, float scale) {
-    if (n == 0) return;
+float kern_exp_scaled_f32(float *row, size_t n, float scale, float *max_out) {
+    *max_out = -INFINITY;
+    if (n == 0) return 0;
     switch (kern_isa_active()) {
-    case KERN_ISA_AVX512: softmax_avx512(row, n, scale); return;
-    case KERN_ISA_AVX2: softmax_avx2(row, n, scale); return;
+    case KERN_ISA_AVX512: return exp_avx512(row, n, scale, max_out);
+    case KERN_ISA_AVX2: return exp_avx2(row, n, scale, max_out);
     default: break;
     }
     float maxv = -INFINITY, sum = 0;
     for (size_t i = 0; i < n; i++) { row[i] *= scale; if (row[i] > maxv) maxv = row[i]; }
     for (size_t i = 0; i < n; i++) { row[i] = expf(row[i] - maxv); sum += row[i]; }
-    float inv = 1.0f / sum;
+    *max_out = maxv;
+    return sum;
+}
+
+void kern_softmax_scaled_f32(float *row, size_t n, float scale) {
+    if (n == 0) return;
+    float maxv;
+    const float inv = 1.0f / kern_exp_scaled_f32(row, n, scale, &maxv);
+    if (kern_isa_active() == KERN_ISA_AVX512) {
+        softmax_scale_avx512(row, n, inv);
+        return;
+    }
     for (size_t i = 0; i < n; i++) row[i] *= inv;
 }

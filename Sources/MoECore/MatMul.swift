@@ -64,6 +64,14 @@ public func withBF16Activations<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// C[M, N] = alpha · A[M, K] · op(B) + beta · C in this thread (OpenBLAS SGEMM, which runs one thread here), row-major
+/// with leading dimensions; op(B) is B [K, N], or Bᵀ of a B stored [N, K] when `transposeB`.
+public func sgemm(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                  transposeB: Bool = false, beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
 /// The same product through OpenBLAS SGEMM, W's rows split over the pool: the reference GEMM rate.
 public func sgemmReference(_ x: UnsafePointer<Float>, rows T: Int, _ w: Matrix, out: UnsafeMutablePointer<Float>) {
     let grain = 64

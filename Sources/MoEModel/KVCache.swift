@@ -99,7 +99,7 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// Head `h` of one position's keys and values (key, value: every KV head's, [kvHeads × headDim]).
-    func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, head h: Int, key: UnsafePointer<Float>,
+    public func store(layer: Int, blockTable: UnsafePointer<Int32>, position: Int, head h: Int, key: UnsafePointer<Float>,
                value: UnsafePointer<Float>) {
         let block = blockTable[position / blockSize], off = position % blockSize
         precondition(block >= 0 && Int(block) < numBlocks, "KV write to a block the sequence does not own (position \(position))")
@@ -111,12 +111,93 @@ public final class KVCache: @unchecked Sendable {
     /// The `heads` query heads [heads × headDim, contiguous] that share `kvHead`, against positions [p0, p1) of a
     /// sequence; writes out [heads × headDim]. `scores` needs heads × (p1 − p0) floats.
     @inline(__always)
-    func attend(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int,
+    public func attend(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int,
                 scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         kern_attend_group(dtype.kernel, q, headDim, Int32(heads), k[layer], valuesAreKeys ? nil : v[layer], kScale[layer],
                           valuesAreKeys ? nil : vScale[layer], blocks,
                           Int32(blockSize), Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale,
                           scores, out, headDim)
+    }
+}
+
+extension KVCache {
+    /// Positions latent attention takes per pair of GEMMs: their widened keys (576 × 128 × 4 bytes for DeepSeek) stay
+    /// in L2 between the two.
+    public static let latentChunk = 128
+
+    /// Latent attention's heads over part of a sequence (a cache of keys that are its values, one KV head): `heads`
+    /// queries [heads × headDim, rows of headDim] against positions [p0, p1). Writes, per head, the largest scaled
+    /// score m (`maxScores`), Σ e^(s − m) (`sums`) and out = Σ e^(s − m) · key row [headDim], unnormalised, so that parts
+    /// over disjoint positions merge into the softmax over all of them (`mergeLatentParts`). Chunk by chunk of
+    /// `latentChunk` positions, the keys are gathered (widened to f32) into `keys` [headDim × chunk], then scores =
+    /// Q · K and the chunk's P · Kᵀ are two GEMMs (OpenBLAS, one thread), merged into the running sums as the chunks
+    /// come: every head reads the same row per position, so this is arithmetic, which SGEMM does at 2–3 times the
+    /// rate of the per-group kernel (bound by loads; `moe-bench attention --latent`). Scratch: `scores` heads ×
+    /// latentChunk, `keys` headDim × latentChunk floats. The same heads and positions take
+    /// the same operations whatever else is computed, so a token's output does not depend on its batch.
+    public func attendLatent(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, p0: Int, p1: Int,
+                             scale: Float, scores: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
+                             out: UnsafeMutablePointer<Float>, maxScores: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>) {
+        precondition(valuesAreKeys && kvHeads == 1, "latent attention reads a cache of one KV head whose keys are its values")
+        let D = headDim, bs = blockSize
+        out.update(repeating: 0, count: heads * D)
+        maxScores.update(repeating: -.infinity, count: heads)
+        sums.update(repeating: 0, count: heads)
+        var c0 = p0
+        while c0 < p1 {
+            let c1 = min(p1, c0 + Self.latentChunk), n = c1 - c0
+            // Runs of positions [p, p + nr) within one block; a block's keys are [D × bs] (transposed).
+            var p = c0
+            while p < c1 {
+                let s = p % bs, nr = min(bs - s, c1 - p), slot0 = Int(blocks[p / bs]) * bs, at = p - c0
+                switch dtype {
+                case .f32:
+                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: Float.self)) + slot0 * D + s
+                    for d in 0..<D { (keys + d * n + at).update(from: base + d * bs, count: nr) }
+                case .f16:
+                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: UInt16.self)) + slot0 * D + s
+                    for d in 0..<D { kern_f16_to_f32(base + d * bs, keys + d * n + at, nr) }
+                case .int8:
+                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: Int8.self)) + slot0 * D + s
+                    let sc = kScale[layer] + slot0 + s
+                    for d in 0..<D { for r in 0..<nr { keys[d * n + at + r] = Float(base[d * bs + r]) * sc[r] } }
+                }
+                p += nr
+            }
+            sgemm(m: heads, n: n, k: D, q, lda: D, keys, ldb: n, scores, ldc: n)
+            for h in 0..<heads {
+                var m: Float = 0
+                let l = kern_exp_scaled_f32(scores + h * n, n, scale, &m)
+                // The running sums and this chunk's, each rescaled to the larger of their maxima.
+                let mNew = max(maxScores[h], m), old = expf(maxScores[h] - mNew), new = expf(m - mNew)
+                if old != 1 { for d in 0..<D { out[h * D + d] *= old } }
+                sums[h] = sums[h] * old + l * new
+                maxScores[h] = mNew
+                if new != 1 { for r in 0..<n { scores[h * n + r] *= new } }
+            }
+            sgemm(m: heads, n: D, k: n, scores, lda: n, keys, ldb: n, transposeB: true, beta: 1, out, ldc: D)
+            c0 = c1
+        }
+    }
+
+    /// The softmax-weighted rows of `parts` parts of `attendLatent` (part i: out + i·outStride, its maxima and sums
+    /// at i·statStride), into `into` [heads × headDim]: each part's sums rescaled to the largest maximum.
+    public func mergeLatentParts(_ parts: Int, heads: Int, out: UnsafePointer<Float>, outStride: Int, maxScores: UnsafePointer<Float>,
+                                 sums: UnsafePointer<Float>, statStride: Int, into: UnsafeMutablePointer<Float>) {
+        let D = headDim
+        for h in 0..<heads {
+            var m = -Float.infinity
+            for i in 0..<parts { m = max(m, maxScores[i * statStride + h]) }
+            var total: Float = 0
+            var w = [Float](repeating: 0, count: parts)
+            for i in 0..<parts {
+                w[i] = sums[i * statStride + h] > 0 ? expf(maxScores[i * statStride + h] - m) : 0
+                total += w[i] * sums[i * statStride + h]
+            }
+            let dst = into + h * D
+            dst.update(repeating: 0, count: D)
+            for i in 0..<parts where w[i] > 0 { axpy(dst, w[i] / total, out + i * outStride + h * D, D) }
+        }
     }
 }
 

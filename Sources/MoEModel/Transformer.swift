@@ -394,28 +394,37 @@ public final class Transformer: @unchecked Sendable {
         matmulMany((0..<n).map { i in
             ProductCall(x: q + i * qk, rows: T, a.uk[i], out: qAbs + i * D, ldx: n * qk, ldo: n * D)
         })
-        let attnOut = buf("mla.attn", T * n * D)
         let window = spec.slidingWindows[l]
         let scale = spec.attentionScale ?? 1 / Float(qk).squareRoot()
         let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
         let tables = seqs.map(\.blockTable)
-        // Items of (token, run of heads): all heads read the same latent rows, so a token's heads split over the
-        // threads only to use both at batch 1; tokens in the order 0, T−1, 1, … for balance under the causal mask.
-        let runs = T == 1 ? min(n, 2) : 1, perRun = (n + runs - 1) / runs
-        parallelFor(T * runs, grain: 1) { range in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: perRun * max(maxCtx, 1))
-            defer { scores.deallocate() }
+        // Items of (token, half of its positions), every head in each (all heads read the same rows, so one GEMM
+        // takes them together); the halves' partial softmaxes then merge per token. A decode step of one sequence
+        // thus uses both threads, and the split is a function of the token's positions alone, so its output does not
+        // depend on the batch. Tokens in the order 0, T−1, 1, … for balance under the causal mask.
+        let parts = 2
+        let partOut = buf("mla.parts", parts * T * n * D), partMax = buf("mla.max", parts * T * n), partSum = buf("mla.sum", parts * T * n)
+        parallelFor(T * parts, grain: 1) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * KVCache.latentChunk)
+            let keys = UnsafeMutablePointer<Float>.allocate(capacity: D * KVCache.latentChunk)
+            defer { scores.deallocate(); keys.deallocate() }
             for item in range {
-                let j = item / runs, h0 = (item % runs) * perRun, hn = min(perRun, n - h0)
+                let j = item / parts, part = item % parts
                 let t = j % 2 == 0 ? j / 2 : T - 1 - j / 2
                 let p = Int(posOf[t])
-                let lo = window.map { max(0, p - $0 + 1) } ?? 0
-                let at = (t * n + h0) * D
+                let lo = window.map { max(0, p - $0 + 1) } ?? 0, mid = lo + (p + 1 - lo + 1) / 2
+                let (a, b) = part == 0 ? (lo, mid) : (mid, p + 1)
+                let at = (part * T + t) * n
                 tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
-                    cache.attend(layer: l, q: qAbs + at, heads: hn, blocks: bt.baseAddress!, kvHead: 0, p0: lo, p1: p + 1,
-                                 scale: scale, scores: scores, out: attnOut + at)
+                    cache.attendLatent(layer: l, q: qAbs + t * n * D, heads: n, blocks: bt.baseAddress!, p0: a, p1: b, scale: scale,
+                                       scores: scores, keys: keys, out: partOut + at * D, maxScores: partMax + at, sums: partSum + at)
                 }
             }
+        }
+        let attnOut = buf("mla.attn", T * n * D)
+        for t in 0..<T {
+            cache.mergeLatentParts(parts, heads: n, out: partOut + t * n * D, outStride: T * n * D, maxScores: partMax + t * n,
+                                   sums: partSum + t * n, statStride: T * n, into: attnOut + t * n * D)
         }
         // Values: the attended latent [T, L] (stride n·D) × W_UV[h] → [T, V] (stride n·V).
         let values = buf("mla.v", T * n * V)

@@ -22,6 +22,8 @@ struct AttentionBench: ParsableCommand {
     @Option(name: .customLong("head-dim")) var headDim = 64
     @Option(name: .customLong("block-size")) var blockSize = 16
     @Option(help: "Interleaved rounds.") var rounds = 5
+    @Flag(help: "Latent attention (DeepSeek's MLA): one KV head whose keys are its values, every query head against it (--kv-heads is 1, --head-dim e.g. 576); compares the per-group kernel with the two-GEMM path the model runs.")
+    var latent = false
 
     func validate() throws {
         guard layers > 0, kvHeads > 0, heads % kvHeads == 0, headDim > 0, blockSize > 0, rounds > 0 else {
@@ -67,6 +69,7 @@ struct AttentionBench: ParsableCommand {
 
     func run() throws {
         ComputeThreads.ensureConfigured()
+        if latent { return try runLatent() }
         let contexts = context.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         let types: [(String, Int32, Int)] = try kv.split(separator: ",").map {
             switch $0 {
@@ -128,6 +131,91 @@ struct AttentionBench: ParsableCommand {
                 print(String(format: "| %d | %@ | %.1f | %.3f | %.1f | %.1f | %.2f | %.0f | %.2f |", ctx, types[i].0, Double(p.bytes) / 1e6,
                              s * 1e3, Double(p.bytes) / s / 1e9, median(bws[i]) / 1e9, median(ratios[i]), flops / s / 1e9,
                              flops / s / gemm))
+            }
+        }
+    }
+
+    /// Latent attention: each layer's cache holds one row per position, read as key and value; a step's heads split
+    /// in two halves over the threads, as the model splits them. Per KV type, the per-group kernel (kern_attend_group
+    /// reading the keys again as values) against gathering the keys once and two SGEMMs (KVCache.attendLatent).
+    func runLatent() throws {
+        let contexts = context.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        let types = try kv.split(separator: ",").map { s -> KVDType in
+            guard let t = KVDType(rawValue: String(s)) else { throw ValidationError("--kv: '\(s)' is not f32, f16 or int8") }
+            return t
+        }
+        let D = headDim, halves = min(heads, 2), per = (heads + halves - 1) / halves
+        var rng = SeededRNG(seed: 3)
+        let q = (0..<(heads * D)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+        let gemm = Roofline.gemmFlops()
+        print("latent decode attention, \(layers) layers, \(heads) heads against one row of \(D) per position, blocks of \(blockSize), \(ComputeThreads.count) threads (\(ComputeThreads.isa)); median of \(rounds) interleaved rounds; f32 GEMM \(String(format: "%.0f", gemm / 1e9)) GFLOP/s")
+        print("| context | KV type | method | ms/step | GFLOP/s | ÷ f32 GEMM |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for ctx in contexts {
+            let blocks = (ctx + blockSize - 1) / blockSize
+            let table = (0..<Int32(blocks)).map { $0 }
+            let row = (0..<D).map { _ in Float(Int(rng.next() % 2001) - 1000) / 1000 }
+            let caches = types.map { KVCache(layers: layers, kvHeads: 1, headDim: D, blockSize: blockSize, numBlocks: blocks, dtype: $0, valuesAreKeys: true) }
+            for c in caches {
+                table.withUnsafeBufferPointer { bt in
+                    for l in 0..<layers { for p in 0..<ctx { c.store(layer: l, blockTable: bt.baseAddress!, position: p, head: 0, key: row, value: row) } }
+                }
+            }
+            let scale = 1 / Float(D).squareRoot()
+            // The per-group kernel: each thread half the heads against every position. The model's path: each
+            // thread every head against half the positions, then the halves' softmaxes merged.
+            let half = (ctx + 1) / 2
+            let partOut = UnsafeMutablePointer<Float>.allocate(capacity: 2 * heads * D), stats = UnsafeMutablePointer<Float>.allocate(capacity: 4 * heads)
+            let merged = UnsafeMutablePointer<Float>.allocate(capacity: heads * D)
+            defer { partOut.deallocate(); stats.deallocate(); merged.deallocate() }
+            func step(_ c: KVCache, gemmPath: Bool) -> Double {
+                let t0 = monotonicSeconds()
+                for l in 0..<layers {
+                    table.withUnsafeBufferPointer { bt in
+                        q.withUnsafeBufferPointer { qp in
+                            parallelFor(halves) { range in
+                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: heads * max(ctx, KVCache.latentChunk))
+                                let out = UnsafeMutablePointer<Float>.allocate(capacity: heads * D)
+                                let keys = UnsafeMutablePointer<Float>.allocate(capacity: gemmPath ? D * KVCache.latentChunk : 1)
+                                defer { scores.deallocate(); out.deallocate(); keys.deallocate() }
+                                for h in range {
+                                    if gemmPath {
+                                        c.attendLatent(layer: l, q: qp.baseAddress!, heads: heads, blocks: bt.baseAddress!, p0: h * half,
+                                                       p1: min(ctx, (h + 1) * half), scale: scale, scores: scores, keys: keys,
+                                                       out: partOut + h * heads * D, maxScores: stats + h * heads, sums: stats + (2 + h) * heads)
+                                    } else {
+                                        let h0 = h * per, hn = min(per, heads - h0)
+                                        c.attend(layer: l, q: qp.baseAddress! + h0 * D, heads: hn, blocks: bt.baseAddress!, kvHead: 0, p0: 0, p1: ctx,
+                                                 scale: scale, scores: scores, out: out)
+                                    }
+                                }
+                            }
+                            if gemmPath {
+                                c.mergeLatentParts(halves, heads: heads, out: partOut, outStride: heads * D, maxScores: stats, sums: stats + 2 * heads,
+                                                   statStride: heads, into: merged)
+                            }
+                        }
+                    }
+                }
+                return monotonicSeconds() - t0
+            }
+            var seconds = Array(repeating: [Double](), count: 2 * types.count)
+            for _ in 0..<rounds {
+                for (i, c) in caches.enumerated() {
+                    for g in 0..<2 {
+                        var n = 0, t = 0.0
+                        while t < 0.2 || n < 3 { t += step(c, gemmPath: g == 1); n += 1 }
+                        seconds[2 * i + g].append(t / Double(n))
+                    }
+                }
+            }
+            let flops = 2.0 * 2 * Double(heads * D * ctx * layers)
+            for (i, t) in types.enumerated() {
+                for g in 0..<2 {
+                    let s = seconds[2 * i + g].sorted()[rounds / 2]
+                    print(String(format: "| %d | %@ | %@ | %.3f | %.0f | %.2f |", ctx, t.rawValue, g == 1 ? "positions halved, chunks of 2 SGEMM" : "per-group kernel",
+                                 s * 1e3, flops / s / 1e9, flops / s / gemm))
+                }
             }
         }
     }

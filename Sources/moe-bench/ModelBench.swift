@@ -236,9 +236,30 @@ struct ModelBench: ParsableCommand {
         // Products are told apart by shape only: a shape that two kinds of product share (small models) is labelled
         // with both. q, k and v run as one product where they were stacked at load, gate and up likewise.
         let layer = m.transformer.weights.layers.first
-        var kinds: [(name: String, rows: Int, cols: Int)] = [("lm_head", s.vocabSize, H), ("attention o", H, s.qDim)]
-        kinds += layer?.attention?.qkv != nil ? [("attention q|k|v", s.qDim + 2 * s.kvDim, H)]
-            : [("attention q", s.qDim, H), ("attention k, v", s.kvDim, H)]
+        var kinds: [(name: String, rows: Int, cols: Int)] = [("lm_head", s.vocabSize, H)]
+        switch layer?.block {
+        case .latent(let a)?:
+            let first = a.q ?? a.qA!, name = a.q != nil ? "q" : "q_a"
+            kinds += a.inProj != nil ? [("attention \(name)|kv_a", a.inProj!.rows, H)]
+                : [("attention \(name)", first.rows, H), ("attention kv_a", a.kvA.rows, H)]
+            if let qB = a.qB { kinds.append(("attention q_b", qB.rows, qB.cols)) }
+            kinds += [("attention o", H, a.o.cols), ("latent query (W_UK, per head)", a.uk[0].rows, a.uk[0].cols),
+                      ("latent value (W_UV, per head)", a.uv[0].rows, a.uv[0].cols)]
+        default:
+            kinds += [("attention o", H, s.qDim)]
+            kinds += layer?.attention?.qkv != nil ? [("attention q|k|v", s.qDim + 2 * s.kvDim, H)]
+                : [("attention q", s.qDim, H), ("attention k, v", s.kvDim, H)]
+        }
+        func mlp(_ name: String, _ w: MLPWeights) -> [(name: String, rows: Int, cols: Int)] {
+            let I = w.down.cols
+            return (w.gateUp != nil ? [("\(name) gate|up", 2 * I, H)] : [("\(name) gate, up", I, H)]) + [("\(name) down", H, I)]
+        }
+        for lw in m.transformer.weights.layers {
+            switch lw.ffn {
+            case .dense(let w): kinds += mlp("dense", w)
+            case .moe(let r): if let w = r.shared { kinds += mlp("shared", w) }
+            }
+        }
         if let l = s.moeLayers.first, let e = s.layers[l].moe {
             let store = (m.transformer.experts as? LocalExperts)?.store
             let fused = (0..<e.experts).lazy.compactMap { store?.weights(layer: l, expert: $0) }.first?.gateUp != nil

@@ -138,6 +138,51 @@ import Testing
         }
     }
 
+    /// Latent attention's path (KVCache.attendLatent: chunks of two GEMMs over the gathered keys, parts over
+    /// disjoint positions merged) against softmax(q·Kᵀ)·K in Double, for every cache type: a context of several
+    /// chunks starting mid-block, split in parts of unequal length, one part empty.
+    @Test func latentAttentionMatchesNaiveSoftmaxOverItsKeys() {
+        let D = 40, heads = 6, blockSize = 16, n = 2 * KVCache.latentChunk + 37, p0 = 5
+        let blocks = (n + blockSize - 1) / blockSize
+        let table: [Int32] = (0..<Int32(blocks)).reversed().map { $0 }
+        let keys = randoms(n * D, seed: 41), q = randoms(heads * D, seed: 42), scale: Float = 0.3
+        var ref = [Double](repeating: 0, count: heads * D)
+        for h in 0..<heads {
+            let s = (p0..<n).map { p in (0..<D).reduce(0.0) { $0 + Double(q[h * D + $1]) * Double(keys[p * D + $1]) } * Double(scale) }
+            let m = s.max()!, e = s.map { Foundation.exp($0 - m) }, z = e.reduce(0, +)
+            for (i, p) in (p0..<n).enumerated() { for d in 0..<D { ref[h * D + d] += e[i] / z * Double(keys[p * D + d]) } }
+        }
+        for dtype in KVDType.allCases {
+            let cache = KVCache(layers: 1, kvHeads: 1, headDim: D, blockSize: blockSize, numBlocks: blocks, dtype: dtype, valuesAreKeys: true)
+            var merged = [Float](repeating: .nan, count: heads * D)
+            table.withUnsafeBufferPointer { bt in
+                for p in 0..<n {
+                    keys.withUnsafeBufferPointer { cache.store(layer: 0, blockTable: bt.baseAddress!, position: p, head: 0, key: $0.baseAddress! + p * D, value: $0.baseAddress! + p * D) }
+                }
+                // Three parts: [p0, 150), [150, n), [n, n).
+                let cuts = [(p0, 150), (150, n), (n, n)]
+                var out = [Float](repeating: 0, count: cuts.count * heads * D), stats = [Float](repeating: 0, count: 2 * cuts.count * heads)
+                var scores = [Float](repeating: 0, count: heads * KVCache.latentChunk), scratch = [Float](repeating: 0, count: D * KVCache.latentChunk)
+                for (i, (a, b)) in cuts.enumerated() {
+                    out.withUnsafeMutableBufferPointer { o in
+                        stats.withUnsafeMutableBufferPointer { st in
+                            cache.attendLatent(layer: 0, q: q, heads: heads, blocks: bt.baseAddress!, p0: a, p1: b, scale: scale, scores: &scores,
+                                               keys: &scratch, out: o.baseAddress! + i * heads * D, maxScores: st.baseAddress! + i * heads,
+                                               sums: st.baseAddress! + (cuts.count + i) * heads)
+                        }
+                    }
+                }
+                stats.withUnsafeBufferPointer { st in
+                    cache.mergeLatentParts(cuts.count, heads: heads, out: out, outStride: heads * D, maxScores: st.baseAddress!,
+                                           sums: st.baseAddress! + cuts.count * heads, statStride: heads, into: &merged)
+                }
+            }
+            let tolerance: Double = dtype == .f32 ? 1e-5 : (dtype == .f16 ? 2e-3 : 2e-2)
+            let err = zip(merged, ref).map { abs(Double($0) - $1) }.max()!
+            #expect(err < tolerance, "\(dtype): max |Δ| \(err)")
+        }
+    }
+
     /// A query group's attention output is the same, bit for bit, however the cache cuts positions into blocks: the
     /// kernels take a block's positions in runs (a run's scores as one vector, the heads four at a time), but every
     /// score and every output value goes through the same operations in the same order wherever its position falls.

@@ -57,6 +57,9 @@ void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float 
 void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n);
 /// row[i] = exp(scale·row[i] − max) / Σ over the n values, in place.
 void kern_softmax_scaled_f32(float *row, size_t n, float scale);
+/// row[i] = e^(scale·row[i] − max) in place, unnormalised: returns Σ and writes the max (of scale·row) to *max_out
+/// (−∞ and 0 for an empty row). kern_softmax_scaled_f32 is this, then each value times 1/Σ.
+float kern_exp_scaled_f32(float *row, size_t n, float scale, float *max_out);
 
 // ---- Bandwidth ---------------------------------------------------------------------------------------------------
 /// Reads a[0..<n) once over the thread pool (read-bandwidth measurement); returns a checksum.
