@@ -16,13 +16,14 @@ struct RopeParameters: Codable, Sendable {
     var mscale: Double?
     var mscaleAllDim: Double?
     var truncate: Bool?
+    var partialRotaryFactor: Double?
 
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta", ropeType = "rope_type", type, factor
         case lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
         case attentionFactor = "attention_factor", betaFast = "beta_fast", betaSlow = "beta_slow", mscale
-        case mscaleAllDim = "mscale_all_dim", truncate
+        case mscaleAllDim = "mscale_all_dim", truncate, partialRotaryFactor = "partial_rotary_factor"
     }
 }
 

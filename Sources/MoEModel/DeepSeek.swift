@@ -1,6 +1,7 @@
-// DeepSeek-V2 / V2-Lite / V2.5 (`deepseek_v2`) and DeepSeek-V3 / R1 and Moonlight (`deepseek_v3`): multi-head
-// latent attention (MLASpec), the first `first_k_dense_replace` layers dense (intermediate_size), the others
-// n_routed_experts of moe_intermediate_size plus n_shared_experts as one unscaled MLP.
+// DeepSeek-V2 / V2-Lite / V2.5 (`deepseek_v2`), DeepSeek-V3 / R1 and Moonlight (`deepseek_v3`), and GLM-4.7-Flash
+// (`glm4_moe_lite`: V3's architecture, its dense layers named by `mlp_layer_types`): multi-head latent attention
+// (MLASpec), the first `first_k_dense_replace` layers dense (intermediate_size), the others n_routed_experts of
+// moe_intermediate_size plus n_shared_experts as one unscaled MLP.
 // Routing, as transformers' DeepseekV2TopkRouter / DeepseekV3TopkRouter (and DeepSeek's own code) compute it:
 // - V2: softmax scores; topk_method "greedy" (top-k of all) or "group_limited_greedy" (the topk_group of n_group
 //   groups whose best score is highest); weights × routed_scaling_factor (V2-Lite: 1, V2: 16).
@@ -33,6 +34,7 @@ public struct DeepseekConfig: Codable, Sendable {
     var attentionBias: Bool?
     var ropeInterleave: Bool?
     var hiddenAct: String?
+    var mlpLayerTypes: [String]?
 
     enum CodingKeys: String, CodingKey {
         case nRoutedExperts = "n_routed_experts", numExpertsPerTok = "num_experts_per_tok"
@@ -42,16 +44,16 @@ public struct DeepseekConfig: Codable, Sendable {
         case qkRopeHeadDim = "qk_rope_head_dim", vHeadDim = "v_head_dim", topkMethod = "topk_method"
         case scoringFunc = "scoring_func", nGroup = "n_group", topkGroup = "topk_group", normTopkProb = "norm_topk_prob"
         case routedScalingFactor = "routed_scaling_factor", attentionBias = "attention_bias"
-        case ropeInterleave = "rope_interleave", hiddenAct = "hidden_act"
+        case ropeInterleave = "rope_interleave", hiddenAct = "hidden_act", mlpLayerTypes = "mlp_layer_types"
     }
 }
 
 enum DeepSeek: ModelFamily {
-    static let modelTypes = ["deepseek_v2", "deepseek_v3"]
+    static let modelTypes = ["deepseek_v2", "deepseek_v3", "glm4_moe_lite"]
 
     static func spec(from data: Data) throws -> ModelSpec {
         let type = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["model_type"] as? String ?? "deepseek_v2"
-        let v3 = type == "deepseek_v3"
+        let v3 = type != "deepseek_v2"
         var base = try ConfigRules.decode(TransformerConfig.self, data, family: type)
         let c = try ConfigRules.decode(DeepseekConfig.self, data, family: type)
         func check(_ ok: Bool, _ reason: String) throws { try ConfigRules.check(ok, reason) }
@@ -99,13 +101,22 @@ enum DeepSeek: ModelFamily {
         let moe = MoESpec(experts: experts, topK: topK, intermediate: inter, normTopK: c.normTopkProb ?? v3,
                           layouts: [.perExpert(prefix: "mlp", names: names), .fused(prefix: "mlp")], shared: shared, rule: rule)
         let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: names.prefixed("mlp"), bias: false)
-        let firstSparse = c.firstKDenseReplace ?? 0, freq = max(c.moeLayerFreq ?? 1, 1)
+        // Sparse layers: GLM's mlp_layer_types ("dense"/"sparse"; by default the first dense), else from
+        // first_k_dense_replace on, every moe_layer_freq-th.
+        let firstSparse = c.firstKDenseReplace ?? (type == "glm4_moe_lite" ? 1 : 0), freq = max(c.moeLayerFreq ?? 1, 1)
+        if let types = c.mlpLayerTypes {
+            try check(types.count == base.numHiddenLayers && types.allSatisfy { $0 == "dense" || $0 == "sparse" },
+                      "mlp_layer_types must give \"dense\" or \"sparse\" for each of the \(base.numHiddenLayers) layers")
+        }
+        try check((base.ropeParameters ?? base.ropeScaling)?.partialRotaryFactor ?? 1 == 1,
+                  "partial_rotary_factor other than 1 is not supported with latent attention (its rotary part is qk_rope_head_dim)")
         // The cache holds one latent row per token (as one KV head); config.json's num_key_value_heads and head_dim
         // (transformers writes qk_rope_head_dim there) describe no tensor here.
         base.numKeyValueHeads = 1
         base.headDim = mla.kvLoraRank + mla.ropeDim
         var spec = try base.spec(modelType: type, qwenWindowRules: false, qkvBias: false, oBias: false, qkNorm: .none) { l in
-            experts > 0 && l >= firstSparse && l % freq == 0 ? .moe(moe) : dense
+            let sparse = c.mlpLayerTypes.map { $0[l] == "sparse" } ?? (l >= firstSparse && l % freq == 0)
+            return experts > 0 && sparse ? .moe(moe) : dense
         }
         spec.mla = mla
         var scale = 1 / Float(mla.qkHeadDim).squareRoot()

@@ -111,6 +111,9 @@ public struct MLASpec: Sendable, Equatable {
     public var bias: Bool
     /// Rotary pairs (x0, x1), (x2, x3), … (DeepSeek's own layout) instead of the two halves.
     public var ropeInterleaved: Bool
+    /// q_a_layernorm's and kv_a_layernorm's epsilon: 1e-6 whatever rms_norm_eps says, as DeepSeek's code and
+    /// transformers build them.
+    public var normEps: Float = 1e-6
     public var qkHeadDim: Int { nopeDim + ropeDim }
 }
 

@@ -350,7 +350,7 @@ public final class Transformer: @unchecked Sendable {
                                  seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],
                                  cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache,
                                  out: UnsafeMutablePointer<Float>) {
-        let mla = spec.mla!, n = spec.numHeads, H = spec.hiddenSize, eps = spec.rmsNormEps
+        let mla = spec.mla!, n = spec.numHeads, H = spec.hiddenSize, eps = mla.normEps
         let L = mla.kvLoraRank, R = mla.ropeDim, N = mla.nopeDim, V = mla.vDim, D = L + R, qk = mla.qkHeadDim
         let half = R / 2
         let q = buf("mla.q", T * n * qk), kv = buf("mla.kv", T * D)

@@ -8,7 +8,8 @@ import MoEEngine
 /// one KV head, every expert used, top-1 routing, a window shorter than the prompt, sparse-step and mlp-only layers,
 /// biases, tied embeddings, bf16 on disk, OLMoE's whole-projection q/k norms and clip_qkv, Granite's scalars, DeepSeek-V2
 /// and V3's latent attention with and without q_lora_rank, YaRN's mscale, interleaved and half-split RoPE, greedy,
-/// group-limited and bias-corrected sigmoid routing, shared experts and leading dense layers) against transformers: logits
+/// group-limited and bias-corrected sigmoid routing, shared experts and leading dense layers; GLM-4.7-Flash's dense layers by
+/// mlp_layer_types and its latent norms at 1e-6 beside rms_norm_eps 1e-5) against transformers: logits
 /// at every prompt position, greedy continuation.
 struct OddShapeTests {
     static let dir = Fixtures.root.appendingPathComponent("odd-shapes")
@@ -25,7 +26,7 @@ struct OddShapeTests {
         return cases.compactMap { $0["name"] as? String }
     }()
 
-    @Test func everyCaseIsThere() { #expect(Self.names.count == 13) }
+    @Test func everyCaseIsThere() { #expect(Self.names.count == 14) }
 
     @Test(arguments: names)
     func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
