@@ -75,22 +75,18 @@ enum DeepSeek: ModelFamily {
         rule.scoring = s
         switch method {
         case "greedy": break
-        case "group_limited_greedy", "noaux_tc":
+        case "group_limited_greedy":
             rule.groups = c.nGroup ?? 1
             rule.topGroups = c.topkGroup ?? rule.groups
-            rule.groupRank = method == "noaux_tc" ? .bestTwo : .best
-            rule.correctionBias = method == "noaux_tc"
+        case "noaux_tc":
+            rule = RouterRule.noAuxTC(groups: c.nGroup ?? 1, topGroups: c.topkGroup, scale: 1)
+            rule.scoring = s
         default:
             throw ModelError.unsupported("topk_method '\(method)' in config.json (supported: greedy, group_limited_greedy, noaux_tc)")
         }
         rule.scale = Float(c.routedScalingFactor ?? 1)
         let experts = c.nRoutedExperts ?? 0
-        if experts > 0 {
-            try check(rule.groups >= 1 && experts % rule.groups == 0 && rule.topGroups >= 1 && rule.topGroups <= rule.groups,
-                      "n_group (\(rule.groups)) must divide n_routed_experts (\(experts)) and topk_group (\(rule.topGroups)) be between 1 and n_group")
-            try check((c.numExpertsPerTok ?? 0) <= rule.topGroups * (experts / rule.groups),
-                      "num_experts_per_tok (\(c.numExpertsPerTok ?? 0)) exceeds the experts of topk_group (\(rule.topGroups)) groups of \(experts / rule.groups)")
-        }
+        if experts > 0 { try rule.check(experts: experts, topK: c.numExpertsPerTok ?? 0) }
         guard let inter = c.moeIntermediateSize ?? (experts > 0 ? nil : 0), let topK = c.numExpertsPerTok ?? (experts > 0 ? nil : 0) else {
             throw ModelError.badConfig(file: "config.json", reason: "\(type) with n_routed_experts needs moe_intermediate_size and num_experts_per_tok")
         }
@@ -126,5 +122,28 @@ enum DeepSeek: ModelFamily {
         }
         spec.attentionScale = scale
         return spec
+    }
+}
+
+extension RouterRule {
+    /// DeepSeek-V3's "noaux_tc" (also GLM-4.5's): sigmoid scores, the correction bias for the choice, the topGroups of
+    /// `groups` groups ranked by their two best (all groups when topGroups is nil).
+    static func noAuxTC(groups: Int, topGroups: Int?, scale: Float) -> RouterRule {
+        var r = RouterRule()
+        r.scoring = .sigmoid
+        r.groups = groups
+        r.topGroups = topGroups ?? groups
+        r.groupRank = .bestTwo
+        r.correctionBias = true
+        r.scale = scale
+        return r
+    }
+
+    /// config.json's n_group and topk_group fit `experts` and `topK` (num_experts_per_tok).
+    func check(experts: Int, topK: Int) throws {
+        try ConfigRules.check(groups >= 1 && experts % groups == 0 && topGroups >= 1 && topGroups <= groups,
+                              "n_group (\(groups)) must divide the \(experts) routed experts and topk_group (\(topGroups)) be between 1 and n_group")
+        try ConfigRules.check(topK <= topGroups * (experts / groups),
+                              "num_experts_per_tok (\(topK)) exceeds the experts of topk_group (\(topGroups)) groups of \(experts / groups)")
     }
 }

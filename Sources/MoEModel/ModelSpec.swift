@@ -168,6 +168,9 @@ public struct ModelSpec: Sendable, Equatable {
     /// Multi-head latent attention instead of q/k/v projections; then numKVHeads is 1 and headDim is a cached row's
     /// width (kvLoraRank + ropeDim).
     public var mla: MLASpec? = nil
+    /// Rotary embedding on the first this many dimensions of each q/k head only (rotate-half within them; the rest
+    /// pass unrotated), or nil for the whole head.
+    public var rotaryDim: Int? = nil
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]
     /// The dtype config.json declares (torch_dtype / dtype), informational.
@@ -184,8 +187,9 @@ public struct ModelSpec: Sendable, Equatable {
         let q = m.qLoraRank.map { H * $0 + $0 * numHeads * m.qkHeadDim } ?? H * numHeads * m.qkHeadDim
         return q + H * (m.kvLoraRank + m.ropeDim) + numHeads * m.kvLoraRank * (m.nopeDim + m.vDim) + H * numHeads * m.vDim
     }
-    /// Dimensions each head rotates: the rotary part of MLA's keys, else the whole head.
-    public var ropeDim: Int { mla?.ropeDim ?? headDim }
+    /// Dimensions each head rotates: the rotary part of MLA's keys, else the first `rotaryDim` of a head (GLM-4.5's
+    /// partial_rotary_factor), else the whole head.
+    public var ropeDim: Int { mla?.ropeDim ?? rotaryDim ?? headDim }
     public var kvDim: Int { numKVHeads * headDim }
 
     static func layerPrefix(_ l: Int) -> String { "model.layers.\(l)." }

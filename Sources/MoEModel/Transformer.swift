@@ -238,7 +238,7 @@ public final class Transformer: @unchecked Sendable {
     private func attention(layer l: Int, _ a: AttentionWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
                            seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32], perItem: Bool,
                            cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache, out: UnsafeMutablePointer<Float>) {
-        let D = spec.headDim, half = D / 2, nh = spec.numHeads, nkv = spec.numKVHeads
+        let D = spec.headDim, half = spec.ropeDim / 2, nh = spec.numHeads, nkv = spec.numKVHeads
         let qd = spec.qDim, kd = spec.kvDim, H = spec.hiddenSize
         let q = buf("q", T * qd), k = buf("k", T * kd), v = buf("v", T * kd)
         let group = nh / nkv

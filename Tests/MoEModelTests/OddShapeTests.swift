@@ -9,7 +9,8 @@ import MoEEngine
 /// biases, tied embeddings, bf16 on disk, OLMoE's whole-projection q/k norms and clip_qkv, Granite's scalars, DeepSeek-V2
 /// and V3's latent attention with and without q_lora_rank, YaRN's mscale, interleaved and half-split RoPE, greedy,
 /// group-limited and bias-corrected sigmoid routing, shared experts and leading dense layers; GLM-4.7-Flash's dense layers by
-/// mlp_layer_types and its latent norms at 1e-6 beside rms_norm_eps 1e-5) against transformers: logits
+/// mlp_layer_types and its latent norms at 1e-6 beside rms_norm_eps 1e-5; GLM-4.5's RoPE on half of each head with q/k
+/// norms, biases and bias-corrected grouped routing) against transformers: logits
 /// at every prompt position, greedy continuation.
 struct OddShapeTests {
     static let dir = Fixtures.root.appendingPathComponent("odd-shapes")
@@ -26,7 +27,7 @@ struct OddShapeTests {
         return cases.compactMap { $0["name"] as? String }
     }()
 
-    @Test func everyCaseIsThere() { #expect(Self.names.count == 14) }
+    @Test func everyCaseIsThere() { #expect(Self.names.count == 15) }
 
     @Test(arguments: names)
     func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
