@@ -110,7 +110,8 @@ enum DeepSeek: ModelFamily {
         // (transformers writes qk_rope_head_dim there) describe no tensor here.
         base.numKeyValueHeads = 1
         base.headDim = mla.kvLoraRank + mla.ropeDim
-        var spec = try base.spec(modelType: type, qwenWindowRules: false, qkvBias: false, oBias: false, qkNorm: .none) { l in
+        var spec = try base.spec(modelType: type, defaultEps: type == "glm4_moe_lite" ? 1e-5 : 1e-6, qwenWindowRules: false,
+                                 qkvBias: false, oBias: false, qkNorm: .none) { l in
             let sparse = c.mlpLayerTypes.map { $0[l] == "sparse" } ?? (l >= firstSparse && l % freq == 0)
             return experts > 0 && sparse ? .moe(moe) : dense
         }

@@ -15,12 +15,25 @@ public struct SynthOptions: Sendable {
     public var seed: UInt64 = 1
     /// Each expert = a shared base + spread × its own deviation (1 = independent experts).
     public var expertSpread: Float = 1
+    /// `mixtral`, or `deepseek_v2` (latent attention of the fields below, `sharedExperts` and `denseLayers` leading
+    /// dense layers of `denseIntermediate`; `intermediate` is each routed expert's width, kvHeads unused).
+    public var family = "mixtral"
+    public var kvLoraRank = 512, nopeDim = 128, ropeDim = 64, vDim = 128
+    public var sharedExperts = 2, denseLayers = 1, denseIntermediate = 10944
     public init() {}
 
     public var parameterCount: Int {
-        let H = hidden, D = H / heads, kv = kvHeads * D
-        let attn = H * H * 2 + 2 * H * kv
-        return 2 * vocab * H + H + layers * (attn + 2 * H + experts * H + experts * 3 * H * intermediate)
+        let H = hidden
+        guard family == "deepseek_v2" else {
+            let D = H / heads, kv = kvHeads * D
+            let attn = H * H * 2 + 2 * H * kv
+            return 2 * vocab * H + H + layers * (attn + 2 * H + experts * H + experts * 3 * H * intermediate)
+        }
+        let attn = H * heads * (nopeDim + ropeDim) + H * (kvLoraRank + ropeDim) + kvLoraRank
+            + kvLoraRank * heads * (nopeDim + vDim) + heads * vDim * H
+        let moe = experts * H + (experts + sharedExperts) * 3 * H * intermediate
+        let dense = min(denseLayers, layers)
+        return 2 * vocab * H + H + layers * (attn + 2 * H) + dense * 3 * H * denseIntermediate + (layers - dense) * moe
     }
 }
 
@@ -29,6 +42,11 @@ public struct SynthOptions: Sendable {
 /// near unit size, router logits are well separated and the output logits are peaked, not flat.
 public enum Synthesizer {
     public static func write(_ o: SynthOptions, to dir: URL, log: (String) -> Void = { _ in }) throws {
+        switch o.family {
+        case "mixtral": break
+        case "deepseek_v2": return try writeDeepSeek(o, to: dir, log: log)
+        default: throw ModelError.unsupported("synth --family '\(o.family)' (mixtral or deepseek_v2)")
+        }
         guard o.hidden % o.heads == 0, o.heads % o.kvHeads == 0, (o.hidden / o.heads) % 2 == 0,
               o.topK >= 1, o.topK <= o.experts, o.vocab >= 3, o.layers >= 1, o.intermediate >= 1 else {
             throw ModelError.unsupported("synth shape: hidden must divide into heads (even head_dim), heads into kv-heads, 1 <= top-k <= experts")
@@ -44,8 +62,7 @@ public enum Synthesizer {
             "torch_dtype": o.dtype == .bf16 ? "bfloat16" : (o.dtype == .f16 ? "float16" : "float32"),
             "router_aux_loss_coef": 0.02, "output_router_logits": false,
         ]
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            .write(to: dir.appendingPathComponent("config.json"))
+        try configJSON(config).write(to: dir.appendingPathComponent("config.json"))
         try Data(#"{"bos_token_id": 1, "eos_token_id": 2}"#.utf8).write(to: dir.appendingPathComponent("generation_config.json"))
         copyTokenizer(vocab: o.vocab, to: dir, log: log)
 
@@ -109,6 +126,78 @@ public enum Synthesizer {
         try writer.close()
     }
 
+    /// A random DeepSeek-V2 checkpoint (V2-Lite's layout: q_proj, no q_lora_rank; greedy softmax routing; shared
+    /// experts; the first `denseLayers` dense), scaled as `write` scales Mixtral's.
+    static func writeDeepSeek(_ o: SynthOptions, to dir: URL, log: (String) -> Void) throws {
+        guard o.heads >= 1, o.topK >= 1, o.topK <= o.experts, o.vocab >= 3, o.layers >= 1, o.intermediate >= 1,
+              o.kvLoraRank >= 1, o.nopeDim >= 1, o.ropeDim >= 2, o.ropeDim % 2 == 0, o.vDim >= 1, o.sharedExperts >= 0,
+              o.denseLayers >= 0, o.denseIntermediate >= 1 else {
+            throw ModelError.unsupported("synth deepseek_v2 shape: positive sizes, an even rope dim, 1 <= top-k <= experts")
+        }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let H = o.hidden, I = o.intermediate, E = o.experts, n = o.heads, L = o.kvLoraRank, R = o.ropeDim
+        let qk = o.nopeDim + R, DI = o.denseIntermediate, SI = o.sharedExperts * I
+        let config: [String: Any] = [
+            "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "vocab_size": o.vocab, "hidden_size": H,
+            "intermediate_size": DI, "moe_intermediate_size": I, "num_hidden_layers": o.layers, "num_attention_heads": n,
+            "num_key_value_heads": n, "n_routed_experts": E, "num_experts_per_tok": o.topK, "n_shared_experts": o.sharedExperts,
+            "first_k_dense_replace": o.denseLayers, "kv_lora_rank": L, "q_lora_rank": NSNull(), "qk_nope_head_dim": o.nopeDim,
+            "qk_rope_head_dim": R, "v_head_dim": o.vDim, "topk_method": "greedy", "routed_scaling_factor": 1.0,
+            "norm_topk_prob": false, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 4096,
+            "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+            "torch_dtype": o.dtype == .bf16 ? "bfloat16" : (o.dtype == .f16 ? "float16" : "float32"),
+        ]
+        try configJSON(config).write(to: dir.appendingPathComponent("config.json"))
+        try Data(#"{"bos_token_id": 1, "eos_token_id": 2}"#.utf8).write(to: dir.appendingPathComponent("generation_config.json"))
+        copyTokenizer(vocab: o.vocab, to: dir, log: log)
+
+        // name, shape, std (0: a norm of ones), in file order.
+        var tensors: [(String, [Int], Float)] = [("model.embed_tokens.weight", [o.vocab, H], 1)]
+        func linear(_ name: String, _ rows: Int, _ cols: Int, gain: Float = 1) { tensors.append((name, [rows, cols], gain / Float(cols).squareRoot())) }
+        func mlp(_ p: String, _ width: Int) {
+            linear(p + "gate_proj.weight", width, H); linear(p + "up_proj.weight", width, H); linear(p + "down_proj.weight", H, width)
+        }
+        for l in 0..<o.layers {
+            let p = "model.layers.\(l)."
+            tensors.append((p + "input_layernorm.weight", [H], 0))
+            linear(p + "self_attn.q_proj.weight", n * qk, H)
+            linear(p + "self_attn.kv_a_proj_with_mqa.weight", L + R, H)
+            tensors.append((p + "self_attn.kv_a_layernorm.weight", [L], 0))
+            linear(p + "self_attn.kv_b_proj.weight", n * (o.nopeDim + o.vDim), L)
+            linear(p + "self_attn.o_proj.weight", H, n * o.vDim)
+            tensors.append((p + "post_attention_layernorm.weight", [H], 0))
+            if l < o.denseLayers {
+                mlp(p + "mlp.", DI)
+            } else {
+                linear(p + "mlp.gate.weight", E, H, gain: 2)
+                for e in 0..<E { mlp(p + "mlp.experts.\(e).", I) }
+                if SI > 0 { mlp(p + "mlp.shared_experts.", SI) }
+            }
+        }
+        tensors.append(("model.norm.weight", [H], 0))
+        linear("lm_head.weight", o.vocab, H, gain: 3)
+        let writer = try SafetensorsWriter(url: dir.appendingPathComponent("model.safetensors"),
+                                           tensors: tensors.map { .init(name: $0.0, dtype: o.dtype, shape: $0.1) })
+        var rng = SeededRNG(seed: o.seed)
+        for (i, (name, shape, std)) in tensors.enumerated() {
+            let count = shape.reduce(1, *)
+            let a = std * 3.0.squareRoot().floatValue
+            try writer.write(name, std == 0 ? [Float](repeating: 1, count: count) : (0..<count).map { _ in Float(rng.nextUnit() * 2 - 1) * a })
+            if name.hasSuffix("post_attention_layernorm.weight") || i == tensors.count - 1 { log("synth: \(name) written") }
+        }
+        try writer.close()
+    }
+
+    /// config.json's text, with whole-number floats written as floats ("rope_theta": 10000.0): JSONSerialization
+    /// writes 10000, and transformers' config classes refuse an int where they declare a float.
+    static func configJSON(_ config: [String: Any]) throws -> Data {
+        var text = String(decoding: try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+        for key in ["rope_theta", "routed_scaling_factor", "router_aux_loss_coef"] {
+            text = text.replacingOccurrences(of: #"("\#(key)" : )(-?[0-9]+)(?=[,\n])"#, with: "$1$2.0", options: .regularExpression)
+        }
+        return Data(text.utf8)
+    }
+
     /// Copies a bundled tokenizer whose ids all fit in `vocab` (the largest that fits), so text prompts work.
     static func copyTokenizer(vocab: Int, to dir: URL, log: (String) -> Void) {
         let candidates = [(2048, "tokenizer-2048"), (512, "tokenizer-512")]
@@ -152,8 +241,7 @@ extension Synthesizer {
             "sliding_window": NSNull(), "bos_token_id": spec.bosTokenId ?? 1, "eos_token_id": spec.eosTokenIds.first ?? 2,
             "hidden_act": "silu", "torch_dtype": dtype == .bf16 ? "bfloat16" : (dtype == .f16 ? "float16" : "float32"),
         ]
-        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            .write(to: dir.appendingPathComponent("config.json"))
+        try configJSON(config).write(to: dir.appendingPathComponent("config.json"))
         for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
             let src = target.appendingPathComponent(f), dst = dir.appendingPathComponent(f)
             if FileManager.default.fileExists(atPath: src.path) {

@@ -5,7 +5,7 @@ import MoEModel
 
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a random Mixtral-format checkpoint (for benchmarks and scale tests without downloads).")
+        abstract: "Write a random Mixtral- or DeepSeek-V2-format checkpoint (for benchmarks and scale tests without downloads).")
 
     @Option(help: "Output directory.") var out: String
     @Option var hidden = 1024
@@ -20,9 +20,19 @@ struct Synth: ParsableCommand {
     @Option var seed: UInt64 = 1
     @Option(name: .customLong("expert-spread"), help: "Experts = shared base + S × own deviation (1: independent).")
     var expertSpread: Float = 1
+    @Option(help: "mixtral, or deepseek_v2 (latent attention; --intermediate is each routed expert's width).") var family = "mixtral"
+    @Option(name: .customLong("kv-lora-rank"), help: "deepseek_v2: the cached latent's width.") var kvLoraRank = 512
+    @Option(name: .customLong("qk-nope-head-dim"), help: "deepseek_v2") var nopeDim = 128
+    @Option(name: .customLong("qk-rope-head-dim"), help: "deepseek_v2") var ropeDim = 64
+    @Option(name: .customLong("v-head-dim"), help: "deepseek_v2") var vDim = 128
+    @Option(name: .customLong("shared-experts"), help: "deepseek_v2: shared experts, each of --intermediate.") var sharedExperts = 2
+    @Option(name: .customLong("dense-layers"), help: "deepseek_v2: leading dense layers.") var denseLayers = 1
+    @Option(name: .customLong("dense-intermediate"), help: "deepseek_v2: the dense layers' width.") var denseIntermediate = 10944
 
     func run() throws {
         var o = SynthOptions()
+        o.family = family; o.kvLoraRank = kvLoraRank; o.nopeDim = nopeDim; o.ropeDim = ropeDim; o.vDim = vDim
+        o.sharedExperts = sharedExperts; o.denseLayers = denseLayers; o.denseIntermediate = denseIntermediate
         o.hidden = hidden; o.intermediate = intermediate; o.layers = layers; o.experts = experts; o.topK = topK
         o.heads = heads; o.kvHeads = kvHeads; o.vocab = vocab; o.seed = seed; o.expertSpread = expertSpread
         o.dtype = try storageDType(dtype)
