@@ -125,46 +125,69 @@ extension KVCache {
     /// in L2 between the two.
     public static let latentChunk = 128
 
+    /// Where latent attention reads its keys: gathered chunk by chunk into scratch of headDim × latentChunk floats,
+    /// or already gathered (`gatherLatent`) for positions first ..< first + ld, [headDim × ld]: a sequence's tokens of
+    /// one pass (a prompt, a verification) then share one gather instead of each reading its prefix again. Either way
+    /// a chunk's GEMMs take the same values (only their row stride differs), so a token's output is the same.
+    public enum LatentKeys {
+        case scratch(UnsafeMutablePointer<Float>)
+        case gathered(UnsafePointer<Float>, ld: Int, first: Int)
+    }
+
+    /// Keys of positions [p0, p1) of a sequence, widened to f32 (int8 times its row's scale), as columns:
+    /// into[d · ld + (p − p0)].
+    public func gatherLatent(layer: Int, blocks: UnsafePointer<Int32>, p0: Int, p1: Int, into: UnsafeMutablePointer<Float>, ld: Int) {
+        let D = headDim, bs = blockSize
+        // Runs of positions [p, p + nr) within one block; a block's keys are [D × bs] (transposed).
+        var p = p0
+        while p < p1 {
+            let s = p % bs, nr = min(bs - s, p1 - p), slot0 = Int(blocks[p / bs]) * kvHeads * bs, at = p - p0
+            switch dtype {
+            case .f32:
+                let base = UnsafePointer(k[layer].assumingMemoryBound(to: Float.self)) + slot0 * D + s
+                for d in 0..<D { (into + d * ld + at).update(from: base + d * bs, count: nr) }
+            case .f16:
+                let base = UnsafePointer(k[layer].assumingMemoryBound(to: UInt16.self)) + slot0 * D + s
+                for d in 0..<D { kern_f16_to_f32(base + d * bs, into + d * ld + at, nr) }
+            case .int8:
+                let base = UnsafePointer(k[layer].assumingMemoryBound(to: Int8.self)) + slot0 * D + s
+                let sc = kScale[layer] + slot0 + s
+                for d in 0..<D { for r in 0..<nr { into[d * ld + at + r] = Float(base[d * bs + r]) * sc[r] } }
+            }
+            p += nr
+        }
+    }
+
     /// Latent attention's heads over part of a sequence (a cache of keys that are its values, one KV head): `heads`
     /// queries [heads × headDim, rows of headDim] against positions [p0, p1). Writes, per head, the largest scaled
     /// score m (`maxScores`), Σ e^(s − m) (`sums`) and out = Σ e^(s − m) · key row [headDim], unnormalised, so that parts
     /// over disjoint positions merge into the softmax over all of them (`mergeLatentParts`). Chunk by chunk of
-    /// `latentChunk` positions, the keys are gathered (widened to f32) into `keys` [headDim × chunk], then scores =
-    /// Q · K and the chunk's P · Kᵀ are two GEMMs (OpenBLAS, one thread), merged into the running sums as the chunks
-    /// come: every head reads the same row per position, so this is arithmetic, which SGEMM does at 2–3 times the
-    /// rate of the per-group kernel (bound by loads; `moe-bench attention --latent`). Scratch: `scores` heads ×
-    /// latentChunk, `keys` headDim × latentChunk floats. The same heads and positions take
-    /// the same operations whatever else is computed, so a token's output does not depend on its batch.
+    /// `latentChunk` positions, scores = Q · K and the chunk's P · Kᵀ are two GEMMs (OpenBLAS, one thread) on the
+    /// keys widened to f32, merged into the running sums as the chunks come: every head reads the same row per
+    /// position, so this is arithmetic, which SGEMM does at 2–3 times the rate of the per-group kernel (bound by
+    /// loads; `moe-bench attention --latent`). `scores` needs heads × latentChunk floats. The same heads and positions
+    /// take the same operations whatever else is computed, so a token's output does not depend on its batch.
     public func attendLatent(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, p0: Int, p1: Int,
-                             scale: Float, scores: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
+                             scale: Float, scores: UnsafeMutablePointer<Float>, keys: LatentKeys,
                              out: UnsafeMutablePointer<Float>, maxScores: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>) {
         precondition(valuesAreKeys && kvHeads == 1, "latent attention reads a cache of one KV head whose keys are its values")
-        let D = headDim, bs = blockSize
+        let D = headDim
         out.update(repeating: 0, count: heads * D)
         maxScores.update(repeating: -.infinity, count: heads)
         sums.update(repeating: 0, count: heads)
         var c0 = p0
         while c0 < p1 {
             let c1 = min(p1, c0 + Self.latentChunk), n = c1 - c0
-            // Runs of positions [p, p + nr) within one block; a block's keys are [D × bs] (transposed).
-            var p = c0
-            while p < c1 {
-                let s = p % bs, nr = min(bs - s, c1 - p), slot0 = Int(blocks[p / bs]) * bs, at = p - c0
-                switch dtype {
-                case .f32:
-                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: Float.self)) + slot0 * D + s
-                    for d in 0..<D { (keys + d * n + at).update(from: base + d * bs, count: nr) }
-                case .f16:
-                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: UInt16.self)) + slot0 * D + s
-                    for d in 0..<D { kern_f16_to_f32(base + d * bs, keys + d * n + at, nr) }
-                case .int8:
-                    let base = UnsafePointer(k[layer].assumingMemoryBound(to: Int8.self)) + slot0 * D + s
-                    let sc = kScale[layer] + slot0 + s
-                    for d in 0..<D { for r in 0..<nr { keys[d * n + at + r] = Float(base[d * bs + r]) * sc[r] } }
-                }
-                p += nr
+            let kb: UnsafePointer<Float>, ldb: Int
+            switch keys {
+            case .scratch(let s):
+                gatherLatent(layer: layer, blocks: blocks, p0: c0, p1: c1, into: s, ld: n)
+                (kb, ldb) = (UnsafePointer(s), n)
+            case .gathered(let g, let ld, let first):
+                precondition(c0 >= first && c1 <= first + ld, "positions \(c0)..<\(c1) outside the gathered \(first)..<\(first + ld)")
+                (kb, ldb) = (g + (c0 - first), ld)
             }
-            sgemm(m: heads, n: n, k: D, q, lda: D, keys, ldb: n, scores, ldc: n)
+            sgemm(m: heads, n: n, k: D, q, lda: D, kb, ldb: ldb, scores, ldc: n)
             for h in 0..<heads {
                 var m: Float = 0
                 let l = kern_exp_scaled_f32(scores + h * n, n, scale, &m)
@@ -175,7 +198,7 @@ extension KVCache {
                 maxScores[h] = mNew
                 if new != 1 { for r in 0..<n { scores[h * n + r] *= new } }
             }
-            sgemm(m: heads, n: D, k: n, scores, lda: n, keys, ldb: n, transposeB: true, beta: 1, out, ldc: D)
+            sgemm(m: heads, n: D, k: n, scores, lda: n, kb, ldb: ldb, transposeB: true, beta: 1, out, ldc: D)
             c0 = c1
         }
     }

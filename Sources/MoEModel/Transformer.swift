@@ -404,6 +404,26 @@ public final class Transformer: @unchecked Sendable {
         // depend on the batch. Tokens in the order 0, T−1, 1, … for balance under the causal mask.
         let parts = 2
         let partOut = buf("mla.parts", parts * T * n * D), partMax = buf("mla.max", parts * T * n), partSum = buf("mla.sum", parts * T * n)
+        // A sequence with several tokens here (a prompt, a verification) has the keys its tokens read gathered once,
+        // positions [first, last) at offset `at` of one buffer; each of its tokens would otherwise gather its own prefix.
+        var shared: [Int: (first: Int, count: Int, at: Int)] = [:], total = 0
+        for s in Set(seqOf).map(Int.init) where seqOf.lazy.filter({ Int($0) == s }).count > 1 {
+            let ps = (0..<T).filter { Int(seqOf[$0]) == s }.map { Int(posOf[$0]) }
+            let first = window.map { w in ps.map { max(0, $0 - w + 1) }.min()! } ?? 0, count = ps.max()! + 1 - first
+            shared[s] = (first, count, total)
+            total += D * count
+        }
+        let gathered = buf("mla.gathered", max(total, 1))
+        let jobs = shared.sorted { $0.key < $1.key }.flatMap { s, g in [(s, g, 0), (s, g, 1)] }
+        parallelFor(jobs.count, grain: 1) { range in
+            for j in range {
+                let (s, g, half) = jobs[j], mid = g.first + g.count / 2
+                let (a, b) = half == 0 ? (g.first, mid) : (mid, g.first + g.count)
+                tables[s].withUnsafeBufferPointer { bt in
+                    cache.gatherLatent(layer: l, blocks: bt.baseAddress!, p0: a, p1: b, into: gathered + g.at + (a - g.first), ld: g.count)
+                }
+            }
+        }
         parallelFor(T * parts, grain: 1) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * KVCache.latentChunk)
             let keys = UnsafeMutablePointer<Float>.allocate(capacity: D * KVCache.latentChunk)
@@ -414,10 +434,11 @@ public final class Transformer: @unchecked Sendable {
                 let p = Int(posOf[t])
                 let lo = window.map { max(0, p - $0 + 1) } ?? 0, mid = lo + (p + 1 - lo + 1) / 2
                 let (a, b) = part == 0 ? (lo, mid) : (mid, p + 1)
-                let at = (part * T + t) * n
-                tables[Int(seqOf[t])].withUnsafeBufferPointer { bt in
+                let at = (part * T + t) * n, sq = Int(seqOf[t])
+                let source = shared[sq].map { KVCache.LatentKeys.gathered(gathered + $0.at, ld: $0.count, first: $0.first) } ?? .scratch(keys)
+                tables[sq].withUnsafeBufferPointer { bt in
                     cache.attendLatent(layer: l, q: qAbs + t * n * D, heads: n, blocks: bt.baseAddress!, p0: a, p1: b, scale: scale,
-                                       scores: scores, keys: keys, out: partOut + at * D, maxScores: partMax + at, sums: partSum + at)
+                                       scores: scores, keys: source, out: partOut + at * D, maxScores: partMax + at, sums: partSum + at)
                 }
             }
         }

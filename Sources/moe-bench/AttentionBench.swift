@@ -181,7 +181,7 @@ struct AttentionBench: ParsableCommand {
                                 for h in range {
                                     if gemmPath {
                                         c.attendLatent(layer: l, q: qp.baseAddress!, heads: heads, blocks: bt.baseAddress!, p0: h * half,
-                                                       p1: min(ctx, (h + 1) * half), scale: scale, scores: scores, keys: keys,
+                                                       p1: min(ctx, (h + 1) * half), scale: scale, scores: scores, keys: .scratch(keys),
                                                        out: partOut + h * heads * D, maxScores: stats + h * heads, sums: stats + (2 + h) * heads)
                                     } else {
                                         let h0 = h * per, hn = min(per, heads - h0)

@@ -163,15 +163,29 @@ import Testing
                 let cuts = [(p0, 150), (150, n), (n, n)]
                 var out = [Float](repeating: 0, count: cuts.count * heads * D), stats = [Float](repeating: 0, count: 2 * cuts.count * heads)
                 var scores = [Float](repeating: 0, count: heads * KVCache.latentChunk), scratch = [Float](repeating: 0, count: D * KVCache.latentChunk)
-                for (i, (a, b)) in cuts.enumerated() {
-                    out.withUnsafeMutableBufferPointer { o in
-                        stats.withUnsafeMutableBufferPointer { st in
-                            cache.attendLatent(layer: 0, q: q, heads: heads, blocks: bt.baseAddress!, p0: a, p1: b, scale: scale, scores: &scores,
-                                               keys: &scratch, out: o.baseAddress! + i * heads * D, maxScores: st.baseAddress! + i * heads,
-                                               sums: st.baseAddress! + (cuts.count + i) * heads)
+                // The keys gathered per chunk, and all of them gathered first (as a prompt's tokens share them): the
+                // same bits either way.
+                var all = [Float](repeating: 0, count: D * (n - p0))
+                all.withUnsafeMutableBufferPointer { cache.gatherLatent(layer: 0, blocks: bt.baseAddress!, p0: p0, p1: n, into: $0.baseAddress!, ld: n - p0) }
+                var outs: [[Float]] = []
+                for shared in [false, true] {
+                    for (i, (a, b)) in cuts.enumerated() {
+                        out.withUnsafeMutableBufferPointer { o in
+                            stats.withUnsafeMutableBufferPointer { st in
+                                scratch.withUnsafeMutableBufferPointer { sc in
+                                    all.withUnsafeBufferPointer { g in
+                                        let keys: KVCache.LatentKeys = shared ? .gathered(g.baseAddress!, ld: n - p0, first: p0) : .scratch(sc.baseAddress!)
+                                        cache.attendLatent(layer: 0, q: q, heads: heads, blocks: bt.baseAddress!, p0: a, p1: b, scale: scale,
+                                                           scores: &scores, keys: keys, out: o.baseAddress! + i * heads * D,
+                                                           maxScores: st.baseAddress! + i * heads, sums: st.baseAddress! + (cuts.count + i) * heads)
+                                    }
+                                }
+                            }
                         }
                     }
+                    outs.append(out)
                 }
+                #expect(outs[0] == outs[1], "\(dtype): keys gathered per chunk or all first")
                 stats.withUnsafeBufferPointer { st in
                     cache.mergeLatentParts(cuts.count, heads: heads, out: out, outStride: heads * D, maxScores: st.baseAddress!,
                                            sums: st.baseAddress! + cuts.count * heads, statStride: heads, into: &merged)

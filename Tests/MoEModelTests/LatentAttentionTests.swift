@@ -79,4 +79,38 @@ struct LatentAttentionTests {
             #expect(alone.tokens == together[i].tokens, "prompt \(i)")
         }
     }
+
+    /// As BatchInvarianceTests for q/k/v attention: a token's logits are the same bits alone, beside another
+    /// sequence, token by token through the cache (each gathering its own keys, where a prompt's tokens share one
+    /// gather), and cut into micro-batches, with f32 and f16 caches.
+    @Test(arguments: [KVDType.f32, .f16])
+    func logitsAreBitIdenticalAloneBatchedIncrementalAndCut(kv: KVDType) throws {
+        let g = try Self.golden()
+        let m = try LoadedModel(directory: Self.dir)
+        let target = g.ids.map(Int32.init), other: [Int32] = [9, 8, 7, 6, 5, 4, 3]
+        let T = target.count, V = m.spec.vocabSize
+        let tableA: [Int32] = [0, 1, 2, 3], tableB: [Int32] = [8, 9, 10, 11]
+        func pass(_ seqs: [SequenceInput], microBatches: Int = 1) -> [Float] {
+            m.transformer.microBatches = microBatches
+            m.transformer.microBatchMinTokens = 1
+            defer { m.transformer.microBatches = 1 }
+            let cache = KVCache(spec: m.spec, numBlocks: 16, dtype: kv)
+            var rows: [Float] = []
+            for s in seqs {
+                let out = m.transformer.forward([s], cache: cache)
+                withExtendedLifetime(out) { rows += Array(out.logits.buffer) }
+            }
+            return rows
+        }
+        let alone = pass([SequenceInput(tokens: target, start: 0, blockTable: tableA, logits: .all)])
+        let cache = KVCache(spec: m.spec, numBlocks: 16, dtype: kv)
+        let batched = m.transformer.forward([SequenceInput(tokens: other, start: 0, blockTable: tableB, logits: .all),
+                                             SequenceInput(tokens: target, start: 0, blockTable: tableA, logits: .all)], cache: cache)
+        withExtendedLifetime(batched) { #expect(Array(batched.logits.buffer[(other.count * V)..<((other.count + T) * V)]) == alone) }
+        let incremental = pass((0..<T).map { SequenceInput(tokens: [target[$0]], start: $0, blockTable: tableA) })
+        #expect(incremental == alone)
+        for M in [2, 5] {
+            #expect(pass([SequenceInput(tokens: target, start: 0, blockTable: tableA, logits: .all)], microBatches: M) == alone, "\(M) micro-batches")
+        }
+    }
 }
