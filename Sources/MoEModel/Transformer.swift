@@ -344,8 +344,9 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Multi-head latent attention of layer `l` (see MLASpec), in the latent space: the cache holds one row
-    /// [c | k_r] (L + R) per token, read as both key and value (a cache of keys that are the values); head h attends with [W_UK[h]ᵀ q_nope | q_rope] and
-    /// its value is W_UV[h] · (the first L of what it attended). Adds o_proj of the values into `out`.
+    /// [c | k_r] (L + R) per token, read as both key and value (a cache of keys that are its values); head h attends
+    /// with [W_UK[h]ᵀ q_nope | q_rope] and its value is W_UV[h] · (the first L of what it attended). Adds o_proj of
+    /// the values into `out`.
     private func latentAttention(layer l: Int, _ a: MLAWeights, h: UnsafeMutablePointer<Float>, tokens T: Int,
                                  seqs: [SequenceInput], seqOf: [Int32], posOf: [Int32],
                                  cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, cache: KVCache,
@@ -396,7 +397,6 @@ public final class Transformer: @unchecked Sendable {
         })
         let window = spec.slidingWindows[l]
         let scale = spec.attentionScale ?? 1 / Float(qk).squareRoot()
-        let maxCtx = seqs.map { $0.start + $0.tokens.count }.max() ?? 0
         let tables = seqs.map(\.blockTable)
         // Items of (token, half of its positions), every head in each (all heads read the same rows, so one GEMM
         // takes them together); the halves' partial softmaxes then merge per token. A decode step of one sequence
@@ -407,8 +407,8 @@ public final class Transformer: @unchecked Sendable {
         // A sequence with several tokens here (a prompt, a verification) has the keys its tokens read gathered once,
         // positions [first, last) at offset `at` of one buffer; each of its tokens would otherwise gather its own prefix.
         var shared: [Int: (first: Int, count: Int, at: Int)] = [:], total = 0
-        for s in Set(seqOf).map(Int.init) where seqOf.lazy.filter({ Int($0) == s }).count > 1 {
-            let ps = (0..<T).filter { Int(seqOf[$0]) == s }.map { Int(posOf[$0]) }
+        for (s, tokens) in Dictionary(grouping: 0..<T, by: { Int(seqOf[$0]) }) where tokens.count > 1 {
+            let ps = tokens.map { Int(posOf[$0]) }
             let first = window.map { w in ps.map { max(0, $0 - w + 1) }.min()! } ?? 0, count = ps.max()! + 1 - first
             shared[s] = (first, count, total)
             total += D * count
