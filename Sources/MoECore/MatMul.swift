@@ -64,7 +64,7 @@ public func withBF16Activations<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
-/// C[M, N] = alpha · A[M, K] · op(B) + beta · C in this thread (OpenBLAS SGEMM, which runs one thread here), row-major
+/// C[M, N] = A[M, K] · op(B) + beta · C in this thread (OpenBLAS SGEMM, which runs one thread here), row-major
 /// with leading dimensions; op(B) is B [K, N], or Bᵀ of a B stored [N, K] when `transposeB`.
 public func sgemm(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                   transposeB: Bool = false, beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {

@@ -90,13 +90,10 @@ enum DeepSeek: ModelFamily {
         guard let inter = c.moeIntermediateSize ?? (experts > 0 ? nil : 0), let topK = c.numExpertsPerTok ?? (experts > 0 ? nil : 0) else {
             throw ModelError.badConfig(file: "config.json", reason: "\(type) with n_routed_experts needs moe_intermediate_size and num_experts_per_tok")
         }
-        let names = MLPNames(gate: "gate_proj", up: "up_proj", down: "down_proj")
-        let shared = (c.nSharedExperts ?? 0) > 0
-            ? SharedExpertSpec(intermediate: inter * c.nSharedExperts!, names: names.prefixed("mlp.shared_experts"), gateName: nil)
-            : nil
         let moe = MoESpec(experts: experts, topK: topK, intermediate: inter, normTopK: c.normTopkProb ?? v3,
-                          layouts: [.perExpert(prefix: "mlp", names: names), .fused(prefix: "mlp")], shared: shared, rule: rule)
-        let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: names.prefixed("mlp"), bias: false)
+                          layouts: [.perExpert(prefix: "mlp", names: qwenMLPNames), .fused(prefix: "mlp")],
+                          shared: .unscaled(count: c.nSharedExperts, width: inter), rule: rule)
+        let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: qwenMLPNames.prefixed("mlp"), bias: false)
         // Sparse layers: GLM's mlp_layer_types ("dense"/"sparse"; by default the first dense), else from
         // first_k_dense_replace on, every moe_layer_freq-th.
         let firstSparse = c.firstKDenseReplace ?? (type == "glm4_moe_lite" ? 1 : 0), freq = max(c.moeLayerFreq ?? 1, 1)
@@ -138,6 +135,11 @@ extension RouterRule {
         r.correctionBias = true
         r.scale = scale
         return r
+    }
+
+    /// The groups divide `experts` and the kept ones hold at least `topK` of them.
+    func fits(experts: Int, topK: Int) -> Bool {
+        groups >= 1 && experts % groups == 0 && topGroups >= 1 && topGroups <= groups && topK <= topGroups * (experts / groups)
     }
 
     /// config.json's n_group and topk_group fit `experts` and `topK` (num_experts_per_tok).

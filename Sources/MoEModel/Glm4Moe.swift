@@ -36,14 +36,10 @@ enum Glm4Moe: ModelFamily {
         let c = try ConfigRules.decode(Glm4MoeConfig.self, data, family: "glm4_moe")
         let rule = RouterRule.noAuxTC(groups: c.nGroup ?? 1, topGroups: c.topkGroup, scale: Float(c.routedScalingFactor ?? 1))
         try rule.check(experts: c.nRoutedExperts, topK: c.numExpertsPerTok)
-        let names = MLPNames(gate: "gate_proj", up: "up_proj", down: "down_proj")
-        let shared = (c.nSharedExperts ?? 0) > 0
-            ? SharedExpertSpec(intermediate: c.moeIntermediateSize * c.nSharedExperts!, names: names.prefixed("mlp.shared_experts"), gateName: nil)
-            : nil
         let moe = MoESpec(experts: c.nRoutedExperts, topK: c.numExpertsPerTok, intermediate: c.moeIntermediateSize,
-                          normTopK: c.normTopkProb ?? true, layouts: [.perExpert(prefix: "mlp", names: names), .fused(prefix: "mlp")],
-                          shared: shared, rule: rule)
-        let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: names.prefixed("mlp"), bias: false)
+                          normTopK: c.normTopkProb ?? true, layouts: [.perExpert(prefix: "mlp", names: qwenMLPNames), .fused(prefix: "mlp")],
+                          shared: .unscaled(count: c.nSharedExperts, width: c.moeIntermediateSize), rule: rule)
+        let dense = FeedForwardSpec.dense(intermediate: base.intermediateSize ?? 0, names: qwenMLPNames.prefixed("mlp"), bias: false)
         let firstSparse = c.firstKDenseReplace ?? 1
         var spec = try base.spec(modelType: "glm4_moe", defaultEps: 1e-5, qwenWindowRules: false, qkvBias: c.attentionBias ?? false,
                                  oBias: false, qkNorm: c.useQkNorm == true ? .perHead : .none) { $0 >= firstSparse ? .moe(moe) : dense }

@@ -211,15 +211,13 @@ extension KVCache {
         for h in 0..<heads {
             var m = -Float.infinity
             for i in 0..<parts { m = max(m, maxScores[i * statStride + h]) }
+            // A part's weight: e^(its max − m), 0 for an empty part (no positions, sum 0).
+            func weight(_ i: Int) -> Float { sums[i * statStride + h] > 0 ? expf(maxScores[i * statStride + h] - m) : 0 }
             var total: Float = 0
-            var w = [Float](repeating: 0, count: parts)
-            for i in 0..<parts {
-                w[i] = sums[i * statStride + h] > 0 ? expf(maxScores[i * statStride + h] - m) : 0
-                total += w[i] * sums[i * statStride + h]
-            }
+            for i in 0..<parts { total += weight(i) * sums[i * statStride + h] }
             let dst = into + h * D
             dst.update(repeating: 0, count: D)
-            for i in 0..<parts where w[i] > 0 { axpy(dst, w[i] / total, out + i * outStride + h * D, D) }
+            for i in 0..<parts { let w = weight(i); if w > 0 { axpy(dst, w / total, out + i * outStride + h * D, D) } }
         }
     }
 }

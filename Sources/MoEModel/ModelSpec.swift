@@ -122,6 +122,13 @@ public struct SharedExpertSpec: Sendable, Equatable {
     public var names: MLPNames
     /// [1, H] gate weight, or nil when the shared expert is added unscaled.
     public var gateName: String?
+
+    /// DeepSeek's and GLM's: `count` (n_shared_experts) experts of `width` as one unscaled MLP
+    /// "mlp.shared_experts.{gate,up,down}_proj"; nil for none.
+    static func unscaled(count: Int?, width: Int) -> SharedExpertSpec? {
+        guard let n = count, n > 0 else { return nil }
+        return SharedExpertSpec(intermediate: width * n, names: qwenMLPNames.prefixed("mlp.shared_experts"), gateName: nil)
+    }
 }
 
 public enum FeedForwardSpec: Sendable, Equatable {

@@ -39,8 +39,7 @@ public func routeSoftmaxTopK(logits: UnsafePointer<Float>, tokens T: Int, expert
 /// bias: [E] (DeepSeek-V3's e_score_correction_bias) or nil.
 public func route(logits: UnsafePointer<Float>, tokens T: Int, experts E: Int, topK K: Int, rule: RouterRule,
                   normalize: Bool, bias: UnsafePointer<Float>?) -> Routing {
-    precondition(rule.groups >= 1 && E % rule.groups == 0 && rule.topGroups >= 1 && rule.topGroups <= rule.groups
-                 && K <= rule.topGroups * (E / rule.groups), "\(K) of \(E) experts in \(rule.topGroups) of \(rule.groups) groups")
+    precondition(rule.fits(experts: E, topK: K), "\(K) of \(E) experts in \(rule.topGroups) of \(rule.groups) groups")
     var experts = [Int32](repeating: 0, count: T * K)
     var weights = [Float](repeating: 0, count: T * K)
     var scores = [Float](repeating: 0, count: E)
