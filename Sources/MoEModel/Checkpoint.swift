@@ -8,6 +8,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let configData: Data
     public let files: [SafetensorsFile]
     private let index: [String: (file: Int, entry: TensorEntry)]
+    /// config.json's quantization_config (FP8 checkpoints), nil for unquantised ones.
+    public let quantization: QuantizationConfig?
 
     /// Bytes of weights this process converted or mapped through `matrix`/`vector` (what it holds).
     public private(set) var bytesHeld = 0
@@ -25,6 +27,7 @@ public final class Checkpoint: @unchecked Sendable {
             throw ModelError.missingFile(configURL.path)
         }
         configData = try configOverrides.map { try ConfigOverrides.apply($0, to: data) } ?? data
+        quantization = try QuantizationConfig(configJSON: configData)
         let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
         var shardNames: [String]
         if FileManager.default.fileExists(atPath: indexURL.path) {
@@ -97,21 +100,18 @@ public final class Checkpoint: @unchecked Sendable {
     public func matrixSlice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
-        let cols = expected.last ?? 1
-        guard let dtype = e.dtype else { throw ModelError.unsupportedDType(tensor: name, dtype: e.dtypeName) }
-        let sub = TensorEntry(name: name, dtypeName: e.dtypeName, shape: [rowCount, cols],
-                              offset: e.offset + rowStart * cols * dtype.size, byteCount: rowCount * cols * dtype.size)
-        return try load(file, sub, rows: rowCount, cols: cols)
+        return try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
     }
 
     public func vector(_ name: String, count: Int) throws -> Matrix {
         try matrix(name, shape: [count])
     }
 
-    private func load(_ file: SafetensorsFile, _ e: TensorEntry, rows: Int, cols: Int) throws -> Matrix {
+    private func load(_ file: SafetensorsFile, _ e: TensorEntry, rowStart: Int = 0, rows: Int, cols: Int) throws -> Matrix {
+        if let f8 = FP8Format(rawValue: e.dtypeName) { return try loadFP8(file, e, format: f8, rowStart: rowStart, rows: rows, cols: cols) }
         guard let dtype = e.dtype else { throw ModelError.unsupportedDType(tensor: e.name, dtype: e.dtypeName) }
         let n = rows * cols
-        let src = file.pointer(e)
+        let src = file.pointer(e) + rowStart * cols * dtype.size
         lock.lock(); bytesHeld += n * 4; lock.unlock()
         switch dtype {
         case .f32:
@@ -124,19 +124,75 @@ public final class Checkpoint: @unchecked Sendable {
             return Matrix(buf, rows: rows, cols: cols)
         case .bf16, .f16:
             let buf = FloatBuffer(count: n, zeroed: false)
-            let halfs: UnsafePointer<UInt16>
-            var tmp: UnsafeMutablePointer<UInt16>?
-            if Int(bitPattern: src) % 2 == 0 {
-                halfs = src.assumingMemoryBound(to: UInt16.self)
-            } else {
-                tmp = .allocate(capacity: n)
-                UnsafeMutableRawPointer(tmp!).copyMemory(from: src, byteCount: n * 2)
-                halfs = UnsafePointer(tmp!)
-            }
-            if dtype == .bf16 { bf16ToF32(halfs, buf.pointer, n) } else { f16ToF32(halfs, buf.pointer, n) }
-            tmp?.deallocate()
+            Self.widen(src, dtype, n, into: buf.pointer)
             file.mapping.release(from: src, count: n * 2)
             return Matrix(buf, rows: rows, cols: cols)
         }
+    }
+
+    /// `n` f16/bf16 values at `src` (any alignment) as f32.
+    private static func widen(_ src: UnsafeRawPointer, _ dtype: StorageDType, _ n: Int, into out: UnsafeMutablePointer<Float>) {
+        let halfs: UnsafePointer<UInt16>
+        var tmp: UnsafeMutablePointer<UInt16>?
+        if Int(bitPattern: src) % 2 == 0 {
+            halfs = src.assumingMemoryBound(to: UInt16.self)
+        } else {
+            tmp = .allocate(capacity: n)
+            UnsafeMutableRawPointer(tmp!).copyMemory(from: src, byteCount: n * 2)
+            halfs = UnsafePointer(tmp!)
+        }
+        if dtype == .bf16 { bf16ToF32(halfs, out, n) } else { f16ToF32(halfs, out, n) }
+        tmp?.deallocate()
+    }
+
+    /// A float8 tensor times its scales, as f32: `NAME_scale_inv` (blocks of quantization_config's weight_block_size)
+    /// or `NAME_scale` (one scale, or one per row).
+    private func loadFP8(_ file: SafetensorsFile, _ e: TensorEntry, format: FP8Format, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
+        let scales = try fp8Scales(e)
+        let n = rows * cols
+        let src = file.pointer(e) + rowStart * cols
+        lock.lock(); bytesHeld += n * 4; lock.unlock()
+        let buf = FloatBuffer(count: n, zeroed: false)
+        scales.dequantize(src.assumingMemoryBound(to: UInt8.self), format: format, firstRow: rowStart, rows: rows, into: buf.pointer)
+        file.mapping.release(from: src, count: n)
+        return Matrix(buf, rows: rows, cols: cols)
+    }
+
+    private func fp8Scales(_ e: TensorEntry) throws -> FP8Scales {
+        let shape = e.shape.isEmpty ? [1] : e.shape
+        let cols = shape.last!, matrixRows = shape.count >= 2 ? shape[shape.count - 2] : 1
+        let (name, layout): (String, FP8Scales.Layout)
+        if has(e.name + "_scale_inv") {
+            guard shape.count >= 2 else {
+                throw ModelError.unsupported("\(e.name) is a float8 tensor of shape \(e.shape) with block scales; blocks need a matrix")
+            }
+            let b = quantization?.blockSize ?? (rows: 128, cols: 128)
+            (name, layout) = (e.name + "_scale_inv", .blocks(rows: b.rows, cols: b.cols))
+        } else if has(e.name + "_scale") {
+            let count = index[e.name + "_scale"]!.entry.elementCount
+            (name, layout) = (e.name + "_scale", count == 1 ? .tensor : .rows)
+        } else {
+            throw ModelError.missingScales(tensor: e.name, dtype: e.dtypeName)
+        }
+        let (file, s) = try locate(name)
+        let expected = FP8Scales.expectedShape(of: shape, layout: layout)
+        let fits: Bool
+        switch layout {
+        case .tensor: fits = s.elementCount == 1
+        case .rows: fits = s.shape == expected || s.shape == Array(expected.dropLast())
+        case .blocks: fits = s.shape == expected
+        }
+        guard fits else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: s.shape) }
+        guard let dtype = s.dtype else { throw ModelError.unsupportedDType(tensor: name, dtype: s.dtypeName) }
+        var values = [Float](repeating: 0, count: s.elementCount)
+        let src = file.pointer(s)
+        values.withUnsafeMutableBufferPointer { out in
+            if dtype == .f32 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: src, byteCount: out.count * 4) }
+            else { Self.widen(src, dtype, out.count, into: out.baseAddress!) }
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); float8 scales must be finite")
+        }
+        return FP8Scales(layout: layout, values: values, matrixRows: matrixRows, cols: cols)
     }
 }

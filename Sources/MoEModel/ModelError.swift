@@ -10,6 +10,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case missingTensor(String, where: String)
     case shapeMismatch(tensor: String, expected: [Int], found: [Int])
     case unsupportedDType(tensor: String, dtype: String)
+    /// A float8 tensor without a `_scale_inv` or `_scale` sibling.
+    case missingScales(tensor: String, dtype: String)
+    case badTensor(tensor: String, reason: String)
     case unsupported(String)
     case cannotConvert(tensor: String, to: String, reason: String)
 
@@ -30,7 +33,12 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .shapeMismatch(let n, let e, let f):
             return "tensor \(n) has shape \(f), expected \(e)"
         case .unsupportedDType(let n, let d):
-            return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16)"
+            return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16; F8_E4M3 and F8_E5M2 with scales)"
+        case .missingScales(let n, let d):
+            return "tensor \(n) is float8 (\(d)) but the checkpoint has no scales for it: expected \(n)_scale_inv (blocks of "
+                + "quantization_config.weight_block_size) or \(n)_scale (one per tensor or row)"
+        case .badTensor(let n, let r):
+            return "tensor \(n): \(r)"
         case .unsupported(let what):
             return "unsupported: \(what)"
         case .cannotConvert(let n, let f, let reason):

@@ -43,11 +43,12 @@ import Testing
 
     /// Odd shapes across workers (Tests/Fixtures/odd-shapes): three experts all used on two workers, top-1 routing
     /// over five, sparse-step layers, a layer without experts, DeepSeek-V3's latent attention with shared experts and
-    /// grouped bias-corrected routing: transformers' logits and greedy tokens, EOS ignored.
-    @Test(arguments: ["mixtral-headdim12-1kv-3experts", "mixtral-top1-window", "qwen2-moe-sparse-step", "qwen3-moe-bias-mlp-only",
-                      "deepseek-v3-noaux-interleaved"])
+    /// grouped bias-corrected routing: transformers' logits and greedy tokens, EOS ignored. An FP8 checkpoint too
+    /// (Tests/Fixtures/fp8): each worker reads its experts' float8 rows and their ragged block scales.
+    @Test(arguments: ["odd-shapes/mixtral-headdim12-1kv-3experts", "odd-shapes/mixtral-top1-window", "odd-shapes/qwen2-moe-sparse-step",
+                      "odd-shapes/qwen3-moe-bias-mlp-only", "odd-shapes/deepseek-v3-noaux-interleaved", "fp8/qwen3-moe-fp8-ragged-blocks"])
     func oddShapesAcrossWorkersMatchTransformers(_ name: String) throws {
-        let d = Fixtures.root.appendingPathComponent("odd-shapes").appendingPathComponent(name)
+        let d = Fixtures.root.appendingPathComponent(name)
         let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]
         let ids = (g["ids"] as! [Int]).map(String.init).joined(separator: ",")
         let ref = try floats(d.appendingPathComponent("logits.f32"))
@@ -61,7 +62,7 @@ import Testing
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
         // int4 asked where rows do not fit groups of 32: every rank holds f16 instead, as one process does.
-        if name == "mixtral-headdim12-1kv-3experts" {
+        if name == "odd-shapes/mixtral-headdim12-1kv-3experts" {
             let q = tmp.appendingPathComponent("q.f32"), one = tmp.appendingPathComponent("one.f32")
             let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", q.path, "--experts-dtype", "int4"])
             let s = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", one.path, "--experts-dtype", "f16"])

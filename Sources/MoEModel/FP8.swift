@@ -1,0 +1,136 @@
+import Foundation
+
+/// The float8 formats FP8 checkpoints store weights in (safetensors dtypes F8_E4M3 and F8_E5M2).
+public enum FP8Format: String, Sendable, CaseIterable {
+    /// 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, S.1111.111 is NaN; largest finite ±448
+    /// (torch's float8_e4m3fn, what DeepSeek-V3/R1, Qwen3-FP8 and FBGEMM / compressed-tensors FP8 use).
+    case e4m3 = "F8_E4M3"
+    /// 1 sign, 5 exponent (bias 15), 2 mantissa bits: the top byte of an IEEE half.
+    case e5m2 = "F8_E5M2"
+
+    /// The value of every byte, indexed by the byte.
+    public var table: [Float] { self == .e4m3 ? Self.e4m3Table : Self.e5m2Table }
+
+    public func value(_ byte: UInt8) -> Float { table[Int(byte)] }
+
+    private static let e4m3Table: [Float] = (0..<256).map { b in
+        let sign: Float = b & 0x80 != 0 ? -1 : 1
+        let exponent = (b >> 3) & 0xF, mantissa = Float(b & 7)
+        if exponent == 0xF && b & 7 == 7 { return .nan }
+        if exponent == 0 { return sign * mantissa / 8 * 0x1p-6 }           // subnormal: 0.mmm × 2^(1-7)
+        return sign * (1 + mantissa / 8) * Float(sign: .plus, exponent: exponent - 7, significand: 1)
+    }
+
+    private static let e5m2Table: [Float] = (0..<256).map { b in Float(Float16(bitPattern: UInt16(b) << 8)) }
+}
+
+/// How a float8 tensor's scales map onto its values; a stored value is fp8 × scale (DeepSeek names its block
+/// scales `weight_scale_inv`, but they multiply, as in its weight_dequant and transformers' and vLLM's loaders).
+public struct FP8Scales: Sendable, Equatable {
+    public enum Layout: Sendable, Equatable {
+        /// One scale for the whole tensor (compressed-tensors' "tensor" strategy).
+        case tensor
+        /// One scale per row of the tensor viewed as [rows, cols] (FBGEMM FP8, compressed-tensors' "channel").
+        case rows
+        /// One scale per `rows` × `cols` block of each matrix (quant_method fp8's weight_block_size); a matrix of R
+        /// rows and C columns has ceil(R / rows) × ceil(C / cols) of them, row-major, its last blocks partial.
+        case blocks(rows: Int, cols: Int)
+    }
+
+    public let layout: Layout
+    /// Row-major: the blocks of each matrix in turn (a stacked [E, R, C] tensor has E grids).
+    public let values: [Float]
+    /// Rows of one matrix (R; the tensor's second-last dimension) and its columns (C).
+    public let matrixRows: Int, cols: Int
+
+    public init(layout: Layout, values: [Float], matrixRows: Int, cols: Int) {
+        self.layout = layout
+        self.values = values
+        self.matrixRows = matrixRows
+        self.cols = cols
+    }
+
+    /// The shape the scale tensor of a float8 tensor of `shape` must have for `layout` (`.rows` also accepts
+    /// the same count without the trailing 1, `.tensor` any shape of one element).
+    public static func expectedShape(of shape: [Int], layout: Layout) -> [Int] {
+        switch layout {
+        case .tensor:
+            return [1]
+        case .rows:
+            return Array(shape.dropLast()) + [1]
+        case .blocks(let br, let bc):
+            let r = shape.count >= 2 ? shape[shape.count - 2] : 1, c = shape.last ?? 1
+            return Array(shape.dropLast(2)) + [(r + br - 1) / br, (c + bc - 1) / bc]
+        }
+    }
+
+    /// Rows [firstRow, firstRow + rows) of the tensor viewed as [all rows, cols], as f32 (`out` holds rows × cols).
+    public func dequantize(_ q: UnsafePointer<UInt8>, format: FP8Format, firstRow: Int, rows: Int,
+                           into out: UnsafeMutablePointer<Float>) {
+        let table = format.table
+        table.withUnsafeBufferPointer { t in
+            values.withUnsafeBufferPointer { s in
+                for r in 0..<rows {
+                    let src = q + r * cols, dst = out + r * cols, row = firstRow + r
+                    switch layout {
+                    case .tensor, .rows:
+                        let scale = layout == .tensor ? s[0] : s[row]
+                        for c in 0..<cols { dst[c] = t[Int(src[c])] * scale }
+                    case .blocks(let br, let bc):
+                        let gridCols = (cols + bc - 1) / bc, gridRows = (matrixRows + br - 1) / br
+                        let matrix = row / matrixRows, blockRow = (row % matrixRows) / br
+                        let scales = s.baseAddress! + (matrix * gridRows + blockRow) * gridCols
+                        for c in 0..<cols { dst[c] = t[Int(src[c])] * scales[c / bc] }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A checkpoint's `quantization_config`, where it has one. Only float8 weights with scales load (vLLM's and
+/// transformers' "fp8" block format, FBGEMM's per-row FP8 and compressed-tensors' float-quantized format); their
+/// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
+public struct QuantizationConfig: Sendable, Equatable {
+    public let method: String
+    /// quant_method fp8's weight_block_size [rows, cols] (transformers' default 128 × 128 where absent).
+    public let blockSize: (rows: Int, cols: Int)
+
+    public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors"]
+
+    public static func == (a: Self, b: Self) -> Bool { a.method == b.method && a.blockSize == b.blockSize }
+
+    /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
+    public init?(configJSON data: Data) throws {
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let q = obj["quantization_config"] else { return nil }
+        guard let dict = q as? [String: Any] else {
+            throw ModelError.badConfig(file: "config.json", reason: "quantization_config is not an object")
+        }
+        guard let method = dict["quant_method"] as? String else {
+            throw ModelError.badConfig(file: "config.json", reason: "quantization_config has no quant_method")
+        }
+        guard Self.supportedMethods.contains(method) else {
+            throw ModelError.unsupported("quantization_config.quant_method '\(method)': only unquantised (F32, F16, BF16) and "
+                + "FP8 checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start from the "
+                + "unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
+        }
+        if method == "compressed-tensors" {
+            let format = dict["format"] as? String ?? "(none)"
+            guard format == "float-quantized" else {
+                throw ModelError.unsupported("compressed-tensors format '\(format)': only 'float-quantized' (FP8 weights "
+                    + "with weight_scale) loads; start from the unquantised checkpoint and quantise at load instead")
+            }
+        }
+        self.method = method
+        if let b = dict["weight_block_size"], !(b is NSNull) {
+            guard let a = b as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue, let c = (a[1] as? NSNumber)?.intValue,
+                  r > 0, c > 0 else {
+                throw ModelError.badConfig(file: "config.json", reason: "quantization_config.weight_block_size must be [rows, cols] of positive integers (got \(b))")
+            }
+            blockSize = (r, c)
+        } else {
+            blockSize = (128, 128)
+        }
+    }
+}

@@ -1,0 +1,160 @@
+"""FP8 checkpoints (weights stored as float8 with scales, as DeepSeek-V3/R1, Qwen3-FP8 and FBGEMM/compressed-tensors
+FP8 checkpoints ship) with transformers' float32 logits and greedy continuations, and the value of every FP8 byte.
+
+Each case's model is made as odd-shapes/make.py makes its own (seeded random weights, unit-scale activations), saved by
+save_pretrained in float32, and then every linear weight of the decoder layers (attention, dense MLPs, shared and
+routed experts; not the embeddings, lm_head, norms, routers or biases) is quantised to float8 e4m3 with scales:
+  - "blocks": quantization_config {quant_method: fp8, weight_block_size: [br, bc]}; `W.weight_scale_inv` holds one
+    scale per br × bc block, ceil(rows / br) × ceil(cols / bc) of them (DeepSeek's layout; the last blocks of a
+    ragged matrix are partial), value = fp8 × scale;
+  - "rows": quantization_config {quant_method: fbgemm_fp8}; `W.weight_scale` [rows, 1], value = fp8 × scale.
+A scale is amax / 448 of its block or row (448: e4m3's largest finite value), stored in `scale_dtype`.
+The golden is computed by transformers (float32, eager attention) on the weights dequantised as fp8 → float32 × scale.
+Where every width is a multiple of the block, transformers also loads the FP8 directory itself (its CPU path
+dequantises the same way), and make.py checks that it gives the same logits.
+fp8-values.json: for each byte 0–255, the float32 bit pattern of torch's float8_e4m3fn and float8_e5m2 value.
+Run: python3 make.py (transformers 5.x, torch, safetensors)."""
+import json, os, random, shutil, tempfile
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+CASES = [
+    {"name": "deepseek-v3-fp8-blocks", "family": "deepseek_v3", "prompt_tokens": 20, "scales": "blocks", "block": [32, 32],
+     "scale_dtype": "float32",
+     "config": {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 3,
+                "num_attention_heads": 4, "num_key_value_heads": 4, "moe_intermediate_size": 32, "num_experts_per_tok": 2,
+                "n_shared_experts": 1, "first_k_dense_replace": 1, "q_lora_rank": 32, "kv_lora_rank": 64,
+                "qk_nope_head_dim": 32, "qk_rope_head_dim": 32, "v_head_dim": 16, "n_routed_experts": 8, "n_group": 2,
+                "topk_group": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": True, "rms_norm_eps": 1e-06,
+                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}},
+    {"name": "qwen3-moe-fp8-ragged-blocks", "family": "qwen3_moe", "prompt_tokens": 17, "scales": "blocks",
+     "block": [32, 32], "scale_dtype": "bfloat16",
+     "config": {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 20, "intermediate_size": 56, "num_experts": 8,
+                "num_experts_per_tok": 2, "moe_intermediate_size": 40, "norm_topk_prob": True, "decoder_sparse_step": 1,
+                "mlp_only_layers": [], "max_position_embeddings": 512, "rope_theta": 1000000.0, "bos_token_id": 1,
+                "eos_token_id": 2}},
+    {"name": "mixtral-fp8-per-channel", "family": "mixtral", "prompt_tokens": 15, "scales": "rows", "scale_dtype": "float32",
+     "config": {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
+                "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
+                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}},
+]
+
+E4M3_MAX = 448.0
+KEEP = ("embed_tokens", "lm_head", "norm", ".gate.weight", "gate.e_score_correction_bias")
+
+
+def quantised(name, t):
+    return name.endswith(".weight") and t.dim() == 2 and ".layers." in name and not any(k in name for k in KEEP)
+
+
+def fp8_blocks(w, br, bc):
+    rows, cols = w.shape
+    gr, gc = -(-rows // br), -(-cols // bc)
+    scale = torch.empty(gr, gc)
+    for i in range(gr):
+        for j in range(gc):
+            amax = w[i * br:(i + 1) * br, j * bc:(j + 1) * bc].abs().max()
+            scale[i, j] = amax / E4M3_MAX if amax > 0 else 1.0
+    return scale
+
+
+def expand_blocks(scale, rows, cols, br, bc):
+    return scale.repeat_interleave(br, 0).repeat_interleave(bc, 1)[:rows, :cols]
+
+
+def golden(model_dir, cfg, ids, out_dir):
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    model.generation_config.eos_token_id = None
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    return logits, greedy
+
+
+for i, case in enumerate(CASES):
+    cfg = dict(case["config"])
+    config = AutoConfig.for_model(case["family"], **cfg)
+    torch.manual_seed(3000 + i)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and p.dim() == 1:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif "bias" in name:
+                p.copy_(0.1 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.1 * torch.randn_like(b))
+    tmp = tempfile.mkdtemp()
+    f32_dir, deq_dir = os.path.join(tmp, "f32"), os.path.join(tmp, "dequantised")
+    model.save_pretrained(f32_dir)
+    state = load_file(os.path.join(f32_dir, "model.safetensors"))
+    scale_dtype = getattr(torch, case["scale_dtype"])
+    fp8, deq = {}, {}
+    for name, w in state.items():
+        if not quantised(name, w):
+            fp8[name] = w
+            deq[name] = w
+            continue
+        rows, cols = w.shape
+        if case["scales"] == "blocks":
+            br, bc = case["block"]
+            scale = fp8_blocks(w, br, bc).to(scale_dtype)
+            full = expand_blocks(scale.float(), rows, cols, br, bc)
+            fp8[name + "_scale_inv"] = scale
+        else:
+            amax = w.abs().amax(dim=1, keepdim=True)
+            scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax)).to(scale_dtype)
+            full = scale.float().expand(rows, cols)
+            fp8[name[: -len("weight")] + "weight_scale"] = scale
+        q = (w / full).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+        fp8[name] = q
+        deq[name] = q.float() * full
+    shutil.copytree(f32_dir, deq_dir)
+    save_file(deq, os.path.join(deq_dir, "model.safetensors"), metadata={"format": "pt"})
+
+    rnd = random.Random(i)
+    ids = [rnd.randrange(cfg["vocab_size"]) for _ in range(case["prompt_tokens"])]
+    logits, greedy = golden(deq_dir, cfg, ids, None)
+
+    d = os.path.join(here, case["name"])
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    conf = json.load(open(os.path.join(f32_dir, "config.json")))
+    if case["scales"] == "blocks":
+        conf["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                       "weight_block_size": case["block"]}
+    else:
+        conf["quantization_config"] = {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
+    save_file(fp8, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    checked = None
+    if case["scales"] == "blocks" and all(
+            t.shape[0] % case["block"][0] == 0 and t.shape[1] % case["block"][1] == 0
+            for n, t in fp8.items() if t.dtype == torch.float8_e4m3fn):
+        direct, direct_greedy = golden(d, cfg, ids, None)
+        checked = float((direct - logits).abs().max())
+        assert checked < 1e-5 and direct_greedy == greedy, (case["name"], checked)
+    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
+    top2 = logits.topk(2, dim=-1).values
+    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
+               "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
+               "transformers_fp8_load_max_diff": checked,
+               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}},
+              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    shutil.rmtree(tmp)
+    print(case["name"], len(ids), "checked against transformers' own FP8 load:", checked)
+
+values = {}
+for name, dt in (("e4m3", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)):
+    f = torch.arange(256, dtype=torch.uint8).view(dt).float()
+    values[name] = f.view(torch.int32).tolist()
+    values[name] = [v & 0xFFFFFFFF for v in values[name]]
+json.dump(values, open(os.path.join(here, "fp8-values.json"), "w"))

@@ -1,0 +1,175 @@
+import Foundation
+import MoECore
+import MoETestSupport
+import Testing
+@testable import MoEModel
+import MoEEngine
+
+/// FP8 checkpoints (Tests/Fixtures/fp8): float8 e4m3 weights with DeepSeek-style block scales (`weight_scale_inv`,
+/// whole and ragged blocks, f32 and bf16 scales) and FBGEMM-style row scales (`weight_scale`), against transformers'
+/// logits on the same weights; every float8 byte against torch's value.
+struct FP8CheckpointTests {
+    static let dir = Fixtures.root.appendingPathComponent("fp8")
+    static let names = ["deepseek-v3-fp8-blocks", "qwen3-moe-fp8-ragged-blocks", "mixtral-fp8-per-channel"]
+
+    struct Golden: Decodable {
+        let ids: [Int]
+        let greedy: [Int]
+        let shape: [Int]
+    }
+
+    @Test func everyFloat8ByteHasTorchsValue() throws {
+        let data = try Data(contentsOf: Self.dir.appendingPathComponent("fp8-values.json"))
+        let ref = try JSONDecoder().decode([String: [UInt32]].self, from: data)
+        for (format, key) in [(FP8Format.e4m3, "e4m3"), (.e5m2, "e5m2")] {
+            let bits = try #require(ref[key])
+            #expect(bits.count == 256)
+            for (b, want) in bits.enumerated() {
+                let got = format.value(UInt8(b)), w = Float(bitPattern: want)
+                if w.isNaN { #expect(got.isNaN, "\(key) byte \(b)") } else { #expect(got.bitPattern == want, "\(key) byte \(b): \(got) vs \(w)") }
+            }
+        }
+        #expect(FP8Format.e4m3.value(0x7E) == 448 && FP8Format.e4m3.value(0x01) == 0x1p-9)
+    }
+
+    @Test(arguments: names)
+    func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
+        let d = Self.dir.appendingPathComponent(name)
+        let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let m = try LoadedModel(directory: d)
+        let out = GoldenTests.forwardAll(m, g.ids)
+        #expect(ref.count == g.shape[0] * g.shape[1] && out.logits.count == ref.count)
+        let worst = (0..<ref.count).map { abs(out.logits[$0] - ref[$0]) }.max() ?? .infinity
+        #expect(worst < 1e-4, "\(name): max |diff| \(worst)")
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        let r = try Engine(transformer: m.transformer, config: c)
+            .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
+        #expect(r.tokens.map(Int.init) == g.greedy, "\(name)")
+    }
+
+    /// FP8 weights held as int8 (what a user short of memory asks for): the same greedy tokens as transformers.
+    @Test func fp8WeightsHeldAsInt8KeepTheGreedyTokens() throws {
+        let d = Self.dir.appendingPathComponent("deepseek-v3-fp8-blocks")
+        let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+        let m = try LoadedModel(directory: d, formats: WeightFormats(experts: .int8, dense: .int8))
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        let r = try Engine(transformer: m.transformer, config: c)
+            .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
+        #expect(r.tokens.map(Int.init) == g.greedy)
+    }
+
+    // MARK: scale layouts (pure)
+
+    /// Bytes of e4m3 1, 2, 3, … (0x38 = 1.0, +8 per doubling; 0x40 = 2, 0x44 = 3, 0x48 = 4, 0x4A = 5, 0x4C = 6).
+    static let one: UInt8 = 0x38, two: UInt8 = 0x40, three: UInt8 = 0x44
+
+    @Test func oneScaleMultipliesTheWholeTensor() {
+        let q: [UInt8] = [Self.one, Self.two, Self.three, 0xB8]   // 1, 2, 3, -1
+        let s = FP8Scales(layout: .tensor, values: [0.5], matrixRows: 2, cols: 2)
+        var out = [Float](repeating: 0, count: 4)
+        s.dequantize(q, format: .e4m3, firstRow: 0, rows: 2, into: &out)
+        #expect(out == [0.5, 1, 1.5, -0.5])
+    }
+
+    @Test func rowScalesMultiplyTheirRowsFromAnyFirstRow() {
+        let q: [UInt8] = [Self.one, Self.two, Self.three, Self.one]
+        let s = FP8Scales(layout: .rows, values: [10, 100, 1000], matrixRows: 3, cols: 2)
+        var out = [Float](repeating: 0, count: 4)
+        s.dequantize(q, format: .e4m3, firstRow: 1, rows: 2, into: &out)   // rows 1 and 2 of 3
+        #expect(out == [100, 200, 3000, 1000])
+    }
+
+    /// A stacked [2, 3, 5] tensor (two experts of 3 × 5) in blocks of 2 × 2: each expert has a 2 × 3 grid whose
+    /// last row and column of blocks are partial; expert 1's rows read expert 1's grid.
+    @Test func raggedBlocksOfAStackedTensorFindTheirScales() {
+        let (experts, R, C) = (2, 3, 5)
+        let grid = FP8Scales.expectedShape(of: [experts, R, C], layout: .blocks(rows: 2, cols: 2))
+        #expect(grid == [2, 2, 3])
+        let values = (0..<12).map { Float($0 + 1) }                      // expert e, block (i, j) → 6e + 3i + j + 1
+        let s = FP8Scales(layout: .blocks(rows: 2, cols: 2), values: values, matrixRows: R, cols: C)
+        let q = [UInt8](repeating: Self.one, count: experts * R * C)
+        var all = [Float](repeating: 0, count: experts * R * C)
+        s.dequantize(q, format: .e4m3, firstRow: 0, rows: experts * R, into: &all)
+        for e in 0..<experts {
+            for r in 0..<R {
+                for c in 0..<C {
+                    #expect(all[(e * R + r) * C + c] == Float(6 * e + 3 * (r / 2) + c / 2 + 1), "expert \(e) row \(r) col \(c)")
+                }
+            }
+        }
+        var slice = [Float](repeating: 0, count: R * C)
+        s.dequantize(q, format: .e4m3, firstRow: R, rows: R, into: &slice)   // expert 1 alone, as a worker loads it
+        #expect(slice == Array(all[(R * C)...]))
+    }
+
+    @Test func quantizationConfigIsReadAndCheckedWithReasons() throws {
+        func parse(_ json: String) throws -> QuantizationConfig? { try QuantizationConfig(configJSON: Data(json.utf8)) }
+        #expect(try parse(#"{"model_type": "mixtral"}"#) == nil)
+        let q = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 32]}}"#))
+        #expect(q.method == "fp8" && q.blockSize == (64, 32))
+        let defaults = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8"}}"#))
+        #expect(defaults.blockSize == (128, 128))
+        #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "awq", "bits": 4}}"#) }
+        #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}}"#) }
+        #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}}"#) }
+        #expect(try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized"}}"#) != nil)
+        do { _ = try parse(#"{"quantization_config": {"quant_method": "gptq"}}"#) } catch {
+            #expect("\(error)".contains("quant_method 'gptq'") && "\(error)".contains("int8 or int4"), "\(error)")
+        }
+    }
+
+    // MARK: broken FP8 checkpoints
+
+    func loadError(_ dir: URL) -> String? {
+        do { _ = try LoadedModel(directory: dir); return nil } catch { return "\(error)" }
+    }
+
+    @Test func missingScalesAreNamed() throws {
+        let dir = try Fixtures.copy("fp8/qwen3-moe-fp8-ragged-blocks")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let name = "model.layers.1.mlp.experts.3.up_proj.weight"
+        try CheckpointErrorTests().editHeader(dir) { h in h[name + "_scalX"] = h.removeValue(forKey: name + "_scale_inv") }
+        let e = loadError(dir)
+        #expect(e?.contains("tensor \(name) is float8 (F8_E4M3) but the checkpoint has no scales") == true, "\(e ?? "no error")")
+        #expect(e?.contains("\(name)_scale_inv") == true)
+    }
+
+    @Test func blockScalesOfTheWrongShapeSayTheShapeExpected() throws {
+        let dir = try Fixtures.copy("fp8/qwen3-moe-fp8-ragged-blocks")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // q_proj is 80 × 48: blocks of 32 × 32 need a 3 × 2 grid; claim 2 × 3 (same bytes).
+        let name = "model.layers.0.self_attn.q_proj.weight_scale_inv"
+        try CheckpointErrorTests().editHeader(dir) { h in
+            var e = h[name] as! [String: Any]
+            e["shape"] = [2, 3]
+            h[name] = e
+        }
+        let e = loadError(dir)
+        #expect(e == "tensor \(name) has shape [2, 3], expected [3, 2]", "\(e ?? "no error")")
+    }
+
+    @Test func aBlockSizeThatDoesNotMatchTheScalesIsCaught() throws {
+        let dir = try Fixtures.copy("fp8/deepseek-v3-fp8-blocks")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        config["quantization_config"] = ["quant_method": "fp8", "weight_block_size": [128, 128]]
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        let e = loadError(dir)
+        #expect(e?.contains("_scale_inv has shape") == true && e?.contains("expected [1, 1]") == true, "\(e ?? "no error")")
+    }
+
+    @Test func otherQuantisationMethodsAreRefusedWithAWayOut() throws {
+        let dir = try Fixtures.copy("tiny-mixtral")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        config["quantization_config"] = ["quant_method": "awq", "bits": 4, "group_size": 128]
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        let e = loadError(dir)
+        #expect(e?.hasPrefix("unsupported: quantization_config.quant_method 'awq'") == true, "\(e ?? "no error")")
+    }
+}
