@@ -3,10 +3,11 @@ import MoETokenizer
 
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
-/// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift), and
-/// Tulu's `<|user|>` turns (allenai's instruct models). Any other template is refused with a clear error rather than rendered wrongly.
+/// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift),
+/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V3/R1's, and GLM-4.5/4.6's with their XML tool calls
+/// (GLMTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
-    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, unsupported }
+    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, glm, unsupported }
     public let kind: Kind
     /// The Jinja text it was read from.
     let source: String
@@ -62,6 +63,14 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = source.contains("</think>")
             opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
+        } else if ["[gMASK]<sop>", "<|assistant|>", "<|observation|>"].allSatisfy(source.contains) {
+            // GLM-4.5's and 4.6's: the reply writes its reasoning in <think> (the prompt does not open it).
+            kind = .glm
+            defaultSystem = nil
+            rendersTools = source.contains("<arg_key>") && source.contains("<arg_value>")
+            xmlTools = false
+            thinks = source.contains("reasoning_content")
+            opensThinking = false
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
                 : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
@@ -86,7 +95,7 @@ public struct ChatTemplate: Sendable {
     /// How calls are written in the prompt, and so read in a reply.
     var toolFormat: ToolRequest.Format {
         if kind == .inst, case .mistralTools = instStyle { return .mistral }
-        return .hermes
+        return kind == .glm ? .glm : .hermes
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
@@ -129,7 +138,7 @@ public struct ChatTemplate: Sendable {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
         if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
-            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's and Qwen3-Coder's `<tool_call>` formats and Mistral's `[TOOL_CALLS]`); leave out tools, tool calls and tool messages")
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's, Qwen3-Coder's and GLM-4.5's `<tool_call>` formats and Mistral's `[TOOL_CALLS]`); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
@@ -179,11 +188,13 @@ public struct ChatTemplate: Sendable {
                 }
             }
             return out + (options.addGenerationPrompt ? "<｜Assistant｜>" + (opensThinking ? "<think>\n" : "") : "")
+        case .glm:
+            return renderGLM(messages, tools: tools, options: options)
         case .inst:
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V3/R1); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V3/R1, GLM-4.5/4.6); use /v1/completions with a formatted prompt")
         }
     }
 

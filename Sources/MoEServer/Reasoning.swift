@@ -1,8 +1,9 @@
-/// Splits a thinking model's reply (Qwen3: `<think>…</think>` first, then the answer) into its reasoning and its
-/// content as it streams, as vLLM's `qwen3` reasoning parser and llama.cpp's default do: the reasoning goes to
-/// `reasoning_content`, the answer to `content`. A reply that does not open with `<think>` is all content; one cut
-/// while thinking is all reasoning. Newlines next to the tags are dropped (the template writes them back when the
-/// turn comes round again). Fed a whole reply at once it gives what streaming gave, piece by piece.
+/// Splits a thinking model's reply (Qwen3: `<think>…</think>` first, then the answer; GLM: the same after a newline)
+/// into its reasoning and its content as it streams, as vLLM's `qwen3` reasoning parser and llama.cpp's default do:
+/// the reasoning goes to `reasoning_content`, the answer to `content`. A reply that does not open with `<think>`
+/// (after newlines) is all content; one cut while thinking is all reasoning. Newlines next to the tags are dropped
+/// (the template writes them back when the turn comes round again). Fed a whole reply at once it gives what
+/// streaming gave, piece by piece.
 struct ReasoningSplitter {
     enum Piece: Equatable, Sendable {
         case reasoning(String)
@@ -31,13 +32,15 @@ struct ReasoningSplitter {
         while true {
             switch state {
             case .start:
-                if buffer.hasPrefix(Self.open) {
-                    buffer.removeFirst(Self.open.count)
+                // GLM writes a newline before its <think>.
+                let body = buffer.lstrippingNewlines
+                if body.hasPrefix(Self.open) {
+                    buffer = String(body.dropFirst(Self.open.count))
                     state = .thinking
                     leading = true
                     continue
                 }
-                if Self.open.hasPrefix(buffer) { return out }     // may still become "<think>"
+                if Self.open.hasPrefix(body) { return out }     // may still become "<think>"
                 state = .answer
                 leading = false
                 continue

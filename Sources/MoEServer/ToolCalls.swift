@@ -21,9 +21,10 @@ struct ToolRequest: Sendable {
     var choice: Choice
     /// false: at most one call (`required` is constrained to one, `auto` keeps the first).
     var parallel: Bool
-    /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen), or
-    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits (the template's `toolFormat`).
-    enum Format: Sendable { case hermes, mistral }
+    /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen),
+    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits, or GLM's `<tool_call>` blocks of
+    /// `<arg_key>`/`<arg_value>` pairs (the template's `toolFormat`).
+    enum Format: Sendable { case hermes, mistral, glm }
     let format: Format
 
     /// A new call's id in the reply: OpenAI's form, or Mistral's.
@@ -146,7 +147,8 @@ struct ToolRequest: Sendable {
 /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` block becomes a call (an unclosed last block too, if its
 /// JSON is whole), with its arguments written as Python's json.dumps writes them (as vLLM returns them). A block
 /// holding Qwen3-Coder's `<function=…>` form instead is read as vLLM's qwen3_coder parser reads it
-/// (QwenCoderCalls). A block whose JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
+/// (QwenCoderCalls); with GLM's format, a block is read as vLLM's glm45 parser reads it (GLMCalls). A block whose
+/// JSON is not a call stays text, as written. Whitespace before a block, and after the last one, is dropped;
 /// text the model wrote around blocks is kept. Fed the whole reply at once it gives what streaming gave, piece by piece.
 struct ToolCallScanner {
     struct Call: Equatable, Sendable {
@@ -240,7 +242,9 @@ struct ToolCallScanner {
 
     /// A block's calls; else it stays text, as written (Mistral's: without its markers, as vLLM gives it back).
     private mutating func block(_ body: String, closed: Bool) -> [Piece] {
-        let calls = format == .mistral ? MistralCalls.calls(body) : QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map { [$0] }
+        let calls = format == .mistral ? MistralCalls.calls(body)
+            : format == .glm ? GLMCalls.calls(body, schemas: schemas)
+            : QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map { [$0] }
         if let calls, !calls.isEmpty {
             called = true
             held = ""

@@ -42,7 +42,7 @@ struct ToolCallTests {
         let source = try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8)
         let tokenizer = c["tokenizer"]?.stringValue ?? "tiny-qwen3-moe"
         let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model(tokenizer)))
-        #expect(template.kind != .unsupported && template.rendersTools == (file.hasPrefix("qwen") || file.hasPrefix("mistral-v3")))
+        #expect(template.kind != .unsupported && template.rendersTools == (file.hasPrefix("qwen") || file.hasPrefix("mistral-v3") || file.hasPrefix("glm")))
         let text = try template.render(r.messages, tools: tools.shown(rendersTools: true), options: r.templateOptions)
         #expect(text == golden["expected"] as! String, "\(file): \(name)")
     }
@@ -265,6 +265,51 @@ struct ToolCallTests {
             #expect(whole == Self.mergedText(expected), "\(reply)")
             #expect(scan(reply.map { String($0) }) == whole, "character by character: \(reply)")
         }
+    }
+
+    /// GLM-4.5/4.6's calls, read as vLLM's glm45 parser reads them: the name before the first <arg_key>, each
+    /// key and value trimmed, a value typed "string" by the schema kept as text and the others read as JSON, else as a
+    /// Python literal, else kept as text; whole or streamed character by character.
+    @Test func glmCallsTypeEachValueAsVLLMsParserDoes() throws {
+        let schema = try OrderedJSON.parse(#"""
+            {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "opts": {"type": "object"},
+             "code": {"type": "string"}, "tag": {"type": ["string", "null"]}}}
+            """#)
+        let tools = [ToolRequest.Function(name: "get_weather", parameters: try JSONDecoder().decode(JSONValue.self, from: Data(schema.python.utf8))),
+                     ToolRequest.Function(name: "now", parameters: nil)]
+        func glm(_ name: String, _ args: [(String, String)], close: Bool = true) -> String {
+            "<tool_call>\(name)\n" + args.map { "<arg_key>\($0.0)</arg_key>\n<arg_value>\($0.1)</arg_value>\n" }.joined() + (close ? "</tool_call>" : "")
+        }
+        let cases: [(String, [Piece])] = [
+            // A string parameter stays text even when it reads as JSON; the others are JSON where they parse.
+            ("Checking.\n" + glm("get_weather", [("city", " Paris "), ("days", "3"), ("opts", "{\"hourly\": true, \"f\": [\"é\"]}"),
+                                                 ("code", "42"), ("tag", "null")]),
+             [.text("Checking."), Self.call("get_weather", #"{"city": "Paris", "days": 3, "opts": {"hourly": true, "f": ["é"]}, "code": "42", "tag": null}"#)]),
+            // Not JSON: a Python literal (None, True, a quoted string), else the text as written.
+            (glm("get_weather", [("days", "None"), ("tag", "True"), ("opts", "'x'"), ("extra", "two words")]),
+             [Self.call("get_weather", #"{"days": null, "tag": true, "opts": "x", "extra": "two words"}"#)]),
+            // Two calls; one without arguments; a repeated key keeps its first place with the last value; GLM-4.7's
+            // form without the newlines; whitespace between a key and its value.
+            (glm("now", []) + "\n" + glm("get_weather", [("city", "Rome"), ("days", "2"), ("city", "Oslo")]),
+             [Self.call("now", "{}"), Self.call("get_weather", #"{"city": "Oslo", "days": 2}"#)]),
+            ("<tool_call>get_weather<arg_key>city</arg_key> \n <arg_value>Rome</arg_value></tool_call>",
+             [Self.call("get_weather", #"{"city": "Rome"}"#)]),
+            // An unclosed last block (cut by max_tokens) is still read; a block without a name stays text.
+            (glm("get_weather", [("days", "4")], close: false), [Self.call("get_weather", #"{"days": 4}"#)]),
+            ("<tool_call>\n<arg_key>a</arg_key><arg_value>1</arg_value></tool_call>", [.text("<tool_call>\n<arg_key>a</arg_key><arg_value>1</arg_value></tool_call>")]),
+        ]
+        for (reply, expected) in cases {
+            func scan(_ chunks: [String]) -> [Piece] {
+                var s = ToolCallScanner(tools: tools, format: .glm)
+                return Self.mergedText(chunks.flatMap { s.feed($0) } + s.finish())
+            }
+            let whole = scan([reply])
+            #expect(whole == Self.mergedText(expected), "\(reply)")
+            #expect(scan(reply.map { String($0) }) == whole, "character by character: \(reply)")
+        }
+        let source = try String(contentsOf: Self.dir.appendingPathComponent("glm-4.6.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(template.kind == .glm && template.rendersTools && template.thinks && !template.opensThinking && template.toolFormat == .glm)
     }
 
     /// Any reply, however malformed, is read without a crash and the same whether fed whole or in pieces: replies
@@ -533,9 +578,10 @@ struct ToolCallAPITests {
     /// The reply forced by `regex` (the text "Checking." and a get_weather call, as the template's format writes
     /// one), asked for whole and streamed: each has that one call, with valid arguments, and finishes with
     /// "tool_calls". The whole reply's call and the streamed one.
-    static func forcedCall(_ s: LiveServer, _ regex: String) async throws -> (whole: [String: Any], streamed: [String: Any]) {
+    static func forcedCall(_ s: LiveServer, _ regex: String, extra: [String: Any] = [:]) async throws -> (whole: [String: Any], streamed: [String: Any]) {
         let url = s.base + "/v1/chat/completions"
-        let body: [String: Any] = ["messages": question, "tools": tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex]
+        let body = (["messages": question, "tools": tools, "temperature": 0, "max_tokens": 200, "guided_regex": regex] as [String: Any])
+            .merging(extra) { $1 }
         let r = try await HTTP.post(url, body)
         #expect((choice(r)?["message"] as? [String: Any])?["content"] as? String == "Checking.", "\(r.text)")
         let calls = calls(r)
@@ -571,6 +617,27 @@ struct ToolCallAPITests {
 }
 
 extension ToolCallAPITests {
+    /// A GLM-4.5 model's reply forced into its XML call (as the model writes one, thinking turned off as GLM's
+    /// template does it): auto tool choice returns the call, its values typed by the tool's schema, streamed or not;
+    /// the call goes back into the history as GLM's template writes it. (The reasoning before a call is split off as
+    /// Qwen3's is: ReasoningSplitterTests.)
+    @Test func autoToolChoiceReadsGLMCallsOutOfTheReply() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("glm-4.6.jinja"), encoding: .utf8)
+        let s = try await LiveServer(chatTemplate: template)
+        defer { Task { await s.stop() } }
+        let (call, _) = try await Self.forcedCall(s, #"Checking\.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>(Paris|Rome)</arg_value>\n<arg_key>days</arg_key>\n<arg_value>[1-7]</arg_value>\n</tool_call>"#,
+                                                  extra: ["chat_template_kwargs": ["enable_thinking": false]])
+        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
+        let history: [[String: Any]] = Self.question + [
+            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
+            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
+        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])).json?["tokens"] as? [Int] ?? []
+        let prompt = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        let days = (try? JSONSerialization.jsonObject(with: Data(arguments.utf8)) as? [String: Any])?["days"] as? Int ?? 0
+        #expect(prompt.contains("<|assistant|>\n<think></think>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>") &&
+                prompt.contains("</arg_value>\n<arg_key>days</arg_key>\n<arg_value>\(days)</arg_value>\n</tool_call><|observation|>\n<tool_response>\nsunny\n</tool_response><|assistant|>"), "\(prompt)")
+    }
+
     /// A Mistral model's reply forced into its `[TOOL_CALLS]` list (as Mixtral-8x22B writes one): auto tool choice
     /// returns the call with a 9-character id, streamed or not; the call and its result go back into the history as
     /// mistral-common's template writes them; and the reply keeps special tokens, as [TOOL_CALLS] is one.
@@ -615,7 +682,11 @@ struct ReasoningSplitterTests {
         ("<think>\ncut short\n", "cut short", ""),
         ("<think>\n\n</think>\n\nHi", nil, "Hi"),
         ("<thi", nil, "<thi"),
-        ("\n<think>x</think>y", nil, "\n<think>x</think>y"),
+        // GLM writes a newline before its <think>; text before a <think> makes it content.
+        ("\n<think>x</think>\ny", "x", "y"),
+        ("\n\n<think>", nil, ""),
+        ("a\n<think>x</think>y", nil, "a\n<think>x</think>y"),
+        ("\nNo thinking.", nil, "\nNo thinking."),
         ("<think>a\n\nb\n</think>c\n\nd\n", "a\n\nb", "c\n\nd\n"),
         ("<think>a</think>b</think>c", "a", "b</think>c"),
         ("<think>a</thin", "a</thin", ""),
