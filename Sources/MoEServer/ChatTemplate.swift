@@ -4,7 +4,7 @@ import MoETokenizer
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
 /// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift),
-/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V3/R1's, and GLM-4.5/4.6's with their XML tool calls
+/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V3/R1's and V3.1's, and GLM-4.5/4.6's with their XML tool calls
 /// (GLMTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, glm, unsupported }
@@ -27,6 +27,9 @@ public struct ChatTemplate: Sendable {
     /// Qwen3 thinking models' (2507): the reply is opened with "<think>\n", so the model writes its reasoning, then
     /// </think>, then the answer.
     let opensThinking: Bool
+    /// DeepSeek-V3.1's: each request chooses (`thinking`, or `enable_thinking`; off by default), and the prompt opens
+    /// the reply with "<think>" or closes the block at once with "</think>".
+    let hybridThinking: Bool
     /// The [INST] templates: Llama 2's (BOS before every user turn, <<SYS>> in the first, contents stripped),
     /// Mixtral-8x7B-Instruct-v0.1's current one (" [INST] …", the system message before the first user message's
     /// content) and its first one (no system message), and mistral-common's v3 ones with tools (`spaced`: the
@@ -54,6 +57,7 @@ public struct ChatTemplate: Sendable {
             thinks = source.contains("reasoning_content")
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
+            hybridThinking = false
         } else if source.contains("<｜User｜>") && source.contains("<｜Assistant｜>") {
             // DeepSeek-V3's and R1's: R1's drops an earlier reply's reasoning (up to its </think>) and opens the
             // reply with "<think>\n".
@@ -63,6 +67,7 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = source.contains("</think>")
             opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
+            hybridThinking = source.contains("ns.is_last_user") && source.contains("if not thinking")
         } else if ["[gMASK]<sop>", "<|assistant|>", "<|observation|>"].allSatisfy(source.contains) {
             // GLM-4.5's and 4.6's: the reply writes its reasoning in <think> (the prompt does not open it).
             kind = .glm
@@ -71,6 +76,7 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = source.contains("reasoning_content")
             opensThinking = false
+            hybridThinking = false
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
                 : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
@@ -79,6 +85,7 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = false
             opensThinking = false
+            hybridThinking = false
         }
         instStyle = mistralTools ? .mistralTools(spaced: source.contains("'[INST] '"))
             : source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
@@ -108,10 +115,20 @@ public struct ChatTemplate: Sendable {
     /// reply then continues (`continue_final_message`: an assistant prefill).
     struct Options: Decodable, Sendable {
         var enableThinking: Bool?
+        /// DeepSeek-V3.1's own name for it.
+        var thinking: Bool?
         var dateString: String?
         var addGenerationPrompt = true
         var continueFinalMessage = false
-        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking", dateString = "date_string" }
+        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking", thinking, dateString = "date_string" }
+    }
+
+    /// The reply starts inside its reasoning: the prompt ends in the template's opening of it.
+    func opensThinking(_ o: Options) -> Bool { hybridThinking ? o.thinking ?? o.enableThinking ?? false : opensThinking }
+
+    /// The prompt turns thinking off (an empty or closed think block), so the reply is the answer from the start.
+    func thinkingOff(_ o: Options) -> Bool {
+        hybridThinking ? !(o.thinking ?? o.enableThinking ?? false) : !opensThinking && o.enableThinking == false
     }
 
     /// The prompt text for these messages, ending where the reply begins (see Options). `tools` are the request's
@@ -173,6 +190,8 @@ public struct ChatTemplate: Sendable {
                 }
             }
             return out + (options.addGenerationPrompt ? "<|assistant|>\n" : "")
+        case .deepseek where hybridThinking:
+            return renderDeepSeekV31(messages, options: options)
         case .deepseek:
             // The system messages first (the last one; newer templates join them all with a blank line), then each
             // turn, a reply closed by the template's own end-of-sentence token.
@@ -196,6 +215,32 @@ public struct ChatTemplate: Sendable {
         case .unsupported:
             throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V3/R1, GLM-4.5/4.6); use /v1/completions with a formatted prompt")
         }
+    }
+
+    /// DeepSeek-V3.1's template (Tests/Fixtures/chat-templates/deepseek-v3.1.jinja): the system messages joined by a
+    /// blank line, then the turns; a reply that follows a user turn opens with "</think>" (its text after its first
+    /// </think>, if any), and the reply asked for opens with "<think>" or "</think>" by `opensThinking(options)`,
+    /// only after a user turn.
+    private func renderDeepSeekV31(_ messages: [ChatMessage], options: Options) -> String {
+        var out = bos + messages.filter { $0.role == "system" }.map(\.content).joined(separator: "\n\n")
+        var afterUser = false
+        for m in messages {
+            switch m.role {
+            case "user":
+                out += "<｜User｜>" + m.content
+                afterUser = true
+            case "assistant":
+                if afterUser { out += "<｜Assistant｜></think>" }
+                afterUser = false
+                var content = m.content
+                if let close = content.range(of: "</think>") { content = String(content[close.upperBound...]) }
+                out += content + "<｜end▁of▁sentence｜>"
+            default:
+                continue
+            }
+        }
+        guard options.addGenerationPrompt && afterUser else { return out }
+        return out + "<｜Assistant｜>" + (opensThinking(options) ? "<think>" : "</think>")
     }
 
     /// [INST] turns as Llama 2's and Mixtral's templates write them (checked against transformers in the tests).

@@ -323,10 +323,10 @@ struct Routes: Sendable {
         // outputs under a reasoning parser; with thinking turned off in the prompt it is the value from the start.
         // Constrained in reasoning too (structuredOutputsInReasoning), the reply is the value from its first token.
         let afterReasoning = !service.structuredOutputsInReasoning
-        let opened = reasoning && template.opensThinking && r.templateOptions.addGenerationPrompt && (p.grammar == nil || afterReasoning)
+        let opened = reasoning && template.opensThinking(r.templateOptions) && r.templateOptions.addGenerationPrompt
+            && (p.grammar == nil || afterReasoning)
         if reasoning, r.templateOptions.addGenerationPrompt, afterReasoning, let g = p.grammar {
-            let thinkingOff = !template.opensThinking && r.templateOptions.enableThinking == false
-            p.grammar = g.reasoning(opened ? .opened : thinkingOff ? .none : .optional)
+            p.grammar = g.reasoning(opened ? .opened : template.thinkingOff(r.templateOptions) ? .none : .optional)
         }
         return ChatRun(samples: GenerationService.choices(p, n: n), n: n, tools: tools, reasoning: reasoning, opened: opened)
     }

@@ -59,6 +59,27 @@ struct ToolCallTests {
         }
     }
 
+    /// DeepSeek-V3.1's template leaves thinking to each request: off by default (the reply opens after "</think>",
+    /// all content), on with `thinking` or `enable_thinking` (it opens with "<think>", so the reply starts as
+    /// reasoning); tools are refused with a clear error, as its template lists none.
+    @Test func deepSeekV31ChoosesThinkingPerRequest() throws {
+        let source = try String(contentsOf: Self.dir.appendingPathComponent("deepseek-v3.1.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(template.kind == .deepseek && template.hybridThinking && template.thinks && !template.rendersTools)
+        var on = ChatTemplate.Options()
+        on.thinking = true
+        var alsoOn = ChatTemplate.Options()
+        alsoOn.enableThinking = true
+        #expect(!template.opensThinking(.init()) && template.thinkingOff(.init()))
+        #expect(template.opensThinking(on) && template.opensThinking(alsoOn) && !template.thinkingOff(on))
+        let r1 = ChatTemplate(source: try String(contentsOf: Self.dir.appendingPathComponent("deepseek-r1.jinja"), encoding: .utf8),
+                              tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(!r1.hybridThinking && r1.opensThinking(.init()) && r1.opensThinking(on))
+        #expect(throws: ChatTemplate.Unsupported.self) {
+            try template.render([ChatMessage(role: "user", content: "a")], tools: [try OrderedJSON.parse(#"{"type": "function", "function": {"name": "f"}}"#)])
+        }
+    }
+
     /// What the [INST] templates refuse (they raise), a clear error here too.
     @Test func instTemplatesRefuseWhatTheirJinjaRefuses() throws {
         let tokenizer = try Tokenizer(directory: Fixtures.model("tiny-mixtral"))
