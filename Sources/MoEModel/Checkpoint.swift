@@ -163,11 +163,15 @@ public final class Checkpoint: @unchecked Sendable {
         let cols = shape.last!, matrixRows = shape.count >= 2 ? shape[shape.count - 2] : 1
         let (name, layout): (String, FP8Scales.Layout)
         if has(e.name + "_scale_inv") {
-            guard shape.count >= 2 else {
-                throw ModelError.unsupported("\(e.name) is a float8 tensor of shape \(e.shape) with block scales; blocks need a matrix")
+            if let quantization, quantization.blockSize == nil {
+                (name, layout) = (e.name + "_scale_inv", .tensor)
+            } else {
+                guard shape.count >= 2 else {
+                    throw ModelError.unsupported("\(e.name) is a float8 tensor of shape \(e.shape) with block scales; blocks need a matrix")
+                }
+                let b = quantization?.blockSize ?? (rows: 128, cols: 128)
+                (name, layout) = (e.name + "_scale_inv", .blocks(rows: b.rows, cols: b.cols))
             }
-            let b = quantization?.blockSize ?? (rows: 128, cols: 128)
-            (name, layout) = (e.name + "_scale_inv", .blocks(rows: b.rows, cols: b.cols))
         } else if has(e.name + "_scale") {
             let count = index[e.name + "_scale"]!.entry.elementCount
             (name, layout) = (e.name + "_scale", count == 1 ? .tensor : .rows)

@@ -93,12 +93,15 @@ public struct FP8Scales: Sendable, Equatable {
 /// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
 public struct QuantizationConfig: Sendable, Equatable {
     public let method: String
-    /// quant_method fp8's weight_block_size [rows, cols] (transformers' default 128 × 128 where absent).
-    public let blockSize: (rows: Int, cols: Int)
+    /// quant_method fp8's weight_block_size [rows, cols]: transformers' default 128 × 128 where absent, nil where it
+    /// is null (one `weight_scale_inv` per tensor, as transformers' FP8Linear then holds it).
+    public let blockSize: (rows: Int, cols: Int)?
 
     public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors"]
 
-    public static func == (a: Self, b: Self) -> Bool { a.method == b.method && a.blockSize == b.blockSize }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.method == b.method && a.blockSize?.rows == b.blockSize?.rows && a.blockSize?.cols == b.blockSize?.cols
+    }
 
     /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
     public init?(configJSON data: Data) throws {
@@ -123,7 +126,9 @@ public struct QuantizationConfig: Sendable, Equatable {
             }
         }
         self.method = method
-        if let b = dict["weight_block_size"], !(b is NSNull) {
+        if dict["weight_block_size"] is NSNull {
+            blockSize = nil
+        } else if let b = dict["weight_block_size"] {
             guard let a = b as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue, let c = (a[1] as? NSNumber)?.intValue,
                   r > 0, c > 0 else {
                 throw ModelError.badConfig(file: "config.json", reason: "quantization_config.weight_block_size must be [rows, cols] of positive integers (got \(b))")

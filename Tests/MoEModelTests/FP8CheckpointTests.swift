@@ -6,11 +6,11 @@ import Testing
 import MoEEngine
 
 /// FP8 checkpoints (Tests/Fixtures/fp8): float8 e4m3 weights with DeepSeek-style block scales (`weight_scale_inv`,
-/// whole and ragged blocks, f32 and bf16 scales) and FBGEMM-style row scales (`weight_scale`), against transformers'
-/// logits on the same weights; every float8 byte against torch's value.
+/// whole and ragged blocks, f32 and bf16 scales), one scale per tensor (weight_block_size null) and FBGEMM-style row
+/// scales (`weight_scale`), against transformers' logits on the same weights; every float8 byte against torch's value.
 struct FP8CheckpointTests {
     static let dir = Fixtures.root.appendingPathComponent("fp8")
-    static let names = ["deepseek-v3-fp8-blocks", "qwen3-moe-fp8-ragged-blocks", "mixtral-fp8-per-channel"]
+    static let names = ["deepseek-v3-fp8-blocks", "qwen3-moe-fp8-ragged-blocks", "mixtral-fp8-per-channel", "olmoe-fp8-per-tensor"]
 
     struct Golden: Decodable {
         let ids: [Int]
@@ -109,9 +109,11 @@ struct FP8CheckpointTests {
         func parse(_ json: String) throws -> QuantizationConfig? { try QuantizationConfig(configJSON: Data(json.utf8)) }
         #expect(try parse(#"{"model_type": "mixtral"}"#) == nil)
         let q = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 32]}}"#))
-        #expect(q.method == "fp8" && q.blockSize == (64, 32))
+        #expect(q.method == "fp8" && q.blockSize! == (64, 32))
         let defaults = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8"}}"#))
-        #expect(defaults.blockSize == (128, 128))
+        #expect(defaults.blockSize! == (128, 128))
+        let perTensor = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": null}}"#))
+        #expect(perTensor.blockSize == nil)
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "awq", "bits": 4}}"#) }
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}}"#) }
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}}"#) }

@@ -7,11 +7,12 @@ routed experts; not the embeddings, lm_head, norms, routers or biases) is quanti
   - "blocks": quantization_config {quant_method: fp8, weight_block_size: [br, bc]}; `W.weight_scale_inv` holds one
     scale per br × bc block, ceil(rows / br) × ceil(cols / bc) of them (DeepSeek's layout; the last blocks of a
     ragged matrix are partial), value = fp8 × scale;
+  - "tensor": quantization_config {quant_method: fp8, weight_block_size: null}; one `W.weight_scale_inv` (shape []);
   - "rows": quantization_config {quant_method: fbgemm_fp8}; `W.weight_scale` [rows, 1], value = fp8 × scale.
 A scale is amax / 448 of its block or row (448: e4m3's largest finite value), stored in `scale_dtype`.
 The golden is computed by transformers (float32, eager attention) on the weights dequantised as fp8 → float32 × scale.
-Where every width is a multiple of the block, transformers also loads the FP8 directory itself (its CPU path
-dequantises the same way), and make.py checks that it gives the same logits.
+With one scale per tensor, or where every width is a multiple of the block, transformers also loads the FP8 directory
+itself (its CPU path dequantises the same way), and make.py checks that it gives the same logits.
 fp8-values.json: for each byte 0–255, the float32 bit pattern of torch's float8_e4m3fn and float8_e5m2 value.
 Run: python3 make.py (transformers 5.x, torch, safetensors)."""
 import json, os, random, shutil, tempfile
@@ -42,6 +43,10 @@ CASES = [
      "config": {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
                 "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
                 "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}},
+    {"name": "olmoe-fp8-per-tensor", "family": "olmoe", "prompt_tokens": 14, "scales": "tensor", "scale_dtype": "float32",
+     "config": {"vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 4, "intermediate_size": 24, "num_experts": 6, "num_experts_per_tok": 2,
+                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}},
 ]
 
 E4M3_MAX = 448.0
@@ -109,6 +114,11 @@ for i, case in enumerate(CASES):
             scale = fp8_blocks(w, br, bc).to(scale_dtype)
             full = expand_blocks(scale.float(), rows, cols, br, bc)
             fp8[name + "_scale_inv"] = scale
+        elif case["scales"] == "tensor":
+            amax = w.abs().max()
+            scale = (amax / E4M3_MAX if amax > 0 else torch.tensor(1.0)).to(scale_dtype).reshape(())
+            full = scale.float().expand(rows, cols)
+            fp8[name + "_scale_inv"] = scale
         else:
             amax = w.abs().amax(dim=1, keepdim=True)
             scale = torch.where(amax > 0, amax / E4M3_MAX, torch.ones_like(amax)).to(scale_dtype)
@@ -131,12 +141,15 @@ for i, case in enumerate(CASES):
     if case["scales"] == "blocks":
         conf["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                        "weight_block_size": case["block"]}
+    elif case["scales"] == "tensor":
+        conf["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                       "weight_block_size": None}
     else:
         conf["quantization_config"] = {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}
     json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
     save_file(fp8, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     checked = None
-    if case["scales"] == "blocks" and all(
+    if case["scales"] == "tensor" or case["scales"] == "blocks" and all(
             t.shape[0] % case["block"][0] == 0 and t.shape[1] % case["block"][1] == 0
             for n, t in fp8.items() if t.dtype == torch.float8_e4m3fn):
         direct, direct_greedy = golden(d, cfg, ids, None)
