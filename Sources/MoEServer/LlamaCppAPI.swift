@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MoEModel
 import NIOCore
 
 /// llama.cpp's server's own completion API (`POST /completion`, also `/completions`), for its clients and UIs:
@@ -14,7 +15,7 @@ enum LlamaCppAPI {
     /// The body as /v1/completions fields; `prompt` (token ids) stands for the body's own (/infill builds it), and
     /// generation also ends at `stopTokens`.
     static func translate(_ body: Data, prompt ids: [Int]? = nil, stopTokens: [Int] = []) throws
-        -> (completions: Data, stream: Bool, nPredict: Int?, limits: CompletionLimits) {
+        -> (completions: Data, stream: Bool, nPredict: Int?, limits: CompletionLimits, nProbs: Int) {
         let r = try APIRewrite.object(body)
         guard let prompt = ids ?? r["prompt"] ?? r["content"] else { throw APIError.invalid("missing required field 'prompt'", param: "prompt") }
         var c: [String: Any] = ["prompt": prompt]
@@ -24,9 +25,16 @@ enum LlamaCppAPI {
             if let v = r[key] { c[key] = v }
         }
         if let v = r["repeat_penalty"] { c["repetition_penalty"] = v }
-        if let v = r["n_probs"] as? Int, v > 0 {
-            throw APIError.invalid("n_probs is not supported on /completion; use /v1/completions with logprobs", param: "n_probs",
-                                   code: "unsupported_parameter")
+        // n_probs: each generated token's probability and the n most likely ones', from the raw logits (llama.cpp's
+        // default); after the sampling chain (post_sampling_probs) they are not computed here.
+        var nProbs = 0
+        if let v = r["n_probs"], !(v is NSNull) {
+            guard let n = v as? Int else { throw APIError.invalid("n_probs must be an integer", param: "n_probs") }
+            nProbs = try GenerationService.logprobsCount(max(n, 0), param: "n_probs")
+        }
+        if r["post_sampling_probs"] as? Bool == true {
+            throw APIError.invalid("post_sampling_probs is not supported: n_probs gives the probabilities of the raw logits, before the sampling chain",
+                                   param: "post_sampling_probs", code: "unsupported_parameter")
         }
         if let s = r["json_schema"], !(s is NSNull) {
             c["response_format"] = ["type": "json_schema", "json_schema": ["name": "schema", "schema": s]]
@@ -58,7 +66,21 @@ enum LlamaCppAPI {
             guard let ms = v as? Double else { throw APIError.invalid("t_max_predict_ms must be a number", param: "t_max_predict_ms") }
             limits.maxPredictMs = ms
         }
-        return (try APIRewrite.body(c), r["stream"] as? Bool ?? false, nPredict, limits)
+        return (try APIRewrite.body(c), r["stream"] as? Bool ?? false, nPredict, limits, nProbs)
+    }
+
+    /// One `completion_probabilities` entry, as llama.cpp writes it: the text the token sent (`text`), its bytes,
+    /// its log-probability (a probability of 0 as the lowest float, as llama.cpp keeps it out of JSON's null), and the
+    /// most likely tokens' with their own pieces. A text's incomplete last character is left out of `token` (its
+    /// `bytes` keep it), and bytes that are not UTF-8 read as U+FFFD.
+    static func probabilityEntry(_ lp: PositionLogprobs, text: [UInt8], pieces: [[UInt8]]) -> [String: Any] {
+        func entry(_ id: Int32, _ bytes: [UInt8], _ logprob: Float) -> [String: Any] {
+            ["id": Int(id), "token": String(decoding: bytes.prefix(LlamaCppTokenTexts.validUTF8Prefix(bytes)), as: UTF8.self),
+             "bytes": bytes.map(Int.init), "logprob": logprob.isFinite ? Double(logprob) : -Double(Float.greatestFiniteMagnitude)]
+        }
+        var e = entry(lp.chosen.token, text, lp.chosen.logprob)
+        e["top_logprobs"] = lp.top.map { entry($0.token, pieces[Int($0.token)], $0.logprob) }
+        return e
     }
 
     /// llama.cpp's stop fields for a finished generation.
@@ -75,6 +97,66 @@ enum LlamaCppAPI {
                 "prompt_per_second": pm > 0 ? Double(promptTokens) / promptSeconds : 0,
                 "predicted_n": predicted, "predicted_ms": dm, "predicted_per_token_ms": predicted > 0 ? dm / Double(predicted) : 0,
                 "predicted_per_second": dm > 0 ? Double(predicted) / predictedSeconds : 0]
+    }
+}
+
+/// The text each generated token sends, as llama.cpp's server decides it token by token (what its
+/// `completion_probabilities` entries carry): a token that leaves the text's last character incomplete sends nothing
+/// and has no entry (the token that completes it sends both); while the unsent text ends in the beginning of a stop
+/// word, a token sends nothing (its entry's text is empty); a whole stop word found is cut from the text, and the
+/// rest before it is sent. Its incompleteness test is llama.cpp's: only a lead byte among the last four bytes whose
+/// character would run past the end counts.
+struct LlamaCppTokenTexts {
+    let stops: [[UInt8]]
+    private(set) var text: [UInt8] = []
+    private var sent = 0
+
+    init(stops: [String]) { self.stops = stops.map { Array($0.utf8) }.filter { !$0.isEmpty } }
+
+    /// Adds a token's piece (`endOfGeneration`: an EOS or stop token, after which no partial stop word holds text
+    /// back); the text it sends, or nil when it has no entry.
+    mutating func add(_ piece: [UInt8], endOfGeneration: Bool) -> [UInt8]? {
+        text += piece
+        guard Self.validUTF8Prefix(text) == text.count else { return nil }
+        var pos = min(sent, text.count)
+        let pending = Array(text[pos...])
+        if let at = firstStop(in: pending, lastPiece: piece.count) {
+            text.removeSubrange((pos + at)...)
+            pos = min(sent, text.count)
+        } else if !endOfGeneration, stops.contains(where: { Self.partialStop(pending, $0) != nil }) {
+            return []
+        }
+        let out = Array(text[pos...])
+        sent += out.count
+        return out
+    }
+
+    /// Where the first whole stop word begins, searched from a word and a piece's length before the end (llama.cpp's
+    /// window).
+    private func firstStop(in s: [UInt8], lastPiece: Int) -> Int? {
+        stops.compactMap { word -> Int? in
+            let from = max(0, s.count - (word.count + lastPiece))
+            guard s.count >= word.count, from <= s.count - word.count else { return nil }
+            return (from...(s.count - word.count)).first { Array(s[$0..<($0 + word.count)]) == word }
+        }.min()
+    }
+
+    /// Where the longest beginning of `word` that ends `s` starts (llama.cpp's string_find_partial_stop).
+    static func partialStop(_ s: [UInt8], _ word: [UInt8]) -> Int? {
+        guard !s.isEmpty, !word.isEmpty else { return nil }
+        for len in stride(from: min(s.count, word.count), to: 0, by: -1) where s.suffix(len).elementsEqual(word.prefix(len)) {
+            return s.count - len
+        }
+        return nil
+    }
+
+    /// The bytes before an incomplete last character, by llama.cpp's test (validate_utf8).
+    static func validUTF8Prefix(_ b: [UInt8]) -> Int {
+        for i in 1...max(1, min(4, b.count)) where i <= b.count {
+            let c = b[b.count - i]
+            if (c & 0xE0 == 0xC0 && i < 2) || (c & 0xF0 == 0xE0 && i < 3) || (c & 0xF8 == 0xF0 && i < 4) { return b.count - i }
+        }
+        return b.count
     }
 }
 
@@ -129,9 +211,10 @@ extension Routes {
         let prompts = prompts(r.prompt)
         guard prompts.count == 1 else { throw APIError.invalid("one prompt per request (text or token ids)", param: "prompt") }
         let ids = prompts[0].ids
-        let p = try service.prepare(ids, r.options.sampling, defaultMaxTokens: nil,
+        var p = try service.prepare(ids, r.options.sampling, defaultMaxTokens: nil,
                                     maxTokensOverride: t.nPredict.map { min($0, max(service.contextLimit - ids.count, 0)) },
                                     allowNoTokens: t.nPredict == 0)
+        if t.nProbs > 0 { p.logprobs = t.nProbs }
         let f = r.options.sampling, model = service.modelName, promptText = prompts[0].text
         // What the answer reports as it goes: when the first text came (prompt time), the text so far (under the
         // code-completion limits), the settings, and whether it has ended.
@@ -141,9 +224,22 @@ extension Routes {
             var settings: [String: Any] = [:]
             var ended = false
             var cached = 0
+            /// n_probs: each token's text as llama.cpp sends it, and the entries so far.
+            var texts = LlamaCppTokenTexts(stops: [])
+            var probabilities: [[String: Any]] = []
         }
         let progress = Progress(), started = Date(), stream = t.stream
         progress.limits = t.limits
+        progress.texts = LlamaCppTokenTexts(stops: p.stops)
+        let pieces = t.nProbs > 0 ? service.tokenTable.tokenBytes : [], ends = service.eos.union(p.stopTokenIds)
+        /// The entries of these tokens (those that complete a character).
+        @Sendable func entries(_ lps: [PositionLogprobs]) -> [[String: Any]] {
+            lps.compactMap { lp in
+                let id = lp.chosen.token
+                return progress.texts.add(pieces[Int(id)], endOfGeneration: ends.contains(id))
+                    .map { LlamaCppAPI.probabilityEntry(lp, text: $0, pieces: pieces) }
+            }
+        }
         progress.settings = ["n_ctx": service.contextLimit, "n_predict": t.nPredict ?? -1, "model": model,
                              "temperature": f.temperature ?? 1, "top_k": f.topK ?? 0, "top_p": f.topP ?? 1, "min_p": f.minP ?? 0,
                              "repeat_penalty": f.repetitionPenalty ?? 1, "presence_penalty": f.presencePenalty ?? 0,
@@ -164,6 +260,12 @@ extension Routes {
                                                                    promptSeconds: first.timeIntervalSince(started),
                                                                    predicted: ct, predictedSeconds: end.timeIntervalSince(first))]
             o.merge(LlamaCppAPI.stopFields(finish: why, stop: stop)) { $1 }
+            if t.nProbs > 0 && !stream {
+                // As llama.cpp: a stop word's tokens (as many as it has alone) are left out.
+                var kept = progress.probabilities
+                if case .text(let word)? = stop { kept.removeLast(min(kept.count, service.tokenizer.encode(word, addSpecialTokens: false).count)) }
+                o["completion_probabilities"] = kept
+            }
             return o
         }
         // One event read the same way whole or streamed: the stream's chunks for it (a text piece, sent before the
@@ -174,10 +276,13 @@ extension Routes {
                 progress.cached = cached
                 return []
             case .prompt: return []
-            case .text(let text, _, let generated):
+            case .text(let text, let lps, let generated):
                 if progress.first == nil { progress.first = Date() }
-                let piece: [[String: Any]] = text.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": [],
-                                                                   "tokens_predicted": generated, "tokens_evaluated": ids.count]]
+                let probabilities = t.nProbs > 0 ? entries(lps) : []
+                progress.probabilities += probabilities
+                var piece: [[String: Any]] = text.isEmpty && probabilities.isEmpty ? [] : [["content": text, "stop": false, "id_slot": 0, "index": 0, "tokens": [],
+                                                                                           "tokens_predicted": generated, "tokens_evaluated": ids.count]]
+                if !probabilities.isEmpty { piece[0]["completion_probabilities"] = probabilities }
                 guard progress.limits.add(text, elapsedMs: Date().timeIntervalSince(progress.first!) * 1000) else { return piece }
                 return piece + [end("length", nil, promptTokens: ids.count, generated: generated)]
             case .done(let why, let pt, let ct, let stop, _):

@@ -10,7 +10,8 @@
    prompt it built (detokenized with its special tokens), its length in tokens (`tokens_evaluated`), the greedy text,
    how many tokens it took and why it stopped (a grammar makes lines of code for the `n_indent` cases); and
    `grammar_cases`: llama.cpp's example grammars (its grammars/ directory) on /completion, greedy, with the tokens
-   llama.cpp chose. llama.cpp's server is built
+   llama.cpp chose; and `probability_cases`: `n_probs` on /completion (PROB_CASES), whole and streamed. llama.cpp's
+   server is built
    from llama-cpp-python's vendored source (LLAMA_SERVER), and reads this checkpoint written as GGUF by
    Deploy/peer/hf_to_gguf.py (a gpt2 vocabulary with the merges; GGUF_PY is that tree's gguf-py).
 
@@ -55,6 +56,17 @@ CASES = [
 ]
 
 
+# n_probs on /completion: the chosen token's and the n most likely tokens' probabilities from the raw logits, per
+# generated token (llama.cpp's `completion_probabilities`), whole and streamed; a token that leaves a character
+# incomplete has no entry (the next one carries the character); EOS has one with empty text; a stop word's tokens are
+# left out of the whole answer.
+PROB_CASES = [
+    {"name": "top-3", "prompt": "Once upon a time", "n_predict": 6, "n_probs": 3},
+    {"name": "multi-byte-characters", "prompt": "x", "n_predict": 16, "n_probs": 2, "grammar": 'root ::= "Grüße 🙂 ok"'},
+    {"name": "ends-at-eos", "prompt": "Say", "n_predict": 8, "n_probs": 1, "grammar": 'root ::= " ab"'},
+    {"name": "stop-word", "prompt": "Count:", "n_predict": 10, "n_probs": 2, "grammar": 'root ::= " one two three"',
+     "stop": ["two"]},
+]
 GRAMMARS = ["json.gbnf", "json_arr.gbnf", "arithmetic.gbnf", "list.gbnf", "chess.gbnf", "english.gbnf", "japanese.gbnf", "c.gbnf"]
 GRAMMAR_PROMPTS = ["Answer:", "def f():", "x"]
 # Special tokens a grammar could take as text (not EOS, which ends the text as it ends any).
@@ -130,10 +142,24 @@ def llama_cpp_goldens():
                                       "tokens_predicted": r["tokens_predicted"], "stop_type": r["stop_type"],
                                       "chose_special_token": first_special is not None,
                                       "content_before_special": tok.decode(ids[:first_special]) if first_special is not None else r["content"]})
+        prob_cases = []
+        for case in PROB_CASES:
+            body = {"temperature": 0, "cache_prompt": False}
+            body.update({k: v for k, v in case.items() if k != "name"})
+            r = post("/completion", body)
+            req = urllib.request.Request(f"http://127.0.0.1:{PORT}/completion", data=json.dumps(dict(body, stream=True)).encode(),
+                                         headers={"Content-Type": "application/json"})
+            streamed = []
+            for line in urllib.request.urlopen(req, timeout=120).read().decode().split("\n"):
+                if line.startswith("data: ") and line[6:].strip() != "[DONE]":
+                    streamed += json.loads(line[6:]).get("completion_probabilities", [])
+            prob_cases.append({"name": case["name"], "request": body, "content": r["content"], "stop_type": r["stop_type"],
+                               "completion_probabilities": r.get("completion_probabilities", []),
+                               "streamed_completion_probabilities": streamed})
         props = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/props", timeout=10))
         settings = props.get("default_generation_settings", {})
         return {"llama_cpp": {"build": props.get("build_info"), "n_ctx": settings.get("n_ctx"), "n_batch": 2048, "n_predict": -1},
-                "cases": out, "grammar_cases": grammar_cases}
+                "cases": out, "grammar_cases": grammar_cases, "probability_cases": prob_cases}
     finally:
         server.terminate()
         server.wait()
