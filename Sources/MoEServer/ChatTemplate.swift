@@ -4,10 +4,10 @@ import MoETokenizer
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
 /// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift),
-/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V3/R1's and V3.1's, and GLM-4.5/4.6's with their XML tool calls
+/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V2's, V3/R1's and V3.1's, and GLM-4.5/4.6's with their XML tool calls
 /// (GLMTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
-    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, glm, unsupported }
+    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, deepseekV2, glm, unsupported }
     public let kind: Kind
     /// The Jinja text it was read from.
     let source: String
@@ -68,6 +68,15 @@ public struct ChatTemplate: Sendable {
             thinks = source.contains("</think>")
             opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
             hybridThinking = source.contains("ns.is_last_user") && source.contains("if not thinking")
+        } else if source.contains("'Assistant: ' + message['content'] + eos_token") && source.contains("'User: ' + message['content']") {
+            // DeepSeek-V2's (V2-Chat, V2-Lite-Chat): "User: …\n\n", "Assistant: …" closed by EOS, the system text first.
+            kind = .deepseekV2
+            defaultSystem = nil
+            rendersTools = false
+            xmlTools = false
+            thinks = false
+            opensThinking = false
+            hybridThinking = false
         } else if ["[gMASK]<sop>", "<|assistant|>", "<|observation|>"].allSatisfy(source.contains) {
             // GLM-4.5's and 4.6's: the reply writes its reasoning in <think> (the prompt does not open it).
             kind = .glm
@@ -209,11 +218,21 @@ public struct ChatTemplate: Sendable {
             return out + (options.addGenerationPrompt ? "<｜Assistant｜>" + (opensThinking ? "<think>\n" : "") : "")
         case .glm:
             return renderGLM(messages, tools: tools, options: options)
+        case .deepseekV2:
+            var out = bos
+            for m in messages {
+                switch m.role {
+                case "user": out += "User: " + m.content + "\n\n"
+                case "assistant": out += "Assistant: " + m.content + eos
+                default: out += m.content + "\n\n"
+                }
+            }
+            return out + (options.addGenerationPrompt ? "Assistant:" : "")
         case .inst:
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V3/R1, GLM-4.5/4.6); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V2, V3/R1 and V3.1, GLM-4.5/4.6); use /v1/completions with a formatted prompt")
         }
     }
 
