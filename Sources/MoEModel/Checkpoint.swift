@@ -146,7 +146,7 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// A float8 tensor times its scales, as f32: `NAME_scale_inv` (blocks of quantization_config's weight_block_size)
-    /// or `NAME_scale` (one scale, or one per row).
+    /// or `NAME_scale` (one scale, one per row, or compressed-tensors' groups or blocks).
     private func loadFP8(_ file: SafetensorsFile, _ e: TensorEntry, format: FP8Format, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
         let scales = try fp8Scales(e)
         let n = rows * cols
@@ -174,7 +174,11 @@ public final class Checkpoint: @unchecked Sendable {
             }
         } else if has(e.name + "_scale") {
             let count = index[e.name + "_scale"]!.entry.elementCount
-            (name, layout) = (e.name + "_scale", count == 1 ? .tensor : .rows)
+            if count > 1, let b = quantization?.scaleBlock {
+                (name, layout) = (e.name + "_scale", .blocks(rows: b.rows, cols: b.cols))
+            } else {
+                (name, layout) = (e.name + "_scale", count == 1 ? .tensor : .rows)
+            }
         } else {
             throw ModelError.missingScales(tensor: e.name, dtype: e.dtypeName)
         }

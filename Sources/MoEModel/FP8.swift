@@ -89,7 +89,8 @@ public struct FP8Scales: Sendable, Equatable {
 }
 
 /// A checkpoint's `quantization_config`, where it has one. Only float8 weights with scales load (vLLM's and
-/// transformers' "fp8" block format, FBGEMM's per-row FP8 and compressed-tensors' float-quantized format); their
+/// transformers' "fp8" block format, FBGEMM's per-row FP8 and compressed-tensors' float-quantized format with its
+/// tensor, channel, group or block scales); their
 /// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
 public struct QuantizationConfig: Sendable, Equatable {
     public let method: String
@@ -97,10 +98,16 @@ public struct QuantizationConfig: Sendable, Equatable {
     /// is null (one `weight_scale_inv` per tensor, as transformers' FP8Linear then holds it).
     public let blockSize: (rows: Int, cols: Int)?
 
+    /// compressed-tensors' weight scales in blocks: its "block" strategy's block_structure, or (1, group_size) for
+    /// its "group" strategy; nil for its "channel" and "tensor" strategies (and other methods), whose `weight_scale`
+    /// holds one scale per row or one in all.
+    public let scaleBlock: (rows: Int, cols: Int)?
+
     public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors"]
 
     public static func == (a: Self, b: Self) -> Bool {
         a.method == b.method && a.blockSize?.rows == b.blockSize?.rows && a.blockSize?.cols == b.blockSize?.cols
+            && a.scaleBlock?.rows == b.scaleBlock?.rows && a.scaleBlock?.cols == b.scaleBlock?.cols
     }
 
     /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
@@ -126,6 +133,7 @@ public struct QuantizationConfig: Sendable, Equatable {
             }
         }
         self.method = method
+        scaleBlock = try Self.compressedTensorsBlock(dict)
         if dict["weight_block_size"] is NSNull {
             blockSize = nil
         } else if let b = dict["weight_block_size"] {
@@ -137,5 +145,38 @@ public struct QuantizationConfig: Sendable, Equatable {
         } else {
             blockSize = (128, 128)
         }
+    }
+
+    /// The scale blocks of compressed-tensors' weight schemes (`config_groups.*.weights`), which must agree.
+    static func compressedTensorsBlock(_ dict: [String: Any]) throws -> (rows: Int, cols: Int)? {
+        guard let groups = dict["config_groups"] as? [String: Any] else { return nil }
+        var found: (rows: Int, cols: Int)??
+        for (name, g) in groups.sorted(by: { $0.key < $1.key }) {
+            guard let w = (g as? [String: Any])?["weights"] as? [String: Any] else { continue }
+            let strategy = w["strategy"] as? String ?? "tensor"
+            let block: (rows: Int, cols: Int)?
+            switch strategy {
+            case "tensor", "channel":
+                block = nil
+            case "group":
+                guard let n = (w["group_size"] as? NSNumber)?.intValue, n > 0 else {
+                    throw ModelError.badConfig(file: "config.json", reason: "config_groups.\(name).weights: strategy group needs a positive group_size")
+                }
+                block = (1, n)
+            case "block":
+                guard let a = w["block_structure"] as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue,
+                      let c = (a[1] as? NSNumber)?.intValue, r > 0, c > 0 else {
+                    throw ModelError.badConfig(file: "config.json", reason: "config_groups.\(name).weights: strategy block needs block_structure [rows, cols]")
+                }
+                block = (r, c)
+            default:
+                throw ModelError.unsupported("compressed-tensors weight strategy '\(strategy)' (config_groups.\(name)): tensor, channel, group and block load")
+            }
+            if let f = found, f?.rows != block?.rows || f?.cols != block?.cols {
+                throw ModelError.unsupported("compressed-tensors config_groups with different weight scale layouts")
+            }
+            found = .some(block)
+        }
+        return found ?? nil
     }
 }

@@ -6,11 +6,13 @@ import Testing
 import MoEEngine
 
 /// FP8 checkpoints (Tests/Fixtures/fp8): float8 e4m3 weights with DeepSeek-style block scales (`weight_scale_inv`,
-/// whole and ragged blocks, f32 and bf16 scales), one scale per tensor (weight_block_size null) and FBGEMM-style row
-/// scales (`weight_scale`), against transformers' logits on the same weights; every float8 byte against torch's value.
+/// whole and ragged blocks, f32 and bf16 scales), one scale per tensor (weight_block_size null), FBGEMM-style row
+/// scales (`weight_scale`) and compressed-tensors' block and group scales, against transformers' logits on the same
+/// weights; every float8 byte against torch's value.
 struct FP8CheckpointTests {
     static let dir = Fixtures.root.appendingPathComponent("fp8")
-    static let names = ["deepseek-v3-fp8-blocks", "qwen3-moe-fp8-ragged-blocks", "mixtral-fp8-per-channel", "olmoe-fp8-per-tensor"]
+    static let names = ["deepseek-v3-fp8-blocks", "qwen3-moe-fp8-ragged-blocks", "mixtral-fp8-per-channel", "olmoe-fp8-per-tensor",
+                        "qwen3-moe-fp8-compressed-blocks", "mixtral-fp8-compressed-groups"]
 
     struct Golden: Decodable {
         let ids: [Int]
@@ -118,6 +120,14 @@ struct FP8CheckpointTests {
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}}"#) }
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}}"#) }
         #expect(try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized"}}"#) != nil)
+        func ct(_ weights: String) throws -> QuantizationConfig? {
+            try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"group_0": {"weights": "# + weights + "}}}}")
+        }
+        #expect(try ct(#"{"strategy": "channel"}"#)?.scaleBlock == nil)
+        #expect(try ct(#"{"strategy": "block", "block_structure": [128, 64]}"#)?.scaleBlock.map { $0 == (128, 64) } == true)
+        #expect(try ct(#"{"strategy": "group", "group_size": 32}"#)?.scaleBlock.map { $0 == (1, 32) } == true)
+        #expect(throws: ModelError.self) { try ct(#"{"strategy": "group"}"#) }
+        #expect(throws: ModelError.self) { try ct(#"{"strategy": "attn_head"}"#) }
         do { _ = try parse(#"{"quantization_config": {"quant_method": "gptq"}}"#) } catch {
             #expect("\(error)".contains("quant_method 'gptq'") && "\(error)".contains("int8 or int4"), "\(error)")
         }

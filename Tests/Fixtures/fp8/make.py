@@ -8,7 +8,10 @@ routed experts; not the embeddings, lm_head, norms, routers or biases) is quanti
     scale per br × bc block, ceil(rows / br) × ceil(cols / bc) of them (DeepSeek's layout; the last blocks of a
     ragged matrix are partial), value = fp8 × scale;
   - "tensor": quantization_config {quant_method: fp8, weight_block_size: null}; one `W.weight_scale_inv` (shape []);
-  - "rows": quantization_config {quant_method: fbgemm_fp8}; `W.weight_scale` [rows, 1], value = fp8 × scale.
+  - "rows": quantization_config {quant_method: fbgemm_fp8}; `W.weight_scale` [rows, 1], value = fp8 × scale;
+  - "ct-block" / "ct-group": compressed-tensors' float-quantized format with the "block" strategy (block_structure
+    [br, bc]) or the "group" strategy (group_size bc, blocks of 1 × bc); `W.weight_scale` holds the grid, ragged
+    last blocks as above.
 A scale is amax / 448 of its block or row (448: e4m3's largest finite value), stored in `scale_dtype`.
 The golden is computed by transformers (float32, eager attention) on the weights dequantised as fp8 → float32 × scale.
 With one scale per tensor, or where every width is a multiple of the block, transformers also loads the FP8 directory
@@ -47,6 +50,18 @@ CASES = [
      "config": {"vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 4, "intermediate_size": 24, "num_experts": 6, "num_experts_per_tok": 2,
                 "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}},
+    {"name": "qwen3-moe-fp8-compressed-blocks", "family": "qwen3_moe", "prompt_tokens": 16, "scales": "ct-block",
+     "block": [32, 32], "scale_dtype": "bfloat16",
+     "config": {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 20, "intermediate_size": 56, "num_experts": 8,
+                "num_experts_per_tok": 2, "moe_intermediate_size": 40, "norm_topk_prob": True, "decoder_sparse_step": 1,
+                "mlp_only_layers": [], "max_position_embeddings": 512, "rope_theta": 1000000.0, "bos_token_id": 1,
+                "eos_token_id": 2}},
+    {"name": "mixtral-fp8-compressed-groups", "family": "mixtral", "prompt_tokens": 13, "scales": "ct-group",
+     "block": [1, 16], "scale_dtype": "float32",
+     "config": {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
+                "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
+                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}},
 ]
 
 E4M3_MAX = 448.0
@@ -109,11 +124,11 @@ for i, case in enumerate(CASES):
             deq[name] = w
             continue
         rows, cols = w.shape
-        if case["scales"] == "blocks":
+        if case["scales"] in ("blocks", "ct-block", "ct-group"):
             br, bc = case["block"]
             scale = fp8_blocks(w, br, bc).to(scale_dtype)
             full = expand_blocks(scale.float(), rows, cols, br, bc)
-            fp8[name + "_scale_inv"] = scale
+            fp8[name + ("_scale_inv" if case["scales"] == "blocks" else "_scale")] = scale
         elif case["scales"] == "tensor":
             amax = w.abs().max()
             scale = (amax / E4M3_MAX if amax > 0 else torch.tensor(1.0)).to(scale_dtype).reshape(())
@@ -144,6 +159,16 @@ for i, case in enumerate(CASES):
     elif case["scales"] == "tensor":
         conf["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                        "weight_block_size": None}
+    elif case["scales"] in ("ct-block", "ct-group"):
+        weights = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False}
+        if case["scales"] == "ct-block":
+            weights.update(strategy="block", block_structure=case["block"], group_size=None)
+        else:
+            weights.update(strategy="group", group_size=case["block"][1])
+        conf["quantization_config"] = {
+            "quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+            "ignore": ["lm_head"], "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights,
+                "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True, "symmetric": True}}}}
     else:
         conf["quantization_config"] = {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0}
     json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
