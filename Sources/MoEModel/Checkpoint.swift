@@ -56,7 +56,8 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     public var tensorNames: [String] { index.keys.sorted() }
-    public func has(_ name: String) -> Bool { index[name] != nil }
+    /// Whether the checkpoint holds the tensor (a compressed-tensors pack-quantized weight as `NAME_packed`).
+    public func has(_ name: String) -> Bool { index[name] != nil || index[name + "_packed"] != nil }
     public func entry(_ name: String) -> TensorEntry? { index[name]?.entry }
 
     /// A stable fingerprint of config.json, the tensor index (names, dtypes, shapes) and a sample of each file's
@@ -88,6 +89,9 @@ public final class Checkpoint: @unchecked Sendable {
     /// The tensor `name` as an f32 matrix [rows, cols] (a 1-D tensor is one row). f32 data stays in the mapping;
     /// f16/bf16 are converted once into owned storage. `expected` is the shape the model needs.
     public func matrix(_ name: String, shape expected: [Int]) throws -> Matrix {
+        if index[name] == nil, index[name + "_packed"] != nil {
+            return try loadPacked(name, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *))
+        }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         let cols = expected.last ?? 1
@@ -98,6 +102,9 @@ public final class Checkpoint: @unchecked Sendable {
     /// Rows [start, start+count) of a tensor viewed as [rows, cols] — used for one expert of a fused expert tensor,
     /// so a process converts only the experts it holds.
     public func matrixSlice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
+        if index[name] == nil, index[name + "_packed"] != nil {
+            return try loadPacked(name, shape: expected, rowStart: rowStart, rows: rowCount)
+        }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         return try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
@@ -108,7 +115,9 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     private func load(_ file: SafetensorsFile, _ e: TensorEntry, rowStart: Int = 0, rows: Int, cols: Int) throws -> Matrix {
-        if let f8 = FP8Format(rawValue: e.dtypeName) { return try loadFP8(file, e, format: f8, rowStart: rowStart, rows: rows, cols: cols) }
+        if let f = ScaledFormat(rawValue: e.dtypeName), f != .int8 || quantization != nil {
+            return try loadFP8(file, e, format: f, rowStart: rowStart, rows: rows, cols: cols)
+        }
         guard let dtype = e.dtype else { throw ModelError.unsupportedDType(tensor: e.name, dtype: e.dtypeName) }
         let n = rows * cols
         let src = file.pointer(e) + rowStart * cols * dtype.size
@@ -147,8 +156,8 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// A float8 tensor times its scales, as f32: `NAME_scale_inv` (blocks of quantization_config's weight_block_size)
     /// or `NAME_scale` (one scale, one per row, or compressed-tensors' groups or blocks).
-    private func loadFP8(_ file: SafetensorsFile, _ e: TensorEntry, format: FP8Format, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
-        let scales = try fp8Scales(e)
+    private func loadFP8(_ file: SafetensorsFile, _ e: TensorEntry, format: ScaledFormat, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
+        let scales = try scales(forWeight: e.name, shape: e.shape, dtype: e.dtypeName)
         let n = rows * cols
         let src = file.pointer(e) + rowStart * cols
         lock.lock(); bytesHeld += n * 4; lock.unlock()
@@ -158,10 +167,41 @@ public final class Checkpoint: @unchecked Sendable {
         return Matrix(buf, rows: rows, cols: cols)
     }
 
-    private func fp8Scales(_ e: TensorEntry) throws -> FP8Scales {
-        let shape = e.shape.isEmpty ? [1] : e.shape
+    /// A compressed-tensors pack-quantized weight (`NAME_packed`, int32 words of 4- or 8-bit values, with
+    /// `NAME_scale` and `NAME_shape`) as f32: rows [rowStart, rowStart + rows) of it viewed as [rows, cols].
+    private func loadPacked(_ name: String, shape expected: [Int], rowStart: Int, rows: Int) throws -> Matrix {
+        guard let bits = quantization?.packedBits else {
+            throw ModelError.unsupported("\(name)_packed: packed weights need quantization_config's compressed-tensors pack-quantized format")
+        }
+        let (file, e) = try locate(name + "_packed")
+        let cols = expected.last ?? 1, words = (cols * bits + 31) / 32
+        let packedShape = Array(expected.dropLast()) + [words]
+        guard e.dtypeName == "I32", e.shape == packedShape else {
+            throw ModelError.shapeMismatch(tensor: e.name, expected: packedShape, found: e.shape)
+        }
+        if let (sf, s) = try? locate(name + "_shape") {
+            guard s.dtypeName == "I64", s.elementCount >= 2 else { throw ModelError.unsupportedDType(tensor: s.name, dtype: s.dtypeName) }
+            let p = sf.pointer(s)
+            let stored = (0..<s.elementCount).map { Int(Int64(littleEndian: p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
+            guard Array(stored.suffix(2)) == Array(expected.suffix(2)) else {
+                throw ModelError.shapeMismatch(tensor: s.name, expected: Array(expected.suffix(2)), found: stored)
+            }
+        }
+        let scales = try scales(forWeight: name, shape: expected, dtype: "I\(bits) packed")
+        lock.lock(); bytesHeld += rows * cols * 4; lock.unlock()
+        let buf = FloatBuffer(count: rows * cols, zeroed: false)
+        scales.dequantizePacked(file.pointer(e), bits: bits, wordsPerRow: words, firstRow: rowStart, rows: rows, into: buf.pointer)
+        file.mapping.release(from: file.pointer(e) + rowStart * words * 4, count: rows * words * 4)
+        return Matrix(buf, rows: rows, cols: cols)
+    }
+
+    /// The scales of weight `name` (of `shape`, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid out as
+    /// quantization_config says.
+    private func scales(forWeight weight: String, shape stored: [Int], dtype: String) throws -> FP8Scales {
+        let shape = stored.isEmpty ? [1] : stored
         let cols = shape.last!, matrixRows = shape.count >= 2 ? shape[shape.count - 2] : 1
         let (name, layout): (String, FP8Scales.Layout)
+        let e = (name: weight, shape: stored, dtypeName: dtype)
         if has(e.name + "_scale_inv") {
             if let quantization, quantization.blockSize == nil {
                 (name, layout) = (e.name + "_scale_inv", .tensor)

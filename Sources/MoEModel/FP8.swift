@@ -1,15 +1,26 @@
 import Foundation
 
-/// The float8 formats FP8 checkpoints store weights in (safetensors dtypes F8_E4M3 and F8_E5M2).
-public enum FP8Format: String, Sendable, CaseIterable {
+/// The element types of weights stored with scales (safetensors dtypes F8_E4M3 and F8_E5M2 of FP8 checkpoints, I8 of
+/// compressed-tensors' int-quantized ones); each value is the element times its scale.
+public enum ScaledFormat: String, Sendable, CaseIterable {
     /// 1 sign, 4 exponent (bias 7), 3 mantissa bits; no infinities, S.1111.111 is NaN; largest finite ±448
     /// (torch's float8_e4m3fn, what DeepSeek-V3/R1, Qwen3-FP8 and FBGEMM / compressed-tensors FP8 use).
     case e4m3 = "F8_E4M3"
     /// 1 sign, 5 exponent (bias 15), 2 mantissa bits: the top byte of an IEEE half.
     case e5m2 = "F8_E5M2"
+    /// A signed byte (compressed-tensors' symmetric int8).
+    case int8 = "I8"
 
     /// The value of every byte, indexed by the byte.
-    public var table: [Float] { self == .e4m3 ? Self.e4m3Table : Self.e5m2Table }
+    public var table: [Float] {
+        switch self {
+        case .e4m3: return Self.e4m3Table
+        case .e5m2: return Self.e5m2Table
+        case .int8: return Self.int8Table
+        }
+    }
+
+    private static let int8Table: [Float] = (0..<256).map { Float(Int8(bitPattern: UInt8($0))) }
 
     public func value(_ byte: UInt8) -> Float { table[Int(byte)] }
 
@@ -64,26 +75,47 @@ public struct FP8Scales: Sendable, Equatable {
         }
     }
 
+    /// Rows [firstRow, firstRow + rows) of a tensor packed as compressed-tensors' pack_to_int32 writes it: each row's
+    /// `bits`-bit values (4 or 8) one after another from bit 0 of its first little-endian int32 word, stored plus
+    /// 2^(bits−1); `wordsPerRow` words a row. As f32 times their scales (`out` holds rows × cols).
+    public func dequantizePacked(_ words: UnsafeRawPointer, bits: Int, wordsPerRow: Int, firstRow: Int, rows: Int,
+                                 into out: UnsafeMutablePointer<Float>) {
+        let offset = 1 << (bits - 1), mask = UInt32((1 << bits) - 1), perWord = 32 / bits
+        var values = [Float](repeating: 0, count: cols)
+        for r in 0..<rows {
+            let row = words + (firstRow + r) * wordsPerRow * 4
+            for c in 0..<cols {
+                let w = UInt32(littleEndian: row.loadUnaligned(fromByteOffset: c / perWord * 4, as: UInt32.self))
+                values[c] = Float(Int((w >> UInt32(c % perWord * bits)) & mask) - offset)
+            }
+            scale(values, row: firstRow + r, into: out + r * cols)
+        }
+    }
+
+    /// One row's values times their scales.
+    private func scale(_ v: [Float], row: Int, into dst: UnsafeMutablePointer<Float>) {
+        values.withUnsafeBufferPointer { s in
+            switch layout {
+            case .tensor, .rows:
+                let k = layout == .tensor ? s[0] : s[row]
+                for c in 0..<cols { dst[c] = v[c] * k }
+            case .blocks(let br, let bc):
+                let gridCols = (cols + bc - 1) / bc, gridRows = (matrixRows + br - 1) / br
+                let scales = s.baseAddress! + ((row / matrixRows) * gridRows + (row % matrixRows) / br) * gridCols
+                for c in 0..<cols { dst[c] = v[c] * scales[c / bc] }
+            }
+        }
+    }
+
     /// Rows [firstRow, firstRow + rows) of the tensor viewed as [all rows, cols], as f32 (`out` holds rows × cols).
-    public func dequantize(_ q: UnsafePointer<UInt8>, format: FP8Format, firstRow: Int, rows: Int,
+    public func dequantize(_ q: UnsafePointer<UInt8>, format: ScaledFormat, firstRow: Int, rows: Int,
                            into out: UnsafeMutablePointer<Float>) {
         let table = format.table
-        table.withUnsafeBufferPointer { t in
-            values.withUnsafeBufferPointer { s in
-                for r in 0..<rows {
-                    let src = q + r * cols, dst = out + r * cols, row = firstRow + r
-                    switch layout {
-                    case .tensor, .rows:
-                        let scale = layout == .tensor ? s[0] : s[row]
-                        for c in 0..<cols { dst[c] = t[Int(src[c])] * scale }
-                    case .blocks(let br, let bc):
-                        let gridCols = (cols + bc - 1) / bc, gridRows = (matrixRows + br - 1) / br
-                        let matrix = row / matrixRows, blockRow = (row % matrixRows) / br
-                        let scales = s.baseAddress! + (matrix * gridRows + blockRow) * gridCols
-                        for c in 0..<cols { dst[c] = t[Int(src[c])] * scales[c / bc] }
-                    }
-                }
-            }
+        var values = [Float](repeating: 0, count: cols)
+        for r in 0..<rows {
+            let src = q + r * cols
+            for c in 0..<cols { values[c] = table[Int(src[c])] }
+            scale(values, row: firstRow + r, into: out + r * cols)
         }
     }
 }
@@ -103,11 +135,29 @@ public struct QuantizationConfig: Sendable, Equatable {
     /// holds one scale per row or one in all.
     public let scaleBlock: (rows: Int, cols: Int)?
 
+    /// compressed-tensors' pack-quantized weights: bits per value (4 or 8), packed eight or four to an int32.
+    public let packedBits: Int?
+
     public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors"]
+    /// Symmetric float8 or integer weights with scales (no zero points).
+    static let compressedTensorsFormats = ["float-quantized", "int-quantized", "naive-quantized", "pack-quantized"]
+
+    /// The bits of pack-quantized weights (every config group's), which must be symmetric.
+    static func compressedTensorsBits(_ dict: [String: Any]) throws -> Int {
+        let weights = ((dict["config_groups"] as? [String: Any]) ?? [:]).values.compactMap { ($0 as? [String: Any])?["weights"] as? [String: Any] }
+        let bits = Set(weights.compactMap { ($0["num_bits"] as? NSNumber)?.intValue })
+        guard bits.count == 1, let b = bits.first, b == 4 || b == 8 else {
+            throw ModelError.unsupported("compressed-tensors pack-quantized weights of \(bits.sorted()) bits: 4 or 8 bits (one for every group) load")
+        }
+        guard weights.allSatisfy({ $0["symmetric"] as? Bool ?? true }) else {
+            throw ModelError.unsupported("compressed-tensors asymmetric weights (zero points): only symmetric ones load")
+        }
+        return b
+    }
 
     public static func == (a: Self, b: Self) -> Bool {
         a.method == b.method && a.blockSize?.rows == b.blockSize?.rows && a.blockSize?.cols == b.blockSize?.cols
-            && a.scaleBlock?.rows == b.scaleBlock?.rows && a.scaleBlock?.cols == b.scaleBlock?.cols
+            && a.scaleBlock?.rows == b.scaleBlock?.rows && a.scaleBlock?.cols == b.scaleBlock?.cols && a.packedBits == b.packedBits
     }
 
     /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
@@ -121,18 +171,21 @@ public struct QuantizationConfig: Sendable, Equatable {
             throw ModelError.badConfig(file: "config.json", reason: "quantization_config has no quant_method")
         }
         guard Self.supportedMethods.contains(method) else {
-            throw ModelError.unsupported("quantization_config.quant_method '\(method)': only unquantised (F32, F16, BF16) and "
-                + "FP8 checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start from the "
-                + "unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
+            throw ModelError.unsupported("quantization_config.quant_method '\(method)': only unquantised (F32, F16, BF16), "
+                + "FP8 and compressed-tensors checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start "
+                + "from the unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
         }
+        var bits: Int?
         if method == "compressed-tensors" {
             let format = dict["format"] as? String ?? "(none)"
-            guard format == "float-quantized" else {
-                throw ModelError.unsupported("compressed-tensors format '\(format)': only 'float-quantized' (FP8 weights "
-                    + "with weight_scale) loads; start from the unquantised checkpoint and quantise at load instead")
+            guard Self.compressedTensorsFormats.contains(format) else {
+                throw ModelError.unsupported("compressed-tensors format '\(format)': \(Self.compressedTensorsFormats.joined(separator: ", ")) "
+                    + "load; start from the unquantised checkpoint and quantise at load instead")
             }
+            if format == "pack-quantized" { bits = try Self.compressedTensorsBits(dict) }
         }
         self.method = method
+        packedBits = bits
         scaleBlock = try Self.compressedTensorsBlock(dict)
         if dict["weight_block_size"] is NSNull {
             blockSize = nil

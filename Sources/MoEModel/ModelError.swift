@@ -10,7 +10,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case missingTensor(String, where: String)
     case shapeMismatch(tensor: String, expected: [Int], found: [Int])
     case unsupportedDType(tensor: String, dtype: String)
-    /// A float8 tensor without a `_scale_inv` or `_scale` sibling.
+    /// A float8 or int8 tensor without a `_scale_inv` or `_scale` sibling.
     case missingScales(tensor: String, dtype: String)
     case badTensor(tensor: String, reason: String)
     case unsupported(String)
@@ -35,8 +35,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .unsupportedDType(let n, let d):
             return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16; F8_E4M3 and F8_E5M2 with scales)"
         case .missingScales(let n, let d):
-            return "tensor \(n) is float8 (\(d)) but the checkpoint has no scales for it: expected \(n)_scale_inv (blocks of "
-                + "quantization_config.weight_block_size) or \(n)_scale (one per tensor or row)"
+            return "tensor \(n) is stored as \(d), which needs scales, but the checkpoint has none for it: expected \(n)_scale_inv "
+                + "(blocks of quantization_config.weight_block_size) or \(n)_scale (per tensor, row, group or block)"
         case .badTensor(let n, let r):
             return "tensor \(n): \(r)"
         case .unsupported(let what):

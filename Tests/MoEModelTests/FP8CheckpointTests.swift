@@ -23,7 +23,7 @@ struct FP8CheckpointTests {
     @Test func everyFloat8ByteHasTorchsValue() throws {
         let data = try Data(contentsOf: Self.dir.appendingPathComponent("fp8-values.json"))
         let ref = try JSONDecoder().decode([String: [UInt32]].self, from: data)
-        for (format, key) in [(FP8Format.e4m3, "e4m3"), (.e5m2, "e5m2")] {
+        for (format, key) in [(ScaledFormat.e4m3, "e4m3"), (.e5m2, "e5m2")] {
             let bits = try #require(ref[key])
             #expect(bits.count == 256)
             for (b, want) in bits.enumerated() {
@@ -31,7 +31,7 @@ struct FP8CheckpointTests {
                 if w.isNaN { #expect(got.isNaN, "\(key) byte \(b)") } else { #expect(got.bitPattern == want, "\(key) byte \(b): \(got) vs \(w)") }
             }
         }
-        #expect(FP8Format.e4m3.value(0x7E) == 448 && FP8Format.e4m3.value(0x01) == 0x1p-9)
+        #expect(ScaledFormat.e4m3.value(0x7E) == 448 && ScaledFormat.e4m3.value(0x01) == 0x1p-9)
     }
 
     @Test(arguments: names)
@@ -61,6 +61,41 @@ struct FP8CheckpointTests {
         let r = try Engine(transformer: m.transformer, config: c)
             .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
         #expect(r.tokens.map(Int.init) == g.greedy)
+    }
+
+    /// compressed-tensors' integer checkpoints (Tests/Fixtures/compressed-tensors, made with compressed-tensors' own
+    /// quantize and pack): int4 packed eight to an int32 in groups of 32 (W4A16: attention, a dense MLP and the experts),
+    /// int8 with a scale per row (W8A8: activations stay as they are). Logits against transformers on the weights
+    /// compressed-tensors decompresses.
+    @Test(arguments: ["qwen3-moe-w4a16-groups", "mixtral-w8a8-channels"])
+    func compressedTensorsIntegerCheckpointsMatchTransformers(_ name: String) throws {
+        let d = Fixtures.root.appendingPathComponent("compressed-tensors").appendingPathComponent(name)
+        let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let m = try LoadedModel(directory: d)
+        let out = GoldenTests.forwardAll(m, g.ids)
+        let worst = (0..<ref.count).map { abs(out.logits[$0] - ref[$0]) }.max() ?? .infinity
+        #expect(out.logits.count == ref.count && worst < 1e-4, "\(name): max |diff| \(worst)")
+        var c = EngineConfig()
+        c.kvBlocks = 64
+        let r = try Engine(transformer: m.transformer, config: c)
+            .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
+        #expect(r.tokens.map(Int.init) == g.greedy, "\(name)")
+    }
+
+    /// Eight 4-bit values to an int32 from bit 0, stored plus 8 (compressed-tensors' pack_to_int32), times each
+    /// group's scale; a row's last word may be part-filled.
+    @Test func packedInt4ValuesUnpackInOrder() {
+        // Row 0: -8, -7, …, -1, 0, 1, 2 (11 values, two words); row 1: 7 then zeros.
+        var words: [UInt32] = [0, 0, 0, 0]
+        for c in 0..<11 { words[c / 8] |= UInt32(c) << UInt32(c % 8 * 4) }
+        words[2] = 15
+        for c in 1..<11 { words[2 + c / 8] |= 8 << UInt32(c % 8 * 4) }
+        let s = FP8Scales(layout: .blocks(rows: 1, cols: 4), values: [1, 10, 100, 2, 2, 2], matrixRows: 2, cols: 11)
+        var out = [Float](repeating: 0, count: 22)
+        words.withUnsafeBytes { s.dequantizePacked($0.baseAddress!, bits: 4, wordsPerRow: 2, firstRow: 0, rows: 2, into: &out) }
+        #expect(Array(out[0..<11]) == [-8, -7, -6, -5, -40, -30, -20, -10, 0, 100, 200])
+        #expect(Array(out[11...]) == [14] + [Float](repeating: 0, count: 10))
     }
 
     // MARK: scale layouts (pure)
@@ -145,7 +180,7 @@ struct FP8CheckpointTests {
         let name = "model.layers.1.mlp.experts.3.up_proj.weight"
         try CheckpointErrorTests().editHeader(dir) { h in h[name + "_scalX"] = h.removeValue(forKey: name + "_scale_inv") }
         let e = loadError(dir)
-        #expect(e?.contains("tensor \(name) is float8 (F8_E4M3) but the checkpoint has no scales") == true, "\(e ?? "no error")")
+        #expect(e?.contains("tensor \(name) is stored as F8_E4M3, which needs scales, but the checkpoint has none") == true, "\(e ?? "no error")")
         #expect(e?.contains("\(name)_scale_inv") == true)
     }
 
