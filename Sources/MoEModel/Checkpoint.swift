@@ -116,7 +116,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     private func load(_ file: SafetensorsFile, _ e: TensorEntry, rowStart: Int = 0, rows: Int, cols: Int) throws -> Matrix {
         if let f = ScaledFormat(rawValue: e.dtypeName), f != .int8 || quantization != nil {
-            return try loadFP8(file, e, format: f, rowStart: rowStart, rows: rows, cols: cols)
+            return try loadScaled(file, e, format: f, rowStart: rowStart, rows: rows, cols: cols)
         }
         guard let dtype = e.dtype else { throw ModelError.unsupportedDType(tensor: e.name, dtype: e.dtypeName) }
         let n = rows * cols
@@ -154,9 +154,9 @@ public final class Checkpoint: @unchecked Sendable {
         tmp?.deallocate()
     }
 
-    /// A float8 tensor times its scales, as f32: `NAME_scale_inv` (blocks of quantization_config's weight_block_size)
+    /// A float8 or int8 tensor times its scales, as f32: `NAME_scale_inv` (blocks of quantization_config's weight_block_size)
     /// or `NAME_scale` (one scale, one per row, or compressed-tensors' groups or blocks).
-    private func loadFP8(_ file: SafetensorsFile, _ e: TensorEntry, format: ScaledFormat, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
+    private func loadScaled(_ file: SafetensorsFile, _ e: TensorEntry, format: ScaledFormat, rowStart: Int, rows: Int, cols: Int) throws -> Matrix {
         let scales = try scales(forWeight: e.name, shape: e.shape, dtype: e.dtypeName)
         let n = rows * cols
         let src = file.pointer(e) + rowStart * cols
@@ -197,10 +197,10 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The scales of weight `name` (of `shape`, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid out as
     /// quantization_config says.
-    private func scales(forWeight weight: String, shape stored: [Int], dtype: String) throws -> FP8Scales {
+    private func scales(forWeight weight: String, shape stored: [Int], dtype: String) throws -> WeightScales {
         let shape = stored.isEmpty ? [1] : stored
         let cols = shape.last!, matrixRows = shape.count >= 2 ? shape[shape.count - 2] : 1
-        let (name, layout): (String, FP8Scales.Layout)
+        let (name, layout): (String, WeightScales.Layout)
         let e = (name: weight, shape: stored, dtypeName: dtype)
         if has(e.name + "_scale_inv") {
             if let quantization, quantization.blockSize == nil {
@@ -223,7 +223,7 @@ public final class Checkpoint: @unchecked Sendable {
             throw ModelError.missingScales(tensor: e.name, dtype: e.dtypeName)
         }
         let (file, s) = try locate(name)
-        let expected = FP8Scales.expectedShape(of: shape, layout: layout)
+        let expected = WeightScales.expectedShape(of: shape, layout: layout)
         let fits: Bool
         switch layout {
         case .tensor: fits = s.elementCount == 1
@@ -241,6 +241,6 @@ public final class Checkpoint: @unchecked Sendable {
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); float8 scales must be finite")
         }
-        return FP8Scales(layout: layout, values: values, matrixRows: matrixRows, cols: cols)
+        return WeightScales(layout: layout, values: values, matrixRows: matrixRows, cols: cols)
     }
 }

@@ -91,7 +91,7 @@ struct FP8CheckpointTests {
         for c in 0..<11 { words[c / 8] |= UInt32(c) << UInt32(c % 8 * 4) }
         words[2] = 15
         for c in 1..<11 { words[2 + c / 8] |= 8 << UInt32(c % 8 * 4) }
-        let s = FP8Scales(layout: .blocks(rows: 1, cols: 4), values: [1, 10, 100, 2, 2, 2], matrixRows: 2, cols: 11)
+        let s = WeightScales(layout: .blocks(rows: 1, cols: 4), values: [1, 10, 100, 2, 2, 2], matrixRows: 2, cols: 11)
         var out = [Float](repeating: 0, count: 22)
         words.withUnsafeBytes { s.dequantizePacked($0.baseAddress!, bits: 4, wordsPerRow: 2, firstRow: 0, rows: 2, into: &out) }
         #expect(Array(out[0..<11]) == [-8, -7, -6, -5, -40, -30, -20, -10, 0, 100, 200])
@@ -105,7 +105,7 @@ struct FP8CheckpointTests {
 
     @Test func oneScaleMultipliesTheWholeTensor() {
         let q: [UInt8] = [Self.one, Self.two, Self.three, 0xB8]   // 1, 2, 3, -1
-        let s = FP8Scales(layout: .tensor, values: [0.5], matrixRows: 2, cols: 2)
+        let s = WeightScales(layout: .tensor, values: [0.5], matrixRows: 2, cols: 2)
         var out = [Float](repeating: 0, count: 4)
         s.dequantize(q, format: .e4m3, firstRow: 0, rows: 2, into: &out)
         #expect(out == [0.5, 1, 1.5, -0.5])
@@ -113,7 +113,7 @@ struct FP8CheckpointTests {
 
     @Test func rowScalesMultiplyTheirRowsFromAnyFirstRow() {
         let q: [UInt8] = [Self.one, Self.two, Self.three, Self.one]
-        let s = FP8Scales(layout: .rows, values: [10, 100, 1000], matrixRows: 3, cols: 2)
+        let s = WeightScales(layout: .rows, values: [10, 100, 1000], matrixRows: 3, cols: 2)
         var out = [Float](repeating: 0, count: 4)
         s.dequantize(q, format: .e4m3, firstRow: 1, rows: 2, into: &out)   // rows 1 and 2 of 3
         #expect(out == [100, 200, 3000, 1000])
@@ -123,10 +123,10 @@ struct FP8CheckpointTests {
     /// last row and column of blocks are partial; expert 1's rows read expert 1's grid.
     @Test func raggedBlocksOfAStackedTensorFindTheirScales() {
         let (experts, R, C) = (2, 3, 5)
-        let grid = FP8Scales.expectedShape(of: [experts, R, C], layout: .blocks(rows: 2, cols: 2))
+        let grid = WeightScales.expectedShape(of: [experts, R, C], layout: .blocks(rows: 2, cols: 2))
         #expect(grid == [2, 2, 3])
         let values = (0..<12).map { Float($0 + 1) }                      // expert e, block (i, j) → 6e + 3i + j + 1
-        let s = FP8Scales(layout: .blocks(rows: 2, cols: 2), values: values, matrixRows: R, cols: C)
+        let s = WeightScales(layout: .blocks(rows: 2, cols: 2), values: values, matrixRows: R, cols: C)
         let q = [UInt8](repeating: Self.one, count: experts * R * C)
         var all = [Float](repeating: 0, count: experts * R * C)
         s.dequantize(q, format: .e4m3, firstRow: 0, rows: experts * R, into: &all)

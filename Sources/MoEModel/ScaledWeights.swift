@@ -35,9 +35,10 @@ public enum ScaledFormat: String, Sendable, CaseIterable {
     private static let e5m2Table: [Float] = (0..<256).map { b in Float(Float16(bitPattern: UInt16(b) << 8)) }
 }
 
-/// How a float8 tensor's scales map onto its values; a stored value is fp8 × scale (DeepSeek names its block
-/// scales `weight_scale_inv`, but they multiply, as in its weight_dequant and transformers' and vLLM's loaders).
-public struct FP8Scales: Sendable, Equatable {
+/// How the scales of float8 or integer weights map onto their values; a stored value is element × scale (DeepSeek
+/// names its block scales `weight_scale_inv`, but they multiply, as in its weight_dequant and transformers' and
+/// vLLM's loaders).
+public struct WeightScales: Sendable, Equatable {
     public enum Layout: Sendable, Equatable {
         /// One scale for the whole tensor (compressed-tensors' "tensor" strategy).
         case tensor
