@@ -195,32 +195,30 @@ public final class Checkpoint: @unchecked Sendable {
         return Matrix(buf, rows: rows, cols: cols)
     }
 
-    /// The scales of weight `name` (of `shape`, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid out as
-    /// quantization_config says.
+    /// The scales of weight `weight` (of `stored` shape, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid
+    /// out as quantization_config says.
     private func scales(forWeight weight: String, shape stored: [Int], dtype: String) throws -> WeightScales {
         let shape = stored.isEmpty ? [1] : stored
         let cols = shape.last!, matrixRows = shape.count >= 2 ? shape[shape.count - 2] : 1
         let (name, layout): (String, WeightScales.Layout)
-        let e = (name: weight, shape: stored, dtypeName: dtype)
-        if has(e.name + "_scale_inv") {
+        if has(weight + "_scale_inv") {
             if let quantization, quantization.blockSize == nil {
-                (name, layout) = (e.name + "_scale_inv", .tensor)
+                (name, layout) = (weight + "_scale_inv", .tensor)
             } else {
                 guard shape.count >= 2 else {
-                    throw ModelError.unsupported("\(e.name) is a float8 tensor of shape \(e.shape) with block scales; blocks need a matrix")
+                    throw ModelError.unsupported("\(weight) of shape \(stored) has block scales; blocks need a matrix")
                 }
                 let b = quantization?.blockSize ?? (rows: 128, cols: 128)
-                (name, layout) = (e.name + "_scale_inv", .blocks(rows: b.rows, cols: b.cols))
+                (name, layout) = (weight + "_scale_inv", .blocks(rows: b.rows, cols: b.cols))
             }
-        } else if has(e.name + "_scale") {
-            let count = index[e.name + "_scale"]!.entry.elementCount
+        } else if let count = index[weight + "_scale"]?.entry.elementCount {
             if count > 1, let b = quantization?.scaleBlock {
-                (name, layout) = (e.name + "_scale", .blocks(rows: b.rows, cols: b.cols))
+                (name, layout) = (weight + "_scale", .blocks(rows: b.rows, cols: b.cols))
             } else {
-                (name, layout) = (e.name + "_scale", count == 1 ? .tensor : .rows)
+                (name, layout) = (weight + "_scale", count == 1 ? .tensor : .rows)
             }
         } else {
-            throw ModelError.missingScales(tensor: e.name, dtype: e.dtypeName)
+            throw ModelError.missingScales(tensor: weight, dtype: dtype)
         }
         let (file, s) = try locate(name)
         let expected = WeightScales.expectedShape(of: shape, layout: layout)
@@ -239,7 +237,7 @@ public final class Checkpoint: @unchecked Sendable {
             else { Self.widen(src, dtype, out.count, into: out.baseAddress!) }
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); float8 scales must be finite")
+            throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); scales must be finite")
         }
         return WeightScales(layout: layout, values: values, matrixRows: matrixRows, cols: cols)
     }

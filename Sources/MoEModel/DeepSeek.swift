@@ -137,10 +137,8 @@ extension RouterRule {
         return r
     }
 
-    /// The groups divide `experts` and the kept ones hold at least `topK` of them.
-    func fits(experts: Int, topK: Int) -> Bool {
-        groups >= 1 && experts % groups == 0 && topGroups >= 1 && topGroups <= groups && topK <= topGroups * (experts / groups)
-    }
+    /// The groups divide `experts` and the kept ones hold at least `topK` of them (`check` without its reasons).
+    func fits(experts: Int, topK: Int) -> Bool { (try? check(experts: experts, topK: topK)) != nil }
 
     /// config.json's n_group and topk_group fit `experts` and `topK` (num_experts_per_tok).
     func check(experts: Int, topK: Int) throws {

@@ -62,7 +62,7 @@ public struct WeightScales: Sendable, Equatable {
         self.cols = cols
     }
 
-    /// The shape the scale tensor of a float8 tensor of `shape` must have for `layout` (`.rows` also accepts
+    /// The shape the scale tensor of a weight of `shape` must have for `layout` (`.rows` also accepts
     /// the same count without the trailing 1, `.tensor` any shape of one element).
     public static func expectedShape(of shape: [Int], layout: Layout) -> [Int] {
         switch layout {
@@ -82,18 +82,18 @@ public struct WeightScales: Sendable, Equatable {
     public func dequantizePacked(_ words: UnsafeRawPointer, bits: Int, wordsPerRow: Int, firstRow: Int, rows: Int,
                                  into out: UnsafeMutablePointer<Float>) {
         let offset = 1 << (bits - 1), mask = UInt32((1 << bits) - 1), perWord = 32 / bits
-        var values = [Float](repeating: 0, count: cols)
+        var elements = [Float](repeating: 0, count: cols)
         for r in 0..<rows {
-            let row = words + (firstRow + r) * wordsPerRow * 4
+            let src = words + (firstRow + r) * wordsPerRow * 4
             for c in 0..<cols {
-                let w = UInt32(littleEndian: row.loadUnaligned(fromByteOffset: c / perWord * 4, as: UInt32.self))
-                values[c] = Float(Int((w >> UInt32(c % perWord * bits)) & mask) - offset)
+                let w = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: c / perWord * 4, as: UInt32.self))
+                elements[c] = Float(Int((w >> UInt32(c % perWord * bits)) & mask) - offset)
             }
-            scale(values, row: firstRow + r, into: out + r * cols)
+            scale(elements, row: firstRow + r, into: out + r * cols)
         }
     }
 
-    /// One row's values times their scales.
+    /// One row's elements times their scales.
     private func scale(_ v: [Float], row: Int, into dst: UnsafeMutablePointer<Float>) {
         values.withUnsafeBufferPointer { s in
             switch layout {
@@ -112,20 +112,20 @@ public struct WeightScales: Sendable, Equatable {
     public func dequantize(_ q: UnsafePointer<UInt8>, format: ScaledFormat, firstRow: Int, rows: Int,
                            into out: UnsafeMutablePointer<Float>) {
         let table = format.table
-        var values = [Float](repeating: 0, count: cols)
+        var elements = [Float](repeating: 0, count: cols)
         for r in 0..<rows {
             let src = q + r * cols
-            for c in 0..<cols { values[c] = table[Int(src[c])] }
-            scale(values, row: firstRow + r, into: out + r * cols)
+            for c in 0..<cols { elements[c] = table[Int(src[c])] }
+            scale(elements, row: firstRow + r, into: out + r * cols)
         }
     }
 }
 
-/// A checkpoint's `quantization_config`, where it has one. Only float8 weights with scales load (vLLM's and
-/// transformers' "fp8" block format, FBGEMM's per-row FP8 and compressed-tensors' float-quantized format with its
-/// tensor, channel, group or block scales); their
-/// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
-public struct QuantizationConfig: Sendable, Equatable {
+/// A checkpoint's `quantization_config`, where it has one. Only symmetric float8 or integer weights with scales load
+/// (vLLM's and transformers' "fp8" block format, FBGEMM's per-row FP8, compressed-tensors' float-quantized,
+/// int-quantized and pack-quantized formats with tensor, channel, group or block scales); their values are turned
+/// into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
+public struct QuantizationConfig: Sendable {
     public let method: String
     /// quant_method fp8's weight_block_size [rows, cols]: transformers' default 128 × 128 where absent, nil where it
     /// is null (one `weight_scale_inv` per tensor, as transformers' FP8Linear then holds it).
@@ -143,22 +143,27 @@ public struct QuantizationConfig: Sendable, Equatable {
     /// Symmetric float8 or integer weights with scales (no zero points).
     static let compressedTensorsFormats = ["float-quantized", "int-quantized", "naive-quantized", "pack-quantized"]
 
-    /// The bits of pack-quantized weights (every config group's), which must be symmetric.
+    /// compressed-tensors' weight schemes, by config group name.
+    static func compressedTensorsWeights(_ dict: [String: Any]) -> [(group: String, weights: [String: Any])] {
+        ((dict["config_groups"] as? [String: Any]) ?? [:]).sorted { $0.key < $1.key }.compactMap { name, g in
+            ((g as? [String: Any])?["weights"] as? [String: Any]).map { (name, $0) }
+        }
+    }
+
+    /// The bits of pack-quantized weights (every config group's).
     static func compressedTensorsBits(_ dict: [String: Any]) throws -> Int {
-        let weights = ((dict["config_groups"] as? [String: Any]) ?? [:]).values.compactMap { ($0 as? [String: Any])?["weights"] as? [String: Any] }
-        let bits = Set(weights.compactMap { ($0["num_bits"] as? NSNumber)?.intValue })
+        let bits = Set(compressedTensorsWeights(dict).compactMap { ($0.weights["num_bits"] as? NSNumber)?.intValue })
         guard bits.count == 1, let b = bits.first, b == 4 || b == 8 else {
             throw ModelError.unsupported("compressed-tensors pack-quantized weights of \(bits.sorted()) bits: 4 or 8 bits (one for every group) load")
-        }
-        guard weights.allSatisfy({ $0["symmetric"] as? Bool ?? true }) else {
-            throw ModelError.unsupported("compressed-tensors asymmetric weights (zero points): only symmetric ones load")
         }
         return b
     }
 
-    public static func == (a: Self, b: Self) -> Bool {
-        a.method == b.method && a.blockSize?.rows == b.blockSize?.rows && a.blockSize?.cols == b.blockSize?.cols
-            && a.scaleBlock?.rows == b.scaleBlock?.rows && a.scaleBlock?.cols == b.scaleBlock?.cols && a.packedBits == b.packedBits
+    /// A [rows, cols] pair of positive integers.
+    static func pair(_ v: Any?) -> (rows: Int, cols: Int)? {
+        guard let a = v as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue, let c = (a[1] as? NSNumber)?.intValue,
+              r > 0, c > 0 else { return nil }
+        return (r, c)
     }
 
     /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
@@ -183,6 +188,10 @@ public struct QuantizationConfig: Sendable, Equatable {
                 throw ModelError.unsupported("compressed-tensors format '\(format)': \(Self.compressedTensorsFormats.joined(separator: ", ")) "
                     + "load; start from the unquantised checkpoint and quantise at load instead")
             }
+            // Zero points (asymmetric weights) are not read, so such a checkpoint is refused rather than loaded wrong.
+            guard Self.compressedTensorsWeights(dict).allSatisfy({ $0.weights["symmetric"] as? Bool ?? true }) else {
+                throw ModelError.unsupported("compressed-tensors asymmetric weights (zero points): only symmetric ones load")
+            }
             if format == "pack-quantized" { bits = try Self.compressedTensorsBits(dict) }
         }
         self.method = method
@@ -191,11 +200,10 @@ public struct QuantizationConfig: Sendable, Equatable {
         if dict["weight_block_size"] is NSNull {
             blockSize = nil
         } else if let b = dict["weight_block_size"] {
-            guard let a = b as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue, let c = (a[1] as? NSNumber)?.intValue,
-                  r > 0, c > 0 else {
+            guard let block = Self.pair(b) else {
                 throw ModelError.badConfig(file: "config.json", reason: "quantization_config.weight_block_size must be [rows, cols] of positive integers (got \(b))")
             }
-            blockSize = (r, c)
+            blockSize = block
         } else {
             blockSize = (128, 128)
         }
@@ -203,34 +211,28 @@ public struct QuantizationConfig: Sendable, Equatable {
 
     /// The scale blocks of compressed-tensors' weight schemes (`config_groups.*.weights`), which must agree.
     static func compressedTensorsBlock(_ dict: [String: Any]) throws -> (rows: Int, cols: Int)? {
-        guard let groups = dict["config_groups"] as? [String: Any] else { return nil }
-        var found: (rows: Int, cols: Int)??
-        for (name, g) in groups.sorted(by: { $0.key < $1.key }) {
-            guard let w = (g as? [String: Any])?["weights"] as? [String: Any] else { continue }
-            let strategy = w["strategy"] as? String ?? "tensor"
-            let block: (rows: Int, cols: Int)?
-            switch strategy {
+        let blocks = try compressedTensorsWeights(dict).map { name, w -> (rows: Int, cols: Int)? in
+            switch w["strategy"] as? String ?? "tensor" {
             case "tensor", "channel":
-                block = nil
+                return nil
             case "group":
                 guard let n = (w["group_size"] as? NSNumber)?.intValue, n > 0 else {
                     throw ModelError.badConfig(file: "config.json", reason: "config_groups.\(name).weights: strategy group needs a positive group_size")
                 }
-                block = (1, n)
+                return (1, n)
             case "block":
-                guard let a = w["block_structure"] as? [Any], a.count == 2, let r = (a[0] as? NSNumber)?.intValue,
-                      let c = (a[1] as? NSNumber)?.intValue, r > 0, c > 0 else {
+                guard let b = pair(w["block_structure"]) else {
                     throw ModelError.badConfig(file: "config.json", reason: "config_groups.\(name).weights: strategy block needs block_structure [rows, cols]")
                 }
-                block = (r, c)
-            default:
+                return b
+            case let strategy:
                 throw ModelError.unsupported("compressed-tensors weight strategy '\(strategy)' (config_groups.\(name)): tensor, channel, group and block load")
             }
-            if let f = found, f?.rows != block?.rows || f?.cols != block?.cols {
-                throw ModelError.unsupported("compressed-tensors config_groups with different weight scale layouts")
-            }
-            found = .some(block)
         }
-        return found ?? nil
+        guard let first = blocks.first else { return nil }
+        guard blocks.allSatisfy({ $0?.rows == first?.rows && $0?.cols == first?.cols }) else {
+            throw ModelError.unsupported("compressed-tensors config_groups with different weight scale layouts")
+        }
+        return first
     }
 }

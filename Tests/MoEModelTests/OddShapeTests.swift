@@ -31,19 +31,32 @@ struct OddShapeTests {
 
     @Test(arguments: names)
     func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
-        let d = Self.dir.appendingPathComponent(name)
-        let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+        try Self.expectTransformersOutputs(Self.dir.appendingPathComponent(name), tolerance: 1e-3)
+    }
+
+    static func golden(_ d: URL) throws -> Golden {
+        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: d.appendingPathComponent("golden.json")))
+    }
+
+    /// The checkpoint in `d` against transformers' outputs beside it (golden.json, logits.f32): the logits of every
+    /// prompt position within `tolerance`, and the greedy continuation.
+    static func expectTransformersOutputs(_ d: URL, tolerance: Float) throws {
+        let g = try golden(d)
         let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let m = try LoadedModel(directory: d)
         let out = GoldenTests.forwardAll(m, g.ids)
         #expect(ref.count == g.shape[0] * g.shape[1] && out.logits.count == ref.count)
         let worst = (0..<ref.count).map { abs(out.logits[$0] - ref[$0]) }.max() ?? .infinity
-        #expect(worst < 1e-3, "\(name): max |diff| \(worst)")
-        // Greedy with the KV cache, EOS ignored as the golden's generate ran.
+        #expect(worst < tolerance, "\(d.lastPathComponent): max |diff| \(worst)")
+        #expect(try greedy(m, g) == g.greedy, "\(d.lastPathComponent)")
+    }
+
+    /// The greedy continuation of the golden's prompt with the KV cache, EOS ignored as the golden's generate ran.
+    static func greedy(_ m: LoadedModel, _ g: Golden) throws -> [Int] {
         var c = EngineConfig()
         c.kvBlocks = 64
-        let r = try Engine(transformer: m.transformer, config: c)
+        return try Engine(transformer: m.transformer, config: c)
             .generate(prompts: [g.ids.map(Int32.init)], maxNewTokens: g.greedy.count, params: [SamplingParams()], eos: [])[0]
-        #expect(r.tokens.map(Int.init) == g.greedy, "\(name)")
+            .tokens.map(Int.init)
     }
 }

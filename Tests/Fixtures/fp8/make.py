@@ -26,6 +26,16 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
 
+# Shapes two cases share: widths that are not multiples of the 32-wide blocks (Qwen3-MoE), and a small Mixtral.
+QWEN3_MOE_RAGGED = {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                    "num_key_value_heads": 2, "head_dim": 20, "intermediate_size": 56, "num_experts": 8,
+                    "num_experts_per_tok": 2, "moe_intermediate_size": 40, "norm_topk_prob": True,
+                    "decoder_sparse_step": 1, "mlp_only_layers": [], "max_position_embeddings": 512,
+                    "rope_theta": 1000000.0, "bos_token_id": 1, "eos_token_id": 2}
+MIXTRAL_SMALL = {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
+                 "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
+                 "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}
+
 CASES = [
     {"name": "deepseek-v3-fp8-blocks", "family": "deepseek_v3", "prompt_tokens": 20, "scales": "blocks", "block": [32, 32],
      "scale_dtype": "float32",
@@ -37,31 +47,19 @@ CASES = [
                 "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}},
     {"name": "qwen3-moe-fp8-ragged-blocks", "family": "qwen3_moe", "prompt_tokens": 17, "scales": "blocks",
      "block": [32, 32], "scale_dtype": "bfloat16",
-     "config": {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "num_key_value_heads": 2, "head_dim": 20, "intermediate_size": 56, "num_experts": 8,
-                "num_experts_per_tok": 2, "moe_intermediate_size": 40, "norm_topk_prob": True, "decoder_sparse_step": 1,
-                "mlp_only_layers": [], "max_position_embeddings": 512, "rope_theta": 1000000.0, "bos_token_id": 1,
-                "eos_token_id": 2}},
+     "config": QWEN3_MOE_RAGGED},
     {"name": "mixtral-fp8-per-channel", "family": "mixtral", "prompt_tokens": 15, "scales": "rows", "scale_dtype": "float32",
-     "config": {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
-                "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
-                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}},
+     "config": MIXTRAL_SMALL},
     {"name": "olmoe-fp8-per-tensor", "family": "olmoe", "prompt_tokens": 14, "scales": "tensor", "scale_dtype": "float32",
      "config": {"vocab_size": 260, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "num_key_value_heads": 4, "intermediate_size": 24, "num_experts": 6, "num_experts_per_tok": 2,
                 "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}},
     {"name": "qwen3-moe-fp8-compressed-blocks", "family": "qwen3_moe", "prompt_tokens": 16, "scales": "ct-block",
      "block": [32, 32], "scale_dtype": "bfloat16",
-     "config": {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "num_key_value_heads": 2, "head_dim": 20, "intermediate_size": 56, "num_experts": 8,
-                "num_experts_per_tok": 2, "moe_intermediate_size": 40, "norm_topk_prob": True, "decoder_sparse_step": 1,
-                "mlp_only_layers": [], "max_position_embeddings": 512, "rope_theta": 1000000.0, "bos_token_id": 1,
-                "eos_token_id": 2}},
+     "config": QWEN3_MOE_RAGGED},
     {"name": "mixtral-fp8-compressed-groups", "family": "mixtral", "prompt_tokens": 13, "scales": "ct-group",
      "block": [1, 16], "scale_dtype": "float32",
-     "config": {"vocab_size": 280, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
-                "num_key_value_heads": 2, "intermediate_size": 40, "num_local_experts": 4, "num_experts_per_tok": 2,
-                "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}},
+     "config": MIXTRAL_SMALL},
 ]
 
 E4M3_MAX = 448.0
