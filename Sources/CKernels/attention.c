@@ -344,7 +344,8 @@ static int prefetch_run(int p, int p1, const int32_t *blocks, int block_size, in
             const void *kt = (const char *)kpool + (slot - s) * D * elem;                                          \
             DOTS;                                                                                                  \
         }                                                                                                          \
-        for (int g = 0; g < nq; g++) kern_softmax_scaled_f32(scores + (size_t)g * n, (size_t)n, scale);          \
+        for (int g = 0; g < nq; g++)                                                                             \
+            kern_softmax_sink_f32(scores + (size_t)g * n, (size_t)n, scale, sinks ? sinks[g] : -INFINITY);        \
         /* Without a value pool the keys are the values (vpool NULL): read them again, transposed. */            \
         const void *vp = vpool ? vpool : kpool;                                                                   \
         const float *vsc = vpool ? vs : ks;                                                                       \
@@ -364,7 +365,8 @@ static int prefetch_run(int p, int p1, const int32_t *blocks, int block_size, in
 
 AI512 void attend512(const int kvtype, const float *q, size_t q_stride, int nq, const void *kpool, const void *vpool,
                      const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
-                     int D, int kv_head, int p0, int p1, float scale, float *scores, float *out, size_t out_stride) {
+                     int D, int kv_head, int p0, int p1, float scale, const float *sinks, float *scores, float *out,
+                     size_t out_stride) {
     const int n = p1 - p0;
     float rows[vpool ? 1 : RUN * D];
     ATTEND_RUNS(dots512(kvtype, q, q_stride, nq, kt, block_size, s, ks ? ks + slot : NULL, nr, D, scores + (p - p0), (size_t)n),
@@ -376,10 +378,10 @@ AI512 void attend512(const int kvtype, const float *q, size_t q_stride, int nq, 
 A512 static void attend_avx512(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool,
                                const void *vpool, const float *kscale, const float *vscale, const int32_t *blocks,
                                int block_size, int kv_heads, int D, int kv_head, int p0, int p1, float scale,
-                               float *scores, float *out, size_t out_stride) {
+                               const float *sinks, float *scores, float *out, size_t out_stride) {
     switch (kvtype) {     // one copy of the loops per storage type, its conversion inlined
 #define CASE(T) case T: attend512(T, q, q_stride, nq, kpool, vpool, kscale, vscale, blocks, block_size, kv_heads, D, \
-                                  kv_head, p0, p1, scale, scores, out, out_stride); break;
+                                  kv_head, p0, p1, scale, sinks, scores, out, out_stride); break;
     CASE(KERN_KV_F32) CASE(KERN_KV_F16) CASE(KERN_KV_I8)
 #undef CASE
     }
@@ -387,15 +389,15 @@ A512 static void attend_avx512(int kvtype, const float *q, size_t q_stride, int 
 
 void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool, const void *vpool,
                        const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
-                       int head_dim, int kv_head, int p0, int p1, float scale, float *scores, float *out,
-                       size_t out_stride) {
+                       int head_dim, int kv_head, int p0, int p1, float scale, const float *sinks, float *scores,
+                       float *out, size_t out_stride) {
     int D = head_dim, n = p1 - p0;
     for (int g = 0; g < nq; g++)
         for (int d = 0; d < D; d++) out[(size_t)g * out_stride + d] = 0;
     if (n <= 0 || nq <= 0) return;
     if (kern_isa_active() == KERN_ISA_AVX512) {
         attend_avx512(kvtype, q, q_stride, nq, kpool, vpool, kscale, vscale, blocks, block_size, kv_heads, D, kv_head,
-                      p0, p1, scale, scores, out, out_stride);
+                      p0, p1, scale, sinks, scores, out, out_stride);
         return;
     }
     dots_fn dots = kern_isa_active() == KERN_ISA_AVX2 ? dots_avx2 : dots_portable;

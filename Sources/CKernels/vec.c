@@ -213,10 +213,15 @@ float kern_exp_scaled_f32(float *row, size_t n, float scale, float *max_out) {
     return sum;
 }
 
-void kern_softmax_scaled_f32(float *row, size_t n, float scale) {
+void kern_softmax_scaled_f32(float *row, size_t n, float scale) { kern_softmax_sink_f32(row, n, scale, -INFINITY); }
+
+void kern_softmax_sink_f32(float *row, size_t n, float scale, float sink) {
     if (n == 0) return;
     float maxv;
-    const float inv = 1.0f / kern_exp_scaled_f32(row, n, scale, &maxv);
+    const float sum = kern_exp_scaled_f32(row, n, scale, &maxv);
+    // Σ e^(x − m) + e^(sink − m): the sink's term against the row's max m (the common factor e^(m − max(m, sink))
+    // cancels); a sink of −∞ adds exactly 0.
+    const float inv = 1.0f / (sink == -INFINITY ? sum : sum + expf(sink - maxv));
     if (kern_isa_active() == KERN_ISA_AVX512) {
         softmax_scale_avx512(row, n, inv);
         return;

@@ -13,6 +13,15 @@ public func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: 
     kern_swiglu_f32(g, u, out, count)
 }
 
+/// gpt-oss's SwiGLU: out = g′ · sigmoid(alpha · g′) · (u′ + 1) with g′ = min(g, limit), u′ = clamp(u, −limit, limit).
+public func clampedSwiGLU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int,
+                          alpha: Float, limit: Float) {
+    for i in 0..<count {
+        let gi = min(g[i], limit), ui = min(max(u[i], -limit), limit)
+        out[i] = gi * sigmoid(alpha * gi) * (ui + 1)
+    }
+}
+
 public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float { kern_dot_f32(a, b, n) }
 
 /// y += a · x
@@ -27,5 +36,8 @@ public func f32ToF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UI
 
 public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
 
-/// row = softmax(scale · row), in place (vectorised exp).
-public func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) { kern_softmax_scaled_f32(row, n, scale) }
+/// row = softmax(scale · row), in place (vectorised exp). `sink`: one more logit in the softmax whose probability is
+/// dropped (gpt-oss's attention sinks); −∞ for none.
+public func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1, sink: Float = -.infinity) {
+    kern_softmax_sink_f32(row, n, scale, sink)
+}

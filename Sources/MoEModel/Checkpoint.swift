@@ -8,7 +8,7 @@ public final class Checkpoint: @unchecked Sendable {
     public let configData: Data
     public let files: [SafetensorsFile]
     private let index: [String: (file: Int, entry: TensorEntry)]
-    /// config.json's quantization_config (FP8 checkpoints), nil for unquantised ones.
+    /// config.json's quantization_config (FP8, compressed-tensors, MXFP4 checkpoints), nil for unquantised ones.
     public let quantization: QuantizationConfig?
 
     /// Bytes of weights this process converted or mapped through `matrix`/`vector` (what it holds).
@@ -56,8 +56,9 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     public var tensorNames: [String] { index.keys.sorted() }
-    /// Whether the checkpoint holds the tensor (a compressed-tensors pack-quantized weight as `NAME_packed`).
-    public func has(_ name: String) -> Bool { index[name] != nil || index[name + "_packed"] != nil }
+    /// Whether the checkpoint holds the tensor (a compressed-tensors pack-quantized weight as `NAME_packed`, an MXFP4
+    /// one as `NAME_blocks`).
+    public func has(_ name: String) -> Bool { index[name] != nil || index[name + "_packed"] != nil || index[name + "_blocks"] != nil }
     public func entry(_ name: String) -> TensorEntry? { index[name]?.entry }
 
     /// A stable fingerprint of config.json, the tensor index (names, dtypes, shapes) and a sample of each file's
@@ -108,6 +109,35 @@ public final class Checkpoint: @unchecked Sendable {
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         return try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
+    }
+
+    /// Whether `name` is stored as MXFP4 (`NAME_blocks` and `NAME_scales`).
+    public func isMXFP4(_ name: String) -> Bool { index[name] == nil && index[name + "_blocks"] != nil }
+
+    /// Rows [rowStart, rowStart + rowCount) of an MXFP4 tensor of logical shape `expected` [..., R, C] viewed as
+    /// [rows, C], as f32: `NAME_blocks` [..., R, C/32, 16] and `NAME_scales` [..., R, C/32], both U8 (see MXFP4).
+    public func mxfp4Slice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
+        let cols = expected.last ?? 1
+        guard cols % 32 == 0 else {
+            throw ModelError.badTensor(tensor: name + "_blocks", reason: "MXFP4 rows of \(cols) values: a multiple of 32 is needed")
+        }
+        let (bf, b) = try locate(name + "_blocks"), (sf, s) = try locate(name + "_scales")
+        let lead = Array(expected.dropLast())
+        guard b.dtypeName == "U8", b.shape == lead + [cols / 32, 16] else {
+            throw ModelError.shapeMismatch(tensor: b.name, expected: lead + [cols / 32, 16], found: b.shape)
+        }
+        guard s.dtypeName == "U8", s.shape == lead + [cols / 32] else {
+            throw ModelError.shapeMismatch(tensor: s.name, expected: lead + [cols / 32], found: s.shape)
+        }
+        lock.lock(); bytesHeld += rowCount * cols * 4; lock.unlock()
+        let buf = FloatBuffer(count: rowCount * cols, zeroed: false)
+        let blocks = bf.pointer(b).assumingMemoryBound(to: UInt8.self) + rowStart * cols / 2
+        let scales = sf.pointer(s).assumingMemoryBound(to: UInt8.self) + rowStart * cols / 32
+        if let bad = MXFP4.dequantize(blocks: blocks, scales: scales, rows: rowCount, cols: cols, into: buf.pointer) {
+            throw ModelError.badTensor(tensor: s.name, reason: "scale \(rowStart * cols / 32 + bad) is 255 (NaN in e8m0)")
+        }
+        bf.mapping.release(from: UnsafeRawPointer(blocks), count: rowCount * cols / 2)
+        return Matrix(buf, rows: rowCount, cols: cols)
     }
 
     public func vector(_ name: String, count: Int) throws -> Matrix {

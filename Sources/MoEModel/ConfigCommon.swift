@@ -214,7 +214,7 @@ protocol ModelFamily {
 }
 
 public enum ModelFamilies {
-    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self, Olmoe.self, GraniteMoE.self, DeepSeek.self, Glm4Moe.self,
+    nonisolated(unsafe) static let all: [any ModelFamily.Type] = [Mixtral.self, Qwen2MoE.self, Qwen3MoE.self, Olmoe.self, GraniteMoE.self, DeepSeek.self, Glm4Moe.self, GptOss.self,
                                               Mistral.self, Llama.self, Qwen2.self, Qwen3.self]
 
     public static var supportedTypes: [String] { all.flatMap { $0.modelTypes } }

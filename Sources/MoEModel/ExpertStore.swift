@@ -40,6 +40,9 @@ public final class ExpertStore: @unchecked Sendable {
             w = MLPWeights(gate: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I, rowCount: I),
                            up: try ckpt.matrixSlice(gu, shape: [E, 2 * I, H], rowStart: e * 2 * I + I, rowCount: I),
                            down: try ckpt.matrixSlice(dn, shape: [E, H, I], rowStart: e * H, rowCount: H))
+        case .interleaved(let prefix):
+            w = try loadInterleavedExpert(ckpt, prefix: "\(p)\(prefix).experts.", expert: e, experts: E, hidden: H, intermediate: I,
+                                          activation: moe.activation)
         }
         let held = format == .f32 ? w : try w.converting(to: format, "layer \(l) expert \(e)")
         experts[key(l, e)] = held
@@ -113,18 +116,58 @@ struct MLPStage {
         return [ProductCall(x: x, rows: n, w.gate, out: gate), ProductCall(x: x, rows: n, w.up, out: up)]
     }
 
-    /// gate ← silu(gate·x + bg) ⊙ (up·x + bu), [n, I] (already there after a stacked `first`).
+    /// gate ← act(gate·x + bg, up·x + bu), [n, I] (already there after a stacked `first`).
     func activate() {
         if w.gateUp != nil { return }
         let I = w.gate.rows
         if let b = w.gateBias { addBias(gate, b, rows: n) }
         if let b = w.upBias { addBias(up, b, rows: n) }
-        swiglu(gate, up, gate, count: n * I)
+        switch w.activation {
+        case .silu: swiglu(gate, up, gate, count: n * I)
+        case .clampedSwiGLU(let alpha, let limit): clampedSwiGLU(gate, up, gate, count: n * I, alpha: alpha, limit: limit)
+        }
     }
 
     var second: ProductCall { ProductCall(x: gate, rows: n, w.down, out: out) }
 
     func finish() { if let b = w.downBias { addBias(out, b, rows: n) } }
+}
+
+/// gpt-oss's expert e (ExpertLayout.interleaved) as gate and up [I, H] and down [H, I] rows, with their biases: from
+/// the x·W tensors (gate_up_proj [E, H, 2I], down_proj [E, I, H]) transposed, or from MXFP4 blocks already [out, in];
+/// gate is every even row of gate|up, up every odd one.
+func loadInterleavedExpert(_ ckpt: Checkpoint, prefix: String, expert e: Int, experts E: Int, hidden H: Int, intermediate I: Int,
+                           activation: GatedActivation) throws -> MLPWeights {
+    let gu = prefix + "gate_up_proj", dn = prefix + "down_proj"
+    /// Expert e's [out, in] matrix of a tensor stored [E, in, out], or as MXFP4 [E, out, in].
+    func outByIn(_ name: String, out: Int, in: Int) throws -> Matrix {
+        if ckpt.isMXFP4(name) { return try ckpt.mxfp4Slice(name, shape: [E, out, `in`], rowStart: e * out, rowCount: out) }
+        return try ckpt.matrixSlice(name, shape: [E, `in`, out], rowStart: e * `in`, rowCount: `in`).transposed()
+    }
+    let gateUp = try outByIn(gu, out: 2 * I, in: H), bias = try ckpt.matrixSlice(gu + "_bias", shape: [E, 2 * I], rowStart: e, rowCount: 1)
+    return MLPWeights(gate: gateUp.everyOtherRow(from: 0), up: gateUp.everyOtherRow(from: 1), down: try outByIn(dn, out: H, in: I),
+                      gateBias: bias.transposed().everyOtherRow(from: 0).transposed(),
+                      upBias: bias.transposed().everyOtherRow(from: 1).transposed(),
+                      downBias: try ckpt.matrixSlice(dn + "_bias", shape: [E, H], rowStart: e, rowCount: 1), activation: activation)
+}
+
+extension Matrix {
+    /// An f32 copy [cols, rows] (f32 matrices only).
+    func transposed() -> Matrix {
+        let t = FloatBuffer(count: rows * cols, zeroed: false)
+        for r in 0..<rows {
+            let src = row(r)
+            for c in 0..<cols { t.pointer[c * rows + r] = src[c] }
+        }
+        return Matrix(t, rows: cols, cols: rows)
+    }
+
+    /// An f32 copy of rows start, start + 2, … (f32 matrices only).
+    func everyOtherRow(from start: Int) -> Matrix {
+        let n = (rows - start + 1) / 2, out = FloatBuffer(count: n * cols, zeroed: false)
+        for i in 0..<n { (out.pointer + i * cols).update(from: row(start + 2 * i), count: cols) }
+        return Matrix(out, rows: n, cols: cols)
+    }
 }
 
 /// y[r, :] += b for each of `rows` rows (b: one row).

@@ -109,13 +109,14 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// The `heads` query heads [heads × headDim, contiguous] that share `kvHead`, against positions [p0, p1) of a
-    /// sequence; writes out [heads × headDim]. `scores` needs heads × (p1 − p0) floats.
+    /// sequence; writes out [heads × headDim]. `scores` needs heads × (p1 − p0) floats. `sinks` (gpt-oss): one logit
+    /// per query head that joins its softmax with a zero value.
     @inline(__always)
     public func attend(layer: Int, q: UnsafePointer<Float>, heads: Int, blocks: UnsafePointer<Int32>, kvHead: Int, p0: Int, p1: Int,
-                scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+                scale: Float, sinks: UnsafePointer<Float>? = nil, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         kern_attend_group(dtype.kernel, q, headDim, Int32(heads), k[layer], valuesAreKeys ? nil : v[layer], kScale[layer],
                           valuesAreKeys ? nil : vScale[layer], blocks,
-                          Int32(blockSize), Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale,
+                          Int32(blockSize), Int32(kvHeads), Int32(headDim), Int32(kvHead), Int32(p0), Int32(p1), scale, sinks,
                           scores, out, headDim)
     }
 }

@@ -38,13 +38,22 @@ public struct MLPNames: Sendable, Equatable {
 /// Where a layer's experts live on disk.
 public enum ExpertLayout: Sendable, Equatable {
     public var prefix: String {
-        switch self { case .perExpert(let p, _), .fused(let p, _): return p }
+        switch self { case .perExpert(let p, _), .fused(let p, _), .interleaved(let p): return p }
     }
     /// The router's [E, H] weight.
     public var router: String {
         switch self {
         case .perExpert(let p, _): return p + ".gate.weight"
         case .fused(let p, let n): return p + "." + n.router
+        case .interleaved(let p): return p + ".router.weight"
+        }
+    }
+    /// The tensor whose presence marks this layout (expert 0's gate, or the fused gate|up tensor).
+    public var marker: String {
+        switch self {
+        case .perExpert(let p, let n): return "\(p).experts.0.\(n.gate).weight"
+        case .fused(let p, let n): return "\(p).\(n.gateUp)"
+        case .interleaved(let p): return "\(p).experts.gate_up_proj"
         }
     }
     /// One tensor per expert: "<prefix>.experts.<e>.<gate|up|down>.weight".
@@ -52,6 +61,12 @@ public enum ExpertLayout: Sendable, Equatable {
     /// Fused over experts: "<prefix>.experts.gate_up_proj" [E, 2I, H] (each expert's gate rows, then its up rows)
     /// and "<prefix>.experts.down_proj" [E, H, I], or as `names` says (Granite's).
     case fused(prefix: String, names: FusedNames = .standard)
+    /// gpt-oss's: "<prefix>.experts.gate_up_proj" [E, H, 2I] in x·W form with each expert's gate and up columns
+    /// interleaved (gate j at 2j, up j at 2j + 1) and its bias "gate_up_proj_bias" [E, 2I] alike;
+    /// "<prefix>.experts.down_proj" [E, I, H] and "down_proj_bias" [E, H]; the router "<prefix>.router.weight" [E, H]
+    /// with "<prefix>.router.bias" [E]. OpenAI's MXFP4 release stores the two matrices as `NAME_blocks`
+    /// [E, out, in/32, 16] and `NAME_scales` [E, out, in/32] (out × in, as the other layouts' rows).
+    case interleaved(prefix: String)
 }
 
 /// The tensors of a fused expert layout, after its prefix.
@@ -76,6 +91,18 @@ public struct MoESpec: Sendable, Equatable {
     public var shared: SharedExpertSpec?
     /// How router logits become choices and weights (softmax over all experts unless a family says otherwise).
     public var rule = RouterRule()
+    /// A bias [E] added to the router's logits (gpt-oss), in the layout's "<router>.bias" beside its weight.
+    public var routerBias = false
+    /// The experts' gated activation.
+    public var activation = GatedActivation.silu
+}
+
+/// How a gated MLP joins its gate and up projections (after their biases) into the input of down.
+public enum GatedActivation: Sendable, Equatable {
+    /// silu(gate) · up.
+    case silu
+    /// gpt-oss's: g = min(gate, limit), u = clamp(up, −limit, limit); g · sigmoid(alpha · g) · (u + 1).
+    case clampedSwiGLU(alpha: Float, limit: Float)
 }
 
 /// DeepSeek's routing beyond softmax-then-top-k. Scores are softmax or sigmoid of the router logits; the choice
@@ -175,6 +202,9 @@ public struct ModelSpec: Sendable, Equatable {
     /// Multi-head latent attention instead of q/k/v projections; then numKVHeads is 1 and headDim is a cached row's
     /// width (kvLoraRank + ropeDim).
     public var mla: MLASpec? = nil
+    /// gpt-oss's attention sinks: a learned logit per query head ("self_attn.sinks" [heads]) that joins each softmax
+    /// over the attended positions as one more entry whose value is zero (it takes probability, gives nothing).
+    public var attentionSinks = false
     /// Rotary embedding on the first this many dimensions of each q/k head only (rotate-half within them; the rest
     /// pass unrotated), or nil for the whole head.
     public var rotaryDim: Int? = nil

@@ -123,8 +123,8 @@ public struct WeightScales: Sendable, Equatable {
 
 /// A checkpoint's `quantization_config`, where it has one. Only symmetric float8 or integer weights with scales load
 /// (vLLM's and transformers' "fp8" block format, FBGEMM's per-row FP8, compressed-tensors' float-quantized,
-/// int-quantized and pack-quantized formats with tensor, channel, group or block scales); their values are turned
-/// into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
+/// int-quantized and pack-quantized formats with tensor, channel, group or block scales, OpenAI's MXFP4 experts); their
+/// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
 public struct QuantizationConfig: Sendable {
     public let method: String
     /// quant_method fp8's weight_block_size [rows, cols]: transformers' default 128 × 128 where absent, nil where it
@@ -139,7 +139,8 @@ public struct QuantizationConfig: Sendable {
     /// compressed-tensors' pack-quantized weights: bits per value (4 or 8), packed eight or four to an int32.
     public let packedBits: Int?
 
-    public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors"]
+    /// mxfp4: OpenAI's gpt-oss experts (`NAME_blocks` / `NAME_scales`, see MXFP4); its other tensors are unquantised.
+    public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"]
     /// Symmetric float8 or integer weights with scales (no zero points).
     static let compressedTensorsFormats = ["float-quantized", "int-quantized", "naive-quantized", "pack-quantized"]
 
@@ -178,7 +179,7 @@ public struct QuantizationConfig: Sendable {
         }
         guard Self.supportedMethods.contains(method) else {
             throw ModelError.unsupported("quantization_config.quant_method '\(method)': only unquantised (F32, F16, BF16), "
-                + "FP8 and compressed-tensors checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start "
+                + "FP8, compressed-tensors and MXFP4 checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start "
                 + "from the unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
         }
         var bits: Int?
@@ -234,5 +235,34 @@ public struct QuantizationConfig: Sendable {
             throw ModelError.unsupported("compressed-tensors config_groups with different weight scale layouts")
         }
         return first
+    }
+}
+
+/// OCP microscaling FP4 (MXFP4), as OpenAI's gpt-oss release stores its experts: each byte of `NAME_blocks` holds two
+/// e2m1 values (low nibble first: 1 sign, 2 exponent, 1 mantissa bit), each run of 32 shares a power of two from
+/// `NAME_scales` (an e8m0 byte s: 2^(s − 127); 255 is NaN).
+public enum MXFP4 {
+    /// e2m1's value of each nibble.
+    public static let values: [Float] = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6]
+
+    /// The scale of e8m0 byte `s`, nil for 255 (NaN).
+    public static func scale(_ s: UInt8) -> Float? {
+        s == 255 ? nil : Float(sign: .plus, exponent: Int(s) - 127, significand: 1)
+    }
+
+    /// `rows` rows of `cols` values (cols a multiple of 32): row r's blocks at blocks + r · cols / 2, its scales at
+    /// scales + r · cols / 32, as f32 into out [rows × cols]. Returns the index of the first NaN scale met, if any.
+    public static func dequantize(blocks: UnsafePointer<UInt8>, scales: UnsafePointer<UInt8>, rows: Int, cols: Int,
+                                  into out: UnsafeMutablePointer<Float>) -> Int? {
+        let groups = rows * cols / 32
+        for g in 0..<groups {
+            guard let k = scale(scales[g]) else { return g }
+            let src = blocks + g * 16, dst = out + g * 32
+            for i in 0..<16 {
+                dst[2 * i] = values[Int(src[i] & 15)] * k
+                dst[2 * i + 1] = values[Int(src[i] >> 4)] * k
+            }
+        }
+        return nil
     }
 }

@@ -179,6 +179,7 @@ public final class Transformer: @unchecked Sendable {
                     let moe = spec.layers[l].moe!
                     let logits = buf("router", Tm * moe.experts)
                     matmul(hm, rows: Tm, router.gate, out: logits)
+                    if let b = router.logitBias { addBias(logits, b, rows: Tm) }
                     var routing = route(logits: logits, tokens: Tm, experts: moe.experts, topK: moe.topK, rule: moe.rule,
                                         normalize: moe.normTopK, bias: router.bias?.base)
                     if let cf = capacityFactor { dropped += applyCapacity(&routing, experts: moe.experts, factor: cf) }
@@ -332,7 +333,7 @@ public final class Transformer: @unchecked Sendable {
                         cache.store(layer: l, blockTable: bt.baseAddress!, position: p, head: kvh, key: k + t * kd, value: v + t * kd)
                     }
                     cache.attend(layer: l, q: q + head, heads: group, blocks: bt.baseAddress!, kvHead: kvh, p0: lo, p1: p + 1,
-                                 scale: scale, scores: scores, out: attnOut + head)
+                                 scale: scale, sinks: a.sinks.map { $0.base + kvh * group }, scores: scores, out: attnOut + head)
                 }
             }
         }

@@ -12,14 +12,18 @@ public struct MLPWeights: Sendable {
     /// gate and up stacked [2I, H] when they were converted together (gate and up are then views of its halves):
     /// one product and one pass over the activations for both.
     public var gateUp: Matrix?
+    /// How gate and up join (silu(gate) · up unless the family says otherwise).
+    public var activation = GatedActivation.silu
 
-    public init(gate: Matrix, up: Matrix, down: Matrix, gateBias: Matrix? = nil, upBias: Matrix? = nil, downBias: Matrix? = nil) {
+    public init(gate: Matrix, up: Matrix, down: Matrix, gateBias: Matrix? = nil, upBias: Matrix? = nil, downBias: Matrix? = nil,
+                activation: GatedActivation = .silu) {
         self.gate = gate
         self.up = up
         self.down = down
         self.gateBias = gateBias
         self.upBias = upBias
         self.downBias = downBias
+        self.activation = activation
     }
 
     public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
@@ -30,6 +34,8 @@ public struct AttentionWeights: Sendable {
     public var q, k, v, o: Matrix
     public var qBias, kBias, vBias, oBias: Matrix?
     public var qNorm, kNorm: Matrix?
+    /// gpt-oss's attention sinks [heads] (ModelSpec.attentionSinks).
+    public var sinks: Matrix?
     /// q, k and v stacked [(heads + 2·kvHeads)·D, H] when they were converted together (q, k, v are then views of
     /// it): one product and one pass over the activations for the three.
     public var qkv: Matrix?
@@ -72,11 +78,12 @@ extension AttentionBlock {
     }
 }
 
-/// The coordinator's part of an MoE layer: the router [E, H] (and DeepSeek-V3's e_score_correction_bias [E]) and,
-/// for Qwen2-MoE and DeepSeek, the shared expert (and Qwen2-MoE's gate for it).
+/// The coordinator's part of an MoE layer: the router [E, H] (and DeepSeek-V3's e_score_correction_bias [E], gpt-oss's
+/// logit bias [E]) and, for Qwen2-MoE and DeepSeek, the shared expert (and Qwen2-MoE's gate for it).
 public struct RouterWeights: Sendable {
     public var gate: Matrix
     public var bias: Matrix?
+    public var logitBias: Matrix?
     public var shared: MLPWeights?
     public var sharedGate: Matrix?
 }
@@ -131,7 +138,8 @@ public final class DenseWeights: @unchecked Sendable {
                     vBias: try opt(a + "v_proj.bias", [spec.kvDim], spec.qkvBias),
                     oBias: try opt(a + "o_proj.bias", [H], spec.oBias),
                     qNorm: try opt(a + "q_norm.weight", [spec.qkNorm == .whole ? spec.qDim : spec.headDim], spec.qkNorm != .none),
-                    kNorm: try opt(a + "k_norm.weight", [spec.qkNorm == .whole ? spec.kvDim : spec.headDim], spec.qkNorm != .none)))
+                    kNorm: try opt(a + "k_norm.weight", [spec.qkNorm == .whole ? spec.kvDim : spec.headDim], spec.qkNorm != .none),
+                    sinks: try opt(a + "sinks", [spec.numHeads], spec.attentionSinks)))
             }
             let ffn: FeedForwardWeights
             switch spec.layers[l] {
@@ -142,6 +150,9 @@ public final class DenseWeights: @unchecked Sendable {
                 var router = RouterWeights(gate: try m(layout.router, [moe.experts, H]))
                 if moe.rule.correctionBias {
                     router.bias = try m(layout.prefix + ".gate.e_score_correction_bias", [moe.experts])
+                }
+                if moe.routerBias {
+                    router.logitBias = try m(String(layout.router.dropLast(".weight".count)) + ".bias", [moe.experts])
                 }
                 if let s = moe.shared {
                     router.shared = try loadMLP(ckpt, prefix: p, names: s.names, hidden: H, intermediate: s.intermediate, bias: false)
@@ -210,20 +221,8 @@ func loadMLP(_ ckpt: Checkpoint, prefix: String, names: MLPNames, hidden H: Int,
 public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: Int) throws -> ExpertLayout {
     guard let moe = spec.layers[l].moe else { throw ModelError.unsupported("layer \(l) is not a mixture-of-experts layer") }
     let p = ModelSpec.layerPrefix(l)
-    for layout in moe.layouts {
-        switch layout {
-        case .perExpert(let prefix, let names):
-            if ckpt.has("\(p)\(prefix).experts.0.\(names.gate).weight") { return layout }
-        case .fused(let prefix, let names):
-            if ckpt.has("\(p)\(prefix).\(names.gateUp)") { return layout }
-        }
-    }
-    let first = moe.layouts.first.map { l -> String in
-        switch l {
-        case .perExpert(let prefix, let n): return "\(p)\(prefix).experts.0.\(n.gate).weight"
-        case .fused(let prefix, let names): return "\(p)\(prefix).\(names.gateUp)"
-        }
-    } ?? "\(p)experts"
+    for layout in moe.layouts where ckpt.has(p + layout.marker) { return layout }
+    let first = moe.layouts.first.map { p + $0.marker } ?? "\(p)experts"
     throw ModelError.missingTensor(first, where: ckpt.directory.path)
 }
 
@@ -282,14 +281,15 @@ extension Matrix {
 
 extension MLPWeights {
     func converting(to f: WeightFormat, _ name: String) throws -> MLPWeights {
-        if f != .f32, gateBias == nil, upBias == nil, gate.rows == up.rows, let gu = Matrix.stacking([gate, up], as: f) {
+        if f != .f32, gateBias == nil, upBias == nil, activation == .silu, gate.rows == up.rows, let gu = Matrix.stacking([gate, up], as: f) {
             var w = MLPWeights(gate: gu.rows(0..<gate.rows), up: gu.rows(gate.rows..<2 * gate.rows),
-                               down: try down.converting(to: f, name + " down"), downBias: downBias)
+                               down: try down.converting(to: f, name + " down"), downBias: downBias, activation: activation)
             w.gateUp = gu
             return w
         }
         return MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: f, name + " up"),
-                          down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias)
+                          down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias,
+                          activation: activation)
     }
 }
 
@@ -360,6 +360,7 @@ extension DenseWeights {
         var b = measure(embed) + measure(norm) + (lmHead.raw == embed.raw ? 0 : measure(lmHead))
         for l in layers {
             b += measure(l.inputNorm) + measure(l.postNorm)
+            if case .standard(let a) = l.block, let sinks = a.sinks { b += measure(sinks) }
             b += l.block.products.reduce(0) { $0 + measure($1) }
             if case .latent(let a) = l.block { b += measure(a.kvANorm) + (a.qANorm.map(measure) ?? 0) }
             switch l.ffn {

@@ -102,7 +102,7 @@ struct AttentionBench: ParsableCommand {
                                 for h in range {
                                     kern_attend_group(p.kind, qp.baseAddress! + h * group * D, D, Int32(group), p.k[l], p.v[l],
                                                       p.ks[l], p.vs[l], bt.baseAddress!, Int32(blockSize), Int32(kvHeads),
-                                                      Int32(D), Int32(h), 0, Int32(ctx), scale, scores, out, D)
+                                                      Int32(D), Int32(h), 0, Int32(ctx), scale, nil, scores, out, D)
                                 }
                             }
                         }

@@ -48,7 +48,7 @@ import Testing
     /// float8 rows and their ragged block scales, or their packed int4 rows.
     @Test(arguments: ["odd-shapes/mixtral-headdim12-1kv-3experts", "odd-shapes/mixtral-top1-window", "odd-shapes/qwen2-moe-sparse-step",
                       "odd-shapes/qwen3-moe-bias-mlp-only", "odd-shapes/deepseek-v3-noaux-interleaved", "fp8/qwen3-moe-fp8-ragged-blocks",
-                      "compressed-tensors/qwen3-moe-w4a16-groups"])
+                      "compressed-tensors/qwen3-moe-w4a16-groups", "gpt-oss/gpt-oss-mxfp4", "gpt-oss/gpt-oss-f32-clamped"])
     func oddShapesAcrossWorkersMatchTransformers(_ name: String) throws {
         let d = Fixtures.root.appendingPathComponent(name)
         let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]

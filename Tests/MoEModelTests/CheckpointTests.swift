@@ -75,10 +75,10 @@ import Testing
         let dir = try Fixtures.copy("tiny-mixtral")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("config.json")
-        let text = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: "\"mixtral\"", with: "\"gpt_oss\"")
+        let text = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: "\"mixtral\"", with: "\"jamba\"")
         try text.write(to: url, atomically: true, encoding: .utf8)
         let e = loadError(dir)
-        #expect(e?.hasPrefix("unknown model_type 'gpt_oss' in config.json (supported: mixtral") == true, "\(e ?? "no error")")
+        #expect(e?.hasPrefix("unknown model_type 'jamba' in config.json (supported: mixtral") == true, "\(e ?? "no error")")
     }
 
     @Test func unsupportedDTypeIsNamed() throws {

@@ -39,11 +39,11 @@ struct OddShapeTests {
     }
 
     /// The checkpoint in `d` against transformers' outputs beside it (golden.json, logits.f32): the logits of every
-    /// prompt position within `tolerance`, and the greedy continuation.
-    static func expectTransformersOutputs(_ d: URL, tolerance: Float) throws {
+    /// prompt position within `tolerance`, and the greedy continuation; the weights held in `formats`.
+    static func expectTransformersOutputs(_ d: URL, tolerance: Float, formats: WeightFormats = .f32) throws {
         let g = try golden(d)
         let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let m = try LoadedModel(directory: d)
+        let m = try LoadedModel(directory: d, formats: formats)
         let out = GoldenTests.forwardAll(m, g.ids)
         #expect(ref.count == g.shape[0] * g.shape[1] && out.logits.count == ref.count)
         let worst = (0..<ref.count).map { abs(out.logits[$0] - ref[$0]) }.max() ?? .infinity

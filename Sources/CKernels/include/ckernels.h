@@ -57,6 +57,9 @@ void kern_rmsnorm_f32(const float *x, const float *w, float *y, size_t n, float 
 void kern_swiglu_f32(const float *g, const float *u, float *out, size_t n);
 /// row[i] = exp(scale·row[i] − max) / Σ over the n values, in place.
 void kern_softmax_scaled_f32(float *row, size_t n, float scale);
+/// The same with one more logit `sink` in the softmax whose probability is dropped: row[i] = exp(scale·row[i]) /
+/// (Σ exp(scale·row) + exp(sink)), computed against the row's max. sink −∞ is kern_softmax_scaled_f32.
+void kern_softmax_sink_f32(float *row, size_t n, float scale, float sink);
 /// row[i] = e^(scale·row[i] − max) in place, unnormalised: returns Σ and writes the max (of scale·row) to *max_out
 /// (−∞ and 0 for an empty row). kern_softmax_scaled_f32 is this, then each value times 1/Σ.
 float kern_exp_scaled_f32(float *row, size_t n, float scale, float *max_out);
@@ -145,11 +148,12 @@ void kern_gemv_f32(const float *W, size_t ld, const float *x, size_t cols, float
 enum { KERN_KV_F32 = 0, KERN_KV_F16 = 1, KERN_KV_I8 = 2 };
 /// The `nq` query heads that share KV head `kv_head` (rows q + g*q_stride, g < nq) against positions [p0, p1) of
 /// one sequence, whose `blocks` map position/block_size to a block id. Writes out + g*out_stride [head_dim].
-/// `scores` needs room for nq * (p1 - p0) floats. vpool NULL: the keys are the values (vscale unused).
+/// `scores` needs room for nq * (p1 - p0) floats. vpool NULL: the keys are the values (vscale unused). sinks (NULL for
+/// none): a logit per query head that joins its softmax as one more position whose value is zero (gpt-oss).
 void kern_attend_group(int kvtype, const float *q, size_t q_stride, int nq, const void *kpool, const void *vpool,
                        const float *kscale, const float *vscale, const int32_t *blocks, int block_size, int kv_heads,
-                       int head_dim, int kv_head, int p0, int p1, float scale, float *scores, float *out,
-                       size_t out_stride);
+                       int head_dim, int kv_head, int p0, int p1, float scale, const float *sinks, float *scores,
+                       float *out, size_t out_stride);
 /// Writes one head's row of head_dim floats into slot `slot` of a pool (int8: symmetric per-row scale into scales):
 /// as a row (block_size 0: values) or as column s of its transposed group (block_size: keys).
 void kern_kv_store(int kvtype, const float *src, void *pool, float *scales, size_t slot, int head_dim, int block_size);

@@ -1,0 +1,121 @@
+import Foundation
+import MoECore
+import MoETestSupport
+import Testing
+@testable import MoEModel
+
+/// gpt-oss (Tests/Fixtures/gpt-oss): attention sinks, alternating sliding windows, router bias, expert biases with the
+/// clamped SwiGLU over interleaved gate|up columns, in transformers' f32 layout and in OpenAI's MXFP4 release layout,
+/// against transformers' logits and greedy tokens; the MXFP4 unpacking and the SwiGLU against transformers' own code.
+struct GptOssTests {
+    static let dir = Fixtures.root.appendingPathComponent("gpt-oss")
+
+    @Test(arguments: ["gpt-oss-f32-clamped", "gpt-oss-mxfp4"])
+    func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
+        try OddShapeTests.expectTransformersOutputs(Self.dir.appendingPathComponent(name), tolerance: 1e-4)
+    }
+
+    /// MXFP4 values (e2m1 × a power of two) are exact in bf16: experts held as bf16 give transformers' logits.
+    @Test func mxfp4ExpertsHeldAsBF16KeepTransformersLogits() throws {
+        try OddShapeTests.expectTransformersOutputs(Self.dir.appendingPathComponent("gpt-oss-mxfp4"), tolerance: 1e-4,
+                                                    formats: WeightFormats(experts: .bf16, dense: .f32))
+    }
+
+    /// Every nibble under scales from 2^-127 to 2^127, as transformers' convert_moe_packed_tensors unpacks them.
+    @Test func mxfp4UnpacksAsTransformersDoes() throws {
+        struct Ref: Decodable { let blocks: [[UInt8]], scales: [[UInt8]], values: [[UInt32]] }
+        let ref = try JSONDecoder().decode(Ref.self, from: Data(contentsOf: Self.dir.appendingPathComponent("mxfp4-values.json")))
+        let blocks = ref.blocks.flatMap { $0 }, scales = ref.scales.flatMap { $0 }, want = ref.values.flatMap { $0 }
+        var out = [Float](repeating: .nan, count: want.count)
+        let bad = MXFP4.dequantize(blocks: blocks, scales: scales, rows: ref.blocks.count, cols: ref.values[0].count, into: &out)
+        #expect(bad == nil)
+        for i in want.indices {
+            let w = Float(bitPattern: want[i])
+            #expect(out[i].bitPattern == want[i] || (w.isNaN && out[i].isNaN), "value \(i): \(out[i]) vs \(w)")
+        }
+        #expect(MXFP4.scale(255) == nil && MXFP4.scale(127) == 1 && MXFP4.scale(0) == 0x1p-127)
+    }
+
+    /// gpt-oss's gate on interleaved rows (gate at even, up at odd positions), as GptOssExperts._apply_gate computes.
+    @Test func clampedSwiGLUMatchesTransformers() throws {
+        struct Case: Decodable { let alpha: Float, limit: Float, gate_up: [Float], out: [Float] }
+        let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: Self.dir.appendingPathComponent("swiglu.json")))
+        #expect(cases.count == 3)
+        for c in cases {
+            let gate = stride(from: 0, to: c.gate_up.count, by: 2).map { c.gate_up[$0] }
+            let up = stride(from: 1, to: c.gate_up.count, by: 2).map { c.gate_up[$0] }
+            #expect(gate.contains { $0 > c.limit } && up.contains { $0 < -c.limit }, "the case exercises both clamps")
+            var out = [Float](repeating: 0, count: gate.count)
+            clampedSwiGLU(gate, up, &out, count: gate.count, alpha: c.alpha, limit: c.limit)
+            for i in out.indices { #expect(abs(out[i] - c.out[i]) <= 1e-6 * max(1, abs(c.out[i])), "limit \(c.limit) value \(i)") }
+        }
+    }
+
+    /// A sink is one more logit in each softmax whose probability goes nowhere: weights e^s / (Σ e^s + e^sink); −∞ is
+    /// no sink (the plain softmax, bit for bit); a sink far above the scores leaves nothing.
+    @Test func sinkSoftmaxTable() {
+        func run(_ row: [Float], scale: Float, sink: Float) -> [Float] {
+            var r = row
+            softmaxInPlace(&r, r.count, scale: scale, sink: sink)
+            return r
+        }
+        let row: [Float] = [1, 2, 3, -1]
+        let e = row.map { exp(Double($0) * 0.5) }, sink = 1.25
+        let want = e.map { $0 / (e.reduce(0, +) + exp(sink)) }
+        for (got, w) in zip(run(row, scale: 0.5, sink: Float(sink)), want) { #expect(abs(Double(got) - w) < 1e-6) }
+        var plain = row
+        softmaxInPlace(&plain, plain.count, scale: 0.5)
+        #expect(run(row, scale: 0.5, sink: -.infinity).map(\.bitPattern) == plain.map(\.bitPattern))
+        #expect(run(row, scale: 1, sink: 200).allSatisfy { $0 == 0 })
+        #expect(abs(run([0, 0], scale: 1, sink: 0).reduce(0, +) - 2 / 3) < 1e-6)
+    }
+
+    /// config.json without layer_types, sliding_window or rope settings gets transformers' GptOssConfig defaults.
+    @Test func configDefaultsAreTransformers() throws {
+        let json = #"{"model_type": "gpt_oss", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 3, "#
+            + #""num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2}"#
+        let s = try ModelFamilies.spec(configData: Data(json.utf8))
+        #expect(s.slidingWindows == [128, nil, 128])
+        #expect(s.attentionSinks && s.qkvBias && s.oBias && s.rmsNormEps == 1e-5)
+        #expect(s.rope.theta == 150000)
+        guard case .yarn(let y) = s.rope.scaling else { Issue.record("rope \(s.rope)"); return }
+        #expect(y.factor == 32 && y.originalMaxPositions == 4096 && y.truncate == false && y.betaFast == 32 && y.betaSlow == 1)
+        let moe = try #require(s.layers[0].moe)
+        #expect(moe.routerBias && moe.normTopK && moe.activation == .clampedSwiGLU(alpha: 1.702, limit: 7))
+    }
+
+    // MARK: broken MXFP4 checkpoints
+
+    func loadError(_ dir: URL) -> String? {
+        do { _ = try LoadedModel(directory: dir); return nil } catch { return "\(error)" }
+    }
+
+    @Test func mxfp4BlocksOfTheWrongShapeSayTheShapeExpected() throws {
+        let dir = try Fixtures.copy("gpt-oss/gpt-oss-mxfp4")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // down_proj [6 experts, H 96, I 64]: blocks [6, 96, 2, 16]; claim [6, 96, 4, 8] (same bytes).
+        let name = "model.layers.2.mlp.experts.down_proj_blocks"
+        try CheckpointErrorTests().editHeader(dir) { h in
+            var e = h[name] as! [String: Any]
+            e["shape"] = [6, 96, 4, 8]
+            h[name] = e
+        }
+        let e = loadError(dir)
+        #expect(e == "tensor \(name) has shape [6, 96, 4, 8], expected [6, 96, 2, 16]", "\(e ?? "no error")")
+    }
+
+    @Test func aNaNScaleIsNamed() throws {
+        let dir = try Fixtures.copy("gpt-oss/gpt-oss-mxfp4")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let name = "model.layers.1.mlp.experts.gate_up_proj_scales"
+        let url = dir.appendingPathComponent("model.safetensors")
+        var data = try Data(contentsOf: url)
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
+        let offsets = try #require((header[name] as? [String: Any])?["data_offsets"] as? [Int])
+        data[8 + n + offsets[0] + 5] = 255
+        try data.write(to: url)
+        let e = loadError(dir)
+        #expect(e?.contains(name) == true && e?.contains("scale 5 is 255") == true, "\(e ?? "no error")")
+    }
+}
