@@ -4,10 +4,10 @@ import MoETokenizer
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
 /// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift),
-/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V2's, V3/R1's and V3.1's, and GLM-4.5/4.6's with their XML tool calls
-/// (GLMTools.swift). Any other template is refused with a clear error rather than rendered wrongly.
+/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V2's, V3/R1's and V3.1's, GLM-4.5/4.6's with their XML tool calls
+/// (GLMTools.swift), and gpt-oss's harmony format with its tools and channels (Harmony.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
-    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, deepseekV2, glm, unsupported }
+    public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, deepseekV2, glm, harmony, unsupported }
     public let kind: Kind
     /// The Jinja text it was read from.
     let source: String
@@ -77,6 +77,15 @@ public struct ChatTemplate: Sendable {
             thinks = false
             opensThinking = false
             hybridThinking = false
+        } else if ["<|start|>", "<|channel|>", "<|message|>", "<|call|>"].allSatisfy(source.contains) {
+            // gpt-oss's harmony format (Harmony.swift): reasoning on its analysis channel, not in <think> blocks.
+            kind = .harmony
+            defaultSystem = nil
+            rendersTools = true
+            xmlTools = false
+            thinks = false
+            opensThinking = false
+            hybridThinking = false
         } else if ["[gMASK]<sop>", "<|assistant|>", "<|observation|>"].allSatisfy(source.contains) {
             // GLM-4.5's and 4.6's: the reply writes its reasoning in <think> (the prompt does not open it).
             kind = .glm
@@ -127,9 +136,15 @@ public struct ChatTemplate: Sendable {
         /// DeepSeek-V3.1's own name for it.
         var thinking: Bool?
         var dateString: String?
+        /// gpt-oss's: "low", "medium" (its default) or "high"; and its system message's first line.
+        var reasoningEffort: String?
+        var modelIdentity: String?
         var addGenerationPrompt = true
         var continueFinalMessage = false
-        enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking", thinking, dateString = "date_string" }
+        enum CodingKeys: String, CodingKey {
+            case enableThinking = "enable_thinking", thinking, dateString = "date_string", reasoningEffort = "reasoning_effort"
+            case modelIdentity = "model_identity"
+        }
     }
 
     /// The reply starts inside its reasoning: the prompt ends in the template's opening of it.
@@ -164,7 +179,7 @@ public struct ChatTemplate: Sendable {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
         if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
-            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's, Qwen3-Coder's and GLM-4.5's `<tool_call>` formats and Mistral's `[TOOL_CALLS]`); leave out tools, tool calls and tool messages")
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's, Qwen3-Coder's and GLM-4.5's `<tool_call>` formats, Mistral's `[TOOL_CALLS]` and gpt-oss's harmony calls); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
@@ -218,6 +233,8 @@ public struct ChatTemplate: Sendable {
             return out + (options.addGenerationPrompt ? "<｜Assistant｜>" + (opensThinking ? "<think>\n" : "") : "")
         case .glm:
             return renderGLM(messages, tools: tools, options: options)
+        case .harmony:
+            return try renderHarmony(messages, tools: tools, options: options)
         case .deepseekV2:
             var out = bos
             for m in messages {
@@ -232,7 +249,7 @@ public struct ChatTemplate: Sendable {
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V2, V3/R1 and V3.1, GLM-4.5/4.6); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V2, V3/R1 and V3.1, GLM-4.5/4.6, gpt-oss); use /v1/completions with a formatted prompt")
         }
     }
 

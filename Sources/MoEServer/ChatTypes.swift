@@ -13,6 +13,8 @@ struct ChatMessage: Decodable, Sendable {
     /// vLLM's field for an assistant turn's reasoning (Qwen3's template shows it in a <think> block): `reasoning`
     /// (vLLM 0.11+) or `reasoning_content`.
     var reasoningContent: String?
+    /// gpt-oss's template's field for it (`thinking`), read before the others there.
+    var thinking: String?
     /// A tool result's call: `tool_call_id` (OpenAI's), and `call_id`, which Mistral's templates read first.
     var toolCallId: String?
     var callId: String?
@@ -32,6 +34,7 @@ struct ChatMessage: Decodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case role, content, toolCalls = "tool_calls", reasoningContent = "reasoning_content", reasoning, toolCallId = "tool_call_id", callId = "call_id"
+        case thinking
     }
 
     struct Part: Decodable {
@@ -67,6 +70,7 @@ struct ChatMessage: Decodable, Sendable {
                 debugDescription: "content must be a string or a list of text parts"))
         }
         reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoning) ?? c.decodeIfPresent(String.self, forKey: .reasoningContent)
+        thinking = try c.decodeIfPresent(String.self, forKey: .thinking)
         toolCalls = try (c.decodeIfPresent([WireCall].self, forKey: .toolCalls) ?? []).map { call in
             let arguments: OrderedJSON
             do { arguments = try OrderedJSON.parse(call.function.arguments ?? "{}") } catch {
@@ -143,7 +147,7 @@ struct ChatRequest: Decodable, Sendable {
         case messages, maxCompletionTokens = "max_completion_tokens", tools, toolChoice = "tool_choice"
         case parallelToolCalls = "parallel_tool_calls", chatTemplateKwargs = "chat_template_kwargs"
         case reasoningFormat = "reasoning_format", addGenerationPrompt = "add_generation_prompt"
-        case continueFinalMessage = "continue_final_message", chatTemplate = "chat_template"
+        case continueFinalMessage = "continue_final_message", chatTemplate = "chat_template", reasoningEffort = "reasoning_effort"
     }
 
     init(from decoder: any Decoder) throws {
@@ -164,6 +168,11 @@ struct ChatRequest: Decodable, Sendable {
         templateOptions.continueFinalMessage = cont
         templateOptions.addGenerationPrompt = opens ?? !cont
         reasoningFormat = try c.decodeIfPresent(String.self, forKey: .reasoningFormat)
+        // OpenAI's reasoning_effort, for gpt-oss's template (chat_template_kwargs' wins where both are given).
+        if templateOptions.reasoningEffort == nil { templateOptions.reasoningEffort = try c.decodeIfPresent(String.self, forKey: .reasoningEffort) }
+        if let e = templateOptions.reasoningEffort, !["low", "medium", "high"].contains(e) {
+            throw DecodingError.dataCorruptedError(forKey: .reasoningEffort, in: c, debugDescription: "must be \"low\", \"medium\" or \"high\" (got \"\(e)\")")
+        }
         chatTemplate = try c.decodeIfPresent(String.self, forKey: .chatTemplate)
         if let s = try? c.decodeIfPresent(String.self, forKey: .toolChoice) {
             switch s {

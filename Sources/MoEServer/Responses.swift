@@ -70,6 +70,8 @@ enum ResponsesAPI {
             if let v = r[key] { chat[key] = v }
         }
         if let v = r["max_output_tokens"] { chat["max_tokens"] = v }
+        // reasoning.effort: gpt-oss's reasoning effort (its template's "Reasoning:" line).
+        if let e = (r["reasoning"] as? [String: Any])?["effort"], !(e is NSNull) { chat["reasoning_effort"] = e }
         if let v = r["top_logprobs"], !(v is NSNull) {
             throw APIError.invalid("top_logprobs is not supported on /v1/responses; use /v1/chat/completions", param: "top_logprobs",
                                    code: "unsupported_parameter")

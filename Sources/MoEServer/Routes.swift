@@ -282,11 +282,17 @@ struct Routes: Sendable {
         var tools: ToolRequest
         var reasoning: Bool
         var opened: Bool
+        /// A gpt-oss reply in its harmony format, read by its channels.
+        var harmony = false
 
-        func streamedReply() -> StreamedReply { StreamedReply(tools, reasoning: reasoning, opened: opened) }
+        func streamedReply() -> StreamedReply { StreamedReply(tools, reasoning: reasoning, opened: opened, harmony: harmony) }
 
         /// A whole reply read as the stream reads it: reasoning, the answer's text, the calls it made.
         func read(_ text: String) -> (reasoning: String?, content: String?, calls: [ToolCallOut]) {
+            if harmony {
+                var reply = streamedReply()
+                return StreamedReply.whole([reply.add(text), reply.finish()])
+            }
             let split = ReasoningSplitter.split(text, enabled: reasoning, opened: opened)
             let reply = tools.reply(split.content)
             return (split.reasoning, reply.content,
@@ -309,6 +315,9 @@ struct Routes: Sendable {
         // Mistral's [TOOL_CALLS] is a special token: the reply keeps special tokens for the calls to be found (vLLM's
         // mistral parser sets the same).
         if tools.format == .mistral && tools.choice != .none { p.skipSpecialTokens = false }
+        // gpt-oss's channels and calls are marked by special tokens: the reply keeps them to be read (or, with
+        // reasoning_format none, shown as llama.cpp shows them).
+        if template.kind == .harmony { p.skipSpecialTokens = false }
         if let format = tools.outputFormat() {
             guard case .text = try o.sampling.outputFormat() else {
                 throw APIError.invalid("tool_choice \(tools.choice == .required ? "required" : "naming a function") already constrains the reply; leave out response_format and guided_*",
@@ -328,7 +337,11 @@ struct Routes: Sendable {
         if reasoning, r.templateOptions.addGenerationPrompt, afterReasoning, let g = p.grammar {
             p.grammar = g.reasoning(opened ? .opened : template.thinkingOff(r.templateOptions) ? .none : .optional)
         }
-        return ChatRun(samples: GenerationService.choices(p, n: n), n: n, tools: tools, reasoning: reasoning, opened: opened)
+        // A reply constrained to a call's arguments (required, a named function) is the value from its first token,
+        // read as those choices read any reply; one constrained to a schema opens with no harmony header, so the
+        // reader takes it as plain content.
+        let harmony = template.kind == .harmony && r.reasoningFormat != "none" && tools.outputFormat() == nil
+        return ChatRun(samples: GenerationService.choices(p, n: n), n: n, tools: tools, reasoning: reasoning, opened: opened, harmony: harmony)
     }
 
     func chat(_ req: Request) async throws -> Response {

@@ -280,15 +280,64 @@ struct StreamedReply: Sendable {
     /// Calls sent so far.
     private(set) var calls = 0
 
-    init(_ tools: ToolRequest, reasoning: Bool, opened: Bool = false) {
+    /// gpt-oss's harmony reply (channels, calls as messages to functions.NAME), read instead of the splitter and scanner.
+    private var harmony: HarmonyReader?
+    /// Whether the harmony message being read is a call sent out (else its arguments are content).
+    private var inCall = false
+
+    init(_ tools: ToolRequest, reasoning: Bool, opened: Bool = false, harmony: Bool = false) {
         self.tools = tools
         scanner = ToolCallScanner(tools: tools.functions, format: tools.format)
         splitter = ReasoningSplitter(enabled: reasoning, opened: opened)
+        self.harmony = harmony ? HarmonyReader() : nil
     }
 
-    mutating func add(_ text: String) -> ChatDelta { route(splitter.feed(text), finishing: false) }
+    mutating func add(_ text: String) -> ChatDelta {
+        if harmony != nil { return route(harmony!.feed(text)) }
+        return route(splitter.feed(text), finishing: false)
+    }
 
-    mutating func finish() -> ChatDelta { route(splitter.finish(), finishing: true) }
+    mutating func finish() -> ChatDelta {
+        if harmony != nil { return route(harmony!.finish()) }
+        return route(splitter.finish(), finishing: true)
+    }
+
+    /// A harmony reply's pieces: a call goes out when tools are on `auto` (its name first, then its arguments as
+    /// they come); with `tool_choice` none, or past the one call `parallel_tool_calls` false allows, its text is content.
+    private mutating func route(_ pieces: [HarmonyReader.Piece]) -> ChatDelta {
+        var delta = ChatDelta()
+        func text(_ t: String) { delta.content = (delta.content ?? "") + t }
+        func call(_ c: ToolCallOut) { delta.toolCalls = (delta.toolCalls ?? []) + [c] }
+        for p in pieces {
+            switch p {
+            case .reasoning(let t): delta.reasoningContent = (delta.reasoningContent ?? "") + t
+            case .content(let t): text(t)
+            case .call(let name):
+                inCall = tools.choice == .auto && (tools.parallel || calls == 0)
+                guard inCall else { continue }
+                call(ToolCallOut(index: calls, id: tools.newCallId(), function: .init(name: name, arguments: "")))
+                calls += 1
+            case .arguments(let t):
+                if inCall { call(ToolCallOut(index: calls - 1, id: nil, type: nil, function: .init(name: nil, arguments: t))) } else { text(t) }
+            }
+        }
+        return delta
+    }
+
+    /// A whole reply read as its stream: the reasoning, the text and each call with its arguments joined.
+    static func whole(_ deltas: [ChatDelta]) -> (reasoning: String?, content: String?, calls: [ToolCallOut]) {
+        var reasoning: String?, content: String?, calls: [ToolCallOut] = []
+        for d in deltas {
+            if let r = d.reasoningContent { reasoning = (reasoning ?? "") + r }
+            if let c = d.content { content = (content ?? "") + c }
+            for c in d.toolCalls ?? [] {
+                if let i = c.index, i < calls.count { calls[i].function.arguments += c.function.arguments } else {
+                    calls.append(ToolCallOut(id: c.id, function: c.function))
+                }
+            }
+        }
+        return (reasoning, content, calls)
+    }
 
     private mutating func route(_ pieces: [ReasoningSplitter.Piece], finishing: Bool) -> ChatDelta {
         var delta = ChatDelta()

@@ -136,3 +136,52 @@ for alpha, limit in ((1.702, 7.0), (1.702, 1.5), (0.5, 3.0)):
     out = experts._apply_gate(gate_up)
     cases.append({"alpha": alpha, "limit": limit, "gate_up": gate_up.flatten().tolist(), "out": out.flatten().tolist()})
 json.dump(cases, open(os.path.join(here, "swiglu.json"), "w"))
+
+# A tokenizer for gpt-oss-f32-clamped in the form of gpt-oss's own (o200k_harmony as tokenizer.json: byte-level BPE
+# after a Split on o200k's regex, harmony's special tokens), trained small (vocabulary 320) with the tokenizers
+# library, its chat template gpt-oss's (../chat-templates/gpt-oss.jinja), and the stop tokens gpt-oss's
+# generation_config.json lists (<|return|>, <|endoftext|>, <|call|>). tokenizer-cases.json: texts and their ids as
+# tokenizers encodes them; chat-cases.json: chat requests, the prompt transformers' apply_chat_template renders (with
+# the day make.py ran on, strftime_now's) and its ids.
+from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders, trainers
+from transformers import PreTrainedTokenizerFast
+O200K = ("[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+         "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+         "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+SPECIAL = ["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>",
+           "<|message|>", "<|call|>"]
+tok = Tokenizer(models.BPE())
+tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(O200K), behavior="isolated", invert=False),
+                                             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+tok.decoder = decoders.ByteLevel()
+corpus = ["The weather in Oslo is grey and cold today.", "What's the capital of France? It's Paris.",
+          "Answer in French. Be terse. I'LL call the get_weather tool with {\"city\": \"Oslo\"}.",
+          "Numbers: 1234567 and 3.14159, dates like 2024-06-01.", "functions.get_weather to=assistant commentary json",
+          "analysis final commentary channel message"] * 20
+tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=BASE["vocab_size"], special_tokens=SPECIAL,
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+assert tok.get_vocab_size() <= BASE["vocab_size"]
+d = os.path.join(here, "gpt-oss-f32-clamped")
+tok.save(os.path.join(d, "tokenizer.json"))
+template = open(os.path.join(here, "..", "chat-templates", "gpt-oss.jinja")).read()
+json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|startoftext|>", "eos_token": "<|return|>",
+           "pad_token": "<|endoftext|>", "model_max_length": 4096, "chat_template": template},
+          open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+ids = {t: tok.token_to_id(t) for t in SPECIAL}
+json.dump({"bos_token_id": ids["<|startoftext|>"], "eos_token_id": [ids["<|return|>"], ids["<|endoftext|>"], ids["<|call|>"]],
+           "pad_token_id": ids["<|endoftext|>"]}, open(os.path.join(d, "generation_config.json"), "w"), indent=1)
+texts = ["Hello world", "DON'T shout, we'RE fine", "CamelCaseWord and HTTPServer", "12345678 9", "a\n\n  b\r\n",
+         "naïve café — 東京 Ünïcödé", "<|start|>assistant<|channel|>final<|message|>Hi!<|return|>", "x/\n/y", "  lead and trail  "]
+json.dump([{"text": t, "ids": tok.encode(t).ids} for t in texts], open(os.path.join(here, "tokenizer-cases.json"), "w"),
+          ensure_ascii=False, indent=1)
+fast = PreTrainedTokenizerFast.from_pretrained(d)
+chats = [{"messages": [{"role": "user", "content": "What's the weather in Oslo?"}], "tools": [
+             {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
+                 "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]},
+         {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}], "reasoning_effort": "high"}]
+out = []
+for c in chats:
+    kwargs = {"reasoning_effort": c["reasoning_effort"]} if "reasoning_effort" in c else {}
+    text = fast.apply_chat_template(c["messages"], tools=c.get("tools"), tokenize=False, add_generation_prompt=True, **kwargs)
+    out.append({"request": c, "prompt": text, "ids": fast.encode(text, add_special_tokens=False)})
+json.dump(out, open(os.path.join(here, "chat-cases.json"), "w"), ensure_ascii=False, indent=1)
