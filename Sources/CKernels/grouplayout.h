@@ -63,11 +63,22 @@ static inline int q8_value(const uint8_t *row, size_t groups, size_t g, size_t j
     return (int)row[group_pos(groups, g, j)] - 128;
 }
 
-/// Value j of group g of an int4 weight row (−8…7).
-static inline int q4_value(const uint8_t *row, size_t groups, size_t g, size_t j) {
+/// The 4-bit code of value j of group g of an int4 or mxfp4 weight row.
+static inline int q4_code(const uint8_t *row, size_t groups, size_t g, size_t j) {
     size_t S, b = block_of(groups, g, &S), k = group_pos(groups, g, j) - b * 32, half = S * 16;
     uint8_t byte = row[b * 16 + k % half];
-    return (k < half ? (byte & 15) : (byte >> 4)) - 8;
+    return k < half ? (byte & 15) : (byte >> 4);
 }
+
+/// Value j of group g of an int4 weight row (−8…7).
+static inline int q4_value(const uint8_t *row, size_t groups, size_t g, size_t j) { return q4_code(row, groups, g, j) - 8; }
+
+/// Twice the e2m1 value of each mxfp4 code (−12…12), and that plus 12 (0…24: the unsigned operand the products
+/// multiply, their dots starting from −12 · Σx).
+static const int8_t MX4_TWICE[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+#define MX4_OFFSET 12
+
+/// Value j of group g of an mxfp4 weight row, doubled (−12…12).
+static inline int mx4_value(const uint8_t *row, size_t groups, size_t g, size_t j) { return MX4_TWICE[q4_code(row, groups, g, j)]; }
 
 #endif

@@ -63,7 +63,7 @@ AVX512_EXTENSION(has_vnni, "avx512vnni")
 size_t kern_format_row_bytes(int format, size_t cols) {
     switch (format) {
     case KERN_Q8: return cols + cols / 32 * 2;
-    case KERN_Q4: return cols / 2 + cols / 32 * 2;
+    case KERN_Q4: case KERN_MX4: return cols / 2 + cols / 32 * 2;
     case KERN_F16: case KERN_BF16: return cols * 2;
     default: return cols * 4;
     }
@@ -111,6 +111,16 @@ AI __m256i load_q4(const uint8_t *row, size_t g) {
     __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + g * 16)));
     b = _mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4));
     return _mm256_and_si256(b, _mm256_set1_epi8(15));
+}
+
+// 4-bit codes (one per byte) as the unsigned operand a product multiplies: int4's as stored (v + 8), mxfp4's through
+// MX4_TWICE + MX4_OFFSET (0…24; a vpshufb per 32 codes).
+__attribute__((target(AVX2_TARGET)))
+AI __m256i decode4(__m256i codes, const int FMT) {
+    if (FMT != KERN_MX4) return codes;
+    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
+                                         12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    return _mm256_shuffle_epi8(lut, codes);
 }
 
 // The four f32 scales of a quad's groups, p[0..3], repeated across the vector: lane l gets p[l mod 4], the scale
@@ -191,9 +201,9 @@ AI __m256i tail_dot_vnni(const qq_ops *o, const uint8_t *row, size_t t, size_t g
 __attribute__((target(AVX2_TARGET)))
 AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g, const int FMT) {
     __m256i d = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->xgroups + g) * 8));
-    if (FMT == KERN_Q4) {
+    if (FMT != KERN_Q8) {
         const int8_t *xp = (const int8_t *)o->Xq + t * o->xcols + g * 32;
-        return dot8_avx2(d, load_q4(row, g), _mm256_loadu_si256((const __m256i *)xp));
+        return dot8_avx2(d, decode4(load_q4(row, g), FMT), _mm256_loadu_si256((const __m256i *)xp));
     }
     const int16_t *xp = (const int16_t *)q8_input(o, t) + g * 32;
     for (int c = 0; c < 2; c++) {
@@ -430,30 +440,32 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     }
     for (size_t g = 0; !ROWS_INNER && g < spans; g += SPAN) {
         for (int i = 0; i < NR; i++) {
-            if (FMT == KERN_Q4) {
+            if (FMT != KERN_Q8) {
                 // Half hh of the span (groups 8hh..8hh+7, one per lane): 32 bytes of each of its four vectors. The
                 // eight vpmaddubsw products are summed as int16 before one vpmaddwd widens them: each is at most
-                // 2 · 15 · 127 = 3810 in magnitude, so eight stay below 32767.
+                // 2 · 15 · 127 = 3810 in magnitude, so eight stay below 32767. mxfp4's operands (0…24) reach 6096,
+                // so theirs are widened two at a time.
                 for (int hh = 0; hh < 2; hh++) {
-                    __m256i s16[2];
-                    for (int j = 0; j < NT; j++) s16[j] = _mm256_setzero_si256();
+                    __m256i s16[2], s32[2];
+                    for (int j = 0; j < NT; j++) s16[j] = s32[j] = _mm256_setzero_si256();
                     for (int u = 0; u < 4; u++) {
                         const uint8_t *wp = wrow[i] + g * 16 + 64 * u + 32 * hh;
                         if (hh == 0) _mm_prefetch((const char *)(wp + Q_PREFETCH), _MM_HINT_T0);
                         __m256i b = _mm256_loadu_si256((const __m256i *)wp);
                         const __m256i m = _mm256_set1_epi8(15);
-                        __m256i wl = _mm256_and_si256(b, m), wh = _mm256_and_si256(_mm256_srli_epi16(b, 4), m);
+                        __m256i wl = decode4(_mm256_and_si256(b, m), FMT), wh = decode4(_mm256_and_si256(_mm256_srli_epi16(b, 4), m), FMT);
                         for (int j = 0; j < NT; j++) {
                             const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32 + 64 * u + 32 * hh;
-                            s16[j] = _mm256_add_epi16(s16[j], _mm256_add_epi16(
-                                _mm256_maddubs_epi16(wl, _mm256_loadu_si256((const __m256i *)xp)),
-                                _mm256_maddubs_epi16(wh, _mm256_loadu_si256((const __m256i *)(xp + 256)))));
+                            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_loadu_si256((const __m256i *)xp)),
+                                                         _mm256_maddubs_epi16(wh, _mm256_loadu_si256((const __m256i *)(xp + 256))));
+                            if (FMT == KERN_MX4) s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                            else s16[j] = _mm256_add_epi16(s16[j], p);
                         }
                     }
                     for (int j = 0; j < NT; j++) {
                         __m256i d = _mm256_add_epi32(
                             _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8 + 8 * hh)),
-                            _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
+                            FMT == KERN_MX4 ? s32[j] : _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
                         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(o.Xs + (t0 + j) * o.xgroups + g + 8 * hh));
                         acc[i][j] = _mm256_fmadd_ps(v, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wsrow[i] + g + 8 * hh))), acc[i][j]);
                     }
@@ -486,15 +498,16 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     }
     for (size_t g = spans; g < quads; g += QUAD) {
         for (int i = 0; i < NR; i++) {
-            __m256 wsv = FMT == KERN_Q4 ? wq_quad_scales8(wsrow[i] + g) : wq_quad_scales8_pairs(wsrow[i] + g);
+            __m256 wsv = FMT != KERN_Q8 ? wq_quad_scales8(wsrow[i] + g) : wq_quad_scales8_pairs(wsrow[i] + g);
             __m256i d[2];
-            if (FMT == KERN_Q4) {
+            if (FMT != KERN_Q8) {
                 _mm_prefetch((const char *)(wrow[i] + g * 16 + Q_PREFETCH), _MM_HINT_T0);
                 __m256i b0 = _mm256_loadu_si256((const __m256i *)(wrow[i] + g * 16));
                 __m256i b1 = _mm256_loadu_si256((const __m256i *)(wrow[i] + g * 16 + 32));
                 const __m256i m = _mm256_set1_epi8(15);
-                __m256i w[4] = {_mm256_and_si256(b0, m), _mm256_and_si256(b1, m),
-                                _mm256_and_si256(_mm256_srli_epi16(b0, 4), m), _mm256_and_si256(_mm256_srli_epi16(b1, 4), m)};
+                __m256i w[4] = {decode4(_mm256_and_si256(b0, m), FMT), decode4(_mm256_and_si256(b1, m), FMT),
+                                decode4(_mm256_and_si256(_mm256_srli_epi16(b0, 4), m), FMT),
+                                decode4(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m), FMT)};
                 for (int j = 0; j < NT; j++) {
                     const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32;
                     const int32_t *xc = o.Xc + ((t0 + j) * o.xgroups + g) * 8;
@@ -521,7 +534,7 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
             }
             for (int j = 0; j < NT; j++) {
                 const float *xs = o.Xs + (t0 + j) * o.xgroups + g;
-                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[j]), FMT == KERN_Q4 ? quad_scales8(xs) : quad_scales8_pairs(xs));
+                __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d[j]), FMT != KERN_Q8 ? quad_scales8(xs) : quad_scales8_pairs(xs));
                 acc[i][j] = _mm256_fmadd_ps(v, wsv, acc[i][j]);
             }
         }
@@ -554,6 +567,9 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
 
 QQ_RANGE(qq_range_vnni, VNNI_TARGET, qq_block_vnni, 4)
 QQ_RANGE(qq_range_avx2, AVX2_TARGET, qq_block_avx2, 2)
+__attribute__((target(AVX2_TARGET))) static void qq_range_avx2_mx4(const qq_ctx *c, size_t r0, size_t r1) {
+    qq_range_avx2_body(c, r0, r1, KERN_MX4);
+}
 
 static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) {
@@ -564,9 +580,10 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
                 int32_t s = 0;
                 for (size_t j = 0; j < 32; j++) {
                     size_t k = t * c->xcols + group_pos(c->groups, g, j);
-                    int32_t x = c->format == KERN_Q4 ? ((const int8_t *)c->Xq)[k]
+                    int32_t x = c->format != KERN_Q8 ? ((const int8_t *)c->Xq)[k]
                                                      : ((const int16_t *)c->Xq)[t * c->xcols + g * 32 + j];
-                    int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j) : q8_value(row, c->groups, g, j);
+                    int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j)
+                              : c->format == KERN_MX4 ? mx4_value(row, c->groups, g, j) : q8_value(row, c->groups, g, j);
                     s += w * x;
                 }
                 float ws, xs = c->Xs[t * c->xgroups + g];
@@ -582,6 +599,7 @@ static void qq_task(void *p, size_t r0, size_t r1) {
     const qq_ctx *c = (const qq_ctx *)p;
     int q8 = c->format == KERN_Q8;
     if (c->path == QQ_VNNI) { if (q8) qq_range_vnni_q8(c, r0, r1); else qq_range_vnni_q4(c, r0, r1); }
+    else if (c->path == QQ_AVX2 && c->format == KERN_MX4) qq_range_avx2_mx4(c, r0, r1);
     else if (c->path == QQ_AVX2) { if (q8) qq_range_avx2_q8(c, r0, r1); else qq_range_avx2_q4(c, r0, r1); }
     else qq_range_portable(c, r0, r1);
 }
@@ -628,7 +646,7 @@ static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
 //   2l, 2l + 1 of each unit (32 lanes: the 16-value chunk c of a unit is lanes 8c … 8c + 7), of a quad or a tail
 //   group values 2l, 2l + 1 of each 16-value chunk (8 lanes). (VNNI int8 sums are set by split_q8_vnni.)
 __attribute__((target(AVX2_TARGET)))
-static void lane_sums_q4(const int8_t *x, size_t groups, int32_t *xc) {
+static void lane_sums_q4(const int8_t *x, size_t groups, int32_t *xc, int factor) {
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (size_t g = 0, S; g < groups; g += S) {
         block_of(groups, g, &S);
@@ -640,8 +658,8 @@ static void lane_sums_q4(const int8_t *x, size_t groups, int32_t *xc) {
             if (S > 1)
                 hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(v + c + 32))), ones16));
         }
-        _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm256_mullo_epi32(lo, _mm256_set1_epi32(-8)));
-        if (S > 1) _mm256_storeu_si256((__m256i *)(xc + g * 8 + 8), _mm256_mullo_epi32(hi, _mm256_set1_epi32(-8)));
+        _mm256_storeu_si256((__m256i *)(xc + g * 8), _mm256_mullo_epi32(lo, _mm256_set1_epi32(factor)));
+        if (S > 1) _mm256_storeu_si256((__m256i *)(xc + g * 8 + 8), _mm256_mullo_epi32(hi, _mm256_set1_epi32(factor)));
     }
 }
 
@@ -681,10 +699,10 @@ static void pack_activations(const act_ctx *a, void *q, int32_t *xc) {
     for (size_t c0 = 0; c0 < a->cols; c0 += width) {
         const size_t groups = (a->cols - c0 < width ? a->cols - c0 : width) / 32;
         int32_t *pc = xc + c0 / 32 * 8;
-        if (a->format == KERN_Q4) {
+        if (a->format != KERN_Q8) {
             int8_t *pq = (int8_t *)q + c0;
             pack_groups((uint8_t *)pq, groups, 32, UNIT);
-            if (a->path != QQ_PORTABLE) lane_sums_q4(pq, groups, pc);
+            if (a->path != QQ_PORTABLE) lane_sums_q4(pq, groups, pc, a->format == KERN_MX4 ? -MX4_OFFSET : -8);
             continue;
         }
         int16_t *pq = (int16_t *)q + c0;
@@ -698,7 +716,7 @@ static void act_task(void *p, size_t b, size_t e) {
     act_ctx *a = (act_ctx *)p;
     const size_t cols = a->cols, groups = a->groups;
     for (size_t t = b; t < e; t++) {
-        if (a->format == KERN_Q4) {
+        if (a->format != KERN_Q8) {
             int8_t *q = (int8_t *)a->Xq + t * cols;
             kern_quantize_q8(a->X + t * a->ldx, cols, q, a->Xs + t * groups);
             pack_activations(a, q, a->Xc + t * groups * 8);
@@ -1120,7 +1138,7 @@ static void per_input(size_t T, size_t cols, kern_task_fn fn, void *ctx) {
 static size_t value_bytes(int format, size_t n) {
     switch (format) {
     case KERN_Q8: return n;
-    case KERN_Q4: return n / 2;
+    case KERN_Q4: case KERN_MX4: return n / 2;
     case KERN_F16: case KERN_BF16: return 2 * n;
     default: return 4 * n;
     }
@@ -1176,7 +1194,7 @@ static void prepare(prepared *p, const kern_product *d) {
     p->args = *d;
     p->panels = d->panels.width && d->panels.width < cols ? (cols + d->panels.width - 1) / d->panels.width : 1;
     p->owned[0] = p->owned[1] = p->owned[2] = NULL;
-    if (d->format == KERN_Q8 || d->format == KERN_Q4) {
+    if (d->format == KERN_Q8 || d->format == KERN_Q4 || d->format == KERN_MX4) {
         p->kind = PRODUCT_QQ;
         p->inner = qq_task;
     } else if (d->format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) {
@@ -1200,7 +1218,8 @@ static void round_inputs(prepared *p) {
         void *Xq = scratch_alloc(p, 0, T * cols * xbytes);
         float *Xs = scratch_alloc(p, 1, T * groups * sizeof(float));
         int32_t *Xc = scratch_alloc(p, 2, T * groups * 8 * sizeof(int32_t));
-        int path = has_vnni() ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
+        // mxfp4 has AVX2 and portable kernels (AVX-512 machines run the AVX2 one).
+        int path = has_vnni() && d->format != KERN_MX4 ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
         act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, p->panels > 1 ? d->panels.width : 0, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
         p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups,

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static float amax32(const float *p) {
     float m = 0;
@@ -73,7 +74,72 @@ static void quantize_q4_values(const float *src, size_t n, uint8_t *q, uint16_t 
     }
 }
 
+// A group whose values are all integer multiples of one power of two s with at most 127 of them (an MXFP4 group:
+// e2m1 values, at most 6, times a power of two; an int8 group quantised before) is held exactly: s as its scale
+// (exact in f16 from 2^-24 to 2^15), each value as v / s. s is the finest power of two whose 127 steps reach the
+// group's largest value, so any coarser step's multiples are multiples of it too. Returns 1 when it rewrote the group.
+static int exact_group_q8(const float *x, int8_t *q, uint16_t *scale) {
+    const float amax = amax32(x);
+    if (!(amax > 0)) return 0;
+    int e;
+    const float m = frexpf(amax / 127.0f, &e);                       // amax / 127 = m · 2^e, m in [0.5, 1)
+    float step = ldexpf(1.0f, m == 0.5f ? e - 1 : e);
+    if (amax / step > 127.0f) step *= 2;
+    if (step < 0x1p-24f || step > 0x1p15f) return 0;
+    int8_t k[32];
+    for (int i = 0; i < 32; i++) {
+        const float v = x[i] / step;
+        if (v != rintf(v) || fabsf(v) > 127.0f || v * step != x[i]) return 0;
+        k[i] = (int8_t)v;
+    }
+    memcpy(q, k, 32);
+    *scale = to_f16(step);
+    return 1;
+}
+
+// The e2m1 code nearest x (|x| ≤ 6 after scaling), ties to the even code: the codes of 0, 1, 2, 4 win their ties.
+static int e2m1_code(float x) {
+    static const float grid[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+    const float a = fabsf(x);
+    int best = 0;
+    for (int c = 1; c < 8; c++) {
+        const float d = fabsf(a - grid[c]), bd = fabsf(a - grid[best]);
+        if (d < bd || (d == bd && c % 2 == 0)) best = c;
+    }
+    return best | (signbit(x) && best ? 8 : 0);
+}
+
+// Byte j of each group holds value j's code (low nibble) and j + 16's (high nibble); scale 2^(e−1) (see ckernels.h).
+static int quantize_mx4_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
+    for (size_t g = 0; g < n / 32; g++) {
+        const float amax = amax32(src + g * 32);
+        int e = -23;
+        if (amax > 0) {
+            int k;
+            const float m = frexpf(amax / 6.0f, &k);                 // amax / 6 = m · 2^k, m in [0.5, 1)
+            e = m == 0.5f ? k - 1 : k;
+            if (amax > 6.0f * ldexpf(1.0f, e)) e++;                   // amax / 6 rounded either way
+            else if (amax <= 6.0f * ldexpf(1.0f, e - 1)) e--;
+            if (e < -23) e = -23;
+        }
+        if (e > 16) return -1;
+        scales[g] = to_f16(ldexpf(1.0f, e - 1));
+        const float inv = ldexpf(1.0f, -e);
+        for (int j = 0; j < 16; j++) {
+            const int lo = e2m1_code(src[g * 32 + j] * inv), hi = e2m1_code(src[g * 32 + j + 16] * inv);
+            q[g * 16 + j] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+    return 0;
+}
+
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales) {
+    if (format == KERN_MX4) {
+        for (size_t i = 0; i < n; i++) if (!isfinite(src[i])) return -1;
+        if (quantize_mx4_values(src, n, (uint8_t *)q, scales) != 0) return -1;
+        pack_groups((uint8_t *)q, n / 32, 16, UNIT);
+        return 0;
+    }
     const float limit = (format == KERN_Q8 ? 127.0f : 7.0f) * KERN_Q_MAX_SCALE;
     int out_of_range = 0;                                             // NaN too; one branch-free (vectorized) pass
     for (size_t i = 0; i < n; i++) out_of_range |= !(fabsf(src[i]) <= limit);
@@ -83,6 +149,7 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         // two signed byte planes (products.c).
         uint8_t *b = (uint8_t *)q;
         quantize_q8(src, n, (int8_t *)q, NULL, scales);
+        for (size_t g = 0; g < n / 32; g++) exact_group_q8(src + g * 32, (int8_t *)q + g * 32, scales + g);
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
@@ -180,7 +247,8 @@ void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n
         kern_f16_to_f32(scales + g, &s, 1);
         for (size_t j = 0; j < 32; j++) {
             int v = format == KERN_Q8 ? q8_value((const uint8_t *)q, groups, g, j)
-                                      : q4_value((const uint8_t *)q, groups, g, j);
+                  : format == KERN_MX4 ? mx4_value((const uint8_t *)q, groups, g, j)
+                                       : q4_value((const uint8_t *)q, groups, g, j);
             out[g * 32 + j] = (float)v * s;
         }
     }

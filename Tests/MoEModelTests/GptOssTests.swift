@@ -21,6 +21,76 @@ struct GptOssTests {
                                                     formats: WeightFormats(experts: .bf16, dense: .f32))
     }
 
+    /// int8 and mxfp4 hold MXFP4 experts exactly (their groups are e2m1 values times a power of two), so the logits
+    /// stay within the products' activation rounding of transformers'.
+    @Test(arguments: [WeightFormat.int8, .mxfp4])
+    func mxfp4ExpertsHeldExactly(_ format: WeightFormat) throws {
+        let d = Self.dir.appendingPathComponent("gpt-oss-mxfp4")
+        let exact = try LoadedModel(directory: d), held = try LoadedModel(directory: d, formats: WeightFormats(experts: format, dense: .f32))
+        let a = try #require(exact.transformer.experts as? LocalExperts), b = try #require(held.transformer.experts as? LocalExperts)
+        for l in 0..<exact.spec.numLayers {
+            for e in 0..<exact.spec.numExperts {
+                let f = try #require(a.store.weights(layer: l, expert: e)), q = try #require(b.store.weights(layer: l, expert: e))
+                #expect(q.gate.format == format)
+                for (x, y) in [(f.gate, q.gate), (f.up, q.up), (f.down, q.down)] {
+                    var row = [Float](repeating: 0, count: x.cols)
+                    for r in 0..<x.rows {
+                        y.dequantizedRow(r, into: &row)
+                        #expect(row == Array(UnsafeBufferPointer(start: x.row(r), count: x.cols)), "layer \(l) expert \(e) row \(r)")
+                    }
+                }
+            }
+        }
+        // int8 products round activations to int16 per group, mxfp4's (as int4's) to int8: 2^-8 of a group's largest
+        // value, which moves this random model's logits by ~0.05 and, at one position, a layer's 3rd and 4th router
+        // logits 0.008 apart, swaps an expert.
+        try OddShapeTests.expectTransformersOutputs(d, tolerance: format == .int8 ? 2e-3 : 0.5, formats: WeightFormats(experts: format, dense: .f32))
+    }
+
+    /// A group of multiples of one power of two (at most 127 of them) is held exactly by int8; others, and a group
+    /// whose tiny values a power-of-two step would lose, are rounded against amax / 127 as before.
+    @Test func int8HoldsPowerOfTwoStepGroupsExactly() throws {
+        func roundTrip(_ v: [Float]) throws -> [Float] {
+            let buf = FloatBuffer(count: v.count, zeroed: false)
+            for i in v.indices { buf.pointer[i] = v[i] }
+            let m = try #require(Matrix(buf, rows: 1, cols: v.count).converted(to: .int8))
+            var out = [Float](repeating: 0, count: v.count)
+            m.dequantizedRow(0, into: &out)
+            return out
+        }
+        let steps: [Float] = (0..<32).map { Float($0 % 2 == 0 ? $0 : -$0) * 0x1p-7 }            // multiples of 2^-7, ≤ 31
+        #expect(try roundTrip(steps) == steps)
+        let mxfp4 = (0..<32).map { MXFP4.values[$0 % 16] * 0x1p-3 }
+        #expect(try roundTrip(mxfp4) == mxfp4)
+        let wide = (0..<32).map { Float($0) * 8 }                                              // to 248: steps of 2
+        #expect(try roundTrip(wide) == wide)
+        var off = steps
+        off[3] += 0x1p-12                                                                     // not a multiple of any step ≤ 127 levels
+        let r = try roundTrip(off)
+        #expect(r != off && zip(r, off).allSatisfy { abs($0 - $1) <= 31 * 0x1p-7 / 254 * 1.01 })
+    }
+
+    /// mxfp4 takes each group's smallest power of two 2^e with amax ≤ 6 · 2^e and the nearest e2m1 value, ties to
+    /// the even code (0, 1, 2, 4 win): MXFP4 groups come back exactly, others rounded.
+    @Test func mxfp4RoundsToTheNearestE2M1() throws {
+        func roundTrip(_ v: [Float]) throws -> [Float] {
+            let m = try #require(Matrix(FloatBuffer(v), rows: 1, cols: v.count).converted(to: .mxfp4))
+            var out = [Float](repeating: 0, count: v.count)
+            m.dequantizedRow(0, into: &out)
+            return out
+        }
+        let ties: [Float] = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 6]
+        let group = (0..<32).map { (ties[$0 % 8] * ($0 % 16 < 8 ? 1 : -1)) * 0x1p-3 }
+        let want: [Float] = [0, 1, 1, 2, 2, 4, 4, 6]
+        #expect(try roundTrip(group) == (0..<32).map { (want[$0 % 8] * ($0 % 16 < 8 ? 1 : -1)) * 0x1p-3 })
+        for scale: Float in [0x1p-20, 0x1p-3, 1, 0x1p10] {
+            let exact = (0..<64).map { MXFP4.values[($0 * 7) % 16] * scale * ($0 < 32 ? 1 : 0.5) }
+            #expect(try roundTrip(exact) == exact, "scale \(scale)")
+        }
+        #expect(try roundTrip([7] + [Float](repeating: 0, count: 31))[0] == 8)             // 7 / 2 = 3.5: a tie, to 4
+        #expect(Matrix(FloatBuffer([1e6] + [Float](repeating: 0, count: 31)), rows: 1, cols: 32).converted(to: .mxfp4) == nil)
+    }
+
     /// Every nibble under scales from 2^-127 to 2^127, as transformers' convert_moe_packed_tensors unpacks them.
     @Test func mxfp4UnpacksAsTransformersDoes() throws {
         struct Ref: Decodable { let blocks: [[UInt8]], scales: [[UInt8]], values: [[UInt32]] }

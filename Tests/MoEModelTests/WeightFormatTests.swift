@@ -8,7 +8,7 @@ import Testing
 /// Weights held as f16, bf16, int8 or int4: the products, their batch invariance, and the logits of whole models
 /// against transformers' f32 goldens.
 @Suite struct WeightFormatTests {
-    static let narrow: [WeightFormat] = [.f16, .bf16, .int8, .int4]
+    static let narrow: [WeightFormat] = [.f16, .bf16, .int8, .int4, .mxfp4]
 
     func randoms(_ n: Int, seed: UInt64) -> [Float] {
         var r = SeededRNG(seed: seed)
@@ -58,7 +58,7 @@ import Testing
                     var q = [Int16](repeating: 0, count: cols)
                     kern_quantize_act(xin, cols, &q, &s)
                     for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
-                } else if format == .int4 {
+                } else if format == .int4 || format == .mxfp4 {
                     var q = [Int8](repeating: 0, count: cols)
                     kern_quantize_q8(xin, cols, &q, &s)
                     for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
@@ -475,13 +475,20 @@ import Testing
     }
 
     /// The f16 scale of a group is amax/levels rounded up (never below, so no value is clamped), at most one f16 step
-    /// above, down to subnormal scales: a group of tiny weights keeps its values within half its step.
+    /// above, down to subnormal scales: a group of tiny weights keeps its values within half its step. (int8 holds a
+    /// group of multiples of a power of two exactly instead: amax 1 here, whose values are sixteenths.)
     @Test(arguments: [(WeightFormat.int8, Float(127)), (.int4, 7)])
     func groupScalesRoundUpToF16(format: WeightFormat, levels: Float) throws {
         for amax: Float in [1, 0.02, 3.3e-3, 1e-5, 2e-7, 0.7, 1234.5] {
             let src: [Float] = (0..<32).map { Float($0 - 16) / 16 * amax * ($0 == 0 ? -1 : 1) }
             var q = [UInt8](repeating: 0, count: format.valueBytes(32)), s: [UInt16] = [0]
             #expect(kern_quantize_weights(format.kernelCode, src, 32, &q, &s) == 0)
+            if format == .int8 && amax == 1 {
+                var back = [Float](repeating: 0, count: 32)
+                kern_dequantize(format.kernelCode, q, s, 32, &back)
+                #expect(back == src)
+                continue
+            }
             var scale: Float = 0
             kern_f16_to_f32(&s, &scale, 1)
             let exact = amax / levels
@@ -506,8 +513,8 @@ import Testing
     /// and every dense product in `format`: the typical (median) and worst bounds the README documents. The worst
     /// cases are router near-ties: a token whose k-th and (k+1)-th router logits differ by less than the weights'
     /// rounding switches expert, as it would in transformers run at that precision.
-    static let typicalBound: [WeightFormat: Float] = [.f16: 0.01, .bf16: 0.06, .int8: 0.2, .int4: 3.5]
-    static let worstBound: [WeightFormat: Float] = [.f16: 0.02, .bf16: 2.5, .int8: 2.5, .int4: 8]
+    static let typicalBound: [WeightFormat: Float] = [.f16: 0.01, .bf16: 0.06, .int8: 0.2, .int4: 3.5, .mxfp4: 3.5]
+    static let worstBound: [WeightFormat: Float] = [.f16: 0.02, .bf16: 2.5, .int8: 2.5, .int4: 8, .mxfp4: 8]
 
     static func demoGolden() throws -> (URL, Golden) {
         let dir = Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral")

@@ -74,17 +74,24 @@ void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 // int8 / int4: groups of 32 along a row, one f16 scale per group (as llama.cpp's q8_0 and q4_0: 34 and 18 bytes per
 // 32 values; rows contiguous, scales in a separate array).
 // f16 / bf16: rows of 16-bit values, no scales. f32: rows of floats, row stride `ld`.
-enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4 };
+// mxfp4: OCP MXFP4's e2m1 values (sign, 2 exponent bits, 1 mantissa bit: 0, ±0.5 … ±6) as int4's 4-bit codes, laid
+// out as int4's, each group's power of two 2^e stored as the f16 2^(e−1) (so that 2 · e2m1, an integer of −12…12,
+// times it is the value): 18 bytes per 32 values, gpt-oss's experts held as released.
+enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4, KERN_MX4 = 5 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
 size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
-/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128, scale amax/127) or KERN_Q4 (n/2 bytes, v + 8,
-/// amax/7) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
+/// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128, scale amax/127; a group whose values are
+/// multiples of one power of two, at most 127 of them, exactly with that scale: MXFP4's groups) or KERN_Q4 (n/2
+/// bytes, v + 8, amax/7) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
 /// in spans of 16, then fours, see grouplayout.h); kern_dequantize gives them back in order. Returns 0, or −1 (nothing
 /// written) when a group's scale would exceed KERN_Q_MAX_SCALE (|w| over 8.3e6 for int8, 4.6e5 for int4) or a value
 /// is not finite.
+/// KERN_MX4: each group's e the smallest with amax ≤ 6 · 2^e, each value the nearest e2m1 times 2^e (ties to the even
+/// code), so an MXFP4 group is held exactly; its scale 2^(e−1) must be an f16 (e from −23 to 16; a group of values
+/// below 6 · 2^-24 is rounded against e = −23).
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales);
 void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n, float *out);
 /// The largest finite f16: the largest group scale int8/int4 weights can hold.
