@@ -444,7 +444,7 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                 // Half hh of the span (groups 8hh..8hh+7, one per lane): 32 bytes of each of its four vectors. The
                 // eight vpmaddubsw products are summed as int16 before one vpmaddwd widens them: each is at most
                 // 2 · 15 · 127 = 3810 in magnitude, so eight stay below 32767. mxfp4's operands (0…24) reach 6096,
-                // so theirs are widened two at a time.
+                // so theirs are widened four at a time (24384).
                 for (int hh = 0; hh < 2; hh++) {
                     __m256i s16[2], s32[2];
                     for (int j = 0; j < NT; j++) s16[j] = s32[j] = _mm256_setzero_si256();
@@ -458,8 +458,11 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                             const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32 + 64 * u + 32 * hh;
                             __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, _mm256_loadu_si256((const __m256i *)xp)),
                                                          _mm256_maddubs_epi16(wh, _mm256_loadu_si256((const __m256i *)(xp + 256))));
-                            if (FMT == KERN_MX4) s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-                            else s16[j] = _mm256_add_epi16(s16[j], p);
+                            s16[j] = _mm256_add_epi16(s16[j], p);
+                            if (FMT == KERN_MX4 && u % 2 == 1) {
+                                s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
+                                s16[j] = _mm256_setzero_si256();
+                            }
                         }
                     }
                     for (int j = 0; j < NT; j++) {

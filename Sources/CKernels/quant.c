@@ -97,16 +97,12 @@ static int exact_group_q8(const float *x, int8_t *q, uint16_t *scale) {
     return 1;
 }
 
-// The e2m1 code nearest x (|x| ≤ 6 after scaling), ties to the even code: the codes of 0, 1, 2, 4 win their ties.
-static int e2m1_code(float x) {
-    static const float grid[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+// The e2m1 code nearest x (|x| ≤ 6 after scaling), ties to the even code: the midpoints between codes i and i + 1
+// it lies above, plus those it sits on where i + 1 is even (codes 0, 2, 4, 6: values 0, 1, 2, 4 win their ties).
+static inline int e2m1_code(float x) {
     const float a = fabsf(x);
-    int best = 0;
-    for (int c = 1; c < 8; c++) {
-        const float d = fabsf(a - grid[c]), bd = fabsf(a - grid[best]);
-        if (d < bd || (d == bd && c % 2 == 0)) best = c;
-    }
-    return best | (signbit(x) && best ? 8 : 0);
+    const int c = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
+    return c | (x < 0 && c ? 8 : 0);
 }
 
 // Byte j of each group holds value j's code (low nibble) and j + 16's (high nibble); scale 2^(e−1) (see ckernels.h).
