@@ -117,6 +117,10 @@ public final class ClusterSession {
         let fitted = WeightFormats(experts: config.expertsDType, dense: config.attentionDType).fitting(spec)
         formats = fitted.formats
         if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
+        if role == .coordinator, ckpt.quantization?.method == "mxfp4", [.f32, .f16].contains(formats.experts) {
+            let times = formats.experts.rowBytes(3200) / WeightFormat.mxfp4.rowBytes(3200)
+            logLine("\(tag): note: the checkpoint's experts are MXFP4: experts.dtype mxfp4 (--experts-dtype mxfp4) holds them as released, 4.5 bits a value (int8 and bf16 hold them exactly too); \(formats.experts.rawValue) takes \(times)× its memory")
+        }
         let W = workers
         let placement = try agree("computed the expert placement") {
             W > 0 ? try ExpertPlacement.make(config, spec: spec, workers: W) : nil

@@ -199,6 +199,19 @@ import Testing
         #expect(fits.status == 0 && !fits.stderr.contains("note:") && fits.stderr.contains("all experts as int4"), "\(fits.stderr)")
     }
 
+    /// An MXFP4 checkpoint (gpt-oss's release) loaded with the default f32 experts says how to hold them as
+    /// released; asking for mxfp4 runs without the note and gives the greedy tokens of f32.
+    @Test func mxfp4CheckpointsPointToTheMxfp4Format() throws {
+        let gptOss = Fixtures.root.appendingPathComponent("gpt-oss/gpt-oss-mxfp4").path
+        let f32 = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json"])
+        #expect(f32.status == 0 && f32.stderr.contains("note: the checkpoint's experts are MXFP4: experts.dtype mxfp4"), "\(f32.stderr)")
+        #expect(f32.stderr.contains("f32 takes 7× its memory"), "\(f32.stderr)")
+        let mx = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "mxfp4"])
+        #expect(mx.status == 0 && !mx.stderr.contains("note:") && mx.stderr.contains("all experts as mxfp4"), "\(mx.stderr)")
+        func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
+        #expect(ids(mx) != nil && ids(mx) == ids(f32))
+    }
+
     @Test func textPromptStreamsTheDecodedText() throws {
         let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
