@@ -142,16 +142,12 @@ struct FP8CheckpointTests {
 
     // MARK: broken FP8 checkpoints
 
-    func loadError(_ dir: URL) -> String? {
-        do { _ = try LoadedModel(directory: dir); return nil } catch { return "\(error)" }
-    }
-
     @Test func missingScalesAreNamed() throws {
         let dir = try Fixtures.copy("fp8/qwen3-moe-fp8-ragged-blocks")
         defer { try? FileManager.default.removeItem(at: dir) }
         let name = "model.layers.1.mlp.experts.3.up_proj.weight"
         try CheckpointErrorTests().editHeader(dir) { h in h[name + "_scalX"] = h.removeValue(forKey: name + "_scale_inv") }
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e?.contains("tensor \(name) is stored as F8_E4M3, which needs scales, but the checkpoint has none") == true, "\(e ?? "no error")")
         #expect(e?.contains("\(name)_scale_inv") == true)
     }
@@ -166,7 +162,7 @@ struct FP8CheckpointTests {
             e["shape"] = [2, 3]
             h[name] = e
         }
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e == "tensor \(name) has shape [2, 3], expected [3, 2]", "\(e ?? "no error")")
     }
 
@@ -177,7 +173,7 @@ struct FP8CheckpointTests {
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         config["quantization_config"] = ["quant_method": "fp8", "weight_block_size": [128, 128]]
         try JSONSerialization.data(withJSONObject: config).write(to: url)
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e?.contains("_scale_inv has shape") == true && e?.contains("expected [1, 1]") == true, "\(e ?? "no error")")
     }
 
@@ -188,7 +184,7 @@ struct FP8CheckpointTests {
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         config["quantization_config"] = ["quant_method": "awq", "bits": 4, "group_size": 128]
         try JSONSerialization.data(withJSONObject: config).write(to: url)
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e?.hasPrefix("unsupported: quantization_config.quant_method 'awq'") == true, "\(e ?? "no error")")
     }
 }

@@ -156,10 +156,6 @@ struct GptOssTests {
 
     // MARK: broken MXFP4 checkpoints
 
-    func loadError(_ dir: URL) -> String? {
-        do { _ = try LoadedModel(directory: dir); return nil } catch { return "\(error)" }
-    }
-
     @Test func mxfp4BlocksOfTheWrongShapeSayTheShapeExpected() throws {
         let dir = try Fixtures.copy("gpt-oss/gpt-oss-mxfp4")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -170,7 +166,7 @@ struct GptOssTests {
             e["shape"] = [6, 96, 4, 8]
             h[name] = e
         }
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e == "tensor \(name) has shape [6, 96, 4, 8], expected [6, 96, 2, 16]", "\(e ?? "no error")")
     }
 
@@ -185,7 +181,7 @@ struct GptOssTests {
         let offsets = try #require((header[name] as? [String: Any])?["data_offsets"] as? [Int])
         data[8 + n + offsets[0] + 5] = 255
         try data.write(to: url)
-        let e = loadError(dir)
+        let e = CheckpointErrorTests().loadError(dir)
         #expect(e?.contains(name) == true && e?.contains("scale 5 is 255") == true, "\(e ?? "no error")")
     }
 }

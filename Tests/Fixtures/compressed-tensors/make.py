@@ -11,7 +11,7 @@ lm_head, norms or routers) is quantised symmetrically by compressed-tensors (cal
 quantization_config is what compressed-tensors writes for those schemes. The golden is computed by transformers
 (float32, eager attention) on the weights as compressed-tensors' unpack_from_int32 and dequantize give them back.
 Run: python3 make.py (transformers 5.x, torch, safetensors, compressed-tensors)."""
-import json, os, random, shutil, tempfile
+import json, os, random, shutil, sys, tempfile
 import torch
 import transformers
 import compressed_tensors
@@ -20,9 +20,10 @@ from compressed_tensors.quantization import QuantizationArgs
 from compressed_tensors.quantization.lifecycle.forward import dequantize, quantize
 from compressed_tensors.quantization.utils import calculate_qparams
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(here))
+from seeded import seeded_model, transformers_outputs
 CASES = [
     {"name": "qwen3-moe-w4a16-groups", "family": "qwen3_moe", "prompt_tokens": 15, "format": "pack-quantized",
      "args": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32},
@@ -46,15 +47,7 @@ def quantised(name, t):
 
 
 for i, case in enumerate(CASES):
-    config = AutoConfig.for_model(case["family"], **case["config"])
-    torch.manual_seed(4000 + i)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and p.dim() == 1:
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+    model = seeded_model(case["family"], case["config"], 4000 + i)
     tmp = tempfile.mkdtemp()
     f32_dir, deq_dir = os.path.join(tmp, "f32"), os.path.join(tmp, "dequantised")
     model.save_pretrained(f32_dir)
@@ -85,13 +78,9 @@ for i, case in enumerate(CASES):
         deq[name] = dequantize(q, scale, zero, args, dtype=torch.float32)
     shutil.copytree(f32_dir, deq_dir)
     save_file(deq, os.path.join(deq_dir, "model.safetensors"), metadata={"format": "pt"})
-    ref = AutoModelForCausalLM.from_pretrained(deq_dir, dtype=torch.float32, attn_implementation="eager").eval()
-    ref.generation_config.eos_token_id = None
     rnd = random.Random(i)
     ids = [rnd.randrange(case["config"]["vocab_size"]) for _ in range(case["prompt_tokens"])]
-    with torch.no_grad():
-        logits = ref(torch.tensor([ids])).logits[0].float()
-        greedy = ref.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    logits, greedy = transformers_outputs(deq_dir, ids, dtype=torch.float32)
     d = os.path.join(here, case["name"])
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)

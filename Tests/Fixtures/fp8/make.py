@@ -18,13 +18,14 @@ With one scale per tensor, or where every width is a multiple of the block, tran
 itself (its CPU path dequantises the same way), and make.py checks that it gives the same logits.
 fp8-values.json: for each byte 0–255, the float32 bit pattern of torch's float8_e4m3fn and float8_e5m2 value.
 Run: python3 make.py (transformers 5.x, torch, safetensors)."""
-import json, os, random, shutil, tempfile
+import json, os, random, shutil, sys, tempfile
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(here))
+from seeded import seeded_model, transformers_outputs
 
 # Shapes two cases share: widths that are not multiples of the 32-wide blocks (Qwen3-MoE), and a small Mixtral.
 QWEN3_MOE_RAGGED = {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -85,31 +86,9 @@ def expand_blocks(scale, rows, cols, br, bc):
     return scale.repeat_interleave(br, 0).repeat_interleave(bc, 1)[:rows, :cols]
 
 
-def golden(model_dir, cfg, ids, out_dir):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
-    model.generation_config.eos_token_id = None
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
-    return logits, greedy
-
-
 for i, case in enumerate(CASES):
     cfg = dict(case["config"])
-    config = AutoConfig.for_model(case["family"], **cfg)
-    torch.manual_seed(3000 + i)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and p.dim() == 1:
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            elif "bias" in name:
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
-        for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):
-                b.copy_(0.1 * torch.randn_like(b))
+    model = seeded_model(case["family"], cfg, 3000 + i)
     tmp = tempfile.mkdtemp()
     f32_dir, deq_dir = os.path.join(tmp, "f32"), os.path.join(tmp, "dequantised")
     model.save_pretrained(f32_dir)
@@ -145,7 +124,7 @@ for i, case in enumerate(CASES):
 
     rnd = random.Random(i)
     ids = [rnd.randrange(cfg["vocab_size"]) for _ in range(case["prompt_tokens"])]
-    logits, greedy = golden(deq_dir, cfg, ids, None)
+    logits, greedy = transformers_outputs(deq_dir, ids, dtype=torch.float32)
 
     d = os.path.join(here, case["name"])
     shutil.rmtree(d, ignore_errors=True)
@@ -175,7 +154,7 @@ for i, case in enumerate(CASES):
     if case["scales"] == "tensor" or case["scales"] == "blocks" and all(
             t.shape[0] % case["block"][0] == 0 and t.shape[1] % case["block"][1] == 0
             for n, t in fp8.items() if t.dtype == torch.float8_e4m3fn):
-        direct, direct_greedy = golden(d, cfg, ids, None)
+        direct, direct_greedy = transformers_outputs(d, ids, dtype=torch.float32)
         checked = float((direct - logits).abs().max())
         assert checked < 1e-5 and direct_greedy == greedy, (case["name"], checked)
     logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))

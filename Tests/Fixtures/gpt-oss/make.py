@@ -14,13 +14,15 @@ saved by save_pretrained:
 The cases also set a small sliding_window on the sliding layers (layer_types alternate from layer 0, transformers'
 default) and, in one, swiglu_limit 1.5 so that the clamps of gpt-oss's SwiGLU act on many values.
 Run: python3 make.py (transformers 5.x, torch, safetensors, accelerate)."""
-import json, os, random, shutil, tempfile
+import json, os, random, shutil, sys, tempfile
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForCausalLM, Mxfp4Config
+from transformers import AutoConfig, Mxfp4Config
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(here))
+from seeded import seeded_model, transformers_outputs
 
 BASE = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 4,
         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 8,
@@ -51,32 +53,20 @@ def mxfp4(w):
     return packed, (e.squeeze(-1) + 127).to(torch.uint8)
 
 
-def run(model_dir, ids, **kw):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager", **kw).float().eval()
-    model.generation_config.eos_token_id = None
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
-    return logits, greedy
+def gpt_oss_init(name, p):
+    """Sinks at unit scale; the expert tensors, stored [E, in, out] (x @ W), by their fan-in."""
+    if name.endswith("sinks"):
+        p.copy_(torch.randn_like(p))
+    elif name.endswith("gate_up_proj") or name.endswith("experts.down_proj"):
+        p.copy_(torch.randn_like(p) / (p.shape[-2] ** 0.5))
+    else:
+        return False
+    return True
 
 
 for i, case in enumerate(CASES):
     cfg = dict(case["config"])
-    config = AutoConfig.for_model("gpt_oss", **cfg)
-    torch.manual_seed(4000 + i)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and p.dim() == 1:
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            elif "bias" in name:
-                p.copy_(0.1 * torch.randn_like(p))
-            elif name.endswith("sinks"):
-                p.copy_(torch.randn_like(p))
-            elif name.endswith("gate_up_proj") or name.endswith("experts.down_proj"):
-                p.copy_(torch.randn_like(p) / (p.shape[-2] ** 0.5))   # [E, in, out]: x @ W
-            else:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+    model = seeded_model("gpt_oss", cfg, 4000 + i, init=gpt_oss_init)
     tmp = tempfile.mkdtemp()
     saved = os.path.join(tmp, "saved")
     model.save_pretrained(saved)
@@ -88,7 +78,7 @@ for i, case in enumerate(CASES):
     conf = json.load(open(os.path.join(saved, "config.json")))
     if case["storage"] == "f32":
         shutil.copy(os.path.join(saved, "model.safetensors"), d)
-        logits, greedy = run(saved, ids, dtype=torch.float32)
+        logits, greedy = transformers_outputs(saved, ids, dtype=torch.float32)
     else:
         state = load_file(os.path.join(saved, "model.safetensors"))
         out = {}
@@ -103,7 +93,7 @@ for i, case in enumerate(CASES):
         conf["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
             "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
         json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
-        logits, greedy = run(d, ids, dtype=torch.float32, quantization_config=Mxfp4Config(dequantize=True))
+        logits, greedy = transformers_outputs(d, ids, dtype=torch.float32, quantization_config=Mxfp4Config(dequantize=True))
     json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
     logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
     top2 = logits.topk(2, dim=-1).values

@@ -11,38 +11,22 @@ Run: python3 make.py [NAME …] (transformers 5.x, torch; the named cases only, 
 import json, os, random, sys
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(here))
+from seeded import seeded_model, transformers_outputs
 cases = json.load(open(os.path.join(here, "cases.json")))
 for i, case in enumerate(cases):
     if sys.argv[1:] and case["name"] not in sys.argv[1:]:
         continue
     cfg = dict(case["config"])
     dtype = cfg.pop("save_dtype", "float32")
-    config = AutoConfig.for_model(case["family"], **cfg)
-    torch.manual_seed(1000 + i)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and p.dim() == 1:
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            elif "bias" in name:
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
-        for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):   # DeepSeek-V3's routing bias: zeros at init
-                b.copy_(0.1 * torch.randn_like(b))
+    model = seeded_model(case["family"], cfg, 1000 + i)
     d = os.path.join(here, case["name"])
     (model.to(torch.bfloat16) if dtype == "bfloat16" else model).save_pretrained(d)
-    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
-    model.generation_config.eos_token_id = None
     rnd = random.Random(i)
     ids = [rnd.randrange(cfg["vocab_size"]) for _ in range(case["prompt_tokens"])]
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids):].tolist()
+    logits, greedy = transformers_outputs(d, ids, dtype=torch.float32)
     logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
     gc = os.path.join(d, "generation_config.json")
     if os.path.exists(gc):

@@ -1,0 +1,35 @@
+"""What the fixture makers share: a seeded random model whose activations stay about unit scale (norm weights near
+1, biases small, each matrix's entries of variance 1/fan-in), and transformers' float32 logits of a prompt with its
+greedy continuation. The makers of odd-shapes/, fp8/, compressed-tensors/ and gpt-oss/ import it."""
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+
+def seeded_model(family, cfg, seed, init=None):
+    """A float32 `family` model of config `cfg` with seeded weights; `init(name, p)` may set a parameter itself and
+    return True (in the same order of random draws)."""
+    config = AutoConfig.for_model(family, **cfg)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and p.dim() == 1:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            elif "bias" in name:
+                p.copy_(0.1 * torch.randn_like(p))
+            elif init is None or not init(name, p):
+                p.copy_(torch.randn_like(p) / (p.shape[-1] ** 0.5))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):   # DeepSeek-V3's routing bias: zeros at init
+                b.copy_(0.1 * torch.randn_like(b))
+    return model
+
+
+def transformers_outputs(model_dir, ids, max_new_tokens=12, **load):
+    """Logits [T, vocab] of every prompt position and the greedy continuation (EOS ignored), in float32."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager", **load).float().eval()
+    model.generation_config.eos_token_id = None
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+        greedy = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)[0, len(ids):].tolist()
+    return logits, greedy
