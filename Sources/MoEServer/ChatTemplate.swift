@@ -63,7 +63,8 @@ public struct ChatTemplate: Sendable {
             // reply with "<think>\n".
             kind = .deepseek
             defaultSystem = nil
-            rendersTools = false
+            // vLLM's tool template for V3.1 lists the tools in the system prompt (DeepSeekTools.swift).
+            rendersTools = ["You have access to the following tools", "<｜tool▁calls▁begin｜>", "tool_call_name"].allSatisfy(source.contains)
             xmlTools = false
             thinks = source.contains("</think>")
             opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
@@ -120,7 +121,7 @@ public struct ChatTemplate: Sendable {
     /// How calls are written in the prompt, and so read in a reply.
     var toolFormat: ToolRequest.Format {
         if kind == .inst, case .mistralTools = instStyle { return .mistral }
-        return kind == .glm ? .glm : .hermes
+        return kind == .glm ? .glm : kind == .deepseek ? .deepseek : .hermes
     }
 
     public struct Unsupported: Error, CustomStringConvertible {
@@ -214,6 +215,8 @@ public struct ChatTemplate: Sendable {
                 }
             }
             return out + (options.addGenerationPrompt ? "<|assistant|>\n" : "")
+        case .deepseek where hybridThinking && rendersTools:
+            return renderDeepSeekV31Tools(messages, tools: tools, options: options)
         case .deepseek where hybridThinking:
             return renderDeepSeekV31(messages, options: options)
         case .deepseek:

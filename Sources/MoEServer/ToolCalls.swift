@@ -24,7 +24,7 @@ struct ToolRequest: Sendable {
     /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen),
     /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits, or GLM's `<tool_call>` blocks of
     /// `<arg_key>`/`<arg_value>` pairs (the template's `toolFormat`).
-    enum Format: Sendable { case hermes, mistral, glm }
+    enum Format: Sendable { case hermes, mistral, glm, deepseek }
     let format: Format
 
     /// A new call's id in the reply: OpenAI's form, or Mistral's.
@@ -180,7 +180,8 @@ struct ToolCallScanner {
     init(tools: [ToolRequest.Function] = [], format: ToolRequest.Format = .hermes) {
         schemas = Dictionary(tools.map { ($0.name, $0.parameters) }) { first, _ in first }
         self.format = format
-        (openTag, closeTag) = format == .mistral ? (MistralCalls.marker, nil) : (Self.open, Self.close)
+        (openTag, closeTag) = format == .mistral ? (MistralCalls.marker, nil)
+            : format == .deepseek ? (DeepSeekCalls.begin, DeepSeekCalls.end) : (Self.open, Self.close)
     }
 
     mutating func feed(_ text: String) -> [Piece] {
@@ -244,6 +245,7 @@ struct ToolCallScanner {
     private mutating func block(_ body: String, closed: Bool) -> [Piece] {
         let calls = format == .mistral ? MistralCalls.calls(body)
             : format == .glm ? GLMCalls.calls(body, schemas: schemas)
+            : format == .deepseek ? DeepSeekCalls.calls(body)
             : QwenCoderCalls.calls(body, schemas: schemas) ?? Self.call(body).map { [$0] }
         if let calls, !calls.isEmpty {
             called = true

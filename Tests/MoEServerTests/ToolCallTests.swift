@@ -42,7 +42,7 @@ struct ToolCallTests {
         let source = try String(contentsOf: Self.dir.appendingPathComponent(file), encoding: .utf8)
         let tokenizer = c["tokenizer"]?.stringValue ?? "tiny-qwen3-moe"
         let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model(tokenizer)))
-        #expect(template.kind != .unsupported && template.rendersTools == ["qwen", "mistral-v3", "glm", "gpt-oss"].contains { file.hasPrefix($0) })
+        #expect(template.kind != .unsupported && template.rendersTools == ["qwen", "mistral-v3", "glm", "gpt-oss", "deepseek-v3.1-tools"].contains { file.hasPrefix($0) })
         let text = try template.render(r.messages, tools: tools.shown(rendersTools: true), options: r.templateOptions)
         // gpt-oss's template writes the day it renders (strftime_now): the golden's day is today's here.
         let expected = (golden["expected"] as! String).replacingOccurrences(of: #"Current date: \d{4}-\d{2}-\d{2}"#,
@@ -641,6 +641,31 @@ struct ToolCallAPITests {
 }
 
 extension ToolCallAPITests {
+    /// A DeepSeek-V3.1 reply (vLLM's tool template) forced into its call format: auto tool choice returns the call,
+    /// streamed or not; the prompt lists the tools as DeepSeek documents them.
+    @Test func autoToolChoiceReadsDeepSeekV31CallsOutOfTheReply() async throws {
+        let template = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("deepseek-v3.1-tools.jinja"), encoding: .utf8)
+        let s = try await LiveServer(chatTemplate: template)
+        defer { Task { await s.stop() } }
+        _ = try await Self.forcedCall(s, #"Checking\.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>\{"city": "(Paris|Rome)", "days": [1-7]\}<｜tool▁call▁end｜><｜tool▁calls▁end｜>"#)
+        let prompt = try await HTTP.post(s.base + "/tokenize", ["messages": Self.question, "tools": Self.tools])
+        let text = (try await HTTP.post(s.base + "/detokenize", ["tokens": prompt.json?["tokens"] as? [Int] ?? []])).json?["prompt"] as? String ?? ""
+        #expect(text.contains("### get_weather\nDescription: Weather of a city.\n\nParameters: {\""), "\(text)")
+    }
+
+    /// vLLM's deepseek_v31 parser: every call of a block, names trimmed, JSON-object arguments as json.dumps writes
+    /// them and any other text as written.
+    @Test func deepSeekCallsAreEveryCallOfTheBlock() {
+        let b = DeepSeekCalls.callBegin, sep = DeepSeekCalls.sep, e = DeepSeekCalls.callEnd
+        let body = b + " f " + sep + #"{"a":1,"b":[2,3]}"# + e + b + "g" + sep + "not json" + e + b + "h" + sep + "{}"
+        #expect(DeepSeekCalls.calls(body) == [.init(name: "f", arguments: #"{"a": 1, "b": [2, 3]}"#), .init(name: "g", arguments: "not json")])
+        var scan = ToolCallScanner(format: .deepseek)
+        let reply = "Sure." + DeepSeekCalls.begin + b + "f" + sep + "{}" + e + DeepSeekCalls.end
+        let pieces = reply.map { scan.feed(String($0)) }.flatMap { $0 } + scan.finish()
+        let text = pieces.compactMap { if case .text(let t) = $0 { return t } else { return nil } }.joined()
+        #expect(text == "Sure." && pieces.last == .call(.init(name: "f", arguments: "{}")) && pieces.filter { if case .call = $0 { true } else { false } }.count == 1)
+    }
+
     /// A GLM-4.5 model's reply forced into its XML call (as the model writes one, thinking turned off as GLM's
     /// template does it): auto tool choice returns the call, its values typed by the tool's schema, streamed or not;
     /// the call goes back into the history as GLM's template writes it. (The reasoning before a call is split off as
