@@ -146,8 +146,7 @@ func loadInterleavedExpert(_ ckpt: Checkpoint, prefix: String, expert e: Int, ex
     }
     let gateUp = try outByIn(gu, out: 2 * I, in: H), bias = try ckpt.matrixSlice(gu + "_bias", shape: [E, 2 * I], rowStart: e, rowCount: 1)
     return MLPWeights(gate: gateUp.everyOtherRow(from: 0), up: gateUp.everyOtherRow(from: 1), down: try outByIn(dn, out: H, in: I),
-                      gateBias: bias.transposed().everyOtherRow(from: 0).transposed(),
-                      upBias: bias.transposed().everyOtherRow(from: 1).transposed(),
+                      gateBias: bias.everyOtherColumn(from: 0), upBias: bias.everyOtherColumn(from: 1),
                       downBias: try ckpt.matrixSlice(dn + "_bias", shape: [E, H], rowStart: e, rowCount: 1), activation: activation)
 }
 
@@ -160,6 +159,16 @@ extension Matrix {
             for c in 0..<cols { t.pointer[c * rows + r] = src[c] }
         }
         return Matrix(t, rows: cols, cols: rows)
+    }
+
+    /// An f32 copy of columns start, start + 2, … (f32 matrices only).
+    func everyOtherColumn(from start: Int) -> Matrix {
+        let n = (cols - start + 1) / 2, out = FloatBuffer(count: rows * n, zeroed: false)
+        for r in 0..<rows {
+            let src = row(r)
+            for i in 0..<n { out.pointer[r * n + i] = src[start + 2 * i] }
+        }
+        return Matrix(out, rows: rows, cols: n)
     }
 
     /// An f32 copy of rows start, start + 2, … (f32 matrices only).

@@ -22,8 +22,9 @@ struct ToolRequest: Sendable {
     /// false: at most one call (`required` is constrained to one, `auto` keeps the first).
     var parallel: Bool
     /// How the template writes calls, and so how a reply's are read and named: Hermes' `<tool_call>` blocks (Qwen),
-    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits, or GLM's `<tool_call>` blocks of
-    /// `<arg_key>`/`<arg_value>` pairs (the template's `toolFormat`).
+    /// Mistral's `[TOOL_CALLS]` list, whose ids are 9 letters and digits, GLM's `<tool_call>` blocks of
+    /// `<arg_key>`/`<arg_value>` pairs, or DeepSeek-V3.1's `<｜tool▁calls▁begin｜>` blocks (the template's `toolFormat`;
+    /// gpt-oss's harmony calls are read by HarmonyReader).
     enum Format: Sendable { case hermes, mistral, glm, deepseek }
     let format: Format
 
