@@ -30,6 +30,9 @@ public struct ChatTemplate: Sendable {
     /// DeepSeek-V3.1's: each request chooses (`thinking`, or `enable_thinking`; off by default), and the prompt opens
     /// the reply with "<think>" or closes the block at once with "</think>".
     let hybridThinking: Bool
+    /// GLM-4.7's form of GLM's template (renderGLM): no newlines between a turn's parts, the reply opened inside its
+    /// reasoning unless `enable_thinking` is false.
+    let glmCompact: Bool
     /// The [INST] templates: Llama 2's (BOS before every user turn, <<SYS>> in the first, contents stripped),
     /// Mixtral-8x7B-Instruct-v0.1's current one (" [INST] …", the system message before the first user message's
     /// content) and its first one (no system message), and mistral-common's v3 ones with tools (`spaced`: the
@@ -108,6 +111,7 @@ public struct ChatTemplate: Sendable {
         }
         instStyle = mistralTools ? .mistralTools(spaced: source.contains("'[INST] '"))
             : source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
+        glmCompact = kind == .glm && source.contains("<|assistant|>{{- '</think>' if")
         llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
     }
 
@@ -140,20 +144,26 @@ public struct ChatTemplate: Sendable {
         /// gpt-oss's: "low", "medium" (its default) or "high"; and its system message's first line.
         var reasoningEffort: String?
         var modelIdentity: String?
+        /// GLM-4.7's: false keeps every earlier reply's reasoning (by default only those after the last user turn).
+        var clearThinking: Bool?
         var addGenerationPrompt = true
         var continueFinalMessage = false
         enum CodingKeys: String, CodingKey {
             case enableThinking = "enable_thinking", thinking, dateString = "date_string", reasoningEffort = "reasoning_effort"
-            case modelIdentity = "model_identity"
+            case modelIdentity = "model_identity", clearThinking = "clear_thinking"
         }
     }
 
     /// The reply starts inside its reasoning: the prompt ends in the template's opening of it.
-    func opensThinking(_ o: Options) -> Bool { hybridThinking ? o.thinking ?? o.enableThinking ?? false : opensThinking }
+    func opensThinking(_ o: Options) -> Bool {
+        if glmCompact { return o.enableThinking != false }
+        return hybridThinking ? o.thinking ?? o.enableThinking ?? false : opensThinking
+    }
 
     /// The prompt turns thinking off (an empty or closed think block), so the reply is the answer from the start.
     func thinkingOff(_ o: Options) -> Bool {
-        hybridThinking ? !(o.thinking ?? o.enableThinking ?? false) : !opensThinking && o.enableThinking == false
+        if glmCompact { return o.enableThinking == false }
+        return hybridThinking ? !(o.thinking ?? o.enableThinking ?? false) : !opensThinking && o.enableThinking == false
     }
 
     /// The prompt text for these messages, ending where the reply begins (see Options). `tools` are the request's

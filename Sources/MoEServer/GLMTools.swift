@@ -54,22 +54,27 @@ extension ChatTemplate {
     /// GLM-4.5/4.6's template: the tools (each as JSON) in a first system turn; each user turn (with "/nothink" added
     /// when thinking is off), each reply as `<think>` reasoning (kept only after the last user turn, else empty),
     /// its text and its calls; tool results in `<tool_response>` blocks of one `<|observation|>` turn.
+    /// GLM-4.7's (`compact`, GLM-4.7 and 4.7-Flash) writes the same turns without the newlines between their parts,
+    /// no "/nothink", an earlier reply without reasoning as a bare "</think>", calls as `<tool_call>NAME<arg_key>…`,
+    /// results without newlines; the reply opens with "<think>" (or "</think>" with thinking off), and
+    /// `clear_thinking: false` keeps every earlier reply's reasoning.
     func renderGLM(_ messages: [ChatMessage], tools: [OrderedJSON], options: Options) -> String {
+        let nl = glmCompact ? "" : "\n"
         var out = "[gMASK]<sop>"
         if !tools.isEmpty {
             out += "<|system|>\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
             out += "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
             for t in tools { out += t.python + "\n" }
             out += "</tools>\n\nFor each function call, output the function name and arguments within the following XML format:\n"
-            out += "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"
-            out += "<arg_key>{arg-key-2}</arg_key>\n<arg_value>{arg-value-2}</arg_value>\n...\n</tool_call>"
+            out += "<tool_call>{function-name}" + nl + "<arg_key>{arg-key-1}</arg_key>" + nl + "<arg_value>{arg-value-1}</arg_value>" + nl
+            out += "<arg_key>{arg-key-2}</arg_key>" + nl + "<arg_value>{arg-value-2}</arg_value>" + nl + "..." + nl + "</tool_call>"
         }
         let thinkingOff = options.enableThinking == false
         let lastUser = messages.lastIndex { $0.role == "user" } ?? -1
         for (i, m) in messages.enumerated() {
             switch m.role {
             case "user":
-                out += "<|user|>\n" + m.content + (thinkingOff && !m.content.hasSuffix("/nothink") ? "/nothink" : "")
+                out += "<|user|>" + nl + m.content + (thinkingOff && !glmCompact && !m.content.hasSuffix("/nothink") ? "/nothink" : "")
             case "assistant":
                 var content = m.content, reasoning = m.reasoningContent ?? ""
                 if m.reasoningContent == nil, content.contains("</think>") {
@@ -78,28 +83,31 @@ extension ChatTemplate {
                     content = parts.last!.lstrippingNewlines
                 }
                 out += "<|assistant|>"
-                out += i > lastUser && !reasoning.isEmpty ? "\n<think>" + reasoning.trimmingCharacters(in: .whitespacesAndNewlines) + "</think>" : "\n<think></think>"
+                let kept = (glmCompact && options.clearThinking == false) || i > lastUser
+                out += kept && !reasoning.isEmpty ? nl + "<think>" + reasoning.trimmingCharacters(in: .whitespacesAndNewlines) + "</think>"
+                    : glmCompact ? "</think>" : "\n<think></think>"
                 let text = content.trimmingCharacters(in: .whitespacesAndNewlines)
-                if !text.isEmpty { out += "\n" + text }
+                if !text.isEmpty { out += nl + text }
                 for call in m.toolCalls {
-                    out += "\n<tool_call>" + call.name + "\n"
+                    out += nl + "<tool_call>" + call.name + nl
                     if case .object(let args) = call.arguments {
                         for a in args {
                             let value: String
                             if case .string(let s) = a.value { value = s } else { value = a.value.python }
-                            out += "<arg_key>" + a.key + "</arg_key>\n<arg_value>" + value + "</arg_value>\n"
+                            out += "<arg_key>" + a.key + "</arg_key>" + nl + "<arg_value>" + value + "</arg_value>" + nl
                         }
                     }
                     out += "</tool_call>"
                 }
             case "tool":
                 if i == 0 || messages[i - 1].role != "tool" { out += "<|observation|>" }
-                out += "\n<tool_response>\n" + m.content + "\n</tool_response>"
+                out += nl + "<tool_response>" + nl + m.content + nl + "</tool_response>"
             default:
-                out += "<|system|>\n" + m.content
+                out += "<|system|>" + nl + m.content
             }
         }
         guard options.addGenerationPrompt else { return out }
+        if glmCompact { return out + "<|assistant|>" + (thinkingOff ? "</think>" : "<think>") }
         return out + "<|assistant|>" + (thinkingOff ? "\n<think></think>" : "")
     }
 }

@@ -687,6 +687,29 @@ extension ToolCallAPITests {
                 prompt.contains("</arg_value>\n<arg_key>days</arg_key>\n<arg_value>\(days)</arg_value>\n</tool_call><|observation|>\n<tool_response>\nsunny\n</tool_response><|assistant|>"), "\(prompt)")
     }
 
+    /// GLM-4.7's compact form: the reply opens inside its reasoning unless thinking is off; a reply forced into its
+    /// call (no newlines) is read as a call, and goes back into the history as GLM-4.7's template writes it.
+    @Test func glm47CallsAndThinkingFollowItsCompactTemplate() async throws {
+        let source = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("glm-4.7-flash.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        var off = ChatTemplate.Options()
+        off.enableThinking = false
+        #expect(template.kind == .glm && template.glmCompact && template.rendersTools && template.thinks)
+        #expect(template.opensThinking(ChatTemplate.Options()) && !template.opensThinking(off) && template.thinkingOff(off))
+        let s = try await LiveServer(chatTemplate: source)
+        defer { Task { await s.stop() } }
+        let (call, _) = try await Self.forcedCall(s, #"Checking\.<tool_call>get_weather<arg_key>city</arg_key><arg_value>(Paris|Rome)</arg_value><arg_key>days</arg_key><arg_value>[1-7]</arg_value></tool_call>"#,
+                                                  extra: ["chat_template_kwargs": ["enable_thinking": false]])
+        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
+        let history: [[String: Any]] = Self.question + [
+            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
+            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
+        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])).json?["tokens"] as? [Int] ?? []
+        let prompt = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        #expect(prompt.contains("<|user|>Weather in Paris for two days?<|assistant|></think><tool_call>get_weather<arg_key>city</arg_key><arg_value>")
+                && prompt.hasSuffix("</tool_call><|observation|><tool_response>sunny</tool_response><|assistant|><think>"), "\(prompt)")
+    }
+
     /// A Mistral model's reply forced into its `[TOOL_CALLS]` list (as Mixtral-8x22B writes one): auto tool choice
     /// returns the call with a 9-character id, streamed or not; the call and its result go back into the history as
     /// mistral-common's template writes them; and the reply keeps special tokens, as [TOOL_CALLS] is one.
