@@ -676,15 +676,20 @@ extension ToolCallAPITests {
         defer { Task { await s.stop() } }
         let (call, _) = try await Self.forcedCall(s, #"Checking\.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>(Paris|Rome)</arg_value>\n<arg_key>days</arg_key>\n<arg_value>[1-7]</arg_value>\n</tool_call>"#,
                                                   extra: ["chat_template_kwargs": ["enable_thinking": false]])
-        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
-        let history: [[String: Any]] = Self.question + [
-            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
-            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
-        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])).json?["tokens"] as? [Int] ?? []
-        let prompt = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        let (arguments, prompt) = try await Self.promptAfter(call, s)
         let days = (try? JSONSerialization.jsonObject(with: Data(arguments.utf8)) as? [String: Any])?["days"] as? Int ?? 0
         #expect(prompt.contains("<|assistant|>\n<think></think>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>") &&
                 prompt.contains("</arg_value>\n<arg_key>days</arg_key>\n<arg_value>\(days)</arg_value>\n</tool_call><|observation|>\n<tool_response>\nsunny\n</tool_response><|assistant|>"), "\(prompt)")
+    }
+
+    /// The prompt (as text) of the question, the reply's `call` and its result "sunny", with the call's arguments.
+    static func promptAfter(_ call: [String: Any], _ s: LiveServer) async throws -> (arguments: String, prompt: String) {
+        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
+        let history: [[String: Any]] = question + [
+            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
+            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
+        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": tools])).json?["tokens"] as? [Int] ?? []
+        return (arguments, (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? "")
     }
 
     /// GLM-4.7's compact form: the reply opens inside its reasoning unless thinking is off; a reply forced into its
@@ -700,12 +705,7 @@ extension ToolCallAPITests {
         defer { Task { await s.stop() } }
         let (call, _) = try await Self.forcedCall(s, #"Checking\.<tool_call>get_weather<arg_key>city</arg_key><arg_value>(Paris|Rome)</arg_value><arg_key>days</arg_key><arg_value>[1-7]</arg_value></tool_call>"#,
                                                   extra: ["chat_template_kwargs": ["enable_thinking": false]])
-        let arguments = (call["function"] as? [String: Any])?["arguments"] as? String ?? "{}"
-        let history: [[String: Any]] = Self.question + [
-            ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_1", "type": "function", "function": ["name": "get_weather", "arguments": arguments]]]],
-            ["role": "tool", "tool_call_id": "call_1", "content": "sunny"]]
-        let ids = (try await HTTP.post(s.base + "/tokenize", ["messages": history, "tools": Self.tools])).json?["tokens"] as? [Int] ?? []
-        let prompt = (try await HTTP.post(s.base + "/detokenize", ["tokens": ids])).json?["prompt"] as? String ?? ""
+        let (_, prompt) = try await Self.promptAfter(call, s)
         #expect(prompt.contains("<|user|>Weather in Paris for two days?<|assistant|></think><tool_call>get_weather<arg_key>city</arg_key><arg_value>")
                 && prompt.hasSuffix("</tool_call><|observation|><tool_response>sunny</tool_response><|assistant|><think>"), "\(prompt)")
     }
