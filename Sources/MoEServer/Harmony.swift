@@ -162,8 +162,10 @@ extension ChatTemplate {
                 }
                 if let call = m.toolCalls.first {
                     let answered = turns[(i + 1)...].contains { $0.role == "assistant" && $0.toolCalls.isEmpty }
-                    if !m.content.isEmpty, let t = thinking, !t.isEmpty {
-                        throw Unsupported(description: "an assistant message with tool calls cannot have both content and reasoning: put its analysis in one of them")
+                    // The template refuses both of its own fields; a reply this server gave back (a preamble in
+                    // content, its reasoning in reasoning_content) renders as the template renders content alone.
+                    if !m.content.isEmpty, let t = m.thinking, !t.isEmpty {
+                        throw Unsupported(description: "an assistant message with tool calls cannot have both content and thinking: put its analysis in one of them")
                     }
                     let analysis = !m.content.isEmpty ? m.content : thinking ?? ""
                     if !analysis.isEmpty && !answered { out += Harmony.start + "assistant<|channel|>analysis" + Harmony.message + analysis + Harmony.end }

@@ -102,6 +102,21 @@ struct HarmonyTests {
         #expect(content.hasPrefix("<|channel|>analysis<|message|>Think.<|end|>"), "\(plain.text)")
     }
 
+    /// A call given back with both a preamble (content) and reasoning_content renders as the template renders content
+    /// alone (its analysis); with the template's own `thinking` beside content it is refused, as the template refuses it.
+    @Test func aCallWithContentAndReasoningRendersItsContent() throws {
+        let source = try String(contentsOf: ToolCallTests.dir.appendingPathComponent("gpt-oss.jinja"), encoding: .utf8)
+        let template = ChatTemplate(source: source, tokenizer: try Tokenizer(directory: Fixtures.model("tiny-qwen3-moe")))
+        #expect(template.kind == .harmony && template.rendersTools)
+        var reply = ChatMessage(role: "assistant", content: "Let me check.", toolCalls: [.init(name: "f", arguments: try OrderedJSON.parse("{}"))])
+        reply.reasoningContent = "Need f."
+        let turns = [ChatMessage(role: "user", content: "Go"), reply, ChatMessage(role: "tool", content: "ok")]
+        let text = try template.render(turns)
+        #expect(text.hasSuffix("<|start|>assistant<|channel|>analysis<|message|>Let me check.<|end|><|start|>assistant to=functions.f<|channel|>commentary json<|message|>{}<|call|><|start|>functions.f to=assistant<|channel|>commentary<|message|>\"ok\"<|end|><|start|>assistant"), "\(text)")
+        reply.thinking = "Need f."
+        #expect(throws: ChatTemplate.Unsupported.self) { try template.render([turns[0], reply, turns[2]]) }
+    }
+
     static func read(_ text: String, chunk: Int) -> [HarmonyReader.Piece] {
         var r = HarmonyReader(), out: [HarmonyReader.Piece] = []
         var rest = Substring(text)
