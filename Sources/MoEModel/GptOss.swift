@@ -8,14 +8,16 @@ import Foundation
 
 public struct GptOssConfig: Codable, Sendable {
     var numLocalExperts: Int
-    var numExpertsPerTok: Int
+    /// num_experts_per_tok, or OpenAI's own key experts_per_token (its released config.json has both).
+    var numExpertsPerTok: Int?
+    var expertsPerToken: Int?
     var intermediateSize: Int
     var swigluAlpha: Double?
     var swigluLimit: Double?
     var attentionBias: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case numLocalExperts = "num_local_experts", numExpertsPerTok = "num_experts_per_tok"
+        case numLocalExperts = "num_local_experts", numExpertsPerTok = "num_experts_per_tok", expertsPerToken = "experts_per_token"
         case intermediateSize = "intermediate_size", swigluAlpha = "swiglu_alpha", swigluLimit = "swiglu_limit"
         case attentionBias = "attention_bias"
     }
@@ -42,9 +44,12 @@ enum GptOss: ModelFamily {
             base.layerTypes = (0..<base.numHiddenLayers).map { $0 % 2 == 0 ? "sliding_attention" : "full_attention" }
         }
         if base.slidingWindow == nil { base.slidingWindow = 128 }
+        guard let topK = c.numExpertsPerTok ?? c.expertsPerToken else {
+            throw ModelError.badConfig(file: "config.json", reason: "gpt_oss needs key 'num_experts_per_tok' (or 'experts_per_token')")
+        }
         let alpha = Float(c.swigluAlpha ?? 1.702), limit = Float(c.swigluLimit ?? 7)
         try ConfigRules.check(limit > 0 && alpha.isFinite, "swiglu_limit must be positive and swiglu_alpha finite")
-        var moe = MoESpec(experts: c.numLocalExperts, topK: c.numExpertsPerTok, intermediate: c.intermediateSize,
+        var moe = MoESpec(experts: c.numLocalExperts, topK: topK, intermediate: c.intermediateSize,
                           normTopK: true, layouts: [.interleaved(prefix: "mlp")], shared: nil)
         moe.routerBias = true
         moe.activation = .clampedSwiGLU(alpha: alpha, limit: limit)

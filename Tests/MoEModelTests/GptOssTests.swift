@@ -154,6 +154,33 @@ struct GptOssTests {
         #expect(moe.routerBias && moe.normTopK && moe.activation == .clampedSwiGLU(alpha: 1.702, limit: 7))
     }
 
+    /// gpt-oss-20b's released config.json (its keys and values, the layer list shortened to 4 layers): the spec
+    /// transformers builds from it.
+    @Test func released20bConfigReads() throws {
+        let json = #"""
+        {"architectures": ["GptOssForCausalLM"], "attention_bias": true, "attention_dropout": 0.0, "eos_token_id": 200002,
+         "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880, "initial_context_length": 4096,
+         "initializer_range": 0.02, "intermediate_size": 2880,
+         "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+         "max_position_embeddings": 131072, "model_type": "gpt_oss", "num_attention_heads": 64, "num_experts_per_tok": 4,
+         "num_hidden_layers": 4, "num_key_value_heads": 8, "num_local_experts": 32, "output_router_logits": false,
+         "pad_token_id": 199999,
+         "quantization_config": {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"},
+         "rms_norm_eps": 1e-05,
+         "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": false},
+         "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0, "tie_word_embeddings": false,
+         "transformers_version": "4.55.0.dev0", "use_cache": true, "vocab_size": 201088}
+        """#
+        let s = try ModelFamilies.spec(configData: Data(json.utf8))
+        #expect(s.hiddenSize == 2880 && s.numHeads == 64 && s.numKVHeads == 8 && s.headDim == 64 && s.qDim == 4096)
+        #expect(s.slidingWindows == [128, nil, 128, nil] && s.maxPositions == 131072 && s.eosTokenIds == [200002])
+        let moe = try #require(s.layers[0].moe)
+        #expect(moe.experts == 32 && moe.topK == 4 && moe.intermediate == 2880 && moe.layouts == [.interleaved(prefix: "mlp")])
+        #expect(try QuantizationConfig(configJSON: Data(json.utf8))?.method == "mxfp4")
+        // Its widths are multiples of 32, so int8, int4 and mxfp4 hold every role.
+        #expect(WeightFormats(experts: .mxfp4, dense: .int8).fitting(s).notes.isEmpty)
+    }
+
     // MARK: broken MXFP4 checkpoints
 
     @Test func mxfp4BlocksOfTheWrongShapeSayTheShapeExpected() throws {
