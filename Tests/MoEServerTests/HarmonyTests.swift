@@ -117,6 +117,26 @@ struct HarmonyTests {
         #expect(throws: ChatTemplate.Unsupported.self) { try template.render([turns[0], reply, turns[2]]) }
     }
 
+    /// gpt-oss writes its markers as special tokens: a reply's text keeps them (special tokens kept) and the reader
+    /// takes the reply from its token ids, token by token, as the server streams it.
+    @Test func repliesOfSpecialTokensAreReadByChannel() throws {
+        let t = try Tokenizer(directory: Fixtures.model(Self.model))
+        func special(_ s: String) throws -> Int32 { Int32(try #require(t.encode(s, addSpecialTokens: false).first)) }
+        let reply = [try special("<|channel|>")] + t.encode("analysis", addSpecialTokens: false).map(Int32.init) + [try special("<|message|>")]
+            + t.encode("Hmm.", addSpecialTokens: false).map(Int32.init) + [try special("<|end|>"), try special("<|start|>")]
+            + t.encode("assistant", addSpecialTokens: false).map(Int32.init) + [try special("<|channel|>")]
+            + t.encode("final", addSpecialTokens: false).map(Int32.init) + [try special("<|message|>")]
+            + t.encode("Yes.", addSpecialTokens: false).map(Int32.init)
+        #expect(t.encode("<|channel|>", addSpecialTokens: false).count == 1)
+        var text = TextAssembler(tokenizer: t, stops: [], skipSpecialTokens: false), reader = HarmonyReader()
+        var pieces: [HarmonyReader.Piece] = []
+        for id in reply { pieces += reader.feed(text.push(id).text) }
+        pieces += reader.feed(text.finish().text) + reader.finish()
+        let reasoning = pieces.compactMap { if case .reasoning(let r) = $0 { return r } else { return nil } }.joined()
+        let content = pieces.compactMap { if case .content(let c) = $0 { return c } else { return nil } }.joined()
+        #expect(reasoning == "Hmm." && content == "Yes.", "\(pieces)")
+    }
+
     static func read(_ text: String, chunk: Int) -> [HarmonyReader.Piece] {
         var r = HarmonyReader(), out: [HarmonyReader.Piece] = []
         var rest = Substring(text)
