@@ -118,8 +118,8 @@ AI __m256i load_q4(const uint8_t *row, size_t g) {
 __attribute__((target(AVX2_TARGET)))
 AI __m256i decode4(__m256i codes, const int FMT) {
     if (FMT != KERN_MX4) return codes;
-    const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
-                                         12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+    const __m256i lut = _mm256_add_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)MX4_TWICE)),
+                                        _mm256_set1_epi8(MX4_OFFSET));
     return _mm256_shuffle_epi8(lut, codes);
 }
 
@@ -152,7 +152,8 @@ __attribute__((target(AVX2_TARGET)))
 AI __m256 wq_quad_scales8_pairs(const uint16_t *p) { return pairs_of4(wq_scales4(p)); }
 
 // init + 32 (unsigned) × (int8) products, four consecutive ones per int32 lane (lane l: values 4l..4l+3).
-// For int4 (0..15) AVX2's maddubs pairs stay far from int16 saturation (2 · 15 · 127), so both give the same integers.
+// For int4 (0..15) and mxfp4 (0..24) AVX2's maddubs pairs stay far from int16 saturation (2 · 24 · 127 = 6096), so
+// both give the same integers.
 __attribute__((target(VNNI_TARGET)))
 AI __m256i dot8_vnni(__m256i init, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(init, w, x); }
 __attribute__((target(AVX2_TARGET)))
@@ -640,7 +641,8 @@ static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
     }
 }
 
-// What starts each dot whose weights are stored with an offset (int4 v + 8, int8 v + 128): factor (−8, −128) times
+// What starts each dot whose weights are stored with an offset (int4 v + 8, mxfp4 2·e2m1 + 12, int8 v + 128): factor
+// (−8, −12, −128) times
 // the sum of the activations the dot adds into each int32 lane, at xc + 8g for the block starting at group g (8 int32
 // per group are set aside). x: one input row in the weights' order.
 //   int4 products (int8 activations; both paths): lane l of a span or a quad sums values 4l … 4l + 3 of each of the

@@ -106,7 +106,8 @@ static inline int e2m1_code(float x) {
 }
 
 // Byte j of each group holds value j's code (low nibble) and j + 16's (high nibble); scale 2^(e−1) (see ckernels.h).
-static int quantize_mx4_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
+// Values are finite and at most 6 · 2^16 (checked by the caller), so e ≤ 16.
+static void quantize_mx4_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
     for (size_t g = 0; g < n / 32; g++) {
         const float amax = amax32(src + g * 32);
         int e = -23;
@@ -118,7 +119,6 @@ static int quantize_mx4_values(const float *src, size_t n, uint8_t *q, uint16_t 
             else if (amax <= 6.0f * ldexpf(1.0f, e - 1)) e--;
             if (e < -23) e = -23;
         }
-        if (e > 16) return -1;
         scales[g] = to_f16(ldexpf(1.0f, e - 1));
         const float inv = ldexpf(1.0f, -e);
         for (int j = 0; j < 16; j++) {
@@ -126,17 +126,11 @@ static int quantize_mx4_values(const float *src, size_t n, uint8_t *q, uint16_t 
             q[g * 16 + j] = (uint8_t)(lo | (hi << 4));
         }
     }
-    return 0;
 }
 
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales) {
-    if (format == KERN_MX4) {
-        for (size_t i = 0; i < n; i++) if (!isfinite(src[i])) return -1;
-        if (quantize_mx4_values(src, n, (uint8_t *)q, scales) != 0) return -1;
-        pack_groups((uint8_t *)q, n / 32, 16, UNIT);
-        return 0;
-    }
-    const float limit = (format == KERN_Q8 ? 127.0f : 7.0f) * KERN_Q_MAX_SCALE;
+    // mxfp4's largest scale is the f16 2^15 (2^16 of e2m1 values, at most 6).
+    const float limit = format == KERN_MX4 ? 6.0f * 0x1p16f : (format == KERN_Q8 ? 127.0f : 7.0f) * KERN_Q_MAX_SCALE;
     int out_of_range = 0;                                             // NaN too; one branch-free (vectorized) pass
     for (size_t i = 0; i < n; i++) out_of_range |= !(fabsf(src[i]) <= limit);
     if (out_of_range) return -1;
@@ -149,7 +143,8 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
-        quantize_q4_values(src, n, (uint8_t *)q, scales);
+        if (format == KERN_MX4) quantize_mx4_values(src, n, (uint8_t *)q, scales);
+        else quantize_q4_values(src, n, (uint8_t *)q, scales);
         pack_groups((uint8_t *)q, n / 32, 16, UNIT);
     }
     return 0;

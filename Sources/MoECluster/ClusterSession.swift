@@ -118,7 +118,8 @@ public final class ClusterSession {
         formats = fitted.formats
         if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
         if role == .coordinator, ckpt.quantization?.method == "mxfp4", [.f32, .f16].contains(formats.experts) {
-            let times = formats.experts.rowBytes(3200) / WeightFormat.mxfp4.rowBytes(3200)
+            // Bytes per group of 32 values: f32 128, f16 64, mxfp4 18.
+            let times = Int((Double(formats.experts.rowBytes(32)) / Double(WeightFormat.mxfp4.rowBytes(32))).rounded())
             logLine("\(tag): note: the checkpoint's experts are MXFP4: experts.dtype mxfp4 (--experts-dtype mxfp4) holds them as released, 4.5 bits a value (int8 and bf16 hold them exactly too); \(formats.experts.rawValue) takes \(times)× its memory")
         }
         let W = workers

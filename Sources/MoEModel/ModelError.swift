@@ -33,7 +33,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .shapeMismatch(let n, let e, let f):
             return "tensor \(n) has shape \(f), expected \(e)"
         case .unsupportedDType(let n, let d):
-            return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16; F8_E4M3 and F8_E5M2 with scales)"
+            return "tensor \(n) has dtype \(d), which is not supported (F32, F16, BF16; F8_E4M3, F8_E5M2 and I8 with scales; MXFP4 as U8 blocks and scales)"
         case .missingScales(let n, let d):
             return "tensor \(n) is stored as \(d), which needs scales, but the checkpoint has none for it: expected \(n)_scale_inv "
                 + "(blocks of quantization_config.weight_block_size) or \(n)_scale (per tensor, row, group or block)"

@@ -167,7 +167,8 @@ public struct QuantizationConfig: Sendable {
         return (r, c)
     }
 
-    /// nil where config.json has no quantization_config; throws for methods whose weights are not float8.
+    /// nil where config.json has no quantization_config; throws for methods (and compressed-tensors formats) that do
+    /// not load.
     public init?(configJSON data: Data) throws {
         guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let q = obj["quantization_config"] else { return nil }

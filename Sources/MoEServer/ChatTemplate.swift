@@ -4,8 +4,9 @@ import MoETokenizer
 /// The chat templates of the common model families, recognised in tokenizer_config.json's Jinja source and rendered
 /// natively: ChatML (Qwen2/2.5/3, with Qwen2.5's and Qwen3's tool calls, Qwen3's thinking and Qwen3-Coder's XML tool
 /// calls), Llama 3 headers, Mistral/Llama 2 [INST] turns (with mistral-common's v3 tool calls: MistralTools.swift),
-/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V2's, V3/R1's and V3.1's, GLM-4.5/4.6's with their XML tool calls
-/// (GLMTools.swift), and gpt-oss's harmony format with its tools and channels (Harmony.swift). Any other template is refused with a clear error rather than rendered wrongly.
+/// Tulu's `<|user|>` turns (allenai's instruct models), DeepSeek-V2's, V3/R1's and V3.1's (with vLLM's tool template for
+/// V3.1: DeepSeekTools.swift), GLM-4.5/4.6's and 4.7's with their XML tool calls (GLMTools.swift), and gpt-oss's harmony
+/// format with its tools and channels (Harmony.swift). Any other template is refused with a clear error rather than rendered wrongly.
 public struct ChatTemplate: Sendable {
     public enum Kind: String, Sendable { case chatML, llama3, inst, tulu, deepseek, deepseekV2, glm, harmony, unsupported }
     public let kind: Kind
@@ -60,7 +61,6 @@ public struct ChatTemplate: Sendable {
             thinks = source.contains("reasoning_content")
             // In the Jinja source the newlines are escapes ("\n") inside a string literal; either form counts.
             opensThinking = thinks && (source.contains(#"'<|im_start|>assistant\n<think>\n'"#) || source.contains("'<|im_start|>assistant\n<think>\n'"))
-            hybridThinking = false
         } else if source.contains("<｜User｜>") && source.contains("<｜Assistant｜>") {
             // DeepSeek-V3's and R1's: R1's drops an earlier reply's reasoning (up to its </think>) and opens the
             // reply with "<think>\n".
@@ -71,7 +71,6 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = source.contains("</think>")
             opensThinking = source.contains(#"'<｜Assistant｜><think>\n'"#) || source.contains("'<｜Assistant｜><think>\n'")
-            hybridThinking = source.contains("ns.is_last_user") && source.contains("if not thinking")
         } else if source.contains("'Assistant: ' + message['content'] + eos_token") && source.contains("'User: ' + message['content']") {
             // DeepSeek-V2's (V2-Chat, V2-Lite-Chat): "User: …\n\n", "Assistant: …" closed by EOS, the system text first.
             kind = .deepseekV2
@@ -80,7 +79,6 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = false
             opensThinking = false
-            hybridThinking = false
         } else if ["<|start|>", "<|channel|>", "<|message|>", "<|call|>"].allSatisfy(source.contains) {
             // gpt-oss's harmony format (Harmony.swift): reasoning on its analysis channel, not in <think> blocks.
             kind = .harmony
@@ -89,7 +87,6 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = false
             opensThinking = false
-            hybridThinking = false
         } else if ["[gMASK]<sop>", "<|assistant|>", "<|observation|>"].allSatisfy(source.contains) {
             // GLM-4.5's and 4.6's: the reply writes its reasoning in <think> (the prompt does not open it).
             kind = .glm
@@ -98,7 +95,6 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = source.contains("reasoning_content")
             opensThinking = false
-            hybridThinking = false
         } else {
             kind = source.contains("<|start_header_id|>") ? .llama3 : source.contains("[INST]") ? .inst
                 : ["'<|user|>\\n'", "'<|assistant|>\\n'", "not loop.last"].allSatisfy(source.contains) ? .tulu : .unsupported
@@ -107,10 +103,10 @@ public struct ChatTemplate: Sendable {
             xmlTools = false
             thinks = false
             opensThinking = false
-            hybridThinking = false
         }
         instStyle = mistralTools ? .mistralTools(spaced: source.contains("'[INST] '"))
             : source.contains("<<SYS>>") ? .llama2 : source.contains("' [INST] '") ? .mistral : .mistralFirst
+        hybridThinking = kind == .deepseek && source.contains("ns.is_last_user") && source.contains("if not thinking")
         glmCompact = kind == .glm && source.contains("<|assistant|>{{- '</think>' if")
         llamaDate = kind != .llama3 || !source.contains("Cutting Knowledge Date") ? nil : source.contains("strftime_now") ? .today : .fixed("26 Jul 2024")
     }
@@ -190,7 +186,7 @@ public struct ChatTemplate: Sendable {
             throw Unsupported(description: "unsupported message role '\(m.role)' (system, user, assistant, tool)")
         }
         if !rendersTools, !tools.isEmpty || messages.contains(where: { $0.role == "tool" || !$0.toolCalls.isEmpty }) {
-            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's, Qwen3-Coder's and GLM-4.5's `<tool_call>` formats, Mistral's `[TOOL_CALLS]` and gpt-oss's harmony calls); leave out tools, tool calls and tool messages")
+            throw Unsupported(description: "this model's chat template has no tool-call format moe-serve renders (it renders Qwen2.5's, Qwen3's, Qwen3-Coder's and GLM-4.5–4.7's `<tool_call>` formats, Mistral's `[TOOL_CALLS]`, DeepSeek-V3.1's with vLLM's tool template and gpt-oss's harmony calls); leave out tools, tool calls and tool messages")
         }
         switch kind {
         case .chatML:
@@ -262,7 +258,7 @@ public struct ChatTemplate: Sendable {
             if case .mistralTools(let spaced) = instStyle { return try renderMistral(messages, tools: tools, spaced: spaced) }
             return try renderInst(messages, opensReply: options.addGenerationPrompt)
         case .unsupported:
-            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V2, V3/R1 and V3.1, GLM-4.5/4.6, gpt-oss); use /v1/completions with a formatted prompt")
+            throw Unsupported(description: "this model's chat template is not one moe-serve renders (ChatML/Qwen, Llama 3, Mistral/Llama 2 [INST], Tulu, DeepSeek-V2, V3/R1 and V3.1, GLM-4.5–4.7, gpt-oss); use /v1/completions with a formatted prompt")
         }
     }
 
@@ -391,11 +387,12 @@ public struct ChatTemplate: Sendable {
         return out
     }
 
-    /// Today as strftime's "%d %b %Y" (English month abbreviations), as transformers' strftime_now gives it.
-    static func today() -> String {
+    /// Today in a DateFormatter `pattern` (English month names): strftime's "%d %b %Y" by default, as transformers'
+    /// strftime_now gives it.
+    static func today(_ pattern: String = "dd MMM yyyy") -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
-        f.dateFormat = "dd MMM yyyy"
+        f.dateFormat = pattern
         return f.string(from: Date())
     }
 

@@ -121,12 +121,7 @@ enum Harmony {
     }
 
     /// Today as strftime's "%Y-%m-%d".
-    static func today() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.dateFormat = "yyyy-MM-dd"
-        return f.string(from: Date())
-    }
+    static func today() -> String { ChatTemplate.today("yyyy-MM-dd") }
 }
 
 extension ChatTemplate {
@@ -198,7 +193,8 @@ extension ChatTemplate {
 /// Reads a harmony reply as it streams (the text with its special tokens kept). The reply continues the prompt's
 /// "<|start|>assistant", so it opens with a header; each message's text goes out as it comes, by channel; a message
 /// to functions.NAME is a call whose arguments are its text. A reply that opens with no header (a reply constrained
-/// to a grammar, a model off its format) is all content, as are headers the reply leaves unfinished.
+/// to a grammar, a model off its format) is all content; a header the reply leaves unfinished carries no text and is
+/// dropped.
 struct HarmonyReader: Sendable {
     enum Piece: Equatable, Sendable {
         case reasoning(String)

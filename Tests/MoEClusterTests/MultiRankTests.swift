@@ -45,7 +45,8 @@ import Testing
     /// over five, sparse-step layers, a layer without experts, DeepSeek-V3's latent attention with shared experts and
     /// grouped bias-corrected routing: transformers' logits and greedy tokens, EOS ignored. An FP8 checkpoint too
     /// (Tests/Fixtures/fp8) and a W4A16 one (Tests/Fixtures/compressed-tensors): each worker reads its experts'
-    /// float8 rows and their ragged block scales, or their packed int4 rows.
+    /// float8 rows and their ragged block scales, or their packed int4 rows. And gpt-oss (Tests/Fixtures/gpt-oss) as
+    /// MXFP4 blocks and in transformers' x·W layout: each worker reads its experts' slice of the fused tensors.
     @Test(arguments: ["odd-shapes/mixtral-headdim12-1kv-3experts", "odd-shapes/mixtral-top1-window", "odd-shapes/qwen2-moe-sparse-step",
                       "odd-shapes/qwen3-moe-bias-mlp-only", "odd-shapes/deepseek-v3-noaux-interleaved", "fp8/qwen3-moe-fp8-ragged-blocks",
                       "compressed-tensors/qwen3-moe-w4a16-groups", "gpt-oss/gpt-oss-mxfp4", "gpt-oss/gpt-oss-f32-clamped"])

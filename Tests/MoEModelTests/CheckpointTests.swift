@@ -23,6 +23,18 @@ import Testing
         try (data.prefix(8) + json + data.suffix(from: 8 + n)).write(to: url)
     }
 
+    /// The load error of a copy of `fixture` whose header gives `tensor` the shape `claimed` (same bytes).
+    func loadError(_ fixture: String, claiming claimed: [Int], for tensor: String) throws -> String? {
+        let dir = try Fixtures.copy(fixture)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try editHeader(dir) { h in
+            var e = h[tensor] as! [String: Any]
+            e["shape"] = claimed
+            h[tensor] = e
+        }
+        return loadError(dir)
+    }
+
     @Test func missingTensorIsNamed() throws {
         let dir = try Fixtures.copy("tiny-mixtral")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -34,14 +46,7 @@ import Testing
     }
 
     @Test func wrongShapeSaysExpectedAndFound() throws {
-        let dir = try Fixtures.copy("tiny-mixtral")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        try editHeader(dir) { h in
-            var e = h["model.layers.0.self_attn.k_proj.weight"] as! [String: Any]
-            e["shape"] = [64, 32]
-            h["model.layers.0.self_attn.k_proj.weight"] = e
-        }
-        let e = loadError(dir)
+        let e = try loadError("tiny-mixtral", claiming: [64, 32], for: "model.layers.0.self_attn.k_proj.weight")
         #expect(e == "tensor model.layers.0.self_attn.k_proj.weight has shape [64, 32], expected [32, 64]", "\(e ?? "no error")")
     }
 
@@ -89,7 +94,7 @@ import Testing
             e["dtype"] = "I32"
             h["model.norm.weight"] = e
         }
-        #expect(loadError(dir) == "tensor model.norm.weight has dtype I32, which is not supported (F32, F16, BF16; F8_E4M3 and F8_E5M2 with scales)")
+        #expect(loadError(dir) == "tensor model.norm.weight has dtype I32, which is not supported (F32, F16, BF16; F8_E4M3, F8_E5M2 and I8 with scales; MXFP4 as U8 blocks and scales)")
     }
 
     @Test func missingDirectoryAndConfigAreReported() throws {

@@ -87,8 +87,8 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 /// multiples of one power of two, at most 127 of them, exactly with that scale: MXFP4's groups) or KERN_Q4 (n/2
 /// bytes, v + 8, amax/7) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
 /// in spans of 16, then fours, see grouplayout.h); kern_dequantize gives them back in order. Returns 0, or −1 (nothing
-/// written) when a group's scale would exceed KERN_Q_MAX_SCALE (|w| over 8.3e6 for int8, 4.6e5 for int4) or a value
-/// is not finite.
+/// written) when a group's scale would exceed KERN_Q_MAX_SCALE (|w| over 8.3e6 for int8, 4.6e5 for int4; 3.9e5,
+/// 6 · 2^16, for mxfp4) or a value is not finite.
 /// KERN_MX4: each group's e the smallest with amax ≤ 6 · 2^e, each value the nearest e2m1 times 2^e (ties to the even
 /// code), so an MXFP4 group is held exactly; its scale 2^(e−1) must be an f16 (e from −23 to 16; a group of values
 /// below 6 · 2^-24 is rounded against e = −23).
