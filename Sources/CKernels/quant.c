@@ -97,6 +97,72 @@ static int exact_group_q8(const float *x, int8_t *q, uint16_t *scale) {
     return 1;
 }
 
+// Which m in 1 … max_m (at most 16; bit m − 1) could make values 0 and 1 of x integer multiples of amax / m: both
+// times m / amax within 10^-3 of integers (their rounding error is below 10^-6, so no exact group is screened out).
+static unsigned screen_steps(const float *x, float amax, int max_m) {
+    const float a = x[0] / amax, b = x[1] / amax;
+    unsigned bits = 0;
+    for (int m = 1; m <= max_m; m++) {
+        const float ta = a * (float)m, tb = b * (float)m;
+        bits |= (unsigned)(fabsf(ta - rintf(ta)) <= 1e-3f && fabsf(tb - rintf(tb)) <= 1e-3f) << (m - 1);
+    }
+    return bits;
+}
+// amax32 in four vectors (the scalar chain of 32 fmaxf is most of a screen's time).
+__attribute__((target("avx2,fma")))
+static float amax32_avx2(const float *x) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signmask, _mm256_loadu_ps(x)), _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + 8))),
+                             _mm256_max_ps(_mm256_andnot_ps(signmask, _mm256_loadu_ps(x + 16)), _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + 24))));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+__attribute__((target("avx2,fma")))
+static unsigned screen_steps_avx2(const float *x, float amax, int max_m) {
+    const __m256 a = _mm256_set1_ps(x[0] / amax), b = _mm256_set1_ps(x[1] / amax), tol = _mm256_set1_ps(1e-3f);
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    unsigned bits = 0;
+    for (int m0 = 1; m0 <= max_m; m0 += 8) {
+        const __m256 m = _mm256_add_ps(_mm256_set1_ps((float)m0), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 ta = _mm256_mul_ps(a, m), tb = _mm256_mul_ps(b, m);
+        const __m256 da = _mm256_andnot_ps(signmask, _mm256_sub_ps(ta, _mm256_round_ps(ta, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        const __m256 db = _mm256_andnot_ps(signmask, _mm256_sub_ps(tb, _mm256_round_ps(tb, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(da, tol, _CMP_LE_OQ), _mm256_cmp_ps(db, tol, _CMP_LE_OQ));
+        bits |= (unsigned)_mm256_movemask_ps(ok) << (m0 - 1);
+    }
+    return bits & ((1u << max_m) - 1);
+}
+
+// A group whose values are all k · step for integers k in [lo, hi], its largest magnitude m · step for some m in
+// 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint (GPTQ, AWQ,
+// compressed-tensors: (q − z) · s with an f16 or bf16 s), which rounding against amax/levels would move. Candidates
+// that pass screen_steps, from the largest m down; other weights (a bf16 checkpoint's) fail the screen. Returns 1
+// when it wrote k (value order) and *scale (k is scratch otherwise).
+static int exact_small_step(const float *x, int lo, int hi, int max_m, int8_t *k, uint16_t *scale) {
+    const int avx2 = kern_isa_active() >= KERN_ISA_AVX2;
+    const float amax = avx2 ? amax32_avx2(x) : amax32(x);
+    if (!(amax > 0)) return 0;
+    unsigned candidates = avx2 ? screen_steps_avx2(x, amax, max_m) : screen_steps(x, amax, max_m);
+    while (candidates) {
+        const int m = 32 - __builtin_clz(candidates);                    // the largest left
+        candidates &= ~(1u << (m - 1));
+        const float step = amax / (float)m;
+        int i = 0;
+        for (; i < 32; i++) {
+            const float v = x[i] / step;
+            if (v != rintf(v) || v < (float)lo || v > (float)hi || v * step != x[i]) break;
+            k[i] = (int8_t)v;
+        }
+        if (i < 32) continue;
+        const uint16_t h = to_f16(step);
+        if (from_f16(h) != step) continue;
+        *scale = h;
+        return 1;
+    }
+    return 0;
+}
+
 // The e2m1 code nearest x (|x| ≤ 6 after scaling), ties to the even code: the midpoints between codes i and i + 1
 // it lies above, plus those it sits on where i + 1 is even (codes 0, 2, 4, 6: values 0, 1, 2, 4 win their ties).
 static inline int e2m1_code(float x) {
@@ -139,12 +205,22 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         // two signed byte planes (products.c).
         uint8_t *b = (uint8_t *)q;
         quantize_q8(src, n, (int8_t *)q, NULL, scales);
-        for (size_t g = 0; g < n / 32; g++) exact_group_q8(src + g * 32, (int8_t *)q + g * 32, scales + g);
+        int8_t k[32];
+        for (size_t g = 0; g < n / 32; g++)
+            if (!exact_group_q8(src + g * 32, (int8_t *)q + g * 32, scales + g)
+                && exact_small_step(src + g * 32, -15, 15, 15, k, scales + g)) memcpy((int8_t *)q + g * 32, k, 32);
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
         if (format == KERN_MX4) quantize_mx4_values(src, n, (uint8_t *)q, scales);
-        else quantize_q4_values(src, n, (uint8_t *)q, scales);
+        else {
+            quantize_q4_values(src, n, (uint8_t *)q, scales);
+            int8_t k[32];
+            for (size_t g = 0; g < n / 32; g++) {
+                if (!exact_small_step(src + g * 32, -8, 7, 8, k, scales + g)) continue;
+                for (int j = 0; j < 16; j++) ((uint8_t *)q)[g * 16 + j] = (uint8_t)((k[j] + 8) | ((k[j + 16] + 8) << 4));
+            }
+        }
         pack_groups((uint8_t *)q, n / 32, 16, UNIT);
     }
     return 0;

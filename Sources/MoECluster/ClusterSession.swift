@@ -122,6 +122,10 @@ public final class ClusterSession {
             let times = Int((Double(formats.experts.rowBytes(32)) / Double(WeightFormat.mxfp4.rowBytes(32))).rounded())
             logLine("\(tag): note: the checkpoint's experts are MXFP4: experts.dtype mxfp4 (--experts-dtype mxfp4) holds them as released, 4.5 bits a value (int8 and bf16 hold them exactly too); \(formats.experts.rawValue) takes \(times)× its memory")
         }
+        if role == .coordinator, let q = ckpt.quantization, let bits = q.integerBits, bits <= 4, [.f32, .f16].contains(formats.experts) {
+            let times = Int((Double(formats.experts.rowBytes(32)) / Double(WeightFormat.int4.rowBytes(32))).rounded())
+            logLine("\(tag): note: the checkpoint's weights are \(bits)-bit integers (\(q.displayName)): experts.dtype int4 (--experts-dtype int4) holds them in about their size, exactly where their codes are symmetric and each run of 32 inputs lies in one of their groups; int8 holds them exactly in twice that; \(formats.experts.rawValue) takes \(times)× int4's memory")
+        }
         let W = workers
         let placement = try agree("computed the expert placement") {
             W > 0 ? try ExpertPlacement.make(config, spec: spec, workers: W) : nil

@@ -58,7 +58,16 @@ public final class Checkpoint: @unchecked Sendable {
     public var tensorNames: [String] { index.keys.sorted() }
     /// Whether the checkpoint holds the tensor (a compressed-tensors pack-quantized weight as `NAME_packed`, an MXFP4
     /// one as `NAME_blocks`).
-    public func has(_ name: String) -> Bool { index[name] != nil || index[name + "_packed"] != nil || index[name + "_blocks"] != nil }
+    public func has(_ name: String) -> Bool {
+        index[name] != nil || index[name + "_packed"] != nil || index[name + "_blocks"] != nil || groupedIntBase(name) != nil
+    }
+
+    /// `NAME` of a GPTQ / AWQ layer whose weight `NAME.weight` is stored as `NAME.qweight` (see GroupedIntLayout).
+    private func groupedIntBase(_ name: String) -> String? {
+        guard index[name] == nil, name.hasSuffix(".weight") else { return nil }
+        let base = String(name.dropLast(".weight".count))
+        return index[base + ".qweight"] != nil ? base : nil
+    }
     public func entry(_ name: String) -> TensorEntry? { index[name]?.entry }
 
     /// A stable fingerprint of config.json, the tensor index (names, dtypes, shapes) and a sample of each file's
@@ -93,6 +102,9 @@ public final class Checkpoint: @unchecked Sendable {
         if index[name] == nil, index[name + "_packed"] != nil {
             return try loadPacked(name, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *))
         }
+        if let base = groupedIntBase(name) {
+            return try loadGroupedInt(base, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *))
+        }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         let cols = expected.last ?? 1
@@ -105,6 +117,9 @@ public final class Checkpoint: @unchecked Sendable {
     public func matrixSlice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
         if index[name] == nil, index[name + "_packed"] != nil {
             return try loadPacked(name, shape: expected, rowStart: rowStart, rows: rowCount)
+        }
+        if let base = groupedIntBase(name) {
+            return try loadGroupedInt(base, shape: expected, rowStart: rowStart, rows: rowCount)
         }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
@@ -225,6 +240,52 @@ public final class Checkpoint: @unchecked Sendable {
         return Matrix(buf, rows: rows, cols: cols)
     }
 
+    /// A GPTQ / AWQ layer `base` (`base.qweight`, `base.qzeros`, `base.scales`, GPTQ's `base.g_idx`) as f32: outputs
+    /// [rowStart, rowStart + rows) of its [out, in] weight.
+    private func loadGroupedInt(_ base: String, shape expected: [Int], rowStart: Int, rows: Int) throws -> Matrix {
+        guard let layout = quantization?.groupedInt else {
+            throw ModelError.unsupported("\(base).qweight: GPTQ / AWQ weights need quantization_config's quant_method gptq or awq")
+        }
+        guard expected.count == 2 else {
+            throw ModelError.unsupported("\(base).qweight: a GPTQ / AWQ layer holds one matrix, where \(expected) is expected")
+        }
+        let out = expected[0], inputs = expected[1]
+        if let why = layout.misfit(out: out, inputs: inputs) {
+            throw ModelError.badTensor(tensor: base + ".qweight", reason: "a [\(out), \(inputs)] weight cannot be packed that way: \(why)")
+        }
+        let shapes = layout.shapes(out: out, inputs: inputs), groups = layout.groups(inputs: inputs)
+        let (qf, q) = try locate(base + ".qweight"), (zf, z) = try locate(base + ".qzeros"), (sf, s) = try locate(base + ".scales")
+        guard q.dtypeName == "I32", q.shape == shapes.qweight else { throw ModelError.shapeMismatch(tensor: q.name, expected: shapes.qweight, found: q.shape) }
+        guard z.dtypeName == "I32", z.shape == shapes.qzeros else { throw ModelError.shapeMismatch(tensor: z.name, expected: shapes.qzeros, found: z.shape) }
+        guard s.shape == [groups, out] else { throw ModelError.shapeMismatch(tensor: s.name, expected: [groups, out], found: s.shape) }
+        guard let sdtype = s.dtype else { throw ModelError.unsupportedDType(tensor: s.name, dtype: s.dtypeName) }
+        var scales = [Float](repeating: 0, count: groups * out)
+        scales.withUnsafeMutableBufferPointer { b in
+            if sdtype == .f32 { UnsafeMutableRawPointer(b.baseAddress!).copyMemory(from: sf.pointer(s), byteCount: b.count * 4) }
+            else { Self.widen(sf.pointer(s), sdtype, b.count, into: b.baseAddress!) }
+        }
+        if let bad = scales.firstIndex(where: { !$0.isFinite }) {
+            throw ModelError.badTensor(tensor: s.name, reason: "scale \(bad) is \(scales[bad]); scales must be finite")
+        }
+        var group: [Int32]?
+        if let (gf, g) = try? locate(base + ".g_idx") {
+            guard g.dtypeName == "I32", g.shape == [inputs] else { throw ModelError.shapeMismatch(tensor: g.name, expected: [inputs], found: g.shape) }
+            let p = gf.pointer(g)
+            let values = (0..<inputs).map { Int32(littleEndian: p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+            if let bad = values.firstIndex(where: { $0 < 0 || Int($0) >= groups }) {
+                throw ModelError.badTensor(tensor: g.name, reason: "input \(bad) is in group \(values[bad]), outside the \(groups) groups of \(base).scales")
+            }
+            group = values
+        }
+        lock.lock(); bytesHeld += rows * inputs * 4; lock.unlock()
+        let buf = FloatBuffer(count: rows * inputs, zeroed: false)
+        layout.dequantize(qweight: qf.pointer(q), qzeros: zf.pointer(z), scales: scales, group: group, out: out, inputs: inputs,
+                          r0: rowStart, rows: rows, into: buf.pointer)
+        // The codes are transposed: only a whole layer's pages are done with.
+        if rowStart == 0 && rows == out { qf.mapping.release(from: qf.pointer(q), count: q.elementCount * 4) }
+        return Matrix(buf, rows: rows, cols: inputs)
+    }
+
     /// The scales of weight `weight` (of `stored` shape, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid
     /// out as quantization_config says.
     private func scales(forWeight weight: String, shape stored: [Int], dtype: String) throws -> WeightScales {
@@ -269,6 +330,44 @@ public final class Checkpoint: @unchecked Sendable {
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); scales must be finite")
         }
-        return WeightScales(layout: layout, values: values, matrixRows: matrixRows, cols: cols)
+        let zeros = try index[weight + "_zero_point"].map { _ in try zeroPoints(weight + "_zero_point", scaleShape: s.shape, count: values.count) }
+        return WeightScales(layout: layout, values: values, zeroPoints: zeros, matrixRows: matrixRows, cols: cols)
+    }
+
+    /// compressed-tensors' zero points `name`, one per scale of a [..., R, G] (or [..., R]) scale tensor in its order:
+    /// int8 as they are, or for pack-quantized weights as pack_to_int32 packs them along R (int32 [..., ⌈R · bits /
+    /// 32⌉, G], each column a dense stream of fields stored plus 2^(bits−1)).
+    private func zeroPoints(_ name: String, scaleShape: [Int], count: Int) throws -> [Float] {
+        let (file, z) = try locate(name)
+        let p = file.pointer(z)
+        switch z.dtypeName {
+        case "I8":
+            guard z.elementCount == count else { throw ModelError.shapeMismatch(tensor: name, expected: scaleShape, found: z.shape) }
+            return (0..<count).map { Float(Int8(bitPattern: p.load(fromByteOffset: $0, as: UInt8.self))) }
+        case "I32":
+            guard let bits = quantization?.packedBits else { throw ModelError.unsupportedDType(tensor: name, dtype: z.dtypeName) }
+            let shape = scaleShape.count >= 2 ? scaleShape : scaleShape + [1]
+            let G = shape[shape.count - 1], R = shape[shape.count - 2], lead = Array(shape.dropLast(2))
+            let words = (R * bits + 31) / 32, matrices = lead.reduce(1, *)
+            let expected = lead + [words, G]
+            guard z.shape == expected || (scaleShape.count < 2 && z.shape == [words]) else {
+                throw ModelError.shapeMismatch(tensor: name, expected: expected, found: z.shape)
+            }
+            let offset = 1 << (bits - 1)
+            var out = [Float](repeating: 0, count: count)
+            for m in 0..<matrices {
+                for g in 0..<G {
+                    for r in 0..<R {
+                        let v = WeightScales.denseField(r, bits: bits) {
+                            UInt32(littleEndian: p.loadUnaligned(fromByteOffset: ((m * words + $0) * G + g) * 4, as: UInt32.self))
+                        }
+                        out[(m * R + r) * G + g] = Float(Int(v) - offset)
+                    }
+                }
+            }
+            return out
+        default:
+            throw ModelError.unsupportedDType(tensor: name, dtype: z.dtypeName)
+        }
     }
 }

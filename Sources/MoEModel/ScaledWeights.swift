@@ -8,7 +8,7 @@ public enum ScaledFormat: String, Sendable, CaseIterable {
     case e4m3 = "F8_E4M3"
     /// 1 sign, 5 exponent (bias 15), 2 mantissa bits: the top byte of an IEEE half.
     case e5m2 = "F8_E5M2"
-    /// A signed byte (compressed-tensors' symmetric int8).
+    /// A signed byte (compressed-tensors' int8).
     case int8 = "I8"
 
     /// The value of every byte, indexed by the byte.
@@ -52,14 +52,29 @@ public struct WeightScales: Sendable, Equatable {
     public let layout: Layout
     /// Row-major: the blocks of each matrix in turn (a stacked [E, R, C] tensor has E grids).
     public let values: [Float]
+    /// compressed-tensors' asymmetric weights: one zero point per scale, in the same order; a stored value is
+    /// (element − zero point) × scale.
+    public let zeroPoints: [Float]?
     /// Rows of one matrix (R; the tensor's second-last dimension) and its columns (C).
     public let matrixRows: Int, cols: Int
 
-    public init(layout: Layout, values: [Float], matrixRows: Int, cols: Int) {
+    public init(layout: Layout, values: [Float], zeroPoints: [Float]? = nil, matrixRows: Int, cols: Int) {
         self.layout = layout
         self.values = values
+        self.zeroPoints = zeroPoints
         self.matrixRows = matrixRows
         self.cols = cols
+    }
+
+    /// Field `index` of a dense stream of `bits`-bit fields (1 … 8) in little-endian int32 words, as compressed-tensors'
+    /// pack_to_int32 writes each row: field i at bits [i · bits, (i + 1) · bits), a field may straddle two words.
+    /// `word(k)` reads the stream's k-th word.
+    @inline(__always)
+    static func denseField(_ index: Int, bits: Int, word: (Int) -> UInt32) -> UInt32 {
+        let bit = index * bits, k = bit / 32, shift = UInt32(bit % 32), mask = UInt32((1 << bits) - 1)
+        var v = word(k) >> shift
+        if Int(shift) + bits > 32 { v |= word(k + 1) << (32 - shift) }
+        return v & mask
     }
 
     /// The shape the scale tensor of a weight of `shape` must have for `layout` (`.rows` also accepts
@@ -77,33 +92,42 @@ public struct WeightScales: Sendable, Equatable {
     }
 
     /// Rows [firstRow, firstRow + rows) of a tensor packed as compressed-tensors' pack_to_int32 writes it: each row's
-    /// `bits`-bit values (4 or 8) one after another from bit 0 of its first little-endian int32 word, stored plus
-    /// 2^(bits−1); `wordsPerRow` words a row. As f32 times their scales (`out` holds rows × cols).
+    /// `bits`-bit values (1 … 8) a dense stream from bit 0 of its first little-endian int32 word (see denseField),
+    /// stored plus 2^(bits−1); `wordsPerRow` words a row. As f32 times their scales (`out` holds rows × cols).
     public func dequantizePacked(_ words: UnsafeRawPointer, bits: Int, wordsPerRow: Int, firstRow: Int, rows: Int,
                                  into out: UnsafeMutablePointer<Float>) {
-        let offset = 1 << (bits - 1), mask = UInt32((1 << bits) - 1), perWord = 32 / bits
+        let offset = 1 << (bits - 1)
         var elements = [Float](repeating: 0, count: cols)
         for r in 0..<rows {
             let src = words + (firstRow + r) * wordsPerRow * 4
             for c in 0..<cols {
-                let w = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: c / perWord * 4, as: UInt32.self))
-                elements[c] = Float(Int((w >> UInt32(c % perWord * bits)) & mask) - offset)
+                let v = Self.denseField(c, bits: bits) {
+                    UInt32(littleEndian: src.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))
+                }
+                elements[c] = Float(Int(v) - offset)
             }
             scale(elements, row: firstRow + r, into: out + r * cols)
         }
     }
 
-    /// One row's elements times their scales.
+    /// One row's elements, less their zero points, times their scales.
     private func scale(_ v: [Float], row: Int, into dst: UnsafeMutablePointer<Float>) {
+        let zeros = zeroPoints ?? []
         values.withUnsafeBufferPointer { s in
             switch layout {
             case .tensor, .rows:
-                let k = layout == .tensor ? s[0] : s[row]
-                for c in 0..<cols { dst[c] = v[c] * k }
+                let i = layout == .tensor ? 0 : row
+                let k = s[i], z = zeros.isEmpty ? 0 : zeros[i]
+                for c in 0..<cols { dst[c] = (v[c] - z) * k }
             case .blocks(let br, let bc):
                 let gridCols = (cols + bc - 1) / bc, gridRows = (matrixRows + br - 1) / br
-                let scales = s.baseAddress! + ((row / matrixRows) * gridRows + (row % matrixRows) / br) * gridCols
-                for c in 0..<cols { dst[c] = v[c] * scales[c / bc] }
+                let first = ((row / matrixRows) * gridRows + (row % matrixRows) / br) * gridCols
+                let scales = s.baseAddress! + first
+                if zeros.isEmpty {
+                    for c in 0..<cols { dst[c] = v[c] * scales[c / bc] }
+                } else {
+                    for c in 0..<cols { dst[c] = (v[c] - zeros[first + c / bc]) * scales[c / bc] }
+                }
             }
         }
     }
@@ -121,9 +145,9 @@ public struct WeightScales: Sendable, Equatable {
     }
 }
 
-/// A checkpoint's `quantization_config`, where it has one. Only symmetric float8 or integer weights with scales load
-/// (vLLM's and transformers' "fp8" block format, FBGEMM's per-row FP8, compressed-tensors' float-quantized,
-/// int-quantized and pack-quantized formats with tensor, channel, group or block scales, OpenAI's MXFP4 experts); their
+/// A checkpoint's `quantization_config`, where it has one. float8 or integer weights with scales load (vLLM's and
+/// transformers' "fp8" block format, FBGEMM's per-row FP8, compressed-tensors' float-quantized, int-quantized and
+/// pack-quantized formats with tensor, channel, group or block scales, OpenAI's MXFP4 experts, GPTQ and AWQ); their
 /// values are turned into f32 at load and then held in the format the cluster config asks for, as any checkpoint's.
 public struct QuantizationConfig: Sendable {
     public let method: String
@@ -136,12 +160,23 @@ public struct QuantizationConfig: Sendable {
     /// holds one scale per row or one in all.
     public let scaleBlock: (rows: Int, cols: Int)?
 
-    /// compressed-tensors' pack-quantized weights: bits per value (4 or 8), packed eight or four to an int32.
+    /// compressed-tensors' pack-quantized weights: bits per value (2 … 8), a dense stream of int32 words a row.
     public let packedBits: Int?
 
+    /// gptq / awq: every linear layer's integer codes, scales and zero points (see GroupedIntLayout).
+    public let groupedInt: GroupedIntLayout?
+
+    /// Bits per value of integer weights stored packed (GPTQ, AWQ, compressed-tensors' pack-quantized).
+    public var integerBits: Int? { groupedInt?.bits ?? packedBits }
+
+    /// The method as its users write it.
+    public var displayName: String {
+        ["gptq": "GPTQ", "awq": "AWQ", "mxfp4": "MXFP4", "fp8": "FP8", "fbgemm_fp8": "FBGEMM FP8"][method] ?? method
+    }
+
     /// mxfp4: OpenAI's gpt-oss experts (`NAME_blocks` / `NAME_scales`, see MXFP4); its other tensors are unquantised.
-    public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"]
-    /// Symmetric float8 or integer weights with scales (no zero points).
+    public static let supportedMethods = ["fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4", "gptq", "awq"]
+    /// float8 or integer weights with scales (integer ones with or without zero points).
     static let compressedTensorsFormats = ["float-quantized", "int-quantized", "naive-quantized", "pack-quantized"]
 
     /// compressed-tensors' weight schemes, by config group name.
@@ -154,8 +189,8 @@ public struct QuantizationConfig: Sendable {
     /// The bits of pack-quantized weights (every config group's).
     static func compressedTensorsBits(_ dict: [String: Any]) throws -> Int {
         let bits = Set(compressedTensorsWeights(dict).compactMap { ($0.weights["num_bits"] as? NSNumber)?.intValue })
-        guard bits.count == 1, let b = bits.first, b == 4 || b == 8 else {
-            throw ModelError.unsupported("compressed-tensors pack-quantized weights of \(bits.sorted()) bits: 4 or 8 bits (one for every group) load")
+        guard bits.count == 1, let b = bits.first, (2...8).contains(b) else {
+            throw ModelError.unsupported("compressed-tensors pack-quantized weights of \(bits.sorted()) bits: 2 to 8 bits (one for every group) load")
         }
         return b
     }
@@ -180,9 +215,10 @@ public struct QuantizationConfig: Sendable {
         }
         guard Self.supportedMethods.contains(method) else {
             throw ModelError.unsupported("quantization_config.quant_method '\(method)': only unquantised (F32, F16, BF16), "
-                + "FP8, compressed-tensors and MXFP4 checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start "
+                + "FP8, compressed-tensors, MXFP4, GPTQ and AWQ checkpoints (quant_method \(Self.supportedMethods.joined(separator: ", "))) load; start "
                 + "from the unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
         }
+        groupedInt = method == "gptq" ? try Self.gptqLayout(dict) : method == "awq" ? try Self.awqLayout(dict) : nil
         var bits: Int?
         if method == "compressed-tensors" {
             let format = dict["format"] as? String ?? "(none)"
@@ -190,9 +226,9 @@ public struct QuantizationConfig: Sendable {
                 throw ModelError.unsupported("compressed-tensors format '\(format)': \(Self.compressedTensorsFormats.joined(separator: ", ")) "
                     + "load; start from the unquantised checkpoint and quantise at load instead")
             }
-            // Zero points (asymmetric weights) are not read, so such a checkpoint is refused rather than loaded wrong.
-            guard Self.compressedTensorsWeights(dict).allSatisfy({ $0.weights["symmetric"] as? Bool ?? true }) else {
-                throw ModelError.unsupported("compressed-tensors asymmetric weights (zero points): only symmetric ones load")
+            // Zero points are read for integer weights (llm-compressor's W4A16_ASYM, W8A16 asymmetric schemes).
+            guard Self.compressedTensorsWeights(dict).allSatisfy({ ($0.weights["symmetric"] as? Bool ?? true) || ($0.weights["type"] as? String ?? "int") == "int" }) else {
+                throw ModelError.unsupported("compressed-tensors asymmetric float weights (zero points on float8): symmetric float and any integer weights load")
             }
             if format == "pack-quantized" { bits = try Self.compressedTensorsBits(dict) }
         }
@@ -209,6 +245,49 @@ public struct QuantizationConfig: Sendable {
         } else {
             blockSize = (128, 128)
         }
+    }
+
+    /// group_size: −1 (one group per row) as nil.
+    static func groupSize(_ dict: [String: Any], method: String) throws -> Int? {
+        guard let n = (dict["group_size"] as? NSNumber)?.intValue, n == -1 || n > 0 else {
+            throw ModelError.badConfig(file: "config.json", reason: "quantization_config (\(method)) needs group_size: a positive number of inputs, or -1 for one group per row (got \(dict["group_size"] ?? "none"))")
+        }
+        return n == -1 ? nil : n
+    }
+
+    /// GPTQ as AutoGPTQ and GPTQModel write it: bits, group_size, and checkpoint_format (GPTQModel's newer key
+    /// `format`) gptq (v1, the default) or gptq_v2.
+    static func gptqLayout(_ dict: [String: Any]) throws -> GroupedIntLayout {
+        let bits = (dict["bits"] as? NSNumber)?.intValue ?? 0
+        guard [2, 4, 8].contains(bits) else {
+            throw ModelError.unsupported("GPTQ weights of \(dict["bits"] ?? "unstated") bits: 2, 4 and 8 load (other widths' codes straddle int32 words)")
+        }
+        let format = (dict["checkpoint_format"] ?? dict["format"]) as? String ?? "gptq"
+        guard format == "gptq" || format == "gptq_v2" else {
+            throw ModelError.unsupported("GPTQ checkpoint_format '\(format)': gptq and gptq_v2 load (marlin, bitblas and planar layouts do not)")
+        }
+        if let pack = dict["pack_dtype"] as? String, pack != "int32" {
+            throw ModelError.unsupported("GPTQ pack_dtype '\(pack)': codes packed in int32 words load")
+        }
+        if let dynamic = dict["dynamic"] as? [String: Any], !dynamic.isEmpty {
+            throw ModelError.unsupported("GPTQ dynamic per-module overrides (quantization_config.dynamic): one bits and group_size for every layer load")
+        }
+        return GroupedIntLayout(packing: .gptq(v1: format == "gptq"), bits: bits, groupSize: try groupSize(dict, method: "gptq"))
+    }
+
+    /// AWQ as AutoAWQ writes it: 4 bits, version (GPTQModel: format) gemm. Its layers hold qzeros whether or not
+    /// zero_point is set (GPTQModel's symmetric AWQ stores the middle code), and they are subtracted either way, as
+    /// GPTQModel's dequantize_gemm does.
+    static func awqLayout(_ dict: [String: Any]) throws -> GroupedIntLayout {
+        let bits = (dict["bits"] ?? dict["w_bit"]) as? NSNumber
+        guard bits?.intValue == 4 else {
+            throw ModelError.unsupported("AWQ weights of \(bits.map { "\($0)" } ?? "unstated") bits: 4 load")
+        }
+        let version = ((dict["version"] ?? dict["format"]) as? String ?? "gemm").lowercased()
+        guard version == "gemm" else {
+            throw ModelError.unsupported("AWQ version '\(version)': the GEMM layout loads (gemv, gemv_fast and llm-awq pack codes otherwise)")
+        }
+        return GroupedIntLayout(packing: .awq, bits: 4, groupSize: try groupSize(dict, method: "awq"))
     }
 
     /// The scale blocks of compressed-tensors' weight schemes (`config_groups.*.weights`), which must agree.

@@ -46,10 +46,12 @@ import Testing
     /// grouped bias-corrected routing: transformers' logits and greedy tokens, EOS ignored. An FP8 checkpoint too
     /// (Tests/Fixtures/fp8) and a W4A16 one (Tests/Fixtures/compressed-tensors): each worker reads its experts'
     /// float8 rows and their ragged block scales, or their packed int4 rows. And gpt-oss (Tests/Fixtures/gpt-oss) as
-    /// MXFP4 blocks and in transformers' x·W layout: each worker reads its experts' slice of the fused tensors.
+    /// MXFP4 blocks and in transformers' x·W layout: each worker reads its experts' slice of the fused tensors. And a
+    /// GPTQ and an AWQ checkpoint (Tests/Fixtures/gptq-awq): each worker unpacks its experts' layers.
     @Test(arguments: ["odd-shapes/mixtral-headdim12-1kv-3experts", "odd-shapes/mixtral-top1-window", "odd-shapes/qwen2-moe-sparse-step",
                       "odd-shapes/qwen3-moe-bias-mlp-only", "odd-shapes/deepseek-v3-noaux-interleaved", "fp8/qwen3-moe-fp8-ragged-blocks",
-                      "compressed-tensors/qwen3-moe-w4a16-groups", "gpt-oss/gpt-oss-mxfp4", "gpt-oss/gpt-oss-f32-clamped"])
+                      "compressed-tensors/qwen3-moe-w4a16-groups", "gpt-oss/gpt-oss-mxfp4", "gpt-oss/gpt-oss-f32-clamped",
+                      "gptq-awq/qwen3-moe-gptq-int4-actorder", "gptq-awq/qwen2-moe-awq-int4"])
     func oddShapesAcrossWorkersMatchTransformers(_ name: String) throws {
         let d = Fixtures.root.appendingPathComponent(name)
         let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]

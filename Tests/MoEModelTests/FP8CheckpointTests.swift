@@ -41,9 +41,11 @@ struct FP8CheckpointTests {
 
     /// compressed-tensors' integer checkpoints (Tests/Fixtures/compressed-tensors, made with compressed-tensors' own
     /// quantize and pack): int4 packed eight to an int32 in groups of 32 (W4A16: attention, a dense MLP and the experts),
-    /// int8 with a scale per row (W8A8: activations stay as they are). Logits against transformers on the weights
-    /// compressed-tensors decompresses.
-    @Test(arguments: ["qwen3-moe-w4a16-groups", "mixtral-w8a8-channels"])
+    /// int8 with a scale per row (W8A8: activations stay as they are), and asymmetric ones with zero points: int4 in
+    /// groups of 32 and int3 in groups of 16 (fields straddling words) with zero points packed along rows, int8 with
+    /// one per row. Logits against transformers on the weights compressed-tensors decompresses.
+    @Test(arguments: ["qwen3-moe-w4a16-groups", "mixtral-w8a8-channels", "mixtral-w4a16-asym-groups",
+                      "qwen3-moe-w3a16-asym-groups", "mixtral-w8a16-asym-channels"])
     func compressedTensorsIntegerCheckpointsMatchTransformers(_ name: String) throws {
         try OddShapeTests.expectTransformersOutputs(Fixtures.root.appendingPathComponent("compressed-tensors/\(name)"), tolerance: 1e-4)
     }
@@ -61,6 +63,22 @@ struct FP8CheckpointTests {
         words.withUnsafeBytes { s.dequantizePacked($0.baseAddress!, bits: 4, wordsPerRow: 2, firstRow: 0, rows: 2, into: &out) }
         #expect(Array(out[0..<11]) == [-8, -7, -6, -5, -40, -30, -20, -10, 0, 100, 200])
         #expect(Array(out[11...]) == [14] + [Float](repeating: 0, count: 10))
+    }
+
+    /// pack_to_int32's dense stream at 3 bits: field i at bits 3i …, fields 10 and 21 straddling words; zero points
+    /// subtract before the scale multiplies.
+    @Test func packedInt3FieldsStraddleWordsAndZeroPointsSubtract() {
+        // One row of 12 values c − 4 + 4 (stored c), i.e. −4 … 7 minus zero point z per group of 6.
+        var bits = [UInt64](repeating: 0, count: 1)
+        for c in 0..<12 { bits[0] |= UInt64(c % 8) << UInt64(3 * c) }
+        let words: [UInt32] = [UInt32(truncatingIfNeeded: bits[0]), UInt32(truncatingIfNeeded: bits[0] >> 32)]
+        let s = WeightScales(layout: .blocks(rows: 1, cols: 6), values: [2, 0.5], zeroPoints: [1, -3], matrixRows: 1, cols: 12)
+        var out = [Float](repeating: 0, count: 12)
+        words.withUnsafeBytes { s.dequantizePacked($0.baseAddress!, bits: 3, wordsPerRow: 2, firstRow: 0, rows: 1, into: &out) }
+        let stored = (0..<12).map { Float($0 % 8 - 4) }
+        let want: [Float] = (0..<12).map { (c: Int) -> Float in c < 6 ? (stored[c] - 1) * 2 : (stored[c] + 3) * 0.5 }
+        #expect(out == want)
+        #expect(WeightScales.denseField(10, bits: 3) { words[$0] } == 2)   // bits 30…32
     }
 
     // MARK: scale layouts (pure)
@@ -116,7 +134,8 @@ struct FP8CheckpointTests {
         #expect(defaults.blockSize! == (128, 128))
         let perTensor = try #require(try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": null}}"#))
         #expect(perTensor.blockSize == nil)
-        #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "awq", "bits": 4}}"#) }
+        #expect(try parse(#"{"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}"#)?.groupedInt
+                == GroupedIntLayout(packing: .awq, bits: 4, groupSize: 128))
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}}"#) }
         #expect(throws: ModelError.self) { try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized"}}"#) }
         #expect(try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized"}}"#) != nil)
@@ -129,14 +148,15 @@ struct FP8CheckpointTests {
         #expect(throws: ModelError.self) { try ct(#"{"strategy": "group"}"#) }
         #expect(throws: ModelError.self) { try ct(#"{"strategy": "attn_head"}"#) }
         do {
-            _ = try parse(#"{"quantization_config": {"quant_method": "gptq"}}"#)
-            Issue.record("quant_method gptq was accepted")
+            _ = try parse(#"{"quantization_config": {"quant_method": "bitsandbytes"}}"#)
+            Issue.record("quant_method bitsandbytes was accepted")
         } catch {
-            #expect("\(error)".contains("quant_method 'gptq'") && "\(error)".contains("int8 or int4"), "\(error)")
+            #expect("\(error)".contains("quant_method 'bitsandbytes'") && "\(error)".contains("int8 or int4"), "\(error)")
         }
-        // Zero points are not read: asymmetric integer weights are refused, whatever their packing.
+        // Asymmetric integer weights load (their zero points are read); asymmetric float8 is refused.
+        #expect(try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "int", "symmetric": false, "strategy": "channel"}}}}}"#) != nil)
         #expect(throws: ModelError.self) {
-            try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "int", "symmetric": false, "strategy": "channel"}}}}}"#)
+            try parse(#"{"quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float", "symmetric": false, "strategy": "channel"}}}}}"#)
         }
     }
 
@@ -175,9 +195,9 @@ struct FP8CheckpointTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("config.json")
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        config["quantization_config"] = ["quant_method": "awq", "bits": 4, "group_size": 128]
+        config["quantization_config"] = ["quant_method": "bitsandbytes", "load_in_4bit": true]
         try JSONSerialization.data(withJSONObject: config).write(to: url)
         let e = CheckpointErrorTests().loadError(dir)
-        #expect(e?.hasPrefix("unsupported: quantization_config.quant_method 'awq'") == true, "\(e ?? "no error")")
+        #expect(e?.hasPrefix("unsupported: quantization_config.quant_method 'bitsandbytes'") == true, "\(e ?? "no error")")
     }
 }

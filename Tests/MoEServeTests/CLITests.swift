@@ -212,6 +212,19 @@ import Testing
         #expect(ids(mx) != nil && ids(mx) == ids(f32))
     }
 
+    /// A 2-bit GPTQ checkpoint loaded with the default f32 experts says that int4 holds it in about its size; asked
+    /// for int4 (symmetric codes in groups of 32: held exactly) it runs without the note, with f32's greedy tokens.
+    @Test func fourBitIntegerCheckpointsPointToInt4() throws {
+        let gptq = Fixtures.root.appendingPathComponent("gptq-awq/qwen3-moe-gptq-int2").path
+        let f32 = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json"])
+        #expect(f32.status == 0 && f32.stderr.contains("note: the checkpoint's weights are 2-bit integers (GPTQ): experts.dtype int4"), "\(f32.stderr)")
+        #expect(f32.stderr.contains("f32 takes 7× int4's memory"), "\(f32.stderr)")
+        let q4 = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "int4"])
+        #expect(q4.status == 0 && !q4.stderr.contains("note:") && q4.stderr.contains("all experts as int4"), "\(q4.stderr)")
+        func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
+        #expect(ids(q4) != nil && ids(q4) == ids(f32))
+    }
+
     @Test func textPromptStreamsTheDecodedText() throws {
         let r = try Binaries.moeServe(["run", "--model", tiny, "--prompt", "The quick brown fox", "--max-tokens", "12", "--json"])
         #expect(r.status == 0, "\(r.stderr)")

@@ -84,8 +84,9 @@ size_t kern_format_row_bytes(int format, size_t cols);
 /// of int4 products.
 void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 /// One row of n weights (a multiple of 32) as KERN_Q8 (n bytes, v + 128, scale amax/127; a group whose values are
-/// multiples of one power of two, at most 127 of them, exactly with that scale: MXFP4's groups) or KERN_Q4 (n/2
-/// bytes, v + 8, amax/7) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
+/// multiples of one power of two, at most 127 of them, exactly with that scale: MXFP4's groups; one of k · s for
+/// k in −15 … 15 and an f16 s exactly with s: a 4-bit checkpoint's) or KERN_Q4 (n/2 bytes, v + 8, amax/7; k · s for
+/// k in −8 … 7 exactly with s) with n/32 f16 scales (rounded up, the values rounded against them), in the order the products read (groups
 /// in spans of 16, then fours, see grouplayout.h); kern_dequantize gives them back in order. Returns 0, or −1 (nothing
 /// written) when a group's scale would exceed KERN_Q_MAX_SCALE (|w| over 8.3e6 for int8, 4.6e5 for int4; 3.9e5,
 /// 6 · 2^16, for mxfp4) or a value is not finite.

@@ -1,0 +1,104 @@
+import Foundation
+
+/// How GPTQ (AutoGPTQ, GPTQModel) and AWQ (AutoAWQ's GEMM layout) checkpoints store a linear layer `NAME`: integer
+/// codes in little-endian int32 words, transposed (`[in, out]`, as x·W), with one scale and one zero point per group of
+/// input columns and output: W[o, i] = (q[i, o] − z[g(i), o]) · s[g(i), o], in f32 (the stored scales are f16, so
+/// every product is exact). `NAME.scales` is [groups, out]; GPTQ's `NAME.g_idx` [in] gives g(i) (desc_act orders
+/// the groups by activation), otherwise g(i) = i / group_size.
+public struct GroupedIntLayout: Sendable, Equatable {
+    public enum Packing: Sendable, Equatable {
+        /// GPTQ: `qweight` [in · bits / 32, out], each word 32 / bits consecutive inputs of one output, lowest bits
+        /// first; `qzeros` [groups, out · bits / 32], each word 32 / bits consecutive outputs. v1 checkpoints
+        /// (checkpoint_format "gptq", every AutoGPTQ release) store each zero point less one: GPTQModel restores them
+        /// by adding 1 to every field of the word at once (a field's carry goes into the next, as there).
+        case gptq(v1: Bool)
+        /// AWQ: `qweight` [in, out / 8] and `qzeros` [groups, out / 8], each word eight consecutive outputs' 4-bit
+        /// codes in the order 0, 2, 4, 6, 1, 3, 5, 7 (output j of a word in field AWQ.field[j]).
+        case awq
+    }
+
+    public let packing: Packing
+    /// Bits per code: 2, 4 or 8 for GPTQ (fields never straddle words), 4 for AWQ.
+    public let bits: Int
+    /// Input columns per group; nil for one group over the whole row (GPTQ's group_size −1).
+    public let groupSize: Int?
+
+    public init(packing: Packing, bits: Int, groupSize: Int?) {
+        self.packing = packing
+        self.bits = bits
+        self.groupSize = groupSize
+    }
+
+    /// Field of output j (0 … 7) of an AWQ word: the inverse of AutoAWQ's packing order [0, 2, 4, 6, 1, 3, 5, 7].
+    public static let awqField = [0, 4, 1, 5, 2, 6, 3, 7]
+
+    var perWord: Int { 32 / bits }
+    var mask: UInt32 { UInt32((1 << bits) - 1) }
+
+    /// Groups of a row of `inputs` columns.
+    public func groups(inputs: Int) -> Int { groupSize.map { (inputs + $0 - 1) / $0 } ?? 1 }
+
+    /// The shapes of qweight and qzeros for a [out, in] weight.
+    public func shapes(out: Int, inputs: Int) -> (qweight: [Int], qzeros: [Int]) {
+        let g = groups(inputs: inputs)
+        switch packing {
+        case .gptq: return ([inputs / perWord, out], [g, out / perWord])
+        case .awq: return ([inputs, out / perWord], [g, out / perWord])
+        }
+    }
+
+    /// Why a [out, in] weight cannot be stored this way (its codes would straddle words), or nil.
+    public func misfit(out: Int, inputs: Int) -> String? {
+        switch packing {
+        case .gptq:
+            if inputs % perWord != 0 { return "\(inputs) inputs are not a multiple of the \(perWord) codes a word holds" }
+            if out % perWord != 0 { return "\(out) outputs are not a multiple of the \(perWord) zero points a word holds" }
+        case .awq:
+            if out % perWord != 0 { return "\(out) outputs are not a multiple of the \(perWord) codes a word holds" }
+        }
+        return nil
+    }
+
+    /// The word added to each v1 GPTQ zero-point word: 1 in every field.
+    var v1Correction: UInt32 { (0..<perWord).reduce(0) { $0 | (1 << UInt32($1 * bits)) } }
+
+    /// Outputs [r0, r0 + rows) of the weight as f32 rows of `inputs` values (`dst` holds rows × inputs). `scales` is
+    /// [groups, out] as f32, `group` the group of each input (nil: i / groupSize).
+    public func dequantize(qweight: UnsafeRawPointer, qzeros: UnsafeRawPointer, scales: [Float], group: [Int32]?,
+                           out: Int, inputs: Int, r0: Int, rows: Int, into dst: UnsafeMutablePointer<Float>) {
+        let per = perWord, mask = mask, bits = UInt32(bits), zeroWords = out / per
+        func word(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
+            UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+        }
+        let correction: UInt32 = packing == .gptq(v1: true) ? v1Correction : 0
+        let groupOf: [Int] = group.map { $0.map(Int.init) } ?? (0..<inputs).map { i in groupSize.map { i / $0 } ?? 0 }
+        let groupCount = groups(inputs: inputs)
+        var zeros = [Float](repeating: 0, count: groupCount)
+        scales.withUnsafeBufferPointer { s in
+            for (k, o) in (r0..<(r0 + rows)).enumerated() {
+                // Output o's field within the words that hold it (zero points of both layouts, AWQ's codes too).
+                let shift = UInt32(packing == .awq ? Self.awqField[o % per] : o % per) * bits
+                for g in 0..<groupCount {
+                    zeros[g] = Float(((word(qzeros, g * zeroWords + o / per) &+ correction) >> shift) & mask)
+                }
+                let row = dst + k * inputs
+                switch packing {
+                case .gptq:
+                    // Word w of column o holds inputs w · per … w · per + per − 1.
+                    for w in 0..<(inputs / per) {
+                        let codes = word(qweight, w * out + o)
+                        for f in 0..<per {
+                            let i = w * per + f, g = groupOf[i]
+                            row[i] = (Float((codes >> (UInt32(f) * bits)) & mask) - zeros[g]) * s[g * out + o]
+                        }
+                    }
+                case .awq:
+                    for i in 0..<inputs {
+                        let g = groupOf[i]
+                        row[i] = (Float((word(qweight, i * zeroWords + o / per) >> shift) & mask) - zeros[g]) * s[g * out + o]
+                    }
+                }
+            }
+        }
+    }
+}
