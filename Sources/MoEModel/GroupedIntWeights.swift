@@ -7,10 +7,12 @@ import Foundation
 /// the groups by activation), otherwise g(i) = i / group_size.
 public struct GroupedIntLayout: Sendable, Equatable {
     public enum Packing: Sendable, Equatable {
-        /// GPTQ: `qweight` [in · bits / 32, out], each word 32 / bits consecutive inputs of one output, lowest bits
-        /// first; `qzeros` [groups, out · bits / 32], each word 32 / bits consecutive outputs. v1 checkpoints
-        /// (checkpoint_format "gptq", every AutoGPTQ release) store each zero point less one: GPTQModel restores them
-        /// by adding 1 to every field of the word at once (a field's carry goes into the next, as there).
+        /// GPTQ: `qweight` [in · bits / 32, out], each output's inputs a dense stream of fields down its column
+        /// (field i at bits [i · bits, (i + 1) · bits) of the column's words, lowest first: 32 / bits a word, or at
+        /// 3 bits 32 inputs in 3 words, fields 10 and 21 straddling two); `qzeros` [groups, out · bits / 32], each
+        /// group's outputs a stream along its row. v1 checkpoints (checkpoint_format "gptq", every AutoGPTQ release)
+        /// store each zero point less one, which GPTQModel restores by adding 1 to every field of a word at once (a
+        /// field's carry goes into the next) at 2, 4 and 8 bits, and field by field (modulo 8) at 3.
         case gptq(v1: Bool)
         /// AWQ: `qweight` [in, out / 8] and `qzeros` [groups, out / 8], each word eight consecutive outputs' 4-bit
         /// codes in the order 0, 2, 4, 6, 1, 3, 5, 7 (output j of a word in field AWQ.field[j]).
@@ -18,7 +20,7 @@ public struct GroupedIntLayout: Sendable, Equatable {
     }
 
     public let packing: Packing
-    /// Bits per code: 2, 4 or 8 for GPTQ (fields never straddle words), 4 for AWQ.
+    /// Bits per code: 2, 3, 4 or 8 for GPTQ, 4 for AWQ.
     public let bits: Int
     /// Input columns per group; nil for one group over the whole row (GPTQ's group_size −1).
     public let groupSize: Int?
@@ -42,7 +44,7 @@ public struct GroupedIntLayout: Sendable, Equatable {
     public func shapes(out: Int, inputs: Int) -> (qweight: [Int], qzeros: [Int]) {
         let g = groups(inputs: inputs)
         switch packing {
-        case .gptq: return ([inputs / perWord, out], [g, out / perWord])
+        case .gptq: return ([inputs * bits / 32, out], [g, out * bits / 32])
         case .awq: return ([inputs, out / perWord], [g, out / perWord])
         }
     }
@@ -51,13 +53,16 @@ public struct GroupedIntLayout: Sendable, Equatable {
     public func misfit(out: Int, inputs: Int) -> String? {
         switch packing {
         case .gptq:
-            if inputs % perWord != 0 { return "\(inputs) inputs are not a multiple of the \(perWord) codes a word holds" }
-            if out % perWord != 0 { return "\(out) outputs are not a multiple of the \(perWord) zero points a word holds" }
+            let n = 32 / gcd(bits, 32)      // codes that fill whole words: 32 / bits, or 32 at 3 bits
+            if inputs % n != 0 { return "\(inputs) inputs are not a multiple of the \(n) codes that fill whole words" }
+            if out % n != 0 { return "\(out) outputs are not a multiple of the \(n) zero points that fill whole words" }
         case .awq:
             if out % perWord != 0 { return "\(out) outputs are not a multiple of the \(perWord) codes a word holds" }
         }
         return nil
     }
+
+    private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
     /// The word added to each v1 GPTQ zero-point word: 1 in every field.
     var v1Correction: UInt32 { (0..<perWord).reduce(0) { $0 | (1 << UInt32($1 * bits)) } }
@@ -66,6 +71,11 @@ public struct GroupedIntLayout: Sendable, Equatable {
     /// [groups, out] as f32, `group` the group of each input (nil: i / groupSize).
     public func dequantize(qweight: UnsafeRawPointer, qzeros: UnsafeRawPointer, scales: [Float], group: [Int32]?,
                            out: Int, inputs: Int, r0: Int, rows: Int, into dst: UnsafeMutablePointer<Float>) {
+        if 32 % bits != 0 {
+            dequantizeStreams(qweight: qweight, qzeros: qzeros, scales: scales, group: group, out: out, inputs: inputs,
+                              r0: r0, rows: rows, into: dst)
+            return
+        }
         let per = perWord, mask = mask, bits = UInt32(bits), zeroWords = out / per
         func word(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
             UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
@@ -98,6 +108,30 @@ public struct GroupedIntLayout: Sendable, Equatable {
                         row[i] = (Float((word(qweight, i * zeroWords + o / per) >> shift) & mask) - zeros[g]) * s[g * out + o]
                     }
                 }
+            }
+        }
+    }
+
+    /// GPTQ at 3 bits (fields straddle words): each output's codes and each group's zero points read as dense streams
+    /// (WeightScales.denseField), v1 zero points restored field by field.
+    private func dequantizeStreams(qweight: UnsafeRawPointer, qzeros: UnsafeRawPointer, scales: [Float], group: [Int32]?,
+                                   out: Int, inputs: Int, r0: Int, rows: Int, into dst: UnsafeMutablePointer<Float>) {
+        func word(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
+            UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+        }
+        let zeroWords = out * bits / 32, groupCount = groups(inputs: inputs), v1 = packing == .gptq(v1: true)
+        let groupOf: [Int] = group.map { $0.map(Int.init) } ?? (0..<inputs).map { i in groupSize.map { i / $0 } ?? 0 }
+        var zeros = [Float](repeating: 0, count: groupCount)
+        for (k, o) in (r0..<(r0 + rows)).enumerated() {
+            for g in 0..<groupCount {
+                let z = WeightScales.denseField(o, bits: bits) { word(qzeros, g * zeroWords + $0) }
+                zeros[g] = Float(v1 ? (z + 1) & mask : z)
+            }
+            let row = dst + k * inputs
+            for i in 0..<inputs {
+                let g = groupOf[i]
+                let q = WeightScales.denseField(i, bits: bits) { word(qweight, $0 * out + o) }
+                row[i] = (Float(q) - zeros[g]) * scales[g * out + o]
             }
         }
     }

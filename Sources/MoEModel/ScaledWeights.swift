@@ -259,8 +259,8 @@ public struct QuantizationConfig: Sendable {
     /// `format`) gptq (v1, the default) or gptq_v2.
     static func gptqLayout(_ dict: [String: Any]) throws -> GroupedIntLayout {
         let bits = (dict["bits"] as? NSNumber)?.intValue ?? 0
-        guard [2, 4, 8].contains(bits) else {
-            throw ModelError.unsupported("GPTQ weights of \(dict["bits"] ?? "unstated") bits: 2, 4 and 8 load (other widths' codes straddle int32 words)")
+        guard [2, 3, 4, 8].contains(bits) else {
+            throw ModelError.unsupported("GPTQ weights of \(dict["bits"] ?? "unstated") bits: 2, 3, 4 and 8 load (GPTQModel writes 5 to 7 in its planar layout)")
         }
         let format = (dict["checkpoint_format"] ?? dict["format"]) as? String ?? "gptq"
         guard format == "gptq" || format == "gptq_v2" else {

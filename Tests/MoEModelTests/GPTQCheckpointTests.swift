@@ -6,11 +6,13 @@ import Testing
 @testable import MoEModel
 
 /// GPTQ and AWQ checkpoints (Tests/Fixtures/gptq-awq, quantised and saved by GPTQModel): 4-bit GPTQ with act order
-/// and zero points stored v1-style, 8-bit with one group a row, 2-bit, and AWQ's GEMM layout with Qwen2-MoE's shared
-/// expert, against transformers' logits on the weights GPTQModel's own kernels dequantise.
+/// and zero points stored v1-style, 8-bit with one group a row, 2-bit, 3-bit with zero points (codes straddling
+/// words), and AWQ's GEMM layout with Qwen2-MoE's shared expert, against transformers' logits on the weights
+/// GPTQModel's own kernels dequantise.
 struct GPTQCheckpointTests {
     static let dir = Fixtures.root.appendingPathComponent("gptq-awq")
-    static let names = ["qwen3-moe-gptq-int4-actorder", "qwen3-moe-gptq-int8-rows", "qwen3-moe-gptq-int2", "qwen2-moe-awq-int4"]
+    static let names = ["qwen3-moe-gptq-int4-actorder", "qwen3-moe-gptq-int8-rows", "qwen3-moe-gptq-int2", "qwen3-moe-gptq-int3",
+                        "qwen2-moe-awq-int4"]
 
     @Test(arguments: names)
     func logitsAndGreedyTokensMatchTransformers(_ name: String) throws {
@@ -103,6 +105,40 @@ struct GPTQCheckpointTests {
         #expect((UInt32(0x0000_003F) &+ layout.v1Correction) & 0xFF == 0x50)
     }
 
+    /// GPTQ at 3 bits: 32 codes in 3 words, down each output's column (qweight) or along a group's row (qzeros), fields
+    /// 10 and 21 straddling words; v1 zero points restored field by field, 7 + 1 wrapping to 0 without a carry.
+    @Test func threeBitGPTQStreamsUnpackAsGPTQModelDoes() {
+        let out = 32, inputs = 32
+        func stream(_ values: [Int]) -> [UInt32] {
+            var words = [UInt32](repeating: 0, count: values.count * 3 / 32)
+            for (i, v) in values.enumerated() {
+                let bit = 3 * i
+                words[bit / 32] |= UInt32(v) << UInt32(bit % 32)
+                if bit % 32 > 29 { words[bit / 32 + 1] |= UInt32(v) >> UInt32(32 - bit % 32) }
+            }
+            return words
+        }
+        var qweight = [UInt32](repeating: 0, count: 3 * out)
+        for o in 0..<out {
+            for (k, w) in stream((0..<inputs).map { (i: Int) -> Int in (i + 2 * o) % 8 }).enumerated() { qweight[k * out + o] = w }
+        }
+        let qzeros = stream((0..<out).map { $0 % 8 })
+        let scales = (0..<out).map { Float($0) + 0.5 }
+        for v1 in [true, false] {
+            var w = [Float](repeating: 0, count: out * inputs)
+            qweight.withUnsafeBytes { q in qzeros.withUnsafeBytes { z in
+                GroupedIntLayout(packing: .gptq(v1: v1), bits: 3, groupSize: nil)
+                    .dequantize(qweight: q.baseAddress!, qzeros: z.baseAddress!, scales: scales, group: nil,
+                                out: out, inputs: inputs, r0: 0, rows: out, into: &w)
+            } }
+            for o in 0..<out {
+                let zero = v1 ? (o % 8 + 1) % 8 : o % 8
+                let want: [Float] = (0..<inputs).map { (i: Int) -> Float in Float((i + 2 * o) % 8 - zero) * scales[o] }
+                #expect(Array(w[(o * inputs)..<((o + 1) * inputs)]) == want, "v1 \(v1) output \(o)")
+            }
+        }
+    }
+
     /// AWQ: eight outputs of one input a word, in the order 0, 2, 4, 6, 1, 3, 5, 7; zero points the same way per group
     /// of inputs.
     @Test func awqCodesUnpackInAutoAWQsOrder() {
@@ -137,7 +173,7 @@ struct GPTQCheckpointTests {
                 == GroupedIntLayout(packing: .gptq(v1: false), bits: 8, groupSize: nil))
         #expect(try parse(#"{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "GEMM"}"#)
                 == GroupedIntLayout(packing: .awq, bits: 4, groupSize: 128))
-        for (q, reason) in [(#"{"quant_method": "gptq", "bits": 3, "group_size": 128}"#, "GPTQ weights of 3 bits"),
+        for (q, reason) in [(#"{"quant_method": "gptq", "bits": 5, "group_size": 128}"#, "GPTQ weights of 5 bits"),
                             (#"{"quant_method": "gptq", "bits": 4, "group_size": 0}"#, "group_size"),
                             (#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}"#, "checkpoint_format 'marlin'"),
                             (#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "dynamic": {"-:.*mlp.*": {}}}"#, "dynamic"),

@@ -54,6 +54,9 @@ CASES = [
     # AWQ (GEMM layout, zero points), with Qwen2-MoE's shared expert.
     {"name": "qwen2-moe-awq-int4", "family": "qwen2_moe", "config": QWEN2, "prompt_tokens": 14,
      "quantize": {"bits": 4, "group_size": 32, "quant_method": "awq", "format": "gemm", "sym": False}},
+    # 3 bits (codes straddling words), zero points (sym false), groups of 32.
+    {"name": "qwen3-moe-gptq-int3", "family": "qwen3_moe", "config": QWEN3_FOUR, "prompt_tokens": 11,
+     "quantize": {"bits": 3, "group_size": 32, "desc_act": False, "sym": False}},
 ]
 
 
@@ -114,3 +117,4 @@ for i, case in enumerate(CASES):
               open(os.path.join(d, "golden.json"), "w"), indent=1)
     shutil.rmtree(tmp)
     print(case["name"], len(ids), sorted(json.load(open(os.path.join(d, "config.json")))["quantization_config"].items())[:6])
+shutil.rmtree("logs", ignore_errors=True)   # GPTQModel's quantisation logs, written where it runs
