@@ -114,7 +114,12 @@ public final class ClusterSession {
         }
         // int8/int4 need rows in groups of 32: a role whose matrices are narrower otherwise is held as f16 (every rank
         // computes the same from the same config.json).
-        let fitted = WeightFormats(experts: config.expertsDType, dense: config.attentionDType).fitting(spec)
+        // experts.dtype auto: a quantised checkpoint's experts at about its size, an unquantised one's as f32.
+        let experts = config.expertsDType ?? ckpt.quantization?.heldAs ?? .f32
+        if role == .coordinator, config.expertsDType == nil, let q = ckpt.quantization {
+            logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights (--experts-dtype f32 for the exact values at f32's size)")
+        }
+        let fitted = WeightFormats(experts: experts, dense: config.attentionDType).fitting(spec)
         formats = fitted.formats
         if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
         if role == .coordinator, ckpt.quantization?.method == "mxfp4", [.f32, .f16].contains(formats.experts) {

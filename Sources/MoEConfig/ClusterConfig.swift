@@ -50,8 +50,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var hasDraftModel: Bool { draftModel != nil && !draftIsNGram }
     /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling).
     public var draftDType: WeightFormat = .f32
-    /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`).
-    public var expertsDType: WeightFormat = .f32
+    /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`); nil is `auto`: f32 for an
+    /// unquantised checkpoint, for a quantised one the format that holds it at about its size (resolved at load).
+    public var expertsDType: WeightFormat?
     /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`).
     public var attentionDType: WeightFormat = .f32
 
@@ -59,6 +60,14 @@ public struct ClusterConfig: Sendable, Equatable {
     public static func weightFormat(_ name: String, key: String) throws -> WeightFormat {
         guard let f = WeightFormat(name: name) else {
             throw Invalid("\(key) must be one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
+        }
+        return f
+    }
+    /// `experts.dtype`: a weight format, or `auto` (nil).
+    public static func expertsFormat(_ name: String) throws -> WeightFormat? {
+        if name.lowercased() == "auto" { return nil }
+        guard let f = WeightFormat(name: name) else {
+            throw Invalid("experts.dtype must be auto or one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
         }
         return f
     }
@@ -118,8 +127,8 @@ public struct ClusterConfig: Sendable, Equatable {
             let m = try r.map(v, role)
             try r.keys(m, allowed: ["dtype"], at: role + ".")
             if let d = m["dtype"] {
-                let f = try weightFormat(try r.string(d, role + ".dtype"), key: role + ".dtype")
-                if role == "experts" { c.expertsDType = f } else { c.attentionDType = f }
+                let name = try r.string(d, role + ".dtype")
+                if role == "experts" { c.expertsDType = try expertsFormat(name) } else { c.attentionDType = try weightFormat(name, key: role + ".dtype") }
             }
         }
         if let rt = top["router"] {

@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 
 /// The element types of weights stored with scales (safetensors dtypes F8_E4M3 and F8_E5M2 of FP8 checkpoints, I8 of
 /// compressed-tensors' int-quantized ones); each value is the element times its scale.
@@ -168,6 +169,15 @@ public struct QuantizationConfig: Sendable {
 
     /// Bits per value of integer weights stored packed (GPTQ, AWQ, compressed-tensors' pack-quantized).
     public var integerBits: Int? { groupedInt?.bits ?? packedBits }
+
+    /// The weight format that holds this checkpoint's experts at about their size (experts.dtype auto): MXFP4's as
+    /// mxfp4 (exactly), integer weights of 4 bits or fewer as int4 (exactly where their codes are symmetric and each
+    /// run of 32 inputs lies in one group), 8-bit integer and float8 weights as int8.
+    public var heldAs: WeightFormat {
+        if method == "mxfp4" { return .mxfp4 }
+        if let bits = integerBits, bits <= 4 { return .int4 }
+        return .int8
+    }
 
     /// The method as its users write it.
     public var displayName: String {

@@ -60,10 +60,11 @@ import Testing
         let tmp = Fixtures.tempDir("mpi")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let out = tmp.appendingPathComponent("l.f32")
-        let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", out.path])
+        // f32 experts: transformers' values (auto would hold a quantised checkpoint's at about its size).
+        let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", out.path, "--experts-dtype", "f32"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(zip(try floats(out), ref).map { abs($0 - $1) }.max() ?? 1 < 1e-3)
-        let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json"])
+        let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json", "--experts-dtype", "f32"])
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
         // int4 asked where rows do not fit groups of 32: every rank holds f16 instead, as one process does.

@@ -33,7 +33,7 @@ import Testing
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g.greedy.newTokens)
         let bad = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1", "--experts-dtype", "q5"])
-        #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be one of f32, f16, bf16, int8, int4, mxfp4 (got 'q5')"), "\(bad.stderr)")
+        #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be auto or one of f32, f16, bf16, int8, int4, mxfp4 (got 'q5')"), "\(bad.stderr)")
     }
 
     /// `moe-bench kernels`: every format's streaming rate at each T, beside the read bandwidth sampled around it.
@@ -199,30 +199,35 @@ import Testing
         #expect(fits.status == 0 && !fits.stderr.contains("note:") && fits.stderr.contains("all experts as int4"), "\(fits.stderr)")
     }
 
-    /// An MXFP4 checkpoint (gpt-oss's release) loaded with the default f32 experts says how to hold them as
-    /// released; asking for mxfp4 runs without the note and gives the greedy tokens of f32.
-    @Test func mxfp4CheckpointsPointToTheMxfp4Format() throws {
+    /// An MXFP4 checkpoint (gpt-oss's release): experts.dtype auto (the default) holds its experts as mxfp4, as
+    /// released; asking for f32 gives the note with mxfp4's memory multiple, and the same greedy tokens.
+    @Test func mxfp4CheckpointsAreHeldAsMxfp4ByDefault() throws {
         let gptOss = Fixtures.root.appendingPathComponent("gpt-oss/gpt-oss-mxfp4").path
-        let f32 = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json"])
+        let f32 = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "f32"])
         #expect(f32.status == 0 && f32.stderr.contains("note: the checkpoint's experts are MXFP4: experts.dtype mxfp4"), "\(f32.stderr)")
-        #expect(f32.stderr.contains("f32 takes 7× its memory"), "\(f32.stderr)")
-        let mx = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "mxfp4"])
-        #expect(mx.status == 0 && !mx.stderr.contains("note:") && mx.stderr.contains("all experts as mxfp4"), "\(mx.stderr)")
+        #expect(f32.stderr.contains("f32 takes 7× its memory") && !f32.stderr.contains("experts.dtype auto"), "\(f32.stderr)")
+        let auto = try Binaries.moeServe(["run", "--model", gptOss, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json"])
+        #expect(auto.status == 0 && !auto.stderr.contains("note:") && auto.stderr.contains("all experts as mxfp4"), "\(auto.stderr)")
+        #expect(auto.stderr.contains("experts.dtype auto: mxfp4 for the checkpoint's MXFP4 weights"), "\(auto.stderr)")
         func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
-        #expect(ids(mx) != nil && ids(mx) == ids(f32))
+        #expect(ids(auto) != nil && ids(auto) == ids(f32))
     }
 
-    /// A 2-bit GPTQ checkpoint loaded with the default f32 experts says that int4 holds it in about its size; asked
-    /// for int4 (symmetric codes in groups of 32: held exactly) it runs without the note, with f32's greedy tokens.
-    @Test func fourBitIntegerCheckpointsPointToInt4() throws {
+    /// A 2-bit GPTQ checkpoint: experts.dtype auto holds its experts as int4 (symmetric codes in groups of 32: held
+    /// exactly), with f32's greedy tokens; asked for f32, the note says that int4 holds it in about its size. An
+    /// unquantised checkpoint's auto is f32, without a word.
+    @Test func fourBitIntegerCheckpointsAreHeldAsInt4ByDefault() throws {
         let gptq = Fixtures.root.appendingPathComponent("gptq-awq/qwen3-moe-gptq-int2").path
-        let f32 = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json"])
+        let f32 = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "f32"])
         #expect(f32.status == 0 && f32.stderr.contains("note: the checkpoint's weights are 2-bit integers (GPTQ): experts.dtype int4"), "\(f32.stderr)")
         #expect(f32.stderr.contains("f32 takes 7× int4's memory"), "\(f32.stderr)")
-        let q4 = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "int4"])
-        #expect(q4.status == 0 && !q4.stderr.contains("note:") && q4.stderr.contains("all experts as int4"), "\(q4.stderr)")
+        let auto = try Binaries.moeServe(["run", "--model", gptq, "--prompt-ids", "5,6,7", "--max-tokens", "6", "--json", "--experts-dtype", "auto"])
+        #expect(auto.status == 0 && !auto.stderr.contains("note:") && auto.stderr.contains("all experts as int4"), "\(auto.stderr)")
+        #expect(auto.stderr.contains("experts.dtype auto: int4 for the checkpoint's 2-bit GPTQ weights"), "\(auto.stderr)")
         func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
-        #expect(ids(q4) != nil && ids(q4) == ids(f32))
+        #expect(ids(auto) != nil && ids(auto) == ids(f32))
+        let plain = try Binaries.moeServe(["run", "--model", Fixtures.model("tiny-mixtral").path, "--prompt-ids", "5,6,7", "--max-tokens", "2"])
+        #expect(plain.status == 0 && plain.stderr.contains("all experts as f32") && !plain.stderr.contains("auto"), "\(plain.stderr)")
     }
 
     @Test func textPromptStreamsTheDecodedText() throws {
