@@ -63,7 +63,7 @@ static inline int q8_value(const uint8_t *row, size_t groups, size_t g, size_t j
     return (int)row[group_pos(groups, g, j)] - 128;
 }
 
-/// The 4-bit code of value j of group g of an int4 or mxfp4 weight row.
+/// The 4-bit code of value j of group g of an int4, int4z or mxfp4 weight row.
 static inline int q4_code(const uint8_t *row, size_t groups, size_t g, size_t j) {
     size_t S, b = block_of(groups, g, &S), k = group_pos(groups, g, j) - b * 32, half = S * 16;
     uint8_t byte = row[b * 16 + k % half];
@@ -72,6 +72,16 @@ static inline int q4_code(const uint8_t *row, size_t groups, size_t g, size_t j)
 
 /// Value j of group g of an int4 weight row (−8…7).
 static inline int q4_value(const uint8_t *row, size_t groups, size_t g, size_t j) { return q4_code(row, groups, g, j) - 8; }
+
+/// Bytes of an int4z row's zero points, one per group, which come before its codes: padded to a multiple of 32 so the
+/// codes' 32-byte loads never straddle a cache line, and first so that the row is read front to back in one stream.
+static inline size_t q4z_zero_bytes(size_t groups) { return (groups + 31) / 32 * 32; }
+
+/// Value j of group g of an int4z weight row (−15…15): its code (int4's layout, after the zero points) less the
+/// group's zero point row[g].
+static inline int q4z_value(const uint8_t *row, size_t groups, size_t g, size_t j) {
+    return q4_code(row + q4z_zero_bytes(groups), groups, g, j) - (int)row[g];
+}
 
 /// Twice the e2m1 value of each mxfp4 code (−12…12), and that plus 12 (0…24: the unsigned operand the products
 /// multiply, their dots starting from −12 · Σx).

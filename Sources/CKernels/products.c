@@ -64,6 +64,7 @@ size_t kern_format_row_bytes(int format, size_t cols) {
     switch (format) {
     case KERN_Q8: return cols + cols / 32 * 2;
     case KERN_Q4: case KERN_MX4: return cols / 2 + cols / 32 * 2;
+    case KERN_Q4Z: return q4z_zero_bytes(cols / 32) + cols / 2 + cols / 32 * 2;
     case KERN_F16: case KERN_BF16: return cols * 2;
     default: return cols * 4;
     }
@@ -161,6 +162,9 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
     return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
 
+// int4z's dots start from −z · Σx: its lane sums are −Σx (lane_sums_q4's factor −1) times each lane's group's zero
+// point, so the dot of the stored codes is that of code − z.
+
 // Σ (v + 128) · a over a quad's 128 int8 weights as stored (w0, w1) and the activations' high and low bytes (h0, h1,
 // l0, l1): 256 · the high bytes' dot + the low bytes', from init = −128 · Σa (see lane_sums_q4), which leaves Σ v · a.
 __attribute__((target(VNNI_TARGET)))
@@ -204,6 +208,7 @@ AI __m256i tail_dot_avx2(const qq_ops *o, const uint8_t *row, size_t t, size_t g
     __m256i d = _mm256_loadu_si256((const __m256i *)(o->Xc + (t * o->xgroups + g) * 8));
     if (FMT != KERN_Q8) {
         const int8_t *xp = (const int8_t *)o->Xq + t * o->xcols + g * 32;
+        if (FMT == KERN_Q4Z) d = _mm256_mullo_epi32(d, _mm256_set1_epi32(row[g - q4z_zero_bytes(o->groups)]));
         return dot8_avx2(d, decode4(load_q4(row, g), FMT), _mm256_loadu_si256((const __m256i *)xp));
     }
     const int16_t *xp = (const int16_t *)q8_input(o, t) + g * 32;
@@ -410,6 +415,9 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
     const uint8_t *wrow[4];
     const uint16_t *wsrow[4];
     qq_rows(&o, rows, NR, wrow, wsrow);
+    // int4z: wrow at the codes, its zero points zb bytes before them (see q4z_zero_bytes).
+    const size_t zb = FMT == KERN_Q4Z ? q4z_zero_bytes(o.groups) : 0;
+    for (int i = 0; i < NR; i++) wrow[i] += zb;
     const size_t spans = span_groups(o.groups), quads = quad_groups(o.groups);
     // int8 at one input row: the block's rows take turns inside the loop over a span, so each activation vector is
     // loaded once for all four rows instead of once per row (its int16 activations are twice the weights' bytes, and
@@ -467,9 +475,10 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                         }
                     }
                     for (int j = 0; j < NT; j++) {
-                        __m256i d = _mm256_add_epi32(
-                            _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8 + 8 * hh)),
-                            FMT == KERN_MX4 ? s32[j] : _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
+                        __m256i xc = _mm256_loadu_si256((const __m256i *)(o.Xc + ((t0 + j) * o.xgroups + g) * 8 + 8 * hh));
+                        if (FMT == KERN_Q4Z)
+                            xc = _mm256_mullo_epi32(xc, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wrow[i] - zb + g + 8 * hh))));
+                        __m256i d = _mm256_add_epi32(xc, FMT == KERN_MX4 ? s32[j] : _mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)));
                         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(o.Xs + (t0 + j) * o.xgroups + g + 8 * hh));
                         acc[i][j] = _mm256_fmadd_ps(v, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wsrow[i] + g + 8 * hh))), acc[i][j]);
                     }
@@ -516,6 +525,12 @@ AI void qq_block_avx2(const qq_ops o, const size_t *rows, size_t t0, const int F
                     const int8_t *xp = (const int8_t *)o.Xq + (t0 + j) * o.xcols + g * 32;
                     const int32_t *xc = o.Xc + ((t0 + j) * o.xgroups + g) * 8;
                     d[j] = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)xc), _mm256_loadu_si256((const __m256i *)(xc + 8)));
+                    if (FMT == KERN_Q4Z) {
+                        // Lane l holds group g + l mod 4 (see quad_scales8): its four zero points twice.
+                        int32_t z4;
+                        memcpy(&z4, wrow[i] - zb + g, 4);
+                        d[j] = _mm256_mullo_epi32(d[j], _mm256_cvtepu8_epi32(_mm_set1_epi32(z4)));
+                    }
                     for (int k = 0; k < 4; k++) d[j] = dot8_avx2(d[j], w[k], _mm256_loadu_si256((const __m256i *)(xp + 32 * k)));
                 }
             } else {
@@ -574,6 +589,9 @@ QQ_RANGE(qq_range_avx2, AVX2_TARGET, qq_block_avx2, 2)
 __attribute__((target(AVX2_TARGET))) static void qq_range_avx2_mx4(const qq_ctx *c, size_t r0, size_t r1) {
     qq_range_avx2_body(c, r0, r1, KERN_MX4);
 }
+__attribute__((target(AVX2_TARGET))) static void qq_range_avx2_q4z(const qq_ctx *c, size_t r0, size_t r1) {
+    qq_range_avx2_body(c, r0, r1, KERN_Q4Z);
+}
 
 static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) {
@@ -587,6 +605,7 @@ static void qq_range_portable(const qq_ctx *c, size_t r0, size_t r1) {
                     int32_t x = c->format != KERN_Q8 ? ((const int8_t *)c->Xq)[k]
                                                      : ((const int16_t *)c->Xq)[t * c->xcols + g * 32 + j];
                     int32_t w = c->format == KERN_Q4 ? q4_value(row, c->groups, g, j)
+                              : c->format == KERN_Q4Z ? q4z_value(row, c->groups, g, j)
                               : c->format == KERN_MX4 ? mx4_value(row, c->groups, g, j) : q8_value(row, c->groups, g, j);
                     s += w * x;
                 }
@@ -604,6 +623,7 @@ static void qq_task(void *p, size_t r0, size_t r1) {
     int q8 = c->format == KERN_Q8;
     if (c->path == QQ_VNNI) { if (q8) qq_range_vnni_q8(c, r0, r1); else qq_range_vnni_q4(c, r0, r1); }
     else if (c->path == QQ_AVX2 && c->format == KERN_MX4) qq_range_avx2_mx4(c, r0, r1);
+    else if (c->path == QQ_AVX2 && c->format == KERN_Q4Z) qq_range_avx2_q4z(c, r0, r1);
     else if (c->path == QQ_AVX2) { if (q8) qq_range_avx2_q8(c, r0, r1); else qq_range_avx2_q4(c, r0, r1); }
     else qq_range_portable(c, r0, r1);
 }
@@ -641,8 +661,8 @@ static void split_q8_vnni(int16_t *q, size_t groups, int32_t *xc) {
     }
 }
 
-// What starts each dot whose weights are stored with an offset (int4 v + 8, mxfp4 2·e2m1 + 12, int8 v + 128): factor
-// (−8, −12, −128) times
+// What starts each dot whose weights are stored with an offset (int4 v + 8, mxfp4 2·e2m1 + 12, int8 v + 128, int4z
+// code = v + z): factor (−8, −12, −128; −1 for int4z, whose kernels multiply it by each group's z) times
 // the sum of the activations the dot adds into each int32 lane, at xc + 8g for the block starting at group g (8 int32
 // per group are set aside). x: one input row in the weights' order.
 //   int4 products (int8 activations; both paths): lane l of a span or a quad sums values 4l … 4l + 3 of each of the
@@ -707,7 +727,8 @@ static void pack_activations(const act_ctx *a, void *q, int32_t *xc) {
         if (a->format != KERN_Q8) {
             int8_t *pq = (int8_t *)q + c0;
             pack_groups((uint8_t *)pq, groups, 32, UNIT);
-            if (a->path != QQ_PORTABLE) lane_sums_q4(pq, groups, pc, a->format == KERN_MX4 ? -MX4_OFFSET : -8);
+            if (a->path != QQ_PORTABLE)
+                lane_sums_q4(pq, groups, pc, a->format == KERN_MX4 ? -MX4_OFFSET : a->format == KERN_Q4Z ? -1 : -8);
             continue;
         }
         int16_t *pq = (int16_t *)q + c0;
@@ -1144,6 +1165,7 @@ static size_t value_bytes(int format, size_t n) {
     switch (format) {
     case KERN_Q8: return n;
     case KERN_Q4: case KERN_MX4: return n / 2;
+    case KERN_Q4Z: return q4z_zero_bytes(n / 32) + n / 2;       // zero points, then codes
     case KERN_F16: case KERN_BF16: return 2 * n;
     default: return 4 * n;
     }
@@ -1199,7 +1221,7 @@ static void prepare(prepared *p, const kern_product *d) {
     p->args = *d;
     p->panels = d->panels.width && d->panels.width < cols ? (cols + d->panels.width - 1) / d->panels.width : 1;
     p->owned[0] = p->owned[1] = p->owned[2] = NULL;
-    if (d->format == KERN_Q8 || d->format == KERN_Q4 || d->format == KERN_MX4) {
+    if (d->format == KERN_Q8 || d->format == KERN_Q4 || d->format == KERN_MX4 || d->format == KERN_Q4Z) {
         p->kind = PRODUCT_QQ;
         p->inner = qq_task;
     } else if (d->format == KERN_BF16 && bf16_round_activations && has_bf16_dot()) {
@@ -1223,8 +1245,9 @@ static void round_inputs(prepared *p) {
         void *Xq = scratch_alloc(p, 0, T * cols * xbytes);
         float *Xs = scratch_alloc(p, 1, T * groups * sizeof(float));
         int32_t *Xc = scratch_alloc(p, 2, T * groups * 8 * sizeof(int32_t));
-        // mxfp4 has AVX2 and portable kernels (AVX-512 machines run the AVX2 one).
-        int path = has_vnni() && d->format != KERN_MX4 ? QQ_VNNI : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
+        // mxfp4 and int4z have AVX2 and portable kernels (AVX-512 machines run the AVX2 one).
+        int path = has_vnni() && d->format != KERN_MX4 && d->format != KERN_Q4Z ? QQ_VNNI
+                 : kern_isa_active() >= KERN_ISA_AVX2 ? QQ_AVX2 : QQ_PORTABLE;
         act_ctx a = {d->format, path, d->X, d->ldx, cols, groups, p->panels > 1 ? d->panels.width : 0, Xq, Xs, Xc};
         per_input(T, cols, act_task, &a);
         p->c.q = (qq_ctx){d->format, path, (const uint8_t *)d->w, d->scales, value_bytes(d->format, cols), groups,

@@ -134,12 +134,12 @@ static unsigned screen_steps_avx2(const float *x, float amax, int max_m) {
     return bits & ((1u << max_m) - 1);
 }
 
-// A group whose values are all k · step for integers k in [lo, hi], its largest magnitude m · step for some m in
-// 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint (GPTQ, AWQ,
+// A group whose values are all k · step for integers k in [lo, hi] spanning at most max_span, its largest magnitude
+// m · step for some m in 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint (GPTQ, AWQ,
 // compressed-tensors: (q − z) · s with an f16 or bf16 s), which rounding against amax/levels would move. Candidates
 // that pass screen_steps, from the largest m down; other weights (a bf16 checkpoint's) fail the screen. Returns 1
 // when it wrote k (value order) and *scale (k is scratch otherwise).
-static int exact_small_step(const float *x, int lo, int hi, int max_m, int8_t *k, uint16_t *scale) {
+static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_span, int8_t *k, uint16_t *scale) {
     const int avx2 = kern_isa_active() >= KERN_ISA_AVX2;
     const float amax = avx2 ? amax32_avx2(x) : amax32(x);
     if (!(amax > 0)) return 0;
@@ -148,19 +148,55 @@ static int exact_small_step(const float *x, int lo, int hi, int max_m, int8_t *k
         const int m = 32 - __builtin_clz(candidates);                    // the largest left
         candidates &= ~(1u << (m - 1));
         const float step = amax / (float)m;
-        int i = 0;
+        int i = 0, kmin = hi, kmax = lo;
         for (; i < 32; i++) {
             const float v = x[i] / step;
             if (v != rintf(v) || v < (float)lo || v > (float)hi || v * step != x[i]) break;
             k[i] = (int8_t)v;
+            kmin = k[i] < kmin ? k[i] : kmin;
+            kmax = k[i] > kmax ? k[i] : kmax;
         }
-        if (i < 32) continue;
+        if (i < 32 || kmax - kmin > max_span) continue;          // a coarser step may still fit the span
         const uint16_t h = to_f16(step);
         if (from_f16(h) != step) continue;
         *scale = h;
         return 1;
     }
     return 0;
+}
+
+// int4z: each group's zero point at q + g, its codes (value j low nibble, j + 16 high, as int4's) after them (see
+// q4z_zero_bytes). A group
+// of k · s (its k spanning at most 15: an asymmetric 4-bit checkpoint's) keeps s and k + z with z as near 8 as the
+// span allows; any other is rounded over [min(x, 0), max(x, 0)] in 15 steps (zero stays a code).
+static void quantize_q4z_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
+    uint8_t *zp = q;
+    q += q4z_zero_bytes(n / 32);
+    memset(zp, 0, q4z_zero_bytes(n / 32));
+    for (size_t g = 0; g < n / 32; g++) {
+        const float *x = src + g * 32;
+        int8_t k[32];
+        int code[32], z;
+        int kmin = 15, kmax = -15;
+        const int exact = exact_small_step(x, -15, 15, 15, 15, k, scales + g);
+        for (int j = 0; exact && j < 32; j++) { kmin = k[j] < kmin ? k[j] : kmin; kmax = k[j] > kmax ? k[j] : kmax; }
+        if (exact) {
+            z = 15 - kmax < 8 ? 15 - kmax : (-kmin > 8 ? -kmin : 8);
+            for (int j = 0; j < 32; j++) code[j] = k[j] + z;
+        } else {
+            float mn = 0, mx = 0;
+            for (int j = 0; j < 32; j++) { mn = fminf(mn, x[j]); mx = fmaxf(mx, x[j]); }
+            const float id = group_scale(mx - mn, 15.0f, NULL, scales + g);
+            z = (int)rintf(-mn * id);
+            z = z < 0 ? 0 : (z > 15 ? 15 : z);
+            for (int j = 0; j < 32; j++) {
+                const int c = (int)rintf(x[j] * id) + z;
+                code[j] = c < 0 ? 0 : (c > 15 ? 15 : c);
+            }
+        }
+        for (int j = 0; j < 16; j++) q[g * 16 + j] = (uint8_t)(code[j] | (code[j + 16] << 4));
+        zp[g] = (uint8_t)z;
+    }
 }
 
 // The e2m1 code nearest x (|x| ≤ 6 after scaling), ties to the even code: the midpoints between codes i and i + 1
@@ -208,16 +244,20 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         int8_t k[32];
         for (size_t g = 0; g < n / 32; g++)
             if (!exact_group_q8(src + g * 32, (int8_t *)q + g * 32, scales + g)
-                && exact_small_step(src + g * 32, -15, 15, 15, k, scales + g)) memcpy((int8_t *)q + g * 32, k, 32);
+                && exact_small_step(src + g * 32, -15, 15, 15, 30, k, scales + g)) memcpy((int8_t *)q + g * 32, k, 32);
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
         if (format == KERN_MX4) quantize_mx4_values(src, n, (uint8_t *)q, scales);
+        else if (format == KERN_Q4Z) {
+            quantize_q4z_values(src, n, (uint8_t *)q, scales);
+            q = (uint8_t *)q + q4z_zero_bytes(n / 32);                // the codes, packed as int4's below
+        }
         else {
             quantize_q4_values(src, n, (uint8_t *)q, scales);
             int8_t k[32];
             for (size_t g = 0; g < n / 32; g++) {
-                if (!exact_small_step(src + g * 32, -8, 7, 8, k, scales + g)) continue;
+                if (!exact_small_step(src + g * 32, -8, 7, 8, 15, k, scales + g)) continue;
                 for (int j = 0; j < 16; j++) ((uint8_t *)q)[g * 16 + j] = (uint8_t)((k[j] + 8) | ((k[j + 16] + 8) << 4));
             }
         }
@@ -314,6 +354,7 @@ void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n
         kern_f16_to_f32(scales + g, &s, 1);
         for (size_t j = 0; j < 32; j++) {
             int v = format == KERN_Q8 ? q8_value((const uint8_t *)q, groups, g, j)
+                  : format == KERN_Q4Z ? q4z_value((const uint8_t *)q, groups, g, j)
                   : format == KERN_MX4 ? mx4_value((const uint8_t *)q, groups, g, j)
                                        : q4_value((const uint8_t *)q, groups, g, j);
             out[g * 32 + j] = (float)v * s;

@@ -14,6 +14,10 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     /// MXFP4's e2m1 values (two per byte), groups of 32 with a power of two each (18 bytes per 32 values, as int4):
     /// gpt-oss's experts exactly as released (see KERN_MX4).
     case mxfp4
+    /// int4 with a zero point per group: (code − z) × scale, code and z in 0…15 (19 bytes per 32 values, a row's zero
+    /// points padded to 32 bytes): holds an asymmetric 4-bit checkpoint's (AWQ, GPTQ with zero points) groups
+    /// exactly (see KERN_Q4Z).
+    case int4z
 
     /// The C kernels' code for this format.
     public var kernelCode: Int32 {
@@ -24,11 +28,12 @@ public enum WeightFormat: String, Sendable, CaseIterable {
         case .int8: return Int32(KERN_Q8)
         case .int4: return Int32(KERN_Q4)
         case .mxfp4: return Int32(KERN_MX4)
+        case .int4z: return Int32(KERN_Q4Z)
         }
     }
 
     /// Group-quantised (widths must be multiples of 32).
-    public var isGrouped: Bool { self == .int8 || self == .int4 || self == .mxfp4 }
+    public var isGrouped: Bool { self == .int8 || self == .int4 || self == .mxfp4 || self == .int4z }
 
     /// Bytes of one row of `cols` values, scales included.
     public func rowBytes(_ cols: Int) -> Int { kern_format_row_bytes(kernelCode, cols) }
@@ -41,7 +46,7 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     public var maxMagnitude: Float {
         switch self {
         case .int8: return 127 * KERN_Q_MAX_SCALE
-        case .int4: return 7 * KERN_Q_MAX_SCALE
+        case .int4, .int4z: return 7 * KERN_Q_MAX_SCALE
         case .mxfp4: return 6 * 0x1p16                      // e2m1's 6 times the largest scale, 2^16
         default: return .greatestFiniteMagnitude
         }
@@ -70,11 +75,12 @@ public enum WeightFormat: String, Sendable, CaseIterable {
         case "int8", "q8", "q8_0": self = .int8
         case "int4", "q4", "q4_0": self = .int4
         case "mxfp4", "mx4": self = .mxfp4
+        case "int4z", "q4z": self = .int4z
         default: return nil
         }
     }
 
-    public static let names = "f32, f16, bf16, int8, int4 or mxfp4"
+    public static let names = "f32, f16, bf16, int8, int4, int4z or mxfp4"
 }
 
 /// A weight matrix [rows, cols], kept alive by `owner` (a `FloatBuffer` or `QuantBuffer` for converted weights, or
@@ -110,7 +116,7 @@ public struct Matrix: @unchecked Sendable {
     /// values that is a multiple of 128 (512 for int8/int4, whose groups are taken in spans of 16 where they can
     /// be), or `panelLimit` with a narrower last panel.
     public static func panelWidth(cols: Int, format: WeightFormat) -> Int {
-        let input = format == .int8 ? 3 : format == .int4 || format == .mxfp4 ? 2 : 4
+        let input = format == .int8 ? 3 : format == .int4 || format == .mxfp4 || format == .int4z ? 2 : 4
         guard cols > panelLimit, cols * input + 4 * format.rowBytes(cols) > panelL1Bytes else { return 0 }
         let n = (cols + panelLimit - 1) / panelLimit, multiple = format.isGrouped ? 512 : 128
         return cols % n == 0 && (cols / n) % multiple == 0 ? cols / n : panelLimit
@@ -176,7 +182,7 @@ public struct Matrix: @unchecked Sendable {
                     let (start, width) = stack.panel(k), (dst, sc) = stack.location(row: r, panel: k)
                     let src = m.row(i) + start
                     switch f {
-                    case .int8, .int4, .mxfp4:
+                    case .int8, .int4, .mxfp4, .int4z:
                         guard kern_quantize_weights(f.kernelCode, src, width, UnsafeMutableRawPointer(mutating: dst),
                                                     UnsafeMutablePointer(mutating: sc)) == 0 else { return nil }
                     case .f16: kern_f32_to_f16(src, UnsafeMutableRawPointer(mutating: dst).assumingMemoryBound(to: UInt16.self), width)

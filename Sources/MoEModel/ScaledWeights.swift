@@ -170,12 +170,16 @@ public struct QuantizationConfig: Sendable {
     /// Bits per value of integer weights stored packed (GPTQ, AWQ, compressed-tensors' pack-quantized).
     public var integerBits: Int? { groupedInt?.bits ?? packedBits }
 
+    /// Whether integer codes are symmetric (no zero points: GPTQ's sym, AWQ without zero_point, compressed-tensors'
+    /// symmetric schemes); true for other methods.
+    public let symmetric: Bool
+
     /// The weight format that holds this checkpoint's experts at about their size (experts.dtype auto): MXFP4's as
-    /// mxfp4 (exactly), integer weights of 4 bits or fewer as int4 (exactly where their codes are symmetric and each
-    /// run of 32 inputs lies in one group), 8-bit integer and float8 weights as int8.
+    /// mxfp4, integer weights of 4 bits or fewer as int4 where their codes are symmetric and int4z where they have
+    /// zero points (both exactly where each run of 32 inputs lies in one group), 8-bit integer and float8 as int8.
     public var heldAs: WeightFormat {
         if method == "mxfp4" { return .mxfp4 }
-        if let bits = integerBits, bits <= 4 { return .int4 }
+        if let bits = integerBits, bits <= 4 { return symmetric ? .int4 : .int4z }
         return .int8
     }
 
@@ -229,6 +233,12 @@ public struct QuantizationConfig: Sendable {
                 + "from the unquantised checkpoint and set experts.dtype / attention.dtype to int8 or int4 to quantise at load")
         }
         groupedInt = method == "gptq" ? try Self.gptqLayout(dict) : method == "awq" ? try Self.awqLayout(dict) : nil
+        switch method {
+        case "gptq": symmetric = dict["sym"] as? Bool ?? true
+        case "awq": symmetric = !(dict["zero_point"] as? Bool ?? true)
+        case "compressed-tensors": symmetric = Self.compressedTensorsWeights(dict).allSatisfy { $0.weights["symmetric"] as? Bool ?? true }
+        default: symmetric = true
+        }
         var bits: Int?
         if method == "compressed-tensors" {
             let format = dict["format"] as? String ?? "(none)"

@@ -10,7 +10,7 @@ struct ModelBench: ParsableCommand {
         abstract: "Prefill and decode rates of a checkpoint per weight format, beside the decode roofline (read bandwidth ÷ bytes per token) and the f32 GEMM rate.")
 
     @Option(help: "Checkpoint directory (default: the bundled demo model).") var model: String?
-    @Option(help: "Weight format of experts and every dense product: f32, f16, bf16, int8, int4, mxfp4, a comma-separated list, or all.")
+    @Option(help: "Weight format of experts and every dense product: f32, f16, bf16, int8, int4, int4z, mxfp4, a comma-separated list, or all.")
     var format = "all"
     @Option(help: "Sequences decoded together (aggregate tok/s is reported).") var batch: Int = 1
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length for the prefill measurement.") var promptTokens = 512

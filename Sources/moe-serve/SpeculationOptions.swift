@@ -8,7 +8,7 @@ import MoEModel
 struct SpeculationOptions: ParsableArguments {
     @Option(name: .customLong("draft-model"), help: "Draft checkpoint directory, 'self' (the target, quantised) or 'ngram' (no model: prompt lookup in the sequence's own text). Default with --speculative-k: the bundled demo draft.")
     var draftModel: String?
-    @Option(name: [.customLong("draft-dtype"), .customLong("draft-quantize")], help: "The draft's weights: f32, f16, bf16, int8, int4 (groups of 32) or mxfp4.")
+    @Option(name: [.customLong("draft-dtype"), .customLong("draft-quantize")], help: "The draft's weights: f32, f16, bf16, int8, int4 (groups of 32), int4z (with zero points) or mxfp4.")
     var draftQuantize: String?
     @Option(name: .customLong("speculative-k"), help: "Tokens to draft per step (1…16), or 'auto'.")
     var speculativeK: String?

@@ -167,7 +167,7 @@ import Testing
         #expect(try ClusterConfig.parse(yaml: "draft:\n  quantize: int4\n").draftDType == .int4)
         #expect(try ClusterConfig.parse(yaml: "experts:\n  dtype: q8_0\n").expertsDType == .int8)   // llama.cpp's name
         #expect(try ClusterConfig.parse(yaml: "experts:\n  dtype: auto\n").expertsDType == nil && ClusterConfig().expertsDType == nil)
-        #expect(throws: ClusterConfig.Invalid("experts.dtype must be auto or one of f32, f16, bf16, int8, int4, mxfp4 (got 'q5_k')")) {
+        #expect(throws: ClusterConfig.Invalid("experts.dtype must be auto or one of f32, f16, bf16, int8, int4, mxfp4, int4z (got 'q5_k')")) {
             try ClusterConfig.parse(yaml: "experts:\n  dtype: q5_k", source: "c")
         }
         #expect(throws: ClusterConfig.Invalid("c: unknown key 'attention.format' (known: attention.dtype)")) {

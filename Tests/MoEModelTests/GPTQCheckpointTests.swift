@@ -19,10 +19,11 @@ struct GPTQCheckpointTests {
         try OddShapeTests.expectTransformersOutputs(Self.dir.appendingPathComponent(name), tolerance: 1e-4)
     }
 
-    /// A 4-bit checkpoint's weights are (q − z) · s with |q − z| ≤ 15 and an f16 s: int8 holds every group of 32
-    /// exactly when a group of the checkpoint spans it (not under act order, whose groups are scattered), and int4 too
-    /// when the codes are symmetric (q − z in −8 … 7).
-    @Test(arguments: [("qwen2-moe-awq-int4", WeightFormat.int8), ("qwen3-moe-gptq-int2", .int8), ("qwen3-moe-gptq-int2", .int4)])
+    /// A 4-bit checkpoint's weights are (q − z) · s with |q − z| ≤ 15 and an f16 s: int8 and int4z hold every group
+    /// of 32 exactly when a group of the checkpoint spans it (not under act order, whose groups are scattered), and
+    /// int4 too when the codes are symmetric (q − z in −8 … 7).
+    @Test(arguments: [("qwen2-moe-awq-int4", WeightFormat.int8), ("qwen3-moe-gptq-int2", .int8), ("qwen3-moe-gptq-int2", .int4),
+                      ("qwen2-moe-awq-int4", .int4z), ("qwen3-moe-gptq-int3", .int4z), ("qwen3-moe-gptq-int2", .int4z)])
     func fourBitGroupsAreHeldExactly(_ name: String, _ format: WeightFormat) throws {
         let ckpt = try Checkpoint(directory: Self.dir.appendingPathComponent(name))
         let quantised = ckpt.tensorNames.filter { $0.hasSuffix(".qweight") }
@@ -41,15 +42,16 @@ struct GPTQCheckpointTests {
         }
     }
 
-    /// The rounding kernel itself, on every instruction set: k · s for k in −8 … 7 (int4) or −15 … 15 (int8) and an
-    /// f16 s come back exactly, while a group one value off that grid is rounded against amax / levels as before.
+    /// The rounding kernel itself, on every instruction set: k · s for k in −8 … 7 (int4), −15 … 15 (int8) or any 16
+    /// consecutive integers (int4z) and an f16 s come back exactly, while a group one value off that grid is rounded
+    /// as before.
     @Test(arguments: [0, 1, 2])   // KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512
     func smallIntegerStepsOfAnF16ScaleRoundTrip(isa: Int) {
         guard Int32(isa) <= kern_isa_detected() else { return }
         kern_isa_force(Int32(isa))
         defer { kern_isa_force(-1) }
         var rng = SeededRNG(seed: 9)
-        for (format, lo, hi) in [(WeightFormat.int4, -8, 7), (.int8, -15, 15)] {
+        for (format, lo, hi) in [(WeightFormat.int4, -8, 7), (.int8, -15, 15), (.int4z, -8, 7), (.int4z, -3, 12), (.int4z, -15, 0)] {
             for _ in 0..<200 {
                 let s = Float(Float16(Float(rng.next() % 10_000 + 1) * 1e-5))
                 var x = (0..<32).map { _ in Float(Int(rng.next() % UInt64(hi - lo + 1)) + lo) * s }
@@ -173,6 +175,15 @@ struct GPTQCheckpointTests {
                 == GroupedIntLayout(packing: .gptq(v1: false), bits: 8, groupSize: nil))
         #expect(try parse(#"{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "GEMM"}"#)
                 == GroupedIntLayout(packing: .awq, bits: 4, groupSize: 128))
+        // experts.dtype auto: about the checkpoint's size, int4z where codes have zero points.
+        func held(_ q: String) throws -> WeightFormat? { try QuantizationConfig(configJSON: Data(#"{"quantization_config": \#(q)}"#.utf8))?.heldAs }
+        #expect(try held(#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "sym": true}"#) == .int4)
+        #expect(try held(#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "sym": false}"#) == .int4z)
+        #expect(try held(#"{"quant_method": "gptq", "bits": 8, "group_size": 128, "sym": false}"#) == .int8)
+        #expect(try held(#"{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true}"#) == .int4z)
+        #expect(try held(#"{"quant_method": "mxfp4"}"#) == .mxfp4 && (try held(#"{"quant_method": "fp8"}"#)) == .int8)
+        #expect(try held(#"{"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "symmetric": false, "strategy": "group", "group_size": 32}}}}"#) == .int4z)
+        #expect(try held(#"{"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": 32}}}}"#) == .int4)
         for (q, reason) in [(#"{"quant_method": "gptq", "bits": 5, "group_size": 128}"#, "GPTQ weights of 5 bits"),
                             (#"{"quant_method": "gptq", "bits": 4, "group_size": 0}"#, "group_size"),
                             (#"{"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}"#, "checkpoint_format 'marlin'"),

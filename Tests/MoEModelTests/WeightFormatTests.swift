@@ -8,7 +8,7 @@ import Testing
 /// Weights held as f16, bf16, int8 or int4: the products, their batch invariance, and the logits of whole models
 /// against transformers' f32 goldens.
 @Suite struct WeightFormatTests {
-    static let narrow: [WeightFormat] = [.f16, .bf16, .int8, .int4, .mxfp4]
+    static let narrow: [WeightFormat] = [.f16, .bf16, .int8, .int4, .mxfp4, .int4z]
 
     func randoms(_ n: Int, seed: UInt64) -> [Float] {
         var r = SeededRNG(seed: seed)
@@ -41,9 +41,9 @@ import Testing
         }
     }
 
-    func checkProductAgainstStoredValues(format: WeightFormat, cols: Int) throws {
-        let rows = 70, T = 9
-        let f32 = Matrix(FloatBuffer(randoms(rows * cols, seed: 11)), rows: rows, cols: cols)
+    func checkProductAgainstStoredValues(format: WeightFormat, cols: Int, weights: [Float]? = nil) throws {
+        let rows = weights.map { $0.count / cols } ?? 70, T = 9
+        let f32 = Matrix(FloatBuffer(weights ?? randoms(rows * cols, seed: 11)), rows: rows, cols: cols)
         let w = try #require(f32.converted(to: format))
         #expect(w.byteCount == rows * format.rowBytes(cols))
         let x = randoms(T * cols, seed: 12)
@@ -58,7 +58,7 @@ import Testing
                     var q = [Int16](repeating: 0, count: cols)
                     kern_quantize_act(xin, cols, &q, &s)
                     for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
-                } else if format == .int4 || format == .mxfp4 {
+                } else if format == .int4 || format == .mxfp4 || format == .int4z {
                     var q = [Int8](repeating: 0, count: cols)
                     kern_quantize_q8(xin, cols, &q, &s)
                     for i in 0..<cols { xin[i] = Float(q[i]) * s[i / 32] }
@@ -67,6 +67,33 @@ import Testing
             }
             #expect(worst < 1e-5, "\(format) cols \(cols) isa \(isa): worst relative error \(worst)")
         }
+    }
+
+    /// int4z's zero points over their whole range: groups of one sign (z 0 or 15) and skewed ones, products
+    /// against the stored values on every instruction set, and each value within half a step of its weight.
+    @Test func int4zZeroPointsSpanTheirRange() throws {
+        ComputeThreads.ensureConfigured()
+        let rows = 12, cols = 800                                        // spans, a quad and a tail group
+        var v = randoms(rows * cols, seed: 21)
+        for r in 0..<rows {
+            let shift: Float = [0, 1, -1, 0.6, -0.3, 3][r % 6]           // whole rows of one sign, and skews
+            for c in 0..<cols { v[r * cols + c] += shift * (c % 64 < 32 ? 1 : 0.5) }
+        }
+        let f32 = Matrix(FloatBuffer(v), rows: rows, cols: cols), w = try #require(f32.converted(to: .int4z))
+        var zeros = Set<Int>(), back = [Float](repeating: 0, count: cols)
+        let z = UnsafeRawPointer(w.raw).assumingMemoryBound(to: UInt8.self)
+        for r in 0..<rows {
+            for g in 0..<(cols / 32) { zeros.insert(Int(z[r * WeightFormat.int4z.valueBytes(cols) + g])) }   // before the codes
+            w.dequantizedRow(r, into: &back)
+            for c in 0..<cols {
+                var s: Float = 0
+                var h = w.scales![r * (cols / 32) + c / 32]
+                kern_f16_to_f32(&h, &s, 1)
+                #expect(abs(back[c] - v[r * cols + c]) <= s / 2 * 1.001, "row \(r) col \(c)")
+            }
+        }
+        #expect(zeros.contains(0) && zeros.contains(15) && zeros.count >= 8, "\(zeros.sorted())")
+        try checkProductAgainstStoredValues(format: .int4z, cols: cols, weights: v)
     }
 
     /// int8 products round activations to int16 with ±KERN_Q8_ACT_LEVELS (127 · 256 + 127) as the largest value,
@@ -513,8 +540,8 @@ import Testing
     /// and every dense product in `format`: the typical (median) and worst bounds the README documents. The worst
     /// cases are router near-ties: a token whose k-th and (k+1)-th router logits differ by less than the weights'
     /// rounding switches expert, as it would in transformers run at that precision.
-    static let typicalBound: [WeightFormat: Float] = [.f16: 0.01, .bf16: 0.06, .int8: 0.2, .int4: 3.5, .mxfp4: 3.5]
-    static let worstBound: [WeightFormat: Float] = [.f16: 0.02, .bf16: 2.5, .int8: 2.5, .int4: 8, .mxfp4: 8]
+    static let typicalBound: [WeightFormat: Float] = [.f16: 0.01, .bf16: 0.06, .int8: 0.2, .int4: 3.5, .mxfp4: 3.5, .int4z: 3.5]
+    static let worstBound: [WeightFormat: Float] = [.f16: 0.02, .bf16: 2.5, .int8: 2.5, .int4: 8, .mxfp4: 8, .int4z: 8]
 
     static func demoGolden() throws -> (URL, Golden) {
         let dir = Fixtures.packageRoot.appendingPathComponent("Models/demo-mixtral")

@@ -33,7 +33,7 @@ import Testing
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g.greedy.newTokens)
         let bad = try Binaries.moeServe(["run", "--model", tiny, "--prompt-ids", "1", "--experts-dtype", "q5"])
-        #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be auto or one of f32, f16, bf16, int8, int4, mxfp4 (got 'q5')"), "\(bad.stderr)")
+        #expect(bad.status != 0 && bad.stderr.contains("experts.dtype must be auto or one of f32, f16, bf16, int8, int4, mxfp4, int4z (got 'q5')"), "\(bad.stderr)")
     }
 
     /// `moe-bench kernels`: every format's streaming rate at each T, beside the read bandwidth sampled around it.

@@ -77,7 +77,7 @@ void kern_triad_mt(float *a, const float *b, const float *c, float s, size_t n);
 // mxfp4: OCP MXFP4's e2m1 values (sign, 2 exponent bits, 1 mantissa bit: 0, ±0.5 … ±6) as int4's 4-bit codes, laid
 // out as int4's, each group's power of two 2^e stored as the f16 2^(e−1) (so that 2 · e2m1, an integer of −12…12,
 // times it is the value): 18 bytes per 32 values, gpt-oss's experts held as released.
-enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4, KERN_MX4 = 5 };
+enum { KERN_F32 = 0, KERN_Q8 = 1, KERN_Q4 = 2, KERN_F16 = 3, KERN_BF16 = 4, KERN_MX4 = 5, KERN_Q4Z = 6 };
 /// Bytes one row of `cols` values occupies in `format` (scales included).
 size_t kern_format_row_bytes(int format, size_t cols);
 /// n must be a multiple of 32. n int8 values in order, n/32 scales (amax/127, round half to even): the activations
@@ -93,6 +93,10 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 /// KERN_MX4: each group's e the smallest with amax ≤ 6 · 2^e, each value the nearest e2m1 times 2^e (ties to the even
 /// code), so an MXFP4 group is held exactly; its scale 2^(e−1) must be an f16 (e from −23 to 16; a group of values
 /// below 6 · 2^-24 is rounded against e = −23).
+/// KERN_Q4Z: n/32 zero-point bytes z (0…15), padded to a multiple of 32 bytes, then int4's codes (0…15, n/2 bytes
+/// in its layout), each value (code − z) × the group's f16 scale. A group of k · s (k integers spanning at most 15, s an f16: an asymmetric
+/// 4-bit checkpoint's group) is held exactly; others with scale (max − min)/15 rounded up to an f16 and z the
+/// rounded −min/scale (0…15), each code the rounded value / scale + z, clamped to 0…15.
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales);
 void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n, float *out);
 /// The largest finite f16: the largest group scale int8/int4 weights can hold.
