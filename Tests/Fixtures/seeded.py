@@ -1,6 +1,8 @@
 """What the fixture makers share: a seeded random model whose activations stay about unit scale (norm weights near
-1, biases small, each matrix's entries of variance 1/fan-in), and transformers' float32 logits of a prompt with its
-greedy continuation. The makers of odd-shapes/, fp8/, compressed-tensors/ and gpt-oss/ import it."""
+1, biases small, each matrix's entries of variance 1/fan-in), transformers' float32 logits of a prompt with its
+greedy continuation, and the files a case's golden is kept in. The makers of odd-shapes/, fp8/, compressed-tensors/,
+gpt-oss/ and gptq-awq/ import it."""
+import json, os
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -33,3 +35,17 @@ def transformers_outputs(model_dir, ids, max_new_tokens=12, **load):
         logits = model(torch.tensor([ids])).logits[0].float()
         greedy = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)[0, len(ids):].tolist()
     return logits, greedy
+
+
+def write_golden(d, ids, logits, greedy, reference, **fields):
+    """logits.f32 (float32, little-endian, [T, vocab]) and golden.json in `d`: ids, greedy, shape, then `fields` in
+    the order given, then `reference` (the versions that computed it)."""
+    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
+    json.dump(dict({"ids": ids, "greedy": greedy, "shape": list(logits.shape)}, **fields, reference=reference),
+              open(os.path.join(d, "golden.json"), "w"), indent=1)
+
+
+def top2_margin(logits):
+    """The smallest gap between a position's two largest logits."""
+    top2 = logits.topk(2, dim=-1).values
+    return float((top2[:, 0] - top2[:, 1]).min())

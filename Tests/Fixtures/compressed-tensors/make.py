@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs
+from seeded import seeded_model, transformers_outputs, write_golden
 CASES = [
     {"name": "qwen3-moe-w4a16-groups", "family": "qwen3_moe", "prompt_tokens": 15, "format": "pack-quantized",
      "args": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32},
@@ -121,10 +121,7 @@ for i, case in enumerate(CASES):
                                    "config_groups": {"group_0": scheme}, "version": compressed_tensors.__version__}
     json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
     save_file(out, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
-    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
-    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
-               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
-                             "compressed_tensors": compressed_tensors.__version__}},
-              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
+                                          "compressed_tensors": compressed_tensors.__version__})
     shutil.rmtree(tmp)
     print(case["name"], len(ids))

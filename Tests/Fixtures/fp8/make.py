@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs
+from seeded import seeded_model, top2_margin, transformers_outputs, write_golden
 
 # Shapes two cases share: widths that are not multiples of the 32-wide blocks (Qwen3-MoE), and a small Mixtral.
 QWEN3_MOE_RAGGED = {"vocab_size": 300, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -157,13 +157,8 @@ for i, case in enumerate(CASES):
         direct, direct_greedy = transformers_outputs(d, ids, dtype=torch.float32)
         checked = float((direct - logits).abs().max())
         assert checked < 1e-5 and direct_greedy == greedy, (case["name"], checked)
-    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
-    top2 = logits.topk(2, dim=-1).values
-    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
-               "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
-               "transformers_fp8_load_max_diff": checked,
-               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}},
-              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]},
+                 min_top2_margin=top2_margin(logits), transformers_fp8_load_max_diff=checked)
     shutil.rmtree(tmp)
     print(case["name"], len(ids), "checked against transformers' own FP8 load:", checked)
 

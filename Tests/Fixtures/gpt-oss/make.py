@@ -22,7 +22,7 @@ from transformers import AutoConfig, Mxfp4Config
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs
+from seeded import seeded_model, top2_margin, transformers_outputs, write_golden
 
 BASE = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 4,
         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": 8,
@@ -95,12 +95,8 @@ for i, case in enumerate(CASES):
         json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
         logits, greedy = transformers_outputs(d, ids, dtype=torch.float32, quantization_config=Mxfp4Config(dequantize=True))
     json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
-    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
-    top2 = logits.topk(2, dim=-1).values
-    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
-               "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
-               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}},
-              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]},
+                 min_top2_margin=top2_margin(logits))
     shutil.rmtree(tmp)
     print(case["name"], len(ids), greedy)
 

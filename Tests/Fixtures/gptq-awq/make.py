@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs
+from seeded import seeded_model, transformers_outputs, write_golden
 
 QWEN3 = {"vocab_size": 300, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
          "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 96, "num_experts": 8, "num_experts_per_tok": 2,
@@ -110,11 +110,8 @@ for i, case in enumerate(CASES):
     os.makedirs(d)
     for f in ("config.json", "model.safetensors"):
         shutil.copy(os.path.join(q_dir, f), d)
-    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
-    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
-               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
-                             "gptqmodel": gptqmodel.__version__}},
-              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
+                                          "gptqmodel": gptqmodel.__version__})
     shutil.rmtree(tmp)
     print(case["name"], len(ids), sorted(json.load(open(os.path.join(d, "config.json")))["quantization_config"].items())[:6])
 shutil.rmtree("logs", ignore_errors=True)   # GPTQModel's quantisation logs, written where it runs

@@ -14,7 +14,7 @@ import transformers
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs
+from seeded import seeded_model, top2_margin, transformers_outputs, write_golden
 cases = json.load(open(os.path.join(here, "cases.json")))
 for i, case in enumerate(cases):
     if sys.argv[1:] and case["name"] not in sys.argv[1:]:
@@ -27,13 +27,9 @@ for i, case in enumerate(cases):
     rnd = random.Random(i)
     ids = [rnd.randrange(cfg["vocab_size"]) for _ in range(case["prompt_tokens"])]
     logits, greedy = transformers_outputs(d, ids, dtype=torch.float32)
-    logits.numpy().astype("<f4").tofile(os.path.join(d, "logits.f32"))
     gc = os.path.join(d, "generation_config.json")
     if os.path.exists(gc):
         os.remove(gc)
-    top2 = logits.topk(2, dim=-1).values
-    json.dump({"ids": ids, "greedy": greedy, "shape": list(logits.shape),
-               "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
-               "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}},
-              open(os.path.join(d, "golden.json"), "w"), indent=1)
+    write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]},
+                 min_top2_margin=top2_margin(logits))
     print(case["name"], len(ids), dtype)
