@@ -2,7 +2,7 @@
 1, biases small, each matrix's entries of variance 1/fan-in), transformers' float32 logits of a prompt with its
 greedy continuation, and the files a case's golden is kept in. The makers of odd-shapes/, fp8/, compressed-tensors/,
 gpt-oss/ and gptq-awq/ import it."""
-import json, os
+import json, os, random, shutil
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -35,6 +35,21 @@ def transformers_outputs(model_dir, ids, max_new_tokens=12, **load):
         logits = model(torch.tensor([ids])).logits[0].float()
         greedy = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False)[0, len(ids):].tolist()
     return logits, greedy
+
+
+def seeded_golden(model_dir, seed, vocab_size, tokens):
+    """A prompt of `tokens` ids below vocab_size drawn with random.Random(seed), and transformers' float32 logits and
+    greedy continuation of it: (ids, logits, greedy)."""
+    rnd = random.Random(seed)
+    ids = [rnd.randrange(vocab_size) for _ in range(tokens)]
+    return (ids,) + tuple(transformers_outputs(model_dir, ids, dtype=torch.float32))
+
+
+def fresh_dir(path):
+    """`path` as an empty directory."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
 
 
 def write_golden(d, ids, logits, greedy, reference, **fields):

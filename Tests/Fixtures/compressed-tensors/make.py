@@ -14,7 +14,7 @@ lm_head, norms or routers) is quantised by compressed-tensors (calculate_qparams
 quantization_config is what compressed-tensors writes for those schemes. The golden is computed by transformers
 (float32, eager attention) on the weights as compressed-tensors' unpack_from_int32 and dequantize give them back.
 Run: python3 make.py (transformers 5.x, torch, safetensors, compressed-tensors)."""
-import json, os, random, shutil, sys, tempfile
+import json, os, shutil, sys, tempfile
 import torch
 import transformers
 import compressed_tensors
@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs, write_golden
+from seeded import fresh_dir, seeded_golden, seeded_model, write_golden
 CASES = [
     {"name": "qwen3-moe-w4a16-groups", "family": "qwen3_moe", "prompt_tokens": 15, "format": "pack-quantized",
      "args": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32},
@@ -107,12 +107,8 @@ for i, case in enumerate(CASES):
         deq[name] = dequantize(q, scale, zero, args, dtype=torch.float32)
     shutil.copytree(f32_dir, deq_dir)
     save_file(deq, os.path.join(deq_dir, "model.safetensors"), metadata={"format": "pt"})
-    rnd = random.Random(i)
-    ids = [rnd.randrange(case["config"]["vocab_size"]) for _ in range(case["prompt_tokens"])]
-    logits, greedy = transformers_outputs(deq_dir, ids, dtype=torch.float32)
-    d = os.path.join(here, case["name"])
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+    ids, logits, greedy = seeded_golden(deq_dir, i, case["config"]["vocab_size"], case["prompt_tokens"])
+    d = fresh_dir(os.path.join(here, case["name"]))
     conf = json.load(open(os.path.join(f32_dir, "config.json")))
     scheme = {"targets": ["Linear"], "weights": dict(case["args"], dynamic=False), "format": case["format"],
               "input_activations": case.get("input_activations"), "output_activations": None}

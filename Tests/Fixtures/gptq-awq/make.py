@@ -15,7 +15,7 @@ v1 zero points are restored at load; packing_utils.dequantize_gemm for AWQ), wit
 so that (q − z) · s is exact, as it is in float32.
 Run in an environment with GPTQModel (pip install gptqmodel optimum; 7.7.0 here):
 GPTQMODEL_CPU_WORKERS=2 python3 make.py [NAME…]"""
-import json, os, random, shutil, sys, tempfile
+import json, os, shutil, sys, tempfile
 import torch
 import transformers
 import gptqmodel
@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
-from seeded import seeded_model, transformers_outputs, write_golden
+from seeded import fresh_dir, seeded_golden, seeded_model, write_golden
 
 QWEN3 = {"vocab_size": 300, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
          "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 96, "num_experts": 8, "num_experts_per_tok": 2,
@@ -102,12 +102,8 @@ for i, case in enumerate(CASES):
     shutil.copytree(f32_dir, deq_dir)
     os.remove(os.path.join(deq_dir, "model.safetensors"))
     save_file(deq, os.path.join(deq_dir, "model.safetensors"), metadata={"format": "pt"})
-    rnd = random.Random(i)
-    ids = [rnd.randrange(case["config"]["vocab_size"]) for _ in range(case["prompt_tokens"])]
-    logits, greedy = transformers_outputs(deq_dir, ids, dtype=torch.float32)
-    d = os.path.join(here, case["name"])
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
+    ids, logits, greedy = seeded_golden(deq_dir, i, case["config"]["vocab_size"], case["prompt_tokens"])
+    d = fresh_dir(os.path.join(here, case["name"]))
     for f in ("config.json", "model.safetensors"):
         shutil.copy(os.path.join(q_dir, f), d)
     write_golden(d, ids, logits, greedy, {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
