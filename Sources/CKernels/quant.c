@@ -135,8 +135,8 @@ static unsigned screen_steps_avx2(const float *x, float amax, int max_m) {
 }
 
 // A group whose values are all k · step for integers k in [lo, hi] spanning at most max_span, its largest magnitude
-// m · step for some m in 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint (GPTQ, AWQ,
-// compressed-tensors: (q − z) · s with an f16 or bf16 s), which rounding against amax/levels would move. Candidates
+// m · step for some m in 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint
+// (GPTQ, AWQ, compressed-tensors: (q − z) · s with an f16 or bf16 s), which rounding against amax/levels would move. Candidates
 // that pass screen_steps, from the largest m down; other weights (a bf16 checkpoint's) fail the screen. Returns 1
 // when it wrote k (value order) and *scale (k is scratch otherwise).
 static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_span, int8_t *k, uint16_t *scale) {
@@ -166,9 +166,9 @@ static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_s
 }
 
 // int4z: each group's zero point at q + g, its codes (value j low nibble, j + 16 high, as int4's) after them (see
-// q4z_zero_bytes). A group
-// of k · s (its k spanning at most 15: an asymmetric 4-bit checkpoint's) keeps s and k + z with z as near 8 as the
-// span allows; any other is rounded over [min(x, 0), max(x, 0)] in 15 steps (zero stays a code).
+// q4z_zero_bytes). A group of k · s (its k spanning at most 15: an asymmetric 4-bit checkpoint's) keeps s and k + z
+// with z as near 8 as the span allows; any other is rounded over [min(x, 0), max(x, 0)] in 15 steps (zero stays a
+// code).
 static void quantize_q4z_values(const float *src, size_t n, uint8_t *q, uint16_t *scales) {
     uint8_t *zp = q;
     q += q4z_zero_bytes(n / 32);

@@ -117,7 +117,7 @@ public final class ClusterSession {
         // experts.dtype auto: a quantised checkpoint's experts at about its size, an unquantised one's as f32.
         let experts = config.expertsDType ?? ckpt.quantization?.heldAs ?? .f32
         if role == .coordinator, config.expertsDType == nil, let q = ckpt.quantization {
-            logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights (--experts-dtype f32 for the exact values at f32's size)")
+            logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights; --experts-dtype chooses another")
         }
         let fitted = WeightFormats(experts: experts, dense: config.attentionDType).fitting(spec)
         formats = fitted.formats
