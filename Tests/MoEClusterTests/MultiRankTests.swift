@@ -67,6 +67,14 @@ import Testing
         let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json", "--experts-dtype", "f32"])
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
+        // experts.dtype auto on AWQ: every rank holds its experts as int4z, and the logits are one process's, bit for bit.
+        if name == "gptq-awq/qwen2-moe-awq-int4" {
+            let q = tmp.appendingPathComponent("q.f32"), one = tmp.appendingPathComponent("one.f32")
+            let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", q.path])
+            let s = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", one.path])
+            #expect(r.status == 0 && s.status == 0 && r.stderr.contains("experts as int4z"), "\(r.stderr)")
+            #expect(try floats(q) == (try floats(one)))
+        }
         // int4 asked where rows do not fit groups of 32: every rank holds f16 instead, as one process does.
         if name == "odd-shapes/mixtral-headdim12-1kv-3experts" {
             let q = tmp.appendingPathComponent("q.f32"), one = tmp.appendingPathComponent("one.f32")
