@@ -162,9 +162,6 @@ AI __m256i dot8_avx2(__m256i init, __m256i w, __m256i x) {
     return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
 }
 
-// int4z's dots start from −z · Σx: its lane sums are −Σx (lane_sums_q4's factor −1) times each lane's group's zero
-// point, so the dot of the stored codes is that of code − z.
-
 // Σ (v + 128) · a over a quad's 128 int8 weights as stored (w0, w1) and the activations' high and low bytes (h0, h1,
 // l0, l1): 256 · the high bytes' dot + the low bytes', from init = −128 · Σa (see lane_sums_q4), which leaves Σ v · a.
 __attribute__((target(VNNI_TARGET)))

@@ -138,8 +138,8 @@ static unsigned screen_steps_avx2(const float *x, float amax, int max_m) {
 // m · step for some m in 1 … max_m, is held exactly with step as its f16 scale: a group of a 4-bit integer checkpoint
 // (GPTQ, AWQ, compressed-tensors: (q − z) · s with an f16 or bf16 s), which rounding against amax/levels would move. Candidates
 // that pass screen_steps, from the largest m down; other weights (a bf16 checkpoint's) fail the screen. Returns 1
-// when it wrote k (value order) and *scale (k is scratch otherwise).
-static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_span, int8_t *k, uint16_t *scale) {
+// when it wrote k (value order), their least and greatest (kminmax, if not NULL) and *scale (k is scratch otherwise).
+static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_span, int8_t *k, int *kminmax, uint16_t *scale) {
     const int avx2 = kern_isa_active() >= KERN_ISA_AVX2;
     const float amax = avx2 ? amax32_avx2(x) : amax32(x);
     if (!(amax > 0)) return 0;
@@ -160,9 +160,15 @@ static int exact_small_step(const float *x, int lo, int hi, int max_m, int max_s
         const uint16_t h = to_f16(step);
         if (from_f16(h) != step) continue;
         *scale = h;
+        if (kminmax) { kminmax[0] = kmin; kminmax[1] = kmax; }
         return 1;
     }
     return 0;
+}
+
+// Codes (0…15) of a group as int4 stores them before packing: byte j holds code j (low nibble) and j + 16 (high).
+static inline void put_nibbles(uint8_t *dst, const int code[32]) {
+    for (int j = 0; j < 16; j++) dst[j] = (uint8_t)(code[j] | (code[j + 16] << 4));
 }
 
 // int4z: each group's zero point at q + g, its codes (value j low nibble, j + 16 high, as int4's) after them (see
@@ -176,12 +182,9 @@ static void quantize_q4z_values(const float *src, size_t n, uint8_t *q, uint16_t
     for (size_t g = 0; g < n / 32; g++) {
         const float *x = src + g * 32;
         int8_t k[32];
-        int code[32], z;
-        int kmin = 15, kmax = -15;
-        const int exact = exact_small_step(x, -15, 15, 15, 15, k, scales + g);
-        for (int j = 0; exact && j < 32; j++) { kmin = k[j] < kmin ? k[j] : kmin; kmax = k[j] > kmax ? k[j] : kmax; }
-        if (exact) {
-            z = 15 - kmax < 8 ? 15 - kmax : (-kmin > 8 ? -kmin : 8);
+        int code[32], z, span[2];
+        if (exact_small_step(x, -15, 15, 15, 15, k, span, scales + g)) {
+            z = 15 - span[1] < 8 ? 15 - span[1] : (-span[0] > 8 ? -span[0] : 8);   // as near 8 as the span allows
             for (int j = 0; j < 32; j++) code[j] = k[j] + z;
         } else {
             float mn = 0, mx = 0;
@@ -194,7 +197,7 @@ static void quantize_q4z_values(const float *src, size_t n, uint8_t *q, uint16_t
                 code[j] = c < 0 ? 0 : (c > 15 ? 15 : c);
             }
         }
-        for (int j = 0; j < 16; j++) q[g * 16 + j] = (uint8_t)(code[j] | (code[j + 16] << 4));
+        put_nibbles(q + g * 16, code);
         zp[g] = (uint8_t)z;
     }
 }
@@ -244,7 +247,7 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         int8_t k[32];
         for (size_t g = 0; g < n / 32; g++)
             if (!exact_group_q8(src + g * 32, (int8_t *)q + g * 32, scales + g)
-                && exact_small_step(src + g * 32, -15, 15, 15, 30, k, scales + g)) memcpy((int8_t *)q + g * 32, k, 32);
+                && exact_small_step(src + g * 32, -15, 15, 15, 30, k, NULL, scales + g)) memcpy((int8_t *)q + g * 32, k, 32);
         for (size_t i = 0; i < n; i++) b[i] ^= 0x80;
         pack_groups(b, n / 32, 32, UNIT);
     } else {
@@ -256,9 +259,11 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
         else {
             quantize_q4_values(src, n, (uint8_t *)q, scales);
             int8_t k[32];
+            int code[32];
             for (size_t g = 0; g < n / 32; g++) {
-                if (!exact_small_step(src + g * 32, -8, 7, 8, 15, k, scales + g)) continue;
-                for (int j = 0; j < 16; j++) ((uint8_t *)q)[g * 16 + j] = (uint8_t)((k[j] + 8) | ((k[j + 16] + 8) << 4));
+                if (!exact_small_step(src + g * 32, -8, 7, 8, 15, k, NULL, scales + g)) continue;
+                for (int j = 0; j < 32; j++) code[j] = k[j] + 8;
+                put_nibbles((uint8_t *)q + g * 16, code);
             }
         }
         pack_groups((uint8_t *)q, n / 32, 16, UNIT);

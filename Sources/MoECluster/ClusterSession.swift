@@ -122,14 +122,11 @@ public final class ClusterSession {
         let fitted = WeightFormats(experts: experts, dense: config.attentionDType).fitting(spec)
         formats = fitted.formats
         if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
-        if role == .coordinator, ckpt.quantization?.method == "mxfp4", [.f32, .f16].contains(formats.experts) {
-            // Bytes per group of 32 values: f32 128, f16 64, mxfp4 18.
-            let times = Int((Double(formats.experts.rowBytes(32)) / Double(WeightFormat.mxfp4.rowBytes(32))).rounded())
-            logLine("\(tag): note: the checkpoint's experts are MXFP4: experts.dtype mxfp4 (--experts-dtype mxfp4) holds them as released, 4.5 bits a value (int8 and bf16 hold them exactly too); \(formats.experts.rawValue) takes \(times)× its memory")
-        }
-        if role == .coordinator, let q = ckpt.quantization, let bits = q.integerBits, bits <= 4, [.f32, .f16].contains(formats.experts) {
-            let times = Int((Double(formats.experts.rowBytes(32)) / Double(WeightFormat.int4.rowBytes(32))).rounded())
-            logLine("\(tag): note: the checkpoint's weights are \(bits)-bit integers (\(q.displayName)): experts.dtype int4 (--experts-dtype int4) holds them in about their size, exactly where their codes are symmetric and each run of 32 inputs lies in one of their groups; int8 holds them exactly in twice that; \(formats.experts.rawValue) takes \(times)× int4's memory")
+        // A quantised checkpoint's experts asked for as f32 or f16: what auto would have held them as, and at what cost.
+        if role == .coordinator, let q = ckpt.quantization, q.heldAs != .int8, [.f32, .f16].contains(formats.experts) {
+            let times = Int((Double(formats.experts.rowBytes(32)) / Double(q.heldAs.rowBytes(32))).rounded())
+            let what = q.method == "mxfp4" ? "MXFP4" : "\(q.integerBits ?? 0)-bit integers (\(q.displayName))"
+            logLine("\(tag): note: the checkpoint's experts are \(what): experts.dtype \(q.heldAs.rawValue) (auto, the default; --experts-dtype \(q.heldAs.rawValue)) holds them at about their size, exactly where each run of 32 inputs lies in one of their groups (int8 too, at twice it); \(formats.experts.rawValue) takes \(times)× \(q.heldAs.rawValue)'s memory")
         }
         let W = workers
         let placement = try agree("computed the expert placement") {

@@ -58,16 +58,16 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// A weight format from its name in the config or on the command line (`key` names it in the error).
     public static func weightFormat(_ name: String, key: String) throws -> WeightFormat {
-        guard let f = WeightFormat(name: name) else {
-            throw Invalid("\(key) must be one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
-        }
-        return f
+        try format(name, key: key, auto: false)!
     }
     /// `experts.dtype`: a weight format, or `auto` (nil).
     public static func expertsFormat(_ name: String) throws -> WeightFormat? {
-        if name.lowercased() == "auto" { return nil }
+        try format(name, key: "experts.dtype", auto: true)
+    }
+    private static func format(_ name: String, key: String, auto: Bool) throws -> WeightFormat? {
+        if auto && name.lowercased() == "auto" { return nil }
         guard let f = WeightFormat(name: name) else {
-            throw Invalid("experts.dtype must be auto or one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
+            throw Invalid("\(key) must be \(auto ? "auto or " : "")one of \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(name)')")
         }
         return f
     }

@@ -116,7 +116,7 @@ public struct Matrix: @unchecked Sendable {
     /// values that is a multiple of 128 (512 for int8/int4, whose groups are taken in spans of 16 where they can
     /// be), or `panelLimit` with a narrower last panel.
     public static func panelWidth(cols: Int, format: WeightFormat) -> Int {
-        let input = format == .int8 ? 3 : format == .int4 || format == .mxfp4 || format == .int4z ? 2 : 4
+        let input = !format.isGrouped ? 4 : format == .int8 ? 3 : 2
         guard cols > panelLimit, cols * input + 4 * format.rowBytes(cols) > panelL1Bytes else { return 0 }
         let n = (cols + panelLimit - 1) / panelLimit, multiple = format.isGrouped ? 512 : 128
         return cols % n == 0 && (cols / n) % multiple == 0 ? cols / n : panelLimit

@@ -99,12 +99,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// The tensor `name` as an f32 matrix [rows, cols] (a 1-D tensor is one row). f32 data stays in the mapping;
     /// f16/bf16 are converted once into owned storage. `expected` is the shape the model needs.
     public func matrix(_ name: String, shape expected: [Int]) throws -> Matrix {
-        if index[name] == nil, index[name + "_packed"] != nil {
-            return try loadPacked(name, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *))
-        }
-        if let base = groupedIntBase(name) {
-            return try loadGroupedInt(base, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *))
-        }
+        if let m = try unpacked(name, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *)) { return m }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         let cols = expected.last ?? 1
@@ -115,15 +110,18 @@ public final class Checkpoint: @unchecked Sendable {
     /// Rows [start, start+count) of a tensor viewed as [rows, cols] — used for one expert of a fused expert tensor,
     /// so a process converts only the experts it holds.
     public func matrixSlice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
-        if index[name] == nil, index[name + "_packed"] != nil {
-            return try loadPacked(name, shape: expected, rowStart: rowStart, rows: rowCount)
-        }
-        if let base = groupedIntBase(name) {
-            return try loadGroupedInt(base, shape: expected, rowStart: rowStart, rows: rowCount)
-        }
+        if let m = try unpacked(name, shape: expected, rowStart: rowStart, rows: rowCount) { return m }
         let (file, e) = try locate(name)
         guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
         return try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
+    }
+
+    /// Rows of `name` where it is stored as packed integers (compressed-tensors' `NAME_packed`, GPTQ / AWQ's
+    /// `….qweight`), as f32; nil where it is stored under its own name.
+    private func unpacked(_ name: String, shape expected: [Int], rowStart: Int, rows: Int) throws -> Matrix? {
+        if index[name] == nil, index[name + "_packed"] != nil { return try loadPacked(name, shape: expected, rowStart: rowStart, rows: rows) }
+        if let base = groupedIntBase(name) { return try loadGroupedInt(base, shape: expected, rowStart: rowStart, rows: rows) }
+        return nil
     }
 
     /// Whether `name` is stored as MXFP4 (`NAME_blocks` and `NAME_scales`).
@@ -258,15 +256,7 @@ public final class Checkpoint: @unchecked Sendable {
         guard q.dtypeName == "I32", q.shape == shapes.qweight else { throw ModelError.shapeMismatch(tensor: q.name, expected: shapes.qweight, found: q.shape) }
         guard z.dtypeName == "I32", z.shape == shapes.qzeros else { throw ModelError.shapeMismatch(tensor: z.name, expected: shapes.qzeros, found: z.shape) }
         guard s.shape == [groups, out] else { throw ModelError.shapeMismatch(tensor: s.name, expected: [groups, out], found: s.shape) }
-        guard let sdtype = s.dtype else { throw ModelError.unsupportedDType(tensor: s.name, dtype: s.dtypeName) }
-        var scales = [Float](repeating: 0, count: groups * out)
-        scales.withUnsafeMutableBufferPointer { b in
-            if sdtype == .f32 { UnsafeMutableRawPointer(b.baseAddress!).copyMemory(from: sf.pointer(s), byteCount: b.count * 4) }
-            else { Self.widen(sf.pointer(s), sdtype, b.count, into: b.baseAddress!) }
-        }
-        if let bad = scales.firstIndex(where: { !$0.isFinite }) {
-            throw ModelError.badTensor(tensor: s.name, reason: "scale \(bad) is \(scales[bad]); scales must be finite")
-        }
+        let scales = try finiteScales(sf, s)
         var group: [Int32]?
         if let (gf, g) = try? locate(base + ".g_idx") {
             guard g.dtypeName == "I32", g.shape == [inputs] else { throw ModelError.shapeMismatch(tensor: g.name, expected: [inputs], found: g.shape) }
@@ -320,7 +310,14 @@ public final class Checkpoint: @unchecked Sendable {
         case .blocks: fits = s.shape == expected
         }
         guard fits else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: s.shape) }
-        guard let dtype = s.dtype else { throw ModelError.unsupportedDType(tensor: name, dtype: s.dtypeName) }
+        let values = try finiteScales(file, s)
+        let zeros = try index[weight + "_zero_point"].map { _ in try zeroPoints(weight + "_zero_point", scaleShape: s.shape, count: values.count) }
+        return WeightScales(layout: layout, values: values, zeroPoints: zeros, matrixRows: matrixRows, cols: cols)
+    }
+
+    /// A scale tensor (F32, F16 or BF16) as f32, every value finite.
+    private func finiteScales(_ file: SafetensorsFile, _ s: TensorEntry) throws -> [Float] {
+        guard let dtype = s.dtype else { throw ModelError.unsupportedDType(tensor: s.name, dtype: s.dtypeName) }
         var values = [Float](repeating: 0, count: s.elementCount)
         let src = file.pointer(s)
         values.withUnsafeMutableBufferPointer { out in
@@ -328,10 +325,9 @@ public final class Checkpoint: @unchecked Sendable {
             else { Self.widen(src, dtype, out.count, into: out.baseAddress!) }
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw ModelError.badTensor(tensor: name, reason: "scale \(bad) is \(values[bad]); scales must be finite")
+            throw ModelError.badTensor(tensor: s.name, reason: "scale \(bad) is \(values[bad]); scales must be finite")
         }
-        let zeros = try index[weight + "_zero_point"].map { _ in try zeroPoints(weight + "_zero_point", scaleShape: s.shape, count: values.count) }
-        return WeightScales(layout: layout, values: values, zeroPoints: zeros, matrixRows: matrixRows, cols: cols)
+        return values
     }
 
     /// compressed-tensors' zero points `name`, one per scale of a [..., R, G] (or [..., R]) scale tensor in its order:

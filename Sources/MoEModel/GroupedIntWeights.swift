@@ -2,7 +2,7 @@ import Foundation
 
 /// How GPTQ (AutoGPTQ, GPTQModel) and AWQ (AutoAWQ's GEMM layout) checkpoints store a linear layer `NAME`: integer
 /// codes in little-endian int32 words, transposed (`[in, out]`, as x·W), with one scale and one zero point per group of
-/// input columns and output: W[o, i] = (q[i, o] − z[g(i), o]) · s[g(i), o], in f32 (the stored scales are f16, so
+/// input columns and output: W[o, i] = (q[i, o] − z[g(i), o]) · s[g(i), o], in f32 (the stored scales are f16 or bf16, so
 /// every product is exact). `NAME.scales` is [groups, out]; GPTQ's `NAME.g_idx` [in] gives g(i) (desc_act orders
 /// the groups by activation), otherwise g(i) = i / group_size.
 public struct GroupedIntLayout: Sendable, Equatable {
@@ -64,74 +64,40 @@ public struct GroupedIntLayout: Sendable, Equatable {
 
     private func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
-    /// The word added to each v1 GPTQ zero-point word: 1 in every field.
+    /// The word added to each v1 GPTQ zero-point word at 2, 4 and 8 bits: 1 in every field.
     var v1Correction: UInt32 { (0..<perWord).reduce(0) { $0 | (1 << UInt32($1 * bits)) } }
 
     /// Outputs [r0, r0 + rows) of the weight as f32 rows of `inputs` values (`dst` holds rows × inputs). `scales` is
-    /// [groups, out] as f32, `group` the group of each input (nil: i / groupSize).
+    /// [groups, out] as f32, `group` the group of each input (nil: i / groupSize). Every code and zero point is a field
+    /// of a dense stream (WeightScales.denseField): GPTQ's codes down output o's column, AWQ's along input i's row at
+    /// output o's field, both layouts' zero points along group g's row.
     public func dequantize(qweight: UnsafeRawPointer, qzeros: UnsafeRawPointer, scales: [Float], group: [Int32]?,
                            out: Int, inputs: Int, r0: Int, rows: Int, into dst: UnsafeMutablePointer<Float>) {
-        if 32 % bits != 0 {
-            dequantizeStreams(qweight: qweight, qzeros: qzeros, scales: scales, group: group, out: out, inputs: inputs,
-                              r0: r0, rows: rows, into: dst)
-            return
-        }
-        let per = perWord, mask = mask, bits = UInt32(bits), zeroWords = out / per
         func word(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
             UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
         }
-        let correction: UInt32 = packing == .gptq(v1: true) ? v1Correction : 0
+        let v1 = packing == .gptq(v1: true), wordAligned = 32 % bits == 0
+        // v1's zero points less one: restored by a word add (carries included) where fields fill words, field by
+        // field at 3 bits, as GPTQModel restores them.
+        let carry: UInt32 = v1 && wordAligned ? v1Correction : 0, perField: UInt32 = v1 && !wordAligned ? 1 : 0
+        let rowWords = out * bits / 32, groupCount = groups(inputs: inputs)
         let groupOf: [Int] = group.map { $0.map(Int.init) } ?? (0..<inputs).map { i in groupSize.map { i / $0 } ?? 0 }
-        let groupCount = groups(inputs: inputs)
         var zeros = [Float](repeating: 0, count: groupCount)
         scales.withUnsafeBufferPointer { s in
             for (k, o) in (r0..<(r0 + rows)).enumerated() {
-                // Output o's field within the words that hold it (zero points of both layouts, AWQ's codes too).
-                let shift = UInt32(packing == .awq ? Self.awqField[o % per] : o % per) * bits
+                let field = packing == .awq ? o / perWord * perWord + Self.awqField[o % perWord] : o
                 for g in 0..<groupCount {
-                    zeros[g] = Float(((word(qzeros, g * zeroWords + o / per) &+ correction) >> shift) & mask)
+                    let z = WeightScales.denseField(field, bits: bits) { word(qzeros, g * rowWords + $0) &+ carry }
+                    zeros[g] = Float((z &+ perField) & mask)
                 }
                 let row = dst + k * inputs
-                switch packing {
-                case .gptq:
-                    // Word w of column o holds inputs w · per … w · per + per − 1.
-                    for w in 0..<(inputs / per) {
-                        let codes = word(qweight, w * out + o)
-                        for f in 0..<per {
-                            let i = w * per + f, g = groupOf[i]
-                            row[i] = (Float((codes >> (UInt32(f) * bits)) & mask) - zeros[g]) * s[g * out + o]
-                        }
-                    }
-                case .awq:
-                    for i in 0..<inputs {
-                        let g = groupOf[i]
-                        row[i] = (Float((word(qweight, i * zeroWords + o / per) >> shift) & mask) - zeros[g]) * s[g * out + o]
-                    }
+                for i in 0..<inputs {
+                    let q = packing == .awq
+                        ? WeightScales.denseField(field, bits: bits) { word(qweight, i * rowWords + $0) }
+                        : WeightScales.denseField(i, bits: bits) { word(qweight, $0 * out + o) }
+                    let g = groupOf[i]
+                    row[i] = (Float(q) - zeros[g]) * s[g * out + o]
                 }
-            }
-        }
-    }
-
-    /// GPTQ at 3 bits (fields straddle words): each output's codes and each group's zero points read as dense streams
-    /// (WeightScales.denseField), v1 zero points restored field by field.
-    private func dequantizeStreams(qweight: UnsafeRawPointer, qzeros: UnsafeRawPointer, scales: [Float], group: [Int32]?,
-                                   out: Int, inputs: Int, r0: Int, rows: Int, into dst: UnsafeMutablePointer<Float>) {
-        func word(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
-            UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
-        }
-        let zeroWords = out * bits / 32, groupCount = groups(inputs: inputs), v1 = packing == .gptq(v1: true)
-        let groupOf: [Int] = group.map { $0.map(Int.init) } ?? (0..<inputs).map { i in groupSize.map { i / $0 } ?? 0 }
-        var zeros = [Float](repeating: 0, count: groupCount)
-        for (k, o) in (r0..<(r0 + rows)).enumerated() {
-            for g in 0..<groupCount {
-                let z = WeightScales.denseField(o, bits: bits) { word(qzeros, g * zeroWords + $0) }
-                zeros[g] = Float(v1 ? (z + 1) & mask : z)
-            }
-            let row = dst + k * inputs
-            for i in 0..<inputs {
-                let g = groupOf[i]
-                let q = WeightScales.denseField(i, bits: bits) { word(qweight, $0 * out + o) }
-                row[i] = (Float(q) - zeros[g]) * scales[g * out + o]
             }
         }
     }

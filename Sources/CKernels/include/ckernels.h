@@ -94,9 +94,10 @@ void kern_quantize_q8(const float *src, size_t n, int8_t *q, float *scales);
 /// code), so an MXFP4 group is held exactly; its scale 2^(e−1) must be an f16 (e from −23 to 16; a group of values
 /// below 6 · 2^-24 is rounded against e = −23).
 /// KERN_Q4Z: n/32 zero-point bytes z (0…15), padded to a multiple of 32 bytes, then int4's codes (0…15, n/2 bytes
-/// in its layout), each value (code − z) × the group's f16 scale. A group of k · s (k integers spanning at most 15, s an f16: an asymmetric
-/// 4-bit checkpoint's group) is held exactly; others with scale (max − min)/15 rounded up to an f16 and z the
-/// rounded −min/scale (0…15), each code the rounded value / scale + z, clamped to 0…15.
+/// in its layout), each value (code − z) × the group's f16 scale. A group of k · s (k integers spanning at most 15,
+/// s an f16: an asymmetric 4-bit checkpoint's group) is held exactly; others with scale (max − min)/15 rounded up to
+/// an f16 and z the rounded −min/scale (0…15), each code the rounded value / scale + z, clamped to 0…15. Its
+/// products start each dot from −z · Σx (lane sums at factor −1 times each lane's group's z).
 int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint16_t *scales);
 void kern_dequantize(int format, const void *q, const uint16_t *scales, size_t n, float *out);
 /// The largest finite f16: the largest group scale int8/int4 weights can hold.
