@@ -114,19 +114,20 @@ public final class ClusterSession {
         }
         // int8/int4 need rows in groups of 32: a role whose matrices are narrower otherwise is held as f16 (every rank
         // computes the same from the same config.json).
-        // experts.dtype auto: a quantised checkpoint's experts at about its size, an unquantised one's as f32.
-        let experts = config.expertsDType ?? ckpt.quantization?.heldAs ?? .f32
-        if role == .coordinator, config.expertsDType == nil, let q = ckpt.quantization {
-            logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights; --experts-dtype chooses another")
+        // experts.dtype auto: the experts as the checkpoint stores them, a quantised checkpoint's at about its size.
+        let auto = ExpertStore.autoFormat(ckpt, spec), experts = config.expertsDType ?? auto
+        if role == .coordinator, config.expertsDType == nil, let q = ckpt.quantization, auto.isGrouped {
+            let again = auto != q.heldAs ? " (\(q.heldAs.rawValue) would round them again: not every run of 32 inputs lies in one of their groups with an f16 scale)" : ""
+            logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights\(again); --experts-dtype chooses another")
         }
         let fitted = WeightFormats(experts: experts, dense: config.attentionDType).fitting(spec)
         formats = fitted.formats
         if role == .coordinator { for note in fitted.notes { logLine("\(tag): note: \(note)") } }
         // A quantised checkpoint's experts asked for as f32 or f16: what auto would have held them as, and at what cost.
-        if role == .coordinator, let q = ckpt.quantization, q.heldAs != .int8, [.f32, .f16].contains(formats.experts) {
-            let times = Int((Double(formats.experts.rowBytes(32)) / Double(q.heldAs.rowBytes(32))).rounded())
+        if role == .coordinator, let q = ckpt.quantization, auto.isGrouped, auto != .int8, [.f32, .f16].contains(formats.experts) {
+            let times = Int((Double(formats.experts.rowBytes(32)) / Double(auto.rowBytes(32))).rounded())
             let what = q.method == "mxfp4" ? "MXFP4" : "\(q.integerBits ?? 0)-bit integers (\(q.displayName))"
-            logLine("\(tag): note: the checkpoint's experts are \(what): experts.dtype \(q.heldAs.rawValue) (auto, the default; --experts-dtype \(q.heldAs.rawValue)) holds them at about their size, exactly where each run of 32 inputs lies in one of their groups (int8 too, at twice it); \(formats.experts.rawValue) takes \(times)× \(q.heldAs.rawValue)'s memory")
+            logLine("\(tag): note: the checkpoint's experts are \(what): experts.dtype \(auto.rawValue) (auto, the default; --experts-dtype \(auto.rawValue)) holds them at about their size, exactly where each run of 32 inputs lies in one of their groups (int8 too, at twice it); \(formats.experts.rawValue) takes \(times)× \(auto.rawValue)'s memory")
         }
         let W = workers
         let placement = try agree("computed the expert placement") {
@@ -160,7 +161,8 @@ public final class ClusterSession {
                 m.transformer.microBatchMinTokens = config.microBatchMinTokens
             }
             model = m
-            logLine("\(tag): holds \(formatGB(m.bytesHeld)) of weights (dense layers as \(formats.dense)\(W == 0 ? ", all experts as \(formats.experts) — single process" : ", no experts")); RSS \(formatGB(residentBytes()))")
+            let dense = m.transformer.weights.formatSummary + (formats.dense == nil ? " (auto)" : "")
+            logLine("\(tag): holds \(formatGB(m.bytesHeld)) of weights (dense layers as \(dense)\(W == 0 ? ", all experts as \(formats.experts) — single process" : ", no experts")); RSS \(formatGB(residentBytes()))")
         case .worker(let i):
             let store = try agree("loaded its experts") {
                 try ExpertStore(ckpt, spec, format: formats.experts) { l, e in placement!.holds(i, layer: l, expert: e) }

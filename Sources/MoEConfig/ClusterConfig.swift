@@ -53,16 +53,17 @@ public struct ClusterConfig: Sendable, Equatable {
     /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`); nil is `auto`: f32 for an
     /// unquantised checkpoint, for a quantised one the format that holds it at about its size (resolved at load).
     public var expertsDType: WeightFormat?
-    /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`).
-    public var attentionDType: WeightFormat = .f32
+    /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`); nil
+    /// is `auto`: each matrix as the checkpoint stores it (bf16 as bf16, a quantised one at about its size).
+    public var attentionDType: WeightFormat?
 
     /// A weight format from its name in the config or on the command line (`key` names it in the error).
     public static func weightFormat(_ name: String, key: String) throws -> WeightFormat {
         try format(name, key: key, auto: false)!
     }
-    /// `experts.dtype`: a weight format, or `auto` (nil).
-    public static func expertsFormat(_ name: String) throws -> WeightFormat? {
-        try format(name, key: "experts.dtype", auto: true)
+    /// `experts.dtype` or `attention.dtype` (`key`): a weight format, or `auto` (nil).
+    public static func roleFormat(_ name: String, key: String) throws -> WeightFormat? {
+        try format(name, key: key, auto: true)
     }
     private static func format(_ name: String, key: String, auto: Bool) throws -> WeightFormat? {
         if auto && name.lowercased() == "auto" { return nil }
@@ -128,7 +129,8 @@ public struct ClusterConfig: Sendable, Equatable {
             try r.keys(m, allowed: ["dtype"], at: role + ".")
             if let d = m["dtype"] {
                 let name = try r.string(d, role + ".dtype")
-                if role == "experts" { c.expertsDType = try expertsFormat(name) } else { c.attentionDType = try weightFormat(name, key: role + ".dtype") }
+                let f = try roleFormat(name, key: role + ".dtype")
+                if role == "experts" { c.expertsDType = f } else { c.attentionDType = f }
             }
         }
         if let rt = top["router"] {

@@ -99,6 +99,10 @@ public struct Matrix: @unchecked Sendable {
     public let owner: AnyObject
     /// Column panels: width 0 when rows are held one after another.
     public let panels: kern_panels
+    /// For an f32 matrix read from a checkpoint: the format that holds its values at about the size they are stored
+    /// in (bf16 for bf16, int4 for a 4-bit GPTQ layer, …; see Checkpoint.heldFormat), what `attention.dtype` and
+    /// `experts.dtype` auto hold it as. nil for matrices made otherwise.
+    public var stored: WeightFormat?
 
     /// The widest panel, in values: its input columns (4 KB of f32) stay in L1 while the weights stream.
     public static let panelLimit = 1024
@@ -211,13 +215,17 @@ public struct Matrix: @unchecked Sendable {
     /// Rows [range) of this matrix, sharing its storage.
     public func rows(_ range: Range<Int>) -> Matrix {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) of a \(rows)-row matrix")
+        var view: Matrix
         if panels.width != 0 {
-            return Matrix(rows: range.count, cols: cols, ld: ld, format: format, raw: raw, scales: scales, owner: owner,
+            view = Matrix(rows: range.count, cols: cols, ld: ld, format: format, raw: raw, scales: scales, owner: owner,
                           panels: kern_panels(width: panels.width, rows: panels.rows, row0: panels.row0 + range.lowerBound))
+        } else {
+            let offset = format == .f32 ? range.lowerBound * ld * 4 : range.lowerBound * format.valueBytes(cols)
+            view = Matrix(rows: range.count, cols: cols, ld: ld, format: format, raw: raw + offset,
+                          scales: scales.map { $0 + range.lowerBound * (cols / 32) }, owner: owner, panels: panels)
         }
-        let offset = format == .f32 ? range.lowerBound * ld * 4 : range.lowerBound * format.valueBytes(cols)
-        return Matrix(rows: range.count, cols: cols, ld: ld, format: format, raw: raw + offset,
-                      scales: scales.map { $0 + range.lowerBound * (cols / 32) }, owner: owner, panels: panels)
+        view.stored = stored
+        return view
     }
 
     /// Row `r` as f32 values, whatever the format (what the products multiply by; tests compare against it).

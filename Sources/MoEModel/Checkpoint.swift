@@ -99,21 +99,34 @@ public final class Checkpoint: @unchecked Sendable {
     /// The tensor `name` as an f32 matrix [rows, cols] (a 1-D tensor is one row). f32 data stays in the mapping;
     /// f16/bf16 are converted once into owned storage. `expected` is the shape the model needs.
     public func matrix(_ name: String, shape expected: [Int]) throws -> Matrix {
-        if let m = try unpacked(name, shape: expected, rowStart: 0, rows: expected.dropLast().reduce(1, *)) { return m }
-        let (file, e) = try locate(name)
-        guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
-        let cols = expected.last ?? 1
-        let rows = expected.count <= 1 ? 1 : expected.dropLast().reduce(1, *)
-        return try load(file, e, rows: rows, cols: cols)
+        try matrixSlice(name, shape: expected, rowStart: 0, rowCount: expected.count <= 1 ? 1 : expected.dropLast().reduce(1, *))
     }
 
     /// Rows [start, start+count) of a tensor viewed as [rows, cols] — used for one expert of a fused expert tensor,
     /// so a process converts only the experts it holds.
     public func matrixSlice(_ name: String, shape expected: [Int], rowStart: Int, rowCount: Int) throws -> Matrix {
-        if let m = try unpacked(name, shape: expected, rowStart: rowStart, rows: rowCount) { return m }
-        let (file, e) = try locate(name)
-        guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
-        return try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
+        var m: Matrix
+        if let u = try unpacked(name, shape: expected, rowStart: rowStart, rows: rowCount) {
+            m = u
+        } else {
+            let (file, e) = try locate(name)
+            guard e.shape == expected else { throw ModelError.shapeMismatch(tensor: name, expected: expected, found: e.shape) }
+            m = try load(file, e, rowStart: rowStart, rows: rowCount, cols: expected.last ?? 1)
+        }
+        m.stored = heldFormat(name)
+        return m
+    }
+
+    /// The format that holds tensor `name` at about the size it is stored in: a quantised weight (packed or GPTQ /
+    /// AWQ integers, MXFP4, float8 or int8 with scales) as quantization_config's `heldAs`, a bf16 or f16 one as
+    /// itself, any other as f32.
+    public func heldFormat(_ name: String) -> WeightFormat {
+        guard let e = index[name]?.entry else { return has(name) ? quantization?.heldAs ?? .f32 : .f32 }
+        switch e.dtypeName {
+        case "BF16": return .bf16
+        case "F16": return .f16
+        default: return ScaledFormat(rawValue: e.dtypeName) != nil ? quantization?.heldAs ?? .f32 : .f32
+        }
     }
 
     /// Rows of `name` where it is stored as packed integers (compressed-tensors' `NAME_packed`, GPTQ / AWQ's
@@ -150,7 +163,9 @@ public final class Checkpoint: @unchecked Sendable {
             throw ModelError.badTensor(tensor: s.name, reason: "scale \(rowStart * cols / 32 + bad) is 255 (NaN in e8m0)")
         }
         bf.mapping.release(from: UnsafeRawPointer(blocks), count: rowCount * cols / 2)
-        return Matrix(buf, rows: rowCount, cols: cols)
+        var m = Matrix(buf, rows: rowCount, cols: cols)
+        m.stored = heldFormat(name)
+        return m
     }
 
     public func vector(_ name: String, count: Int) throws -> Matrix {

@@ -26,6 +26,18 @@ public final class ExpertStore: @unchecked Sendable {
         }
     }
 
+    /// What experts.dtype auto holds a checkpoint's experts as: what auto holds expert 0 of the first MoE layer's
+    /// gate as (Matrix.autoFormat(): bf16 as bf16, a quantised one at about its size, int8 where int4 would round it
+    /// again); f32 without experts. The checkpoint's quantisation is one for all its experts, so one stands for all.
+    public static func autoFormat(_ ckpt: Checkpoint, _ spec: ModelSpec) -> WeightFormat {
+        guard let l = spec.moeLayers.first, let layout = try? resolveExpertLayout(ckpt, spec, layer: l) else { return .f32 }
+        let f = ckpt.heldFormat(ModelSpec.layerPrefix(l) + layout.marker)
+        guard f == .int4 || f == .int4z else { return f }
+        guard let one = try? ExpertStore(ckpt, spec, select: { $0 == l && $1 == 0 }),
+              let gate = one.weights(layer: l, expert: 0)?.gate else { return f }
+        return gate.autoFormat()
+    }
+
     public func load(_ ckpt: Checkpoint, layer l: Int, expert e: Int) throws {
         guard let moe = spec.layers[l].moe else { return }
         let H = spec.hiddenSize, I = moe.intermediate, E = moe.experts

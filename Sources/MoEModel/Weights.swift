@@ -201,7 +201,9 @@ func loadMLA(_ ckpt: Checkpoint, _ spec: ModelSpec, _ mla: MLASpec, layer l: Int
             let row = kvB.row(first + i)
             for j in 0..<L { ukT.pointer[j * N + i] = row[j] }
         }
-        w.uk.append(Matrix(ukT, rows: L, cols: N))
+        var uk = Matrix(ukT, rows: L, cols: N)
+        uk.stored = kvB.stored
+        w.uk.append(uk)
         w.uv.append(kvB.rows((first + N)..<(first + N + V)))
     }
     return w
@@ -231,8 +233,9 @@ public func resolveExpertLayout(_ ckpt: Checkpoint, _ spec: ModelSpec, layer l: 
 /// the output head. Embeddings, norms, biases and routers stay f32 (they are read a row at a time or are tiny).
 public struct WeightFormats: Sendable, Equatable {
     public var experts: WeightFormat
-    public var dense: WeightFormat
-    public init(experts: WeightFormat = .f32, dense: WeightFormat = .f32) {
+    /// nil: auto, each matrix as its checkpoint stores it (`Matrix.autoFormat()`).
+    public var dense: WeightFormat?
+    public init(experts: WeightFormat = .f32, dense: WeightFormat? = .f32) {
         self.experts = experts
         self.dense = dense
     }
@@ -261,15 +264,37 @@ public struct WeightFormats: Sendable, Equatable {
             case .moe(let m): if let s = m.shared { dense.append(("shared_expert_intermediate_size", s.intermediate)) }
             }
         }
-        if self.dense.isGrouped, let (key, w) = misfit(dense) {
+        if let f = self.dense, f.isGrouped, let (key, w) = misfit(dense) {
             out.dense = .f16
-            notes.append("attention and dense weights held as f16, not \(self.dense.rawValue): \(key) \(w) is not a multiple of the group size 32")
+            notes.append("attention and dense weights held as f16, not \(f.rawValue): \(key) \(w) is not a multiple of the group size 32")
         }
         return (out, notes)
     }
 }
 
 extension Matrix {
+    /// What auto holds this matrix as: the format of its values as the checkpoint stores them (`stored`; f32 when
+    /// not from a checkpoint); f16 where that is a grouped format and its rows are not a multiple of 32 wide; int8
+    /// where int4 or int4z would not hold every value exactly (a 4-bit checkpoint under act order, or with scales that
+    /// are not f16, or groups that split a run of 32 inputs), as int8 rounds 16 times finer. Converts to check that.
+    public func autoFormat() -> WeightFormat {
+        let f = stored ?? .f32
+        if f.isGrouped && cols % 32 != 0 { return .f16 }
+        if f == .int4 || f == .int4z, !holdsExactly(as: f) { return .int8 }
+        return f
+    }
+
+    /// Whether `f` holds every value of this f32 matrix exactly.
+    public func holdsExactly(as f: WeightFormat) -> Bool {
+        guard format == .f32, let held = converted(to: f) else { return false }
+        var back = [Float](repeating: 0, count: cols)
+        for r in 0..<rows {
+            held.dequantizedRow(r, into: &back)
+            if !back.elementsEqual(UnsafeBufferPointer(start: row(r), count: cols)) { return false }
+        }
+        return true
+    }
+
     /// This matrix stored in `f`; throws naming the tensor when a grouped format cannot hold it (width, range).
     func converting(to f: WeightFormat, _ name: @autoclosure () -> String) throws -> Matrix {
         guard let c = converted(to: f) else {
@@ -280,15 +305,20 @@ extension Matrix {
 }
 
 extension MLPWeights {
-    func converting(to f: WeightFormat, _ name: String) throws -> MLPWeights {
-        if f != .f32, gateBias == nil, upBias == nil, activation == .silu, gate.rows == up.rows, let gu = Matrix.stacking([gate, up], as: f) {
+    func converting(to f: WeightFormat, _ name: String) throws -> MLPWeights { try converting({ _ in f }, name) }
+
+    /// A copy with each matrix in `format(matrix)`; gate and up stacked when they go to one format.
+    func converting(_ format: (Matrix) -> WeightFormat, _ name: String) throws -> MLPWeights {
+        let f = format(gate)
+        if f != .f32, format(up) == f, gateBias == nil, upBias == nil, activation == .silu, gate.rows == up.rows,
+           let gu = Matrix.stacking([gate, up], as: f) {
             var w = MLPWeights(gate: gu.rows(0..<gate.rows), up: gu.rows(gate.rows..<2 * gate.rows),
-                               down: try down.converting(to: f, name + " down"), downBias: downBias, activation: activation)
+                               down: try down.converting(to: format(down), name + " down"), downBias: downBias, activation: activation)
             w.gateUp = gu
             return w
         }
-        return MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: f, name + " up"),
-                          down: try down.converting(to: f, name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias,
+        return MLPWeights(gate: try gate.converting(to: f, name + " gate"), up: try up.converting(to: format(up), name + " up"),
+                          down: try down.converting(to: format(down), name + " down"), gateBias: gateBias, upBias: upBias, downBias: downBias,
                           activation: activation)
     }
 }
@@ -296,31 +326,40 @@ extension MLPWeights {
 extension MLAWeights {
     /// A copy with its products in `f`: the two input projections stacked when they convert together; a per-head
     /// part whose width a grouped format cannot hold stays f32 (they are a few MB a layer).
-    func converting(to f: WeightFormat, _ p: String) throws -> MLAWeights {
+    func converting(_ format: (Matrix) -> WeightFormat, _ p: String) throws -> MLAWeights {
         var c = self
         let first = q ?? qA!
-        if let stacked = Matrix.stacking([first, kvA], as: f) {
+        if format(first) == format(kvA), let stacked = Matrix.stacking([first, kvA], as: format(first)) {
             c.inProj = stacked
             if q != nil { c.q = stacked.rows(0..<first.rows) } else { c.qA = stacked.rows(0..<first.rows) }
             c.kvA = stacked.rows(first.rows..<stacked.rows)
         } else {
-            if let m = q { c.q = try m.converting(to: f, p + "q_proj") }
-            if let m = qA { c.qA = try m.converting(to: f, p + "q_a_proj") }
-            c.kvA = try kvA.converting(to: f, p + "kv_a_proj_with_mqa")
+            if let m = q { c.q = try m.converting(to: format(m), p + "q_proj") }
+            if let m = qA { c.qA = try m.converting(to: format(m), p + "q_a_proj") }
+            c.kvA = try kvA.converting(to: format(kvA), p + "kv_a_proj_with_mqa")
         }
-        if let m = qB { c.qB = try m.converting(to: f, p + "q_b_proj") }
-        c.o = try o.converting(to: f, p + "o_proj")
-        c.uk = uk.map { $0.converted(to: f) ?? $0 }
-        c.uv = uv.map { $0.converted(to: f) ?? $0 }
+        if let m = qB { c.qB = try m.converting(to: format(m), p + "q_b_proj") }
+        c.o = try o.converting(to: format(o), p + "o_proj")
+        c.uk = uk.map { $0.converted(to: format($0)) ?? $0 }
+        c.uv = uv.map { $0.converted(to: format($0)) ?? $0 }
         return c
     }
 }
 
 extension DenseWeights {
     /// A copy whose matrix products (attention projections, dense MLPs, shared experts, lm_head) are stored in
-    /// `format`; embeddings, norms, biases and routers stay f32.
-    public func converting(to f: WeightFormat) throws -> DenseWeights {
+    /// `format`, or with `nil` (auto) each as its checkpoint stores it (`Matrix.autoFormat()`); embeddings, norms,
+    /// biases and routers stay f32.
+    public func converting(to f: WeightFormat?) throws -> DenseWeights {
         if f == .f32 { return self }
+        var chosen: [UnsafeRawPointer: WeightFormat] = [:]   // autoFormat converts to check: once per matrix
+        let format: (Matrix) -> WeightFormat = { m in
+            if let f { return f }
+            if let c = chosen[m.raw] { return c }
+            let c = m.autoFormat()
+            chosen[m.raw] = c
+            return c
+        }
         var out: [LayerWeights] = []
         for (i, lw) in layers.enumerated() {
             var l = lw
@@ -328,31 +367,51 @@ extension DenseWeights {
             switch lw.block {
             case .standard(let a):
                 var c = a
-                if let qkv = Matrix.stacking([a.q, a.k, a.v], as: f) {
+                let fq = format(a.q)
+                if format(a.k) == fq, format(a.v) == fq, let qkv = Matrix.stacking([a.q, a.k, a.v], as: fq) {
                     c.qkv = qkv
                     c.q = qkv.rows(0..<a.q.rows)
                     c.k = qkv.rows(a.q.rows..<(a.q.rows + a.k.rows))
                     c.v = qkv.rows((a.q.rows + a.k.rows)..<qkv.rows)
                 } else {
-                    c.q = try a.q.converting(to: f, p + "q_proj")
-                    c.k = try a.k.converting(to: f, p + "k_proj")
-                    c.v = try a.v.converting(to: f, p + "v_proj")
+                    c.q = try a.q.converting(to: fq, p + "q_proj")
+                    c.k = try a.k.converting(to: format(a.k), p + "k_proj")
+                    c.v = try a.v.converting(to: format(a.v), p + "v_proj")
                 }
-                c.o = try a.o.converting(to: f, p + "o_proj")
+                c.o = try a.o.converting(to: format(a.o), p + "o_proj")
                 l.block = .standard(c)
             case .latent(let a):
-                l.block = .latent(try a.converting(to: f, p))
+                l.block = .latent(try a.converting(format, p))
             }
             switch lw.ffn {
             case .dense(let m):
-                l.ffn = .dense(try m.converting(to: f, "layer \(i) mlp"))
+                l.ffn = .dense(try m.converting(format, "layer \(i) mlp"))
             case .moe(var r):
-                if let s = r.shared { r.shared = try s.converting(to: f, "layer \(i) shared expert") }
+                if let s = r.shared { r.shared = try s.converting(format, "layer \(i) shared expert") }
                 l.ffn = .moe(r)
             }
             out.append(l)
         }
-        return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: try lmHead.converting(to: f, "lm_head"))
+        return DenseWeights(embed: embed, layers: out, norm: norm, lmHead: try lmHead.converting(to: format(lmHead), "lm_head"))
+    }
+
+    /// The formats the matrix products are held in, as "bf16" when one, else each with its count of products
+    /// ("int4z ×28, bf16 ×1"), lm_head named when it alone differs ("int4z, lm_head bf16").
+    public var formatSummary: String {
+        var counts: [WeightFormat: Int] = [:]
+        for l in layers {
+            for m in l.block.products { counts[m.format, default: 0] += 1 }
+            switch l.ffn {
+            case .dense(let m): for x in [m.gate, m.up, m.down] { counts[x.format, default: 0] += 1 }
+            case .moe(let r): if let s = r.shared { for x in [s.gate, s.up, s.down] { counts[x.format, default: 0] += 1 } }
+            }
+        }
+        if counts.count <= 1 {
+            let f = counts.keys.first ?? lmHead.format
+            return f == lmHead.format ? f.rawValue : "\(f.rawValue), lm_head \(lmHead.format.rawValue)"
+        }
+        counts[lmHead.format, default: 0] += 1
+        return WeightFormat.allCases.compactMap { f in counts[f].map { "\(f.rawValue) ×\($0)" } }.joined(separator: ", ")
     }
 
     /// Sum of `measure` over every weight held (embedding included; lm_head once when it is the embedding table).

@@ -11,9 +11,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("wire-dtype"), help: "Token rows on the wire: f32 (exact) or bf16.") var wireDType: String?
     @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
     @Option(name: .customLong("kv-dtype"), help: "KV-cache entries: f32, f16 or int8.") var kvDType: String?
-    @Option(name: .customLong("experts-dtype"), help: "Routed experts' weights: auto (the default: f32, or a quantised checkpoint's size), f32, f16, bf16, int8, int4 (groups of 32), int4z (int4 with zero points: AWQ's) or mxfp4 (gpt-oss's).")
+    @Option(name: .customLong("experts-dtype"), help: "Routed experts' weights: auto (the default: as the checkpoint stores them, a quantised one at about its size), f32, f16, bf16, int8, int4 (groups of 32), int4z (int4 with zero points: AWQ's) or mxfp4 (gpt-oss's).")
     var expertsDType: String?
-    @Option(name: .customLong("attention-dtype"), help: "Attention, dense MLP, shared-expert and lm_head weights: f32, f16, bf16, int8, int4, int4z or mxfp4.")
+    @Option(name: .customLong("attention-dtype"), help: "Attention, dense MLP, shared-expert and lm_head weights: auto (the default: each as the checkpoint stores it), f32, f16, bf16, int8, int4, int4z or mxfp4.")
     var attentionDType: String?
     @Option(name: .customLong("micro-batches"), help: "Cut each step into this many micro-batches so one's attention runs while another's rows are at the expert workers (mpi.micro_batches; 1 = off).")
     var microBatches: Int?
@@ -43,8 +43,8 @@ struct ClusterOptions: ParsableArguments {
         if let n = microBatchMinTokens { c.microBatchMinTokens = n }
         if let o = hfOverrides { c.hfOverrides = o }
         if let n = maxModelLen { c.maxModelLen = n }
-        if let d = expertsDType { c.expertsDType = try ClusterConfig.expertsFormat(d) }
-        if let d = attentionDType { c.attentionDType = try ClusterConfig.weightFormat(d, key: "attention.dtype") }
+        if let d = expertsDType { c.expertsDType = try ClusterConfig.roleFormat(d, key: "experts.dtype") }
+        if let d = attentionDType { c.attentionDType = try ClusterConfig.roleFormat(d, key: "attention.dtype") }
         try speculation?.apply(to: &c)
         try c.validate()
         return c

@@ -60,19 +60,24 @@ import Testing
         let tmp = Fixtures.tempDir("mpi")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let out = tmp.appendingPathComponent("l.f32")
-        // f32 experts: transformers' values (auto would hold a quantised checkpoint's at about its size).
-        let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", out.path, "--experts-dtype", "f32"])
+        // f32 weights: transformers' values (auto would hold a quantised checkpoint's at about its size).
+        let exact = ["--experts-dtype", "f32", "--attention-dtype", "f32"]
+        let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", out.path] + exact)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(zip(try floats(out), ref).map { abs($0 - $1) }.max() ?? 1 < 1e-3)
-        let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json", "--experts-dtype", "f32"])
+        let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json"] + exact)
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
-        // experts.dtype auto on AWQ: every rank holds its experts as int4z, and the logits are one process's, bit for bit.
-        if name == "gptq-awq/qwen2-moe-awq-int4" {
+        // auto on AWQ: every worker holds its experts as int4z and the coordinator its attention (lm_head, stored
+        // unquantised, as bf16); under act order int4z would round the codes again, so int8. The logits are one
+        // process's, bit for bit.
+        if name == "gptq-awq/qwen2-moe-awq-int4" || name == "gptq-awq/qwen3-moe-gptq-int4-actorder" {
+            let held = name.hasSuffix("awq-int4") ? "int4z" : "int8"
             let q = tmp.appendingPathComponent("q.f32"), one = tmp.appendingPathComponent("one.f32")
             let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", q.path])
             let s = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", one.path])
-            #expect(r.status == 0 && s.status == 0 && r.stderr.contains("experts as int4z"), "\(r.stderr)")
+            #expect(r.status == 0 && s.status == 0 && r.stderr.contains("experts as \(held)"), "\(r.stderr)")
+            #expect(r.stderr.contains("(dense layers as \(held), lm_head bf16 (auto), no experts)"), "\(r.stderr)")
             #expect(try floats(q) == (try floats(one)))
         }
         // int4 asked where rows do not fit groups of 32: every rank holds f16 instead, as one process does.
@@ -177,7 +182,7 @@ import Testing
         #expect(r.stderr.contains("rank 1 (worker 1): holds 4 experts"))   // layer 0: expert 7; layer 1: 0, 3, 6
         #expect(r.stderr.contains("rank 2 (worker 2): holds 10 experts"))  // layer 0: 0–6; layer 1: 1, 4, 7
         #expect(r.stderr.contains("rank 3 (worker 3): holds 2 experts"))
-        #expect(r.stderr.contains("rank 0 (coordinator): holds") && r.stderr.contains("(dense layers as f32, no experts)"))
+        #expect(r.stderr.contains("rank 0 (coordinator): holds") && r.stderr.contains("(dense layers as f32 (auto), no experts)"))
         let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == p.greedy.newTokens)
         // A map naming a worker the job does not have is refused before any weight loads.
@@ -242,13 +247,15 @@ import Testing
     @Test func aWorkersMemoryGrowsWithItsShardNotWithTheModel() throws {
         let dir = Fixtures.tempDir("shard")
         defer { try? FileManager.default.removeItem(at: dir) }
-        // Experts dominate: 4 layers × 8 experts × 3 × 256 × 1024 f32 = 96 MiB of experts once converted from f16.
+        // Experts dominate: 4 layers × 8 experts × 3 × 256 × 1024 f32 = 96 MiB of experts held as f32 (auto would
+        // keep the checkpoint's f16, half that).
         let s = try Binaries.moeServe(["synth", "--out", dir.path, "--hidden", "256", "--intermediate", "1024", "--layers", "4",
                                        "--experts", "8", "--top-k", "2", "--heads", "4", "--kv-heads", "2", "--vocab", "600",
                                        "--dtype", "f16", "--seed", "2"])
         try #require(s.status == 0, "\(s.stderr)")
         func workerRSS(_ np: Int) throws -> [Double] {
-            let r = try Binaries.mpirun(np: np, ["logits", "--model", dir.path, "--ids", "5,6,7", "--out", dir.appendingPathComponent("l.f32").path])
+            let r = try Binaries.mpirun(np: np, ["logits", "--model", dir.path, "--ids", "5,6,7", "--out", dir.appendingPathComponent("l.f32").path,
+                                                 "--experts-dtype", "f32"])
             #expect(r.status == 0, "\(r.stderr)")
             // "RSS 123.4 MiB" or "RSS 1.23 GiB", in MiB.
             return r.stderr.split(separator: "\n").filter { $0.contains("(worker") }.compactMap { line in

@@ -10,6 +10,28 @@ import Testing
 @Suite struct WeightFormatTests {
     static let narrow: [WeightFormat] = [.f16, .bf16, .int8, .int4, .mxfp4, .int4z]
 
+    /// auto's choice for one matrix (table): the format of its stored values; f16 where a grouped one cannot take
+    /// its width; int8 where int4/int4z would not hold every value (one value off the grid of a group's step).
+    @Test(arguments: [(nil as WeightFormat?, 64, false, WeightFormat.f32), (.f32, 64, false, .f32), (.bf16, 64, false, .bf16),
+                      (.f16, 48, false, .f16), (.int8, 64, false, .int8), (.mxfp4, 64, false, .mxfp4),
+                      (.int4, 64, false, .int4), (.int4z, 64, false, .int4z), (.int4, 64, true, .int8), (.int4z, 64, true, .int8),
+                      (.int4, 48, false, .f16), (.int8, 48, false, .f16)])
+    func autoHoldsEachMatrixAsItsValuesAreStored(_ stored: WeightFormat?, _ cols: Int, _ offGrid: Bool, _ expected: WeightFormat) {
+        // Rows of k · s for k in −8 … 7 and an f16 step s per row: what a symmetric 4-bit checkpoint stores.
+        var rng = SeededRNG(seed: 4)
+        let rows = 3
+        let buf = FloatBuffer(count: rows * cols, zeroed: false)
+        for r in 0..<rows {
+            let s = Float(Float16(Float(rng.next() % 1000 + 1) * 1e-4))
+            for c in 0..<cols { buf.pointer[r * cols + c] = Float(Int(rng.next() % 16) - 8) * s }
+        }
+        if offGrid { buf.pointer[cols + 5] = 0.0123457 }   // on no f16 step's grid with the row's other values
+        var m = Matrix(buf, rows: rows, cols: cols)
+        m.stored = stored
+        #expect(m.autoFormat() == expected)
+        #expect(m.rows(1..<2).stored == stored)
+    }
+
     func randoms(_ n: Int, seed: UInt64) -> [Float] {
         var r = SeededRNG(seed: seed)
         return (0..<n).map { _ in Float(r.nextUnit() * 2 - 1) }
