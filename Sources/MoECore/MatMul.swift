@@ -11,6 +11,12 @@ import COpenBLAS
 public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w: Matrix,
                    out: UnsafeMutablePointer<Float>, ldo: Int? = nil) {
     if T == 0 || w.rows == 0 { return }
+    if let order = w.heldOrder {   // columns held in another order (act order): the inputs follow them
+        let xs = order.gather(x, rows: T, ldx: ldx ?? w.cols)
+        defer { xs.deallocate() }
+        kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, w.panels, xs, w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
+        return
+    }
     kern_gemm_w_mt(w.format.kernelCode, w.raw, w.ld, w.scales, w.panels, x, ldx ?? w.cols, T, w.cols, out, ldo ?? w.rows, w.rows)
 }
 
@@ -45,10 +51,13 @@ public struct ProductCall {
 /// per stage instead of one per expert. Every output equals `matmul`'s for that product alone.
 public func matmulMany(_ calls: [ProductCall]) {
     let live = calls.filter { $0.rows > 0 && $0.w.rows > 0 }
-    let products = live.map { c in
+    // Inputs gathered into the column order a matrix is held in (act order), freed when the region is done.
+    let gathered = live.map { c in c.w.heldOrder.map { $0.gather(c.x, rows: c.rows, ldx: c.ldx ?? c.w.cols) } }
+    defer { for g in gathered { g?.deallocate() } }
+    let products = zip(live, gathered).map { c, g in
         kern_product(format: c.w.format.kernelCode, w: c.w.raw, ld: c.w.ld, scales: c.w.scales, panels: c.w.panels,
-                     X: c.x, ldx: c.ldx ?? c.w.cols, T: c.rows, cols: c.w.cols, Y: c.out, ldy: c.ldo ?? c.w.rows, rows: c.w.rows,
-                     act: c.swiglu)
+                     X: g.map { UnsafePointer($0) } ?? c.x, ldx: g == nil ? c.ldx ?? c.w.cols : c.w.cols, T: c.rows, cols: c.w.cols,
+                     Y: c.out, ldy: c.ldo ?? c.w.rows, rows: c.w.rows, act: c.swiglu)
     }
     products.withUnsafeBufferPointer { kern_gemm_w_many($0.baseAddress, Int32($0.count)) }
 }

@@ -103,6 +103,13 @@ public struct Matrix: @unchecked Sendable {
     /// in (bf16 for bf16, int4 for a 4-bit GPTQ layer, …; see Checkpoint.heldFormat), what `attention.dtype` and
     /// `experts.dtype` auto hold it as. nil for matrices made otherwise.
     public var stored: WeightFormat?
+    /// For an f32 matrix read from a checkpoint whose groups are scattered over its columns (GPTQ's act order): the
+    /// column order that puts each group's columns together, which a conversion to a grouped format holds them in
+    /// (each run of 32 then lies in one group, so a 4-bit checkpoint's values stay exact in int4/int4z).
+    public var groupOrder: ColumnOrder?
+    /// For a grouped matrix: the order its columns are held in (position j holds column index[j]); a product gathers
+    /// its inputs into that order first. nil: as they come.
+    public var heldOrder: ColumnOrder?
 
     /// The widest panel, in values: its input columns (4 KB of f32) stay in L1 while the weights stream.
     public static let panelLimit = 1024
@@ -171,20 +178,31 @@ public struct Matrix: @unchecked Sendable {
 
     /// f32 matrices of one width converted to `f` (not f32) into one allocation, their rows one after another: one
     /// product over the stack computes them all with one pass over the activations and one parallel region.
+    /// A grouped format holds each part's columns in its `groupOrder`, which the parts must then share (nil otherwise).
     public static func stacking(_ parts: [Matrix], as f: WeightFormat) -> Matrix? {
         guard let cols = parts.first?.cols, f != .f32,
               parts.allSatisfy({ $0.format == .f32 && $0.cols == cols }), !f.isGrouped || cols % 32 == 0 else { return nil }
+        let order = f.isGrouped ? parts[0].groupOrder : nil
+        guard parts.allSatisfy({ ($0.groupOrder?.index ?? []) == (order?.index ?? []) }) || !f.isGrouped else { return nil }
         let rows = parts.reduce(0) { $0 + $1.rows }
         let q = QuantBuffer(format: f, rows: rows, cols: cols)
-        let stack = Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
+        var stack = Matrix(rows: rows, cols: cols, ld: cols, format: f, raw: UnsafeRawPointer(q.data),
                            scales: f.isGrouped ? UnsafePointer(q.scales) : nil, owner: q,
                            panels: kern_panels(width: Matrix.panelWidth(cols: cols, format: f), rows: rows, row0: 0))
+        stack.heldOrder = order
+        let gathered = order.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: cols) }
+        defer { gathered?.deallocate() }
         var r = 0
         for m in parts {
             for i in 0..<m.rows {
+                var row = m.row(i)
+                if let order, let g = gathered {
+                    for (j, c) in order.index.enumerated() { g[j] = row[Int(c)] }
+                    row = UnsafePointer(g)
+                }
                 for k in 0..<stack.panelCount {
                     let (start, width) = stack.panel(k), (dst, sc) = stack.location(row: r, panel: k)
-                    let src = m.row(i) + start
+                    let src = row + start
                     switch f {
                     case .int8, .int4, .mxfp4, .int4z:
                         guard kern_quantize_weights(f.kernelCode, src, width, UnsafeMutableRawPointer(mutating: dst),
@@ -225,15 +243,22 @@ public struct Matrix: @unchecked Sendable {
                           scales: scales.map { $0 + range.lowerBound * (cols / 32) }, owner: owner, panels: panels)
         }
         view.stored = stored
+        view.groupOrder = groupOrder
+        view.heldOrder = heldOrder
         return view
     }
 
     /// Row `r` as f32 values, whatever the format (what the products multiply by; tests compare against it).
     public func dequantizedRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         if format == .f32 { out.update(from: row(r), count: cols); return }
+        let held = heldOrder == nil ? out : UnsafeMutablePointer<Float>.allocate(capacity: cols)
         for k in 0..<panelCount {
             let (start, width) = panel(k), (values, sc) = location(row: r, panel: k)
-            kern_dequantize(format.kernelCode, values, sc, width, out + start)
+            kern_dequantize(format.kernelCode, values, sc, width, held + start)
+        }
+        if let order = heldOrder {
+            for (j, c) in order.index.enumerated() { out[Int(c)] = held[j] }
+            held.deallocate()
         }
     }
 
@@ -247,6 +272,31 @@ public struct Matrix: @unchecked Sendable {
         self.scales = scales
         self.owner = owner
         self.panels = panels
+    }
+}
+
+/// A permutation of a matrix's columns: position j holds column index[j].
+public final class ColumnOrder: @unchecked Sendable {
+    public let index: [Int32]
+    public init(_ index: [Int32]) { self.index = index }
+
+    /// The columns sorted by their group (GPTQ's g_idx: input i's group), in their order within a group; nil when
+    /// each group's columns already come together in order.
+    public static func grouping(_ group: [Int32]) -> ColumnOrder? {
+        let order = group.indices.sorted { (group[$0], $0) < (group[$1], $1) }
+        return order.elementsEqual(group.indices) ? nil : ColumnOrder(order.map(Int32.init))
+    }
+
+    /// x's T rows (stride ldx) with their values in this order, packed: [T, index.count]. The caller deallocates.
+    public func gather(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int) -> UnsafeMutablePointer<Float> {
+        let n = index.count, out = UnsafeMutablePointer<Float>.allocate(capacity: max(T * n, 1))
+        index.withUnsafeBufferPointer { idx in
+            for t in 0..<T {
+                let src = x + t * ldx, dst = out + t * n
+                for j in 0..<n { dst[j] = src[Int(idx[j])] }
+            }
+        }
+        return out
     }
 }
 

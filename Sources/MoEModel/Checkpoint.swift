@@ -14,6 +14,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// Bytes of weights this process converted or mapped through `matrix`/`vector` (what it holds).
     public private(set) var bytesHeld = 0
     private let lock = NSLock()
+    private var orders: [[Int32]: ColumnOrder?] = [:]
 
     /// `configOverrides` (vLLM's --hf-overrides, a JSON object) replaces config.json's top-level keys.
     public init(directory: URL, configOverrides: Data? = nil) throws {
@@ -288,7 +289,19 @@ public final class Checkpoint: @unchecked Sendable {
                           r0: rowStart, rows: rows, into: buf.pointer)
         // The codes are transposed: only a whole layer's pages are done with.
         if rowStart == 0 && rows == out { qf.mapping.release(from: qf.pointer(q), count: q.elementCount * 4) }
-        return Matrix(buf, rows: rows, cols: inputs)
+        var m = Matrix(buf, rows: rows, cols: inputs)
+        m.groupOrder = group.flatMap(groupOrder)
+        return m
+    }
+
+    /// The column order that puts the groups of `group` (a g_idx) together, one instance for each distinct g_idx
+    /// (layers quantised from one input, as an MLP's gate and up or attention's q, k and v, share theirs).
+    private func groupOrder(_ group: [Int32]) -> ColumnOrder? {
+        lock.lock(); defer { lock.unlock() }
+        if let o = orders[group] { return o }
+        let o = ColumnOrder.grouping(group)
+        orders[group] = o
+        return o
     }
 
     /// The scales of weight `weight` (of `stored` shape, stored as `dtype`): `NAME_scale_inv` or `NAME_scale`, laid

@@ -275,8 +275,8 @@ public struct WeightFormats: Sendable, Equatable {
 extension Matrix {
     /// What auto holds this matrix as: the format of its values as the checkpoint stores them (`stored`; f32 when
     /// not from a checkpoint); f16 where that is a grouped format and its rows are not a multiple of 32 wide; int8
-    /// where int4 or int4z would not hold every value exactly (a 4-bit checkpoint under act order, or with scales that
-    /// are not f16, or groups that split a run of 32 inputs), as int8 rounds 16 times finer. Converts to check that.
+    /// where int4 or int4z would not hold every value exactly (a 4-bit checkpoint with scales that are not f16, or
+    /// groups that split a run of 32 inputs even in `groupOrder`), as int8 rounds 16 times finer. Converts to check.
     public func autoFormat() -> WeightFormat {
         let f = stored ?? .f32
         if f.isGrouped && cols % 32 != 0 { return .f16 }

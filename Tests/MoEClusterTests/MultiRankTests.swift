@@ -68,11 +68,11 @@ import Testing
         let gen = try Binaries.mpirun(np: 3, ["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "12", "--ignore-eos", "--json"] + exact)
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
-        // auto on AWQ: every worker holds its experts as int4z and the coordinator its attention (lm_head, stored
-        // unquantised, as bf16); under act order int4z would round the codes again, so int8. The logits are one
-        // process's, bit for bit.
+        // auto on AWQ and on act order (columns held sorted by group): every worker holds its experts as int4z and
+        // the coordinator its attention (lm_head, stored unquantised, as bf16). The logits are one process's, bit for
+        // bit.
         if name == "gptq-awq/qwen2-moe-awq-int4" || name == "gptq-awq/qwen3-moe-gptq-int4-actorder" {
-            let held = name.hasSuffix("awq-int4") ? "int4z" : "int8"
+            let held = "int4z"
             let q = tmp.appendingPathComponent("q.f32"), one = tmp.appendingPathComponent("one.f32")
             let r = try Binaries.mpirun(np: 3, ["logits", "--model", d.path, "--ids", ids, "--out", q.path])
             let s = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", one.path])

@@ -20,20 +20,25 @@ struct GPTQCheckpointTests {
     }
 
     /// A 4-bit checkpoint's weights are (q − z) · s with |q − z| ≤ 15 and an f16 s: int8 and int4z hold every group
-    /// of 32 exactly when a group of the checkpoint spans it (not under act order, whose groups are scattered), and
-    /// int4 too when the codes are symmetric (q − z in −8 … 7).
+    /// of 32 exactly when a group of the checkpoint spans it, and int4 too when the codes are symmetric (q − z in
+    /// −8 … 7). Under act order, whose groups are scattered over the inputs, the columns are held sorted by group.
     @Test(arguments: [("qwen2-moe-awq-int4", WeightFormat.int8), ("qwen3-moe-gptq-int2", .int8), ("qwen3-moe-gptq-int2", .int4),
-                      ("qwen2-moe-awq-int4", .int4z), ("qwen3-moe-gptq-int3", .int4z), ("qwen3-moe-gptq-int2", .int4z)])
+                      ("qwen2-moe-awq-int4", .int4z), ("qwen3-moe-gptq-int3", .int4z), ("qwen3-moe-gptq-int2", .int4z),
+                      ("qwen3-moe-gptq-int4-actorder", .int4z), ("qwen3-moe-gptq-int4-actorder", .int8)])
     func fourBitGroupsAreHeldExactly(_ name: String, _ format: WeightFormat) throws {
         let ckpt = try Checkpoint(directory: Self.dir.appendingPathComponent(name))
         let quantised = ckpt.tensorNames.filter { $0.hasSuffix(".qweight") }
         #expect(quantised.count > 10)
+        var reordered = 0
+        defer { #expect((reordered > 0) == name.hasSuffix("actorder"), "\(reordered) layers held in group order") }
         for q in quantised {
             let base = String(q.dropLast(".qweight".count)), scales = try #require(ckpt.entry(base + ".scales"))
             let out = scales.shape[1], inputs = ckpt.quantization!.groupedInt!.packing == .awq
                 ? try #require(ckpt.entry(q)).shape[0] : try #require(ckpt.entry(q)).shape[0] * 32 / ckpt.quantization!.groupedInt!.bits
             let m = try ckpt.matrix(base + ".weight", shape: [out, inputs])
             let held = try #require(m.converted(to: format))
+            #expect(held.heldOrder?.index == m.groupOrder?.index, "\(base): columns held in group order")
+            if m.groupOrder != nil { reordered += 1 }
             var back = [Float](repeating: 0, count: inputs)
             for r in 0..<out {
                 held.dequantizedRow(r, into: &back)

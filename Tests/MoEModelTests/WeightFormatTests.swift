@@ -32,6 +32,49 @@ import Testing
         #expect(m.rows(1..<2).stored == stored)
     }
 
+    /// GPTQ's act order: the columns sorted by group, stable within a group; nil where groups already come in order.
+    @Test(arguments: [([0, 0, 1, 1] as [Int32], nil as [Int32]?), ([1, 0, 1, 0], [1, 3, 0, 2]), ([2, 0, 1, 0, 2, 1], [1, 3, 2, 5, 0, 4]),
+                      ([0, 1, 1, 2], nil), ([], nil)])
+    func actOrderSortsColumnsByGroup(_ group: [Int32], _ expected: [Int32]?) {
+        #expect(ColumnOrder.grouping(group)?.index == expected)
+    }
+
+    /// A matrix whose groups are scattered over its columns (act order) is held with its columns sorted by group:
+    /// exactly in int4z where each group is k · s, and its products, alone and in `matmulMany`, equal those of the
+    /// same values permuted by hand with the inputs gathered to match, bit for bit, at 1 and 5 input rows.
+    @Test func actOrderedMatricesAreHeldInGroupOrderAndMultiplyAsPermuted() throws {
+        var rng = SeededRNG(seed: 12)
+        let rows = 8, cols = 128, groups = cols / 32
+        let group = (0..<cols).map { Int32($0 % groups) }          // group g: columns g, g + 4, g + 8, …
+        let buf = FloatBuffer(count: rows * cols, zeroed: false)
+        for r in 0..<rows {
+            let steps = (0..<groups).map { _ in Float(Float16(Float(rng.next() % 1000 + 1) * 1e-4)) }
+            let zero = (0..<groups).map { _ in Int(rng.next() % 16) }
+            for c in 0..<cols { buf.pointer[r * cols + c] = Float(Int(rng.next() % 16) - zero[c % groups]) * steps[c % groups] }
+        }
+        var m = Matrix(buf, rows: rows, cols: cols)
+        m.groupOrder = ColumnOrder.grouping(group)
+        let order = try #require(m.groupOrder).index.map(Int.init)
+        #expect(m.holdsExactly(as: .int4z) && !Matrix(buf, rows: rows, cols: cols).holdsExactly(as: .int4z))
+        let held = try #require(m.converted(to: .int4z))
+        #expect(held.heldOrder?.index == m.groupOrder?.index)
+        let permuted = FloatBuffer(count: rows * cols, zeroed: false)
+        for r in 0..<rows { for j in 0..<cols { permuted.pointer[r * cols + j] = buf.pointer[r * cols + order[j]] } }
+        let plain = try #require(Matrix(permuted, rows: rows, cols: cols).converted(to: .int4z))
+        #expect(plain.heldOrder == nil)
+        for T in [1, 5] {
+            let x = randoms(T * cols, seed: UInt64(T))
+            let xp: [Float] = (0..<T).flatMap { t in order.map { x[t * cols + $0] } }
+            let a = product(x, rows: T, held), b = product(xp, rows: T, plain)
+            #expect(a == b)
+            var many = [Float](repeating: 0, count: T * rows)
+            x.withUnsafeBufferPointer { xb in
+                many.withUnsafeMutableBufferPointer { mb in matmulMany([ProductCall(x: xb.baseAddress!, rows: T, held, out: mb.baseAddress!)]) }
+            }
+            #expect(many == a)
+        }
+    }
+
     func randoms(_ n: Int, seed: UInt64) -> [Float] {
         var r = SeededRNG(seed: seed)
         return (0..<n).map { _ in Float(r.nextUnit() * 2 - 1) }
