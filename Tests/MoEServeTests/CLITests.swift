@@ -232,24 +232,34 @@ import Testing
         #expect(bf16.status == 0 && bf16.stderr.contains("(dense layers as bf16 (auto), all experts as bf16") && !bf16.stderr.contains("experts.dtype auto"), "\(bf16.stderr)")
     }
 
+    /// `moe-serve logits` with the default formats on an odd-shapes-style fixture (golden.json, logits.f32): its
+    /// stderr, each position's worst |Δlogit| against transformers, and the golden.
+    func defaultLogits(_ name: String) throws -> (stderr: String, worst: [Float], golden: [String: Any], ids: String) {
+        let d = Fixtures.root.appendingPathComponent(name)
+        let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]
+        let ids = (g["ids"] as! [Int]).map(String.init).joined(separator: ",")
+        let tmp = Fixtures.tempDir("auto")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let out = tmp.appendingPathComponent("l.f32")
+        let r = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", out.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let V = (g["shape"] as! [Int])[1]
+        try #require(got.count == ref.count && got.count % V == 0)
+        let worst: [Float] = stride(from: 0, to: got.count, by: V).map { i in (i..<(i + V)).map { abs(got[$0] - ref[$0]) }.max()! }
+        return (r.stderr, worst, g, ids)
+    }
+
     /// auto holds a bf16 checkpoint as bf16, the values it stores: its logits stay within 1e-3 of transformers' (as
     /// f32 held does; only the order of the sums differs), its greedy tokens transformers', at half f32's memory.
     @Test(arguments: ["odd-shapes/qwen3-moe-bf16-tied", "odd-shapes/mixtral-top1-window"])
     func bf16CheckpointsAreHeldAsBf16ByDefault(_ name: String) throws {
-        let d = Fixtures.root.appendingPathComponent(name)
-        let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]
-        let ids = (g["ids"] as! [Int]).map(String.init).joined(separator: ",")
-        let tmp = Fixtures.tempDir("bf16")
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let out = tmp.appendingPathComponent("l.f32")
-        let r = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", out.path])
-        #expect(r.status == 0 && r.stderr.contains("(dense layers as bf16 (auto), all experts as bf16"), "\(r.stderr)")
-        let got = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        #expect(got.count == ref.count)
-        let worst = zip(got, ref).map { abs($0 - $1) }.max() ?? 1
-        #expect(worst < 1e-3, "worst |Δlogit| \(worst)")
-        let gen = try Binaries.moeServe(["run", "--model", d.path, "--prompt-ids", ids, "--max-tokens", "\((g["greedy"] as! [Int]).count)", "--ignore-eos", "--json"])
+        let (stderr, worst, g, ids) = try defaultLogits(name)
+        #expect(stderr.contains("(dense layers as bf16 (auto), all experts as bf16"), "\(stderr)")
+        #expect(worst.max()! < 1e-3, "worst |Δlogit| \(worst.max()!)")
+        let gen = try Binaries.moeServe(["run", "--model", Fixtures.root.appendingPathComponent(name).path, "--prompt-ids", ids,
+                                         "--max-tokens", "\((g["greedy"] as! [Int]).count)", "--ignore-eos", "--json"])
         let obj = try JSONSerialization.jsonObject(with: Data(gen.stdout.utf8)) as? [String: Any]
         #expect(obj?["ids"] as? [Int] == g["greedy"] as? [Int], "\(gen.stderr)")
     }
@@ -260,21 +270,10 @@ import Testing
     /// worst |Δlogit| under 0.1, where int4 as stored gave 0.6–0.9).
     @Test(arguments: [("gptq-awq/qwen3-moe-gptq-int4-actorder", "int4z"), ("compressed-tensors/qwen3-moe-w4a16-groups", "int8")])
     func fourBitCheckpointsWithScatteredGroupsAreHeldWithoutRoundingAgain(_ name: String, _ held: String) throws {
-        let d = Fixtures.root.appendingPathComponent(name)
-        let g = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("golden.json"))) as! [String: Any]
-        let ids = (g["ids"] as! [Int]).map(String.init).joined(separator: ",")
-        let tmp = Fixtures.tempDir("int8auto")
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let out = tmp.appendingPathComponent("l.f32")
-        let r = try Binaries.moeServe(["logits", "--model", d.path, "--ids", ids, "--out", out.path])
-        #expect(r.status == 0 && r.stderr.contains("experts.dtype auto: \(held) for the checkpoint's 4-bit"), "\(r.stderr)")
-        #expect(r.stderr.contains("would round them again") == (held == "int8"), "\(r.stderr)")
-        #expect(r.stderr.contains("(dense layers as \(held), lm_head"), "\(r.stderr)")
-        let got = try Data(contentsOf: out).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let ref = try Data(contentsOf: d.appendingPathComponent("logits.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let V = (g["shape"] as! [Int])[1]
-        try #require(got.count == ref.count && got.count % V == 0)
-        let worst: [Float] = stride(from: 0, to: got.count, by: V).map { i in (i..<(i + V)).map { abs(got[$0] - ref[$0]) }.max()! }
+        let (stderr, worst, _, _) = try defaultLogits(name)
+        #expect(stderr.contains("experts.dtype auto: \(held) for the checkpoint's 4-bit"), "\(stderr)")
+        #expect(stderr.contains("would round them again") == (held == "int8"), "\(stderr)")
+        #expect(stderr.contains("(dense layers as \(held), lm_head"), "\(stderr)")
         let median = worst.sorted()[worst.count / 2]
         #expect(median < 0.1, "median of the positions' worst |Δlogit| \(median)")
     }
