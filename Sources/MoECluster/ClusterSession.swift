@@ -49,7 +49,7 @@ public final class ClusterSession {
         return Int(config.speculativeK).map { .fixed($0) } ?? .auto(maxK: config.speculativeMaxK)
     }
 
-    var draftFormat: WeightFormat { config.draftDType }
+    var draftFormat: WeightFormat? { config.draftDType }
     var configOverrides: Data? { config.hfOverrides.map { Data($0.utf8) } }
     /// How this rank stores the target's weights: the config's formats, fitted to the model once it is read.
     var formats = WeightFormats()
@@ -57,7 +57,9 @@ public final class ClusterSession {
     func loadDraft(target: URL) throws -> LocalDraft {
         let (model, bytes) = try DraftModel.load(config.draftModel!, target: target, quantize: draftFormat,
                                                  targetOverrides: configOverrides)
-        logLine("\(tag): draft \(config.draftModel!) (\(model.spec.modelType), \(draftFormat.rawValue)) holds \(formatGB(bytes)) of weights; RSS \(formatGB(residentBytes()))")
+        let experts = (model.experts as? LocalExperts).map { ", experts \($0.store.format.rawValue)" } ?? ""
+        let held = draftFormat?.rawValue ?? model.weights.formatSummary + experts + " (auto)"
+        logLine("\(tag): draft \(config.draftModel!) (\(model.spec.modelType), \(held)) holds \(formatGB(bytes)) of weights; RSS \(formatGB(residentBytes()))")
         return LocalDraft(model: model, capacityTokens: config.draftMaxTokens)
     }
 

@@ -48,8 +48,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var draftIsNGram: Bool { draftModel == "ngram" }
     /// A draft model is loaded (on the last rank under mpirun with 3 or more ranks, else on the coordinator).
     public var hasDraftModel: Bool { draftModel != nil && !draftIsNGram }
-    /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling).
-    public var draftDType: WeightFormat = .f32
+    /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling); nil is `auto`: a draft
+    /// checkpoint as it stores them, "self" (the target) as int4.
+    public var draftDType: WeightFormat?
     /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`); nil is `auto`: f32 for an
     /// unquantised checkpoint, for a quantised one the format that holds it at about its size (resolved at load).
     public var expertsDType: WeightFormat?
@@ -198,7 +199,7 @@ public struct ClusterConfig: Sendable, Equatable {
             if let v = dm["ngram_min"] { c.ngramMin = Int(try r.number(v, "draft.ngram_min")) }
             if let v = dm["model"] { c.draftModel = try r.optionalString(v, "draft.model") }
             for key in ["quantize", "dtype"] {
-                if let v = dm[key] { c.draftDType = try weightFormat(try r.string(v, "draft." + key), key: "draft." + key) }
+                if let v = dm[key] { c.draftDType = try roleFormat(try r.string(v, "draft." + key), key: "draft." + key) }
             }
             if let v = dm["max_tokens"] { c.draftMaxTokens = Int(try r.number(v, "draft.max_tokens")) }
         }

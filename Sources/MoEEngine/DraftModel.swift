@@ -11,8 +11,10 @@ public enum DraftModel {
     }
 
     /// The draft's transformer (its experts, if any, in this process) and the bytes of weights it holds.
-    /// `targetOverrides` (--hf-overrides) apply to the target's config, so also to "self".
-    public static func load(_ path: String, target: URL, quantize: WeightFormat,
+    /// `targetOverrides` (--hf-overrides) apply to the target's config, so also to "self". `quantize` nil is auto: a
+    /// draft checkpoint as it stores its weights (as the target's auto), "self" as int4 (f16 where its rows are not
+    /// in groups of 32): a copy of the target as stored would cost what the target does.
+    public static func load(_ path: String, target: URL, quantize: WeightFormat?,
                             targetOverrides: Data? = nil) throws -> (Transformer, Int) {
         let dir = path == "self" ? target : URL(fileURLWithPath: path)
         let ckpt = try Checkpoint(directory: dir, configOverrides: path == "self" ? targetOverrides : nil)
@@ -21,12 +23,14 @@ public enum DraftModel {
             let targetSpec = try ModelFamilies.spec(configData: try Checkpoint(directory: target).configData)
             try checkSameVocabulary(target: target, targetVocab: targetSpec.vocabSize, draft: dir, draftVocab: spec.vocabSize)
         }
+        var formats = WeightFormats(experts: quantize ?? ExpertStore.autoFormat(ckpt, spec), dense: quantize)
+        if quantize == nil && path == "self" { formats = WeightFormats(experts: .int4, dense: .int4).fitting(spec).formats }
         let dense: DenseWeights, experts: ExpertStore?
         do {
-            dense = try DenseWeights.load(ckpt, spec).converting(to: quantize)
-            experts = spec.isMoE ? try ExpertStore(ckpt, spec, format: quantize) : nil
+            dense = try DenseWeights.load(ckpt, spec).converting(to: formats.dense)
+            experts = spec.isMoE ? try ExpertStore(ckpt, spec, format: formats.experts) : nil
         } catch let e as ModelError {
-            if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize.rawValue): \(e)") }
+            if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize?.rawValue ?? "int4"): \(e)") }
             throw e
         }
         returnFreeMemory()     // loading is done: its f32 temporaries of conversion

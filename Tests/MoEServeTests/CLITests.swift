@@ -251,6 +251,22 @@ import Testing
         return (r.stderr, worst, g, ids)
     }
 
+    /// draft.dtype auto: a draft checkpoint as it stores its weights (the bundled demo draft: bf16), `self` as int4;
+    /// either way greedy output is the target's alone, token for token.
+    @Test func draftsAreHeldAsStoredAndSelfAsInt4ByDefault() throws {
+        let demo = try Binaries.moeServe(["run", "--prompt", "Love is", "--max-tokens", "24", "--json"])
+        let bundled = try Binaries.moeServe(["run", "--prompt", "Love is", "--max-tokens", "24", "--json", "--speculative-k", "3"])
+        #expect(bundled.status == 0 && bundled.stderr.contains("(mistral, bf16 (auto)) holds"), "\(bundled.stderr)")
+        let target = Fixtures.model("tiny-mixtral").path
+        let plain = try Binaries.moeServe(["run", "--model", target, "--prompt-ids", "5,6,7", "--max-tokens", "16", "--ignore-eos", "--json"])
+        let selfDraft = try Binaries.moeServe(["run", "--model", target, "--prompt-ids", "5,6,7", "--max-tokens", "16", "--ignore-eos", "--json",
+                                               "--draft-model", "self", "--speculative-k", "3"])
+        #expect(selfDraft.status == 0 && selfDraft.stderr.contains("draft self (mixtral, int4, experts int4 (auto)) holds"), "\(selfDraft.stderr)")
+        func ids(_ r: Binaries.Result) -> [Int]? { (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["ids"] as? [Int] }
+        #expect(ids(demo) != nil && ids(bundled) == ids(demo))
+        #expect(ids(plain) != nil && ids(selfDraft) == ids(plain))
+    }
+
     /// auto holds a bf16 checkpoint as bf16, the values it stores: its logits stay within 1e-3 of transformers' (as
     /// f32 held does; only the order of the sums differs), its greedy tokens transformers', at half f32's memory.
     @Test(arguments: ["odd-shapes/qwen3-moe-bf16-tied", "odd-shapes/mixtral-top1-window"])
