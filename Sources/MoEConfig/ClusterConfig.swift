@@ -51,8 +51,8 @@ public struct ClusterConfig: Sendable, Equatable {
     /// Storage of the draft's weights (`draft.dtype`; `draft.quantize` is the older spelling); nil is `auto`: a draft
     /// checkpoint as it stores them, "self" (the target) as int4.
     public var draftDType: WeightFormat?
-    /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`); nil is `auto`: f32 for an
-    /// unquantised checkpoint, for a quantised one the format that holds it at about its size (resolved at load).
+    /// Storage of the routed experts' weights on whichever rank holds them (`experts.dtype`); nil is `auto`: as the
+    /// checkpoint stores them, a quantised one at about its size (resolved at load).
     public var expertsDType: WeightFormat?
     /// Storage of every other matrix product: attention, dense MLPs, shared experts, lm_head (`attention.dtype`); nil
     /// is `auto`: each matrix as the checkpoint stores it (bf16 as bf16, a quantised one at about its size).

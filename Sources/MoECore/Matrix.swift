@@ -283,8 +283,21 @@ public final class ColumnOrder: @unchecked Sendable {
     /// The columns sorted by their group (GPTQ's g_idx: input i's group), in their order within a group; nil when
     /// each group's columns already come together in order.
     public static func grouping(_ group: [Int32]) -> ColumnOrder? {
-        let order = group.indices.sorted { (group[$0], $0) < (group[$1], $1) }
-        return order.elementsEqual(group.indices) ? nil : ColumnOrder(order.map(Int32.init))
+        if zip(group, group.dropFirst()).allSatisfy({ $0 <= $1 }) { return nil }
+        return ColumnOrder(group.indices.sorted { (group[$0], $0) < (group[$1], $1) }.map(Int32.init))
+    }
+
+    /// Whether this is `grouping(group)`: a permutation of group's indices that leaves their groups, then the
+    /// indices within a group, in increasing order (that order is unique).
+    public func sorts(_ group: [Int32]) -> Bool {
+        guard index.count == group.count else { return false }
+        var seen = [Bool](repeating: false, count: group.count)
+        for (j, c) in index.enumerated() {
+            guard c >= 0, Int(c) < group.count, !seen[Int(c)] else { return false }
+            seen[Int(c)] = true
+            if j > 0, (group[Int(index[j - 1])], index[j - 1]) >= (group[Int(c)], c) { return false }
+        }
+        return true
     }
 
     /// x's T rows (stride ldx) with their values in this order, packed: [T, index.count]. The caller deallocates.

@@ -30,7 +30,7 @@ public enum DraftModel {
             dense = try DenseWeights.load(ckpt, spec).converting(to: formats.dense)
             experts = spec.isMoE ? try ExpertStore(ckpt, spec, format: formats.experts) : nil
         } catch let e as ModelError {
-            if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize?.rawValue ?? "int4"): \(e)") }
+            if case .cannotConvert = e { throw Failure("cannot store the draft as \(quantize?.rawValue ?? (path == "self" ? "int4" : "auto")): \(e)") }
             throw e
         }
         returnFreeMemory()     // loading is done: its f32 temporaries of conversion

@@ -14,7 +14,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// Bytes of weights this process converted or mapped through `matrix`/`vector` (what it holds).
     public private(set) var bytesHeld = 0
     private let lock = NSLock()
-    private var orders: [[Int32]: ColumnOrder?] = [:]
+    private var orders: [Int: ColumnOrder] = [:]
 
     /// `configOverrides` (vLLM's --hf-overrides, a JSON object) replaces config.json's top-level keys.
     public init(directory: URL, configOverrides: Data? = nil) throws {
@@ -295,12 +295,16 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The column order that puts the groups of `group` (a g_idx) together, one instance for each distinct g_idx
-    /// (layers quantised from one input, as an MLP's gate and up or attention's q, k and v, share theirs).
+    /// (layers quantised from one input, as an MLP's gate and up or attention's q, k and v, share theirs): kept by
+    /// the g_idx's hash, and taken when it is that g_idx's order (ColumnOrder.sorts), so no g_idx is kept.
     private func groupOrder(_ group: [Int32]) -> ColumnOrder? {
-        lock.lock(); defer { lock.unlock() }
-        if let o = orders[group] { return o }
-        let o = ColumnOrder.grouping(group)
-        orders[group] = o
+        let key = group.hashValue
+        lock.lock()
+        let cached = orders[key]
+        lock.unlock()
+        if let cached, cached.sorts(group) { return cached }
+        guard let o = ColumnOrder.grouping(group) else { return nil }
+        lock.lock(); orders[key] = o; lock.unlock()
         return o
     }
 

@@ -37,6 +37,10 @@ import Testing
                       ([0, 1, 1, 2], nil), ([], nil)])
     func actOrderSortsColumnsByGroup(_ group: [Int32], _ expected: [Int32]?) {
         #expect(ColumnOrder.grouping(group)?.index == expected)
+        if let e = expected {
+            #expect(ColumnOrder(e).sorts(group))
+            #expect(!ColumnOrder(e.reversed()).sorts(group) && !ColumnOrder(Array(e.dropLast())).sorts(group))
+        }
     }
 
     /// A matrix whose groups are scattered over its columns (act order) is held with its columns sorted by group:
