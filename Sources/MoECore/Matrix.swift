@@ -69,7 +69,7 @@ public enum WeightFormat: String, Sendable, CaseIterable {
     /// Accepted spellings in configs and flags (`q8_0`/`q4_0` as llama.cpp names them).
     public init?(name: String) {
         switch name.lowercased() {
-        case "f32", "float32", "fp32": self = .f32
+        case "f32", "float32", "fp32", "float": self = .f32
         case "f16", "float16", "fp16", "half": self = .f16
         case "bf16", "bfloat16": self = .bf16
         case "int8", "q8", "q8_0": self = .int8

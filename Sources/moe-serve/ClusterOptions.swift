@@ -11,6 +11,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("wire-dtype"), help: "Token rows on the wire: f32 (exact) or bf16.") var wireDType: String?
     @Option(help: "Expert placement: contiguous, round_robin or explicit (map in the config).") var placement: String?
     @Option(name: .customLong("kv-dtype"), help: "KV-cache entries: f32, f16 or int8.") var kvDType: String?
+    @Option(help: "Every role's weights at once (experts and attention; vLLM's --dtype): auto (the default), f32, f16, bf16, int8, int4, int4z or mxfp4. --experts-dtype and --attention-dtype override it.")
+    var dtype: String?
     @Option(name: .customLong("experts-dtype"), help: "Routed experts' weights: auto (the default: as the checkpoint stores them, a quantised one at about its size), f32, f16, bf16, int8, int4 (groups of 32), int4z (int4 with zero points: AWQ's) or mxfp4 (gpt-oss's).")
     var expertsDType: String?
     @Option(name: .customLong("attention-dtype"), help: "Attention, dense MLP, shared-expert and lm_head weights: auto (the default: each as the checkpoint stores it), f32, f16, bf16, int8, int4, int4z or mxfp4.")
@@ -43,6 +45,11 @@ struct ClusterOptions: ParsableArguments {
         if let n = microBatchMinTokens { c.microBatchMinTokens = n }
         if let o = hfOverrides { c.hfOverrides = o }
         if let n = maxModelLen { c.maxModelLen = n }
+        if let d = dtype {
+            let f = try ClusterConfig.roleFormat(d, key: "--dtype")
+            c.expertsDType = f
+            c.attentionDType = f
+        }
         if let d = expertsDType { c.expertsDType = try ClusterConfig.roleFormat(d, key: "experts.dtype") }
         if let d = attentionDType { c.attentionDType = try ClusterConfig.roleFormat(d, key: "attention.dtype") }
         try speculation?.apply(to: &c)

@@ -267,6 +267,18 @@ import Testing
         #expect(ids(plain) != nil && ids(selfDraft) == ids(plain))
     }
 
+    /// --dtype sets both roles at once (vLLM's flag, its spellings too); a role's own flag overrides it.
+    @Test func dtypeSetsEveryRoleAndRoleFlagsOverrideIt() throws {
+        let bf16 = Fixtures.model("tiny-mixtral-bf16").path
+        let both = try Binaries.moeServe(["run", "--model", bf16, "--prompt-ids", "5,6,7", "--max-tokens", "2", "--dtype", "float32"])
+        #expect(both.status == 0 && both.stderr.contains("(dense layers as f32, all experts as f32"), "\(both.stderr)")
+        let mixed = try Binaries.moeServe(["run", "--model", bf16, "--prompt-ids", "5,6,7", "--max-tokens", "2", "--dtype", "float",
+                                           "--experts-dtype", "auto"])
+        #expect(mixed.status == 0 && mixed.stderr.contains("(dense layers as f32, all experts as bf16"), "\(mixed.stderr)")
+        let bad = try Binaries.moeServe(["run", "--model", bf16, "--prompt-ids", "5,6,7", "--dtype", "fp4"])
+        #expect(bad.status != 0 && bad.stderr.contains("--dtype must be auto or one of f32, f16, bf16"), "\(bad.stderr)")
+    }
+
     /// auto holds a bf16 checkpoint as bf16, the values it stores: its logits stay within 1e-3 of transformers' (as
     /// f32 held does; only the order of the sums differs), its greedy tokens transformers', at half f32's memory.
     @Test(arguments: ["odd-shapes/qwen3-moe-bf16-tied", "odd-shapes/mixtral-top1-window"])
