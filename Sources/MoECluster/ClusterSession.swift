@@ -117,7 +117,10 @@ public final class ClusterSession {
         // int8/int4 need rows in groups of 32: a role whose matrices are narrower otherwise is held as f16 (every rank
         // computes the same from the same config.json).
         // experts.dtype auto: the experts as the checkpoint stores them, a quantised checkpoint's at about its size.
-        let auto = ExpertStore.autoFormat(ckpt, spec), experts = config.expertsDType ?? auto
+        // auto reads (and for int4 converts) one expert: only where it is used, on the coordinator also for the note
+        // below on a quantised checkpoint.
+        let needsAuto = config.expertsDType == nil || (role == .coordinator && ckpt.quantization != nil)
+        let auto = needsAuto ? ExpertStore.autoFormat(ckpt, spec) : .f32, experts = config.expertsDType ?? auto
         if role == .coordinator, config.expertsDType == nil, let q = ckpt.quantization, auto.isGrouped {
             let again = auto != q.heldAs ? " (\(q.heldAs.rawValue) would round them again: not every run of 32 inputs lies in one of their groups with an f16 scale)" : ""
             logLine("\(tag): experts.dtype auto: \(experts.rawValue) for the checkpoint's \(q.integerBits.map { "\($0)-bit " } ?? "")\(q.displayName) weights\(again); --experts-dtype chooses another")

@@ -174,9 +174,10 @@ public struct QuantizationConfig: Sendable {
     /// symmetric schemes); true for other methods.
     public let symmetric: Bool
 
-    /// The weight format that holds this checkpoint's experts at about their size (experts.dtype auto): MXFP4's as
-    /// mxfp4, integer weights of 4 bits or fewer as int4 where their codes are symmetric and int4z where they have
-    /// zero points (both exactly where each run of 32 inputs lies in one group), 8-bit integer and float8 as int8.
+    /// The weight format that holds this checkpoint's quantised tensors at about their size (where auto starts, see
+    /// Checkpoint.heldFormat and Matrix.autoFormat()): MXFP4's as mxfp4, integer weights of 4 bits or fewer as int4
+    /// where their codes are symmetric and int4z where they have zero points (both exactly where each run of 32
+    /// inputs lies in one group), 8-bit integer and float8 as int8.
     public var heldAs: WeightFormat {
         if method == "mxfp4" { return .mxfp4 }
         if let bits = integerBits, bits <= 4 { return symmetric ? .int4 : .int4z }

@@ -276,11 +276,13 @@ extension Matrix {
     /// What auto holds this matrix as: the format of its values as the checkpoint stores them (`stored`; f32 when
     /// not from a checkpoint); f16 where that is a grouped format and its rows are not a multiple of 32 wide; int8
     /// where int4 or int4z would not hold every value exactly (a 4-bit checkpoint with scales that are not f16, or
-    /// groups that split a run of 32 inputs even in `groupOrder`), as int8 rounds 16 times finer. Converts to check.
+    /// groups that split a run of 32 inputs even in `groupOrder`), as int8 rounds 16 times finer. Converts its first
+    /// 16 rows to check: what decides it (the scales' dtype, the group layout) is the same for every row, and the
+    /// whole matrix is converted once more when it is held.
     public func autoFormat() -> WeightFormat {
         let f = stored ?? .f32
         if f.isGrouped && cols % 32 != 0 { return .f16 }
-        if f == .int4 || f == .int4z, !holdsExactly(as: f) { return .int8 }
+        if f == .int4 || f == .int4z, !self.rows(0..<Swift.min(rows, 16)).holdsExactly(as: f) { return .int8 }
         return f
     }
 
