@@ -1,5 +1,5 @@
 // Where int8 / int4 values sit in a row as the products read it (private to CKernels; quant.c packs weights this
-// way at load, products.c packs activations this way per call).
+// way at load, groupinputs.c packs activations this way per call).
 //
 // A row's groups of 32 are taken in blocks whose groups' values take turns in units of one dot lane, 4 values
 // (vpdpbusd adds 4 byte products into an int32 lane): first "spans" of 16 groups, then "quads" of 4 for what is left,
@@ -10,7 +10,7 @@
 // Against quads alone, spans take a quarter of the conversions and scale multiplies per weight byte.
 //
 //   int8 weights (bytes, stored as v + 128: vpdpbusd's unsigned operand), int8-product activations (int16, then
-//   for VNNI their high and low bytes, see products.c) and int4-product activations (int8): at the position above.
+//   for VNNI their high and low bytes, see products.h) and int4-product activations (int8): at the position above.
 //   int4 weights: a block of S groups is S·16 bytes; the low nibble of its byte k holds the value at position k, the
 //   high nibble the value at position S·16 + k; stored as v + 8. (A tail group: byte j holds value j and j + 16.)
 #ifndef MOE_CKERNELS_GROUPLAYOUT_H

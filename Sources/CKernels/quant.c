@@ -1,7 +1,7 @@
 // Group quantisation (32 values per group, one scale each): int8 (q8, stored as v+128) and int4 (q4, two values per
 // byte, stored as v+8) weights at load, with f16 scales, packed in the products' layout (grouplayout.h), and the
 // activations of every int8 (int16 values) or int4 (int8 values) product, with f32 scales, in value order. Rounding is to
-// nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c; dequantisation here serves tests.
+// nearest even (rintf: one vector instruction; roundf is a libm call per value). Products are in products.c and the kernels it runs (products.h); dequantisation here serves tests.
 #include "ckernels.h"
 #include "grouplayout.h"
 #include <immintrin.h>
@@ -241,7 +241,7 @@ int kern_quantize_weights(int format, const float *src, size_t n, void *q, uint1
     if (out_of_range) return -1;
     if (format == KERN_Q8) {
         // Stored as v + 128 (1…255): the unsigned operand of vpdpbusd, which then multiplies them by activations in
-        // two signed byte planes (products.c).
+        // two signed byte planes (groupinputs.c).
         uint8_t *b = (uint8_t *)q;
         quantize_q8(src, n, (int8_t *)q, NULL, scales);
         int8_t k[32];

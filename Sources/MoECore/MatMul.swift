@@ -4,7 +4,7 @@ import COpenBLAS
 /// out[t, r] = Σ_c x[t, c] · W[r, c]   — x: [T, W.cols] (row stride ldx), out: [T, W.rows] (row stride ldo).
 ///
 /// Every row of `out` is computed with the same sequence of operations whatever T is and however the rows are split
-/// over threads (`Sources/CKernels/products.c` streams each block of weight rows once for all T inputs). So a
+/// over threads (`Sources/CKernels/products.h` and the kernels beside it stream each block of weight rows once for all T inputs). So a
 /// token's logits do not depend on what else is in its batch: batched decoding, chunked prefill and speculative
 /// verification give bit-identical results to decoding it alone. On this machine the f32 kernel beats OpenBLAS
 /// SGEMM up to T = 128 and reaches ~0.9 of its 1024³ rate on a 512-token prefill (`moe-bench kernels`, `moe-bench`).
