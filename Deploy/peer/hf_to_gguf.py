@@ -24,29 +24,34 @@ sys.path.insert(0, os.environ["GGUF_PY"])
 import gguf  # noqa: E402
 
 
+class Lazy:
+    """One tensor of a safetensors file, read (and widened to float32) only when `load` is called: a checkpoint of
+    billions of values never sits in memory whole (a 3 B bf16 one held as f32 took 24 GB and was killed)."""
+
+    def __init__(self, data, start, end, dtype, shape, name):
+        self.data, self.start, self.end, self.dtype, self.shape, self.name = data, start, end, dtype, tuple(shape), name
+
+    def load(self):
+        raw = self.data[self.start:self.end]
+        if self.dtype == "F32":
+            a = np.array(raw.view(np.float32))
+        elif self.dtype == "F16":
+            a = raw.view(np.float16).astype(np.float32)
+        elif self.dtype == "BF16":
+            a = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            sys.exit(f"{self.name}: dtype {self.dtype} is not supported (f32, f16 or bf16)")
+        return a.reshape(self.shape)
+
+
 def read_safetensors(path):
-    """name -> float32 array, for every tensor of the file (f32, f16 or bf16 on disk)."""
+    """name -> Lazy, for every tensor of the file (f32, f16 or bf16 on disk)."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        raw = data[start:end]
-        dtype = info["dtype"]
-        if dtype == "F32":
-            a = raw.view(np.float32)
-        elif dtype == "F16":
-            a = raw.view(np.float16).astype(np.float32)
-        elif dtype == "BF16":
-            a = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            sys.exit(f"{name}: dtype {dtype} is not supported (f32, f16 or bf16)")
-        out[name] = a.reshape(info["shape"])
-    return out
+    return {name: Lazy(data, *info["data_offsets"], info["dtype"], info["shape"], name)
+            for name, info in header.items() if name != "__metadata__"}
 
 
 def permute(w, n_head):
@@ -121,29 +126,42 @@ def main():
     w.add_bos_token_id(cfg.get("bos_token_id", 1))
     w.add_eos_token_id(cfg.get("eos_token_id", 2))
 
-    def put(name, a, as_matrix=True):
-        # Norms and the router stay f32, as llama.cpp's converter keeps 1-d and small tensors.
-        w.add_tensor(name, np.ascontiguousarray(a.astype(mat if as_matrix else np.float32)))
+    # Tensors are declared first (name, shape, type) and written one at a time after the header, each made from the
+    # checkpoint only then.
+    plan = []
 
-    put("token_embd.weight", t["model.embed_tokens.weight"])
+    def put(name, shape, make, as_matrix=True):
+        # Norms and the router stay f32, as llama.cpp's converter keeps 1-d and small tensors.
+        dtype = np.dtype(mat if as_matrix else np.float32)
+        plan.append((name, make, dtype))
+        w.add_tensor_info(name, shape, dtype, int(np.prod(shape)) * dtype.itemsize)
+
+    def plain(gname, name, as_matrix=True, rows=None):
+        src = t[name]
+        make = (lambda: permute(src.load(), rows)) if rows else src.load
+        put(gname, src.shape, make, as_matrix)
+
+    plain("token_embd.weight", "model.embed_tokens.weight")
     for i in range(layers):
         p = f"model.layers.{i}."
-        put(f"blk.{i}.attn_norm.weight", t[p + "input_layernorm.weight"], False)
-        put(f"blk.{i}.attn_q.weight", permute(t[p + "self_attn.q_proj.weight"], heads))
-        put(f"blk.{i}.attn_k.weight", permute(t[p + "self_attn.k_proj.weight"], kv_heads))
-        put(f"blk.{i}.attn_v.weight", t[p + "self_attn.v_proj.weight"])
-        put(f"blk.{i}.attn_output.weight", t[p + "self_attn.o_proj.weight"])
-        put(f"blk.{i}.ffn_norm.weight", t[p + "post_attention_layernorm.weight"], False)
-        put(f"blk.{i}.ffn_gate_inp.weight", t[p + "block_sparse_moe.gate.weight"], False)
+        plain(f"blk.{i}.attn_norm.weight", p + "input_layernorm.weight", False)
+        plain(f"blk.{i}.attn_q.weight", p + "self_attn.q_proj.weight", rows=heads)
+        plain(f"blk.{i}.attn_k.weight", p + "self_attn.k_proj.weight", rows=kv_heads)
+        plain(f"blk.{i}.attn_v.weight", p + "self_attn.v_proj.weight")
+        plain(f"blk.{i}.attn_output.weight", p + "self_attn.o_proj.weight")
+        plain(f"blk.{i}.ffn_norm.weight", p + "post_attention_layernorm.weight", False)
+        plain(f"blk.{i}.ffn_gate_inp.weight", p + "block_sparse_moe.gate.weight", False)
         for proj, gg in (("w1", "ffn_gate_exps"), ("w2", "ffn_down_exps"), ("w3", "ffn_up_exps")):
-            stacked = np.stack([t[f"{p}block_sparse_moe.experts.{e}.{proj}.weight"] for e in range(experts)])
-            put(f"blk.{i}.{gg}.weight", stacked)
-    put("output_norm.weight", t["model.norm.weight"], False)
-    put("output.weight", t["lm_head.weight"] if "lm_head.weight" in t else t["model.embed_tokens.weight"])
+            parts = [t[f"{p}block_sparse_moe.experts.{e}.{proj}.weight"] for e in range(experts)]
+            put(f"blk.{i}.{gg}.weight", (experts, *parts[0].shape), lambda parts=parts: np.stack([x.load() for x in parts]))
+    plain("output_norm.weight", "model.norm.weight", False)
+    plain("output.weight", "lm_head.weight" if "lm_head.weight" in t else "model.embed_tokens.weight")
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for name, make, dtype in plan:
+        w.write_tensor_data(np.ascontiguousarray(make().astype(dtype)))
     w.close()
     print(f"wrote {out_path} ({ftype})")
 
