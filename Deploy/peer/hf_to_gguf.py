@@ -133,7 +133,7 @@ def main():
     def put(name, shape, make, as_matrix=True):
         # Norms and the router stay f32, as llama.cpp's converter keeps 1-d and small tensors.
         dtype = np.dtype(mat if as_matrix else np.float32)
-        plan.append((name, make, dtype))
+        plan.append((make, dtype))
         w.add_tensor_info(name, shape, dtype, int(np.prod(shape)) * dtype.itemsize)
 
     def plain(gname, name, as_matrix=True, rows=None):
@@ -160,7 +160,7 @@ def main():
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for name, make, dtype in plan:
+    for make, dtype in plan:
         w.write_tensor_data(np.ascontiguousarray(make().astype(dtype)))
     w.close()
     print(f"wrote {out_path} ({ftype})")

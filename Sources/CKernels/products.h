@@ -111,7 +111,7 @@ typedef struct {
     float *Y; size_t ldy; int acc;           // acc: add to Y (panels after the first)
 } qq_ctx;
 
-// The path an int8 / int4 / int4z / mxfp4 product runs on this CPU (QQ_…), which decides how act_task packs its
+// The path an int8 / int4 / int4z / mxfp4 product runs on this CPU (QQ_…), which decides how kern_act_task packs its
 // activations.
 int kern_qq_path(int format);
 // Rows [r0, r1) of the product in `ctx` (a qq_ctx).

@@ -4,10 +4,11 @@ import COpenBLAS
 /// out[t, r] = Σ_c x[t, c] · W[r, c]   — x: [T, W.cols] (row stride ldx), out: [T, W.rows] (row stride ldo).
 ///
 /// Every row of `out` is computed with the same sequence of operations whatever T is and however the rows are split
-/// over threads (`Sources/CKernels/products.h` and the kernels beside it stream each block of weight rows once for all T inputs). So a
-/// token's logits do not depend on what else is in its batch: batched decoding, chunked prefill and speculative
-/// verification give bit-identical results to decoding it alone. On this machine the f32 kernel beats OpenBLAS
-/// SGEMM up to T = 128 and reaches ~0.9 of its 1024³ rate on a 512-token prefill (`moe-bench kernels`, `moe-bench`).
+/// over threads (the kernels of `Sources/CKernels/products.h` stream each block of weight rows once for all T
+/// inputs). So a token's logits do not depend on what else is in its batch: batched decoding, chunked prefill and
+/// speculative verification give bit-identical results to decoding it alone. On the Zen 4 machine the f32 kernel beat
+/// OpenBLAS SGEMM up to T = 128 and reached ~0.9 of its 1024³ rate on a 512-token prefill; on the Zen 3 one (AVX2)
+/// prefill reads 0.67–0.81 of it (`moe-bench kernels`, `moe-bench`; README's Performance section).
 public func matmul(_ x: UnsafePointer<Float>, rows T: Int, ldx: Int? = nil, _ w: Matrix,
                    out: UnsafeMutablePointer<Float>, ldo: Int? = nil) {
     if T == 0 || w.rows == 0 { return }
